@@ -1,0 +1,229 @@
+//! Request and response bodies: bounded JSON reads, JSON and text responses, streams.
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::error::ApiError;
+use crate::errors::ErrorKind;
+
+/// The body type of every response.
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+/// The default bound on JSON request bodies.
+pub const MAX_JSON_BODY: usize = 8 << 20;
+
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A body fed by a channel; the stream ends when the sender is dropped.
+pub fn channel_body(rx: mpsc::Receiver<Bytes>) -> Body {
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::io::Error>(Frame::data(b)), rx))
+    });
+    BodyExt::boxed(StreamBody::new(stream))
+}
+
+/// A JSON response: the value, then a newline, as Go's `json.Encoder` writes it.
+pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Body> {
+    match serde_json::to_vec(value) {
+        Ok(mut v) => {
+            v.push(b'\n');
+            let mut r = Response::new(full(v));
+            *r.status_mut() = status;
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+        Err(e) => {
+            tracing::error!("encode response: {e}");
+            let mut r = Response::new(full(
+                "{\"message\":\"internal error: could not encode the response\"}\n",
+            ));
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+    }
+}
+
+/// A `text/plain` response.
+pub fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut r = Response::new(full(text));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Refuse a body that declares a content type other than JSON (moby's `CheckForJSON`).
+pub fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(ct) = headers.get(CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let ct = ct
+        .to_str()
+        .map_err(|_| ApiError::invalid("malformed Content-Type header"))?;
+    let media = ct.split(';').next().unwrap_or("").trim();
+    if media.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "unsupported Content-Type header ({ct}): must be 'application/json'"
+        )))
+    }
+}
+
+/// Read a whole body, refusing more than `limit` bytes with 413.
+pub async fn read_limited<B>(
+    headers: &HeaderMap,
+    mut body: B,
+    limit: usize,
+) -> Result<Bytes, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let too_large = || {
+        ApiError::new(
+            ErrorKind::TooLarge,
+            format!("request body is too large: the limit is {limit} bytes"),
+        )
+    };
+    if let Some(len) = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit as u64 {
+            return Err(too_large());
+        }
+    }
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::invalid(format!("read request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Read and decode a JSON body, with dockerd's error texts.
+pub async fn read_json<T, B>(headers: &HeaderMap, body: B, limit: usize) -> Result<T, ApiError>
+where
+    T: DeserializeOwned,
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    check_json_content_type(headers)?;
+    let bytes = read_limited(headers, body, limit).await?;
+    parse_json(&bytes)
+}
+
+/// Decode JSON bytes as dockerd reports failures: `invalid JSON: ...`.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid(
+            "invalid JSON: got EOF while reading request body",
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    struct Thing {
+        #[serde(rename = "Name")]
+        name: String,
+    }
+
+    fn headers(ct: Option<&'static str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(ct) = ct {
+            h.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+        }
+        h
+    }
+
+    #[tokio::test]
+    async fn reads_json_within_the_limit() {
+        let t: Thing = read_json(
+            &headers(Some("application/json")),
+            Full::new(Bytes::from(r#"{"Name":"x"}"#)),
+            100,
+        )
+        .await
+        .unwrap();
+        assert_eq!(t.name, "x");
+    }
+
+    #[tokio::test]
+    async fn refuses_oversized_bodies_with_413() {
+        let big = Bytes::from(vec![b' '; 200]);
+        let e = read_json::<Thing, _>(&headers(None), Full::new(big), 100)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 413);
+        let mut h = headers(None);
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("1000000"));
+        let e = read_limited(&h, Full::new(Bytes::from("{}")), 100)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 413);
+    }
+
+    #[tokio::test]
+    async fn malformed_json_is_400_with_dockerd_text() {
+        let e = read_json::<Thing, _>(&headers(None), Full::new(Bytes::from("{bad")), 100)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert!(e.message.starts_with("invalid JSON: "), "{}", e.message);
+        let e = read_json::<Thing, _>(&headers(None), Full::new(Bytes::new()), 100)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "invalid JSON: got EOF while reading request body"
+        );
+        let e = read_json::<Thing, _>(&headers(None), Full::new(Bytes::from(r#"{"Name":3}"#)), 100)
+            .await
+            .unwrap_err();
+        assert!(e.message.contains("invalid type"), "{}", e.message);
+        let e = read_json::<Thing, _>(
+            &headers(Some("text/plain")),
+            Full::new(Bytes::from("{}")),
+            100,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "unsupported Content-Type header (text/plain): must be 'application/json'"
+        );
+    }
+}

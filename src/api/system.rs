@@ -1,0 +1,57 @@
+//! `/_ping`, `/version`, `/info`.
+
+use bollard_stubs::models::{SystemInfo, SystemVersion};
+use hyper::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, PRAGMA};
+use hyper::{Method, Response, StatusCode};
+
+use super::body::{empty, json_response, text_response};
+use super::router::{Ctx, HandlerResult};
+use crate::system::SystemError;
+
+/// What the system endpoints need from the daemon.
+pub trait SystemBackend {
+    /// The `Swarm` header of `/_ping`: `inactive`, or `active/manager` and the like.
+    fn swarm_status(&self) -> String;
+    /// The builder the daemon offers: `1` is the classic Dockerfile builder.
+    fn builder_version(&self) -> &'static str;
+    fn system_version(&self) -> SystemVersion;
+    fn system_info(&self) -> Result<SystemInfo, SystemError>;
+}
+
+pub async fn ping(ctx: Ctx) -> HandlerResult {
+    let head = ctx.req.method() == Method::HEAD;
+    let mut resp = if head {
+        let mut r = Response::new(empty());
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        r.headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        r
+    } else {
+        text_response(StatusCode::OK, "OK")
+    };
+    let h = resp.headers_mut();
+    h.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    h.insert(
+        HeaderName::from_static("builder-version"),
+        HeaderValue::from_static(ctx.backend.builder_version()),
+    );
+    if let Ok(v) = HeaderValue::from_str(&ctx.backend.swarm_status()) {
+        h.insert(HeaderName::from_static("swarm"), v);
+    }
+    Ok(resp)
+}
+
+pub async fn version(ctx: Ctx) -> HandlerResult {
+    Ok(json_response(StatusCode::OK, &ctx.backend.system_version()))
+}
+
+pub async fn info(ctx: Ctx) -> HandlerResult {
+    Ok(json_response(StatusCode::OK, &ctx.backend.system_info()?))
+}

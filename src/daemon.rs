@@ -1,0 +1,394 @@
+//! The daemon: owns the configuration, the managers and the event bus, and implements the
+//! API's backend traits by delegating to them.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use bollard_stubs::models::{
+    Commit, LocalNodeState, PluginsInfo, Runtime, SwarmInfo, SystemInfo,
+    SystemInfoCgroupDriverEnum, SystemInfoCgroupVersionEnum, SystemVersion,
+    SystemVersionComponents, SystemVersionPlatform,
+};
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::api::{EventsBackend, SystemBackend};
+use crate::config::{Config, ConfigError, Flags, Host, LogLevel};
+use crate::events::{Event, EventBus, EventQuery, Subscription};
+use crate::runtime::{self, CgroupInfo, CgroupVersion};
+use crate::system::{self, HostInfo, SystemError};
+use crate::util::fs::{ensure_dir, remove_temp_files};
+use crate::util::time::rfc3339_nano;
+use crate::version::{
+    go_arch, API_VERSION, BUILD_TIME, GIT_COMMIT, MIN_API_VERSION, RUSTC_VERSION, VERSION,
+};
+
+/// Applies a new log level (installed by `main`, absent in tests).
+pub type LogControl = Box<dyn Fn(LogLevel) + Send + Sync>;
+
+pub struct Daemon {
+    flags: Flags,
+    config: RwLock<Config>,
+    host: HostInfo,
+    cgroups: CgroupInfo,
+    engine_id: String,
+    events: Arc<EventBus>,
+    log_control: Option<LogControl>,
+    _root_lock: Flock<File>,
+}
+
+impl Daemon {
+    /// Prepare the data and exec roots and take the data root's lock.
+    pub fn new(
+        flags: Flags,
+        config: Config,
+        log_control: Option<LogControl>,
+    ) -> Result<Arc<Daemon>, SystemError> {
+        let data_root = config.data_root.clone();
+        ensure_dir(&data_root, 0o711)
+            .map_err(|e| SystemError::io(format!("create data root {}", data_root.display()), e))?;
+        ensure_dir(&config.exec_root, 0o700).map_err(|e| {
+            SystemError::io(
+                format!("create exec root {}", config.exec_root.display()),
+                e,
+            )
+        })?;
+        let root_lock = lock_data_root(&data_root)?;
+        remove_temp_files(&data_root)
+            .map_err(|e| SystemError::io(format!("clean data root {}", data_root.display()), e))?;
+        let engine_id = system::load_or_create_engine_id(&data_root)?;
+        Ok(Arc::new(Daemon {
+            flags,
+            config: RwLock::new(config),
+            host: HostInfo::probe(),
+            cgroups: runtime::probe_cgroups(),
+            engine_id,
+            events: Arc::new(EventBus::new()),
+            log_control,
+            _root_lock: root_lock,
+        }))
+    }
+
+    /// A snapshot of the current configuration.
+    pub fn config(&self) -> Config {
+        match self.config.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub fn events(&self) -> &Arc<EventBus> {
+        &self.events
+    }
+
+    /// `SIGHUP`: re-read the config file and apply its reloadable keys.
+    pub fn reload(&self) -> Result<Vec<&'static str>, ConfigError> {
+        let current = self.config();
+        let reload = current.reload(&self.flags)?;
+        for key in &reload.ignored {
+            tracing::warn!(
+                "config key {key} changed in {}: it applies after a restart",
+                current.config_file.display()
+            );
+        }
+        if reload.config.effective_log_level() != current.effective_log_level() {
+            if let Some(ctl) = &self.log_control {
+                ctl(reload.config.effective_log_level());
+            }
+        }
+        let next = reload.config;
+        let event = Event::new("daemon", "reload", self.engine_id.clone())
+            .attribute("name", self.host.hostname.clone())
+            .attribute("debug", next.debug.to_string())
+            .attribute("live-restore", next.live_restore.to_string())
+            .attribute("registry-mirrors", json_list(&next.registry.mirrors))
+            .attribute("insecure-registries", json_list(&next.registry.insecure));
+        match self.config.write() {
+            Ok(mut c) => *c = next,
+            Err(p) => *p.into_inner() = next,
+        }
+        self.events.publish(event);
+        Ok(reload.applied)
+    }
+
+    /// The `/info` warnings about how the API is exposed, in dockerd's words.
+    fn listen_warnings(config: &Config) -> Vec<String> {
+        const WARN: &str = "\n         Access to the remote API is equivalent to root access on the host. Refer\n         to the 'Docker daemon attack surface' section in the documentation for\n         more information: https://docs.docker.com/go/attack-surface/";
+        config
+            .hosts
+            .iter()
+            .filter_map(|h| match h {
+                Host::Tcp { .. } => {
+                    let addr = h.to_string().trim_start_matches("tcp://").to_string();
+                    if !config.tls_enabled() {
+                        Some(format!("[DEPRECATION NOTICE]: API is accessible on http://{addr} without encryption.{WARN}"))
+                    } else if !config.tls_verify {
+                        Some(format!("[DEPRECATION NOTICE]: API is accessible on https://{addr} without TLS client verification.{WARN}"))
+                    } else {
+                        None
+                    }
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".to_string())
+}
+
+/// Hold an exclusive lock on the data root for the daemon's lifetime: two daemons on one data
+/// root would corrupt it.
+fn lock_data_root(data_root: &Path) -> Result<Flock<File>, SystemError> {
+    let path = data_root.join("berthd.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| SystemError::io(format!("open {}", path.display()), e))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        SystemError::io(
+            format!(
+                "lock data root {}: is another berthd using it?",
+                data_root.display()
+            ),
+            std::io::Error::from(errno),
+        )
+    })
+}
+
+/// Count the entries of a `/proc/self` directory (open files) or a status field (threads).
+fn proc_count_fds() -> i64 {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count() as i64)
+        .unwrap_or(0)
+}
+
+fn proc_threads() -> i64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("Threads:")
+                    .map(|v| v.trim().parse().unwrap_or(0))
+            })
+        })
+        .unwrap_or(0)
+}
+
+impl SystemBackend for Daemon {
+    fn swarm_status(&self) -> String {
+        "inactive".to_string()
+    }
+
+    fn builder_version(&self) -> &'static str {
+        "1"
+    }
+
+    fn system_version(&self) -> SystemVersion {
+        let details = |pairs: &[(&str, String)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect()
+        };
+        let engine = SystemVersionComponents {
+            name: "Engine".to_string(),
+            version: VERSION.to_string(),
+            details: Some(details(&[
+                ("ApiVersion", API_VERSION.to_string()),
+                ("MinAPIVersion", MIN_API_VERSION.to_string()),
+                ("GitCommit", GIT_COMMIT.to_string()),
+                ("GoVersion", RUSTC_VERSION.to_string()),
+                ("Os", "linux".to_string()),
+                ("Arch", go_arch().to_string()),
+                ("KernelVersion", self.host.kernel_version.clone()),
+                ("BuildTime", BUILD_TIME.to_string()),
+                ("Experimental", "false".to_string()),
+            ])),
+        };
+        let runtime = SystemVersionComponents {
+            name: runtime::RUNTIME_NAME.to_string(),
+            version: runtime::version().to_string(),
+            details: Some(details(&[(
+                "GitCommit",
+                format!("v{}", runtime::version()),
+            )])),
+        };
+        SystemVersion {
+            platform: Some(SystemVersionPlatform {
+                name: format!("berth {VERSION}"),
+            }),
+            components: Some(vec![engine, runtime]),
+            version: Some(VERSION.to_string()),
+            api_version: Some(API_VERSION.to_string()),
+            min_api_version: Some(MIN_API_VERSION.to_string()),
+            git_commit: Some(GIT_COMMIT.to_string()),
+            go_version: Some(RUSTC_VERSION.to_string()),
+            os: Some("linux".to_string()),
+            arch: Some(go_arch().to_string()),
+            kernel_version: Some(self.host.kernel_version.clone()),
+            experimental: Some(false),
+            build_time: Some(BUILD_TIME.to_string()),
+        }
+    }
+
+    fn system_info(&self) -> Result<SystemInfo, SystemError> {
+        let config = self.config();
+        let cg = &self.cgroups;
+        let mut warnings = Daemon::listen_warnings(&config);
+        warnings.extend(cg.warnings());
+        if !self.host.ipv4_forwarding {
+            warnings.push("WARNING: IPv4 forwarding is disabled".to_string());
+        }
+        let mut security = Vec::new();
+        if self.host.seccomp {
+            security.push("name=seccomp,profile=builtin".to_string());
+        }
+        if cg.version == CgroupVersion::V2 {
+            security.push("name=cgroupns".to_string());
+        }
+        let exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "berthd".to_string());
+        let mut runtimes = HashMap::new();
+        runtimes.insert(
+            runtime::RUNTIME_NAME.to_string(),
+            Runtime {
+                path: Some(exe),
+                ..Default::default()
+            },
+        );
+        let proxy = |name: &str| system::mask_credentials(&system::proxy_env(name));
+        Ok(SystemInfo {
+            id: Some(self.engine_id.clone()),
+            containers: Some(0),
+            containers_running: Some(0),
+            containers_paused: Some(0),
+            containers_stopped: Some(0),
+            images: Some(0),
+            driver: Some("overlay2".to_string()),
+            driver_status: Some(vec![vec![
+                "Backing Filesystem".to_string(),
+                backing_filesystem(&config.data_root),
+            ]]),
+            docker_root_dir: Some(config.data_root.display().to_string()),
+            plugins: Some(PluginsInfo {
+                volume: Some(Vec::new()),
+                network: Some(Vec::new()),
+                authorization: None,
+                log: Some(Vec::new()),
+            }),
+            memory_limit: Some(cg.memory_limit),
+            swap_limit: Some(cg.swap_limit),
+            cpu_cfs_period: Some(cg.cpu_cfs_period),
+            cpu_cfs_quota: Some(cg.cpu_cfs_quota),
+            cpu_shares: Some(cg.cpu_shares),
+            cpu_set: Some(cg.cpuset),
+            pids_limit: Some(cg.pids_limit),
+            oom_kill_disable: Some(cg.oom_kill_disable),
+            debug: Some(config.debug),
+            nfd: Some(proc_count_fds()),
+            n_goroutines: Some(proc_threads()),
+            system_time: Some(rfc3339_nano(SystemTime::now())),
+            logging_driver: Some("json-file".to_string()),
+            cgroup_driver: Some(SystemInfoCgroupDriverEnum::CGROUPFS),
+            cgroup_version: Some(match cg.version {
+                CgroupVersion::V1 => SystemInfoCgroupVersionEnum::_1,
+                CgroupVersion::V2 => SystemInfoCgroupVersionEnum::_2,
+            }),
+            n_events_listener: Some(self.events.listeners() as i64),
+            kernel_version: Some(self.host.kernel_version.clone()),
+            operating_system: Some(self.host.operating_system.clone()),
+            os_version: Some(self.host.os_version.clone()),
+            os_type: Some("linux".to_string()),
+            architecture: Some(self.host.architecture.clone()),
+            ipv4_forwarding: Some(self.host.ipv4_forwarding),
+            ncpu: Some(self.host.ncpu),
+            mem_total: Some(self.host.mem_total),
+            index_server_address: Some(crate::registry::INDEX_SERVER_ADDRESS.to_string()),
+            registry_config: Some(config.registry.service_config()),
+            generic_resources: None,
+            http_proxy: Some(proxy("HTTP_PROXY")),
+            https_proxy: Some(proxy("HTTPS_PROXY")),
+            no_proxy: Some(system::proxy_env("NO_PROXY")),
+            name: Some(self.host.hostname.clone()),
+            labels: Some(Vec::new()),
+            experimental_build: Some(false),
+            server_version: Some(VERSION.to_string()),
+            runtimes: Some(runtimes),
+            default_runtime: Some(runtime::RUNTIME_NAME.to_string()),
+            swarm: Some(SwarmInfo {
+                node_id: Some(String::new()),
+                node_addr: Some(String::new()),
+                local_node_state: Some(LocalNodeState::INACTIVE),
+                control_available: Some(false),
+                error: Some(String::new()),
+                remote_managers: None,
+                ..Default::default()
+            }),
+            live_restore_enabled: Some(config.live_restore),
+            isolation: None,
+            init_binary: Some("docker-init".to_string()),
+            containerd_commit: Some(Commit {
+                id: Some(String::new()),
+                ..Default::default()
+            }),
+            runc_commit: Some(Commit {
+                id: Some(format!("libcontainer v{}", runtime::version())),
+                ..Default::default()
+            }),
+            init_commit: Some(Commit {
+                id: Some(String::new()),
+                ..Default::default()
+            }),
+            security_options: Some(security),
+            product_license: Some("Apache-2.0".to_string()),
+            default_address_pools: None,
+            firewall_backend: None,
+            discovered_devices: None,
+            nri: None,
+            warnings: Some(warnings),
+            cdi_spec_dirs: Some(Vec::new()),
+            containerd: None,
+        })
+    }
+}
+
+/// The filesystem under the data root, named as dockerd's `DriverStatus` names it.
+fn backing_filesystem(path: &Path) -> String {
+    use nix::sys::statfs::{
+        statfs, BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, OVERLAYFS_SUPER_MAGIC, TMPFS_MAGIC,
+        XFS_SUPER_MAGIC,
+    };
+    match statfs(path) {
+        Ok(s) => {
+            let t = s.filesystem_type();
+            if t == EXT4_SUPER_MAGIC {
+                "extfs"
+            } else if t == XFS_SUPER_MAGIC {
+                "xfs"
+            } else if t == BTRFS_SUPER_MAGIC {
+                "btrfs"
+            } else if t == TMPFS_MAGIC {
+                "tmpfs"
+            } else if t == OVERLAYFS_SUPER_MAGIC {
+                "overlayfs"
+            } else {
+                "<unknown>"
+            }
+            .to_string()
+        }
+        Err(_) => "<unknown>".to_string(),
+    }
+}
+
+impl EventsBackend for Daemon {
+    fn subscribe_events(&self, query: EventQuery) -> Subscription {
+        self.events.subscribe(query)
+    }
+}

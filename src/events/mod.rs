@@ -1,0 +1,430 @@
+//! The daemon's event bus: every manager publishes here, `GET /events` subscribes.
+//!
+//! Recent events are kept in a ring so that `since` can replay them; live events fan out through
+//! a broadcast channel. A subscriber that falls too far behind skips what it missed rather than
+//! slowing publishers down.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+
+use crate::errors::{ErrorKind, Kinded};
+use crate::filters::Filters;
+use crate::util::time::{parse_timestamp, unix_nanos};
+
+/// How many past events `since` can replay (dockerd keeps 256).
+const RING_SIZE: usize = 256;
+/// How many live events a subscriber may lag behind before it skips.
+const CHANNEL_SIZE: usize = 1024;
+
+/// The object kinds events are about.
+pub const EVENT_TYPES: &[&str] = &[
+    "builder",
+    "config",
+    "container",
+    "daemon",
+    "image",
+    "network",
+    "node",
+    "plugin",
+    "secret",
+    "service",
+    "volume",
+];
+
+/// The filter names `GET /events` accepts.
+pub const FILTER_KEYS: &[&str] = &[
+    "config",
+    "container",
+    "daemon",
+    "event",
+    "image",
+    "label",
+    "network",
+    "node",
+    "plugin",
+    "scope",
+    "secret",
+    "service",
+    "type",
+    "volume",
+];
+
+/// One event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Object kind: `container`, `image`, `daemon`, ...
+    pub kind: &'static str,
+    /// What happened: `create`, `start`, `pull`, `reload`, ...
+    pub action: String,
+    /// The object's ID.
+    pub actor_id: String,
+    /// Extra facts, such as `name` and `image`, and the object's labels.
+    pub attributes: HashMap<String, String>,
+    /// Nanoseconds since the epoch.
+    pub time_nano: i128,
+    seq: u64,
+}
+
+impl Event {
+    pub fn new(kind: &'static str, action: impl Into<String>, actor_id: impl Into<String>) -> Self {
+        Event {
+            kind,
+            action: action.into(),
+            actor_id: actor_id.into(),
+            attributes: HashMap::new(),
+            time_nano: unix_nanos(SystemTime::now()),
+            seq: 0,
+        }
+    }
+
+    pub fn attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.attributes.insert(key.into(), value.into());
+        self
+    }
+
+    /// The event as Docker's API encodes it (with the deprecated `status`/`id`/`from` fields
+    /// that API versions up to 1.51 still carry for containers and images).
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({
+            "Type": self.kind,
+            "Action": self.action,
+            "Actor": { "ID": self.actor_id, "Attributes": self.attributes },
+            "scope": "local",
+            "time": (self.time_nano / 1_000_000_000) as i64,
+            "timeNano": self.time_nano as i64,
+        });
+        if matches!(self.kind, "container" | "image") {
+            v["status"] = json!(self.action);
+            v["id"] = json!(self.actor_id);
+            if let Some(image) = self.attributes.get("image") {
+                v["from"] = json!(image);
+            }
+        }
+        v
+    }
+
+    fn matches(&self, f: &Filters) -> bool {
+        let name = self
+            .attributes
+            .get("name")
+            .map(String::as_str)
+            .unwrap_or("");
+        let by_name = |key: &str| {
+            if !f.contains(key) {
+                return true;
+            }
+            self.kind == key && (f.fuzzy_match(key, &self.actor_id) || f.exact_match(key, name))
+        };
+        let image_ok = !f.contains("image")
+            || match self.kind {
+                "image" => f.fuzzy_match("image", &self.actor_id) || f.exact_match("image", name),
+                "container" => self.attributes.get("image").is_some_and(|img| {
+                    f.exact_match("image", img)
+                        || f.exact_match("image", img.split(':').next().unwrap_or(img))
+                }),
+                _ => false,
+            };
+        // `health_status: healthy` matches the filter `health_status`.
+        let action = self.action.split(':').next().unwrap_or(&self.action);
+        f.exact_match("type", self.kind)
+            && (f.exact_match("event", &self.action) || f.exact_match("event", action))
+            && f.exact_match("scope", "local")
+            && f.match_kv_list("label", &self.attributes)
+            && image_ok
+            && [
+                "container",
+                "daemon",
+                "network",
+                "volume",
+                "plugin",
+                "node",
+                "service",
+                "secret",
+                "config",
+            ]
+            .iter()
+            .all(|k| by_name(k))
+    }
+}
+
+/// What `GET /events` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub since: Option<SystemTime>,
+    pub until: Option<SystemTime>,
+    pub filters: Filters,
+}
+
+impl EventQuery {
+    /// Build a query from the raw `since`, `until` and `filters` parameters.
+    pub fn parse(
+        since: Option<&str>,
+        until: Option<&str>,
+        filters: Option<&str>,
+    ) -> Result<Self, EventsError> {
+        let now = SystemTime::now();
+        let time = |name: &str, v: Option<&str>| -> Result<Option<SystemTime>, EventsError> {
+            match v.filter(|s| !s.is_empty()) {
+                None => Ok(None),
+                Some(s) => parse_timestamp(s, now).map(Some).ok_or_else(|| {
+                    EventsError::Invalid(format!(
+                        "invalid value for {name}: {s:?} is neither a Unix timestamp, an RFC 3339 time nor a duration"
+                    ))
+                }),
+            }
+        };
+        let since = time("since", since)?;
+        let until = time("until", until)?;
+        if let (Some(s), Some(u)) = (since, until) {
+            if u < s {
+                return Err(EventsError::Invalid(format!(
+                    "`since` time ({}) cannot be after `until` time ({})",
+                    unix_nanos(s) as f64 / 1e9,
+                    unix_nanos(u) as f64 / 1e9
+                )));
+            }
+        }
+        let filters = Filters::parse(filters.unwrap_or(""))
+            .map_err(|e| EventsError::Invalid(e.to_string()))?;
+        filters
+            .validate(FILTER_KEYS)
+            .and_then(|_| filters.validate_values("type", EVENT_TYPES))
+            .map_err(|e| EventsError::Invalid(e.to_string()))?;
+        Ok(EventQuery {
+            since,
+            until,
+            filters,
+        })
+    }
+}
+
+struct Inner {
+    ring: VecDeque<Event>,
+    next_seq: u64,
+}
+
+/// The event bus.
+pub struct EventBus {
+    inner: Mutex<Inner>,
+    tx: broadcast::Sender<Event>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EventBus {
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(CHANNEL_SIZE);
+        EventBus {
+            inner: Mutex::new(Inner {
+                ring: VecDeque::with_capacity(RING_SIZE),
+                next_seq: 1,
+            }),
+            tx,
+        }
+    }
+
+    /// Record an event and hand it to every subscriber.
+    pub fn publish(&self, mut event: Event) {
+        let mut inner = match self.inner.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        event.seq = inner.next_seq;
+        inner.next_seq += 1;
+        if inner.ring.len() == RING_SIZE {
+            inner.ring.pop_front();
+        }
+        inner.ring.push_back(event.clone());
+        // Sending under the lock keeps ring order and channel order the same.
+        let _ = self.tx.send(event);
+    }
+
+    /// How many clients are subscribed (`NEventsListener` in `/info`).
+    pub fn listeners(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
+    /// Subscribe: past events in `[since, until]` first, then live ones until `until`.
+    pub fn subscribe(&self, query: EventQuery) -> Subscription {
+        let inner = match self.inner.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let rx = self.tx.subscribe();
+        let mut replay = VecDeque::new();
+        if query.since.is_some() || query.until.is_some() {
+            let since = query.since.map(unix_nanos).unwrap_or(0);
+            let until = query.until.map(unix_nanos).unwrap_or(i128::MAX);
+            replay.extend(
+                inner
+                    .ring
+                    .iter()
+                    .filter(|e| e.time_nano >= since && e.time_nano <= until)
+                    .cloned(),
+            );
+        }
+        let last_seq = inner.next_seq - 1;
+        let live = query.until.is_none_or(|u| u > SystemTime::now());
+        Subscription {
+            replay,
+            rx: live.then_some(rx),
+            last_seq,
+            query,
+        }
+    }
+}
+
+/// One client's view of the bus.
+pub struct Subscription {
+    replay: VecDeque<Event>,
+    rx: Option<broadcast::Receiver<Event>>,
+    last_seq: u64,
+    query: EventQuery,
+}
+
+impl Subscription {
+    /// The next matching event, or `None` once `until` has passed or the bus is gone.
+    pub async fn next(&mut self) -> Option<Event> {
+        while let Some(e) = self.replay.pop_front() {
+            if e.matches(&self.query.filters) {
+                return Some(e);
+            }
+        }
+        loop {
+            let rx = self.rx.as_mut()?;
+            let received = match self.query.until {
+                Some(until) => {
+                    let wait = until
+                        .duration_since(SystemTime::now())
+                        .unwrap_or(Duration::ZERO);
+                    match tokio::time::timeout(wait, rx.recv()).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            self.rx = None;
+                            return None;
+                        }
+                    }
+                }
+                None => rx.recv().await,
+            };
+            match received {
+                Ok(e) if e.seq <= self.last_seq => continue,
+                Ok(e) => {
+                    if let Some(until) = self.query.until {
+                        if e.time_nano > unix_nanos(until) {
+                            self.rx = None;
+                            return None;
+                        }
+                    }
+                    if e.matches(&self.query.filters) {
+                        return Some(e);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!("events subscriber fell behind and skipped {n} events");
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    self.rx = None;
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// A bad events query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventsError {
+    Invalid(String),
+}
+
+impl fmt::Display for EventsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventsError::Invalid(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for EventsError {}
+
+impl Kinded for EventsError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            EventsError::Invalid(_) => ErrorKind::InvalidParameter,
+        }
+    }
+}
+
+/// A shared handle to the bus.
+pub type SharedEventBus = Arc<EventBus>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(since: Option<&str>, until: Option<&str>, filters: Option<&str>) -> EventQuery {
+        EventQuery::parse(since, until, filters).unwrap()
+    }
+
+    #[tokio::test]
+    async fn replays_then_streams_live() {
+        let bus = EventBus::new();
+        bus.publish(Event::new("image", "pull", "sha256:aa").attribute("name", "busybox"));
+        let mut sub = bus.subscribe(q(Some("0"), None, None));
+        bus.publish(Event::new("container", "start", "c1").attribute("image", "busybox"));
+        assert_eq!(sub.next().await.unwrap().action, "pull");
+        let live = sub.next().await.unwrap();
+        assert_eq!(live.action, "start");
+        assert_eq!(live.to_json()["from"], "busybox");
+    }
+
+    #[tokio::test]
+    async fn until_in_the_past_ends_after_replay() {
+        let bus = EventBus::new();
+        bus.publish(Event::new("daemon", "reload", "d"));
+        let mut sub = bus.subscribe(q(
+            Some("0"),
+            Some(&format!(
+                "{}",
+                unix_nanos(SystemTime::now()) / 1_000_000_000 + 1
+            )),
+            None,
+        ));
+        assert_eq!(sub.next().await.unwrap().action, "reload");
+        // The `until` second has not passed yet: wait for it, then the stream ends.
+        assert!(sub.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn filters_apply() {
+        let bus = EventBus::new();
+        let mut sub = bus.subscribe(q(
+            None,
+            None,
+            Some(r#"{"type":["container"],"container":["web"]}"#),
+        ));
+        bus.publish(Event::new("image", "pull", "x"));
+        bus.publish(Event::new("container", "start", "abc").attribute("name", "db"));
+        bus.publish(Event::new("container", "start", "def").attribute("name", "web"));
+        assert_eq!(sub.next().await.unwrap().actor_id, "def");
+    }
+
+    #[test]
+    fn bad_queries() {
+        assert!(EventQuery::parse(Some("garbage"), None, None).is_err());
+        assert!(EventQuery::parse(None, None, Some(r#"{"bogus":["x"]}"#)).is_err());
+        assert!(EventQuery::parse(None, None, Some(r#"{"type":["bogus"]}"#)).is_err());
+        let e = EventQuery::parse(Some("20"), Some("10"), None).unwrap_err();
+        assert!(e.to_string().contains("cannot be after"), "{e}");
+    }
+}

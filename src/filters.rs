@@ -1,0 +1,174 @@
+//! Docker's `filters` query parameter: a JSON map from a filter name to values.
+//!
+//! Both encodings clients send are accepted: `{"label":{"a=b":true}}` (current) and
+//! `{"label":["a=b"]}` (legacy). Matching follows moby's `filters.Args`: a filter that is not
+//! given matches everything; several values of one filter are alternatives.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::errors::{ErrorKind, Kinded};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters(BTreeMap<String, BTreeSet<String>>);
+
+impl Filters {
+    /// Parse the JSON text of a `filters` parameter; empty text means no filters.
+    pub fn parse(text: &str) -> Result<Filters, FilterError> {
+        if text.trim().is_empty() {
+            return Ok(Filters::default());
+        }
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| FilterError(format!("invalid filter: {e}")))?;
+        let Value::Object(map) = value else {
+            return Err(FilterError(
+                "invalid filter: filters must be a JSON object".to_string(),
+            ));
+        };
+        let mut out = BTreeMap::new();
+        for (key, v) in map {
+            let mut values = BTreeSet::new();
+            match v {
+                Value::Object(m) => {
+                    for (val, flag) in m {
+                        if flag.as_bool().unwrap_or(false) {
+                            values.insert(val);
+                        }
+                    }
+                }
+                Value::Array(a) => {
+                    for val in a {
+                        match val {
+                            Value::String(s) => {
+                                values.insert(s);
+                            }
+                            _ => return Err(invalid(&key, None)),
+                        }
+                    }
+                }
+                _ => return Err(invalid(&key, None)),
+            }
+            out.insert(key, values);
+        }
+        Ok(Filters(out))
+    }
+
+    /// Refuse filter names outside `accepted`, as `invalid filter 'name'`.
+    pub fn validate(&self, accepted: &[&str]) -> Result<(), FilterError> {
+        match self.0.keys().find(|k| !accepted.contains(&k.as_str())) {
+            Some(k) => Err(invalid(k, None)),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuse values of `key` outside `allowed`, as `invalid filter 'key=value'`.
+    pub fn validate_values(&self, key: &str, allowed: &[&str]) -> Result<(), FilterError> {
+        match self.get(key).find(|v| !allowed.contains(v)) {
+            Some(v) => Err(invalid(key, Some(v))),
+            None => Ok(()),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.0.get(key).is_some_and(|v| !v.is_empty())
+    }
+
+    /// The values given for `key`.
+    pub fn get<'a>(&'a self, key: &str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.get(key).into_iter().flatten().map(String::as_str)
+    }
+
+    /// True when `key` is not given or one of its values equals `source`.
+    pub fn exact_match(&self, key: &str, source: &str) -> bool {
+        !self.contains(key) || self.get(key).any(|v| v == source)
+    }
+
+    /// True when `key` is not given or one of its values equals or prefixes `source`.
+    pub fn fuzzy_match(&self, key: &str, source: &str) -> bool {
+        !self.contains(key) || self.get(key).any(|v| source.starts_with(v))
+    }
+
+    /// For label-style filters: every value (`k` or `k=v`) must be present in `labels`.
+    pub fn match_kv_list(&self, key: &str, labels: &HashMap<String, String>) -> bool {
+        self.get(key).all(|v| match v.split_once('=') {
+            Some((k, want)) => labels.get(k).is_some_and(|have| have == want),
+            None => labels.contains_key(v),
+        })
+    }
+}
+
+fn invalid(key: &str, value: Option<&str>) -> FilterError {
+    match value {
+        Some(v) => FilterError(format!("invalid filter '{key}={v}'")),
+        None => FilterError(format!("invalid filter '{key}'")),
+    }
+}
+
+/// A malformed or unknown filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterError(String);
+
+impl fmt::Display for FilterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FilterError {}
+
+impl Kinded for FilterError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::InvalidParameter
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_both_encodings() {
+        let a = Filters::parse(r#"{"label":{"a=b":true,"c":false}}"#).unwrap();
+        let b = Filters::parse(r#"{"label":["a=b"]}"#).unwrap();
+        assert_eq!(a, b);
+        assert!(Filters::parse("").unwrap().is_empty());
+        assert!(Filters::parse("{").is_err());
+        assert!(Filters::parse("[1]").is_err());
+        assert_eq!(
+            Filters::parse(r#"{"label":[1]}"#).unwrap_err().to_string(),
+            "invalid filter 'label'"
+        );
+    }
+
+    #[test]
+    fn matching() {
+        let f = Filters::parse(r#"{"type":["container"],"label":["a=b","c"],"container":["ab"]}"#)
+            .unwrap();
+        assert!(f.exact_match("type", "container"));
+        assert!(!f.exact_match("type", "image"));
+        assert!(f.exact_match("missing", "anything"));
+        assert!(f.fuzzy_match("container", "abcdef"));
+        assert!(!f.fuzzy_match("container", "xabc"));
+        let mut labels = HashMap::new();
+        labels.insert("a".to_string(), "b".to_string());
+        assert!(!f.match_kv_list("label", &labels));
+        labels.insert("c".to_string(), String::new());
+        assert!(f.match_kv_list("label", &labels));
+        assert_eq!(
+            f.validate(&["type", "label"]).unwrap_err().to_string(),
+            "invalid filter 'container'"
+        );
+        assert_eq!(
+            f.validate_values("type", &["image"])
+                .unwrap_err()
+                .to_string(),
+            "invalid filter 'type=container'"
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! berthd: parse options, bind listeners, serve until SIGTERM/SIGINT, reload on SIGHUP.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter};
+
+use berth::api::Api;
+use berth::config::{Config, Flags, LogLevel};
+use berth::daemon::{Daemon, LogControl};
+use berth::pidfile::PidFile;
+use berth::server::{self, ServerOptions};
+
+fn main() -> ExitCode {
+    let flags = match Flags::try_parse() {
+        Ok(f) => f,
+        Err(e) => {
+            use clap::error::ErrorKind as K;
+            if matches!(
+                e.kind(),
+                K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("berthd: {}", first.trim_start_matches("error: "));
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = match Config::load(&flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berthd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let log_control = init_logging(config.effective_log_level());
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("berthd: berthd needs to be started with root privileges");
+        return ExitCode::FAILURE;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berthd: start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(run(flags, config, log_control));
+    // Connections still open after the drain bound are cut here.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("berthd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(flags: Flags, config: Config, log_control: LogControl) -> Result<(), String> {
+    tracing::info!("starting berthd {}", berth::version::VERSION);
+    let _pidfile = PidFile::create(&config.pidfile).map_err(|e| e.to_string())?;
+    let listeners = server::bind_hosts(&config)
+        .await
+        .map_err(|e| format!("failed to load listeners: {e}"))?;
+    let daemon = Daemon::new(flags, config, Some(log_control)).map_err(|e| e.to_string())?;
+    for l in &listeners {
+        tracing::info!("API listen on {}", l.describe());
+    }
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| format!("install SIGTERM handler: {e}"))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| format!("install SIGINT handler: {e}"))?;
+    let mut hup =
+        signal(SignalKind::hangup()).map_err(|e| format!("install SIGHUP handler: {e}"))?;
+    spawn_reloader(daemon.clone(), async move {
+        hup.recv().await;
+    });
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    tracing::info!("daemon has completed initialization");
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("received SIGTERM"),
+            _ = int.recv() => tracing::info!("received SIGINT"),
+        }
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    };
+    server::run(
+        listeners,
+        Api::new(daemon),
+        shutdown,
+        ServerOptions::default(),
+    )
+    .await;
+    tracing::info!("daemon shutdown complete");
+    Ok(())
+}
+
+/// Reload the config file on every SIGHUP.
+fn spawn_reloader<F>(daemon: Arc<Daemon>, first: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        first.await;
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("install SIGHUP handler: {e}");
+                return;
+            }
+        };
+        loop {
+            tracing::info!("got signal to reload configuration");
+            match daemon.reload() {
+                Ok(applied) => tracing::info!(
+                    "reloaded configuration: {}",
+                    if applied.is_empty() {
+                        "no changes".to_string()
+                    } else {
+                        applied.join(", ")
+                    }
+                ),
+                Err(e) => tracing::error!("error reloading configuration: {e}"),
+            }
+            if hup.recv().await.is_none() {
+                return;
+            }
+        }
+    });
+}
+
+/// Log to stderr through `tracing`, with a level that SIGHUP can change.
+fn init_logging(level: LogLevel) -> LogControl {
+    let filter = |l: LogLevel| EnvFilter::new(format!("warn,berth={0},berthd={0}", l.directive()));
+    let (layer, handle) = reload::Layer::new(filter(level));
+    tracing_subscriber::registry()
+        .with(layer)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
+        .init();
+    Box::new(move |l| {
+        let _ = handle.modify(|f| *f = filter(l));
+    })
+}

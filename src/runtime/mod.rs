@@ -1,0 +1,188 @@
+//! The container runtime: the only module that talks to youki's libcontainer and libcgroups.
+//!
+//! Today it answers what the host's cgroups support (for `/info`) and which libcontainer berth
+//! was built with; the container lifecycle is added here.
+
+use std::path::{Path, PathBuf};
+
+use libcgroups::common::{get_cgroup_setup, CgroupSetup, DEFAULT_CGROUP_ROOT};
+use libcgroups::v1::{util::get_subsystem_mount_point, ControllerType};
+
+/// The name berth reports for its OCI runtime.
+pub const RUNTIME_NAME: &str = "libcontainer";
+
+/// The libcontainer version berth is linked with.
+pub fn version() -> &'static str {
+    env!("BERTH_LIBCONTAINER_VERSION")
+}
+
+/// Which cgroup hierarchy controllers live on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupVersion {
+    V1,
+    V2,
+}
+
+impl CgroupVersion {
+    /// As `/info` reports it: `"1"` or `"2"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CgroupVersion::V1 => "1",
+            CgroupVersion::V2 => "2",
+        }
+    }
+}
+
+/// What the host's cgroups can limit, read once at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupInfo {
+    pub version: CgroupVersion,
+    pub memory_limit: bool,
+    pub swap_limit: bool,
+    pub kernel_memory_tcp: bool,
+    pub oom_kill_disable: bool,
+    pub cpu_cfs_quota: bool,
+    pub cpu_cfs_period: bool,
+    pub cpu_shares: bool,
+    pub cpuset: bool,
+    pub pids_limit: bool,
+    pub freezer: bool,
+    pub io_weight: bool,
+}
+
+impl CgroupInfo {
+    /// The `/info` warnings for what is missing, in dockerd's order and words.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        let mut check = |ok: bool, text: &str| {
+            if !ok {
+                w.push(format!("WARNING: {text}"));
+            }
+        };
+        check(self.memory_limit, "No memory limit support");
+        check(self.swap_limit, "No swap limit support");
+        if self.version == CgroupVersion::V1 {
+            check(self.kernel_memory_tcp, "No kernel memory TCP limit support");
+            check(self.oom_kill_disable, "No oom kill disable support");
+        }
+        check(self.cpu_cfs_quota, "No cpu cfs quota support");
+        check(self.cpu_cfs_period, "No cpu cfs period support");
+        check(self.cpu_shares, "No cpu shares support");
+        check(self.cpuset, "No cpuset support");
+        if self.version == CgroupVersion::V2 {
+            check(self.io_weight, "No io.weight support");
+        }
+        w
+    }
+}
+
+/// Probe the host's cgroups.
+pub fn probe_cgroups() -> CgroupInfo {
+    match get_cgroup_setup() {
+        Ok(CgroupSetup::Unified) => probe_v2(Path::new(DEFAULT_CGROUP_ROOT)),
+        // Hybrid hosts keep their controllers on v1, as dockerd treats them.
+        Ok(CgroupSetup::Legacy) | Ok(CgroupSetup::Hybrid) | Err(_) => probe_v1(),
+    }
+}
+
+fn probe_v1() -> CgroupInfo {
+    let mount = |c: ControllerType| get_subsystem_mount_point(&c).ok();
+    let has = |c: ControllerType, file: &str| mount(c).is_some_and(|m| m.join(file).exists());
+    CgroupInfo {
+        version: CgroupVersion::V1,
+        memory_limit: has(ControllerType::Memory, "memory.limit_in_bytes"),
+        swap_limit: has(ControllerType::Memory, "memory.memsw.limit_in_bytes"),
+        kernel_memory_tcp: has(ControllerType::Memory, "memory.kmem.tcp.limit_in_bytes"),
+        oom_kill_disable: has(ControllerType::Memory, "memory.oom_control"),
+        cpu_cfs_quota: has(ControllerType::Cpu, "cpu.cfs_quota_us"),
+        cpu_cfs_period: has(ControllerType::Cpu, "cpu.cfs_period_us"),
+        cpu_shares: has(ControllerType::Cpu, "cpu.shares"),
+        cpuset: has(ControllerType::CpuSet, "cpuset.cpus"),
+        pids_limit: mount(ControllerType::Pids).is_some(),
+        freezer: has(ControllerType::Freezer, "freezer.state")
+            || mount(ControllerType::Freezer).is_some(),
+        io_weight: has(ControllerType::Blkio, "blkio.weight"),
+    }
+}
+
+fn probe_v2(root: &Path) -> CgroupInfo {
+    let controllers = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+    let has = |c: &str| controllers.split_whitespace().any(|x| x == c);
+    // The root cgroup has no interface files of its own: look at a child for memory.swap.max.
+    let swap = own_v2_cgroup(root)
+        .into_iter()
+        .chain(first_child(root))
+        .any(|dir| dir.join("memory.swap.max").exists());
+    CgroupInfo {
+        version: CgroupVersion::V2,
+        memory_limit: has("memory"),
+        swap_limit: has("memory") && swap,
+        kernel_memory_tcp: false,
+        oom_kill_disable: false,
+        cpu_cfs_quota: has("cpu"),
+        cpu_cfs_period: has("cpu"),
+        cpu_shares: has("cpu"),
+        cpuset: has("cpuset"),
+        pids_limit: has("pids"),
+        freezer: true,
+        io_weight: has("io"),
+    }
+}
+
+fn own_v2_cgroup(root: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let rel = rel.trim_start_matches('/');
+    (!rel.is_empty()).then(|| root.join(rel))
+}
+
+fn first_child(root: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(root)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_this_host() {
+        let info = probe_cgroups();
+        // Every Linux host we run on has at least the memory controller in some form.
+        let expect = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            CgroupVersion::V2
+        } else {
+            CgroupVersion::V1
+        };
+        assert_eq!(info.version, expect);
+        assert!(!version().is_empty());
+    }
+
+    #[test]
+    fn warnings_follow_dockerd() {
+        let info = CgroupInfo {
+            version: CgroupVersion::V1,
+            memory_limit: true,
+            swap_limit: false,
+            kernel_memory_tcp: true,
+            oom_kill_disable: true,
+            cpu_cfs_quota: true,
+            cpu_cfs_period: true,
+            cpu_shares: true,
+            cpuset: false,
+            pids_limit: true,
+            freezer: true,
+            io_weight: true,
+        };
+        assert_eq!(
+            info.warnings(),
+            vec![
+                "WARNING: No swap limit support",
+                "WARNING: No cpuset support"
+            ]
+        );
+    }
+}

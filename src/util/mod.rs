@@ -1,0 +1,4 @@
+//! Small helpers shared by the managers: atomic files, time formatting.
+
+pub mod fs;
+pub mod time;

@@ -1,0 +1,135 @@
+//! Timestamps in the forms Docker's API uses.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// RFC 3339 with nanoseconds, as Go's `time.RFC3339Nano` prints UTC times.
+pub fn rfc3339_nano(t: SystemTime) -> String {
+    let odt = time::OffsetDateTime::from(t);
+    let fmt = time::format_description::well_known::Rfc3339;
+    odt.format(&fmt)
+        .unwrap_or_else(|_| "0001-01-01T00:00:00Z".to_string())
+}
+
+/// Nanoseconds since the epoch (0 before it).
+pub fn unix_nanos(t: SystemTime) -> i128 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+/// Parse a timestamp as Docker's `--since`/`--until` accept it: Unix seconds with an optional
+/// fraction (`1700000000.5`), an RFC 3339 time, or a Go duration (`10m`, `1h30m`) meaning that long
+/// before `now`. Returns `None` for anything else.
+pub fn parse_timestamp(value: &str, now: SystemTime) -> Option<SystemTime> {
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    if let Some(t) = parse_unix(value) {
+        return Some(t);
+    }
+    let fmt = time::format_description::well_known::Rfc3339;
+    if let Ok(odt) = time::OffsetDateTime::parse(value, &fmt) {
+        let nanos = odt.unix_timestamp_nanos();
+        return if nanos >= 0 {
+            Some(UNIX_EPOCH + Duration::from_nanos(nanos as u64))
+        } else {
+            Some(UNIX_EPOCH)
+        };
+    }
+    let d = parse_go_duration(value)?;
+    now.checked_sub(d)
+}
+
+fn parse_unix(value: &str) -> Option<SystemTime> {
+    let (secs, frac) = match value.split_once('.') {
+        Some((s, f)) => (s, f),
+        None => (value, ""),
+    };
+    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 9 {
+        return None;
+    }
+    let s: u64 = secs.parse().ok()?;
+    let nanos: u32 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse().ok()?
+    };
+    Some(UNIX_EPOCH + Duration::new(s, nanos))
+}
+
+/// Parse a Go duration string such as `300ms`, `1.5h` or `2h45m`.
+pub fn parse_go_duration(value: &str) -> Option<Duration> {
+    let mut rest = value;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let num: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += num * unit;
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_docker_timestamps() {
+        let now = UNIX_EPOCH + Duration::from_secs(10_000);
+        assert_eq!(
+            parse_timestamp("1700000000", now),
+            Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        );
+        assert_eq!(
+            parse_timestamp("1700000000.25", now),
+            Some(UNIX_EPOCH + Duration::new(1_700_000_000, 250_000_000))
+        );
+        assert_eq!(
+            parse_timestamp("1970-01-01T00:00:10Z", now),
+            Some(UNIX_EPOCH + Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_timestamp("10m", now),
+            Some(UNIX_EPOCH + Duration::from_secs(9_400))
+        );
+        assert_eq!(
+            parse_timestamp("1h1m", now),
+            Some(UNIX_EPOCH + Duration::from_secs(6_340))
+        );
+        assert_eq!(parse_timestamp("yesterday", now), None);
+        assert_eq!(parse_timestamp("12x", now), None);
+        assert_eq!(parse_timestamp("", now), None);
+    }
+
+    #[test]
+    fn formats_rfc3339() {
+        let t = UNIX_EPOCH + Duration::new(1, 5);
+        assert_eq!(rfc3339_nano(t), "1970-01-01T00:00:01.000000005Z");
+    }
+}
