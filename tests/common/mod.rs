@@ -1,0 +1,534 @@
+//! Test harness: start berthd (as a process or in-process) on a temporary socket and data root,
+//! and talk to it through the docker CLI, raw HTTP or bollard.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth::api::Api;
+use berth::config::{Config, Flags};
+use berth::daemon::Daemon;
+use berth::server::{self, Listener, ServerOptions};
+use clap::Parser;
+
+/// The berthd binary under test.
+pub fn berthd_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_berthd")
+}
+
+/// Whether this process may start berthd (it needs root).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Skip the current test with a message when `cond` is false.
+#[macro_export]
+macro_rules! require {
+    ($cond:expr, $why:expr) => {
+        if !$cond {
+            eprintln!("SKIP {}: {}", module_path!(), $why);
+            return;
+        }
+    };
+}
+
+/// Whether the docker CLI is on PATH.
+pub fn have_docker_cli() -> bool {
+    have_command("docker")
+}
+
+pub fn have_command(name: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {name} >/dev/null 2>&1")])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// A berthd process with its own socket, data root, exec root, pidfile and config file.
+pub struct Berthd {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Berthd {
+    /// Paths inside the test's directory.
+    pub fn data_root(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.dir.path().join("daemon.json")
+    }
+
+    /// A directory and an empty config file, without starting anything.
+    pub fn prepare() -> Berthd {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-test-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::write(dir.path().join("daemon.json"), "{}").expect("write config");
+        let socket = dir.path().join("berth.sock");
+        let log = dir.path().join("berthd.log");
+        Berthd {
+            dir,
+            socket,
+            child: None,
+            log,
+        }
+    }
+
+    /// The standard arguments for this test's paths.
+    pub fn base_args(&self) -> Vec<String> {
+        let d = self.dir.path();
+        vec![
+            "--data-root".into(),
+            d.join("data").display().to_string(),
+            "--exec-root".into(),
+            d.join("exec").display().to_string(),
+            "--pidfile".into(),
+            d.join("berthd.pid").display().to_string(),
+            "--config-file".into(),
+            d.join("daemon.json").display().to_string(),
+        ]
+    }
+
+    /// The standard arguments with one option's value replaced.
+    pub fn base_args_with(&self, option: &str, value: &Path) -> Vec<String> {
+        let mut args = self.base_args();
+        if let Some(i) = args.iter().position(|a| a == option) {
+            args[i + 1] = value.display().to_string();
+        }
+        args
+    }
+
+    /// Start berthd on the test socket with extra arguments and wait for `/_ping`.
+    pub fn start(extra: &[&str]) -> Berthd {
+        let mut b = Berthd::prepare();
+        b.spawn_with_host(extra);
+        b
+    }
+
+    /// (Re)start on the same directory.
+    pub fn spawn_with_host(&mut self, extra: &[&str]) {
+        let mut args = vec![
+            "-H".to_string(),
+            format!("unix://{}", self.socket.display()),
+        ];
+        args.extend(self.base_args());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        self.spawn_args(&args);
+        self.wait_ready();
+    }
+
+    /// Start berthd with exactly `args` (no waiting).
+    pub fn spawn_args(&mut self, args: &[String]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open log");
+        let child = Command::new(berthd_bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn berthd");
+        self.child = Some(child);
+    }
+
+    /// Wait until the socket answers `/_ping`.
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(resp) = http(
+                &self.socket,
+                "GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            ) {
+                if resp.starts_with("HTTP/1.1 200") {
+                    return;
+                }
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "berthd exited with {status} before it was ready; log:\n{}",
+                    self.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "berthd did not become ready; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).expect("running")
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).expect("signal berthd");
+    }
+
+    /// Wait for the process to exit, at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                self.child = None;
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "berthd did not exit; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        self.wait_exit(Duration::from_secs(30))
+    }
+
+    /// The docker CLI pointed at this daemon.
+    pub fn docker(&self) -> Command {
+        docker_cli(
+            &format!("unix://{}", self.socket.display()),
+            self.dir.path(),
+        )
+    }
+
+    /// Run the docker CLI and return its output.
+    pub fn docker_out(&self, args: &[&str]) -> Output {
+        self.docker().args(args).output().expect("run docker")
+    }
+}
+
+impl Drop for Berthd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A docker CLI command with a private config dir and the given host.
+pub fn docker_cli(host: &str, dir: &Path) -> Command {
+    let mut c = Command::new("docker");
+    c.env("DOCKER_HOST", host)
+        .env("DOCKER_CONFIG", dir.join("docker-config"))
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_TLS_VERIFY")
+        .env_remove("DOCKER_CERT_PATH")
+        .env_remove("DOCKER_API_VERSION")
+        .stdin(Stdio::null());
+    c
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Send raw bytes on a new connection and read until the server closes it.
+pub fn http(socket: &Path, request: &str) -> std::io::Result<String> {
+    let mut s = UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(request.as_bytes())?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// A parsed HTTP/1.1 response.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// A keep-alive connection that sends requests one after another.
+pub struct Conn<S: Read + Write> {
+    stream: S,
+    buf: Vec<u8>,
+}
+
+impl Conn<UnixStream> {
+    pub fn unix(socket: &Path) -> Self {
+        let s = UnixStream::connect(socket).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        Conn {
+            stream: s,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl<S: Read + Write> Conn<S> {
+    pub fn new(stream: S) -> Self {
+        Conn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Send `method path` with optional body and read one response.
+    pub fn request(&mut self, method: &str, path: &str, body: Option<&[u8]>) -> Resp {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
+        if let Some(b) = body {
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
+        }
+        req.push_str("\r\n");
+        self.stream.write_all(req.as_bytes()).expect("write");
+        if let Some(b) = body {
+            self.stream.write_all(b).expect("write body");
+        }
+        self.read_response(method == "HEAD")
+    }
+
+    pub fn stream_mut(&mut self) -> &mut S {
+        &mut self.stream
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 8192];
+        match self.stream.read(&mut chunk) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
+    /// Read the status line and headers only.
+    pub fn read_head(&mut self) -> (u16, Vec<(String, String)>) {
+        loop {
+            if let Some(pos) = find(&self.buf, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..pos]).into_owned();
+                self.buf.drain(..pos + 4);
+                let mut lines = head.split("\r\n");
+                let status = lines
+                    .next()
+                    .and_then(|l| l.split(' ').nth(1))
+                    .and_then(|s| s.parse().ok())
+                    .expect("status line");
+                let headers = lines
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                    .collect();
+                return (status, headers);
+            }
+            assert!(self.fill(), "connection closed before the response head");
+        }
+    }
+
+    /// Read a body framed by Content-Length or chunked encoding.
+    pub fn read_body(&mut self, headers: &[(String, String)], head_request: bool) -> Vec<u8> {
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
+        if head_request {
+            return Vec::new();
+        }
+        if let Some(len) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            while self.buf.len() < len {
+                assert!(self.fill(), "connection closed inside the body");
+            }
+            return self.buf.drain(..len).collect();
+        }
+        if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            let mut body = Vec::new();
+            loop {
+                let line_end = loop {
+                    if let Some(p) = find(&self.buf, b"\r\n") {
+                        break p;
+                    }
+                    assert!(self.fill(), "connection closed inside a chunk header");
+                };
+                let size_text = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
+                let size =
+                    usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                        .expect("chunk size");
+                self.buf.drain(..line_end + 2);
+                while self.buf.len() < size + 2 {
+                    assert!(self.fill(), "connection closed inside a chunk");
+                }
+                body.extend(self.buf.drain(..size));
+                self.buf.drain(..2);
+                if size == 0 {
+                    return body;
+                }
+            }
+        }
+        while self.fill() {}
+        std::mem::take(&mut self.buf)
+    }
+
+    pub fn read_response(&mut self, head_request: bool) -> Resp {
+        let (status, headers) = self.read_head();
+        let body = self.read_body(&headers, head_request);
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A server running inside the test process on a temporary socket.
+pub struct InProcess {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub daemon: Arc<Daemon>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub done: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InProcess {
+    pub fn start() -> InProcess {
+        Self::start_with(ServerOptions::default())
+    }
+
+    pub fn start_with(opts: ServerOptions) -> InProcess {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-inproc-")
+            .tempdir()
+            .expect("tempdir");
+        let socket = dir.path().join("api.sock");
+        let flags = Flags::try_parse_from([
+            "berthd",
+            "--data-root",
+            dir.path().join("data").to_str().expect("utf8"),
+            "--exec-root",
+            dir.path().join("exec").to_str().expect("utf8"),
+            "--config-file",
+            "/dev/null",
+            "-H",
+            &format!("unix://{}", socket.display()),
+        ])
+        .expect("flags");
+        let config = Config::load(&flags).expect("config");
+        let daemon = Daemon::new(flags, config, None).expect("daemon");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let d = daemon.clone();
+        let sock = socket.clone();
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::UnixListener::bind(&sock).expect("bind");
+                ready_tx.send(()).expect("ready");
+                server::run(
+                    vec![Listener::unix(listener)],
+                    Api::new(d),
+                    async {
+                        let _ = stop_rx.await;
+                    },
+                    opts,
+                )
+                .await;
+            });
+        });
+        ready_rx.recv().expect("server thread started");
+        InProcess {
+            dir,
+            socket,
+            daemon,
+            stop: Some(stop_tx),
+            done: Some(done),
+        }
+    }
+
+    /// Begin shutdown without waiting.
+    pub fn shutdown_async(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+
+    /// Begin shutdown and wait for the server to return.
+    pub fn shutdown(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(d) = self.done.take() {
+            d.join().expect("server thread");
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Seconds since the epoch.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
