@@ -71,10 +71,12 @@ fn main() -> ExitCode {
 async fn run(flags: Flags, config: Config, log_control: LogControl) -> Result<(), String> {
     tracing::info!("starting berthd {}", berth::version::VERSION);
     let _pidfile = PidFile::create(&config.pidfile).map_err(|e| e.to_string())?;
+    // Lock the data root before binding, so that a refused start leaves no socket file behind.
+    let daemon =
+        Daemon::new(flags, config.clone(), Some(log_control)).map_err(|e| e.to_string())?;
     let listeners = server::bind_hosts(&config)
         .await
         .map_err(|e| format!("failed to load listeners: {e}"))?;
-    let daemon = Daemon::new(flags, config, Some(log_control)).map_err(|e| e.to_string())?;
     for l in &listeners {
         tracing::info!("API listen on {}", l.describe());
     }
