@@ -99,8 +99,21 @@ impl Listener {
     }
 }
 
-/// Bind every host of `config`.
+/// Bind every host of `config`. On failure, the sockets already bound are closed again.
 pub async fn bind_hosts(config: &Config) -> Result<Vec<Listener>, ListenError> {
+    let mut out = Vec::new();
+    match bind_into(config, &mut out).await {
+        Ok(()) => Ok(out),
+        Err(e) => {
+            for l in out {
+                l.close();
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn bind_into(config: &Config, out: &mut Vec<Listener>) -> Result<(), ListenError> {
     let tls = if config.tls_enabled() {
         let ca = (config.tls_verify || config.tls_ca_cert.exists())
             .then_some(config.tls_ca_cert.as_path());
@@ -112,7 +125,6 @@ pub async fn bind_hosts(config: &Config) -> Result<Vec<Listener>, ListenError> {
         None
     };
     let mut systemd: Option<SystemdSockets> = None;
-    let mut out = Vec::new();
     for host in &config.hosts {
         match host {
             Host::Unix(path) => out.push(bind_unix(path, config).await?),
@@ -163,7 +175,7 @@ pub async fn bind_hosts(config: &Config) -> Result<Vec<Listener>, ListenError> {
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Without `--tlsverify`, anyone who reaches a TCP socket is root on this host. Refuse that on
