@@ -14,12 +14,19 @@ use bollard_stubs::models::{
 };
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::api::{EventsBackend, SystemBackend};
+use crate::api::{EventsBackend, ImageBackend, SystemBackend};
 use crate::config::{Config, ConfigError, Flags, Host, LogLevel};
 use crate::events::{Event, EventBus, EventQuery, Subscription};
+use crate::filters::Filters;
+use crate::image::archive::SaveItem;
+use crate::image::service::{ImportOptions, ListOptions};
+use crate::image::store::Store;
+use crate::image::{ImageError, ImageService};
 use crate::runtime::{self, CgroupInfo, CgroupVersion};
 use crate::system::{self, HostInfo, SystemError};
 use crate::util::fs::{ensure_dir, remove_temp_files};
+use crate::util::io::{ByteReceiver, ChannelWriter};
+use crate::util::progress::Progress;
 use crate::util::time::rfc3339_nano;
 use crate::version::{
     go_arch, API_VERSION, BUILD_TIME, GIT_COMMIT, MIN_API_VERSION, RUSTC_VERSION, VERSION,
@@ -35,6 +42,7 @@ pub struct Daemon {
     cgroups: CgroupInfo,
     engine_id: String,
     events: Arc<EventBus>,
+    images: Arc<ImageService>,
     log_control: Option<LogControl>,
     _root_lock: Flock<File>,
 }
@@ -59,13 +67,22 @@ impl Daemon {
         remove_temp_files(&data_root)
             .map_err(|e| SystemError::io(format!("clean data root {}", data_root.display()), e))?;
         let engine_id = system::load_or_create_engine_id(&data_root)?;
+        let events = Arc::new(EventBus::new());
+        let store = Store::open(&data_root).map_err(|e| {
+            SystemError::io(
+                "open image store".to_string(),
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+        let images = Arc::new(ImageService::new(Arc::new(store), events.clone()));
         Ok(Arc::new(Daemon {
             flags,
             config: RwLock::new(config),
             host: HostInfo::probe(),
             cgroups: runtime::probe_cgroups(),
             engine_id,
-            events: Arc::new(EventBus::new()),
+            events,
+            images,
             log_control,
             _root_lock: root_lock,
         }))
@@ -270,7 +287,7 @@ impl SystemBackend for Daemon {
             containers_running: Some(0),
             containers_paused: Some(0),
             containers_stopped: Some(0),
-            images: Some(0),
+            images: Some(self.images.count() as i64),
             driver: Some("overlay2".to_string()),
             driver_status: Some(vec![vec![
                 "Backing Filesystem".to_string(),
@@ -390,5 +407,82 @@ fn backing_filesystem(path: &Path) -> String {
 impl EventsBackend for Daemon {
     fn subscribe_events(&self, query: EventQuery) -> Subscription {
         self.events.subscribe(query)
+    }
+}
+
+#[async_trait::async_trait]
+impl ImageBackend for Daemon {
+    fn image_list(
+        &self,
+        opts: ListOptions,
+    ) -> Result<Vec<bollard_stubs::models::ImageSummary>, ImageError> {
+        self.images.list(&opts)
+    }
+
+    fn image_inspect(&self, name: &str) -> Result<bollard_stubs::models::ImageInspect, ImageError> {
+        self.images.inspect(name)
+    }
+
+    fn image_history(
+        &self,
+        name: &str,
+    ) -> Result<Vec<bollard_stubs::models::ImageHistoryResponseItem>, ImageError> {
+        self.images.history(name)
+    }
+
+    fn image_tag(&self, name: &str, repo: &str, tag: Option<&str>) -> Result<(), ImageError> {
+        self.images.tag(name, repo, tag).map(|_| ())
+    }
+
+    async fn image_delete(
+        &self,
+        name: String,
+        force: bool,
+        noprune: bool,
+    ) -> Result<Vec<bollard_stubs::models::ImageDeleteResponseItem>, ImageError> {
+        let images = self.images.clone();
+        tokio::task::spawn_blocking(move || images.delete(&name, force, noprune))
+            .await
+            .map_err(|e| ImageError::internal(format!("delete task: {e}")))?
+    }
+
+    async fn image_prune(
+        &self,
+        filters: Filters,
+    ) -> Result<bollard_stubs::models::ImagePruneResponse, ImageError> {
+        let images = self.images.clone();
+        tokio::task::spawn_blocking(move || images.prune(&filters))
+            .await
+            .map_err(|e| ImageError::internal(format!("prune task: {e}")))?
+    }
+
+    async fn image_import(
+        &self,
+        body: ByteReceiver,
+        opts: ImportOptions,
+        progress: Progress,
+    ) -> Result<(), ImageError> {
+        self.images.import(body, opts, progress).await.map(|_| ())
+    }
+
+    async fn image_load(
+        &self,
+        body: ByteReceiver,
+        quiet: bool,
+        progress: Progress,
+    ) -> Result<(), ImageError> {
+        self.images.load(body, quiet, progress).await
+    }
+
+    fn image_save_plan(&self, names: &[String]) -> Result<Vec<SaveItem>, ImageError> {
+        self.images.plan_save(names)
+    }
+
+    fn image_save_write(
+        &self,
+        items: &[SaveItem],
+        out: &mut ChannelWriter,
+    ) -> Result<(), ImageError> {
+        self.images.write_save(items, out)
     }
 }

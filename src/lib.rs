@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod errors;
 pub mod events;
 pub mod filters;
+pub mod image;
 pub mod pidfile;
 pub mod registry;
 pub mod runtime;

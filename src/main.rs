@@ -13,9 +13,13 @@ use berth::api::Api;
 use berth::config::{Config, Flags, LogLevel};
 use berth::daemon::{Daemon, LogControl};
 use berth::pidfile::PidFile;
-use berth::server::{self, ServerOptions};
+use berth::server::{self, ServerOptions, SystemdSockets};
 
 fn main() -> ExitCode {
+    // Before any thread exists: take systemd's sockets and clear its environment, and make new
+    // files (the API sockets before their chmod) private to root, as dockerd does.
+    let activated = SystemdSockets::from_env();
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let flags = match Flags::try_parse() {
         Ok(f) => f,
         Err(e) => {
@@ -55,7 +59,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(run(flags, config, log_control));
+    let result = rt.block_on(run(flags, config, log_control, activated));
     // Connections still open after the drain bound are cut here.
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
@@ -68,34 +72,43 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(flags: Flags, config: Config, log_control: LogControl) -> Result<(), String> {
+async fn run(
+    flags: Flags,
+    config: Config,
+    log_control: LogControl,
+    activated: Option<SystemdSockets>,
+) -> Result<(), String> {
     tracing::info!("starting berthd {}", berth::version::VERSION);
-    let _pidfile = PidFile::create(&config.pidfile).map_err(|e| e.to_string())?;
-    // Lock the data root before binding, so that a refused start leaves no socket file behind.
-    let daemon =
-        Daemon::new(flags, config.clone(), Some(log_control)).map_err(|e| e.to_string())?;
-    let listeners = server::bind_hosts(&config)
-        .await
-        .map_err(|e| format!("failed to load listeners: {e}"))?;
-    for l in &listeners {
-        tracing::info!("API listen on {}", l.describe());
-    }
+    // Signals first: a SIGTERM during start-up must still run the clean-up below.
     let mut term =
         signal(SignalKind::terminate()).map_err(|e| format!("install SIGTERM handler: {e}"))?;
     let mut int =
         signal(SignalKind::interrupt()).map_err(|e| format!("install SIGINT handler: {e}"))?;
     let mut hup =
         signal(SignalKind::hangup()).map_err(|e| format!("install SIGHUP handler: {e}"))?;
+    let _pidfile = PidFile::create(&config.pidfile).map_err(|e| e.to_string())?;
+    // Lock the data root before binding, so that a refused start leaves no socket file behind.
+    let daemon =
+        Daemon::new(flags, config.clone(), Some(log_control)).map_err(|e| e.to_string())?;
+    let listeners = server::bind_hosts(&config, activated)
+        .await
+        .map_err(|e| format!("failed to load listeners: {e}"))?;
+    for l in &listeners {
+        tracing::info!("API listen on {}", l.describe());
+    }
     spawn_reloader(daemon.clone(), async move {
         hup.recv().await;
     });
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracing::info!("daemon has completed initialization");
+    let bus = daemon.events().clone();
     let shutdown = async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("received SIGTERM"),
             _ = int.recv() => tracing::info!("received SIGINT"),
         }
+        // Endless event streams end now instead of holding the drain up.
+        bus.close();
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     };
     server::run(

@@ -200,7 +200,7 @@ fn tls_without_client_verification_on_loopback() {
     let b = Berthd::start(&[
         "-H",
         &format!("tcp://127.0.0.1:{port}"),
-        "--tls",
+        "--tlsverify=false",
         "--tlscert",
         pki.server_cert.to_str().unwrap(),
         "--tlskey",

@@ -28,14 +28,42 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
-/// A body fed by a channel; the stream ends when the sender is dropped.
-pub fn channel_body(rx: mpsc::Receiver<Bytes>) -> Body {
+/// A body fed by a channel; the stream ends when the sender is dropped, and an `Err` aborts
+/// the response (the client sees a cut connection, not a short but complete body).
+pub fn channel_body(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Body {
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<_, std::io::Error>(Frame::data(b)), rx))
+        rx.recv().await.map(|r| (r.map(Frame::data), rx))
     });
     BodyExt::boxed(StreamBody::new(stream))
+}
+
+/// Hand a request body to a manager as a channel of chunks.
+pub fn body_channel(mut body: hyper::body::Incoming) -> crate::util::io::ByteReceiver {
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        loop {
+            match body.frame().await {
+                None => break,
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        if tx.send(Ok(data)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    let _ = tx
+                        .send(Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            format!("read request body: {e}"),
+                        )))
+                        .await;
+                    break;
+                }
+            }
+        }
+    });
+    rx
 }
 
 /// A JSON response: the value, then a newline, as Go's `json.Encoder` writes it.

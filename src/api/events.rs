@@ -8,7 +8,8 @@ use tokio::sync::mpsc;
 use super::body::channel_body;
 use super::error::ApiError;
 use super::router::{Ctx, HandlerResult};
-use crate::events::{EventQuery, Subscription};
+use crate::events::{Event, EventQuery, Subscription};
+use crate::version::ApiVersion;
 
 /// What the events endpoint needs from the daemon.
 pub trait EventsBackend {
@@ -21,15 +22,16 @@ pub async fn events(ctx: Ctx) -> HandlerResult {
     let query = EventQuery::parse(q.get("since"), q.get("until"), q.get("filters"))
         .map_err(ApiError::from)?;
     let mut sub = ctx.backend.subscribe_events(query);
-    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    let version = ctx.version;
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 ev = sub.next() => {
                     let Some(ev) = ev else { break };
-                    let mut line = ev.to_json().to_string().into_bytes();
+                    let mut line = event_json(&ev, version).to_string().into_bytes();
                     line.push(b'\n');
-                    if tx.send(Bytes::from(line)).await.is_err() {
+                    if tx.send(Ok(Bytes::from(line))).await.is_err() {
                         break;
                     }
                 }
@@ -42,4 +44,25 @@ pub async fn events(ctx: Ctx) -> HandlerResult {
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(resp)
+}
+
+/// An event as the Engine API encodes it. Up to API 1.51 container and image events also carry
+/// the deprecated `status`, `id` and `from` fields.
+fn event_json(e: &Event, version: ApiVersion) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "Type": e.kind,
+        "Action": e.action,
+        "Actor": { "ID": e.actor_id, "Attributes": e.attributes },
+        "scope": "local",
+        "time": (e.time_nano / 1_000_000_000) as i64,
+        "timeNano": e.time_nano as i64,
+    });
+    if version <= ApiVersion::new(1, 51) && matches!(e.kind, "container" | "image") {
+        v["status"] = serde_json::json!(e.action);
+        v["id"] = serde_json::json!(e.actor_id);
+        if let Some(image) = e.attributes.get("image") {
+            v["from"] = serde_json::json!(image);
+        }
+    }
+    v
 }

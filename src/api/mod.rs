@@ -6,15 +6,17 @@
 pub mod body;
 pub mod error;
 mod events;
+mod image;
 pub mod query;
 mod router;
 mod system;
 
 pub use events::EventsBackend;
+pub use image::ImageBackend;
 pub use router::{Api, Ctx};
 pub use system::SystemBackend;
 
 /// Everything the API needs from the daemon.
-pub trait Backend: SystemBackend + EventsBackend + Send + Sync + 'static {}
+pub trait Backend: SystemBackend + EventsBackend + ImageBackend + Send + Sync + 'static {}
 
-impl<T: SystemBackend + EventsBackend + Send + Sync + 'static> Backend for T {}
+impl<T: SystemBackend + EventsBackend + ImageBackend + Send + Sync + 'static> Backend for T {}

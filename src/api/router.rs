@@ -16,7 +16,7 @@ use hyper::{Method, Request, Response};
 use super::body::{Body, MAX_JSON_BODY};
 use super::error::{error_response, ApiError};
 use super::query::Query;
-use super::{events, system, Backend};
+use super::{events, image, system, Backend};
 use crate::errors::ErrorKind;
 use crate::version::{server_header, ApiVersion, API_VERSION, MIN_API_VERSION};
 
@@ -98,12 +98,11 @@ fn match_segments(
         Some((Seg::Rest(name), rest)) => {
             // Longest match first, as gorilla/mux's `.*` does.
             for take in (1..=path.len().saturating_sub(rest.len())).rev() {
-                let joined = path[..take].join("/");
-                if joined.is_empty() {
+                if path[..take].iter().all(|p| p.is_empty()) {
                     continue;
                 }
                 if match_segments(rest, &path[take..], params) {
-                    params.insert(name, decode(&joined));
+                    params.insert(name, decode(&path[..take].join("/")));
                     return true;
                 }
             }
@@ -159,6 +158,16 @@ impl Api {
             route!(GET, "/version", system::version),
             route!(GET, "/info", system::info),
             route!(GET, "/events", events::events),
+            route!(GET, "/images/json", image::list),
+            route!(POST, "/images/create", image::create),
+            route!(POST, "/images/load", image::load),
+            route!(GET, "/images/get", image::save),
+            route!(POST, "/images/prune", image::prune),
+            route!(GET, "/images/{name:.*}/json", image::inspect),
+            route!(GET, "/images/{name:.*}/history", image::history),
+            route!(GET, "/images/{name:.*}/get", image::save),
+            route!(POST, "/images/{name:.*}/tag", image::tag),
+            route!(DELETE, "/images/{name:.*}", image::delete),
         ];
         Arc::new(Api {
             routes,

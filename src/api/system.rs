@@ -38,10 +38,9 @@ pub async fn ping(ctx: Ctx) -> HandlerResult {
         HeaderValue::from_static("no-cache, no-store, must-revalidate"),
     );
     h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
-    h.insert(
-        HeaderName::from_static("builder-version"),
-        HeaderValue::from_static(ctx.backend.builder_version()),
-    );
+    if let Ok(v) = HeaderValue::from_str(ctx.backend.builder_version()) {
+        h.insert(HeaderName::from_static("builder-version"), v);
+    }
     if let Ok(v) = HeaderValue::from_str(&ctx.backend.swarm_status()) {
         h.insert(HeaderName::from_static("swarm"), v);
     }

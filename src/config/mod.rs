@@ -235,9 +235,14 @@ pub struct Config {
     pub group_explicit: bool,
     pub log_level: LogLevel,
     pub debug: bool,
-    /// `--tls` as given; `None` when neither the flag nor the file set it.
-    pub tls: Option<bool>,
+    /// Whether TCP listeners speak TLS: `--tls`, or implied by any `--tlsverify`.
+    pub tls: bool,
+    /// Whether clients must present a certificate signed by `--tlscacert`: `--tlsverify`, or
+    /// `--tls` alone (as in dockerd, where `--tls` defaults `--tlsverify` to its own value).
     pub tls_verify: bool,
+    /// Whether `--tls` or `--tlsverify` was given at all (flag or file): an explicit choice,
+    /// which is what allows an unauthenticated TCP socket off loopback.
+    pub tls_explicit: bool,
     pub tls_ca_cert: PathBuf,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
@@ -249,7 +254,7 @@ pub struct Config {
 impl Config {
     /// Whether TCP listeners speak TLS.
     pub fn tls_enabled(&self) -> bool {
-        self.tls_verify || self.tls == Some(true)
+        self.tls
     }
 
     /// The level logs are written at: `debug` overrides `log-level`.
@@ -296,14 +301,18 @@ impl Config {
         } else {
             file.hosts.clone().unwrap_or_default()
         };
-        let hosts = if host_strings.is_empty() {
-            vec![Host::parse(DEFAULT_HOST)?]
+        let mut hosts: Vec<Host> = Vec::new();
+        for h in if host_strings.is_empty() {
+            vec![DEFAULT_HOST.to_string()]
         } else {
             host_strings
-                .iter()
-                .map(|h| Host::parse(h))
-                .collect::<Result<Vec<_>, _>>()?
-        };
+        } {
+            let h = Host::parse(&h)?;
+            // The same address twice would collide with itself.
+            if !hosts.contains(&h) {
+                hosts.push(h);
+            }
+        }
         let level_text = flags
             .log_level
             .clone()
@@ -337,6 +346,24 @@ impl Config {
             )));
         }
         let group_explicit = flags.group.is_some() || file.group.is_some();
+        // dockerd: any --tlsverify turns TLS on; --tlsverify defaults to --tls.
+        let tls_raw = flags.tls.or(file.tls);
+        let verify_raw = flags.tls_verify.or(file.tlsverify);
+        let tls = verify_raw.is_some() || tls_raw == Some(true);
+        let tls_verify = verify_raw.or(tls_raw).unwrap_or(false);
+        // A TCP address without a port gets dockerd's default for its kind.
+        for h in hosts.iter_mut() {
+            if let Host::Tcp {
+                port: port @ None, ..
+            } = h
+            {
+                *port = Some(if tls {
+                    host::DEFAULT_TLS_PORT
+                } else {
+                    host::DEFAULT_TCP_PORT
+                });
+            }
+        }
         Ok(Config {
             config_file,
             hosts,
@@ -351,8 +378,9 @@ impl Config {
             group_explicit,
             log_level,
             debug: flags.debug.or(file.debug).unwrap_or(false),
-            tls: flags.tls.or(file.tls),
-            tls_verify: flags.tls_verify.or(file.tlsverify).unwrap_or(false),
+            tls,
+            tls_verify,
+            tls_explicit: tls_raw.is_some() || verify_raw.is_some(),
             tls_ca_cert: flags
                 .tls_ca_cert
                 .clone()
@@ -418,6 +446,7 @@ impl Config {
         }
         if fresh.tls != self.tls
             || fresh.tls_verify != self.tls_verify
+            || fresh.tls_explicit != self.tls_explicit
             || fresh.tls_ca_cert != self.tls_ca_cert
             || fresh.tls_cert != self.tls_cert
             || fresh.tls_key != self.tls_key
@@ -633,6 +662,33 @@ mod tests {
         assert!(c.tls_enabled());
         assert_eq!(c.effective_log_level(), LogLevel::Debug);
         assert!(c.group_explicit);
+    }
+
+    #[test]
+    fn tls_flags_resolve_as_in_dockerd() {
+        let c = |args: &[&str]| {
+            Config::merge(PathBuf::from("/x"), &flags(args), FileConfig::default()).unwrap()
+        };
+        let none = c(&[]);
+        assert!(!none.tls && !none.tls_verify && !none.tls_explicit);
+        let tls = c(&["--tls"]);
+        assert!(
+            tls.tls && tls.tls_verify,
+            "--tls alone verifies clients, as in dockerd"
+        );
+        let off = c(&["--tls=false"]);
+        assert!(!off.tls && !off.tls_verify && off.tls_explicit);
+        let v = c(&["--tlsverify"]);
+        assert!(v.tls && v.tls_verify);
+        let nv = c(&["--tlsverify=false"]);
+        assert!(
+            nv.tls && !nv.tls_verify && nv.tls_explicit,
+            "TLS without client certificates"
+        );
+        let f = with_file(r#"{"tls": true}"#, &[]).unwrap();
+        assert!(f.tls && f.tls_verify);
+        let d = c(&["-H", "unix:///a", "-H", "unix:///a"]);
+        assert_eq!(d.hosts.len(), 1, "duplicate hosts are merged");
     }
 
     #[test]

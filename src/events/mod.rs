@@ -9,7 +9,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
 use crate::errors::{ErrorKind, Kinded};
@@ -87,48 +86,31 @@ impl Event {
         self
     }
 
-    /// The event as Docker's API encodes it (with the deprecated `status`/`id`/`from` fields
-    /// that API versions up to 1.51 still carry for containers and images).
-    pub fn to_json(&self) -> Value {
-        let mut v = json!({
-            "Type": self.kind,
-            "Action": self.action,
-            "Actor": { "ID": self.actor_id, "Attributes": self.attributes },
-            "scope": "local",
-            "time": (self.time_nano / 1_000_000_000) as i64,
-            "timeNano": self.time_nano as i64,
-        });
-        if matches!(self.kind, "container" | "image") {
-            v["status"] = json!(self.action);
-            v["id"] = json!(self.actor_id);
-            if let Some(image) = self.attributes.get("image") {
-                v["from"] = json!(image);
-            }
-        }
-        v
-    }
-
     fn matches(&self, f: &Filters) -> bool {
         let name = self
             .attributes
             .get("name")
             .map(String::as_str)
             .unwrap_or("");
+        // moby's fuzzyMatchName: ID or name, by prefix.
         let by_name = |key: &str| {
-            if !f.contains(key) {
-                return true;
-            }
-            self.kind == key && (f.fuzzy_match(key, &self.actor_id) || f.exact_match(key, name))
+            !f.contains(key)
+                || (self.kind == key
+                    && (f.fuzzy_match(key, &self.actor_id) || f.fuzzy_match(key, name)))
         };
-        let image_ok = !f.contains("image")
-            || match self.kind {
-                "image" => f.fuzzy_match("image", &self.actor_id) || f.exact_match("image", name),
-                "container" => self.attributes.get("image").is_some_and(|img| {
-                    f.exact_match("image", img)
-                        || f.exact_match("image", img.split(':').next().unwrap_or(img))
-                }),
-                _ => false,
+        // moby's matchImage: exact ID, or the name with and without its tag.
+        let image_ok = !f.contains("image") || {
+            let image_name = match self.kind {
+                "image" => Some(name),
+                "container" => self.attributes.get("image").map(String::as_str),
+                _ => None,
             };
+            (self.kind == "image" && f.exact_match("image", &self.actor_id))
+                || image_name.is_some_and(|n| {
+                    !n.is_empty()
+                        && (f.exact_match("image", n) || f.exact_match("image", &strip_tag(n)))
+                })
+        };
         // `health_status: healthy` matches the filter `health_status`.
         let action = self.action.split(':').next().unwrap_or(&self.action);
         f.exact_match("type", self.kind)
@@ -149,6 +131,15 @@ impl Event {
             ]
             .iter()
             .all(|k| by_name(k))
+    }
+}
+
+/// An image name without its tag or digest, in its familiar form (`localhost:5000/app:1` is
+/// `localhost:5000/app`, `docker.io/library/busybox:latest` is `busybox`).
+fn strip_tag(name: &str) -> String {
+    match crate::image::reference::Reference::parse_any(name) {
+        Ok(r) => r.familiar_repository(),
+        Err(_) => name.to_string(),
     }
 }
 
@@ -212,6 +203,7 @@ struct Inner {
 pub struct EventBus {
     inner: Mutex<Inner>,
     tx: broadcast::Sender<Event>,
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 impl Default for EventBus {
@@ -229,6 +221,7 @@ impl EventBus {
                 next_seq: 1,
             }),
             tx,
+            closed: tokio::sync::watch::channel(false).0,
         }
     }
 
@@ -246,6 +239,12 @@ impl EventBus {
         inner.ring.push_back(event.clone());
         // Sending under the lock keeps ring order and channel order the same.
         let _ = self.tx.send(event);
+    }
+
+    /// End every subscription (the daemon is shutting down): streams finish cleanly instead of
+    /// holding the shutdown up.
+    pub fn close(&self) {
+        self.closed.send_replace(true);
     }
 
     /// How many clients are subscribed (`NEventsListener` in `/info`).
@@ -279,6 +278,7 @@ impl EventBus {
             rx: live.then_some(rx),
             last_seq,
             query,
+            closed: self.closed.subscribe(),
         }
     }
 }
@@ -289,6 +289,7 @@ pub struct Subscription {
     rx: Option<broadcast::Receiver<Event>>,
     last_seq: u64,
     query: EventQuery,
+    closed: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Subscription {
@@ -300,21 +301,25 @@ impl Subscription {
             }
         }
         loop {
+            if *self.closed.borrow() {
+                self.rx = None;
+            }
             let rx = self.rx.as_mut()?;
-            let received = match self.query.until {
-                Some(until) => {
-                    let wait = until
-                        .duration_since(SystemTime::now())
-                        .unwrap_or(Duration::ZERO);
-                    match tokio::time::timeout(wait, rx.recv()).await {
-                        Ok(r) => r,
-                        Err(_) => {
-                            self.rx = None;
-                            return None;
-                        }
-                    }
+            let wait = self.query.until.map(|u| {
+                u.duration_since(SystemTime::now())
+                    .unwrap_or(Duration::ZERO)
+            });
+            let closed = &mut self.closed;
+            let received = tokio::select! {
+                r = rx.recv() => r,
+                _ = async { match wait { Some(w) => tokio::time::sleep(w).await, None => std::future::pending().await } } => {
+                    self.rx = None;
+                    return None;
                 }
-                None => rx.recv().await,
+                _ = closed.wait_for(|c| *c) => {
+                    self.rx = None;
+                    return None;
+                }
             };
             match received {
                 Ok(e) if e.seq <= self.last_seq => continue,
@@ -385,7 +390,7 @@ mod tests {
         assert_eq!(sub.next().await.unwrap().action, "pull");
         let live = sub.next().await.unwrap();
         assert_eq!(live.action, "start");
-        assert_eq!(live.to_json()["from"], "busybox");
+        assert_eq!(live.attributes["image"], "busybox");
     }
 
     #[tokio::test]
@@ -417,6 +422,39 @@ mod tests {
         bus.publish(Event::new("container", "start", "abc").attribute("name", "db"));
         bus.publish(Event::new("container", "start", "def").attribute("name", "web"));
         assert_eq!(sub.next().await.unwrap().actor_id, "def");
+    }
+
+    #[tokio::test]
+    async fn close_ends_live_subscriptions() {
+        let bus = EventBus::new();
+        let mut sub = bus.subscribe(q(None, None, None));
+        bus.close();
+        assert!(tokio::time::timeout(Duration::from_secs(2), sub.next())
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn name_and_image_filters_follow_moby() {
+        let bus = EventBus::new();
+        let mut sub = bus.subscribe(q(
+            None,
+            None,
+            Some(r#"{"container":["web"],"image":["localhost:5000/app"]}"#),
+        ));
+        bus.publish(
+            Event::new("container", "start", "1")
+                .attribute("name", "db")
+                .attribute("image", "localhost:5000/app:1"),
+        );
+        bus.publish(
+            Event::new("container", "start", "2")
+                .attribute("name", "web-1")
+                .attribute("image", "localhost:5000/app:1"),
+        );
+        assert_eq!(sub.next().await.unwrap().actor_id, "2");
+        assert_eq!(strip_tag("docker.io/library/busybox:latest"), "busybox");
     }
 
     #[test]

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio_rustls::TlsAcceptor;
 
-use super::systemd::{ActivatedSocket, SystemdSockets};
+use super::systemd::ActivatedSocket;
+pub use super::systemd::SystemdSockets;
 use super::tls;
 use crate::config::host::{DEFAULT_TCP_PORT, DEFAULT_TLS_PORT};
 use crate::config::{Config, Host};
@@ -19,10 +20,11 @@ use crate::errors::{ErrorKind, Kinded};
 
 /// A bound listener.
 pub enum Listener {
-    /// A Unix socket; `path` is removed when the server stops if berth created it.
+    /// A Unix socket; `path` (with the device and inode berth created there) is removed when
+    /// the server stops if berth created it.
     Unix {
         listener: UnixListener,
-        path: Option<PathBuf>,
+        path: Option<(PathBuf, u64, u64)>,
     },
     /// A TCP socket, with TLS when an acceptor is set.
     Tcp {
@@ -86,23 +88,36 @@ impl Listener {
     pub(super) fn close(self) {
         if let Listener::Unix {
             listener,
-            path: Some(path),
+            path: Some((path, dev, ino)),
         } = self
         {
             drop(listener);
-            if let Err(e) = std::fs::remove_file(&path) {
-                if e.kind() != io::ErrorKind::NotFound {
-                    tracing::warn!("remove socket {}: {e}", path.display());
+            // Only if it is still the socket berth made: another daemon may own the path now.
+            use std::os::unix::fs::MetadataExt;
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.dev() == dev && m.ino() == ino => {
+                    if let Err(e) = std::fs::remove_file(&path) {
+                        tracing::warn!("remove socket {}: {e}", path.display());
+                    }
                 }
+                _ => {}
             }
         }
     }
 }
 
-/// Bind every host of `config`. On failure, the sockets already bound are closed again.
-pub async fn bind_hosts(config: &Config) -> Result<Vec<Listener>, ListenError> {
+/// Bind every host of `config`, taking `fd://` sockets from `activated` (read from the
+/// environment at start-up). On failure, the sockets already bound are closed again; systemd
+/// sockets that no `-H` names are closed.
+pub async fn bind_hosts(
+    config: &Config,
+    activated: Option<SystemdSockets>,
+) -> Result<Vec<Listener>, ListenError> {
     let mut out = Vec::new();
-    match bind_into(config, &mut out).await {
+    let mut activated = activated;
+    let result = bind_into(config, &mut activated, &mut out).await;
+    drop(activated);
+    match result {
         Ok(()) => Ok(out),
         Err(e) => {
             for l in out {
@@ -113,7 +128,11 @@ pub async fn bind_hosts(config: &Config) -> Result<Vec<Listener>, ListenError> {
     }
 }
 
-async fn bind_into(config: &Config, out: &mut Vec<Listener>) -> Result<(), ListenError> {
+async fn bind_into(
+    config: &Config,
+    systemd: &mut Option<SystemdSockets>,
+    out: &mut Vec<Listener>,
+) -> Result<(), ListenError> {
     let tls = if config.tls_enabled() {
         let ca = (config.tls_verify || config.tls_ca_cert.exists())
             .then_some(config.tls_ca_cert.as_path());
@@ -124,7 +143,6 @@ async fn bind_into(config: &Config, out: &mut Vec<Listener>) -> Result<(), Liste
     } else {
         None
     };
-    let mut systemd: Option<SystemdSockets> = None;
     for host in &config.hosts {
         match host {
             Host::Unix(path) => out.push(bind_unix(path, config).await?),
@@ -138,8 +156,11 @@ async fn bind_into(config: &Config, out: &mut Vec<Listener>) -> Result<(), Liste
                     .await
                     .map_err(|e| ListenError(format!("resolve {host}: {e}")))?
                     .collect();
+                // Prefer IPv4 for a name, as Go's net.Listen does.
                 let addr = *addrs
-                    .first()
+                    .iter()
+                    .find(|a| a.is_ipv4())
+                    .or(addrs.first())
                     .ok_or_else(|| ListenError(format!("resolve {host}: no address")))?;
                 check_tcp_policy(host, &addrs, config)?;
                 let listener = TcpListener::bind(addr)
@@ -148,10 +169,12 @@ async fn bind_into(config: &Config, out: &mut Vec<Listener>) -> Result<(), Liste
                 out.push(Listener::tcp(listener, tls.clone()));
             }
             Host::Fd(name) => {
-                let sockets = match systemd.as_mut() {
-                    Some(s) => s,
-                    None => systemd.insert(SystemdSockets::from_env().map_err(ListenError)?),
-                };
+                let sockets = systemd.as_mut().ok_or_else(|| {
+                    ListenError(
+                        "no sockets found via socket activation: make sure the service was started by systemd"
+                            .to_string(),
+                    )
+                })?;
                 for s in sockets.take(name.as_deref()).map_err(ListenError)? {
                     out.push(match s {
                         ActivatedSocket::Unix(l) => Listener::Unix {
@@ -185,8 +208,7 @@ fn check_tcp_policy(host: &Host, addrs: &[SocketAddr], config: &Config) -> Resul
         return Ok(());
     }
     let loopback = addrs.iter().all(|a| is_loopback(a.ip()));
-    let explicit = config.tls == Some(false);
-    if !loopback && !explicit {
+    if !loopback && !config.tls_explicit {
         return Err(ListenError(format!(
             "refusing to listen on {host} without --tlsverify: anyone who can reach it gets root access to this host; \
              use --tlsverify with --tlscacert, --tlscert and --tlskey, or pass --tls=false to accept the risk"
@@ -210,6 +232,8 @@ fn is_loopback(ip: IpAddr) -> bool {
 /// Bind a Unix socket at `path`, replacing a stale socket file but never a live one.
 async fn bind_unix(path: &Path, config: &Config) -> Result<Listener, ListenError> {
     let fail = |what: &str, e: io::Error| ListenError(format!("{what} {}: {e}", path.display()));
+    // Resolve the group first: a bad --group must not leave a socket file behind.
+    let gid = socket_gid(config)?;
     if let Some(dir) = path.parent() {
         if !dir.exists() {
             std::fs::create_dir_all(dir).map_err(|e| fail("create directory for socket", e))?;
@@ -238,16 +262,28 @@ async fn bind_unix(path: &Path, config: &Config) -> Result<Listener, ListenError
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(fail("stat", e)),
     }
+    // berthd runs with umask 022 (set in main), so until the chmod below only root can connect.
     let listener = UnixListener::bind(path).map_err(|e| fail("listen on", e))?;
-    let gid = socket_gid(config)?;
-    nix::unistd::chown(path, Some(nix::unistd::Uid::from_raw(0)), Some(gid))
-        .map_err(|e| fail("chown socket", io::Error::from(e)))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .map_err(|e| fail("chmod socket", e))?;
-    Ok(Listener::Unix {
-        listener,
-        path: Some(path.to_path_buf()),
-    })
+    let finish = || -> Result<(u64, u64), ListenError> {
+        nix::unistd::chown(path, Some(nix::unistd::Uid::from_raw(0)), Some(gid))
+            .map_err(|e| fail("chown socket", io::Error::from(e)))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+            .map_err(|e| fail("chmod socket", e))?;
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(path).map_err(|e| fail("stat socket", e))?;
+        Ok((m.dev(), m.ino()))
+    };
+    match finish() {
+        Ok((dev, ino)) => Ok(Listener::Unix {
+            listener,
+            path: Some((path.to_path_buf(), dev, ino)),
+        }),
+        Err(e) => {
+            drop(listener);
+            let _ = std::fs::remove_file(path);
+            Err(e)
+        }
+    }
 }
 
 /// The group of the Unix sockets: `--group` by name or number. A missing default group

@@ -8,7 +8,7 @@ mod listener;
 mod systemd;
 pub mod tls;
 
-pub use listener::{bind_hosts, ListenError, Listener};
+pub use listener::{bind_hosts, ListenError, Listener, SystemdSockets};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,7 +37,9 @@ pub struct ServerOptions {
 impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
-            header_read_timeout: Duration::from_secs(30),
+            // dockerd's ReadHeaderTimeout. hyper also applies it to idle keep-alive
+            // connections; clients close theirs sooner (Go: 90 s), so none races our close.
+            header_read_timeout: Duration::from_secs(300),
             tls_handshake_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(15),
         }

@@ -31,7 +31,7 @@ pub fn server_config(
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError(format!("tls setup: {e}")))?;
-    let builder = match ca {
+    let builder = match ca.filter(|_| verify_clients) {
         Some(ca) => {
             let mut roots = RootCertStore::empty();
             let ca_certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)

@@ -1,4 +1,6 @@
 //! Small helpers shared by the managers: atomic files, time formatting.
 
 pub mod fs;
+pub mod io;
+pub mod progress;
 pub mod time;

@@ -30,12 +30,11 @@ pub fn parse_timestamp(value: &str, now: SystemTime) -> Option<SystemTime> {
     }
     let fmt = time::format_description::well_known::Rfc3339;
     if let Ok(odt) = time::OffsetDateTime::parse(value, &fmt) {
-        let nanos = odt.unix_timestamp_nanos();
-        return if nanos >= 0 {
-            Some(UNIX_EPOCH + Duration::from_nanos(nanos as u64))
-        } else {
-            Some(UNIX_EPOCH)
-        };
+        let secs = odt.unix_timestamp();
+        if secs < 0 {
+            return Some(UNIX_EPOCH);
+        }
+        return UNIX_EPOCH.checked_add(Duration::new(secs as u64, odt.nanosecond()));
     }
     let d = parse_go_duration(value)?;
     now.checked_sub(d)
@@ -58,7 +57,7 @@ fn parse_unix(value: &str) -> Option<SystemTime> {
     } else {
         format!("{frac:0<9}").parse().ok()?
     };
-    Some(UNIX_EPOCH + Duration::new(s, nanos))
+    UNIX_EPOCH.checked_add(Duration::new(s, nanos))
 }
 
 /// Parse a Go duration string such as `300ms`, `1.5h` or `2h45m`.
@@ -125,6 +124,11 @@ mod tests {
         assert_eq!(parse_timestamp("yesterday", now), None);
         assert_eq!(parse_timestamp("12x", now), None);
         assert_eq!(parse_timestamp("", now), None);
+        // Out of range: refused, never a panic or a wrapped time.
+        assert_eq!(parse_timestamp("18446744073709551615", now), None);
+        assert_eq!(parse_timestamp("9223372036854775808", now), None);
+        let far = parse_timestamp("9999-12-31T23:59:59Z", now).unwrap();
+        assert!(far > UNIX_EPOCH + Duration::from_secs(253_000_000_000));
     }
 
     #[test]

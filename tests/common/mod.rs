@@ -532,3 +532,92 @@ pub fn now_secs() -> u64 {
         .expect("clock")
         .as_secs()
 }
+
+/// Whether Debian's busybox-static is installed (the fixture images are made from it).
+pub fn have_busybox() -> bool {
+    std::path::Path::new("/bin/busybox").exists()
+}
+
+/// A rootfs tar of busybox-static and its applet links, with /etc/passwd and /etc/group.
+pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
+    let out = dir.join("busybox-rootfs.tar");
+    if out.exists() {
+        return out;
+    }
+    let mut b = tar::Builder::new(Vec::new());
+    let mtime = 1_700_000_000;
+    let dir_entry = |b: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(mode);
+        h.set_mtime(mtime);
+        h.set_size(0);
+        b.append_data(&mut h, path, std::io::empty()).unwrap();
+    };
+    for (d, m) in [
+        ("bin/", 0o755),
+        ("etc/", 0o755),
+        ("tmp/", 0o1777),
+        ("root/", 0o700),
+        ("proc/", 0o755),
+        ("sys/", 0o755),
+        ("dev/", 0o755),
+    ] {
+        dir_entry(&mut b, d, m);
+    }
+    let bin = std::fs::read("/bin/busybox").unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o755);
+    h.set_mtime(mtime);
+    h.set_size(bin.len() as u64);
+    b.append_data(&mut h, "bin/busybox", &bin[..]).unwrap();
+    let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet == "busybox" || applet.is_empty() {
+            continue;
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_mtime(mtime);
+        h.set_size(0);
+        b.append_link(&mut h, format!("bin/{applet}"), "busybox")
+            .unwrap();
+    }
+    for (path, text) in [
+        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\nuser:x:1000:1000:user:/tmp:/bin/sh\n"),
+        ("etc/group", "root:x:0:\nnogroup:x:65534:\nuser:x:1000:\n"),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_mtime(mtime);
+        h.set_size(text.len() as u64);
+        b.append_data(&mut h, path, text.as_bytes()).unwrap();
+    }
+    std::fs::write(&out, b.into_inner().unwrap()).unwrap();
+    out
+}
+
+/// Run the docker CLI with a file as its standard input.
+pub fn docker_with_stdin(b: &Berthd, args: &[&str], input: &Path) -> Output {
+    b.docker()
+        .args(args)
+        .stdin(std::fs::File::open(input).unwrap())
+        .output()
+        .expect("run docker")
+}
+
+/// Assert a docker command succeeded and return its stdout.
+#[track_caller]
+pub fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "docker failed ({}): {}{}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}

@@ -1,0 +1,448 @@
+//! `docker save` and `docker load`: the combined docker-archive + OCI image-layout tar that
+//! Docker 25+ writes, and on load also plain docker-archives and OCI layouts (from skopeo and
+//! others), with every blob checked against its digest.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{Read, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::reference::Reference;
+use super::store::{remove_all, Image, Store};
+use super::{digest_hex, sha256_digest, ImageError};
+use crate::util::fs::open_in_root;
+use crate::util::progress::{JsonMessage, Progress};
+
+pub const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MEDIA_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const MEDIA_OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+pub const MEDIA_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// One entry of `manifest.json`.
+#[derive(Debug, Serialize, Deserialize)]
+struct ManifestEntry {
+    #[serde(rename = "Config")]
+    config: String,
+    #[serde(rename = "RepoTags", default)]
+    repo_tags: Option<Vec<String>>,
+    #[serde(rename = "Layers", default)]
+    layers: Vec<String>,
+}
+
+/// An image to save, with the names to record for it.
+pub struct SaveItem {
+    pub image: Image,
+    pub refs: Vec<Reference>,
+}
+
+/// Write the archive of `items` to `out`.
+pub fn write_save<W: Write>(store: &Store, items: &[SaveItem], out: W) -> Result<(), ImageError> {
+    let mut tar = tar::Builder::new(out);
+    let mut written: HashSet<String> = HashSet::new();
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |e: std::io::Error| ImageError::io(format!("write archive {what}"), e)
+    };
+    for dir in ["blobs/", "blobs/sha256/"] {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_mtime(0);
+        tar.append_data(&mut h, dir, std::io::empty())
+            .map_err(io(dir))?;
+    }
+    let mut manifest_json = Vec::new();
+    let mut index_entries = Vec::new();
+    for item in items {
+        let img = &item.image;
+        let cfg_path = format!("blobs/sha256/{}", digest_hex(&img.id));
+        if written.insert(cfg_path.clone()) {
+            append_bytes(&mut tar, &cfg_path, &img.raw_config).map_err(io(&cfg_path))?;
+        }
+        let mut layer_paths = Vec::new();
+        let mut layer_descs = Vec::new();
+        for chain in &img.chain {
+            let layer = store
+                .layer(chain)
+                .ok_or_else(|| ImageError::internal(format!("layer {chain} is missing")))?;
+            let path = format!("blobs/sha256/{}", digest_hex(&layer.diff_id));
+            if written.insert(path.clone()) {
+                let mut h = tar::Header::new_ustar();
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o644);
+                h.set_mtime(0);
+                h.set_size(layer.tar_size);
+                let data = store.layer_tar(&layer)?;
+                tar.append_data(&mut h, &path, data).map_err(io(&path))?;
+            }
+            layer_descs.push(json!({"mediaType": MEDIA_OCI_LAYER, "digest": layer.diff_id, "size": layer.tar_size}));
+            layer_paths.push(path);
+        }
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_OCI_MANIFEST,
+            "config": {"mediaType": MEDIA_OCI_CONFIG, "digest": img.id, "size": img.raw_config.len()},
+            "layers": layer_descs,
+        });
+        let manifest_bytes = serde_json::to_vec(&manifest)
+            .map_err(|e| ImageError::internal(format!("encode manifest: {e}")))?;
+        let manifest_digest = sha256_digest(&manifest_bytes);
+        let manifest_path = format!("blobs/sha256/{}", digest_hex(&manifest_digest));
+        if written.insert(manifest_path.clone()) {
+            append_bytes(&mut tar, &manifest_path, &manifest_bytes).map_err(io(&manifest_path))?;
+        }
+        let desc = |annotations: Option<Value>| {
+            let mut d = json!({"mediaType": MEDIA_OCI_MANIFEST, "digest": manifest_digest, "size": manifest_bytes.len()});
+            if let Some(a) = annotations {
+                d["annotations"] = a;
+            }
+            d
+        };
+        let tags: Vec<&Reference> = item.refs.iter().filter(|r| r.tag.is_some()).collect();
+        if tags.is_empty() {
+            index_entries.push(desc(None));
+        }
+        for r in &tags {
+            index_entries.push(desc(Some(json!({
+                "io.containerd.image.name": r.to_string(),
+                "org.opencontainers.image.ref.name": r.tag.clone().unwrap_or_default(),
+            }))));
+        }
+        manifest_json.push(ManifestEntry {
+            config: cfg_path,
+            repo_tags: (!tags.is_empty()).then(|| tags.iter().map(|r| r.familiar()).collect()),
+            layers: layer_paths,
+        });
+    }
+    let index =
+        json!({"schemaVersion": 2, "mediaType": MEDIA_OCI_INDEX, "manifests": index_entries});
+    let index_bytes = to_json(&index)?;
+    let manifest_bytes = to_json(&manifest_json)?;
+    append_bytes(&mut tar, "index.json", &index_bytes).map_err(io("index.json"))?;
+    append_bytes(&mut tar, "manifest.json", &manifest_bytes).map_err(io("manifest.json"))?;
+    append_bytes(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
+        .map_err(io("oci-layout"))?;
+    let mut out = tar.into_inner().map_err(io("end"))?;
+    out.flush().map_err(io("flush"))?;
+    Ok(())
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, ImageError> {
+    serde_json::to_vec(v).map_err(|e| ImageError::internal(format!("encode archive index: {e}")))
+}
+
+fn append_bytes<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    data: &[u8],
+) -> std::io::Result<()> {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_size(data.len() as u64);
+    tar.append_data(&mut h, path, data)
+}
+
+/// What loading found: images with the names to give them.
+pub struct LoadedImage {
+    pub id: String,
+    pub refs: Vec<Reference>,
+}
+
+/// Load every image of the archive already extracted at `dir`.
+pub fn load_dir(
+    store: &Store,
+    dir: &Path,
+    progress: &Progress,
+) -> Result<Vec<LoadedImage>, ImageError> {
+    let read_json = |rel: &str| -> Result<Value, ImageError> {
+        let mut f = open_in_root(dir, rel)
+            .map_err(|e| ImageError::invalid(format!("invalid archive: open {rel}: {e}")))?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf)
+            .map_err(|e| ImageError::invalid(format!("invalid archive: read {rel}: {e}")))?;
+        serde_json::from_slice(&buf)
+            .map_err(|e| ImageError::invalid(format!("invalid archive: {rel}: {e}")))
+    };
+    if dir.join("manifest.json").exists() {
+        let entries: Vec<ManifestEntry> = serde_json::from_value(read_json("manifest.json")?)
+            .map_err(|e| ImageError::invalid(format!("invalid archive: manifest.json: {e}")))?;
+        let mut out = Vec::new();
+        for e in entries {
+            let config = read_file(dir, &e.config)?;
+            check_named_digest(&e.config, &config)?;
+            let layers: Vec<(String, Option<String>)> =
+                e.layers.iter().map(|l| (l.clone(), None)).collect();
+            let id = register(store, dir, config, &layers, progress)?;
+            let mut refs = Vec::new();
+            for t in e.repo_tags.unwrap_or_default() {
+                refs.push(Reference::parse(&t)?);
+            }
+            out.push(LoadedImage { id, refs });
+        }
+        return Ok(out);
+    }
+    if dir.join("index.json").exists() {
+        let index = read_json("index.json")?;
+        let mut out = Vec::new();
+        for m in index["manifests"].as_array().cloned().unwrap_or_default() {
+            let names = names_from_annotations(&m);
+            let manifest = resolve_manifest(dir, &m)?;
+            let cfg_digest = manifest["config"]["digest"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let cfg_path = blob_path(&cfg_digest)?;
+            let config = read_file(dir, &cfg_path)?;
+            check_digest(&cfg_digest, &config)?;
+            let mut layers = Vec::new();
+            for l in manifest["layers"].as_array().cloned().unwrap_or_default() {
+                let d = l["digest"].as_str().unwrap_or("").to_string();
+                layers.push((blob_path(&d)?, Some(d)));
+            }
+            let id = register(store, dir, config, &layers, progress)?;
+            out.push(LoadedImage { id, refs: names });
+        }
+        return Ok(out);
+    }
+    Err(ImageError::invalid(
+        "invalid archive: it has neither manifest.json nor index.json".to_string(),
+    ))
+}
+
+/// The names an OCI index entry carries.
+fn names_from_annotations(desc: &Value) -> Vec<Reference> {
+    let a = &desc["annotations"];
+    if let Some(full) = a["io.containerd.image.name"].as_str() {
+        if let Ok(r) = Reference::parse(full) {
+            return vec![r];
+        }
+    }
+    if let Some(name) = a["org.opencontainers.image.ref.name"].as_str() {
+        // A bare tag names no repository; `name:tag` or `host/name` does.
+        if name.contains(':') || name.contains('/') {
+            if let Ok(r) = Reference::parse(name) {
+                return vec![r];
+            }
+        }
+    }
+    Vec::new()
+}
+
+/// Follow an index entry to an image manifest, choosing this platform in nested indexes.
+fn resolve_manifest(dir: &Path, desc: &Value) -> Result<Value, ImageError> {
+    let mut desc = desc.clone();
+    for _ in 0..4 {
+        let digest = desc["digest"].as_str().unwrap_or("").to_string();
+        let data = read_file(dir, &blob_path(&digest)?)?;
+        check_digest(&digest, &data)?;
+        let v: Value = serde_json::from_slice(&data)
+            .map_err(|e| ImageError::invalid(format!("invalid archive: manifest {digest}: {e}")))?;
+        let media = v["mediaType"]
+            .as_str()
+            .or(desc["mediaType"].as_str())
+            .unwrap_or("");
+        if media == MEDIA_OCI_INDEX || media == MEDIA_DOCKER_LIST || v.get("manifests").is_some() {
+            let arch = crate::version::go_arch();
+            let chosen = v["manifests"]
+                .as_array()
+                .and_then(|ms| {
+                    ms.iter().find(|m| {
+                        m["platform"]["os"] == "linux" && m["platform"]["architecture"] == arch
+                    })
+                })
+                .cloned()
+                .ok_or_else(|| {
+                    ImageError::invalid(format!(
+                        "invalid archive: no manifest for linux/{arch} in {digest}"
+                    ))
+                })?;
+            desc = chosen;
+            continue;
+        }
+        return Ok(v);
+    }
+    Err(ImageError::invalid(
+        "invalid archive: indexes nested too deeply".to_string(),
+    ))
+}
+
+fn blob_path(digest: &str) -> Result<String, ImageError> {
+    super::reference::validate_digest(digest)
+        .map_err(|_| ImageError::invalid(format!("invalid archive: bad digest {digest:?}")))?;
+    Ok(format!("blobs/sha256/{}", digest_hex(digest)))
+}
+
+fn read_file(dir: &Path, rel: &str) -> Result<Vec<u8>, ImageError> {
+    let mut f = open_in_root(dir, rel)
+        .map_err(|e| ImageError::invalid(format!("invalid archive: open {rel}: {e}")))?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)
+        .map_err(|e| ImageError::invalid(format!("invalid archive: read {rel}: {e}")))?;
+    Ok(buf)
+}
+
+fn check_digest(digest: &str, data: &[u8]) -> Result<(), ImageError> {
+    let got = sha256_digest(data);
+    if got != digest {
+        return Err(ImageError::invalid(format!(
+            "invalid archive: content of {digest} has digest {got}"
+        )));
+    }
+    Ok(())
+}
+
+/// `blobs/sha256/<hex>` and `<hex>.json` names carry their digest: check it.
+fn check_named_digest(path: &str, data: &[u8]) -> Result<(), ImageError> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let hex = name.strip_suffix(".json").unwrap_or(name);
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        check_digest(&format!("sha256:{hex}"), data)?;
+    }
+    Ok(())
+}
+
+/// Register the layers (skipping those already present) and the config of one image.
+fn register(
+    store: &Store,
+    dir: &Path,
+    config: Vec<u8>,
+    layers: &[(String, Option<String>)],
+    progress: &Progress,
+) -> Result<String, ImageError> {
+    let cfg = super::config::ImageConfigFile::parse(&config)?;
+    if cfg.rootfs.diff_ids.len() != layers.len() {
+        return Err(ImageError::invalid(format!(
+            "invalid archive: the config names {} layers, the manifest {}",
+            cfg.rootfs.diff_ids.len(),
+            layers.len()
+        )));
+    }
+    let chain = super::config::chain_ids(&cfg.rootfs.diff_ids);
+    let mut parent: Option<String> = None;
+    for (i, (path, digest)) in layers.iter().enumerate() {
+        if store.layer(&chain[i]).is_none() {
+            let f = open_in_root(dir, path)
+                .map_err(|e| ImageError::invalid(format!("invalid archive: open {path}: {e}")))?;
+            let mut hashing = HashingReader::new(f);
+            progress.send_blocking(JsonMessage {
+                status: Some("Loading layer".to_string()),
+                id: Some(super::short_id(&cfg.rootfs.diff_ids[i]).to_string()),
+                ..Default::default()
+            });
+            let layer = store.register_layer(
+                parent.as_deref(),
+                &mut hashing,
+                Some(&cfg.rootfs.diff_ids[i]),
+            )?;
+            std::io::copy(&mut hashing, &mut std::io::sink())
+                .map_err(|e| ImageError::invalid(format!("invalid archive: read {path}: {e}")))?;
+            if let Some(d) = digest {
+                let got = hashing.digest();
+                if &got != d {
+                    // The content matched its DiffID, so the layer itself is sound; the blob
+                    // was misnamed.
+                    return Err(ImageError::invalid(format!(
+                        "invalid archive: blob {d} has digest {got}"
+                    )));
+                }
+            }
+            if layer.chain_id != chain[i] {
+                return Err(ImageError::internal(format!(
+                    "layer {path} registered as {}, expected {}",
+                    layer.chain_id, chain[i]
+                )));
+            }
+        }
+        parent = Some(chain[i].clone());
+    }
+    let (img, _) = store.register_image(config)?;
+    Ok(img.id)
+}
+
+/// Hashes what passes through.
+struct HashingReader<R> {
+    inner: R,
+    hash: sha2::Sha256,
+}
+
+impl<R> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        use sha2::Digest;
+        HashingReader {
+            inner,
+            hash: sha2::Sha256::new(),
+        }
+    }
+    fn digest(&self) -> String {
+        use sha2::Digest;
+        format!("sha256:{}", hex::encode(self.hash.clone().finalize()))
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Extract an archive stream into a fresh scratch directory (entries resolved inside it).
+pub fn unpack_to_scratch<R: Read>(store: &Store, src: R) -> Result<ScratchDir, ImageError> {
+    let dir = store
+        .tmp_root()
+        .join(format!("load-{}", super::store::random_hex(16)));
+    std::fs::create_dir(&dir)
+        .map_err(|e| ImageError::io(format!("create {}", dir.display()), e))?;
+    let scratch = ScratchDir(dir);
+    super::apply::apply_tar(src, &scratch.0)?;
+    Ok(scratch)
+}
+
+/// A directory removed when dropped.
+pub struct ScratchDir(pub std::path::PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        remove_all(&self.0);
+    }
+}
+
+/// Group references by image for saving: `names` as the user gave them.
+pub fn plan_save(
+    names: &[String],
+    resolve: impl Fn(&str) -> Result<(Image, Vec<Reference>), ImageError>,
+) -> Result<Vec<SaveItem>, ImageError> {
+    let mut order: Vec<String> = Vec::new();
+    let mut by_id: HashMap<String, SaveItem> = HashMap::new();
+    for n in names {
+        let (image, refs) = resolve(n)?;
+        let entry = by_id.entry(image.id.clone()).or_insert_with(|| {
+            order.push(image.id.clone());
+            SaveItem {
+                image,
+                refs: Vec::new(),
+            }
+        });
+        for r in refs {
+            if !entry.refs.contains(&r) {
+                entry.refs.push(r);
+            }
+        }
+    }
+    let mut sorted: BTreeMap<usize, SaveItem> = BTreeMap::new();
+    for (i, id) in order.iter().enumerate() {
+        if let Some(item) = by_id.remove(id) {
+            sorted.insert(i, item);
+        }
+    }
+    Ok(sorted.into_values().collect())
+}

@@ -1,0 +1,226 @@
+//! Dockerfile instructions applied to an image config, as `docker import --change` and
+//! `docker commit --change` send them.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::config::RunConfig;
+use super::ImageError;
+
+/// Apply `changes` (one instruction each) to `config`.
+pub fn apply_changes(config: &mut RunConfig, changes: &[String]) -> Result<(), ImageError> {
+    for change in changes {
+        let change = change.trim();
+        if change.is_empty() {
+            continue;
+        }
+        let (instr, args) = match change.split_once(char::is_whitespace) {
+            Some((i, a)) => (i, a.trim()),
+            None => (change, ""),
+        };
+        let bad = |why: &str| ImageError::invalid(format!("invalid change {change:?}: {why}"));
+        match instr.to_ascii_uppercase().as_str() {
+            "CMD" => config.cmd = Some(exec_or_shell(args)),
+            "ENTRYPOINT" => config.entrypoint = Some(exec_or_shell(args)),
+            "ENV" => {
+                let pairs = key_values(args, true).map_err(|e| bad(&e))?;
+                let env = config.env.get_or_insert_with(Vec::new);
+                for (k, v) in pairs {
+                    let entry = format!("{k}={v}");
+                    match env
+                        .iter_mut()
+                        .find(|e| e.split('=').next() == Some(k.as_str()))
+                    {
+                        Some(existing) => *existing = entry,
+                        None => env.push(entry),
+                    }
+                }
+            }
+            "LABEL" => {
+                let pairs = key_values(args, false).map_err(|e| bad(&e))?;
+                config.labels.get_or_insert_with(HashMap::new).extend(pairs);
+            }
+            "EXPOSE" => {
+                let ports = config.exposed_ports.get_or_insert_with(HashMap::new);
+                for p in words(args).map_err(|e| bad(&e))? {
+                    let (num, proto) = p.split_once('/').unwrap_or((&p, "tcp"));
+                    let valid_num = num.split('-').all(|n| n.parse::<u16>().is_ok());
+                    if !valid_num || !matches!(proto, "tcp" | "udp" | "sctp") {
+                        return Err(bad(&format!("invalid port {p:?}")));
+                    }
+                    ports.insert(format!("{num}/{proto}"), Value::Object(Default::default()));
+                }
+            }
+            "VOLUME" => {
+                let vols = config.volumes.get_or_insert_with(HashMap::new);
+                let list = match serde_json::from_str::<Vec<String>>(args) {
+                    Ok(v) => v,
+                    Err(_) => words(args).map_err(|e| bad(&e))?,
+                };
+                for v in list {
+                    vols.insert(v, Value::Object(Default::default()));
+                }
+            }
+            "WORKDIR" => {
+                if args.is_empty() {
+                    return Err(bad("WORKDIR needs a path"));
+                }
+                let dir = if args.starts_with('/') {
+                    args.to_string()
+                } else {
+                    let base = config
+                        .working_dir
+                        .clone()
+                        .unwrap_or_else(|| "/".to_string());
+                    format!("{}/{args}", base.trim_end_matches('/'))
+                };
+                config.working_dir = Some(dir);
+            }
+            "USER" => config.user = Some(args.to_string()),
+            "STOPSIGNAL" => config.stop_signal = Some(args.to_string()),
+            "ONBUILD" => config
+                .on_build
+                .get_or_insert_with(Vec::new)
+                .push(args.to_string()),
+            other => {
+                return Err(ImageError::invalid(format!(
+                    "{} is not a valid change command",
+                    other.to_ascii_lowercase()
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `["a","b"]` is the exec form; anything else runs through `/bin/sh -c`.
+fn exec_or_shell(args: &str) -> Vec<String> {
+    if args.starts_with('[') {
+        if let Ok(v) = serde_json::from_str::<Vec<String>>(args) {
+            return v;
+        }
+    }
+    vec!["/bin/sh".to_string(), "-c".to_string(), args.to_string()]
+}
+
+/// Split on white space, honouring quotes and backslash escapes.
+fn words(s: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            (None, '"') | (None, '\'') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some('\''), c) => cur.push(c),
+            (_, '\\') => {
+                in_word = true;
+                match chars.next() {
+                    Some(n) => cur.push(n),
+                    None => cur.push('\\'),
+                }
+            }
+            (_, c) => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if quote.is_some() {
+        return Err("unterminated quote".to_string());
+    }
+    if in_word {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+/// `k=v k2="v 2"`, or the legacy `k v w` (value is the rest) when `legacy` allows it.
+fn key_values(s: &str, legacy: bool) -> Result<Vec<(String, String)>, String> {
+    let w = words(s)?;
+    if w.is_empty() {
+        return Err("needs at least one argument".to_string());
+    }
+    if !w[0].contains('=') {
+        if legacy && w.len() >= 2 {
+            let value = s.trim()[w[0].len()..].trim().to_string();
+            return Ok(vec![(w[0].clone(), value)]);
+        }
+        return Err(format!("{:?} is not of the form key=value", w[0]));
+    }
+    w.into_iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(format!("{kv:?} is not of the form key=value")),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(changes: &[&str]) -> Result<RunConfig, ImageError> {
+        let mut c = RunConfig::default();
+        apply_changes(
+            &mut c,
+            &changes.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )?;
+        Ok(c)
+    }
+
+    #[test]
+    fn applies_dockerfile_instructions() {
+        let c = apply(&[
+            r#"CMD ["/bin/sh", "-c", "echo hi"]"#,
+            "ENTRYPOINT echo x",
+            "ENV A=1 B=\"two words\"",
+            "ENV C 3 4",
+            "ENV A=override",
+            "LABEL org.x=y z=\"q r\"",
+            "EXPOSE 80 53/udp",
+            "VOLUME /data /logs",
+            "WORKDIR /srv",
+            "WORKDIR app",
+            "USER 1000:1000",
+            "STOPSIGNAL SIGINT",
+        ])
+        .unwrap();
+        assert_eq!(c.cmd.unwrap(), vec!["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(c.entrypoint.unwrap(), vec!["/bin/sh", "-c", "echo x"]);
+        assert_eq!(c.env.unwrap(), vec!["A=override", "B=two words", "C=3 4"]);
+        let labels = c.labels.unwrap();
+        assert_eq!(labels["org.x"], "y");
+        assert_eq!(labels["z"], "q r");
+        let ports = c.exposed_ports.unwrap();
+        assert!(ports.contains_key("80/tcp") && ports.contains_key("53/udp"));
+        assert_eq!(c.volumes.unwrap().len(), 2);
+        assert_eq!(c.working_dir.unwrap(), "/srv/app");
+        assert_eq!(c.user.unwrap(), "1000:1000");
+        assert_eq!(c.stop_signal.unwrap(), "SIGINT");
+    }
+
+    #[test]
+    fn refuses_bad_changes() {
+        assert_eq!(
+            apply(&["RUN echo"]).unwrap_err().to_string(),
+            "run is not a valid change command"
+        );
+        assert!(apply(&["EXPOSE abc"]).is_err());
+        assert!(apply(&["ENV"]).is_err());
+        assert!(apply(&["LABEL novalue"]).is_err());
+        assert!(apply(&["ENV A=\"open"]).is_err());
+    }
+}

@@ -1,0 +1,93 @@
+//! Images: references, the content and layer stores, import / load / save, and (later) the
+//! registry client. Nothing here knows HTTP: request bodies arrive as byte channels, responses
+//! leave as values, JSON progress messages or byte channels.
+
+pub mod apply;
+pub mod archive;
+pub mod changes;
+pub mod config;
+pub mod reference;
+pub mod service;
+pub mod store;
+pub mod tarsplit;
+
+use std::fmt;
+
+use crate::errors::{ErrorKind, Kinded};
+
+pub use service::ImageService;
+
+/// An image-side failure, with Docker's wording where clients parse it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageError {
+    kind: ErrorKind,
+    message: String,
+}
+
+impl ImageError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ImageError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidParameter, message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+
+    /// `No such image: NAME`.
+    pub fn no_such_image(name: &str) -> Self {
+        Self::new(ErrorKind::NotFound, format!("No such image: {name}"))
+    }
+
+    /// An I/O failure with what was being done.
+    pub fn io(context: impl fmt::Display, e: std::io::Error) -> Self {
+        Self::internal(format!("{context}: {e}"))
+    }
+}
+
+impl fmt::Display for ImageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ImageError {}
+
+impl Kinded for ImageError {
+    fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+}
+
+impl From<apply::ApplyError> for ImageError {
+    fn from(e: apply::ApplyError) -> Self {
+        ImageError::new(e.kind(), e.to_string())
+    }
+}
+
+/// `sha256:<hex>` of `data`.
+pub fn sha256_digest(data: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}
+
+/// The hex part of a `sha256:` digest.
+pub fn digest_hex(d: &str) -> &str {
+    d.strip_prefix("sha256:").unwrap_or(d)
+}
+
+/// The 12-character short form of an ID, as the CLI prints it.
+pub fn short_id(id: &str) -> &str {
+    let hex = digest_hex(id);
+    &hex[..hex.len().min(12)]
+}

@@ -1,0 +1,793 @@
+//! The image manager: what the image endpoints do, over the [`Store`].
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bollard_stubs::models::{
+    DriverData, ImageConfig, ImageDeleteResponseItem, ImageHistoryResponseItem, ImageInspect,
+    ImageInspectMetadata, ImageInspectRootFs, ImagePruneResponse, ImageSummary,
+};
+
+use super::changes::apply_changes;
+use super::config::{History, ImageConfigFile, RootFs, RunConfig};
+use super::reference::{is_id_prefix, Reference};
+use super::store::{Image, Store};
+use super::{short_id, ImageError};
+use crate::events::{Event, EventBus};
+use crate::filters::Filters;
+use crate::util::io::{ByteReceiver, ChannelReader};
+use crate::util::progress::{JsonMessage, Progress};
+use crate::util::time::{parse_timestamp, rfc3339_nano};
+
+/// Options of `GET /images/json`.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    pub all: bool,
+    pub shared_size: bool,
+    pub filters: Filters,
+}
+
+/// Options of `POST /images/create?fromSrc=-`.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    pub repo: Option<String>,
+    pub tag: Option<String>,
+    pub message: Option<String>,
+    pub changes: Vec<String>,
+    pub platform: Option<String>,
+}
+
+pub struct ImageService {
+    store: Arc<Store>,
+    events: Arc<EventBus>,
+}
+
+const LIST_FILTERS: &[&str] = &["before", "dangling", "label", "reference", "since", "until"];
+const PRUNE_FILTERS: &[&str] = &["dangling", "label", "label!", "until"];
+
+impl ImageService {
+    pub fn new(store: Arc<Store>, events: Arc<EventBus>) -> Self {
+        ImageService { store, events }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn count(&self) -> usize {
+        self.store.images().len()
+    }
+
+    fn event(&self, action: &str, id: &str, name: Option<&str>, img: Option<&Image>) {
+        let mut e = Event::new("image", action, id);
+        if let Some(n) = name {
+            e = e.attribute("name", n);
+        }
+        if let Some(img) = img {
+            for (k, v) in img.config.labels() {
+                e = e.attribute(k, v);
+            }
+        }
+        self.events.publish(e);
+    }
+
+    /// Find an image by full ID, ID prefix, `name:tag` or `name@digest`, as dockerd does.
+    pub fn get_image(&self, name: &str) -> Result<Image, ImageError> {
+        if let Some(hex) = name.strip_prefix("sha256:") {
+            if hex.len() == 64 {
+                return self
+                    .store
+                    .image(name)
+                    .ok_or_else(|| ImageError::no_such_image(name));
+            }
+        }
+        if let Ok(r) = Reference::parse(name) {
+            if let Some(id) = self.store.resolve_reference(&r) {
+                if let Some(img) = self.store.image(&id) {
+                    return Ok(img);
+                }
+            }
+            // `busybox@sha256:...` where the digest is the image ID itself.
+            if let Some(d) = &r.digest {
+                if let Some(img) = self.store.image(d) {
+                    if self
+                        .store
+                        .references_of(&img.id)
+                        .iter()
+                        .any(|x| x.repository() == r.repository())
+                    {
+                        return Ok(img);
+                    }
+                }
+            }
+        }
+        if is_id_prefix(name) {
+            let hex = name.strip_prefix("sha256:").unwrap_or(name);
+            let matches: Vec<Image> = self
+                .store
+                .images()
+                .into_iter()
+                .filter(|i| super::digest_hex(&i.id).starts_with(hex))
+                .collect();
+            match matches.len() {
+                1 => {
+                    return Ok(matches
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| ImageError::no_such_image(name))?)
+                }
+                0 => {}
+                _ => {
+                    return Err(ImageError::invalid(format!(
+                        "multiple IDs found with provided prefix: {name}"
+                    )))
+                }
+            }
+        }
+        match Reference::parse(name) {
+            Ok(r) => Err(ImageError::no_such_image(&r.familiar())),
+            Err(_) => Err(ImageError::no_such_image(name)),
+        }
+    }
+
+    fn size_of(&self, img: &Image) -> i64 {
+        img.chain
+            .iter()
+            .filter_map(|c| self.store.layer(c))
+            .map(|l| l.size as i64)
+            .sum()
+    }
+
+    fn tags_and_digests(&self, id: &str) -> (Vec<String>, Vec<String>) {
+        let mut tags = Vec::new();
+        let mut digests = Vec::new();
+        for r in self.store.references_of(id) {
+            if r.digest.is_some() {
+                digests.push(r.familiar());
+            } else {
+                tags.push(r.familiar());
+            }
+        }
+        (tags, digests)
+    }
+
+    /// `GET /images/json`.
+    pub fn list(&self, opts: &ListOptions) -> Result<Vec<ImageSummary>, ImageError> {
+        let f = &opts.filters;
+        f.validate(LIST_FILTERS)
+            .map_err(|e| ImageError::invalid(e.to_string()))?;
+        f.validate_values("dangling", &["true", "false", "1", "0"])
+            .map_err(|e| ImageError::invalid(e.to_string()))?;
+        let dangling = f.get("dangling").next().map(|v| v == "true" || v == "1");
+        let mut before = None;
+        for b in f.get("before") {
+            before = Some(self.get_image(b)?.config.created_unix());
+        }
+        let mut since = None;
+        for s in f.get("since") {
+            since = Some(self.get_image(s)?.config.created_unix());
+        }
+        let mut until = None;
+        for u in f.get("until") {
+            let t = parse_timestamp(u, SystemTime::now())
+                .ok_or_else(|| ImageError::invalid(format!("invalid filter 'until={u}'")))?;
+            until = Some(crate::util::time::unix_nanos(t) / 1_000_000_000);
+        }
+        let images = self.store.images();
+        let mut layer_users: HashMap<&str, usize> = HashMap::new();
+        if opts.shared_size {
+            for img in &images {
+                for c in &img.chain {
+                    *layer_users.entry(c.as_str()).or_default() += 1;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for img in &images {
+            let created = img.config.created_unix();
+            let refs = self.store.references_of(&img.id);
+            let (tags, digests) = self.tags_and_digests(&img.id);
+            if let Some(want) = dangling {
+                if want != tags.is_empty() {
+                    continue;
+                }
+            }
+            if before.is_some_and(|b| created >= b)
+                || since.is_some_and(|s| created <= s)
+                || until.is_some_and(|u| created > u as i64)
+            {
+                continue;
+            }
+            let labels = img.config.labels();
+            if !f.match_kv_list("label", &labels) {
+                continue;
+            }
+            if f.contains("reference") {
+                let matched: Vec<&Reference> = refs
+                    .iter()
+                    .filter(|r| f.get("reference").any(|pat| reference_matches(pat, r)))
+                    .collect();
+                if matched.is_empty() {
+                    continue;
+                }
+            }
+            let shared = if opts.shared_size {
+                img.chain
+                    .iter()
+                    .filter(|c| layer_users.get(c.as_str()).copied().unwrap_or(0) > 1)
+                    .filter_map(|c| self.store.layer(c))
+                    .map(|l| l.size as i64)
+                    .sum()
+            } else {
+                -1
+            };
+            out.push(ImageSummary {
+                id: img.id.clone(),
+                parent_id: String::new(),
+                repo_tags: tags,
+                repo_digests: digests,
+                created,
+                size: self.size_of(img),
+                shared_size: shared,
+                labels,
+                containers: -1,
+                manifests: None,
+                descriptor: None,
+            });
+        }
+        out.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// `GET /images/{name}/json`.
+    pub fn inspect(&self, name: &str) -> Result<ImageInspect, ImageError> {
+        let img = self.get_image(name)?;
+        let (tags, digests) = self.tags_and_digests(&img.id);
+        let c = &img.config;
+        let run = c.config.clone().unwrap_or_default();
+        let mut layers: Vec<String> = img
+            .chain
+            .iter()
+            .filter_map(|ch| self.store.layer(ch))
+            .map(|l| self.store.layer_diff(&l).display().to_string())
+            .collect();
+        let upper = layers.pop();
+        layers.reverse();
+        let mut data = HashMap::new();
+        if let Some(u) = &upper {
+            let dir = std::path::Path::new(u)
+                .parent()
+                .map(|p| p.to_path_buf())
+                .unwrap_or_default();
+            data.insert("UpperDir".to_string(), u.clone());
+            data.insert(
+                "MergedDir".to_string(),
+                dir.join("merged").display().to_string(),
+            );
+            data.insert(
+                "WorkDir".to_string(),
+                dir.join("work").display().to_string(),
+            );
+        }
+        if !layers.is_empty() {
+            data.insert("LowerDir".to_string(), layers.join(":"));
+        }
+        Ok(ImageInspect {
+            id: Some(img.id.clone()),
+            repo_tags: Some(tags),
+            repo_digests: Some(digests),
+            comment: Some(c.comment.clone().unwrap_or_default()),
+            created: c.created.clone(),
+            author: Some(c.author.clone().unwrap_or_default()),
+            config: Some(to_api_config(&run)),
+            architecture: Some(c.architecture.clone()),
+            variant: c.variant.clone(),
+            os: Some(c.os.clone()),
+            os_version: c.os_version.clone(),
+            size: Some(self.size_of(&img)),
+            graph_driver: Some(DriverData {
+                name: "overlay2".to_string(),
+                data,
+            }),
+            root_fs: Some(ImageInspectRootFs {
+                typ: "layers".to_string(),
+                layers: Some(c.rootfs.diff_ids.clone()),
+            }),
+            metadata: Some(ImageInspectMetadata {
+                last_tag_time: img.last_tag_time.clone(),
+            }),
+            ..Default::default()
+        })
+    }
+
+    /// `GET /images/{name}/history`: newest first.
+    pub fn history(&self, name: &str) -> Result<Vec<ImageHistoryResponseItem>, ImageError> {
+        let img = self.get_image(name)?;
+        let (tags, _) = self.tags_and_digests(&img.id);
+        let layers: Vec<_> = img
+            .chain
+            .iter()
+            .filter_map(|c| self.store.layer(c))
+            .collect();
+        let mut layer_idx = 0;
+        let mut out = Vec::new();
+        for h in &img.config.history {
+            let size = if h.empty_layer {
+                0
+            } else {
+                let s = layers.get(layer_idx).map(|l| l.size as i64).unwrap_or(0);
+                layer_idx += 1;
+                s
+            };
+            let created = h
+                .created
+                .as_deref()
+                .and_then(|c| {
+                    time::OffsetDateTime::parse(c, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .map(|t| t.unix_timestamp())
+                .unwrap_or(0);
+            out.push(ImageHistoryResponseItem {
+                id: "<missing>".to_string(),
+                created,
+                created_by: h.created_by.clone().unwrap_or_default(),
+                tags: Vec::new(),
+                size,
+                comment: h.comment.clone().unwrap_or_default(),
+            });
+        }
+        if out.is_empty() {
+            // No history recorded: one line per layer.
+            for l in &layers {
+                out.push(ImageHistoryResponseItem {
+                    id: "<missing>".to_string(),
+                    created: img.config.created_unix(),
+                    created_by: String::new(),
+                    tags: Vec::new(),
+                    size: l.size as i64,
+                    comment: String::new(),
+                });
+            }
+        }
+        out.reverse();
+        if let Some(top) = out.first_mut() {
+            top.id = img.id.clone();
+            top.tags = tags;
+        }
+        Ok(out)
+    }
+
+    /// `POST /images/{name}/tag`.
+    pub fn tag(&self, name: &str, repo: &str, tag: Option<&str>) -> Result<Reference, ImageError> {
+        let img = self.get_image(name)?;
+        let repo_ref = Reference::parse_any(repo)?;
+        let target = match (
+            tag.filter(|t| !t.is_empty()),
+            repo_ref.tag.is_some() || repo_ref.digest.is_some(),
+        ) {
+            (Some(t), false) => {
+                super::reference::validate_tag(t)?;
+                repo_ref.with_tag(t)
+            }
+            (Some(_), true) => {
+                return Err(ImageError::invalid(
+                    "refusing to create an ambiguous tag using digest reference".to_string(),
+                ))
+            }
+            (None, true) => repo_ref,
+            (None, false) => repo_ref.with_tag(super::reference::DEFAULT_TAG),
+        };
+        if target.digest.is_some() {
+            return Err(ImageError::invalid(
+                "refusing to create a tag with a digest reference".to_string(),
+            ));
+        }
+        self.store.add_reference(&target, &img.id)?;
+        self.event("tag", &img.id, Some(&target.familiar()), Some(&img));
+        Ok(target)
+    }
+
+    /// `DELETE /images/{name}`: untag or delete, as dockerd decides (moby's `ImageDelete`).
+    pub fn delete(
+        &self,
+        name: &str,
+        force: bool,
+        _noprune: bool,
+    ) -> Result<Vec<ImageDeleteResponseItem>, ImageError> {
+        let img = self.get_image(name)?;
+        let mut out = Vec::new();
+        let untag =
+            |r: &Reference, out: &mut Vec<ImageDeleteResponseItem>| -> Result<(), ImageError> {
+                self.store.remove_reference(r)?;
+                out.push(ImageDeleteResponseItem {
+                    untagged: Some(r.familiar()),
+                    deleted: None,
+                });
+                self.event("untag", &img.id, Some(&r.familiar()), Some(&img));
+                Ok(())
+            };
+        let named = Reference::parse(name).ok().filter(|r| {
+            !is_prefix_of_id(&img.id, name) && self.store.resolve_reference(r).is_some()
+        });
+        if let Some(r) = named {
+            // A name was given: remove it; the image goes only with its last reference.
+            untag(&r, &mut out)?;
+            let mut remaining = self.store.references_of(&img.id);
+            if r.digest.is_none()
+                && !remaining
+                    .iter()
+                    .any(|x| x.digest.is_none() && x.repository() == r.repository())
+            {
+                // The last tag of a repository takes that repository's digests with it.
+                for d in remaining
+                    .iter()
+                    .filter(|x| x.digest.is_some() && x.repository() == r.repository())
+                {
+                    untag(d, &mut out)?;
+                }
+                remaining = self.store.references_of(&img.id);
+            }
+            if !remaining.is_empty() {
+                return Ok(out);
+            }
+        } else {
+            let refs = self.store.references_of(&img.id);
+            if is_single_reference(&refs) || force {
+                for r in &refs {
+                    untag(r, &mut out)?;
+                }
+            } else if !refs.is_empty() {
+                return Err(ImageError::conflict(format!(
+                    "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                    short_id(&img.id)
+                )));
+            }
+        }
+        let deleted_layers = self.store.delete_image(&img.id, &HashSet::new())?;
+        out.push(ImageDeleteResponseItem {
+            untagged: None,
+            deleted: Some(img.id.clone()),
+        });
+        for l in deleted_layers {
+            out.push(ImageDeleteResponseItem {
+                untagged: None,
+                deleted: Some(l),
+            });
+        }
+        self.event("delete", &img.id, None, Some(&img));
+        Ok(out)
+    }
+
+    /// `POST /images/prune`.
+    pub fn prune(&self, filters: &Filters) -> Result<ImagePruneResponse, ImageError> {
+        filters
+            .validate(PRUNE_FILTERS)
+            .map_err(|e| ImageError::invalid(e.to_string()))?;
+        filters
+            .validate_values("dangling", &["true", "false", "1", "0"])
+            .map_err(|e| ImageError::invalid(e.to_string()))?;
+        let dangling_only = filters
+            .get("dangling")
+            .next()
+            .map(|v| v == "true" || v == "1")
+            .unwrap_or(true);
+        let mut until = None;
+        for u in filters.get("until") {
+            let t = parse_timestamp(u, SystemTime::now())
+                .ok_or_else(|| ImageError::invalid(format!("invalid filter 'until={u}'")))?;
+            until = Some((crate::util::time::unix_nanos(t) / 1_000_000_000) as i64);
+        }
+        let mut deleted = Vec::new();
+        let mut reclaimed = 0i64;
+        for img in self.store.images() {
+            let refs = self.store.references_of(&img.id);
+            let tagged = refs.iter().any(|r| r.tag.is_some());
+            if dangling_only && tagged {
+                continue;
+            }
+            if until.is_some_and(|u| img.config.created_unix() >= u) {
+                continue;
+            }
+            let labels = img.config.labels();
+            if !filters.match_kv_list("label", &labels) {
+                continue;
+            }
+            if filters.get("label!").any(|l| match l.split_once('=') {
+                Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
+                None => labels.contains_key(l),
+            }) {
+                continue;
+            }
+            let before: i64 = self.store.layer_count() as i64;
+            let size = self.size_of(&img);
+            match self.delete(&img.id, true, false) {
+                Ok(items) => {
+                    if self.store.layer_count() as i64 != before {
+                        reclaimed += size;
+                    }
+                    deleted.extend(items);
+                }
+                Err(e) => tracing::warn!("prune {}: {e}", img.id),
+            }
+        }
+        self.events.publish(
+            Event::new("image", "prune", "").attribute("reclaimed", reclaimed.to_string()),
+        );
+        Ok(ImagePruneResponse {
+            images_deleted: Some(deleted),
+            space_reclaimed: Some(reclaimed),
+        })
+    }
+
+    /// `POST /images/create?fromSrc=-`: one layer from a rootfs tar, with a config built from
+    /// the options. Progress (the new ID) goes to `progress`.
+    pub async fn import(
+        &self,
+        body: ByteReceiver,
+        opts: ImportOptions,
+        progress: Progress,
+    ) -> Result<String, ImageError> {
+        let target = match &opts.repo {
+            Some(repo) if !repo.is_empty() => {
+                let r = Reference::parse_any(repo)?;
+                Some(match (&opts.tag, r.tag.is_some() || r.digest.is_some()) {
+                    (Some(t), false) if !t.is_empty() => {
+                        super::reference::validate_tag(t)?;
+                        r.with_tag(t)
+                    }
+                    (_, true) => r,
+                    _ => r.with_tag(super::reference::DEFAULT_TAG),
+                })
+            }
+            _ => None,
+        };
+        let mut run = RunConfig::default();
+        apply_changes(&mut run, &opts.changes)?;
+        let (os, arch) = match opts.platform.as_deref().filter(|p| !p.is_empty()) {
+            Some(p) => {
+                let mut parts = p.split('/');
+                (
+                    parts.next().unwrap_or("linux").to_string(),
+                    parts
+                        .next()
+                        .unwrap_or(crate::version::go_arch())
+                        .to_string(),
+                )
+            }
+            None => ("linux".to_string(), crate::version::go_arch().to_string()),
+        };
+        if os != "linux" {
+            return Err(ImageError::invalid(format!(
+                "operating system is not supported: {os}"
+            )));
+        }
+        let store = self.store.clone();
+        let layer = tokio::task::spawn_blocking(move || {
+            store.register_layer(None, ChannelReader::new(body), None)
+        })
+        .await
+        .map_err(|e| ImageError::internal(format!("import task: {e}")))??;
+        let now = rfc3339_nano(SystemTime::now());
+        let comment = opts.message.clone().filter(|m| !m.is_empty());
+        let config = ImageConfigFile {
+            architecture: arch,
+            os,
+            created: Some(now.clone()),
+            comment: comment.clone(),
+            config: Some(run),
+            rootfs: RootFs {
+                typ: "layers".to_string(),
+                diff_ids: vec![layer.diff_id.clone()],
+            },
+            history: vec![History {
+                created: Some(now),
+                comment: Some(comment.unwrap_or_else(|| "Imported from -".to_string())),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let raw = serde_json::to_vec(&config)
+            .map_err(|e| ImageError::internal(format!("encode config: {e}")))?;
+        let (img, _) = self.store.register_image(raw)?;
+        if let Some(t) = &target {
+            self.store.add_reference(t, &img.id)?;
+        }
+        self.event(
+            "import",
+            &img.id,
+            target.as_ref().map(|t| t.familiar()).as_deref(),
+            Some(&img),
+        );
+        progress.send(JsonMessage::status(img.id.clone())).await;
+        Ok(img.id)
+    }
+}
+
+impl ImageService {
+    /// Resolve the names of `docker save`: a repository without a tag saves all its tags; an ID
+    /// saves the image without names.
+    pub fn plan_save(&self, names: &[String]) -> Result<Vec<super::archive::SaveItem>, ImageError> {
+        if names.is_empty() {
+            return Err(ImageError::invalid("no images named to save".to_string()));
+        }
+        super::archive::plan_save(names, |n| {
+            let img = self.get_image(n)?;
+            let by_id = is_prefix_of_id(&img.id, n);
+            let refs = if by_id {
+                Vec::new()
+            } else {
+                match Reference::parse_any(n) {
+                    Ok(r) if r.tag.is_none() && r.digest.is_none() => self
+                        .store
+                        .references_of(&img.id)
+                        .into_iter()
+                        .filter(|x| x.repository() == r.repository() && x.tag.is_some())
+                        .collect(),
+                    Ok(r) if r.digest.is_none() => vec![r],
+                    _ => Vec::new(),
+                }
+            };
+            Ok((img, refs))
+        })
+    }
+
+    /// Write the archive of a planned save (blocking: run it off the async threads).
+    pub fn write_save<W: std::io::Write>(
+        &self,
+        items: &[super::archive::SaveItem],
+        out: W,
+    ) -> Result<(), ImageError> {
+        super::archive::write_save(&self.store, items, out)?;
+        for item in items {
+            let name = item.refs.first().map(|r| r.familiar());
+            self.event("save", &item.image.id, name.as_deref(), Some(&item.image));
+        }
+        Ok(())
+    }
+
+    /// `POST /images/load`: register every image of the archive and give it its names.
+    pub async fn load(
+        &self,
+        body: ByteReceiver,
+        quiet: bool,
+        progress: Progress,
+    ) -> Result<(), ImageError> {
+        let store = self.store.clone();
+        let p = if quiet {
+            Progress::discard()
+        } else {
+            progress.clone()
+        };
+        let loaded = tokio::task::spawn_blocking(move || {
+            let scratch = super::archive::unpack_to_scratch(&store, ChannelReader::new(body))
+                .map_err(|e| ImageError::invalid(format!("invalid archive: {e}")))?;
+            super::archive::load_dir(&store, &scratch.0, &p)
+        })
+        .await
+        .map_err(|e| ImageError::internal(format!("load task: {e}")))??;
+        for l in loaded {
+            let img = self.store.image(&l.id);
+            if l.refs.is_empty() {
+                progress
+                    .send(JsonMessage::stream(format!("Loaded image ID: {}\n", l.id)))
+                    .await;
+            }
+            for r in &l.refs {
+                if let Some(old) = self.store.add_reference(r, &l.id)? {
+                    progress
+                        .send(JsonMessage::stream(format!(
+                            "The image {} already exists, renaming the old one with ID {} to empty string\n",
+                            r.familiar(),
+                            old
+                        )))
+                        .await;
+                }
+                progress
+                    .send(JsonMessage::stream(format!(
+                        "Loaded image: {}\n",
+                        r.familiar()
+                    )))
+                    .await;
+            }
+            let name = l.refs.first().map(|r| r.familiar());
+            self.event("load", &l.id, name.as_deref(), img.as_ref());
+        }
+        Ok(())
+    }
+}
+
+/// Whether `name` is (a prefix of) the ID `id`, with or without `sha256:`.
+fn is_prefix_of_id(id: &str, name: &str) -> bool {
+    !name.is_empty() && (id.starts_with(name) || super::digest_hex(id).starts_with(name))
+}
+
+/// moby's `isSingleReference`: at most one tag, and digests only of that tag's repository.
+fn is_single_reference(refs: &[Reference]) -> bool {
+    if refs.len() <= 1 {
+        return refs.len() == 1;
+    }
+    let tags: Vec<&Reference> = refs.iter().filter(|r| r.digest.is_none()).collect();
+    if tags.len() > 1 {
+        return false;
+    }
+    let digest_repos: HashSet<String> = refs
+        .iter()
+        .filter(|r| r.digest.is_some())
+        .map(|r| r.repository())
+        .collect();
+    let single = tags.first().copied().unwrap_or(&refs[0]);
+    digest_repos.len() == 1 && digest_repos.contains(&single.repository())
+}
+
+/// The image config's container defaults in the API's shape.
+fn to_api_config(r: &RunConfig) -> ImageConfig {
+    let keys = |m: &Option<HashMap<String, serde_json::Value>>| {
+        m.as_ref().map(|m| {
+            let mut k: Vec<String> = m.keys().cloned().collect();
+            k.sort();
+            k
+        })
+    };
+    ImageConfig {
+        user: r.user.clone(),
+        exposed_ports: keys(&r.exposed_ports),
+        env: r.env.clone(),
+        cmd: r.cmd.clone(),
+        healthcheck: r
+            .healthcheck
+            .clone()
+            .and_then(|h| serde_json::from_value(h).ok()),
+        args_escaped: r.args_escaped,
+        volumes: keys(&r.volumes),
+        working_dir: r.working_dir.clone(),
+        entrypoint: r.entrypoint.clone(),
+        on_build: r.on_build.clone(),
+        labels: r.labels.clone(),
+        stop_signal: r.stop_signal.clone(),
+        shell: r.shell.clone(),
+    }
+}
+
+/// moby's `reference` filter: a glob over the familiar name, with or without the tag.
+fn reference_matches(pattern: &str, r: &Reference) -> bool {
+    let familiar = r.familiar();
+    let repo = r.familiar_repository();
+    glob(pattern, &familiar) || glob(pattern, &repo) || glob(pattern, &r.to_string())
+}
+
+/// `path.Match`-style glob: `*` (not across `/`), `?`, literal otherwise.
+fn glob(pattern: &str, s: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = s.chars().collect();
+    fn m(p: &[char], t: &[char]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some(('*', rest)) => (0..=t.len())
+                .take_while(|&i| i == 0 || t[i - 1] != '/')
+                .any(|i| m(rest, &t[i..])),
+            Some(('?', rest)) => t.first().is_some_and(|c| *c != '/') && m(rest, &t[1..]),
+            Some((c, rest)) => t.first() == Some(c) && m(rest, &t[1..]),
+        }
+    }
+    m(&p, &t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_like_path_match() {
+        assert!(glob("busy*", "busybox"));
+        assert!(glob("busybox:*", "busybox:latest"));
+        assert!(!glob("busy*", "x/busybox"));
+        assert!(glob("*/app", "user/app"));
+        assert!(!glob("*", "user/app"));
+        assert!(glob("b?sybox", "busybox"));
+        let r = Reference::parse("localhost:5000/x/y:1").unwrap();
+        assert!(reference_matches("localhost:5000/x/*", &r));
+        assert!(reference_matches("localhost:5000/x/y:1", &r));
+    }
+}

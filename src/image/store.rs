@@ -1,0 +1,582 @@
+//! The on-disk image store, modelled on dockerd's overlay2 layout:
+//!
+//! ```text
+//! <data-root>/image/overlay2/imagedb/content/sha256/<id>     image configs (ID = their digest)
+//! <data-root>/image/overlay2/imagedb/metadata/sha256/<id>/   lastUpdated
+//! <data-root>/image/overlay2/layerdb/sha256/<chain-id>/      diff, parent, cache-id, size, tar-size, tar-split
+//! <data-root>/image/overlay2/layerdb/tmp/                    layer records being written
+//! <data-root>/image/overlay2/repositories.json               name:tag and name@digest -> image ID
+//! <data-root>/overlay2/<cache-id>/{diff,link,lower}          extracted layers, once per chain ID
+//! <data-root>/overlay2/l/<short>                             short links for overlay mount options
+//! ```
+//!
+//! A layer becomes visible only when its record directory is renamed into `layerdb/sha256`, an
+//! image only when its config is written, a name only when `repositories.json` is replaced: an
+//! interrupted import, load or pull leaves nothing half-registered, and [`Store::open`] removes
+//! what it left behind.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use super::apply::{self, ApplyStats};
+use super::config::{chain_ids, ImageConfigFile};
+use super::reference::Reference;
+use super::tarsplit::{self, Recorder};
+use super::{digest_hex, sha256_digest, ImageError};
+use crate::util::fs::{atomic_write, ensure_dir, remove_temp_files};
+
+/// A registered layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    pub chain_id: String,
+    pub diff_id: String,
+    pub parent: Option<String>,
+    pub cache_id: String,
+    /// Bytes of file content (what `docker images` adds up).
+    pub size: u64,
+    /// Bytes of the uncompressed tar.
+    pub tar_size: u64,
+}
+
+/// A registered image.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub id: String,
+    pub config: ImageConfigFile,
+    pub raw_config: Arc<Vec<u8>>,
+    /// Chain IDs of the layers, bottom first.
+    pub chain: Vec<String>,
+    pub last_tag_time: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RepositoriesFile {
+    #[serde(rename = "Repositories")]
+    repositories: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+#[derive(Default)]
+struct State {
+    layers: HashMap<String, Layer>,
+    images: BTreeMap<String, Image>,
+    /// Full reference (`docker.io/library/busybox:latest`) -> image ID.
+    refs: BTreeMap<String, String>,
+}
+
+/// The image and layer store.
+pub struct Store {
+    root: PathBuf,
+    state: Mutex<State>,
+}
+
+fn io(context: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> ImageError {
+    move |e| ImageError::io(context, e)
+}
+
+impl Store {
+    /// Open (and create) the store under `data_root`, dropping the leftovers of interrupted
+    /// operations.
+    pub fn open(data_root: &Path) -> Result<Store, ImageError> {
+        let s = Store {
+            root: data_root.to_path_buf(),
+            state: Mutex::new(State::default()),
+        };
+        for d in [
+            s.imagedb(),
+            s.image_root().join("imagedb/metadata/sha256"),
+            s.layerdb(),
+            s.layer_tmp(),
+            s.overlay_root().join("l"),
+            s.tmp_root(),
+        ] {
+            ensure_dir(&d, 0o700).map_err(io(format!("create {}", d.display())))?;
+        }
+        s.recover()?;
+        Ok(s)
+    }
+
+    fn image_root(&self) -> PathBuf {
+        self.root.join("image/overlay2")
+    }
+    fn imagedb(&self) -> PathBuf {
+        self.image_root().join("imagedb/content/sha256")
+    }
+    fn layerdb(&self) -> PathBuf {
+        self.image_root().join("layerdb/sha256")
+    }
+    fn layer_tmp(&self) -> PathBuf {
+        self.image_root().join("layerdb/tmp")
+    }
+    fn repositories(&self) -> PathBuf {
+        self.image_root().join("repositories.json")
+    }
+    pub fn overlay_root(&self) -> PathBuf {
+        self.root.join("overlay2")
+    }
+    /// Scratch space for loads and imports, on the same filesystem as the store.
+    pub fn tmp_root(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// The `diff/` directory of a layer.
+    pub fn layer_diff(&self, layer: &Layer) -> PathBuf {
+        self.overlay_root().join(&layer.cache_id).join("diff")
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn recover(&self) -> Result<(), ImageError> {
+        // Half-written layer records and scratch directories.
+        for dir in [self.layer_tmp(), self.tmp_root()] {
+            for e in fs::read_dir(&dir).map_err(io(format!("read {}", dir.display())))? {
+                let p = e.map_err(io("read dir entry"))?.path();
+                remove_all(&p);
+            }
+        }
+        remove_temp_files(&self.image_root()).map_err(io("clean image root"))?;
+        remove_temp_files(&self.imagedb()).map_err(io("clean imagedb"))?;
+        let mut state = State::default();
+        for e in fs::read_dir(self.layerdb()).map_err(io("read layerdb"))? {
+            let e = e.map_err(io("read layerdb entry"))?;
+            let chain_id = format!("sha256:{}", e.file_name().to_string_lossy());
+            match self.read_layer(&e.path(), &chain_id) {
+                Ok(l) if self.overlay_root().join(&l.cache_id).join("diff").is_dir() => {
+                    state.layers.insert(chain_id, l);
+                }
+                Ok(_) | Err(_) => {
+                    tracing::warn!("removing broken layer record {}", e.path().display());
+                    remove_all(&e.path());
+                }
+            }
+        }
+        // Extracted layers that no record names were interrupted: remove them.
+        let known: HashSet<&str> = state.layers.values().map(|l| l.cache_id.as_str()).collect();
+        for e in fs::read_dir(self.overlay_root()).map_err(io("read overlay2"))? {
+            let e = e.map_err(io("read overlay2 entry"))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name == "l" || known.contains(name.as_str()) {
+                continue;
+            }
+            tracing::info!("removing orphan layer directory {}", e.path().display());
+            remove_all(&e.path());
+        }
+        for e in fs::read_dir(self.overlay_root().join("l")).map_err(io("read overlay2/l"))? {
+            let e = e.map_err(io("read overlay2/l entry"))?;
+            if fs::metadata(e.path()).is_err() {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        for e in fs::read_dir(self.imagedb()).map_err(io("read imagedb"))? {
+            let e = e.map_err(io("read imagedb entry"))?;
+            let id = format!("sha256:{}", e.file_name().to_string_lossy());
+            let raw = fs::read(e.path()).map_err(io(format!("read {}", e.path().display())))?;
+            if sha256_digest(&raw) != id {
+                tracing::warn!(
+                    "image config {} does not match its digest: ignored",
+                    e.path().display()
+                );
+                continue;
+            }
+            let config = match ImageConfigFile::parse(&raw) {
+                Ok(c) => c,
+                Err(err) => {
+                    tracing::warn!("image {id}: {err}: ignored");
+                    continue;
+                }
+            };
+            let chain = chain_ids(&config.rootfs.diff_ids);
+            if let Some(missing) = chain.iter().find(|c| !state.layers.contains_key(*c)) {
+                tracing::warn!("image {id} lacks layer {missing}: ignored");
+                continue;
+            }
+            let last_tag_time = fs::read_to_string(
+                self.image_root()
+                    .join("imagedb/metadata/sha256")
+                    .join(digest_hex(&id))
+                    .join("lastUpdated"),
+            )
+            .ok();
+            state.images.insert(
+                id.clone(),
+                Image {
+                    id,
+                    config,
+                    raw_config: Arc::new(raw),
+                    chain,
+                    last_tag_time,
+                },
+            );
+        }
+        if let Ok(text) = fs::read(self.repositories()) {
+            let file: RepositoriesFile = serde_json::from_slice(&text).map_err(|e| {
+                ImageError::internal(format!("parse {}: {e}", self.repositories().display()))
+            })?;
+            for (_, refs) in file.repositories {
+                for (r, id) in refs {
+                    if state.images.contains_key(&id) {
+                        state.refs.insert(r, id);
+                    }
+                }
+            }
+        }
+        *self.lock() = state;
+        Ok(())
+    }
+
+    fn read_layer(&self, dir: &Path, chain_id: &str) -> Result<Layer, ImageError> {
+        let read = |name: &str| {
+            fs::read_to_string(dir.join(name))
+                .map(|s| s.trim().to_string())
+                .map_err(io(format!("read {}/{name}", dir.display())))
+        };
+        let parent = read("parent").ok().filter(|p| !p.is_empty());
+        Ok(Layer {
+            chain_id: chain_id.to_string(),
+            diff_id: read("diff")?,
+            parent,
+            cache_id: read("cache-id")?,
+            size: read("size")?.parse().unwrap_or(0),
+            tar_size: read("tar-size")?.parse().unwrap_or(0),
+        })
+    }
+
+    pub fn layer(&self, chain_id: &str) -> Option<Layer> {
+        self.lock().layers.get(chain_id).cloned()
+    }
+
+    /// Extract a layer blob on top of `parent` and register it, unless that chain is already
+    /// there. `expected_diff_id`, when known, is checked against what the blob contains.
+    pub fn register_layer<R: Read>(
+        &self,
+        parent: Option<&str>,
+        blob: R,
+        expected_diff_id: Option<&str>,
+    ) -> Result<Layer, ImageError> {
+        let cache_id = random_hex(32);
+        let layer_dir = self.overlay_root().join(&cache_id);
+        let diff = layer_dir.join("diff");
+        fs::create_dir_all(&diff).map_err(io(format!("create {}", diff.display())))?;
+        let result = (|| {
+            let (stats, recorder): (ApplyStats, Recorder) =
+                apply::apply_layer_recorded(blob, &diff)?;
+            if let Some(want) = expected_diff_id {
+                if stats.diff_id != want {
+                    return Err(ImageError::invalid(format!(
+                        "layer content does not match its DiffID: expected {want}, got {}",
+                        stats.diff_id
+                    )));
+                }
+            }
+            let chain_id = match parent {
+                None => stats.diff_id.clone(),
+                Some(p) => sha256_digest(format!("{p} {}", stats.diff_id).as_bytes()),
+            };
+            if let Some(existing) = self.layer(&chain_id) {
+                return Ok((existing, false));
+            }
+            // overlay2 bookkeeping: a short link and the lower chain for mounts.
+            let short = random_hex(13).to_uppercase();
+            std::os::unix::fs::symlink(
+                format!("../{cache_id}/diff"),
+                self.overlay_root().join("l").join(&short),
+            )
+            .map_err(io("create layer link"))?;
+            atomic_write(&layer_dir.join("link"), short.as_bytes(), 0o644)
+                .map_err(io("write layer link"))?;
+            if let Some(p) = parent {
+                let lower = self.lower_chain(p)?;
+                atomic_write(&layer_dir.join("lower"), lower.as_bytes(), 0o644)
+                    .map_err(io("write lower"))?;
+            }
+            let split = recorder.encode().map_err(io("encode tar-split"))?;
+            // The record: written in tmp, then renamed into place in one step.
+            let tmp = self.layer_tmp().join(random_hex(16));
+            fs::create_dir(&tmp).map_err(io("create layer record"))?;
+            let files: [(&str, Vec<u8>); 6] = [
+                ("diff", stats.diff_id.clone().into_bytes()),
+                ("parent", parent.unwrap_or("").as_bytes().to_vec()),
+                ("cache-id", cache_id.clone().into_bytes()),
+                ("size", stats.content_size.to_string().into_bytes()),
+                ("tar-size", stats.tar_size.to_string().into_bytes()),
+                ("tar-split", split),
+            ];
+            for (name, data) in files {
+                atomic_write(&tmp.join(name), &data, 0o600)
+                    .map_err(io(format!("write layer {name}")))?;
+            }
+            let layer = Layer {
+                chain_id: chain_id.clone(),
+                diff_id: stats.diff_id,
+                parent: parent.map(str::to_string),
+                cache_id: cache_id.clone(),
+                size: stats.content_size,
+                tar_size: stats.tar_size,
+            };
+            let mut state = self.lock();
+            if let Some(existing) = state.layers.get(&chain_id) {
+                // Registered concurrently by someone else.
+                let existing = existing.clone();
+                drop(state);
+                remove_all(&tmp);
+                return Ok((existing, false));
+            }
+            let dest = self.layerdb().join(digest_hex(&chain_id));
+            fs::rename(&tmp, &dest).map_err(io(format!("register layer {chain_id}")))?;
+            crate::util::fs::sync_dir(&self.layerdb()).map_err(io("sync layerdb"))?;
+            state.layers.insert(chain_id, layer.clone());
+            Ok((layer, true))
+        })();
+        match result {
+            Ok((layer, true)) => Ok(layer),
+            Ok((layer, false)) => {
+                remove_all(&layer_dir);
+                Ok(layer)
+            }
+            Err(e) => {
+                remove_all(&layer_dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// `l/<short>:l/<short>...` of a layer and its parents, top first.
+    fn lower_chain(&self, chain_id: &str) -> Result<String, ImageError> {
+        let mut out = Vec::new();
+        let mut cur = Some(chain_id.to_string());
+        while let Some(c) = cur {
+            let l = self.layer(&c).ok_or_else(|| {
+                ImageError::internal(format!("parent layer {c} is not registered"))
+            })?;
+            let link = fs::read_to_string(self.overlay_root().join(&l.cache_id).join("link"))
+                .map_err(io(format!("read link of layer {c}")))?;
+            out.push(format!("l/{}", link.trim()));
+            cur = l.parent.clone();
+        }
+        Ok(out.join(":"))
+    }
+
+    /// The uncompressed tar of a layer, reassembled from its files.
+    pub fn layer_tar(&self, layer: &Layer) -> Result<tarsplit::Assembler, ImageError> {
+        let dir = self.layerdb().join(digest_hex(&layer.chain_id));
+        let split = fs::read(dir.join("tar-split"))
+            .map_err(io(format!("read tar-split of {}", layer.chain_id)))?;
+        let segments = tarsplit::decode(&split)
+            .map_err(io(format!("decode tar-split of {}", layer.chain_id)))?;
+        Ok(tarsplit::assemble(&self.layer_diff(layer), segments))
+    }
+
+    /// Register an image config whose layers are all registered. Returns the image and
+    /// whether it is new.
+    pub fn register_image(&self, raw: Vec<u8>) -> Result<(Image, bool), ImageError> {
+        let config = ImageConfigFile::parse(&raw)?;
+        let id = sha256_digest(&raw);
+        let chain = chain_ids(&config.rootfs.diff_ids);
+        {
+            let state = self.lock();
+            if let Some(img) = state.images.get(&id) {
+                return Ok((img.clone(), false));
+            }
+            if let Some(missing) = chain.iter().find(|c| !state.layers.contains_key(*c)) {
+                return Err(ImageError::internal(format!(
+                    "image {id}: layer {missing} is not registered"
+                )));
+            }
+        }
+        atomic_write(&self.imagedb().join(digest_hex(&id)), &raw, 0o600)
+            .map_err(io(format!("write image config {id}")))?;
+        let img = Image {
+            id: id.clone(),
+            config,
+            raw_config: Arc::new(raw),
+            chain,
+            last_tag_time: None,
+        };
+        self.lock().images.insert(id, img.clone());
+        Ok((img, true))
+    }
+
+    pub fn image(&self, id: &str) -> Option<Image> {
+        self.lock().images.get(id).cloned()
+    }
+
+    pub fn images(&self) -> Vec<Image> {
+        self.lock().images.values().cloned().collect()
+    }
+
+    pub fn layer_count(&self) -> usize {
+        self.lock().layers.len()
+    }
+
+    /// Every reference, with the image it names.
+    pub fn references(&self) -> Vec<(Reference, String)> {
+        self.lock()
+            .refs
+            .iter()
+            .filter_map(|(r, id)| Reference::parse_any(r).ok().map(|r| (r, id.clone())))
+            .collect()
+    }
+
+    /// The references of one image.
+    pub fn references_of(&self, id: &str) -> Vec<Reference> {
+        self.references()
+            .into_iter()
+            .filter(|(_, i)| i == id)
+            .map(|(r, _)| r)
+            .collect()
+    }
+
+    /// The image a reference names.
+    pub fn resolve_reference(&self, r: &Reference) -> Option<String> {
+        self.lock().refs.get(&r.to_string()).cloned()
+    }
+
+    /// Point `r` at image `id`; returns the image it pointed at before, if another.
+    pub fn add_reference(&self, r: &Reference, id: &str) -> Result<Option<String>, ImageError> {
+        let mut state = self.lock();
+        if !state.images.contains_key(id) {
+            return Err(ImageError::no_such_image(id));
+        }
+        let previous = state.refs.insert(r.to_string(), id.to_string());
+        if let Err(e) = self.save_refs(&state) {
+            match &previous {
+                Some(p) => state.refs.insert(r.to_string(), p.clone()),
+                None => state.refs.remove(&r.to_string()),
+            };
+            return Err(e);
+        }
+        drop(state);
+        let now = crate::util::time::rfc3339_nano(std::time::SystemTime::now());
+        let meta = self
+            .image_root()
+            .join("imagedb/metadata/sha256")
+            .join(digest_hex(id));
+        if ensure_dir(&meta, 0o700).is_ok()
+            && atomic_write(&meta.join("lastUpdated"), now.as_bytes(), 0o600).is_ok()
+        {
+            if let Some(img) = self.lock().images.get_mut(id) {
+                img.last_tag_time = Some(now);
+            }
+        }
+        Ok(previous.filter(|p| p != id))
+    }
+
+    /// Remove a reference; returns the image it named.
+    pub fn remove_reference(&self, r: &Reference) -> Result<Option<String>, ImageError> {
+        let mut state = self.lock();
+        let removed = state.refs.remove(&r.to_string());
+        if removed.is_some() {
+            if let Err(e) = self.save_refs(&state) {
+                if let Some(id) = &removed {
+                    state.refs.insert(r.to_string(), id.clone());
+                }
+                return Err(e);
+            }
+        }
+        Ok(removed)
+    }
+
+    fn save_refs(&self, state: &State) -> Result<(), ImageError> {
+        let mut file = RepositoriesFile::default();
+        for (r, id) in &state.refs {
+            let repo = Reference::parse_any(r)
+                .map(|p| p.repository())
+                .unwrap_or_else(|_| r.clone());
+            file.repositories
+                .entry(repo)
+                .or_default()
+                .insert(r.clone(), id.clone());
+        }
+        let data = serde_json::to_vec(&file)
+            .map_err(|e| ImageError::internal(format!("encode references: {e}")))?;
+        atomic_write(&self.repositories(), &data, 0o600).map_err(io("write repositories.json"))
+    }
+
+    /// Delete an image record (its references must be gone) and every layer no other image
+    /// uses. `in_use` names chain IDs held by others (containers). Returns the deleted layers'
+    /// chain IDs.
+    pub fn delete_image(
+        &self,
+        id: &str,
+        in_use: &HashSet<String>,
+    ) -> Result<Vec<String>, ImageError> {
+        let mut state = self.lock();
+        let Some(img) = state.images.get(id).cloned() else {
+            return Err(ImageError::no_such_image(id));
+        };
+        fs::remove_file(self.imagedb().join(digest_hex(id)))
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(io(format!("remove image config {id}")))?;
+        remove_all(
+            &self
+                .image_root()
+                .join("imagedb/metadata/sha256")
+                .join(digest_hex(id)),
+        );
+        state.images.remove(id);
+        let used: HashSet<String> = state
+            .images
+            .values()
+            .flat_map(|i| i.chain.iter().cloned())
+            .chain(in_use.iter().cloned())
+            .collect();
+        let mut deleted = Vec::new();
+        for chain_id in img.chain.iter().rev() {
+            if used.contains(chain_id) {
+                break;
+            }
+            if let Some(layer) = state.layers.remove(chain_id) {
+                // Record first (a crash leaves an orphan directory, removed at the next start).
+                let rec = self.layerdb().join(digest_hex(chain_id));
+                let tomb = self.layer_tmp().join(format!("del-{}", random_hex(8)));
+                if fs::rename(&rec, &tomb).is_ok() {
+                    remove_all(&tomb);
+                }
+                let dir = self.overlay_root().join(&layer.cache_id);
+                if let Ok(link) = fs::read_to_string(dir.join("link")) {
+                    let _ = fs::remove_file(self.overlay_root().join("l").join(link.trim()));
+                }
+                remove_all(&dir);
+                deleted.push(chain_id.clone());
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+/// Remove a file or directory tree, logging (not failing) on error.
+pub fn remove_all(p: &Path) {
+    let r = match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
+        Ok(_) => fs::remove_file(p),
+        Err(_) => Ok(()),
+    };
+    if let Err(e) = r {
+        tracing::warn!("remove {}: {e}", p.display());
+    }
+}
+
+/// `n` random lower-case hex characters.
+pub fn random_hex(n: usize) -> String {
+    let mut s = uuid::Uuid::new_v4().simple().to_string();
+    while s.len() < n {
+        s.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    s.truncate(n);
+    s
+}

@@ -1,0 +1,428 @@
+//! Images through the docker CLI: import, images, inspect, history, tag, rmi, prune, save and
+//! load, with busybox-static fixtures.
+
+mod common;
+
+use std::path::Path;
+
+use common::{busybox_rootfs_tar, docker_with_stdin, ok, stderr, stdout, Berthd};
+
+fn ready() -> bool {
+    common::is_root() && common::have_docker_cli() && common::have_busybox()
+}
+const NOT_READY: &str = "needs root, the docker CLI and Debian's busybox-static";
+
+/// A daemon with `busybox:latest` imported.
+fn with_busybox() -> Berthd {
+    let b = Berthd::start(&[]);
+    let rootfs = busybox_rootfs_tar(b.dir.path());
+    let id = ok(b.docker_out(&["import", rootfs.to_str().unwrap(), "busybox:latest"]));
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    b
+}
+
+fn id_of(b: &Berthd, name: &str) -> String {
+    ok(b.docker_out(&["image", "inspect", "--format", "{{.Id}}", name]))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn import_from_file_and_stdin_with_changes() {
+    require!(ready(), NOT_READY);
+    let b = with_busybox();
+    let rootfs = busybox_rootfs_tar(b.dir.path());
+    let out = docker_with_stdin(
+        &b,
+        &[
+            "import",
+            "--change",
+            "CMD [\"/bin/sh\", \"-c\", \"echo hi\"]",
+            "--change",
+            "ENV A=1 B=two",
+            "--change",
+            "WORKDIR /srv",
+            "--change",
+            "LABEL team=core",
+            "--change",
+            "EXPOSE 8080",
+            "--message",
+            "from stdin",
+            "-",
+            "myimg:1",
+        ],
+        &rootfs,
+    );
+    let id = ok(out).trim().to_string();
+    assert!(id.starts_with("sha256:"));
+    let fmt = "{{json .Config.Cmd}}|{{json .Config.Env}}|{{.Config.WorkingDir}}|{{index .Config.Labels \"team\"}}|{{json .Config.ExposedPorts}}|{{.Comment}}|{{.Os}}/{{.Architecture}}";
+    let got = ok(b.docker_out(&["image", "inspect", "--format", fmt, "myimg:1"]));
+    assert_eq!(
+        got.trim(),
+        format!(
+            "[\"/bin/sh\",\"-c\",\"echo hi\"]|[\"A=1\",\"B=two\"]|/srv|core|{{\"8080/tcp\":{{}}}}|from stdin|linux/{}",
+            if cfg!(target_arch = "x86_64") { "amd64" } else { "arm64" }
+        )
+    );
+    assert_eq!(id_of(&b, "myimg:1"), id);
+    // The layer holds the rootfs.
+    let upper = ok(b.docker_out(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.GraphDriver.Data.UpperDir}}",
+        "myimg:1",
+    ]));
+    let upper = Path::new(upper.trim());
+    assert_eq!(
+        std::fs::read(upper.join("bin/busybox")).unwrap(),
+        std::fs::read("/bin/busybox").unwrap()
+    );
+    assert_eq!(
+        std::fs::read_link(upper.join("bin/sh")).unwrap(),
+        Path::new("busybox")
+    );
+    // A bad change is refused with a clear message and nothing is added.
+    let out = docker_with_stdin(
+        &b,
+        &["import", "--change", "RUN echo", "-", "bad:1"],
+        &rootfs,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("run is not a valid change command"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!b
+        .docker_out(&["image", "inspect", "bad:1"])
+        .status
+        .success());
+}
+
+#[test]
+fn images_list_filters_digests_and_format() {
+    require!(ready(), NOT_READY);
+    let b = with_busybox();
+    let rootfs = busybox_rootfs_tar(b.dir.path());
+    ok(docker_with_stdin(
+        &b,
+        &["import", "--change", "LABEL tier=web", "-", "web/app:2"],
+        &rootfs,
+    ));
+    ok(docker_with_stdin(&b, &["import", "-"], &rootfs)); // dangling
+    let all = ok(b.docker_out(&["images", "--format", "{{.Repository}}:{{.Tag}}"]));
+    let mut lines: Vec<&str> = all.lines().collect();
+    lines.sort();
+    assert_eq!(lines, vec!["<none>:<none>", "busybox:latest", "web/app:2"]);
+    let f = ok(b.docker_out(&[
+        "images",
+        "--filter",
+        "reference=busy*",
+        "--format",
+        "{{.Repository}}",
+    ]));
+    assert_eq!(f.trim(), "busybox");
+    let f = ok(b.docker_out(&[
+        "images",
+        "--filter",
+        "label=tier=web",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+    ]));
+    assert_eq!(f.trim(), "web/app:2");
+    let f = ok(b.docker_out(&[
+        "images",
+        "--filter",
+        "dangling=true",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+    ]));
+    assert_eq!(f.trim(), "<none>:<none>");
+    let q = ok(b.docker_out(&["images", "-q"]));
+    assert_eq!(q.lines().count(), 3);
+    let d = ok(b.docker_out(&[
+        "images",
+        "--digests",
+        "--format",
+        "{{.Repository}} {{.Digest}}",
+        "busybox",
+    ]));
+    assert_eq!(d.trim(), "busybox <none>");
+    let size = ok(b.docker_out(&["images", "--format", "{{.Size}}", "busybox"]));
+    assert!(size.trim().ends_with("MB"), "{size}");
+    let out = b.docker_out(&["images", "--filter", "bogus=1"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid filter 'bogus'"),
+        "{}",
+        stderr(&out)
+    );
+    let info = ok(b.docker_out(&["info", "--format", "{{.Images}}"]));
+    assert_eq!(info.trim(), "3");
+}
+
+#[test]
+fn inspect_history_and_missing_images() {
+    require!(ready(), NOT_READY);
+    let b = with_busybox();
+    let got = ok(b.docker_out(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{len .RootFS.Layers}} {{.RootFS.Type}} {{.GraphDriver.Name}} {{json .RepoTags}}",
+        "busybox",
+    ]));
+    assert_eq!(got.trim(), "1 layers overlay2 [\"busybox:latest\"]");
+    let id = id_of(&b, "busybox");
+    // By ID, by short ID, by full reference.
+    assert_eq!(id_of(&b, &id[7..19]), id);
+    assert_eq!(id_of(&b, "docker.io/library/busybox:latest"), id);
+    let h = ok(b.docker_out(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.ID}}|{{.Comment}}|{{.Size}}",
+        "busybox",
+    ]));
+    let line = h.lines().next().unwrap();
+    assert!(line.starts_with(&format!("{id}|Imported from -|")), "{h}");
+    let out = b.docker_out(&["image", "inspect", "nosuch"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("No such image: nosuch"),
+        "{}",
+        stderr(&out)
+    );
+    let out = b.docker_out(&["rmi", "nosuch"]);
+    assert!(
+        stderr(&out).contains("No such image: nosuch:latest"),
+        "{}",
+        stderr(&out)
+    );
+    let out = b.docker_out(&["image", "inspect", "Bad:Name"]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn tag_and_rmi_untag_versus_delete() {
+    require!(ready(), NOT_READY);
+    let b = with_busybox();
+    let id = id_of(&b, "busybox");
+    ok(b.docker_out(&["tag", "busybox", "localhost:5000/team/bb:v1"]));
+    ok(b.docker_out(&["tag", "busybox:latest", "other"]));
+    assert_eq!(id_of(&b, "localhost:5000/team/bb:v1"), id);
+    let tags = ok(b.docker_out(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoTags}}",
+        "busybox",
+    ]));
+    assert!(
+        tags.contains("localhost:5000/team/bb:v1") && tags.contains("other:latest"),
+        "{tags}"
+    );
+    // By ID while in several repositories: refused without -f.
+    let out = b.docker_out(&["rmi", &id[7..19]]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories", &id[7..19])),
+        "{}",
+        stderr(&out)
+    );
+    // By name: untag only.
+    let out = ok(b.docker_out(&["rmi", "other"]));
+    assert_eq!(out.trim(), "Untagged: other:latest");
+    let out = ok(b.docker_out(&["rmi", "localhost:5000/team/bb:v1"]));
+    assert_eq!(out.trim(), "Untagged: localhost:5000/team/bb:v1");
+    // The last name: untag and delete, layers too.
+    let upper = ok(b.docker_out(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.GraphDriver.Data.UpperDir}}",
+        "busybox",
+    ]));
+    let out = ok(b.docker_out(&["rmi", "busybox"]));
+    assert!(
+        out.starts_with("Untagged: busybox:latest\nDeleted: sha256:"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("Deleted: {id}")), "{out}");
+    assert!(
+        !Path::new(upper.trim()).exists(),
+        "the layer directory is gone"
+    );
+    assert_eq!(ok(b.docker_out(&["images", "-q"])).trim(), "");
+    // -f by ID removes every name.
+    let rootfs = busybox_rootfs_tar(b.dir.path());
+    ok(b.docker_out(&["import", rootfs.to_str().unwrap(), "a:1"]));
+    ok(b.docker_out(&["tag", "a:1", "b:2"]));
+    let id = id_of(&b, "a:1");
+    let out = ok(b.docker_out(&["rmi", "-f", &id]));
+    assert!(
+        out.contains("Untagged: a:1")
+            && out.contains("Untagged: b:2")
+            && out.contains(&format!("Deleted: {id}")),
+        "{out}"
+    );
+    // Tagging something that does not exist, or with a bad name.
+    let out = b.docker_out(&["tag", "nosuch", "x:1"]);
+    assert!(
+        stderr(&out).contains("No such image: nosuch:latest"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn prune_dangling_all_and_by_label() {
+    require!(ready(), NOT_READY);
+    let b = with_busybox();
+    let rootfs = busybox_rootfs_tar(b.dir.path());
+    ok(docker_with_stdin(&b, &["import", "-"], &rootfs));
+    ok(docker_with_stdin(
+        &b,
+        &["import", "--change", "LABEL keep=no", "-", "labelled:1"],
+        &rootfs,
+    ));
+    let out = ok(b.docker_out(&["image", "prune", "-f"]));
+    assert!(out.contains("deleted: sha256:"), "{out}");
+    assert_eq!(ok(b.docker_out(&["images", "-q"])).lines().count(), 2);
+    let out = ok(b.docker_out(&["image", "prune", "-a", "-f", "--filter", "label=keep=no"]));
+    assert!(out.contains("untagged: labelled:1"), "{out}");
+    let left = ok(b.docker_out(&["images", "--format", "{{.Repository}}"]));
+    assert_eq!(left.trim(), "busybox");
+    ok(b.docker_out(&["image", "prune", "-a", "-f"]));
+    assert_eq!(ok(b.docker_out(&["images", "-q"])).trim(), "");
+    // Every layer directory is gone with its images.
+    let dirs: Vec<_> = std::fs::read_dir(b.data_root().join("overlay2"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(dirs, vec![std::ffi::OsString::from("l")], "{dirs:?}");
+}
+
+#[test]
+fn save_rmi_load_round_trip() {
+    require!(ready(), NOT_READY);
+    let b = with_busybox();
+    ok(b.docker_out(&["tag", "busybox", "busybox:second"]));
+    let id = id_of(&b, "busybox");
+    let archive = b.dir.path().join("saved.tar");
+    ok(b.docker_out(&[
+        "save",
+        "-o",
+        archive.to_str().unwrap(),
+        "busybox:latest",
+        "busybox:second",
+    ]));
+    // The archive has both formats.
+    let list = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    let names = stdout(&list);
+    for want in [
+        "manifest.json",
+        "index.json",
+        "oci-layout",
+        &format!("blobs/sha256/{}", &id[7..]),
+    ] {
+        assert!(
+            names.lines().any(|l| l == want),
+            "{want} missing from {names}"
+        );
+    }
+    ok(b.docker_out(&["rmi", "busybox:latest", "busybox:second"]));
+    assert_eq!(ok(b.docker_out(&["images", "-q"])).trim(), "");
+    let out = ok(b.docker_out(&["load", "-i", archive.to_str().unwrap()]));
+    assert!(out.contains("Loaded image: busybox:latest"), "{out}");
+    assert!(out.contains("Loaded image: busybox:second"), "{out}");
+    assert_eq!(id_of(&b, "busybox:latest"), id);
+    assert_eq!(id_of(&b, "busybox:second"), id);
+    // Saving again gives the same bytes for the layer (tar-split reproduces the layer exactly).
+    let again = b.dir.path().join("again.tar");
+    ok(b.docker_out(&["save", "-o", again.to_str().unwrap(), "busybox:latest"]));
+    // `docker save` to stdout, `docker load` from stdin, by ID (no names).
+    let out = b.docker().args(["save", &id]).output().unwrap();
+    assert!(out.status.success());
+    let by_id = b.dir.path().join("by-id.tar");
+    std::fs::write(&by_id, &out.stdout).unwrap();
+    ok(b.docker_out(&["rmi", "-f", &id]));
+    let out = ok(docker_with_stdin(&b, &["load"], &by_id));
+    assert!(out.contains(&format!("Loaded image ID: {id}")), "{out}");
+    let out = b.docker_out(&["save", "nosuch:1"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("No such image: nosuch:1"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn load_refuses_garbage_and_bad_digests() {
+    require!(ready(), NOT_READY);
+    let b = Berthd::start(&[]);
+    let junk = b.dir.path().join("junk.tar");
+    std::fs::write(&junk, vec![0xabu8; 4096]).unwrap();
+    let out = b.docker_out(&["load", "-i", junk.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("invalid archive"), "{}", stderr(&out));
+    // An archive whose config does not match its name.
+    let mut t = tar::Builder::new(Vec::new());
+    let cfg = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let name = format!("blobs/sha256/{}", "0".repeat(64));
+    let mut h = tar::Header::new_gnu();
+    h.set_size(cfg.len() as u64);
+    h.set_mode(0o644);
+    t.append_data(&mut h, &name, &cfg[..]).unwrap();
+    let manifest = format!(r#"[{{"Config":"{name}","RepoTags":["x:1"],"Layers":[]}}]"#);
+    let mut h = tar::Header::new_gnu();
+    h.set_size(manifest.len() as u64);
+    h.set_mode(0o644);
+    t.append_data(&mut h, "manifest.json", manifest.as_bytes())
+        .unwrap();
+    let bad = b.dir.path().join("bad.tar");
+    std::fs::write(&bad, t.into_inner().unwrap()).unwrap();
+    let out = b.docker_out(&["load", "-i", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("has digest"), "{}", stderr(&out));
+    assert_eq!(ok(b.docker_out(&["images", "-q"])).trim(), "");
+    // Nothing is left in the scratch area.
+    assert_eq!(
+        std::fs::read_dir(b.data_root().join("tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn image_events_are_published() {
+    require!(ready(), NOT_READY);
+    let b = with_busybox();
+    ok(b.docker_out(&["tag", "busybox", "ev:1"]));
+    ok(b.docker_out(&["rmi", "ev:1"]));
+    let until = (common::now_secs() + 1).to_string();
+    let out = ok(b.docker_out(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until,
+        "--filter",
+        "type=image",
+        "--format",
+        "{{.Action}} {{index .Actor.Attributes \"name\"}}",
+    ]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        vec!["import busybox:latest", "tag ev:1", "untag ev:1"],
+        "{out}"
+    );
+}
