@@ -22,6 +22,8 @@ use crate::image::archive::SaveItem;
 use crate::image::service::{ImportOptions, ListOptions};
 use crate::image::store::Store;
 use crate::image::{ImageError, ImageService};
+use crate::registry::client::AuthConfig;
+use crate::registry::RegistryError;
 use crate::runtime::{self, CgroupInfo, CgroupVersion};
 use crate::system::{self, HostInfo, SystemError};
 use crate::util::fs::{ensure_dir, remove_temp_files};
@@ -484,5 +486,64 @@ impl ImageBackend for Daemon {
         out: &mut ChannelWriter,
     ) -> Result<(), ImageError> {
         self.images.write_save(items, out)
+    }
+
+    async fn image_pull(
+        &self,
+        image: String,
+        tag: Option<String>,
+        platform: Option<String>,
+        auth: AuthConfig,
+        progress: Progress,
+    ) -> Result<(), ImageError> {
+        let opts = self.config().registry;
+        self.images
+            .pull(
+                &image,
+                tag.as_deref(),
+                platform.as_deref(),
+                &auth,
+                &opts,
+                progress,
+            )
+            .await
+    }
+
+    async fn image_push(
+        &self,
+        name: String,
+        tag: Option<String>,
+        auth: AuthConfig,
+        progress: Progress,
+    ) -> Result<(), ImageError> {
+        let opts = self.config().registry;
+        self.images
+            .push(&name, tag.as_deref(), &auth, &opts, progress)
+            .await
+    }
+
+    async fn registry_login(&self, auth: AuthConfig) -> Result<String, RegistryError> {
+        let opts = self.config().registry;
+        crate::registry::client::login(&opts, &auth).await
+    }
+
+    async fn distribution_inspect(
+        &self,
+        name: String,
+        auth: AuthConfig,
+    ) -> Result<bollard_stubs::models::DistributionInspect, ImageError> {
+        let opts = self.config().registry;
+        let r = crate::image::reference::Reference::parse(&name)?;
+        crate::image::distribution::inspect(&opts, &r, &auth).await
+    }
+
+    async fn image_search(
+        &self,
+        term: String,
+        limit: Option<i64>,
+        auth: AuthConfig,
+    ) -> Result<Vec<bollard_stubs::models::ImageSearchResponseItem>, RegistryError> {
+        let opts = self.config().registry;
+        crate::registry::client::search(&opts, &term, limit, &auth).await
     }
 }

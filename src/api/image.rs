@@ -18,8 +18,11 @@ use crate::filters::Filters;
 use crate::image::archive::SaveItem;
 use crate::image::service::{ImportOptions, ListOptions};
 use crate::image::ImageError;
+use crate::registry::client::AuthConfig;
+use crate::registry::RegistryError;
 use crate::util::io::{ByteReceiver, ChannelWriter};
 use crate::util::progress::{JsonMessage, Progress};
+use bollard_stubs::models::{DistributionInspect, ImageSearchResponseItem};
 
 /// What the image endpoints need from the daemon.
 #[async_trait]
@@ -54,6 +57,46 @@ pub trait ImageBackend {
         items: &[SaveItem],
         out: &mut ChannelWriter,
     ) -> Result<(), ImageError>;
+    async fn image_pull(
+        &self,
+        image: String,
+        tag: Option<String>,
+        platform: Option<String>,
+        auth: AuthConfig,
+        progress: Progress,
+    ) -> Result<(), ImageError>;
+    async fn image_push(
+        &self,
+        name: String,
+        tag: Option<String>,
+        auth: AuthConfig,
+        progress: Progress,
+    ) -> Result<(), ImageError>;
+    async fn registry_login(&self, auth: AuthConfig) -> Result<String, RegistryError>;
+    async fn distribution_inspect(
+        &self,
+        name: String,
+        auth: AuthConfig,
+    ) -> Result<DistributionInspect, ImageError>;
+    async fn image_search(
+        &self,
+        term: String,
+        limit: Option<i64>,
+        auth: AuthConfig,
+    ) -> Result<Vec<ImageSearchResponseItem>, RegistryError>;
+}
+
+/// The credentials of `X-Registry-Auth` (anonymous when absent).
+fn registry_auth(ctx: &Ctx) -> Result<AuthConfig, ApiError> {
+    match ctx.req.headers().get("x-registry-auth") {
+        None => Ok(AuthConfig::default()),
+        Some(v) => {
+            let v = v
+                .to_str()
+                .map_err(|_| ApiError::invalid("invalid X-Registry-Auth header"))?;
+            Ok(AuthConfig::from_header(v)?)
+        }
+    }
 }
 
 fn filters(ctx: &Ctx) -> Result<Filters, ApiError> {
@@ -143,12 +186,19 @@ pub async fn create(ctx: Ctx) -> HandlerResult {
                 "importing from a URL ({src}) is not supported: pipe the archive in with fromSrc=-"
             ),
         )),
-        (_, Some(image)) if !image.is_empty() => Err(ApiError::new(
-            ErrorKind::NotImplemented,
-            format!(
-                "pulling {image} is not implemented yet in berth: use docker load or docker import"
-            ),
-        )),
+        (_, Some(image)) if !image.is_empty() => {
+            let auth = registry_auth(&ctx)?;
+            let (image, tag, platform) = (
+                image.to_string(),
+                q.get("tag").map(str::to_string),
+                q.get("platform").map(str::to_string),
+            );
+            let backend = ctx.backend.clone();
+            progress_response(move |p| async move {
+                backend.image_pull(image, tag, platform, auth, p).await
+            })
+            .await
+        }
         _ => Err(ApiError::invalid("either fromSrc or fromImage is required")),
     }
 }
@@ -158,6 +208,59 @@ pub async fn load(ctx: Ctx) -> HandlerResult {
     let backend = ctx.backend.clone();
     let body = body_channel(ctx.req.into_body());
     progress_response(move |p| async move { backend.image_load(body, quiet, p).await }).await
+}
+
+pub async fn push(ctx: Ctx) -> HandlerResult {
+    let auth = registry_auth(&ctx)?;
+    let name = ctx.param("name").to_string();
+    let tag = ctx.query.get("tag").map(str::to_string);
+    let backend = ctx.backend.clone();
+    progress_response(move |p| async move { backend.image_push(name, tag, auth, p).await }).await
+}
+
+/// `POST /auth`.
+pub async fn auth(ctx: Ctx) -> HandlerResult {
+    let limit = ctx.max_json_body;
+    let (parts, body) = ctx.req.into_parts();
+    let mut auth: AuthConfig = super::body::read_json(&parts.headers, body, limit).await?;
+    auth.fill_from_auth();
+    let status = ctx.backend.registry_login(auth).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({"Status": status, "IdentityToken": ""}),
+    ))
+}
+
+/// `GET /distribution/{name}/json`.
+pub async fn distribution(ctx: Ctx) -> HandlerResult {
+    let auth = registry_auth(&ctx)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &ctx.backend
+            .distribution_inspect(ctx.param("name").to_string(), auth)
+            .await?,
+    ))
+}
+
+/// `GET /images/search`.
+pub async fn search(ctx: Ctx) -> HandlerResult {
+    let auth = registry_auth(&ctx)?;
+    let term = ctx.query.get("term").unwrap_or("").to_string();
+    let limit = ctx.query.int("limit")?;
+    let f = filters(&ctx)?;
+    f.validate(&["is-automated", "is-official", "stars"])?;
+    let mut items = ctx.backend.image_search(term, limit, auth).await?;
+    let min_stars: i64 = f
+        .get("stars")
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    items.retain(|i| i.star_count.unwrap_or(0) >= min_stars);
+    if let Some(v) = f.get("is-official").next() {
+        let want = v == "true" || v == "1";
+        items.retain(|i| i.is_official.unwrap_or(false) == want);
+    }
+    Ok(json_response(StatusCode::OK, &items))
 }
 
 /// `GET /images/{name}/get` and `GET /images/get?names=...`.

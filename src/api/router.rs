@@ -167,6 +167,10 @@ impl Api {
             route!(GET, "/images/{name:.*}/history", image::history),
             route!(GET, "/images/{name:.*}/get", image::save),
             route!(POST, "/images/{name:.*}/tag", image::tag),
+            route!(POST, "/images/{name:.*}/push", image::push),
+            route!(GET, "/images/search", image::search),
+            route!(POST, "/auth", image::auth),
+            route!(GET, "/distribution/{name:.*}/json", image::distribution),
             route!(DELETE, "/images/{name:.*}", image::delete),
         ];
         Arc::new(Api {

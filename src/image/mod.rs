@@ -6,6 +6,7 @@ pub mod apply;
 pub mod archive;
 pub mod changes;
 pub mod config;
+pub mod distribution;
 pub mod reference;
 pub mod service;
 pub mod store;

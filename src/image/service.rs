@@ -698,6 +698,94 @@ impl ImageService {
     }
 }
 
+impl ImageService {
+    /// `POST /images/create?fromImage=...&tag=...`.
+    pub async fn pull(
+        &self,
+        image: &str,
+        tag: Option<&str>,
+        platform: Option<&str>,
+        auth: &crate::registry::client::AuthConfig,
+        opts: &crate::registry::RegistryOptions,
+        progress: Progress,
+    ) -> Result<(), ImageError> {
+        let mut r = Reference::parse_any(image)?;
+        if let Some(t) = tag.filter(|t| !t.is_empty()) {
+            if t.starts_with("sha256:") {
+                super::reference::validate_digest(t)?;
+                r.tag = None;
+                r.digest = Some(t.to_string());
+            } else {
+                super::reference::validate_tag(t)?;
+                r.tag = Some(t.to_string());
+            }
+        }
+        if r.tag.is_none() && r.digest.is_none() {
+            r.tag = Some(super::reference::DEFAULT_TAG.to_string());
+        }
+        let (id, r) =
+            super::distribution::pull(self.store.clone(), opts, r, platform, auth, &progress)
+                .await?;
+        let img = self.store.image(&id);
+        self.event("pull", &id, Some(&r.familiar()), img.as_ref());
+        Ok(())
+    }
+
+    /// `POST /images/{name}/push`.
+    pub async fn push(
+        &self,
+        name: &str,
+        tag: Option<&str>,
+        auth: &crate::registry::client::AuthConfig,
+        opts: &crate::registry::RegistryOptions,
+        progress: Progress,
+    ) -> Result<(), ImageError> {
+        let r = Reference::parse_any(name)?;
+        let wanted: Vec<Reference> = match (tag.filter(|t| !t.is_empty()), &r.tag) {
+            (Some(t), _) => vec![r.with_tag(t)],
+            (None, Some(_)) => vec![r.clone()],
+            (None, None) => self
+                .store
+                .references()
+                .into_iter()
+                .map(|(x, _)| x)
+                .filter(|x| x.repository() == r.repository() && x.tag.is_some())
+                .collect(),
+        };
+        let mut targets = Vec::new();
+        for w in &wanted {
+            let id = self.store.resolve_reference(w).ok_or_else(|| {
+                ImageError::new(
+                    crate::errors::ErrorKind::NotFound,
+                    format!(
+                        "An image does not exist locally with the tag: {}",
+                        w.familiar_repository()
+                    ),
+                )
+            })?;
+            targets.push((w.clone(), id));
+        }
+        if targets.is_empty() {
+            return Err(ImageError::new(
+                crate::errors::ErrorKind::NotFound,
+                format!(
+                    "An image does not exist locally with the tag: {}",
+                    r.familiar_repository()
+                ),
+            ));
+        }
+        let pushed =
+            super::distribution::push(self.store.clone(), opts, targets, auth, &progress).await?;
+        for (r, _) in pushed {
+            if let Some(id) = self.store.resolve_reference(&r) {
+                let img = self.store.image(&id);
+                self.event("push", &id, Some(&r.familiar()), img.as_ref());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Whether `name` is (a prefix of) the ID `id`, with or without `sha256:`.
 fn is_prefix_of_id(id: &str, name: &str) -> bool {
     !name.is_empty() && (id.starts_with(name) || super::digest_hex(id).starts_with(name))

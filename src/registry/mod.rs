@@ -2,6 +2,8 @@
 //! does, and the `RegistryConfig` that `/info` reports. The registry client itself (pull, push,
 //! auth) builds on this.
 
+pub mod client;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -122,7 +124,7 @@ fn split_port(host: &str) -> &str {
 }
 
 fn validate_mirror(m: &str) -> Result<String, RegistryError> {
-    let invalid = |msg: String| RegistryError(format!("invalid mirror: {msg}"));
+    let invalid = |msg: String| RegistryError::invalid(format!("invalid mirror: {msg}"));
     if !m.contains("://") {
         return Err(invalid(format!(
             "no scheme specified for {m:?}: must use either 'https://' or 'http://'"
@@ -162,7 +164,7 @@ fn validate_insecure(r: &str) -> Result<String, RegistryError> {
         }
     }
     if r.contains("://") {
-        return Err(RegistryError(format!(
+        return Err(RegistryError::invalid(format!(
             "insecure registry {r} should not contain '://'"
         )));
     }
@@ -170,7 +172,7 @@ fn validate_insecure(r: &str) -> Result<String, RegistryError> {
         return Ok(r);
     }
     if r.starts_with('-') || r.ends_with('-') {
-        return Err(RegistryError(format!(
+        return Err(RegistryError::invalid(format!(
             "invalid index name ({r}). Cannot begin or end with a hyphen"
         )));
     }
@@ -178,7 +180,7 @@ fn validate_insecure(r: &str) -> Result<String, RegistryError> {
         match rest.split_once(']') {
             Some((h, p)) => (h.to_string(), p.strip_prefix(':').map(str::to_string)),
             None => {
-                return Err(RegistryError(format!(
+                return Err(RegistryError::invalid(format!(
                     "insecure registry {r} is not valid: invalid host {r:?}"
                 )))
             }
@@ -198,13 +200,13 @@ fn validate_insecure(r: &str) -> Result<String, RegistryError> {
                     && !l.ends_with('-')
             }));
     if !host_ok {
-        return Err(RegistryError(format!(
+        return Err(RegistryError::invalid(format!(
             "insecure registry {r} is not valid: invalid host {host:?}"
         )));
     }
     if let Some(p) = port {
         if p.parse::<u16>().map(|p| p == 0).unwrap_or(true) {
-            return Err(RegistryError(format!(
+            return Err(RegistryError::invalid(format!(
                 "insecure registry {r} is not valid: invalid port {p:?}"
             )));
         }
@@ -218,11 +220,27 @@ fn validate_insecure(r: &str) -> Result<String, RegistryError> {
 
 /// A registry configuration or protocol error.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegistryError(String);
+pub struct RegistryError {
+    kind: ErrorKind,
+    message: String,
+}
+
+impl RegistryError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        RegistryError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    fn invalid(message: String) -> Self {
+        Self::new(ErrorKind::InvalidParameter, message)
+    }
+}
 
 impl fmt::Display for RegistryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -230,7 +248,7 @@ impl std::error::Error for RegistryError {}
 
 impl Kinded for RegistryError {
     fn kind(&self) -> ErrorKind {
-        ErrorKind::InvalidParameter
+        self.kind
     }
 }
 

@@ -1,0 +1,696 @@
+//! Pull and push: moving images between the store and registries, with dockerd's progress
+//! messages. Layers download three at a time into scratch files and are extracted in order as
+//! soon as each is complete; pushes compress layers on the fly and skip or mount blobs the
+//! registry already has.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::Digest;
+use tokio::sync::{mpsc, Semaphore};
+
+use super::archive::{
+    MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
+};
+use super::config::{chain_ids, ImageConfigFile};
+use super::reference::Reference;
+use super::store::{random_hex, Store};
+use super::{digest_hex, short_id, ImageError};
+use crate::registry::client::{endpoints, AuthConfig, Session};
+use crate::registry::{RegistryError, RegistryOptions};
+use crate::util::fs::atomic_write;
+use crate::util::progress::{JsonMessage, Progress, ProgressDetail};
+
+/// Layers downloaded at once, as dockerd's `max-concurrent-downloads` default.
+const CONCURRENT_DOWNLOADS: usize = 3;
+const MEDIA_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+const MEDIA_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+impl From<RegistryError> for ImageError {
+    fn from(e: RegistryError) -> Self {
+        use crate::errors::Kinded;
+        ImageError::new(e.kind(), e.to_string())
+    }
+}
+
+fn msg(status: &str, id: &str) -> JsonMessage {
+    JsonMessage {
+        status: Some(status.to_string()),
+        id: Some(id.to_string()),
+        ..Default::default()
+    }
+}
+
+fn progress_msg(status: &str, id: &str, current: u64, total: Option<u64>) -> JsonMessage {
+    let bar = match total {
+        Some(t) if t > 0 => {
+            let filled = ((current.min(t) * 50) / t) as usize;
+            format!(
+                "[{}>{}] {}/{}",
+                "=".repeat(filled.saturating_sub(1)),
+                " ".repeat(50 - filled.max(1)),
+                human(current),
+                human(t)
+            )
+        }
+        _ => human(current),
+    };
+    JsonMessage {
+        status: Some(status.to_string()),
+        id: Some(id.to_string()),
+        progress: Some(bar),
+        progress_detail: Some(ProgressDetail {
+            current: Some(current as i64),
+            total: total.map(|t| t as i64),
+        }),
+        ..Default::default()
+    }
+}
+
+fn human(n: u64) -> String {
+    let f = n as f64;
+    if f >= 1e9 {
+        format!("{:.2}GB", f / 1e9)
+    } else if f >= 1e6 {
+        format!("{:.2}MB", f / 1e6)
+    } else if f >= 1e3 {
+        format!("{:.2}kB", f / 1e3)
+    } else {
+        format!("{n}B")
+    }
+}
+
+/// Where a layer's compressed blob is known to live (dockerd's v2 metadata).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct BlobSource {
+    #[serde(rename = "Digest")]
+    digest: String,
+    #[serde(rename = "SourceRepository")]
+    repository: String,
+    #[serde(rename = "Size", default)]
+    size: u64,
+}
+
+fn metadata_path(store: &Store, diff_id: &str) -> std::path::PathBuf {
+    store
+        .tmp_root()
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_default()
+        .join("image/overlay2/distribution/v2metadata-by-diffid/sha256")
+        .join(digest_hex(diff_id))
+}
+
+fn blob_sources(store: &Store, diff_id: &str) -> Vec<BlobSource> {
+    std::fs::read(metadata_path(store, diff_id))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn add_blob_source(store: &Store, diff_id: &str, source: BlobSource) {
+    let mut all = blob_sources(store, diff_id);
+    if all.contains(&source) {
+        return;
+    }
+    all.push(source);
+    let path = metadata_path(store, diff_id);
+    let ok = path
+        .parent()
+        .map(|d| crate::util::fs::ensure_dir(d, 0o700).is_ok())
+        .unwrap_or(false)
+        && serde_json::to_vec(&all)
+            .ok()
+            .map(|b| atomic_write(&path, &b, 0o600).is_ok())
+            .unwrap_or(false);
+    if !ok {
+        tracing::warn!("could not record where layer {diff_id} lives");
+    }
+}
+
+/// The platform to pull: `os/arch[/variant]`, this host's by default.
+fn wanted_platform(platform: Option<&str>) -> (String, String, Option<String>) {
+    match platform.filter(|p| !p.is_empty()) {
+        Some(p) => {
+            let mut it = p.split('/');
+            let os = it.next().unwrap_or("linux").to_string();
+            let arch = it
+                .next()
+                .map(str::to_string)
+                .unwrap_or_else(|| crate::version::go_arch().to_string());
+            (os, arch, it.next().map(str::to_string))
+        }
+        None => (
+            "linux".to_string(),
+            crate::version::go_arch().to_string(),
+            None,
+        ),
+    }
+}
+
+/// `POST /images/create?fromImage=...`.
+pub async fn pull(
+    store: Arc<Store>,
+    opts: &RegistryOptions,
+    reference: Reference,
+    platform: Option<&str>,
+    auth: &AuthConfig,
+    progress: &Progress,
+) -> Result<(String, Reference), ImageError> {
+    let what = reference
+        .tag
+        .clone()
+        .or(reference.digest.clone())
+        .unwrap_or_default();
+    progress
+        .send(msg(&format!("Pulling from {}", reference.path), &what))
+        .await;
+    let mut last_err = None;
+    for ep in endpoints(opts, &reference.domain) {
+        let mirror = ep.mirror;
+        let session = Session::new(ep, auth);
+        match pull_from(&store, &session, &reference, platform, progress).await {
+            Ok(id) => return Ok((id, reference)),
+            Err(e) if mirror => {
+                tracing::info!(
+                    "pull from mirror {} failed: {e}; trying the next endpoint",
+                    session.endpoint.host
+                );
+                last_err = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| ImageError::internal("no registry endpoint".to_string())))
+}
+
+async fn pull_from(
+    store: &Arc<Store>,
+    s: &Session,
+    r: &Reference,
+    platform: Option<&str>,
+    progress: &Progress,
+) -> Result<String, ImageError> {
+    let repo = r.path.as_str();
+    let what = r.digest.clone().or(r.tag.clone()).unwrap_or_default();
+    let top = s.manifest(repo, &what).await?;
+    let mut manifest: Value = serde_json::from_slice(&top.bytes)
+        .map_err(|e| ImageError::invalid(format!("invalid manifest for {}: {e}", r.familiar())))?;
+    let media = manifest["mediaType"]
+        .as_str()
+        .unwrap_or(&top.media_type)
+        .to_string();
+    if media == MEDIA_OCI_INDEX || media == MEDIA_DOCKER_LIST || manifest.get("manifests").is_some()
+    {
+        let (os, arch, variant) = wanted_platform(platform);
+        let entry = manifest["manifests"]
+            .as_array()
+            .and_then(|ms| {
+                ms.iter().find(|m| {
+                    let p = &m["platform"];
+                    p["os"] == os.as_str()
+                        && p["architecture"] == arch.as_str()
+                        && variant.as_deref().is_none_or(|v| p["variant"] == v)
+                })
+            })
+            .cloned()
+            .ok_or_else(|| {
+                ImageError::new(
+                    crate::errors::ErrorKind::NotFound,
+                    format!("no matching manifest for {os}/{arch} in the manifest list entries"),
+                )
+            })?;
+        let d = entry["digest"].as_str().unwrap_or("").to_string();
+        let m = s.manifest(repo, &d).await?;
+        manifest = serde_json::from_slice(&m.bytes)
+            .map_err(|e| ImageError::invalid(format!("invalid manifest {d}: {e}")))?;
+    } else if media != MEDIA_OCI_MANIFEST
+        && media != MEDIA_DOCKER_MANIFEST
+        && manifest.get("config").is_none()
+    {
+        return Err(ImageError::invalid(format!(
+            "unsupported manifest media type {media:?} for {}",
+            r.familiar()
+        )));
+    }
+    let cfg_digest = manifest["config"]["digest"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    super::reference::validate_digest(&cfg_digest).map_err(|_| {
+        ImageError::invalid(format!(
+            "manifest of {} has no valid config digest",
+            r.familiar()
+        ))
+    })?;
+    let layers: Vec<(String, u64)> = manifest["layers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|l| {
+            (
+                l["digest"].as_str().unwrap_or("").to_string(),
+                l["size"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    // The config: small, kept in memory, verified.
+    let config = if let Some(img) = store.image(&cfg_digest) {
+        img.raw_config.as_ref().clone()
+    } else {
+        let mut buf = Vec::new();
+        let mut st = s.blob_stream(repo, &cfg_digest).await?;
+        while let Some(c) = st.next().await {
+            buf.extend_from_slice(&c.map_err(|e| {
+                ImageError::new(
+                    crate::errors::ErrorKind::Unavailable,
+                    format!("download config {cfg_digest}: {e}"),
+                )
+            })?);
+        }
+        if super::sha256_digest(&buf) != cfg_digest {
+            return Err(ImageError::invalid(format!(
+                "config blob {cfg_digest} does not match its digest"
+            )));
+        }
+        buf
+    };
+    let cfg = ImageConfigFile::parse(&config)?;
+    if cfg.rootfs.diff_ids.len() != layers.len() {
+        return Err(ImageError::invalid(format!(
+            "manifest of {} has {} layers, its config {}",
+            r.familiar(),
+            layers.len(),
+            cfg.rootfs.diff_ids.len()
+        )));
+    }
+    let chain = chain_ids(&cfg.rootfs.diff_ids);
+    let up_to_date = store.image(&cfg_digest).is_some();
+    // Downloads: three at a time into scratch files.
+    let scratch =
+        super::archive::ScratchDir(store.tmp_root().join(format!("pull-{}", random_hex(16))));
+    std::fs::create_dir(&scratch.0).map_err(|e| ImageError::io("create pull scratch", e))?;
+    let sem = Arc::new(Semaphore::new(CONCURRENT_DOWNLOADS));
+    let mut downloads = Vec::new();
+    for (i, (digest, size)) in layers.iter().enumerate() {
+        let id = short_id(digest).to_string();
+        if store.layer(&chain[i]).is_some() {
+            progress.send(msg("Already exists", &id)).await;
+            downloads.push(None);
+            continue;
+        }
+        progress.send(msg("Pulling fs layer", &id)).await;
+        let (s, sem, progress, digest, size) = (
+            s.clone(),
+            sem.clone(),
+            progress.clone(),
+            digest.clone(),
+            *size,
+        );
+        let path = scratch.0.join(digest_hex(&digest));
+        let repo = repo.to_string();
+        downloads.push(Some(tokio::spawn(async move {
+            let _permit = sem
+                .acquire_owned()
+                .await
+                .map_err(|_| ImageError::internal("download queue closed".to_string()))?;
+            download(&s, &repo, &digest, size, &path, &progress)
+                .await
+                .map(|_| path)
+        })));
+    }
+    // Extraction, in order, as each download completes.
+    let mut parent: Option<String> = None;
+    for (i, d) in downloads.into_iter().enumerate() {
+        if let Some(handle) = d {
+            let path = handle
+                .await
+                .map_err(|e| ImageError::internal(format!("download task: {e}")))??;
+            let id = short_id(&layers[i].0).to_string();
+            progress.send(msg("Extracting", &id)).await;
+            let (store2, parent2, diff) = (
+                store.clone(),
+                parent.clone(),
+                cfg.rootfs.diff_ids[i].clone(),
+            );
+            let layer = tokio::task::spawn_blocking(move || {
+                let f = std::fs::File::open(&path)
+                    .map_err(|e| ImageError::io(format!("open {}", path.display()), e))?;
+                let l = store2.register_layer(
+                    parent2.as_deref(),
+                    std::io::BufReader::with_capacity(1 << 20, f),
+                    Some(&diff),
+                );
+                let _ = std::fs::remove_file(&path);
+                l
+            })
+            .await
+            .map_err(|e| ImageError::internal(format!("extract task: {e}")))??;
+            if layer.chain_id != chain[i] {
+                return Err(ImageError::internal(format!(
+                    "layer {} registered as {}",
+                    chain[i], layer.chain_id
+                )));
+            }
+            add_blob_source(
+                store,
+                &cfg.rootfs.diff_ids[i],
+                BlobSource {
+                    digest: layers[i].0.clone(),
+                    repository: r.repository(),
+                    size: layers[i].1,
+                },
+            );
+            progress.send(msg("Pull complete", &id)).await;
+        }
+        parent = Some(chain[i].clone());
+    }
+    drop(scratch);
+    let (img, _) = store.register_image(config)?;
+    if let Some(t) = &r.tag {
+        store.add_reference(&r.with_tag(t), &img.id)?;
+    }
+    store.add_reference(&r.with_digest(&top.digest), &img.id)?;
+    progress
+        .send(JsonMessage::status(format!("Digest: {}", top.digest)))
+        .await;
+    let shown = if r.tag.is_some() {
+        r.familiar()
+    } else {
+        r.with_digest(&top.digest).familiar()
+    };
+    progress
+        .send(JsonMessage::status(if up_to_date {
+            format!("Status: Image is up to date for {shown}")
+        } else {
+            format!("Status: Downloaded newer image for {shown}")
+        }))
+        .await;
+    Ok(img.id)
+}
+
+async fn download(
+    s: &Session,
+    repo: &str,
+    digest: &str,
+    size: u64,
+    path: &std::path::Path,
+    progress: &Progress,
+) -> Result<(), ImageError> {
+    let id = short_id(digest).to_string();
+    let unavailable = |e: std::io::Error| {
+        ImageError::new(
+            crate::errors::ErrorKind::Unavailable,
+            format!("download {digest}: {e}"),
+        )
+    };
+    let mut stream = s.blob_stream(repo, digest).await?;
+    let mut file = std::fs::File::create(path)
+        .map_err(|e| ImageError::io(format!("create {}", path.display()), e))?;
+    let mut hash = sha2::Sha256::new();
+    let mut done = 0u64;
+    let mut last_report = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(unavailable)?;
+        hash.update(&chunk);
+        file.write_all(&chunk)
+            .map_err(|e| ImageError::io(format!("write {}", path.display()), e))?;
+        done += chunk.len() as u64;
+        if done - last_report >= 512 * 1024 || done == size {
+            last_report = done;
+            progress
+                .send(progress_msg("Downloading", &id, done, Some(size)))
+                .await;
+        }
+    }
+    let got = format!("sha256:{}", hex::encode(hash.finalize()));
+    if got != digest {
+        return Err(ImageError::invalid(format!(
+            "filesystem layer verification failed for digest {digest}"
+        )));
+    }
+    progress.send(msg("Verifying Checksum", &id)).await;
+    progress.send(msg("Download complete", &id)).await;
+    Ok(())
+}
+
+/// `POST /images/{name}/push`: push every reference in `targets` (all of one repository).
+pub async fn push(
+    store: Arc<Store>,
+    opts: &RegistryOptions,
+    targets: Vec<(Reference, String)>,
+    auth: &AuthConfig,
+    progress: &Progress,
+) -> Result<Vec<(Reference, String)>, ImageError> {
+    let Some((first, _)) = targets.first() else {
+        return Err(ImageError::invalid("nothing to push".to_string()));
+    };
+    progress
+        .send(JsonMessage::status(format!(
+            "The push refers to repository [{}]",
+            first.repository()
+        )))
+        .await;
+    let ep = endpoints(opts, &first.domain)
+        .into_iter()
+        .find(|e| !e.mirror)
+        .ok_or_else(|| ImageError::internal("no registry endpoint".to_string()))?;
+    let s = Session::new(ep, auth);
+    let repo = first.path.clone();
+    s.authenticate(&repo, oci_client::RegistryOperation::Push)
+        .await?;
+    let mut pushed = Vec::new();
+    let mut done_layers: HashMap<String, (String, u64)> = HashMap::new();
+    for (r, id) in targets {
+        let img = store
+            .image(&id)
+            .ok_or_else(|| ImageError::no_such_image(&r.familiar()))?;
+        let mut descs = Vec::new();
+        for chain in &img.chain {
+            let layer = store
+                .layer(chain)
+                .ok_or_else(|| ImageError::internal(format!("layer {chain} is missing")))?;
+            let lid = short_id(&layer.diff_id).to_string();
+            if let Some((digest, size)) = done_layers.get(&layer.diff_id) {
+                descs.push(
+                    json!({"mediaType": MEDIA_DOCKER_LAYER_GZIP, "size": size, "digest": digest}),
+                );
+                continue;
+            }
+            progress.send(msg("Preparing", &lid)).await;
+            let (digest, size) = push_layer(&store, &s, &r, &layer, &lid, progress).await?;
+            add_blob_source(
+                &store,
+                &layer.diff_id,
+                BlobSource {
+                    digest: digest.clone(),
+                    repository: r.repository(),
+                    size,
+                },
+            );
+            done_layers.insert(layer.diff_id.clone(), (digest.clone(), size));
+            descs.push(
+                json!({"mediaType": MEDIA_DOCKER_LAYER_GZIP, "size": size, "digest": digest}),
+            );
+        }
+        if !s.blob_exists(&repo, &img.id).await.unwrap_or(false) {
+            s.upload_bytes(&repo, img.raw_config.as_ref().clone(), &img.id)
+                .await?;
+        }
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_DOCKER_MANIFEST,
+            "config": {"mediaType": MEDIA_DOCKER_CONFIG, "size": img.raw_config.len(), "digest": img.id},
+            "layers": descs,
+        });
+        let body = serde_json::to_vec_pretty(&manifest)
+            .map_err(|e| ImageError::internal(format!("encode manifest: {e}")))?;
+        let digest = super::sha256_digest(&body);
+        let tag = r
+            .tag
+            .clone()
+            .unwrap_or_else(|| super::reference::DEFAULT_TAG.to_string());
+        let size = body.len();
+        s.put_manifest(&repo, &tag, body, MEDIA_DOCKER_MANIFEST)
+            .await?;
+        store.add_reference(&r.with_digest(&digest), &img.id)?;
+        progress
+            .send(JsonMessage {
+                status: Some(format!("{tag}: digest: {digest} size: {size}")),
+                ..Default::default()
+            })
+            .await;
+        progress
+            .send(JsonMessage {
+                aux: Some(json!({"Tag": tag, "Digest": digest, "Size": size})),
+                ..Default::default()
+            })
+            .await;
+        pushed.push((r, digest));
+    }
+    Ok(pushed)
+}
+
+/// Push one layer unless the registry has it: HEAD by a known digest, mount from another
+/// repository of the same registry, or compress and upload.
+async fn push_layer(
+    store: &Arc<Store>,
+    s: &Session,
+    r: &Reference,
+    layer: &super::store::Layer,
+    lid: &str,
+    progress: &Progress,
+) -> Result<(String, u64), ImageError> {
+    let repo = r.path.as_str();
+    for src in blob_sources(store, &layer.diff_id) {
+        let Ok(src_ref) = Reference::parse_any(&src.repository) else {
+            continue;
+        };
+        // Only blobs of this registry whose size is known can go into a manifest unseen.
+        if src_ref.domain != r.domain || src.size == 0 {
+            continue;
+        }
+        if s.blob_exists(repo, &src.digest).await.unwrap_or(false) {
+            progress.send(msg("Layer already exists", lid)).await;
+            return Ok((src.digest.clone(), src.size));
+        }
+        if src_ref.path != r.path && s.mount(repo, &src_ref.path, &src.digest).await.is_ok() {
+            progress
+                .send(msg(&format!("Mounted from {}", src_ref.path), lid))
+                .await;
+            return Ok((src.digest.clone(), src.size));
+        }
+    }
+    // Compress the reassembled layer on the fly and upload it in chunks.
+    let (tx, rx) = mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
+    let store2 = store.clone();
+    let layer2 = layer.clone();
+    let total = layer.tar_size;
+    let prog = progress.clone();
+    let id = lid.to_string();
+    let producer = tokio::task::spawn_blocking(move || -> Result<(), ImageError> {
+        let tar = store2.layer_tar(&layer2)?;
+        let counted = CountingReader {
+            inner: tar,
+            count: 0,
+            last: 0,
+            total,
+            progress: prog,
+            id,
+        };
+        let mut gz = flate2::read::GzEncoder::new(counted, flate2::Compression::default());
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = std::io::Read::read(&mut gz, &mut buf)
+                .map_err(|e| ImageError::io("compress layer", e))?;
+            if n == 0 {
+                return Ok(());
+            }
+            if tx
+                .blocking_send(Ok(bytes::Bytes::copy_from_slice(&buf[..n])))
+                .is_err()
+            {
+                return Err(ImageError::internal("upload stopped".to_string()));
+            }
+        }
+    });
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    let uploaded = s.upload(repo, stream).await;
+    let produced = producer
+        .await
+        .map_err(|e| ImageError::internal(format!("compress task: {e}")))?;
+    let (digest, size) = uploaded?;
+    produced?;
+    progress.send(msg("Pushed", lid)).await;
+    Ok((digest, size))
+}
+
+/// Counts what the compressor reads, for the push progress.
+struct CountingReader<R> {
+    inner: R,
+    count: u64,
+    last: u64,
+    total: u64,
+    progress: Progress,
+    id: String,
+}
+
+impl<R: std::io::Read> std::io::Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        if self.count - self.last >= 512 * 1024 || (n == 0 && self.count > self.last) {
+            self.last = self.count;
+            self.progress.send_blocking(progress_msg(
+                "Pushing",
+                &self.id,
+                self.count,
+                Some(self.total),
+            ));
+        }
+        Ok(n)
+    }
+}
+
+/// `GET /distribution/{name}/json`: the descriptor the registry has for a reference and the
+/// platforms it offers.
+pub async fn inspect(
+    opts: &RegistryOptions,
+    r: &Reference,
+    auth: &AuthConfig,
+) -> Result<bollard_stubs::models::DistributionInspect, ImageError> {
+    use bollard_stubs::models::{DistributionInspect, OciDescriptor, OciPlatform};
+    let ep = endpoints(opts, &r.domain)
+        .into_iter()
+        .find(|e| !e.mirror)
+        .ok_or_else(|| ImageError::internal("no registry endpoint".to_string()))?;
+    let s = Session::new(ep, auth);
+    let what = r
+        .digest
+        .clone()
+        .or(r.tag.clone())
+        .unwrap_or_else(|| super::reference::DEFAULT_TAG.to_string());
+    let m = s.manifest(&r.path, &what).await?;
+    let v: Value = serde_json::from_slice(&m.bytes)
+        .map_err(|e| ImageError::invalid(format!("invalid manifest: {e}")))?;
+    let media = v["mediaType"].as_str().unwrap_or(&m.media_type).to_string();
+    let platform = |p: &Value| OciPlatform {
+        architecture: p["architecture"].as_str().map(str::to_string),
+        os: p["os"].as_str().map(str::to_string),
+        variant: p["variant"].as_str().map(str::to_string),
+        ..Default::default()
+    };
+    let platforms = if let Some(list) = v["manifests"].as_array() {
+        list.iter().map(|e| platform(&e["platform"])).collect()
+    } else {
+        let cfg = v["config"]["digest"].as_str().unwrap_or("").to_string();
+        let mut buf = Vec::new();
+        let mut st = s.blob_stream(&r.path, &cfg).await?;
+        while let Some(c) = st.next().await {
+            buf.extend_from_slice(&c.map_err(|e| {
+                ImageError::new(
+                    crate::errors::ErrorKind::Unavailable,
+                    format!("download config: {e}"),
+                )
+            })?);
+        }
+        let c: Value = serde_json::from_slice(&buf)
+            .map_err(|e| ImageError::invalid(format!("invalid config: {e}")))?;
+        vec![platform(&c)]
+    };
+    Ok(DistributionInspect {
+        descriptor: OciDescriptor {
+            media_type: Some(media),
+            digest: Some(m.digest.clone()),
+            size: Some(m.bytes.len() as i64),
+            ..Default::default()
+        },
+        platforms,
+    })
+}

@@ -1,0 +1,637 @@
+//! Talking to registries (Docker Registry HTTP API v2 / OCI distribution) through `oci-client`:
+//! manifests, blobs, uploads, mounts, and the credentials the docker CLI sends.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use futures_util::{Stream, StreamExt};
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference as OciRef, RegistryOperation};
+use serde::Deserialize;
+
+use super::{RegistryError, RegistryOptions, DEFAULT_INDEX};
+use crate::errors::ErrorKind;
+
+/// Where Docker Hub's API lives.
+const DOCKER_HUB_REGISTRY: &str = "registry-1.docker.io";
+
+/// Media types of manifests berth asks for.
+pub const MANIFEST_TYPES: &[&str] = &[
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+];
+
+/// Credentials as the docker CLI sends them (`X-Registry-Auth`, `POST /auth`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub auth: String,
+    #[serde(default, rename = "serveraddress")]
+    pub server_address: String,
+    #[serde(default, rename = "identitytoken")]
+    pub identity_token: String,
+    #[serde(default, rename = "registrytoken")]
+    pub registry_token: String,
+}
+
+impl AuthConfig {
+    /// Decode an `X-Registry-Auth` header: base64url (padded or not) of JSON. An empty header
+    /// or `{}` means anonymous.
+    pub fn from_header(value: &str) -> Result<AuthConfig, RegistryError> {
+        let value = value.trim();
+        if value.is_empty() {
+            return Ok(AuthConfig::default());
+        }
+        let engines = [
+            base64::engine::general_purpose::URL_SAFE,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            base64::engine::general_purpose::STANDARD,
+            base64::engine::general_purpose::STANDARD_NO_PAD,
+        ];
+        let bytes = engines
+            .iter()
+            .find_map(|e| e.decode(value).ok())
+            .ok_or_else(|| {
+                RegistryError::new(
+                    ErrorKind::InvalidParameter,
+                    "invalid X-Registry-Auth header: not base64",
+                )
+            })?;
+        let mut a: AuthConfig = serde_json::from_slice(&bytes).map_err(|e| {
+            RegistryError::new(
+                ErrorKind::InvalidParameter,
+                format!("invalid X-Registry-Auth header: {e}"),
+            )
+        })?;
+        a.fill_from_auth();
+        Ok(a)
+    }
+
+    /// `auth` is base64 of `user:password`: fill username and password from it.
+    pub fn fill_from_auth(&mut self) {
+        if self.username.is_empty() && !self.auth.is_empty() {
+            if let Ok(b) = base64::engine::general_purpose::STANDARD.decode(&self.auth) {
+                if let Some((u, p)) = String::from_utf8_lossy(&b).split_once(':') {
+                    self.username = u.to_string();
+                    self.password = p.to_string();
+                }
+            }
+        }
+    }
+
+    fn registry_auth(&self) -> RegistryAuth {
+        if !self.registry_token.is_empty() {
+            RegistryAuth::Bearer(self.registry_token.clone())
+        } else if !self.username.is_empty() {
+            RegistryAuth::Basic(self.username.clone(), self.password.clone())
+        } else if !self.identity_token.is_empty() {
+            RegistryAuth::Basic("<token>".to_string(), self.identity_token.clone())
+        } else {
+            RegistryAuth::Anonymous
+        }
+    }
+}
+
+/// One place to reach a repository: a registry host, its scheme, and the repository path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `host[:port]` to connect to.
+    pub host: String,
+    /// Plain HTTP (insecure registries and `http://` mirrors).
+    pub plain_http: bool,
+    /// A `--registry-mirror`, tried before Docker Hub itself.
+    pub mirror: bool,
+}
+
+impl Endpoint {
+    pub fn scheme(&self) -> &'static str {
+        if self.plain_http {
+            "http"
+        } else {
+            "https"
+        }
+    }
+}
+
+/// A client bound to one endpoint and one set of credentials.
+#[derive(Clone)]
+pub struct Session {
+    client: Arc<Client>,
+    pub endpoint: Endpoint,
+    auth: RegistryAuth,
+}
+
+/// What fetching a manifest gave.
+pub struct FetchedManifest {
+    pub bytes: bytes::Bytes,
+    pub digest: String,
+    pub media_type: String,
+}
+
+/// The endpoints to try for a registry domain: mirrors first for Docker Hub.
+pub fn endpoints(opts: &RegistryOptions, domain: &str) -> Vec<Endpoint> {
+    let mut out = Vec::new();
+    if domain == DEFAULT_INDEX {
+        for m in &opts.mirrors {
+            if let Ok(u) = url::Url::parse(m) {
+                let host = match (u.host_str(), u.port()) {
+                    (Some(h), Some(p)) => format!("{h}:{p}"),
+                    (Some(h), None) => h.to_string(),
+                    _ => continue,
+                };
+                out.push(Endpoint {
+                    host,
+                    plain_http: u.scheme() == "http",
+                    mirror: true,
+                });
+            }
+        }
+        out.push(Endpoint {
+            host: DOCKER_HUB_REGISTRY.to_string(),
+            plain_http: false,
+            mirror: false,
+        });
+    } else {
+        out.push(Endpoint {
+            host: domain.to_string(),
+            plain_http: opts.is_insecure(domain),
+            mirror: false,
+        });
+    }
+    out
+}
+
+impl Session {
+    pub fn new(endpoint: Endpoint, auth: &AuthConfig) -> Session {
+        // rustls needs a process-wide crypto provider; berth uses ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = ClientConfig {
+            protocol: if endpoint.plain_http {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            ..Default::default()
+        };
+        Session {
+            client: Arc::new(Client::new(config)),
+            endpoint,
+            auth: auth.registry_auth(),
+        }
+    }
+
+    fn oci_ref(&self, repo: &str, tag_or_digest: &str) -> OciRef {
+        if tag_or_digest.starts_with("sha256:") {
+            OciRef::with_digest(
+                self.endpoint.host.clone(),
+                repo.to_string(),
+                tag_or_digest.to_string(),
+            )
+        } else {
+            OciRef::with_tag(
+                self.endpoint.host.clone(),
+                repo.to_string(),
+                tag_or_digest.to_string(),
+            )
+        }
+    }
+
+    /// Authenticate for `op` on `repo` (fetches a bearer token when the registry asks for one).
+    pub async fn authenticate(
+        &self,
+        repo: &str,
+        op: RegistryOperation,
+    ) -> Result<(), RegistryError> {
+        let r = self.oci_ref(repo, "latest");
+        self.client
+            .auth(&r, &self.auth, op)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(e, &format!("{}/{repo}", self.endpoint.host)))
+    }
+
+    /// Fetch a manifest by tag or digest; the digest is verified.
+    pub async fn manifest(
+        &self,
+        repo: &str,
+        tag_or_digest: &str,
+    ) -> Result<FetchedManifest, RegistryError> {
+        let r = self.oci_ref(repo, tag_or_digest);
+        let (bytes, digest) = self
+            .client
+            .pull_manifest_raw(&r, &self.auth, MANIFEST_TYPES)
+            .await
+            .map_err(|e| {
+                self.error(e, &format!("{}/{repo}:{tag_or_digest}", self.endpoint.host))
+            })?;
+        let computed = crate::image::sha256_digest(&bytes);
+        if tag_or_digest.starts_with("sha256:") && computed != tag_or_digest {
+            return Err(RegistryError::new(
+                ErrorKind::InvalidParameter,
+                format!("manifest verification failed for digest {tag_or_digest}"),
+            ));
+        }
+        let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["mediaType"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        Ok(FetchedManifest {
+            bytes,
+            digest: if digest.is_empty() { computed } else { digest },
+            media_type,
+        })
+    }
+
+    /// Stream a blob.
+    pub async fn blob_stream(
+        &self,
+        repo: &str,
+        digest: &str,
+    ) -> Result<impl Stream<Item = Result<bytes::Bytes, std::io::Error>> + Unpin, RegistryError>
+    {
+        let r = self.oci_ref(repo, digest);
+        let s = self
+            .client
+            .pull_blob_stream(&r, digest)
+            .await
+            .map_err(|e| self.error(e, &format!("{}/{repo}@{digest}", self.endpoint.host)))?;
+        Ok(s.stream)
+    }
+
+    /// Whether the repository already has a blob.
+    pub async fn blob_exists(&self, repo: &str, digest: &str) -> Result<bool, RegistryError> {
+        let r = self.oci_ref(repo, digest);
+        self.client
+            .blob_exists(&r, digest)
+            .await
+            .map_err(|e| self.error(e, &format!("{}/{repo}", self.endpoint.host)))
+    }
+
+    /// Cross-repository mount of a blob the registry has in `from`.
+    pub async fn mount(&self, repo: &str, from: &str, digest: &str) -> Result<(), RegistryError> {
+        let target = self.oci_ref(repo, "latest");
+        let source = self.oci_ref(from, "latest");
+        self.client
+            .mount_blob(&target, &source, digest)
+            .await
+            .map_err(|e| self.error(e, &format!("{}/{repo}", self.endpoint.host)))
+    }
+
+    /// Upload a blob in chunks, computing its digest on the way. Returns (digest, size).
+    pub async fn upload<S>(&self, repo: &str, data: S) -> Result<(String, u64), RegistryError>
+    where
+        S: Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
+    {
+        let r = self.oci_ref(repo, "latest");
+        let data = data.map(|c| c.map_err(oci_client::errors::OciDistributionError::IoError));
+        let resp = self
+            .client
+            .push_blob_stream_chunked(&r, data)
+            .await
+            .map_err(|e| self.error(e, &format!("{}/{repo}", self.endpoint.host)))?;
+        Ok((resp.blob_digest, resp.size))
+    }
+
+    /// Upload a small blob whole.
+    pub async fn upload_bytes(
+        &self,
+        repo: &str,
+        data: Vec<u8>,
+        digest: &str,
+    ) -> Result<(), RegistryError> {
+        let r = self.oci_ref(repo, "latest");
+        self.client
+            .push_blob(&r, data, digest)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(e, &format!("{}/{repo}", self.endpoint.host)))
+    }
+
+    /// Put a manifest under a tag.
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        tag: &str,
+        body: Vec<u8>,
+        media_type: &str,
+    ) -> Result<(), RegistryError> {
+        let r = self.oci_ref(repo, tag);
+        let ct = reqwest::header::HeaderValue::from_str(media_type).map_err(|e| {
+            RegistryError::new(ErrorKind::Internal, format!("media type {media_type}: {e}"))
+        })?;
+        self.client
+            .push_manifest_raw(&r, body, ct)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(e, &format!("{}/{repo}:{tag}", self.endpoint.host)))
+    }
+
+    /// Turn a client error into dockerd's words.
+    fn error(&self, e: oci_client::errors::OciDistributionError, what: &str) -> RegistryError {
+        use oci_client::errors::OciDistributionError as E;
+        match &e {
+            E::AuthenticationFailure(m) => RegistryError::new(
+                ErrorKind::Unauthorized,
+                format!("unauthorized: {}", m.trim()),
+            ),
+            E::UnauthorizedError { .. } => RegistryError::new(
+                ErrorKind::Unauthorized,
+                format!("unauthorized: authentication required for {what}"),
+            ),
+            E::ImageManifestNotFoundError(_) => RegistryError::new(
+                ErrorKind::NotFound,
+                format!("manifest for {what} not found: manifest unknown: manifest unknown"),
+            ),
+            E::RegistryError { envelope, .. } => {
+                let code = envelope
+                    .errors
+                    .first()
+                    .map(|x| format!("{:?}", x.code))
+                    .unwrap_or_default();
+                let msg = envelope
+                    .errors
+                    .iter()
+                    .map(|x| x.message.clone())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                if code.contains("ManifestUnknown") || code.contains("NameUnknown") {
+                    return RegistryError::new(
+                        ErrorKind::NotFound,
+                        format!(
+                            "manifest for {what} not found: manifest unknown: {}",
+                            msg.to_lowercase()
+                        ),
+                    );
+                }
+                let kind = if code.contains("Unknown") {
+                    ErrorKind::NotFound
+                } else if code.contains("Unauthorized") || code.contains("Denied") {
+                    ErrorKind::Unauthorized
+                } else {
+                    ErrorKind::Unavailable
+                };
+                RegistryError::new(kind, format!("{what}: {}", msg.to_lowercase()))
+            }
+            E::ServerError { code: 404, .. } => RegistryError::new(
+                ErrorKind::NotFound,
+                format!("manifest for {what} not found: manifest unknown: manifest unknown"),
+            ),
+            E::RequestError(r) => RegistryError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "Get \"{}://{}/v2/\": {}",
+                    self.endpoint.scheme(),
+                    self.endpoint.host,
+                    error_chain(r)
+                ),
+            ),
+            _ => RegistryError::new(ErrorKind::Unavailable, format!("{what}: {e}")),
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// `POST /auth`: check credentials against a registry as dockerd does. Returns the status text.
+pub async fn login(opts: &RegistryOptions, auth: &AuthConfig) -> Result<String, RegistryError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let server = auth.server_address.trim();
+    let host = server
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .trim_end_matches("/v1")
+        .trim_end_matches("/v2")
+        .to_string();
+    let host = if host.is_empty() || host == "index.docker.io" || host == DEFAULT_INDEX {
+        DEFAULT_INDEX.to_string()
+    } else {
+        host
+    };
+    let ep = endpoints(opts, &host)
+        .into_iter()
+        .find(|e| !e.mirror)
+        .ok_or_else(|| RegistryError::new(ErrorKind::Internal, "no endpoint"))?;
+    let url = format!("{}://{}/v2/", ep.scheme(), ep.host);
+    let http = reqwest::Client::builder()
+        .build()
+        .map_err(|e| RegistryError::new(ErrorKind::Internal, format!("http client: {e}")))?;
+    let unreachable = |e: reqwest::Error| {
+        RegistryError::new(
+            ErrorKind::Unavailable,
+            format!("Get \"{url}\": {}", error_chain(&e)),
+        )
+    };
+    let first = http.get(&url).send().await.map_err(unreachable)?;
+    let failed = |status: reqwest::StatusCode| {
+        RegistryError::new(
+            ErrorKind::Unauthorized,
+            format!(
+                "login attempt to {url} failed with status: {} {}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            ),
+        )
+    };
+    if first.status().is_success() {
+        return Ok("Login Succeeded".to_string());
+    }
+    if first.status() != reqwest::StatusCode::UNAUTHORIZED {
+        return Err(failed(first.status()));
+    }
+    let challenge = first
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if challenge.to_ascii_lowercase().starts_with("bearer") {
+        let params = parse_challenge(&challenge);
+        let realm = params
+            .iter()
+            .find(|(k, _)| k == "realm")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let mut req = http.get(&realm);
+        if let Some((_, svc)) = params.iter().find(|(k, _)| k == "service") {
+            req = req.query(&[("service", svc)]);
+        }
+        let resp = req
+            .basic_auth(&auth.username, Some(&auth.password))
+            .send()
+            .await
+            .map_err(unreachable)?;
+        if resp.status().is_success() {
+            return Ok("Login Succeeded".to_string());
+        }
+        return Err(failed(resp.status()));
+    }
+    let resp = http
+        .get(&url)
+        .basic_auth(&auth.username, Some(&auth.password))
+        .send()
+        .await
+        .map_err(unreachable)?;
+    if resp.status().is_success() {
+        Ok("Login Succeeded".to_string())
+    } else {
+        Err(failed(resp.status()))
+    }
+}
+
+/// `Bearer realm="...",service="..."` into pairs.
+fn parse_challenge(h: &str) -> Vec<(String, String)> {
+    let rest = h.split_once(' ').map(|(_, r)| r).unwrap_or("");
+    rest.split(',')
+        .filter_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            Some((k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_the_cli_header() {
+        let json = r#"{"username":"u","password":"p","serveraddress":"127.0.0.1:5000"}"#;
+        let h = base64::engine::general_purpose::URL_SAFE.encode(json);
+        let a = AuthConfig::from_header(&h).unwrap();
+        assert_eq!((a.username.as_str(), a.password.as_str()), ("u", "p"));
+        let auth = base64::engine::general_purpose::STANDARD.encode("x:y");
+        let h = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!(r#"{{"auth":"{auth}"}}"#));
+        let a = AuthConfig::from_header(&h).unwrap();
+        assert_eq!((a.username.as_str(), a.password.as_str()), ("x", "y"));
+        assert!(AuthConfig::from_header("").unwrap().username.is_empty());
+        assert!(AuthConfig::from_header("!!!").is_err());
+    }
+
+    #[test]
+    fn endpoints_put_mirrors_first_for_docker_hub() {
+        let o = RegistryOptions::new(vec!["http://127.0.0.1:5001".into()], vec![]).unwrap();
+        let e = endpoints(&o, "docker.io");
+        assert_eq!(
+            e[0],
+            Endpoint {
+                host: "127.0.0.1:5001".into(),
+                plain_http: true,
+                mirror: true
+            }
+        );
+        assert_eq!(e[1].host, "registry-1.docker.io");
+        let e = endpoints(&o, "localhost:5000");
+        assert_eq!(
+            e,
+            vec![Endpoint {
+                host: "localhost:5000".into(),
+                plain_http: true,
+                mirror: false
+            }]
+        );
+        let e = endpoints(&o, "registry.example:443");
+        assert!(!e[0].plain_http);
+    }
+
+    #[test]
+    fn parses_bearer_challenges() {
+        let p = parse_challenge(
+            r#"Bearer realm="https://auth.example/token",service="registry.example""#,
+        );
+        assert_eq!(
+            p[0],
+            (
+                "realm".to_string(),
+                "https://auth.example/token".to_string()
+            )
+        );
+        assert_eq!(p[1].1, "registry.example");
+    }
+}
+
+/// `GET /images/search`: the registry's v1 search API (`/v1/search?q=`), where it has one.
+/// `term` may start with a registry host (`127.0.0.1:5000/busy`); otherwise Docker Hub.
+pub async fn search(
+    opts: &RegistryOptions,
+    term: &str,
+    limit: Option<i64>,
+    auth: &AuthConfig,
+) -> Result<Vec<bollard_stubs::models::ImageSearchResponseItem>, RegistryError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (host, query) = match term.split_once('/') {
+        Some((h, rest)) if h.contains('.') || h.contains(':') || h == "localhost" => {
+            (h.to_string(), rest.to_string())
+        }
+        _ => ("index.docker.io".to_string(), term.to_string()),
+    };
+    if query.is_empty() {
+        return Err(RegistryError::new(
+            ErrorKind::InvalidParameter,
+            "search term must not be empty",
+        ));
+    }
+    let plain = host != "index.docker.io" && opts.is_insecure(&host);
+    let url = format!(
+        "{}://{host}/v1/search",
+        if plain { "http" } else { "https" }
+    );
+    let http = reqwest::Client::new();
+    let mut req = http.get(&url).query(&[
+        ("q", query.as_str()),
+        ("n", &limit.unwrap_or(25).to_string()),
+    ]);
+    if !auth.username.is_empty() {
+        req = req.basic_auth(&auth.username, Some(&auth.password));
+    }
+    let resp = req.send().await.map_err(|e| {
+        RegistryError::new(
+            ErrorKind::Unavailable,
+            format!("Get \"{url}\": {}", error_chain(&e)),
+        )
+    })?;
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return Err(RegistryError::new(
+            ErrorKind::NotImplemented,
+            format!("registry {host} has no search API (GET {url} answered 404 Not Found)"),
+        ));
+    }
+    if !resp.status().is_success() {
+        return Err(RegistryError::new(
+            ErrorKind::Unavailable,
+            format!(
+                "Unexpected status code {} from {url}",
+                resp.status().as_u16()
+            ),
+        ));
+    }
+    #[derive(Deserialize)]
+    struct Results {
+        #[serde(default)]
+        results: Vec<bollard_stubs::models::ImageSearchResponseItem>,
+    }
+    let r: Results = resp.json().await.map_err(|e| {
+        RegistryError::new(
+            ErrorKind::Unavailable,
+            format!("decode search results from {url}: {e}"),
+        )
+    })?;
+    Ok(r.results)
+}
