@@ -1,0 +1,374 @@
+//! Pull and push against a real registry (Debian's docker-registry on 127.0.0.1) through the
+//! docker CLI: anonymous and with login, by tag and by digest, multi-platform indexes, mirrors,
+//! and a crash in the middle of a pull.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{busybox_rootfs_tar, docker_with_stdin, ok, stderr, stdout, Berthd, Registry};
+
+fn ready() -> bool {
+    common::is_root()
+        && common::have_docker_cli()
+        && common::have_busybox()
+        && Registry::available()
+}
+const NOT_READY: &str = "needs root, the docker CLI, busybox-static and docker-registry (Debian's docker-registry package)";
+
+fn with_busybox(extra: &[&str]) -> Berthd {
+    let b = Berthd::start(extra);
+    let rootfs = busybox_rootfs_tar(b.dir.path());
+    ok(b.docker_out(&["import", rootfs.to_str().unwrap(), "busybox:latest"]));
+    b
+}
+
+fn id_of(b: &Berthd, name: &str) -> String {
+    ok(b.docker_out(&["image", "inspect", "--format", "{{.Id}}", name]))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn push_rmi_pull_by_tag_and_by_digest() {
+    require!(ready(), NOT_READY);
+    let reg = Registry::start(None);
+    let b = with_busybox(&[]);
+    let id = id_of(&b, "busybox");
+    let name = format!("{}/team/bb:1", reg.host());
+    ok(b.docker_out(&["tag", "busybox", &name]));
+    let out = ok(b.docker_out(&["push", &name]));
+    assert!(
+        out.contains(&format!(
+            "The push refers to repository [{}/team/bb]",
+            reg.host()
+        )),
+        "{out}"
+    );
+    assert!(out.contains(": Pushed"), "{out}");
+    let digest = out
+        .lines()
+        .find_map(|l| l.strip_prefix("1: digest: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no digest line in {out}"))
+        .to_string();
+    // Pushing again: the registry has the layer.
+    let out = ok(b.docker_out(&["push", &name]));
+    assert!(out.contains(": Layer already exists"), "{out}");
+    // Another repository of the same registry: mounted, not uploaded.
+    let other = format!("{}/other/bb:2", reg.host());
+    ok(b.docker_out(&["tag", "busybox", &other]));
+    let out = ok(b.docker_out(&["push", &other]));
+    assert!(out.contains(": Mounted from team/bb"), "{out}");
+
+    ok(b.docker_out(&["rmi", "-f", &id]));
+    assert_eq!(ok(b.docker_out(&["images", "-q"])).trim(), "");
+    let out = ok(b.docker_out(&["pull", &name]));
+    assert!(out.contains("Pull complete"), "{out}");
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {name}")),
+        "{out}"
+    );
+    assert_eq!(id_of(&b, &name), id, "the image ID survives the round trip");
+    let digests = ok(b.docker_out(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        &name,
+    ]));
+    assert!(
+        digests.contains(&format!("{}/team/bb@{digest}", reg.host())),
+        "{digests}"
+    );
+    let out = ok(b.docker_out(&["pull", &name]));
+    assert!(out.contains("Status: Image is up to date"), "{out}");
+    // By digest, into a clean store.
+    ok(b.docker_out(&["rmi", "-f", &id]));
+    let by_digest = format!("{}/team/bb@{digest}", reg.host());
+    ok(b.docker_out(&["pull", &by_digest]));
+    assert_eq!(id_of(&b, &by_digest), id);
+    // A tag that does not exist.
+    let out = b.docker_out(&["pull", &format!("{}/team/bb:nope", reg.host())]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("not found: manifest unknown"),
+        "{}",
+        stderr(&out)
+    );
+    // The layer on disk is the original content.
+    let upper = ok(b.docker_out(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.GraphDriver.Data.UpperDir}}",
+        &by_digest,
+    ]));
+    assert_eq!(
+        std::fs::read(std::path::Path::new(upper.trim()).join("bin/busybox")).unwrap(),
+        std::fs::read("/bin/busybox").unwrap()
+    );
+    // /distribution answers from the registry.
+    let mut c = common::Conn::unix(&b.socket);
+    let r = c.request("GET", &format!("/v1.51/distribution/{name}/json"), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["Descriptor"]["digest"], digest.as_str());
+    // Pull and push events.
+    let until = (common::now_secs() + 1).to_string();
+    let ev = ok(b.docker_out(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until,
+        "--filter",
+        "event=push",
+        "--filter",
+        "event=pull",
+        "--format",
+        "{{.Action}}",
+    ]));
+    assert!(
+        ev.lines().filter(|l| *l == "push").count() >= 3 && ev.lines().any(|l| l == "pull"),
+        "{ev}"
+    );
+}
+
+#[test]
+fn login_push_and_pull_with_credentials() {
+    require!(
+        ready() && common::have_command("htpasswd"),
+        "needs root, the docker CLI, busybox-static, docker-registry and htpasswd (apache2-utils)"
+    );
+    let reg = Registry::start(Some(("tester", "s3cret")));
+    let b = with_busybox(&[]);
+    let name = format!("{}/private/bb:1", reg.host());
+    ok(b.docker_out(&["tag", "busybox", &name]));
+    // Without credentials the registry refuses.
+    let out = b.docker_out(&["push", &name]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    // A wrong password: dockerd's words.
+    let out = b.docker_out(&["login", "-u", "tester", "-p", "wrong", &reg.host()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!(
+            "login attempt to http://{}/v2/ failed with status: 401 Unauthorized",
+            reg.host()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let out = ok(b.docker_out(&["login", "-u", "tester", "-p", "s3cret", &reg.host()]));
+    assert!(out.contains("Login Succeeded"), "{out}");
+    ok(b.docker_out(&["push", &name]));
+    let id = id_of(&b, &name);
+    ok(b.docker_out(&["rmi", "-f", &id]));
+    ok(b.docker_out(&["pull", &name]));
+    assert_eq!(id_of(&b, &name), id);
+    ok(b.docker_out(&["logout", &reg.host()]));
+    ok(b.docker_out(&["rmi", &name]));
+    let out = b.docker_out(&["pull", &name]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("unauthorized"), "{}", stderr(&out));
+}
+
+/// A manifest of the registry, by tag: (digest, bytes).
+fn registry_manifest(reg: &Registry, repo: &str, tag: &str) -> (String, Vec<u8>) {
+    let (status, body) = reg.request(
+        "GET",
+        &format!("/v2/{repo}/manifests/{tag}"),
+        &[(
+            "Accept",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        )],
+        b"",
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    use sha2::Digest;
+    (
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body))),
+        body,
+    )
+}
+
+#[test]
+fn pull_of_a_multi_platform_index_picks_the_platform() {
+    require!(ready(), NOT_READY);
+    let reg = Registry::start(None);
+    let b = Berthd::start(&[]);
+    let rootfs = busybox_rootfs_tar(b.dir.path());
+    let host_arch = if cfg!(target_arch = "x86_64") {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    let other_arch = if host_arch == "amd64" {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    let mut entries = Vec::new();
+    let mut ids = std::collections::HashMap::new();
+    for arch in [host_arch, other_arch] {
+        let name = format!("{}/multi/bb:{arch}", reg.host());
+        ok(docker_with_stdin(
+            &b,
+            &[
+                "import",
+                "--platform",
+                &format!("linux/{arch}"),
+                "--change",
+                &format!("LABEL arch={arch}"),
+                "-",
+                &name,
+            ],
+            &rootfs,
+        ));
+        ids.insert(arch, id_of(&b, &name));
+        ok(b.docker_out(&["push", &name]));
+        let (digest, body) = registry_manifest(&reg, "multi/bb", arch);
+        entries.push(serde_json::json!({
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "digest": digest, "size": body.len(),
+            "platform": {"os": "linux", "architecture": arch},
+        }));
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+        "manifests": entries,
+    }))
+    .unwrap();
+    let (status, body) = reg.request(
+        "PUT",
+        "/v2/multi/bb/manifests/all",
+        &[(
+            "Content-Type",
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+        )],
+        &index,
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    ok(b.docker_out(&["rmi", "-f", &ids[host_arch], &ids[other_arch]]));
+    let name = format!("{}/multi/bb:all", reg.host());
+    ok(b.docker_out(&["pull", &name]));
+    let got = ok(b.docker_out(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Architecture}} {{index .Config.Labels \"arch\"}}",
+        &name,
+    ]));
+    assert_eq!(got.trim(), format!("{host_arch} {host_arch}"));
+    assert_eq!(id_of(&b, &name), ids[host_arch]);
+    ok(b.docker_out(&["rmi", &name]));
+    ok(b.docker_out(&["pull", "--platform", &format!("linux/{other_arch}"), &name]));
+    assert_eq!(id_of(&b, &name), ids[other_arch]);
+    let out = b.docker_out(&["pull", "--platform", "linux/s390x", &name]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no matching manifest for linux/s390x"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn pull_through_a_registry_mirror() {
+    require!(ready(), NOT_READY);
+    let reg = Registry::start(None);
+    let seed = with_busybox(&[]);
+    let id = id_of(&seed, "busybox");
+    let mirrored = format!("{}/library/busybox:latest", reg.host());
+    ok(seed.docker_out(&["tag", "busybox", &mirrored]));
+    ok(seed.docker_out(&["push", &mirrored]));
+    let b = Berthd::start(&["--registry-mirror", &format!("http://{}", reg.host())]);
+    let out = ok(b.docker_out(&["pull", "busybox"]));
+    assert!(
+        out.contains("Status: Downloaded newer image for busybox:latest"),
+        "{out}"
+    );
+    assert_eq!(id_of(&b, "busybox:latest"), id);
+    assert_eq!(id_of(&b, "docker.io/library/busybox:latest"), id);
+    // Search: this registry has no search API, and berth says so.
+    let out = b.docker_out(&["search", &format!("{}/busybox", reg.host())]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("has no search API"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn kill_9_during_a_pull_then_the_pull_succeeds() {
+    require!(ready(), NOT_READY);
+    let reg = Registry::start(None);
+    let mut b = with_busybox(&[]);
+    // A second layer of 64 MiB of incompressible data makes the pull take a moment.
+    let big = b.dir.path().join("big.tar");
+    {
+        let mut t = tar::Builder::new(std::fs::File::create(&big).unwrap());
+        let mut data = vec![0u8; 64 << 20];
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        for chunk in data.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        t.append_data(&mut h, "big.bin", &data[..]).unwrap();
+        t.finish().unwrap();
+    }
+    let name = format!("{}/big/img:1", reg.host());
+    ok(b.docker_out(&["import", big.to_str().unwrap(), &name]));
+    ok(b.docker_out(&["push", &name]));
+    let id = id_of(&b, &name);
+    ok(b.docker_out(&["rmi", "-f", &id]));
+    let mut pull = b
+        .docker()
+        .args(["pull", &name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    b.signal(nix::sys::signal::Signal::SIGKILL);
+    b.wait_exit(Duration::from_secs(10));
+    let _ = pull.wait();
+    b.spawn_with_host(&[]);
+    let root = b.data_root();
+    assert_eq!(
+        std::fs::read_dir(root.join("tmp")).unwrap().count(),
+        0,
+        "no scratch files survive"
+    );
+    // Every layer directory belongs to a registered layer.
+    let records = std::fs::read_dir(root.join("image/overlay2/layerdb/sha256"))
+        .unwrap()
+        .count();
+    let dirs = std::fs::read_dir(root.join("overlay2")).unwrap().count() - 1;
+    assert_eq!(records, dirs, "no orphan layer directories");
+    ok(b.docker_out(&["pull", &name]));
+    assert_eq!(id_of(&b, &name), id);
+    let upper = ok(b.docker_out(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.GraphDriver.Data.UpperDir}}",
+        &name,
+    ]));
+    assert_eq!(
+        std::fs::metadata(std::path::Path::new(upper.trim()).join("big.bin"))
+            .unwrap()
+            .len(),
+        64 << 20
+    );
+}
