@@ -476,6 +476,12 @@ impl ImageBackend for Daemon {
         self.images.load(body, quiet, progress).await
     }
 
+    fn image_disk_usage(
+        &self,
+    ) -> Result<(i64, Vec<bollard_stubs::models::ImageSummary>), ImageError> {
+        self.images.disk_usage()
+    }
+
     fn image_save_plan(&self, names: &[String]) -> Result<Vec<SaveItem>, ImageError> {
         self.images.plan_save(names)
     }

@@ -160,6 +160,15 @@ fn images_list_filters_digests_and_format() {
     );
     let info = ok(b.docker_out(&["info", "--format", "{{.Images}}"]));
     assert_eq!(info.trim(), "3");
+    let df = ok(b.docker_out(&[
+        "system",
+        "df",
+        "--format",
+        "{{.Type}} {{.TotalCount}} {{.Active}}",
+    ]));
+    assert!(df.lines().any(|l| l == "Images 3 0"), "{df}");
+    let dfv = ok(b.docker_out(&["system", "df", "-v"]));
+    assert!(dfv.contains("web/app"), "{dfv}");
 }
 
 #[test]

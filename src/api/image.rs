@@ -50,6 +50,8 @@ pub trait ImageBackend {
         quiet: bool,
         progress: Progress,
     ) -> Result<(), ImageError>;
+    /// Total layer bytes and the images with shared sizes (`GET /system/df`).
+    fn image_disk_usage(&self) -> Result<(i64, Vec<ImageSummary>), ImageError>;
     fn image_save_plan(&self, names: &[String]) -> Result<Vec<SaveItem>, ImageError>;
     /// Write a planned save (blocking).
     fn image_save_write(

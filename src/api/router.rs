@@ -157,6 +157,7 @@ impl Api {
             route!(HEAD, "/_ping", system::ping),
             route!(GET, "/version", system::version),
             route!(GET, "/info", system::info),
+            route!(GET, "/system/df", system::disk_usage),
             route!(GET, "/events", events::events),
             route!(GET, "/images/json", image::list),
             route!(POST, "/images/create", image::create),

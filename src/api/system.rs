@@ -54,3 +54,35 @@ pub async fn version(ctx: Ctx) -> HandlerResult {
 pub async fn info(ctx: Ctx) -> HandlerResult {
     Ok(json_response(StatusCode::OK, &ctx.backend.system_info()?))
 }
+
+/// `GET /system/df` in the API 1.51 shape. Containers, volumes and the build cache are empty
+/// until those managers exist.
+pub async fn disk_usage(ctx: Ctx) -> HandlerResult {
+    const TYPES: &[&str] = &["container", "image", "volume", "build-cache"];
+    let types: Vec<&str> = ctx.query.get_all("type").collect();
+    if let Some(bad) = types.iter().find(|t| !TYPES.contains(t)) {
+        return Err(super::error::ApiError::invalid(format!(
+            "invalid type: {bad}"
+        )));
+    }
+    let want = |t: &str| types.is_empty() || types.contains(&t);
+    let mut body = serde_json::Map::new();
+    if want("image") {
+        let (layers, images) = ctx.backend.image_disk_usage()?;
+        body.insert("LayersSize".into(), layers.into());
+        body.insert(
+            "Images".into(),
+            serde_json::to_value(images).unwrap_or_default(),
+        );
+    }
+    if want("container") {
+        body.insert("Containers".into(), serde_json::Value::Array(Vec::new()));
+    }
+    if want("volume") {
+        body.insert("Volumes".into(), serde_json::Value::Array(Vec::new()));
+    }
+    if want("build-cache") {
+        body.insert("BuildCache".into(), serde_json::Value::Array(Vec::new()));
+    }
+    Ok(json_response(StatusCode::OK, &body))
+}

@@ -240,6 +240,27 @@ impl ImageService {
         Ok(out)
     }
 
+    /// The image part of `GET /system/df`: the bytes of all layers, and every image with its
+    /// shared size.
+    pub fn disk_usage(&self) -> Result<(i64, Vec<ImageSummary>), ImageError> {
+        let mut layers: HashMap<String, i64> = HashMap::new();
+        for img in self.store.images() {
+            for c in &img.chain {
+                if let Some(l) = self.store.layer(c) {
+                    layers.insert(c.clone(), l.size as i64);
+                }
+            }
+        }
+        let mut images = self.list(&ListOptions {
+            shared_size: true,
+            ..Default::default()
+        })?;
+        for i in &mut images {
+            i.containers = 0;
+        }
+        Ok((layers.values().sum(), images))
+    }
+
     /// `GET /images/{name}/json`.
     pub fn inspect(&self, name: &str) -> Result<ImageInspect, ImageError> {
         let img = self.get_image(name)?;
