@@ -7,7 +7,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common::{stderr, stdout, Berthd, Conn};
+use common::{free_port, stderr, stdout, Berthd, Conn};
 use nix::sys::signal::Signal;
 
 fn ready() -> bool {
@@ -332,14 +332,6 @@ fn sighup_reloads_the_config_file_and_emits_an_event() {
         "{}",
         b.log_text()
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{busybox_rootfs_tar, docker_with_stdin, ok, stderr, Berthd, Conn};
+use common::{busybox_rootfs_tar, docker_with_stdin, go_arch, ok, stderr, Berthd, Conn};
 use sha2::{Digest, Sha256};
 
 fn ready() -> bool {
@@ -66,14 +66,6 @@ fn add_file(t: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
     h.set_uid(0);
     h.set_gid(0);
     t.append_data(&mut h, path, data).unwrap();
-}
-
-fn go_arch() -> &'static str {
-    if cfg!(target_arch = "x86_64") {
-        "amd64"
-    } else {
-        "arm64"
-    }
 }
 
 fn lgetxattr(path: &Path, name: &str) -> Option<Vec<u8>> {

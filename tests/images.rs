@@ -5,32 +5,20 @@ mod common;
 
 use std::path::Path;
 
-use common::{busybox_rootfs_tar, docker_with_stdin, ok, stderr, stdout, Berthd};
+use common::{
+    berthd_with_busybox, busybox_rootfs_tar, docker_with_stdin, image_id, ok, stderr, stdout,
+    Berthd,
+};
 
 fn ready() -> bool {
     common::is_root() && common::have_docker_cli() && common::have_busybox()
 }
 const NOT_READY: &str = "needs root, the docker CLI and Debian's busybox-static";
 
-/// A daemon with `busybox:latest` imported.
-fn with_busybox() -> Berthd {
-    let b = Berthd::start(&[]);
-    let rootfs = busybox_rootfs_tar(b.dir.path());
-    let id = ok(b.docker_out(&["import", rootfs.to_str().unwrap(), "busybox:latest"]));
-    assert!(id.trim().starts_with("sha256:"), "{id}");
-    b
-}
-
-fn id_of(b: &Berthd, name: &str) -> String {
-    ok(b.docker_out(&["image", "inspect", "--format", "{{.Id}}", name]))
-        .trim()
-        .to_string()
-}
-
 #[test]
 fn import_from_file_and_stdin_with_changes() {
     require!(ready(), NOT_READY);
-    let b = with_busybox();
+    let b = berthd_with_busybox(&[]);
     let rootfs = busybox_rootfs_tar(b.dir.path());
     let out = docker_with_stdin(
         &b,
@@ -64,7 +52,7 @@ fn import_from_file_and_stdin_with_changes() {
             if cfg!(target_arch = "x86_64") { "amd64" } else { "arm64" }
         )
     );
-    assert_eq!(id_of(&b, "myimg:1"), id);
+    assert_eq!(image_id(&b, "myimg:1"), id);
     // The layer holds the rootfs.
     let upper = ok(b.docker_out(&[
         "image",
@@ -103,7 +91,7 @@ fn import_from_file_and_stdin_with_changes() {
 #[test]
 fn images_list_filters_digests_and_format() {
     require!(ready(), NOT_READY);
-    let b = with_busybox();
+    let b = berthd_with_busybox(&[]);
     let rootfs = busybox_rootfs_tar(b.dir.path());
     ok(docker_with_stdin(
         &b,
@@ -174,7 +162,7 @@ fn images_list_filters_digests_and_format() {
 #[test]
 fn inspect_history_and_missing_images() {
     require!(ready(), NOT_READY);
-    let b = with_busybox();
+    let b = berthd_with_busybox(&[]);
     let got = ok(b.docker_out(&[
         "image",
         "inspect",
@@ -183,10 +171,10 @@ fn inspect_history_and_missing_images() {
         "busybox",
     ]));
     assert_eq!(got.trim(), "1 layers overlay2 [\"busybox:latest\"]");
-    let id = id_of(&b, "busybox");
+    let id = image_id(&b, "busybox");
     // By ID, by short ID, by full reference.
-    assert_eq!(id_of(&b, &id[7..19]), id);
-    assert_eq!(id_of(&b, "docker.io/library/busybox:latest"), id);
+    assert_eq!(image_id(&b, &id[7..19]), id);
+    assert_eq!(image_id(&b, "docker.io/library/busybox:latest"), id);
     let h = ok(b.docker_out(&[
         "history",
         "--no-trunc",
@@ -216,11 +204,11 @@ fn inspect_history_and_missing_images() {
 #[test]
 fn tag_and_rmi_untag_versus_delete() {
     require!(ready(), NOT_READY);
-    let b = with_busybox();
-    let id = id_of(&b, "busybox");
+    let b = berthd_with_busybox(&[]);
+    let id = image_id(&b, "busybox");
     ok(b.docker_out(&["tag", "busybox", "localhost:5000/team/bb:v1"]));
     ok(b.docker_out(&["tag", "busybox:latest", "other"]));
-    assert_eq!(id_of(&b, "localhost:5000/team/bb:v1"), id);
+    assert_eq!(image_id(&b, "localhost:5000/team/bb:v1"), id);
     let tags = ok(b.docker_out(&[
         "image",
         "inspect",
@@ -268,7 +256,7 @@ fn tag_and_rmi_untag_versus_delete() {
     let rootfs = busybox_rootfs_tar(b.dir.path());
     ok(b.docker_out(&["import", rootfs.to_str().unwrap(), "a:1"]));
     ok(b.docker_out(&["tag", "a:1", "b:2"]));
-    let id = id_of(&b, "a:1");
+    let id = image_id(&b, "a:1");
     let out = ok(b.docker_out(&["rmi", "-f", &id]));
     assert!(
         out.contains("Untagged: a:1")
@@ -288,7 +276,7 @@ fn tag_and_rmi_untag_versus_delete() {
 #[test]
 fn prune_dangling_all_and_by_label() {
     require!(ready(), NOT_READY);
-    let b = with_busybox();
+    let b = berthd_with_busybox(&[]);
     let rootfs = busybox_rootfs_tar(b.dir.path());
     ok(docker_with_stdin(&b, &["import", "-"], &rootfs));
     ok(docker_with_stdin(
@@ -316,9 +304,9 @@ fn prune_dangling_all_and_by_label() {
 #[test]
 fn save_rmi_load_round_trip() {
     require!(ready(), NOT_READY);
-    let b = with_busybox();
+    let b = berthd_with_busybox(&[]);
     ok(b.docker_out(&["tag", "busybox", "busybox:second"]));
-    let id = id_of(&b, "busybox");
+    let id = image_id(&b, "busybox");
     let archive = b.dir.path().join("saved.tar");
     ok(b.docker_out(&[
         "save",
@@ -350,8 +338,8 @@ fn save_rmi_load_round_trip() {
     let out = ok(b.docker_out(&["load", "-i", archive.to_str().unwrap()]));
     assert!(out.contains("Loaded image: busybox:latest"), "{out}");
     assert!(out.contains("Loaded image: busybox:second"), "{out}");
-    assert_eq!(id_of(&b, "busybox:latest"), id);
-    assert_eq!(id_of(&b, "busybox:second"), id);
+    assert_eq!(image_id(&b, "busybox:latest"), id);
+    assert_eq!(image_id(&b, "busybox:second"), id);
     // Saving again gives the same bytes for the layer (tar-split reproduces the layer exactly).
     let again = b.dir.path().join("again.tar");
     ok(b.docker_out(&["save", "-o", again.to_str().unwrap(), "busybox:latest"]));
@@ -413,7 +401,7 @@ fn load_refuses_garbage_and_bad_digests() {
 #[test]
 fn image_events_are_published() {
     require!(ready(), NOT_READY);
-    let b = with_busybox();
+    let b = berthd_with_busybox(&[]);
     ok(b.docker_out(&["tag", "busybox", "ev:1"]));
     ok(b.docker_out(&["rmi", "ev:1"]));
     let until = (common::now_secs() + 1).to_string();

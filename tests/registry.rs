@@ -6,7 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{busybox_rootfs_tar, docker_with_stdin, ok, stderr, stdout, Berthd, Registry};
+use common::{
+    berthd_with_busybox, busybox_rootfs_tar, docker_with_stdin, image_id, ok, stderr, stdout,
+    Berthd, Registry,
+};
 
 fn ready() -> bool {
     common::is_root()
@@ -16,25 +19,12 @@ fn ready() -> bool {
 }
 const NOT_READY: &str = "needs root, the docker CLI, busybox-static and docker-registry (Debian's docker-registry package)";
 
-fn with_busybox(extra: &[&str]) -> Berthd {
-    let b = Berthd::start(extra);
-    let rootfs = busybox_rootfs_tar(b.dir.path());
-    ok(b.docker_out(&["import", rootfs.to_str().unwrap(), "busybox:latest"]));
-    b
-}
-
-fn id_of(b: &Berthd, name: &str) -> String {
-    ok(b.docker_out(&["image", "inspect", "--format", "{{.Id}}", name]))
-        .trim()
-        .to_string()
-}
-
 #[test]
 fn push_rmi_pull_by_tag_and_by_digest() {
     require!(ready(), NOT_READY);
     let reg = Registry::start(None);
-    let b = with_busybox(&[]);
-    let id = id_of(&b, "busybox");
+    let b = berthd_with_busybox(&[]);
+    let id = image_id(&b, "busybox");
     let name = format!("{}/team/bb:1", reg.host());
     ok(b.docker_out(&["tag", "busybox", &name]));
     let out = ok(b.docker_out(&["push", &name]));
@@ -70,7 +60,11 @@ fn push_rmi_pull_by_tag_and_by_digest() {
         out.contains(&format!("Status: Downloaded newer image for {name}")),
         "{out}"
     );
-    assert_eq!(id_of(&b, &name), id, "the image ID survives the round trip");
+    assert_eq!(
+        image_id(&b, &name),
+        id,
+        "the image ID survives the round trip"
+    );
     let digests = ok(b.docker_out(&[
         "image",
         "inspect",
@@ -88,7 +82,7 @@ fn push_rmi_pull_by_tag_and_by_digest() {
     ok(b.docker_out(&["rmi", "-f", &id]));
     let by_digest = format!("{}/team/bb@{digest}", reg.host());
     ok(b.docker_out(&["pull", &by_digest]));
-    assert_eq!(id_of(&b, &by_digest), id);
+    assert_eq!(image_id(&b, &by_digest), id);
     // A tag that does not exist.
     let out = b.docker_out(&["pull", &format!("{}/team/bb:nope", reg.host())]);
     assert!(!out.status.success());
@@ -142,7 +136,7 @@ fn login_push_and_pull_with_credentials() {
         "needs root, the docker CLI, busybox-static, docker-registry and htpasswd (apache2-utils)"
     );
     let reg = Registry::start(Some(("tester", "s3cret")));
-    let b = with_busybox(&[]);
+    let b = berthd_with_busybox(&[]);
     let name = format!("{}/private/bb:1", reg.host());
     ok(b.docker_out(&["tag", "busybox", &name]));
     // Without credentials the registry refuses.
@@ -162,10 +156,10 @@ fn login_push_and_pull_with_credentials() {
     let out = ok(b.docker_out(&["login", "-u", "tester", "-p", "s3cret", &reg.host()]));
     assert!(out.contains("Login Succeeded"), "{out}");
     ok(b.docker_out(&["push", &name]));
-    let id = id_of(&b, &name);
+    let id = image_id(&b, &name);
     ok(b.docker_out(&["rmi", "-f", &id]));
     ok(b.docker_out(&["pull", &name]));
-    assert_eq!(id_of(&b, &name), id);
+    assert_eq!(image_id(&b, &name), id);
     ok(b.docker_out(&["logout", &reg.host()]));
     ok(b.docker_out(&["rmi", &name]));
     let out = b.docker_out(&["pull", &name]);
@@ -225,7 +219,7 @@ fn pull_of_a_multi_platform_index_picks_the_platform() {
             ],
             &rootfs,
         ));
-        ids.insert(arch, id_of(&b, &name));
+        ids.insert(arch, image_id(&b, &name));
         ok(b.docker_out(&["push", &name]));
         let (digest, body) = registry_manifest(&reg, "multi/bb", arch);
         entries.push(serde_json::json!({
@@ -261,10 +255,10 @@ fn pull_of_a_multi_platform_index_picks_the_platform() {
         &name,
     ]));
     assert_eq!(got.trim(), format!("{host_arch} {host_arch}"));
-    assert_eq!(id_of(&b, &name), ids[host_arch]);
+    assert_eq!(image_id(&b, &name), ids[host_arch]);
     ok(b.docker_out(&["rmi", &name]));
     ok(b.docker_out(&["pull", "--platform", &format!("linux/{other_arch}"), &name]));
-    assert_eq!(id_of(&b, &name), ids[other_arch]);
+    assert_eq!(image_id(&b, &name), ids[other_arch]);
     let out = b.docker_out(&["pull", "--platform", "linux/s390x", &name]);
     assert!(!out.status.success());
     assert!(
@@ -278,8 +272,8 @@ fn pull_of_a_multi_platform_index_picks_the_platform() {
 fn pull_through_a_registry_mirror() {
     require!(ready(), NOT_READY);
     let reg = Registry::start(None);
-    let seed = with_busybox(&[]);
-    let id = id_of(&seed, "busybox");
+    let seed = berthd_with_busybox(&[]);
+    let id = image_id(&seed, "busybox");
     let mirrored = format!("{}/library/busybox:latest", reg.host());
     ok(seed.docker_out(&["tag", "busybox", &mirrored]));
     ok(seed.docker_out(&["push", &mirrored]));
@@ -289,8 +283,8 @@ fn pull_through_a_registry_mirror() {
         out.contains("Status: Downloaded newer image for busybox:latest"),
         "{out}"
     );
-    assert_eq!(id_of(&b, "busybox:latest"), id);
-    assert_eq!(id_of(&b, "docker.io/library/busybox:latest"), id);
+    assert_eq!(image_id(&b, "busybox:latest"), id);
+    assert_eq!(image_id(&b, "docker.io/library/busybox:latest"), id);
     // Search: this registry has no search API, and berth says so.
     let out = b.docker_out(&["search", &format!("{}/busybox", reg.host())]);
     assert!(!out.status.success());
@@ -305,7 +299,7 @@ fn pull_through_a_registry_mirror() {
 fn kill_9_during_a_pull_then_the_pull_succeeds() {
     require!(ready(), NOT_READY);
     let reg = Registry::start(None);
-    let mut b = with_busybox(&[]);
+    let mut b = berthd_with_busybox(&[]);
     // A second layer of 64 MiB of incompressible data makes the pull take a moment.
     let big = b.dir.path().join("big.tar");
     {
@@ -330,7 +324,7 @@ fn kill_9_during_a_pull_then_the_pull_succeeds() {
     let name = format!("{}/big/img:1", reg.host());
     ok(b.docker_out(&["import", big.to_str().unwrap(), &name]));
     ok(b.docker_out(&["push", &name]));
-    let id = id_of(&b, &name);
+    let id = image_id(&b, &name);
     ok(b.docker_out(&["rmi", "-f", &id]));
     let mut pull = b
         .docker()
@@ -357,7 +351,7 @@ fn kill_9_during_a_pull_then_the_pull_succeeds() {
     let dirs = std::fs::read_dir(root.join("overlay2")).unwrap().count() - 1;
     assert_eq!(records, dirs, "no orphan layer directories");
     ok(b.docker_out(&["pull", &name]));
-    assert_eq!(id_of(&b, &name), id);
+    assert_eq!(image_id(&b, &name), id);
     let upper = ok(b.docker_out(&[
         "image",
         "inspect",

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{stderr, stdout, Berthd};
+use common::{free_port, stderr, stdout, Berthd};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -69,14 +69,6 @@ fn make_pki(dir: &Path, prefix: &str) -> Pki {
             &cli_key.serialize_pem(),
         ),
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn docker_tls(b: &Berthd, port: u16, args: &[&str]) -> std::process::Output {

@@ -724,3 +724,37 @@ impl Drop for Registry {
         let _ = self.child.wait();
     }
 }
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A berthd (with `extra` flags) that has `busybox:latest` imported from busybox-static.
+pub fn berthd_with_busybox(extra: &[&str]) -> Berthd {
+    let b = Berthd::start(extra);
+    let rootfs = busybox_rootfs_tar(b.dir.path());
+    let id = ok(b.docker_out(&["import", rootfs.to_str().unwrap(), "busybox:latest"]));
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    b
+}
+
+/// The ID of an image, through `docker image inspect`.
+pub fn image_id(b: &Berthd, name: &str) -> String {
+    ok(b.docker_out(&["image", "inspect", "--format", "{{.Id}}", name]))
+        .trim()
+        .to_string()
+}
+
+/// Go's name for this machine's architecture.
+pub fn go_arch() -> &'static str {
+    if cfg!(target_arch = "x86_64") {
+        "amd64"
+    } else {
+        "arm64"
+    }
+}
