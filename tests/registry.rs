@@ -91,6 +91,16 @@ fn push_rmi_pull_by_tag_and_by_digest() {
         "{}",
         stderr(&out)
     );
+    let mut c = common::Conn::unix(&b.socket);
+    let r = c.request(
+        "POST",
+        &format!(
+            "/v1.51/images/create?fromImage={}/team/bb&tag=nope",
+            reg.host()
+        ),
+        None,
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
     // The layer on disk is the original content.
     let upper = ok(b.docker_out(&[
         "image",

@@ -37,17 +37,28 @@ pub fn channel_body(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Body {
     BodyExt::boxed(StreamBody::new(stream))
 }
 
+/// How much of a request body is still read (and dropped) after the handler stopped wanting it,
+/// so that the client gets to read the error response instead of a broken pipe (Go's server
+/// does the same, with a smaller bound).
+const DRAIN_LIMIT: u64 = 64 << 20;
+
 /// Hand a request body to a manager as a channel of chunks.
 pub fn body_channel(mut body: hyper::body::Incoming) -> crate::util::io::ByteReceiver {
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {
+        let mut draining = None::<u64>;
         loop {
             match body.frame().await {
                 None => break,
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
-                        if tx.send(Ok(data)).await.is_err() {
-                            break;
+                        if let Some(drained) = draining.as_mut() {
+                            *drained += data.len() as u64;
+                            if *drained > DRAIN_LIMIT {
+                                break;
+                            }
+                        } else if tx.send(Ok(data)).await.is_err() {
+                            draining = Some(0);
                         }
                     }
                 }

@@ -92,12 +92,12 @@ pub trait ImageBackend {
 fn registry_auth(ctx: &Ctx) -> Result<AuthConfig, ApiError> {
     match ctx.req.headers().get("x-registry-auth") {
         None => Ok(AuthConfig::default()),
-        Some(v) => {
-            let v = v
-                .to_str()
-                .map_err(|_| ApiError::invalid("invalid X-Registry-Auth header"))?;
-            Ok(AuthConfig::from_header(v)?)
-        }
+        // Like dockerd: a header that does not decode is ignored (anonymous access).
+        Some(v) => Ok(v
+            .to_str()
+            .ok()
+            .and_then(|v| AuthConfig::from_header(v).ok())
+            .unwrap_or_default()),
     }
 }
 
@@ -305,8 +305,19 @@ where
     let mut task = tokio::spawn(op(Progress::new(ptx)));
     let first = tokio::select! {
         biased;
-        m = prx.recv() => m,
-        done = &mut task => {
+        m = prx.recv() => Ok(m),
+        done = &mut task => Err(done),
+    };
+    let done = match first {
+        Ok(Some(m)) => Ok(m),
+        // The sender is gone: the task is finishing.
+        Ok(None) => Err((&mut task).await),
+        Err(done) => Err(done),
+    };
+    let first = match done {
+        Ok(m) => m,
+        Err(done) => {
+            // Finished before a word: its error is an ordinary error response.
             let mut early = Vec::new();
             while let Ok(m) = prx.try_recv() {
                 early.push(m);
@@ -327,11 +338,17 @@ where
             line.push(b'\n');
             Ok(Bytes::from(line))
         };
-        if let Some(m) = first {
-            let _ = tx.send(send(&m)).await;
+        // A client that goes away cancels the operation, as in dockerd.
+        let mut gone = tx.send(send(&first)).await.is_err();
+        while !gone {
+            match prx.recv().await {
+                Some(m) => gone = tx.send(send(&m)).await.is_err(),
+                None => break,
+            }
         }
-        while let Some(m) = prx.recv().await {
-            let _ = tx.send(send(&m)).await;
+        if gone {
+            task.abort();
+            return;
         }
         let last = match task.await {
             Ok(Ok(())) => None,

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -40,7 +41,16 @@ pub struct SaveItem {
 }
 
 /// Write the archive of `items` to `out`.
-pub fn write_save<W: Write>(store: &Store, items: &[SaveItem], out: W) -> Result<(), ImageError> {
+pub fn write_save<W: Write>(
+    store: &Arc<Store>,
+    items: &[SaveItem],
+    out: W,
+) -> Result<(), ImageError> {
+    let chains: Vec<String> = items
+        .iter()
+        .flat_map(|i| i.image.chain.iter().cloned())
+        .collect();
+    let _lease = store.lease(&chains);
     let mut tar = tar::Builder::new(out);
     let mut written: HashSet<String> = HashSet::new();
     let io = |what: &str| {
@@ -157,7 +167,7 @@ pub struct LoadedImage {
 
 /// Load every image of the archive already extracted at `dir`.
 pub fn load_dir(
-    store: &Store,
+    store: &Arc<Store>,
     dir: &Path,
     progress: &Progress,
 ) -> Result<Vec<LoadedImage>, ImageError> {
@@ -310,7 +320,7 @@ fn check_named_digest(path: &str, data: &[u8]) -> Result<(), ImageError> {
 
 /// Register the layers (skipping those already present) and the config of one image.
 fn register(
-    store: &Store,
+    store: &Arc<Store>,
     dir: &Path,
     config: Vec<u8>,
     layers: &[(String, Option<String>)],
@@ -325,6 +335,7 @@ fn register(
         )));
     }
     let chain = super::config::chain_ids(&cfg.rootfs.diff_ids);
+    let _lease = store.lease(&chain);
     let mut parent: Option<String> = None;
     for (i, (path, digest)) in layers.iter().enumerate() {
         if store.layer(&chain[i]).is_none() {
@@ -336,7 +347,7 @@ fn register(
                 id: Some(super::short_id(&cfg.rootfs.diff_ids[i]).to_string()),
                 ..Default::default()
             });
-            let layer = store.register_layer(
+            let (layer, _held) = store.register_layer(
                 parent.as_deref(),
                 &mut hashing,
                 Some(&cfg.rootfs.diff_ids[i]),
@@ -419,12 +430,17 @@ impl Drop for ScratchDir {
 /// Group references by image for saving: `names` as the user gave them.
 pub fn plan_save(
     names: &[String],
-    resolve: impl Fn(&str) -> Result<(Image, Vec<Reference>), ImageError>,
+    resolve: impl Fn(&str) -> Result<Vec<(Image, Vec<Reference>)>, ImageError>,
 ) -> Result<Vec<SaveItem>, ImageError> {
     let mut order: Vec<String> = Vec::new();
     let mut by_id: HashMap<String, SaveItem> = HashMap::new();
-    for n in names {
-        let (image, refs) = resolve(n)?;
+    for (image, refs) in names
+        .iter()
+        .map(|n| resolve(n))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+    {
         let entry = by_id.entry(image.id.clone()).or_insert_with(|| {
             order.push(image.id.clone());
             SaveItem {

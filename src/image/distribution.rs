@@ -161,19 +161,23 @@ pub async fn pull(
     auth: &AuthConfig,
     progress: &Progress,
 ) -> Result<(String, Reference), ImageError> {
-    let what = reference
-        .tag
-        .clone()
-        .or(reference.digest.clone())
-        .unwrap_or_default();
-    progress
-        .send(msg(&format!("Pulling from {}", reference.path), &what))
-        .await;
     let mut last_err = None;
     for ep in endpoints(opts, &reference.domain) {
         let mirror = ep.mirror;
         let session = Session::new(ep, auth);
-        match pull_from(&store, &session, &reference, platform, progress).await {
+        // dockerd answers a registry's "unauthorized" on pull with a 500 (errdefs.Unknown); a
+        // 401 would make the docker CLI stop and prompt for a login.
+        let result = pull_from(&store, &session, &reference, platform, progress)
+            .await
+            .map_err(|e| {
+                use crate::errors::Kinded;
+                if e.kind() == crate::errors::ErrorKind::Unauthorized {
+                    ImageError::internal(e.to_string())
+                } else {
+                    e
+                }
+            });
+        match result {
             Ok(id) => return Ok((id, reference)),
             Err(e) if mirror => {
                 tracing::info!(
@@ -237,6 +241,12 @@ async fn pull_from(
             r.familiar()
         )));
     }
+    // Like dockerd, say nothing until the manifest is resolved: earlier errors become HTTP
+    // errors, not stream lines.
+    let shown_what = r.tag.clone().or(r.digest.clone()).unwrap_or_default();
+    progress
+        .send(msg(&format!("Pulling from {}", r.path), &shown_what))
+        .await;
     let cfg_digest = manifest["config"]["digest"]
         .as_str()
         .unwrap_or("")
@@ -259,6 +269,15 @@ async fn pull_from(
             )
         })
         .collect();
+    // Digests name scratch files: anything but `sha256:<64 hex>` is refused before any use.
+    for (d, _) in &layers {
+        super::reference::validate_digest(d).map_err(|_| {
+            ImageError::invalid(format!(
+                "manifest of {} has an invalid layer digest {d:?}",
+                r.familiar()
+            ))
+        })?;
+    }
     // The config: small, kept in memory, verified.
     let config = if let Some(img) = store.image(&cfg_digest) {
         img.raw_config.as_ref().clone()
@@ -290,13 +309,22 @@ async fn pull_from(
         )));
     }
     let chain = chain_ids(&cfg.rootfs.diff_ids);
-    let up_to_date = store.image(&cfg_digest).is_some();
+    // "Up to date" only when the name already pointed at this image, as dockerd says it.
+    let named = r
+        .tag
+        .as_ref()
+        .map(|t| r.with_tag(t))
+        .unwrap_or_else(|| r.with_digest(&top.digest));
+    let up_to_date = store.resolve_reference(&named).as_deref() == Some(cfg_digest.as_str());
+    let _lease = store.lease(&chain);
     // Downloads: three at a time into scratch files.
     let scratch =
         super::archive::ScratchDir(store.tmp_root().join(format!("pull-{}", random_hex(16))));
     std::fs::create_dir(&scratch.0).map_err(|e| ImageError::io("create pull scratch", e))?;
     let sem = Arc::new(Semaphore::new(CONCURRENT_DOWNLOADS));
     let mut downloads = Vec::new();
+    // If the pull fails or is cancelled, the downloads still running stop too.
+    let mut abort_all = AbortAll(Vec::new());
     for (i, (digest, size)) in layers.iter().enumerate() {
         let id = short_id(digest).to_string();
         if store.layer(&chain[i]).is_some() {
@@ -314,7 +342,7 @@ async fn pull_from(
         );
         let path = scratch.0.join(digest_hex(&digest));
         let repo = repo.to_string();
-        downloads.push(Some(tokio::spawn(async move {
+        let handle = tokio::spawn(async move {
             let _permit = sem
                 .acquire_owned()
                 .await
@@ -322,7 +350,9 @@ async fn pull_from(
             download(&s, &repo, &digest, size, &path, &progress)
                 .await
                 .map(|_| path)
-        })));
+        });
+        abort_all.0.push(handle.abort_handle());
+        downloads.push(Some(handle));
     }
     // Extraction, in order, as each download completes.
     let mut parent: Option<String> = None;
@@ -338,7 +368,7 @@ async fn pull_from(
                 parent.clone(),
                 cfg.rootfs.diff_ids[i].clone(),
             );
-            let layer = tokio::task::spawn_blocking(move || {
+            let (layer, _held) = tokio::task::spawn_blocking(move || {
                 let f = std::fs::File::open(&path)
                     .map_err(|e| ImageError::io(format!("open {}", path.display()), e))?;
                 let l = store2.register_layer(
@@ -464,6 +494,12 @@ pub async fn push(
     let repo = first.path.clone();
     s.authenticate(&repo, oci_client::RegistryOperation::Push)
         .await?;
+    let chains: Vec<String> = targets
+        .iter()
+        .filter_map(|(_, id)| store.image(id))
+        .flat_map(|img| img.chain)
+        .collect();
+    let _lease = store.lease(&chains);
     let mut pushed = Vec::new();
     let mut done_layers: HashMap<String, (String, u64)> = HashMap::new();
     for (r, id) in targets {
@@ -574,30 +610,38 @@ async fn push_layer(
     let prog = progress.clone();
     let id = lid.to_string();
     let producer = tokio::task::spawn_blocking(move || -> Result<(), ImageError> {
-        let tar = store2.layer_tar(&layer2)?;
-        let counted = CountingReader {
-            inner: tar,
-            count: 0,
-            last: 0,
-            total,
-            progress: prog,
-            id,
+        let produce = || -> Result<(), ImageError> {
+            let tar = store2.layer_tar(&layer2)?;
+            let counted = CountingReader {
+                inner: tar,
+                count: 0,
+                last: 0,
+                total,
+                progress: prog,
+                id,
+            };
+            let mut gz = flate2::read::GzEncoder::new(counted, flate2::Compression::default());
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = std::io::Read::read(&mut gz, &mut buf)
+                    .map_err(|e| ImageError::io("compress layer", e))?;
+                if n == 0 {
+                    return Ok(());
+                }
+                if tx
+                    .blocking_send(Ok(bytes::Bytes::copy_from_slice(&buf[..n])))
+                    .is_err()
+                {
+                    return Err(ImageError::internal(UPLOAD_STOPPED.to_string()));
+                }
+            }
         };
-        let mut gz = flate2::read::GzEncoder::new(counted, flate2::Compression::default());
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = std::io::Read::read(&mut gz, &mut buf)
-                .map_err(|e| ImageError::io("compress layer", e))?;
-            if n == 0 {
-                return Ok(());
-            }
-            if tx
-                .blocking_send(Ok(bytes::Bytes::copy_from_slice(&buf[..n])))
-                .is_err()
-            {
-                return Err(ImageError::internal("upload stopped".to_string()));
-            }
+        let r = produce();
+        if let Err(e) = &r {
+            // Fail the upload itself: a short stream must not become a complete blob.
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
         }
+        r
     });
     let stream =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
@@ -605,10 +649,28 @@ async fn push_layer(
     let produced = producer
         .await
         .map_err(|e| ImageError::internal(format!("compress task: {e}")))?;
-    let (digest, size) = uploaded?;
-    produced?;
+    // A real producer failure explains an upload failure better than the upload's own error;
+    // "upload stopped" is only the echo of a failed upload.
+    let (digest, size) = match (produced, uploaded) {
+        (Ok(()), up) => up?,
+        (Err(p), Err(u)) if p.to_string() == UPLOAD_STOPPED => return Err(u.into()),
+        (Err(p), _) => return Err(p),
+    };
     progress.send(msg("Pushed", lid)).await;
     Ok((digest, size))
+}
+
+const UPLOAD_STOPPED: &str = "upload stopped";
+
+/// Aborts the tasks it holds when dropped.
+struct AbortAll(Vec<tokio::task::AbortHandle>);
+
+impl Drop for AbortAll {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
 }
 
 /// Counts what the compressor reads, for the push progress.

@@ -90,5 +90,8 @@ pub fn digest_hex(d: &str) -> &str {
 /// The 12-character short form of an ID, as the CLI prints it.
 pub fn short_id(id: &str) -> &str {
     let hex = digest_hex(id);
-    &hex[..hex.len().min(12)]
+    match hex.char_indices().nth(12) {
+        Some((i, _)) => &hex[..i],
+        None => hex,
+    }
 }

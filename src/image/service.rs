@@ -203,7 +203,8 @@ impl ImageService {
             if !f.match_kv_list("label", &labels) {
                 continue;
             }
-            if f.contains("reference") {
+            let (tags, digests) = if f.contains("reference") {
+                // Only the names that match are shown, as dockerd does.
                 let matched: Vec<&Reference> = refs
                     .iter()
                     .filter(|r| f.get("reference").any(|pat| reference_matches(pat, r)))
@@ -211,7 +212,21 @@ impl ImageService {
                 if matched.is_empty() {
                     continue;
                 }
-            }
+                (
+                    matched
+                        .iter()
+                        .filter(|r| r.digest.is_none())
+                        .map(|r| r.familiar())
+                        .collect(),
+                    matched
+                        .iter()
+                        .filter(|r| r.digest.is_some())
+                        .map(|r| r.familiar())
+                        .collect(),
+                )
+            } else {
+                (tags, digests)
+            };
             let shared = if opts.shared_size {
                 img.chain
                     .iter()
@@ -466,7 +481,7 @@ impl ImageService {
                 )));
             }
         }
-        let deleted_layers = self.store.delete_image(&img.id, &HashSet::new())?;
+        let deleted_layers = self.store.delete_image(&img.id)?;
         out.push(ImageDeleteResponseItem {
             untagged: None,
             deleted: Some(img.id.clone()),
@@ -585,7 +600,7 @@ impl ImageService {
             )));
         }
         let store = self.store.clone();
-        let layer = tokio::task::spawn_blocking(move || {
+        let (layer, _lease) = tokio::task::spawn_blocking(move || {
             store.register_layer(None, ChannelReader::new(body), None)
         })
         .await
@@ -634,6 +649,23 @@ impl ImageService {
             return Err(ImageError::invalid("no images named to save".to_string()));
         }
         super::archive::plan_save(names, |n| {
+            // A repository without a tag: all its tags, whichever images they name.
+            if let Ok(r) = Reference::parse_any(n) {
+                if r.tag.is_none() && r.digest.is_none() && !is_id_prefix(n) {
+                    let tagged: Vec<(Reference, String)> = self
+                        .store
+                        .references()
+                        .into_iter()
+                        .filter(|(x, _)| x.repository() == r.repository() && x.tag.is_some())
+                        .collect();
+                    if !tagged.is_empty() {
+                        return Ok(tagged
+                            .into_iter()
+                            .filter_map(|(x, id)| self.store.image(&id).map(|img| (img, vec![x])))
+                            .collect());
+                    }
+                }
+            }
             let img = self.get_image(n)?;
             let by_id = is_prefix_of_id(&img.id, n);
             let refs = if by_id {
@@ -650,7 +682,7 @@ impl ImageService {
                     _ => Vec::new(),
                 }
             };
-            Ok((img, refs))
+            Ok(vec![(img, refs)])
         })
     }
 

@@ -64,8 +64,35 @@ struct RepositoriesFile {
 struct State {
     layers: HashMap<String, Layer>,
     images: BTreeMap<String, Image>,
-    /// Full reference (`docker.io/library/busybox:latest`) -> image ID.
+    /// Full reference (`docker.io/library/busybox:latest`) -> image ID. Names of images that
+    /// could not be loaded at start are kept (and saved) but resolve to nothing.
     refs: BTreeMap<String, String>,
+    /// Chain IDs that operations in progress (pull, load, import, save, push) rely on.
+    leases: HashMap<String, usize>,
+}
+
+/// Keeps layers from being collected while an operation relies on them; dropping it lets the
+/// store collect layers that no image uses any more.
+pub struct Lease {
+    store: Arc<Store>,
+    chains: Vec<String>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        {
+            let mut state = self.store.lock();
+            for c in &self.chains {
+                if let Some(n) = state.leases.get_mut(c) {
+                    *n -= 1;
+                    if *n == 0 {
+                        state.leases.remove(c);
+                    }
+                }
+            }
+        }
+        self.store.collect_garbage();
+    }
 }
 
 /// The image and layer store.
@@ -223,13 +250,16 @@ impl Store {
             })?;
             for (_, refs) in file.repositories {
                 for (r, id) in refs {
-                    if state.images.contains_key(&id) {
-                        state.refs.insert(r, id);
+                    if !state.images.contains_key(&id) {
+                        tracing::warn!("reference {r} names image {id}, which is not loaded");
                     }
+                    state.refs.insert(r, id);
                 }
             }
         }
         *self.lock() = state;
+        // Layers of an operation that never registered its image (a pull or load cut short).
+        self.collect_garbage();
         Ok(())
     }
 
@@ -256,12 +286,14 @@ impl Store {
 
     /// Extract a layer blob on top of `parent` and register it, unless that chain is already
     /// there. `expected_diff_id`, when known, is checked against what the blob contains.
+    /// The layer comes back leased: it cannot be collected before the caller registers the
+    /// image that uses it.
     pub fn register_layer<R: Read>(
-        &self,
+        self: &Arc<Self>,
         parent: Option<&str>,
         blob: R,
         expected_diff_id: Option<&str>,
-    ) -> Result<Layer, ImageError> {
+    ) -> Result<(Layer, Lease), ImageError> {
         let cache_id = random_hex(32);
         let layer_dir = self.overlay_root().join(&cache_id);
         let diff = layer_dir.join("diff");
@@ -281,8 +313,8 @@ impl Store {
                 None => stats.diff_id.clone(),
                 Some(p) => sha256_digest(format!("{p} {}", stats.diff_id).as_bytes()),
             };
-            if let Some(existing) = self.layer(&chain_id) {
-                return Ok((existing, false));
+            if let Some(found) = self.lease_existing(&chain_id) {
+                return Ok((found, false));
             }
             // overlay2 bookkeeping: a short link and the lower chain for mounts.
             let short = random_hex(13).to_uppercase();
@@ -323,24 +355,36 @@ impl Store {
                 tar_size: stats.tar_size,
             };
             let mut state = self.lock();
-            if let Some(existing) = state.layers.get(&chain_id) {
+            if state.layers.contains_key(&chain_id) {
                 // Registered concurrently by someone else.
-                let existing = existing.clone();
                 drop(state);
                 remove_all(&tmp);
-                return Ok((existing, false));
+                let _ = fs::remove_file(self.overlay_root().join("l").join(&short));
+                return match self.lease_existing(&chain_id) {
+                    Some(found) => Ok((found, false)),
+                    None => Err(ImageError::new(
+                        crate::errors::ErrorKind::Unavailable,
+                        format!("layer {chain_id} was removed while it was registered: try again"),
+                    )),
+                };
             }
             let dest = self.layerdb().join(digest_hex(&chain_id));
             fs::rename(&tmp, &dest).map_err(io(format!("register layer {chain_id}")))?;
             crate::util::fs::sync_dir(&self.layerdb()).map_err(io("sync layerdb"))?;
-            state.layers.insert(chain_id, layer.clone());
-            Ok((layer, true))
+            state.layers.insert(chain_id.clone(), layer.clone());
+            *state.leases.entry(chain_id.clone()).or_default() += 1;
+            drop(state);
+            let lease = Lease {
+                store: self.clone(),
+                chains: vec![chain_id],
+            };
+            Ok(((layer, lease), true))
         })();
         match result {
-            Ok((layer, true)) => Ok(layer),
-            Ok((layer, false)) => {
+            Ok((found, true)) => Ok(found),
+            Ok((found, false)) => {
                 remove_all(&layer_dir);
-                Ok(layer)
+                Ok(found)
             }
             Err(e) => {
                 remove_all(&layer_dir);
@@ -365,14 +409,22 @@ impl Store {
         Ok(out.join(":"))
     }
 
-    /// The uncompressed tar of a layer, reassembled from its files.
-    pub fn layer_tar(&self, layer: &Layer) -> Result<tarsplit::Assembler, ImageError> {
+    /// The uncompressed tar of a layer, reassembled from its files and checked against its
+    /// DiffID as it is read.
+    pub fn layer_tar(
+        &self,
+        layer: &Layer,
+    ) -> Result<tarsplit::Verified<tarsplit::Assembler>, ImageError> {
         let dir = self.layerdb().join(digest_hex(&layer.chain_id));
         let split = fs::read(dir.join("tar-split"))
             .map_err(io(format!("read tar-split of {}", layer.chain_id)))?;
         let segments = tarsplit::decode(&split)
             .map_err(io(format!("decode tar-split of {}", layer.chain_id)))?;
-        Ok(tarsplit::assemble(&self.layer_diff(layer), segments))
+        Ok(tarsplit::Verified::new(
+            tarsplit::assemble(&self.layer_diff(layer), segments),
+            &layer.diff_id,
+            layer.tar_size,
+        ))
     }
 
     /// Register an image config whose layers are all registered. Returns the image and
@@ -381,16 +433,16 @@ impl Store {
         let config = ImageConfigFile::parse(&raw)?;
         let id = sha256_digest(&raw);
         let chain = chain_ids(&config.rootfs.diff_ids);
-        {
-            let state = self.lock();
-            if let Some(img) = state.images.get(&id) {
-                return Ok((img.clone(), false));
-            }
-            if let Some(missing) = chain.iter().find(|c| !state.layers.contains_key(*c)) {
-                return Err(ImageError::internal(format!(
-                    "image {id}: layer {missing} is not registered"
-                )));
-            }
+        // Checked and inserted under one lock: no collection can remove a layer in between
+        // (the caller holds a lease on them anyway). Configs are small; the write is short.
+        let mut state = self.lock();
+        if let Some(img) = state.images.get(&id) {
+            return Ok((img.clone(), false));
+        }
+        if let Some(missing) = chain.iter().find(|c| !state.layers.contains_key(*c)) {
+            return Err(ImageError::internal(format!(
+                "image {id}: layer {missing} is not registered"
+            )));
         }
         atomic_write(&self.imagedb().join(digest_hex(&id)), &raw, 0o600)
             .map_err(io(format!("write image config {id}")))?;
@@ -401,7 +453,7 @@ impl Store {
             chain,
             last_tag_time: None,
         };
-        self.lock().images.insert(id, img.clone());
+        state.images.insert(id, img.clone());
         Ok((img, true))
     }
 
@@ -417,11 +469,13 @@ impl Store {
         self.lock().layers.len()
     }
 
-    /// Every reference, with the image it names.
+    /// Every reference of a loaded image, with the image it names.
     pub fn references(&self) -> Vec<(Reference, String)> {
-        self.lock()
+        let state = self.lock();
+        state
             .refs
             .iter()
+            .filter(|(_, id)| state.images.contains_key(*id))
             .filter_map(|(r, id)| Reference::parse_any(r).ok().map(|r| (r, id.clone())))
             .collect()
     }
@@ -437,7 +491,81 @@ impl Store {
 
     /// The image a reference names.
     pub fn resolve_reference(&self, r: &Reference) -> Option<String> {
-        self.lock().refs.get(&r.to_string()).cloned()
+        let state = self.lock();
+        state
+            .refs
+            .get(&r.to_string())
+            .filter(|id| state.images.contains_key(*id))
+            .cloned()
+    }
+
+    /// A registered layer, leased, checked and leased under one lock.
+    fn lease_existing(self: &Arc<Self>, chain_id: &str) -> Option<(Layer, Lease)> {
+        let mut state = self.lock();
+        let layer = state.layers.get(chain_id).cloned()?;
+        *state.leases.entry(chain_id.to_string()).or_default() += 1;
+        drop(state);
+        Some((
+            layer,
+            Lease {
+                store: self.clone(),
+                chains: vec![chain_id.to_string()],
+            },
+        ))
+    }
+
+    /// Hold `chains` for the lifetime of the returned lease.
+    pub fn lease(self: &Arc<Self>, chains: &[String]) -> Lease {
+        let mut state = self.lock();
+        for c in chains {
+            *state.leases.entry(c.clone()).or_default() += 1;
+        }
+        Lease {
+            store: self.clone(),
+            chains: chains.to_vec(),
+        }
+    }
+
+    /// Remove every layer that no image uses and no lease holds. Records are moved aside under
+    /// the lock; directories are removed after it. Returns the removed chain IDs.
+    pub fn collect_garbage(&self) -> Vec<String> {
+        let mut doomed = Vec::new();
+        {
+            let mut state = self.lock();
+            let used: HashSet<String> = state
+                .images
+                .values()
+                .flat_map(|i| i.chain.iter().cloned())
+                .chain(state.leases.keys().cloned())
+                .collect();
+            let unused: Vec<String> = state
+                .layers
+                .keys()
+                .filter(|c| !used.contains(*c))
+                .cloned()
+                .collect();
+            for chain_id in unused {
+                if let Some(layer) = state.layers.remove(&chain_id) {
+                    let rec = self.layerdb().join(digest_hex(&chain_id));
+                    let tomb = self.layer_tmp().join(format!("del-{}", random_hex(8)));
+                    if let Err(e) = fs::rename(&rec, &tomb) {
+                        tracing::warn!("retire layer record {}: {e}", rec.display());
+                    }
+                    doomed.push((chain_id, layer, tomb));
+                }
+            }
+        }
+        let mut removed = Vec::new();
+        for (chain_id, layer, tomb) in doomed {
+            remove_all(&tomb);
+            let dir = self.overlay_root().join(&layer.cache_id);
+            if let Ok(link) = fs::read_to_string(dir.join("link")) {
+                let _ = fs::remove_file(self.overlay_root().join("l").join(link.trim()));
+            }
+            remove_all(&dir);
+            removed.push(chain_id);
+        }
+        removed
     }
 
     /// Point `r` at image `id`; returns the image it pointed at before, if another.
@@ -501,61 +629,38 @@ impl Store {
         atomic_write(&self.repositories(), &data, 0o600).map_err(io("write repositories.json"))
     }
 
-    /// Delete an image record (its references must be gone) and every layer no other image
-    /// uses. `in_use` names chain IDs held by others (containers). Returns the deleted layers'
-    /// chain IDs.
-    pub fn delete_image(
-        &self,
-        id: &str,
-        in_use: &HashSet<String>,
-    ) -> Result<Vec<String>, ImageError> {
-        let mut state = self.lock();
-        let Some(img) = state.images.get(id).cloned() else {
-            return Err(ImageError::no_such_image(id));
-        };
-        fs::remove_file(self.imagedb().join(digest_hex(id)))
-            .or_else(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-            .map_err(io(format!("remove image config {id}")))?;
+    /// Delete an image record (its references must be gone) and collect every layer no other
+    /// image uses and no operation holds. Returns the deleted layers' chain IDs.
+    pub fn delete_image(&self, id: &str) -> Result<Vec<String>, ImageError> {
+        {
+            let mut state = self.lock();
+            if !state.images.contains_key(id) {
+                return Err(ImageError::no_such_image(id));
+            }
+            if let Some((r, _)) = state.refs.iter().find(|(_, i)| *i == id) {
+                return Err(ImageError::conflict(format!(
+                    "conflict: unable to delete {} - image was tagged {r} meanwhile",
+                    super::short_id(id)
+                )));
+            }
+            fs::remove_file(self.imagedb().join(digest_hex(id)))
+                .or_else(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .map_err(io(format!("remove image config {id}")))?;
+            state.images.remove(id);
+        }
         remove_all(
             &self
                 .image_root()
                 .join("imagedb/metadata/sha256")
                 .join(digest_hex(id)),
         );
-        state.images.remove(id);
-        let used: HashSet<String> = state
-            .images
-            .values()
-            .flat_map(|i| i.chain.iter().cloned())
-            .chain(in_use.iter().cloned())
-            .collect();
-        let mut deleted = Vec::new();
-        for chain_id in img.chain.iter().rev() {
-            if used.contains(chain_id) {
-                break;
-            }
-            if let Some(layer) = state.layers.remove(chain_id) {
-                // Record first (a crash leaves an orphan directory, removed at the next start).
-                let rec = self.layerdb().join(digest_hex(chain_id));
-                let tomb = self.layer_tmp().join(format!("del-{}", random_hex(8)));
-                if fs::rename(&rec, &tomb).is_ok() {
-                    remove_all(&tomb);
-                }
-                let dir = self.overlay_root().join(&layer.cache_id);
-                if let Ok(link) = fs::read_to_string(dir.join("link")) {
-                    let _ = fs::remove_file(self.overlay_root().join("l").join(link.trim()));
-                }
-                remove_all(&dir);
-                deleted.push(chain_id.clone());
-            }
-        }
-        Ok(deleted)
+        Ok(self.collect_garbage())
     }
 }
 
