@@ -127,6 +127,23 @@ fn images_list_filters_digests_and_format() {
         "{{.Repository}}:{{.Tag}}",
     ]));
     assert_eq!(f.trim(), "<none>:<none>");
+    let f = ok(b.docker_out(&["images", "--filter", "dangling=false", "-q"]));
+    assert_eq!(
+        f.lines().count(),
+        3,
+        "dangling=false filters nothing, as in dockerd"
+    );
+    let newest = ok(b.docker_out(&[
+        "images",
+        "--filter",
+        "since=busybox",
+        "--format",
+        "{{.Repository}}",
+    ]));
+    assert!(
+        !newest.contains("busybox") && newest.contains("web/app"),
+        "{newest}"
+    );
     let q = ok(b.docker_out(&["images", "-q"]));
     assert_eq!(q.lines().count(), 3);
     let d = ok(b.docker_out(&[

@@ -376,3 +376,85 @@ fn kill_9_during_a_pull_then_the_pull_succeeds() {
         64 << 20
     );
 }
+
+/// A registry that serves one hostile manifest: its layer "digest" is a path.
+fn hostile_registry(target: &std::path::Path) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:0000000000000000000000000000000000000000000000000000000000000000"]}}"#.to_vec();
+    use sha2::Digest;
+    let cfg_digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&config)));
+    let evil = format!("sha256:../../../../../../../../..{}", target.display());
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": config.len(), "digest": cfg_digest},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 11, "digest": evil}],
+    }))
+    .unwrap();
+    let handle = std::thread::spawn(move || {
+        listener.set_nonblocking(false).unwrap();
+        for stream in listener.incoming().take(20) {
+            let Ok(mut s) = stream else { break };
+            let mut reader = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let (ct, body): (&str, Vec<u8>) = if path == "/v2/" {
+                ("application/json", b"{}".to_vec())
+            } else if path.contains("/manifests/") {
+                (
+                    "application/vnd.docker.distribution.manifest.v2+json",
+                    manifest.clone(),
+                )
+            } else if path.contains("/blobs/") {
+                (
+                    "application/octet-stream",
+                    if path.ends_with(&cfg_digest) {
+                        config.clone()
+                    } else {
+                        b"EVIL CONTENT".to_vec()
+                    },
+                )
+            } else {
+                ("text/plain", b"not found".to_vec())
+            };
+            let head = line.starts_with("HEAD");
+            let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            if !head {
+                let _ = s.write_all(&body);
+            }
+        }
+    });
+    (port, handle)
+}
+
+#[test]
+fn a_hostile_registry_cannot_write_outside_the_data_root() {
+    require!(
+        common::is_root() && common::have_docker_cli(),
+        "needs root and the docker CLI"
+    );
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("evil");
+    let (port, _server) = hostile_registry(&target);
+    let b = Berthd::start(&[]);
+    let out = b.docker_out(&["pull", &format!("127.0.0.1:{port}/evil:1")]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("invalid layer digest"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!target.exists(), "the pull wrote outside the data root");
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+}

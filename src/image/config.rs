@@ -148,6 +148,17 @@ impl ImageConfigFile {
             .unwrap_or(0)
     }
 
+    /// Creation time in Unix nanoseconds (0 when unknown), for precise ordering.
+    pub fn created_nanos(&self) -> i128 {
+        self.created
+            .as_deref()
+            .and_then(|c| {
+                time::OffsetDateTime::parse(c, &time::format_description::well_known::Rfc3339).ok()
+            })
+            .map(|t| t.unix_timestamp_nanos())
+            .unwrap_or(0)
+    }
+
     pub fn labels(&self) -> HashMap<String, String> {
         self.config
             .as_ref()

@@ -159,20 +159,21 @@ impl ImageService {
             .map_err(|e| ImageError::invalid(e.to_string()))?;
         f.validate_values("dangling", &["true", "false", "1", "0"])
             .map_err(|e| ImageError::invalid(e.to_string()))?;
-        let dangling = f.get("dangling").next().map(|v| v == "true" || v == "1");
+        // As in dockerd: dangling=true keeps untagged images only; dangling=false filters nothing.
+        let dangling_only = f.get("dangling").any(|v| v == "true" || v == "1");
         let mut before = None;
         for b in f.get("before") {
-            before = Some(self.get_image(b)?.config.created_unix());
+            before = Some(self.get_image(b)?.config.created_nanos());
         }
         let mut since = None;
         for s in f.get("since") {
-            since = Some(self.get_image(s)?.config.created_unix());
+            since = Some(self.get_image(s)?.config.created_nanos());
         }
         let mut until = None;
         for u in f.get("until") {
             let t = parse_timestamp(u, SystemTime::now())
                 .ok_or_else(|| ImageError::invalid(format!("invalid filter 'until={u}'")))?;
-            until = Some(crate::util::time::unix_nanos(t) / 1_000_000_000);
+            until = Some(crate::util::time::unix_nanos(t));
         }
         let images = self.store.images();
         let mut layer_users: HashMap<&str, usize> = HashMap::new();
@@ -188,14 +189,13 @@ impl ImageService {
             let created = img.config.created_unix();
             let refs = self.store.references_of(&img.id);
             let (tags, digests) = self.tags_and_digests(&img.id);
-            if let Some(want) = dangling {
-                if want != tags.is_empty() {
-                    continue;
-                }
+            if dangling_only && !tags.is_empty() {
+                continue;
             }
-            if before.is_some_and(|b| created >= b)
-                || since.is_some_and(|s| created <= s)
-                || until.is_some_and(|u| created > u as i64)
+            let created_ns = img.config.created_nanos();
+            if before.is_some_and(|b| created_ns >= b)
+                || since.is_some_and(|s| created_ns <= s)
+                || until.is_some_and(|u| created_ns > u)
             {
                 continue;
             }
