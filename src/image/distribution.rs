@@ -20,7 +20,7 @@ use super::config::{chain_ids, ImageConfigFile};
 use super::reference::Reference;
 use super::store::{random_hex, Store};
 use super::{digest_hex, short_id, ImageError};
-use crate::registry::client::{endpoints, AuthConfig, Session};
+use crate::registry::client::{endpoints, pick_endpoint, AuthConfig, Session};
 use crate::registry::{RegistryError, RegistryOptions};
 use crate::util::fs::atomic_write;
 use crate::util::progress::{JsonMessage, Progress, ProgressDetail};
@@ -162,7 +162,14 @@ pub async fn pull(
     progress: &Progress,
 ) -> Result<(String, Reference), ImageError> {
     let mut last_err = None;
-    for ep in endpoints(opts, &reference.domain) {
+    // Docker Hub: its mirrors, then Hub itself. Another registry: the one endpoint it answers
+    // on (HTTPS, or plain HTTP for insecure registries that do not speak TLS).
+    let candidates = if reference.domain == crate::registry::DEFAULT_INDEX {
+        endpoints(opts, &reference.domain)
+    } else {
+        vec![pick_endpoint(opts, &reference.domain).await?]
+    };
+    for ep in candidates {
         let mirror = ep.mirror;
         let session = Session::new(ep, auth);
         // dockerd answers a registry's "unauthorized" on pull with a 500 (errdefs.Unknown); a
@@ -486,10 +493,7 @@ pub async fn push(
             first.repository()
         )))
         .await;
-    let ep = endpoints(opts, &first.domain)
-        .into_iter()
-        .find(|e| !e.mirror)
-        .ok_or_else(|| ImageError::internal("no registry endpoint".to_string()))?;
+    let ep = pick_endpoint(opts, &first.domain).await?;
     let s = Session::new(ep, auth);
     let repo = first.path.clone();
     s.authenticate(&repo, oci_client::RegistryOperation::Push)
@@ -708,10 +712,7 @@ pub async fn inspect(
     auth: &AuthConfig,
 ) -> Result<bollard_stubs::models::DistributionInspect, ImageError> {
     use bollard_stubs::models::{DistributionInspect, OciDescriptor, OciPlatform};
-    let ep = endpoints(opts, &r.domain)
-        .into_iter()
-        .find(|e| !e.mirror)
-        .ok_or_else(|| ImageError::internal("no registry endpoint".to_string()))?;
+    let ep = pick_endpoint(opts, &r.domain).await?;
     let s = Session::new(ep, auth);
     let what = r
         .digest

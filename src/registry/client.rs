@@ -108,6 +108,8 @@ pub struct Endpoint {
     pub plain_http: bool,
     /// A `--registry-mirror`, tried before Docker Hub itself.
     pub mirror: bool,
+    /// HTTPS without certificate checks (an insecure registry that speaks TLS).
+    pub insecure_tls: bool,
 }
 
 impl Endpoint {
@@ -137,6 +139,12 @@ pub struct FetchedManifest {
 
 /// The endpoints to try for a registry domain: mirrors first for Docker Hub.
 pub fn endpoints(opts: &RegistryOptions, domain: &str) -> Vec<Endpoint> {
+    let ep = |host: String, plain_http: bool, mirror: bool, insecure_tls: bool| Endpoint {
+        host,
+        plain_http,
+        mirror,
+        insecure_tls,
+    };
     let mut out = Vec::new();
     if domain == DEFAULT_INDEX {
         for m in &opts.mirrors {
@@ -146,26 +154,48 @@ pub fn endpoints(opts: &RegistryOptions, domain: &str) -> Vec<Endpoint> {
                     (Some(h), None) => h.to_string(),
                     _ => continue,
                 };
-                out.push(Endpoint {
-                    host,
-                    plain_http: u.scheme() == "http",
-                    mirror: true,
-                });
+                out.push(ep(host, u.scheme() == "http", true, false));
             }
         }
-        out.push(Endpoint {
-            host: DOCKER_HUB_REGISTRY.to_string(),
-            plain_http: false,
-            mirror: false,
-        });
+        out.push(ep(DOCKER_HUB_REGISTRY.to_string(), false, false, false));
+    } else if opts.is_insecure(domain) {
+        // As dockerd: HTTPS without certificate checks first, then plain HTTP.
+        out.push(ep(domain.to_string(), false, false, true));
+        out.push(ep(domain.to_string(), true, false, false));
     } else {
-        out.push(Endpoint {
-            host: domain.to_string(),
-            plain_http: opts.is_insecure(domain),
-            mirror: false,
-        });
+        out.push(ep(domain.to_string(), false, false, false));
     }
     out
+}
+
+/// The one endpoint to use for a registry (not a mirror): for an insecure registry, HTTPS if
+/// it answers HTTPS at all, else plain HTTP.
+pub async fn pick_endpoint(
+    opts: &RegistryOptions,
+    domain: &str,
+) -> Result<Endpoint, RegistryError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let candidates: Vec<Endpoint> = endpoints(opts, domain)
+        .into_iter()
+        .filter(|e| !e.mirror)
+        .collect();
+    if candidates.len() > 1 {
+        let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .timeout(std::time::Duration::from_secs(15))
+            .build()
+            .map_err(|e| RegistryError::new(ErrorKind::Internal, format!("http client: {e}")))?;
+        for c in &candidates {
+            let url = format!("{}://{}/v2/", c.scheme(), c.host);
+            if http.get(&url).send().await.is_ok() {
+                return Ok(c.clone());
+            }
+        }
+    }
+    candidates
+        .into_iter()
+        .last()
+        .ok_or_else(|| RegistryError::new(ErrorKind::Internal, "no registry endpoint"))
 }
 
 impl Session {
@@ -334,8 +364,29 @@ impl Session {
     }
 
     /// Turn a client error into dockerd's words.
+    /// `what` as dockerd names it: Docker Hub repositories without host and `library/`.
+    fn familiar(&self, what: &str) -> String {
+        if self.endpoint.mirror || self.endpoint.host == DOCKER_HUB_REGISTRY {
+            let rest = what
+                .strip_prefix(&format!("{}/", self.endpoint.host))
+                .unwrap_or(what);
+            rest.strip_prefix("library/").unwrap_or(rest).to_string()
+        } else {
+            what.to_string()
+        }
+    }
+
     fn error(&self, e: oci_client::errors::OciDistributionError, what: &str) -> RegistryError {
         use oci_client::errors::OciDistributionError as E;
+        let what = self.familiar(what);
+        // The repository without tag or digest, for "repository ... not found".
+        let name = {
+            let no_digest = what.split('@').next().unwrap_or(&what);
+            match no_digest.rfind(':') {
+                Some(i) if !no_digest[i..].contains('/') => no_digest[..i].to_string(),
+                _ => no_digest.to_string(),
+            }
+        };
         match &e {
             E::AuthenticationFailure(m) => RegistryError::new(
                 ErrorKind::Unauthorized,
@@ -361,23 +412,32 @@ impl Session {
                     .map(|x| x.message.clone())
                     .collect::<Vec<_>>()
                     .join("; ");
-                if code.contains("ManifestUnknown") || code.contains("NameUnknown") {
+                if code.contains("ManifestUnknown") {
                     return RegistryError::new(
                         ErrorKind::NotFound,
-                        format!(
-                            "manifest for {what} not found: manifest unknown: {}",
-                            msg.to_lowercase()
-                        ),
+                        format!("manifest for {what} not found: manifest unknown: {msg}"),
+                    );
+                }
+                if code.contains("NameUnknown") {
+                    return RegistryError::new(
+                        ErrorKind::NotFound,
+                        format!("repository {name} not found: name unknown: {msg}"),
+                    );
+                }
+                if code.contains("Denied") {
+                    return RegistryError::new(
+                        ErrorKind::NotFound,
+                        format!("pull access denied for {name}, repository does not exist or may require 'docker login': denied: {msg}"),
                     );
                 }
                 let kind = if code.contains("Unknown") {
                     ErrorKind::NotFound
-                } else if code.contains("Unauthorized") || code.contains("Denied") {
+                } else if code.contains("Unauthorized") {
                     ErrorKind::Unauthorized
                 } else {
                     ErrorKind::Unavailable
                 };
-                RegistryError::new(kind, format!("{what}: {}", msg.to_lowercase()))
+                RegistryError::new(kind, format!("{what}: {msg}"))
             }
             E::ServerError { code: 404, .. } => RegistryError::new(
                 ErrorKind::NotFound,
@@ -424,12 +484,10 @@ pub async fn login(opts: &RegistryOptions, auth: &AuthConfig) -> Result<String, 
     } else {
         host
     };
-    let ep = endpoints(opts, &host)
-        .into_iter()
-        .find(|e| !e.mirror)
-        .ok_or_else(|| RegistryError::new(ErrorKind::Internal, "no endpoint"))?;
+    let ep = pick_endpoint(opts, &host).await?;
     let url = format!("{}://{}/v2/", ep.scheme(), ep.host);
     let http = reqwest::Client::builder()
+        .danger_accept_invalid_certs(ep.insecure_tls)
         .build()
         .map_err(|e| RegistryError::new(ErrorKind::Internal, format!("http client: {e}")))?;
     let unreachable = |e: reqwest::Error| {
@@ -528,27 +586,26 @@ mod tests {
     #[test]
     fn endpoints_put_mirrors_first_for_docker_hub() {
         let o = RegistryOptions::new(vec!["http://127.0.0.1:5001".into()], vec![]).unwrap();
+        let ep = |host: &str, plain_http, mirror, insecure_tls| Endpoint {
+            host: host.to_string(),
+            plain_http,
+            mirror,
+            insecure_tls,
+        };
         let e = endpoints(&o, "docker.io");
-        assert_eq!(
-            e[0],
-            Endpoint {
-                host: "127.0.0.1:5001".into(),
-                plain_http: true,
-                mirror: true
-            }
-        );
+        assert_eq!(e[0], ep("127.0.0.1:5001", true, true, false));
         assert_eq!(e[1].host, "registry-1.docker.io");
+        // Insecure registries: HTTPS without certificate checks first, then HTTP.
         let e = endpoints(&o, "localhost:5000");
         assert_eq!(
             e,
-            vec![Endpoint {
-                host: "localhost:5000".into(),
-                plain_http: true,
-                mirror: false
-            }]
+            vec![
+                ep("localhost:5000", false, false, true),
+                ep("localhost:5000", true, false, false)
+            ]
         );
         let e = endpoints(&o, "registry.example:443");
-        assert!(!e[0].plain_http);
+        assert_eq!(e, vec![ep("registry.example:443", false, false, false)]);
     }
 
     #[test]
@@ -588,12 +645,17 @@ pub async fn search(
             "search term must not be empty",
         ));
     }
-    let plain = host != "index.docker.io" && opts.is_insecure(&host);
-    let url = format!(
-        "{}://{host}/v1/search",
-        if plain { "http" } else { "https" }
-    );
-    let http = reqwest::Client::new();
+    let (scheme, insecure_tls) = if host == "index.docker.io" {
+        ("https", false)
+    } else {
+        let ep = pick_endpoint(opts, &host).await?;
+        (ep.scheme(), ep.insecure_tls)
+    };
+    let url = format!("{scheme}://{host}/v1/search");
+    let http = reqwest::Client::builder()
+        .danger_accept_invalid_certs(insecure_tls)
+        .build()
+        .map_err(|e| RegistryError::new(ErrorKind::Internal, format!("http client: {e}")))?;
     let mut req = http.get(&url).query(&[
         ("q", query.as_str()),
         ("n", &limit.unwrap_or(25).to_string()),
