@@ -16,6 +16,9 @@ use super::{digest_hex, sha256_digest, ImageError};
 use crate::util::fs::open_in_root;
 use crate::util::progress::{JsonMessage, Progress};
 
+/// The largest JSON document (manifest, index, config) read from an archive.
+const MAX_JSON_SIZE: u64 = 32 << 20;
+
 pub const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MEDIA_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
@@ -175,8 +178,15 @@ pub fn load_dir(
         let mut f = open_in_root(dir, rel)
             .map_err(|e| ImageError::invalid(format!("invalid archive: open {rel}: {e}")))?;
         let mut buf = Vec::new();
-        f.read_to_end(&mut buf)
+        (&mut f)
+            .take(MAX_JSON_SIZE + 1)
+            .read_to_end(&mut buf)
             .map_err(|e| ImageError::invalid(format!("invalid archive: read {rel}: {e}")))?;
+        if buf.len() as u64 > MAX_JSON_SIZE {
+            return Err(ImageError::invalid(format!(
+                "invalid archive: {rel} is larger than {MAX_JSON_SIZE} bytes"
+            )));
+        }
         serde_json::from_slice(&buf)
             .map_err(|e| ImageError::invalid(format!("invalid archive: {rel}: {e}")))
     };
@@ -293,8 +303,15 @@ fn read_file(dir: &Path, rel: &str) -> Result<Vec<u8>, ImageError> {
     let mut f = open_in_root(dir, rel)
         .map_err(|e| ImageError::invalid(format!("invalid archive: open {rel}: {e}")))?;
     let mut buf = Vec::new();
-    f.read_to_end(&mut buf)
+    (&mut f)
+        .take(MAX_JSON_SIZE + 1)
+        .read_to_end(&mut buf)
         .map_err(|e| ImageError::invalid(format!("invalid archive: read {rel}: {e}")))?;
+    if buf.len() as u64 > MAX_JSON_SIZE {
+        return Err(ImageError::invalid(format!(
+            "invalid archive: {rel} is larger than {MAX_JSON_SIZE} bytes"
+        )));
+    }
     Ok(buf)
 }
 

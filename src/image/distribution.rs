@@ -292,6 +292,11 @@ async fn pull_from(
         let mut buf = Vec::new();
         let mut st = s.blob_stream(repo, &cfg_digest).await?;
         while let Some(c) = st.next().await {
+            if buf.len() > MAX_CONFIG_SIZE {
+                return Err(ImageError::invalid(format!(
+                    "config blob {cfg_digest} is larger than {MAX_CONFIG_SIZE} bytes"
+                )));
+            }
             buf.extend_from_slice(&c.map_err(|e| {
                 ImageError::new(
                     crate::errors::ErrorKind::Unavailable,
@@ -458,6 +463,12 @@ async fn download(
         file.write_all(&chunk)
             .map_err(|e| ImageError::io(format!("write {}", path.display()), e))?;
         done += chunk.len() as u64;
+        // A registry that sends more than the manifest said is lying: stop before the disk fills.
+        if size > 0 && done > size {
+            return Err(ImageError::invalid(format!(
+                "filesystem layer verification failed for digest {digest}: more than {size} bytes"
+            )));
+        }
         if done - last_report >= 512 * 1024 || done == size {
             last_report = done;
             progress
@@ -665,6 +676,9 @@ async fn push_layer(
 }
 
 const UPLOAD_STOPPED: &str = "upload stopped";
+/// The largest image config berth downloads (configs are kilobytes; this stops a hostile
+/// registry from filling memory).
+const MAX_CONFIG_SIZE: usize = 16 << 20;
 
 /// Aborts the tasks it holds when dropped.
 struct AbortAll(Vec<tokio::task::AbortHandle>);
@@ -736,6 +750,11 @@ pub async fn inspect(
         let mut buf = Vec::new();
         let mut st = s.blob_stream(&r.path, &cfg).await?;
         while let Some(c) = st.next().await {
+            if buf.len() > MAX_CONFIG_SIZE {
+                return Err(ImageError::invalid(format!(
+                    "config blob {cfg} is larger than {MAX_CONFIG_SIZE} bytes"
+                )));
+            }
             buf.extend_from_slice(&c.map_err(|e| {
                 ImageError::new(
                     crate::errors::ErrorKind::Unavailable,

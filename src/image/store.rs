@@ -176,14 +176,17 @@ impl Store {
         for e in fs::read_dir(self.layerdb()).map_err(io("read layerdb"))? {
             let e = e.map_err(io("read layerdb entry"))?;
             let chain_id = format!("sha256:{}", e.file_name().to_string_lossy());
+            // Only positive evidence (a missing file) removes a record; any other error stops
+            // the start rather than throw layers away on a passing fault.
             match self.read_layer(&e.path(), &chain_id) {
                 Ok(l) if self.overlay_root().join(&l.cache_id).join("diff").is_dir() => {
                     state.layers.insert(chain_id, l);
                 }
-                Ok(_) | Err(_) => {
+                Ok(_) | Err(ReadLayer::Missing) => {
                     tracing::warn!("removing broken layer record {}", e.path().display());
                     remove_all(&e.path());
                 }
+                Err(ReadLayer::Failed(err)) => return Err(err),
             }
         }
         // Extracted layers that no record names were interrupted: remove them.
@@ -263,11 +266,14 @@ impl Store {
         Ok(())
     }
 
-    fn read_layer(&self, dir: &Path, chain_id: &str) -> Result<Layer, ImageError> {
-        let read = |name: &str| {
-            fs::read_to_string(dir.join(name))
-                .map(|s| s.trim().to_string())
-                .map_err(io(format!("read {}/{name}", dir.display())))
+    fn read_layer(&self, dir: &Path, chain_id: &str) -> Result<Layer, ReadLayer> {
+        let read = |name: &str| match fs::read_to_string(dir.join(name)) {
+            Ok(s) => Ok(s.trim().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ReadLayer::Missing),
+            Err(e) => Err(ReadLayer::Failed(ImageError::io(
+                format!("read {}/{name}", dir.display()),
+                e,
+            ))),
         };
         let parent = read("parent").ok().filter(|p| !p.is_empty());
         Ok(Layer {
@@ -662,6 +668,14 @@ impl Store {
         );
         Ok(self.collect_garbage())
     }
+}
+
+/// Why a layer record could not be read.
+enum ReadLayer {
+    /// A file of the record is missing: the record is broken.
+    Missing,
+    /// Anything else: maybe passing; not a reason to delete.
+    Failed(ImageError),
 }
 
 /// Remove a file or directory tree, logging (not failing) on error.
