@@ -175,19 +175,7 @@ pub fn load_dir(
     progress: &Progress,
 ) -> Result<Vec<LoadedImage>, ImageError> {
     let read_json = |rel: &str| -> Result<Value, ImageError> {
-        let mut f = open_in_root(dir, rel)
-            .map_err(|e| ImageError::invalid(format!("invalid archive: open {rel}: {e}")))?;
-        let mut buf = Vec::new();
-        (&mut f)
-            .take(MAX_JSON_SIZE + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| ImageError::invalid(format!("invalid archive: read {rel}: {e}")))?;
-        if buf.len() as u64 > MAX_JSON_SIZE {
-            return Err(ImageError::invalid(format!(
-                "invalid archive: {rel} is larger than {MAX_JSON_SIZE} bytes"
-            )));
-        }
-        serde_json::from_slice(&buf)
+        serde_json::from_slice(&read_file(dir, rel)?)
             .map_err(|e| ImageError::invalid(format!("invalid archive: {rel}: {e}")))
     };
     if dir.join("manifest.json").exists() {
