@@ -41,6 +41,17 @@ pub struct ImportOptions {
 pub struct ImageService {
     store: Arc<Store>,
     events: Arc<EventBus>,
+    /// Set while a prune runs: a second one is refused, as in dockerd.
+    pruning: std::sync::atomic::AtomicBool,
+}
+
+/// Clears the prune flag when the prune ends, however it ends.
+struct PruneGuard<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for PruneGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 const LIST_FILTERS: &[&str] = &["before", "dangling", "label", "reference", "since", "until"];
@@ -48,7 +59,11 @@ const PRUNE_FILTERS: &[&str] = &["dangling", "label", "label!", "until"];
 
 impl ImageService {
     pub fn new(store: Arc<Store>, events: Arc<EventBus>) -> Self {
-        ImageService { store, events }
+        ImageService {
+            store,
+            events,
+            pruning: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -498,6 +513,10 @@ impl ImageService {
 
     /// `POST /images/prune`.
     pub fn prune(&self, filters: &Filters) -> Result<ImagePruneResponse, ImageError> {
+        if self.pruning.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(ImageError::conflict("a prune operation is already running"));
+        }
+        let _guard = PruneGuard(&self.pruning);
         filters
             .validate(PRUNE_FILTERS)
             .map_err(|e| ImageError::invalid(e.to_string()))?;
@@ -918,6 +937,23 @@ fn glob(pattern: &str, s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_prune_is_refused_while_one_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let svc = ImageService::new(store, Arc::new(EventBus::new()));
+        assert!(svc.prune(&Filters::default()).is_ok());
+        svc.pruning.store(true, std::sync::atomic::Ordering::SeqCst);
+        let e = svc.prune(&Filters::default()).unwrap_err();
+        assert_eq!(e.to_string(), "a prune operation is already running");
+        svc.pruning
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            svc.prune(&Filters::default()).is_ok(),
+            "the flag is cleared after a prune"
+        );
+    }
 
     #[test]
     fn globs_like_path_match() {
