@@ -432,8 +432,17 @@ impl ImageBackend for Daemon {
         self.images.history(name)
     }
 
-    fn image_tag(&self, name: &str, repo: &str, tag: Option<&str>) -> Result<(), ImageError> {
-        self.images.tag(name, repo, tag).map(|_| ())
+    async fn image_tag(
+        &self,
+        name: String,
+        repo: String,
+        tag: Option<String>,
+    ) -> Result<(), ImageError> {
+        // Writes repositories.json with fsync: off the async threads.
+        let images = self.images.clone();
+        tokio::task::spawn_blocking(move || images.tag(&name, &repo, tag.as_deref()).map(|_| ()))
+            .await
+            .map_err(|e| ImageError::internal(format!("tag task: {e}")))?
     }
 
     async fn image_delete(

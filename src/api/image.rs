@@ -30,7 +30,12 @@ pub trait ImageBackend {
     fn image_list(&self, opts: ListOptions) -> Result<Vec<ImageSummary>, ImageError>;
     fn image_inspect(&self, name: &str) -> Result<ImageInspect, ImageError>;
     fn image_history(&self, name: &str) -> Result<Vec<ImageHistoryResponseItem>, ImageError>;
-    fn image_tag(&self, name: &str, repo: &str, tag: Option<&str>) -> Result<(), ImageError>;
+    async fn image_tag(
+        &self,
+        name: String,
+        repo: String,
+        tag: Option<String>,
+    ) -> Result<(), ImageError>;
     async fn image_delete(
         &self,
         name: String,
@@ -139,7 +144,12 @@ pub async fn tag(ctx: Ctx) -> HandlerResult {
         ));
     }
     ctx.backend
-        .image_tag(ctx.param("name"), repo, ctx.query.get("tag"))?;
+        .image_tag(
+            ctx.param("name").to_string(),
+            repo.to_string(),
+            ctx.query.get("tag").map(str::to_string),
+        )
+        .await?;
     let mut r = Response::new(empty());
     *r.status_mut() = StatusCode::CREATED;
     Ok(r)

@@ -99,6 +99,15 @@ impl Drop for Lease {
 pub struct Store {
     root: PathBuf,
     state: Mutex<State>,
+    /// Serialises writers of `repositories.json` (held without the state lock).
+    refs_writer: Mutex<()>,
+}
+
+fn lock_unpoisoned<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
 }
 
 fn io(context: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> ImageError {
@@ -112,6 +121,7 @@ impl Store {
         let s = Store {
             root: data_root.to_path_buf(),
             state: Mutex::new(State::default()),
+            refs_writer: Mutex::new(()),
         };
         for d in [
             s.imagedb(),
@@ -156,10 +166,7 @@ impl Store {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        match self.state.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        lock_unpoisoned(&self.state)
     }
 
     fn recover(&self) -> Result<(), ImageError> {
@@ -576,19 +583,24 @@ impl Store {
 
     /// Point `r` at image `id`; returns the image it pointed at before, if another.
     pub fn add_reference(&self, r: &Reference, id: &str) -> Result<Option<String>, ImageError> {
-        let mut state = self.lock();
-        if !state.images.contains_key(id) {
-            return Err(ImageError::no_such_image(id));
-        }
-        let previous = state.refs.insert(r.to_string(), id.to_string());
-        if let Err(e) = self.save_refs(&state) {
+        // One writer at a time, so the file follows the map; readers never wait for the disk.
+        let _writer = lock_unpoisoned(&self.refs_writer);
+        let (previous, snapshot) = {
+            let mut state = self.lock();
+            if !state.images.contains_key(id) {
+                return Err(ImageError::no_such_image(id));
+            }
+            let previous = state.refs.insert(r.to_string(), id.to_string());
+            (previous, state.refs.clone())
+        };
+        if let Err(e) = self.save_refs(&snapshot) {
+            let mut state = self.lock();
             match &previous {
                 Some(p) => state.refs.insert(r.to_string(), p.clone()),
                 None => state.refs.remove(&r.to_string()),
             };
             return Err(e);
         }
-        drop(state);
         let now = crate::util::time::rfc3339_nano(std::time::SystemTime::now());
         let meta = self
             .image_root()
@@ -606,22 +618,24 @@ impl Store {
 
     /// Remove a reference; returns the image it named.
     pub fn remove_reference(&self, r: &Reference) -> Result<Option<String>, ImageError> {
-        let mut state = self.lock();
-        let removed = state.refs.remove(&r.to_string());
-        if removed.is_some() {
-            if let Err(e) = self.save_refs(&state) {
-                if let Some(id) = &removed {
-                    state.refs.insert(r.to_string(), id.clone());
-                }
+        let _writer = lock_unpoisoned(&self.refs_writer);
+        let (removed, snapshot) = {
+            let mut state = self.lock();
+            let removed = state.refs.remove(&r.to_string());
+            (removed, state.refs.clone())
+        };
+        if let Some(id) = &removed {
+            if let Err(e) = self.save_refs(&snapshot) {
+                self.lock().refs.insert(r.to_string(), id.clone());
                 return Err(e);
             }
         }
         Ok(removed)
     }
 
-    fn save_refs(&self, state: &State) -> Result<(), ImageError> {
+    fn save_refs(&self, refs: &BTreeMap<String, String>) -> Result<(), ImageError> {
         let mut file = RepositoriesFile::default();
-        for (r, id) in &state.refs {
+        for (r, id) in refs {
             let repo = Reference::parse_any(r)
                 .map(|p| p.repository())
                 .unwrap_or_else(|_| r.clone());
