@@ -308,7 +308,11 @@ fn prune_dangling_all_and_by_label() {
     assert!(out.contains("untagged: labelled:1"), "{out}");
     let left = ok(b.docker_out(&["images", "--format", "{{.Repository}}"]));
     assert_eq!(left.trim(), "busybox");
-    ok(b.docker_out(&["image", "prune", "-a", "-f"]));
+    let out = ok(b.docker_out(&["image", "prune", "-a", "-f"]));
+    assert!(
+        out.contains("Total reclaimed space: ") && !out.contains("Total reclaimed space: 0B"),
+        "{out}"
+    );
     assert_eq!(ok(b.docker_out(&["images", "-q"])).trim(), "");
     // Every layer directory is gone with its images.
     let dirs: Vec<_> = std::fs::read_dir(b.data_root().join("overlay2"))

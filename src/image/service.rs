@@ -555,13 +555,18 @@ impl ImageService {
             }) {
                 continue;
             }
-            let before: i64 = self.store.layer_count() as i64;
-            let size = self.size_of(&img);
+            // Only the layers that really went count as reclaimed (shared ones stay).
+            let sizes: HashMap<String, i64> = img
+                .chain
+                .iter()
+                .filter_map(|c| self.store.layer(c).map(|l| (c.clone(), l.size as i64)))
+                .collect();
             match self.delete(&img.id, true, false) {
                 Ok(items) => {
-                    if self.store.layer_count() as i64 != before {
-                        reclaimed += size;
-                    }
+                    reclaimed += items
+                        .iter()
+                        .filter_map(|i| i.deleted.as_ref().and_then(|d| sizes.get(d)))
+                        .sum::<i64>();
                     deleted.extend(items);
                 }
                 Err(e) => tracing::warn!("prune {}: {e}", img.id),
