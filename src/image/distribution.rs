@@ -289,27 +289,7 @@ async fn pull_from(
     let config = if let Some(img) = store.image(&cfg_digest) {
         img.raw_config.as_ref().clone()
     } else {
-        let mut buf = Vec::new();
-        let mut st = s.blob_stream(repo, &cfg_digest).await?;
-        while let Some(c) = st.next().await {
-            if buf.len() > MAX_CONFIG_SIZE {
-                return Err(ImageError::invalid(format!(
-                    "config blob {cfg_digest} is larger than {MAX_CONFIG_SIZE} bytes"
-                )));
-            }
-            buf.extend_from_slice(&c.map_err(|e| {
-                ImageError::new(
-                    crate::errors::ErrorKind::Unavailable,
-                    format!("download config {cfg_digest}: {e}"),
-                )
-            })?);
-        }
-        if super::sha256_digest(&buf) != cfg_digest {
-            return Err(ImageError::invalid(format!(
-                "config blob {cfg_digest} does not match its digest"
-            )));
-        }
-        buf
+        fetch_config(s, repo, &cfg_digest).await?
     };
     let cfg = ImageConfigFile::parse(&config)?;
     if cfg.rootfs.diff_ids.len() != layers.len() {
@@ -434,6 +414,33 @@ async fn pull_from(
         }))
         .await;
     Ok(img.id)
+}
+
+/// Download an image config: bounded to `MAX_CONFIG_SIZE` and checked against its digest.
+async fn fetch_config(s: &Session, repo: &str, digest: &str) -> Result<Vec<u8>, ImageError> {
+    super::reference::validate_digest(digest)
+        .map_err(|_| ImageError::invalid(format!("invalid config digest {digest:?}")))?;
+    let mut buf = Vec::new();
+    let mut st = s.blob_stream(repo, digest).await?;
+    while let Some(c) = st.next().await {
+        if buf.len() > MAX_CONFIG_SIZE {
+            return Err(ImageError::invalid(format!(
+                "config blob {digest} is larger than {MAX_CONFIG_SIZE} bytes"
+            )));
+        }
+        buf.extend_from_slice(&c.map_err(|e| {
+            ImageError::new(
+                crate::errors::ErrorKind::Unavailable,
+                format!("download config {digest}: {e}"),
+            )
+        })?);
+    }
+    if super::sha256_digest(&buf) != digest {
+        return Err(ImageError::invalid(format!(
+            "config blob {digest} does not match its digest"
+        )));
+    }
+    Ok(buf)
 }
 
 async fn download(
@@ -747,21 +754,7 @@ pub async fn inspect(
         list.iter().map(|e| platform(&e["platform"])).collect()
     } else {
         let cfg = v["config"]["digest"].as_str().unwrap_or("").to_string();
-        let mut buf = Vec::new();
-        let mut st = s.blob_stream(&r.path, &cfg).await?;
-        while let Some(c) = st.next().await {
-            if buf.len() > MAX_CONFIG_SIZE {
-                return Err(ImageError::invalid(format!(
-                    "config blob {cfg} is larger than {MAX_CONFIG_SIZE} bytes"
-                )));
-            }
-            buf.extend_from_slice(&c.map_err(|e| {
-                ImageError::new(
-                    crate::errors::ErrorKind::Unavailable,
-                    format!("download config: {e}"),
-                )
-            })?);
-        }
+        let buf = fetch_config(&s, &r.path, &cfg).await?;
         let c: Value = serde_json::from_slice(&buf)
             .map_err(|e| ImageError::invalid(format!("invalid config: {e}")))?;
         vec![platform(&c)]
