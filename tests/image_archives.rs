@@ -35,12 +35,7 @@ fn layer_tar(entries: &[(&str, char, &str)]) -> Vec<u8> {
                 h.set_size(0);
                 b.append_data(&mut h, path, std::io::empty()).unwrap();
             }
-            _ => {
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_mode(0o644);
-                h.set_size(content.len() as u64);
-                b.append_data(&mut h, path, content.as_bytes()).unwrap();
-            }
+            _ => common::append_file(&mut b, path, content.as_bytes(), 0o644, 1_700_000_000),
         }
     }
     b.into_inner().unwrap()
@@ -59,13 +54,7 @@ fn config_json(arch: &str, diff_ids: &[String]) -> Vec<u8> {
 }
 
 fn add_file(t: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
-    let mut h = tar::Header::new_gnu();
-    h.set_size(data.len() as u64);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    h.set_uid(0);
-    h.set_gid(0);
-    t.append_data(&mut h, path, data).unwrap();
+    common::append_file(t, path, data, 0o644, 0);
 }
 
 fn lgetxattr(path: &Path, name: &str) -> Option<Vec<u8>> {

@@ -394,16 +394,9 @@ fn load_refuses_garbage_and_bad_digests() {
     let mut t = tar::Builder::new(Vec::new());
     let cfg = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
     let name = format!("blobs/sha256/{}", "0".repeat(64));
-    let mut h = tar::Header::new_gnu();
-    h.set_size(cfg.len() as u64);
-    h.set_mode(0o644);
-    t.append_data(&mut h, &name, &cfg[..]).unwrap();
+    common::append_file(&mut t, &name, cfg, 0o644, 0);
     let manifest = format!(r#"[{{"Config":"{name}","RepoTags":["x:1"],"Layers":[]}}]"#);
-    let mut h = tar::Header::new_gnu();
-    h.set_size(manifest.len() as u64);
-    h.set_mode(0o644);
-    t.append_data(&mut h, "manifest.json", manifest.as_bytes())
-        .unwrap();
+    common::append_file(&mut t, "manifest.json", manifest.as_bytes(), 0o644, 0);
     let bad = b.dir.path().join("bad.tar");
     std::fs::write(&bad, t.into_inner().unwrap()).unwrap();
     let out = b.docker_out(&["load", "-i", bad.to_str().unwrap()]);

@@ -322,13 +322,7 @@ fn kill_9_during_a_pull_then_the_pull_succeeds() {
             x ^= x << 17;
             chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
         }
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(0);
-        h.set_uid(0);
-        h.set_gid(0);
-        t.append_data(&mut h, "big.bin", &data[..]).unwrap();
+        common::append_file(&mut t, "big.bin", &data, 0o644, 0);
         t.finish().unwrap();
     }
     let name = format!("{}/big/img:1", reg.host());

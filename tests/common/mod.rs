@@ -538,6 +538,24 @@ pub fn have_busybox() -> bool {
     std::path::Path::new("/bin/busybox").exists()
 }
 
+/// Append a regular file owned by root to a tar being built.
+pub fn append_file<W: Write>(
+    t: &mut tar::Builder<W>,
+    path: &str,
+    data: &[u8],
+    mode: u32,
+    mtime: u64,
+) {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(data.len() as u64);
+    h.set_mode(mode);
+    h.set_mtime(mtime);
+    h.set_uid(0);
+    h.set_gid(0);
+    t.append_data(&mut h, path, data).unwrap();
+}
+
 /// A rootfs tar of busybox-static and its applet links, with /etc/passwd and /etc/group.
 pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
     let out = dir.join("busybox-rootfs.tar");
@@ -566,12 +584,7 @@ pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
         dir_entry(&mut b, d, m);
     }
     let bin = std::fs::read("/bin/busybox").unwrap();
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_mode(0o755);
-    h.set_mtime(mtime);
-    h.set_size(bin.len() as u64);
-    b.append_data(&mut h, "bin/busybox", &bin[..]).unwrap();
+    append_file(&mut b, "bin/busybox", &bin, 0o755, mtime);
     let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
     for applet in String::from_utf8_lossy(&list.stdout).lines() {
         if applet == "busybox" || applet.is_empty() {
@@ -589,12 +602,7 @@ pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
         ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\nuser:x:1000:1000:user:/tmp:/bin/sh\n"),
         ("etc/group", "root:x:0:\nnogroup:x:65534:\nuser:x:1000:\n"),
     ] {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mode(0o644);
-        h.set_mtime(mtime);
-        h.set_size(text.len() as u64);
-        b.append_data(&mut h, path, text.as_bytes()).unwrap();
+        append_file(&mut b, path, text.as_bytes(), 0o644, mtime);
     }
     std::fs::write(&out, b.into_inner().unwrap()).unwrap();
     out
