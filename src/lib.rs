@@ -6,11 +6,13 @@
 
 pub mod api;
 pub mod config;
+pub mod container;
 pub mod daemon;
 pub mod errors;
 pub mod events;
 pub mod filters;
 pub mod image;
+pub mod logger;
 pub mod pidfile;
 pub mod registry;
 pub mod runtime;

@@ -3,6 +3,10 @@
 //! Today it answers what the host's cgroups support (for `/info`) and which libcontainer berth
 //! was built with; the container lifecycle is added here.
 
+pub mod seccomp;
+pub mod spec;
+pub mod user;
+
 use std::path::{Path, PathBuf};
 
 use libcgroups::common::{get_cgroup_setup, CgroupSetup, DEFAULT_CGROUP_ROOT};

@@ -1,0 +1,1 @@
+//! Generated container names (`adjective_surname`), as Docker makes them.
