@@ -16,6 +16,13 @@ use berth::pidfile::PidFile;
 use berth::server::{self, ServerOptions, SystemdSockets};
 
 fn main() -> ExitCode {
+    // A container's supervisor is this binary under a hidden subcommand; it must stay
+    // single-threaded, so it is dispatched before anything else happens.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(berth::runtime::supervisor::SUBCOMMAND) {
+        let code = berth::runtime::supervisor::main(&args[2..]);
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
     // Before any thread exists: take systemd's sockets and clear its environment, and make new
     // files (the API sockets before their chmod) private to root, as dockerd does.
     let activated = SystemdSockets::from_env();

@@ -56,6 +56,9 @@ const KEYS: &[(&str, &str)] = &[
     ("insecure-registries", "insecure-registry"),
     ("live-restore", "live-restore"),
     ("cgroup-parent", "cgroup-parent"),
+    ("init-path", "init-path"),
+    ("log-driver", "log-driver"),
+    ("log-opts", "log-opt"),
 ];
 
 /// berthd's command line, named as dockerd's.
@@ -125,6 +128,15 @@ pub struct Flags {
     /// Set parent cgroup for all containers
     #[arg(long = "cgroup-parent", value_name = "PATH")]
     pub cgroup_parent: Option<String>,
+    /// Path to the docker-init binary (`--init`)
+    #[arg(long = "init-path", value_name = "PATH")]
+    pub init_path: Option<PathBuf>,
+    /// Default driver for container logs
+    #[arg(long = "log-driver", value_name = "DRIVER")]
+    pub log_driver: Option<String>,
+    /// Default log driver options for containers (KEY=VALUE)
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    pub log_opts: Vec<String>,
 }
 
 impl Flags {
@@ -153,6 +165,9 @@ impl Flags {
             "insecure-registries" => list(&self.insecure_registries),
             "live-restore" => self.live_restore.map(|b| b.to_string()),
             "cgroup-parent" => self.cgroup_parent.clone(),
+            "init-path" => path(&self.init_path),
+            "log-driver" => self.log_driver.clone(),
+            "log-opts" => list(&self.log_opts),
             _ => None,
         }
     }
@@ -184,6 +199,12 @@ struct FileConfig {
     live_restore: Option<bool>,
     #[serde(rename = "cgroup-parent")]
     cgroup_parent: Option<String>,
+    #[serde(rename = "init-path")]
+    init_path: Option<PathBuf>,
+    #[serde(rename = "log-driver")]
+    log_driver: Option<String>,
+    #[serde(rename = "log-opts")]
+    log_opts: Option<std::collections::HashMap<String, String>>,
 }
 
 /// A logging level as dockerd names them.
@@ -249,6 +270,11 @@ pub struct Config {
     pub registry: RegistryOptions,
     pub live_restore: bool,
     pub cgroup_parent: String,
+    /// `--init-path`; `None` looks for docker-init, then Debian's tini-static, on PATH.
+    pub init_path: Option<PathBuf>,
+    /// The default log driver and its options.
+    pub log_driver: String,
+    pub log_opts: std::collections::HashMap<String, String>,
 }
 
 impl Config {
@@ -346,6 +372,13 @@ impl Config {
             )));
         }
         let group_explicit = flags.group.is_some() || file.group.is_some();
+        let mut log_opts = file.log_opts.clone().unwrap_or_default();
+        for kv in &flags.log_opts {
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                ConfigError::new(format!("invalid --log-opt {kv:?}: expected KEY=VALUE"))
+            })?;
+            log_opts.insert(k.to_string(), v.to_string());
+        }
         // dockerd: any --tlsverify turns TLS on; --tlsverify defaults to --tls.
         let tls_raw = flags.tls.or(file.tls);
         let verify_raw = flags.tls_verify.or(file.tlsverify);
@@ -399,6 +432,13 @@ impl Config {
             registry,
             live_restore: flags.live_restore.or(file.live_restore).unwrap_or(false),
             cgroup_parent,
+            init_path: flags.init_path.clone().or(file.init_path),
+            log_driver: flags
+                .log_driver
+                .clone()
+                .or(file.log_driver)
+                .unwrap_or_else(|| "json-file".to_string()),
+            log_opts,
         })
     }
 

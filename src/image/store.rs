@@ -406,6 +406,17 @@ impl Store {
         }
     }
 
+    /// The absolute short-link paths of a layer and its parents, top first: the `lowerdir`
+    /// of a container's overlay mount.
+    pub fn lower_dirs(&self, chain_id: &str) -> Result<Vec<PathBuf>, ImageError> {
+        let root = self.overlay_root();
+        Ok(self
+            .lower_chain(chain_id)?
+            .split(':')
+            .map(|l| root.join(l))
+            .collect())
+    }
+
     /// `l/<short>:l/<short>...` of a layer and its parents, top first.
     fn lower_chain(&self, chain_id: &str) -> Result<String, ImageError> {
         let mut out = Vec::new();

@@ -3,8 +3,12 @@
 //! Today it answers what the host's cgroups support (for `/info`) and which libcontainer berth
 //! was built with; the container lifecycle is added here.
 
+pub mod client;
+pub mod host;
+pub mod proto;
 pub mod seccomp;
 pub mod spec;
+pub mod supervisor;
 pub mod user;
 
 use std::path::{Path, PathBuf};
@@ -77,6 +81,60 @@ impl CgroupInfo {
             check(self.io_weight, "No io.weight support");
         }
         w
+    }
+}
+
+fn cgroup_manager(cgroup_path: &str) -> Result<libcgroups::common::AnyCgroupManager, String> {
+    libcgroups::common::create_cgroup_manager(libcgroups::common::CgroupConfig {
+        cgroup_path: PathBuf::from(cgroup_path),
+        systemd_cgroup: false,
+        container_name: String::new(),
+    })
+    .map_err(|e| format!("open cgroup {cgroup_path}: {e}"))
+}
+
+/// Apply the resources of `spec` to a running container's cgroup (`docker update`). Only file
+/// writes: safe from berthd's threads.
+pub fn update_resources(cgroup_path: &str, spec: &oci_spec::runtime::Spec) -> Result<(), String> {
+    use libcgroups::common::{CgroupManager, ControllerOpt};
+    let Some(resources) = spec.linux().as_ref().and_then(|l| l.resources().clone()) else {
+        return Ok(());
+    };
+    let disable_oom_killer = resources
+        .memory()
+        .as_ref()
+        .and_then(|m| m.disable_oom_killer())
+        .unwrap_or(false);
+    cgroup_manager(cgroup_path)?
+        .apply(&ControllerOpt {
+            resources: &resources,
+            disable_oom_killer,
+            oom_score_adj: None,
+            freezer_state: None,
+        })
+        .map_err(|e| format!("update cgroup {cgroup_path}: {e}"))
+}
+
+/// The pids in a container's cgroup (`docker top`).
+pub fn cgroup_pids(cgroup_path: &str) -> Vec<i32> {
+    use libcgroups::common::CgroupManager;
+    cgroup_manager(cgroup_path)
+        .and_then(|m| m.get_all_pids().map_err(|e| e.to_string()))
+        .map(|v| v.into_iter().map(|p| p.as_raw()).collect())
+        .unwrap_or_default()
+}
+
+/// Remove what a supervisor that died left of a container: libcontainer's record and the
+/// cgroup (killing what is left in it). No process is cloned, so berthd may call this.
+pub fn remove_stale_container(lc_root: &Path, id: &str) -> Result<(), String> {
+    supervisor::lc::delete_stale(lc_root, id)
+}
+
+/// Which hierarchy holds the controllers on this host.
+pub fn cgroup_version() -> CgroupVersion {
+    match get_cgroup_setup() {
+        Ok(CgroupSetup::Unified) => CgroupVersion::V2,
+        _ => CgroupVersion::V1,
     }
 }
 

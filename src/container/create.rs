@@ -1,0 +1,419 @@
+//! Create-time rules: merging the user's config with the image's, Docker's defaults and the
+//! validation dockerd does before anything is written.
+
+use std::collections::HashMap;
+
+use bollard_stubs::models::{
+    ContainerConfig, ContainerCreateBody, HostConfig, HostConfigLogConfig, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+
+use super::ContainerError;
+use crate::image::config::RunConfig;
+
+/// The default `/dev/shm` size (64 MiB), as dockerd stores it in `HostConfig.ShmSize`.
+pub const DEFAULT_SHM_SIZE: i64 = 64 << 20;
+
+/// Split the create body into the container config and the host config.
+pub fn split_body(body: ContainerCreateBody) -> (ContainerConfig, HostConfig) {
+    let host = body.host_config.unwrap_or_default();
+    let config = ContainerConfig {
+        hostname: body.hostname,
+        domainname: body.domainname,
+        user: body.user,
+        attach_stdin: body.attach_stdin,
+        attach_stdout: body.attach_stdout,
+        attach_stderr: body.attach_stderr,
+        exposed_ports: body.exposed_ports,
+        tty: body.tty,
+        open_stdin: body.open_stdin,
+        stdin_once: body.stdin_once,
+        env: body.env,
+        cmd: body.cmd,
+        healthcheck: body.healthcheck,
+        args_escaped: body.args_escaped,
+        image: body.image,
+        volumes: body.volumes,
+        working_dir: body.working_dir,
+        entrypoint: body.entrypoint,
+        network_disabled: body.network_disabled,
+        on_build: body.on_build,
+        labels: body.labels,
+        stop_signal: body.stop_signal,
+        stop_timeout: body.stop_timeout,
+        shell: body.shell,
+    };
+    (config, host)
+}
+
+fn env_key(e: &str) -> &str {
+    e.split_once('=').map(|(k, _)| k).unwrap_or(e)
+}
+
+fn empty(s: &Option<String>) -> bool {
+    s.as_deref().unwrap_or("").is_empty()
+}
+
+/// moby's `merge(userConf, imageConf)`: the image supplies what the user left out.
+pub fn merge_image_config(c: &mut ContainerConfig, img: &RunConfig) {
+    if empty(&c.user) {
+        c.user = img.user.clone();
+    }
+    if let Some(ports) = &img.exposed_ports {
+        let mine = c.exposed_ports.get_or_insert_with(Vec::new);
+        for p in ports.keys() {
+            if !mine.contains(p) {
+                mine.push(p.clone());
+            }
+        }
+        mine.sort();
+    }
+    match (&mut c.env, &img.env) {
+        (None, Some(ie)) => c.env = Some(ie.clone()),
+        (Some(ue), Some(ie)) if ue.is_empty() => *ue = ie.clone(),
+        (Some(ue), Some(ie)) => {
+            for e in ie {
+                if !ue.iter().any(|u| env_key(u) == env_key(e)) {
+                    ue.push(e.clone());
+                }
+            }
+        }
+        _ => {}
+    }
+    if let Some(il) = &img.labels {
+        let mut labels = il.clone();
+        labels.extend(c.labels.take().unwrap_or_default());
+        c.labels = Some(labels);
+    }
+    // `--entrypoint ""` arrives as [""]: reset to no entrypoint at all.
+    let reset = c
+        .entrypoint
+        .as_ref()
+        .is_some_and(|e| e.len() == 1 && e[0].is_empty());
+    if reset {
+        c.entrypoint = None;
+        if c.cmd.as_ref().is_none_or(|v| v.is_empty()) {
+            c.cmd = img.cmd.clone();
+        }
+    } else if c.entrypoint.as_ref().is_none_or(|e| e.is_empty()) {
+        if c.cmd.as_ref().is_none_or(|v| v.is_empty()) {
+            c.cmd = img.cmd.clone();
+            c.args_escaped = img.args_escaped;
+        }
+        if c.entrypoint.is_none() || c.entrypoint.as_ref().is_some_and(|e| e.is_empty()) {
+            c.entrypoint = img.entrypoint.clone();
+        }
+    }
+    if empty(&c.working_dir) {
+        c.working_dir = img.working_dir.clone();
+    }
+    if let Some(iv) = &img.volumes {
+        let mine = c.volumes.get_or_insert_with(Vec::new);
+        for v in iv.keys() {
+            if !mine.contains(v) {
+                mine.push(v.clone());
+            }
+        }
+        mine.sort();
+    }
+    if empty(&c.stop_signal) {
+        c.stop_signal = img.stop_signal.clone();
+    }
+    if c.on_build.is_none() {
+        c.on_build = img.on_build.clone();
+    }
+    if c.shell.is_none() {
+        c.shell = img.shell.clone();
+    }
+    if c.healthcheck.is_none() {
+        c.healthcheck = img
+            .healthcheck
+            .clone()
+            .and_then(|h| serde_json::from_value(h).ok());
+    }
+}
+
+/// `Path` and `Args` of the container's process.
+pub fn path_and_args(c: &ContainerConfig) -> Result<(String, Vec<String>), ContainerError> {
+    let mut all: Vec<String> = c.entrypoint.clone().unwrap_or_default();
+    all.extend(c.cmd.clone().unwrap_or_default());
+    if all.is_empty() {
+        return Err(ContainerError::invalid("no command specified"));
+    }
+    let path = all.remove(0);
+    Ok((path, all))
+}
+
+/// dockerd's host config checks and defaults.
+pub fn verify_host_config(
+    h: &mut HostConfig,
+    ncpu: i64,
+    default_log: &(String, HashMap<String, String>),
+) -> Result<crate::logger::LogConfig, ContainerError> {
+    // Restart policy.
+    let policy = h.restart_policy.clone().unwrap_or_default();
+    let name = policy.name.map(|n| n.to_string()).unwrap_or_default();
+    let max = policy.maximum_retry_count.unwrap_or(0);
+    match name.as_str() {
+        "" | "no" | "always" | "unless-stopped" => {
+            if max != 0 {
+                return Err(ContainerError::invalid(
+                    "invalid restart policy: maximum retry count can only be used with 'on-failure'",
+                ));
+            }
+        }
+        "on-failure" => {
+            if max < 0 {
+                return Err(ContainerError::invalid(
+                    "invalid restart policy: maximum retry count cannot be negative",
+                ));
+            }
+        }
+        other => {
+            return Err(ContainerError::invalid(format!(
+                "invalid restart policy: unknown policy '{other}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+            )))
+        }
+    }
+    if h.auto_remove == Some(true) && !matches!(name.as_str(), "" | "no") {
+        return Err(ContainerError::invalid(
+            "can't create 'AutoRemove' container with restart policy",
+        ));
+    }
+    if name.is_empty() {
+        h.restart_policy = Some(RestartPolicy {
+            name: Some(RestartPolicyNameEnum::NO),
+            maximum_retry_count: Some(0),
+        });
+    }
+    // Resources.
+    let memory = h.memory.unwrap_or(0);
+    if memory > 0 && memory < 6 * 1024 * 1024 {
+        return Err(ContainerError::invalid(
+            "Minimum memory limit allowed is 6MB",
+        ));
+    }
+    let swap = h.memory_swap.unwrap_or(0);
+    if memory > 0 && swap > 0 && swap < memory {
+        return Err(ContainerError::invalid(
+            "Minimum memoryswap limit should be larger than memory limit, see usage",
+        ));
+    }
+    if memory == 0 && swap > 0 {
+        return Err(ContainerError::invalid(
+            "You should always set the Memory limit when using Memoryswap limit, see usage",
+        ));
+    }
+    let nano = h.nano_cpus.unwrap_or(0);
+    if nano < 0 || nano > ncpu * 1_000_000_000 || (nano > 0 && nano < 10_000_000) {
+        return Err(ContainerError::invalid(format!(
+            "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
+        )));
+    }
+    if nano > 0 && h.cpu_period.unwrap_or(0) > 0 {
+        return Err(ContainerError::invalid(
+            "Conflicting options: Nano CPUs and CPU Period cannot both be set",
+        ));
+    }
+    if nano > 0 && h.cpu_quota.unwrap_or(0) > 0 {
+        return Err(ContainerError::invalid(
+            "Conflicting options: Nano CPUs and CPU Quota cannot both be set",
+        ));
+    }
+    if let Some(s) = h.memory_swappiness {
+        if s != -1 && !(0..=100).contains(&s) {
+            return Err(ContainerError::invalid(format!(
+                "Invalid value: {s}, valid memory swappiness range is 0-100"
+            )));
+        }
+    }
+    if h.shm_size.unwrap_or(0) < 0 {
+        return Err(ContainerError::invalid("SHM size can not be less than 0"));
+    }
+    if h.shm_size.unwrap_or(0) == 0 {
+        h.shm_size = Some(DEFAULT_SHM_SIZE);
+    }
+    if let Some(a) = h.oom_score_adj {
+        if !(-1000..=1000).contains(&a) {
+            return Err(ContainerError::invalid(format!(
+                "Invalid value {a}, range for oom score adj is [-1000, 1000]"
+            )));
+        }
+    }
+    // Network mode.
+    let mode = h.network_mode.clone().unwrap_or_default();
+    if mode.is_empty() || mode == "default" {
+        h.network_mode = Some("bridge".to_string());
+    }
+    // Logging.
+    let lc = h.log_config.get_or_insert_with(HostConfigLogConfig::default);
+    if lc.typ.as_deref().unwrap_or("").is_empty() {
+        lc.typ = Some(default_log.0.clone());
+        if lc.config.as_ref().is_none_or(|c| c.is_empty()) {
+            lc.config = Some(default_log.1.clone());
+        }
+    }
+    let driver = lc.typ.clone().unwrap_or_default();
+    let opts = lc.config.clone().unwrap_or_default();
+    lc.config.get_or_insert_with(HashMap::new);
+    crate::logger::LogConfig::from_docker(&driver, &opts)
+        .map_err(|e| ContainerError::invalid(e.to_string()))
+}
+
+/// `/etc/hosts` for a container with its own network namespace.
+pub fn hosts_file(hostname: &str, extra: &[String]) -> String {
+    let mut s = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
+    for e in extra {
+        // --add-host name:ip
+        if let Some((name, ip)) = e.split_once(':') {
+            s.push_str(&format!("{ip}\t{name}\n"));
+        }
+    }
+    let _ = hostname;
+    s
+}
+
+/// `/etc/resolv.conf`: the host's, without loopback name servers (unreachable from another
+/// network namespace); `Dns`, `DnsSearch` and `DnsOptions` replace the host's entries.
+pub fn resolv_conf(host: &str, host_network: bool, dns: &[String], search: &[String], options: &[String]) -> String {
+    let mut servers = Vec::new();
+    let mut searches = Vec::new();
+    let mut opts = Vec::new();
+    let mut other = Vec::new();
+    for line in host.lines() {
+        let t = line.trim();
+        if let Some(ns) = t.strip_prefix("nameserver") {
+            let ns = ns.trim();
+            let loopback = ns.starts_with("127.") || ns == "::1";
+            if host_network || !loopback {
+                servers.push(ns.to_string());
+            }
+        } else if let Some(s) = t.strip_prefix("search") {
+            searches.extend(s.split_whitespace().map(str::to_string));
+        } else if let Some(o) = t.strip_prefix("options") {
+            opts.extend(o.split_whitespace().map(str::to_string));
+        } else if !t.is_empty() && !t.starts_with('#') && !t.starts_with(';') {
+            other.push(t.to_string());
+        }
+    }
+    if !dns.is_empty() {
+        servers = dns.to_vec();
+    }
+    if !search.is_empty() {
+        searches = search.iter().filter(|s| *s != ".").cloned().collect();
+    }
+    if !options.is_empty() {
+        opts = options.to_vec();
+    }
+    if servers.is_empty() && !host_network {
+        // dockerd's fallback when the host only has local resolvers.
+        servers = vec!["8.8.8.8".to_string(), "8.8.4.4".to_string()];
+    }
+    let mut s = String::new();
+    if !searches.is_empty() {
+        s.push_str(&format!("search {}\n", searches.join(" ")));
+    }
+    for ns in servers {
+        s.push_str(&format!("nameserver {ns}\n"));
+    }
+    if !opts.is_empty() {
+        s.push_str(&format!("options {}\n", opts.join(" ")));
+    }
+    for o in other {
+        s.push_str(&o);
+        s.push('\n');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn img() -> RunConfig {
+        RunConfig {
+            env: Some(vec!["PATH=/bin".into(), "A=image".into()]),
+            cmd: Some(vec!["sh".into()]),
+            entrypoint: None,
+            working_dir: Some("/w".into()),
+            labels: Some(HashMap::from([("a".into(), "1".into()), ("b".into(), "1".into())])),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn merge_follows_moby() {
+        let mut c = ContainerConfig {
+            env: Some(vec!["A=user".into()]),
+            labels: Some(HashMap::from([("b".into(), "2".into())])),
+            ..Default::default()
+        };
+        merge_image_config(&mut c, &img());
+        assert_eq!(c.env.unwrap(), vec!["A=user", "PATH=/bin"]);
+        assert_eq!(c.cmd.unwrap(), vec!["sh"]);
+        assert_eq!(c.working_dir.as_deref(), Some("/w"));
+        let l = c.labels.unwrap();
+        assert_eq!((l["a"].as_str(), l["b"].as_str()), ("1", "2"));
+    }
+
+    #[test]
+    fn user_cmd_and_entrypoint_reset() {
+        let mut c = ContainerConfig {
+            cmd: Some(vec!["echo".into(), "hi".into()]),
+            ..Default::default()
+        };
+        merge_image_config(&mut c, &img());
+        assert_eq!(path_and_args(&c).unwrap(), ("echo".to_string(), vec!["hi".to_string()]));
+        let mut c = ContainerConfig {
+            entrypoint: Some(vec!["".into()]),
+            ..Default::default()
+        };
+        let mut i = img();
+        i.entrypoint = Some(vec!["/init".into()]);
+        merge_image_config(&mut c, &i);
+        assert_eq!(c.entrypoint, None);
+        assert_eq!(path_and_args(&c).unwrap().0, "sh");
+        let c = ContainerConfig::default();
+        assert!(path_and_args(&c).is_err());
+    }
+
+    #[test]
+    fn host_config_checks() {
+        let log = ("json-file".to_string(), HashMap::new());
+        let mut h = HostConfig {
+            memory: Some(1024),
+            ..Default::default()
+        };
+        assert!(verify_host_config(&mut h, 2, &log)
+            .unwrap_err()
+            .to_string()
+            .contains("Minimum memory limit"));
+        let mut h = HostConfig {
+            auto_remove: Some(true),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::ALWAYS),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        };
+        assert!(verify_host_config(&mut h, 2, &log).is_err());
+        let mut h = HostConfig::default();
+        verify_host_config(&mut h, 2, &log).unwrap();
+        assert_eq!(h.shm_size, Some(DEFAULT_SHM_SIZE));
+        assert_eq!(h.network_mode.as_deref(), Some("bridge"));
+        assert_eq!(h.log_config.unwrap().typ.as_deref(), Some("json-file"));
+    }
+
+    #[test]
+    fn resolv_conf_drops_loopback() {
+        let host = "nameserver 127.0.0.53\nnameserver 10.0.0.2\nsearch example.com\noptions edns0\n";
+        let s = resolv_conf(host, false, &[], &[], &[]);
+        assert_eq!(s, "search example.com\nnameserver 10.0.0.2\noptions edns0\n");
+        let s = resolv_conf("nameserver 127.0.0.1\n", false, &[], &[], &[]);
+        assert!(s.contains("nameserver 8.8.8.8"));
+        let s = resolv_conf(host, false, &["1.1.1.1".into()], &[], &[]);
+        assert!(s.contains("nameserver 1.1.1.1\n") && !s.contains("10.0.0.2"));
+    }
+}

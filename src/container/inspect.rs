@@ -1,0 +1,345 @@
+//! Docker's shapes for a container: inspect, the `Status` text of `docker ps`, `docker top`'s
+//! table and `docker update`'s merge.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::SystemTime;
+
+use bollard_stubs::models::{
+    ContainerInspectResponse, ContainerState, ContainerStateStatusEnum, ContainerUpdateBody,
+    DriverData, EndpointSettings, HostConfig, MountPoint, NetworkSettings,
+};
+use serde_json::Value;
+
+use super::record::{Record, Status};
+use super::ContainerError;
+use crate::util::time::parse_timestamp;
+
+/// Go's zero time, which Docker prints for times that never happened.
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+fn or_zero(s: &str) -> String {
+    if s.is_empty() {
+        ZERO_TIME.to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+pub fn state_enum(s: Status) -> ContainerStateStatusEnum {
+    match s {
+        Status::Created => ContainerStateStatusEnum::CREATED,
+        Status::Running => ContainerStateStatusEnum::RUNNING,
+        Status::Paused => ContainerStateStatusEnum::PAUSED,
+        Status::Restarting => ContainerStateStatusEnum::RESTARTING,
+        Status::Removing => ContainerStateStatusEnum::REMOVING,
+        Status::Exited => ContainerStateStatusEnum::EXITED,
+        Status::Dead => ContainerStateStatusEnum::DEAD,
+    }
+}
+
+/// The mounts of a container as `MountPoint`s.
+pub fn mount_points(h: &HostConfig) -> Vec<MountPoint> {
+    let mut out = Vec::new();
+    for b in h.binds.as_deref().unwrap_or(&[]) {
+        let parts: Vec<&str> = b.split(':').collect();
+        if parts.len() < 2 {
+            continue;
+        }
+        let opts = parts.get(2).copied().unwrap_or("");
+        let ro = opts.split(',').any(|o| o == "ro");
+        out.push(MountPoint {
+            typ: Some("bind".to_string()),
+            source: Some(parts[0].to_string()),
+            destination: Some(parts[1].to_string()),
+            mode: Some(opts.to_string()),
+            rw: Some(!ro),
+            propagation: Some("rprivate".to_string()),
+            ..Default::default()
+        });
+    }
+    for m in h.mounts.as_deref().unwrap_or(&[]) {
+        let typ = m.typ.map(|t| t.to_string()).unwrap_or_default();
+        out.push(MountPoint {
+            typ: Some(match typ.as_str() {
+                "tmpfs" | "volume" => typ.clone(),
+                _ => "bind".to_string(),
+            }),
+            source: Some(m.source.clone().unwrap_or_default()),
+            destination: m.target.clone(),
+            mode: Some(String::new()),
+            rw: Some(!m.read_only.unwrap_or(false)),
+            propagation: Some(if typ == "bind" { "rprivate".to_string() } else { String::new() }),
+            ..Default::default()
+        });
+    }
+    if let Some(t) = &h.tmpfs {
+        let mut keys: Vec<&String> = t.keys().collect();
+        keys.sort();
+        for dst in keys {
+            out.push(MountPoint {
+                typ: Some("tmpfs".to_string()),
+                source: Some(String::new()),
+                destination: Some(dst.clone()),
+                mode: Some(t[dst].clone()),
+                rw: Some(!t[dst].split(',').any(|o| o == "ro")),
+                propagation: Some(String::new()),
+                ..Default::default()
+            });
+        }
+    }
+    out
+}
+
+/// Inputs computed by the manager for inspect.
+pub struct InspectExtras {
+    pub upper_dir: String,
+    pub merged_dir: String,
+    pub work_dir: String,
+    pub lower_dirs: Vec<String>,
+    pub sandbox_key: String,
+    pub size_rw: Option<i64>,
+    pub size_root_fs: Option<i64>,
+}
+
+/// `GET /containers/{id}/json` in Docker's exact shape.
+pub fn inspect(r: &Record, x: &InspectExtras) -> Value {
+    let s = &r.state;
+    let running = s.status.is_running() || s.status == Status::Restarting;
+    let state = ContainerState {
+        status: Some(state_enum(s.status)),
+        running: Some(running),
+        paused: Some(s.status == Status::Paused),
+        restarting: Some(s.status == Status::Restarting),
+        oom_killed: Some(s.oom_killed),
+        dead: Some(s.status == Status::Dead),
+        pid: Some(if s.status.is_running() { s.pid } else { 0 }),
+        exit_code: Some(s.exit_code),
+        error: Some(s.error.clone()),
+        started_at: Some(or_zero(&s.started_at)),
+        finished_at: Some(or_zero(&s.finished_at)),
+        health: None,
+    };
+    let mut data = HashMap::new();
+    if !x.lower_dirs.is_empty() {
+        data.insert("LowerDir".to_string(), x.lower_dirs.join(":"));
+    }
+    data.insert("UpperDir".to_string(), x.upper_dir.clone());
+    data.insert("MergedDir".to_string(), x.merged_dir.clone());
+    data.insert("WorkDir".to_string(), x.work_dir.clone());
+    let net_mode = r.host_config.network_mode.clone().unwrap_or_default();
+    let mut networks = HashMap::new();
+    if !net_mode.starts_with("container:") {
+        networks.insert(
+            net_mode.clone(),
+            EndpointSettings {
+                network_id: Some(String::new()),
+                endpoint_id: Some(String::new()),
+                gateway: Some(String::new()),
+                ip_address: Some(String::new()),
+                ip_prefix_len: Some(0),
+                ipv6_gateway: Some(String::new()),
+                global_ipv6_address: Some(String::new()),
+                global_ipv6_prefix_len: Some(0),
+                mac_address: Some(String::new()),
+                ..Default::default()
+            },
+        );
+    }
+    let net = NetworkSettings {
+        sandbox_id: Some(String::new()),
+        sandbox_key: Some(x.sandbox_key.clone()),
+        ports: Some(HashMap::new()),
+        networks: Some(networks),
+        ..Default::default()
+    };
+    let resp = ContainerInspectResponse {
+        id: Some(r.id.clone()),
+        created: None,
+        path: Some(r.path.clone()),
+        args: Some(r.args.clone()),
+        state: Some(state),
+        image: Some(r.image.clone()),
+        resolv_conf_path: Some(r.resolv_conf_path.clone()),
+        hostname_path: Some(r.hostname_path.clone()),
+        hosts_path: Some(r.hosts_path.clone()),
+        log_path: Some(r.log_path.clone()),
+        name: Some(format!("/{}", r.name)),
+        restart_count: Some(r.restart_count),
+        driver: Some("overlay2".to_string()),
+        platform: Some("linux".to_string()),
+        mount_label: Some(String::new()),
+        process_label: Some(String::new()),
+        app_armor_profile: Some(String::new()),
+        exec_ids: None,
+        host_config: Some(r.host_config.clone()),
+        graph_driver: Some(DriverData {
+            name: "overlay2".to_string(),
+            data,
+        }),
+        size_rw: x.size_rw,
+        size_root_fs: x.size_root_fs,
+        mounts: Some(mount_points(&r.host_config)),
+        config: Some(r.config.clone()),
+        network_settings: Some(net),
+        ..Default::default()
+    };
+    let mut v = serde_json::to_value(&resp).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        // Built here because the model's date type depends on bollard's features.
+        m.insert("Created".to_string(), Value::String(r.created.clone()));
+        m.entry("ExecIDs").or_insert(Value::Null);
+    }
+    v
+}
+
+/// go-units' `HumanDuration`, as `docker ps` prints it.
+pub fn human_duration(secs: u64) -> String {
+    let minutes = secs / 60;
+    let hours = minutes / 60;
+    match () {
+        _ if secs < 1 => "Less than a second".to_string(),
+        _ if secs == 1 => "1 second".to_string(),
+        _ if secs < 60 => format!("{secs} seconds"),
+        _ if minutes == 1 => "About a minute".to_string(),
+        _ if minutes < 60 => format!("{minutes} minutes"),
+        _ if hours == 1 => "About an hour".to_string(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        _ => format!("{} years", hours / 24 / 365),
+    }
+}
+
+fn since(ts: &str, now: SystemTime) -> u64 {
+    parse_timestamp(ts, now)
+        .and_then(|t| now.duration_since(t).ok())
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The `Status` column of `docker ps`.
+pub fn status_text(r: &Record, now: SystemTime) -> String {
+    let s = &r.state;
+    match s.status {
+        Status::Created => "Created".to_string(),
+        Status::Running => format!("Up {}", human_duration(since(&s.started_at, now))),
+        Status::Paused => format!("Up {} (Paused)", human_duration(since(&s.started_at, now))),
+        Status::Restarting => format!(
+            "Restarting ({}) {} ago",
+            s.exit_code,
+            human_duration(since(&s.finished_at, now))
+        ),
+        Status::Removing => "Removal In Progress".to_string(),
+        Status::Exited => format!(
+            "Exited ({}) {} ago",
+            s.exit_code,
+            human_duration(since(&s.finished_at, now))
+        ),
+        Status::Dead => "Dead".to_string(),
+    }
+}
+
+/// `docker update`: the non-empty fields of the update replace the host config's.
+pub fn apply_update(h: &mut HostConfig, u: &ContainerUpdateBody) {
+    macro_rules! set {
+        ($($f:ident),*) => { $( if u.$f.is_some() { h.$f = u.$f.clone(); } )* };
+    }
+    set!(
+        cpu_shares, memory, cgroup_parent, blkio_weight, cpu_period, cpu_quota,
+        cpu_realtime_period, cpu_realtime_runtime, cpuset_cpus, cpuset_mems,
+        memory_reservation, memory_swap, nano_cpus, oom_kill_disable, pids_limit
+    );
+    if let Some(p) = &u.restart_policy {
+        h.restart_policy = Some(p.clone());
+    }
+    // dockerd: raising the memory limit above an unset swap limit keeps swap at twice memory
+    // only when swap was set; a memory limit alone leaves swap as it was.
+    if u.memory.is_some() && u.memory_swap.is_none() {
+        if let (Some(m), Some(s)) = (h.memory, h.memory_swap) {
+            if s > 0 && s < m {
+                h.memory_swap = Some(-1);
+            }
+        }
+    }
+}
+
+/// `docker top`: the `ps` output limited to `pids`, with the header split as dockerd does.
+pub fn parse_ps(out: &str, pids: &[i32]) -> Result<(Vec<String>, Vec<Vec<String>>), ContainerError> {
+    let mut lines = out.lines();
+    let header = lines.next().unwrap_or("");
+    let titles: Vec<String> = header.split_whitespace().map(str::to_string).collect();
+    let pid_col = titles
+        .iter()
+        .position(|t| t == "PID")
+        .ok_or_else(|| ContainerError::invalid("Couldn't find PID field in ps output"))?;
+    let mut procs = Vec::new();
+    for line in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some(pid) = fields.get(pid_col).and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        if !pids.contains(&pid) {
+            continue;
+        }
+        // The last column (the command) keeps its spaces.
+        let n = titles.len();
+        let mut row: Vec<String> = fields.iter().take(n - 1).map(|s| s.to_string()).collect();
+        row.push(fields.iter().skip(n - 1).copied().collect::<Vec<_>>().join(" "));
+        procs.push(row);
+    }
+    Ok((titles, procs))
+}
+
+/// Bytes in a directory tree (regular files and symlinks, each inode once).
+pub fn dir_size(root: &Path) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0i64;
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(md) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if md.is_dir() {
+                stack.push(e.path());
+            } else if seen.insert((md.dev(), md.ino())) {
+                total += md.len() as i64;
+            }
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(1), "1 second");
+        assert_eq!(human_duration(59), "59 seconds");
+        assert_eq!(human_duration(60), "About a minute");
+        assert_eq!(human_duration(3600), "About an hour");
+        assert_eq!(human_duration(3 * 3600), "3 hours");
+        assert_eq!(human_duration(3 * 86400), "3 days");
+    }
+
+    #[test]
+    fn ps_is_filtered_by_pid() {
+        let out = "UID   PID  PPID  C STIME TTY TIME CMD\nroot  10   1  0 10:00 ? 00:00:00 sleep 100\nroot  11   1  0 10:00 ? 00:00:00 other\n";
+        let (t, p) = parse_ps(out, &[10]).unwrap();
+        assert_eq!(t.len(), 8);
+        assert_eq!(p, vec![vec!["root", "10", "1", "0", "10:00", "?", "00:00:00", "sleep 100"]]);
+        assert!(parse_ps("A B\n", &[]).is_err());
+    }
+}

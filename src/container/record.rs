@@ -1,0 +1,173 @@
+//! What berth keeps about a container on disk: `<data-root>/containers/<id>/config.v2.json`,
+//! written atomically on every change, and its state machine.
+
+use std::path::{Path, PathBuf};
+
+use bollard_stubs::models::{ContainerConfig, HostConfig};
+use serde::{Deserialize, Serialize};
+
+use super::ContainerError;
+use crate::util::fs::atomic_write;
+
+/// The container's lifecycle status, as Docker names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Restarting => "restarting",
+            Status::Removing => "removing",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+
+    /// Whether a process is alive (running or paused).
+    pub fn is_running(self) -> bool {
+        matches!(self, Status::Running | Status::Paused)
+    }
+}
+
+/// The `State` part of the record.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct State {
+    pub status: Status,
+    pub pid: i64,
+    pub exit_code: i64,
+    pub error: String,
+    pub started_at: String,
+    pub finished_at: String,
+    #[serde(rename = "OOMKilled")]
+    pub oom_killed: bool,
+    pub has_been_started: bool,
+    /// Stopped by `docker stop`/`kill` (for `unless-stopped` and restart policies).
+    pub manually_stopped: bool,
+    /// A container being restarted by its policy (status restarting) or by `docker restart`.
+    #[serde(default)]
+    pub restart_pending: bool,
+}
+
+/// Everything berth persists about one container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Record {
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Without the leading `/`.
+    pub name: String,
+    pub created: String,
+    /// The image ID (`sha256:…`).
+    pub image: String,
+    /// The top layer's chain ID, `None` for an image without layers.
+    pub chain_id: Option<String>,
+    /// Image layer chain IDs, bottom first (leased while the container exists).
+    #[serde(default)]
+    pub chain: Vec<String>,
+    pub path: String,
+    pub args: Vec<String>,
+    pub config: ContainerConfig,
+    pub host_config: HostConfig,
+    pub state: State,
+    pub restart_count: i64,
+    pub log_path: String,
+    pub hostname_path: String,
+    pub hosts_path: String,
+    pub resolv_conf_path: String,
+}
+
+impl Record {
+    /// `<data-root>/containers/<id>`.
+    pub fn dir(data_root: &Path, id: &str) -> PathBuf {
+        data_root.join("containers").join(id)
+    }
+
+    pub fn file(dir: &Path) -> PathBuf {
+        dir.join("config.v2.json")
+    }
+
+    pub fn load(dir: &Path) -> Result<Record, ContainerError> {
+        let path = Record::file(dir);
+        let bytes =
+            std::fs::read(&path).map_err(|e| ContainerError::io(format!("read {}", path.display()), e))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ContainerError::internal(format!("decode {}: {e}", path.display()))
+        })
+    }
+
+    /// Write the record atomically (temp file, fsync, rename).
+    pub fn save(&self, dir: &Path) -> Result<(), ContainerError> {
+        let bytes = serde_json::to_vec(self)
+            .map_err(|e| ContainerError::internal(format!("encode container record: {e}")))?;
+        let path = Record::file(dir);
+        atomic_write(&path, &bytes, 0o600)
+            .map_err(|e| ContainerError::io(format!("write {}", path.display()), e))
+    }
+
+    pub fn short_id(&self) -> &str {
+        &self.id[..12.min(self.id.len())]
+    }
+
+    /// The restart policy's name ("no" when unset).
+    pub fn restart_policy(&self) -> (String, i64) {
+        let p = self.host_config.restart_policy.as_ref();
+        let name = p
+            .and_then(|p| p.name.as_ref())
+            .map(|n| n.to_string())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "no".to_string());
+        let max = p.and_then(|p| p.maximum_retry_count).unwrap_or(0);
+        (name, max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trips_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Record {
+            id: "a".repeat(64),
+            name: "x".into(),
+            created: "2024-01-01T00:00:00Z".into(),
+            image: "sha256:b".into(),
+            chain_id: None,
+            chain: vec![],
+            path: "sh".into(),
+            args: vec![],
+            config: ContainerConfig::default(),
+            host_config: HostConfig::default(),
+            state: State {
+                status: Status::Exited,
+                exit_code: 3,
+                ..Default::default()
+            },
+            restart_count: 0,
+            log_path: String::new(),
+            hostname_path: String::new(),
+            hosts_path: String::new(),
+            resolv_conf_path: String::new(),
+        };
+        r.save(dir.path()).unwrap();
+        let back = Record::load(dir.path()).unwrap();
+        assert_eq!(back.state, r.state);
+        let text = std::fs::read_to_string(Record::file(dir.path())).unwrap();
+        assert!(text.contains("\"Status\":\"exited\""), "{text}");
+    }
+}

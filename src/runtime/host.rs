@@ -1,0 +1,184 @@
+//! Host-side helpers around a container that do not need libcontainer: network namespace
+//! files, the OOM counter, process identity and the overlay root filesystem.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+/// Field 22 of `/proc/<pid>/stat` (start time in clock ticks since boot), which tells a pid
+/// apart from a later process that reuses it.
+pub fn proc_start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: skip past the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether `pid` is still the process that started at `start_time`.
+pub fn same_process(pid: i32, start_time: u64) -> bool {
+    pid > 0 && proc_start_time(pid) == Some(start_time)
+}
+
+/// Create a network namespace with `lo` up, bind-mounted on `path`. Forks: the child unshares
+/// its network namespace, so the caller must be single-threaded (the supervisor is).
+pub fn create_netns(path: &Path) -> Result<(), String> {
+    fs::File::create(path).map_err(|e| format!("create netns file {}: {e}", path.display()))?;
+    // SAFETY: the supervisor is single-threaded, so the child may run arbitrary code; it only
+    // makes syscalls and leaves with _exit.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            let ok = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).is_ok()
+                && loopback_up().is_ok()
+                && mount(
+                    Some("/proc/self/ns/net"),
+                    path,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .is_ok();
+            // SAFETY: leaving the forked child without running the parent's destructors.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            match nix::sys::wait::waitpid(child, None) {
+                Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(()),
+                other => {
+                    let _ = fs::remove_file(path);
+                    Err(format!(
+                        "create network namespace {}: helper ended with {other:?}",
+                        path.display()
+                    ))
+                }
+            }
+        }
+        Err(e) => Err(format!("fork network namespace helper: {e}")),
+    }
+}
+
+/// Unmount and remove a network namespace file (missing is fine).
+pub fn remove_netns(path: &Path) -> io::Result<()> {
+    let _ = umount2(path, MntFlags::MNT_DETACH);
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Bring `lo` up in the current network namespace.
+fn loopback_up() -> io::Result<()> {
+    // SAFETY: a plain socket call; the fd is owned right away.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by socket().
+    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    use std::os::fd::AsRawFd;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// How many processes of the cgroup the kernel's OOM killer has killed (v2 `memory.events`,
+/// v1 `memory.oom_control`), or 0 when unknown.
+pub fn oom_kills(cgroup_path: &str) -> u64 {
+    let rel = cgroup_path.trim_start_matches('/');
+    let candidates = match crate::runtime::cgroup_version() {
+        crate::runtime::CgroupVersion::V2 => {
+            vec![Path::new("/sys/fs/cgroup").join(rel).join("memory.events")]
+        }
+        crate::runtime::CgroupVersion::V1 => {
+            match libcgroups::v1::util::get_subsystem_mount_point(
+                &libcgroups::v1::ControllerType::Memory,
+            ) {
+                Ok(mnt) => vec![mnt.join(rel).join("memory.oom_control")],
+                Err(_) => Vec::new(),
+            }
+        }
+    };
+    for file in candidates {
+        if let Ok(text) = fs::read_to_string(&file) {
+            for line in text.lines() {
+                if let Some(n) = line.strip_prefix("oom_kill ") {
+                    return n.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+    }
+    0
+}
+
+/// Mount an overlay of `lowers` (top first) with `upper`/`work` on `merged`.
+pub fn mount_overlay(lowers: &[std::path::PathBuf], upper: &Path, work: &Path, merged: &Path) -> io::Result<()> {
+    let lower = lowers
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let data = format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        upper.display(),
+        work.display()
+    );
+    if data.len() >= 4096 {
+        return Err(io::Error::other(format!(
+            "overlay mount options are {} bytes, more than a page: too many layers",
+            data.len()
+        )));
+    }
+    mount(
+        Some("overlay"),
+        merged,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(io::Error::from)
+}
+
+/// Unmount `path` if it is a mount point (lazily: a process may still hold it).
+pub fn unmount(path: &Path) -> io::Result<()> {
+    match umount2(path, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
+/// Whether `path` is a mount point (its device differs from its parent's, or mountinfo says so).
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.display().to_string();
+    text.lines()
+        .any(|l| l.split_whitespace().nth(4).is_some_and(|m| m == want))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_start_time_is_stable() {
+        let me = std::process::id() as i32;
+        let t = proc_start_time(me).expect("start time");
+        assert!(same_process(me, t));
+        assert!(!same_process(me, t + 1));
+    }
+}

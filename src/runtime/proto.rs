@@ -1,0 +1,199 @@
+//! The wire protocol between berthd and a container's supervisor.
+//!
+//! A client connects to `<state-dir>/sup.sock` and writes one JSON [`Request`] line; the
+//! supervisor answers with one JSON [`Reply`] line. `watch` and `attach` connections then stay
+//! open and carry frames in Docker's multiplexed layout (one kind byte, three zero bytes, a
+//! big-endian `u32` length, the payload): output of kind [`STDOUT`]/[`STDERR`] and [`EVENT`]s
+//! from the supervisor, stdin ([`STDIN`], [`STDIN_CLOSE`]) from the client.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::logger::LogConfig;
+
+/// Frame kinds.
+pub const STDIN: u8 = 0;
+pub const STDOUT: u8 = 1;
+pub const STDERR: u8 = 2;
+pub const STDIN_CLOSE: u8 = 3;
+pub const EVENT: u8 = 16;
+
+/// The frame header length.
+pub const HEADER: usize = 8;
+
+/// Append one frame to `out`.
+pub fn put_frame(out: &mut Vec<u8>, kind: u8, payload: &[u8]) {
+    out.push(kind);
+    out.extend_from_slice(&[0, 0, 0]);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Split one complete frame off the front of `buf`: `(kind, payload length)` when the whole
+/// frame is there.
+pub fn frame_len(buf: &[u8]) -> Option<(u8, usize)> {
+    if buf.len() < HEADER {
+        return None;
+    }
+    let len = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;
+    (buf.len() >= HEADER + len).then_some((buf[0], len))
+}
+
+/// What berthd hands a new supervisor (`<state-dir>/supervisor.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SupervisorConfig {
+    pub id: String,
+    /// libcontainer's state root (`<exec-root>/runtime`); the bundle is the state dir.
+    pub lc_root: PathBuf,
+    pub log_path: PathBuf,
+    pub log: LogConfig,
+    pub tty: bool,
+    pub open_stdin: bool,
+    /// Close the container's stdin when the first attached client closes its stdin.
+    pub stdin_once: bool,
+    /// `[height, width]` of the terminal before the first byte is written.
+    pub console_size: Option<[u16; 2]>,
+    /// Create a fresh network namespace (with `lo` up) bind-mounted here before the container.
+    pub netns: Option<PathBuf>,
+    /// The container's absolute cgroup path (for the OOM counter).
+    pub cgroup_path: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Start the created container.
+    Start,
+    /// Keep the connection for [`Event`] frames.
+    Watch,
+    /// Keep the connection for output frames (and stdin frames from the client).
+    Attach {
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    },
+    Kill {
+        signal: i32,
+    },
+    Pause,
+    Resume,
+    Resize {
+        height: u16,
+        width: u16,
+    },
+    State,
+}
+
+/// The answer to every request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Reply {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// For a failed start: the exit code Docker gives (126, 127), 0 when not an exec failure.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub exit_code: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<SupervisorState>,
+}
+
+fn is_zero(v: &i32) -> bool {
+    *v == 0
+}
+
+impl Reply {
+    pub fn ok() -> Reply {
+        Reply {
+            ok: true,
+            ..Default::default()
+        }
+    }
+
+    pub fn error(message: impl Into<String>) -> Reply {
+        Reply {
+            ok: false,
+            error: Some(message.into()),
+            ..Default::default()
+        }
+    }
+}
+
+/// What the supervisor knows, written atomically to `<state-dir>/state.json` at start and
+/// answered to `state`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SupervisorState {
+    /// The supervisor's own pid.
+    pub supervisor_pid: i32,
+    /// The container's init pid, once created.
+    pub pid: i32,
+    /// Field 22 of `/proc/<pid>/stat`, to tell a reused pid apart.
+    pub start_time: u64,
+    pub started: bool,
+    pub paused: bool,
+    /// RFC 3339 start time of the process.
+    #[serde(default)]
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ExitStatus>,
+}
+
+/// How the container ended (`<state-dir>/exit.json`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ExitStatus {
+    pub exit_code: i32,
+    pub oom_killed: bool,
+    pub finished_at: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+}
+
+/// Events on a `watch` connection.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Exited(ExitStatus),
+    Oom,
+}
+
+/// The first line a new supervisor writes on its status pipe.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Created {
+    pub ok: bool,
+    #[serde(default)]
+    pub error: String,
+    /// 126 or 127 for an executable Docker would report so.
+    #[serde(default)]
+    pub exit_code: i32,
+    #[serde(default)]
+    pub pid: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let mut b = Vec::new();
+        put_frame(&mut b, STDOUT, b"hello");
+        put_frame(&mut b, EVENT, b"{}");
+        assert_eq!(&b[..8], &[1, 0, 0, 0, 0, 0, 0, 5]);
+        assert_eq!(frame_len(&b), Some((STDOUT, 5)));
+        assert_eq!(frame_len(&b[..10]), Some((STDOUT, 5)).filter(|_| false));
+        let rest = &b[13..];
+        assert_eq!(frame_len(rest), Some((EVENT, 2)));
+    }
+
+    #[test]
+    fn requests_are_tagged() {
+        let r: Request = serde_json::from_str(r#"{"op":"kill","signal":15}"#).unwrap();
+        assert!(matches!(r, Request::Kill { signal: 15 }));
+        let s = serde_json::to_string(&Event::Exited(ExitStatus {
+            exit_code: 3,
+            ..Default::default()
+        }))
+        .unwrap();
+        assert!(s.starts_with(r#"{"event":"exited","exit_code":3"#), "{s}");
+    }
+}

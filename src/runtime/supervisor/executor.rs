@@ -1,0 +1,199 @@
+//! The workload executor berth gives libcontainer: Go's `exec.LookPath` with runc's words, so
+//! that a missing or non-executable command becomes Docker's 127 / 126, reported to the
+//! supervisor on a pipe instead of being parsed out of libcontainer's error text.
+
+use std::ffi::CString;
+use std::os::fd::RawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use libcontainer::workload::{
+    Executor, ExecutorError, ExecutorValidationError,
+};
+use nix::unistd::{faccessat, AccessFlags};
+use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
+
+/// What the executor reports when the command cannot run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExecFailure {
+    /// 127 (not found) or 126 (not executable).
+    pub code: i32,
+    pub message: String,
+}
+
+/// Runs in the container's init (after pivot_root and the user switch): validate looks the
+/// command up, exec replaces the process. `report_fd` is the write end of a close-on-exec pipe
+/// the supervisor reads to EOF.
+#[derive(Clone)]
+pub struct BerthExecutor {
+    pub report_fd: RawFd,
+}
+
+impl BerthExecutor {
+    fn report(&self, failure: &ExecFailure) {
+        if let Ok(mut line) = serde_json::to_vec(failure) {
+            line.push(b'\n');
+            // SAFETY: report_fd is a pipe the supervisor created for this container; writing a
+            // few bytes to it cannot violate memory safety, and a failure only loses the report.
+            unsafe {
+                libc::write(self.report_fd, line.as_ptr().cast(), line.len());
+            }
+        }
+    }
+}
+
+fn args_and_path(spec: &Spec) -> (Vec<String>, String) {
+    let process = spec.process().as_ref();
+    let args = process
+        .and_then(|p| p.args().clone())
+        .unwrap_or_default();
+    let path = process
+        .and_then(|p| p.env().as_ref())
+        .and_then(|env| {
+            env.iter()
+                .find_map(|e| e.strip_prefix("PATH=").map(str::to_string))
+        })
+        .unwrap_or_default();
+    (args, path)
+}
+
+/// Go's `exec.LookPath` as runc runs it: the resolved path, or the failure Docker reports.
+pub fn look_path(cmd: &str, path_var: &str) -> Result<String, ExecFailure> {
+    let fail = |code: i32, what: String| ExecFailure {
+        code,
+        message: format!("exec: {cmd:?}: {what}"),
+    };
+    if cmd.is_empty() {
+        return Err(fail(127, "executable file not found in $PATH".into()));
+    }
+    if cmd.contains('/') {
+        return match check_executable(cmd) {
+            Ok(()) => Ok(cmd.to_string()),
+            Err(e) => Err(fail(code_for(&e), describe(cmd, &e))),
+        };
+    }
+    for dir in path_var.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = Path::new(dir).join(cmd);
+        let candidate = candidate.to_string_lossy().into_owned();
+        match check_executable(&candidate) {
+            Ok(()) => return Ok(candidate),
+            // Go keeps looking after ENOENT and after a permission failure.
+            Err(_) => continue,
+        }
+    }
+    Err(fail(127, "executable file not found in $PATH".into()))
+}
+
+fn check_executable(file: &str) -> Result<(), nix::errno::Errno> {
+    let md = std::fs::metadata(file)
+        .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::ENOENT)))?;
+    if md.is_dir() {
+        return Err(nix::errno::Errno::EISDIR);
+    }
+    match faccessat(None, file, AccessFlags::X_OK, nix::fcntl::AtFlags::AT_EACCESS) {
+        Ok(()) => Ok(()),
+        Err(e) if e != nix::errno::Errno::ENOSYS && e != nix::errno::Errno::EPERM => Err(e),
+        Err(_) if md.mode() & 0o111 != 0 => Ok(()),
+        Err(_) => Err(nix::errno::Errno::EACCES),
+    }
+}
+
+fn code_for(e: &nix::errno::Errno) -> i32 {
+    match e {
+        nix::errno::Errno::EACCES | nix::errno::Errno::EISDIR | nix::errno::Errno::EPERM => 126,
+        _ => 127,
+    }
+}
+
+/// Go's wording: a missing path reads `stat /x: no such file or directory`, others the
+/// bare errno text.
+fn describe(cmd: &str, e: &nix::errno::Errno) -> String {
+    match e {
+        nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR => {
+            format!("stat {cmd}: {}", errno_text(*e))
+        }
+        _ => errno_text(*e),
+    }
+}
+
+/// The lower-case errno text Go prints (`no such file or directory`).
+pub fn errno_text(e: nix::errno::Errno) -> String {
+    let s = e.desc();
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+impl Executor for BerthExecutor {
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        let (args, path) = args_and_path(spec);
+        let Some(cmd) = args.first() else {
+            let f = ExecFailure {
+                code: 127,
+                message: "exec: no command specified".into(),
+            };
+            self.report(&f);
+            return Err(ExecutorValidationError::ArgValidationError(f.message));
+        };
+        match look_path(cmd, &path) {
+            Ok(_) => Ok(()),
+            Err(f) => {
+                self.report(&f);
+                Err(ExecutorValidationError::ArgValidationError(f.message))
+            }
+        }
+    }
+
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        let (args, path) = args_and_path(spec);
+        let cmd = args.first().cloned().unwrap_or_default();
+        let resolved = look_path(&cmd, &path).unwrap_or_else(|_| cmd.clone());
+        let c_path = CString::new(resolved.as_bytes()).map_err(|_| ExecutorError::InvalidArg)?;
+        let c_args: Vec<CString> = args
+            .iter()
+            .map(|a| CString::new(a.as_bytes()).unwrap_or_default())
+            .collect();
+        // execv with the resolved path; the environment was set by setup_envs.
+        let err = match nix::unistd::execv(&c_path, &c_args) {
+            Ok(never) => match never {},
+            Err(e) => e,
+        };
+        let failure = ExecFailure {
+            code: code_for(&err),
+            message: format!("exec {resolved}: {}", errno_text(err)),
+        };
+        // runc writes this to the container's stderr as well, so `docker logs` shows it.
+        let line = format!("{}\n", failure.message);
+        // SAFETY: writing bytes to fd 2 of this process.
+        unsafe {
+            libc::write(2, line.as_ptr().cast(), line.len());
+        }
+        self.report(&failure);
+        Err(ExecutorError::Other(failure.message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn look_path_finds_and_fails_like_go() {
+        assert_eq!(look_path("sh", "/nonexistent:/bin").unwrap(), "/bin/sh");
+        let e = look_path("nosuchcmd", "/bin:/usr/bin").unwrap_err();
+        assert_eq!(e.code, 127);
+        assert_eq!(
+            e.message,
+            "exec: \"nosuchcmd\": executable file not found in $PATH"
+        );
+        let e = look_path("/etc", "/bin").unwrap_err();
+        assert_eq!((e.code, e.message.as_str()), (126, "exec: \"/etc\": is a directory"));
+        let e = look_path("/nonexistent/x", "/bin").unwrap_err();
+        assert_eq!(e.code, 127);
+        assert!(e.message.ends_with("stat /nonexistent/x: no such file or directory"));
+    }
+}
