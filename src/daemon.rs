@@ -14,8 +14,13 @@ use bollard_stubs::models::{
 };
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::api::{EventsBackend, ImageBackend, SystemBackend};
+use crate::api::{AttachStream, ContainerBackend, EventsBackend, ImageBackend, SystemBackend, WaitFuture};
+use crate::container::manager::WaitCondition;
+use crate::container::ops::LogsOptions;
+use crate::container::ContainerError;
+use crate::logger::jsonfile::LogEntry;
 use crate::config::{Config, ConfigError, Flags, Host, LogLevel};
+use crate::container::{ContainerManager, ManagerConfig};
 use crate::events::{Event, EventBus, EventQuery, Subscription};
 use crate::filters::Filters;
 use crate::image::archive::SaveItem;
@@ -45,6 +50,7 @@ pub struct Daemon {
     engine_id: String,
     events: Arc<EventBus>,
     images: Arc<ImageService>,
+    containers: Arc<ContainerManager>,
     log_control: Option<LogControl>,
     _root_lock: Flock<File>,
 }
@@ -77,14 +83,35 @@ impl Daemon {
             )
         })?;
         let images = Arc::new(ImageService::new(Arc::new(store), events.clone()));
+        let host = HostInfo::probe();
+        let supervisor_exe = std::env::current_exe()
+            .map_err(|e| SystemError::io("find berthd's own binary".to_string(), e))?;
+        let containers = ContainerManager::new(
+            ManagerConfig {
+                data_root: data_root.clone(),
+                exec_root: config.exec_root.clone(),
+                cgroup_parent: format!("/{}", config.cgroup_parent.trim_matches('/')),
+                supervisor_exe,
+                init_path: config.init_path.clone(),
+                default_log: (config.log_driver.clone(), config.log_opts.clone()),
+                ncpu: host.ncpu,
+            },
+            images.clone(),
+            events.clone(),
+        );
+        let weak = Arc::downgrade(&containers);
+        images.set_usage_check(Box::new(move |image_id| {
+            weak.upgrade().and_then(|m| m.image_user(image_id))
+        }));
         Ok(Arc::new(Daemon {
             flags,
             config: RwLock::new(config),
-            host: HostInfo::probe(),
+            host,
             cgroups: runtime::probe_cgroups(),
             engine_id,
             events,
             images,
+            containers,
             log_control,
             _root_lock: root_lock,
         }))
@@ -96,6 +123,11 @@ impl Daemon {
             Ok(c) => c.clone(),
             Err(p) => p.into_inner().clone(),
         }
+    }
+
+    /// Load the containers from disk and reattach to the running ones.
+    pub async fn restore(&self) {
+        self.containers.restore().await;
     }
 
     pub fn events(&self) -> &Arc<EventBus> {
@@ -259,6 +291,7 @@ impl SystemBackend for Daemon {
     fn system_info(&self) -> Result<SystemInfo, SystemError> {
         let config = self.config();
         let cg = &self.cgroups;
+        let counts = self.containers.counts();
         let mut warnings = Daemon::listen_warnings(&config);
         warnings.extend(cg.warnings());
         if !self.host.ipv4_forwarding {
@@ -285,10 +318,10 @@ impl SystemBackend for Daemon {
         let proxy = |name: &str| system::mask_credentials(&system::proxy_env(name));
         Ok(SystemInfo {
             id: Some(self.engine_id.clone()),
-            containers: Some(0),
-            containers_running: Some(0),
-            containers_paused: Some(0),
-            containers_stopped: Some(0),
+            containers: Some(counts.0),
+            containers_running: Some(counts.1),
+            containers_paused: Some(counts.2),
+            containers_stopped: Some(counts.3),
             images: Some(self.images.count() as i64),
             driver: Some("overlay2".to_string()),
             driver_status: Some(vec![vec![
@@ -560,5 +593,130 @@ impl ImageBackend for Daemon {
     ) -> Result<Vec<bollard_stubs::models::ImageSearchResponseItem>, RegistryError> {
         let opts = self.config().registry;
         crate::registry::client::search(&opts, &term, limit, &auth).await
+    }
+}
+
+#[async_trait::async_trait]
+impl ContainerBackend for Daemon {
+    async fn container_create(
+        &self,
+        name: Option<String>,
+        body: bollard_stubs::models::ContainerCreateBody,
+    ) -> Result<bollard_stubs::models::ContainerCreateResponse, ContainerError> {
+        let (id, warnings) = self.containers.create(name, body).await?;
+        Ok(bollard_stubs::models::ContainerCreateResponse { id, warnings })
+    }
+
+    fn container_list(
+        &self,
+        opts: crate::container::list::ListOptions,
+    ) -> Result<Vec<bollard_stubs::models::ContainerSummary>, ContainerError> {
+        self.containers.list(&opts)
+    }
+
+    async fn container_inspect(&self, name: String, size: bool) -> Result<serde_json::Value, ContainerError> {
+        self.containers.inspect(&name, size).await
+    }
+
+    async fn container_start(&self, name: String) -> Result<bool, ContainerError> {
+        self.containers.start(&name).await
+    }
+
+    async fn container_stop(
+        &self,
+        name: String,
+        signal: Option<String>,
+        timeout: Option<i64>,
+    ) -> Result<bool, ContainerError> {
+        self.containers.stop(&name, signal, timeout).await
+    }
+
+    async fn container_restart(
+        &self,
+        name: String,
+        signal: Option<String>,
+        timeout: Option<i64>,
+    ) -> Result<(), ContainerError> {
+        self.containers.restart(&name, signal, timeout).await
+    }
+
+    async fn container_kill(&self, name: String, signal: Option<String>) -> Result<(), ContainerError> {
+        self.containers.kill(&name, signal).await
+    }
+
+    fn container_wait(&self, name: String, condition: WaitCondition) -> Result<WaitFuture, ContainerError> {
+        Ok(Box::pin(self.containers.wait(&name, condition)?))
+    }
+
+    async fn container_remove(&self, name: String, force: bool, _volumes: bool) -> Result<(), ContainerError> {
+        self.containers.remove(&name, force).await
+    }
+
+    async fn container_pause(&self, name: String, pause: bool) -> Result<(), ContainerError> {
+        self.containers.pause(&name, pause).await
+    }
+
+    fn container_rename(&self, name: String, new_name: String) -> Result<(), ContainerError> {
+        self.containers.rename(&name, &new_name)
+    }
+
+    async fn container_update(
+        &self,
+        name: String,
+        body: bollard_stubs::models::ContainerUpdateBody,
+    ) -> Result<Vec<String>, ContainerError> {
+        self.containers.update_config(&name, body).await
+    }
+
+    async fn container_top(
+        &self,
+        name: String,
+        ps_args: Option<String>,
+    ) -> Result<bollard_stubs::models::ContainerTopResponse, ContainerError> {
+        let (titles, processes) = self.containers.top(&name, ps_args).await?;
+        Ok(bollard_stubs::models::ContainerTopResponse {
+            titles: Some(titles),
+            processes: Some(processes),
+        })
+    }
+
+    async fn container_logs(
+        &self,
+        name: String,
+        opts: LogsOptions,
+    ) -> Result<(bool, tokio::sync::mpsc::Receiver<LogEntry>), ContainerError> {
+        self.containers.logs(&name, opts).await
+    }
+
+    async fn container_changes(
+        &self,
+        name: String,
+    ) -> Result<Vec<bollard_stubs::models::FilesystemChange>, ContainerError> {
+        self.containers.changes(&name).await
+    }
+
+    async fn container_export(&self, name: String) -> Result<ByteReceiver, ContainerError> {
+        self.containers.export(&name).await
+    }
+
+    async fn container_attach(
+        &self,
+        name: String,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> Result<(bool, AttachStream), ContainerError> {
+        self.containers.attach(&name, stdin, stdout, stderr).await
+    }
+
+    async fn container_prune(
+        &self,
+        filters: Filters,
+    ) -> Result<bollard_stubs::models::ContainerPruneResponse, ContainerError> {
+        self.containers.prune(&filters).await
+    }
+
+    async fn container_resize(&self, name: String, height: u16, width: u16) -> Result<(), ContainerError> {
+        self.containers.resize(&name, height, width).await
     }
 }

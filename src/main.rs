@@ -97,6 +97,7 @@ async fn run(
     // Lock the data root before binding, so that a refused start leaves no socket file behind.
     let daemon =
         Daemon::new(flags, config.clone(), Some(log_control)).map_err(|e| e.to_string())?;
+    daemon.restore().await;
     let listeners = server::bind_hosts(&config, activated)
         .await
         .map_err(|e| format!("failed to load listeners: {e}"))?;

@@ -4,6 +4,7 @@
 //! hold no logic and know no concrete manager. `crate::daemon::Daemon` implements the traits.
 
 pub mod body;
+mod container;
 pub mod error;
 mod events;
 mod image;
@@ -11,12 +12,19 @@ pub mod query;
 mod router;
 mod system;
 
+pub use container::{AttachStream, ContainerBackend, WaitFuture};
 pub use events::EventsBackend;
 pub use image::ImageBackend;
 pub use router::{Api, Ctx};
 pub use system::SystemBackend;
 
 /// Everything the API needs from the daemon.
-pub trait Backend: SystemBackend + EventsBackend + ImageBackend + Send + Sync + 'static {}
+pub trait Backend:
+    SystemBackend + EventsBackend + ImageBackend + ContainerBackend + Send + Sync + 'static
+{
+}
 
-impl<T: SystemBackend + EventsBackend + ImageBackend + Send + Sync + 'static> Backend for T {}
+impl<T> Backend for T where
+    T: SystemBackend + EventsBackend + ImageBackend + ContainerBackend + Send + Sync + 'static
+{
+}

@@ -16,7 +16,7 @@ use hyper::{Method, Request, Response};
 use super::body::{Body, MAX_JSON_BODY};
 use super::error::{error_response, ApiError};
 use super::query::Query;
-use super::{events, image, system, Backend};
+use super::{container, events, image, system, Backend};
 use crate::errors::ErrorKind;
 use crate::version::{server_header, ApiVersion, API_VERSION, MIN_API_VERSION};
 
@@ -173,6 +173,26 @@ impl Api {
             route!(POST, "/auth", image::auth),
             route!(GET, "/distribution/{name:.*}/json", image::distribution),
             route!(DELETE, "/images/{name:.*}", image::delete),
+            route!(GET, "/containers/json", container::list),
+            route!(POST, "/containers/create", container::create),
+            route!(POST, "/containers/prune", container::prune),
+            route!(GET, "/containers/{name}/json", container::inspect),
+            route!(GET, "/containers/{name}/top", container::top),
+            route!(GET, "/containers/{name}/logs", container::logs),
+            route!(GET, "/containers/{name}/changes", container::changes),
+            route!(GET, "/containers/{name}/export", container::export),
+            route!(POST, "/containers/{name}/start", container::start),
+            route!(POST, "/containers/{name}/stop", container::stop),
+            route!(POST, "/containers/{name}/restart", container::restart),
+            route!(POST, "/containers/{name}/kill", container::kill),
+            route!(POST, "/containers/{name}/pause", container::pause),
+            route!(POST, "/containers/{name}/unpause", container::unpause),
+            route!(POST, "/containers/{name}/rename", container::rename),
+            route!(POST, "/containers/{name}/update", container::update),
+            route!(POST, "/containers/{name}/wait", container::wait),
+            route!(POST, "/containers/{name}/attach", container::attach),
+            route!(POST, "/containers/{name}/resize", container::resize),
+            route!(DELETE, "/containers/{name}", container::remove),
         ];
         Arc::new(Api {
             routes,

@@ -166,11 +166,61 @@ impl ContainerManager {
         format!("{}/{id}", self.cfg.cgroup_parent.trim_end_matches('/'))
     }
 
+    pub fn image_service(&self) -> &Arc<ImageService> {
+        &self.images
+    }
+
+    pub fn events_bus(&self) -> &Arc<EventBus> {
+        &self.events
+    }
+
+    /// Bytes of one image layer's files.
+    pub fn image_layer_size(&self, chain_id: &str) -> Option<i64> {
+        self.images.store().layer(chain_id).map(|l| l.size as i64)
+    }
+
+    /// The network namespace file of a running container.
+    pub fn sandbox_key(&self, id: &str) -> String {
+        let p = self.netns_path(id);
+        if p.exists() {
+            p.display().to_string()
+        } else {
+            String::new()
+        }
+    }
+
+    pub fn event_for(&self, r: &Record, action: &str) -> Event {
+        self.event(r, action)
+    }
+
+    pub fn status_of(&self, id: &str) -> Option<Status> {
+        self.get(id).ok().map(|c| c.status())
+    }
+
+    /// Mount a stopped container's rootfs (for export); the caller unmounts it.
+    pub fn mount_for_export(&self, r: &Record) -> Result<(), ContainerError> {
+        self.mount_rootfs(r)
+    }
+
     fn all(&self) -> Vec<Arc<Container>> {
         match self.containers.read() {
             Ok(m) => m.values().cloned().collect(),
             Err(p) => p.into_inner().values().cloned().collect(),
         }
+    }
+
+    /// (all, running, paused, stopped) for `/info`.
+    pub fn counts(&self) -> (i64, i64, i64, i64) {
+        let mut c = (0, 0, 0, 0);
+        for x in self.all() {
+            c.0 += 1;
+            match x.status() {
+                Status::Running | Status::Restarting => c.1 += 1,
+                Status::Paused => c.2 += 1,
+                _ => c.3 += 1,
+            }
+        }
+        c
     }
 
     pub fn list_all(&self) -> Vec<Arc<Container>> {
@@ -1311,6 +1361,16 @@ impl ContainerManager {
             )));
         }
         super::inspect::parse_ps(&String::from_utf8_lossy(&out.stdout), &pids)
+    }
+
+    /// `POST /containers/{id}/resize`: the TTY's new size.
+    pub async fn resize(&self, name: &str, height: u16, width: u16) -> Result<(), ContainerError> {
+        let c = self.get(name)?;
+        if !c.status().is_running() {
+            return Err(ContainerError::not_running(&c.id));
+        }
+        client::request_ok(&self.state_dir(&c.id), Request::Resize { height, width }).await?;
+        Ok(())
     }
 
     // ----- attach & logs -----

@@ -6,6 +6,7 @@ pub mod inspect;
 pub mod list;
 pub mod manager;
 pub mod names;
+pub mod ops;
 pub mod record;
 pub mod restart;
 

@@ -43,7 +43,12 @@ pub struct ImageService {
     events: Arc<EventBus>,
     /// Set while a prune runs: a second one is refused, as in dockerd.
     pruning: std::sync::atomic::AtomicBool,
+    /// Which container uses an image: `(container ID, running)` (set by the daemon).
+    usage: std::sync::RwLock<Option<UsageCheck>>,
 }
+
+/// Answers whether a container uses an image ID: `(container ID, running)`.
+pub type UsageCheck = Box<dyn Fn(&str) -> Option<(String, bool)> + Send + Sync>;
 
 /// Clears the prune flag when the prune ends, however it ends.
 struct PruneGuard<'a>(&'a std::sync::atomic::AtomicBool);
@@ -63,7 +68,24 @@ impl ImageService {
             store,
             events,
             pruning: std::sync::atomic::AtomicBool::new(false),
+            usage: std::sync::RwLock::new(None),
         }
+    }
+
+    /// Install the check `docker rmi` and prune use to keep images that containers use.
+    pub fn set_usage_check(&self, check: UsageCheck) {
+        match self.usage.write() {
+            Ok(mut u) => *u = Some(check),
+            Err(p) => *p.into_inner() = Some(check),
+        }
+    }
+
+    fn user_of(&self, image_id: &str) -> Option<(String, bool)> {
+        let u = match self.usage.read() {
+            Ok(u) => u,
+            Err(p) => p.into_inner(),
+        };
+        u.as_ref().and_then(|f| f(image_id))
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -462,8 +484,18 @@ impl ImageService {
         let named = Reference::parse(name).ok().filter(|r| {
             !is_prefix_of_id(&img.id, name) && self.store.resolve_reference(r).is_some()
         });
+        let user = self.user_of(&img.id);
         if let Some(r) = named {
             // A name was given: remove it; the image goes only with its last reference.
+            if !force && is_single_reference(&self.store.references_of(&img.id)) {
+                if let Some((c, _)) = &user {
+                    return Err(ImageError::conflict(format!(
+                        "conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {}",
+                        short_id(c),
+                        short_id(&img.id)
+                    )));
+                }
+            }
             untag(&r, &mut out)?;
             let mut remaining = self.store.references_of(&img.id);
             if r.digest.is_none()
@@ -480,10 +512,28 @@ impl ImageService {
                 }
                 remaining = self.store.references_of(&img.id);
             }
-            if !remaining.is_empty() {
+            if !remaining.is_empty() || user.is_some() {
+                // An image a container uses stays, untagged (dockerd's quiet conflict).
                 return Ok(out);
             }
         } else {
+            match &user {
+                Some((c, true)) => {
+                    return Err(ImageError::conflict(format!(
+                        "conflict: unable to delete {} (cannot be forced) - image is being used by running container {}",
+                        short_id(&img.id),
+                        short_id(c)
+                    )))
+                }
+                Some((c, false)) if !force => {
+                    return Err(ImageError::conflict(format!(
+                        "conflict: unable to delete {} (must be forced) - image is being used by stopped container {}",
+                        short_id(&img.id),
+                        short_id(c)
+                    )))
+                }
+                _ => {}
+            }
             let refs = self.store.references_of(&img.id);
             if is_single_reference(&refs) || force {
                 for r in &refs {
@@ -495,6 +545,11 @@ impl ImageService {
                     short_id(&img.id)
                 )));
             }
+        }
+        if user.is_some() {
+            // Forced with a stopped container: the names go, the image stays for the
+            // container (dockerd would delete it and keep the layers through the container).
+            return Ok(out);
         }
         let deleted_layers = self.store.delete_image(&img.id)?;
         out.push(ImageDeleteResponseItem {
@@ -540,6 +595,9 @@ impl ImageService {
             let refs = self.store.references_of(&img.id);
             let tagged = refs.iter().any(|r| r.tag.is_some());
             if dangling_only && tagged {
+                continue;
+            }
+            if self.user_of(&img.id).is_some() {
                 continue;
             }
             if until.is_some_and(|u| img.config.created_unix() >= u) {

@@ -1,0 +1,549 @@
+//! The container endpoints: a narrow backend trait and thin handlers (moby's
+//! `router/container`). Attach is a hijacked connection (`Upgrade: tcp`).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bollard_stubs::models::{
+    ContainerCreateBody, ContainerCreateResponse, ContainerPruneResponse, ContainerSummary,
+    ContainerTopResponse, ContainerUpdateBody, ContainerUpdateResponse, ContainerWaitResponse,
+    FilesystemChange,
+};
+use bytes::Bytes;
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, UPGRADE};
+use hyper::{Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, oneshot};
+
+use super::body::{channel_body, empty, json_response, read_json};
+use super::error::ApiError;
+use super::router::{Ctx, HandlerResult};
+use crate::container::list::ListOptions;
+use crate::container::manager::WaitCondition;
+use crate::container::ops::LogsOptions;
+use crate::container::ContainerError;
+use crate::filters::Filters;
+use crate::logger::jsonfile::LogEntry;
+use crate::logger::{format_timestamp, Stream};
+use crate::runtime::proto;
+use crate::util::io::ByteReceiver;
+use crate::util::time::parse_timestamp;
+use crate::version::ApiVersion;
+
+pub type WaitFuture = Pin<Box<dyn Future<Output = (i64, String)> + Send>>;
+/// The supervisor stream of an attach, once the container runs (`None` if it never does).
+pub type AttachStream = oneshot::Receiver<Option<UnixStream>>;
+
+/// What the container endpoints need from the daemon.
+#[async_trait]
+pub trait ContainerBackend {
+    async fn container_create(
+        &self,
+        name: Option<String>,
+        body: ContainerCreateBody,
+    ) -> Result<ContainerCreateResponse, ContainerError>;
+    fn container_list(&self, opts: ListOptions) -> Result<Vec<ContainerSummary>, ContainerError>;
+    async fn container_inspect(
+        &self,
+        name: String,
+        size: bool,
+    ) -> Result<serde_json::Value, ContainerError>;
+    /// `false`: it was already running.
+    async fn container_start(&self, name: String) -> Result<bool, ContainerError>;
+    /// `false`: it was not running.
+    async fn container_stop(
+        &self,
+        name: String,
+        signal: Option<String>,
+        timeout: Option<i64>,
+    ) -> Result<bool, ContainerError>;
+    async fn container_restart(
+        &self,
+        name: String,
+        signal: Option<String>,
+        timeout: Option<i64>,
+    ) -> Result<(), ContainerError>;
+    async fn container_kill(&self, name: String, signal: Option<String>) -> Result<(), ContainerError>;
+    fn container_wait(&self, name: String, condition: WaitCondition) -> Result<WaitFuture, ContainerError>;
+    async fn container_remove(&self, name: String, force: bool, volumes: bool) -> Result<(), ContainerError>;
+    async fn container_pause(&self, name: String, pause: bool) -> Result<(), ContainerError>;
+    fn container_rename(&self, name: String, new_name: String) -> Result<(), ContainerError>;
+    async fn container_update(
+        &self,
+        name: String,
+        body: ContainerUpdateBody,
+    ) -> Result<Vec<String>, ContainerError>;
+    async fn container_top(
+        &self,
+        name: String,
+        ps_args: Option<String>,
+    ) -> Result<ContainerTopResponse, ContainerError>;
+    /// Whether the container has a TTY, and its log entries.
+    async fn container_logs(
+        &self,
+        name: String,
+        opts: LogsOptions,
+    ) -> Result<(bool, mpsc::Receiver<LogEntry>), ContainerError>;
+    async fn container_changes(&self, name: String) -> Result<Vec<FilesystemChange>, ContainerError>;
+    async fn container_export(&self, name: String) -> Result<ByteReceiver, ContainerError>;
+    /// Whether the container has a TTY, and its stream once it runs.
+    async fn container_attach(
+        &self,
+        name: String,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> Result<(bool, AttachStream), ContainerError>;
+    async fn container_prune(&self, filters: Filters) -> Result<ContainerPruneResponse, ContainerError>;
+    async fn container_resize(&self, name: String, height: u16, width: u16) -> Result<(), ContainerError>;
+}
+
+fn no_content() -> Response<hyper_body::Body> {
+    let mut r = Response::new(empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
+fn not_modified() -> Response<hyper_body::Body> {
+    let mut r = Response::new(empty());
+    *r.status_mut() = StatusCode::NOT_MODIFIED;
+    r
+}
+
+mod hyper_body {
+    pub use super::super::body::Body;
+}
+
+fn name(ctx: &Ctx) -> String {
+    ctx.param("name").to_string()
+}
+
+fn opt(ctx: &Ctx, key: &str) -> Option<String> {
+    ctx.query.get(key).filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+/// `t` (or `timeout`) of stop and restart.
+fn timeout(ctx: &Ctx) -> Result<Option<i64>, ApiError> {
+    match ctx.query.int("t")? {
+        Some(t) => Ok(Some(t)),
+        None => ctx.query.int("timeout"),
+    }
+}
+
+fn filters(ctx: &Ctx) -> Result<Filters, ApiError> {
+    Ok(Filters::parse(ctx.query.get("filters").unwrap_or(""))?)
+}
+
+pub async fn create(ctx: Ctx) -> HandlerResult {
+    let name = opt(&ctx, "name");
+    let limit = ctx.max_json_body;
+    let backend = ctx.backend.clone();
+    let (parts, body) = ctx.req.into_parts();
+    let body: ContainerCreateBody = read_json(&parts.headers, body, limit).await?;
+    let resp = backend.container_create(name, body).await?;
+    Ok(json_response(StatusCode::CREATED, &resp))
+}
+
+pub async fn list(ctx: Ctx) -> HandlerResult {
+    let limit = ctx.query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+    let opts = ListOptions {
+        all: ctx.query.bool("all"),
+        limit,
+        size: ctx.query.bool("size"),
+        filters: filters(&ctx)?,
+    };
+    Ok(json_response(StatusCode::OK, &ctx.backend.container_list(opts)?))
+}
+
+pub async fn inspect(ctx: Ctx) -> HandlerResult {
+    let v = ctx
+        .backend
+        .container_inspect(name(&ctx), ctx.query.bool("size"))
+        .await?;
+    Ok(json_response(StatusCode::OK, &v))
+}
+
+pub async fn start(ctx: Ctx) -> HandlerResult {
+    if ctx.backend.container_start(name(&ctx)).await? {
+        Ok(no_content())
+    } else {
+        Ok(not_modified())
+    }
+}
+
+pub async fn stop(ctx: Ctx) -> HandlerResult {
+    let t = timeout(&ctx)?;
+    if ctx.backend.container_stop(name(&ctx), opt(&ctx, "signal"), t).await? {
+        Ok(no_content())
+    } else {
+        Ok(not_modified())
+    }
+}
+
+pub async fn restart(ctx: Ctx) -> HandlerResult {
+    let t = timeout(&ctx)?;
+    ctx.backend
+        .container_restart(name(&ctx), opt(&ctx, "signal"), t)
+        .await?;
+    Ok(no_content())
+}
+
+pub async fn kill(ctx: Ctx) -> HandlerResult {
+    ctx.backend.container_kill(name(&ctx), opt(&ctx, "signal")).await?;
+    Ok(no_content())
+}
+
+pub async fn pause(ctx: Ctx) -> HandlerResult {
+    ctx.backend.container_pause(name(&ctx), true).await?;
+    Ok(no_content())
+}
+
+pub async fn unpause(ctx: Ctx) -> HandlerResult {
+    ctx.backend.container_pause(name(&ctx), false).await?;
+    Ok(no_content())
+}
+
+pub async fn rename(ctx: Ctx) -> HandlerResult {
+    let new_name = ctx.query.get("name").unwrap_or("").to_string();
+    ctx.backend.container_rename(name(&ctx), new_name)?;
+    Ok(no_content())
+}
+
+pub async fn update(ctx: Ctx) -> HandlerResult {
+    let n = name(&ctx);
+    let limit = ctx.max_json_body;
+    let backend = ctx.backend.clone();
+    let (parts, body) = ctx.req.into_parts();
+    let body: ContainerUpdateBody = read_json(&parts.headers, body, limit).await?;
+    let warnings = backend.container_update(n, body).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &ContainerUpdateResponse {
+            warnings: Some(warnings),
+        },
+    ))
+}
+
+pub async fn top(ctx: Ctx) -> HandlerResult {
+    let r = ctx.backend.container_top(name(&ctx), opt(&ctx, "ps_args")).await?;
+    Ok(json_response(StatusCode::OK, &r))
+}
+
+pub async fn remove(ctx: Ctx) -> HandlerResult {
+    if ctx.query.bool("link") {
+        return Err(ApiError::new(
+            crate::errors::ErrorKind::NotImplemented,
+            "legacy links are not supported",
+        ));
+    }
+    ctx.backend
+        .container_remove(name(&ctx), ctx.query.bool("force"), ctx.query.bool("v"))
+        .await?;
+    Ok(no_content())
+}
+
+pub async fn prune(ctx: Ctx) -> HandlerResult {
+    let f = filters(&ctx)?;
+    Ok(json_response(StatusCode::OK, &ctx.backend.container_prune(f).await?))
+}
+
+pub async fn changes(ctx: Ctx) -> HandlerResult {
+    Ok(json_response(
+        StatusCode::OK,
+        &ctx.backend.container_changes(name(&ctx)).await?,
+    ))
+}
+
+pub async fn export(ctx: Ctx) -> HandlerResult {
+    let rx = ctx.backend.container_export(name(&ctx)).await?;
+    let mut r = Response::new(channel_body(rx));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+    Ok(r)
+}
+
+pub async fn resize(ctx: Ctx) -> HandlerResult {
+    let h = ctx.query.int("h")?.unwrap_or(0);
+    let w = ctx.query.int("w")?.unwrap_or(0);
+    if !(0..=u16::MAX as i64).contains(&h) || !(0..=u16::MAX as i64).contains(&w) {
+        return Err(ApiError::invalid("invalid terminal size"));
+    }
+    ctx.backend
+        .container_resize(name(&ctx), h as u16, w as u16)
+        .await?;
+    Ok(Response::new(empty()))
+}
+
+/// `POST /containers/{id}/wait`: the 200 and headers go out at once, the body at exit.
+pub async fn wait(ctx: Ctx) -> HandlerResult {
+    let condition = match ctx.query.get("condition").unwrap_or("") {
+        "" | "not-running" => WaitCondition::NotRunning,
+        "next-exit" => WaitCondition::NextExit,
+        "removed" => WaitCondition::Removed,
+        other => {
+            return Err(ApiError::invalid(format!(
+                "invalid condition: \"{other}\""
+            )))
+        }
+    };
+    let fut = ctx.backend.container_wait(name(&ctx), condition)?;
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        let (code, _error) = tokio::select! {
+            r = fut => r,
+            _ = tx.closed() => return,
+        };
+        let resp = ContainerWaitResponse {
+            status_code: code,
+            error: None,
+        };
+        let mut line = serde_json::to_vec(&resp).unwrap_or_default();
+        line.push(b'\n');
+        let _ = tx.send(Ok(Bytes::from(line))).await;
+    });
+    let mut r = Response::new(channel_body(rx));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(r)
+}
+
+/// `GET /containers/{id}/logs`.
+pub async fn logs(ctx: Ctx) -> HandlerResult {
+    let q = &ctx.query;
+    let (stdout, stderr) = (q.bool("stdout"), q.bool("stderr"));
+    if !stdout && !stderr {
+        return Err(ApiError::invalid(
+            "Bad parameters: you must choose at least one stream",
+        ));
+    }
+    let now = std::time::SystemTime::now();
+    let time = |key: &str| -> Result<Option<std::time::SystemTime>, ApiError> {
+        match q.get(key).filter(|s| !s.is_empty() && *s != "0") {
+            None => Ok(None),
+            Some(s) => parse_timestamp(s, now)
+                .map(Some)
+                .ok_or_else(|| ApiError::invalid(format!("invalid value for \"{key}\": {s}"))),
+        }
+    };
+    let tail = match q.get("tail").unwrap_or("all") {
+        "all" | "" => None,
+        t => match t.parse::<i64>() {
+            Ok(n) if n >= 0 => Some(n as usize),
+            _ => None,
+        },
+    };
+    let opts = LogsOptions {
+        follow: q.bool("follow"),
+        stdout,
+        stderr,
+        since: time("since")?,
+        until: time("until")?,
+        tail,
+    };
+    let timestamps = q.bool("timestamps");
+    let (tty, mut entries) = ctx.backend.container_logs(name(&ctx), opts).await?;
+    let multiplexed = !tty;
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        while let Some(e) = entries.recv().await {
+            let mut payload = Vec::with_capacity(e.line.len() + 40);
+            if timestamps {
+                payload.extend_from_slice(format_timestamp(e.time).as_bytes());
+                payload.push(b' ');
+            }
+            payload.extend_from_slice(&e.line);
+            let chunk = if multiplexed {
+                let mut framed = Vec::with_capacity(payload.len() + proto::HEADER);
+                let kind = match e.stream {
+                    Stream::Stdout => proto::STDOUT,
+                    Stream::Stderr => proto::STDERR,
+                };
+                proto::put_frame(&mut framed, kind, &payload);
+                framed
+            } else {
+                payload
+            };
+            if tx.send(Ok(Bytes::from(chunk))).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut r = Response::new(channel_body(rx));
+    let ct = if multiplexed && ctx.version >= ApiVersion::new(1, 42) {
+        "application/vnd.docker.multiplexed-stream"
+    } else {
+        "application/vnd.docker.raw-stream"
+    };
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+    Ok(r)
+}
+
+/// `POST /containers/{id}/attach`: with `Upgrade: tcp` the connection is hijacked (101);
+/// without, the stream is the body of a 200.
+pub async fn attach(mut ctx: Ctx) -> HandlerResult {
+    let q = &ctx.query;
+    let (stdin, stdout, stderr) = (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"));
+    let stream = q.bool("stream");
+    let backend = ctx.backend.clone();
+    if !stream {
+        // Only `logs=1` without streaming: nothing live to attach to.
+        if !q.bool("logs") {
+            return Err(ApiError::invalid("at least one of stream or logs must be set"));
+        }
+    }
+    let (tty, attached) = backend
+        .container_attach(name(&ctx), stdin, stdout, stderr)
+        .await?;
+    let multiplexed = !tty;
+    let ct = if multiplexed && ctx.version >= ApiVersion::new(1, 42) {
+        "application/vnd.docker.multiplexed-stream"
+    } else {
+        "application/vnd.docker.raw-stream"
+    };
+    let upgrade = ctx
+        .req
+        .headers()
+        .get(UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("tcp"));
+    if upgrade {
+        let on_upgrade = hyper::upgrade::on(&mut ctx.req);
+        tokio::spawn(async move {
+            let Ok(upgraded) = on_upgrade.await else {
+                return;
+            };
+            let io = TokioIo::new(upgraded);
+            pump(io, attached, tty, stdin).await;
+        });
+        let mut r = Response::new(empty());
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = r.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+        h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(UPGRADE, HeaderValue::from_static("tcp"));
+        return Ok(r);
+    }
+    // No hijack: output only, as the body.
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let Ok(Some(mut sup)) = attached.await else {
+            return;
+        };
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut pending = Vec::new();
+        loop {
+            let n = tokio::select! {
+                r = sup.read(&mut buf) => match r { Ok(0) | Err(_) => break, Ok(n) => n },
+                _ = tx.closed() => return,
+            };
+            pending.extend_from_slice(&buf[..n]);
+            let out = take_output(&mut pending, tty);
+            if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut r = Response::new(channel_body(rx));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+    Ok(r)
+}
+
+/// The complete frames at the front of `pending`, as the client gets them: unchanged when
+/// multiplexed, bare payloads with a TTY.
+fn take_output(pending: &mut Vec<u8>, tty: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut used = 0;
+    while let Some((kind, len)) = proto::frame_len(&pending[used..]) {
+        let frame = &pending[used..used + proto::HEADER + len];
+        if kind == proto::STDOUT || kind == proto::STDERR {
+            if tty {
+                out.extend_from_slice(&frame[proto::HEADER..]);
+            } else {
+                out.extend_from_slice(frame);
+            }
+        }
+        used += proto::HEADER + len;
+    }
+    pending.drain(..used);
+    out
+}
+
+/// Copy between a hijacked client and the supervisor until the container's output ends.
+async fn pump<IO>(io: IO, attached: AttachStream, tty: bool, stdin: bool)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut client_r, mut client_w) = tokio::io::split(io);
+    let Ok(Some(sup)) = attached.await else {
+        let _ = client_w.shutdown().await;
+        return;
+    };
+    let (mut sup_r, mut sup_w) = sup.into_split();
+    let input = async move {
+        if !stdin {
+            // Hold until the output side ends; nothing to forward.
+            std::future::pending::<()>().await;
+        }
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match client_r.read(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    let mut frame = Vec::new();
+                    proto::put_frame(&mut frame, proto::STDIN_CLOSE, &[]);
+                    let _ = sup_w.write_all(&frame).await;
+                    // Keep the write half open: closing it would end the attach.
+                    std::future::pending::<()>().await;
+                }
+                Ok(n) => {
+                    let mut frame = Vec::with_capacity(n + proto::HEADER);
+                    proto::put_frame(&mut frame, proto::STDIN, &buf[..n]);
+                    if sup_w.write_all(&frame).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    let output = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut pending = Vec::new();
+        loop {
+            let n = match sup_r.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            pending.extend_from_slice(&buf[..n]);
+            let out = take_output(&mut pending, tty);
+            if !out.is_empty() && client_w.write_all(&out).await.is_err() {
+                return;
+            }
+        }
+        let _ = client_w.flush().await;
+        let _ = client_w.shutdown().await;
+    };
+    tokio::select! {
+        _ = output => {}
+        _ = input => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_frames_pass_or_strip() {
+        let mut p = Vec::new();
+        proto::put_frame(&mut p, proto::STDOUT, b"ab");
+        proto::put_frame(&mut p, proto::STDERR, b"c");
+        p.extend_from_slice(&[1, 0, 0]);
+        let mut q = p.clone();
+        let out = take_output(&mut p, false);
+        assert_eq!(out.len(), 8 + 2 + 8 + 1);
+        assert_eq!(p, vec![1, 0, 0]);
+        assert_eq!(take_output(&mut q, true), b"abc");
+    }
+}

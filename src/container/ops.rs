@@ -1,0 +1,344 @@
+//! Read-side operations of the manager: inspect, list, logs, changes, export, prune.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bollard_stubs::models::{ContainerPruneResponse, ContainerSummary, FilesystemChange};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::inspect::{dir_size, inspect, InspectExtras};
+use super::list::{self, ListOptions};
+use super::manager::ContainerManager;
+use super::record::Status;
+use super::ContainerError;
+use crate::filters::Filters;
+use crate::logger::jsonfile::{self, LogEntry, ReadOptions};
+use crate::util::io::{ByteReceiver, ChannelWriter};
+
+/// `GET /containers/{id}/logs` options.
+#[derive(Debug, Clone, Default)]
+pub struct LogsOptions {
+    pub follow: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub since: Option<SystemTime>,
+    pub until: Option<SystemTime>,
+    pub tail: Option<usize>,
+}
+
+impl ContainerManager {
+    /// `GET /containers/{id}/json`.
+    pub async fn inspect(self: &Arc<Self>, name: &str, size: bool) -> Result<Value, ContainerError> {
+        let c = self.get(name)?;
+        let r = c.record();
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let lower_dirs = r
+                .chain_id
+                .as_ref()
+                .and_then(|ch| this_lowers(&this, ch))
+                .unwrap_or_default();
+            let layer = this.upper_dir(&r.id);
+            let base = layer.parent().map(Path::to_path_buf).unwrap_or_default();
+            let (size_rw, size_root_fs) = if size {
+                let rw = dir_size(&layer);
+                let img: i64 = r
+                    .chain
+                    .iter()
+                    .filter_map(|ch| this.image_layer_size(ch))
+                    .sum();
+                (Some(rw), Some(rw + img))
+            } else {
+                (None, None)
+            };
+            let net_mode = r.host_config.network_mode.clone().unwrap_or_default();
+            let sandbox_key = if r.state.status.is_running() && net_mode != "host" {
+                this.sandbox_key(&r.id)
+            } else {
+                String::new()
+            };
+            let x = InspectExtras {
+                upper_dir: layer.display().to_string(),
+                merged_dir: base.join("merged").display().to_string(),
+                work_dir: base.join("work").display().to_string(),
+                lower_dirs,
+                sandbox_key,
+                size_rw,
+                size_root_fs,
+            };
+            inspect(&r, &x)
+        })
+        .await
+        .map_err(|e| ContainerError::internal(format!("inspect task: {e}")))
+    }
+
+    /// `GET /containers/json`.
+    pub fn list(&self, opts: &ListOptions) -> Result<Vec<ContainerSummary>, ContainerError> {
+        let f = &opts.filters;
+        list::validate(f)?;
+        let now = SystemTime::now();
+        let mut records: Vec<_> = self.list_all().iter().map(|c| c.record()).collect();
+        // Newest first, as dockerd lists them.
+        records.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
+        let mut ancestors = Vec::new();
+        for a in f.get("ancestor") {
+            if let Ok(img) = self.image_service().get_image(a) {
+                ancestors.push(img.id);
+            }
+        }
+        let created_of = |name: &str| -> Result<String, ContainerError> {
+            Ok(self.get(name)?.record().created)
+        };
+        let before = f.get("before").next().map(created_of).transpose()?;
+        let since = f.get("since").next().map(created_of).transpose()?;
+        let all = opts.all || opts.limit.is_some() || before.is_some() || since.is_some();
+        let mut out = Vec::new();
+        for r in records {
+            if !all && !(r.state.status.is_running() || r.state.status == Status::Restarting) {
+                continue;
+            }
+            if before.as_ref().is_some_and(|b| r.created >= *b) {
+                continue;
+            }
+            if since.as_ref().is_some_and(|s| r.created <= *s) {
+                continue;
+            }
+            if !list::matches(&r, f, &ancestors) {
+                continue;
+            }
+            let mut s = list::summary(&r, now);
+            if opts.size {
+                let rw = dir_size(&self.upper_dir(&r.id));
+                let img: i64 = r.chain.iter().filter_map(|ch| self.image_layer_size(ch)).sum();
+                s.size_rw = Some(rw);
+                s.size_root_fs = Some(rw + img);
+            }
+            out.push(s);
+            if opts.limit.is_some_and(|l| out.len() >= l) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// `POST /containers/prune`: remove stopped containers (filters `until`, `label`).
+    pub async fn prune(self: &Arc<Self>, f: &Filters) -> Result<ContainerPruneResponse, ContainerError> {
+        f.validate(&["until", "label", "label!"])
+            .map_err(|e| ContainerError::invalid(e.to_string()))?;
+        let now = SystemTime::now();
+        let mut deleted = Vec::new();
+        let mut reclaimed = 0i64;
+        for c in self.list_all() {
+            let r = c.record();
+            if !matches!(r.state.status, Status::Exited | Status::Created | Status::Dead) {
+                continue;
+            }
+            let mut keep = false;
+            for u in f.get("until") {
+                if !list::created_before(&r, u, now)? {
+                    keep = true;
+                }
+            }
+            let labels = r.config.labels.clone().unwrap_or_default();
+            if f.contains("label") && !f.match_kv_list("label", &labels) {
+                keep = true;
+            }
+            if f.contains("label!") && f.match_kv_list("label!", &labels) {
+                keep = true;
+            }
+            if keep {
+                continue;
+            }
+            let size = dir_size(&self.upper_dir(&r.id));
+            if self.remove(&r.id, false).await.is_ok() {
+                deleted.push(r.id.clone());
+                reclaimed += size;
+            }
+        }
+        self.events_bus().publish(crate::events::Event::new("container", "prune", "")
+            .attribute("reclaimed", reclaimed.to_string()));
+        Ok(ContainerPruneResponse {
+            containers_deleted: Some(deleted),
+            space_reclaimed: Some(reclaimed),
+        })
+    }
+
+    /// `GET /containers/{id}/logs`: entries on a channel; with `follow`, until the container
+    /// stops or the receiver goes.
+    pub async fn logs(
+        self: &Arc<Self>,
+        name: &str,
+        opts: LogsOptions,
+    ) -> Result<(bool, mpsc::Receiver<LogEntry>), ContainerError> {
+        let (c, tty, _cfg, path) = self.log_source(name)?;
+        let ropts = ReadOptions {
+            stdout: opts.stdout,
+            stderr: opts.stderr,
+            since: opts.since,
+            until: opts.until,
+            tail: opts.tail,
+        };
+        let p = path.clone();
+        let (entries, follower) = tokio::task::spawn_blocking(move || jsonfile::read_and_follow(&p, &ropts))
+            .await
+            .map_err(|e| ContainerError::internal(format!("logs task: {e}")))?
+            .map_err(|e| ContainerError::io(format!("read log {}", path.display()), e))?;
+        let (tx, rx) = mpsc::channel(256);
+        let mut rx_state = c.subscribe();
+        let follow = opts.follow && c.status().is_running() || opts.follow && c.status() == Status::Restarting;
+        tokio::spawn(async move {
+            for e in entries {
+                if tx.send(e).await.is_err() {
+                    return;
+                }
+            }
+            if !follow {
+                return;
+            }
+            let mut follower = follower;
+            let mut last_round = false;
+            loop {
+                let got = match follower.poll() {
+                    Ok(v) => v,
+                    Err(_) => return,
+                };
+                for e in got {
+                    if tx.send(e).await.is_err() {
+                        return;
+                    }
+                }
+                if last_round || follower.finished() {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = tx.closed() => return,
+                    changed = rx_state.changed() => {
+                        let s = rx_state.borrow().clone();
+                        if changed.is_err() || (!s.running) {
+                            // One more read for what was written before the exit.
+                            last_round = true;
+                        }
+                    }
+                }
+            }
+        });
+        Ok((tty, rx))
+    }
+
+    /// `GET /containers/{id}/changes`: what the writable layer adds, changes and deletes.
+    pub async fn changes(self: &Arc<Self>, name: &str) -> Result<Vec<FilesystemChange>, ContainerError> {
+        let c = self.get(name)?;
+        let r = c.record();
+        let upper = self.upper_dir(&r.id);
+        let lowers: Vec<PathBuf> = match &r.chain_id {
+            Some(ch) => self.image_service().store().lower_dirs(ch)?,
+            None => Vec::new(),
+        };
+        tokio::task::spawn_blocking(move || diff(&upper, &lowers))
+            .await
+            .map_err(|e| ContainerError::internal(format!("changes task: {e}")))?
+    }
+
+    /// `GET /containers/{id}/export`: a tar of the container's filesystem.
+    pub async fn export(self: &Arc<Self>, name: &str) -> Result<ByteReceiver, ContainerError> {
+        let c = self.get(name)?;
+        let r = c.record();
+        let this = self.clone();
+        let mounted_here = !crate::runtime::host::is_mounted(&self.rootfs(&r.id));
+        if mounted_here {
+            let this = this.clone();
+            let r = r.clone();
+            tokio::task::spawn_blocking(move || this.mount_for_export(&r))
+                .await
+                .map_err(|e| ContainerError::internal(format!("export task: {e}")))??;
+        }
+        let (tx, rx) = mpsc::channel(16);
+        let root = self.rootfs(&r.id);
+        let event = this.event_for(&r, "export");
+        tokio::task::spawn_blocking(move || {
+            let mut out = ChannelWriter::new(tx);
+            let result = (|| -> std::io::Result<()> {
+                let mut b = tar::Builder::new(&mut out);
+                b.follow_symlinks(false);
+                b.mode(tar::HeaderMode::Complete);
+                append_tree(&mut b, &root, Path::new(""))?;
+                b.finish()
+            })();
+            if mounted_here && !this.status_of(&r.id).is_some_and(|s| s.is_running()) {
+                let _ = crate::runtime::host::unmount(&root);
+            }
+            match result {
+                Ok(()) => this.events_bus().publish(event),
+                Err(e) => out.fail(e),
+            }
+        });
+        Ok(rx)
+    }
+}
+
+fn this_lowers(m: &ContainerManager, chain: &str) -> Option<Vec<String>> {
+    m.image_service()
+        .store()
+        .lower_dirs(chain)
+        .ok()
+        .map(|v| v.iter().map(|p| p.display().to_string()).collect())
+}
+
+/// Append `dir` (relative name `rel`) and everything below it, without following links.
+fn append_tree<W: std::io::Write>(b: &mut tar::Builder<W>, root: &Path, rel: &Path) -> std::io::Result<()> {
+    let full = root.join(rel);
+    let mut entries: Vec<_> = std::fs::read_dir(&full)?.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = rel.join(e.file_name());
+        let path = e.path();
+        let md = path.symlink_metadata()?;
+        b.append_path_with_name(&path, &name)?;
+        if md.is_dir() {
+            append_tree(b, root, &name)?;
+        }
+    }
+    Ok(())
+}
+
+/// Walk an overlay upper dir: whiteouts are deletions, files that exist below are changes,
+/// the rest additions (moby's `overlayChanges`). Kinds: 0 modified, 1 added, 2 deleted.
+fn diff(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<FilesystemChange>, ContainerError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    let in_lower = |rel: &Path| lowers.iter().any(|l| l.join(rel).symlink_metadata().is_ok());
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = upper.join(&rel);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let child = rel.join(e.file_name());
+            let Ok(md) = e.path().symlink_metadata() else {
+                continue;
+            };
+            let path = format!("/{}", child.display());
+            if md.file_type().is_char_device() && md.rdev() == 0 {
+                out.push(FilesystemChange { path, kind: bollard_stubs::models::ChangeType::_2 });
+                continue;
+            }
+            let kind = if in_lower(&child) {
+                bollard_stubs::models::ChangeType::_0
+            } else {
+                bollard_stubs::models::ChangeType::_1
+            };
+            // A directory that only exists because something below changed is "modified";
+            // one that is new is "added" along with everything in it.
+            out.push(FilesystemChange { path, kind });
+            if md.is_dir() {
+                stack.push(child);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}

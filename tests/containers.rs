@@ -1,0 +1,459 @@
+//! Containers through the docker CLI: run, lifecycle, resources, logs, restart policies and
+//! live restore, with a busybox-static image.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{berthd_with_busybox, ok, stderr, stdout, Berthd};
+
+fn ready() -> bool {
+    common::is_root() && common::have_docker_cli() && common::have_busybox()
+}
+const NOT_READY: &str = "needs root, the docker CLI and Debian's busybox-static";
+
+/// berthd with busybox imported, under a cgroup parent of its own (so leaks can be checked).
+fn daemon() -> (Berthd, String) {
+    let parent = format!("berth-test-{}", &uuid_like());
+    let b = berthd_with_busybox(&["--cgroup-parent", &parent]);
+    (b, parent)
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{:x}{:x}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    )
+}
+
+fn inspect(b: &Berthd, name: &str, format: &str) -> String {
+    ok(b.docker_out(&["inspect", "--format", format, name]))
+        .trim()
+        .to_string()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The container's cgroup directory for `controller` (v1) or the unified one (v2).
+fn cgroup_dir(parent: &str, id: &str, controller: &str) -> PathBuf {
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        Path::new("/sys/fs/cgroup").join(parent).join(id)
+    } else {
+        Path::new("/sys/fs/cgroup").join(controller).join(parent).join(id)
+    }
+}
+
+fn mounts_mentioning(s: &str) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(s))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn run_prints_output_and_exit_codes() {
+    require!(ready(), NOT_READY);
+    let (b, _) = daemon();
+    let o = b.docker_out(&["run", "--rm", "busybox", "echo", "hi"]);
+    assert_eq!(stdout(&o), "hi\n", "{}", stderr(&o));
+    assert!(o.status.success());
+    // Streams stay apart.
+    let o = b.docker_out(&["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2"]);
+    assert_eq!(stdout(&o), "out\n");
+    assert_eq!(stderr(&o), "err\n");
+    let o = b.docker_out(&["run", "--name", "three", "busybox", "sh", "-c", "exit 3"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(inspect(&b, "three", "{{.State.Status}} {{.State.ExitCode}}"), "exited 3");
+    let o = b.docker_out(&["run", "--rm", "busybox", "nosuchcmd"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("exec: \"nosuchcmd\": executable file not found in $PATH"),
+        "{}",
+        stderr(&o)
+    );
+    let o = b.docker_out(&["run", "--rm", "busybox", "/etc/passwd"]);
+    assert_eq!(o.status.code(), Some(126), "{}", stderr(&o));
+    let o = b.docker_out(&["run", "--rm", "nosuchimage"]);
+    assert_eq!(o.status.code(), Some(125));
+    // --rm removed the containers above.
+    let all = ok(b.docker_out(&["ps", "-aq"]));
+    assert_eq!(all.lines().count(), 1, "{all}");
+}
+
+#[test]
+fn detached_lifecycle_logs_and_signals() {
+    require!(ready(), NOT_READY);
+    let (b, _) = daemon();
+    let script = "trap 'echo got usr1' USR1; trap 'echo bye; exit 0' TERM; echo started; while true; do sleep 0.1; done";
+    let id = ok(b.docker_out(&["run", "-d", "--name", "web", "busybox", "sh", "-c", script]));
+    let id = id.trim();
+    assert_eq!(id.len(), 64);
+    wait_for("started in logs", Duration::from_secs(10), || {
+        stdout(&b.docker_out(&["logs", "web"])).contains("started")
+    });
+    assert_eq!(inspect(&b, "web", "{{.State.Running}}"), "true");
+    let pid: i32 = inspect(&b, "web", "{{.State.Pid}}").parse().unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    // logs -f follows until the container stops.
+    let mut follow = b.docker();
+    follow.args(["logs", "-f", "web"]);
+    follow.stdout(std::process::Stdio::piped());
+    let follower = follow.spawn().unwrap();
+    ok(b.docker_out(&["kill", "-s", "USR1", "web"]));
+    wait_for("usr1 in logs", Duration::from_secs(10), || {
+        stdout(&b.docker_out(&["logs", "web"])).contains("got usr1")
+    });
+    assert_eq!(inspect(&b, "web", "{{.State.Running}}"), "true");
+    ok(b.docker_out(&["stop", "web"]));
+    assert_eq!(inspect(&b, "web", "{{.State.Status}} {{.State.ExitCode}}"), "exited 0");
+    let followed = follower.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&followed.stdout);
+    assert!(text.contains("started") && text.contains("got usr1") && text.contains("bye"), "{text}");
+    // start again, restart, then kill.
+    ok(b.docker_out(&["start", "web"]));
+    assert_eq!(inspect(&b, "web", "{{.State.Running}}"), "true");
+    let first = inspect(&b, "web", "{{.State.StartedAt}}");
+    ok(b.docker_out(&["restart", "-t", "5", "web"]));
+    assert_ne!(inspect(&b, "web", "{{.State.StartedAt}}"), first);
+    ok(b.docker_out(&["kill", "web"]));
+    assert_eq!(inspect(&b, "web", "{{.State.Status}} {{.State.ExitCode}}"), "exited 137");
+    let o = b.docker_out(&["stop", "nosuch"]);
+    assert!(stderr(&o).contains("No such container: nosuch"), "{}", stderr(&o));
+    let o = b.docker_out(&["kill", "web"]);
+    assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
+    ok(b.docker_out(&["rm", "web"]));
+    let o = b.docker_out(&["inspect", "web"]);
+    assert!(!o.status.success());
+}
+
+#[test]
+fn ps_filters_formats_and_inspect() {
+    require!(ready(), NOT_READY);
+    let (b, _) = daemon();
+    ok(b.docker_out(&["run", "-d", "--name", "up", "--label", "tier=web", "busybox", "sleep", "100"]));
+    ok(b.docker_out(&["run", "--name", "down", "--label", "tier=db", "busybox", "sh", "-c", "exit 2"]));
+    ok(b.docker_out(&["create", "--name", "fresh", "busybox", "true"]));
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["ps", "--format", "{{.Names}}"];
+        a.extend_from_slice(args);
+        let mut v: Vec<String> = ok(b.docker_out(&a)).lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&[]), vec!["up"]);
+    assert_eq!(names(&["-a"]), vec!["down", "fresh", "up"]);
+    assert_eq!(names(&["-a", "--filter", "status=exited"]), vec!["down"]);
+    assert_eq!(names(&["-a", "--filter", "exited=2"]), vec!["down"]);
+    assert_eq!(names(&["-a", "--filter", "label=tier=web"]), vec!["up"]);
+    assert_eq!(names(&["-a", "--filter", "name=fre"]), vec!["fresh"]);
+    assert_eq!(names(&["-a", "--filter", "status=created"]), vec!["fresh"]);
+    assert_eq!(names(&["-a", "--filter", "ancestor=busybox"]), vec!["down", "fresh", "up"]);
+    assert_eq!(names(&["-a", "--filter", "before=fresh"]), vec!["down", "up"]);
+    assert_eq!(names(&["-a", "--filter", "since=up"]), vec!["down", "fresh"]);
+    assert_eq!(names(&["-a", "-n", "1"]), vec!["fresh"]);
+    let o = b.docker_out(&["ps", "--filter", "bogus=1"]);
+    assert!(!o.status.success() && stderr(&o).contains("invalid filter"), "{}", stderr(&o));
+    let st = ok(b.docker_out(&["ps", "-a", "--filter", "name=down", "--format", "{{.Status}}|{{.Command}}|{{.Image}}"]));
+    assert!(st.starts_with("Exited (2) "), "{st}");
+    assert!(st.contains("|\"sh -c 'exit 2'\"|busybox") || st.contains("sh -c"), "{st}");
+    let up = ok(b.docker_out(&["ps", "--filter", "name=up", "--format", "{{.Status}}"]));
+    assert!(up.starts_with("Up "), "{up}");
+    // inspect.
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(b.docker_out(&["inspect", "up"]))).unwrap();
+    let c = &v[0];
+    assert_eq!(c["Name"], "/up");
+    assert_eq!(c["Path"], "sleep");
+    assert_eq!(c["Args"][0], "100");
+    assert_eq!(c["State"]["Status"], "running");
+    assert_eq!(c["State"]["Running"], true);
+    assert_eq!(c["State"]["OOMKilled"], false);
+    assert!(c["State"]["Pid"].as_i64().unwrap() > 0);
+    assert_eq!(c["Config"]["Labels"]["tier"], "web");
+    assert_eq!(c["Config"]["Image"], "busybox");
+    assert_eq!(c["Driver"], "overlay2");
+    assert_eq!(c["HostConfig"]["ShmSize"], 67108864);
+    assert!(c["Image"].as_str().unwrap().starts_with("sha256:"));
+    assert!(c["Created"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(c["RestartCount"], 0);
+    let hostname = inspect(&b, "up", "{{.Config.Hostname}}");
+    let id = inspect(&b, "up", "{{.Id}}");
+    assert_eq!(hostname, &id[..12]);
+    // Conflicting names, running removal.
+    let o = b.docker_out(&["create", "--name", "up", "busybox", "true"]);
+    assert!(stderr(&o).contains("Conflict. The container name \"/up\" is already in use"), "{}", stderr(&o));
+    let o = b.docker_out(&["rm", "up"]);
+    assert!(stderr(&o).contains("container is running"), "{}", stderr(&o));
+    ok(b.docker_out(&["rm", "-f", "up"]));
+}
+
+#[test]
+fn config_options_reach_the_process() {
+    require!(ready(), NOT_READY);
+    let (b, _) = daemon();
+    let run = |args: &[&str]| -> String {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(args);
+        let o = b.docker_out(&a);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    assert_eq!(run(&["-u", "1000:1000", "busybox", "id"]), "uid=1000(user) gid=1000(user) groups=1000(user)\n");
+    assert_eq!(run(&["-u", "user", "busybox", "id", "-u"]), "1000\n");
+    assert_eq!(run(&["-w", "/srv/app", "busybox", "pwd"]), "/srv/app\n");
+    assert_eq!(run(&["-e", "FOO=bar", "busybox", "sh", "-c", "echo $FOO"]), "bar\n");
+    assert_eq!(run(&["--entrypoint", "echo", "busybox", "via", "entrypoint"]), "via entrypoint\n");
+    assert_eq!(run(&["busybox", "hostname"]).trim().len(), 12);
+    assert_eq!(run(&["--hostname", "box", "busybox", "hostname"]), "box\n");
+    // Read-only rootfs, tmpfs, bind mounts.
+    let o = b.docker_out(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
+    assert!(!o.status.success() && stderr(&o).contains("Read-only file system"), "{}", stderr(&o));
+    assert_eq!(run(&["--read-only", "--tmpfs", "/t", "busybox", "sh", "-c", "echo ok > /t/f && cat /t/f"]), "ok\n");
+    let host = b.dir.path().join("hostdir");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("in.txt"), "from host\n").unwrap();
+    let vol = format!("{}:/data", host.display());
+    assert_eq!(run(&["-v", &vol, "busybox", "sh", "-c", "cat /data/in.txt; echo back > /data/out.txt"]), "from host\n");
+    assert_eq!(std::fs::read_to_string(host.join("out.txt")).unwrap(), "back\n");
+    // Capabilities.
+    let eff = run(&["busybox", "sh", "-c", "grep CapEff /proc/self/status"]);
+    assert!(eff.contains("00000000a80425fb"), "{eff}");
+    let eff = run(&["--cap-drop", "ALL", "busybox", "sh", "-c", "grep CapEff /proc/self/status"]);
+    assert!(eff.contains("0000000000000000"), "{eff}");
+    let o = b.docker_out(&["run", "--rm", "--cap-drop", "ALL", "busybox", "chown", "1:1", "/tmp"]);
+    assert!(!o.status.success());
+    // --init: PID 1 is tini.
+    if Path::new("/usr/bin/tini-static").exists() || common::have_command("docker-init") {
+        let comm = run(&["--init", "busybox", "cat", "/proc/1/comm"]);
+        assert!(comm.starts_with("tini") || comm.starts_with("docker-init"), "{comm}");
+    } else {
+        eprintln!("skipping --init: tini-static is not installed");
+    }
+    // Network mode none still has loopback up.
+    assert!(run(&["--network", "none", "busybox", "cat", "/sys/class/net/lo/operstate"]).contains("unknown"));
+}
+
+#[test]
+fn resources_are_in_the_cgroup() {
+    require!(ready(), NOT_READY);
+    let (b, parent) = daemon();
+    let id = ok(b.docker_out(&[
+        "run", "-d", "--name", "lim", "--memory", "64m", "--pids-limit", "50", "--cpus", "0.5",
+        "busybox", "sleep", "100",
+    ]))
+    .trim()
+    .to_string();
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let mem = cgroup_dir(&parent, &id, "memory");
+    let pids = cgroup_dir(&parent, &id, "pids");
+    let cpu = cgroup_dir(&parent, &id, "cpu,cpuacct");
+    if v2 {
+        assert_eq!(std::fs::read_to_string(mem.join("memory.max")).unwrap().trim(), "67108864");
+        assert_eq!(std::fs::read_to_string(pids.join("pids.max")).unwrap().trim(), "50");
+        assert_eq!(std::fs::read_to_string(cpu.join("cpu.max")).unwrap().trim(), "50000 100000");
+    } else {
+        assert_eq!(std::fs::read_to_string(mem.join("memory.limit_in_bytes")).unwrap().trim(), "67108864");
+        assert_eq!(std::fs::read_to_string(pids.join("pids.max")).unwrap().trim(), "50");
+        let cpu = if cpu.exists() { cpu } else { cgroup_dir(&parent, &id, "cpu") };
+        assert_eq!(std::fs::read_to_string(cpu.join("cpu.cfs_quota_us")).unwrap().trim(), "50000");
+    }
+    assert_eq!(inspect(&b, "lim", "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} {{.HostConfig.NanoCpus}}"), "67108864 50 500000000");
+    // update --memory applies live.
+    ok(b.docker_out(&["update", "--memory", "96m", "--memory-swap", "-1", "lim"]));
+    let limit = if v2 { mem.join("memory.max") } else { mem.join("memory.limit_in_bytes") };
+    assert_eq!(std::fs::read_to_string(&limit).unwrap().trim(), "100663296");
+    assert_eq!(inspect(&b, "lim", "{{.HostConfig.Memory}}"), "100663296");
+    ok(b.docker_out(&["rm", "-f", "lim"]));
+    assert!(!mem.exists(), "cgroup {} left behind", mem.display());
+    // A process that allocates more than the limit is OOM-killed.
+    let o = b.docker_out(&[
+        "run", "--name", "oom", "--memory", "16m", "--memory-swap", "16m", "busybox", "sh", "-c",
+        "x=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; while true; do x=$x$x; done",
+    ]);
+    assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
+    assert_eq!(inspect(&b, "oom", "{{.State.OOMKilled}} {{.State.ExitCode}}"), "true 137");
+}
+
+#[test]
+fn restart_policy_on_failure_restarts_exactly_twice() {
+    require!(ready(), NOT_READY);
+    let (b, _) = daemon();
+    ok(b.docker_out(&["run", "-d", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh", "-c", "echo run; exit 1"]));
+    wait_for("three runs", Duration::from_secs(20), || {
+        inspect(&b, "flaky", "{{.State.Status}} {{.RestartCount}}") == "exited 2"
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(inspect(&b, "flaky", "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}"), "exited 2 1");
+    assert_eq!(stdout(&b.docker_out(&["logs", "flaky"])), "run\nrun\nrun\n");
+    // A policy that restarts forever is stopped by docker stop.
+    ok(b.docker_out(&["run", "-d", "--name", "always", "--restart", "always", "busybox", "sh", "-c", "sleep 0.2; exit 0"]));
+    wait_for("a restart", Duration::from_secs(20), || {
+        inspect(&b, "always", "{{.RestartCount}}").parse::<i32>().unwrap_or(0) >= 1
+    });
+    ok(b.docker_out(&["stop", "always"]));
+    let n = inspect(&b, "always", "{{.RestartCount}}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(inspect(&b, "always", "{{.State.Status}} {{.RestartCount}}"), format!("exited {n}"));
+}
+
+#[test]
+fn pause_rename_top_diff_export_prune() {
+    require!(ready(), NOT_READY);
+    let (b, _) = daemon();
+    ok(b.docker_out(&["run", "-d", "--name", "p", "busybox", "sh", "-c", "echo x > /new.txt; rm /etc/group; sleep 100"]));
+    wait_for("the file", Duration::from_secs(10), || {
+        stdout(&b.docker_out(&["diff", "p"])).contains("/new.txt")
+    });
+    let diff = ok(b.docker_out(&["diff", "p"]));
+    assert!(diff.contains("A /new.txt"), "{diff}");
+    assert!(diff.contains("D /etc/group"), "{diff}");
+    assert!(diff.contains("C /etc"), "{diff}");
+    ok(b.docker_out(&["pause", "p"]));
+    assert_eq!(inspect(&b, "p", "{{.State.Status}} {{.State.Paused}}"), "paused true");
+    let o = b.docker_out(&["stop", "-t", "1", "p"]);
+    let _ = o;
+    ok(b.docker_out(&["unpause", "p"]));
+    assert_eq!(inspect(&b, "p", "{{.State.Status}}"), "running");
+    let top = ok(b.docker_out(&["top", "p"]));
+    assert!(top.contains("sleep 100"), "{top}");
+    assert!(top.lines().next().unwrap().contains("PID"), "{top}");
+    ok(b.docker_out(&["rename", "p", "q"]));
+    assert_eq!(inspect(&b, "q", "{{.Name}}"), "/q");
+    assert!(!b.docker_out(&["inspect", "p"]).status.success());
+    let tar = b.dir.path().join("export.tar");
+    ok(b.docker_out(&["export", "-o", tar.to_str().unwrap(), "q"]));
+    let mut names = Vec::new();
+    let mut ar = tar::Archive::new(std::fs::File::open(&tar).unwrap());
+    for e in ar.entries().unwrap() {
+        names.push(e.unwrap().path().unwrap().display().to_string());
+    }
+    assert!(names.iter().any(|n| n == "new.txt"), "{names:?}");
+    assert!(names.iter().any(|n| n == "bin/busybox"), "{names:?}");
+    assert!(!names.iter().any(|n| n == "etc/group"), "{names:?}");
+    ok(b.docker_out(&["run", "--name", "gone1", "busybox", "true"]));
+    ok(b.docker_out(&["create", "--name", "gone2", "busybox", "true"]));
+    let out = ok(b.docker_out(&["container", "prune", "-f"]));
+    assert!(out.contains("Deleted Containers:"), "{out}");
+    let left = ok(b.docker_out(&["ps", "-a", "--format", "{{.Names}}"]));
+    assert_eq!(left.trim(), "q");
+    ok(b.docker_out(&["rm", "-f", "q"]));
+}
+
+#[test]
+fn logs_tail_since_timestamps_and_rotation() {
+    require!(ready(), NOT_READY);
+    let (b, _) = daemon();
+    ok(b.docker_out(&["run", "--name", "l", "busybox", "sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; echo oops >&2"]));
+    assert_eq!(stdout(&b.docker_out(&["logs", "--tail", "2", "l"])), "line5\n");
+    let o = b.docker_out(&["logs", "--tail", "2", "l"]);
+    assert_eq!(stderr(&o), "oops\n");
+    let t = ok(b.docker_out(&["logs", "-t", "l"]));
+    let first = t.lines().next().unwrap();
+    assert!(first.ends_with(" line1") && first.contains('T') && first.contains("Z "), "{first}");
+    let o = b.docker_out(&["logs", "--since", "2000-01-01T00:00:00Z", "l"]);
+    assert!(stdout(&o).starts_with("line1\n"));
+    let o = b.docker_out(&["logs", "--since", "2100-01-01T00:00:00Z", "l"]);
+    assert_eq!(stdout(&o), "");
+    // json-file rotation.
+    ok(b.docker_out(&[
+        "run", "--name", "rot", "--log-opt", "max-size=10k", "--log-opt", "max-file=3", "busybox", "sh", "-c",
+        "i=0; while [ $i -lt 2000 ]; do echo line-$i-padding-padding-padding; i=$((i+1)); done",
+    ]));
+    let log = inspect(&b, "rot", "{{.LogPath}}");
+    let dir = Path::new(&log).parent().unwrap();
+    let files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("-json.log"))
+        .collect();
+    assert_eq!(files.len(), 3, "{files:?}");
+    for f in &files {
+        assert!(std::fs::metadata(dir.join(f)).unwrap().len() < 12 * 1024, "{f}");
+    }
+    let out = stdout(&b.docker_out(&["logs", "rot"]));
+    assert!(out.ends_with("line-1999-padding-padding-padding\n"));
+}
+
+#[test]
+fn live_restore_after_kill_9() {
+    require!(ready(), NOT_READY);
+    let (mut b, parent) = daemon();
+    ok(b.docker_out(&["run", "-d", "--name", "survivor", "busybox", "sh", "-c", "trap 'exit 7' TERM; echo before; while true; do sleep 0.1; done"]));
+    ok(b.docker_out(&["run", "-d", "--name", "ends", "busybox", "sh", "-c", "sleep 1; exit 4"]));
+    let pid: i32 = inspect(&b, "survivor", "{{.State.Pid}}").parse().unwrap();
+    b.signal(nix::sys::signal::Signal::SIGKILL);
+    b.wait_exit(Duration::from_secs(10));
+    // The container keeps running while berthd is down; the other exits meanwhile.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    b.spawn_with_host(&["--cgroup-parent", &parent]);
+    assert_eq!(inspect(&b, "survivor", "{{.State.Status}} {{.State.Pid}}"), format!("running {pid}"));
+    wait_for("the exit seen while down", Duration::from_secs(10), || {
+        inspect(&b, "ends", "{{.State.Status}} {{.State.ExitCode}}") == "exited 4"
+    });
+    assert!(stdout(&b.docker_out(&["logs", "survivor"])).contains("before"));
+    ok(b.docker_out(&["stop", "survivor"]));
+    assert_eq!(inspect(&b, "survivor", "{{.State.ExitCode}}"), "7");
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+}
+
+#[test]
+fn twenty_parallel_containers_leave_nothing_behind() {
+    require!(ready(), NOT_READY);
+    let (b, parent) = daemon();
+    let handles: Vec<_> = (0..20)
+        .map(|i| {
+            let mut cmd = b.docker();
+            cmd.args(["run", "-d", "--name", &format!("par{i}"), "busybox", "sleep", "100"]);
+            std::thread::spawn(move || cmd.output().unwrap())
+        })
+        .collect();
+    for h in handles {
+        let o = h.join().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let running = ok(b.docker_out(&["ps", "-q"]));
+    assert_eq!(running.lines().count(), 20, "{running}");
+    let ids: Vec<String> = running.lines().map(str::to_string).collect();
+    let handles: Vec<_> = (0..20)
+        .map(|i| {
+            let mut cmd = b.docker();
+            cmd.args(["rm", "-f", &format!("par{i}")]);
+            std::thread::spawn(move || cmd.output().unwrap())
+        })
+        .collect();
+    for h in handles {
+        let o = h.join().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!(ok(b.docker_out(&["ps", "-aq"])).trim(), "");
+    let data = b.data_root().display().to_string();
+    assert!(mounts_mentioning(&data).is_empty(), "{:?}", mounts_mentioning(&data));
+    let exec = b.dir.path().join("exec").display().to_string();
+    assert!(mounts_mentioning(&exec).is_empty(), "{:?}", mounts_mentioning(&exec));
+    let mem = cgroup_dir(&parent, "", "memory");
+    let left: Vec<_> = std::fs::read_dir(&mem)
+        .map(|d| d.flatten().filter(|e| e.path().is_dir()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "cgroups left: {left:?}");
+    let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    for id in ids {
+        assert!(!ps.contains(&id[..12]), "a process of {id} is left");
+    }
+    assert!(!ps.lines().any(|l| l.contains("__supervise") && l.contains(&exec)), "{ps}");
+}
