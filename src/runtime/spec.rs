@@ -2104,3 +2104,1375 @@ fn resolve_dir(root: &std::fs::File, comps: &[CString]) -> Result<OwnedFd, nix::
     }
     Err(last)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::errors::Kinded;
+    use bollard_stubs::models::{MountBindOptions, MountTmpfsOptions, ResourcesUlimits};
+    use std::fs;
+
+    const ID: &str = "4f3c2b1a0e9d8c7b6a5f4e3d2c1b0a99887766554433221100ffeeddccbbaa00";
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        rootfs: PathBuf,
+        hostname: PathBuf,
+        hosts: PathBuf,
+        resolv: PathBuf,
+        netns: PathBuf,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        fs::create_dir_all(rootfs.join("etc")).unwrap();
+        fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n",
+        )
+        .unwrap();
+        fs::write(
+            rootfs.join("etc/group"),
+            "root:x:0:\nwheel:x:10:alice\naudio:x:29:\nalice:x:1000:\n",
+        )
+        .unwrap();
+        let file = |name: &str| {
+            let p = dir.path().join(name);
+            fs::write(&p, "x\n").unwrap();
+            p
+        };
+        Fixture {
+            hostname: file("hostname"),
+            hosts: file("hosts"),
+            resolv: file("resolv.conf"),
+            // Stands in for a bind-mounted netns (libcontainer's validator stats it).
+            netns: file("netns"),
+            rootfs,
+            dir,
+        }
+    }
+
+    fn options<'a>(
+        fx: &'a Fixture,
+        cfg: &'a ContainerConfig,
+        hc: &'a HostConfig,
+    ) -> SpecOptions<'a> {
+        SpecOptions {
+            id: ID,
+            config: cfg,
+            host_config: hc,
+            rootfs: &fx.rootfs,
+            hostname_path: &fx.hostname,
+            hosts_path: &fx.hosts,
+            resolv_conf_path: &fx.resolv,
+            network: Namespace::Path(&fx.netns),
+            ipc: Namespace::Private,
+            pid: Namespace::Private,
+            uts: Namespace::Private,
+            cgroup_path: format!("/berth/{ID}"),
+            cgroup_version: CgroupVersion::V2,
+            init_path: None,
+        }
+    }
+
+    fn sh() -> ContainerConfig {
+        ContainerConfig {
+            cmd: Some(vec!["sh".into()]),
+            env: Some(vec!["FOO=bar".into()]),
+            ..Default::default()
+        }
+    }
+
+    fn build_with(cfg: &ContainerConfig, hc: &HostConfig) -> Result<Spec, SpecError> {
+        let fx = fixture();
+        build(&options(&fx, cfg, hc))
+    }
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn process(spec: &Spec) -> &Process {
+        spec.process().as_ref().unwrap()
+    }
+
+    fn linux(spec: &Spec) -> &oci_spec::runtime::Linux {
+        spec.linux().as_ref().unwrap()
+    }
+
+    fn env(spec: &Spec) -> Vec<String> {
+        process(spec).env().clone().unwrap()
+    }
+
+    fn caps(spec: &Spec) -> &LinuxCapabilities {
+        process(spec).capabilities().as_ref().unwrap()
+    }
+
+    fn has_cap(spec: &Spec, c: Capability) -> bool {
+        caps(spec).bounding().as_ref().unwrap().contains(&c)
+    }
+
+    fn mount<'s>(spec: &'s Spec, dest: &str) -> Option<&'s Mount> {
+        spec.mounts()
+            .iter()
+            .flatten()
+            .find(|m| m.destination() == Path::new(dest))
+    }
+
+    fn mount_options(spec: &Spec, dest: &str) -> Vec<String> {
+        mount(spec, dest)
+            .unwrap_or_else(|| panic!("no mount at {dest}"))
+            .options()
+            .clone()
+            .unwrap_or_default()
+    }
+
+    fn destinations(spec: &Spec) -> Vec<String> {
+        spec.mounts()
+            .iter()
+            .flatten()
+            .map(|m| m.destination().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    fn ns_types(spec: &Spec) -> Vec<LinuxNamespaceType> {
+        linux(spec)
+            .namespaces()
+            .iter()
+            .flatten()
+            .map(|n| n.typ())
+            .collect()
+    }
+
+    fn err_text(r: Result<Spec, SpecError>) -> String {
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidParameter, "{e}");
+        e.to_string()
+    }
+
+    #[test]
+    fn default_busybox_like_container() {
+        let fx = fixture();
+        let cfg = sh();
+        let hc = HostConfig::default();
+        let spec = build(&options(&fx, &cfg, &hc)).unwrap();
+
+        assert!(spec.version().starts_with("1."));
+        let root = spec.root().as_ref().unwrap();
+        assert_eq!(root.path(), &fx.rootfs);
+        assert_eq!(root.readonly(), None);
+        assert_eq!(spec.hostname().as_deref(), Some(&ID[..12]));
+
+        let p = process(&spec);
+        assert_eq!(p.args().as_deref(), Some(&strings(&["sh"])[..]));
+        assert_eq!(
+            env(&spec),
+            strings(&[
+                &format!("PATH={DEFAULT_PATH_ENV}"),
+                &format!("HOSTNAME={}", &ID[..12]),
+                "FOO=bar",
+                "HOME=/root",
+            ])
+        );
+        assert_eq!(p.cwd(), Path::new("/"));
+        assert_eq!(p.terminal(), Some(false));
+        assert_eq!(p.user().uid(), 0);
+        assert_eq!(p.user().gid(), 0);
+        assert_eq!(p.user().additional_gids().as_deref(), Some(&[0][..]));
+        assert_eq!(p.no_new_privileges(), None, "never Some(false)");
+        assert_eq!(p.apparmor_profile(), &None);
+        assert_eq!(p.oom_score_adj(), None);
+        let rl = p.rlimits().as_ref().unwrap();
+        assert_eq!(rl.len(), 1);
+        assert_eq!(rl[0].typ(), PosixRlimitType::RlimitNofile);
+        assert!(rl[0].hard() > 0 && rl[0].hard() <= DEFAULT_NOFILE);
+
+        let c = caps(&spec);
+        let expected = to_oci_caps(&strings(&DEFAULT_CAPABILITIES)).unwrap();
+        assert_eq!(c.bounding().as_ref(), Some(&expected));
+        assert_eq!(c.effective().as_ref(), Some(&expected));
+        assert_eq!(c.permitted().as_ref(), Some(&expected));
+        assert_eq!(c.inheritable().as_ref(), Some(&Capabilities::new()));
+        assert_eq!(c.ambient().as_ref(), Some(&Capabilities::new()));
+        assert!(!has_cap(&spec, Capability::SysAdmin));
+
+        assert_eq!(
+            destinations(&spec),
+            strings(&[
+                "/proc",
+                "/dev",
+                "/dev/pts",
+                "/sys",
+                "/sys/fs/cgroup",
+                "/dev/mqueue",
+                "/dev/shm",
+                "/etc/resolv.conf",
+                "/etc/hostname",
+                "/etc/hosts",
+            ])
+        );
+        assert_eq!(
+            mount_options(&spec, "/dev/shm"),
+            strings(&["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"])
+        );
+        assert!(mount_options(&spec, "/sys").contains(&"ro".to_string()));
+        assert!(mount_options(&spec, "/sys/fs/cgroup").contains(&"ro".to_string()));
+        let hosts = mount(&spec, "/etc/hosts").unwrap();
+        assert_eq!(hosts.source().as_deref(), Some(fx.hosts.as_path()));
+        assert_eq!(hosts.typ().as_deref(), Some("bind"));
+        assert_eq!(
+            hosts.options().clone().unwrap(),
+            strings(&["rbind", "rprivate"])
+        );
+
+        let l = linux(&spec);
+        assert_eq!(
+            l.cgroups_path().as_deref(),
+            Some(Path::new(&format!("/berth/{ID}")))
+        );
+        assert_eq!(
+            ns_types(&spec),
+            vec![
+                LinuxNamespaceType::Mount,
+                LinuxNamespaceType::Network,
+                LinuxNamespaceType::Uts,
+                LinuxNamespaceType::Pid,
+                LinuxNamespaceType::Ipc,
+                LinuxNamespaceType::Cgroup,
+            ]
+        );
+        let net = l.namespaces().iter().flatten().nth(1).unwrap();
+        assert_eq!(net.path().as_deref(), Some(fx.netns.as_path()));
+
+        let seccomp = l.seccomp().as_ref().unwrap();
+        assert_eq!(
+            seccomp.default_action(),
+            oci_spec::runtime::LinuxSeccompAction::ScmpActErrno
+        );
+        let masked = l.masked_paths().clone().unwrap();
+        for p in [
+            "/proc/kcore",
+            "/proc/keys",
+            "/proc/interrupts",
+            "/sys/firmware",
+        ] {
+            assert!(masked.contains(&p.to_string()), "{p}");
+        }
+        assert_eq!(
+            l.readonly_paths().clone().unwrap(),
+            strings(&DEFAULT_READONLY_PATHS)
+        );
+        let rules = l.resources().as_ref().unwrap().devices().clone().unwrap();
+        assert_eq!(rules[0].to_string(), "a *:* rwm");
+        assert!(!rules[0].allow());
+        assert!(rules
+            .iter()
+            .any(|r| r.allow() && r.to_string() == "c 1:3 rwm"));
+        assert_eq!(l.devices(), &None);
+        if Path::new("/proc/sys/net/ipv4/ping_group_range").exists() {
+            let sysctl = l.sysctl().as_ref().unwrap();
+            assert_eq!(
+                sysctl.get("net.ipv4.ping_group_range").map(String::as_str),
+                Some("0 2147483647")
+            );
+        }
+        assert_eq!(l.resources().as_ref().unwrap().memory(), &None);
+        assert_eq!(l.resources().as_ref().unwrap().pids(), &None);
+
+        libcontainer::validator::Validator::validate_spec(&spec).unwrap();
+        // The spec survives config.json.
+        let json = serde_json::to_string(&spec).unwrap();
+        assert!(!json.contains("apparmorProfile"));
+        assert!(!json.contains("noNewPrivileges"));
+        let back: Spec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, spec);
+    }
+
+    #[test]
+    fn privileged() {
+        let hc = HostConfig {
+            privileged: Some(true),
+            ..Default::default()
+        };
+        let spec = build_with(&sh(), &hc).unwrap();
+        let (available, _) = all_capabilities();
+        assert_eq!(
+            caps(&spec).bounding().as_ref().unwrap(),
+            &to_oci_caps(&available).unwrap()
+        );
+        if available.contains(&"CAP_SYS_ADMIN".to_string()) {
+            assert!(has_cap(&spec, Capability::SysAdmin));
+        }
+        let l = linux(&spec);
+        assert_eq!(l.seccomp(), &None);
+        assert_eq!(l.masked_paths(), &None);
+        assert_eq!(l.readonly_paths(), &None);
+        assert!(!mount_options(&spec, "/sys").contains(&"ro".to_string()));
+        assert!(!mount_options(&spec, "/sys/fs/cgroup").contains(&"ro".to_string()));
+        let rules = l.resources().as_ref().unwrap().devices().clone().unwrap();
+        assert_eq!(rules.len(), 1);
+        assert!(rules[0].allow());
+        assert_eq!(rules[0].to_string(), "a *:* rwm");
+        let devices = l.devices().clone().unwrap_or_default();
+        if fs::symlink_metadata("/dev/null").is_ok_and(|m| m.file_type().is_char_device()) {
+            assert!(devices.iter().any(|d| d.path() == Path::new("/dev/null")));
+        }
+        assert!(devices
+            .iter()
+            .all(|d| !d.path().starts_with("/dev/pts") && d.path() != Path::new("/dev/console")));
+        let json = serde_json::to_string(&spec).unwrap();
+        assert_eq!(serde_json::from_str::<Spec>(&json).unwrap(), spec);
+
+        // A privileged container still gets a profile it asks for.
+        let hc = HostConfig {
+            privileged: Some(true),
+            security_opt: Some(strings(&[
+                r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW","syscalls":[]}"#,
+            ])),
+            ..Default::default()
+        };
+        let spec = build_with(&sh(), &hc).unwrap();
+        assert!(linux(&spec).seccomp().is_some());
+    }
+
+    #[test]
+    fn cap_add_and_drop() {
+        let with = |add: &[&str], drop: &[&str]| {
+            let hc = HostConfig {
+                cap_add: Some(strings(add)),
+                cap_drop: Some(strings(drop)),
+                ..Default::default()
+            };
+            capabilities(&hc)
+        };
+        let caps = with(&["sys_admin", "CAP_NET_ADMIN"], &["CAP_NET_RAW", "mknod"]).unwrap();
+        assert!(caps.contains(&"CAP_SYS_ADMIN".to_string()));
+        assert!(caps.contains(&"CAP_NET_ADMIN".to_string()));
+        assert!(!caps.contains(&"CAP_NET_RAW".to_string()));
+        assert!(!caps.contains(&"CAP_MKNOD".to_string()));
+        assert_eq!(caps.len(), 14);
+
+        assert_eq!(
+            with(&["net_bind_service"], &["ALL"]).unwrap(),
+            strings(&["CAP_NET_BIND_SERVICE"])
+        );
+        assert!(with(&[], &["all"]).unwrap().is_empty());
+        let all = with(&["ALL"], &["chown"]).unwrap();
+        assert!(!all.contains(&"CAP_CHOWN".to_string()));
+        assert_eq!(all.len(), all_capabilities().0.len() - 1);
+        // Duplicates collapse.
+        assert_eq!(with(&["KILL"], &[]).unwrap().len(), 14);
+
+        let err = with(&["CAP_FOO"], &[]).unwrap_err();
+        assert_eq!(err.to_string(), r#"unknown capability: "CAP_FOO""#);
+        assert_eq!(err.kind(), ErrorKind::InvalidParameter);
+        let err = with(&[], &["foo"]).unwrap_err();
+        assert_eq!(err.to_string(), r#"unknown capability: "CAP_FOO""#);
+
+        // The seccomp profile follows the capabilities.
+        let hc = HostConfig {
+            cap_add: Some(strings(&["SYS_ADMIN"])),
+            ..Default::default()
+        };
+        if all_capabilities().0.contains(&"CAP_SYS_ADMIN".to_string()) {
+            let spec = build_with(&sh(), &hc).unwrap();
+            let seccomp = linux(&spec).seccomp().clone().unwrap();
+            assert!(seccomp
+                .syscalls()
+                .iter()
+                .flatten()
+                .any(|s| s.names().contains(&"mount".to_string())));
+        }
+    }
+
+    #[test]
+    fn users_and_groups() {
+        let cfg = ContainerConfig {
+            user: Some("alice".into()),
+            ..sh()
+        };
+        let hc = HostConfig {
+            group_add: Some(strings(&["audio", "4242"])),
+            ..Default::default()
+        };
+        let spec = build_with(&cfg, &hc).unwrap();
+        let u = process(&spec).user();
+        assert_eq!((u.uid(), u.gid()), (1000, 1000));
+        assert_eq!(
+            u.additional_gids().as_deref(),
+            Some(&[1000, 10, 29, 4242][..])
+        );
+        assert!(env(&spec).contains(&"HOME=/home/alice".to_string()));
+
+        // An explicit HOME wins; numeric ids need no passwd entry.
+        let cfg = ContainerConfig {
+            user: Some("4000:4001".into()),
+            env: Some(strings(&["HOME=/data"])),
+            ..sh()
+        };
+        let spec = build_with(&cfg, &HostConfig::default()).unwrap();
+        let u = process(&spec).user();
+        assert_eq!((u.uid(), u.gid()), (4000, 4001));
+        let e = env(&spec);
+        assert!(e.contains(&"HOME=/data".to_string()));
+        assert_eq!(e.iter().filter(|v| v.starts_with("HOME=")).count(), 1);
+
+        let cfg = ContainerConfig {
+            user: Some("nosuch".into()),
+            ..sh()
+        };
+        assert_eq!(
+            err_text(build_with(&cfg, &HostConfig::default())),
+            "unable to find user nosuch: no matching entries in passwd file"
+        );
+    }
+
+    #[test]
+    fn binds() {
+        let fx = fixture();
+        let src = fx.dir.path().join("src");
+        fs::create_dir(&src).unwrap();
+        let created = fx.dir.path().join("made/by/bind");
+        let cfg = sh();
+        let hc = HostConfig {
+            binds: Some(vec![
+                format!("{}:/data:ro", src.display()),
+                format!("{}:/new/", created.display()),
+                format!("{}:/a/b/c:rshared,z", src.display()),
+                format!("{}:/a", src.display()),
+            ]),
+            ..Default::default()
+        };
+        let spec = build(&options(&fx, &cfg, &hc)).unwrap();
+        assert!(created.is_dir(), "a missing -v source is created");
+        assert_eq!(
+            mount_options(&spec, "/data"),
+            strings(&["rbind", "rro", "rprivate"])
+        );
+        assert_eq!(
+            mount_options(&spec, "/new"),
+            strings(&["rbind", "rprivate"])
+        );
+        assert_eq!(
+            mount_options(&spec, "/a/b/c"),
+            strings(&["rbind", "rshared"])
+        );
+        let d = destinations(&spec);
+        let pos = |p: &str| d.iter().position(|x| x == p).unwrap();
+        assert!(pos("/a") < pos("/a/b/c"), "parents first: {d:?}");
+        assert!(pos("/dev/shm") < pos("/data"), "defaults first: {d:?}");
+        assert_eq!(
+            mount(&spec, "/data").unwrap().source().as_deref(),
+            Some(src.as_path())
+        );
+
+        let bind = |b: &str| {
+            let hc = HostConfig {
+                binds: Some(strings(&[b])),
+                ..Default::default()
+            };
+            build(&options(&fx, &cfg, &hc))
+        };
+        assert_eq!(
+            err_text(bind("myvol:/data")),
+            "named volumes are not supported yet: myvol"
+        );
+        assert_eq!(
+            err_text(bind("/data")),
+            "anonymous volumes are not supported yet: /data"
+        );
+        assert_eq!(
+            err_text(bind("/src:relative")),
+            "invalid volume specification: '/src:relative': invalid mount config for type \"bind\": invalid mount path: 'relative' mount path must be absolute"
+        );
+        assert_eq!(
+            err_text(bind("/src:/")),
+            "invalid volume specification: '/src:/': invalid mount config for type \"bind\": invalid specification: destination can't be '/'"
+        );
+        assert_eq!(err_text(bind("/src:/x:xyz")), "invalid mode: xyz");
+        assert_eq!(err_text(bind("/src:/x:ro,rw")), "invalid mode: ro,rw");
+        assert_eq!(
+            err_text(bind("/x:rw")),
+            "invalid volume specification: '/x:rw'"
+        );
+        assert_eq!(
+            err_text(bind("/a:/b:ro:x")),
+            "invalid volume specification: '/a:/b:ro:x'"
+        );
+
+        let hc = HostConfig {
+            binds: Some(vec![
+                format!("{}:/data", src.display()),
+                format!("{}:/data/", src.display()),
+            ]),
+            ..Default::default()
+        };
+        assert_eq!(
+            err_text(build(&options(&fx, &cfg, &hc))),
+            "Duplicate mount point: /data"
+        );
+        let hc = HostConfig {
+            binds: Some(vec![format!("{}:/run", src.display())]),
+            tmpfs: Some(HashMap::from([("/run".to_string(), String::new())])),
+            ..Default::default()
+        };
+        assert_eq!(
+            err_text(build(&options(&fx, &cfg, &hc))),
+            "Duplicate mount point: /run"
+        );
+    }
+
+    #[test]
+    fn mounts_and_tmpfs() {
+        let fx = fixture();
+        let src = fx.dir.path().join("src");
+        fs::create_dir(&src).unwrap();
+        let cfg = sh();
+        let hc = HostConfig {
+            mounts: Some(vec![
+                ApiMount {
+                    target: Some("/ro".into()),
+                    source: Some(src.to_string_lossy().into_owned()),
+                    typ: Some(MountType::BIND),
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+                ApiMount {
+                    target: Some("/cache".into()),
+                    typ: Some(MountType::TMPFS),
+                    tmpfs_options: Some(MountTmpfsOptions {
+                        size_bytes: Some(64 << 20),
+                        mode: Some(0o1777),
+                        options: Some(vec![strings(&["exec"])]),
+                    }),
+                    ..Default::default()
+                },
+            ]),
+            tmpfs: Some(HashMap::from([
+                ("/run".to_string(), "rw,size=64m,noexec".to_string()),
+                ("/tmp".to_string(), String::new()),
+            ])),
+            ..Default::default()
+        };
+        let spec = build(&options(&fx, &cfg, &hc)).unwrap();
+        assert_eq!(
+            mount_options(&spec, "/ro"),
+            strings(&["rbind", "rro", "rprivate"])
+        );
+        let cache = mount(&spec, "/cache").unwrap();
+        assert_eq!(cache.typ().as_deref(), Some("tmpfs"));
+        assert_eq!(
+            mount_options(&spec, "/cache"),
+            strings(&[
+                "nosuid",
+                "nodev",
+                "rprivate",
+                "mode=1777",
+                "size=64m",
+                "exec"
+            ])
+        );
+        assert_eq!(
+            mount_options(&spec, "/run"),
+            strings(&["nosuid", "nodev", "rprivate", "rw", "size=64m", "noexec"])
+        );
+        assert_eq!(
+            mount_options(&spec, "/tmp"),
+            strings(&["noexec", "nosuid", "nodev", "rprivate"])
+        );
+
+        let with_mount = |m: ApiMount| {
+            let hc = HostConfig {
+                mounts: Some(vec![m]),
+                ..Default::default()
+            };
+            build(&options(&fx, &cfg, &hc))
+        };
+        let bind = |src: &str, dst: &str| ApiMount {
+            target: Some(dst.into()),
+            source: Some(src.into()),
+            typ: Some(MountType::BIND),
+            ..Default::default()
+        };
+        assert_eq!(
+            err_text(with_mount(bind("/nonexistent-berth", "/x"))),
+            "invalid mount config for type \"bind\": bind source path does not exist: /nonexistent-berth"
+        );
+        let missing = fx.dir.path().join("created");
+        let spec = with_mount(ApiMount {
+            bind_options: Some(MountBindOptions {
+                create_mountpoint: Some(true),
+                ..Default::default()
+            }),
+            ..bind(&missing.to_string_lossy(), "/x")
+        })
+        .unwrap();
+        assert!(mount(&spec, "/x").is_some());
+        assert!(missing.is_dir());
+        assert_eq!(
+            err_text(with_mount(bind(&src.to_string_lossy(), "x"))),
+            "invalid mount config for type \"bind\": invalid mount path: 'x' mount path must be absolute"
+        );
+        assert_eq!(
+            err_text(with_mount(bind("rel", "/x"))),
+            "invalid mount config for type \"bind\": invalid mount path: 'rel' mount path must be absolute"
+        );
+        assert_eq!(
+            err_text(with_mount(ApiMount {
+                target: Some("/v".into()),
+                source: Some("vol".into()),
+                typ: Some(MountType::VOLUME),
+                ..Default::default()
+            })),
+            "named volumes are not supported yet: vol"
+        );
+        assert_eq!(
+            err_text(with_mount(ApiMount {
+                target: Some("/t".into()),
+                typ: Some(MountType::TMPFS),
+                bind_options: Some(MountBindOptions::default()),
+                ..Default::default()
+            })),
+            "invalid mount config for type \"tmpfs\": field BindOptions must not be specified"
+        );
+        assert_eq!(
+            err_text(with_mount(ApiMount {
+                target: Some("/t".into()),
+                typ: Some(MountType::TMPFS),
+                tmpfs_options: Some(MountTmpfsOptions {
+                    options: Some(vec![strings(&["nosuid"])]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })),
+            "invalid mount config for type \"tmpfs\": invalid option: nosuid"
+        );
+        let hc = HostConfig {
+            tmpfs: Some(HashMap::from([("/t".to_string(), "bogus=1".to_string())])),
+            ..Default::default()
+        };
+        assert_eq!(
+            err_text(build(&options(&fx, &cfg, &hc))),
+            "invalid tmpfs option \"bogus\""
+        );
+        let hc = HostConfig {
+            tmpfs: Some(HashMap::from([("t".to_string(), String::new())])),
+            ..Default::default()
+        };
+        assert_eq!(
+            err_text(build(&options(&fx, &cfg, &hc))),
+            "invalid mount path: 't' mount path must be absolute"
+        );
+        let hc = HostConfig {
+            binds: Some(vec![format!("{}:/m", src.display())]),
+            mounts: Some(vec![bind(&src.to_string_lossy(), "/m/")]),
+            ..Default::default()
+        };
+        assert_eq!(
+            err_text(build(&options(&fx, &cfg, &hc))),
+            "Duplicate mount point: /m/"
+        );
+    }
+
+    #[test]
+    fn user_mounts_replace_defaults_and_network_files() {
+        let fx = fixture();
+        let src = fx.dir.path().join("src");
+        fs::create_dir(&src).unwrap();
+        let my_hosts = fx.dir.path().join("my-hosts");
+        fs::write(&my_hosts, "").unwrap();
+        let cfg = sh();
+        let hc = HostConfig {
+            binds: Some(vec![
+                format!("{}:/etc/hosts:ro", my_hosts.display()),
+                format!("{}:/dev/shm", src.display()),
+            ]),
+            ..Default::default()
+        };
+        let spec = build(&options(&fx, &cfg, &hc)).unwrap();
+        let shm: Vec<_> = spec
+            .mounts()
+            .iter()
+            .flatten()
+            .filter(|m| m.destination() == Path::new("/dev/shm"))
+            .collect();
+        assert_eq!(shm.len(), 1);
+        assert_eq!(shm[0].typ().as_deref(), Some("bind"));
+        let hosts = mount(&spec, "/etc/hosts").unwrap();
+        assert_eq!(hosts.source().as_deref(), Some(my_hosts.as_path()));
+        assert!(hosts
+            .options()
+            .as_ref()
+            .unwrap()
+            .contains(&"rro".to_string()));
+        assert_eq!(
+            destinations(&spec).last().map(String::as_str),
+            Some("/etc/hosts")
+        );
+
+        // A user /dev replaces every default mount below it.
+        let hc = HostConfig {
+            binds: Some(vec![format!("{}:/dev", src.display())]),
+            ..Default::default()
+        };
+        let spec = build(&options(&fx, &cfg, &hc)).unwrap();
+        let d = destinations(&spec);
+        assert!(!d.iter().any(|x| x.starts_with("/dev/")), "{d:?}");
+
+        // A missing network file is skipped, as Docker does.
+        fs::remove_file(&fx.resolv).unwrap();
+        let spec = build(&options(&fx, &cfg, &HostConfig::default())).unwrap();
+        assert!(mount(&spec, "/etc/resolv.conf").is_none());
+    }
+
+    #[test]
+    fn readonly_rootfs() {
+        let hc = HostConfig {
+            readonly_rootfs: Some(true),
+            ..Default::default()
+        };
+        let spec = build_with(&sh(), &hc).unwrap();
+        assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(true));
+        for dest in ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue"] {
+            assert!(
+                !mount_options(&spec, dest).contains(&"ro".to_string()),
+                "{dest}"
+            );
+        }
+        assert!(mount_options(&spec, "/sys").contains(&"ro".to_string()));
+        // Docker mounts the network files read-only with a read-only rootfs.
+        assert_eq!(
+            mount_options(&spec, "/etc/hosts"),
+            strings(&["rbind", "rro", "rprivate"])
+        );
+    }
+
+    #[test]
+    fn ipc_modes() {
+        let hc = HostConfig {
+            ipc_mode: Some("host".into()),
+            ..Default::default()
+        };
+        let fx = fixture();
+        let cfg = sh();
+        let mut o = options(&fx, &cfg, &hc);
+        o.ipc = Namespace::Host;
+        let spec = build(&o).unwrap();
+        let shm = mount(&spec, "/dev/shm").unwrap();
+        assert_eq!(shm.typ().as_deref(), Some("bind"));
+        assert_eq!(shm.source().as_deref(), Some(Path::new("/dev/shm")));
+        assert!(!ns_types(&spec).contains(&LinuxNamespaceType::Ipc));
+
+        let hc = HostConfig {
+            ipc_mode: Some("none".into()),
+            shm_size: Some(1 << 20),
+            ..Default::default()
+        };
+        let spec = build_with(&cfg, &hc).unwrap();
+        assert!(mount(&spec, "/dev/shm").is_none());
+        let hc = HostConfig {
+            shm_size: Some(1 << 20),
+            ..Default::default()
+        };
+        let spec = build_with(&cfg, &hc).unwrap();
+        assert!(mount_options(&spec, "/dev/shm").contains(&"size=1048576".to_string()));
+    }
+
+    #[test]
+    fn namespaces_hostname_and_sysctls() {
+        let fx = fixture();
+        let cfg = ContainerConfig {
+            hostname: Some("web".into()),
+            domainname: Some("example.org".into()),
+            ..sh()
+        };
+        let hc = HostConfig {
+            sysctls: Some(HashMap::from([(
+                "net.ipv4.ip_forward".to_string(),
+                "1".to_string(),
+            )])),
+            ..Default::default()
+        };
+        let spec = build(&options(&fx, &cfg, &hc)).unwrap();
+        assert_eq!(spec.hostname().as_deref(), Some("web"));
+        assert_eq!(spec.domainname().as_deref(), Some("example.org"));
+        assert!(env(&spec).contains(&"HOSTNAME=web".to_string()));
+        assert_eq!(
+            linux(&spec)
+                .sysctl()
+                .as_ref()
+                .unwrap()
+                .get("net.ipv4.ip_forward"),
+            Some(&"1".to_string())
+        );
+        libcontainer::validator::Validator::validate_spec(&spec).unwrap();
+
+        // Host namespaces: no entries, no hostname.
+        let mut o = options(&fx, &cfg, &hc);
+        o.network = Namespace::Host;
+        assert_eq!(
+            err_text(build(&o)),
+            "sysctl \"net.ipv4.ip_forward\" not allowed in host network namespace"
+        );
+        let plain = HostConfig::default();
+        let mut o = options(&fx, &cfg, &plain);
+        o.network = Namespace::Host;
+        o.uts = Namespace::Host;
+        o.pid = Namespace::Host;
+        o.cgroup_version = CgroupVersion::V1;
+        let spec = build(&o).unwrap();
+        assert_eq!(
+            ns_types(&spec),
+            vec![LinuxNamespaceType::Mount, LinuxNamespaceType::Ipc]
+        );
+        assert_eq!(spec.hostname(), &None);
+        assert_eq!(spec.domainname(), &None);
+        assert_eq!(
+            linux(&spec).sysctl(),
+            &None,
+            "no default net sysctls on the host netns"
+        );
+        libcontainer::validator::Validator::validate_spec(&spec).unwrap();
+
+        // cgroupns: private by default on v2 only; CgroupnsMode overrides.
+        let private = HostConfig {
+            cgroupns_mode: Some(HostConfigCgroupnsModeEnum::PRIVATE),
+            ..Default::default()
+        };
+        let mut o = options(&fx, &cfg, &private);
+        o.cgroup_version = CgroupVersion::V1;
+        assert!(ns_types(&build(&o).unwrap()).contains(&LinuxNamespaceType::Cgroup));
+        let host = HostConfig {
+            cgroupns_mode: Some(HostConfigCgroupnsModeEnum::HOST),
+            ..Default::default()
+        };
+        assert!(!ns_types(&build(&options(&fx, &cfg, &host)).unwrap())
+            .contains(&LinuxNamespaceType::Cgroup));
+
+        // Joined namespaces keep their path; no default net sysctls for container:<id>.
+        let joined = HostConfig {
+            network_mode: Some("container:abc".into()),
+            ..Default::default()
+        };
+        let other = fx.dir.path().join("other-pid-ns");
+        fs::write(&other, "").unwrap();
+        let mut o = options(&fx, &cfg, &joined);
+        o.pid = Namespace::Path(&other);
+        let spec = build(&o).unwrap();
+        let pid = linux(&spec)
+            .namespaces()
+            .iter()
+            .flatten()
+            .find(|n| n.typ() == LinuxNamespaceType::Pid)
+            .unwrap();
+        assert_eq!(pid.path().as_deref(), Some(other.as_path()));
+        assert_eq!(linux(&spec).sysctl(), &None);
+
+        let bad = |k: &str| {
+            let hc = HostConfig {
+                sysctls: Some(HashMap::from([(k.to_string(), "1".to_string())])),
+                ..Default::default()
+            };
+            err_text(build(&options(&fx, &cfg, &hc)))
+        };
+        assert_eq!(
+            bad("kernel.hostname"),
+            "sysctl \"kernel.hostname\" is not allowed as it conflicts with the OCI \"hostname\" field"
+        );
+        assert_eq!(
+            bad("vm.swappiness"),
+            "sysctl \"vm.swappiness\" is not in a separate kernel namespace"
+        );
+    }
+
+    #[test]
+    fn init_process() {
+        let fx = fixture();
+        let tini = fx.dir.path().join("tini");
+        fs::write(&tini, "").unwrap();
+        let cfg = ContainerConfig {
+            entrypoint: Some(strings(&["/entry"])),
+            cmd: Some(strings(&["a", "b"])),
+            ..Default::default()
+        };
+        let hc = HostConfig::default();
+        let mut o = options(&fx, &cfg, &hc);
+        o.init_path = Some(&tini);
+        let spec = build(&o).unwrap();
+        assert_eq!(
+            process(&spec).args().clone().unwrap(),
+            strings(&["/sbin/docker-init", "--", "/entry", "a", "b"])
+        );
+        let m = mount(&spec, "/sbin/docker-init").unwrap();
+        assert_eq!(m.source().as_deref(), Some(tini.as_path()));
+        assert_eq!(m.options().clone().unwrap(), strings(&["bind", "ro"]));
+
+        // Not in the host's (or another container's) pid namespace.
+        o.pid = Namespace::Host;
+        let spec = build(&o).unwrap();
+        assert_eq!(
+            process(&spec).args().clone().unwrap(),
+            strings(&["/entry", "a", "b"])
+        );
+        assert!(mount(&spec, "/sbin/docker-init").is_none());
+
+        let empty_cfg = ContainerConfig::default();
+        assert_eq!(
+            err_text(build(&options(&fx, &empty_cfg, &hc))),
+            "no command specified"
+        );
+    }
+
+    #[test]
+    fn process_options() {
+        let cfg = ContainerConfig {
+            tty: Some(true),
+            working_dir: Some("/srv/app/".into()),
+            env: Some(strings(&["PATH=/custom", "HOSTNAME"])),
+            ..sh()
+        };
+        let hc = HostConfig {
+            console_size: Some(vec![40, 120]),
+            oom_score_adj: Some(-500),
+            ulimits: Some(vec![
+                ResourcesUlimits {
+                    name: Some("nofile".into()),
+                    soft: Some(1024),
+                    hard: Some(2048),
+                },
+                ResourcesUlimits {
+                    name: Some("core".into()),
+                    soft: Some(-1),
+                    hard: Some(-1),
+                },
+            ]),
+            ..Default::default()
+        };
+        let spec = build_with(&cfg, &hc).unwrap();
+        let p = process(&spec);
+        assert_eq!(p.terminal(), Some(true));
+        let size = p.console_size().unwrap();
+        assert_eq!((size.height(), size.width()), (40, 120));
+        assert_eq!(p.cwd(), Path::new("/srv/app"));
+        assert_eq!(p.oom_score_adj(), Some(-500));
+        assert_eq!(
+            env(&spec),
+            strings(&["PATH=/custom", "TERM=xterm", "HOME=/root"])
+        );
+        let rl = p.rlimits().clone().unwrap();
+        assert_eq!(rl.len(), 2);
+        assert_eq!(rl[0].typ(), PosixRlimitType::RlimitNofile);
+        assert_eq!((rl[0].soft(), rl[0].hard()), (1024, 2048));
+        assert_eq!(rl[1].typ(), PosixRlimitType::RlimitCore);
+        assert_eq!(rl[1].soft(), u64::MAX);
+
+        let bad = HostConfig {
+            ulimits: Some(vec![ResourcesUlimits {
+                name: Some("bogus".into()),
+                soft: Some(1),
+                hard: Some(1),
+            }]),
+            ..Default::default()
+        };
+        assert_eq!(
+            err_text(build_with(&sh(), &bad)),
+            "invalid ulimit type: bogus"
+        );
+        let bad = HostConfig {
+            oom_score_adj: Some(1001),
+            ..Default::default()
+        };
+        assert_eq!(
+            err_text(build_with(&sh(), &bad)),
+            "Invalid value 1001, range for oom score adj is [-1000, 1000]"
+        );
+        let rel = ContainerConfig {
+            working_dir: Some("srv".into()),
+            ..sh()
+        };
+        assert_eq!(
+            err_text(build_with(&rel, &HostConfig::default())),
+            "the working directory 'srv' is invalid, it needs to be an absolute path"
+        );
+        // Without a TTY, no console size.
+        let spec = build_with(&sh(), &hc).unwrap();
+        assert_eq!(process(&spec).console_size(), None);
+    }
+
+    #[test]
+    fn security_options() {
+        let nnp = |opt: &str| {
+            let hc = HostConfig {
+                security_opt: Some(strings(&[opt])),
+                ..Default::default()
+            };
+            build_with(&sh(), &hc).map(|s| process(&s).no_new_privileges())
+        };
+        for opt in [
+            "no-new-privileges",
+            "no-new-privileges:true",
+            "no-new-privileges=true",
+            "no-new-privileges=1",
+        ] {
+            assert_eq!(nnp(opt).unwrap(), Some(true), "{opt}");
+        }
+        assert_eq!(nnp("no-new-privileges=false").unwrap(), None);
+        assert_eq!(
+            err_text(nnp("no-new-privileges=maybe").map(|_| Spec::default())),
+            r#"invalid --security-opt 2: "no-new-privileges=maybe""#
+        );
+        assert_eq!(
+            err_text(nnp("foo=bar").map(|_| Spec::default())),
+            r#"invalid --security-opt 2: "foo=bar""#
+        );
+        assert_eq!(
+            err_text(nnp("bogus").map(|_| Spec::default())),
+            r#"invalid --security-opt 1: "bogus""#
+        );
+
+        let with = |opts: &[&str]| {
+            let hc = HostConfig {
+                security_opt: Some(strings(opts)),
+                ..Default::default()
+            };
+            build_with(&sh(), &hc).unwrap()
+        };
+        let spec = with(&["apparmor=docker-default", "label=disable", "label:type:x"]);
+        assert_eq!(process(&spec).apparmor_profile(), &None);
+        assert!(linux(&spec).seccomp().is_some());
+        for opt in ["seccomp=unconfined", "seccomp:unconfined"] {
+            assert_eq!(linux(&with(&[opt])).seccomp(), &None, "{opt}");
+        }
+        let spec = with(&[
+            r#"seccomp={"defaultAction":"SCMP_ACT_LOG","syscalls":[{"names":["getpid"],"action":"SCMP_ACT_ALLOW"}]}"#,
+        ]);
+        let s = linux(&spec).seccomp().clone().unwrap();
+        assert_eq!(
+            s.default_action(),
+            oci_spec::runtime::LinuxSeccompAction::ScmpActLog
+        );
+        assert_eq!(s.syscalls().as_ref().unwrap().len(), 1);
+        assert_eq!(linux(&with(&["seccomp={}"])).seccomp(), &None);
+
+        let spec = with(&["systempaths=unconfined"]);
+        assert_eq!(linux(&spec).masked_paths(), &None);
+        assert_eq!(linux(&spec).readonly_paths(), &None);
+        let spec = with(&["writable-cgroups=true"]);
+        assert!(!mount_options(&spec, "/sys/fs/cgroup").contains(&"ro".to_string()));
+
+        // Explicit masked paths win over the defaults.
+        let hc = HostConfig {
+            masked_paths: Some(strings(&["/proc/secret"])),
+            readonly_paths: Some(vec![]),
+            ..Default::default()
+        };
+        let spec = build_with(&sh(), &hc).unwrap();
+        assert_eq!(
+            linux(&spec).masked_paths().clone().unwrap(),
+            strings(&["/proc/secret"])
+        );
+        assert_eq!(linux(&spec).readonly_paths(), &None);
+    }
+
+    #[test]
+    fn resources_mapping() {
+        let hc = HostConfig {
+            memory: Some(128 << 20),
+            memory_swap: Some(256 << 20),
+            memory_reservation: Some(64 << 20),
+            memory_swappiness: Some(10),
+            oom_kill_disable: Some(true),
+            nano_cpus: Some(1_500_000_000),
+            cpu_shares: Some(512),
+            cpuset_cpus: Some("0".into()),
+            cpuset_mems: Some("0".into()),
+            pids_limit: Some(100),
+            blkio_weight: Some(300),
+            ..Default::default()
+        };
+        let r = resources(&hc, CgroupVersion::V2).unwrap();
+        let m = r.memory().unwrap();
+        assert_eq!(m.limit(), Some(128 << 20));
+        assert_eq!(m.swap(), Some(256 << 20));
+        assert_eq!(m.reservation(), Some(64 << 20));
+        assert_eq!(m.swappiness(), None, "no swappiness on cgroup v2");
+        assert_eq!(m.disable_oom_killer(), None);
+        let c = r.cpu().as_ref().unwrap();
+        assert_eq!(c.period(), Some(100_000));
+        assert_eq!(c.quota(), Some(150_000));
+        assert_eq!(c.shares(), Some(512));
+        assert_eq!(c.cpus().as_deref(), Some("0"));
+        assert_eq!(c.mems().as_deref(), Some("0"));
+        assert_eq!(r.pids().unwrap().limit(), 100);
+        assert_eq!(r.block_io().as_ref().unwrap().weight(), Some(300));
+
+        let v1 = resources(&hc, CgroupVersion::V1).unwrap();
+        assert_eq!(v1.memory().unwrap().swappiness(), Some(10));
+        assert_eq!(v1.memory().unwrap().disable_oom_killer(), Some(true));
+
+        for limit in [0, -1] {
+            let hc = HostConfig {
+                pids_limit: Some(limit),
+                ..Default::default()
+            };
+            assert_eq!(resources(&hc, CgroupVersion::V2).unwrap().pids(), &None);
+        }
+        let r = resources(
+            &HostConfig {
+                cpu_quota: Some(50_000),
+                cpu_period: Some(200_000),
+                ..Default::default()
+            },
+            CgroupVersion::V2,
+        )
+        .unwrap();
+        assert_eq!(r.cpu().as_ref().unwrap().quota(), Some(50_000));
+        assert_eq!(r.cpu().as_ref().unwrap().period(), Some(200_000));
+        assert_eq!(
+            resources(&HostConfig::default(), CgroupVersion::V2).unwrap(),
+            LinuxResources::default()
+        );
+
+        let err = |hc: HostConfig| resources(&hc, CgroupVersion::V2).unwrap_err().to_string();
+        assert_eq!(
+            err(HostConfig {
+                nano_cpus: Some(1_000_000_000),
+                cpu_quota: Some(50_000),
+                ..Default::default()
+            }),
+            "Conflicting options: Nano CPUs and CPU Quota cannot both be set"
+        );
+        assert_eq!(
+            err(HostConfig {
+                nano_cpus: Some(1_000_000_000),
+                cpu_period: Some(50_000),
+                ..Default::default()
+            }),
+            "Conflicting options: Nano CPUs and CPU Period cannot both be set"
+        );
+        assert_eq!(
+            err(HostConfig {
+                memory: Some(256 << 20),
+                memory_swap: Some(128 << 20),
+                ..Default::default()
+            }),
+            "Minimum memoryswap limit should be larger than memory limit, see usage"
+        );
+        assert_eq!(
+            err(HostConfig {
+                memory_swappiness: Some(101),
+                ..Default::default()
+            }),
+            "Invalid value: 101, valid memory swappiness range is 0-100"
+        );
+        assert!(err(HostConfig {
+            nano_cpus: Some(1_000_000_000_000),
+            ..Default::default()
+        })
+        .starts_with("range of CPUs is from 0.01 to"));
+    }
+
+    #[test]
+    fn devices_and_rules() {
+        let fx = fixture();
+        let cfg = sh();
+        let hc = HostConfig {
+            devices: Some(vec![DeviceMapping {
+                path_on_host: Some("/dev/null".into()),
+                path_in_container: Some("/dev/mynull".into()),
+                cgroup_permissions: Some("rw".into()),
+            }]),
+            device_cgroup_rules: Some(strings(&["c 42:* rmw", "b *:* m"])),
+            ..Default::default()
+        };
+        if fs::symlink_metadata("/dev/null").is_ok_and(|m| m.file_type().is_char_device()) {
+            let spec = build(&options(&fx, &cfg, &hc)).unwrap();
+            let l = linux(&spec);
+            let devs = l.devices().clone().unwrap();
+            assert_eq!(devs.len(), 1);
+            assert_eq!(devs[0].path(), Path::new("/dev/mynull"));
+            assert_eq!(devs[0].typ(), LinuxDeviceType::C);
+            assert_eq!((devs[0].major(), devs[0].minor()), (1, 3));
+            let rules: Vec<String> = l
+                .resources()
+                .as_ref()
+                .unwrap()
+                .devices()
+                .iter()
+                .flatten()
+                .map(|r| r.to_string())
+                .collect();
+            assert!(rules.contains(&"c 1:3 rw".to_string()), "{rules:?}");
+            assert!(rules.contains(&"c 42:* rmw".to_string()), "{rules:?}");
+            assert!(rules.contains(&"b *:* m".to_string()), "{rules:?}");
+        }
+        let hc = HostConfig {
+            devices: Some(vec![DeviceMapping {
+                path_on_host: Some("/dev/nosuch-berth".into()),
+                path_in_container: Some("/dev/x".into()),
+                cgroup_permissions: Some("rwm".into()),
+            }]),
+            ..Default::default()
+        };
+        assert_eq!(
+            err_text(build(&options(&fx, &cfg, &hc))),
+            "error gathering device information while adding custom device \"/dev/nosuch-berth\": no such file or directory"
+        );
+        let hc = HostConfig {
+            devices: Some(vec![DeviceMapping {
+                path_on_host: Some(fx.hosts.to_string_lossy().into_owned()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        assert!(err_text(build(&options(&fx, &cfg, &hc))).ends_with(": not a device node"));
+        for bad in ["c 1:3", "x 1:3 rwm", "c 1:3 rwx", "c a:3 r"] {
+            assert_eq!(
+                parse_device_cgroup_rule(bad).unwrap_err().to_string(),
+                format!("invalid device cgroup rule format: '{bad}'")
+            );
+        }
+    }
+
+    #[test]
+    fn exec_processes() {
+        let fx = fixture();
+        let cfg = ContainerConfig {
+            user: Some("alice".into()),
+            working_dir: Some("/work".into()),
+            ..sh()
+        };
+        let hc = HostConfig {
+            security_opt: Some(strings(&["no-new-privileges"])),
+            ..Default::default()
+        };
+        let o = options(&fx, &cfg, &hc);
+        let p = exec_process(
+            &o,
+            &strings(&["ls", "-l"]),
+            &strings(&["FOO=baz", "X=1"]),
+            "",
+            "",
+            true,
+            false,
+        )
+        .unwrap();
+        assert_eq!(p.args().clone().unwrap(), strings(&["ls", "-l"]));
+        assert_eq!(
+            p.env().clone().unwrap(),
+            strings(&[
+                &format!("PATH={DEFAULT_PATH_ENV}"),
+                &format!("HOSTNAME={}", &ID[..12]),
+                "TERM=xterm",
+                "FOO=baz",
+                "X=1",
+                "HOME=/home/alice",
+            ])
+        );
+        assert_eq!(p.user().uid(), 1000);
+        assert_eq!(p.cwd(), Path::new("/work"));
+        assert_eq!(p.terminal(), Some(true));
+        assert_eq!(p.no_new_privileges(), Some(true));
+        assert_eq!(
+            p.capabilities().as_ref().unwrap().bounding(),
+            &Some(to_oci_caps(&strings(&DEFAULT_CAPABILITIES)).unwrap())
+        );
+
+        let p = exec_process(&o, &strings(&["id"]), &[], "0:0", "/tmp", false, true).unwrap();
+        assert_eq!((p.user().uid(), p.user().gid()), (0, 0));
+        assert_eq!(p.cwd(), Path::new("/tmp"));
+        assert_eq!(
+            p.capabilities().as_ref().unwrap().bounding(),
+            &Some(to_oci_caps(&all_capabilities().0).unwrap())
+        );
+        let err = exec_process(&o, &[], &[], "", "", false, false).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidParameter);
+        let err = exec_process(&o, &strings(&["x"]), &[], "nosuch", "", false, false).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unable to find user nosuch: no matching entries in passwd file"
+        );
+    }
+
+    #[test]
+    fn env_replace_or_append() {
+        let base = strings(&["PATH=/bin", "HOSTNAME=h", "TERM=xterm"]);
+        assert_eq!(
+            replace_or_append(base.clone(), &strings(&["TERM", "A=1", "PATH=/x", "A=2"])),
+            strings(&["PATH=/x", "HOSTNAME=h", "A=2"])
+        );
+        assert_eq!(replace_or_append(base.clone(), &[]), base);
+    }
+
+    #[test]
+    fn working_dir_is_created_inside_the_root() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        fs::create_dir(&root).unwrap();
+        prepare_rootfs(&root, "/srv/app/data").unwrap();
+        let meta = fs::metadata(root.join("srv/app/data")).unwrap();
+        assert!(meta.is_dir());
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o755);
+        assert_eq!(meta.uid(), 0);
+        prepare_rootfs(&root, "/srv/app/data").unwrap();
+        prepare_rootfs(&root, "").unwrap();
+
+        // A symlink pointing outside resolves inside the root.
+        fs::create_dir(tmp.path().join("outside")).unwrap();
+        std::os::unix::fs::symlink("/../../outside", root.join("escape")).unwrap();
+        std::os::unix::fs::symlink("../../outside", root.join("escape2")).unwrap();
+        fs::create_dir(root.join("outside")).unwrap();
+        prepare_rootfs(&root, "/escape/sub").unwrap();
+        prepare_rootfs(&root, "/escape2/sub2").unwrap();
+        assert!(root.join("outside/sub").is_dir());
+        assert!(root.join("outside/sub2").is_dir());
+        assert!(!tmp.path().join("outside/sub").exists());
+        assert!(!tmp.path().join("outside/sub2").exists());
+
+        fs::write(root.join("file"), "").unwrap();
+        let err = prepare_rootfs(&root, "/file/x").unwrap_err();
+        assert_eq!(err.to_string(), "Cannot mkdir: /file/x is not a directory");
+        let err = prepare_rootfs(&root, "rel").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidParameter);
+    }
+
+    #[test]
+    fn validate_catches_create_time_errors() {
+        let ok = validate(&sh(), &HostConfig::default());
+        assert!(ok.is_ok());
+        let hc = HostConfig {
+            binds: Some(strings(&["vol:/data"])),
+            ..Default::default()
+        };
+        assert_eq!(
+            validate(&sh(), &hc).unwrap_err().to_string(),
+            "named volumes are not supported yet: vol"
+        );
+        let hc = HostConfig {
+            cap_add: Some(strings(&["nope"])),
+            ..Default::default()
+        };
+        assert!(validate(&sh(), &hc).is_err());
+        let hc = HostConfig {
+            security_opt: Some(strings(&["x"])),
+            ..Default::default()
+        };
+        assert!(validate(&sh(), &hc).is_err());
+    }
+
+    #[test]
+    fn clean_paths() {
+        for (i, o) in [
+            ("/a/b/../c/", "/a/c"),
+            ("/../x", "/x"),
+            ("a/../../b", "../b"),
+            ("//a//b/.", "/a/b"),
+            ("", "."),
+            ("/", "/"),
+        ] {
+            assert_eq!(clean_path(i), o, "{i}");
+        }
+    }
+}
