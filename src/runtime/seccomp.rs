@@ -570,12 +570,59 @@ mod tests {
         "action":"SCMP_ACT_ERRNO","errnoRet":99,
         "args":[{"index":0,"value":511,"valueTwo":18,"op":"SCMP_CMP_MASKED_EQ"}]}]}"#;
 
-    /// Run in a child test process by the test below: loads the profile into this thread with
-    /// libcontainer and reports, for umask(0o022) and umask(0o077), whether the rule's errno
-    /// came back.
+    /// Runs one of the helper tests below in a child test process (a seccomp filter cannot be
+    /// removed again) and returns its output.
+    fn run_child_helper(name: &str) -> String {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                &format!("runtime::seccomp::tests::{name}"),
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("BERTH_SECCOMP_CHILD", "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    /// Raw clone(2) with `flags`, like fork(); the child exits at once. Returns the errno.
+    fn clone_errno(flags: libc::c_long) -> i32 {
+        // SAFETY: without CLONE_VM the child gets a copy of this process, like fork(); it only
+        // calls _exit.
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                flags | libc::SIGCHLD as libc::c_long,
+                0,
+                0,
+                0,
+                0,
+            )
+        };
+        if pid == 0 {
+            // SAFETY: ends the child.
+            unsafe { libc::_exit(0) }
+        }
+        if pid < 0 {
+            return std::io::Error::last_os_error().raw_os_error().unwrap_or(-1);
+        }
+        let mut status = 0;
+        // SAFETY: reaps the child created above.
+        unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+        0
+    }
+
     #[test]
     #[ignore = "helper, run in a child process by masked_eq_follows_runc_semantics"]
-    fn seccomp_child_helper() {
+    fn seccomp_umask_helper() {
         if std::env::var_os("BERTH_SECCOMP_CHILD").is_none() {
             return;
         }
@@ -590,29 +637,51 @@ mod tests {
     }
 
     #[test]
-    fn masked_eq_follows_runc_semantics() {
-        if !nix::unistd::Uid::effective().is_root() {
-            eprintln!("skipped: needs root to load a seccomp filter without no_new_privs");
+    #[ignore = "helper, run in a child process by default_profile_loads_in_libcontainer"]
+    fn seccomp_default_helper() {
+        if std::env::var_os("BERTH_SECCOMP_CHILD").is_none() {
             return;
         }
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--ignored",
-                "--exact",
-                "runtime::seccomp::tests::seccomp_child_helper",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("BERTH_SECCOMP_CHILD", "1")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
+        let p = default_profile(&caps(DEFAULT_CAPS)).unwrap();
+        libcontainer::seccomp::initialize_seccomp(&p).unwrap();
+        // SAFETY: getpid cannot fail.
+        let pid_ok = unsafe { libc::getpid() } > 0;
+        println!(
+            "DEFAULT getpid={pid_ok} fork={} clone-newuser={} clone-newns={}",
+            clone_errno(0),
+            clone_errno(libc::CLONE_NEWUSER as libc::c_long),
+            clone_errno(libc::CLONE_NEWNS as libc::c_long),
         );
+    }
+
+    fn is_root() -> bool {
+        let root = nix::unistd::Uid::effective().is_root();
+        if !root {
+            eprintln!("skipped: needs root to load a seccomp filter without no_new_privs");
+        }
+        root
+    }
+
+    #[test]
+    fn masked_eq_follows_runc_semantics() {
+        if !is_root() {
+            return;
+        }
+        let stdout = run_child_helper("seccomp_umask_helper");
         // runc: block umask(m) when (m & 0o777) == 0o022.
         assert!(stdout.contains("UMASK-BLOCKED true false"), "{stdout}");
+    }
+
+    #[test]
+    fn default_profile_loads_in_libcontainer() {
+        if !is_root() || !matches!(std::env::consts::ARCH, "x86_64" | "aarch64") {
+            return;
+        }
+        let stdout = run_child_helper("seccomp_default_helper");
+        // fork works; creating namespaces with clone is refused (EPERM) without CAP_SYS_ADMIN.
+        assert!(
+            stdout.contains("DEFAULT getpid=true fork=0 clone-newuser=1 clone-newns=1"),
+            "{stdout}"
+        );
     }
 }
