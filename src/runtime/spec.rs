@@ -250,7 +250,7 @@ pub fn build(opts: &SpecOptions) -> Result<Spec, SpecError> {
     )?;
 
     // mounts
-    let mounts = mounts(opts, &sec, init, true)?;
+    let mounts = mounts(opts, &sec, init)?;
 
     // linux
     let mut linux: oci_spec::runtime::Linux = empty(serde_json::json!({}))?;
@@ -412,14 +412,25 @@ pub fn prepare_rootfs(rootfs: &Path, working_dir: &str) -> Result<(), SpecError>
     Ok(())
 }
 
-/// Docker's create-time checks of what [`build`] would refuse, without touching the host:
-/// security options, capabilities, the command, the working directory, mounts (bind sources of
-/// `Mounts` must exist), resources, devices rules and sysctls that can never work.
+/// Docker's create-time checks of what [`build`] would refuse, for `config` already merged with
+/// the image: security options, capabilities, the command, the working directory, mounts (bind
+/// sources of `Mounts` must exist; nothing is created), resources, device cgroup rules and
+/// ulimits. Namespace-dependent checks (sysctls) and user lookup happen in [`build`].
 pub fn validate(config: &ContainerConfig, host_config: &HostConfig) -> Result<(), SpecError> {
+    if config
+        .entrypoint
+        .iter()
+        .chain(config.cmd.iter())
+        .flatten()
+        .next()
+        .is_none()
+    {
+        return Err(SpecError::invalid("no command specified"));
+    }
     SecurityOptions::parse(host_config.security_opt.as_deref().unwrap_or_default())?;
     capabilities(host_config)?;
     check_working_dir(config.working_dir.as_deref().unwrap_or(""))?;
-    user_mounts(host_config, false)?;
+    user_mounts(host_config, true)?;
     resources(host_config, CgroupVersion::V2)?;
     if let Some(rules) = &host_config.device_cgroup_rules {
         for r in rules {
@@ -427,6 +438,7 @@ pub fn validate(config: &ContainerConfig, host_config: &HostConfig) -> Result<()
         }
     }
     rlimits(host_config)?;
+    oom_score_adj(host_config)?;
     Ok(())
 }
 
@@ -692,18 +704,23 @@ fn make_process(
         // Never Some(false): libcontainer then loads seccomp after dropping capabilities.
         p.set_no_new_privileges(Some(true));
     }
-    match hc.oom_score_adj.unwrap_or(0) {
-        0 => {}
-        adj if (-1000..=1000).contains(&adj) => {
-            p.set_oom_score_adj(Some(adj as i32));
-        }
-        adj => {
-            return Err(SpecError::invalid(format!(
-                "Invalid value {adj}, range for oom score adj is [-1000, 1000]"
-            )))
-        }
+    let adj = oom_score_adj(hc)?;
+    if adj != 0 {
+        p.set_oom_score_adj(Some(adj));
     }
     Ok(p)
+}
+
+fn oom_score_adj(hc: &HostConfig) -> Result<i32, SpecError> {
+    let adj = hc.oom_score_adj.unwrap_or(0);
+    i32::try_from(adj)
+        .ok()
+        .filter(|a| (-1000..=1000).contains(a))
+        .ok_or_else(|| {
+            SpecError::invalid(format!(
+                "Invalid value {adj}, range for oom score adj is [-1000, 1000]"
+            ))
+        })
 }
 
 /// The container's hostname: `Config.Hostname`, or the first 12 characters of the ID.
@@ -1801,7 +1818,6 @@ fn mounts(
     opts: &SpecOptions,
     sec: &SecurityOptions,
     init: Option<&Path>,
-    create_sources: bool,
 ) -> Result<Vec<Mount>, SpecError> {
     let hc = opts.host_config;
     let privileged = hc.privileged.unwrap_or(false);
@@ -1879,7 +1895,7 @@ fn mounts(
         }
     }
     for m in &all {
-        out.push(user_mount_to_oci(m, create_sources)?);
+        out.push(user_mount_to_oci(m)?);
     }
     if privileged {
         for m in &mut out {
@@ -1909,7 +1925,7 @@ fn bind_kind(source: &str, rw: bool) -> MountKind {
     }
 }
 
-fn user_mount_to_oci(m: &UserMount, create_sources: bool) -> Result<Mount, SpecError> {
+fn user_mount_to_oci(m: &UserMount) -> Result<Mount, SpecError> {
     match &m.kind {
         MountKind::Tmpfs { data } => {
             let options = tmpfs_options(data)?;
@@ -1924,7 +1940,7 @@ fn user_mount_to_oci(m: &UserMount, create_sources: bool) -> Result<Mount, SpecE
             read_only_non_recursive,
             create_source,
         } => {
-            if create_sources && *create_source && std::fs::symlink_metadata(source).is_err() {
+            if *create_source && std::fs::symlink_metadata(source).is_err() {
                 create_host_dir(source)?;
             }
             let mut options = vec![if *non_recursive { "bind" } else { "rbind" }];
