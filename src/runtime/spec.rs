@@ -3491,4 +3491,185 @@ mod tests {
             assert_eq!(clean_path(i), o, "{i}");
         }
     }
+
+    /// Runs `script` with busybox `sh` in a real container built from `build()`'s spec
+    /// (libcontainer, this host's cgroups) and returns (exit code, output).
+    fn run_busybox(script: &str, hc: HostConfig, user: &str) -> (i32, String) {
+        use libcontainer::container::builder::ContainerBuilder;
+        use libcontainer::syscall::syscall::SyscallType;
+        use std::io::Read;
+
+        let fx = fixture();
+        let bin = fx.rootfs.join("bin");
+        fs::create_dir_all(&bin).unwrap();
+        fs::copy("/usr/bin/busybox", bin.join("busybox")).unwrap();
+        for tool in [
+            "sh", "id", "cat", "ls", "grep", "mount", "unshare", "touch", "echo", "hostname",
+        ] {
+            std::os::unix::fs::symlink("busybox", bin.join(tool)).unwrap();
+        }
+        let id = format!("berth-e2e-{}", std::process::id());
+        let cfg = ContainerConfig {
+            cmd: Some(strings(&["sh", "-c", script])),
+            user: Some(user.into()),
+            working_dir: Some("/work/dir".into()),
+            ..Default::default()
+        };
+        let mut o = options(&fx, &cfg, &hc);
+        o.id = &id;
+        o.network = Namespace::Private;
+        o.cgroup_path = format!("/{id}");
+        o.cgroup_version = crate::runtime::probe_cgroups().version;
+        prepare_rootfs(&fx.rootfs, "/work/dir").unwrap();
+        let spec = build(&o).unwrap();
+        let bundle = fx.dir.path().join("bundle");
+        fs::create_dir(&bundle).unwrap();
+        fs::write(
+            bundle.join("config.json"),
+            serde_json::to_vec(&spec).unwrap(),
+        )
+        .unwrap();
+
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let w2 = w.try_clone().unwrap();
+        let null = fs::File::open("/dev/null").unwrap();
+        let mut c = ContainerBuilder::new(id.clone(), SyscallType::Linux)
+            .with_root_path(fx.dir.path().join("lc"))
+            .unwrap()
+            .with_stdin(null)
+            .with_stdout(w)
+            .with_stderr(w2)
+            .validate_id()
+            .unwrap()
+            .as_init(&bundle)
+            .with_systemd(false)
+            .with_detach(true)
+            .build()
+            .unwrap();
+        c.start().unwrap();
+        let pid = c.pid().unwrap();
+        let status = nix::sys::wait::waitpid(pid, None).unwrap();
+        let code = match status {
+            nix::sys::wait::WaitStatus::Exited(_, code) => code,
+            other => panic!("{other:?}"),
+        };
+        let mut out = String::new();
+        fs::File::from(r).read_to_string(&mut out).unwrap();
+        c.refresh_status().unwrap();
+        c.delete(true).unwrap();
+        (code, out)
+    }
+
+    /// Runs the container tests below in a child test process: libcontainer clones, which
+    /// wants a caller with as few threads as possible.
+    fn run_e2e_child(name: &str) {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                &format!("runtime::spec::tests::{name}"),
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("BERTH_E2E_CHILD", "1")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("E2E-OK"), "{text}");
+    }
+
+    fn e2e_possible() -> bool {
+        let ok = nix::unistd::Uid::effective().is_root() && Path::new("/usr/bin/busybox").exists();
+        if !ok {
+            eprintln!("skipped: needs root and a static /usr/bin/busybox");
+        }
+        ok
+    }
+
+    #[test]
+    #[ignore = "runs real containers; cargo test --lib runtime::spec::tests::e2e -- --ignored"]
+    fn e2e_containers() {
+        if !e2e_possible() {
+            return;
+        }
+        run_e2e_child("e2e_child");
+    }
+
+    #[test]
+    #[ignore = "helper, run in a child process by e2e_containers"]
+    fn e2e_child() {
+        if std::env::var_os("BERTH_E2E_CHILD").is_none() {
+            return;
+        }
+        let script = "id; echo HOME=$HOME; pwd; hostname; grep CapEff /proc/self/status; \
+                      cat /proc/kcore >/dev/null 2>&1 && echo KCORE-READABLE; \
+                      touch /proc/sys/kernel/x 2>/dev/null || echo PROC-SYS-RO; \
+                      unshare -U true 2>/dev/null || echo UNSHARE-DENIED; \
+                      (true) && echo FORK-OK; ls /dev; exit 3";
+        let (code, out) = run_busybox(script, HostConfig::default(), "");
+        println!("{out}");
+        assert_eq!(code, 3, "{out}");
+        assert!(out.contains("uid=0(root) gid=0(root)"), "{out}");
+        assert!(out.contains("HOME=/root"), "{out}");
+        assert!(out.contains("/work/dir"), "{out}");
+        assert!(out.contains("CapEff:\t00000000a80425fb"), "{out}");
+        assert!(!out.contains("KCORE-READABLE"), "{out}");
+        assert!(out.contains("PROC-SYS-RO"), "{out}");
+        assert!(out.contains("UNSHARE-DENIED"), "{out}");
+        assert!(out.contains("FORK-OK"), "{out}");
+        assert!(out.contains("shm"), "{out}");
+
+        let hc = HostConfig {
+            cap_drop: Some(strings(&["ALL"])),
+            security_opt: Some(strings(&["no-new-privileges"])),
+            readonly_rootfs: Some(true),
+            tmpfs: Some(HashMap::from([(
+                "/scratch".to_string(),
+                "size=1m".to_string(),
+            )])),
+            ..Default::default()
+        };
+        let script = "id; grep -E 'CapEff|NoNewPrivs' /proc/self/status; \
+                      touch /x 2>/dev/null || echo ROOTFS-RO; touch /scratch/x && echo TMPFS-RW";
+        let (code, out) = run_busybox(script, hc, "alice");
+        println!("{out}");
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("uid=1000(alice) gid=1000"), "{out}");
+        assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+        assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+        assert!(out.contains("ROOTFS-RO"), "{out}");
+        assert!(out.contains("TMPFS-RW"), "{out}");
+
+        let src = tempfile::tempdir().unwrap();
+        fs::write(src.path().join("f"), "from-host").unwrap();
+        let hc = HostConfig {
+            privileged: Some(true),
+            binds: Some(vec![format!("{}:/host:ro", src.path().display())]),
+            memory: Some(64 << 20),
+            nano_cpus: Some(500_000_000),
+            pids_limit: Some(50),
+            ulimits: Some(vec![ResourcesUlimits {
+                name: Some("nofile".into()),
+                soft: Some(512),
+                hard: Some(1024),
+            }]),
+            ..Default::default()
+        };
+        let script = "cat /host/f; echo; touch /host/g 2>/dev/null || echo BIND-RO; \
+                      mkdir -p /mnt && mount -t tmpfs x /mnt && echo MOUNT-OK; \
+                      ulimit -n; ls /dev | grep -c .";
+        let (code, out) = run_busybox(script, hc, "");
+        println!("{out}");
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("from-host"), "{out}");
+        assert!(out.contains("BIND-RO"), "{out}");
+        assert!(out.contains("MOUNT-OK"), "{out}");
+        assert!(out.contains("\n512\n"), "{out}");
+        println!("E2E-OK");
+    }
 }
