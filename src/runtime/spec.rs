@@ -256,6 +256,7 @@ pub fn build(opts: &SpecOptions) -> Result<Spec, SpecError> {
     let mut linux: oci_spec::runtime::Linux = empty(serde_json::json!({}))?;
     linux.set_cgroups_path(Some(PathBuf::from(&opts.cgroup_path)));
     linux.set_namespaces(Some(namespaces(opts)?));
+    check_device_requests(hc)?;
     let (devices, device_rules) = devices(hc, privileged)?;
     if !devices.is_empty() {
         linux.set_devices(Some(devices));
@@ -439,6 +440,7 @@ pub fn validate(config: &ContainerConfig, host_config: &HostConfig) -> Result<()
     }
     rlimits(host_config)?;
     oom_score_adj(host_config)?;
+    check_device_requests(host_config)?;
     Ok(())
 }
 
@@ -1249,6 +1251,25 @@ fn devices(
     let mut seen = std::collections::HashSet::new();
     devs.retain(|d: &LinuxDevice| seen.insert(d.path().clone()));
     Ok((devs, rules))
+}
+
+/// Berth has no device drivers (e.g. NVIDIA's): `DeviceRequests` fail as on a Docker host
+/// without one.
+fn check_device_requests(hc: &HostConfig) -> Result<(), SpecError> {
+    let Some(req) = hc.device_requests.iter().flatten().next() else {
+        return Ok(());
+    };
+    let caps: Vec<String> = req
+        .capabilities
+        .iter()
+        .flatten()
+        .map(|group| format!("[{}]", group.join(" ")))
+        .collect();
+    Err(SpecError::invalid(format!(
+        "could not select device driver {} with capabilities: [{}]",
+        go_quote(req.driver.as_deref().unwrap_or("")),
+        caps.join(" ")
+    )))
 }
 
 fn mapping_parts(m: &DeviceMapping) -> (&str, &str, &str) {
@@ -3343,6 +3364,18 @@ mod tests {
             ..Default::default()
         };
         assert!(err_text(build(&options(&fx, &cfg, &hc))).ends_with(": not a device node"));
+        let hc = HostConfig {
+            device_requests: Some(vec![bollard_stubs::models::DeviceRequest {
+                count: Some(-1),
+                capabilities: Some(vec![strings(&["gpu"])]),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        assert_eq!(
+            err_text(build(&options(&fx, &cfg, &hc))),
+            "could not select device driver \"\" with capabilities: [[gpu]]"
+        );
         for bad in ["c 1:3", "x 1:3 rwm", "c 1:3 rwx", "c a:3 r"] {
             assert_eq!(
                 parse_device_cgroup_rule(bad).unwrap_err().to_string(),
