@@ -14,12 +14,13 @@ use bollard_stubs::models::{
 };
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::api::{AttachStream, ContainerBackend, EventsBackend, ImageBackend, SystemBackend, WaitFuture};
+use crate::api::{
+    AttachStream, ContainerBackend, EventsBackend, ImageBackend, SystemBackend, WaitFuture,
+};
+use crate::config::{Config, ConfigError, Flags, Host, LogLevel};
 use crate::container::manager::WaitCondition;
 use crate::container::ops::LogsOptions;
 use crate::container::ContainerError;
-use crate::logger::jsonfile::LogEntry;
-use crate::config::{Config, ConfigError, Flags, Host, LogLevel};
 use crate::container::{ContainerManager, ManagerConfig};
 use crate::events::{Event, EventBus, EventQuery, Subscription};
 use crate::filters::Filters;
@@ -27,6 +28,7 @@ use crate::image::archive::SaveItem;
 use crate::image::service::{ImportOptions, ListOptions};
 use crate::image::store::Store;
 use crate::image::{ImageError, ImageService};
+use crate::logger::jsonfile::LogEntry;
 use crate::registry::client::AuthConfig;
 use crate::registry::RegistryError;
 use crate::runtime::{self, CgroupInfo, CgroupVersion};
@@ -614,7 +616,11 @@ impl ContainerBackend for Daemon {
         self.containers.list(&opts)
     }
 
-    async fn container_inspect(&self, name: String, size: bool) -> Result<serde_json::Value, ContainerError> {
+    async fn container_inspect(
+        &self,
+        name: String,
+        size: bool,
+    ) -> Result<serde_json::Value, ContainerError> {
         self.containers.inspect(&name, size).await
     }
 
@@ -640,15 +646,28 @@ impl ContainerBackend for Daemon {
         self.containers.restart(&name, signal, timeout).await
     }
 
-    async fn container_kill(&self, name: String, signal: Option<String>) -> Result<(), ContainerError> {
+    async fn container_kill(
+        &self,
+        name: String,
+        signal: Option<String>,
+    ) -> Result<(), ContainerError> {
         self.containers.kill(&name, signal).await
     }
 
-    fn container_wait(&self, name: String, condition: WaitCondition) -> Result<WaitFuture, ContainerError> {
+    fn container_wait(
+        &self,
+        name: String,
+        condition: WaitCondition,
+    ) -> Result<WaitFuture, ContainerError> {
         Ok(Box::pin(self.containers.wait(&name, condition)?))
     }
 
-    async fn container_remove(&self, name: String, force: bool, _volumes: bool) -> Result<(), ContainerError> {
+    async fn container_remove(
+        &self,
+        name: String,
+        force: bool,
+        _volumes: bool,
+    ) -> Result<(), ContainerError> {
         self.containers.remove(&name, force).await
     }
 
@@ -716,7 +735,12 @@ impl ContainerBackend for Daemon {
         self.containers.prune(&filters).await
     }
 
-    async fn container_resize(&self, name: String, height: u16, width: u16) -> Result<(), ContainerError> {
+    async fn container_resize(
+        &self,
+        name: String,
+        height: u16,
+        width: u16,
+    ) -> Result<(), ContainerError> {
         self.containers.resize(&name, height, width).await
     }
 }

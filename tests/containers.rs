@@ -50,7 +50,10 @@ fn cgroup_dir(parent: &str, id: &str, controller: &str) -> PathBuf {
     if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         Path::new("/sys/fs/cgroup").join(parent).join(id)
     } else {
-        Path::new("/sys/fs/cgroup").join(controller).join(parent).join(id)
+        Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(parent)
+            .join(id)
     }
 }
 
@@ -71,12 +74,22 @@ fn run_prints_output_and_exit_codes() {
     assert_eq!(stdout(&o), "hi\n", "{}", stderr(&o));
     assert!(o.status.success());
     // Streams stay apart.
-    let o = b.docker_out(&["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2"]);
+    let o = b.docker_out(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2",
+    ]);
     assert_eq!(stdout(&o), "out\n");
     assert_eq!(stderr(&o), "err\n");
     let o = b.docker_out(&["run", "--name", "three", "busybox", "sh", "-c", "exit 3"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert_eq!(inspect(&b, "three", "{{.State.Status}} {{.State.ExitCode}}"), "exited 3");
+    assert_eq!(
+        inspect(&b, "three", "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 3"
+    );
     let o = b.docker_out(&["run", "--rm", "busybox", "nosuchcmd"]);
     assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
     assert!(
@@ -118,10 +131,16 @@ fn detached_lifecycle_logs_and_signals() {
     });
     assert_eq!(inspect(&b, "web", "{{.State.Running}}"), "true");
     ok(b.docker_out(&["stop", "web"]));
-    assert_eq!(inspect(&b, "web", "{{.State.Status}} {{.State.ExitCode}}"), "exited 0");
+    assert_eq!(
+        inspect(&b, "web", "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 0"
+    );
     let followed = follower.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&followed.stdout);
-    assert!(text.contains("started") && text.contains("got usr1") && text.contains("bye"), "{text}");
+    assert!(
+        text.contains("started") && text.contains("got usr1") && text.contains("bye"),
+        "{text}"
+    );
     // start again, restart, then kill.
     ok(b.docker_out(&["start", "web"]));
     assert_eq!(inspect(&b, "web", "{{.State.Running}}"), "true");
@@ -129,9 +148,16 @@ fn detached_lifecycle_logs_and_signals() {
     ok(b.docker_out(&["restart", "-t", "5", "web"]));
     assert_ne!(inspect(&b, "web", "{{.State.StartedAt}}"), first);
     ok(b.docker_out(&["kill", "web"]));
-    assert_eq!(inspect(&b, "web", "{{.State.Status}} {{.State.ExitCode}}"), "exited 137");
+    assert_eq!(
+        inspect(&b, "web", "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 137"
+    );
     let o = b.docker_out(&["stop", "nosuch"]);
-    assert!(stderr(&o).contains("No such container: nosuch"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("No such container: nosuch"),
+        "{}",
+        stderr(&o)
+    );
     let o = b.docker_out(&["kill", "web"]);
     assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
     ok(b.docker_out(&["rm", "web"]));
@@ -143,8 +169,13 @@ fn detached_lifecycle_logs_and_signals() {
 fn ps_filters_formats_and_inspect() {
     require!(ready(), NOT_READY);
     let (b, _) = daemon();
-    ok(b.docker_out(&["run", "-d", "--name", "up", "--label", "tier=web", "busybox", "sleep", "100"]));
-    ok(b.docker_out(&["run", "--name", "down", "--label", "tier=db", "busybox", "sh", "-c", "exit 2"]));
+    ok(b.docker_out(&[
+        "run", "-d", "--name", "up", "--label", "tier=web", "busybox", "sleep", "100",
+    ]));
+    let o = b.docker_out(&[
+        "run", "--name", "down", "--label", "tier=db", "busybox", "sh", "-c", "exit 2",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     ok(b.docker_out(&["create", "--name", "fresh", "busybox", "true"]));
     let names = |args: &[&str]| -> Vec<String> {
         let mut a = vec!["ps", "--format", "{{.Names}}"];
@@ -160,20 +191,42 @@ fn ps_filters_formats_and_inspect() {
     assert_eq!(names(&["-a", "--filter", "label=tier=web"]), vec!["up"]);
     assert_eq!(names(&["-a", "--filter", "name=fre"]), vec!["fresh"]);
     assert_eq!(names(&["-a", "--filter", "status=created"]), vec!["fresh"]);
-    assert_eq!(names(&["-a", "--filter", "ancestor=busybox"]), vec!["down", "fresh", "up"]);
-    assert_eq!(names(&["-a", "--filter", "before=fresh"]), vec!["down", "up"]);
-    assert_eq!(names(&["-a", "--filter", "since=up"]), vec!["down", "fresh"]);
+    assert_eq!(
+        names(&["-a", "--filter", "ancestor=busybox"]),
+        vec!["down", "fresh", "up"]
+    );
+    assert_eq!(
+        names(&["-a", "--filter", "before=fresh"]),
+        vec!["down", "up"]
+    );
+    assert_eq!(
+        names(&["-a", "--filter", "since=up"]),
+        vec!["down", "fresh"]
+    );
     assert_eq!(names(&["-a", "-n", "1"]), vec!["fresh"]);
     let o = b.docker_out(&["ps", "--filter", "bogus=1"]);
-    assert!(!o.status.success() && stderr(&o).contains("invalid filter"), "{}", stderr(&o));
-    let st = ok(b.docker_out(&["ps", "-a", "--filter", "name=down", "--format", "{{.Status}}|{{.Command}}|{{.Image}}"]));
+    assert!(
+        !o.status.success() && stderr(&o).contains("invalid filter"),
+        "{}",
+        stderr(&o)
+    );
+    let st = ok(b.docker_out(&[
+        "ps",
+        "-a",
+        "--filter",
+        "name=down",
+        "--format",
+        "{{.Status}}|{{.Command}}|{{.Image}}",
+    ]));
     assert!(st.starts_with("Exited (2) "), "{st}");
-    assert!(st.contains("|\"sh -c 'exit 2'\"|busybox") || st.contains("sh -c"), "{st}");
+    assert!(
+        st.contains("|\"sh -c 'exit 2'\"|busybox") || st.contains("sh -c"),
+        "{st}"
+    );
     let up = ok(b.docker_out(&["ps", "--filter", "name=up", "--format", "{{.Status}}"]));
     assert!(up.starts_with("Up "), "{up}");
     // inspect.
-    let v: serde_json::Value =
-        serde_json::from_str(&ok(b.docker_out(&["inspect", "up"]))).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ok(b.docker_out(&["inspect", "up"]))).unwrap();
     let c = &v[0];
     assert_eq!(c["Name"], "/up");
     assert_eq!(c["Path"], "sleep");
@@ -194,9 +247,17 @@ fn ps_filters_formats_and_inspect() {
     assert_eq!(hostname, &id[..12]);
     // Conflicting names, running removal.
     let o = b.docker_out(&["create", "--name", "up", "busybox", "true"]);
-    assert!(stderr(&o).contains("Conflict. The container name \"/up\" is already in use"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Conflict. The container name \"/up\" is already in use"),
+        "{}",
+        stderr(&o)
+    );
     let o = b.docker_out(&["rm", "up"]);
-    assert!(stderr(&o).contains("container is running"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("container is running"),
+        "{}",
+        stderr(&o)
+    );
     ok(b.docker_out(&["rm", "-f", "up"]));
 }
 
@@ -211,39 +272,102 @@ fn config_options_reach_the_process() {
         assert!(o.status.success(), "{args:?}: {}", stderr(&o));
         stdout(&o)
     };
-    assert_eq!(run(&["-u", "1000:1000", "busybox", "id"]), "uid=1000(user) gid=1000(user) groups=1000(user)\n");
+    assert_eq!(
+        run(&["-u", "1000:1000", "busybox", "id"]),
+        "uid=1000(user) gid=1000(user) groups=1000(user)\n"
+    );
     assert_eq!(run(&["-u", "user", "busybox", "id", "-u"]), "1000\n");
     assert_eq!(run(&["-w", "/srv/app", "busybox", "pwd"]), "/srv/app\n");
-    assert_eq!(run(&["-e", "FOO=bar", "busybox", "sh", "-c", "echo $FOO"]), "bar\n");
-    assert_eq!(run(&["--entrypoint", "echo", "busybox", "via", "entrypoint"]), "via entrypoint\n");
+    assert_eq!(
+        run(&["-e", "FOO=bar", "busybox", "sh", "-c", "echo $FOO"]),
+        "bar\n"
+    );
+    assert_eq!(
+        run(&["--entrypoint", "echo", "busybox", "via", "entrypoint"]),
+        "via entrypoint\n"
+    );
     assert_eq!(run(&["busybox", "hostname"]).trim().len(), 12);
     assert_eq!(run(&["--hostname", "box", "busybox", "hostname"]), "box\n");
     // Read-only rootfs, tmpfs, bind mounts.
     let o = b.docker_out(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
-    assert!(!o.status.success() && stderr(&o).contains("Read-only file system"), "{}", stderr(&o));
-    assert_eq!(run(&["--read-only", "--tmpfs", "/t", "busybox", "sh", "-c", "echo ok > /t/f && cat /t/f"]), "ok\n");
+    assert!(
+        !o.status.success() && stderr(&o).contains("Read-only file system"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        run(&[
+            "--read-only",
+            "--tmpfs",
+            "/t",
+            "busybox",
+            "sh",
+            "-c",
+            "echo ok > /t/f && cat /t/f"
+        ]),
+        "ok\n"
+    );
     let host = b.dir.path().join("hostdir");
     std::fs::create_dir_all(&host).unwrap();
     std::fs::write(host.join("in.txt"), "from host\n").unwrap();
     let vol = format!("{}:/data", host.display());
-    assert_eq!(run(&["-v", &vol, "busybox", "sh", "-c", "cat /data/in.txt; echo back > /data/out.txt"]), "from host\n");
-    assert_eq!(std::fs::read_to_string(host.join("out.txt")).unwrap(), "back\n");
+    assert_eq!(
+        run(&[
+            "-v",
+            &vol,
+            "busybox",
+            "sh",
+            "-c",
+            "cat /data/in.txt; echo back > /data/out.txt"
+        ]),
+        "from host\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.join("out.txt")).unwrap(),
+        "back\n"
+    );
     // Capabilities.
     let eff = run(&["busybox", "sh", "-c", "grep CapEff /proc/self/status"]);
     assert!(eff.contains("00000000a80425fb"), "{eff}");
-    let eff = run(&["--cap-drop", "ALL", "busybox", "sh", "-c", "grep CapEff /proc/self/status"]);
+    let eff = run(&[
+        "--cap-drop",
+        "ALL",
+        "busybox",
+        "sh",
+        "-c",
+        "grep CapEff /proc/self/status",
+    ]);
     assert!(eff.contains("0000000000000000"), "{eff}");
-    let o = b.docker_out(&["run", "--rm", "--cap-drop", "ALL", "busybox", "chown", "1:1", "/tmp"]);
+    let o = b.docker_out(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "ALL",
+        "busybox",
+        "chown",
+        "1:1",
+        "/tmp",
+    ]);
     assert!(!o.status.success());
     // --init: PID 1 is tini.
     if Path::new("/usr/bin/tini-static").exists() || common::have_command("docker-init") {
         let comm = run(&["--init", "busybox", "cat", "/proc/1/comm"]);
-        assert!(comm.starts_with("tini") || comm.starts_with("docker-init"), "{comm}");
+        assert!(
+            comm.starts_with("tini") || comm.starts_with("docker-init"),
+            "{comm}"
+        );
     } else {
         eprintln!("skipping --init: tini-static is not installed");
     }
     // Network mode none still has loopback up.
-    assert!(run(&["--network", "none", "busybox", "cat", "/sys/class/net/lo/operstate"]).contains("unknown"));
+    assert!(run(&[
+        "--network",
+        "none",
+        "busybox",
+        "cat",
+        "/sys/class/net/lo/operstate"
+    ])
+    .contains("unknown"));
 }
 
 #[test]
@@ -251,8 +375,19 @@ fn resources_are_in_the_cgroup() {
     require!(ready(), NOT_READY);
     let (b, parent) = daemon();
     let id = ok(b.docker_out(&[
-        "run", "-d", "--name", "lim", "--memory", "64m", "--pids-limit", "50", "--cpus", "0.5",
-        "busybox", "sleep", "100",
+        "run",
+        "-d",
+        "--name",
+        "lim",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "50",
+        "--cpus",
+        "0.5",
+        "busybox",
+        "sleep",
+        "100",
     ]))
     .trim()
     .to_string();
@@ -261,19 +396,62 @@ fn resources_are_in_the_cgroup() {
     let pids = cgroup_dir(&parent, &id, "pids");
     let cpu = cgroup_dir(&parent, &id, "cpu,cpuacct");
     if v2 {
-        assert_eq!(std::fs::read_to_string(mem.join("memory.max")).unwrap().trim(), "67108864");
-        assert_eq!(std::fs::read_to_string(pids.join("pids.max")).unwrap().trim(), "50");
-        assert_eq!(std::fs::read_to_string(cpu.join("cpu.max")).unwrap().trim(), "50000 100000");
+        assert_eq!(
+            std::fs::read_to_string(mem.join("memory.max"))
+                .unwrap()
+                .trim(),
+            "67108864"
+        );
+        assert_eq!(
+            std::fs::read_to_string(pids.join("pids.max"))
+                .unwrap()
+                .trim(),
+            "50"
+        );
+        assert_eq!(
+            std::fs::read_to_string(cpu.join("cpu.max")).unwrap().trim(),
+            "50000 100000"
+        );
     } else {
-        assert_eq!(std::fs::read_to_string(mem.join("memory.limit_in_bytes")).unwrap().trim(), "67108864");
-        assert_eq!(std::fs::read_to_string(pids.join("pids.max")).unwrap().trim(), "50");
-        let cpu = if cpu.exists() { cpu } else { cgroup_dir(&parent, &id, "cpu") };
-        assert_eq!(std::fs::read_to_string(cpu.join("cpu.cfs_quota_us")).unwrap().trim(), "50000");
+        assert_eq!(
+            std::fs::read_to_string(mem.join("memory.limit_in_bytes"))
+                .unwrap()
+                .trim(),
+            "67108864"
+        );
+        assert_eq!(
+            std::fs::read_to_string(pids.join("pids.max"))
+                .unwrap()
+                .trim(),
+            "50"
+        );
+        let cpu = if cpu.exists() {
+            cpu
+        } else {
+            cgroup_dir(&parent, &id, "cpu")
+        };
+        assert_eq!(
+            std::fs::read_to_string(cpu.join("cpu.cfs_quota_us"))
+                .unwrap()
+                .trim(),
+            "50000"
+        );
     }
-    assert_eq!(inspect(&b, "lim", "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} {{.HostConfig.NanoCpus}}"), "67108864 50 500000000");
+    assert_eq!(
+        inspect(
+            &b,
+            "lim",
+            "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} {{.HostConfig.NanoCpus}}"
+        ),
+        "67108864 50 500000000"
+    );
     // update --memory applies live.
     ok(b.docker_out(&["update", "--memory", "96m", "--memory-swap", "-1", "lim"]));
-    let limit = if v2 { mem.join("memory.max") } else { mem.join("memory.limit_in_bytes") };
+    let limit = if v2 {
+        mem.join("memory.max")
+    } else {
+        mem.join("memory.limit_in_bytes")
+    };
     assert_eq!(std::fs::read_to_string(&limit).unwrap().trim(), "100663296");
     assert_eq!(inspect(&b, "lim", "{{.HostConfig.Memory}}"), "100663296");
     ok(b.docker_out(&["rm", "-f", "lim"]));
@@ -284,57 +462,111 @@ fn resources_are_in_the_cgroup() {
         "x=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; while true; do x=$x$x; done",
     ]);
     assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
-    assert_eq!(inspect(&b, "oom", "{{.State.OOMKilled}} {{.State.ExitCode}}"), "true 137");
+    assert_eq!(
+        inspect(&b, "oom", "{{.State.OOMKilled}} {{.State.ExitCode}}"),
+        "true 137"
+    );
 }
 
 #[test]
 fn restart_policy_on_failure_restarts_exactly_twice() {
     require!(ready(), NOT_READY);
     let (b, _) = daemon();
-    ok(b.docker_out(&["run", "-d", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh", "-c", "echo run; exit 1"]));
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run; exit 1",
+    ]));
     wait_for("three runs", Duration::from_secs(20), || {
         inspect(&b, "flaky", "{{.State.Status}} {{.RestartCount}}") == "exited 2"
     });
     std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(inspect(&b, "flaky", "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}"), "exited 2 1");
+    assert_eq!(
+        inspect(
+            &b,
+            "flaky",
+            "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}"
+        ),
+        "exited 2 1"
+    );
     assert_eq!(stdout(&b.docker_out(&["logs", "flaky"])), "run\nrun\nrun\n");
     // A policy that restarts forever is stopped by docker stop.
-    ok(b.docker_out(&["run", "-d", "--name", "always", "--restart", "always", "busybox", "sh", "-c", "sleep 0.2; exit 0"]));
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "always",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.2; exit 0",
+    ]));
     wait_for("a restart", Duration::from_secs(20), || {
-        inspect(&b, "always", "{{.RestartCount}}").parse::<i32>().unwrap_or(0) >= 1
+        inspect(&b, "always", "{{.RestartCount}}")
+            .parse::<i32>()
+            .unwrap_or(0)
+            >= 1
     });
     ok(b.docker_out(&["stop", "always"]));
     let n = inspect(&b, "always", "{{.RestartCount}}");
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(inspect(&b, "always", "{{.State.Status}} {{.RestartCount}}"), format!("exited {n}"));
+    assert_eq!(
+        inspect(&b, "always", "{{.State.Status}} {{.RestartCount}}"),
+        format!("exited {n}")
+    );
 }
 
 #[test]
 fn pause_rename_top_diff_export_prune() {
     require!(ready(), NOT_READY);
     let (b, _) = daemon();
-    ok(b.docker_out(&["run", "-d", "--name", "p", "busybox", "sh", "-c", "echo x > /new.txt; rm /etc/group; sleep 100"]));
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "pz",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /new.txt; rm /etc/group; sleep 100",
+    ]));
     wait_for("the file", Duration::from_secs(10), || {
-        stdout(&b.docker_out(&["diff", "p"])).contains("/new.txt")
+        stdout(&b.docker_out(&["diff", "pz"])).contains("/new.txt")
     });
-    let diff = ok(b.docker_out(&["diff", "p"]));
+    let diff = ok(b.docker_out(&["diff", "pz"]));
     assert!(diff.contains("A /new.txt"), "{diff}");
     assert!(diff.contains("D /etc/group"), "{diff}");
     assert!(diff.contains("C /etc"), "{diff}");
-    ok(b.docker_out(&["pause", "p"]));
-    assert_eq!(inspect(&b, "p", "{{.State.Status}} {{.State.Paused}}"), "paused true");
-    let o = b.docker_out(&["stop", "-t", "1", "p"]);
-    let _ = o;
-    ok(b.docker_out(&["unpause", "p"]));
-    assert_eq!(inspect(&b, "p", "{{.State.Status}}"), "running");
-    let top = ok(b.docker_out(&["top", "p"]));
+    ok(b.docker_out(&["pause", "pz"]));
+    assert_eq!(
+        inspect(&b, "pz", "{{.State.Status}} {{.State.Paused}}"),
+        "paused true"
+    );
+    let o = b.docker_out(&["stop", "-t", "1", "pz"]);
+    assert!(
+        stderr(&o).contains("is paused. Unpause the container before stopping or killing"),
+        "{}",
+        stderr(&o)
+    );
+    ok(b.docker_out(&["unpause", "pz"]));
+    assert_eq!(inspect(&b, "pz", "{{.State.Status}}"), "running");
+    let top = ok(b.docker_out(&["top", "pz"]));
     assert!(top.contains("sleep 100"), "{top}");
     assert!(top.lines().next().unwrap().contains("PID"), "{top}");
-    ok(b.docker_out(&["rename", "p", "q"]));
-    assert_eq!(inspect(&b, "q", "{{.Name}}"), "/q");
-    assert!(!b.docker_out(&["inspect", "p"]).status.success());
+    ok(b.docker_out(&["rename", "pz", "qz"]));
+    assert_eq!(inspect(&b, "qz", "{{.Name}}"), "/qz");
+    assert!(!b.docker_out(&["inspect", "pz"]).status.success());
     let tar = b.dir.path().join("export.tar");
-    ok(b.docker_out(&["export", "-o", tar.to_str().unwrap(), "q"]));
+    ok(b.docker_out(&["export", "-o", tar.to_str().unwrap(), "qz"]));
     let mut names = Vec::new();
     let mut ar = tar::Archive::new(std::fs::File::open(&tar).unwrap());
     for e in ar.entries().unwrap() {
@@ -348,28 +580,51 @@ fn pause_rename_top_diff_export_prune() {
     let out = ok(b.docker_out(&["container", "prune", "-f"]));
     assert!(out.contains("Deleted Containers:"), "{out}");
     let left = ok(b.docker_out(&["ps", "-a", "--format", "{{.Names}}"]));
-    assert_eq!(left.trim(), "q");
-    ok(b.docker_out(&["rm", "-f", "q"]));
+    assert_eq!(left.trim(), "qz");
+    ok(b.docker_out(&["rm", "-f", "qz"]));
 }
 
 #[test]
 fn logs_tail_since_timestamps_and_rotation() {
     require!(ready(), NOT_READY);
     let (b, _) = daemon();
-    ok(b.docker_out(&["run", "--name", "l", "busybox", "sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; echo oops >&2"]));
-    assert_eq!(stdout(&b.docker_out(&["logs", "--tail", "2", "l"])), "line5\n");
-    let o = b.docker_out(&["logs", "--tail", "2", "l"]);
+    ok(b.docker_out(&[
+        "run",
+        "--name",
+        "lg",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do echo line$i; done; sleep 0.3; echo oops >&2",
+    ]));
+    assert_eq!(
+        stdout(&b.docker_out(&["logs", "--tail", "2", "lg"])),
+        "line5\n"
+    );
+    let o = b.docker_out(&["logs", "--tail", "2", "lg"]);
     assert_eq!(stderr(&o), "oops\n");
-    let t = ok(b.docker_out(&["logs", "-t", "l"]));
+    let t = ok(b.docker_out(&["logs", "-t", "lg"]));
     let first = t.lines().next().unwrap();
-    assert!(first.ends_with(" line1") && first.contains('T') && first.contains("Z "), "{first}");
-    let o = b.docker_out(&["logs", "--since", "2000-01-01T00:00:00Z", "l"]);
+    assert!(
+        first.ends_with(" line1") && first.contains('T') && first.contains("Z "),
+        "{first}"
+    );
+    let o = b.docker_out(&["logs", "--since", "2000-01-01T00:00:00Z", "lg"]);
     assert!(stdout(&o).starts_with("line1\n"));
-    let o = b.docker_out(&["logs", "--since", "2100-01-01T00:00:00Z", "l"]);
+    let o = b.docker_out(&["logs", "--since", "2100-01-01T00:00:00Z", "lg"]);
     assert_eq!(stdout(&o), "");
     // json-file rotation.
     ok(b.docker_out(&[
-        "run", "--name", "rot", "--log-opt", "max-size=10k", "--log-opt", "max-file=3", "busybox", "sh", "-c",
+        "run",
+        "--name",
+        "rot",
+        "--log-opt",
+        "max-size=10k",
+        "--log-opt",
+        "max-file=3",
+        "busybox",
+        "sh",
+        "-c",
         "i=0; while [ $i -lt 2000 ]; do echo line-$i-padding-padding-padding; i=$((i+1)); done",
     ]));
     let log = inspect(&b, "rot", "{{.LogPath}}");
@@ -382,7 +637,10 @@ fn logs_tail_since_timestamps_and_rotation() {
         .collect();
     assert_eq!(files.len(), 3, "{files:?}");
     for f in &files {
-        assert!(std::fs::metadata(dir.join(f)).unwrap().len() < 12 * 1024, "{f}");
+        assert!(
+            std::fs::metadata(dir.join(f)).unwrap().len() < 12 * 1024,
+            "{f}"
+        );
     }
     let out = stdout(&b.docker_out(&["logs", "rot"]));
     assert!(out.ends_with("line-1999-padding-padding-padding\n"));
@@ -392,8 +650,26 @@ fn logs_tail_since_timestamps_and_rotation() {
 fn live_restore_after_kill_9() {
     require!(ready(), NOT_READY);
     let (mut b, parent) = daemon();
-    ok(b.docker_out(&["run", "-d", "--name", "survivor", "busybox", "sh", "-c", "trap 'exit 7' TERM; echo before; while true; do sleep 0.1; done"]));
-    ok(b.docker_out(&["run", "-d", "--name", "ends", "busybox", "sh", "-c", "sleep 1; exit 4"]));
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "survivor",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 7' TERM; echo before; while true; do sleep 0.1; done",
+    ]));
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "ends",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; exit 4",
+    ]));
     let pid: i32 = inspect(&b, "survivor", "{{.State.Pid}}").parse().unwrap();
     b.signal(nix::sys::signal::Signal::SIGKILL);
     b.wait_exit(Duration::from_secs(10));
@@ -401,7 +677,10 @@ fn live_restore_after_kill_9() {
     std::thread::sleep(Duration::from_millis(1500));
     assert!(Path::new(&format!("/proc/{pid}")).exists());
     b.spawn_with_host(&["--cgroup-parent", &parent]);
-    assert_eq!(inspect(&b, "survivor", "{{.State.Status}} {{.State.Pid}}"), format!("running {pid}"));
+    assert_eq!(
+        inspect(&b, "survivor", "{{.State.Status}} {{.State.Pid}}"),
+        format!("running {pid}")
+    );
     wait_for("the exit seen while down", Duration::from_secs(10), || {
         inspect(&b, "ends", "{{.State.Status}} {{.State.ExitCode}}") == "exited 4"
     });
@@ -418,7 +697,15 @@ fn twenty_parallel_containers_leave_nothing_behind() {
     let handles: Vec<_> = (0..20)
         .map(|i| {
             let mut cmd = b.docker();
-            cmd.args(["run", "-d", "--name", &format!("par{i}"), "busybox", "sleep", "100"]);
+            cmd.args([
+                "run",
+                "-d",
+                "--name",
+                &format!("par{i}"),
+                "busybox",
+                "sleep",
+                "100",
+            ]);
             std::thread::spawn(move || cmd.output().unwrap())
         })
         .collect();
@@ -442,18 +729,33 @@ fn twenty_parallel_containers_leave_nothing_behind() {
     }
     assert_eq!(ok(b.docker_out(&["ps", "-aq"])).trim(), "");
     let data = b.data_root().display().to_string();
-    assert!(mounts_mentioning(&data).is_empty(), "{:?}", mounts_mentioning(&data));
+    assert!(
+        mounts_mentioning(&data).is_empty(),
+        "{:?}",
+        mounts_mentioning(&data)
+    );
     let exec = b.dir.path().join("exec").display().to_string();
-    assert!(mounts_mentioning(&exec).is_empty(), "{:?}", mounts_mentioning(&exec));
+    assert!(
+        mounts_mentioning(&exec).is_empty(),
+        "{:?}",
+        mounts_mentioning(&exec)
+    );
     let mem = cgroup_dir(&parent, "", "memory");
     let left: Vec<_> = std::fs::read_dir(&mem)
         .map(|d| d.flatten().filter(|e| e.path().is_dir()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "cgroups left: {left:?}");
-    let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
     let ps = String::from_utf8_lossy(&ps.stdout);
     for id in ids {
         assert!(!ps.contains(&id[..12]), "a process of {id} is left");
     }
-    assert!(!ps.lines().any(|l| l.contains("__supervise") && l.contains(&exec)), "{ps}");
+    assert!(
+        !ps.lines()
+            .any(|l| l.contains("__supervise") && l.contains(&exec)),
+        "{ps}"
+    );
 }

@@ -66,9 +66,22 @@ pub trait ContainerBackend {
         signal: Option<String>,
         timeout: Option<i64>,
     ) -> Result<(), ContainerError>;
-    async fn container_kill(&self, name: String, signal: Option<String>) -> Result<(), ContainerError>;
-    fn container_wait(&self, name: String, condition: WaitCondition) -> Result<WaitFuture, ContainerError>;
-    async fn container_remove(&self, name: String, force: bool, volumes: bool) -> Result<(), ContainerError>;
+    async fn container_kill(
+        &self,
+        name: String,
+        signal: Option<String>,
+    ) -> Result<(), ContainerError>;
+    fn container_wait(
+        &self,
+        name: String,
+        condition: WaitCondition,
+    ) -> Result<WaitFuture, ContainerError>;
+    async fn container_remove(
+        &self,
+        name: String,
+        force: bool,
+        volumes: bool,
+    ) -> Result<(), ContainerError>;
     async fn container_pause(&self, name: String, pause: bool) -> Result<(), ContainerError>;
     fn container_rename(&self, name: String, new_name: String) -> Result<(), ContainerError>;
     async fn container_update(
@@ -87,7 +100,10 @@ pub trait ContainerBackend {
         name: String,
         opts: LogsOptions,
     ) -> Result<(bool, mpsc::Receiver<LogEntry>), ContainerError>;
-    async fn container_changes(&self, name: String) -> Result<Vec<FilesystemChange>, ContainerError>;
+    async fn container_changes(
+        &self,
+        name: String,
+    ) -> Result<Vec<FilesystemChange>, ContainerError>;
     async fn container_export(&self, name: String) -> Result<ByteReceiver, ContainerError>;
     /// Whether the container has a TTY, and its stream once it runs.
     async fn container_attach(
@@ -97,8 +113,16 @@ pub trait ContainerBackend {
         stdout: bool,
         stderr: bool,
     ) -> Result<(bool, AttachStream), ContainerError>;
-    async fn container_prune(&self, filters: Filters) -> Result<ContainerPruneResponse, ContainerError>;
-    async fn container_resize(&self, name: String, height: u16, width: u16) -> Result<(), ContainerError>;
+    async fn container_prune(
+        &self,
+        filters: Filters,
+    ) -> Result<ContainerPruneResponse, ContainerError>;
+    async fn container_resize(
+        &self,
+        name: String,
+        height: u16,
+        width: u16,
+    ) -> Result<(), ContainerError>;
 }
 
 fn no_content() -> Response<hyper_body::Body> {
@@ -122,7 +146,10 @@ fn name(ctx: &Ctx) -> String {
 }
 
 fn opt(ctx: &Ctx, key: &str) -> Option<String> {
-    ctx.query.get(key).filter(|s| !s.is_empty()).map(str::to_string)
+    ctx.query
+        .get(key)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 /// `t` (or `timeout`) of stop and restart.
@@ -148,14 +175,21 @@ pub async fn create(ctx: Ctx) -> HandlerResult {
 }
 
 pub async fn list(ctx: Ctx) -> HandlerResult {
-    let limit = ctx.query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+    let limit = ctx
+        .query
+        .int("limit")?
+        .filter(|l| *l > 0)
+        .map(|l| l as usize);
     let opts = ListOptions {
         all: ctx.query.bool("all"),
         limit,
         size: ctx.query.bool("size"),
         filters: filters(&ctx)?,
     };
-    Ok(json_response(StatusCode::OK, &ctx.backend.container_list(opts)?))
+    Ok(json_response(
+        StatusCode::OK,
+        &ctx.backend.container_list(opts)?,
+    ))
 }
 
 pub async fn inspect(ctx: Ctx) -> HandlerResult {
@@ -176,7 +210,11 @@ pub async fn start(ctx: Ctx) -> HandlerResult {
 
 pub async fn stop(ctx: Ctx) -> HandlerResult {
     let t = timeout(&ctx)?;
-    if ctx.backend.container_stop(name(&ctx), opt(&ctx, "signal"), t).await? {
+    if ctx
+        .backend
+        .container_stop(name(&ctx), opt(&ctx, "signal"), t)
+        .await?
+    {
         Ok(no_content())
     } else {
         Ok(not_modified())
@@ -192,7 +230,9 @@ pub async fn restart(ctx: Ctx) -> HandlerResult {
 }
 
 pub async fn kill(ctx: Ctx) -> HandlerResult {
-    ctx.backend.container_kill(name(&ctx), opt(&ctx, "signal")).await?;
+    ctx.backend
+        .container_kill(name(&ctx), opt(&ctx, "signal"))
+        .await?;
     Ok(no_content())
 }
 
@@ -228,7 +268,10 @@ pub async fn update(ctx: Ctx) -> HandlerResult {
 }
 
 pub async fn top(ctx: Ctx) -> HandlerResult {
-    let r = ctx.backend.container_top(name(&ctx), opt(&ctx, "ps_args")).await?;
+    let r = ctx
+        .backend
+        .container_top(name(&ctx), opt(&ctx, "ps_args"))
+        .await?;
     Ok(json_response(StatusCode::OK, &r))
 }
 
@@ -247,7 +290,10 @@ pub async fn remove(ctx: Ctx) -> HandlerResult {
 
 pub async fn prune(ctx: Ctx) -> HandlerResult {
     let f = filters(&ctx)?;
-    Ok(json_response(StatusCode::OK, &ctx.backend.container_prune(f).await?))
+    Ok(json_response(
+        StatusCode::OK,
+        &ctx.backend.container_prune(f).await?,
+    ))
 }
 
 pub async fn changes(ctx: Ctx) -> HandlerResult {
@@ -283,11 +329,7 @@ pub async fn wait(ctx: Ctx) -> HandlerResult {
         "" | "not-running" => WaitCondition::NotRunning,
         "next-exit" => WaitCondition::NextExit,
         "removed" => WaitCondition::Removed,
-        other => {
-            return Err(ApiError::invalid(format!(
-                "invalid condition: \"{other}\""
-            )))
-        }
+        other => return Err(ApiError::invalid(format!("invalid condition: \"{other}\""))),
     };
     let fut = ctx.backend.container_wait(name(&ctx), condition)?;
     let (tx, rx) = mpsc::channel(1);
@@ -377,7 +419,8 @@ pub async fn logs(ctx: Ctx) -> HandlerResult {
     } else {
         "application/vnd.docker.raw-stream"
     };
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
     Ok(r)
 }
 
@@ -391,7 +434,9 @@ pub async fn attach(mut ctx: Ctx) -> HandlerResult {
     if !stream {
         // Only `logs=1` without streaming: nothing live to attach to.
         if !q.bool("logs") {
-            return Err(ApiError::invalid("at least one of stream or logs must be set"));
+            return Err(ApiError::invalid(
+                "at least one of stream or logs must be set",
+            ));
         }
     }
     let (tty, attached) = backend
@@ -447,7 +492,8 @@ pub async fn attach(mut ctx: Ctx) -> HandlerResult {
         }
     });
     let mut r = Response::new(channel_body(rx));
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
     Ok(r)
 }
 

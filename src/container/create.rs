@@ -246,7 +246,9 @@ pub fn verify_host_config(
         h.network_mode = Some("bridge".to_string());
     }
     // Logging.
-    let lc = h.log_config.get_or_insert_with(HostConfigLogConfig::default);
+    let lc = h
+        .log_config
+        .get_or_insert_with(HostConfigLogConfig::default);
     if lc.typ.as_deref().unwrap_or("").is_empty() {
         lc.typ = Some(default_log.0.clone());
         if lc.config.as_ref().is_none_or(|c| c.is_empty()) {
@@ -277,7 +279,13 @@ pub fn hosts_file(hostname: &str, extra: &[String]) -> String {
 
 /// `/etc/resolv.conf`: the host's, without loopback name servers (unreachable from another
 /// network namespace); `Dns`, `DnsSearch` and `DnsOptions` replace the host's entries.
-pub fn resolv_conf(host: &str, host_network: bool, dns: &[String], search: &[String], options: &[String]) -> String {
+pub fn resolv_conf(
+    host: &str,
+    host_network: bool,
+    dns: &[String],
+    search: &[String],
+    options: &[String],
+) -> String {
     let mut servers = Vec::new();
     let mut searches = Vec::new();
     let mut opts = Vec::new();
@@ -338,7 +346,10 @@ mod tests {
             cmd: Some(vec!["sh".into()]),
             entrypoint: None,
             working_dir: Some("/w".into()),
-            labels: Some(HashMap::from([("a".into(), "1".into()), ("b".into(), "1".into())])),
+            labels: Some(HashMap::from([
+                ("a".into(), "1".into()),
+                ("b".into(), "1".into()),
+            ])),
             ..Default::default()
         }
     }
@@ -365,7 +376,10 @@ mod tests {
             ..Default::default()
         };
         merge_image_config(&mut c, &img());
-        assert_eq!(path_and_args(&c).unwrap(), ("echo".to_string(), vec!["hi".to_string()]));
+        assert_eq!(
+            path_and_args(&c).unwrap(),
+            ("echo".to_string(), vec!["hi".to_string()])
+        );
         let mut c = ContainerConfig {
             entrypoint: Some(vec!["".into()]),
             ..Default::default()
@@ -408,9 +422,13 @@ mod tests {
 
     #[test]
     fn resolv_conf_drops_loopback() {
-        let host = "nameserver 127.0.0.53\nnameserver 10.0.0.2\nsearch example.com\noptions edns0\n";
+        let host =
+            "nameserver 127.0.0.53\nnameserver 10.0.0.2\nsearch example.com\noptions edns0\n";
         let s = resolv_conf(host, false, &[], &[], &[]);
-        assert_eq!(s, "search example.com\nnameserver 10.0.0.2\noptions edns0\n");
+        assert_eq!(
+            s,
+            "search example.com\nnameserver 10.0.0.2\noptions edns0\n"
+        );
         let s = resolv_conf("nameserver 127.0.0.1\n", false, &[], &[], &[]);
         assert!(s.contains("nameserver 8.8.8.8"));
         let s = resolv_conf(host, false, &["1.1.1.1".into()], &[], &[]);

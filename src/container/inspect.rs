@@ -69,7 +69,11 @@ pub fn mount_points(h: &HostConfig) -> Vec<MountPoint> {
             destination: m.target.clone(),
             mode: Some(String::new()),
             rw: Some(!m.read_only.unwrap_or(false)),
-            propagation: Some(if typ == "bind" { "rprivate".to_string() } else { String::new() }),
+            propagation: Some(if typ == "bind" {
+                "rprivate".to_string()
+            } else {
+                String::new()
+            }),
             ..Default::default()
         });
     }
@@ -247,9 +251,21 @@ pub fn apply_update(h: &mut HostConfig, u: &ContainerUpdateBody) {
         ($($f:ident),*) => { $( if u.$f.is_some() { h.$f = u.$f.clone(); } )* };
     }
     set!(
-        cpu_shares, memory, cgroup_parent, blkio_weight, cpu_period, cpu_quota,
-        cpu_realtime_period, cpu_realtime_runtime, cpuset_cpus, cpuset_mems,
-        memory_reservation, memory_swap, nano_cpus, oom_kill_disable, pids_limit
+        cpu_shares,
+        memory,
+        cgroup_parent,
+        blkio_weight,
+        cpu_period,
+        cpu_quota,
+        cpu_realtime_period,
+        cpu_realtime_runtime,
+        cpuset_cpus,
+        cpuset_mems,
+        memory_reservation,
+        memory_swap,
+        nano_cpus,
+        oom_kill_disable,
+        pids_limit
     );
     if let Some(p) = &u.restart_policy {
         h.restart_policy = Some(p.clone());
@@ -266,7 +282,10 @@ pub fn apply_update(h: &mut HostConfig, u: &ContainerUpdateBody) {
 }
 
 /// `docker top`: the `ps` output limited to `pids`, with the header split as dockerd does.
-pub fn parse_ps(out: &str, pids: &[i32]) -> Result<(Vec<String>, Vec<Vec<String>>), ContainerError> {
+pub fn parse_ps(
+    out: &str,
+    pids: &[i32],
+) -> Result<(Vec<String>, Vec<Vec<String>>), ContainerError> {
     let mut lines = out.lines();
     let header = lines.next().unwrap_or("");
     let titles: Vec<String> = header.split_whitespace().map(str::to_string).collect();
@@ -289,7 +308,14 @@ pub fn parse_ps(out: &str, pids: &[i32]) -> Result<(Vec<String>, Vec<Vec<String>
         // The last column (the command) keeps its spaces.
         let n = titles.len();
         let mut row: Vec<String> = fields.iter().take(n - 1).map(|s| s.to_string()).collect();
-        row.push(fields.iter().skip(n - 1).copied().collect::<Vec<_>>().join(" "));
+        row.push(
+            fields
+                .iter()
+                .skip(n - 1)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
         procs.push(row);
     }
     Ok((titles, procs))
@@ -339,7 +365,19 @@ mod tests {
         let out = "UID   PID  PPID  C STIME TTY TIME CMD\nroot  10   1  0 10:00 ? 00:00:00 sleep 100\nroot  11   1  0 10:00 ? 00:00:00 other\n";
         let (t, p) = parse_ps(out, &[10]).unwrap();
         assert_eq!(t.len(), 8);
-        assert_eq!(p, vec![vec!["root", "10", "1", "0", "10:00", "?", "00:00:00", "sleep 100"]]);
+        assert_eq!(
+            p,
+            vec![vec![
+                "root",
+                "10",
+                "1",
+                "0",
+                "10:00",
+                "?",
+                "00:00:00",
+                "sleep 100"
+            ]]
+        );
         assert!(parse_ps("A B\n", &[]).is_err());
     }
 }

@@ -14,8 +14,8 @@ use crate::filters::Filters;
 use crate::util::time::parse_timestamp;
 
 pub const LIST_FILTERS: &[&str] = &[
-    "id", "name", "label", "status", "exited", "ancestor", "before", "since", "volume",
-    "network", "health", "expose", "publish", "is-task",
+    "id", "name", "label", "status", "exited", "ancestor", "before", "since", "volume", "network",
+    "health", "expose", "publish", "is-task",
 ];
 
 #[derive(Debug, Clone, Default)]
@@ -117,7 +117,9 @@ pub fn matches(r: &Record, f: &Filters, ancestors: &[String]) -> bool {
     {
         return false;
     }
-    if f.contains("label") && !f.match_kv_list("label", &r.config.labels.clone().unwrap_or_default()) {
+    if f.contains("label")
+        && !f.match_kv_list("label", &r.config.labels.clone().unwrap_or_default())
+    {
         return false;
     }
     if f.contains("status") && !f.get("status").any(|s| s == r.state.status.as_str()) {
@@ -161,7 +163,11 @@ pub fn matches(r: &Record, f: &Filters, ancestors: &[String]) -> bool {
     if f.contains("expose") {
         let ports = r.config.exposed_ports.clone().unwrap_or_default();
         if !f.get("expose").any(|p| {
-            let p = if p.contains('/') { p.to_string() } else { format!("{p}/tcp") };
+            let p = if p.contains('/') {
+                p.to_string()
+            } else {
+                format!("{p}/tcp")
+            };
             ports.contains(&p)
         }) {
             return false;

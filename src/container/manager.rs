@@ -117,7 +117,11 @@ pub fn parse_signal(s: &str) -> Result<nix::sys::signal::Signal, ContainerError>
         return nix::sys::signal::Signal::try_from(n).map_err(|_| bad());
     }
     let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
     nix::sys::signal::Signal::from_str(&name).map_err(|_| bad())
 }
 
@@ -344,7 +348,9 @@ impl ContainerManager {
     ) -> Result<(String, Vec<String>), ContainerError> {
         let image_name = body.image.clone().unwrap_or_default();
         if image_name.is_empty() {
-            return Err(ContainerError::invalid("config cannot be empty in order to create a container"));
+            return Err(ContainerError::invalid(
+                "config cannot be empty in order to create a container",
+            ));
         }
         let (mut config, mut host) = split_body(body);
         let image = self.images.get_image(&image_name).map_err(|e| {
@@ -361,7 +367,10 @@ impl ContainerManager {
         }
         let (path, args) = path_and_args(&config)?;
         let mut warnings = Vec::new();
-        if host.memory.unwrap_or(0) > 0 && !crate::runtime::probe_cgroups().swap_limit && host.memory_swap.unwrap_or(0) > 0 {
+        if host.memory.unwrap_or(0) > 0
+            && !crate::runtime::probe_cgroups().swap_limit
+            && host.memory_swap.unwrap_or(0) > 0
+        {
             warnings.push("Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap.".to_string());
         }
         let id = loop {
@@ -436,7 +445,8 @@ impl ContainerManager {
         let dir = self.container_dir(id);
         ensure_dir(&self.cfg.data_root.join("containers"), 0o710)
             .map_err(|e| ContainerError::io("create containers dir", e))?;
-        ensure_dir(&dir, 0o710).map_err(|e| ContainerError::io(format!("create {}", dir.display()), e))?;
+        ensure_dir(&dir, 0o710)
+            .map_err(|e| ContainerError::io(format!("create {}", dir.display()), e))?;
         let layer = self.layer_dir(id);
         for sub in ["diff", "work", "merged"] {
             ensure_dir(&layer.join(sub), 0o755)
@@ -545,7 +555,8 @@ impl ContainerManager {
                 return Err(e);
             }
         };
-        let launched = client::launch(self.cfg.supervisor_exe.clone(), state_dir.clone(), sup_cfg).await;
+        let launched =
+            client::launch(self.cfg.supervisor_exe.clone(), state_dir.clone(), sup_cfg).await;
         let pid = match launched {
             Ok(pid) => pid,
             Err(e) => return Err(self.start_error(c, e)),
@@ -592,7 +603,11 @@ impl ContainerManager {
     }
 
     /// Everything before the supervisor: rootfs, resolv.conf & co, the OCI spec.
-    fn prepare_start(&self, r: &Record, state_dir: &Path) -> Result<SupervisorConfig, ContainerError> {
+    fn prepare_start(
+        &self,
+        r: &Record,
+        state_dir: &Path,
+    ) -> Result<SupervisorConfig, ContainerError> {
         let id = &r.id;
         let _ = std::fs::remove_dir_all(state_dir);
         ensure_dir(&self.cfg.exec_root.join("c"), 0o700)
@@ -600,7 +615,8 @@ impl ContainerManager {
         ensure_dir(state_dir, 0o700).map_err(|e| ContainerError::io("create state dir", e))?;
         ensure_dir(&self.cfg.exec_root.join("netns"), 0o700)
             .map_err(|e| ContainerError::io("create netns dir", e))?;
-        ensure_dir(&self.lc_root(), 0o700).map_err(|e| ContainerError::io("create runtime dir", e))?;
+        ensure_dir(&self.lc_root(), 0o700)
+            .map_err(|e| ContainerError::io("create runtime dir", e))?;
         // A record left by an earlier supervisor that died would make libcontainer refuse.
         if self.lc_root().join(id).exists() {
             let _ = std::fs::remove_dir_all(self.lc_root().join(id));
@@ -765,7 +781,8 @@ impl ContainerManager {
             Some(chain) => self.images.store().lower_dirs(chain)?,
             None => {
                 let empty = layer.join("empty");
-                ensure_dir(&empty, 0o755).map_err(|e| ContainerError::io("create empty layer", e))?;
+                ensure_dir(&empty, 0o755)
+                    .map_err(|e| ContainerError::io("create empty layer", e))?;
                 vec![empty]
             }
         };
@@ -790,7 +807,11 @@ impl ContainerManager {
             format!("failed to create task for container: {e}")
         };
         let err = ContainerError::new(
-            if code != 0 { ErrorKind::InvalidParameter } else { ErrorKind::Internal },
+            if code != 0 {
+                ErrorKind::InvalidParameter
+            } else {
+                ErrorKind::Internal
+            },
             message,
         );
         // A supervisor that got as far as the watch stays until its container exits; ask it
@@ -894,7 +915,11 @@ impl ContainerManager {
             rec.state.manually_stopped,
         ) && rec.state.status != Status::Removing;
         let r = self.update(c, |r| {
-            r.state.status = if will_restart { Status::Restarting } else { Status::Exited };
+            r.state.status = if will_restart {
+                Status::Restarting
+            } else {
+                Status::Exited
+            };
             r.state.exit_code = status.exit_code as i64;
             r.state.finished_at = status.finished_at.clone();
             r.state.oom_killed = status.oom_killed;
@@ -983,7 +1008,11 @@ impl ContainerManager {
         }
     }
 
-    async fn signal(&self, c: &Container, sig: nix::sys::signal::Signal) -> Result<(), ContainerError> {
+    async fn signal(
+        &self,
+        c: &Container,
+        sig: nix::sys::signal::Signal,
+    ) -> Result<(), ContainerError> {
         let state_dir = self.state_dir(&c.id);
         match client::request_ok(&state_dir, Request::Kill { signal: sig as i32 }).await {
             Ok(_) => Ok(()),
@@ -1030,30 +1059,38 @@ impl ContainerManager {
         if !r.state.status.is_running() {
             return Ok(false);
         }
-        let sig = match signal.filter(|s| !s.is_empty()).or(r.config.stop_signal.clone()) {
+        if r.state.status == Status::Paused {
+            return Err(ContainerError::paused(&r.id));
+        }
+        let sig = match signal
+            .filter(|s| !s.is_empty())
+            .or(r.config.stop_signal.clone())
+        {
             Some(s) => parse_signal(&s)?,
             None => nix::sys::signal::Signal::SIGTERM,
         };
-        let timeout = timeout
-            .or(r.config.stop_timeout)
-            .unwrap_or(10);
+        let timeout = timeout.or(r.config.stop_timeout).unwrap_or(10);
         self.update(c, |r| r.state.manually_stopped = true)?;
-        if r.state.status == Status::Paused {
-            let _ = client::request(&self.state_dir(&c.id), Request::Resume).await;
-        }
         if timeout != 0 {
             self.events.publish(
-                self.event(&r, "kill").attribute("signal", (sig as i32).to_string()),
+                self.event(&r, "kill")
+                    .attribute("signal", (sig as i32).to_string()),
             );
             let _ = self.signal(c, sig).await;
         }
-        let wait = if timeout < 0 { None } else { Some(Duration::from_secs(timeout as u64)) };
+        let wait = if timeout < 0 {
+            None
+        } else {
+            Some(Duration::from_secs(timeout as u64))
+        };
         if !Self::wait_stopped(c, wait).await {
-            self.events.publish(self.event(&r, "kill").attribute("signal", "9"));
+            self.events
+                .publish(self.event(&r, "kill").attribute("signal", "9"));
             let _ = self.signal(c, nix::sys::signal::Signal::SIGKILL).await;
             Self::wait_stopped(c, None).await;
         } else if timeout == 0 {
-            self.events.publish(self.event(&r, "kill").attribute("signal", "9"));
+            self.events
+                .publish(self.event(&r, "kill").attribute("signal", "9"));
             let _ = self.signal(c, nix::sys::signal::Signal::SIGKILL).await;
             Self::wait_stopped(c, None).await;
         }
@@ -1062,7 +1099,11 @@ impl ContainerManager {
     }
 
     /// `POST /containers/{id}/kill`.
-    pub async fn kill(self: &Arc<Self>, name: &str, signal: Option<String>) -> Result<(), ContainerError> {
+    pub async fn kill(
+        self: &Arc<Self>,
+        name: &str,
+        signal: Option<String>,
+    ) -> Result<(), ContainerError> {
         let c = self.get(name)?;
         let sig = match signal.filter(|s| !s.is_empty()) {
             Some(s) => parse_signal(&s)?,
@@ -1081,10 +1122,16 @@ impl ContainerManager {
             .as_deref()
             .and_then(|s| parse_signal(s).ok())
             .unwrap_or(nix::sys::signal::Signal::SIGTERM);
+        if r.state.status == Status::Paused && sig != nix::sys::signal::Signal::SIGKILL {
+            return Err(ContainerError::paused(&r.id));
+        }
         if sig == nix::sys::signal::Signal::SIGKILL || sig == stop_sig {
             self.update(&c, |r| r.state.manually_stopped = true)?;
         }
-        self.events.publish(self.event(&r, "kill").attribute("signal", (sig as i32).to_string()));
+        self.events.publish(
+            self.event(&r, "kill")
+                .attribute("signal", (sig as i32).to_string()),
+        );
         self.signal(&c, sig).await.map_err(|e| {
             if e.kind() == ErrorKind::Conflict {
                 ContainerError::conflict(format!(
@@ -1125,7 +1172,8 @@ impl ContainerManager {
         self: &Arc<Self>,
         name: &str,
         condition: WaitCondition,
-    ) -> Result<impl std::future::Future<Output = (i64, String)> + Send + 'static, ContainerError> {
+    ) -> Result<impl std::future::Future<Output = (i64, String)> + Send + 'static, ContainerError>
+    {
         let c = self.get(name)?;
         let mut rx = c.subscribe();
         let start = rx.borrow().clone();
@@ -1157,7 +1205,11 @@ impl ContainerManager {
         self.remove_locked(&c, force).await
     }
 
-    async fn remove_locked(self: &Arc<Self>, c: &Arc<Container>, force: bool) -> Result<(), ContainerError> {
+    async fn remove_locked(
+        self: &Arc<Self>,
+        c: &Arc<Container>,
+        force: bool,
+    ) -> Result<(), ContainerError> {
         let r = c.record();
         if r.state.status == Status::Removing {
             return Err(ContainerError::conflict(format!(
@@ -1176,7 +1228,8 @@ impl ContainerManager {
             if r.state.status == Status::Paused {
                 let _ = client::request(&self.state_dir(&c.id), Request::Resume).await;
             }
-            self.events.publish(self.event(&r, "kill").attribute("signal", "9"));
+            self.events
+                .publish(self.event(&r, "kill").attribute("signal", "9"));
             let _ = self.signal(c, nix::sys::signal::Signal::SIGKILL).await;
             Self::wait_stopped(c, Some(Duration::from_secs(30))).await;
         }
@@ -1225,17 +1278,31 @@ impl ContainerManager {
         match (pause, r.state.status) {
             (_, s) if !s.is_running() => return Err(ContainerError::not_running(&r.id)),
             (true, Status::Paused) => {
-                return Err(ContainerError::conflict(format!("Container {} is already paused", r.id)))
+                return Err(ContainerError::conflict(format!(
+                    "Container {} is already paused",
+                    r.id
+                )))
             }
             (false, Status::Running) => {
-                return Err(ContainerError::conflict(format!("Container {} is not paused", r.id)))
+                return Err(ContainerError::conflict(format!(
+                    "Container {} is not paused",
+                    r.id
+                )))
             }
             _ => {}
         }
-        let req = if pause { Request::Pause } else { Request::Resume };
+        let req = if pause {
+            Request::Pause
+        } else {
+            Request::Resume
+        };
         client::request_ok(&self.state_dir(&c.id), req).await?;
         let r = self.update(&c, |r| {
-            r.state.status = if pause { Status::Paused } else { Status::Running };
+            r.state.status = if pause {
+                Status::Paused
+            } else {
+                Status::Running
+            };
         })?;
         self.publish(&r, if pause { "pause" } else { "unpause" });
         Ok(())
@@ -1245,7 +1312,9 @@ impl ContainerManager {
         let c = self.get(name)?;
         let new_bare = new_name.strip_prefix('/').unwrap_or(new_name).to_string();
         if new_bare.is_empty() {
-            return Err(ContainerError::invalid("Neither old nor new names may be empty"));
+            return Err(ContainerError::invalid(
+                "Neither old nor new names may be empty",
+            ));
         }
         if !names::valid(&new_bare) {
             return Err(ContainerError::invalid(format!(
@@ -1269,8 +1338,10 @@ impl ContainerManager {
             names_map.remove(&old);
         }
         let r = self.update(&c, |r| r.name = new_bare.clone())?;
-        self.events
-            .publish(self.event(&r, "rename").attribute("oldName", format!("/{old}")));
+        self.events.publish(
+            self.event(&r, "rename")
+                .attribute("oldName", format!("/{old}")),
+        );
         Ok(())
     }
 
@@ -1295,7 +1366,13 @@ impl ContainerManager {
         super::inspect::apply_update(&mut h, &upd);
         let mut check = h.clone();
         verify_host_config(&mut check, self.cfg.ncpu, &self.cfg.default_log)?;
-        if h.auto_remove == Some(true) && upd.restart_policy.as_ref().and_then(|p| p.name.as_ref()).is_some_and(|n| n.to_string() != "no" && !n.to_string().is_empty()) {
+        if h.auto_remove == Some(true)
+            && upd
+                .restart_policy
+                .as_ref()
+                .and_then(|p| p.name.as_ref())
+                .is_some_and(|n| n.to_string() != "no" && !n.to_string().is_empty())
+        {
             return Err(ContainerError::invalid(
                 "Restart policy cannot be updated because AutoRemove is enabled for the container",
             ));
@@ -1341,14 +1418,23 @@ impl ContainerManager {
     }
 
     /// `GET /containers/{id}/top`: `ps` on the host, limited to the container's processes.
-    pub async fn top(&self, name: &str, ps_args: Option<String>) -> Result<(Vec<String>, Vec<Vec<String>>), ContainerError> {
+    pub async fn top(
+        &self,
+        name: &str,
+        ps_args: Option<String>,
+    ) -> Result<(Vec<String>, Vec<Vec<String>>), ContainerError> {
         let c = self.get(name)?;
         let r = c.record();
         if !r.state.status.is_running() {
-            return Err(ContainerError::conflict(format!("Container {} is not running", r.id)));
+            return Err(ContainerError::conflict(format!(
+                "Container {} is not running",
+                r.id
+            )));
         }
         let pids = crate::runtime::cgroup_pids(&self.cgroup_path(&r.id));
-        let args = ps_args.filter(|a| !a.is_empty()).unwrap_or_else(|| "-ef".to_string());
+        let args = ps_args
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| "-ef".to_string());
         let out = tokio::process::Command::new("ps")
             .args(args.split_whitespace())
             .output()
@@ -1393,7 +1479,9 @@ impl ContainerManager {
         let _op = c.op.lock().await;
         let status = c.status();
         if status.is_running() {
-            let s = client::attach(&self.state_dir(&c.id), stdin, stdout, stderr).await.ok();
+            let s = client::attach(&self.state_dir(&c.id), stdin, stdout, stderr)
+                .await
+                .ok();
             let _ = tx.send(s);
         } else {
             lock(&c.pending_attach).push((stdin, stdout, stderr, tx));
@@ -1402,7 +1490,10 @@ impl ContainerManager {
     }
 
     /// Whether the container has a TTY, and its log config and path, for `docker logs`.
-    pub fn log_source(&self, name: &str) -> Result<(Arc<Container>, bool, LogConfig, PathBuf), ContainerError> {
+    pub fn log_source(
+        &self,
+        name: &str,
+    ) -> Result<(Arc<Container>, bool, LogConfig, PathBuf), ContainerError> {
         let c = self.get(name)?;
         let r = c.record();
         let lc = r.host_config.log_config.clone().unwrap_or_default();
@@ -1414,12 +1505,15 @@ impl ContainerManager {
         if !cfg.readable() {
             return Err(ContainerError::new(
                 ErrorKind::NotImplemented,
-                format!(
-                    "configured logging driver does not support reading"
-                ),
+                format!("configured logging driver does not support reading"),
             ));
         }
-        Ok((c.clone(), r.config.tty.unwrap_or(false), cfg, PathBuf::from(r.log_path)))
+        Ok((
+            c.clone(),
+            r.config.tty.unwrap_or(false),
+            cfg,
+            PathBuf::from(r.log_path),
+        ))
     }
 
     // ----- restore -----
@@ -1493,7 +1587,11 @@ impl ContainerManager {
                 if let Some(st) = self.runtime_state(&c).await {
                     if st.paused != (c.status() == Status::Paused) {
                         let _ = self.update(&c, |r| {
-                            r.state.status = if st.paused { Status::Paused } else { Status::Running };
+                            r.state.status = if st.paused {
+                                Status::Paused
+                            } else {
+                                Status::Running
+                            };
                         });
                     }
                 }
@@ -1517,7 +1615,8 @@ impl ContainerManager {
                         exit_code: 137,
                         oom_killed: false,
                         finished_at: rfc3339_nano(SystemTime::now()),
-                        error: "the container's supervisor exited while berthd was down".to_string(),
+                        error: "the container's supervisor exited while berthd was down"
+                            .to_string(),
                     }
                 });
                 let lc_root = self.lc_root();

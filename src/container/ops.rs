@@ -30,7 +30,11 @@ pub struct LogsOptions {
 
 impl ContainerManager {
     /// `GET /containers/{id}/json`.
-    pub async fn inspect(self: &Arc<Self>, name: &str, size: bool) -> Result<Value, ContainerError> {
+    pub async fn inspect(
+        self: &Arc<Self>,
+        name: &str,
+        size: bool,
+    ) -> Result<Value, ContainerError> {
         let c = self.get(name)?;
         let r = c.record();
         let this = self.clone();
@@ -88,9 +92,8 @@ impl ContainerManager {
                 ancestors.push(img.id);
             }
         }
-        let created_of = |name: &str| -> Result<String, ContainerError> {
-            Ok(self.get(name)?.record().created)
-        };
+        let created_of =
+            |name: &str| -> Result<String, ContainerError> { Ok(self.get(name)?.record().created) };
         let before = f.get("before").next().map(created_of).transpose()?;
         let since = f.get("since").next().map(created_of).transpose()?;
         let all = opts.all || opts.limit.is_some() || before.is_some() || since.is_some();
@@ -111,7 +114,11 @@ impl ContainerManager {
             let mut s = list::summary(&r, now);
             if opts.size {
                 let rw = dir_size(&self.upper_dir(&r.id));
-                let img: i64 = r.chain.iter().filter_map(|ch| self.image_layer_size(ch)).sum();
+                let img: i64 = r
+                    .chain
+                    .iter()
+                    .filter_map(|ch| self.image_layer_size(ch))
+                    .sum();
                 s.size_rw = Some(rw);
                 s.size_root_fs = Some(rw + img);
             }
@@ -124,7 +131,10 @@ impl ContainerManager {
     }
 
     /// `POST /containers/prune`: remove stopped containers (filters `until`, `label`).
-    pub async fn prune(self: &Arc<Self>, f: &Filters) -> Result<ContainerPruneResponse, ContainerError> {
+    pub async fn prune(
+        self: &Arc<Self>,
+        f: &Filters,
+    ) -> Result<ContainerPruneResponse, ContainerError> {
         f.validate(&["until", "label", "label!"])
             .map_err(|e| ContainerError::invalid(e.to_string()))?;
         let now = SystemTime::now();
@@ -132,7 +142,10 @@ impl ContainerManager {
         let mut reclaimed = 0i64;
         for c in self.list_all() {
             let r = c.record();
-            if !matches!(r.state.status, Status::Exited | Status::Created | Status::Dead) {
+            if !matches!(
+                r.state.status,
+                Status::Exited | Status::Created | Status::Dead
+            ) {
                 continue;
             }
             let mut keep = false;
@@ -157,8 +170,10 @@ impl ContainerManager {
                 reclaimed += size;
             }
         }
-        self.events_bus().publish(crate::events::Event::new("container", "prune", "")
-            .attribute("reclaimed", reclaimed.to_string()));
+        self.events_bus().publish(
+            crate::events::Event::new("container", "prune", "")
+                .attribute("reclaimed", reclaimed.to_string()),
+        );
         Ok(ContainerPruneResponse {
             containers_deleted: Some(deleted),
             space_reclaimed: Some(reclaimed),
@@ -181,13 +196,15 @@ impl ContainerManager {
             tail: opts.tail,
         };
         let p = path.clone();
-        let (entries, follower) = tokio::task::spawn_blocking(move || jsonfile::read_and_follow(&p, &ropts))
-            .await
-            .map_err(|e| ContainerError::internal(format!("logs task: {e}")))?
-            .map_err(|e| ContainerError::io(format!("read log {}", path.display()), e))?;
+        let (entries, follower) =
+            tokio::task::spawn_blocking(move || jsonfile::read_and_follow(&p, &ropts))
+                .await
+                .map_err(|e| ContainerError::internal(format!("logs task: {e}")))?
+                .map_err(|e| ContainerError::io(format!("read log {}", path.display()), e))?;
         let (tx, rx) = mpsc::channel(256);
         let mut rx_state = c.subscribe();
-        let follow = opts.follow && c.status().is_running() || opts.follow && c.status() == Status::Restarting;
+        let follow = opts.follow && c.status().is_running()
+            || opts.follow && c.status() == Status::Restarting;
         tokio::spawn(async move {
             for e in entries {
                 if tx.send(e).await.is_err() {
@@ -229,7 +246,10 @@ impl ContainerManager {
     }
 
     /// `GET /containers/{id}/changes`: what the writable layer adds, changes and deletes.
-    pub async fn changes(self: &Arc<Self>, name: &str) -> Result<Vec<FilesystemChange>, ContainerError> {
+    pub async fn changes(
+        self: &Arc<Self>,
+        name: &str,
+    ) -> Result<Vec<FilesystemChange>, ContainerError> {
         let c = self.get(name)?;
         let r = c.record();
         let upper = self.upper_dir(&r.id);
@@ -265,7 +285,9 @@ impl ContainerManager {
                 b.follow_symlinks(false);
                 b.mode(tar::HeaderMode::Complete);
                 append_tree(&mut b, &root, Path::new(""))?;
-                b.finish()
+                b.finish()?;
+                drop(b);
+                std::io::Write::flush(&mut out)
             })();
             if mounted_here && !this.status_of(&r.id).is_some_and(|s| s.is_running()) {
                 let _ = crate::runtime::host::unmount(&root);
@@ -288,7 +310,11 @@ fn this_lowers(m: &ContainerManager, chain: &str) -> Option<Vec<String>> {
 }
 
 /// Append `dir` (relative name `rel`) and everything below it, without following links.
-fn append_tree<W: std::io::Write>(b: &mut tar::Builder<W>, root: &Path, rel: &Path) -> std::io::Result<()> {
+fn append_tree<W: std::io::Write>(
+    b: &mut tar::Builder<W>,
+    root: &Path,
+    rel: &Path,
+) -> std::io::Result<()> {
     let full = root.join(rel);
     let mut entries: Vec<_> = std::fs::read_dir(&full)?.flatten().collect();
     entries.sort_by_key(|e| e.file_name());
@@ -309,7 +335,11 @@ fn append_tree<W: std::io::Write>(b: &mut tar::Builder<W>, root: &Path, rel: &Pa
 fn diff(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<FilesystemChange>, ContainerError> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let mut out = Vec::new();
-    let in_lower = |rel: &Path| lowers.iter().any(|l| l.join(rel).symlink_metadata().is_ok());
+    let in_lower = |rel: &Path| {
+        lowers
+            .iter()
+            .any(|l| l.join(rel).symlink_metadata().is_ok())
+    };
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let dir = upper.join(&rel);
@@ -323,7 +353,10 @@ fn diff(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<FilesystemChange>, Conta
             };
             let path = format!("/{}", child.display());
             if md.file_type().is_char_device() && md.rdev() == 0 {
-                out.push(FilesystemChange { path, kind: bollard_stubs::models::ChangeType::_2 });
+                out.push(FilesystemChange {
+                    path,
+                    kind: bollard_stubs::models::ChangeType::_2,
+                });
                 continue;
             }
             let kind = if in_lower(&child) {

@@ -102,11 +102,10 @@ impl Record {
 
     pub fn load(dir: &Path) -> Result<Record, ContainerError> {
         let path = Record::file(dir);
-        let bytes =
-            std::fs::read(&path).map_err(|e| ContainerError::io(format!("read {}", path.display()), e))?;
-        serde_json::from_slice(&bytes).map_err(|e| {
-            ContainerError::internal(format!("decode {}: {e}", path.display()))
-        })
+        let bytes = std::fs::read(&path)
+            .map_err(|e| ContainerError::io(format!("read {}", path.display()), e))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ContainerError::internal(format!("decode {}: {e}", path.display())))
     }
 
     /// Write the record atomically (temp file, fsync, rename).

@@ -135,8 +135,12 @@ async fn connect(state_dir: &Path) -> Result<UnixStream, RuntimeError> {
         UnixStream::connect(&path).await
     } else {
         // Too long for sun_path: go through a directory fd.
-        let dir = std::fs::File::open(state_dir)
-            .map_err(|e| RuntimeError::new(ErrorKind::NotFound, format!("open {}: {e}", state_dir.display())))?;
+        let dir = std::fs::File::open(state_dir).map_err(|e| {
+            RuntimeError::new(
+                ErrorKind::NotFound,
+                format!("open {}: {e}", state_dir.display()),
+            )
+        })?;
         let short = format!("/proc/self/fd/{}/sup.sock", dir.as_raw_fd());
         let r = UnixStream::connect(&short).await;
         drop(dir);

@@ -125,7 +125,12 @@ pub fn oom_kills(cgroup_path: &str) -> u64 {
 }
 
 /// Mount an overlay of `lowers` (top first) with `upper`/`work` on `merged`.
-pub fn mount_overlay(lowers: &[std::path::PathBuf], upper: &Path, work: &Path, merged: &Path) -> io::Result<()> {
+pub fn mount_overlay(
+    lowers: &[std::path::PathBuf],
+    upper: &Path,
+    work: &Path,
+    merged: &Path,
+) -> io::Result<()> {
     let lower = lowers
         .iter()
         .map(|p| p.display().to_string())

@@ -7,9 +7,7 @@ use std::os::fd::RawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use libcontainer::workload::{
-    Executor, ExecutorError, ExecutorValidationError,
-};
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use nix::unistd::{faccessat, AccessFlags};
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
@@ -45,9 +43,7 @@ impl BerthExecutor {
 
 fn args_and_path(spec: &Spec) -> (Vec<String>, String) {
     let process = spec.process().as_ref();
-    let args = process
-        .and_then(|p| p.args().clone())
-        .unwrap_or_default();
+    let args = process.and_then(|p| p.args().clone()).unwrap_or_default();
     let path = process
         .and_then(|p| p.env().as_ref())
         .and_then(|env| {
@@ -92,7 +88,12 @@ fn check_executable(file: &str) -> Result<(), nix::errno::Errno> {
     if md.is_dir() {
         return Err(nix::errno::Errno::EISDIR);
     }
-    match faccessat(None, file, AccessFlags::X_OK, nix::fcntl::AtFlags::AT_EACCESS) {
+    match faccessat(
+        None,
+        file,
+        AccessFlags::X_OK,
+        nix::fcntl::AtFlags::AT_EACCESS,
+    ) {
         Ok(()) => Ok(()),
         Err(e) if e != nix::errno::Errno::ENOSYS && e != nix::errno::Errno::EPERM => Err(e),
         Err(_) if md.mode() & 0o111 != 0 => Ok(()),
@@ -191,9 +192,14 @@ mod tests {
             "exec: \"nosuchcmd\": executable file not found in $PATH"
         );
         let e = look_path("/etc", "/bin").unwrap_err();
-        assert_eq!((e.code, e.message.as_str()), (126, "exec: \"/etc\": is a directory"));
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (126, "exec: \"/etc\": is a directory")
+        );
         let e = look_path("/nonexistent/x", "/bin").unwrap_err();
         assert_eq!(e.code, 127);
-        assert!(e.message.ends_with("stat /nonexistent/x: no such file or directory"));
+        assert!(e
+            .message
+            .ends_with("stat /nonexistent/x: no such file or directory"));
     }
 }

@@ -76,7 +76,10 @@ pub fn main(args: &[String]) -> i32 {
         None
     };
     if let Some(s) = &status {
-        let _ = fcntl(s.as_raw_fd(), FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+        let _ = fcntl(
+            s.as_raw_fd(),
+            FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        );
     }
     // Detach: a new session, and a fork so that the supervisor is no child of berthd.
     let _ = nix::unistd::setsid();
@@ -85,10 +88,13 @@ pub fn main(args: &[String]) -> i32 {
         Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
         Ok(nix::unistd::ForkResult::Child) => {}
         Err(e) => {
-            report_created(status, Created {
-                error: format!("fork supervisor: {e}"),
-                ..Default::default()
-            });
+            report_created(
+                status,
+                Created {
+                    error: format!("fork supervisor: {e}"),
+                    ..Default::default()
+                },
+            );
             return 1;
         }
     }
@@ -210,16 +216,23 @@ impl Supervisor {
     fn setup(state_dir: &Path, status: Option<File>) -> Result<Supervisor, ()> {
         let fail = |status: Option<File>, error: String, exit_code: i32| {
             tracing::error!("{error}");
-            report_created(status, Created {
-                error,
-                exit_code,
-                ..Default::default()
-            });
+            report_created(
+                status,
+                Created {
+                    error,
+                    exit_code,
+                    ..Default::default()
+                },
+            );
         };
         // SAFETY: prctl with integer arguments only.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
         if let Err(e) = std::env::set_current_dir(state_dir) {
-            fail(status, format!("enter state dir {}: {e}", state_dir.display()), 0);
+            fail(
+                status,
+                format!("enter state dir {}: {e}", state_dir.display()),
+                0,
+            );
             return Err(());
         }
         init_logging(&state_dir.join("supervisor.log"));
@@ -375,7 +388,11 @@ impl Supervisor {
                 Err(e) => {
                     let _ = lc::delete(&mut container);
                     cleanup_netns(&cfg);
-                    fail(status, format!("open log {}: {e}", cfg.log_path.display()), 0);
+                    fail(
+                        status,
+                        format!("open log {}: {e}", cfg.log_path.display()),
+                        0,
+                    );
                     return Err(());
                 }
             }
@@ -407,11 +424,14 @@ impl Supervisor {
             exited_at: None,
         };
         sup.save_state();
-        report_created(status, Created {
-            ok: true,
-            pid: init.as_raw(),
-            ..Default::default()
-        });
+        report_created(
+            status,
+            Created {
+                ok: true,
+                pid: init.as_raw(),
+                ..Default::default()
+            },
+        );
         Ok(sup)
     }
 
@@ -431,7 +451,10 @@ impl Supervisor {
         loop {
             self.clients.retain(|c| !c.gone);
             if let Some(at) = self.exited_at {
-                let busy = self.clients.iter().any(|c| c.kind != Kind::Pending || !c.wbuf.is_empty());
+                let busy = self
+                    .clients
+                    .iter()
+                    .any(|c| c.kind != Kind::Pending || !c.wbuf.is_empty());
                 if !busy || at.elapsed() > LINGER {
                     break;
                 }
@@ -461,7 +484,11 @@ impl Supervisor {
         });
         let out_base = fds.len();
         for (_, f) in &self.outputs {
-            let flags = if read_outputs { PollFlags::POLLIN } else { PollFlags::empty() };
+            let flags = if read_outputs {
+                PollFlags::POLLIN
+            } else {
+                PollFlags::empty()
+            };
             fds.push(PollFd::new(f.as_fd(), flags));
         }
         let stdin_idx = match &self.stdin {
@@ -482,7 +509,11 @@ impl Supervisor {
             }
             fds.push(PollFd::new(c.sock.as_fd(), flags));
         }
-        let timeout = if self.exited_at.is_some() { 200u16 } else { 10_000 };
+        let timeout = if self.exited_at.is_some() {
+            200u16
+        } else {
+            10_000
+        };
         match nix::poll::poll(&mut fds, PollTimeout::from(timeout)) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => return,
@@ -495,9 +526,13 @@ impl Supervisor {
         let ready = |i: usize| fds[i].revents().is_some_and(|r| !r.is_empty());
         let listener_ready = ready(0);
         let _pid_ready = pidfd_idx.map(ready);
-        let outs: Vec<bool> = (0..self.outputs.len()).map(|i| ready(out_base + i)).collect();
+        let outs: Vec<bool> = (0..self.outputs.len())
+            .map(|i| ready(out_base + i))
+            .collect();
         let stdin_ready = stdin_idx.map(ready).unwrap_or(false);
-        let clients: Vec<bool> = (0..self.clients.len()).map(|i| ready(client_base + i)).collect();
+        let clients: Vec<bool> = (0..self.clients.len())
+            .map(|i| ready(client_base + i))
+            .collect();
         drop(fds);
         if listener_ready {
             self.accept();
@@ -638,7 +673,10 @@ impl Supervisor {
                 return;
             }
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted =>
+            {
                 return
             }
             Err(_) => {
@@ -681,7 +719,8 @@ impl Supervisor {
                     let Some((kind, len)) = proto::frame_len(&self.clients[i].rbuf) else {
                         return;
                     };
-                    let frame: Vec<u8> = self.clients[i].rbuf.drain(..proto::HEADER + len).collect();
+                    let frame: Vec<u8> =
+                        self.clients[i].rbuf.drain(..proto::HEADER + len).collect();
                     if !stdin {
                         continue;
                     }
