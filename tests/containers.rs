@@ -759,3 +759,35 @@ fn twenty_parallel_containers_leave_nothing_behind() {
         "{ps}"
     );
 }
+
+#[test]
+fn lifecycle_events_reach_the_event_stream() {
+    require!(ready(), NOT_READY);
+    let (b, _) = daemon();
+    let since = common::now_secs();
+    ok(b.docker_out(&["run", "-d", "--name", "ev", "busybox", "sleep", "100"]));
+    ok(b.docker_out(&["pause", "ev"]));
+    ok(b.docker_out(&["unpause", "ev"]));
+    ok(b.docker_out(&["rename", "ev", "ev2"]));
+    ok(b.docker_out(&["update", "--memory", "64m", "--memory-swap", "-1", "ev2"]));
+    ok(b.docker_out(&["restart", "-t", "0", "ev2"]));
+    ok(b.docker_out(&["kill", "ev2"]));
+    ok(b.docker_out(&["rm", "ev2"]));
+    let until = common::now_secs() + 1;
+    let out = ok(b.docker_out(&[
+        "events", "--since", &since.to_string(), "--until", &until.to_string(),
+        "--filter", "type=container", "--format",
+        "{{.Action}} {{.Actor.Attributes.name}} {{index .Actor.Attributes \"exitCode\"}}{{index .Actor.Attributes \"signal\"}}",
+    ]));
+    let actions: Vec<&str> = out.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    for want in [
+        "create", "start", "pause", "unpause", "rename", "update", "kill", "die", "stop",
+        "restart", "destroy",
+    ] {
+        assert!(actions.contains(&want), "{want} missing in {out}");
+    }
+    assert!(out.contains("die ev2 137"), "{out}");
+    assert!(out.contains("kill ev2 9"), "{out}");
+    let first = out.lines().next().unwrap();
+    assert!(first.starts_with("create ev "), "{out}");
+}

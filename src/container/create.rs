@@ -199,6 +199,10 @@ pub fn verify_host_config(
             "Minimum memoryswap limit should be larger than memory limit, see usage",
         ));
     }
+    if memory > 0 && swap == 0 {
+        // dockerd: without --memory-swap, as much swap as memory.
+        h.memory_swap = Some(memory * 2);
+    }
     if memory == 0 && swap > 0 {
         return Err(ContainerError::invalid(
             "You should always set the Memory limit when using Memoryswap limit, see usage",
