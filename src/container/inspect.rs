@@ -155,7 +155,6 @@ pub fn inspect(r: &Record, x: &InspectExtras) -> Value {
         sandbox_key: Some(x.sandbox_key.clone()),
         ports: Some(HashMap::new()),
         networks: Some(networks),
-        ..Default::default()
     };
     let resp = ContainerInspectResponse {
         id: Some(r.id.clone()),

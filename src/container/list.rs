@@ -136,7 +136,7 @@ pub fn matches(r: &Record, f: &Filters, ancestors: &[String]) -> bool {
             return false;
         }
     }
-    if f.contains("ancestor") && !ancestors.iter().any(|a| *a == r.image) {
+    if f.contains("ancestor") && !ancestors.contains(&r.image) {
         return false;
     }
     if f.contains("volume") {

@@ -525,9 +525,9 @@ impl ContainerManager {
                 ))
             }
             Status::Removing | Status::Dead => {
-                return Err(ContainerError::conflict(format!(
-                    "container is marked for removal and cannot be started"
-                )))
+                return Err(ContainerError::conflict(
+                    "container is marked for removal and cannot be started",
+                ))
             }
             _ => {}
         }
@@ -1083,12 +1083,7 @@ impl ContainerManager {
         } else {
             Some(Duration::from_secs(timeout as u64))
         };
-        if !Self::wait_stopped(c, wait).await {
-            self.events
-                .publish(self.event(&r, "kill").attribute("signal", "9"));
-            let _ = self.signal(c, nix::sys::signal::Signal::SIGKILL).await;
-            Self::wait_stopped(c, None).await;
-        } else if timeout == 0 {
+        if timeout == 0 || !Self::wait_stopped(c, wait).await {
             self.events
                 .publish(self.event(&r, "kill").attribute("signal", "9"));
             let _ = self.signal(c, nix::sys::signal::Signal::SIGKILL).await;
@@ -1505,7 +1500,7 @@ impl ContainerManager {
         if !cfg.readable() {
             return Err(ContainerError::new(
                 ErrorKind::NotImplemented,
-                format!("configured logging driver does not support reading"),
+                "configured logging driver does not support reading".to_string(),
             ));
         }
         Ok((
@@ -1565,13 +1560,29 @@ impl ContainerManager {
                         let _ = this.remove_locked(&c, true).await;
                     });
                 }
-                _ => {
-                    let id = r.id.clone();
-                    if host::is_mounted(&self.rootfs(&id)) {
-                        self.unmount_rootfs(&id);
+                _ => self.reap_unstarted(&r.id).await,
+            }
+        }
+    }
+
+    /// A container recorded as not running may still have a supervisor: berthd died between
+    /// launching it and recording the start. End it (its init never ran the command) and clean
+    /// up after it.
+    async fn reap_unstarted(&self, id: &str) {
+        let state_dir = self.state_dir(id);
+        if state_dir.exists() {
+            if client::request(&state_dir, Request::Kill { signal: 9 }).await.is_ok() {
+                for _ in 0..50 {
+                    if read_exit(&state_dir).is_some() {
+                        break;
                     }
+                    tokio::time::sleep(Duration::from_millis(40)).await;
                 }
             }
+            let _ = std::fs::remove_dir_all(&state_dir);
+        }
+        if host::is_mounted(&self.rootfs(id)) {
+            self.unmount_rootfs(id);
         }
     }
 

@@ -99,7 +99,7 @@ impl ContainerManager {
         let all = opts.all || opts.limit.is_some() || before.is_some() || since.is_some();
         let mut out = Vec::new();
         for r in records {
-            if !all && !(r.state.status.is_running() || r.state.status == Status::Restarting) {
+            if !(all || r.state.status.is_running() || r.state.status == Status::Restarting) {
                 continue;
             }
             if before.as_ref().is_some_and(|b| r.created >= *b) {
@@ -203,8 +203,8 @@ impl ContainerManager {
                 .map_err(|e| ContainerError::io(format!("read log {}", path.display()), e))?;
         let (tx, rx) = mpsc::channel(256);
         let mut rx_state = c.subscribe();
-        let follow = opts.follow && c.status().is_running()
-            || opts.follow && c.status() == Status::Restarting;
+        let follow =
+            opts.follow && (c.status().is_running() || c.status() == Status::Restarting);
         tokio::spawn(async move {
             for e in entries {
                 if tx.send(e).await.is_err() {

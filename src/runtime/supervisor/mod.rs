@@ -725,11 +725,9 @@ impl Supervisor {
                         continue;
                     }
                     match kind {
-                        proto::STDIN => {
-                            if self.stdin.is_some() || self.pty.is_some() {
-                                self.stdin_buf.extend_from_slice(&frame[proto::HEADER..]);
-                                self.write_stdin();
-                            }
+                        proto::STDIN if self.stdin.is_some() || self.pty.is_some() => {
+                            self.stdin_buf.extend_from_slice(&frame[proto::HEADER..]);
+                            self.write_stdin();
                         }
                         proto::STDIN_CLOSE => self.on_stdin_eof(),
                         _ => {}
