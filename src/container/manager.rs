@@ -540,6 +540,7 @@ impl ContainerManager {
         let record = c.record();
         let id = record.id.clone();
         let state_dir = self.state_dir(&id);
+        let t0 = Instant::now();
         let prepared = {
             let this = self.clone();
             let record = record.clone();
@@ -555,8 +556,10 @@ impl ContainerManager {
                 return Err(e);
             }
         };
+        let t1 = Instant::now();
         let launched =
             client::launch(self.cfg.supervisor_exe.clone(), state_dir.clone(), sup_cfg).await;
+        let t2 = Instant::now();
         let pid = match launched {
             Ok(pid) => pid,
             Err(e) => return Err(self.start_error(c, e)),
@@ -576,6 +579,12 @@ impl ContainerManager {
             // The process failed to exec: the supervisor reports its exit right after.
             return Err(self.start_error(c, e));
         }
+        tracing::debug!(
+            "start {id}: prepare {:?}, create {:?}, start {:?}",
+            t1 - t0,
+            t2 - t1,
+            t2.elapsed()
+        );
         let generation = {
             let mut g = lock(&c.generation);
             *g += 1;
@@ -1571,7 +1580,10 @@ impl ContainerManager {
     async fn reap_unstarted(&self, id: &str) {
         let state_dir = self.state_dir(id);
         if state_dir.exists() {
-            if client::request(&state_dir, Request::Kill { signal: 9 }).await.is_ok() {
+            if client::request(&state_dir, Request::Kill { signal: 9 })
+                .await
+                .is_ok()
+            {
                 for _ in 0..50 {
                     if read_exit(&state_dir).is_some() {
                         break;

@@ -203,8 +203,7 @@ impl ContainerManager {
                 .map_err(|e| ContainerError::io(format!("read log {}", path.display()), e))?;
         let (tx, rx) = mpsc::channel(256);
         let mut rx_state = c.subscribe();
-        let follow =
-            opts.follow && (c.status().is_running() || c.status() == Status::Restarting);
+        let follow = opts.follow && (c.status().is_running() || c.status() == Status::Restarting);
         tokio::spawn(async move {
             for e in entries {
                 if tx.send(e).await.is_err() {
