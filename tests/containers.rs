@@ -14,10 +14,39 @@ fn ready() -> bool {
 const NOT_READY: &str = "needs root, the docker CLI and Debian's busybox-static";
 
 /// berthd with busybox imported, under a cgroup parent of its own (so leaks can be checked).
-fn daemon() -> (Berthd, String) {
+fn daemon() -> (Berthd, CgroupParent) {
     let parent = format!("berth-test-{}", &uuid_like());
     let b = berthd_with_busybox(&["--cgroup-parent", &parent]);
-    (b, parent)
+    (b, CgroupParent(parent))
+}
+
+/// A test's cgroup parent; its (empty) directories are removed when the test ends.
+struct CgroupParent(String);
+
+impl std::ops::Deref for CgroupParent {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
+            return;
+        };
+        let mut roots: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        roots.push(PathBuf::from("/sys/fs/cgroup"));
+        for root in roots {
+            let dir = root.join(&self.0);
+            if let Ok(children) = std::fs::read_dir(&dir) {
+                for c in children.flatten().filter(|c| c.path().is_dir()) {
+                    let _ = std::fs::remove_dir(c.path());
+                }
+            }
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
 }
 
 fn uuid_like() -> String {
@@ -69,7 +98,7 @@ fn mounts_mentioning(s: &str) -> Vec<String> {
 #[test]
 fn run_prints_output_and_exit_codes() {
     require!(ready(), NOT_READY);
-    let (b, _) = daemon();
+    let (b, _cg) = daemon();
     let o = b.docker_out(&["run", "--rm", "busybox", "echo", "hi"]);
     assert_eq!(stdout(&o), "hi\n", "{}", stderr(&o));
     assert!(o.status.success());
@@ -109,7 +138,7 @@ fn run_prints_output_and_exit_codes() {
 #[test]
 fn detached_lifecycle_logs_and_signals() {
     require!(ready(), NOT_READY);
-    let (b, _) = daemon();
+    let (b, _cg) = daemon();
     let script = "trap 'echo got usr1' USR1; trap 'echo bye; exit 0' TERM; echo started; while true; do sleep 0.1; done";
     let id = ok(b.docker_out(&["run", "-d", "--name", "web", "busybox", "sh", "-c", script]));
     let id = id.trim();
@@ -168,7 +197,7 @@ fn detached_lifecycle_logs_and_signals() {
 #[test]
 fn ps_filters_formats_and_inspect() {
     require!(ready(), NOT_READY);
-    let (b, _) = daemon();
+    let (b, _cg) = daemon();
     ok(b.docker_out(&[
         "run", "-d", "--name", "up", "--label", "tier=web", "busybox", "sleep", "100",
     ]));
@@ -264,7 +293,7 @@ fn ps_filters_formats_and_inspect() {
 #[test]
 fn config_options_reach_the_process() {
     require!(ready(), NOT_READY);
-    let (b, _) = daemon();
+    let (b, _cg) = daemon();
     let run = |args: &[&str]| -> String {
         let mut a = vec!["run", "--rm"];
         a.extend_from_slice(args);
@@ -471,7 +500,7 @@ fn resources_are_in_the_cgroup() {
 #[test]
 fn restart_policy_on_failure_restarts_exactly_twice() {
     require!(ready(), NOT_READY);
-    let (b, _) = daemon();
+    let (b, _cg) = daemon();
     ok(b.docker_out(&[
         "run",
         "-d",
@@ -528,7 +557,7 @@ fn restart_policy_on_failure_restarts_exactly_twice() {
 #[test]
 fn pause_rename_top_diff_export_prune() {
     require!(ready(), NOT_READY);
-    let (b, _) = daemon();
+    let (b, _cg) = daemon();
     ok(b.docker_out(&[
         "run",
         "-d",
@@ -587,7 +616,7 @@ fn pause_rename_top_diff_export_prune() {
 #[test]
 fn logs_tail_since_timestamps_and_rotation() {
     require!(ready(), NOT_READY);
-    let (b, _) = daemon();
+    let (b, _cg) = daemon();
     ok(b.docker_out(&[
         "run",
         "--name",
@@ -676,7 +705,7 @@ fn live_restore_after_kill_9() {
     // The container keeps running while berthd is down; the other exits meanwhile.
     std::thread::sleep(Duration::from_millis(1500));
     assert!(Path::new(&format!("/proc/{pid}")).exists());
-    b.spawn_with_host(&["--cgroup-parent", &parent]);
+    b.spawn_with_host(&["--cgroup-parent", &*parent]);
     assert_eq!(
         inspect(&b, "survivor", "{{.State.Status}} {{.State.Pid}}"),
         format!("running {pid}")
@@ -763,7 +792,7 @@ fn twenty_parallel_containers_leave_nothing_behind() {
 #[test]
 fn lifecycle_events_reach_the_event_stream() {
     require!(ready(), NOT_READY);
-    let (b, _) = daemon();
+    let (b, _cg) = daemon();
     let since = common::now_secs();
     ok(b.docker_out(&["run", "-d", "--name", "ev", "busybox", "sleep", "100"]));
     ok(b.docker_out(&["pause", "ev"]));
