@@ -227,6 +227,21 @@ impl Berthd {
 
 impl Drop for Berthd {
     fn drop(&mut self) {
+        // Containers outlive berthd (live restore): remove what a test left running.
+        let has_containers = std::fs::read_dir(self.data_root().join("containers"))
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false);
+        if self.child.is_some() && has_containers {
+            if let Ok(o) = self.docker().args(["ps", "-aq"]).output() {
+                let ids: Vec<String> = String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect();
+                if !ids.is_empty() {
+                    let _ = self.docker().arg("rm").arg("-f").args(&ids).output();
+                }
+            }
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
