@@ -743,4 +743,41 @@ impl ContainerBackend for Daemon {
     ) -> Result<(), ContainerError> {
         self.containers.resize(&name, height, width).await
     }
+
+    fn exec_create(
+        &self,
+        name: String,
+        config: bollard_stubs::models::ExecConfig,
+    ) -> Result<String, ContainerError> {
+        self.containers.exec_create(&name, config)
+    }
+
+    async fn exec_start(
+        &self,
+        id: String,
+        detach: bool,
+        tty: Option<bool>,
+        console_size: Option<[u16; 2]>,
+    ) -> Result<crate::container::exec::ExecStream, ContainerError> {
+        self.containers
+            .exec_start(&id, detach, tty, console_size)
+            .await
+    }
+
+    async fn exec_wait(&self, id: String) -> Option<i64> {
+        self.containers
+            .exec_wait(&id, std::time::Duration::from_secs(5))
+            .await
+    }
+
+    fn exec_inspect(
+        &self,
+        id: String,
+    ) -> Result<bollard_stubs::models::ExecInspectResponse, ContainerError> {
+        self.containers.exec_inspect(&id)
+    }
+
+    async fn exec_resize(&self, id: String, height: u16, width: u16) -> Result<(), ContainerError> {
+        self.containers.exec_resize(&id, height, width).await
+    }
 }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bollard_stubs::models::{
     ContainerCreateBody, ContainerCreateResponse, ContainerPruneResponse, ContainerSummary,
     ContainerTopResponse, ContainerUpdateBody, ContainerUpdateResponse, ContainerWaitResponse,
-    FilesystemChange,
+    ExecConfig, ExecInspectResponse, ExecStartConfig, FilesystemChange, IdResponse,
 };
 use bytes::Bytes;
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, UPGRADE};
@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::body::{channel_body, empty, json_response, read_json};
 use super::error::ApiError;
 use super::router::{Ctx, HandlerResult};
+use crate::container::exec::ExecStream;
 use crate::container::list::ListOptions;
 use crate::container::manager::WaitCondition;
 use crate::container::ops::LogsOptions;
@@ -123,6 +124,19 @@ pub trait ContainerBackend {
         height: u16,
         width: u16,
     ) -> Result<(), ContainerError>;
+    fn exec_create(&self, name: String, config: ExecConfig) -> Result<String, ContainerError>;
+    /// Start an exec; with `detach`, no stream comes back.
+    async fn exec_start(
+        &self,
+        id: String,
+        detach: bool,
+        tty: Option<bool>,
+        console_size: Option<[u16; 2]>,
+    ) -> Result<ExecStream, ContainerError>;
+    /// The exit code once the exec ended (waits at most a few seconds).
+    async fn exec_wait(&self, id: String) -> Option<i64>;
+    fn exec_inspect(&self, id: String) -> Result<ExecInspectResponse, ContainerError>;
+    async fn exec_resize(&self, id: String, height: u16, width: u16) -> Result<(), ContainerError>;
 }
 
 fn no_content() -> Response<hyper_body::Body> {
@@ -522,11 +536,22 @@ async fn pump<IO>(io: IO, attached: AttachStream, tty: bool, stdin: bool)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut client_r, mut client_w) = tokio::io::split(io);
     let Ok(Some(sup)) = attached.await else {
+        let (_, mut client_w) = tokio::io::split(io);
         let _ = client_w.shutdown().await;
         return;
     };
+    pump_stream(io, sup, tty, stdin, std::future::ready(())).await;
+}
+
+/// Copy between a hijacked client and a supervisor stream; `before_close` runs after the
+/// output ended and before the client's stream is closed.
+async fn pump_stream<IO, F>(io: IO, sup: UnixStream, tty: bool, stdin: bool, before_close: F)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    F: Future<Output = ()> + Send,
+{
+    let (mut client_r, mut client_w) = tokio::io::split(io);
     let (mut sup_r, mut sup_w) = sup.into_split();
     let input = async move {
         if !stdin {
@@ -568,12 +593,155 @@ where
             }
         }
         let _ = client_w.flush().await;
+        before_close.await;
         let _ = client_w.shutdown().await;
     };
     tokio::select! {
         _ = output => {}
         _ = input => {}
     }
+}
+
+pub async fn exec_create(ctx: Ctx) -> HandlerResult {
+    let n = name(&ctx);
+    let limit = ctx.max_json_body;
+    let backend = ctx.backend.clone();
+    let (parts, body) = ctx.req.into_parts();
+    let cfg: ExecConfig = read_json(&parts.headers, body, limit).await?;
+    let id = backend.exec_create(n, cfg)?;
+    Ok(json_response(StatusCode::CREATED, &IdResponse { id }))
+}
+
+pub async fn exec_inspect(ctx: Ctx) -> HandlerResult {
+    Ok(json_response(
+        StatusCode::OK,
+        &ctx.backend.exec_inspect(ctx.param("id").to_string())?,
+    ))
+}
+
+pub async fn exec_resize(ctx: Ctx) -> HandlerResult {
+    let h = ctx.query.int("h")?.unwrap_or(0);
+    let w = ctx.query.int("w")?.unwrap_or(0);
+    if !(0..=u16::MAX as i64).contains(&h) || !(0..=u16::MAX as i64).contains(&w) {
+        return Err(ApiError::invalid("invalid terminal size"));
+    }
+    ctx.backend
+        .exec_resize(ctx.param("id").to_string(), h as u16, w as u16)
+        .await?;
+    Ok(Response::new(empty()))
+}
+
+/// `POST /exec/{id}/start`: detached, a plain 200; attached, the connection is hijacked first
+/// and a failure to start is written into the stream, as dockerd does (the CLI then reads the
+/// exit code, 126 or 127, from the exec's inspect).
+pub async fn exec_start(mut ctx: Ctx) -> HandlerResult {
+    let id = ctx.param("id").to_string();
+    let limit = ctx.max_json_body;
+    let backend = ctx.backend.clone();
+    let version = ctx.version;
+    let upgrade = ctx
+        .req
+        .headers()
+        .get(UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("tcp"));
+    let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut ctx.req));
+    let (parts, body) = ctx.req.into_parts();
+    let cfg: ExecStartConfig = read_json(&parts.headers, body, limit).await?;
+    let console_size = cfg
+        .console_size
+        .as_ref()
+        .filter(|v| v.len() == 2 && v[0] > 0 && v[1] > 0)
+        .map(|v| [v[0] as u16, v[1] as u16]);
+    if cfg.detach.unwrap_or(false) {
+        backend.exec_start(id, true, cfg.tty, console_size).await?;
+        return Ok(Response::new(empty()));
+    }
+    // The exec's own TTY setting decides the stream type.
+    let tty = cfg.tty.unwrap_or(false)
+        || backend
+            .exec_inspect(id.clone())?
+            .process_config
+            .and_then(|p| p.tty)
+            .unwrap_or(false);
+    let ct = if !tty && version >= ApiVersion::new(1, 42) {
+        "application/vnd.docker.multiplexed-stream"
+    } else {
+        "application/vnd.docker.raw-stream"
+    };
+    let start_tty = cfg.tty;
+    let run = async move {
+        match backend
+            .exec_start(id.clone(), false, start_tty, console_size)
+            .await
+        {
+            Ok(ExecStream {
+                tty,
+                stdin,
+                stream: Some(sup),
+            }) => Ok((backend, id, tty, stdin, sup)),
+            Ok(_) => Err(format!("exec {id} started without a stream")),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let mut r = if let Some(on_upgrade) = on_upgrade {
+        tokio::spawn(async move {
+            let Ok(upgraded) = on_upgrade.await else {
+                return;
+            };
+            let io = TokioIo::new(upgraded);
+            match run.await {
+                Ok((backend, id, tty, stdin, sup)) => {
+                    let done = async move {
+                        let _ = backend.exec_wait(id).await;
+                    };
+                    pump_stream(io, sup, tty, stdin, done).await;
+                }
+                Err(message) => {
+                    let (_, mut w) = tokio::io::split(io);
+                    let mut text = format!("{message}\r\n").into_bytes();
+                    if !tty {
+                        let mut framed = Vec::new();
+                        proto::put_frame(&mut framed, proto::STDOUT, &text);
+                        text = framed;
+                    }
+                    let _ = w.write_all(&text).await;
+                    let _ = w.shutdown().await;
+                }
+            }
+        });
+        let mut r = Response::new(empty());
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        r.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+        r.headers_mut()
+            .insert(UPGRADE, HeaderValue::from_static("tcp"));
+        r
+    } else {
+        // No hijack: the output is the body.
+        let (backend, id, tty, _stdin, mut sup) = run.await.map_err(ApiError::internal)?;
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut pending = Vec::new();
+            loop {
+                let n = tokio::select! {
+                    r = sup.read(&mut buf) => match r { Ok(0) | Err(_) => break, Ok(n) => n },
+                    _ = tx.closed() => return,
+                };
+                pending.extend_from_slice(&buf[..n]);
+                let out = take_output(&mut pending, tty);
+                if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
+                    return;
+                }
+            }
+            let _ = backend.exec_wait(id).await;
+        });
+        Response::new(channel_body(rx))
+    };
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+    Ok(r)
 }
 
 #[cfg(test)]

@@ -193,6 +193,10 @@ impl Api {
             route!(POST, "/containers/{name}/attach", container::attach),
             route!(POST, "/containers/{name}/resize", container::resize),
             route!(DELETE, "/containers/{name}", container::remove),
+            route!(POST, "/containers/{name}/exec", container::exec_create),
+            route!(POST, "/exec/{id}/start", container::exec_start),
+            route!(POST, "/exec/{id}/resize", container::exec_resize),
+            route!(GET, "/exec/{id}/json", container::exec_inspect),
         ];
         Arc::new(Api {
             routes,

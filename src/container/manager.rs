@@ -79,7 +79,7 @@ pub struct Container {
     generation: Mutex<u64>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
@@ -107,6 +107,8 @@ pub struct ContainerManager {
     containers: RwLock<HashMap<String, Arc<Container>>>,
     /// Name (without `/`) -> ID.
     names: Mutex<HashMap<String, String>>,
+    /// Exec instances by ID.
+    pub(super) execs: Mutex<super::exec::ExecTable>,
 }
 
 /// Parse a signal as Docker accepts it: `SIGKILL`, `KILL`, `kill` or `9`.
@@ -133,6 +135,7 @@ impl ContainerManager {
             events,
             containers: RwLock::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
+            execs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -142,6 +145,22 @@ impl ContainerManager {
 
     fn state_dir(&self, id: &str) -> PathBuf {
         self.cfg.exec_root.join("c").join(id)
+    }
+
+    pub(super) fn state_dir_of(&self, id: &str) -> PathBuf {
+        self.state_dir(id)
+    }
+
+    pub(super) fn cgroup_path_of(&self, id: &str) -> String {
+        self.cgroup_path(id)
+    }
+
+    /// Whether the running container has a seccomp profile (its bundle says so).
+    pub(super) fn has_seccomp(&self, id: &str) -> bool {
+        oci_spec::runtime::Spec::load(self.state_dir(id).join("config.json"))
+            .ok()
+            .and_then(|s| s.linux().as_ref().and_then(|l| l.seccomp().clone()))
+            .is_some()
     }
 
     fn lc_root(&self) -> PathBuf {
@@ -874,6 +893,9 @@ impl ContainerManager {
             let status = loop {
                 match w.next().await {
                     Some(proto::Event::Oom) => oom = true,
+                    Some(proto::Event::ExecExited { exec_id, exit_code }) => {
+                        this.exec_finished(&exec_id, exit_code as i64)
+                    }
                     Some(proto::Event::Exited(s)) => break Some(s),
                     None => break None,
                 }
@@ -913,6 +935,7 @@ impl ContainerManager {
             })
             .await;
         }
+        self.drop_execs(&id);
         let ran_for = lock(&c.started).map(|t| t.elapsed()).unwrap_or_default();
         let (policy, max) = c.record().restart_policy();
         let rec = c.record();
@@ -1265,6 +1288,7 @@ impl ContainerManager {
             }
         }
         *lock(&c._lease) = None;
+        self.drop_execs(&c.id);
         for (_, _, _, tx) in std::mem::take(&mut *lock(&c.pending_attach)) {
             let _ = tx.send(None);
         }
@@ -1459,7 +1483,15 @@ impl ContainerManager {
         if !c.status().is_running() {
             return Err(ContainerError::not_running(&c.id));
         }
-        client::request_ok(&self.state_dir(&c.id), Request::Resize { height, width }).await?;
+        client::request_ok(
+            &self.state_dir(&c.id),
+            Request::Resize {
+                height,
+                width,
+                exec: None,
+            },
+        )
+        .await?;
         Ok(())
     }
 
@@ -1655,14 +1687,14 @@ impl ContainerManager {
 }
 
 /// A namespace choice owning its path (the spec options borrow it).
-enum NsChoice {
+pub(super) enum NsChoice {
     Private,
     Host,
     Path(PathBuf),
 }
 
 impl NsChoice {
-    fn as_spec(&self) -> spec::Namespace<'_> {
+    pub(super) fn as_spec(&self) -> spec::Namespace<'_> {
         match self {
             NsChoice::Private => spec::Namespace::Private,
             NsChoice::Host => spec::Namespace::Host,

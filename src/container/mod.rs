@@ -2,6 +2,7 @@
 //! knows HTTP; the runtime (`crate::runtime`) runs the processes.
 
 pub mod create;
+pub mod exec;
 pub mod inspect;
 pub mod list;
 pub mod manager;

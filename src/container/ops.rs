@@ -72,7 +72,12 @@ impl ContainerManager {
                 size_rw,
                 size_root_fs,
             };
-            inspect(&r, &x)
+            let mut v = inspect(&r, &x);
+            let ids = this.exec_ids(&r.id);
+            if !ids.is_empty() {
+                v["ExecIDs"] = serde_json::json!(ids);
+            }
+            v
         })
         .await
         .map_err(|e| ContainerError::internal(format!("inspect task: {e}")))

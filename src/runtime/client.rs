@@ -257,6 +257,26 @@ impl Watch {
     }
 }
 
+/// Start an exec process: its reply, and the connection (which carries the process's output
+/// frames when the request asked to attach).
+pub async fn exec(state_dir: &Path, req: Request) -> Result<(Reply, UnixStream), RuntimeError> {
+    let mut s = connect(state_dir).await?;
+    send_request(&mut s, &req).await?;
+    let reply = read_reply(&mut s).await?;
+    if !reply.ok {
+        return Err(RuntimeError {
+            kind: if reply.exit_code != 0 {
+                ErrorKind::InvalidParameter
+            } else {
+                ErrorKind::Internal
+            },
+            message: reply.error.unwrap_or_default(),
+            exit_code: reply.exit_code,
+        });
+    }
+    Ok((reply, s))
+}
+
 /// An `attach` connection: the stream carries output frames to us and stdin frames to the
 /// supervisor.
 pub async fn attach(

@@ -81,8 +81,26 @@ pub enum Request {
     Resize {
         height: u16,
         width: u16,
+        /// An exec's terminal instead of the container's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exec: Option<String>,
     },
     State,
+    /// Start a process in the container (`docker exec`). With `attach`, the connection then
+    /// carries its output frames and an [`Event::ExecExited`] at the end.
+    Exec {
+        exec_id: String,
+        /// The OCI `Process`.
+        process: serde_json::Value,
+        tty: bool,
+        stdin: bool,
+        attach: bool,
+        console_size: Option<[u16; 2]>,
+        /// Capabilities added to the process only so that it can load the container's seccomp
+        /// profile; dropped before it runs the command.
+        #[serde(default)]
+        add_caps: Vec<String>,
+    },
 }
 
 /// The answer to every request.
@@ -96,6 +114,9 @@ pub struct Reply {
     pub exit_code: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<SupervisorState>,
+    /// The pid of a started exec process.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pid: i32,
 }
 
 fn is_zero(v: &i32) -> bool {
@@ -154,6 +175,7 @@ pub struct ExitStatus {
 pub enum Event {
     Exited(ExitStatus),
     Oom,
+    ExecExited { exec_id: String, exit_code: i32 },
 }
 
 /// The first line a new supervisor writes on its status pipe.

@@ -26,6 +26,11 @@ pub struct ExecFailure {
 #[derive(Clone)]
 pub struct BerthExecutor {
     pub report_fd: RawFd,
+    /// For `docker exec`: the container's seccomp profile, which libcontainer's tenant path
+    /// does not apply. Loaded right before exec while the process still holds the
+    /// capabilities listed in `drop_caps`, which are then given up (as runc orders it).
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    pub drop_caps: Vec<caps::Capability>,
 }
 
 impl BerthExecutor {
@@ -129,6 +134,29 @@ pub fn errno_text(e: nix::errno::Errno) -> String {
     }
 }
 
+impl BerthExecutor {
+    /// Load the container's seccomp filter into an exec'd process, then drop the capabilities
+    /// that were only granted to make that possible.
+    fn apply_exec_seccomp(&self, profile: &oci_spec::runtime::LinuxSeccomp) -> Result<(), String> {
+        use caps::CapSet;
+        libcontainer::seccomp::initialize_seccomp(profile)
+            .map_err(|e| format!("load seccomp profile: {e}"))?;
+        // Bounding first (needs CAP_SETPCAP in the effective set), then the other sets.
+        let mut ordered = self.drop_caps.clone();
+        ordered.sort_by_key(|c| *c == caps::Capability::CAP_SETPCAP);
+        for c in &ordered {
+            caps::drop(None, CapSet::Bounding, *c)
+                .map_err(|e| format!("drop {c} from the bounding set: {e}"))?;
+        }
+        for set in [CapSet::Inheritable, CapSet::Effective, CapSet::Permitted] {
+            for c in &ordered {
+                caps::drop(None, set, *c).map_err(|e| format!("drop {c}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Executor for BerthExecutor {
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
         let (args, path) = args_and_path(spec);
@@ -150,6 +178,16 @@ impl Executor for BerthExecutor {
     }
 
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        if let Some(profile) = &self.seccomp {
+            if let Err(e) = self.apply_exec_seccomp(profile) {
+                let failure = ExecFailure {
+                    code: 0,
+                    message: e.clone(),
+                };
+                self.report(&failure);
+                return Err(ExecutorError::Other(e));
+            }
+        }
         let (args, path) = args_and_path(spec);
         let cmd = args.first().cloned().unwrap_or_default();
         let resolved = look_path(&cmd, &path).unwrap_or_else(|_| cmd.clone());

@@ -170,3 +170,34 @@ pub fn resize(fd: RawFd, height: u16, width: u16) -> Result<(), String> {
         .map(|_| ())
         .map_err(|e| format!("resize tty: {e}"))
 }
+
+/// Start a process in the running container (`docker exec`): libcontainer's tenant builder
+/// joins the init's namespaces and cgroup. Returns once the process has exec'd (or failed to).
+pub fn exec(
+    id: &str,
+    lc_root: &Path,
+    process_json: &Path,
+    executor: BerthExecutor,
+    stdio: Stdio,
+) -> Result<nix::unistd::Pid, String> {
+    let _guard = InheritGuard::new();
+    let mut b = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
+        .with_root_path(lc_root)
+        .map_err(|e| format!("libcontainer root {}: {e}", lc_root.display()))?
+        .with_executor(executor);
+    b = match stdio {
+        Stdio::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => b.with_stdin(stdin).with_stdout(stdout).with_stderr(stderr),
+        Stdio::Console(path) => b.with_console_socket(Some(path)),
+    };
+    b.validate_id()
+        .map_err(|e| e.to_string())?
+        .as_tenant()
+        .with_process(Some(process_json))
+        .with_detach(true)
+        .build()
+        .map_err(|e| e.to_string())
+}

@@ -126,6 +126,129 @@ enum Kind {
         stdout: bool,
         stderr: bool,
     },
+    /// Attached to the exec process with this index in `Supervisor::execs`' ids.
+    Exec {
+        id: u64,
+        stdin: bool,
+    },
+}
+
+/// The stdio of a process: output pipes (or the pty master as stdout) and stdin.
+struct Io {
+    outputs: Vec<(Stream, File)>,
+    pty: Option<File>,
+    stdin: Option<File>,
+    stdin_buf: Vec<u8>,
+    /// Close stdin once `stdin_buf` is written.
+    stdin_close: bool,
+    /// Whether a client's stdin EOF closes the process's stdin.
+    stdin_once: bool,
+}
+
+impl Io {
+    fn write_stdin(&mut self) {
+        let Some(s) = &mut self.stdin else {
+            self.stdin_buf.clear();
+            return;
+        };
+        while !self.stdin_buf.is_empty() {
+            match s.write(&self.stdin_buf) {
+                Ok(n) => {
+                    self.stdin_buf.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    // The process closed its stdin.
+                    self.stdin_buf.clear();
+                    self.stdin = None;
+                    return;
+                }
+            }
+        }
+        if self.stdin_close {
+            self.close_stdin();
+        }
+    }
+
+    fn close_stdin(&mut self) {
+        self.stdin_close = false;
+        if self.pty.is_some() {
+            // A pty has no half-close: send the terminal's EOF character.
+            self.stdin_buf.push(4);
+            if let Some(p) = &self.pty {
+                let mut p = p;
+                let _ = p.write(&self.stdin_buf);
+            }
+            self.stdin_buf.clear();
+            return;
+        }
+        self.stdin = None;
+    }
+
+    /// A client's stdin reached EOF.
+    fn on_stdin_eof(&mut self) {
+        if !self.stdin_once {
+            return;
+        }
+        if self.stdin_buf.is_empty() {
+            self.close_stdin();
+        } else {
+            self.stdin_close = true;
+        }
+    }
+
+    fn push_stdin(&mut self, data: &[u8]) {
+        if self.stdin.is_some() || self.pty.is_some() {
+            self.stdin_buf.extend_from_slice(data);
+            if self.stdin.is_none() {
+                // A pty: stdin and stdout are the master.
+                if let Some(p) = &self.pty {
+                    let mut p = p;
+                    match p.write(&self.stdin_buf) {
+                        Ok(n) => {
+                            self.stdin_buf.drain(..n);
+                        }
+                        Err(_) => {}
+                    }
+                }
+            } else {
+                self.write_stdin();
+            }
+        }
+    }
+
+    /// Read one chunk of output `i` into `buf`: `Some((stream, n))`, or `None` (nothing now,
+    /// or the output ended and was dropped).
+    fn read(&mut self, i: usize, buf: &mut [u8]) -> Option<(Stream, usize)> {
+        let (stream, f) = &mut self.outputs[i];
+        let stream = *stream;
+        match f.read(buf) {
+            Ok(0) => {
+                self.outputs.remove(i);
+                None
+            }
+            Ok(n) => Some((stream, n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
+            // EIO on a pty master once the last slave fd is closed.
+            Err(_) => {
+                self.outputs.remove(i);
+                None
+            }
+        }
+    }
+}
+
+/// A `docker exec` process.
+struct ExecProc {
+    /// The supervisor's own number for it (clients refer to it).
+    id: u64,
+    /// berthd's exec ID.
+    exec_id: String,
+    pid: Pid,
+    pidfd: Option<OwnedFd>,
+    io: Io,
 }
 
 struct Client {
@@ -179,12 +302,12 @@ struct Supervisor {
     pidfd: Option<OwnedFd>,
     listener: UnixListener,
     clients: Vec<Client>,
-    /// stdout and stderr pipes, or the pty master as stdout.
-    outputs: Vec<(Stream, File)>,
-    pty: Option<File>,
-    stdin: Option<File>,
-    stdin_buf: Vec<u8>,
-    stdin_close: bool,
+    /// The init's stdio.
+    io: Io,
+    /// `docker exec` processes.
+    execs: Vec<ExecProc>,
+    /// The container's seccomp profile, applied to exec'd processes too.
+    seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
     log: Option<logger::jsonfile::Writer>,
     state: SupervisorState,
     report: Option<File>,
@@ -278,6 +401,8 @@ impl Supervisor {
         };
         let executor = BerthExecutor {
             report_fd: report_w.as_raw_fd(),
+            seccomp: None,
+            drop_caps: Vec::new(),
         };
         let mut outputs = Vec::new();
         let mut stdin = None;
@@ -307,8 +432,9 @@ impl Supervisor {
                         File::open("/dev/null").map_err(|e| format!("open /dev/null: {e}"))?,
                     )
                 };
-                outputs.push((Stream::Stdout, File::from(out_r)));
+                // Read in reverse order: stdout first.
                 outputs.push((Stream::Stderr, File::from(err_r)));
+                outputs.push((Stream::Stdout, File::from(out_r)));
                 Ok(lc::Stdio::Pipes {
                     stdin: in_r,
                     stdout: out_w,
@@ -413,11 +539,16 @@ impl Supervisor {
             init,
             listener,
             clients: Vec::new(),
-            outputs,
-            pty,
-            stdin,
-            stdin_buf: Vec::new(),
-            stdin_close: false,
+            io: Io {
+                outputs,
+                pty,
+                stdin,
+                stdin_buf: Vec::new(),
+                stdin_close: false,
+                stdin_once: true,
+            },
+            execs: Vec::new(),
+            seccomp: load_seccomp(state_dir),
             log,
             state,
             report: Some(File::from(report_r)),
@@ -465,41 +596,77 @@ impl Supervisor {
         tracing::debug!("supervisor done");
     }
 
-    /// Whether an attached client is too far behind to read more output.
-    fn backpressured(&self) -> bool {
-        self.clients
-            .iter()
-            .any(|c| matches!(c.kind, Kind::Attach { .. }) && c.wbuf.len() > HIGH_WATER)
+    /// Whether a client attached to process `src` is too far behind to read more output.
+    fn backpressured(&self, src: Src) -> bool {
+        self.clients.iter().any(|c| {
+            c.wbuf.len() > HIGH_WATER
+                && match (src, c.kind) {
+                    (Src::Init, Kind::Attach { .. }) => true,
+                    (Src::Exec(id), Kind::Exec { id: e, .. }) => id == e,
+                    _ => false,
+                }
+        })
+    }
+
+    fn io_mut(&mut self, src: Src) -> Option<&mut Io> {
+        match src {
+            Src::Init => Some(&mut self.io),
+            Src::Exec(id) => self
+                .execs
+                .iter_mut()
+                .find(|e| e.id == id)
+                .map(|e| &mut e.io),
+        }
     }
 
     fn poll_once(&mut self) {
-        // Indexes into the pollfd list: listener, pidfd, outputs, stdin, clients.
-        let read_outputs = !self.backpressured();
-        let stdin_full = self.stdin_buf.len() > HIGH_WATER;
-        let mut fds: Vec<PollFd> = Vec::new();
-        fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
-        let pidfd_idx = self.pidfd.as_ref().map(|p| {
-            fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
-            fds.len() - 1
-        });
-        let out_base = fds.len();
-        for (_, f) in &self.outputs {
-            let flags = if read_outputs {
-                PollFlags::POLLIN
-            } else {
-                PollFlags::empty()
-            };
-            fds.push(PollFd::new(f.as_fd(), flags));
+        // What each pollfd is for.
+        enum Slot {
+            Listener,
+            Pidfd,
+            Output(Src, usize),
+            Stdin(Src),
+            Client(usize),
         }
-        let stdin_idx = match &self.stdin {
-            Some(s) if !self.stdin_buf.is_empty() => {
-                fds.push(PollFd::new(s.as_fd(), PollFlags::POLLOUT));
-                Some(fds.len() - 1)
+        let stdin_full = self.io.stdin_buf.len() > HIGH_WATER
+            || self.execs.iter().any(|e| e.io.stdin_buf.len() > HIGH_WATER);
+        let mut fds: Vec<PollFd> = Vec::new();
+        let mut slots: Vec<Slot> = Vec::new();
+        fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
+        slots.push(Slot::Listener);
+        if let Some(p) = &self.pidfd {
+            fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+            slots.push(Slot::Pidfd);
+        }
+        for e in &self.execs {
+            if let Some(p) = &e.pidfd {
+                fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+                slots.push(Slot::Pidfd);
             }
-            _ => None,
-        };
-        let client_base = fds.len();
-        for c in &self.clients {
+        }
+        let mut sources: Vec<(Src, &Io)> = vec![(Src::Init, &self.io)];
+        for e in &self.execs {
+            sources.push((Src::Exec(e.id), &e.io));
+        }
+        for (src, io) in sources {
+            let read = !self.backpressured(src);
+            for (i, (_, f)) in io.outputs.iter().enumerate() {
+                let flags = if read {
+                    PollFlags::POLLIN
+                } else {
+                    PollFlags::empty()
+                };
+                fds.push(PollFd::new(f.as_fd(), flags));
+                slots.push(Slot::Output(src, i));
+            }
+            if !io.stdin_buf.is_empty() {
+                if let Some(s) = &io.stdin {
+                    fds.push(PollFd::new(s.as_fd(), PollFlags::POLLOUT));
+                    slots.push(Slot::Stdin(src));
+                }
+            }
+        }
+        for (i, c) in self.clients.iter().enumerate() {
             let mut flags = PollFlags::empty();
             if !stdin_full {
                 flags |= PollFlags::POLLIN;
@@ -508,6 +675,7 @@ impl Supervisor {
                 flags |= PollFlags::POLLOUT;
             }
             fds.push(PollFd::new(c.sock.as_fd(), flags));
+            slots.push(Slot::Client(i));
         }
         let timeout = if self.exited_at.is_some() {
             200u16
@@ -523,32 +691,41 @@ impl Supervisor {
                 return;
             }
         }
-        let ready = |i: usize| fds[i].revents().is_some_and(|r| !r.is_empty());
-        let listener_ready = ready(0);
-        let _pid_ready = pidfd_idx.map(ready);
-        let outs: Vec<bool> = (0..self.outputs.len())
-            .map(|i| ready(out_base + i))
-            .collect();
-        let stdin_ready = stdin_idx.map(ready).unwrap_or(false);
-        let clients: Vec<bool> = (0..self.clients.len())
-            .map(|i| ready(client_base + i))
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
             .collect();
         drop(fds);
-        if listener_ready {
+        let mut outputs = Vec::new();
+        let mut stdins = Vec::new();
+        let mut clients = Vec::new();
+        let mut accept = false;
+        for (slot, r) in slots.into_iter().zip(ready) {
+            if !r {
+                continue;
+            }
+            match slot {
+                Slot::Listener => accept = true,
+                Slot::Pidfd => {}
+                Slot::Output(src, i) => outputs.push((src, i)),
+                Slot::Stdin(src) => stdins.push(src),
+                Slot::Client(i) => clients.push(i),
+            }
+        }
+        if accept {
             self.accept();
         }
-        for (i, r) in outs.into_iter().enumerate().rev() {
-            if r {
-                self.read_output(i);
+        // Highest index first: an output that ended is removed from its list.
+        for (src, i) in outputs.into_iter().rev() {
+            self.read_output(src, i);
+        }
+        for src in stdins {
+            if let Some(io) = self.io_mut(src) {
+                io.write_stdin();
             }
         }
-        if stdin_ready {
-            self.write_stdin();
-        }
-        for (i, r) in clients.into_iter().enumerate() {
-            if r {
-                self.service_client(i);
-            }
+        for i in clients {
+            self.service_client(i);
         }
         for c in &mut self.clients {
             c.flush();
@@ -579,34 +756,28 @@ impl Supervisor {
         }
     }
 
-    /// Read one chunk of output `i`; at EOF the output is dropped.
-    fn read_output(&mut self, i: usize) -> bool {
+    /// Read one chunk of output `i` of `src` and deliver it; false when nothing was read.
+    fn read_output(&mut self, src: Src, i: usize) -> bool {
         let mut buf = [0u8; 64 * 1024];
-        let (stream, f) = &mut self.outputs[i];
-        let stream = *stream;
-        match f.read(&mut buf) {
-            Ok(0) => {
-                self.outputs.remove(i);
-                false
-            }
-            Ok(n) => {
-                self.deliver(stream, &buf[..n]);
+        let got = match self.io_mut(src) {
+            Some(io) if i < io.outputs.len() => io.read(i, &mut buf),
+            _ => None,
+        };
+        match got {
+            Some((stream, n)) => {
+                self.deliver(src, stream, &buf[..n]);
                 true
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
-            // EIO on a pty master once the last slave fd is closed.
-            Err(_) => {
-                self.outputs.remove(i);
-                false
-            }
+            None => false,
         }
     }
 
-    fn deliver(&mut self, stream: Stream, data: &[u8]) {
-        if let Some(log) = &mut self.log {
-            if let Err(e) = log.write(stream, data, SystemTime::now()) {
-                tracing::error!("write log: {e}");
+    fn deliver(&mut self, src: Src, stream: Stream, data: &[u8]) {
+        if src == Src::Init {
+            if let Some(log) = &mut self.log {
+                if let Err(e) = log.write(stream, data, SystemTime::now()) {
+                    tracing::error!("write log: {e}");
+                }
             }
         }
         let kind = match stream {
@@ -614,60 +785,35 @@ impl Supervisor {
             Stream::Stderr => proto::STDERR,
         };
         for c in &mut self.clients {
-            if let Kind::Attach { stdout, stderr, .. } = c.kind {
-                let wanted = match stream {
+            if c.closing {
+                continue;
+            }
+            let wanted = match (src, c.kind) {
+                (Src::Init, Kind::Attach { stdout, stderr, .. }) => match stream {
                     Stream::Stdout => stdout,
                     Stream::Stderr => stderr,
-                };
-                if wanted && !c.closing {
-                    proto::put_frame(&mut c.wbuf, kind, data);
-                }
+                },
+                (Src::Exec(id), Kind::Exec { id: e, .. }) => id == e,
+                _ => false,
+            };
+            if wanted {
+                proto::put_frame(&mut c.wbuf, kind, data);
             }
         }
-    }
-
-    fn write_stdin(&mut self) {
-        let Some(s) = &mut self.stdin else {
-            self.stdin_buf.clear();
-            return;
-        };
-        while !self.stdin_buf.is_empty() {
-            match s.write(&self.stdin_buf) {
-                Ok(n) => {
-                    self.stdin_buf.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    // The container closed its stdin.
-                    self.stdin_buf.clear();
-                    self.stdin = None;
-                    return;
-                }
-            }
-        }
-        if self.stdin_close {
-            self.close_stdin();
-        }
-    }
-
-    fn close_stdin(&mut self) {
-        if self.pty.is_some() {
-            // A pty has no half-close: send the terminal's EOF character.
-            self.stdin_buf.push(4);
-            self.stdin_close = false;
-            return;
-        }
-        self.stdin = None;
     }
 
     fn service_client(&mut self, i: usize) {
         let mut buf = [0u8; 64 * 1024];
         let n = match self.clients[i].sock.read(&mut buf) {
             Ok(0) => {
-                let c = &mut self.clients[i];
-                if let Kind::Attach { stdin: true, .. } = c.kind {
-                    self.on_stdin_eof();
+                match self.clients[i].kind {
+                    Kind::Attach { stdin: true, .. } => self.io.on_stdin_eof(),
+                    Kind::Exec { id, stdin: true } => {
+                        if let Some(io) = self.io_mut(Src::Exec(id)) {
+                            io.on_stdin_eof();
+                        }
+                    }
+                    _ => {}
                 }
                 self.clients[i].gone = true;
                 return;
@@ -715,7 +861,7 @@ impl Supervisor {
                     self.clients[i].rbuf.clear();
                     return;
                 }
-                Kind::Attach { stdin, .. } => {
+                Kind::Attach { stdin, .. } | Kind::Exec { stdin, .. } => {
                     let Some((kind, len)) = proto::frame_len(&self.clients[i].rbuf) else {
                         return;
                     };
@@ -724,31 +870,19 @@ impl Supervisor {
                     if !stdin {
                         continue;
                     }
-                    match kind {
-                        proto::STDIN if self.stdin.is_some() || self.pty.is_some() => {
-                            self.stdin_buf.extend_from_slice(&frame[proto::HEADER..]);
-                            self.write_stdin();
+                    let src = match self.clients[i].kind {
+                        Kind::Exec { id, .. } => Src::Exec(id),
+                        _ => Src::Init,
+                    };
+                    if let Some(io) = self.io_mut(src) {
+                        match kind {
+                            proto::STDIN => io.push_stdin(&frame[proto::HEADER..]),
+                            proto::STDIN_CLOSE => io.on_stdin_eof(),
+                            _ => {}
                         }
-                        proto::STDIN_CLOSE => self.on_stdin_eof(),
-                        _ => {}
                     }
                 }
             }
-        }
-    }
-
-    /// An attached client closed its stdin: with `StdinOnce`, so does the container's.
-    fn on_stdin_eof(&mut self) {
-        if !self.cfg.stdin_once {
-            return;
-        }
-        if self.stdin_buf.is_empty() {
-            self.close_stdin();
-            if !self.stdin_buf.is_empty() {
-                self.write_stdin();
-            }
-        } else {
-            self.stdin_close = true;
         }
     }
 
@@ -806,18 +940,50 @@ impl Supervisor {
                     Err(e) => Reply::error(e),
                 }
             }
-            Request::Resize { height, width } => match &self.pty {
-                Some(p) => match lc::resize(p.as_raw_fd(), height, width) {
-                    Ok(()) => Reply::ok(),
-                    Err(e) => Reply::error(e),
-                },
-                None => Reply::error("the container has no tty"),
-            },
+            Request::Resize {
+                height,
+                width,
+                exec,
+            } => {
+                let pty = match &exec {
+                    None => self.io.pty.as_ref(),
+                    Some(x) => self
+                        .execs
+                        .iter()
+                        .find(|e| &e.exec_id == x)
+                        .and_then(|e| e.io.pty.as_ref()),
+                };
+                match pty {
+                    Some(p) => match lc::resize(p.as_raw_fd(), height, width) {
+                        Ok(()) => Reply::ok(),
+                        Err(e) => Reply::error(e),
+                    },
+                    None => Reply::error("the process has no tty"),
+                }
+            }
             Request::State => Reply {
                 ok: true,
                 state: Some(self.state.clone()),
                 ..Default::default()
             },
+            Request::Exec {
+                exec_id,
+                process,
+                tty,
+                stdin,
+                attach,
+                console_size,
+                add_caps,
+            } => self.exec(
+                i,
+                exec_id,
+                process,
+                tty,
+                stdin,
+                attach,
+                console_size,
+                add_caps,
+            ),
         }
     }
 
@@ -844,17 +1010,215 @@ impl Supervisor {
         }
     }
 
-    /// Reap every exited child; the init's exit ends the container.
+    /// `docker exec`: start `process` in the container through libcontainer's tenant builder.
+    #[allow(clippy::too_many_arguments)]
+    fn exec(
+        &mut self,
+        client: usize,
+        exec_id: String,
+        process: serde_json::Value,
+        tty: bool,
+        open_stdin: bool,
+        attach: bool,
+        console_size: Option<[u16; 2]>,
+        add_caps: Vec<String>,
+    ) -> Reply {
+        if self.exited() || !self.state.started {
+            return Reply::error("container is not running");
+        }
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let process_path = self.state_dir.join(format!("exec-{id}.json"));
+        let bytes = match serde_json::to_vec(&process) {
+            Ok(b) => b,
+            Err(e) => return Reply::error(format!("encode exec process: {e}")),
+        };
+        if let Err(e) = atomic_write(&process_path, &bytes, 0o600) {
+            return Reply::error(format!("write exec process: {e}"));
+        }
+        let result = self.exec_inner(id, &process_path, tty, open_stdin, console_size, add_caps);
+        let _ = std::fs::remove_file(&process_path);
+        match result {
+            Ok((pid, io)) => {
+                self.execs.push(ExecProc {
+                    id,
+                    exec_id,
+                    pid,
+                    pidfd: pidfd_open(pid),
+                    io,
+                });
+                if attach {
+                    self.clients[client].kind = Kind::Exec {
+                        id,
+                        stdin: open_stdin,
+                    };
+                }
+                Reply {
+                    ok: true,
+                    pid: pid.as_raw(),
+                    ..Default::default()
+                }
+            }
+            Err((message, code)) => Reply {
+                ok: false,
+                error: Some(message),
+                exit_code: code,
+                ..Default::default()
+            },
+        }
+    }
+
+    fn exec_inner(
+        &mut self,
+        id: u64,
+        process_path: &Path,
+        tty: bool,
+        open_stdin: bool,
+        console_size: Option<[u16; 2]>,
+        add_caps: Vec<String>,
+    ) -> Result<(Pid, Io), (String, i32)> {
+        let plain = |e: String| (e, 0);
+        let (report_r, report_w) = pipe().map_err(plain)?;
+        let drop_caps = add_caps
+            .iter()
+            .filter_map(|c| c.parse::<caps::Capability>().ok())
+            .collect();
+        let executor = BerthExecutor {
+            report_fd: report_w.as_raw_fd(),
+            seccomp: self.seccomp.clone(),
+            drop_caps,
+        };
+        let mut io = Io {
+            outputs: Vec::new(),
+            pty: None,
+            stdin: None,
+            stdin_buf: Vec::new(),
+            stdin_close: false,
+            stdin_once: true,
+        };
+        let mut console = None;
+        let console_path = self.state_dir.join(format!("exec-{id}.sock"));
+        let stdio = if tty {
+            let _ = std::fs::remove_file(&console_path);
+            let l = UnixListener::bind(&console_path)
+                .map_err(|e| plain(format!("bind console socket: {e}")))?;
+            console = Some(l);
+            lc::Stdio::Console(console_path.clone())
+        } else {
+            let (out_r, out_w) = pipe().map_err(plain)?;
+            let (err_r, err_w) = pipe().map_err(plain)?;
+            let in_r = if open_stdin {
+                let (in_r, in_w) = pipe().map_err(plain)?;
+                io.stdin = Some(File::from(in_w));
+                in_r
+            } else {
+                OwnedFd::from(
+                    File::open("/dev/null").map_err(|e| plain(format!("open /dev/null: {e}")))?,
+                )
+            };
+            io.outputs.push((Stream::Stderr, File::from(err_r)));
+            io.outputs.push((Stream::Stdout, File::from(out_r)));
+            lc::Stdio::Pipes {
+                stdin: in_r,
+                stdout: out_w,
+                stderr: err_w,
+            }
+        };
+        let started = lc::exec(
+            &self.cfg.id,
+            &self.cfg.lc_root,
+            process_path,
+            executor,
+            stdio,
+        );
+        drop(report_w);
+        let failure = read_failure(File::from(report_r));
+        let pid = match (started, failure) {
+            (_, Some(f)) if f.code != 0 => return Err((f.message, f.code)),
+            (Ok(pid), _) => pid,
+            (Err(e), Some(f)) => return Err((format!("{e}: {}", f.message), 0)),
+            (Err(e), None) => return Err((e, 0)),
+        };
+        if let Some(l) = console {
+            let fd = lc::receive_console(&l).map_err(plain)?;
+            let _ = std::fs::remove_file(&console_path);
+            if let Some([h, w]) = console_size {
+                let _ = lc::resize(fd.as_raw_fd(), h, w);
+            }
+            let f = File::from(fd);
+            let out = f
+                .try_clone()
+                .map_err(|e| plain(format!("duplicate pty: {e}")))?;
+            io.outputs.push((Stream::Stdout, out));
+            io.pty = Some(f);
+        }
+        for (_, f) in &io.outputs {
+            nonblocking(f);
+        }
+        if let Some(s) = &io.stdin {
+            nonblocking(s);
+        }
+        if let Some(p) = &io.pty {
+            nonblocking(p);
+        }
+        Ok((pid, io))
+    }
+
+    /// Reap every exited child: the init's exit ends the container, an exec's ends the exec.
     fn reap(&mut self) {
         loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) if pid == self.init => self.on_exit(code),
-                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == self.init => {
-                    self.on_exit(128 + sig as i32)
-                }
+            let (pid, code) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, code),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, 128 + sig as i32),
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(_) => continue,
+            };
+            if pid == self.init {
+                self.on_exit(code);
+            } else if let Some(i) = self.execs.iter().position(|e| e.pid == pid) {
+                self.on_exec_exit(i, code);
             }
+        }
+    }
+
+    /// Read what a process wrote before it ended.
+    fn drain(&mut self, src: Src) {
+        for _ in 0..4096 {
+            let n = self.io_mut(src).map(|io| io.outputs.len()).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            let mut progressed = false;
+            for i in (0..n).rev() {
+                progressed |= self.read_output(src, i);
+            }
+            if !progressed {
+                break;
+            }
+        }
+        if let Some(io) = self.io_mut(src) {
+            io.outputs.clear();
+        }
+    }
+
+    fn on_exec_exit(&mut self, i: usize, code: i32) {
+        let id = self.execs[i].id;
+        self.drain(Src::Exec(id));
+        let exec = self.execs.remove(i);
+        let event = Event::ExecExited {
+            exec_id: exec.exec_id.clone(),
+            exit_code: code,
+        };
+        for c in &mut self.clients {
+            match c.kind {
+                Kind::Exec { id: e, .. } if e == id => {
+                    push_event(c, &event);
+                    c.closing = true;
+                }
+                Kind::Watch => push_event(c, &event),
+                _ => {}
+            }
+            c.flush();
         }
     }
 
@@ -862,20 +1226,7 @@ impl Supervisor {
         if self.exited() {
             return;
         }
-        // Drain what the container wrote before it ended.
-        for _ in 0..4096 {
-            if self.outputs.is_empty() {
-                break;
-            }
-            let mut progressed = false;
-            for i in (0..self.outputs.len()).rev() {
-                progressed |= self.read_output(i);
-            }
-            if !progressed {
-                break;
-            }
-        }
-        self.outputs.clear();
+        self.drain(Src::Init);
         if let Some(log) = &mut self.log {
             let _ = log.flush(SystemTime::now());
         }
@@ -900,8 +1251,10 @@ impl Supervisor {
             }
         }
         self.state.exit = Some(status.clone());
-        self.stdin = None;
-        self.pty = None;
+        self.io.stdin = None;
+        self.io.pty = None;
+        // Exec processes died with the container's pid namespace; reap them now.
+        self.reap();
         for c in &mut self.clients {
             match c.kind {
                 Kind::Watch => {
@@ -910,13 +1263,26 @@ impl Supervisor {
                     }
                     push_event(c, &Event::Exited(status.clone()));
                 }
-                Kind::Attach { .. } => c.closing = true,
+                Kind::Attach { .. } | Kind::Exec { .. } => c.closing = true,
                 Kind::Pending => {}
             }
             c.flush();
         }
         self.exited_at = Some(Instant::now());
     }
+}
+
+/// Which process an output, a stdin or a client belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Src {
+    Init,
+    Exec(u64),
+}
+
+/// The container's seccomp profile, from the bundle.
+fn load_seccomp(state_dir: &Path) -> Option<oci_spec::runtime::LinuxSeccomp> {
+    let spec = oci_spec::runtime::Spec::load(state_dir.join("config.json")).ok()?;
+    spec.linux().as_ref()?.seccomp().clone()
 }
 
 fn push_event(c: &mut Client, event: &Event) {
