@@ -625,7 +625,8 @@ impl ContainerBackend for Daemon {
     }
 
     async fn container_start(&self, name: String) -> Result<bool, ContainerError> {
-        self.containers.start(&name).await
+        let m = self.containers.clone();
+        detached(async move { m.start(&name).await }).await
     }
 
     async fn container_stop(
@@ -634,7 +635,8 @@ impl ContainerBackend for Daemon {
         signal: Option<String>,
         timeout: Option<i64>,
     ) -> Result<bool, ContainerError> {
-        self.containers.stop(&name, signal, timeout).await
+        let m = self.containers.clone();
+        detached(async move { m.stop(&name, signal, timeout).await }).await
     }
 
     async fn container_restart(
@@ -643,7 +645,8 @@ impl ContainerBackend for Daemon {
         signal: Option<String>,
         timeout: Option<i64>,
     ) -> Result<(), ContainerError> {
-        self.containers.restart(&name, signal, timeout).await
+        let m = self.containers.clone();
+        detached(async move { m.restart(&name, signal, timeout).await }).await
     }
 
     async fn container_kill(
@@ -651,7 +654,8 @@ impl ContainerBackend for Daemon {
         name: String,
         signal: Option<String>,
     ) -> Result<(), ContainerError> {
-        self.containers.kill(&name, signal).await
+        let m = self.containers.clone();
+        detached(async move { m.kill(&name, signal).await }).await
     }
 
     fn container_wait(
@@ -668,11 +672,13 @@ impl ContainerBackend for Daemon {
         force: bool,
         _volumes: bool,
     ) -> Result<(), ContainerError> {
-        self.containers.remove(&name, force).await
+        let m = self.containers.clone();
+        detached(async move { m.remove(&name, force).await }).await
     }
 
     async fn container_pause(&self, name: String, pause: bool) -> Result<(), ContainerError> {
-        self.containers.pause(&name, pause).await
+        let m = self.containers.clone();
+        detached(async move { m.pause(&name, pause).await }).await
     }
 
     fn container_rename(&self, name: String, new_name: String) -> Result<(), ContainerError> {
@@ -684,7 +690,8 @@ impl ContainerBackend for Daemon {
         name: String,
         body: bollard_stubs::models::ContainerUpdateBody,
     ) -> Result<Vec<String>, ContainerError> {
-        self.containers.update_config(&name, body).await
+        let m = self.containers.clone();
+        detached(async move { m.update_config(&name, body).await }).await
     }
 
     async fn container_top(
@@ -728,6 +735,16 @@ impl ContainerBackend for Daemon {
         self.containers.attach(&name, stdin, stdout, stderr).await
     }
 
+    async fn container_settled(&self, name: String) {
+        if let Ok(done) = self.containers.wait(&name, WaitCondition::NotRunning) {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), done).await;
+        }
+    }
+
+    fn container_detached(&self, name: String) {
+        self.containers.detached(&name);
+    }
+
     async fn container_prune(
         &self,
         filters: Filters,
@@ -759,9 +776,8 @@ impl ContainerBackend for Daemon {
         tty: Option<bool>,
         console_size: Option<[u16; 2]>,
     ) -> Result<crate::container::exec::ExecStream, ContainerError> {
-        self.containers
-            .exec_start(&id, detach, tty, console_size)
-            .await
+        let m = self.containers.clone();
+        detached(async move { m.exec_start(&id, detach, tty, console_size).await }).await
     }
 
     async fn exec_wait(&self, id: String) -> Option<i64> {
@@ -780,4 +796,17 @@ impl ContainerBackend for Daemon {
     async fn exec_resize(&self, id: String, height: u16, width: u16) -> Result<(), ContainerError> {
         self.containers.exec_resize(&id, height, width).await
     }
+}
+
+/// Run a state-changing operation to its end even if the client goes away meanwhile (hyper
+/// drops a handler's future when its connection closes): a half-done start or remove would
+/// leave a container between states.
+async fn detached<T, F>(op: F) -> Result<T, ContainerError>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T, ContainerError>> + Send + 'static,
+{
+    tokio::spawn(op)
+        .await
+        .map_err(|e| ContainerError::internal(format!("operation task: {e}")))?
 }

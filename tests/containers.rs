@@ -580,12 +580,6 @@ fn pause_rename_top_diff_export_prune() {
         inspect(&b, "pz", "{{.State.Status}} {{.State.Paused}}"),
         "paused true"
     );
-    let o = b.docker_out(&["stop", "-t", "1", "pz"]);
-    assert!(
-        stderr(&o).contains("is paused. Unpause the container before stopping or killing"),
-        "{}",
-        stderr(&o)
-    );
     ok(b.docker_out(&["unpause", "pz"]));
     assert_eq!(inspect(&b, "pz", "{{.State.Status}}"), "running");
     let top = ok(b.docker_out(&["top", "pz"]));
@@ -604,13 +598,17 @@ fn pause_rename_top_diff_export_prune() {
     assert!(names.iter().any(|n| n == "new.txt"), "{names:?}");
     assert!(names.iter().any(|n| n == "bin/busybox"), "{names:?}");
     assert!(!names.iter().any(|n| n == "etc/group"), "{names:?}");
+    // As dockerd 28: stopping a paused container signals it and thaws it.
+    ok(b.docker_out(&["pause", "qz"]));
+    ok(b.docker_out(&["stop", "-t", "1", "qz"]));
+    assert_eq!(inspect(&b, "qz", "{{.State.Status}}"), "exited");
     ok(b.docker_out(&["run", "--name", "gone1", "busybox", "true"]));
     ok(b.docker_out(&["create", "--name", "gone2", "busybox", "true"]));
     let out = ok(b.docker_out(&["container", "prune", "-f"]));
     assert!(out.contains("Deleted Containers:"), "{out}");
     let left = ok(b.docker_out(&["ps", "-a", "--format", "{{.Names}}"]));
-    assert_eq!(left.trim(), "qz");
-    ok(b.docker_out(&["rm", "-f", "qz"]));
+    // qz was stopped above, so it went too.
+    assert_eq!(left.trim(), "");
 }
 
 #[test]

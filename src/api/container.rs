@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bollard_stubs::models::{
     ContainerCreateBody, ContainerCreateResponse, ContainerPruneResponse, ContainerSummary,
     ContainerTopResponse, ContainerUpdateBody, ContainerUpdateResponse, ContainerWaitResponse,
-    ExecConfig, ExecInspectResponse, ExecStartConfig, FilesystemChange, IdResponse,
+    ExecConfig, ExecInspectResponse, ExecStartConfig, FilesystemChange,
 };
 use bytes::Bytes;
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, UPGRADE};
@@ -114,6 +114,10 @@ pub trait ContainerBackend {
         stdout: bool,
         stderr: bool,
     ) -> Result<(bool, AttachStream), ContainerError>;
+    /// Wait (a few seconds at most) until the container's exit is recorded.
+    async fn container_settled(&self, name: String);
+    /// A client detached from the container with the detach keys (the `detach` event).
+    fn container_detached(&self, name: String);
     async fn container_prune(
         &self,
         filters: Filters,
@@ -453,8 +457,13 @@ pub async fn attach(mut ctx: Ctx) -> HandlerResult {
             ));
         }
     }
+    let detach_keys = match q.get("detachKeys").filter(|k| !k.is_empty()) {
+        Some(k) => parse_detach_keys(k)?,
+        None => DEFAULT_DETACH_KEYS.to_vec(),
+    };
+    let container = name(&ctx);
     let (tty, attached) = backend
-        .container_attach(name(&ctx), stdin, stdout, stderr)
+        .container_attach(container.clone(), stdin, stdout, stderr)
         .await?;
     let multiplexed = !tty;
     let ct = if multiplexed && ctx.version >= ApiVersion::new(1, 42) {
@@ -475,7 +484,17 @@ pub async fn attach(mut ctx: Ctx) -> HandlerResult {
                 return;
             };
             let io = TokioIo::new(upgraded);
-            pump(io, attached, tty, stdin).await;
+            // The stream ends when the process does; the client then sees it stopped.
+            let settle = {
+                let backend = backend.clone();
+                let container = container.clone();
+                async move { backend.container_settled(container).await }
+            };
+            let end = pump(io, attached, tty, stdin, detach_keys, settle).await;
+            tracing::debug!("attach to {container} ended: {end:?}");
+            if end == PumpEnd::Detached {
+                backend.container_detached(container);
+            }
         });
         let mut r = Response::new(empty());
         *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -504,6 +523,7 @@ pub async fn attach(mut ctx: Ctx) -> HandlerResult {
                 return;
             }
         }
+        backend.container_settled(container).await;
     });
     let mut r = Response::new(channel_body(rx));
     r.headers_mut()
@@ -532,21 +552,115 @@ fn take_output(pending: &mut Vec<u8>, tty: bool) -> Vec<u8> {
 }
 
 /// Copy between a hijacked client and the supervisor until the container's output ends.
-async fn pump<IO>(io: IO, attached: AttachStream, tty: bool, stdin: bool)
+async fn pump<IO, F>(
+    io: IO,
+    attached: AttachStream,
+    tty: bool,
+    stdin: bool,
+    detach_keys: Vec<u8>,
+    before_close: F,
+) -> PumpEnd
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    F: Future<Output = ()> + Send,
 {
     let Ok(Some(sup)) = attached.await else {
         let (_, mut client_w) = tokio::io::split(io);
         let _ = client_w.shutdown().await;
-        return;
+        return PumpEnd::Gone;
     };
-    pump_stream(io, sup, tty, stdin, std::future::ready(())).await;
+    pump_stream(io, sup, tty, stdin, detach_keys, before_close).await
+}
+
+/// moby's `term.ToBytes`: `ctrl-p,ctrl-q` and the like into the bytes they type.
+pub fn parse_detach_keys(keys: &str) -> Result<Vec<u8>, ApiError> {
+    let bad = || ApiError::invalid(format!("Invalid detach keys ({keys}) provided"));
+    let mut out = Vec::new();
+    for key in keys.split(',') {
+        let k = key.trim();
+        if let Some(c) = k.strip_prefix("ctrl-") {
+            let b = match c.as_bytes() {
+                [x] if x.is_ascii_lowercase() => x - b'a' + 1,
+                [x] if x.is_ascii_uppercase() => x - b'A' + 1,
+                [b'@'] => 0,
+                [b'['] => 27,
+                [b'\\'] => 28,
+                [b']'] => 29,
+                [b'^'] => 30,
+                [b'_'] => 31,
+                _ => return Err(bad()),
+            };
+            out.push(b);
+        } else if k.len() == 1 {
+            out.push(k.as_bytes()[0]);
+        } else {
+            return Err(bad());
+        }
+    }
+    if out.is_empty() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+/// The default detach sequence, ctrl-p ctrl-q.
+pub const DEFAULT_DETACH_KEYS: &[u8] = &[16, 17];
+
+/// Passes stdin through, holding back a partial detach sequence; `true` once the whole
+/// sequence was typed.
+struct DetachFilter {
+    keys: Vec<u8>,
+    matched: usize,
+}
+
+impl DetachFilter {
+    fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) -> bool {
+        if self.keys.is_empty() {
+            out.extend_from_slice(data);
+            return false;
+        }
+        for &b in data {
+            if !self.keys.is_empty() && b == self.keys[self.matched] {
+                self.matched += 1;
+                if self.matched == self.keys.len() {
+                    return true;
+                }
+                continue;
+            }
+            // A mismatch: the held-back prefix was ordinary input after all.
+            out.extend_from_slice(&self.keys[..self.matched]);
+            self.matched = 0;
+            if !self.keys.is_empty() && b == self.keys[0] {
+                self.matched = 1;
+            } else {
+                out.push(b);
+            }
+        }
+        false
+    }
+}
+
+/// How a hijacked stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PumpEnd {
+    /// The process's output ended (it exited).
+    Output,
+    /// The client typed the detach keys.
+    Detached,
+    /// The client or the supervisor went away.
+    Gone,
 }
 
 /// Copy between a hijacked client and a supervisor stream; `before_close` runs after the
 /// output ended and before the client's stream is closed.
-async fn pump_stream<IO, F>(io: IO, sup: UnixStream, tty: bool, stdin: bool, before_close: F)
+async fn pump_stream<IO, F>(
+    io: IO,
+    sup: UnixStream,
+    tty: bool,
+    stdin: bool,
+    detach_keys: Vec<u8>,
+    before_close: F,
+) -> PumpEnd
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     F: Future<Output = ()> + Send,
@@ -555,24 +669,39 @@ where
     let (mut sup_r, mut sup_w) = sup.into_split();
     let input = async move {
         if !stdin {
-            // Hold until the output side ends; nothing to forward.
+            // Nothing to forward: wait for the output side to end.
             std::future::pending::<()>().await;
         }
+        // As in dockerd, detach keys apply only with a TTY: binary stdin passes untouched.
+        let mut filter = DetachFilter {
+            keys: if tty { detach_keys } else { Vec::new() },
+            matched: 0,
+        };
         let mut buf = vec![0u8; 32 * 1024];
+        let mut data = Vec::with_capacity(buf.len());
         loop {
             match client_r.read(&mut buf).await {
                 Ok(0) | Err(_) => {
                     let mut frame = Vec::new();
                     proto::put_frame(&mut frame, proto::STDIN_CLOSE, &[]);
                     let _ = sup_w.write_all(&frame).await;
-                    // Keep the write half open: closing it would end the attach.
+                    // Keep the write half open: closing it would end the attach; the output
+                    // goes on until the process ends (a client's CloseWrite).
                     std::future::pending::<()>().await;
                 }
                 Ok(n) => {
-                    let mut frame = Vec::with_capacity(n + proto::HEADER);
-                    proto::put_frame(&mut frame, proto::STDIN, &buf[..n]);
-                    if sup_w.write_all(&frame).await.is_err() {
-                        return;
+                    data.clear();
+                    let detached = filter.feed(&buf[..n], &mut data);
+                    if !data.is_empty() {
+                        let mut frame = Vec::with_capacity(data.len() + proto::HEADER);
+                        proto::put_frame(&mut frame, proto::STDIN, &data);
+                        if let Err(e) = sup_w.write_all(&frame).await {
+                            tracing::debug!("attach: write to the supervisor: {e}");
+                            return PumpEnd::Gone;
+                        }
+                    }
+                    if detached {
+                        return PumpEnd::Detached;
                     }
                 }
             }
@@ -588,17 +717,21 @@ where
             };
             pending.extend_from_slice(&buf[..n]);
             let out = take_output(&mut pending, tty);
-            if !out.is_empty() && client_w.write_all(&out).await.is_err() {
-                return;
+            if !out.is_empty() {
+                if let Err(e) = client_w.write_all(&out).await {
+                    tracing::debug!("attach: write to the client: {e}");
+                    return PumpEnd::Gone;
+                }
             }
         }
         let _ = client_w.flush().await;
         before_close.await;
         let _ = client_w.shutdown().await;
+        PumpEnd::Output
     };
     tokio::select! {
-        _ = output => {}
-        _ = input => {}
+        end = output => end,
+        end = input => end,
     }
 }
 
@@ -609,7 +742,11 @@ pub async fn exec_create(ctx: Ctx) -> HandlerResult {
     let (parts, body) = ctx.req.into_parts();
     let cfg: ExecConfig = read_json(&parts.headers, body, limit).await?;
     let id = backend.exec_create(n, cfg)?;
-    Ok(json_response(StatusCode::CREATED, &IdResponse { id }))
+    // Docker's exact key: the model's `IdResponse` serialises it in lower case.
+    Ok(json_response(
+        StatusCode::CREATED,
+        &serde_json::json!({ "Id": id }),
+    ))
 }
 
 pub async fn exec_inspect(ctx: Ctx) -> HandlerResult {
@@ -670,6 +807,14 @@ pub async fn exec_start(mut ctx: Ctx) -> HandlerResult {
         "application/vnd.docker.raw-stream"
     };
     let start_tty = cfg.tty;
+    let detach_keys = match backend
+        .exec_inspect(id.clone())?
+        .detach_keys
+        .filter(|k| !k.is_empty())
+    {
+        Some(k) => parse_detach_keys(&k)?,
+        None => DEFAULT_DETACH_KEYS.to_vec(),
+    };
     let run = async move {
         match backend
             .exec_start(id.clone(), false, start_tty, console_size)
@@ -695,7 +840,7 @@ pub async fn exec_start(mut ctx: Ctx) -> HandlerResult {
                     let done = async move {
                         let _ = backend.exec_wait(id).await;
                     };
-                    pump_stream(io, sup, tty, stdin, done).await;
+                    pump_stream(io, sup, tty, stdin, detach_keys, done).await;
                 }
                 Err(message) => {
                     let (_, mut w) = tokio::io::split(io);
@@ -747,6 +892,27 @@ pub async fn exec_start(mut ctx: Ctx) -> HandlerResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detach_keys_parse_and_filter() {
+        assert_eq!(parse_detach_keys("ctrl-p,ctrl-q").unwrap(), vec![16, 17]);
+        assert_eq!(parse_detach_keys("ctrl-a,z").unwrap(), vec![1, b'z']);
+        assert!(parse_detach_keys("ctrl-").is_err());
+        assert!(parse_detach_keys("abc").is_err());
+        let mut f = DetachFilter {
+            keys: vec![16, 17],
+            matched: 0,
+        };
+        let mut out = Vec::new();
+        assert!(!f.feed(b"ab\x10", &mut out));
+        assert_eq!(out, b"ab");
+        out.clear();
+        assert!(!f.feed(b"x\x10", &mut out));
+        assert_eq!(out, b"\x10x");
+        out.clear();
+        assert!(f.feed(b"\x11", &mut out));
+        assert!(out.is_empty());
+    }
 
     #[test]
     fn output_frames_pass_or_strip() {

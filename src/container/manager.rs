@@ -550,7 +550,12 @@ impl ContainerManager {
             }
             _ => {}
         }
-        self.update(&c, |r| r.state.manually_stopped = false)?;
+        // A manual start begins a fresh restart-policy history (moby's ResetRestartManager).
+        self.update(&c, |r| {
+            r.state.manually_stopped = false;
+            r.restart_count = 0;
+        })?;
+        *lock(&c.backoff) = None;
         self.start_locked(&c).await.map(|_| true)
     }
 
@@ -559,6 +564,9 @@ impl ContainerManager {
         let record = c.record();
         let id = record.id.clone();
         let state_dir = self.state_dir(&id);
+        // A supervisor left from a start berthd never recorded (it was killed meanwhile) would
+        // hold the netns, the cgroup and libcontainer's state: end it first.
+        self.reap_unstarted(&id).await;
         let t0 = Instant::now();
         let prepared = {
             let this = self.clone();
@@ -611,7 +619,7 @@ impl ContainerManager {
         };
         *lock(&c.started) = Some(Instant::now());
         let now = rfc3339_nano(SystemTime::now());
-        let r = self.update(c, |r| {
+        let saved = self.update(c, |r| {
             r.state.status = Status::Running;
             r.state.pid = pid as i64;
             r.state.started_at = now.clone();
@@ -620,12 +628,16 @@ impl ContainerManager {
             r.state.exit_code = 0;
             r.state.oom_killed = false;
             r.state.restart_pending = false;
-        })?;
+        });
+        // The process runs whatever happened to the record: always watch it.
+        if let Err(e) = saved {
+            tracing::error!("record the start of {id}: {e}");
+        }
         c.snapshot.send_modify(|s| {
             s.running = true;
             s.error.clear();
         });
-        self.publish(&r, "start");
+        self.publish(&c.record(), "start");
         self.spawn_watcher(c.clone(), watch, generation);
         Ok(())
     }
@@ -906,12 +918,15 @@ impl ContainerManager {
                 Some(s) => s,
                 None => match read_exit(&state_dir) {
                     Some(s) => s,
-                    None => ExitStatus {
-                        exit_code: 137,
-                        oom_killed: false,
-                        finished_at: rfc3339_nano(SystemTime::now()),
-                        error: "the container's supervisor exited unexpectedly".to_string(),
-                    },
+                    None => {
+                        this.end_orphan(&c.id).await;
+                        ExitStatus {
+                            exit_code: 137,
+                            oom_killed: false,
+                            finished_at: rfc3339_nano(SystemTime::now()),
+                            error: "the container's supervisor exited unexpectedly".to_string(),
+                        }
+                    }
                 },
             };
             if *lock(&c.generation) != generation {
@@ -925,16 +940,6 @@ impl ContainerManager {
     /// The container's process ended: record it, clean up, tell waiters, apply the policy.
     async fn on_exit(self: &Arc<Self>, c: &Arc<Container>, status: ExitStatus) {
         let id = c.id.clone();
-        {
-            let this = self.clone();
-            let id = id.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                this.unmount_rootfs(&id);
-                let _ = std::fs::remove_dir_all(this.state_dir(&id));
-                let _ = host::remove_netns(&this.netns_path(&id));
-            })
-            .await;
-        }
         self.drop_execs(&id);
         let ran_for = lock(&c.started).map(|t| t.elapsed()).unwrap_or_default();
         let (policy, max) = c.record().restart_policy();
@@ -966,6 +971,17 @@ impl ContainerManager {
                 c.record()
             }
         };
+        // Only now that the exit is recorded may exit.json go with the state dir.
+        {
+            let this = self.clone();
+            let id = id.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                this.unmount_rootfs(&id);
+                let _ = std::fs::remove_dir_all(this.state_dir(&id));
+                let _ = host::remove_netns(&this.netns_path(&id));
+            })
+            .await;
+        }
         if status.oom_killed {
             self.publish(&r, "oom");
         }
@@ -1085,14 +1101,13 @@ impl ContainerManager {
                 r.state.status = Status::Exited;
                 r.state.restart_pending = false;
             })?;
+            // Followers of the logs end now.
+            c.snapshot.send_modify(|s| s.running = false);
             self.publish(&r, "stop");
             return Ok(true);
         }
         if !r.state.status.is_running() {
             return Ok(false);
-        }
-        if r.state.status == Status::Paused {
-            return Err(ContainerError::paused(&r.id));
         }
         let sig = match signal
             .filter(|s| !s.is_empty())
@@ -1109,6 +1124,10 @@ impl ContainerManager {
                     .attribute("signal", (sig as i32).to_string()),
             );
             let _ = self.signal(c, sig).await;
+        }
+        // As dockerd 28: a paused container is signalled, then thawed so that it can act.
+        if r.state.status == Status::Paused {
+            self.resume_after_signal(c).await;
         }
         let wait = if timeout < 0 {
             None
@@ -1149,9 +1168,6 @@ impl ContainerManager {
             .as_deref()
             .and_then(|s| parse_signal(s).ok())
             .unwrap_or(nix::sys::signal::Signal::SIGTERM);
-        if r.state.status == Status::Paused && sig != nix::sys::signal::Signal::SIGKILL {
-            return Err(ContainerError::paused(&r.id));
-        }
         if sig == nix::sys::signal::Signal::SIGKILL || sig == stop_sig {
             self.update(&c, |r| r.state.manually_stopped = true)?;
         }
@@ -1169,6 +1185,9 @@ impl ContainerManager {
                 e
             }
         })?;
+        if r.state.status == Status::Paused {
+            self.resume_after_signal(&c).await;
+        }
         if sig == nix::sys::signal::Signal::SIGKILL {
             // dockerd returns once a SIGKILLed container is gone.
             Self::wait_stopped(&c, Some(Duration::from_secs(10))).await;
@@ -1242,6 +1261,12 @@ impl ContainerManager {
             return Err(ContainerError::conflict(format!(
                 "removal of container {} is already in progress",
                 r.id
+            )));
+        }
+        if r.state.status == Status::Restarting && !force {
+            return Err(ContainerError::conflict(format!(
+                "cannot remove container \"/{}\": container is restarting: stop the container before removing or force remove",
+                r.name
             )));
         }
         if r.state.status.is_running() {
@@ -1477,6 +1502,49 @@ impl ContainerManager {
         super::inspect::parse_ps(&String::from_utf8_lossy(&out.stdout), &pids)
     }
 
+    /// Thaw a paused container that was just signalled (so that it can act on the signal).
+    async fn resume_after_signal(&self, c: &Container) {
+        if client::request_ok(&self.state_dir(&c.id), Request::Resume)
+            .await
+            .is_ok()
+        {
+            if let Ok(r) = self.update(c, |r| {
+                if r.state.status == Status::Paused {
+                    r.state.status = Status::Running;
+                }
+            }) {
+                self.publish(&r, "unpause");
+            }
+        }
+    }
+
+    /// A supervisor that died without recording an exit: kill its container if the recorded
+    /// pid is still that process, and clear libcontainer's state and the cgroup.
+    async fn end_orphan(&self, id: &str) {
+        let state_dir = self.state_dir(id);
+        if let Some(st) = read_state(&state_dir) {
+            if host::same_process(st.pid, st.start_time) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(st.pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        let lc_root = self.lc_root();
+        let id = id.to_string();
+        let _ = tokio::task::spawn_blocking(move || {
+            crate::runtime::remove_stale_container(&lc_root, &id)
+        })
+        .await;
+    }
+
+    /// A client detached with the detach keys.
+    pub fn detached(&self, name: &str) {
+        if let Ok(c) = self.get(name) {
+            self.publish(&c.record(), "detach");
+        }
+    }
+
     /// `POST /containers/{id}/resize`: the TTY's new size.
     pub async fn resize(&self, name: &str, height: u16, width: u16) -> Result<(), ContainerError> {
         let c = self.get(name)?;
@@ -1492,6 +1560,11 @@ impl ContainerManager {
             },
         )
         .await?;
+        self.events.publish(
+            self.event(&c.record(), "resize")
+                .attribute("height", height.to_string())
+                .attribute("width", width.to_string()),
+        );
         Ok(())
     }
 
@@ -1512,16 +1585,20 @@ impl ContainerManager {
         let (tx, rx) = tokio::sync::oneshot::channel();
         // Register under the op lock so that a concurrent start either sees us or has
         // already made the supervisor reachable.
-        let _op = c.op.lock().await;
-        let status = c.status();
-        if status.is_running() {
-            let s = client::attach(&self.state_dir(&c.id), stdin, stdout, stderr)
-                .await
-                .ok();
-            let _ = tx.send(s);
-        } else {
-            lock(&c.pending_attach).push((stdin, stdout, stderr, tx));
+        {
+            let _op = c.op.lock().await;
+            self.publish(&r, "attach");
+            if !c.status().is_running() {
+                lock(&c.pending_attach).push((stdin, stdout, stderr, tx));
+                return Ok((tty, rx));
+            }
         }
+        // Running: connect outside the lock (a supervisor that went meanwhile just ends
+        // the stream).
+        let s = client::attach(&self.state_dir(&c.id), stdin, stdout, stderr)
+            .await
+            .ok();
+        let _ = tx.send(s);
         Ok((tty, rx))
     }
 
@@ -1583,6 +1660,13 @@ impl ContainerManager {
             self.insert(c.clone());
             match r.state.status {
                 Status::Running | Status::Paused => self.reattach(c).await,
+                Status::Restarting if r.state.manually_stopped => {
+                    let _ = self.update(&c, |r| {
+                        r.state.status = Status::Exited;
+                        r.state.restart_pending = false;
+                    });
+                    self.reap_unstarted(&r.id).await;
+                }
                 Status::Restarting => {
                     let this = self.clone();
                     tokio::spawn(async move {
@@ -1601,7 +1685,13 @@ impl ContainerManager {
                         let _ = this.remove_locked(&c, true).await;
                     });
                 }
-                _ => self.reap_unstarted(&r.id).await,
+                _ => {
+                    self.reap_unstarted(&r.id).await;
+                    // An auto-remove container that ended just before berthd did.
+                    if r.state.status == Status::Exited && r.host_config.auto_remove == Some(true) {
+                        self.spawn_auto_remove(c);
+                    }
+                }
             }
         }
     }
@@ -1655,31 +1745,19 @@ impl ContainerManager {
             }
             Err(_) => {
                 // The supervisor is gone: it recorded the exit, or it died with the container.
-                let status = read_exit(&state_dir).unwrap_or_else(|| {
-                    let r = c.record();
-                    if let Some(st) = read_state(&state_dir) {
-                        if host::same_process(st.pid, st.start_time) {
-                            let _ = nix::sys::signal::kill(
-                                nix::unistd::Pid::from_raw(st.pid),
-                                nix::sys::signal::Signal::SIGKILL,
-                            );
+                let status = match read_exit(&state_dir) {
+                    Some(s) => s,
+                    None => {
+                        self.end_orphan(&c.id).await;
+                        ExitStatus {
+                            exit_code: 137,
+                            oom_killed: false,
+                            finished_at: rfc3339_nano(SystemTime::now()),
+                            error: "the container's supervisor exited while berthd was down"
+                                .to_string(),
                         }
                     }
-                    let _ = r;
-                    ExitStatus {
-                        exit_code: 137,
-                        oom_killed: false,
-                        finished_at: rfc3339_nano(SystemTime::now()),
-                        error: "the container's supervisor exited while berthd was down"
-                            .to_string(),
-                    }
-                });
-                let lc_root = self.lc_root();
-                let id = c.id.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    crate::runtime::remove_stale_container(&lc_root, &id)
-                })
-                .await;
+                };
                 self.on_exit(&c, status).await;
             }
         }

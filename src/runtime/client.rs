@@ -90,13 +90,22 @@ fn launch_blocking(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: between fork and exec the child only calls dup2, which is async-signal-safe;
-    // dup2 onto fd 3 clears close-on-exec for the copy, so only the status pipe survives.
+    // SAFETY: between fork and exec the child only calls dup2, fcntl and close_range, which are
+    // async-signal-safe; fd 3 ends up as the status pipe without close-on-exec, and every
+    // descriptor above it is closed.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(w_fd, 3) < 0 {
+            if w_fd == 3 {
+                // Already in place: dup2 would keep close-on-exec set.
+                if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(w_fd, 3) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            // Descriptors berthd inherited without close-on-exec must not live on in the
+            // supervisor; close_range only fails on old kernels, where nothing is lost.
+            libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
             Ok(())
         });
     }
@@ -164,8 +173,23 @@ async fn send_request(stream: &mut UnixStream, req: &Request) -> Result<(), Runt
         .map_err(|e| RuntimeError::internal(format!("send to supervisor: {e}")))
 }
 
-/// Read the reply line byte by byte, so that nothing after it is consumed.
+/// How long a supervisor may take to answer a request (a start or an exec includes
+/// libcontainer's work, which takes tens of milliseconds).
+const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Read the reply line, bounded by [`REPLY_TIMEOUT`].
 async fn read_reply(stream: &mut UnixStream) -> Result<Reply, RuntimeError> {
+    match tokio::time::timeout(REPLY_TIMEOUT, read_reply_inner(stream)).await {
+        Ok(r) => r,
+        Err(_) => Err(RuntimeError::new(
+            ErrorKind::Unavailable,
+            "the container's supervisor does not answer",
+        )),
+    }
+}
+
+/// Read the reply line byte by byte, so that nothing after it is consumed.
+async fn read_reply_inner(stream: &mut UnixStream) -> Result<Reply, RuntimeError> {
     let mut line = Vec::new();
     let mut b = [0u8; 1];
     loop {

@@ -42,6 +42,10 @@ const STATUS_FD: i32 = 3;
 /// (back-pressure), and the stdin buffer above which clients are no longer read.
 const HIGH_WATER: usize = 1 << 20;
 
+/// How long an attached client may hold the container's output back before it is dropped:
+/// a reader that stopped reading never blocks the container for good.
+const STALL_LIMIT: Duration = Duration::from_secs(5);
+
 /// How long a supervisor waits for its clients after the container exited.
 const LINGER: Duration = Duration::from_secs(5);
 
@@ -255,10 +259,14 @@ struct Client {
     sock: UnixStream,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
+    /// How much of `wbuf` was already sent (compacted lazily, so sending stays linear).
+    wpos: usize,
     kind: Kind,
     /// Close once `wbuf` is flushed.
     closing: bool,
     gone: bool,
+    /// Since when the client has been too far behind (output is held back meanwhile).
+    stalled_since: Option<Instant>,
 }
 
 impl Client {
@@ -269,25 +277,37 @@ impl Client {
         }
     }
 
+    /// Bytes queued and not yet sent.
+    fn pending(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
     fn flush(&mut self) {
-        while !self.wbuf.is_empty() {
+        while self.wpos < self.wbuf.len() {
             match nix::sys::socket::send(
                 self.sock.as_raw_fd(),
-                &self.wbuf,
+                &self.wbuf[self.wpos..],
                 nix::sys::socket::MsgFlags::MSG_NOSIGNAL | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
             ) {
-                Ok(n) => {
-                    self.wbuf.drain(..n);
+                Ok(n) => self.wpos += n,
+                Err(nix::errno::Errno::EAGAIN) => {
+                    if self.wpos > self.wbuf.len() / 2 {
+                        self.wbuf.drain(..self.wpos);
+                        self.wpos = 0;
+                    }
+                    return;
                 }
-                Err(nix::errno::Errno::EAGAIN) => return,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(_) => {
                     self.gone = true;
                     self.wbuf.clear();
+                    self.wpos = 0;
                     return;
                 }
             }
         }
+        self.wbuf.clear();
+        self.wpos = 0;
         if self.closing {
             self.gone = true;
         }
@@ -531,6 +551,7 @@ impl Supervisor {
             start_time: host::proc_start_time(init.as_raw()).unwrap_or(0),
             ..Default::default()
         };
+        let stdin_once = cfg.stdin_once;
         let sup = Supervisor {
             pidfd: pidfd_open(init),
             cfg,
@@ -545,7 +566,7 @@ impl Supervisor {
                 stdin,
                 stdin_buf: Vec::new(),
                 stdin_close: false,
-                stdin_once: true,
+                stdin_once,
             },
             execs: Vec::new(),
             seccomp: load_seccomp(state_dir),
@@ -580,12 +601,23 @@ impl Supervisor {
 
     fn run(&mut self) {
         loop {
+            for c in &mut self.clients {
+                if c.pending() > HIGH_WATER {
+                    let since = *c.stalled_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > STALL_LIMIT {
+                        tracing::warn!("dropping a client that stopped reading");
+                        c.gone = true;
+                    }
+                } else {
+                    c.stalled_since = None;
+                }
+            }
             self.clients.retain(|c| !c.gone);
             if let Some(at) = self.exited_at {
                 let busy = self
                     .clients
                     .iter()
-                    .any(|c| c.kind != Kind::Pending || !c.wbuf.is_empty());
+                    .any(|c| c.kind != Kind::Pending || c.pending() > 0);
                 if !busy || at.elapsed() > LINGER {
                     break;
                 }
@@ -599,7 +631,7 @@ impl Supervisor {
     /// Whether a client attached to process `src` is too far behind to read more output.
     fn backpressured(&self, src: Src) -> bool {
         self.clients.iter().any(|c| {
-            c.wbuf.len() > HIGH_WATER
+            c.pending() > HIGH_WATER
                 && match (src, c.kind) {
                     (Src::Init, Kind::Attach { .. }) => true,
                     (Src::Exec(id), Kind::Exec { id: e, .. }) => id == e,
@@ -628,8 +660,15 @@ impl Supervisor {
             Stdin(Src),
             Client(usize),
         }
-        let stdin_full = self.io.stdin_buf.len() > HIGH_WATER
-            || self.execs.iter().any(|e| e.io.stdin_buf.len() > HIGH_WATER);
+        // A process that does not read its stdin holds back only the clients feeding it;
+        // requests, watches and everyone else are always served.
+        let init_full = self.io.stdin_buf.len() > HIGH_WATER;
+        let full_execs: Vec<u64> = self
+            .execs
+            .iter()
+            .filter(|e| e.io.stdin_buf.len() > HIGH_WATER)
+            .map(|e| e.id)
+            .collect();
         let mut fds: Vec<PollFd> = Vec::new();
         let mut slots: Vec<Slot> = Vec::new();
         fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
@@ -668,16 +707,22 @@ impl Supervisor {
         }
         for (i, c) in self.clients.iter().enumerate() {
             let mut flags = PollFlags::empty();
-            if !stdin_full {
+            let held = match c.kind {
+                Kind::Attach { stdin: true, .. } => init_full,
+                Kind::Exec { id, stdin: true } => full_execs.contains(&id),
+                _ => false,
+            };
+            if !held {
                 flags |= PollFlags::POLLIN;
             }
-            if !c.wbuf.is_empty() {
+            if c.pending() > 0 {
                 flags |= PollFlags::POLLOUT;
             }
             fds.push(PollFd::new(c.sock.as_fd(), flags));
             slots.push(Slot::Client(i));
         }
-        let timeout = if self.exited_at.is_some() {
+        let stalled = self.clients.iter().any(|c| c.stalled_since.is_some());
+        let timeout = if self.exited_at.is_some() || stalled {
             200u16
         } else {
             10_000
@@ -741,9 +786,11 @@ impl Supervisor {
                         sock,
                         rbuf: Vec::new(),
                         wbuf: Vec::new(),
+                        wpos: 0,
                         kind: Kind::Pending,
                         closing: false,
                         gone: false,
+                        stalled_since: None,
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -862,25 +909,31 @@ impl Supervisor {
                     return;
                 }
                 Kind::Attach { stdin, .. } | Kind::Exec { stdin, .. } => {
-                    let Some((kind, len)) = proto::frame_len(&self.clients[i].rbuf) else {
-                        return;
-                    };
-                    let frame: Vec<u8> =
-                        self.clients[i].rbuf.drain(..proto::HEADER + len).collect();
-                    if !stdin {
-                        continue;
-                    }
+                    // Walk the complete frames in place, then drop them in one go.
+                    let rbuf = std::mem::take(&mut self.clients[i].rbuf);
                     let src = match self.clients[i].kind {
                         Kind::Exec { id, .. } => Src::Exec(id),
                         _ => Src::Init,
                     };
-                    if let Some(io) = self.io_mut(src) {
-                        match kind {
-                            proto::STDIN => io.push_stdin(&frame[proto::HEADER..]),
-                            proto::STDIN_CLOSE => io.on_stdin_eof(),
-                            _ => {}
+                    let mut off = 0;
+                    while let Some((kind, len)) = proto::frame_len(&rbuf[off..]) {
+                        let payload = &rbuf[off + proto::HEADER..off + proto::HEADER + len];
+                        off += proto::HEADER + len;
+                        if !stdin {
+                            continue;
+                        }
+                        if let Some(io) = self.io_mut(src) {
+                            match kind {
+                                proto::STDIN => io.push_stdin(payload),
+                                proto::STDIN_CLOSE => io.on_stdin_eof(),
+                                _ => {}
+                            }
                         }
                     }
+                    let mut rest = rbuf;
+                    rest.drain(..off);
+                    self.clients[i].rbuf = rest;
+                    return;
                 }
             }
         }
@@ -1251,6 +1304,8 @@ impl Supervisor {
             }
         }
         self.state.exit = Some(status.clone());
+        // The pidfd stays readable once the init is reaped: stop polling it.
+        self.pidfd = None;
         self.io.stdin = None;
         self.io.pty = None;
         // Exec processes died with the container's pid namespace; reap them now.

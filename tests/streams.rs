@@ -1,0 +1,526 @@
+//! Interactive streams through the docker CLI: piped stdin, TTYs driven through a real
+//! pseudo-terminal, resize, attach and detach keys, exec, volume and disconnects.
+
+mod common;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{berthd_with_busybox, ok, stderr, stdout, Berthd};
+
+fn ready() -> bool {
+    common::is_root() && common::have_docker_cli() && common::have_busybox()
+}
+const NOT_READY: &str = "needs root, the docker CLI and Debian's busybox-static";
+
+fn inspect(b: &Berthd, name: &str, format: &str) -> String {
+    ok(b.docker_out(&["inspect", "--format", format, name]))
+        .trim()
+        .to_string()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The docker CLI on a real pseudo-terminal of `rows` x `cols`, as its controlling terminal.
+struct Pty {
+    child: Child,
+    master: File,
+    seen: Vec<u8>,
+}
+
+impl Pty {
+    fn spawn(b: &Berthd, args: &[&str], rows: u16, cols: u16) -> Pty {
+        let ws = nix::pty::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(Some(&ws), None).expect("openpty");
+        let slave: OwnedFd = pty.slave;
+        let mut cmd = b.docker();
+        cmd.args(args)
+            .stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave));
+        // SAFETY: setsid and TIOCSCTTY are async-signal-safe; the child makes the pty (its
+        // stdin) its controlling terminal so that it gets SIGWINCH on resize.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("spawn docker on a pty");
+        let master = File::from(pty.master);
+        let flags = nix::fcntl::fcntl(master.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap();
+        nix::fcntl::fcntl(
+            master.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFL(
+                nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK,
+            ),
+        )
+        .unwrap();
+        Pty {
+            child,
+            master,
+            seen: Vec::new(),
+        }
+    }
+
+    fn pump(&mut self) {
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.master.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => self.seen.extend_from_slice(&buf[..n]),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Wait until the terminal shows `text` (after what was already matched).
+    fn expect(&mut self, text: &str) {
+        let start = Instant::now();
+        loop {
+            self.pump();
+            let hay = String::from_utf8_lossy(&self.seen).into_owned();
+            if let Some(i) = hay.find(text) {
+                let cut = i + text.len();
+                self.seen.drain(..cut.min(self.seen.len()));
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "terminal never showed {text:?}; it showed {hay:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn send(&mut self, text: &[u8]) {
+        self.master.write_all(text).unwrap();
+    }
+
+    fn resize(&self, rows: u16, cols: u16) {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads the winsize we own.
+        let r = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        assert_eq!(r, 0);
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            self.pump();
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            if start.elapsed() > timeout {
+                let _ = self.child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn piped_stdin_and_separate_streams() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    let mut cmd = b.docker();
+    cmd.args(["run", "-i", "--rm", "busybox", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success());
+    let o = b.docker_out(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2",
+    ]);
+    assert_eq!(stdout(&o), "out\n");
+    assert_eq!(stderr(&o), "err\n");
+}
+
+#[test]
+fn interactive_tty_shell_exit_code_and_resize() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    let mut t = Pty::spawn(
+        &b,
+        &["run", "-it", "--name", "it", "busybox", "sh"],
+        30,
+        100,
+    );
+    t.expect("# ");
+    t.send(b"echo $((6*7))\n");
+    t.expect("42");
+    t.send(b"stty size\n");
+    t.expect("30 100");
+    t.resize(40, 120);
+    // The CLI forwards the new size; the shell sees it at its next command.
+    let start = Instant::now();
+    loop {
+        t.send(b"stty size\n");
+        std::thread::sleep(Duration::from_millis(200));
+        t.pump();
+        if String::from_utf8_lossy(&t.seen).contains("40 120") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "resize never arrived: {:?}",
+            String::from_utf8_lossy(&t.seen)
+        );
+    }
+    t.send(b"exit 5\n");
+    assert_eq!(t.wait(Duration::from_secs(15)), Some(5));
+    assert_eq!(
+        inspect(&b, "it", "{{.State.ExitCode}} {{.Config.Tty}}"),
+        "5 true"
+    );
+}
+
+#[test]
+fn attach_and_detach_with_ctrl_p_ctrl_q() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    ok(b.docker_out(&["run", "-dit", "--name", "att", "busybox", "sh"]));
+    let mut t = Pty::spawn(&b, &["attach", "att"], 24, 80);
+    t.send(b"echo attached-$((1+1))\n");
+    t.expect("attached-2");
+    t.send(b"\x10\x11");
+    // The CLI reports the detach as dockerd's does: "read escape sequence", status 1.
+    let code = t.wait(Duration::from_secs(10));
+    assert_eq!(code, Some(1), "{:?}", String::from_utf8_lossy(&t.seen));
+    assert!(String::from_utf8_lossy(&t.seen).contains("read escape sequence"));
+    assert_eq!(inspect(&b, "att", "{{.State.Running}}"), "true");
+    // Attach again: the shell is still there.
+    let mut t = Pty::spawn(&b, &["attach", "--detach-keys", "ctrl-a,x", "att"], 24, 80);
+    t.send(b"echo again\n");
+    t.expect("again");
+    t.send(b"\x01x");
+    assert_eq!(t.wait(Duration::from_secs(10)), Some(1));
+    assert_eq!(inspect(&b, "att", "{{.State.Running}}"), "true");
+    ok(b.docker_out(&["rm", "-f", "att"]));
+}
+
+#[test]
+fn exec_variants() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    ok(b.docker_out(&["run", "-d", "--name", "ex", "busybox", "sleep", "1000"]));
+    assert_eq!(ok(b.docker_out(&["exec", "ex", "echo", "hi"])), "hi\n");
+    let o = b.docker_out(&["exec", "ex", "false"]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = b.docker_out(&["exec", "ex", "sh", "-c", "exit 7"]);
+    assert_eq!(o.status.code(), Some(7));
+    let o = b.docker_out(&[
+        "exec",
+        "-u",
+        "1000:1000",
+        "-e",
+        "A=b",
+        "-w",
+        "/tmp",
+        "ex",
+        "sh",
+        "-c",
+        "id -u; echo $A; pwd",
+    ]);
+    assert_eq!(stdout(&o), "1000\nb\n/tmp\n", "{}", stderr(&o));
+    let o = b.docker_out(&["exec", "ex", "sh", "-c", "echo out; echo err >&2"]);
+    assert_eq!(
+        (stdout(&o).as_str(), stderr(&o).as_str()),
+        ("out\n", "err\n")
+    );
+    let o = b.docker_out(&["exec", "ex", "nosuchcmd"]);
+    assert_eq!(o.status.code(), Some(127), "{}{}", stdout(&o), stderr(&o));
+    assert!(format!("{}{}", stdout(&o), stderr(&o)).contains("executable file not found"));
+    // -i with piped stdin.
+    let mut cmd = b.docker();
+    cmd.args(["exec", "-i", "ex", "sh", "-c", "cat; echo done"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"piped\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "piped\ndone\n");
+    // -t on a pty.
+    let mut t = Pty::spawn(
+        &b,
+        &["exec", "-it", "ex", "sh", "-c", "tty; stty size; exit 3"],
+        25,
+        90,
+    );
+    t.expect("/dev/pts/");
+    t.expect("25 90");
+    assert_eq!(t.wait(Duration::from_secs(10)), Some(3));
+    // The exec's inspect and the container's ExecIDs.
+    let ids = inspect(&b, "ex", "{{len .ExecIDs}}");
+    assert!(ids.parse::<i32>().unwrap() >= 7, "{ids}");
+    // The container's seccomp profile applies to exec'd processes too.
+    let st = ok(b.docker_out(&["exec", "ex", "grep", "Seccomp:", "/proc/self/status"]));
+    assert!(st.contains("2"), "{st}");
+    // Into a stopped container.
+    ok(b.docker_out(&["stop", "-t", "1", "ex"]));
+    let o = b.docker_out(&["exec", "ex", "true"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
+    ok(b.docker_out(&["run", "-d", "--name", "pz", "busybox", "sleep", "100"]));
+    ok(b.docker_out(&["pause", "pz"]));
+    let o = b.docker_out(&["exec", "pz", "true"]);
+    assert!(stderr(&o).contains("is paused"), "{}", stderr(&o));
+    ok(b.docker_out(&["rm", "-f", "pz", "ex"]));
+}
+
+/// A fast deterministic byte stream (xorshift) for the volume test.
+struct Noise(u64);
+
+impl Noise {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            let b = self.0.to_le_bytes();
+            chunk.copy_from_slice(&b[..chunk.len()]);
+        }
+    }
+}
+
+#[test]
+fn one_gigabyte_through_cat_arrives_intact() {
+    use sha2::Digest;
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    let mut cmd = b.docker();
+    // The stream path under test is attach; `--log-driver none` keeps the gigabyte out of
+    // the json-file log (which would store it, escaped, a second and third time on disk).
+    cmd.args([
+        "run",
+        "-i",
+        "--rm",
+        "--log-driver",
+        "none",
+        "busybox",
+        "cat",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut h = sha2::Sha256::new();
+        let mut noise = Noise(0x9e3779b97f4a7c15);
+        let mut buf = vec![0u8; 1 << 20];
+        for _ in 0..1024 {
+            noise.fill(&mut buf);
+            h.update(&buf);
+            input.write_all(&buf).unwrap();
+        }
+        drop(input);
+        h.finalize()
+    });
+    let mut output = child.stdout.take().unwrap();
+    let mut h = sha2::Sha256::new();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = output.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        h.update(&buf[..n]);
+    }
+    let sent = writer.join().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert_eq!(total, 1 << 30);
+    assert_eq!(h.finalize(), sent);
+}
+
+fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn disconnected_clients_leak_nothing() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "chatty",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do echo tick; sleep 0.05; done",
+    ]));
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = b.pid();
+    let baseline = fd_count(pid);
+    for round in 0..3 {
+        let mut attach = b.docker();
+        attach
+            .args(["attach", "--no-stdin", "chatty"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut attach = attach.spawn().unwrap();
+        let mut logs = b.docker();
+        logs.args(["logs", "-f", "chatty"]).stdout(Stdio::null());
+        let mut logs = logs.spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+        assert!(
+            fd_count(pid) > baseline,
+            "round {round}: no connections seen"
+        );
+        attach.kill().unwrap();
+        logs.kill().unwrap();
+        let _ = attach.wait();
+        let _ = logs.wait();
+    }
+    wait_for(
+        "berthd's fds back to the baseline",
+        Duration::from_secs(10),
+        || fd_count(pid) <= baseline,
+    );
+    assert_eq!(inspect(&b, "chatty", "{{.State.Running}}"), "true");
+    assert!(stdout(&b.docker_out(&["logs", "--tail", "1", "chatty"])).contains("tick"));
+    ok(b.docker_out(&["rm", "-f", "chatty"]));
+}
+
+#[test]
+fn docker_py_streams() {
+    require!(ready(), NOT_READY);
+    let python = std::env::var("BERTH_TEST_PYTHON")
+        .unwrap_or_else(|_| "/var/tmp/berth-venv/bin/python".to_string());
+    require!(
+        Path::new(&python).exists(),
+        "needs docker-py in a venv at /var/tmp/berth-venv (.ci/run makes it) or BERTH_TEST_PYTHON"
+    );
+    let b = berthd_with_busybox(&[]);
+    let script = r#"
+import docker, os, socket, sys, time
+c = docker.DockerClient(base_url="unix://" + sys.argv[1], version="1.41")
+# run with stdin_open and a raw attach socket
+ctr = c.containers.run("busybox", ["cat"], stdin_open=True, detach=True)
+sock = c.api.attach_socket(ctr.id, params={"stdin": 1, "stdout": 1, "stream": 1})
+raw = sock._sock
+raw.sendall(b"ping\n")
+buf = b""
+deadline = time.time() + 10
+while b"ping" not in buf and time.time() < deadline:
+    buf += raw.recv(4096)
+assert b"ping" in buf, buf
+# Without StdinOnce, closing our stdin leaves the container's open (as in dockerd).
+raw.shutdown(socket.SHUT_WR)
+time.sleep(0.3)
+ctr.reload()
+assert ctr.status == "running", ctr.status
+ctr.kill()
+assert ctr.wait(timeout=10)["StatusCode"] == 137
+ctr.remove()
+# attach(stream=True)
+ctr = c.containers.run("busybox", ["sh", "-c", "sleep 0.5; echo one; echo two"], detach=True)
+lines = b"".join(ctr.attach(stream=True, stdout=True, stderr=True))
+assert lines == b"one\ntwo\n", lines
+ctr.remove()
+# exec_run with demux
+ctr = c.containers.run("busybox", ["sleep", "100"], detach=True)
+code, (out, err) = ctr.exec_run(["sh", "-c", "echo out; echo err >&2; exit 3"], demux=True)
+assert code == 3, code
+assert out == b"out\n" and err == b"err\n", (out, err)
+code, out = ctr.exec_run("echo plain")
+assert code == 0 and out == b"plain\n", (code, out)
+ctr.remove(force=True)
+print("ok")
+"#;
+    let out = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .arg(&b.socket)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
+
+#[test]
+fn stream_events() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    let since = common::now_secs();
+    ok(b.docker_out(&["run", "--name", "se", "busybox", "true"]));
+    ok(b.docker_out(&["run", "-d", "--name", "se2", "busybox", "sleep", "100"]));
+    let o = b.docker_out(&["exec", "se2", "sh", "-c", "exit 4"]);
+    assert_eq!(o.status.code(), Some(4));
+    ok(b.docker_out(&["rm", "-f", "se2"]));
+    let until = common::now_secs() + 1;
+    let out = ok(b.docker_out(&[
+        "events",
+        "--since",
+        &since.to_string(),
+        "--until",
+        &until.to_string(),
+        "--filter",
+        "type=container",
+        "--format",
+        "{{.Action}} {{index .Actor.Attributes \"exitCode\"}}",
+    ]));
+    assert!(out.contains("attach "), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("exec_create: sh -c exit 4")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("exec_start: sh -c exit 4")),
+        "{out}"
+    );
+    assert!(out.contains("exec_die 4"), "{out}");
+}
