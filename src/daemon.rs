@@ -735,6 +735,16 @@ impl ContainerBackend for Daemon {
         self.containers.attach(&name, stdin, stdout, stderr).await
     }
 
+    fn container_tty(&self, name: String) -> Result<bool, ContainerError> {
+        Ok(self
+            .containers
+            .get(&name)?
+            .record()
+            .config
+            .tty
+            .unwrap_or(false))
+    }
+
     async fn container_settled(&self, name: String) {
         if let Ok(done) = self.containers.wait(&name, WaitCondition::NotRunning) {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), done).await;

@@ -524,3 +524,75 @@ fn stream_events() {
     );
     assert!(out.contains("exec_die 4"), "{out}");
 }
+
+#[test]
+fn attach_logs_replay_and_websocket() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    let id = ok(b.docker_out(&[
+        "run",
+        "-di",
+        "--name",
+        "wsc",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hello-logs; cat",
+    ]));
+    let id = id.trim().to_string();
+    wait_for("the first line", Duration::from_secs(10), || {
+        stdout(&b.docker_out(&["logs", "wsc"])).contains("hello-logs")
+    });
+    // logs=1 without stream: the log, multiplexed, then the end.
+    let mut conn = common::Conn::unix(&b.socket);
+    let resp = conn.request("POST", "/v1.45/containers/wsc/attach?logs=1&stdout=1", None);
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body[0], 1, "{:?}", resp.body);
+    assert!(String::from_utf8_lossy(&resp.body).contains("hello-logs"));
+    // The websocket: the log replayed, then stdin echoed back by cat.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let sock = tokio::net::UnixStream::connect(&b.socket).await.unwrap();
+        let url = format!("ws://localhost/v1.45/containers/{id}/attach/ws?logs=1&stream=1&stdin=1&stdout=1&stderr=1");
+        let (mut ws, resp) = tokio_tungstenite::client_async(url, sock).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 101);
+        let mut seen = Vec::new();
+        read_until(&mut ws, &mut seen, "hello-logs").await;
+        ws.send(Message::Binary(b"over-ws\n".to_vec().into())).await.unwrap();
+        read_until(&mut ws, &mut seen, "over-ws").await;
+        let _ = ws.close(None).await;
+    });
+    assert_eq!(inspect(&b, "wsc", "{{.State.Running}}"), "true");
+    ok(b.docker_out(&["rm", "-f", "wsc"]));
+}
+
+/// Read websocket messages into `seen` until it contains `want` (10 s at most).
+async fn read_until(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::UnixStream>,
+    seen: &mut Vec<u8>,
+    want: &str,
+) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let fut = async {
+        loop {
+            if String::from_utf8_lossy(seen).contains(want) {
+                return;
+            }
+            match ws.next().await {
+                Some(Ok(Message::Binary(b))) => seen.extend_from_slice(&b),
+                Some(Ok(Message::Text(t))) => seen.extend_from_slice(t.as_bytes()),
+                Some(Ok(_)) => {}
+                other => panic!("websocket ended: {other:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .unwrap_or_else(|_| panic!("never saw {want:?}: {:?}", String::from_utf8_lossy(seen)));
+}

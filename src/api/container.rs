@@ -114,6 +114,8 @@ pub trait ContainerBackend {
         stdout: bool,
         stderr: bool,
     ) -> Result<(bool, AttachStream), ContainerError>;
+    /// Whether the container was created with a TTY.
+    fn container_tty(&self, name: String) -> Result<bool, ContainerError>;
     /// Wait (a few seconds at most) until the container's exit is recorded.
     async fn container_settled(&self, name: String);
     /// A client detached from the container with the detach keys (the `detach` event).
@@ -442,34 +444,78 @@ pub async fn logs(ctx: Ctx) -> HandlerResult {
     Ok(r)
 }
 
+/// The container's logged output, framed as an attach stream delivers it (`logs=1`).
+async fn logged_output(
+    backend: &std::sync::Arc<dyn super::Backend>,
+    container: &str,
+    stdout: bool,
+    stderr: bool,
+    multiplexed: bool,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    if !stdout && !stderr {
+        return out;
+    }
+    let opts = LogsOptions {
+        stdout,
+        stderr,
+        ..Default::default()
+    };
+    let Ok((_, mut entries)) = backend.container_logs(container.to_string(), opts).await else {
+        return out;
+    };
+    while let Some(e) = entries.recv().await {
+        if multiplexed {
+            let kind = match e.stream {
+                Stream::Stdout => proto::STDOUT,
+                Stream::Stderr => proto::STDERR,
+            };
+            proto::put_frame(&mut out, kind, &e.line);
+        } else {
+            out.extend_from_slice(&e.line);
+        }
+    }
+    out
+}
+
 /// `POST /containers/{id}/attach`: with `Upgrade: tcp` the connection is hijacked (101);
-/// without, the stream is the body of a 200.
+/// without, the stream is the body of a 200. `logs=1` replays the log first.
 pub async fn attach(mut ctx: Ctx) -> HandlerResult {
     let q = &ctx.query;
     let (stdin, stdout, stderr) = (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"));
-    let stream = q.bool("stream");
+    let (stream, logs) = (q.bool("stream"), q.bool("logs"));
     let backend = ctx.backend.clone();
-    if !stream {
-        // Only `logs=1` without streaming: nothing live to attach to.
-        if !q.bool("logs") {
-            return Err(ApiError::invalid(
-                "at least one of stream or logs must be set",
-            ));
-        }
+    if !stream && !logs {
+        return Err(ApiError::invalid(
+            "at least one of stream or logs must be set",
+        ));
     }
     let detach_keys = match q.get("detachKeys").filter(|k| !k.is_empty()) {
         Some(k) => parse_detach_keys(k)?,
         None => DEFAULT_DETACH_KEYS.to_vec(),
     };
     let container = name(&ctx);
-    let (tty, attached) = backend
-        .container_attach(container.clone(), stdin, stdout, stderr)
-        .await?;
+    let tty = backend.container_tty(container.clone())?;
     let multiplexed = !tty;
     let ct = if multiplexed && ctx.version >= ApiVersion::new(1, 42) {
         "application/vnd.docker.multiplexed-stream"
     } else {
         "application/vnd.docker.raw-stream"
+    };
+    let preamble = if logs {
+        logged_output(&backend, &container, stdout, stderr, multiplexed).await
+    } else {
+        Vec::new()
+    };
+    let attached = if stream {
+        Some(
+            backend
+                .container_attach(container.clone(), stdin, stdout, stderr)
+                .await?
+                .1,
+        )
+    } else {
+        None
     };
     let upgrade = ctx
         .req
@@ -483,7 +529,14 @@ pub async fn attach(mut ctx: Ctx) -> HandlerResult {
             let Ok(upgraded) = on_upgrade.await else {
                 return;
             };
-            let io = TokioIo::new(upgraded);
+            let mut io = TokioIo::new(upgraded);
+            if !preamble.is_empty() && io.write_all(&preamble).await.is_err() {
+                return;
+            }
+            let Some(attached) = attached else {
+                let _ = io.shutdown().await;
+                return;
+            };
             // The stream ends when the process does; the client then sees it stopped.
             let settle = {
                 let backend = backend.clone();
@@ -507,6 +560,12 @@ pub async fn attach(mut ctx: Ctx) -> HandlerResult {
     // No hijack: output only, as the body.
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
+        if !preamble.is_empty() && tx.send(Ok(Bytes::from(preamble))).await.is_err() {
+            return;
+        }
+        let Some(attached) = attached else {
+            return;
+        };
         let Ok(Some(mut sup)) = attached.await else {
             return;
         };
@@ -528,6 +587,126 @@ pub async fn attach(mut ctx: Ctx) -> HandlerResult {
     let mut r = Response::new(channel_body(rx));
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+    Ok(r)
+}
+
+/// `GET /containers/{id}/attach/ws`: the attach stream over a websocket (raw output; binary
+/// messages from API 1.42, text before, as dockerd).
+pub async fn attach_ws(mut ctx: Ctx) -> HandlerResult {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::{Message, Role};
+    let q = &ctx.query;
+    let (stdin, stdout, stderr) = (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"));
+    let (stream, logs) = (q.bool("stream"), q.bool("logs"));
+    let key = ctx
+        .req
+        .headers()
+        .get("sec-websocket-key")
+        .map(|k| k.as_bytes().to_vec())
+        .ok_or_else(|| {
+            ApiError::invalid("not a websocket request: Sec-WebSocket-Key is missing")
+        })?;
+    let backend = ctx.backend.clone();
+    let container = name(&ctx);
+    let tty = backend.container_tty(container.clone())?;
+    let binary = ctx.version >= ApiVersion::new(1, 42);
+    let preamble = if logs {
+        logged_output(&backend, &container, stdout, stderr, false).await
+    } else {
+        Vec::new()
+    };
+    let attached = if stream {
+        Some(
+            backend
+                .container_attach(container.clone(), stdin, stdout, stderr)
+                .await?
+                .1,
+        )
+    } else {
+        None
+    };
+    let on_upgrade = hyper::upgrade::on(&mut ctx.req);
+    let message = move |data: Vec<u8>| {
+        if binary {
+            Message::Binary(data.into())
+        } else {
+            Message::Text(String::from_utf8_lossy(&data).into_owned().into())
+        }
+    };
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
+        let (mut sink, mut incoming) = ws.split();
+        if !preamble.is_empty() && sink.send(message(preamble)).await.is_err() {
+            return;
+        }
+        let Some(attached) = attached else {
+            let _ = sink.close().await;
+            return;
+        };
+        let Ok(Some(sup)) = attached.await else {
+            let _ = sink.close().await;
+            return;
+        };
+        let (mut sup_r, mut sup_w) = sup.into_split();
+        let input = async move {
+            while let Some(Ok(m)) = incoming.next().await {
+                let data: Vec<u8> = match m {
+                    Message::Text(t) => t.as_bytes().to_vec(),
+                    Message::Binary(b) => b.to_vec(),
+                    Message::Close(_) => break,
+                    _ => continue,
+                };
+                if !stdin || data.is_empty() {
+                    continue;
+                }
+                let mut frame = Vec::with_capacity(data.len() + proto::HEADER);
+                proto::put_frame(&mut frame, proto::STDIN, &data);
+                if sup_w.write_all(&frame).await.is_err() {
+                    return;
+                }
+            }
+        };
+        let output = async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut pending = Vec::new();
+            loop {
+                let n = match sup_r.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                pending.extend_from_slice(&buf[..n]);
+                // Websocket attach is always raw: frame headers are stripped.
+                let out = take_output(&mut pending, true);
+                if !out.is_empty() && sink.send(message(out)).await.is_err() {
+                    return;
+                }
+            }
+            let _ = sink.close().await;
+        };
+        tokio::select! {
+            _ = output => {}
+            _ = input => {}
+        }
+        let _ = tty;
+    });
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
+    let mut r = Response::new(empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(
+        "sec-websocket-accept",
+        HeaderValue::from_str(&accept).map_err(|e| ApiError::internal(e.to_string()))?,
+    );
     Ok(r)
 }
 

@@ -191,6 +191,7 @@ impl Api {
             route!(POST, "/containers/{name}/update", container::update),
             route!(POST, "/containers/{name}/wait", container::wait),
             route!(POST, "/containers/{name}/attach", container::attach),
+            route!(GET, "/containers/{name}/attach/ws", container::attach_ws),
             route!(POST, "/containers/{name}/resize", container::resize),
             route!(DELETE, "/containers/{name}", container::remove),
             route!(POST, "/containers/{name}/exec", container::exec_create),
