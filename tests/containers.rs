@@ -4,9 +4,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{berthd_with_busybox, ok, stderr, stdout, Berthd};
+use common::{berthd_with_busybox, inspect, ok, stderr, stdout, wait_for, Berthd};
 
 fn ready() -> bool {
     common::is_root() && common::have_docker_cli() && common::have_busybox()
@@ -58,20 +58,6 @@ fn uuid_like() -> String {
             .unwrap()
             .subsec_nanos()
     )
-}
-
-fn inspect(b: &Berthd, name: &str, format: &str) -> String {
-    ok(b.docker_out(&["inspect", "--format", format, name]))
-        .trim()
-        .to_string()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The container's cgroup directory for `controller` (v1) or the unified one (v2).

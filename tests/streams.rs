@@ -11,26 +11,12 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{berthd_with_busybox, ok, stderr, stdout, Berthd};
+use common::{berthd_with_busybox, inspect, ok, stderr, stdout, wait_for, Berthd};
 
 fn ready() -> bool {
     common::is_root() && common::have_docker_cli() && common::have_busybox()
 }
 const NOT_READY: &str = "needs root, the docker CLI and Debian's busybox-static";
-
-fn inspect(b: &Berthd, name: &str, format: &str) -> String {
-    ok(b.docker_out(&["inspect", "--format", format, name]))
-        .trim()
-        .to_string()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// The docker CLI on a real pseudo-terminal of `rows` x `cols`, as its controlling terminal.
 struct Pty {

@@ -434,14 +434,96 @@ pub async fn logs(ctx: Ctx) -> HandlerResult {
         }
     });
     let mut r = Response::new(channel_body(rx));
-    let ct = if multiplexed && ctx.version >= ApiVersion::new(1, 42) {
-        "application/vnd.docker.multiplexed-stream"
-    } else {
-        "application/vnd.docker.raw-stream"
-    };
+    let ct = stream_content_type(!multiplexed, ctx.version);
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
     Ok(r)
+}
+
+/// The `Content-Type` of an attach or exec stream: multiplexed frames without a TTY from API
+/// 1.42, raw bytes otherwise.
+fn stream_content_type(tty: bool, version: ApiVersion) -> &'static str {
+    if !tty && version >= ApiVersion::new(1, 42) {
+        "application/vnd.docker.multiplexed-stream"
+    } else {
+        "application/vnd.docker.raw-stream"
+    }
+}
+
+/// Whether the client asks to hijack the connection (`Upgrade: tcp`).
+fn wants_tcp_upgrade(ctx: &Ctx) -> bool {
+    ctx.req
+        .headers()
+        .get(UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("tcp"))
+}
+
+/// What an attach sends: the replayed log (`logs=1`) and, with `stream=1`, the live stream.
+async fn attach_parts(
+    backend: &std::sync::Arc<dyn super::Backend>,
+    container: &str,
+    (stdin, stdout, stderr): (bool, bool, bool),
+    stream: bool,
+    logs: bool,
+    multiplexed: bool,
+) -> Result<(Vec<u8>, Option<AttachStream>), ApiError> {
+    let preamble = if logs {
+        logged_output(backend, container, stdout, stderr, multiplexed).await
+    } else {
+        Vec::new()
+    };
+    let attached = if stream {
+        Some(
+            backend
+                .container_attach(container.to_string(), stdin, stdout, stderr)
+                .await?
+                .1,
+        )
+    } else {
+        None
+    };
+    Ok((preamble, attached))
+}
+
+/// A response body fed from a supervisor stream (an attach or exec without hijacking);
+/// `after` runs once the output ended, before the body does.
+fn supervisor_body<F>(
+    preamble: Vec<u8>,
+    attached: Option<AttachStream>,
+    tty: bool,
+    after: F,
+) -> super::body::Body
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        if !preamble.is_empty() && tx.send(Ok(Bytes::from(preamble))).await.is_err() {
+            return;
+        }
+        let Some(attached) = attached else {
+            return;
+        };
+        let Ok(Some(mut sup)) = attached.await else {
+            return;
+        };
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut pending = Vec::new();
+        loop {
+            let n = tokio::select! {
+                r = sup.read(&mut buf) => match r { Ok(0) | Err(_) => break, Ok(n) => n },
+                _ = tx.closed() => return,
+            };
+            pending.extend_from_slice(&buf[..n]);
+            let out = take_output(&mut pending, tty);
+            if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
+                return;
+            }
+        }
+        after.await;
+    });
+    channel_body(rx)
 }
 
 /// The container's logged output, framed as an attach stream delivers it (`logs=1`).
@@ -497,32 +579,17 @@ pub async fn attach(mut ctx: Ctx) -> HandlerResult {
     let container = name(&ctx);
     let tty = backend.container_tty(container.clone())?;
     let multiplexed = !tty;
-    let ct = if multiplexed && ctx.version >= ApiVersion::new(1, 42) {
-        "application/vnd.docker.multiplexed-stream"
-    } else {
-        "application/vnd.docker.raw-stream"
-    };
-    let preamble = if logs {
-        logged_output(&backend, &container, stdout, stderr, multiplexed).await
-    } else {
-        Vec::new()
-    };
-    let attached = if stream {
-        Some(
-            backend
-                .container_attach(container.clone(), stdin, stdout, stderr)
-                .await?
-                .1,
-        )
-    } else {
-        None
-    };
-    let upgrade = ctx
-        .req
-        .headers()
-        .get(UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("tcp"));
+    let ct = stream_content_type(!multiplexed, ctx.version);
+    let (preamble, attached) = attach_parts(
+        &backend,
+        &container,
+        (stdin, stdout, stderr),
+        stream,
+        logs,
+        multiplexed,
+    )
+    .await?;
+    let upgrade = wants_tcp_upgrade(&ctx);
     if upgrade {
         let on_upgrade = hyper::upgrade::on(&mut ctx.req);
         tokio::spawn(async move {
@@ -557,34 +624,9 @@ pub async fn attach(mut ctx: Ctx) -> HandlerResult {
         h.insert(UPGRADE, HeaderValue::from_static("tcp"));
         return Ok(r);
     }
-    // No hijack: output only, as the body.
-    let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
-        if !preamble.is_empty() && tx.send(Ok(Bytes::from(preamble))).await.is_err() {
-            return;
-        }
-        let Some(attached) = attached else {
-            return;
-        };
-        let Ok(Some(mut sup)) = attached.await else {
-            return;
-        };
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut pending = Vec::new();
-        loop {
-            let n = tokio::select! {
-                r = sup.read(&mut buf) => match r { Ok(0) | Err(_) => break, Ok(n) => n },
-                _ = tx.closed() => return,
-            };
-            pending.extend_from_slice(&buf[..n]);
-            let out = take_output(&mut pending, tty);
-            if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
-                return;
-            }
-        }
-        backend.container_settled(container).await;
-    });
-    let mut r = Response::new(channel_body(rx));
+    // No hijack: output only, as the body; it ends once the exit is recorded.
+    let settle = async move { backend.container_settled(container).await };
+    let mut r = Response::new(supervisor_body(preamble, attached, tty, settle));
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
     Ok(r)
@@ -610,21 +652,15 @@ pub async fn attach_ws(mut ctx: Ctx) -> HandlerResult {
     let container = name(&ctx);
     let tty = backend.container_tty(container.clone())?;
     let binary = ctx.version >= ApiVersion::new(1, 42);
-    let preamble = if logs {
-        logged_output(&backend, &container, stdout, stderr, false).await
-    } else {
-        Vec::new()
-    };
-    let attached = if stream {
-        Some(
-            backend
-                .container_attach(container.clone(), stdin, stdout, stderr)
-                .await?
-                .1,
-        )
-    } else {
-        None
-    };
+    let (preamble, attached) = attach_parts(
+        &backend,
+        &container,
+        (stdin, stdout, stderr),
+        stream,
+        logs,
+        false,
+    )
+    .await?;
     let on_upgrade = hyper::upgrade::on(&mut ctx.req);
     let message = move |data: Vec<u8>| {
         if binary {
@@ -955,12 +991,7 @@ pub async fn exec_start(mut ctx: Ctx) -> HandlerResult {
     let limit = ctx.max_json_body;
     let backend = ctx.backend.clone();
     let version = ctx.version;
-    let upgrade = ctx
-        .req
-        .headers()
-        .get(UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("tcp"));
+    let upgrade = wants_tcp_upgrade(&ctx);
     let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut ctx.req));
     let (parts, body) = ctx.req.into_parts();
     let cfg: ExecStartConfig = read_json(&parts.headers, body, limit).await?;
@@ -980,11 +1011,7 @@ pub async fn exec_start(mut ctx: Ctx) -> HandlerResult {
             .process_config
             .and_then(|p| p.tty)
             .unwrap_or(false);
-    let ct = if !tty && version >= ApiVersion::new(1, 42) {
-        "application/vnd.docker.multiplexed-stream"
-    } else {
-        "application/vnd.docker.raw-stream"
-    };
+    let ct = stream_content_type(tty, version);
     let start_tty = cfg.tty;
     let detach_keys = match backend
         .exec_inspect(id.clone())?
@@ -1043,25 +1070,13 @@ pub async fn exec_start(mut ctx: Ctx) -> HandlerResult {
         r
     } else {
         // No hijack: the output is the body.
-        let (backend, id, tty, _stdin, mut sup) = run.await.map_err(ApiError::internal)?;
-        let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut pending = Vec::new();
-            loop {
-                let n = tokio::select! {
-                    r = sup.read(&mut buf) => match r { Ok(0) | Err(_) => break, Ok(n) => n },
-                    _ = tx.closed() => return,
-                };
-                pending.extend_from_slice(&buf[..n]);
-                let out = take_output(&mut pending, tty);
-                if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
-                    return;
-                }
-            }
+        let (backend, id, tty, _stdin, sup) = run.await.map_err(ApiError::internal)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = tx.send(Some(sup));
+        let done = async move {
             let _ = backend.exec_wait(id).await;
-        });
-        Response::new(channel_body(rx))
+        };
+        Response::new(supervisor_body(Vec::new(), Some(rx), tty, done))
     };
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(ct));

@@ -2,7 +2,6 @@
 //! container's supervisor, which runs libcontainer's tenant builder.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +9,7 @@ use bollard_stubs::models::{ExecConfig, ExecInspectResponse, ProcessConfig};
 use tokio::net::UnixStream;
 use tokio::sync::watch;
 
-use super::manager::{lock, ContainerManager, NsChoice};
+use super::manager::{lock, ContainerManager};
 use super::record::Status;
 use super::ContainerError;
 use crate::errors::{ErrorKind, Kinded};
@@ -295,27 +294,8 @@ impl ContainerManager {
         cfg: &ExecConfig,
         tty: bool,
     ) -> Result<(serde_json::Value, Vec<String>), ContainerError> {
-        let rootfs = self.rootfs(&r.id);
-        let hostname_path = PathBuf::from(&r.hostname_path);
-        let hosts_path = PathBuf::from(&r.hosts_path);
-        let resolv_path = PathBuf::from(&r.resolv_conf_path);
-        let host = NsChoice::Host;
-        let opts = spec::SpecOptions {
-            id: &r.id,
-            config: &r.config,
-            host_config: &r.host_config,
-            rootfs: &rootfs,
-            hostname_path: &hostname_path,
-            hosts_path: &hosts_path,
-            resolv_conf_path: &resolv_path,
-            network: host.as_spec(),
-            ipc: host.as_spec(),
-            pid: host.as_spec(),
-            uts: host.as_spec(),
-            cgroup_path: self.cgroup_path_of(&r.id),
-            cgroup_version: crate::runtime::cgroup_version(),
-            init_path: None,
-        };
+        let inputs = self.spec_inputs(r);
+        let opts = inputs.options(r, [0; 4].map(|_| spec::Namespace::Host), None);
         let privileged =
             cfg.privileged.unwrap_or(false) || r.host_config.privileged.unwrap_or(false);
         let process = spec::exec_process(

@@ -151,16 +151,22 @@ impl ContainerManager {
         self.state_dir(id)
     }
 
-    pub(super) fn cgroup_path_of(&self, id: &str) -> String {
-        self.cgroup_path(id)
-    }
-
     /// Whether the running container has a seccomp profile (its bundle says so).
     pub(super) fn has_seccomp(&self, id: &str) -> bool {
         oci_spec::runtime::Spec::load(self.state_dir(id).join("config.json"))
             .ok()
             .and_then(|s| s.linux().as_ref().and_then(|l| l.seccomp().clone()))
             .is_some()
+    }
+
+    pub(super) fn spec_inputs(&self, r: &Record) -> SpecInputs {
+        SpecInputs {
+            rootfs: self.rootfs(&r.id),
+            hostname: PathBuf::from(&r.hostname_path),
+            hosts: PathBuf::from(&r.hosts_path),
+            resolv_conf: PathBuf::from(&r.resolv_conf_path),
+            cgroup_path: self.cgroup_path(&r.id),
+        }
     }
 
     fn lc_root(&self) -> PathBuf {
@@ -713,26 +719,18 @@ impl ContainerManager {
         } else {
             None
         };
-        let hostname_path = PathBuf::from(&r.hostname_path);
-        let hosts_path = PathBuf::from(&r.hosts_path);
-        let resolv_path = PathBuf::from(&r.resolv_conf_path);
-        let cgroup_path = self.cgroup_path(id);
-        let opts = spec::SpecOptions {
-            id,
-            config: &r.config,
-            host_config: h,
-            rootfs: &rootfs,
-            hostname_path: &hostname_path,
-            hosts_path: &hosts_path,
-            resolv_conf_path: &resolv_path,
-            network: network.as_spec(),
-            ipc: ipc.as_spec(),
-            pid: pid.as_spec(),
-            uts: uts.as_spec(),
-            cgroup_path: cgroup_path.clone(),
-            cgroup_version: crate::runtime::cgroup_version(),
-            init_path: init_path.as_deref(),
-        };
+        let inputs = self.spec_inputs(r);
+        let cgroup_path = inputs.cgroup_path.clone();
+        let opts = inputs.options(
+            r,
+            [
+                network.as_spec(),
+                ipc.as_spec(),
+                pid.as_spec(),
+                uts.as_spec(),
+            ],
+            init_path.as_deref(),
+        );
         let oci = spec::build(&opts)?;
         let json = serde_json::to_vec(&oci)
             .map_err(|e| ContainerError::internal(format!("encode OCI spec: {e}")))?;
@@ -1445,26 +1443,9 @@ impl ContainerManager {
     }
 
     fn apply_resources(&self, r: &Record) -> Result<(), ContainerError> {
-        let rootfs = self.rootfs(&r.id);
-        let hostname_path = PathBuf::from(&r.hostname_path);
-        let hosts_path = PathBuf::from(&r.hosts_path);
-        let resolv_path = PathBuf::from(&r.resolv_conf_path);
-        let opts = spec::SpecOptions {
-            id: &r.id,
-            config: &r.config,
-            host_config: &r.host_config,
-            rootfs: &rootfs,
-            hostname_path: &hostname_path,
-            hosts_path: &hosts_path,
-            resolv_conf_path: &resolv_path,
-            network: spec::Namespace::Host,
-            ipc: spec::Namespace::Private,
-            pid: spec::Namespace::Private,
-            uts: spec::Namespace::Private,
-            cgroup_path: self.cgroup_path(&r.id),
-            cgroup_version: crate::runtime::cgroup_version(),
-            init_path: None,
-        };
+        // Only the resources are used: the namespaces do not matter here.
+        let inputs = self.spec_inputs(r);
+        let opts = inputs.options(r, [0; 4].map(|_| spec::Namespace::Host), None);
         let oci = spec::build(&opts)?;
         crate::runtime::update_resources(&self.cgroup_path(&r.id), &oci)
             .map_err(ContainerError::internal)
@@ -1760,6 +1741,43 @@ impl ContainerManager {
                 };
                 self.on_exit(&c, status).await;
             }
+        }
+    }
+}
+
+/// The host paths a container's OCI spec refers to (the spec options borrow them).
+pub(super) struct SpecInputs {
+    rootfs: PathBuf,
+    hostname: PathBuf,
+    hosts: PathBuf,
+    resolv_conf: PathBuf,
+    pub(super) cgroup_path: String,
+}
+
+impl SpecInputs {
+    /// The options for `spec::build` / `spec::exec_process`; `ns` is network, ipc, pid, uts.
+    pub(super) fn options<'a>(
+        &'a self,
+        r: &'a Record,
+        ns: [spec::Namespace<'a>; 4],
+        init_path: Option<&'a Path>,
+    ) -> spec::SpecOptions<'a> {
+        let [network, ipc, pid, uts] = ns;
+        spec::SpecOptions {
+            id: &r.id,
+            config: &r.config,
+            host_config: &r.host_config,
+            rootfs: &self.rootfs,
+            hostname_path: &self.hostname,
+            hosts_path: &self.hosts,
+            resolv_conf_path: &self.resolv_conf,
+            network,
+            ipc,
+            pid,
+            uts,
+            cgroup_path: self.cgroup_path.clone(),
+            cgroup_version: crate::runtime::cgroup_version(),
+            init_path,
         }
     }
 }

@@ -225,15 +225,21 @@ pub async fn request_ok(state_dir: &Path, req: Request) -> Result<Reply, Runtime
     if reply.ok {
         Ok(reply)
     } else {
-        Err(RuntimeError {
-            kind: if reply.exit_code != 0 {
-                ErrorKind::InvalidParameter
-            } else {
-                ErrorKind::Internal
-            },
-            message: reply.error.unwrap_or_default(),
-            exit_code: reply.exit_code,
-        })
+        Err(reply_error(reply))
+    }
+}
+
+/// A failed reply as an error: exec failures (126/127) are the caller's mistake, the rest
+/// berth's.
+fn reply_error(reply: Reply) -> RuntimeError {
+    RuntimeError {
+        kind: if reply.exit_code != 0 {
+            ErrorKind::InvalidParameter
+        } else {
+            ErrorKind::Internal
+        },
+        message: reply.error.unwrap_or_default(),
+        exit_code: reply.exit_code,
     }
 }
 
@@ -288,15 +294,7 @@ pub async fn exec(state_dir: &Path, req: Request) -> Result<(Reply, UnixStream),
     send_request(&mut s, &req).await?;
     let reply = read_reply(&mut s).await?;
     if !reply.ok {
-        return Err(RuntimeError {
-            kind: if reply.exit_code != 0 {
-                ErrorKind::InvalidParameter
-            } else {
-                ErrorKind::Internal
-            },
-            message: reply.error.unwrap_or_default(),
-            exit_code: reply.exit_code,
-        });
+        return Err(reply_error(reply));
     }
     Ok((reply, s))
 }

@@ -338,22 +338,7 @@ mod tests {
         list.iter().map(|s| s.to_string()).collect()
     }
 
-    const DEFAULT_CAPS: &[&str] = &[
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FSETID",
-        "CAP_FOWNER",
-        "CAP_MKNOD",
-        "CAP_NET_RAW",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETFCAP",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT",
-        "CAP_KILL",
-        "CAP_AUDIT_WRITE",
-    ];
+    const DEFAULT_CAPS: &[&str] = &crate::runtime::spec::DEFAULT_CAPABILITIES;
 
     fn convert_default(
         caps: &[String],

@@ -781,3 +781,19 @@ pub fn go_arch() -> &'static str {
         "arm64"
     }
 }
+
+/// A field of `docker inspect`, formatted.
+pub fn inspect(b: &Berthd, name: &str, format: &str) -> String {
+    ok(b.docker_out(&["inspect", "--format", format, name]))
+        .trim()
+        .to_string()
+}
+
+/// Poll `f` every 50 ms until it holds, failing the test after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -65,6 +65,28 @@ impl Drop for InheritGuard {
     }
 }
 
+/// A builder with berth's root, executor and stdio.
+fn builder(
+    id: &str,
+    lc_root: &Path,
+    executor: BerthExecutor,
+    stdio: Stdio,
+) -> Result<ContainerBuilder, String> {
+    let b = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
+        .with_root_path(lc_root)
+        .map_err(|e| format!("libcontainer root {}: {e}", lc_root.display()))?
+        .with_executor(executor);
+    let b = match stdio {
+        Stdio::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => b.with_stdin(stdin).with_stdout(stdout).with_stderr(stderr),
+        Stdio::Console(path) => b.with_console_socket(Some(path)),
+    };
+    b.validate_id().map_err(|e| e.to_string())
+}
+
 /// Create (not start) the container of `bundle`.
 pub fn create(
     id: &str,
@@ -74,20 +96,7 @@ pub fn create(
     stdio: Stdio,
 ) -> Result<Container, String> {
     let _guard = InheritGuard::new();
-    let mut b = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
-        .with_root_path(lc_root)
-        .map_err(|e| format!("libcontainer root {}: {e}", lc_root.display()))?
-        .with_executor(executor);
-    b = match stdio {
-        Stdio::Pipes {
-            stdin,
-            stdout,
-            stderr,
-        } => b.with_stdin(stdin).with_stdout(stdout).with_stderr(stderr),
-        Stdio::Console(path) => b.with_console_socket(Some(path)),
-    };
-    b.validate_id()
-        .map_err(|e| e.to_string())?
+    builder(id, lc_root, executor, stdio)?
         .as_init(bundle)
         .with_systemd(false)
         .with_detach(true)
@@ -181,20 +190,7 @@ pub fn exec(
     stdio: Stdio,
 ) -> Result<nix::unistd::Pid, String> {
     let _guard = InheritGuard::new();
-    let mut b = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
-        .with_root_path(lc_root)
-        .map_err(|e| format!("libcontainer root {}: {e}", lc_root.display()))?
-        .with_executor(executor);
-    b = match stdio {
-        Stdio::Pipes {
-            stdin,
-            stdout,
-            stderr,
-        } => b.with_stdin(stdin).with_stdout(stdout).with_stderr(stderr),
-        Stdio::Console(path) => b.with_console_socket(Some(path)),
-    };
-    b.validate_id()
-        .map_err(|e| e.to_string())?
+    builder(id, lc_root, executor, stdio)?
         .as_tenant()
         .with_process(Some(process_json))
         .with_detach(true)
