@@ -381,18 +381,32 @@ fn disconnected_clients_leak_nothing() {
         "-c",
         "while true; do echo tick; sleep 0.05; done",
     ]));
+    // And one that writes nothing while its clients go away.
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "idle",
+        "busybox",
+        "sh",
+        "-c",
+        "echo once; cat",
+    ]));
     std::thread::sleep(Duration::from_millis(300));
     let pid = b.pid();
     let baseline = fd_count(pid);
-    for round in 0..3 {
+    for round in 0..4 {
+        let target = if round % 2 == 0 { "chatty" } else { "idle" };
         let mut attach = b.docker();
         attach
-            .args(["attach", "--no-stdin", "chatty"])
+            .args(["attach", target])
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let mut attach = attach.spawn().unwrap();
         let mut logs = b.docker();
-        logs.args(["logs", "-f", "chatty"]).stdout(Stdio::null());
+        logs.args(["logs", "-f", target]).stdout(Stdio::null());
         let mut logs = logs.spawn().unwrap();
         std::thread::sleep(Duration::from_millis(700));
         assert!(
@@ -410,8 +424,9 @@ fn disconnected_clients_leak_nothing() {
         || fd_count(pid) <= baseline,
     );
     assert_eq!(inspect(&b, "chatty", "{{.State.Running}}"), "true");
+    assert_eq!(inspect(&b, "idle", "{{.State.Running}}"), "true");
     assert!(stdout(&b.docker_out(&["logs", "--tail", "1", "chatty"])).contains("tick"));
-    ok(b.docker_out(&["rm", "-f", "chatty"]));
+    ok(b.docker_out(&["rm", "-f", "chatty", "idle"]));
 }
 
 #[test]

@@ -410,7 +410,15 @@ pub async fn logs(ctx: Ctx) -> HandlerResult {
     let multiplexed = !tty;
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
-        while let Some(e) = entries.recv().await {
+        loop {
+            // A client that went away ends the follow even while no line comes.
+            let e = tokio::select! {
+                e = entries.recv() => match e {
+                    Some(e) => e,
+                    None => break,
+                },
+                _ = tx.closed() => break,
+            };
             let mut payload = Vec::with_capacity(e.line.len() + 40);
             if timestamps {
                 payload.extend_from_slice(format_timestamp(e.time).as_bytes());
@@ -438,6 +446,60 @@ pub async fn logs(ctx: Ctx) -> HandlerResult {
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
     Ok(r)
+}
+
+/// Any stream a hijacked connection can be.
+trait HijackIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> HijackIo for T {}
+
+/// A hijacked connection: its stream, the bytes hyper had read past the request (early
+/// stdin), and for a Unix-socket client its fd, to notice a client that went away while the
+/// container writes nothing.
+struct Hijacked {
+    io: Box<dyn HijackIo>,
+    early: Bytes,
+    fd: Option<std::os::fd::RawFd>,
+}
+
+fn hijacked(upgraded: hyper::upgrade::Upgraded) -> Hijacked {
+    use std::os::fd::AsRawFd;
+    match upgraded.downcast::<TokioIo<UnixStream>>() {
+        Ok(parts) => {
+            let stream = parts.io.into_inner();
+            let fd = stream.as_raw_fd();
+            Hijacked {
+                io: Box::new(stream),
+                early: parts.read_buf,
+                fd: Some(fd),
+            }
+        }
+        Err(up) => Hijacked {
+            io: Box::new(TokioIo::new(up)),
+            early: Bytes::new(),
+            fd: None,
+        },
+    }
+}
+
+/// Resolves once the peer of `fd` has closed both directions (a client that went away, not
+/// one that only closed its stdin). Never resolves without an fd.
+async fn hung_up(fd: Option<std::os::fd::RawFd>) {
+    let Some(fd) = fd else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let mut p = [libc::pollfd {
+            fd,
+            events: 0,
+            revents: 0,
+        }];
+        // SAFETY: a zero-timeout poll of one fd that the caller keeps open meanwhile.
+        let n = unsafe { libc::poll(p.as_mut_ptr(), 1, 0) };
+        if n > 0 && p[0].revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+            return;
+        }
+    }
 }
 
 /// The `Content-Type` of an attach or exec stream: multiplexed frames without a TTY from API
@@ -596,12 +658,12 @@ pub async fn attach(mut ctx: Ctx) -> HandlerResult {
             let Ok(upgraded) = on_upgrade.await else {
                 return;
             };
-            let mut io = TokioIo::new(upgraded);
-            if !preamble.is_empty() && io.write_all(&preamble).await.is_err() {
+            let mut client = hijacked(upgraded);
+            if !preamble.is_empty() && client.io.write_all(&preamble).await.is_err() {
                 return;
             }
             let Some(attached) = attached else {
-                let _ = io.shutdown().await;
+                let _ = client.io.shutdown().await;
                 return;
             };
             // The stream ends when the process does; the client then sees it stopped.
@@ -610,7 +672,7 @@ pub async fn attach(mut ctx: Ctx) -> HandlerResult {
                 let container = container.clone();
                 async move { backend.container_settled(container).await }
             };
-            let end = pump(io, attached, tty, stdin, detach_keys, settle).await;
+            let end = pump(client, attached, tty, stdin, detach_keys, settle).await;
             tracing::debug!("attach to {container} ended: {end:?}");
             if end == PumpEnd::Detached {
                 backend.container_detached(container);
@@ -767,8 +829,8 @@ fn take_output(pending: &mut Vec<u8>, tty: bool) -> Vec<u8> {
 }
 
 /// Copy between a hijacked client and the supervisor until the container's output ends.
-async fn pump<IO, F>(
-    io: IO,
+async fn pump<F>(
+    client: Hijacked,
     attached: AttachStream,
     tty: bool,
     stdin: bool,
@@ -776,15 +838,14 @@ async fn pump<IO, F>(
     before_close: F,
 ) -> PumpEnd
 where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     F: Future<Output = ()> + Send,
 {
     let Ok(Some(sup)) = attached.await else {
-        let (_, mut client_w) = tokio::io::split(io);
+        let (_, mut client_w) = tokio::io::split(client.io);
         let _ = client_w.shutdown().await;
         return PumpEnd::Gone;
     };
-    pump_stream(io, sup, tty, stdin, detach_keys, before_close).await
+    pump_stream(client, sup, tty, stdin, detach_keys, before_close).await
 }
 
 /// moby's `term.ToBytes`: `ctrl-p,ctrl-q` and the like into the bytes they type.
@@ -868,8 +929,8 @@ pub enum PumpEnd {
 
 /// Copy between a hijacked client and a supervisor stream; `before_close` runs after the
 /// output ended and before the client's stream is closed.
-async fn pump_stream<IO, F>(
-    io: IO,
+async fn pump_stream<F>(
+    client: Hijacked,
     sup: UnixStream,
     tty: bool,
     stdin: bool,
@@ -877,15 +938,16 @@ async fn pump_stream<IO, F>(
     before_close: F,
 ) -> PumpEnd
 where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     F: Future<Output = ()> + Send,
 {
+    let Hijacked { io, early, fd } = client;
     let (mut client_r, mut client_w) = tokio::io::split(io);
     let (mut sup_r, mut sup_w) = sup.into_split();
     let input = async move {
         if !stdin {
-            // Nothing to forward: wait for the output side to end.
-            std::future::pending::<()>().await;
+            // Nothing to forward: wait for the output side to end, or the client to go.
+            hung_up(fd).await;
+            return PumpEnd::Gone;
         }
         // As in dockerd, detach keys apply only with a TTY: binary stdin passes untouched.
         let mut filter = DetachFilter {
@@ -894,15 +956,29 @@ where
         };
         let mut buf = vec![0u8; 32 * 1024];
         let mut data = Vec::with_capacity(buf.len());
+        let mut early = Some(early);
         loop {
-            match client_r.read(&mut buf).await {
+            let read = match early.take().filter(|e| !e.is_empty()) {
+                Some(e) => {
+                    let n = e.len().min(buf.len());
+                    buf[..n].copy_from_slice(&e[..n]);
+                    if n < e.len() {
+                        early = Some(e.slice(n..));
+                    }
+                    Ok(n)
+                }
+                None => client_r.read(&mut buf).await,
+            };
+            match read {
                 Ok(0) | Err(_) => {
                     let mut frame = Vec::new();
                     proto::put_frame(&mut frame, proto::STDIN_CLOSE, &[]);
                     let _ = sup_w.write_all(&frame).await;
                     // Keep the write half open: closing it would end the attach; the output
-                    // goes on until the process ends (a client's CloseWrite).
-                    std::future::pending::<()>().await;
+                    // goes on until the process ends (a client's CloseWrite) or the client
+                    // is gone altogether.
+                    hung_up(fd).await;
+                    return PumpEnd::Gone;
                 }
                 Ok(n) => {
                     data.clear();
@@ -1040,16 +1116,16 @@ pub async fn exec_start(mut ctx: Ctx) -> HandlerResult {
             let Ok(upgraded) = on_upgrade.await else {
                 return;
             };
-            let io = TokioIo::new(upgraded);
+            let client = hijacked(upgraded);
             match run.await {
                 Ok((backend, id, tty, stdin, sup)) => {
                     let done = async move {
                         let _ = backend.exec_wait(id).await;
                     };
-                    pump_stream(io, sup, tty, stdin, detach_keys, done).await;
+                    pump_stream(client, sup, tty, stdin, detach_keys, done).await;
                 }
                 Err(message) => {
-                    let (_, mut w) = tokio::io::split(io);
+                    let (_, mut w) = tokio::io::split(client.io);
                     let mut text = format!("{message}\r\n").into_bytes();
                     if !tty {
                         let mut framed = Vec::new();
