@@ -1,0 +1,616 @@
+#!/usr/bin/env python3
+"""berth against dockerd and podman, side by side, in one run (issue #6).
+
+Every system runs on private sockets, data roots and ports; runs alternate between the
+systems so that ratios hold on a noisy machine. Prints min / median / max per system and the
+ratios berth/dockerd and berth/podman, and rewrites the table in docs/benchmarks.md.
+
+Usage (root): bench/run.sh [--quick] [--install-anchors] [--runs N] [--no-docs] [--only a,b]
+  --quick            every scenario once, berth alone, small sizes (CI runs this)
+  --install-anchors  apt-get install docker.io, podman and wrk first
+Scenarios: start, run, api, wrk, many, logs, images.
+"""
+import argparse, http.client, json, os, re, shutil, signal, socket, statistics, subprocess
+import sys, tempfile, threading, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(HERE)
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+# ----- HTTP over a Unix socket -----
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path, timeout=60):
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.path)
+        self.sock = s
+
+
+def api(sock, method, path, body=None, ok=(200, 201, 204, 304)):
+    c = UnixHTTP(sock)
+    headers = {}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    c.request(method, path, body=data, headers=headers)
+    r = c.getresponse()
+    out = r.read()
+    c.close()
+    if r.status not in ok:
+        raise RuntimeError(f"{method} {path}: {r.status} {out[:300]!r}")
+    return json.loads(out) if out.strip().startswith(b"{") or out.strip().startswith(b"[") else out
+
+
+def ping(sock):
+    try:
+        c = UnixHTTP(sock, timeout=1)
+        c.request("GET", "/_ping")
+        r = c.getresponse()
+        r.read()
+        c.close()
+        return r.status == 200
+    except OSError:
+        return False
+
+
+# ----- processes and memory -----
+
+def rss_kib(pid):
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def children(pid):
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                out += [int(x) for x in open(f"/proc/{pid}/task/{tid}/children").read().split()]
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return out
+
+
+def tree(pid):
+    seen, stack = [], [pid]
+    while stack:
+        p = stack.pop()
+        if p in seen:
+            continue
+        seen.append(p)
+        stack += children(p)
+    return seen
+
+
+def ppid(pid):
+    try:
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+# ----- the systems -----
+
+class System:
+    """One daemon under test, on private paths."""
+
+    def __init__(self, name, work, berthd=None):
+        self.name = name
+        self.dir = os.path.join(work, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.sock = os.path.join(self.dir, "api.sock")
+        self.port = free_port()
+        self.proc = None
+        self.berthd = berthd
+        self.tcp = False
+
+    def command(self, tcp):
+        d = self.dir
+        if self.name == "berth":
+            cmd = [self.berthd, "-H", f"unix://{self.sock}", "--data-root", f"{d}/root",
+                   "--exec-root", f"{d}/exec", "--pidfile", f"{d}/pid",
+                   "--config-file", f"{d}/daemon.json", "--cgroup-parent", "berth-bench"]
+            if tcp:
+                cmd += ["-H", f"tcp://127.0.0.1:{self.port}"]
+            return cmd
+        if self.name == "dockerd":
+            cmd = ["/usr/sbin/dockerd", "-H", f"unix://{self.sock}", "--data-root", f"{d}/root",
+                   "--exec-root", f"{d}/exec", "--pidfile", f"{d}/pid",
+                   "--config-file", f"{d}/daemon.json", "--bridge=none", "--iptables=false",
+                   "--ip-masq=false", "--cgroup-parent", "dockerd-bench"]
+            if tcp:
+                cmd += ["-H", f"tcp://127.0.0.1:{self.port}"]
+            return cmd
+        # podman serves one URI: the Unix socket; wrk goes through a TCP instance of its own.
+        uri = f"tcp:127.0.0.1:{self.port}" if tcp else f"unix://{self.sock}"
+        return ["podman", "--root", f"{d}/root", "--runroot", f"{d}/run", "--cgroup-manager",
+                "cgroupfs", "--events-backend", "file", "system", "service", "--time=0", uri]
+
+    def start(self, tcp=False):
+        with open(os.path.join(self.dir, "daemon.json"), "w") as f:
+            f.write("{}")
+        if os.path.exists(self.sock):
+            os.unlink(self.sock)
+        logf = open(os.path.join(self.dir, "daemon.log"), "ab")
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(self.command(tcp), stdout=logf, stderr=logf,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.tcp = tcp
+        deadline = t0 + 60
+        while time.monotonic() < deadline:
+            if self.ready():
+                return (time.monotonic() - t0) * 1000
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited; see {self.dir}/daemon.log")
+            time.sleep(0.002)
+        raise RuntimeError(f"{self.name} did not answer /_ping within 60 s")
+
+    def ready(self):
+        if self.name == "podman" and self.tcp:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+                c.request("GET", "/_ping")
+                ok = c.getresponse().status == 200
+                c.close()
+                return ok
+            except OSError:
+                return False
+        return ping(self.sock)
+
+    @property
+    def host(self):
+        if self.name == "podman" and self.tcp:
+            return f"tcp://127.0.0.1:{self.port}"
+        return f"unix://{self.sock}"
+
+    def docker(self, *args, check=True, **kw):
+        env = dict(os.environ, DOCKER_HOST=self.host, DOCKER_CONFIG=os.path.join(self.dir, "cli"))
+        env.pop("DOCKER_CONTEXT", None)
+        if "stdout" in kw:
+            kw.setdefault("stderr", subprocess.PIPE)
+        else:
+            kw["capture_output"] = True
+        r = subprocess.run(["docker", *args], env=env, **kw)
+        if check and r.returncode != 0:
+            err = (r.stderr or b"").decode()[:300]
+            raise RuntimeError(f"{self.name}: docker {' '.join(args)}: {err}")
+        return r
+
+    def api(self, method, path, body=None):
+        if self.name == "podman" and self.tcp:
+            raise RuntimeError("api over the Unix socket only")
+        return api(self.sock, method, path, body)
+
+    def daemon_pids(self):
+        """The daemon-side processes that are not per container."""
+        if not self.proc:
+            return []
+        pids = tree(self.proc.pid)
+        return [p for p in pids if not self.per_container(p)]
+
+    def per_container(self, pid):
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read()
+        except OSError:
+            return False
+        return b"__supervise" in cmd or b"containerd-shim" in cmd or cmd.startswith(b"/usr/bin/conmon") or b"conmon" in cmd.split(b"\0")[0]
+
+    def stop(self):
+        if not self.proc:
+            return
+        try:
+            self.docker("rm", "-f", *self.docker("ps", "-aq").stdout.decode().split(), check=False)
+        except Exception:
+            pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+
+# ----- helpers -----
+
+def stats(values):
+    v = sorted(values)
+    return v[0], statistics.median(v), v[-1]
+
+
+def busybox_tar(path):
+    import io, tarfile
+    with tarfile.open(path, "w") as t:
+        for name, mode in [("bin", 0o755), ("etc", 0o755), ("tmp", 0o1777), ("root", 0o700),
+                           ("proc", 0o755), ("sys", 0o755), ("dev", 0o755)]:
+            i = tarfile.TarInfo(name); i.type = tarfile.DIRTYPE; i.mode = mode; t.addfile(i)
+        t.add("/bin/busybox", "bin/busybox")
+        applets = subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True).stdout.split()
+        for a in applets:
+            if a != "busybox":
+                i = tarfile.TarInfo("bin/" + a); i.type = tarfile.SYMTYPE; i.linkname = "busybox"; t.addfile(i)
+        for p, text in [("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"), ("etc/group", "root:x:0:\n")]:
+            b = text.encode(); i = tarfile.TarInfo(p); i.size = len(b); i.mode = 0o644
+            t.addfile(i, io.BytesIO(b))
+
+
+def order(systems, run):
+    return systems if run % 2 == 0 else list(reversed(systems))
+
+
+# ----- scenarios -----
+
+class Bench:
+    def __init__(self, args, work, systems):
+        self.args = args
+        self.work = work
+        self.systems = systems
+        self.results = {}  # (scenario, system) -> list of values
+        self.units = {}
+        self.better = {}  # scenario -> "lower" | "higher"
+        self.notes = []
+
+    def add(self, scenario, system, value, unit, better="lower"):
+        self.results.setdefault((scenario, system.name if hasattr(system, "name") else system), []).append(value)
+        self.units[scenario] = unit
+        self.better[scenario] = better
+
+    def runs(self, n):
+        return 1 if self.args.quick else n
+
+    def image(self, s):
+        tar = os.path.join(self.work, "busybox.tar")
+        if not os.path.exists(tar):
+            busybox_tar(tar)
+        if s.name == "podman":
+            # podman's compat API has no import of a plain rootfs: load a docker-archive.
+            arch = os.path.join(self.work, "busybox-archive.tar")
+            if not os.path.exists(arch):
+                raise RuntimeError("berth must make the archive first")
+            s.docker("load", "-i", arch)
+        else:
+            s.docker("import", tar, "bench-busybox:latest")
+            if s.name == "berth":
+                arch = os.path.join(self.work, "busybox-archive.tar")
+                if not os.path.exists(arch):
+                    s.docker("save", "-o", arch, "bench-busybox:latest")
+
+    def start_all(self, tcp=False):
+        for s in self.systems:
+            s.start(tcp)
+            self.image(s)
+
+    def stop_all(self):
+        for s in self.systems:
+            s.stop()
+
+    def scenario_start(self):
+        for run in range(self.runs(5)):
+            for s in order(self.systems, run):
+                ms = s.start()
+                self.add("start → /_ping", s, ms, "ms")
+                time.sleep(1 if self.args.quick else 3)
+                kib = sum(rss_kib(p) for p in s.daemon_pids())
+                self.add("idle RSS (daemon-side processes)", s, kib / 1024, "MiB")
+                s.stop()
+                shutil.rmtree(os.path.join(s.dir, "root"), ignore_errors=True)
+
+    def scenario_run_and_api(self):
+        self.start_all()
+        n = self.runs(20)
+        for s in self.systems:
+            s.docker("run", "--rm", "--network", "none", "bench-busybox", "true")  # warm up
+        for run in range(n):
+            for s in order(self.systems, run):
+                t0 = time.monotonic()
+                s.docker("run", "--rm", "--network", "none", "bench-busybox", "true")
+                self.add("`docker run --rm busybox true`", s, (time.monotonic() - t0) * 1000, "ms")
+                if s.name == "podman" and s.tcp:
+                    continue
+                t = [time.monotonic()]
+                r = s.api("POST", "/v1.41/containers/create",
+                          {"Image": "bench-busybox", "Cmd": ["true"], "HostConfig": {"NetworkMode": "none"}})
+                t.append(time.monotonic())
+                cid = r["Id"]
+                s.api("POST", f"/v1.41/containers/{cid}/start")
+                t.append(time.monotonic())
+                s.api("POST", f"/v1.41/containers/{cid}/wait")
+                t.append(time.monotonic())
+                s.api("DELETE", f"/v1.41/containers/{cid}")
+                t.append(time.monotonic())
+                self.add("API create → start → wait → delete", s, (t[4] - t[0]) * 1000, "ms")
+                for name, a, b in [("create", 0, 1), ("start", 1, 2), ("wait", 2, 3), ("delete", 3, 4)]:
+                    self.add(f"… {name}", s, (t[b] - t[a]) * 1000, "ms")
+        self.stop_all()
+
+    def scenario_wrk(self):
+        wrk = shutil.which("wrk")
+        if not wrk:
+            self.notes.append("wrk scenario skipped: wrk is not installed (apt-get install wrk)")
+            log(self.notes[-1])
+            return
+        for s in self.systems:
+            s.start(tcp=True)
+            self.image(s)
+        dur, conns = ("1s", 4) if self.args.quick else ("10s", 16)
+        exited = 10 if self.args.quick else 100
+
+        def run_wrk(s, path):
+            out = subprocess.run([wrk, "-t2", f"-c{conns}", f"-d{dur}", "--latency",
+                                  f"http://127.0.0.1:{s.port}{path}"], capture_output=True, text=True).stdout
+            rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+            m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+            p99 = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)] if m else float("nan")
+            return rps, p99
+
+        for label, path, fill in [("/_ping", "/_ping", 0), ("/containers/json?all=1 (0)", "/containers/json?all=1", 0),
+                                  (f"/containers/json?all=1 ({exited} exited)", "/containers/json?all=1", exited)]:
+            for s in self.systems:
+                have = len(s.docker("ps", "-aq").stdout.split())
+                for _ in range(fill - have):
+                    s.docker("run", "--network", "none", "bench-busybox", "true")
+            for run in range(self.runs(1)):
+                for s in order(self.systems, run):
+                    rps, p99 = run_wrk(s, path)
+                    self.add(f"{label} req/s", s, rps, "req/s", "higher")
+                    self.add(f"{label} p99", s, p99, "ms")
+        self.stop_all()
+
+    def scenario_many(self):
+        self.start_all()
+        n = 5 if self.args.quick else 50
+        for s in self.systems:
+            time.sleep(1)
+            idle = sum(rss_kib(p) for p in s.daemon_pids())
+            t0 = time.monotonic()
+            for i in range(n):
+                s.docker("run", "-d", "--network", "none", "--name", f"seq{i}", "bench-busybox", "sleep", "1000")
+            self.add(f"{n} × `docker run -d … sleep` one by one", s, (time.monotonic() - t0) * 1000, "ms")
+            time.sleep(1)
+            ids = s.docker("ps", "-q", "--no-trunc").stdout.decode().split()
+            per = set()
+            for cid in ids:
+                pid = int(s.docker("inspect", "--format", "{{.State.Pid}}", cid).stdout.strip() or 0)
+                if pid:
+                    per.add(ppid(pid))
+            daemon_kib = sum(rss_kib(p) for p in s.daemon_pids())
+            per_kib = sum(rss_kib(p) for p in per)
+            self.add(f"RSS with {n} running (daemon + per-container processes)", s, (daemon_kib + per_kib) / 1024, "MiB")
+            self.add("per-container overhead", s, (daemon_kib + per_kib - idle) / n / 1024, "MiB")
+            s.docker("rm", "-f", *ids)
+            errors = []
+
+            def one(i):
+                r = s.docker("run", "-d", "--network", "none", "--name", f"par{i}", "bench-busybox", "sleep", "1000", check=False)
+                if r.returncode != 0:
+                    errors.append(r.stderr.decode()[:200])
+
+            t0 = time.monotonic()
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.add(f"{n} × `docker run -d … sleep` at once", s, (time.monotonic() - t0) * 1000, "ms")
+            if errors:
+                self.notes.append(f"{s.name}: {len(errors)} of the parallel runs failed: {errors[0]}")
+            s.docker("rm", "-f", *s.docker("ps", "-aq").stdout.decode().split())
+        self.stop_all()
+
+    def scenario_logs(self):
+        self.start_all()
+        mb = 10 if self.args.quick else 100
+        for run in range(self.runs(3)):
+            for s in order(self.systems, run):
+                name = f"logs{run}"
+                t0 = time.monotonic()
+                s.docker("run", "--network", "none", "--name", name, "bench-busybox", "sh", "-c",
+                         f"yes 0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstu | head -c {mb * 1000000}")
+                self.add(f"write {mb} MB to stdout (run to exit)", s, (time.monotonic() - t0) * 1000, "ms")
+                t0 = time.monotonic()
+                r = s.docker("logs", name, stdout=subprocess.DEVNULL)
+                self.add(f"`docker logs` of {mb} MB", s, (time.monotonic() - t0) * 1000, "ms")
+                s.docker("rm", "-f", name)
+        self.stop_all()
+
+    def scenario_images(self):
+        self.start_all()
+        mb = 20 if self.args.quick else 200
+        img = os.path.join(self.work, "img.tar")
+        subprocess.run([sys.executable, os.path.join(HERE, "make-image.py"), img, str(mb)], check=True,
+                       stdout=subprocess.DEVNULL)
+        registry = shutil.which("docker-registry")
+        reg = None
+        if registry:
+            port = free_port()
+            cfg = os.path.join(self.work, "registry.yml")
+            with open(cfg, "w") as f:
+                f.write(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {self.work}/registry\n"
+                        f"http:\n  addr: 127.0.0.1:{port}\n")
+            reg = subprocess.Popen([registry, "serve", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1)
+        else:
+            self.notes.append("push/pull skipped: docker-registry is not installed")
+        try:
+            for run in range(self.runs(3)):
+                for s in order(self.systems, run):
+                    s.docker("rmi", "-f", "bench/img:1", check=False)
+                    t0 = time.monotonic()
+                    s.docker("load", "-q", "-i", img)
+                    self.add(f"`docker load` {mb} MB", s, (time.monotonic() - t0) * 1000, "ms")
+                    out = os.path.join(s.dir, "saved.tar")
+                    t0 = time.monotonic()
+                    s.docker("save", "-o", out, "bench/img:1")
+                    self.add(f"`docker save` {mb} MB", s, (time.monotonic() - t0) * 1000, "ms")
+                    os.unlink(out)
+                    if reg and s.name != "podman":
+                        ref = f"127.0.0.1:{port}/{s.name}/img:{run}"
+                        s.docker("tag", "bench/img:1", ref)
+                        t0 = time.monotonic()
+                        s.docker("push", ref)
+                        self.add(f"`docker push` {mb} MB", s, (time.monotonic() - t0) * 1000, "ms")
+                        s.docker("rmi", "-f", ref, "bench/img:1")
+                        t0 = time.monotonic()
+                        s.docker("pull", "-q", ref)
+                        self.add(f"`docker pull` {mb} MB", s, (time.monotonic() - t0) * 1000, "ms")
+                        s.docker("rmi", "-f", ref, check=False)
+        finally:
+            if reg:
+                reg.terminate()
+                reg.wait()
+        self.stop_all()
+
+    # ----- report -----
+
+    def table(self):
+        names = [s.name for s in self.systems]
+        head = "| scenario | unit | " + " | ".join(f"{n} min / median / max" for n in names)
+        others = [n for n in names if n != "berth"]
+        head += "".join(f" | berth / {o}" for o in others) + " |"
+        sep = "|---|---|" + "---|" * len(names) + "---|" * len(others)
+        rows = [head, sep]
+        seen = []
+        for (sc, _) in self.results:
+            if sc not in seen:
+                seen.append(sc)
+        for sc in seen:
+            unit = self.units[sc]
+            fmt = (lambda v: f"{v:.0f}") if unit in ("ms", "req/s") else (lambda v: f"{v:.1f}")
+            cells = []
+            med = {}
+            for n in names:
+                vals = self.results.get((sc, n))
+                if not vals:
+                    cells.append("—")
+                    continue
+                lo, mid, hi = stats(vals)
+                med[n] = mid
+                cells.append(f"{fmt(lo)} / **{fmt(mid)}** / {fmt(hi)}" if len(vals) > 1 else f"**{fmt(mid)}**")
+            ratios = []
+            for o in others:
+                if "berth" in med and med.get(o):
+                    ratios.append(f"{med['berth'] / med[o]:.2f}")
+                else:
+                    ratios.append("—")
+            rows.append(f"| {sc} | {unit} | " + " | ".join(cells) + "".join(f" | {r}" for r in ratios) + " |")
+        return "\n".join(rows)
+
+
+def versions(systems, berthd):
+    v = []
+    for s in systems:
+        if s.name == "berth":
+            v.append(subprocess.run([berthd, "--version"], capture_output=True, text=True).stdout.strip())
+        elif s.name == "dockerd":
+            v.append(subprocess.run(["/usr/sbin/dockerd", "--version"], capture_output=True, text=True).stdout.strip())
+        else:
+            v.append(subprocess.run(["podman", "--version"], capture_output=True, text=True).stdout.strip())
+    return v
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--install-anchors", action="store_true")
+    ap.add_argument("--runs", type=int, default=0, help="override the runs of every scenario")
+    ap.add_argument("--no-docs", action="store_true")
+    ap.add_argument("--only", default="start,run,wrk,many,logs,images")
+    ap.add_argument("--berthd", default="")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/run.sh needs root")
+    if args.install_anchors:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "docker.io", "podman", "wrk"],
+                       check=True, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    berthd = args.berthd or os.path.join(TOP, "target", "release", "berthd")
+    if not os.path.exists(berthd):
+        debug = os.path.join(TOP, "target", "debug", "berthd")
+        if args.quick and os.path.exists(debug):
+            berthd = debug
+        else:
+            subprocess.run(["cargo", "build", "--release", "--locked"], cwd=TOP, check=True)
+    work = tempfile.mkdtemp(prefix="berth-bench.", dir="/var/tmp")
+    systems = [System("berth", work, berthd)]
+    if not args.quick:
+        if os.path.exists("/usr/sbin/dockerd"):
+            systems.append(System("dockerd", work))
+        if shutil.which("podman"):
+            systems.append(System("podman", work))
+    b = Bench(args, work, systems)
+    if args.runs:
+        b.runs = lambda n: args.runs
+    scenarios = {"start": b.scenario_start, "run": b.scenario_run_and_api, "wrk": b.scenario_wrk,
+                 "many": b.scenario_many, "logs": b.scenario_logs, "images": b.scenario_images}
+    failed = []
+    try:
+        for name in args.only.split(","):
+            log(f"== {name}")
+            try:
+                scenarios[name]()
+            except Exception as e:  # one broken scenario (or system) must not hide the others
+                failed.append(f"{name}: {e}")
+                log(f"scenario {name} failed: {e}")
+                b.stop_all()
+    finally:
+        b.stop_all()
+        subprocess.run(["sh", "-c", f"grep -o '{work}[^ ]*' /proc/self/mounts | sort -r | xargs -r umount -l"],
+                       stderr=subprocess.DEVNULL)
+        shutil.rmtree(work, ignore_errors=True)
+    table = b.table()
+    print(table)
+    for n in b.notes + failed:
+        print(f"- {n}")
+    if failed and args.quick:
+        sys.exit(1)
+    if args.quick or args.no_docs:
+        return
+    kernel = os.uname().release
+    mem = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)
+    cg = "v2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "v1"
+    block = ("<!-- bench:begin -->\n### All scenarios\n\n"
+             f"Measured by `bench/run.sh` on {time.strftime('%Y-%m-%d', time.gmtime())}: {os.cpu_count()} CPUs, "
+             f"{mem} GiB, kernel {kernel}, cgroup {cg}; {'; '.join(versions(systems, berthd))}. "
+             "dockerd runs with `--bridge=none --iptables=false --ip-masq=false`, podman as "
+             "`podman system service` with private `--root`/`--runroot`; containers use `--network none`. "
+             "Medians in bold; a ratio below 1 means berth is lower (for req/s: higher is better).\n\n"
+             + table + "\n" + "".join(f"\n- {n}" for n in b.notes + failed) + "\n<!-- bench:end -->")
+    path = os.path.join(TOP, "docs", "benchmarks.md")
+    text = open(path).read()
+    if "<!-- bench:begin -->" in text:
+        text = re.sub(r"<!-- bench:begin -->.*?<!-- bench:end -->", lambda m: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    open(path, "w").write(text)
+    log("updated docs/benchmarks.md")
+
+
+if __name__ == "__main__":
+    main()
