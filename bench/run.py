@@ -14,6 +14,10 @@ import argparse, http.client, json, os, re, shutil, signal, socket, statistics, 
 import sys, tempfile, threading, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The same for every system: no network, and a file limit any daemon may grant (without
+# CAP_SYS_RESOURCE podman's default 1048576 is refused by the kernel).
+RUN_OPTS = ["--network", "none", "--ulimit", "nofile=1024:1024"]
+API_HOST_CONFIG = {"NetworkMode": "none", "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 1024}]}
 TOP = os.path.dirname(HERE)
 
 
@@ -277,11 +281,21 @@ class Bench:
         self.units = {}
         self.better = {}  # scenario -> "lower" | "higher"
         self.notes = []
+        self.skip = set()
 
     def add(self, scenario, system, value, unit, better="lower"):
         self.results.setdefault((scenario, system.name if hasattr(system, "name") else system), []).append(value)
         self.units[scenario] = unit
         self.better[scenario] = better
+
+    def failed(self, s, scenario, e):
+        """One system failing a scenario skips it for the rest of that scenario only."""
+        self.notes.append(f"{s.name}: {scenario}: {str(e)[:200]}")
+        log(self.notes[-1])
+        self.skip.add((scenario, s.name))
+
+    def live(self, scenario, run):
+        return [s for s in order(self.systems, run) if (scenario, s.name) not in self.skip]
 
     def runs(self, n):
         return 1 if self.args.quick else n
@@ -303,10 +317,13 @@ class Bench:
                 if not os.path.exists(arch):
                     s.docker("save", "-o", arch, "bench-busybox:latest")
 
-    def start_all(self, tcp=False):
+    def start_all(self, scenario, tcp=False):
         for s in self.systems:
-            s.start(tcp)
-            self.image(s)
+            try:
+                s.start(tcp)
+                self.image(s)
+            except Exception as e:
+                self.failed(s, scenario, e)
 
     def stop_all(self):
         for s in self.systems:
@@ -314,41 +331,50 @@ class Bench:
 
     def scenario_start(self):
         for run in range(self.runs(5)):
-            for s in order(self.systems, run):
-                ms = s.start()
-                self.add("start → /_ping", s, ms, "ms")
-                time.sleep(1 if self.args.quick else 3)
-                kib = sum(rss_kib(p) for p in s.daemon_pids())
-                self.add("idle RSS (daemon-side processes)", s, kib / 1024, "MiB")
-                s.stop()
-                shutil.rmtree(os.path.join(s.dir, "root"), ignore_errors=True)
+            for s in self.live("start", run):
+                try:
+                    ms = s.start()
+                    self.add("start → /_ping", s, ms, "ms")
+                    time.sleep(1 if self.args.quick else 3)
+                    kib = sum(rss_kib(p) for p in s.daemon_pids())
+                    self.add("idle RSS (daemon-side processes)", s, kib / 1024, "MiB")
+                    s.stop()
+                    shutil.rmtree(os.path.join(s.dir, "root"), ignore_errors=True)
+                except Exception as e:
+                    self.failed(s, "start", e)
 
     def scenario_run_and_api(self):
-        self.start_all()
+        self.start_all("run_and_api")
         n = self.runs(20)
-        for s in self.systems:
-            s.docker("run", "--rm", "--network", "none", "bench-busybox", "true")  # warm up
+        cli_ok = {}
+        for s in self.live("run_and_api", 0):  # warm up; does the CLI's run work at all?
+            r = s.docker("run", "--rm", *RUN_OPTS, "bench-busybox", "true", check=False)
+            cli_ok[s.name] = r.returncode == 0
+            if r.returncode != 0:
+                self.notes.append(f"{s.name}: `docker run` fails through its API: {r.stderr.decode().strip()[:160]}")
         for run in range(n):
-            for s in order(self.systems, run):
-                t0 = time.monotonic()
-                s.docker("run", "--rm", "--network", "none", "bench-busybox", "true")
-                self.add("`docker run --rm busybox true`", s, (time.monotonic() - t0) * 1000, "ms")
-                if s.name == "podman" and s.tcp:
-                    continue
-                t = [time.monotonic()]
-                r = s.api("POST", "/v1.41/containers/create",
-                          {"Image": "bench-busybox", "Cmd": ["true"], "HostConfig": {"NetworkMode": "none"}})
-                t.append(time.monotonic())
-                cid = r["Id"]
-                s.api("POST", f"/v1.41/containers/{cid}/start")
-                t.append(time.monotonic())
-                s.api("POST", f"/v1.41/containers/{cid}/wait")
-                t.append(time.monotonic())
-                s.api("DELETE", f"/v1.41/containers/{cid}")
-                t.append(time.monotonic())
-                self.add("API create → start → wait → delete", s, (t[4] - t[0]) * 1000, "ms")
-                for name, a, b in [("create", 0, 1), ("start", 1, 2), ("wait", 2, 3), ("delete", 3, 4)]:
-                    self.add(f"… {name}", s, (t[b] - t[a]) * 1000, "ms")
+            for s in self.live("run_and_api", run):
+                try:
+                    if cli_ok[s.name]:
+                        t0 = time.monotonic()
+                        s.docker("run", "--rm", *RUN_OPTS, "bench-busybox", "true")
+                        self.add("`docker run --rm busybox true`", s, (time.monotonic() - t0) * 1000, "ms")
+                    t = [time.monotonic()]
+                    r = s.api("POST", "/v1.41/containers/create",
+                              {"Image": "bench-busybox", "Cmd": ["true"], "HostConfig": API_HOST_CONFIG})
+                    t.append(time.monotonic())
+                    cid = r["Id"]
+                    s.api("POST", f"/v1.41/containers/{cid}/start")
+                    t.append(time.monotonic())
+                    s.api("POST", f"/v1.41/containers/{cid}/wait")
+                    t.append(time.monotonic())
+                    s.api("DELETE", f"/v1.41/containers/{cid}")
+                    t.append(time.monotonic())
+                    self.add("API create → start → wait → delete", s, (t[4] - t[0]) * 1000, "ms")
+                    for name, a, b in [("create", 0, 1), ("start", 1, 2), ("wait", 2, 3), ("delete", 3, 4)]:
+                        self.add(f"… {name}", s, (t[b] - t[a]) * 1000, "ms")
+                except Exception as e:
+                    self.failed(s, "run_and_api", e)
         self.stop_all()
 
     def scenario_wrk(self):
@@ -357,9 +383,7 @@ class Bench:
             self.notes.append("wrk scenario skipped: wrk is not installed (apt-get install wrk)")
             log(self.notes[-1])
             return
-        for s in self.systems:
-            s.start(tcp=True)
-            self.image(s)
+        self.start_all("wrk", tcp=True)
         dur, conns = ("1s", 4) if self.args.quick else ("10s", 16)
         exited = 10 if self.args.quick else 100
 
@@ -373,76 +397,88 @@ class Bench:
 
         for label, path, fill in [("/_ping", "/_ping", 0), ("/containers/json?all=1 (0)", "/containers/json?all=1", 0),
                                   (f"/containers/json?all=1 ({exited} exited)", "/containers/json?all=1", exited)]:
-            for s in self.systems:
+            for s in self.live("wrk", 0):
                 have = len(s.docker("ps", "-aq").stdout.split())
                 for _ in range(fill - have):
-                    s.docker("run", "--network", "none", "bench-busybox", "true")
+                    cid = s.docker("run", "-d", *RUN_OPTS, "bench-busybox", "true").stdout.decode().strip()
+                    s.docker("wait", cid)
             for run in range(self.runs(1)):
-                for s in order(self.systems, run):
-                    rps, p99 = run_wrk(s, path)
-                    self.add(f"{label} req/s", s, rps, "req/s", "higher")
-                    self.add(f"{label} p99", s, p99, "ms")
+                for s in self.live("wrk", run):
+                    try:
+                        rps, p99 = run_wrk(s, path)
+                        self.add(f"{label} req/s", s, rps, "req/s", "higher")
+                        self.add(f"{label} p99", s, p99, "ms")
+                    except Exception as e:
+                        self.failed(s, "wrk", e)
         self.stop_all()
 
     def scenario_many(self):
-        self.start_all()
+        self.start_all("many")
         n = 5 if self.args.quick else 50
-        for s in self.systems:
-            time.sleep(1)
-            idle = sum(rss_kib(p) for p in s.daemon_pids())
-            t0 = time.monotonic()
-            for i in range(n):
-                s.docker("run", "-d", "--network", "none", "--name", f"seq{i}", "bench-busybox", "sleep", "1000")
-            self.add(f"{n} × `docker run -d … sleep` one by one", s, (time.monotonic() - t0) * 1000, "ms")
-            time.sleep(1)
-            ids = s.docker("ps", "-q", "--no-trunc").stdout.decode().split()
-            per = set()
-            for cid in ids:
-                pid = int(s.docker("inspect", "--format", "{{.State.Pid}}", cid).stdout.strip() or 0)
-                if pid:
-                    per.add(ppid(pid))
-            daemon_kib = sum(rss_kib(p) for p in s.daemon_pids())
-            per_kib = sum(rss_kib(p) for p in per)
-            self.add(f"RSS with {n} running (daemon + per-container processes)", s, (daemon_kib + per_kib) / 1024, "MiB")
-            self.add("per-container overhead", s, (daemon_kib + per_kib - idle) / n / 1024, "MiB")
-            s.docker("rm", "-f", *ids)
-            errors = []
+        for s in self.live("many", 0):
+            try:
+                time.sleep(1)
+                idle = sum(rss_kib(p) for p in s.daemon_pids())
+                t0 = time.monotonic()
+                for i in range(n):
+                    s.docker("run", "-d", *RUN_OPTS, "--name", f"seq{i}", "bench-busybox", "sleep", "1000")
+                self.add(f"{n} × `docker run -d … sleep` one by one", s, (time.monotonic() - t0) * 1000, "ms")
+                time.sleep(1)
+                ids = s.docker("ps", "-q", "--no-trunc").stdout.decode().split()
+                per = set()
+                for cid in ids:
+                    pid = int(s.docker("inspect", "--format", "{{.State.Pid}}", cid).stdout.strip() or 0)
+                    if pid:
+                        per.add(ppid(pid))
+                daemon_kib = sum(rss_kib(p) for p in s.daemon_pids())
+                per_kib = sum(rss_kib(p) for p in per)
+                self.add(f"RSS with {n} running (daemon + per-container processes)", s, (daemon_kib + per_kib) / 1024, "MiB")
+                self.add("per-container overhead", s, (daemon_kib + per_kib - idle) / n / 1024, "MiB")
+                s.docker("rm", "-f", *ids)
+                errors = []
 
-            def one(i):
-                r = s.docker("run", "-d", "--network", "none", "--name", f"par{i}", "bench-busybox", "sleep", "1000", check=False)
-                if r.returncode != 0:
-                    errors.append(r.stderr.decode()[:200])
+                def one(i):
+                    r = s.docker("run", "-d", *RUN_OPTS, "--name", f"par{i}", "bench-busybox", "sleep", "1000", check=False)
+                    if r.returncode != 0:
+                        errors.append(r.stderr.decode()[:200])
 
-            t0 = time.monotonic()
-            threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            self.add(f"{n} × `docker run -d … sleep` at once", s, (time.monotonic() - t0) * 1000, "ms")
-            if errors:
-                self.notes.append(f"{s.name}: {len(errors)} of the parallel runs failed: {errors[0]}")
-            s.docker("rm", "-f", *s.docker("ps", "-aq").stdout.decode().split())
+                t0 = time.monotonic()
+                threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                self.add(f"{n} × `docker run -d … sleep` at once", s, (time.monotonic() - t0) * 1000, "ms")
+                if errors:
+                    self.notes.append(f"{s.name}: {len(errors)} of the parallel runs failed: {errors[0]}")
+                s.docker("rm", "-f", *s.docker("ps", "-aq").stdout.decode().split())
+            except Exception as e:
+                self.failed(s, "many", e)
         self.stop_all()
 
     def scenario_logs(self):
-        self.start_all()
+        self.start_all("logs")
         mb = 10 if self.args.quick else 100
         for run in range(self.runs(3)):
-            for s in order(self.systems, run):
-                name = f"logs{run}"
-                t0 = time.monotonic()
-                s.docker("run", "--network", "none", "--name", name, "bench-busybox", "sh", "-c",
-                         f"yes 0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstu | head -c {mb * 1000000}")
-                self.add(f"write {mb} MB to stdout (run to exit)", s, (time.monotonic() - t0) * 1000, "ms")
-                t0 = time.monotonic()
-                r = s.docker("logs", name, stdout=subprocess.DEVNULL)
-                self.add(f"`docker logs` of {mb} MB", s, (time.monotonic() - t0) * 1000, "ms")
-                s.docker("rm", "-f", name)
+            for s in self.live("logs", run):
+                try:
+                    name = f"logs{run}"
+                    t0 = time.monotonic()
+                    # Detached and waited for: no attach stream competes with the log.
+                    s.docker("run", "-d", *RUN_OPTS, "--name", name, "bench-busybox", "sh", "-c",
+                             f"yes 0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstu | head -c {mb * 1000000}")
+                    s.docker("wait", name)
+                    self.add(f"write {mb} MB to stdout (run to exit)", s, (time.monotonic() - t0) * 1000, "ms")
+                    t0 = time.monotonic()
+                    r = s.docker("logs", name, stdout=subprocess.DEVNULL)
+                    self.add(f"`docker logs` of {mb} MB", s, (time.monotonic() - t0) * 1000, "ms")
+                    s.docker("rm", "-f", name)
+                except Exception as e:
+                    self.failed(s, "logs", e)
         self.stop_all()
 
     def scenario_images(self):
-        self.start_all()
+        self.start_all("images")
         mb = 20 if self.args.quick else 200
         img = os.path.join(self.work, "img.tar")
         subprocess.run([sys.executable, os.path.join(HERE, "make-image.py"), img, str(mb)], check=True,
@@ -461,27 +497,30 @@ class Bench:
             self.notes.append("push/pull skipped: docker-registry is not installed")
         try:
             for run in range(self.runs(3)):
-                for s in order(self.systems, run):
-                    s.docker("rmi", "-f", "bench/img:1", check=False)
-                    t0 = time.monotonic()
-                    s.docker("load", "-q", "-i", img)
-                    self.add(f"`docker load` {mb} MB", s, (time.monotonic() - t0) * 1000, "ms")
-                    out = os.path.join(s.dir, "saved.tar")
-                    t0 = time.monotonic()
-                    s.docker("save", "-o", out, "bench/img:1")
-                    self.add(f"`docker save` {mb} MB", s, (time.monotonic() - t0) * 1000, "ms")
-                    os.unlink(out)
-                    if reg and s.name != "podman":
-                        ref = f"127.0.0.1:{port}/{s.name}/img:{run}"
-                        s.docker("tag", "bench/img:1", ref)
+                for s in self.live("images", run):
+                    try:
+                        s.docker("rmi", "-f", "bench/img:1", check=False)
                         t0 = time.monotonic()
-                        s.docker("push", ref)
-                        self.add(f"`docker push` {mb} MB", s, (time.monotonic() - t0) * 1000, "ms")
-                        s.docker("rmi", "-f", ref, "bench/img:1")
+                        s.docker("load", "-q", "-i", img)
+                        self.add(f"`docker load` {mb} MB", s, (time.monotonic() - t0) * 1000, "ms")
+                        out = os.path.join(s.dir, "saved.tar")
                         t0 = time.monotonic()
-                        s.docker("pull", "-q", ref)
-                        self.add(f"`docker pull` {mb} MB", s, (time.monotonic() - t0) * 1000, "ms")
-                        s.docker("rmi", "-f", ref, check=False)
+                        s.docker("save", "-o", out, "bench/img:1")
+                        self.add(f"`docker save` {mb} MB", s, (time.monotonic() - t0) * 1000, "ms")
+                        os.unlink(out)
+                        if reg and s.name != "podman":
+                            ref = f"127.0.0.1:{port}/{s.name}/img:{run}"
+                            s.docker("tag", "bench/img:1", ref)
+                            t0 = time.monotonic()
+                            s.docker("push", ref)
+                            self.add(f"`docker push` {mb} MB", s, (time.monotonic() - t0) * 1000, "ms")
+                            s.docker("rmi", "-f", ref, "bench/img:1")
+                            t0 = time.monotonic()
+                            s.docker("pull", "-q", ref)
+                            self.add(f"`docker pull` {mb} MB", s, (time.monotonic() - t0) * 1000, "ms")
+                            s.docker("rmi", "-f", ref, check=False)
+                    except Exception as e:
+                        self.failed(s, "images", e)
         finally:
             if reg:
                 reg.terminate()
@@ -547,6 +586,8 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/run.sh needs root")
+    # A SIGTERM (timeout, CI) still runs the clean-up below: daemons stopped, mounts gone.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.install_anchors:
         subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "docker.io", "podman", "wrk"],
                        check=True, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))

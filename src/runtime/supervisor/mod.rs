@@ -1052,6 +1052,8 @@ impl Supervisor {
         self.state.started = true;
         self.state.started_at = rfc3339_nano(SystemTime::now());
         self.save_state();
+        // libcontainer's work is done: its code need not stay resident for the container's life.
+        host::shed_memory();
         match failure {
             Some(f) => Reply {
                 ok: false,
