@@ -14,10 +14,14 @@ import argparse, http.client, json, os, re, shutil, signal, socket, statistics, 
 import sys, tempfile, threading, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# The same for every system: no network, and a file limit any daemon may grant (without
-# CAP_SYS_RESOURCE podman's default 1048576 is refused by the kernel).
-RUN_OPTS = ["--network", "none", "--ulimit", "nofile=1024:1024"]
-API_HOST_CONFIG = {"NetworkMode": "none", "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 1024}]}
+# The same for every system: no network, and file and process limits any daemon may grant
+# (without CAP_SYS_RESOURCE, podman's defaults above the hard limits are refused).
+import resource
+_NPROC = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+_NPROC = 65536 if _NPROC in (resource.RLIM_INFINITY, -1) else _NPROC
+RUN_OPTS = ["--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", f"nproc={_NPROC}:{_NPROC}"]
+API_HOST_CONFIG = {"NetworkMode": "none", "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 1024},
+                                                      {"Name": "nproc", "Soft": _NPROC, "Hard": _NPROC}]}
 TOP = os.path.dirname(HERE)
 
 
@@ -398,10 +402,13 @@ class Bench:
         for label, path, fill in [("/_ping", "/_ping", 0), ("/containers/json?all=1 (0)", "/containers/json?all=1", 0),
                                   (f"/containers/json?all=1 ({exited} exited)", "/containers/json?all=1", exited)]:
             for s in self.live("wrk", 0):
-                have = len(s.docker("ps", "-aq").stdout.split())
-                for _ in range(fill - have):
-                    cid = s.docker("run", "-d", *RUN_OPTS, "bench-busybox", "true").stdout.decode().strip()
-                    s.docker("wait", cid)
+                try:
+                    have = len(s.docker("ps", "-aq").stdout.split())
+                    for _ in range(fill - have):
+                        cid = s.docker("run", "-d", *RUN_OPTS, "bench-busybox", "true").stdout.decode().strip()
+                        s.docker("wait", cid)
+                except Exception as e:
+                    self.failed(s, "wrk", e)
             for run in range(self.runs(1)):
                 for s in self.live("wrk", run):
                     try:
@@ -645,6 +652,21 @@ def main():
              + table + "\n" + "".join(f"\n- {n}" for n in b.notes + failed) + "\n<!-- bench:end -->")
     path = os.path.join(TOP, "docs", "benchmarks.md")
     text = open(path).read()
+    if args.only != ap.get_default("only"):
+        # A partial run keeps the rows of the scenarios it did not measure.
+        m = re.search(r"<!-- bench:begin -->(.*?)<!-- bench:end -->", text, flags=re.S)
+        new_scenarios = {sc for (sc, _) in b.results}
+        kept = []
+        if m:
+            for line in m.group(1).splitlines():
+                cells = [c.strip() for c in line.strip().strip("|").split("|")]
+                if line.startswith("| ") and len(cells) > 2 and cells[0] not in ("scenario",) \
+                        and not cells[0].startswith("---") and cells[0] not in new_scenarios:
+                    kept.append(line)
+        if kept:
+            lines = table.split("\n")
+            table = "\n".join(lines[:2] + kept + lines[2:])
+            block = block.replace(b.table(), table)
     if "<!-- bench:begin -->" in text:
         text = re.sub(r"<!-- bench:begin -->.*?<!-- bench:end -->", lambda m: block, text, flags=re.S)
     else:

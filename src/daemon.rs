@@ -735,14 +735,9 @@ impl ContainerBackend for Daemon {
         self.containers.attach(&name, stdin, stdout, stderr).await
     }
 
-    fn container_tty(&self, name: String) -> Result<bool, ContainerError> {
-        Ok(self
-            .containers
-            .get(&name)?
-            .record()
-            .config
-            .tty
-            .unwrap_or(false))
+    fn container_stdio(&self, name: String) -> Result<(bool, bool), ContainerError> {
+        let c = self.containers.get(&name)?.record().config;
+        Ok((c.tty.unwrap_or(false), c.stdin_once.unwrap_or(false)))
     }
 
     async fn container_settled(&self, name: String) {

@@ -114,8 +114,8 @@ pub trait ContainerBackend {
         stdout: bool,
         stderr: bool,
     ) -> Result<(bool, AttachStream), ContainerError>;
-    /// Whether the container was created with a TTY.
-    fn container_tty(&self, name: String) -> Result<bool, ContainerError>;
+    /// Whether the container was created with a TTY, and with `StdinOnce`.
+    fn container_stdio(&self, name: String) -> Result<(bool, bool), ContainerError>;
     /// Wait (a few seconds at most) until the container's exit is recorded.
     async fn container_settled(&self, name: String);
     /// A client detached from the container with the detach keys (the `detach` event).
@@ -639,7 +639,7 @@ pub async fn attach(mut ctx: Ctx) -> HandlerResult {
         None => DEFAULT_DETACH_KEYS.to_vec(),
     };
     let container = name(&ctx);
-    let tty = backend.container_tty(container.clone())?;
+    let (tty, stdin_once) = backend.container_stdio(container.clone())?;
     let multiplexed = !tty;
     let ct = stream_content_type(!multiplexed, ctx.version);
     let (preamble, attached) = attach_parts(
@@ -672,7 +672,16 @@ pub async fn attach(mut ctx: Ctx) -> HandlerResult {
                 let container = container.clone();
                 async move { backend.container_settled(container).await }
             };
-            let end = pump(client, attached, tty, stdin, detach_keys, settle).await;
+            let end = pump(
+                client,
+                attached,
+                tty,
+                stdin,
+                stdin_once,
+                detach_keys,
+                settle,
+            )
+            .await;
             tracing::debug!("attach to {container} ended: {end:?}");
             if end == PumpEnd::Detached {
                 backend.container_detached(container);
@@ -712,7 +721,7 @@ pub async fn attach_ws(mut ctx: Ctx) -> HandlerResult {
         })?;
     let backend = ctx.backend.clone();
     let container = name(&ctx);
-    let tty = backend.container_tty(container.clone())?;
+    let (tty, _) = backend.container_stdio(container.clone())?;
     let binary = ctx.version >= ApiVersion::new(1, 42);
     let (preamble, attached) = attach_parts(
         &backend,
@@ -829,11 +838,13 @@ fn take_output(pending: &mut Vec<u8>, tty: bool) -> Vec<u8> {
 }
 
 /// Copy between a hijacked client and the supervisor until the container's output ends.
+#[allow(clippy::too_many_arguments)]
 async fn pump<F>(
     client: Hijacked,
     attached: AttachStream,
     tty: bool,
     stdin: bool,
+    stdin_once: bool,
     detach_keys: Vec<u8>,
     before_close: F,
 ) -> PumpEnd
@@ -845,7 +856,16 @@ where
         let _ = client_w.shutdown().await;
         return PumpEnd::Gone;
     };
-    pump_stream(client, sup, tty, stdin, detach_keys, before_close).await
+    pump_stream(
+        client,
+        sup,
+        tty,
+        stdin,
+        stdin_once,
+        detach_keys,
+        before_close,
+    )
+    .await
 }
 
 /// moby's `term.ToBytes`: `ctrl-p,ctrl-q` and the like into the bytes they type.
@@ -934,6 +954,7 @@ async fn pump_stream<F>(
     sup: UnixStream,
     tty: bool,
     stdin: bool,
+    stdin_once: bool,
     detach_keys: Vec<u8>,
     before_close: F,
 ) -> PumpEnd
@@ -971,6 +992,11 @@ where
             };
             match read {
                 Ok(0) | Err(_) => {
+                    // As dockerd: unless the process's stdin closes with this client's (no TTY,
+                    // StdinOnce), the client's EOF ends its attach.
+                    if tty || !stdin_once {
+                        return PumpEnd::Gone;
+                    }
                     let mut frame = Vec::new();
                     proto::put_frame(&mut frame, proto::STDIN_CLOSE, &[]);
                     let _ = sup_w.write_all(&frame).await;
@@ -1041,10 +1067,13 @@ pub async fn exec_create(ctx: Ctx) -> HandlerResult {
 }
 
 pub async fn exec_inspect(ctx: Ctx) -> HandlerResult {
-    Ok(json_response(
-        StatusCode::OK,
-        &ctx.backend.exec_inspect(ctx.param("id").to_string())?,
-    ))
+    let r = ctx.backend.exec_inspect(ctx.param("id").to_string())?;
+    let mut v = serde_json::to_value(&r).map_err(|e| ApiError::internal(e.to_string()))?;
+    if let serde_json::Value::Object(m) = &mut v {
+        // dockerd always sends the key (null while it runs); clients index it.
+        m.entry("ExitCode").or_insert(serde_json::Value::Null);
+    }
+    Ok(json_response(StatusCode::OK, &v))
 }
 
 pub async fn exec_resize(ctx: Ctx) -> HandlerResult {
@@ -1122,7 +1151,8 @@ pub async fn exec_start(mut ctx: Ctx) -> HandlerResult {
                     let done = async move {
                         let _ = backend.exec_wait(id).await;
                     };
-                    pump_stream(client, sup, tty, stdin, detach_keys, done).await;
+                    // An exec's stdin always closes with the client's (no TTY).
+                    pump_stream(client, sup, tty, stdin, true, detach_keys, done).await;
                 }
                 Err(message) => {
                     let (_, mut w) = tokio::io::split(client.io);

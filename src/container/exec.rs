@@ -28,6 +28,8 @@ pub struct ExecRecord {
     pub running: bool,
     pub exit_code: Option<i64>,
     pub pid: i64,
+    /// When it ended (records are collected a while after).
+    pub finished: Option<std::time::Instant>,
 }
 
 /// An exec record and the channel that tells its end.
@@ -72,7 +74,30 @@ impl ContainerManager {
         ids
     }
 
-    /// Forget the exec records of a container that stopped or went.
+    /// Records of execs that ended more than five minutes ago go (dockerd's exec GC).
+    fn collect_execs(&self, container_id: &str) {
+        const KEEP: Duration = Duration::from_secs(300);
+        lock(&self.execs).retain(|_, e| {
+            let r = e.snapshot();
+            r.container_id != container_id || r.finished.is_none_or(|t| t.elapsed() < KEEP)
+        });
+    }
+
+    /// The container ended: its running execs ended with it (137), their records stay until
+    /// the container starts again or goes, so that clients can still inspect them.
+    pub(super) fn finish_execs(&self, container_id: &str) {
+        let running: Vec<String> = lock(&self.execs)
+            .values()
+            .map(|e| e.snapshot())
+            .filter(|r| r.container_id == container_id && r.exit_code.is_none())
+            .map(|r| r.id)
+            .collect();
+        for id in running {
+            self.exec_finished(&id, 137);
+        }
+    }
+
+    /// Forget the exec records of a container that starts again or goes.
     pub(super) fn drop_execs(&self, container_id: &str) {
         let mut execs = lock(&self.execs);
         execs.retain(|_, e| {
@@ -107,6 +132,7 @@ impl ContainerManager {
         if cfg.cmd.as_ref().is_none_or(|c| c.is_empty()) {
             return Err(ContainerError::invalid("No exec command specified"));
         }
+        self.collect_execs(&r.id);
         let id = random_hex(64);
         let record = ExecRecord {
             id: id.clone(),
@@ -116,6 +142,7 @@ impl ContainerManager {
             running: false,
             exit_code: None,
             pid: 0,
+            finished: None,
         };
         lock(&self.execs).insert(
             id.clone(),
@@ -163,7 +190,16 @@ impl ContainerManager {
         height: u16,
         width: u16,
     ) -> Result<(), ContainerError> {
-        let r = self.exec_get(id)?.snapshot();
+        // The CLI resizes right after the hijack: give the start a moment (dockerd waits too).
+        let exec = self.exec_get(id)?;
+        for _ in 0..200 {
+            let r = exec.snapshot();
+            if r.pid != 0 || r.exit_code.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let r = exec.snapshot();
         if !r.running {
             return Err(ContainerError::conflict(format!(
                 "Exec {id} is not running"
@@ -221,17 +257,23 @@ impl ContainerManager {
                 )));
             }
             r.started = true;
+            // Running from now on: the exit may be reported before the start's reply is.
+            r.running = true;
             (r.config.clone(), r.container_id.clone())
         };
-        let c = self.get(&container_id)?;
+        let fail = |e: ContainerError| {
+            self.exec_finished(id, 126);
+            e
+        };
+        let c = self.get(&container_id).map_err(fail)?;
         let rec = c.record();
         if rec.state.status == Status::Paused {
-            return Err(ContainerError::conflict(format!(
+            return Err(fail(ContainerError::conflict(format!(
                 "Container {container_id} is paused, unpause the container before exec"
-            )));
+            ))));
         }
         if rec.state.status != Status::Running {
-            return Err(ContainerError::not_running(&container_id));
+            return Err(fail(ContainerError::not_running(&container_id)));
         }
         let tty = tty_override.unwrap_or(false) || cfg.tty.unwrap_or(false);
         let stdin = cfg.attach_stdin.unwrap_or(false);
@@ -241,7 +283,9 @@ impl ContainerManager {
             let cfg = cfg.clone();
             tokio::task::spawn_blocking(move || this.exec_process(&rec, &cfg, tty))
                 .await
-                .map_err(|e| ContainerError::internal(format!("exec task: {e}")))??
+                .map_err(|e| ContainerError::internal(format!("exec task: {e}")))
+                .and_then(|r| r)
+                .map_err(fail)?
         };
         let state_dir = self.state_dir_of(&container_id);
         let req = Request::Exec {
@@ -273,8 +317,9 @@ impl ContainerManager {
         };
         {
             let mut r = lock(&exec.record);
-            r.running = true;
-            r.pid = reply.pid as i64;
+            if r.exit_code.is_none() {
+                r.pid = reply.pid as i64;
+            }
         }
         self.events_bus().publish(
             self.event_for(&rec, &format!("exec_start: {}", cmd_text(&cfg)))
@@ -350,8 +395,11 @@ impl ContainerManager {
         let first = {
             let mut r = lock(&exec.record);
             let first = r.exit_code.is_none();
-            r.running = false;
-            r.exit_code = Some(code);
+            if first {
+                r.running = false;
+                r.exit_code = Some(code);
+                r.finished = Some(std::time::Instant::now());
+            }
             first
         };
         exec.done.send_modify(|d| *d = Some(code));

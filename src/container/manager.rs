@@ -573,6 +573,8 @@ impl ContainerManager {
         // A supervisor left from a start berthd never recorded (it was killed meanwhile) would
         // hold the netns, the cgroup and libcontainer's state: end it first.
         self.reap_unstarted(&id).await;
+        // A new run: the previous run's exec records go.
+        self.drop_execs(&id);
         let t0 = Instant::now();
         let prepared = {
             let this = self.clone();
@@ -938,7 +940,7 @@ impl ContainerManager {
     /// The container's process ended: record it, clean up, tell waiters, apply the policy.
     async fn on_exit(self: &Arc<Self>, c: &Arc<Container>, status: ExitStatus) {
         let id = c.id.clone();
-        self.drop_execs(&id);
+        self.finish_execs(&id);
         let ran_for = lock(&c.started).map(|t| t.elapsed()).unwrap_or_default();
         let (policy, max) = c.record().restart_policy();
         let rec = c.record();

@@ -176,26 +176,47 @@ pub fn is_mounted(path: &Path) -> bool {
 }
 
 /// Give back memory a long-lived process no longer needs: free heap pages, and the resident
-/// pages of its executable code mappings (clean, file-backed: the kernel reads them again from
-/// the file when they are next run). The supervisor calls this once its container runs, so
+/// pages of its read-only file mappings (code and constants: the kernel reads them again from
+/// the file when they are next used). The supervisor calls this once its container runs, so
 /// that libcontainer's code, used only to create the container, stops counting against every
-/// container. Writable and read-only data mappings are left alone: their pages may be private
-/// copies (relocations) that the file does not hold.
+/// container. A mapping with any private (copied-on-write) page, such as relocated data, is
+/// left alone: the file does not hold what it holds.
 pub fn shed_memory() {
     // SAFETY: malloc_trim only returns free heap memory to the kernel.
     unsafe {
         libc::malloc_trim(0);
     }
-    let Ok(maps) = fs::read_to_string("/proc/self/maps") else {
+    let Ok(smaps) = fs::read_to_string("/proc/self/smaps") else {
         return;
     };
-    for line in maps.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
-            continue;
-        };
-        let path = f.nth(3).unwrap_or("");
-        if perms != "r-xp" || !path.starts_with('/') {
+    // Each mapping: its header line, then its counters; a mapping qualifies when it is
+    // read-only, file-backed and holds no private (copied-on-write) pages.
+    let mut mappings: Vec<(String, String, u64)> = Vec::new();
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            let mut f = line.split_whitespace();
+            let range = f.next().unwrap_or("").to_string();
+            let perms = f.next().unwrap_or("").to_string();
+            let path = f.nth(3).unwrap_or("");
+            if path.starts_with('/') && (perms == "r-xp" || perms == "r--p") {
+                mappings.push((range, perms, 0));
+            } else {
+                mappings.push((String::new(), String::new(), 0));
+            }
+        } else if let Some(v) = line.strip_prefix("Anonymous:") {
+            if let Some(m) = mappings.last_mut() {
+                m.2 = v
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .unwrap_or(u64::MAX);
+            }
+        }
+    }
+    for (range, _perms, anonymous) in mappings {
+        if range.is_empty() || anonymous != 0 {
             continue;
         }
         let Some((start, end)) = range.split_once('-') else {
@@ -207,9 +228,9 @@ pub fn shed_memory() {
         ) else {
             continue;
         };
-        // SAFETY: [start, end) is a read-only, executable, file-backed private mapping of this
-        // process that is never written: MADV_DONTNEED drops its resident pages, which are
-        // faulted in again, unchanged, from the file on the next use.
+        // SAFETY: [start, end) is a read-only, file-backed private mapping of this process
+        // without a single private (written) page: MADV_DONTNEED drops its resident pages,
+        // which are faulted in again, unchanged, from the file on the next use.
         unsafe {
             libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
         }

@@ -177,22 +177,14 @@ impl Io {
 
     fn close_stdin(&mut self) {
         self.stdin_close = false;
-        if self.pty.is_some() {
-            // A pty has no half-close: send the terminal's EOF character.
-            self.stdin_buf.push(4);
-            if let Some(p) = &self.pty {
-                let mut p = p;
-                let _ = p.write(&self.stdin_buf);
-            }
-            self.stdin_buf.clear();
-            return;
-        }
         self.stdin = None;
     }
 
-    /// A client's stdin reached EOF.
+    /// A client's stdin reached EOF. With a TTY nothing happens (as dockerd: a terminal is
+    /// never closed by one client going); otherwise `StdinOnce` closes the process's stdin
+    /// once what was sent is written.
     fn on_stdin_eof(&mut self) {
-        if !self.stdin_once {
+        if self.pty.is_some() || !self.stdin_once {
             return;
         }
         if self.stdin_buf.is_empty() {
@@ -202,23 +194,12 @@ impl Io {
         }
     }
 
+    /// Queue input for the process (with a TTY, `stdin` is the pty master) and write what
+    /// it takes now; the rest goes when the poll loop sees it writable.
     fn push_stdin(&mut self, data: &[u8]) {
-        if self.stdin.is_some() || self.pty.is_some() {
+        if self.stdin.is_some() {
             self.stdin_buf.extend_from_slice(data);
-            if self.stdin.is_none() {
-                // A pty: stdin and stdout are the master.
-                if let Some(p) = &self.pty {
-                    let mut p = p;
-                    match p.write(&self.stdin_buf) {
-                        Ok(n) => {
-                            self.stdin_buf.drain(..n);
-                        }
-                        Err(_) => {}
-                    }
-                }
-            } else {
-                self.write_stdin();
-            }
+            self.write_stdin();
         }
     }
 
@@ -332,6 +313,8 @@ struct Supervisor {
     state: SupervisorState,
     report: Option<File>,
     exited_at: Option<Instant>,
+    /// When a client last took bytes.
+    last_progress: Instant,
 }
 
 fn nonblocking(fd: &impl AsRawFd) {
@@ -494,12 +477,13 @@ impl Supervisor {
                         let _ = lc::resize(fd.as_raw_fd(), h, w);
                     }
                     let f = File::from(fd);
-                    match f.try_clone() {
-                        Ok(out) => {
+                    match (f.try_clone(), f.try_clone()) {
+                        (Ok(out), Ok(input)) => {
                             outputs.push((Stream::Stdout, out));
+                            stdin = Some(input);
                             pty = Some(f);
                         }
-                        Err(e) => {
+                        (Err(e), _) | (_, Err(e)) => {
                             let _ = lc::delete(&mut container);
                             cleanup_netns(&cfg);
                             fail(status, format!("duplicate pty: {e}"), 0);
@@ -574,6 +558,7 @@ impl Supervisor {
             state,
             report: Some(File::from(report_r)),
             exited_at: None,
+            last_progress: Instant::now(),
         };
         sup.save_state();
         report_created(
@@ -601,10 +586,25 @@ impl Supervisor {
 
     fn run(&mut self) {
         loop {
+            // A reader that stays full holds back the others reading the same process: after
+            // STALL_LIMIT it is dropped. The only reader of a process is never dropped; the
+            // process waits for it, as with dockerd (`docker exec c cat big | less`).
+            let source = |k: Kind| match k {
+                Kind::Attach { .. } => Some(Src::Init),
+                Kind::Exec { id, .. } => Some(Src::Exec(id)),
+                _ => None,
+            };
+            let readers: Vec<(Option<Src>, bool)> = self
+                .clients
+                .iter()
+                .map(|c| (source(c.kind), c.pending() > HIGH_WATER))
+                .collect();
             for c in &mut self.clients {
                 if c.pending() > HIGH_WATER {
                     let since = *c.stalled_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > STALL_LIMIT {
+                    let src = source(c.kind);
+                    let others_waiting = readers.iter().any(|(s, full)| *s == src && !*full);
+                    if since.elapsed() > STALL_LIMIT && others_waiting {
                         tracing::warn!("dropping a client that stopped reading");
                         c.gone = true;
                     }
@@ -618,7 +618,10 @@ impl Supervisor {
                     .clients
                     .iter()
                     .any(|c| c.kind != Kind::Pending || c.pending() > 0);
-                if !busy || at.elapsed() > LINGER {
+                // Clients still draining the last output are waited for while they make
+                // progress; idle ones at most LINGER.
+                let idle = self.last_progress.elapsed() > LINGER;
+                if !busy || (at.elapsed() > LINGER && idle) {
                     break;
                 }
             }
@@ -773,7 +776,11 @@ impl Supervisor {
             self.service_client(i);
         }
         for c in &mut self.clients {
+            let before = c.pending();
             c.flush();
+            if c.pending() < before {
+                self.last_progress = Instant::now();
+            }
         }
     }
 
@@ -1179,6 +1186,7 @@ impl Supervisor {
                 stderr: err_w,
             }
         };
+        let fds_before = open_fds();
         let started = lc::exec(
             &self.cfg.id,
             &self.cfg.lc_root,
@@ -1187,6 +1195,11 @@ impl Supervisor {
             stdio,
         );
         drop(report_w);
+        if started.is_err() {
+            // libcontainer 0.7 leaks its channel fds when a tenant build fails half-way.
+            close_new_fds(&fds_before);
+            let _ = std::fs::remove_file(&console_path);
+        }
         let failure = read_failure(File::from(report_r));
         let pid = match (started, failure) {
             (_, Some(f)) if f.code != 0 => return Err((f.message, f.code)),
@@ -1201,10 +1214,12 @@ impl Supervisor {
                 let _ = lc::resize(fd.as_raw_fd(), h, w);
             }
             let f = File::from(fd);
-            let out = f
-                .try_clone()
-                .map_err(|e| plain(format!("duplicate pty: {e}")))?;
-            io.outputs.push((Stream::Stdout, out));
+            let dup = |f: &File| {
+                f.try_clone()
+                    .map_err(|e| plain(format!("duplicate pty: {e}")))
+            };
+            io.outputs.push((Stream::Stdout, dup(&f)?));
+            io.stdin = Some(dup(&f)?);
             io.pty = Some(f);
         }
         for (_, f) in &io.outputs {
@@ -1334,6 +1349,27 @@ impl Supervisor {
 enum Src {
     Init,
     Exec(u64),
+}
+
+/// The fds open in this process.
+fn open_fds() -> Vec<i32> {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Close the fds that were not open before (what a failed libcontainer call left behind).
+/// The supervisor is single-threaded, so nothing else opened them meanwhile.
+fn close_new_fds(before: &[i32]) {
+    for fd in open_fds() {
+        if !before.contains(&fd) {
+            let _ = nix::unistd::close(fd);
+        }
+    }
 }
 
 /// The container's seccomp profile, from the bundle.
