@@ -91,6 +91,11 @@ impl Container {
         lock(&self.record).clone()
     }
 
+    /// Look at the record without copying it (`docker ps` on many containers).
+    pub fn with_record<T>(&self, f: impl FnOnce(&Record) -> T) -> T {
+        f(&lock(&self.record))
+    }
+
     pub fn status(&self) -> Status {
         lock(&self.record).state.status
     }

@@ -88,9 +88,13 @@ impl ContainerManager {
         let f = &opts.filters;
         list::validate(f)?;
         let now = SystemTime::now();
-        let mut records: Vec<_> = self.list_all().iter().map(|c| c.record()).collect();
-        // Newest first, as dockerd lists them.
-        records.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
+        // Newest first, as dockerd lists them; records are read in place, not copied.
+        let mut containers: Vec<_> = self
+            .list_all()
+            .into_iter()
+            .map(|c| (c.with_record(|r| (r.created.clone(), r.id.clone())), c))
+            .collect();
+        containers.sort_by(|a, b| b.0.cmp(&a.0));
         let mut ancestors = Vec::new();
         for a in f.get("ancestor") {
             if let Ok(img) = self.image_service().get_image(a) {
@@ -103,24 +107,28 @@ impl ContainerManager {
         let since = f.get("since").next().map(created_of).transpose()?;
         let all = opts.all || opts.limit.is_some() || before.is_some() || since.is_some();
         let mut out = Vec::new();
-        for r in records {
-            if !(all || r.state.status.is_running() || r.state.status == Status::Restarting) {
+        for (_, c) in containers {
+            let picked = c.with_record(|r| {
+                if !(all || r.state.status.is_running() || r.state.status == Status::Restarting) {
+                    return None;
+                }
+                if before.as_ref().is_some_and(|b| r.created >= *b) {
+                    return None;
+                }
+                if since.as_ref().is_some_and(|s| r.created <= *s) {
+                    return None;
+                }
+                if !list::matches(r, f, &ancestors) {
+                    return None;
+                }
+                Some((list::summary(r, now), r.id.clone(), r.chain.clone()))
+            });
+            let Some((mut s, id, chain)) = picked else {
                 continue;
-            }
-            if before.as_ref().is_some_and(|b| r.created >= *b) {
-                continue;
-            }
-            if since.as_ref().is_some_and(|s| r.created <= *s) {
-                continue;
-            }
-            if !list::matches(&r, f, &ancestors) {
-                continue;
-            }
-            let mut s = list::summary(&r, now);
+            };
             if opts.size {
-                let rw = dir_size(&self.upper_dir(&r.id));
-                let img: i64 = r
-                    .chain
+                let rw = dir_size(&self.upper_dir(&id));
+                let img: i64 = chain
                     .iter()
                     .filter_map(|ch| self.image_layer_size(ch))
                     .sum();
