@@ -573,13 +573,14 @@ where
         let mut buf = vec![0u8; 64 * 1024];
         let mut pending = Vec::new();
         loop {
-            let n = tokio::select! {
-                r = sup.read(&mut buf) => match r { Ok(0) | Err(_) => break, Ok(n) => n },
+            let out = tokio::select! {
+                o = next_output(&mut sup, &mut buf, &mut pending, tty) => match o {
+                    Some(o) => o,
+                    None => break,
+                },
                 _ = tx.closed() => return,
             };
-            pending.extend_from_slice(&buf[..n]);
-            let out = take_output(&mut pending, tty);
-            if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
+            if tx.send(Ok(Bytes::from(out))).await.is_err() {
                 return;
             }
         }
@@ -784,15 +785,9 @@ pub async fn attach_ws(mut ctx: Ctx) -> HandlerResult {
         let output = async move {
             let mut buf = vec![0u8; 64 * 1024];
             let mut pending = Vec::new();
-            loop {
-                let n = match sup_r.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                pending.extend_from_slice(&buf[..n]);
-                // Websocket attach is always raw: frame headers are stripped.
-                let out = take_output(&mut pending, true);
-                if !out.is_empty() && sink.send(message(out)).await.is_err() {
+            // Websocket attach is always raw: frame headers are stripped.
+            while let Some(out) = next_output(&mut sup_r, &mut buf, &mut pending, true).await {
+                if sink.send(message(out)).await.is_err() {
                     return;
                 }
             }
@@ -815,6 +810,30 @@ pub async fn attach_ws(mut ctx: Ctx) -> HandlerResult {
         HeaderValue::from_str(&accept).map_err(|e| ApiError::internal(e.to_string()))?,
     );
     Ok(r)
+}
+
+/// The next output for the client from a supervisor stream (complete frames only); `None`
+/// at its end. Cancel-safe: bytes are kept in `pending` only once read.
+async fn next_output<R>(
+    sup: &mut R,
+    buf: &mut [u8],
+    pending: &mut Vec<u8>,
+    tty: bool,
+) -> Option<Vec<u8>>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    loop {
+        let n = match sup.read(buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        let out = take_output(pending, tty);
+        if !out.is_empty() {
+            return Some(out);
+        }
+    }
 }
 
 /// The complete frames at the front of `pending`, as the client gets them: unchanged when
@@ -1027,18 +1046,10 @@ where
     let output = async move {
         let mut buf = vec![0u8; 64 * 1024];
         let mut pending = Vec::new();
-        loop {
-            let n = match sup_r.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            pending.extend_from_slice(&buf[..n]);
-            let out = take_output(&mut pending, tty);
-            if !out.is_empty() {
-                if let Err(e) = client_w.write_all(&out).await {
-                    tracing::debug!("attach: write to the client: {e}");
-                    return PumpEnd::Gone;
-                }
+        while let Some(out) = next_output(&mut sup_r, &mut buf, &mut pending, tty).await {
+            if let Err(e) = client_w.write_all(&out).await {
+                tracing::debug!("attach: write to the client: {e}");
+                return PumpEnd::Gone;
             }
         }
         let _ = client_w.flush().await;
