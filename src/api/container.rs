@@ -673,16 +673,11 @@ pub async fn attach(mut ctx: Ctx) -> HandlerResult {
                 let container = container.clone();
                 async move { backend.container_settled(container).await }
             };
-            let end = pump(
-                client,
-                attached,
-                tty,
-                stdin,
-                stdin_once,
-                detach_keys,
-                settle,
-            )
-            .await;
+            let Ok(Some(sup)) = attached.await else {
+                let _ = client.io.shutdown().await;
+                return;
+            };
+            let end = pump_stream(client, sup, tty, stdin, stdin_once, detach_keys, settle).await;
             tracing::debug!("attach to {container} ended: {end:?}");
             if end == PumpEnd::Detached {
                 backend.container_detached(container);
@@ -854,37 +849,6 @@ fn take_output(pending: &mut Vec<u8>, tty: bool) -> Vec<u8> {
     }
     pending.drain(..used);
     out
-}
-
-/// Copy between a hijacked client and the supervisor until the container's output ends.
-#[allow(clippy::too_many_arguments)]
-async fn pump<F>(
-    client: Hijacked,
-    attached: AttachStream,
-    tty: bool,
-    stdin: bool,
-    stdin_once: bool,
-    detach_keys: Vec<u8>,
-    before_close: F,
-) -> PumpEnd
-where
-    F: Future<Output = ()> + Send,
-{
-    let Ok(Some(sup)) = attached.await else {
-        let (_, mut client_w) = tokio::io::split(client.io);
-        let _ = client_w.shutdown().await;
-        return PumpEnd::Gone;
-    };
-    pump_stream(
-        client,
-        sup,
-        tty,
-        stdin,
-        stdin_once,
-        detach_keys,
-        before_close,
-    )
-    .await
 }
 
 /// moby's `term.ToBytes`: `ctrl-p,ctrl-q` and the like into the bytes they type.

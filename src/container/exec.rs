@@ -206,7 +206,7 @@ impl ContainerManager {
             )));
         }
         client::request_ok(
-            &self.state_dir_of(&r.container_id),
+            &self.state_dir(&r.container_id),
             Request::Resize {
                 height,
                 width,
@@ -287,7 +287,7 @@ impl ContainerManager {
                 .and_then(|r| r)
                 .map_err(fail)?
         };
-        let state_dir = self.state_dir_of(&container_id);
+        let state_dir = self.state_dir(&container_id);
         let req = Request::Exec {
             exec_id: id.to_string(),
             process,

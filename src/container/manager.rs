@@ -148,12 +148,8 @@ impl ContainerManager {
         Record::dir(&self.cfg.data_root, id)
     }
 
-    fn state_dir(&self, id: &str) -> PathBuf {
+    pub(super) fn state_dir(&self, id: &str) -> PathBuf {
         self.cfg.exec_root.join("c").join(id)
-    }
-
-    pub(super) fn state_dir_of(&self, id: &str) -> PathBuf {
-        self.state_dir(id)
     }
 
     /// Whether the running container has a seccomp profile (its bundle says so).
@@ -524,7 +520,6 @@ impl ContainerManager {
             name: name.to_string(),
             created: rfc3339_nano(SystemTime::now()),
             image: image.id.clone(),
-            chain_id: image.chain.last().cloned(),
             chain: image.chain.clone(),
             path,
             args,
@@ -822,7 +817,7 @@ impl ContainerManager {
             ensure_dir(&layer.join(sub), 0o755)
                 .map_err(|e| ContainerError::io(format!("create container layer {sub}"), e))?;
         }
-        let lowers = match &r.chain_id {
+        let lowers = match r.chain_id() {
             Some(chain) => self.images.store().lower_dirs(chain)?,
             None => {
                 let empty = layer.join("empty");
@@ -906,10 +901,10 @@ impl ContainerManager {
     fn spawn_watcher(self: &Arc<Self>, c: Arc<Container>, mut w: client::Watch, generation: u64) {
         let this = self.clone();
         tokio::spawn(async move {
-            let mut oom = false;
             let status = loop {
                 match w.next().await {
-                    Some(proto::Event::Oom) => oom = true,
+                    // The exit status that follows carries OOMKilled.
+                    Some(proto::Event::Oom) => {}
                     Some(proto::Event::ExecExited { exec_id, exit_code }) => {
                         this.exec_finished(&exec_id, exit_code as i64)
                     }
@@ -937,7 +932,6 @@ impl ContainerManager {
             if *lock(&c.generation) != generation {
                 return;
             }
-            let _ = oom;
             this.on_exit(&c, status).await;
         });
     }

@@ -40,7 +40,7 @@ impl ContainerManager {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let lower_dirs = r
-                .chain_id
+                .chain_id()
                 .as_ref()
                 .and_then(|ch| this_lowers(&this, ch))
                 .unwrap_or_default();
@@ -265,7 +265,7 @@ impl ContainerManager {
         let c = self.get(name)?;
         let r = c.record();
         let upper = self.upper_dir(&r.id);
-        let lowers: Vec<PathBuf> = match &r.chain_id {
+        let lowers: Vec<PathBuf> = match r.chain_id() {
             Some(ch) => self.image_service().store().lower_dirs(ch)?,
             None => Vec::new(),
         };

@@ -73,8 +73,6 @@ pub struct Record {
     pub created: String,
     /// The image ID (`sha256:…`).
     pub image: String,
-    /// The top layer's chain ID, `None` for an image without layers.
-    pub chain_id: Option<String>,
     /// Image layer chain IDs, bottom first (leased while the container exists).
     #[serde(default)]
     pub chain: Vec<String>,
@@ -117,6 +115,12 @@ impl Record {
             .map_err(|e| ContainerError::io(format!("write {}", path.display()), e))
     }
 
+    /// The top layer's chain ID (the overlay's upper lower dir); `None` for an image without
+    /// layers.
+    pub fn chain_id(&self) -> Option<&String> {
+        self.chain.last()
+    }
+
     pub fn short_id(&self) -> &str {
         &self.id[..12.min(self.id.len())]
     }
@@ -146,7 +150,6 @@ mod tests {
             name: "x".into(),
             created: "2024-01-01T00:00:00Z".into(),
             image: "sha256:b".into(),
-            chain_id: None,
             chain: vec![],
             path: "sh".into(),
             args: vec![],

@@ -23,7 +23,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::logger::{self, LogConfig, Stream};
+use crate::logger::{self, Stream};
 use crate::runtime::host;
 use crate::runtime::proto::{
     self, Created, Event, ExitStatus, Reply, Request, SupervisorConfig, SupervisorState,
@@ -307,8 +307,9 @@ struct Supervisor {
     io: Io,
     /// `docker exec` processes.
     execs: Vec<ExecProc>,
-    /// The container's seccomp profile, applied to exec'd processes too.
-    seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// The container's seccomp profile, applied to exec'd processes too; read from the bundle
+    /// at the first exec (most containers never see one).
+    seccomp: Option<Option<oci_spec::runtime::LinuxSeccomp>>,
     log: Option<logger::jsonfile::Writer>,
     state: SupervisorState,
     report: Option<File>,
@@ -553,7 +554,7 @@ impl Supervisor {
                 stdin_once,
             },
             execs: Vec::new(),
-            seccomp: load_seccomp(state_dir),
+            seccomp: None,
             log,
             state,
             report: Some(File::from(report_r)),
@@ -1147,7 +1148,10 @@ impl Supervisor {
             .collect();
         let executor = BerthExecutor {
             report_fd: report_w.as_raw_fd(),
-            seccomp: self.seccomp.clone(),
+            seccomp: self
+                .seccomp
+                .get_or_insert_with(|| load_seccomp(&self.state_dir))
+                .clone(),
             drop_caps,
         };
         let mut io = Io {
@@ -1405,9 +1409,4 @@ fn init_logging(path: &Path) {
             .with_max_level(tracing::Level::INFO)
             .try_init();
     }
-}
-
-/// Whether a log config can be read back (`docker logs`).
-pub fn log_readable(cfg: &LogConfig) -> bool {
-    cfg.readable()
 }
