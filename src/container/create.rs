@@ -9,7 +9,19 @@ use bollard_stubs::models::{
 };
 
 use super::ContainerError;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::manager::{lock, ContainerManager};
+use super::names;
+use super::record::{Record, State};
+use crate::errors::{ErrorKind, Kinded};
 use crate::image::config::RunConfig;
+use crate::image::store::random_hex;
+use crate::util::fs::{atomic_write, ensure_dir};
+use crate::util::time::rfc3339_nano;
 
 /// The default `/dev/shm` size (64 MiB), as dockerd stores it in `HostConfig.ShmSize`.
 pub const DEFAULT_SHM_SIZE: i64 = 64 << 20;
@@ -338,6 +350,182 @@ pub fn resolv_conf(
         s.push('\n');
     }
     s
+}
+
+impl ContainerManager {
+    /// `POST /containers/create`: returns the ID and warnings.
+    pub async fn create(
+        self: &Arc<Self>,
+        name: Option<String>,
+        body: ContainerCreateBody,
+    ) -> Result<(String, Vec<String>), ContainerError> {
+        let image_name = body.image.clone().unwrap_or_default();
+        if image_name.is_empty() {
+            return Err(ContainerError::invalid(
+                "config cannot be empty in order to create a container",
+            ));
+        }
+        let (mut config, mut host) = split_body(body);
+        let image = self.images.get_image(&image_name).map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                ContainerError::new(ErrorKind::NotFound, format!("No such image: {image_name}"))
+            } else {
+                e.into()
+            }
+        })?;
+        let log = verify_host_config(&mut host, self.cfg.ncpu, &self.cfg.default_log)?;
+        let _ = log;
+        if let Some(run) = &image.config.config {
+            merge_image_config(&mut config, run);
+        }
+        let (path, args) = path_and_args(&config)?;
+        let mut warnings = Vec::new();
+        if host.memory.unwrap_or(0) > 0
+            && !crate::runtime::probe_cgroups().swap_limit
+            && host.memory_swap.unwrap_or(0) > 0
+        {
+            warnings.push("Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap.".to_string());
+        }
+        let id = loop {
+            let id = random_hex(64);
+            // Like dockerd: a short ID that parses as a number would be ambiguous.
+            if id[..12].parse::<u64>().is_err() {
+                break id;
+            }
+        };
+        let name = self.reserve_name(name, &id)?;
+        let result = self.create_files(&id, &name, config, host, path, args, &image);
+        match result {
+            Ok(record) => {
+                let c = self.new_container(record.clone());
+                self.insert(c);
+                self.publish(&record, "create");
+                Ok((id, warnings))
+            }
+            Err(e) => {
+                lock(&self.names).remove(&name);
+                let _ = std::fs::remove_dir_all(self.container_dir(&id));
+                Err(e)
+            }
+        }
+    }
+
+    /// Take a name (given or generated) for `id`, or Docker's conflict error.
+    pub(super) fn reserve_name(
+        &self,
+        name: Option<String>,
+        id: &str,
+    ) -> Result<String, ContainerError> {
+        let mut names_map = lock(&self.names);
+        match name.filter(|n| !n.is_empty()) {
+            Some(n) => {
+                let bare = n.strip_prefix('/').unwrap_or(&n).to_string();
+                if !names::valid(&bare) {
+                    return Err(ContainerError::invalid(format!(
+                        "Invalid container name ({bare}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    )));
+                }
+                if let Some(other) = names_map.get(&bare) {
+                    return Err(ContainerError::conflict(format!(
+                        "Conflict. The container name \"/{bare}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+                    )));
+                }
+                names_map.insert(bare.clone(), id.to_string());
+                Ok(bare)
+            }
+            None => {
+                for retry in 0..10 {
+                    let n = names::generate(retry);
+                    if !names_map.contains_key(&n) {
+                        names_map.insert(n.clone(), id.to_string());
+                        return Ok(n);
+                    }
+                }
+                let n = format!("{}_{}", names::generate(1), &id[..6]);
+                names_map.insert(n.clone(), id.to_string());
+                Ok(n)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn create_files(
+        &self,
+        id: &str,
+        name: &str,
+        mut config: bollard_stubs::models::ContainerConfig,
+        host: HostConfig,
+        path: String,
+        args: Vec<String>,
+        image: &crate::image::store::Image,
+    ) -> Result<Record, ContainerError> {
+        let dir = self.container_dir(id);
+        ensure_dir(&self.cfg.data_root.join("containers"), 0o710)
+            .map_err(|e| ContainerError::io("create containers dir", e))?;
+        ensure_dir(&dir, 0o710)
+            .map_err(|e| ContainerError::io(format!("create {}", dir.display()), e))?;
+        let layer = self.layer_dir(id);
+        for sub in ["diff", "work", "merged"] {
+            ensure_dir(&layer.join(sub), 0o755)
+                .map_err(|e| ContainerError::io(format!("create container layer {sub}"), e))?;
+        }
+        let net = host.network_mode.clone().unwrap_or_default();
+        if config.hostname.as_deref().unwrap_or("").is_empty() {
+            config.hostname = Some(if net == "host" {
+                nix::unistd::gethostname()
+                    .map(|h| h.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| id[..12].to_string())
+            } else {
+                id[..12].to_string()
+            });
+        }
+        let hostname = config.hostname.clone().unwrap_or_default();
+        let hostname_path = dir.join("hostname");
+        let hosts_path = dir.join("hosts");
+        let resolv_path = dir.join("resolv.conf");
+        let write = |p: &Path, s: &str| {
+            atomic_write(p, s.as_bytes(), 0o644)
+                .map_err(|e| ContainerError::io(format!("write {}", p.display()), e))
+        };
+        write(&hostname_path, &format!("{hostname}\n"))?;
+        let host_net = net == "host";
+        let hosts = if host_net {
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else {
+            hosts_file(&hostname, host.extra_hosts.as_deref().unwrap_or(&[]))
+        };
+        write(&hosts_path, &hosts)?;
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        write(
+            &resolv_path,
+            &resolv_conf(
+                &host_resolv,
+                host_net,
+                host.dns.as_deref().unwrap_or(&[]),
+                host.dns_search.as_deref().unwrap_or(&[]),
+                host.dns_options.as_deref().unwrap_or(&[]),
+            ),
+        )?;
+        let record = Record {
+            id: id.to_string(),
+            name: name.to_string(),
+            created: rfc3339_nano(SystemTime::now()),
+            image: image.id.clone(),
+            chain: image.chain.clone(),
+            path,
+            args,
+            config,
+            host_config: host,
+            state: State::default(),
+            restart_count: 0,
+            log_path: dir.join(format!("{id}-json.log")).display().to_string(),
+            hostname_path: hostname_path.display().to_string(),
+            hosts_path: hosts_path.display().to_string(),
+            resolv_conf_path: resolv_path.display().to_string(),
+        };
+        record.save(&dir)?;
+        Ok(record)
+    }
 }
 
 #[cfg(test)]

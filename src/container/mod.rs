@@ -1,15 +1,24 @@
 //! Containers: the manager, its records on disk, restart policies and logs. Nothing here
 //! knows HTTP; the runtime (`crate::runtime`) runs the processes.
 
+mod attach;
 pub mod create;
 pub mod exec;
 pub mod inspect;
 pub mod list;
+pub mod logs;
 pub mod manager;
+mod monitor;
 pub mod names;
 pub mod ops;
+mod pause;
 pub mod record;
+mod remove;
 pub mod restart;
+mod restore;
+mod start;
+pub mod stop;
+mod update;
 
 use std::fmt;
 

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bollard_stubs::models::{ContainerPruneResponse, ContainerSummary, FilesystemChange};
 use serde_json::Value;
@@ -10,23 +10,12 @@ use tokio::sync::mpsc;
 
 use super::inspect::{dir_size, inspect, InspectExtras};
 use super::list::{self, ListOptions};
+pub use super::logs::LogsOptions;
 use super::manager::ContainerManager;
 use super::record::Status;
 use super::ContainerError;
 use crate::filters::Filters;
-use crate::logger::jsonfile::{self, LogEntry, ReadOptions};
 use crate::util::io::{ByteReceiver, ChannelWriter};
-
-/// `GET /containers/{id}/logs` options.
-#[derive(Debug, Clone, Default)]
-pub struct LogsOptions {
-    pub follow: bool,
-    pub stdout: bool,
-    pub stderr: bool,
-    pub since: Option<SystemTime>,
-    pub until: Option<SystemTime>,
-    pub tail: Option<usize>,
-}
 
 impl ContainerManager {
     /// `GET /containers/{id}/json`.
@@ -191,70 +180,6 @@ impl ContainerManager {
             containers_deleted: Some(deleted),
             space_reclaimed: Some(reclaimed),
         })
-    }
-
-    /// `GET /containers/{id}/logs`: entries on a channel; with `follow`, until the container
-    /// stops or the receiver goes.
-    pub async fn logs(
-        self: &Arc<Self>,
-        name: &str,
-        opts: LogsOptions,
-    ) -> Result<(bool, mpsc::Receiver<LogEntry>), ContainerError> {
-        let (c, tty, _cfg, path) = self.log_source(name)?;
-        let ropts = ReadOptions {
-            stdout: opts.stdout,
-            stderr: opts.stderr,
-            since: opts.since,
-            until: opts.until,
-            tail: opts.tail,
-        };
-        let p = path.clone();
-        let (entries, follower) =
-            tokio::task::spawn_blocking(move || jsonfile::read_and_follow(&p, &ropts))
-                .await
-                .map_err(|e| ContainerError::internal(format!("logs task: {e}")))?
-                .map_err(|e| ContainerError::io(format!("read log {}", path.display()), e))?;
-        let (tx, rx) = mpsc::channel(256);
-        let mut rx_state = c.subscribe();
-        let follow = opts.follow && (c.status().is_running() || c.status() == Status::Restarting);
-        tokio::spawn(async move {
-            for e in entries {
-                if tx.send(e).await.is_err() {
-                    return;
-                }
-            }
-            if !follow {
-                return;
-            }
-            let mut follower = follower;
-            let mut last_round = false;
-            loop {
-                let got = match follower.poll() {
-                    Ok(v) => v,
-                    Err(_) => return,
-                };
-                for e in got {
-                    if tx.send(e).await.is_err() {
-                        return;
-                    }
-                }
-                if last_round || follower.finished() {
-                    return;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                    _ = tx.closed() => return,
-                    changed = rx_state.changed() => {
-                        let s = rx_state.borrow().clone();
-                        if changed.is_err() || (!s.running) {
-                            // One more read for what was written before the exit.
-                            last_round = true;
-                        }
-                    }
-                }
-            }
-        });
-        Ok((tty, rx))
     }
 
     /// `GET /containers/{id}/changes`: what the writable layer adds, changes and deletes.

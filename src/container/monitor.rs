@@ -1,0 +1,206 @@
+//! Watching a running container: the supervisor's events, the exit handling that records it,
+//! wakes waiters and applies the restart policy or auto-remove, and `wait`.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::manager::{lock, Container, ContainerManager, WaitCondition};
+use super::record::Status;
+use super::restart;
+use super::restore::read_exit;
+use super::ContainerError;
+use crate::runtime::client;
+use crate::runtime::host;
+use crate::runtime::proto::{self, ExitStatus};
+use crate::util::time::rfc3339_nano;
+
+impl ContainerManager {
+    pub(super) fn spawn_watcher(
+        self: &Arc<Self>,
+        c: Arc<Container>,
+        mut w: client::Watch,
+        generation: u64,
+    ) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let status = loop {
+                match w.next().await {
+                    // The exit status that follows carries OOMKilled.
+                    Some(proto::Event::Oom) => {}
+                    Some(proto::Event::ExecExited { exec_id, exit_code }) => {
+                        this.exec_finished(&exec_id, exit_code as i64)
+                    }
+                    Some(proto::Event::Exited(s)) => break Some(s),
+                    None => break None,
+                }
+            };
+            drop(w);
+            let state_dir = this.state_dir(&c.id);
+            let status = match status {
+                Some(s) => s,
+                None => match read_exit(&state_dir) {
+                    Some(s) => s,
+                    None => {
+                        this.end_orphan(&c.id).await;
+                        ExitStatus {
+                            exit_code: 137,
+                            oom_killed: false,
+                            finished_at: rfc3339_nano(SystemTime::now()),
+                            error: "the container's supervisor exited unexpectedly".to_string(),
+                        }
+                    }
+                },
+            };
+            if *lock(&c.generation) != generation {
+                return;
+            }
+            this.on_exit(&c, status).await;
+        });
+    }
+
+    /// The container's process ended: record it, clean up, tell waiters, apply the policy.
+    pub(super) async fn on_exit(self: &Arc<Self>, c: &Arc<Container>, status: ExitStatus) {
+        let id = c.id.clone();
+        self.finish_execs(&id);
+        let ran_for = lock(&c.started).map(|t| t.elapsed()).unwrap_or_default();
+        let (policy, max) = c.record().restart_policy();
+        let rec = c.record();
+        let will_restart = restart::should_restart(
+            &policy,
+            max,
+            rec.restart_count,
+            status.exit_code as i64,
+            rec.state.manually_stopped,
+        ) && rec.state.status != Status::Removing;
+        let r = self.update(c, |r| {
+            r.state.status = if will_restart {
+                Status::Restarting
+            } else {
+                Status::Exited
+            };
+            r.state.exit_code = status.exit_code as i64;
+            r.state.finished_at = status.finished_at.clone();
+            r.state.oom_killed = status.oom_killed;
+            r.state.pid = 0;
+            r.state.error = status.error.clone();
+            r.state.restart_pending = will_restart;
+        });
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("record exit of {id}: {e}");
+                c.record()
+            }
+        };
+        // Only now that the exit is recorded may exit.json go with the state dir.
+        {
+            let this = self.clone();
+            let id = id.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                this.unmount_rootfs(&id);
+                let _ = std::fs::remove_dir_all(this.state_dir(&id));
+                let _ = host::remove_netns(&this.netns_path(&id));
+            })
+            .await;
+        }
+        if status.oom_killed {
+            self.publish(&r, "oom");
+        }
+        self.events.publish(
+            self.event(&r, "die")
+                .attribute("exitCode", status.exit_code.to_string())
+                .attribute("execDuration", ran_for.as_secs().to_string()),
+        );
+        c.snapshot.send_modify(|s| {
+            s.running = false;
+            s.exits += 1;
+            s.exit_code = status.exit_code as i64;
+            s.error = status.error.clone();
+        });
+        if will_restart {
+            let delay = {
+                let mut b = lock(&c.backoff);
+                let d = restart::next_delay(*b, ran_for);
+                *b = Some(d);
+                d
+            };
+            let this = self.clone();
+            let c = c.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _op = c.op.lock().await;
+                let r = c.record();
+                if r.state.status != Status::Restarting || r.state.manually_stopped {
+                    return;
+                }
+                let _ = this.update(&c, |r| r.restart_count += 1);
+                if let Err(e) = this.start_locked(&c).await {
+                    tracing::warn!("restart {}: {e}", c.id);
+                }
+            });
+        } else if r.host_config.auto_remove == Some(true) {
+            self.spawn_auto_remove(c.clone());
+        }
+    }
+
+    pub(super) fn spawn_auto_remove(self: &Arc<Self>, c: Arc<Container>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _op = c.op.lock().await;
+            if let Err(e) = this.remove_locked(&c, false).await {
+                tracing::warn!("auto-remove {}: {e}", c.id);
+            }
+        });
+    }
+
+    /// Wait until the container is not running, at most `timeout`.
+    pub(super) async fn wait_stopped(c: &Container, timeout: Option<Duration>) -> bool {
+        let mut rx = c.subscribe();
+        let done = async {
+            loop {
+                if !rx.borrow_and_update().running {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        match timeout {
+            Some(t) => tokio::time::timeout(t, done).await.is_ok(),
+            None => {
+                done.await;
+                true
+            }
+        }
+    }
+
+    /// `POST /containers/{id}/wait`: resolves to `(exit code, error)` when the condition holds.
+    pub fn wait(
+        self: &Arc<Self>,
+        name: &str,
+        condition: WaitCondition,
+    ) -> Result<impl std::future::Future<Output = (i64, String)> + Send + 'static, ContainerError>
+    {
+        let c = self.get(name)?;
+        let mut rx = c.subscribe();
+        let start = rx.borrow().clone();
+        Ok(async move {
+            loop {
+                let s = rx.borrow_and_update().clone();
+                let done = match condition {
+                    WaitCondition::NotRunning => !s.running,
+                    WaitCondition::NextExit => s.exits > start.exits,
+                    WaitCondition::Removed => s.removed,
+                };
+                if done {
+                    return (s.exit_code, s.error);
+                }
+                if rx.changed().await.is_err() {
+                    let s = rx.borrow().clone();
+                    return (s.exit_code, s.error);
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,48 @@
+//! `pause` and `unpause` (the cgroup freezer, through the supervisor).
+
+use std::sync::Arc;
+
+use super::manager::ContainerManager;
+use super::record::Status;
+use super::ContainerError;
+use crate::runtime::client;
+use crate::runtime::proto::Request;
+
+impl ContainerManager {
+    pub async fn pause(self: &Arc<Self>, name: &str, pause: bool) -> Result<(), ContainerError> {
+        let c = self.get(name)?;
+        let _op = c.op.lock().await;
+        let r = c.record();
+        match (pause, r.state.status) {
+            (_, s) if !s.is_running() => return Err(ContainerError::not_running(&r.id)),
+            (true, Status::Paused) => {
+                return Err(ContainerError::conflict(format!(
+                    "Container {} is already paused",
+                    r.id
+                )))
+            }
+            (false, Status::Running) => {
+                return Err(ContainerError::conflict(format!(
+                    "Container {} is not paused",
+                    r.id
+                )))
+            }
+            _ => {}
+        }
+        let req = if pause {
+            Request::Pause
+        } else {
+            Request::Resume
+        };
+        client::request_ok(&self.state_dir(&c.id), req).await?;
+        let r = self.update(&c, |r| {
+            r.state.status = if pause {
+                Status::Paused
+            } else {
+                Status::Running
+            };
+        })?;
+        self.publish(&r, if pause { "pause" } else { "unpause" });
+        Ok(())
+    }
+}

@@ -1,0 +1,91 @@
+//! `DELETE /containers/{id}`: stop (with force), unmount, remove the files, forget the name.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::manager::{lock, Container, ContainerManager};
+use super::record::{Record, Status};
+use super::ContainerError;
+use crate::runtime::client;
+use crate::runtime::host;
+use crate::runtime::proto::Request;
+
+impl ContainerManager {
+    /// `DELETE /containers/{id}`.
+    pub async fn remove(self: &Arc<Self>, name: &str, force: bool) -> Result<(), ContainerError> {
+        let c = self.get(name)?;
+        let _op = c.op.lock().await;
+        self.remove_locked(&c, force).await
+    }
+
+    pub(super) async fn remove_locked(
+        self: &Arc<Self>,
+        c: &Arc<Container>,
+        force: bool,
+    ) -> Result<(), ContainerError> {
+        let r = c.record();
+        if r.state.status == Status::Removing {
+            return Err(ContainerError::conflict(format!(
+                "removal of container {} is already in progress",
+                r.id
+            )));
+        }
+        if r.state.status == Status::Restarting && !force {
+            return Err(ContainerError::conflict(format!(
+                "cannot remove container \"/{}\": container is restarting: stop the container before removing or force remove",
+                r.name
+            )));
+        }
+        if r.state.status.is_running() {
+            if !force {
+                return Err(ContainerError::conflict(format!(
+                    "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
+                    r.name
+                )));
+            }
+            self.update(c, |r| r.state.manually_stopped = true)?;
+            if r.state.status == Status::Paused {
+                let _ = client::request(&self.state_dir(&c.id), Request::Resume).await;
+            }
+            self.events
+                .publish(self.event(&r, "kill").attribute("signal", "9"));
+            let _ = self.signal(c, nix::sys::signal::Signal::SIGKILL).await;
+            Self::wait_stopped(c, Some(Duration::from_secs(30))).await;
+        }
+        let r = self.update(c, |r| {
+            r.state.status = Status::Removing;
+            r.state.restart_pending = false;
+        })?;
+        let this = self.clone();
+        let id = c.id.clone();
+        tokio::task::spawn_blocking(move || {
+            this.unmount_rootfs(&id);
+            let _ = host::remove_netns(&this.netns_path(&id));
+            let _ = std::fs::remove_dir_all(this.state_dir(&id));
+            // The record first: a crash half-way leaves no record pointing at missing files.
+            let dir = this.container_dir(&id);
+            let _ = std::fs::remove_file(Record::file(&dir));
+            crate::image::store::remove_all(&dir);
+        })
+        .await
+        .map_err(|e| ContainerError::internal(format!("remove task: {e}")))?;
+        match self.containers.write() {
+            Ok(mut m) => m.remove(&c.id),
+            Err(p) => p.into_inner().remove(&c.id),
+        };
+        {
+            let mut names_map = lock(&self.names);
+            if names_map.get(&r.name) == Some(&c.id) {
+                names_map.remove(&r.name);
+            }
+        }
+        *lock(&c._lease) = None;
+        self.drop_execs(&c.id);
+        for (_, _, _, tx) in std::mem::take(&mut *lock(&c.pending_attach)) {
+            let _ = tx.send(None);
+        }
+        c.snapshot.send_modify(|s| s.removed = true);
+        self.publish(&r, "destroy");
+        Ok(())
+    }
+}

@@ -1,0 +1,186 @@
+//! Live restore at berthd's start: load every record, reattach to running supervisors, record
+//! exits that happened meanwhile and clean up after supervisors that died.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::manager::{lock, Container, ContainerManager};
+use super::record::{Record, Status};
+use crate::runtime::client;
+use crate::runtime::host;
+use crate::runtime::proto::{ExitStatus, Request, SupervisorState};
+use crate::runtime::supervisor;
+use crate::util::time::rfc3339_nano;
+
+impl ContainerManager {
+    /// The supervisor's view of a running container (pid, paused).
+    pub async fn runtime_state(&self, c: &Container) -> Option<SupervisorState> {
+        client::request(&self.state_dir(&c.id), Request::State)
+            .await
+            .ok()
+            .and_then(|r| r.state)
+    }
+
+    /// A supervisor that died without recording an exit: kill its container if the recorded
+    /// pid is still that process, and clear libcontainer's state and the cgroup.
+    pub(super) async fn end_orphan(&self, id: &str) {
+        let state_dir = self.state_dir(id);
+        if let Some(st) = read_state(&state_dir) {
+            if host::same_process(st.pid, st.start_time) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(st.pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        let lc_root = self.lc_root();
+        let id = id.to_string();
+        let _ = tokio::task::spawn_blocking(move || {
+            crate::runtime::remove_stale_container(&lc_root, &id)
+        })
+        .await;
+    }
+
+    /// Load every container from disk and reattach to the running ones.
+    pub async fn restore(self: &Arc<Self>) {
+        let dir = self.cfg.data_root.join("containers");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(_) => return,
+        };
+        let mut loaded = Vec::new();
+        for e in entries.flatten() {
+            let path = e.path();
+            if !path.is_dir() {
+                continue;
+            }
+            match Record::load(&path) {
+                Ok(r) => loaded.push(r),
+                Err(err) => {
+                    tracing::warn!("skip container {}: {err}", path.display());
+                    // A container whose record was never written (crash during create).
+                    if !Record::file(&path).exists() {
+                        crate::image::store::remove_all(&path);
+                    }
+                }
+            }
+        }
+        for r in loaded {
+            let c = self.new_container(r.clone());
+            self.insert(c.clone());
+            match r.state.status {
+                Status::Running | Status::Paused => self.reattach(c).await,
+                Status::Restarting if r.state.manually_stopped => {
+                    let _ = self.update(&c, |r| {
+                        r.state.status = Status::Exited;
+                        r.state.restart_pending = false;
+                    });
+                    self.reap_unstarted(&r.id).await;
+                }
+                Status::Restarting => {
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        let _op = c.op.lock().await;
+                        let _ = this.update(&c, |r| r.restart_count += 1);
+                        if let Err(e) = this.start_locked(&c).await {
+                            tracing::warn!("restart {}: {e}", c.id);
+                        }
+                    });
+                }
+                Status::Removing => {
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        let _op = c.op.lock().await;
+                        let _ = this.update(&c, |r| r.state.status = Status::Dead);
+                        let _ = this.remove_locked(&c, true).await;
+                    });
+                }
+                _ => {
+                    self.reap_unstarted(&r.id).await;
+                    // An auto-remove container that ended just before berthd did.
+                    if r.state.status == Status::Exited && r.host_config.auto_remove == Some(true) {
+                        self.spawn_auto_remove(c);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A container recorded as not running may still have a supervisor: berthd died between
+    /// launching it and recording the start. End it (its init never ran the command) and clean
+    /// up after it.
+    pub(super) async fn reap_unstarted(&self, id: &str) {
+        let state_dir = self.state_dir(id);
+        if state_dir.exists() {
+            if client::request(&state_dir, Request::Kill { signal: 9 })
+                .await
+                .is_ok()
+            {
+                for _ in 0..50 {
+                    if read_exit(&state_dir).is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(40)).await;
+                }
+            }
+            let _ = std::fs::remove_dir_all(&state_dir);
+        }
+        if host::is_mounted(&self.rootfs(id)) {
+            self.unmount_rootfs(id);
+        }
+    }
+
+    pub(super) async fn reattach(self: &Arc<Self>, c: Arc<Container>) {
+        let state_dir = self.state_dir(&c.id);
+        match client::watch(&state_dir).await {
+            Ok(w) => {
+                let generation = {
+                    let mut g = lock(&c.generation);
+                    *g += 1;
+                    *g
+                };
+                if let Some(st) = self.runtime_state(&c).await {
+                    if st.paused != (c.status() == Status::Paused) {
+                        let _ = self.update(&c, |r| {
+                            r.state.status = if st.paused {
+                                Status::Paused
+                            } else {
+                                Status::Running
+                            };
+                        });
+                    }
+                }
+                tracing::info!("reattached to container {}", c.id);
+                self.spawn_watcher(c, w, generation);
+            }
+            Err(_) => {
+                // The supervisor is gone: it recorded the exit, or it died with the container.
+                let status = match read_exit(&state_dir) {
+                    Some(s) => s,
+                    None => {
+                        self.end_orphan(&c.id).await;
+                        ExitStatus {
+                            exit_code: 137,
+                            oom_killed: false,
+                            finished_at: rfc3339_nano(SystemTime::now()),
+                            error: "the container's supervisor exited while berthd was down"
+                                .to_string(),
+                        }
+                    }
+                };
+                self.on_exit(&c, status).await;
+            }
+        }
+    }
+}
+
+pub(super) fn read_exit(state_dir: &Path) -> Option<ExitStatus> {
+    let b = std::fs::read(supervisor::exit_path(state_dir)).ok()?;
+    serde_json::from_slice(&b).ok()
+}
+
+fn read_state(state_dir: &Path) -> Option<SupervisorState> {
+    let b = std::fs::read(supervisor::state_path(state_dir)).ok()?;
+    serde_json::from_slice(&b).ok()
+}

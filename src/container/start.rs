@@ -1,0 +1,454 @@
+//! Starting a container: mount its rootfs, write the OCI bundle, launch its supervisor, hand
+//! waiting attach clients their streams and start the process; failed starts are recorded
+//! with Docker's exit codes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use super::manager::{lock, Container, ContainerManager};
+use super::record::{Record, Status};
+use super::ContainerError;
+use crate::errors::ErrorKind;
+use crate::logger::LogConfig;
+use crate::runtime::client::{self, RuntimeError};
+use crate::runtime::proto::{Request, SupervisorConfig};
+use crate::runtime::{host, spec};
+use crate::util::fs::{atomic_write, ensure_dir};
+use crate::util::time::rfc3339_nano;
+
+impl ContainerManager {
+    pub(super) fn spec_inputs(&self, r: &Record) -> SpecInputs {
+        SpecInputs {
+            rootfs: self.rootfs(&r.id),
+            hostname: PathBuf::from(&r.hostname_path),
+            hosts: PathBuf::from(&r.hosts_path),
+            resolv_conf: PathBuf::from(&r.resolv_conf_path),
+            cgroup_path: self.cgroup_path(&r.id),
+        }
+    }
+
+    /// `POST /containers/{id}/start`: `Ok(false)` when it was already running (304).
+    pub async fn start(self: &Arc<Self>, name: &str) -> Result<bool, ContainerError> {
+        let c = self.get(name)?;
+        let _op = c.op.lock().await;
+        match c.status() {
+            Status::Running => return Ok(false),
+            Status::Paused => {
+                return Err(ContainerError::conflict(
+                    "cannot start a paused container, try unpause instead",
+                ))
+            }
+            Status::Removing | Status::Dead => {
+                return Err(ContainerError::conflict(
+                    "container is marked for removal and cannot be started",
+                ))
+            }
+            _ => {}
+        }
+        // A manual start begins a fresh restart-policy history (moby's ResetRestartManager).
+        self.update(&c, |r| {
+            r.state.manually_stopped = false;
+            r.restart_count = 0;
+        })?;
+        *lock(&c.backoff) = None;
+        self.start_locked(&c).await.map(|_| true)
+    }
+
+    /// Mount the rootfs, write the bundle, launch the supervisor and start the process.
+    pub(super) async fn start_locked(
+        self: &Arc<Self>,
+        c: &Arc<Container>,
+    ) -> Result<(), ContainerError> {
+        let record = c.record();
+        let id = record.id.clone();
+        let state_dir = self.state_dir(&id);
+        // A supervisor left from a start berthd never recorded (it was killed meanwhile) would
+        // hold the netns, the cgroup and libcontainer's state: end it first.
+        self.reap_unstarted(&id).await;
+        // A new run: the previous run's exec records go.
+        self.drop_execs(&id);
+        let t0 = Instant::now();
+        let prepared = {
+            let this = self.clone();
+            let record = record.clone();
+            let state_dir = state_dir.clone();
+            tokio::task::spawn_blocking(move || this.prepare_start(&record, &state_dir))
+                .await
+                .map_err(|e| ContainerError::internal(format!("prepare task: {e}")))?
+        };
+        let sup_cfg = match prepared {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                self.fail_start(c, &e, 0);
+                return Err(e);
+            }
+        };
+        let t1 = Instant::now();
+        let launched =
+            client::launch(self.cfg.supervisor_exe.clone(), state_dir.clone(), sup_cfg).await;
+        let t2 = Instant::now();
+        let pid = match launched {
+            Ok(pid) => pid,
+            Err(e) => return Err(self.start_error(c, e)),
+        };
+        // Watch first, so that an exit right after start is not missed; then hand the
+        // waiting attach clients their streams; then start.
+        let watch = match client::watch(&state_dir).await {
+            Ok(w) => w,
+            Err(e) => return Err(self.start_error(c, e)),
+        };
+        let pending: Vec<_> = std::mem::take(&mut *lock(&c.pending_attach));
+        for (stdin, stdout, stderr, tx) in pending {
+            let stream = client::attach(&state_dir, stdin, stdout, stderr).await.ok();
+            let _ = tx.send(stream);
+        }
+        if let Err(e) = client::request_ok(&state_dir, Request::Start).await {
+            // The process failed to exec: the supervisor reports its exit right after.
+            return Err(self.start_error(c, e));
+        }
+        tracing::debug!(
+            "start {id}: prepare {:?}, create {:?}, start {:?}",
+            t1 - t0,
+            t2 - t1,
+            t2.elapsed()
+        );
+        let generation = {
+            let mut g = lock(&c.generation);
+            *g += 1;
+            *g
+        };
+        *lock(&c.started) = Some(Instant::now());
+        let now = rfc3339_nano(SystemTime::now());
+        let saved = self.update(c, |r| {
+            r.state.status = Status::Running;
+            r.state.pid = pid as i64;
+            r.state.started_at = now.clone();
+            r.state.has_been_started = true;
+            r.state.error.clear();
+            r.state.exit_code = 0;
+            r.state.oom_killed = false;
+            r.state.restart_pending = false;
+        });
+        // The process runs whatever happened to the record: always watch it.
+        if let Err(e) = saved {
+            tracing::error!("record the start of {id}: {e}");
+        }
+        c.snapshot.send_modify(|s| {
+            s.running = true;
+            s.error.clear();
+        });
+        self.publish(&c.record(), "start");
+        self.spawn_watcher(c.clone(), watch, generation);
+        Ok(())
+    }
+
+    /// Everything before the supervisor: rootfs, resolv.conf & co, the OCI spec.
+    pub(super) fn prepare_start(
+        &self,
+        r: &Record,
+        state_dir: &Path,
+    ) -> Result<SupervisorConfig, ContainerError> {
+        let id = &r.id;
+        let _ = std::fs::remove_dir_all(state_dir);
+        ensure_dir(&self.cfg.exec_root.join("c"), 0o700)
+            .map_err(|e| ContainerError::io("create exec root", e))?;
+        ensure_dir(state_dir, 0o700).map_err(|e| ContainerError::io("create state dir", e))?;
+        ensure_dir(&self.cfg.exec_root.join("netns"), 0o700)
+            .map_err(|e| ContainerError::io("create netns dir", e))?;
+        ensure_dir(&self.lc_root(), 0o700)
+            .map_err(|e| ContainerError::io("create runtime dir", e))?;
+        // A record left by an earlier supervisor that died would make libcontainer refuse.
+        if self.lc_root().join(id).exists() {
+            let _ = std::fs::remove_dir_all(self.lc_root().join(id));
+        }
+        self.mount_rootfs(r)?;
+        let rootfs = self.rootfs(id);
+        spec::prepare_rootfs(&rootfs, r.config.working_dir.as_deref().unwrap_or(""))?;
+        let h = &r.host_config;
+        let net_mode = h.network_mode.clone().unwrap_or_default();
+        let netns_file = self.netns_path(id);
+        let mut joined_net: Option<PathBuf> = None;
+        let mut create_netns = None;
+        if net_mode == "host" {
+        } else if let Some(other) = net_mode.strip_prefix("container:") {
+            joined_net = Some(self.namespace_of(other, "net")?);
+        } else {
+            create_netns = Some(netns_file.clone());
+        }
+        let ipc_mode = h.ipc_mode.clone().unwrap_or_default();
+        let joined_ipc = match ipc_mode.strip_prefix("container:") {
+            Some(other) => Some(self.namespace_of(other, "ipc")?),
+            None => None,
+        };
+        let pid_mode = h.pid_mode.clone().unwrap_or_default();
+        let joined_pid = match pid_mode.strip_prefix("container:") {
+            Some(other) => Some(self.namespace_of(other, "pid")?),
+            None => None,
+        };
+        let ns = |mode: &str, joined: &Option<PathBuf>| -> NsChoice {
+            if mode == "host" {
+                NsChoice::Host
+            } else if let Some(p) = joined {
+                NsChoice::Path(p.clone())
+            } else {
+                NsChoice::Private
+            }
+        };
+        let network = if net_mode == "host" {
+            NsChoice::Host
+        } else if let Some(p) = joined_net {
+            NsChoice::Path(p)
+        } else {
+            NsChoice::Path(netns_file.clone())
+        };
+        let ipc = ns(&ipc_mode, &joined_ipc);
+        let pid = ns(&pid_mode, &joined_pid);
+        let uts = if h.uts_mode.as_deref() == Some("host") {
+            NsChoice::Host
+        } else {
+            NsChoice::Private
+        };
+        let init_path = if h.init == Some(true) {
+            Some(self.init_binary()?)
+        } else {
+            None
+        };
+        let inputs = self.spec_inputs(r);
+        let cgroup_path = inputs.cgroup_path.clone();
+        let opts = inputs.options(
+            r,
+            [
+                network.as_spec(),
+                ipc.as_spec(),
+                pid.as_spec(),
+                uts.as_spec(),
+            ],
+            init_path.as_deref(),
+        );
+        let oci = spec::build(&opts)?;
+        let json = serde_json::to_vec(&oci)
+            .map_err(|e| ContainerError::internal(format!("encode OCI spec: {e}")))?;
+        atomic_write(&state_dir.join("config.json"), &json, 0o600)
+            .map_err(|e| ContainerError::io("write config.json", e))?;
+        let lc = h.log_config.clone().unwrap_or_default();
+        let log = LogConfig::from_docker(
+            lc.typ.as_deref().unwrap_or("json-file"),
+            &lc.config.unwrap_or_default(),
+        )
+        .map_err(|e| ContainerError::invalid(e.to_string()))?;
+        let console_size = h
+            .console_size
+            .as_ref()
+            .filter(|v| v.len() == 2 && v[0] > 0 && v[1] > 0)
+            .map(|v| [v[0] as u16, v[1] as u16]);
+        Ok(SupervisorConfig {
+            id: id.clone(),
+            lc_root: self.lc_root(),
+            log_path: PathBuf::from(&r.log_path),
+            log,
+            tty: r.config.tty.unwrap_or(false),
+            open_stdin: r.config.open_stdin.unwrap_or(false),
+            stdin_once: r.config.stdin_once.unwrap_or(false),
+            console_size,
+            netns: create_netns,
+            cgroup_path,
+        })
+    }
+
+    /// `/proc/<pid>/ns/<kind>` of another running container (`--network container:x`).
+    pub(super) fn namespace_of(&self, other: &str, kind: &str) -> Result<PathBuf, ContainerError> {
+        let c = self.get(other)?;
+        let r = c.record();
+        if !r.state.status.is_running() {
+            return Err(ContainerError::conflict(format!(
+                "cannot join network of a non running container: {}",
+                r.id
+            )));
+        }
+        if kind == "net" {
+            let p = self.netns_path(&r.id);
+            if p.exists() {
+                return Ok(p);
+            }
+        }
+        Ok(PathBuf::from(format!("/proc/{}/ns/{kind}", r.state.pid)))
+    }
+
+    pub(super) fn init_binary(&self) -> Result<PathBuf, ContainerError> {
+        if let Some(p) = &self.cfg.init_path {
+            return if p.exists() {
+                Ok(p.clone())
+            } else {
+                Err(ContainerError::invalid(format!(
+                    "docker-init binary not found at {}",
+                    p.display()
+                )))
+            };
+        }
+        let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+        for name in ["docker-init", "tini-static", "tini"] {
+            for dir in path.split(':').chain(["/usr/bin", "/usr/local/bin"]) {
+                let p = Path::new(dir).join(name);
+                if p.is_file() {
+                    return Ok(p);
+                }
+            }
+        }
+        Err(ContainerError::invalid(
+            "docker-init binary not found in PATH (install tini or set --init-path)",
+        ))
+    }
+
+    pub(super) fn mount_rootfs(&self, r: &Record) -> Result<(), ContainerError> {
+        let merged = self.rootfs(&r.id);
+        if host::is_mounted(&merged) {
+            return Ok(());
+        }
+        let layer = self.layer_dir(&r.id);
+        for sub in ["diff", "work", "merged"] {
+            ensure_dir(&layer.join(sub), 0o755)
+                .map_err(|e| ContainerError::io(format!("create container layer {sub}"), e))?;
+        }
+        let lowers = match r.chain_id() {
+            Some(chain) => self.images.store().lower_dirs(chain)?,
+            None => {
+                let empty = layer.join("empty");
+                ensure_dir(&empty, 0o755)
+                    .map_err(|e| ContainerError::io("create empty layer", e))?;
+                vec![empty]
+            }
+        };
+        host::mount_overlay(&lowers, &layer.join("diff"), &layer.join("work"), &merged)
+            .map_err(|e| ContainerError::io(format!("mount rootfs of {}", r.id), e))
+    }
+
+    pub(super) fn unmount_rootfs(&self, id: &str) {
+        if let Err(e) = host::unmount(&self.rootfs(id)) {
+            tracing::warn!("unmount rootfs of {id}: {e}");
+        }
+    }
+
+    /// A start that failed before the process ran: record Docker's exit code and error.
+    pub(super) fn start_error(
+        self: &Arc<Self>,
+        c: &Arc<Container>,
+        e: RuntimeError,
+    ) -> ContainerError {
+        let code = e.exit_code;
+        let message = if code != 0 {
+            format!(
+                "failed to create task for container: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: error during container init: {e}: unknown"
+            )
+        } else {
+            format!("failed to create task for container: {e}")
+        };
+        let err = ContainerError::new(
+            if code != 0 {
+                ErrorKind::InvalidParameter
+            } else {
+                ErrorKind::Internal
+            },
+            message,
+        );
+        // A supervisor that got as far as the watch stays until its container exits; ask it
+        // to finish.
+        let state_dir = self.state_dir(&c.id);
+        let sd = state_dir.clone();
+        tokio::spawn(async move {
+            let _ = client::request(&sd, Request::Kill { signal: 9 }).await;
+        });
+        self.fail_start(c, &err, if code != 0 { code as i64 } else { 128 });
+        err
+    }
+
+    pub(super) fn fail_start(
+        self: &Arc<Self>,
+        c: &Arc<Container>,
+        err: &ContainerError,
+        code: i64,
+    ) {
+        let id = c.id.clone();
+        self.unmount_rootfs(&id);
+        let msg = err.to_string();
+        let r = self.update(c, |r| {
+            r.state.status = if r.state.has_been_started {
+                Status::Exited
+            } else {
+                Status::Created
+            };
+            r.state.exit_code = code;
+            r.state.error = msg.clone();
+            r.state.pid = 0;
+            r.state.restart_pending = false;
+        });
+        c.snapshot.send_modify(|s| {
+            s.running = false;
+            s.exits += 1;
+            s.exit_code = code;
+            s.error = msg.clone();
+        });
+        for (_, _, _, tx) in std::mem::take(&mut *lock(&c.pending_attach)) {
+            let _ = tx.send(None);
+        }
+        if let Ok(r) = r {
+            if r.host_config.auto_remove == Some(true) {
+                self.spawn_auto_remove(c.clone());
+            }
+        }
+    }
+}
+
+/// The host paths a container's OCI spec refers to (the spec options borrow them).
+pub(super) struct SpecInputs {
+    rootfs: PathBuf,
+    hostname: PathBuf,
+    hosts: PathBuf,
+    resolv_conf: PathBuf,
+    pub(super) cgroup_path: String,
+}
+
+impl SpecInputs {
+    /// The options for `spec::build` / `spec::exec_process`; `ns` is network, ipc, pid, uts.
+    pub(super) fn options<'a>(
+        &'a self,
+        r: &'a Record,
+        ns: [spec::Namespace<'a>; 4],
+        init_path: Option<&'a Path>,
+    ) -> spec::SpecOptions<'a> {
+        let [network, ipc, pid, uts] = ns;
+        spec::SpecOptions {
+            id: &r.id,
+            config: &r.config,
+            host_config: &r.host_config,
+            rootfs: &self.rootfs,
+            hostname_path: &self.hostname,
+            hosts_path: &self.hosts,
+            resolv_conf_path: &self.resolv_conf,
+            network,
+            ipc,
+            pid,
+            uts,
+            cgroup_path: self.cgroup_path.clone(),
+            cgroup_version: crate::runtime::cgroup_version(),
+            init_path,
+        }
+    }
+}
+
+/// A namespace choice owning its path (the spec options borrow it).
+pub(super) enum NsChoice {
+    Private,
+    Host,
+    Path(PathBuf),
+}
+
+impl NsChoice {
+    pub(super) fn as_spec(&self) -> spec::Namespace<'_> {
+        match self {
+            NsChoice::Private => spec::Namespace::Private,
+            NsChoice::Host => spec::Namespace::Host,
+            NsChoice::Path(p) => spec::Namespace::Path(p),
+        }
+    }
+}

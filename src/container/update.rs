@@ -1,0 +1,128 @@
+//! Changing a container: `rename`, `update` (resources applied live) and `top`.
+
+use std::sync::Arc;
+
+use super::create::verify_host_config;
+use super::manager::{lock, ContainerManager};
+use super::names;
+use super::record::Record;
+use super::ContainerError;
+use crate::runtime::spec;
+
+impl ContainerManager {
+    pub fn rename(&self, name: &str, new_name: &str) -> Result<(), ContainerError> {
+        let c = self.get(name)?;
+        let new_bare = new_name.strip_prefix('/').unwrap_or(new_name).to_string();
+        if new_bare.is_empty() {
+            return Err(ContainerError::invalid(
+                "Neither old nor new names may be empty",
+            ));
+        }
+        if !names::valid(&new_bare) {
+            return Err(ContainerError::invalid(format!(
+                "Invalid container name ({new_bare}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        let old = c.record().name;
+        if old == new_bare {
+            return Err(ContainerError::invalid(
+                "Renaming a container with the same name as its current name",
+            ));
+        }
+        {
+            let mut names_map = lock(&self.names);
+            if let Some(other) = names_map.get(&new_bare) {
+                return Err(ContainerError::conflict(format!(
+                    "Conflict. The container name \"/{new_bare}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+                )));
+            }
+            names_map.insert(new_bare.clone(), c.id.clone());
+            names_map.remove(&old);
+        }
+        let r = self.update(&c, |r| r.name = new_bare.clone())?;
+        self.events.publish(
+            self.event(&r, "rename")
+                .attribute("oldName", format!("/{old}")),
+        );
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/update`: the new host config is stored and, for a running
+    /// container, its resources are applied to the cgroup at once.
+    pub async fn update_config(
+        self: &Arc<Self>,
+        name: &str,
+        upd: bollard_stubs::models::ContainerUpdateBody,
+    ) -> Result<Vec<String>, ContainerError> {
+        let c = self.get(name)?;
+        let _op = c.op.lock().await;
+        let mut h = c.record().host_config;
+        super::inspect::apply_update(&mut h, &upd);
+        let mut check = h.clone();
+        verify_host_config(&mut check, self.cfg.ncpu, &self.cfg.default_log)?;
+        if h.auto_remove == Some(true)
+            && upd
+                .restart_policy
+                .as_ref()
+                .and_then(|p| p.name.as_ref())
+                .is_some_and(|n| n.to_string() != "no" && !n.to_string().is_empty())
+        {
+            return Err(ContainerError::invalid(
+                "Restart policy cannot be updated because AutoRemove is enabled for the container",
+            ));
+        }
+        let r = c.record();
+        if r.state.status.is_running() {
+            let mut rec = r.clone();
+            rec.host_config = h.clone();
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || this.apply_resources(&rec))
+                .await
+                .map_err(|e| ContainerError::internal(format!("update task: {e}")))??;
+        }
+        let r = self.update(&c, |r| r.host_config = h)?;
+        self.publish(&r, "update");
+        Ok(Vec::new())
+    }
+
+    pub(super) fn apply_resources(&self, r: &Record) -> Result<(), ContainerError> {
+        // Only the resources are used: the namespaces do not matter here.
+        let inputs = self.spec_inputs(r);
+        let opts = inputs.options(r, [0; 4].map(|_| spec::Namespace::Host), None);
+        let oci = spec::build(&opts)?;
+        crate::runtime::update_resources(&self.cgroup_path(&r.id), &oci)
+            .map_err(ContainerError::internal)
+    }
+
+    /// `GET /containers/{id}/top`: `ps` on the host, limited to the container's processes.
+    pub async fn top(
+        &self,
+        name: &str,
+        ps_args: Option<String>,
+    ) -> Result<(Vec<String>, Vec<Vec<String>>), ContainerError> {
+        let c = self.get(name)?;
+        let r = c.record();
+        if !r.state.status.is_running() {
+            return Err(ContainerError::conflict(format!(
+                "Container {} is not running",
+                r.id
+            )));
+        }
+        let pids = crate::runtime::cgroup_pids(&self.cgroup_path(&r.id));
+        let args = ps_args
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| "-ef".to_string());
+        let out = tokio::process::Command::new("ps")
+            .args(args.split_whitespace())
+            .output()
+            .await
+            .map_err(|e| ContainerError::internal(format!("run ps: {e}")))?;
+        if !out.status.success() {
+            return Err(ContainerError::internal(format!(
+                "ps: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        super::inspect::parse_ps(&String::from_utf8_lossy(&out.stdout), &pids)
+    }
+}
