@@ -31,7 +31,7 @@ use crate::image::{ImageError, ImageService};
 use crate::logger::jsonfile::LogEntry;
 use crate::registry::client::AuthConfig;
 use crate::registry::RegistryError;
-use crate::runtime::{self, CgroupInfo, CgroupVersion};
+use crate::runtime::{self, CgroupInfo, CgroupVersion, RuntimeConfig};
 use crate::system::{self, HostInfo, SystemError};
 use crate::util::fs::{ensure_dir, remove_temp_files};
 use crate::util::io::{ByteReceiver, ChannelWriter};
@@ -88,16 +88,21 @@ impl Daemon {
         let host = HostInfo::probe();
         let supervisor_exe = std::env::current_exe()
             .map_err(|e| SystemError::io("find berthd's own binary".to_string(), e))?;
+        let cgroups = runtime::probe_cgroups();
+        let runtime = Arc::new(runtime::Runtime::new(RuntimeConfig {
+            exec_root: config.exec_root.clone(),
+            cgroup_parent: format!("/{}", config.cgroup_parent.trim_matches('/')),
+            supervisor_exe,
+            cgroups: cgroups.clone(),
+        }));
         let containers = ContainerManager::new(
             ManagerConfig {
                 data_root: data_root.clone(),
-                exec_root: config.exec_root.clone(),
-                cgroup_parent: format!("/{}", config.cgroup_parent.trim_matches('/')),
-                supervisor_exe,
                 init_path: config.init_path.clone(),
                 default_log: (config.log_driver.clone(), config.log_opts.clone()),
                 ncpu: host.ncpu,
             },
+            runtime,
             images.clone(),
             events.clone(),
         );
@@ -109,7 +114,7 @@ impl Daemon {
             flags,
             config: RwLock::new(config),
             host,
-            cgroups: runtime::probe_cgroups(),
+            cgroups,
             engine_id,
             events,
             images,

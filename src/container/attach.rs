@@ -6,8 +6,6 @@ use tokio::net::UnixStream;
 
 use super::manager::{lock, ContainerManager};
 use super::ContainerError;
-use crate::runtime::client;
-use crate::runtime::proto::Request;
 
 impl ContainerManager {
     /// A client detached with the detach keys.
@@ -23,15 +21,7 @@ impl ContainerManager {
         if !c.status().is_running() {
             return Err(ContainerError::not_running(&c.id));
         }
-        client::request_ok(
-            &self.state_dir(&c.id),
-            Request::Resize {
-                height,
-                width,
-                exec: None,
-            },
-        )
-        .await?;
+        self.runtime.resize(&c.id, height, width, None).await?;
         self.events.publish(
             self.event(&c.record(), "resize")
                 .attribute("height", height.to_string())
@@ -67,9 +57,7 @@ impl ContainerManager {
         }
         // Running: connect outside the lock (a supervisor that went meanwhile just ends
         // the stream).
-        let s = client::attach(&self.state_dir(&c.id), stdin, stdout, stderr)
-            .await
-            .ok();
+        let s = self.runtime.attach(&c.id, stdin, stdout, stderr).await.ok();
         let _ = tx.send(s);
         Ok((tty, rx))
     }

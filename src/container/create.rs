@@ -374,14 +374,13 @@ impl ContainerManager {
             }
         })?;
         let log = verify_host_config(&mut host, self.cfg.ncpu, &self.cfg.default_log)?;
-        let _ = log;
         if let Some(run) = &image.config.config {
             merge_image_config(&mut config, run);
         }
         let (path, args) = path_and_args(&config)?;
         let mut warnings = Vec::new();
         if host.memory.unwrap_or(0) > 0
-            && !crate::runtime::probe_cgroups().swap_limit
+            && !self.runtime.cgroups().swap_limit
             && host.memory_swap.unwrap_or(0) > 0
         {
             warnings.push("Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap.".to_string());
@@ -394,7 +393,7 @@ impl ContainerManager {
             }
         };
         let name = self.reserve_name(name, &id)?;
-        let result = self.create_files(&id, &name, config, host, path, args, &image);
+        let result = self.create_files(&id, &name, config, host, (path, args), log, &image);
         match result {
             Ok(record) => {
                 let c = self.new_container(record.clone());
@@ -455,8 +454,8 @@ impl ContainerManager {
         name: &str,
         mut config: bollard_stubs::models::ContainerConfig,
         host: HostConfig,
-        path: String,
-        args: Vec<String>,
+        (path, args): (String, Vec<String>),
+        log: crate::logger::LogConfig,
         image: &crate::image::store::Image,
     ) -> Result<Record, ContainerError> {
         let dir = self.container_dir(id);
@@ -522,6 +521,7 @@ impl ContainerManager {
             hostname_path: hostname_path.display().to_string(),
             hosts_path: hosts_path.display().to_string(),
             resolv_conf_path: resolv_path.display().to_string(),
+            log: Some(log),
         };
         record.save(&dir)?;
         Ok(record)

@@ -14,9 +14,7 @@ use super::record::Status;
 use super::ContainerError;
 use crate::errors::{ErrorKind, Kinded};
 use crate::image::store::random_hex;
-use crate::runtime::client;
-use crate::runtime::proto::Request;
-use crate::runtime::spec;
+use crate::runtime::{spec, ExecProcess, ExecStdio, PreparedExec};
 
 /// One exec instance.
 #[derive(Debug, Clone)]
@@ -205,15 +203,9 @@ impl ContainerManager {
                 "Exec {id} is not running"
             )));
         }
-        client::request_ok(
-            &self.state_dir(&r.container_id),
-            Request::Resize {
-                height,
-                width,
-                exec: Some(id.to_string()),
-            },
-        )
-        .await?;
+        self.runtime
+            .resize(&r.container_id, height, width, Some(id))
+            .await?;
         Ok(())
     }
 
@@ -277,7 +269,7 @@ impl ContainerManager {
         }
         let tty = tty_override.unwrap_or(false) || cfg.tty.unwrap_or(false);
         let stdin = cfg.attach_stdin.unwrap_or(false);
-        let (process, add_caps) = {
+        let prepared = {
             let this = self.clone();
             let rec = rec.clone();
             let cfg = cfg.clone();
@@ -287,27 +279,23 @@ impl ContainerManager {
                 .and_then(|r| r)
                 .map_err(fail)?
         };
-        let state_dir = self.state_dir(&container_id);
-        let req = Request::Exec {
-            exec_id: id.to_string(),
-            process,
+        let stdio = ExecStdio {
             tty,
             stdin,
             attach: !detach,
             console_size,
-            add_caps,
         };
-        let started = client::exec(&state_dir, req).await;
-        let (reply, stream) = match started {
+        let started = self.runtime.exec(&container_id, id, prepared, stdio).await;
+        let (pid, stream) = match started {
             Ok(x) => x,
             Err(e) => {
-                let code = if e.exit_code != 0 {
-                    e.exit_code as i64
+                let code = if e.exit_code() != 0 {
+                    e.exit_code() as i64
                 } else {
                     126
                 };
                 self.exec_finished(id, code);
-                let message = if e.exit_code != 0 {
+                let message = if e.exit_code() != 0 {
                     format!("OCI runtime exec failed: exec failed: unable to start container process: {e}: unknown")
                 } else {
                     format!("OCI runtime exec failed: {e}: unknown")
@@ -318,7 +306,7 @@ impl ContainerManager {
         {
             let mut r = lock(&exec.record);
             if r.exit_code.is_none() {
-                r.pid = reply.pid as i64;
+                r.pid = pid as i64;
             }
         }
         self.events_bus().publish(
@@ -332,59 +320,25 @@ impl ContainerManager {
         })
     }
 
-    /// The OCI process of an exec, plus the capabilities added only to load seccomp.
+    /// Blocking. The exec's process, resolved by the runtime against the container's spec.
     fn exec_process(
         &self,
         r: &super::record::Record,
         cfg: &ExecConfig,
         tty: bool,
-    ) -> Result<(serde_json::Value, Vec<String>), ContainerError> {
+    ) -> Result<PreparedExec, ContainerError> {
         let inputs = self.spec_inputs(r);
         let opts = inputs.options(r, [0; 4].map(|_| spec::Namespace::Host), None);
-        let privileged =
-            cfg.privileged.unwrap_or(false) || r.host_config.privileged.unwrap_or(false);
-        let process = spec::exec_process(
-            &opts,
-            cfg.cmd.as_deref().unwrap_or(&[]),
-            cfg.env.as_deref().unwrap_or(&[]),
-            cfg.user.as_deref().unwrap_or(""),
-            cfg.working_dir.as_deref().unwrap_or(""),
+        let p = ExecProcess {
+            cmd: cfg.cmd.as_deref().unwrap_or(&[]),
+            env: cfg.env.as_deref().unwrap_or(&[]),
+            user: cfg.user.as_deref().unwrap_or(""),
+            working_dir: cfg.working_dir.as_deref().unwrap_or(""),
             tty,
-            privileged,
-        )?;
-        let mut value = serde_json::to_value(&process)
-            .map_err(|e| ContainerError::internal(format!("encode exec process: {e}")))?;
-        // The container's seccomp profile is loaded by the exec'd process itself (libcontainer's
-        // tenant path does not): it needs CAP_SYS_ADMIN for that, and CAP_SETPCAP to drop it
-        // again from the bounding set.
-        let mut added = Vec::new();
-        let has_seccomp = self.has_seccomp(&r.id);
-        if has_seccomp {
-            if let Some(caps) = value
-                .get_mut("capabilities")
-                .and_then(|c| c.as_object_mut())
-            {
-                for cap in ["CAP_SYS_ADMIN", "CAP_SETPCAP"] {
-                    let present = caps
-                        .get("bounding")
-                        .and_then(|b| b.as_array())
-                        .is_some_and(|b| b.iter().any(|x| x == cap));
-                    if present {
-                        continue;
-                    }
-                    added.push(cap.to_string());
-                    for set in ["bounding", "effective", "permitted"] {
-                        let list = caps
-                            .entry(set)
-                            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
-                        if let Some(a) = list.as_array_mut() {
-                            a.push(serde_json::Value::String(cap.to_string()));
-                        }
-                    }
-                }
-            }
-        }
-        Ok((value, added))
+            privileged: cfg.privileged.unwrap_or(false)
+                || r.host_config.privileged.unwrap_or(false),
+        };
+        Ok(self.runtime.exec_process(&r.id, &opts, &p)?)
     }
 
     /// Record an exec's exit (from the supervisor's event or a failed start).

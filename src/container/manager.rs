@@ -20,16 +20,12 @@ use super::ContainerError;
 use crate::events::{Event, EventBus};
 use crate::image::store::Lease;
 use crate::image::ImageService;
+use crate::runtime::Runtime;
 
 /// What the manager needs from the daemon's configuration.
 #[derive(Debug, Clone)]
 pub struct ManagerConfig {
     pub data_root: PathBuf,
-    pub exec_root: PathBuf,
-    /// Absolute cgroup parent, e.g. `/berth`.
-    pub cgroup_parent: String,
-    /// The binary that runs `__supervise` (berthd itself).
-    pub supervisor_exe: PathBuf,
     pub init_path: Option<PathBuf>,
     pub default_log: (String, HashMap<String, String>),
     pub ncpu: i64,
@@ -99,6 +95,8 @@ impl Container {
 
 pub struct ContainerManager {
     pub(super) cfg: ManagerConfig,
+    /// Every call into the runtime (supervisors, bundles, cgroups) goes through it.
+    pub(super) runtime: Arc<Runtime>,
     pub(super) images: Arc<ImageService>,
     pub(super) events: Arc<EventBus>,
     pub(super) containers: RwLock<HashMap<String, Arc<Container>>>,
@@ -109,9 +107,15 @@ pub struct ContainerManager {
 }
 
 impl ContainerManager {
-    pub fn new(cfg: ManagerConfig, images: Arc<ImageService>, events: Arc<EventBus>) -> Arc<Self> {
+    pub fn new(
+        cfg: ManagerConfig,
+        runtime: Arc<Runtime>,
+        images: Arc<ImageService>,
+        events: Arc<EventBus>,
+    ) -> Arc<Self> {
         Arc::new(ContainerManager {
             cfg,
+            runtime,
             images,
             events,
             containers: RwLock::new(HashMap::new()),
@@ -122,26 +126,6 @@ impl ContainerManager {
 
     pub(super) fn container_dir(&self, id: &str) -> PathBuf {
         Record::dir(&self.cfg.data_root, id)
-    }
-
-    pub(super) fn state_dir(&self, id: &str) -> PathBuf {
-        self.cfg.exec_root.join("c").join(id)
-    }
-
-    /// Whether the running container has a seccomp profile (its bundle says so).
-    pub(super) fn has_seccomp(&self, id: &str) -> bool {
-        oci_spec::runtime::Spec::load(self.state_dir(id).join("config.json"))
-            .ok()
-            .and_then(|s| s.linux().as_ref().and_then(|l| l.seccomp().clone()))
-            .is_some()
-    }
-
-    pub(super) fn lc_root(&self) -> PathBuf {
-        self.cfg.exec_root.join("runtime")
-    }
-
-    pub(super) fn netns_path(&self, id: &str) -> PathBuf {
-        self.cfg.exec_root.join("netns").join(id)
     }
 
     pub(super) fn layer_dir(&self, id: &str) -> PathBuf {
@@ -156,10 +140,6 @@ impl ContainerManager {
     /// The writable layer's `diff` directory.
     pub fn upper_dir(&self, id: &str) -> PathBuf {
         self.layer_dir(id).join("diff")
-    }
-
-    pub(super) fn cgroup_path(&self, id: &str) -> String {
-        format!("{}/{id}", self.cfg.cgroup_parent.trim_end_matches('/'))
     }
 
     pub fn image_service(&self) -> &Arc<ImageService> {
@@ -177,12 +157,7 @@ impl ContainerManager {
 
     /// The network namespace file of a running container.
     pub fn sandbox_key(&self, id: &str) -> String {
-        let p = self.netns_path(id);
-        if p.exists() {
-            p.display().to_string()
-        } else {
-            String::new()
-        }
+        self.runtime.sandbox_key(id)
     }
 
     pub fn event_for(&self, r: &Record, action: &str) -> Event {

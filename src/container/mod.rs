@@ -96,8 +96,8 @@ impl From<crate::image::ImageError> for ContainerError {
     }
 }
 
-impl From<crate::runtime::client::RuntimeError> for ContainerError {
-    fn from(e: crate::runtime::client::RuntimeError) -> Self {
+impl From<crate::runtime::RuntimeError> for ContainerError {
+    fn from(e: crate::runtime::RuntimeError) -> Self {
         ContainerError::new(e.kind(), e.to_string())
     }
 }

@@ -7,18 +7,15 @@ use std::time::{Duration, SystemTime};
 use super::manager::{lock, Container, ContainerManager, WaitCondition};
 use super::record::Status;
 use super::restart;
-use super::restore::read_exit;
 use super::ContainerError;
-use crate::runtime::client;
-use crate::runtime::host;
-use crate::runtime::proto::{self, ExitStatus};
+use crate::runtime::{Event, ExitStatus, Watch};
 use crate::util::time::rfc3339_nano;
 
 impl ContainerManager {
     pub(super) fn spawn_watcher(
         self: &Arc<Self>,
         c: Arc<Container>,
-        mut w: client::Watch,
+        mut w: Watch,
         generation: u64,
     ) {
         let this = self.clone();
@@ -26,22 +23,21 @@ impl ContainerManager {
             let status = loop {
                 match w.next().await {
                     // The exit status that follows carries OOMKilled.
-                    Some(proto::Event::Oom) => {}
-                    Some(proto::Event::ExecExited { exec_id, exit_code }) => {
+                    Some(Event::Oom) => {}
+                    Some(Event::ExecExited { exec_id, exit_code }) => {
                         this.exec_finished(&exec_id, exit_code as i64)
                     }
-                    Some(proto::Event::Exited(s)) => break Some(s),
+                    Some(Event::Exited(s)) => break Some(s),
                     None => break None,
                 }
             };
             drop(w);
-            let state_dir = this.state_dir(&c.id);
             let status = match status {
                 Some(s) => s,
-                None => match read_exit(&state_dir) {
+                None => match this.runtime.read_exit(&c.id) {
                     Some(s) => s,
                     None => {
-                        this.end_orphan(&c.id).await;
+                        this.runtime.end_orphan(&c.id).await;
                         ExitStatus {
                             exit_code: 137,
                             oom_killed: false,
@@ -98,8 +94,7 @@ impl ContainerManager {
             let id = id.clone();
             let _ = tokio::task::spawn_blocking(move || {
                 this.unmount_rootfs(&id);
-                let _ = std::fs::remove_dir_all(this.state_dir(&id));
-                let _ = host::remove_netns(&this.netns_path(&id));
+                this.runtime.cleanup(&id);
             })
             .await;
         }

@@ -5,8 +5,6 @@ use std::sync::Arc;
 use super::manager::ContainerManager;
 use super::record::Status;
 use super::ContainerError;
-use crate::runtime::client;
-use crate::runtime::proto::Request;
 
 impl ContainerManager {
     pub async fn pause(self: &Arc<Self>, name: &str, pause: bool) -> Result<(), ContainerError> {
@@ -29,12 +27,11 @@ impl ContainerManager {
             }
             _ => {}
         }
-        let req = if pause {
-            Request::Pause
+        if pause {
+            self.runtime.pause(&c.id).await?;
         } else {
-            Request::Resume
-        };
-        client::request_ok(&self.state_dir(&c.id), req).await?;
+            self.runtime.resume(&c.id).await?;
+        }
         let r = self.update(&c, |r| {
             r.state.status = if pause {
                 Status::Paused

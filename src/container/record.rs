@@ -7,6 +7,7 @@ use bollard_stubs::models::{ContainerConfig, HostConfig};
 use serde::{Deserialize, Serialize};
 
 use super::ContainerError;
+use crate::logger::LogConfig;
 use crate::util::fs::atomic_write;
 
 /// The container's lifecycle status, as Docker names it.
@@ -86,6 +87,9 @@ pub struct Record {
     pub hostname_path: String,
     pub hosts_path: String,
     pub resolv_conf_path: String,
+    /// The log driver and options, parsed once at create (absent in records written before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogConfig>,
 }
 
 impl Record {
@@ -119,6 +123,20 @@ impl Record {
     /// layers.
     pub fn chain_id(&self) -> Option<&String> {
         self.chain.last()
+    }
+
+    /// The container's log configuration: as parsed at create, or (for a record from before
+    /// that) parsed from its host config.
+    pub fn log_config(&self) -> Result<LogConfig, ContainerError> {
+        if let Some(log) = &self.log {
+            return Ok(log.clone());
+        }
+        let lc = self.host_config.log_config.clone().unwrap_or_default();
+        LogConfig::from_docker(
+            lc.typ.as_deref().unwrap_or("json-file"),
+            &lc.config.unwrap_or_default(),
+        )
+        .map_err(|e| ContainerError::invalid(e.to_string()))
     }
 
     pub fn short_id(&self) -> &str {
@@ -165,6 +183,7 @@ mod tests {
             hostname_path: String::new(),
             hosts_path: String::new(),
             resolv_conf_path: String::new(),
+            log: None,
         };
         r.save(dir.path()).unwrap();
         let back = Record::load(dir.path()).unwrap();

@@ -6,9 +6,6 @@ use std::time::Duration;
 use super::manager::{lock, Container, ContainerManager};
 use super::record::{Record, Status};
 use super::ContainerError;
-use crate::runtime::client;
-use crate::runtime::host;
-use crate::runtime::proto::Request;
 
 impl ContainerManager {
     /// `DELETE /containers/{id}`.
@@ -45,7 +42,7 @@ impl ContainerManager {
             }
             self.update(c, |r| r.state.manually_stopped = true)?;
             if r.state.status == Status::Paused {
-                let _ = client::request(&self.state_dir(&c.id), Request::Resume).await;
+                let _ = self.runtime.resume(&c.id).await;
             }
             self.events
                 .publish(self.event(&r, "kill").attribute("signal", "9"));
@@ -60,8 +57,7 @@ impl ContainerManager {
         let id = c.id.clone();
         tokio::task::spawn_blocking(move || {
             this.unmount_rootfs(&id);
-            let _ = host::remove_netns(&this.netns_path(&id));
-            let _ = std::fs::remove_dir_all(this.state_dir(&id));
+            this.runtime.cleanup(&id);
             // The record first: a crash half-way leaves no record pointing at missing files.
             let dir = this.container_dir(&id);
             let _ = std::fs::remove_file(Record::file(&dir));

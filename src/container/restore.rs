@@ -1,47 +1,15 @@
 //! Live restore at berthd's start: load every record, reattach to running supervisors, record
 //! exits that happened meanwhile and clean up after supervisors that died.
 
-use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use super::manager::{lock, Container, ContainerManager};
 use super::record::{Record, Status};
-use crate::runtime::client;
-use crate::runtime::host;
-use crate::runtime::proto::{ExitStatus, Request, SupervisorState};
-use crate::runtime::supervisor;
+use crate::runtime::{host, ExitStatus};
 use crate::util::time::rfc3339_nano;
 
 impl ContainerManager {
-    /// The supervisor's view of a running container (pid, paused).
-    pub async fn runtime_state(&self, c: &Container) -> Option<SupervisorState> {
-        client::request(&self.state_dir(&c.id), Request::State)
-            .await
-            .ok()
-            .and_then(|r| r.state)
-    }
-
-    /// A supervisor that died without recording an exit: kill its container if the recorded
-    /// pid is still that process, and clear libcontainer's state and the cgroup.
-    pub(super) async fn end_orphan(&self, id: &str) {
-        let state_dir = self.state_dir(id);
-        if let Some(st) = read_state(&state_dir) {
-            if host::same_process(st.pid, st.start_time) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(st.pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-        let lc_root = self.lc_root();
-        let id = id.to_string();
-        let _ = tokio::task::spawn_blocking(move || {
-            crate::runtime::remove_stale_container(&lc_root, &id)
-        })
-        .await;
-    }
-
     /// Load every container from disk and reattach to the running ones.
     pub async fn restore(self: &Arc<Self>) {
         let dir = self.cfg.data_root.join("containers");
@@ -111,36 +79,21 @@ impl ContainerManager {
     /// launching it and recording the start. End it (its init never ran the command) and clean
     /// up after it.
     pub(super) async fn reap_unstarted(&self, id: &str) {
-        let state_dir = self.state_dir(id);
-        if state_dir.exists() {
-            if client::request(&state_dir, Request::Kill { signal: 9 })
-                .await
-                .is_ok()
-            {
-                for _ in 0..50 {
-                    if read_exit(&state_dir).is_some() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(40)).await;
-                }
-            }
-            let _ = std::fs::remove_dir_all(&state_dir);
-        }
+        self.runtime.reap_unstarted(id).await;
         if host::is_mounted(&self.rootfs(id)) {
             self.unmount_rootfs(id);
         }
     }
 
     pub(super) async fn reattach(self: &Arc<Self>, c: Arc<Container>) {
-        let state_dir = self.state_dir(&c.id);
-        match client::watch(&state_dir).await {
+        match self.runtime.watch(&c.id).await {
             Ok(w) => {
                 let generation = {
                     let mut g = lock(&c.generation);
                     *g += 1;
                     *g
                 };
-                if let Some(st) = self.runtime_state(&c).await {
+                if let Some(st) = self.runtime.state(&c.id).await {
                     if st.paused != (c.status() == Status::Paused) {
                         let _ = self.update(&c, |r| {
                             r.state.status = if st.paused {
@@ -156,10 +109,10 @@ impl ContainerManager {
             }
             Err(_) => {
                 // The supervisor is gone: it recorded the exit, or it died with the container.
-                let status = match read_exit(&state_dir) {
+                let status = match self.runtime.read_exit(&c.id) {
                     Some(s) => s,
                     None => {
-                        self.end_orphan(&c.id).await;
+                        self.runtime.end_orphan(&c.id).await;
                         ExitStatus {
                             exit_code: 137,
                             oom_killed: false,
@@ -173,14 +126,4 @@ impl ContainerManager {
             }
         }
     }
-}
-
-pub(super) fn read_exit(state_dir: &Path) -> Option<ExitStatus> {
-    let b = std::fs::read(supervisor::exit_path(state_dir)).ok()?;
-    serde_json::from_slice(&b).ok()
-}
-
-fn read_state(state_dir: &Path) -> Option<SupervisorState> {
-    let b = std::fs::read(supervisor::state_path(state_dir)).ok()?;
-    serde_json::from_slice(&b).ok()
 }

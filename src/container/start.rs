@@ -10,11 +10,8 @@ use super::manager::{lock, Container, ContainerManager};
 use super::record::{Record, Status};
 use super::ContainerError;
 use crate::errors::ErrorKind;
-use crate::logger::LogConfig;
-use crate::runtime::client::{self, RuntimeError};
-use crate::runtime::proto::{Request, SupervisorConfig};
-use crate::runtime::{host, spec};
-use crate::util::fs::{atomic_write, ensure_dir};
+use crate::runtime::{host, spec, LaunchOptions, RuntimeError};
+use crate::util::fs::ensure_dir;
 use crate::util::time::rfc3339_nano;
 
 impl ContainerManager {
@@ -24,7 +21,8 @@ impl ContainerManager {
             hostname: PathBuf::from(&r.hostname_path),
             hosts: PathBuf::from(&r.hosts_path),
             resolv_conf: PathBuf::from(&r.resolv_conf_path),
-            cgroup_path: self.cgroup_path(&r.id),
+            cgroup_path: self.runtime.cgroup_path(&r.id),
+            cgroup_version: self.runtime.cgroup_version(),
         }
     }
 
@@ -62,7 +60,6 @@ impl ContainerManager {
     ) -> Result<(), ContainerError> {
         let record = c.record();
         let id = record.id.clone();
-        let state_dir = self.state_dir(&id);
         // A supervisor left from a start berthd never recorded (it was killed meanwhile) would
         // hold the netns, the cgroup and libcontainer's state: end it first.
         self.reap_unstarted(&id).await;
@@ -72,12 +69,11 @@ impl ContainerManager {
         let prepared = {
             let this = self.clone();
             let record = record.clone();
-            let state_dir = state_dir.clone();
-            tokio::task::spawn_blocking(move || this.prepare_start(&record, &state_dir))
+            tokio::task::spawn_blocking(move || this.prepare_start(&record))
                 .await
                 .map_err(|e| ContainerError::internal(format!("prepare task: {e}")))?
         };
-        let sup_cfg = match prepared {
+        let launch = match prepared {
             Ok(cfg) => cfg,
             Err(e) => {
                 self.fail_start(c, &e, 0);
@@ -85,8 +81,7 @@ impl ContainerManager {
             }
         };
         let t1 = Instant::now();
-        let launched =
-            client::launch(self.cfg.supervisor_exe.clone(), state_dir.clone(), sup_cfg).await;
+        let launched = self.runtime.launch(&id, launch).await;
         let t2 = Instant::now();
         let pid = match launched {
             Ok(pid) => pid,
@@ -94,16 +89,16 @@ impl ContainerManager {
         };
         // Watch first, so that an exit right after start is not missed; then hand the
         // waiting attach clients their streams; then start.
-        let watch = match client::watch(&state_dir).await {
+        let watch = match self.runtime.watch(&id).await {
             Ok(w) => w,
             Err(e) => return Err(self.start_error(c, e)),
         };
         let pending: Vec<_> = std::mem::take(&mut *lock(&c.pending_attach));
         for (stdin, stdout, stderr, tx) in pending {
-            let stream = client::attach(&state_dir, stdin, stdout, stderr).await.ok();
+            let stream = self.runtime.attach(&id, stdin, stdout, stderr).await.ok();
             let _ = tx.send(stream);
         }
-        if let Err(e) = client::request_ok(&state_dir, Request::Start).await {
+        if let Err(e) = self.runtime.start(&id).await {
             // The process failed to exec: the supervisor reports its exit right after.
             return Err(self.start_error(c, e));
         }
@@ -143,38 +138,23 @@ impl ContainerManager {
         Ok(())
     }
 
-    /// Everything before the supervisor: rootfs, resolv.conf & co, the OCI spec.
-    pub(super) fn prepare_start(
-        &self,
-        r: &Record,
-        state_dir: &Path,
-    ) -> Result<SupervisorConfig, ContainerError> {
+    /// Everything before the supervisor: rootfs, namespaces, the OCI bundle (written by the
+    /// runtime), and how the supervisor is to run the container.
+    pub(super) fn prepare_start(&self, r: &Record) -> Result<LaunchOptions, ContainerError> {
         let id = &r.id;
-        let _ = std::fs::remove_dir_all(state_dir);
-        ensure_dir(&self.cfg.exec_root.join("c"), 0o700)
-            .map_err(|e| ContainerError::io("create exec root", e))?;
-        ensure_dir(state_dir, 0o700).map_err(|e| ContainerError::io("create state dir", e))?;
-        ensure_dir(&self.cfg.exec_root.join("netns"), 0o700)
-            .map_err(|e| ContainerError::io("create netns dir", e))?;
-        ensure_dir(&self.lc_root(), 0o700)
-            .map_err(|e| ContainerError::io("create runtime dir", e))?;
-        // A record left by an earlier supervisor that died would make libcontainer refuse.
-        if self.lc_root().join(id).exists() {
-            let _ = std::fs::remove_dir_all(self.lc_root().join(id));
-        }
         self.mount_rootfs(r)?;
         let rootfs = self.rootfs(id);
         spec::prepare_rootfs(&rootfs, r.config.working_dir.as_deref().unwrap_or(""))?;
         let h = &r.host_config;
         let net_mode = h.network_mode.clone().unwrap_or_default();
-        let netns_file = self.netns_path(id);
+        let netns_file = self.runtime.netns_path(id);
         let mut joined_net: Option<PathBuf> = None;
-        let mut create_netns = None;
+        let mut private_netns = false;
         if net_mode == "host" {
         } else if let Some(other) = net_mode.strip_prefix("container:") {
             joined_net = Some(self.namespace_of(other, "net")?);
         } else {
-            create_netns = Some(netns_file.clone());
+            private_netns = true;
         }
         let ipc_mode = h.ipc_mode.clone().unwrap_or_default();
         let joined_ipc = match ipc_mode.strip_prefix("container:") {
@@ -215,7 +195,6 @@ impl ContainerManager {
             None
         };
         let inputs = self.spec_inputs(r);
-        let cgroup_path = inputs.cgroup_path.clone();
         let opts = inputs.options(
             r,
             [
@@ -226,33 +205,21 @@ impl ContainerManager {
             ],
             init_path.as_deref(),
         );
-        let oci = spec::build(&opts)?;
-        let json = serde_json::to_vec(&oci)
-            .map_err(|e| ContainerError::internal(format!("encode OCI spec: {e}")))?;
-        atomic_write(&state_dir.join("config.json"), &json, 0o600)
-            .map_err(|e| ContainerError::io("write config.json", e))?;
-        let lc = h.log_config.clone().unwrap_or_default();
-        let log = LogConfig::from_docker(
-            lc.typ.as_deref().unwrap_or("json-file"),
-            &lc.config.unwrap_or_default(),
-        )
-        .map_err(|e| ContainerError::invalid(e.to_string()))?;
+        self.runtime.prepare(id, &opts)?;
+        let log = r.log_config()?;
         let console_size = h
             .console_size
             .as_ref()
             .filter(|v| v.len() == 2 && v[0] > 0 && v[1] > 0)
             .map(|v| [v[0] as u16, v[1] as u16]);
-        Ok(SupervisorConfig {
-            id: id.clone(),
-            lc_root: self.lc_root(),
+        Ok(LaunchOptions {
             log_path: PathBuf::from(&r.log_path),
             log,
             tty: r.config.tty.unwrap_or(false),
             open_stdin: r.config.open_stdin.unwrap_or(false),
             stdin_once: r.config.stdin_once.unwrap_or(false),
             console_size,
-            netns: create_netns,
-            cgroup_path,
+            private_netns,
         })
     }
 
@@ -267,7 +234,7 @@ impl ContainerManager {
             )));
         }
         if kind == "net" {
-            let p = self.netns_path(&r.id);
+            let p = self.runtime.netns_path(&r.id);
             if p.exists() {
                 return Ok(p);
             }
@@ -335,7 +302,7 @@ impl ContainerManager {
         c: &Arc<Container>,
         e: RuntimeError,
     ) -> ContainerError {
-        let code = e.exit_code;
+        let code = e.exit_code();
         let message = if code != 0 {
             format!(
                 "failed to create task for container: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: error during container init: {e}: unknown"
@@ -353,10 +320,10 @@ impl ContainerManager {
         );
         // A supervisor that got as far as the watch stays until its container exits; ask it
         // to finish.
-        let state_dir = self.state_dir(&c.id);
-        let sd = state_dir.clone();
+        let runtime = self.runtime.clone();
+        let id = c.id.clone();
         tokio::spawn(async move {
-            let _ = client::request(&sd, Request::Kill { signal: 9 }).await;
+            let _ = runtime.signal(&id, 9).await;
         });
         self.fail_start(c, &err, if code != 0 { code as i64 } else { 128 });
         err
@@ -405,7 +372,8 @@ pub(super) struct SpecInputs {
     hostname: PathBuf,
     hosts: PathBuf,
     resolv_conf: PathBuf,
-    pub(super) cgroup_path: String,
+    cgroup_path: String,
+    cgroup_version: crate::runtime::CgroupVersion,
 }
 
 impl SpecInputs {
@@ -430,7 +398,7 @@ impl SpecInputs {
             pid,
             uts,
             cgroup_path: self.cgroup_path.clone(),
-            cgroup_version: crate::runtime::cgroup_version(),
+            cgroup_version: self.cgroup_version,
             init_path,
         }
     }

@@ -7,8 +7,7 @@ use super::manager::{Container, ContainerManager};
 use super::record::Status;
 use super::ContainerError;
 use crate::errors::{ErrorKind, Kinded};
-use crate::runtime::client;
-use crate::runtime::proto::Request;
+use crate::runtime::RuntimeError;
 
 /// Parse a signal as Docker accepts it: `SIGKILL`, `KILL`, `kill` or `9`.
 pub fn parse_signal(s: &str) -> Result<nix::sys::signal::Signal, ContainerError> {
@@ -32,17 +31,12 @@ impl ContainerManager {
         c: &Container,
         sig: nix::sys::signal::Signal,
     ) -> Result<(), ContainerError> {
-        let state_dir = self.state_dir(&c.id);
-        match client::request_ok(&state_dir, Request::Kill { signal: sig as i32 }).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_gone() => Err(ContainerError::not_running(&c.id)),
-            Err(e) => {
-                if e.to_string().contains("not running") {
-                    Err(ContainerError::not_running(&c.id))
-                } else {
-                    Err(e.into())
-                }
+        match self.runtime.signal(&c.id, sig as i32).await {
+            Ok(()) => Ok(()),
+            Err(RuntimeError::Gone(_) | RuntimeError::NotRunning) => {
+                Err(ContainerError::not_running(&c.id))
             }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -184,10 +178,7 @@ impl ContainerManager {
 
     /// Thaw a paused container that was just signalled (so that it can act on the signal).
     pub(super) async fn resume_after_signal(&self, c: &Container) {
-        if client::request_ok(&self.state_dir(&c.id), Request::Resume)
-            .await
-            .is_ok()
-        {
+        if self.runtime.resume(&c.id).await.is_ok() {
             if let Ok(r) = self.update(c, |r| {
                 if r.state.status == Status::Paused {
                     r.state.status = Status::Running;

@@ -89,9 +89,7 @@ impl ContainerManager {
         // Only the resources are used: the namespaces do not matter here.
         let inputs = self.spec_inputs(r);
         let opts = inputs.options(r, [0; 4].map(|_| spec::Namespace::Host), None);
-        let oci = spec::build(&opts)?;
-        crate::runtime::update_resources(&self.cgroup_path(&r.id), &oci)
-            .map_err(ContainerError::internal)
+        Ok(self.runtime.update_resources(&r.id, &opts)?)
     }
 
     /// `GET /containers/{id}/top`: `ps` on the host, limited to the container's processes.
@@ -108,7 +106,7 @@ impl ContainerManager {
                 r.id
             )));
         }
-        let pids = crate::runtime::cgroup_pids(&self.cgroup_path(&r.id));
+        let pids = self.runtime.pids(&r.id);
         let args = ps_args
             .filter(|a| !a.is_empty())
             .unwrap_or_else(|| "-ef".to_string());

@@ -1,7 +1,6 @@
 //! berthd's side of the supervisor protocol: launch a supervisor, send it requests, keep a
 //! `watch` connection for its events and `attach` connections for output.
 
-use std::fmt;
 use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -11,63 +10,21 @@ use std::process::{Command, Stdio};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
 use tokio::net::UnixStream;
 
+use super::error::RuntimeError;
 use super::proto::{self, Created, Event, Reply, Request, SupervisorConfig};
 use super::supervisor::{self, SUBCOMMAND};
-use crate::errors::{ErrorKind, Kinded};
 use crate::util::fs::atomic_write;
-
-/// A failure talking to a supervisor or starting one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuntimeError {
-    kind: ErrorKind,
-    message: String,
-    /// Docker's exit code for an exec failure (126 / 127), else 0.
-    pub exit_code: i32,
-}
-
-impl RuntimeError {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> RuntimeError {
-        RuntimeError {
-            kind,
-            message: message.into(),
-            exit_code: 0,
-        }
-    }
-
-    pub fn internal(message: impl Into<String>) -> RuntimeError {
-        Self::new(ErrorKind::Internal, message)
-    }
-
-    /// The supervisor is gone (its socket refuses connections).
-    pub fn is_gone(&self) -> bool {
-        self.kind == ErrorKind::NotFound
-    }
-}
-
-impl fmt::Display for RuntimeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for RuntimeError {}
-
-impl Kinded for RuntimeError {
-    fn kind(&self) -> ErrorKind {
-        self.kind
-    }
-}
 
 /// Start a supervisor for the bundle in `state_dir` (whose `config.json` is written) and wait
 /// until the container is created. Returns the init's pid.
-pub async fn launch(
+pub(super) async fn launch(
     exe: PathBuf,
     state_dir: PathBuf,
     config: SupervisorConfig,
 ) -> Result<i32, RuntimeError> {
     tokio::task::spawn_blocking(move || launch_blocking(&exe, &state_dir, &config))
         .await
-        .map_err(|e| RuntimeError::internal(format!("launch task: {e}")))?
+        .map_err(|e| RuntimeError::failed(format!("launch task: {e}")))?
 }
 
 fn launch_blocking(
@@ -76,11 +33,11 @@ fn launch_blocking(
     config: &SupervisorConfig,
 ) -> Result<i32, RuntimeError> {
     let json = serde_json::to_vec(config)
-        .map_err(|e| RuntimeError::internal(format!("encode supervisor config: {e}")))?;
+        .map_err(|e| RuntimeError::failed(format!("encode supervisor config: {e}")))?;
     atomic_write(&supervisor::config_path(state_dir), &json, 0o600)
-        .map_err(|e| RuntimeError::internal(format!("write supervisor config: {e}")))?;
+        .map_err(|e| RuntimeError::failed(format!("write supervisor config: {e}")))?;
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| RuntimeError::internal(format!("create status pipe: {e}")))?;
+        .map_err(|e| RuntimeError::failed(format!("create status pipe: {e}")))?;
     let w_fd = w.as_raw_fd();
     let mut cmd = Command::new(exe);
     cmd.arg(SUBCOMMAND)
@@ -111,7 +68,7 @@ fn launch_blocking(
     }
     let mut child = cmd
         .spawn()
-        .map_err(|e| RuntimeError::internal(format!("start supervisor {}: {e}", exe.display())))?;
+        .map_err(|e| RuntimeError::failed(format!("start supervisor {}: {e}", exe.display())))?;
     drop(w);
     // The launched process forks the real supervisor and exits at once.
     let _ = child.wait();
@@ -120,19 +77,18 @@ fn launch_blocking(
     let created: Created = serde_json::from_str(line.trim()).map_err(|_| {
         let log = std::fs::read_to_string(state_dir.join("supervisor.log")).unwrap_or_default();
         let last = log.lines().last().unwrap_or("").to_string();
-        RuntimeError::internal(format!("supervisor failed to start: {last}"))
+        RuntimeError::failed(format!("supervisor failed to start: {last}"))
     })?;
     if created.ok {
         Ok(created.pid)
     } else {
-        Err(RuntimeError {
-            kind: if created.exit_code != 0 {
-                ErrorKind::InvalidParameter
-            } else {
-                ErrorKind::Internal
-            },
-            message: created.error,
-            exit_code: created.exit_code,
+        Err(if created.exit_code != 0 {
+            RuntimeError::Exec {
+                code: created.exit_code,
+                message: created.error,
+            }
+        } else {
+            RuntimeError::Failed(created.error)
         })
     }
 }
@@ -144,33 +100,24 @@ async fn connect(state_dir: &Path) -> Result<UnixStream, RuntimeError> {
         UnixStream::connect(&path).await
     } else {
         // Too long for sun_path: go through a directory fd.
-        let dir = std::fs::File::open(state_dir).map_err(|e| {
-            RuntimeError::new(
-                ErrorKind::NotFound,
-                format!("open {}: {e}", state_dir.display()),
-            )
-        })?;
+        let dir = std::fs::File::open(state_dir)
+            .map_err(|e| RuntimeError::Gone(format!("open {}: {e}", state_dir.display())))?;
         let short = format!("/proc/self/fd/{}/sup.sock", dir.as_raw_fd());
         let r = UnixStream::connect(&short).await;
         drop(dir);
         r
     };
-    r.map_err(|e| {
-        RuntimeError::new(
-            ErrorKind::NotFound,
-            format!("connect to supervisor {}: {e}", path.display()),
-        )
-    })
+    r.map_err(|e| RuntimeError::Gone(format!("connect to supervisor {}: {e}", path.display())))
 }
 
 async fn send_request(stream: &mut UnixStream, req: &Request) -> Result<(), RuntimeError> {
     let mut line = serde_json::to_vec(req)
-        .map_err(|e| RuntimeError::internal(format!("encode request: {e}")))?;
+        .map_err(|e| RuntimeError::failed(format!("encode request: {e}")))?;
     line.push(b'\n');
     stream
         .write_all(&line)
         .await
-        .map_err(|e| RuntimeError::internal(format!("send to supervisor: {e}")))
+        .map_err(|e| RuntimeError::failed(format!("send to supervisor: {e}")))
 }
 
 /// How long a supervisor may take to answer a request (a start or an exec includes
@@ -181,10 +128,7 @@ const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 async fn read_reply(stream: &mut UnixStream) -> Result<Reply, RuntimeError> {
     match tokio::time::timeout(REPLY_TIMEOUT, read_reply_inner(stream)).await {
         Ok(r) => r,
-        Err(_) => Err(RuntimeError::new(
-            ErrorKind::Unavailable,
-            "the container's supervisor does not answer",
-        )),
+        Err(_) => Err(RuntimeError::Timeout),
     }
 }
 
@@ -195,32 +139,31 @@ async fn read_reply_inner(stream: &mut UnixStream) -> Result<Reply, RuntimeError
     loop {
         match stream.read(&mut b).await {
             Ok(0) => {
-                return Err(RuntimeError::new(
-                    ErrorKind::NotFound,
-                    "supervisor closed the connection",
+                return Err(RuntimeError::Gone(
+                    "supervisor closed the connection".to_string(),
                 ))
             }
             Ok(_) if b[0] == b'\n' => break,
             Ok(_) => line.push(b[0]),
-            Err(e) => return Err(RuntimeError::internal(format!("read from supervisor: {e}"))),
+            Err(e) => return Err(RuntimeError::failed(format!("read from supervisor: {e}"))),
         }
         if line.len() > 1 << 20 {
-            return Err(RuntimeError::internal("supervisor reply too long"));
+            return Err(RuntimeError::failed("supervisor reply too long"));
         }
     }
     serde_json::from_slice(&line)
-        .map_err(|e| RuntimeError::internal(format!("decode supervisor reply: {e}")))
+        .map_err(|e| RuntimeError::failed(format!("decode supervisor reply: {e}")))
 }
 
 /// One request, one reply.
-pub async fn request(state_dir: &Path, req: Request) -> Result<Reply, RuntimeError> {
+pub(super) async fn request(state_dir: &Path, req: Request) -> Result<Reply, RuntimeError> {
     let mut s = connect(state_dir).await?;
     send_request(&mut s, &req).await?;
     read_reply(&mut s).await
 }
 
 /// A reply that must be `ok`, or the supervisor's error.
-pub async fn request_ok(state_dir: &Path, req: Request) -> Result<Reply, RuntimeError> {
+pub(super) async fn request_ok(state_dir: &Path, req: Request) -> Result<Reply, RuntimeError> {
     let reply = request(state_dir, req).await?;
     if reply.ok {
         Ok(reply)
@@ -229,17 +172,22 @@ pub async fn request_ok(state_dir: &Path, req: Request) -> Result<Reply, Runtime
     }
 }
 
-/// A failed reply as an error: exec failures (126/127) are the caller's mistake, the rest
-/// berth's.
+/// The supervisor's words for a request on a container whose process has ended.
+const NOT_RUNNING: &str = "container is not running";
+
+/// A failed reply as an error: exec failures (126/127) are the caller's mistake, a process
+/// that has ended is [`RuntimeError::NotRunning`], the rest berth's.
 fn reply_error(reply: Reply) -> RuntimeError {
-    RuntimeError {
-        kind: if reply.exit_code != 0 {
-            ErrorKind::InvalidParameter
-        } else {
-            ErrorKind::Internal
-        },
-        message: reply.error.unwrap_or_default(),
-        exit_code: reply.exit_code,
+    let message = reply.error.unwrap_or_default();
+    if reply.exit_code != 0 {
+        RuntimeError::Exec {
+            code: reply.exit_code,
+            message,
+        }
+    } else if message == NOT_RUNNING {
+        RuntimeError::NotRunning
+    } else {
+        RuntimeError::Failed(message)
     }
 }
 
@@ -248,12 +196,12 @@ pub struct Watch {
     reader: AsyncBufReader<UnixStream>,
 }
 
-pub async fn watch(state_dir: &Path) -> Result<Watch, RuntimeError> {
+pub(super) async fn watch(state_dir: &Path) -> Result<Watch, RuntimeError> {
     let mut s = connect(state_dir).await?;
     send_request(&mut s, &Request::Watch).await?;
     let reply = read_reply(&mut s).await?;
     if !reply.ok {
-        return Err(RuntimeError::internal(reply.error.unwrap_or_default()));
+        return Err(reply_error(reply));
     }
     Ok(Watch {
         reader: AsyncBufReader::new(s),
@@ -289,7 +237,10 @@ impl Watch {
 
 /// Start an exec process: its reply, and the connection (which carries the process's output
 /// frames when the request asked to attach).
-pub async fn exec(state_dir: &Path, req: Request) -> Result<(Reply, UnixStream), RuntimeError> {
+pub(super) async fn exec(
+    state_dir: &Path,
+    req: Request,
+) -> Result<(Reply, UnixStream), RuntimeError> {
     let mut s = connect(state_dir).await?;
     send_request(&mut s, &req).await?;
     let reply = read_reply(&mut s).await?;
@@ -301,7 +252,7 @@ pub async fn exec(state_dir: &Path, req: Request) -> Result<(Reply, UnixStream),
 
 /// An `attach` connection: the stream carries output frames to us and stdin frames to the
 /// supervisor.
-pub async fn attach(
+pub(super) async fn attach(
     state_dir: &Path,
     stdin: bool,
     stdout: bool,
@@ -319,7 +270,7 @@ pub async fn attach(
     .await?;
     let reply = read_reply(&mut s).await?;
     if !reply.ok {
-        return Err(RuntimeError::internal(reply.error.unwrap_or_default()));
+        return Err(reply_error(reply));
     }
     Ok(s)
 }

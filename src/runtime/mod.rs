@@ -1,15 +1,28 @@
-//! The container runtime: the only module that talks to youki's libcontainer and libcgroups.
+//! The container runtime: the only module that talks to youki's libcontainer and libcgroups,
+//! and the only one that knows the supervisor's files and the OCI spec.
 //!
-//! Today it answers what the host's cgroups support (for `/info`) and which libcontainer berth
-//! was built with; the container lifecycle is added here.
+//! - [`Runtime`] (`handle.rs`) is the container manager's handle: the exec-root layout, the
+//!   bundle, and every call into a container's supervisor.
+//! - `spec`, `user`, `seccomp`: Docker's configuration to an OCI spec.
+//! - `supervisor/`: the per-container process (`berthd __supervise`); `proto.rs` its wire
+//!   protocol, `client.rs` berthd's side of it.
+//! - `host.rs`: host helpers (overlay mounts, network namespaces, process identity).
+//! - This file: cgroup probing for `/info` and live resource updates.
 
-pub mod client;
+mod client;
+mod error;
+mod handle;
 pub mod host;
 pub mod proto;
 pub mod seccomp;
 pub mod spec;
 pub mod supervisor;
 pub mod user;
+
+pub use client::Watch;
+pub use error::RuntimeError;
+pub use handle::{ExecProcess, ExecStdio, LaunchOptions, PreparedExec, Runtime, RuntimeConfig};
+pub use proto::{Event, ExitStatus, SupervisorState};
 
 use std::path::{Path, PathBuf};
 
@@ -95,7 +108,7 @@ fn cgroup_manager(cgroup_path: &str) -> Result<libcgroups::common::AnyCgroupMana
 
 /// Apply the resources of `spec` to a running container's cgroup (`docker update`). Only file
 /// writes: safe from berthd's threads.
-pub fn update_resources(cgroup_path: &str, spec: &oci_spec::runtime::Spec) -> Result<(), String> {
+fn update_resources(cgroup_path: &str, spec: &oci_spec::runtime::Spec) -> Result<(), String> {
     use libcgroups::common::{CgroupManager, ControllerOpt};
     let Some(resources) = spec.linux().as_ref().and_then(|l| l.resources().clone()) else {
         return Ok(());
@@ -116,7 +129,7 @@ pub fn update_resources(cgroup_path: &str, spec: &oci_spec::runtime::Spec) -> Re
 }
 
 /// The pids in a container's cgroup (`docker top`).
-pub fn cgroup_pids(cgroup_path: &str) -> Vec<i32> {
+fn cgroup_pids(cgroup_path: &str) -> Vec<i32> {
     use libcgroups::common::CgroupManager;
     cgroup_manager(cgroup_path)
         .and_then(|m| m.get_all_pids().map_err(|e| e.to_string()))
@@ -126,7 +139,7 @@ pub fn cgroup_pids(cgroup_path: &str) -> Vec<i32> {
 
 /// Remove what a supervisor that died left of a container: libcontainer's record and the
 /// cgroup (killing what is left in it). No process is cloned, so berthd may call this.
-pub fn remove_stale_container(lc_root: &Path, id: &str) -> Result<(), String> {
+fn remove_stale_container(lc_root: &Path, id: &str) -> Result<(), String> {
     supervisor::lc::delete_stale(lc_root, id)
 }
 

@@ -1,0 +1,382 @@
+//! [`Runtime`]: the container manager's one handle on the runtime. It owns the exec-root
+//! layout (`<exec-root>/c/<id>` per run, libcontainer's `<exec-root>/runtime`, network
+//! namespaces under `<exec-root>/netns`), writes the OCI bundle, and makes every call into a
+//! container's supervisor: launch, start, signal, pause, resize, attach, exec, watch, read the
+//! recorded exit, and clean up after a run. Nothing outside `runtime/` knows these paths, the
+//! supervisor's files or the OCI types.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::net::UnixStream;
+
+use super::client::{self, Watch};
+use super::error::RuntimeError;
+use super::proto::{ExitStatus, Request, SupervisorConfig, SupervisorState};
+use super::{host, spec, supervisor, CgroupInfo, CgroupVersion};
+use crate::logger::LogConfig;
+use crate::util::fs::{atomic_write, ensure_dir};
+
+/// What the runtime needs from the daemon's configuration.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub exec_root: PathBuf,
+    /// Absolute cgroup parent, e.g. `/berth`.
+    pub cgroup_parent: String,
+    /// The binary that runs `__supervise` (berthd itself).
+    pub supervisor_exe: PathBuf,
+    /// The host's cgroups, probed once by the daemon.
+    pub cgroups: CgroupInfo,
+}
+
+/// How a container's supervisor runs it (besides the bundle written by [`Runtime::prepare`]).
+#[derive(Debug, Clone)]
+pub struct LaunchOptions {
+    pub log_path: PathBuf,
+    pub log: LogConfig,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub stdin_once: bool,
+    pub console_size: Option<[u16; 2]>,
+    /// Create a network namespace of its own at [`Runtime::netns_path`].
+    pub private_netns: bool,
+}
+
+/// The process of a `docker exec`, before [`Runtime::exec_process`] resolves it.
+#[derive(Debug, Clone, Default)]
+pub struct ExecProcess<'a> {
+    pub cmd: &'a [String],
+    pub env: &'a [String],
+    pub user: &'a str,
+    pub working_dir: &'a str,
+    pub tty: bool,
+    pub privileged: bool,
+}
+
+/// An exec process resolved against the container's spec, ready for [`Runtime::exec`].
+#[derive(Debug, Clone)]
+pub struct PreparedExec {
+    process: serde_json::Value,
+    add_caps: Vec<String>,
+}
+
+/// How an exec's streams are wired.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExecStdio {
+    pub tty: bool,
+    pub stdin: bool,
+    /// Keep the connection for the process's output frames (not `detach`).
+    pub attach: bool,
+    pub console_size: Option<[u16; 2]>,
+}
+
+/// The handle: cheap to share (`Arc`), no state beyond the configuration.
+#[derive(Debug)]
+pub struct Runtime {
+    cfg: RuntimeConfig,
+}
+
+impl Runtime {
+    pub fn new(cfg: RuntimeConfig) -> Runtime {
+        Runtime { cfg }
+    }
+
+    /// The host's cgroups as probed at start.
+    pub fn cgroups(&self) -> &CgroupInfo {
+        &self.cfg.cgroups
+    }
+
+    pub fn cgroup_version(&self) -> CgroupVersion {
+        self.cfg.cgroups.version
+    }
+
+    /// A container's cgroup, e.g. `/berth/<id>`.
+    pub fn cgroup_path(&self, id: &str) -> String {
+        format!("{}/{id}", self.cfg.cgroup_parent.trim_end_matches('/'))
+    }
+
+    /// The state directory of a container's current run: bundle, supervisor socket and files.
+    fn state_dir(&self, id: &str) -> PathBuf {
+        self.cfg.exec_root.join("c").join(id)
+    }
+
+    /// libcontainer's own state root.
+    fn lc_root(&self) -> PathBuf {
+        self.cfg.exec_root.join("runtime")
+    }
+
+    /// Where a container's own network namespace is bind-mounted while it runs.
+    pub fn netns_path(&self, id: &str) -> PathBuf {
+        self.cfg.exec_root.join("netns").join(id)
+    }
+
+    /// The network namespace file of a running container, or `""` (inspect's `SandboxKey`).
+    pub fn sandbox_key(&self, id: &str) -> String {
+        let p = self.netns_path(id);
+        if p.exists() {
+            p.display().to_string()
+        } else {
+            String::new()
+        }
+    }
+
+    /// Blocking. A fresh state directory for a new run and the OCI bundle built from `opts`.
+    /// Whatever a previous run left (its state directory, libcontainer's record) goes first:
+    /// libcontainer would refuse a second record.
+    pub fn prepare(&self, id: &str, opts: &spec::SpecOptions) -> Result<(), RuntimeError> {
+        let io = |what: &str, e: std::io::Error| RuntimeError::failed(format!("{what}: {e}"));
+        let state_dir = self.state_dir(id);
+        let _ = std::fs::remove_dir_all(&state_dir);
+        ensure_dir(&self.cfg.exec_root.join("c"), 0o700).map_err(|e| io("create exec root", e))?;
+        ensure_dir(&state_dir, 0o700).map_err(|e| io("create state dir", e))?;
+        ensure_dir(&self.cfg.exec_root.join("netns"), 0o700)
+            .map_err(|e| io("create netns dir", e))?;
+        ensure_dir(&self.lc_root(), 0o700).map_err(|e| io("create runtime dir", e))?;
+        if self.lc_root().join(id).exists() {
+            let _ = std::fs::remove_dir_all(self.lc_root().join(id));
+        }
+        let oci = spec::build(opts)?;
+        let json = serde_json::to_vec(&oci)
+            .map_err(|e| RuntimeError::failed(format!("encode OCI spec: {e}")))?;
+        atomic_write(&state_dir.join("config.json"), &json, 0o600)
+            .map_err(|e| io("write config.json", e))
+    }
+
+    /// Start the supervisor of a prepared container and wait until the container is created.
+    /// Returns its init's pid.
+    pub async fn launch(&self, id: &str, opts: LaunchOptions) -> Result<i32, RuntimeError> {
+        let cfg = SupervisorConfig {
+            id: id.to_string(),
+            lc_root: self.lc_root(),
+            log_path: opts.log_path,
+            log: opts.log,
+            tty: opts.tty,
+            open_stdin: opts.open_stdin,
+            stdin_once: opts.stdin_once,
+            console_size: opts.console_size,
+            netns: opts.private_netns.then(|| self.netns_path(id)),
+            cgroup_path: self.cgroup_path(id),
+        };
+        client::launch(self.cfg.supervisor_exe.clone(), self.state_dir(id), cfg).await
+    }
+
+    /// The supervisor's events (exits of the container and its execs) until it goes.
+    pub async fn watch(&self, id: &str) -> Result<Watch, RuntimeError> {
+        client::watch(&self.state_dir(id)).await
+    }
+
+    /// Start the created container's process.
+    pub async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        client::request_ok(&self.state_dir(id), Request::Start)
+            .await
+            .map(drop)
+    }
+
+    /// Send `signal` to the container's init.
+    pub async fn signal(&self, id: &str, signal: i32) -> Result<(), RuntimeError> {
+        client::request_ok(&self.state_dir(id), Request::Kill { signal })
+            .await
+            .map(drop)
+    }
+
+    /// Freeze the container's processes.
+    pub async fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+        client::request_ok(&self.state_dir(id), Request::Pause)
+            .await
+            .map(drop)
+    }
+
+    /// Thaw them.
+    pub async fn resume(&self, id: &str) -> Result<(), RuntimeError> {
+        client::request_ok(&self.state_dir(id), Request::Resume)
+            .await
+            .map(drop)
+    }
+
+    /// A new size for the container's TTY, or for exec `exec`'s.
+    pub async fn resize(
+        &self,
+        id: &str,
+        height: u16,
+        width: u16,
+        exec: Option<&str>,
+    ) -> Result<(), RuntimeError> {
+        let req = Request::Resize {
+            height,
+            width,
+            exec: exec.map(str::to_string),
+        };
+        client::request_ok(&self.state_dir(id), req).await.map(drop)
+    }
+
+    /// The supervisor's view of a running container (pid, paused).
+    pub async fn state(&self, id: &str) -> Option<SupervisorState> {
+        client::request(&self.state_dir(id), Request::State)
+            .await
+            .ok()
+            .and_then(|r| r.state)
+    }
+
+    /// A connection carrying the container's output frames (and stdin frames back).
+    pub async fn attach(
+        &self,
+        id: &str,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> Result<UnixStream, RuntimeError> {
+        client::attach(&self.state_dir(id), stdin, stdout, stderr).await
+    }
+
+    /// Blocking. Resolve an exec's process against the container's spec (user, environment,
+    /// capabilities). libcontainer's tenant path drops the container's seccomp profile, so the
+    /// exec'd process loads it itself: it gets CAP_SYS_ADMIN (and CAP_SETPCAP, to drop it from
+    /// the bounding set again) just long enough, the order runc uses.
+    pub fn exec_process(
+        &self,
+        id: &str,
+        opts: &spec::SpecOptions,
+        p: &ExecProcess,
+    ) -> Result<PreparedExec, RuntimeError> {
+        let process = spec::exec_process(
+            opts,
+            p.cmd,
+            p.env,
+            p.user,
+            p.working_dir,
+            p.tty,
+            p.privileged,
+        )?;
+        let mut value = serde_json::to_value(&process)
+            .map_err(|e| RuntimeError::failed(format!("encode exec process: {e}")))?;
+        let mut add_caps = Vec::new();
+        if self.has_seccomp(id) {
+            if let Some(caps) = value
+                .get_mut("capabilities")
+                .and_then(|c| c.as_object_mut())
+            {
+                for cap in ["CAP_SYS_ADMIN", "CAP_SETPCAP"] {
+                    let present = caps
+                        .get("bounding")
+                        .and_then(|b| b.as_array())
+                        .is_some_and(|b| b.iter().any(|x| x == cap));
+                    if present {
+                        continue;
+                    }
+                    add_caps.push(cap.to_string());
+                    for set in ["bounding", "effective", "permitted"] {
+                        let list = caps
+                            .entry(set)
+                            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+                        if let Some(a) = list.as_array_mut() {
+                            a.push(serde_json::Value::String(cap.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(PreparedExec {
+            process: value,
+            add_caps,
+        })
+    }
+
+    /// Whether the running container's bundle has a seccomp profile.
+    fn has_seccomp(&self, id: &str) -> bool {
+        oci_spec::runtime::Spec::load(self.state_dir(id).join("config.json"))
+            .ok()
+            .and_then(|s| s.linux().as_ref().and_then(|l| l.seccomp().clone()))
+            .is_some()
+    }
+
+    /// Start an exec process in the running container: its pid, and the connection that
+    /// carries its output frames (with `stdio.attach`) and its exit.
+    pub async fn exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        prepared: PreparedExec,
+        stdio: ExecStdio,
+    ) -> Result<(i32, UnixStream), RuntimeError> {
+        let req = Request::Exec {
+            exec_id: exec_id.to_string(),
+            process: prepared.process,
+            tty: stdio.tty,
+            stdin: stdio.stdin,
+            attach: stdio.attach,
+            console_size: stdio.console_size,
+            add_caps: prepared.add_caps,
+        };
+        let (reply, stream) = client::exec(&self.state_dir(id), req).await?;
+        Ok((reply.pid, stream))
+    }
+
+    /// Blocking. Apply the resources of `opts` to a running container's cgroup (`docker
+    /// update`); only file writes, so safe on berthd's threads.
+    pub fn update_resources(&self, id: &str, opts: &spec::SpecOptions) -> Result<(), RuntimeError> {
+        let oci = spec::build(opts)?;
+        super::update_resources(&self.cgroup_path(id), &oci).map_err(RuntimeError::Failed)
+    }
+
+    /// The pids in a container's cgroup (`docker top`).
+    pub fn pids(&self, id: &str) -> Vec<i32> {
+        super::cgroup_pids(&self.cgroup_path(id))
+    }
+
+    /// The exit the supervisor recorded, if it did.
+    pub fn read_exit(&self, id: &str) -> Option<ExitStatus> {
+        let b = std::fs::read(supervisor::exit_path(&self.state_dir(id))).ok()?;
+        serde_json::from_slice(&b).ok()
+    }
+
+    fn read_state(&self, id: &str) -> Option<SupervisorState> {
+        let b = std::fs::read(supervisor::state_path(&self.state_dir(id))).ok()?;
+        serde_json::from_slice(&b).ok()
+    }
+
+    /// Blocking. What a finished run leaves: its state directory (only once its exit is
+    /// recorded elsewhere: `exit.json` goes with it) and its network namespace.
+    pub fn cleanup(&self, id: &str) {
+        let _ = std::fs::remove_dir_all(self.state_dir(id));
+        let _ = host::remove_netns(&self.netns_path(id));
+    }
+
+    /// A supervisor that died without recording an exit: kill its container if the recorded
+    /// pid is still that process, and clear libcontainer's state and the cgroup.
+    pub async fn end_orphan(&self, id: &str) {
+        if let Some(st) = self.read_state(id) {
+            if host::same_process(st.pid, st.start_time) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(st.pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        let lc_root = self.lc_root();
+        let id = id.to_string();
+        let _ =
+            tokio::task::spawn_blocking(move || super::remove_stale_container(&lc_root, &id)).await;
+    }
+
+    /// A container recorded as not running may still have a supervisor: berthd died between
+    /// launching it and recording the start. End it (its init never ran the command) and
+    /// remove its state directory.
+    pub async fn reap_unstarted(&self, id: &str) {
+        let state_dir = self.state_dir(id);
+        if !state_dir.exists() {
+            return;
+        }
+        if client::request(&state_dir, Request::Kill { signal: 9 })
+            .await
+            .is_ok()
+        {
+            for _ in 0..50 {
+                if self.read_exit(id).is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+        }
+        let _ = std::fs::remove_dir_all(&state_dir);
+    }
+}
