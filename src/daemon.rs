@@ -14,12 +14,12 @@ use bollard_stubs::models::{
 };
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::api::{
-    AttachStream, ContainerBackend, EventsBackend, ImageBackend, SystemBackend, WaitFuture,
-};
+use crate::api::{ContainerBackend, EventsBackend, ImageBackend, SystemBackend, WaitFuture};
 use crate::config::{Config, ConfigError, Flags, Host, LogLevel};
+use crate::container::attach::{AttachOptions, AttachSession};
+use crate::container::exec::ExecSession;
+use crate::container::logs::LogsOptions;
 use crate::container::manager::WaitCondition;
-use crate::container::ops::LogsOptions;
 use crate::container::ContainerError;
 use crate::container::{ContainerManager, ManagerConfig};
 use crate::events::{Event, EventBus, EventQuery, Subscription};
@@ -28,7 +28,6 @@ use crate::image::archive::SaveItem;
 use crate::image::service::{ImportOptions, ListOptions};
 use crate::image::store::Store;
 use crate::image::{ImageError, ImageService};
-use crate::logger::jsonfile::LogEntry;
 use crate::registry::client::AuthConfig;
 use crate::registry::RegistryError;
 use crate::runtime::{self, CgroupInfo, CgroupVersion, RuntimeConfig};
@@ -715,7 +714,7 @@ impl ContainerBackend for Daemon {
         &self,
         name: String,
         opts: LogsOptions,
-    ) -> Result<(bool, tokio::sync::mpsc::Receiver<LogEntry>), ContainerError> {
+    ) -> Result<(bool, ByteReceiver), ContainerError> {
         self.containers.logs(&name, opts).await
     }
 
@@ -733,26 +732,9 @@ impl ContainerBackend for Daemon {
     async fn container_attach(
         &self,
         name: String,
-        stdin: bool,
-        stdout: bool,
-        stderr: bool,
-    ) -> Result<(bool, AttachStream), ContainerError> {
-        self.containers.attach(&name, stdin, stdout, stderr).await
-    }
-
-    fn container_stdio(&self, name: String) -> Result<(bool, bool), ContainerError> {
-        let c = self.containers.get(&name)?.record().config;
-        Ok((c.tty.unwrap_or(false), c.stdin_once.unwrap_or(false)))
-    }
-
-    async fn container_settled(&self, name: String) {
-        if let Ok(done) = self.containers.wait(&name, WaitCondition::NotRunning) {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), done).await;
-        }
-    }
-
-    fn container_detached(&self, name: String) {
-        self.containers.detached(&name);
+        opts: AttachOptions,
+    ) -> Result<AttachSession, ContainerError> {
+        self.containers.attach(&name, opts).await
     }
 
     async fn container_prune(
@@ -782,18 +764,22 @@ impl ContainerBackend for Daemon {
     async fn exec_start(
         &self,
         id: String,
-        detach: bool,
         tty: Option<bool>,
         console_size: Option<[u16; 2]>,
-    ) -> Result<crate::container::exec::ExecStream, ContainerError> {
+    ) -> Result<(), ContainerError> {
         let m = self.containers.clone();
-        detached(async move { m.exec_start(&id, detach, tty, console_size).await }).await
+        detached(async move { m.exec_start(&id, true, tty, console_size).await })
+            .await
+            .map(drop)
     }
 
-    async fn exec_wait(&self, id: String) -> Option<i64> {
-        self.containers
-            .exec_wait(&id, std::time::Duration::from_secs(5))
-            .await
+    fn exec_attach(
+        &self,
+        id: String,
+        tty: Option<bool>,
+        console_size: Option<[u16; 2]>,
+    ) -> Result<ExecSession, ContainerError> {
+        self.containers.exec_session(&id, tty, console_size)
     }
 
     fn exec_inspect(

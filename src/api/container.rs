@@ -14,29 +14,24 @@ use bytes::Bytes;
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, UPGRADE};
 use hyper::{Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::body::{channel_body, empty, json_response, read_json};
 use super::error::ApiError;
 use super::router::{Ctx, HandlerResult};
-use crate::container::exec::ExecStream;
+use crate::container::attach::{AttachOptions, AttachSession, ClientConn};
+use crate::container::exec::ExecSession;
 use crate::container::list::ListOptions;
+use crate::container::logs::LogsOptions;
 use crate::container::manager::WaitCondition;
-use crate::container::ops::LogsOptions;
 use crate::container::ContainerError;
 use crate::filters::Filters;
-use crate::logger::jsonfile::LogEntry;
-use crate::logger::{format_timestamp, Stream};
-use crate::runtime::proto;
 use crate::util::io::ByteReceiver;
 use crate::util::time::parse_timestamp;
 use crate::version::ApiVersion;
 
 pub type WaitFuture = Pin<Box<dyn Future<Output = (i64, String)> + Send>>;
-/// The supervisor stream of an attach, once the container runs (`None` if it never does).
-pub type AttachStream = oneshot::Receiver<Option<UnixStream>>;
 
 /// What the container endpoints need from the daemon.
 #[async_trait]
@@ -95,31 +90,23 @@ pub trait ContainerBackend {
         name: String,
         ps_args: Option<String>,
     ) -> Result<ContainerTopResponse, ContainerError>;
-    /// Whether the container has a TTY, and its log entries.
+    /// Whether the container has a TTY, and its log as the client gets it.
     async fn container_logs(
         &self,
         name: String,
         opts: LogsOptions,
-    ) -> Result<(bool, mpsc::Receiver<LogEntry>), ContainerError>;
+    ) -> Result<(bool, ByteReceiver), ContainerError>;
     async fn container_changes(
         &self,
         name: String,
     ) -> Result<Vec<FilesystemChange>, ContainerError>;
     async fn container_export(&self, name: String) -> Result<ByteReceiver, ContainerError>;
-    /// Whether the container has a TTY, and its stream once it runs.
+    /// An attach, ready to serve the client's connection.
     async fn container_attach(
         &self,
         name: String,
-        stdin: bool,
-        stdout: bool,
-        stderr: bool,
-    ) -> Result<(bool, AttachStream), ContainerError>;
-    /// Whether the container was created with a TTY, and with `StdinOnce`.
-    fn container_stdio(&self, name: String) -> Result<(bool, bool), ContainerError>;
-    /// Wait (a few seconds at most) until the container's exit is recorded.
-    async fn container_settled(&self, name: String);
-    /// A client detached from the container with the detach keys (the `detach` event).
-    fn container_detached(&self, name: String);
+        opts: AttachOptions,
+    ) -> Result<AttachSession, ContainerError>;
     async fn container_prune(
         &self,
         filters: Filters,
@@ -131,16 +118,20 @@ pub trait ContainerBackend {
         width: u16,
     ) -> Result<(), ContainerError>;
     fn exec_create(&self, name: String, config: ExecConfig) -> Result<String, ContainerError>;
-    /// Start an exec; with `detach`, no stream comes back.
+    /// Start an exec detached.
     async fn exec_start(
         &self,
         id: String,
-        detach: bool,
         tty: Option<bool>,
         console_size: Option<[u16; 2]>,
-    ) -> Result<ExecStream, ContainerError>;
-    /// The exit code once the exec ended (waits at most a few seconds).
-    async fn exec_wait(&self, id: String) -> Option<i64>;
+    ) -> Result<(), ContainerError>;
+    /// An attached exec start, ready to serve the client's connection.
+    fn exec_attach(
+        &self,
+        id: String,
+        tty: Option<bool>,
+        console_size: Option<[u16; 2]>,
+    ) -> Result<ExecSession, ContainerError>;
     fn exec_inspect(&self, id: String) -> Result<ExecInspectResponse, ContainerError>;
     async fn exec_resize(&self, id: String, height: u16, width: u16) -> Result<(), ContainerError>;
 }
@@ -404,101 +395,36 @@ pub async fn logs(ctx: Ctx) -> HandlerResult {
         since: time("since")?,
         until: time("until")?,
         tail,
+        timestamps: q.bool("timestamps"),
     };
-    let timestamps = q.bool("timestamps");
-    let (tty, mut entries) = ctx.backend.container_logs(name(&ctx), opts).await?;
-    let multiplexed = !tty;
-    let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
-        loop {
-            // A client that went away ends the follow even while no line comes.
-            let e = tokio::select! {
-                e = entries.recv() => match e {
-                    Some(e) => e,
-                    None => break,
-                },
-                _ = tx.closed() => break,
-            };
-            let mut payload = Vec::with_capacity(e.line.len() + 40);
-            if timestamps {
-                payload.extend_from_slice(format_timestamp(e.time).as_bytes());
-                payload.push(b' ');
-            }
-            payload.extend_from_slice(&e.line);
-            let chunk = if multiplexed {
-                let mut framed = Vec::with_capacity(payload.len() + proto::HEADER);
-                let kind = match e.stream {
-                    Stream::Stdout => proto::STDOUT,
-                    Stream::Stderr => proto::STDERR,
-                };
-                proto::put_frame(&mut framed, kind, &payload);
-                framed
-            } else {
-                payload
-            };
-            if tx.send(Ok(Bytes::from(chunk))).await.is_err() {
-                return;
-            }
-        }
-    });
+    let (tty, rx) = ctx.backend.container_logs(name(&ctx), opts).await?;
     let mut r = Response::new(channel_body(rx));
-    let ct = stream_content_type(!multiplexed, ctx.version);
+    let ct = stream_content_type(tty, ctx.version);
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
     Ok(r)
 }
 
-/// Any stream a hijacked connection can be.
-trait HijackIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> HijackIo for T {}
-
-/// A hijacked connection: its stream, the bytes hyper had read past the request (early
-/// stdin), and for a Unix-socket client its fd, to notice a client that went away while the
-/// container writes nothing.
-struct Hijacked {
-    io: Box<dyn HijackIo>,
-    early: Bytes,
-    fd: Option<std::os::fd::RawFd>,
-}
-
-fn hijacked(upgraded: hyper::upgrade::Upgraded) -> Hijacked {
+/// Take over a connection hyper upgraded: its stream, the bytes hyper had read past the
+/// request (early stdin), and for a Unix-socket client its fd, so that the container layer
+/// notices a client that went away while the container writes nothing.
+fn hijacked(upgraded: hyper::upgrade::Upgraded) -> ClientConn {
     use std::os::fd::AsRawFd;
     match upgraded.downcast::<TokioIo<UnixStream>>() {
         Ok(parts) => {
             let stream = parts.io.into_inner();
             let fd = stream.as_raw_fd();
-            Hijacked {
+            ClientConn {
                 io: Box::new(stream),
                 early: parts.read_buf,
                 fd: Some(fd),
             }
         }
-        Err(up) => Hijacked {
+        Err(up) => ClientConn {
             io: Box::new(TokioIo::new(up)),
             early: Bytes::new(),
             fd: None,
         },
-    }
-}
-
-/// Resolves once the peer of `fd` has closed both directions (a client that went away, not
-/// one that only closed its stdin). Never resolves without an fd.
-async fn hung_up(fd: Option<std::os::fd::RawFd>) {
-    let Some(fd) = fd else {
-        return std::future::pending().await;
-    };
-    loop {
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-        let mut p = [libc::pollfd {
-            fd,
-            events: 0,
-            revents: 0,
-        }];
-        // SAFETY: a zero-timeout poll of one fd that the caller keeps open meanwhile.
-        let n = unsafe { libc::poll(p.as_mut_ptr(), 1, 0) };
-        if n > 0 && p[0].revents & (libc::POLLHUP | libc::POLLERR) != 0 {
-            return;
-        }
     }
 }
 
@@ -521,192 +447,69 @@ fn wants_tcp_upgrade(ctx: &Ctx) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("tcp"))
 }
 
-/// What an attach sends: the replayed log (`logs=1`) and, with `stream=1`, the live stream.
-async fn attach_parts(
-    backend: &std::sync::Arc<dyn super::Backend>,
-    container: &str,
-    (stdin, stdout, stderr): (bool, bool, bool),
-    stream: bool,
-    logs: bool,
-    multiplexed: bool,
-) -> Result<(Vec<u8>, Option<AttachStream>), ApiError> {
-    let preamble = if logs {
-        logged_output(backend, container, stdout, stderr, multiplexed).await
-    } else {
-        Vec::new()
-    };
-    let attached = if stream {
-        Some(
-            backend
-                .container_attach(container.to_string(), stdin, stdout, stderr)
-                .await?
-                .1,
-        )
-    } else {
-        None
-    };
-    Ok((preamble, attached))
-}
-
-/// A response body fed from a supervisor stream (an attach or exec without hijacking);
-/// `after` runs once the output ended, before the body does.
-fn supervisor_body<F>(
-    preamble: Vec<u8>,
-    attached: Option<AttachStream>,
-    tty: bool,
-    after: F,
-) -> super::body::Body
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
-        if !preamble.is_empty() && tx.send(Ok(Bytes::from(preamble))).await.is_err() {
-            return;
-        }
-        let Some(attached) = attached else {
-            return;
-        };
-        let Ok(Some(mut sup)) = attached.await else {
-            return;
-        };
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut pending = Vec::new();
-        loop {
-            let out = tokio::select! {
-                o = next_output(&mut sup, &mut buf, &mut pending, tty) => match o {
-                    Some(o) => o,
-                    None => break,
-                },
-                _ = tx.closed() => return,
-            };
-            if tx.send(Ok(Bytes::from(out))).await.is_err() {
-                return;
-            }
-        }
-        after.await;
-    });
-    channel_body(rx)
-}
-
-/// The container's logged output, framed as an attach stream delivers it (`logs=1`).
-async fn logged_output(
-    backend: &std::sync::Arc<dyn super::Backend>,
-    container: &str,
-    stdout: bool,
-    stderr: bool,
-    multiplexed: bool,
-) -> Vec<u8> {
-    let mut out = Vec::new();
-    if !stdout && !stderr {
-        return out;
-    }
-    let opts = LogsOptions {
-        stdout,
-        stderr,
-        ..Default::default()
-    };
-    let Ok((_, mut entries)) = backend.container_logs(container.to_string(), opts).await else {
-        return out;
-    };
-    while let Some(e) = entries.recv().await {
-        if multiplexed {
-            let kind = match e.stream {
-                Stream::Stdout => proto::STDOUT,
-                Stream::Stderr => proto::STDERR,
-            };
-            proto::put_frame(&mut out, kind, &e.line);
-        } else {
-            out.extend_from_slice(&e.line);
-        }
-    }
-    out
-}
-
 /// `POST /containers/{id}/attach`: with `Upgrade: tcp` the connection is hijacked (101);
 /// without, the stream is the body of a 200. `logs=1` replays the log first.
 pub async fn attach(mut ctx: Ctx) -> HandlerResult {
     let q = &ctx.query;
-    let (stdin, stdout, stderr) = (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"));
-    let (stream, logs) = (q.bool("stream"), q.bool("logs"));
-    let backend = ctx.backend.clone();
-    if !stream && !logs {
+    let opts = AttachOptions {
+        stdin: q.bool("stdin"),
+        stdout: q.bool("stdout"),
+        stderr: q.bool("stderr"),
+        stream: q.bool("stream"),
+        logs: q.bool("logs"),
+        detach_keys: q.get("detachKeys").map(str::to_string),
+        websocket: false,
+    };
+    if !opts.stream && !opts.logs {
         return Err(ApiError::invalid(
             "at least one of stream or logs must be set",
         ));
     }
-    let detach_keys = match q.get("detachKeys").filter(|k| !k.is_empty()) {
-        Some(k) => parse_detach_keys(k)?,
-        None => DEFAULT_DETACH_KEYS.to_vec(),
-    };
-    let container = name(&ctx);
-    let (tty, stdin_once) = backend.container_stdio(container.clone())?;
-    let multiplexed = !tty;
-    let ct = stream_content_type(!multiplexed, ctx.version);
-    let (preamble, attached) = attach_parts(
-        &backend,
-        &container,
-        (stdin, stdout, stderr),
-        stream,
-        logs,
-        multiplexed,
-    )
-    .await?;
-    let upgrade = wants_tcp_upgrade(&ctx);
-    if upgrade {
-        let on_upgrade = hyper::upgrade::on(&mut ctx.req);
-        tokio::spawn(async move {
-            let Ok(upgraded) = on_upgrade.await else {
-                return;
-            };
-            let mut client = hijacked(upgraded);
-            if !preamble.is_empty() && client.io.write_all(&preamble).await.is_err() {
-                return;
-            }
-            let Some(attached) = attached else {
-                let _ = client.io.shutdown().await;
-                return;
-            };
-            // The stream ends when the process does; the client then sees it stopped.
-            let settle = {
-                let backend = backend.clone();
-                let container = container.clone();
-                async move { backend.container_settled(container).await }
-            };
-            let Ok(Some(sup)) = attached.await else {
-                let _ = client.io.shutdown().await;
-                return;
-            };
-            let end = pump_stream(client, sup, tty, stdin, stdin_once, detach_keys, settle).await;
-            tracing::debug!("attach to {container} ended: {end:?}");
-            if end == PumpEnd::Detached {
-                backend.container_detached(container);
-            }
-        });
-        let mut r = Response::new(empty());
-        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        let h = r.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
-        h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-        h.insert(UPGRADE, HeaderValue::from_static("tcp"));
+    let session = ctx.backend.container_attach(name(&ctx), opts).await?;
+    let ct = stream_content_type(session.tty(), ctx.version);
+    if !wants_tcp_upgrade(&ctx) {
+        // No hijack: output only, as the body.
+        let mut r = Response::new(channel_body(session.into_body()));
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
         return Ok(r);
     }
-    // No hijack: output only, as the body; it ends once the exit is recorded.
-    let settle = async move { backend.container_settled(container).await };
-    let mut r = Response::new(supervisor_body(preamble, attached, tty, settle));
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
-    Ok(r)
+    let on_upgrade = hyper::upgrade::on(&mut ctx.req);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            session.serve(hijacked(upgraded)).await;
+        }
+    });
+    Ok(switching_protocols(Some(ct)))
+}
+
+/// A `101 Switching Protocols` to a raw TCP stream.
+fn switching_protocols(content_type: Option<&'static str>) -> Response<super::body::Body> {
+    let mut r = Response::new(empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    if let Some(ct) = content_type {
+        h.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+    }
+    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(UPGRADE, HeaderValue::from_static("tcp"));
+    r
 }
 
 /// `GET /containers/{id}/attach/ws`: the attach stream over a websocket (raw output; binary
 /// messages from API 1.42, text before, as dockerd).
 pub async fn attach_ws(mut ctx: Ctx) -> HandlerResult {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::protocol::{Message, Role};
+    use tokio_tungstenite::tungstenite::protocol::Role;
     let q = &ctx.query;
-    let (stdin, stdout, stderr) = (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"));
-    let (stream, logs) = (q.bool("stream"), q.bool("logs"));
+    let opts = AttachOptions {
+        stdin: q.bool("stdin"),
+        stdout: q.bool("stdout"),
+        stderr: q.bool("stderr"),
+        stream: q.bool("stream"),
+        logs: q.bool("logs"),
+        detach_keys: None,
+        websocket: true,
+    };
     let key = ctx
         .req
         .headers()
@@ -715,27 +518,9 @@ pub async fn attach_ws(mut ctx: Ctx) -> HandlerResult {
         .ok_or_else(|| {
             ApiError::invalid("not a websocket request: Sec-WebSocket-Key is missing")
         })?;
-    let backend = ctx.backend.clone();
-    let container = name(&ctx);
-    let (tty, _) = backend.container_stdio(container.clone())?;
+    let session = ctx.backend.container_attach(name(&ctx), opts).await?;
     let binary = ctx.version >= ApiVersion::new(1, 42);
-    let (preamble, attached) = attach_parts(
-        &backend,
-        &container,
-        (stdin, stdout, stderr),
-        stream,
-        logs,
-        false,
-    )
-    .await?;
     let on_upgrade = hyper::upgrade::on(&mut ctx.req);
-    let message = move |data: Vec<u8>| {
-        if binary {
-            Message::Binary(data.into())
-        } else {
-            Message::Text(String::from_utf8_lossy(&data).into_owned().into())
-        }
-    };
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
             return;
@@ -746,53 +531,7 @@ pub async fn attach_ws(mut ctx: Ctx) -> HandlerResult {
             None,
         )
         .await;
-        let (mut sink, mut incoming) = ws.split();
-        if !preamble.is_empty() && sink.send(message(preamble)).await.is_err() {
-            return;
-        }
-        let Some(attached) = attached else {
-            let _ = sink.close().await;
-            return;
-        };
-        let Ok(Some(sup)) = attached.await else {
-            let _ = sink.close().await;
-            return;
-        };
-        let (mut sup_r, mut sup_w) = sup.into_split();
-        let input = async move {
-            while let Some(Ok(m)) = incoming.next().await {
-                let data: Vec<u8> = match m {
-                    Message::Text(t) => t.as_bytes().to_vec(),
-                    Message::Binary(b) => b.to_vec(),
-                    Message::Close(_) => break,
-                    _ => continue,
-                };
-                if !stdin || data.is_empty() {
-                    continue;
-                }
-                let mut frame = Vec::with_capacity(data.len() + proto::HEADER);
-                proto::put_frame(&mut frame, proto::STDIN, &data);
-                if sup_w.write_all(&frame).await.is_err() {
-                    return;
-                }
-            }
-        };
-        let output = async move {
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut pending = Vec::new();
-            // Websocket attach is always raw: frame headers are stripped.
-            while let Some(out) = next_output(&mut sup_r, &mut buf, &mut pending, true).await {
-                if sink.send(message(out)).await.is_err() {
-                    return;
-                }
-            }
-            let _ = sink.close().await;
-        };
-        tokio::select! {
-            _ = output => {}
-            _ = input => {}
-        }
-        let _ = tty;
+        session.serve_websocket(ws, binary).await;
     });
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
     let mut r = Response::new(empty());
@@ -805,226 +544,6 @@ pub async fn attach_ws(mut ctx: Ctx) -> HandlerResult {
         HeaderValue::from_str(&accept).map_err(|e| ApiError::internal(e.to_string()))?,
     );
     Ok(r)
-}
-
-/// The next output for the client from a supervisor stream (complete frames only); `None`
-/// at its end. Cancel-safe: bytes are kept in `pending` only once read.
-async fn next_output<R>(
-    sup: &mut R,
-    buf: &mut [u8],
-    pending: &mut Vec<u8>,
-    tty: bool,
-) -> Option<Vec<u8>>
-where
-    R: tokio::io::AsyncRead + Unpin,
-{
-    loop {
-        let n = match sup.read(buf).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => n,
-        };
-        pending.extend_from_slice(&buf[..n]);
-        let out = take_output(pending, tty);
-        if !out.is_empty() {
-            return Some(out);
-        }
-    }
-}
-
-/// The complete frames at the front of `pending`, as the client gets them: unchanged when
-/// multiplexed, bare payloads with a TTY.
-fn take_output(pending: &mut Vec<u8>, tty: bool) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut used = 0;
-    while let Some((kind, len)) = proto::frame_len(&pending[used..]) {
-        let frame = &pending[used..used + proto::HEADER + len];
-        if kind == proto::STDOUT || kind == proto::STDERR {
-            if tty {
-                out.extend_from_slice(&frame[proto::HEADER..]);
-            } else {
-                out.extend_from_slice(frame);
-            }
-        }
-        used += proto::HEADER + len;
-    }
-    pending.drain(..used);
-    out
-}
-
-/// moby's `term.ToBytes`: `ctrl-p,ctrl-q` and the like into the bytes they type.
-pub fn parse_detach_keys(keys: &str) -> Result<Vec<u8>, ApiError> {
-    let bad = || ApiError::invalid(format!("Invalid detach keys ({keys}) provided"));
-    let mut out = Vec::new();
-    for key in keys.split(',') {
-        let k = key.trim();
-        if let Some(c) = k.strip_prefix("ctrl-") {
-            let b = match c.as_bytes() {
-                [x] if x.is_ascii_lowercase() => x - b'a' + 1,
-                [x] if x.is_ascii_uppercase() => x - b'A' + 1,
-                [b'@'] => 0,
-                [b'['] => 27,
-                [b'\\'] => 28,
-                [b']'] => 29,
-                [b'^'] => 30,
-                [b'_'] => 31,
-                _ => return Err(bad()),
-            };
-            out.push(b);
-        } else if k.len() == 1 {
-            out.push(k.as_bytes()[0]);
-        } else {
-            return Err(bad());
-        }
-    }
-    if out.is_empty() {
-        return Err(bad());
-    }
-    Ok(out)
-}
-
-/// The default detach sequence, ctrl-p ctrl-q.
-pub const DEFAULT_DETACH_KEYS: &[u8] = &[16, 17];
-
-/// Passes stdin through, holding back a partial detach sequence; `true` once the whole
-/// sequence was typed.
-struct DetachFilter {
-    keys: Vec<u8>,
-    matched: usize,
-}
-
-impl DetachFilter {
-    fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) -> bool {
-        if self.keys.is_empty() {
-            out.extend_from_slice(data);
-            return false;
-        }
-        for &b in data {
-            if !self.keys.is_empty() && b == self.keys[self.matched] {
-                self.matched += 1;
-                if self.matched == self.keys.len() {
-                    return true;
-                }
-                continue;
-            }
-            // A mismatch: the held-back prefix was ordinary input after all.
-            out.extend_from_slice(&self.keys[..self.matched]);
-            self.matched = 0;
-            if !self.keys.is_empty() && b == self.keys[0] {
-                self.matched = 1;
-            } else {
-                out.push(b);
-            }
-        }
-        false
-    }
-}
-
-/// How a hijacked stream ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PumpEnd {
-    /// The process's output ended (it exited).
-    Output,
-    /// The client typed the detach keys.
-    Detached,
-    /// The client or the supervisor went away.
-    Gone,
-}
-
-/// Copy between a hijacked client and a supervisor stream; `before_close` runs after the
-/// output ended and before the client's stream is closed.
-async fn pump_stream<F>(
-    client: Hijacked,
-    sup: UnixStream,
-    tty: bool,
-    stdin: bool,
-    stdin_once: bool,
-    detach_keys: Vec<u8>,
-    before_close: F,
-) -> PumpEnd
-where
-    F: Future<Output = ()> + Send,
-{
-    let Hijacked { io, early, fd } = client;
-    let (mut client_r, mut client_w) = tokio::io::split(io);
-    let (mut sup_r, mut sup_w) = sup.into_split();
-    let input = async move {
-        if !stdin {
-            // Nothing to forward: wait for the output side to end, or the client to go.
-            hung_up(fd).await;
-            return PumpEnd::Gone;
-        }
-        // As in dockerd, detach keys apply only with a TTY: binary stdin passes untouched.
-        let mut filter = DetachFilter {
-            keys: if tty { detach_keys } else { Vec::new() },
-            matched: 0,
-        };
-        let mut buf = vec![0u8; 32 * 1024];
-        let mut data = Vec::with_capacity(buf.len());
-        let mut early = Some(early);
-        loop {
-            let read = match early.take().filter(|e| !e.is_empty()) {
-                Some(e) => {
-                    let n = e.len().min(buf.len());
-                    buf[..n].copy_from_slice(&e[..n]);
-                    if n < e.len() {
-                        early = Some(e.slice(n..));
-                    }
-                    Ok(n)
-                }
-                None => client_r.read(&mut buf).await,
-            };
-            match read {
-                Ok(0) | Err(_) => {
-                    // As dockerd: unless the process's stdin closes with this client's (no TTY,
-                    // StdinOnce), the client's EOF ends its attach.
-                    if tty || !stdin_once {
-                        return PumpEnd::Gone;
-                    }
-                    let mut frame = Vec::new();
-                    proto::put_frame(&mut frame, proto::STDIN_CLOSE, &[]);
-                    let _ = sup_w.write_all(&frame).await;
-                    // Keep the write half open: closing it would end the attach; the output
-                    // goes on until the process ends (a client's CloseWrite) or the client
-                    // is gone altogether.
-                    hung_up(fd).await;
-                    return PumpEnd::Gone;
-                }
-                Ok(n) => {
-                    data.clear();
-                    let detached = filter.feed(&buf[..n], &mut data);
-                    if !data.is_empty() {
-                        let mut frame = Vec::with_capacity(data.len() + proto::HEADER);
-                        proto::put_frame(&mut frame, proto::STDIN, &data);
-                        if let Err(e) = sup_w.write_all(&frame).await {
-                            tracing::debug!("attach: write to the supervisor: {e}");
-                            return PumpEnd::Gone;
-                        }
-                    }
-                    if detached {
-                        return PumpEnd::Detached;
-                    }
-                }
-            }
-        }
-    };
-    let output = async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut pending = Vec::new();
-        while let Some(out) = next_output(&mut sup_r, &mut buf, &mut pending, tty).await {
-            if let Err(e) = client_w.write_all(&out).await {
-                tracing::debug!("attach: write to the client: {e}");
-                return PumpEnd::Gone;
-            }
-        }
-        let _ = client_w.flush().await;
-        before_close.await;
-        let _ = client_w.shutdown().await;
-        PumpEnd::Output
-    };
-    tokio::select! {
-        end = output => end,
-        end = input => end,
-    }
 }
 
 pub async fn exec_create(ctx: Ctx) -> HandlerResult {
@@ -1081,124 +600,22 @@ pub async fn exec_start(mut ctx: Ctx) -> HandlerResult {
         .filter(|v| v.len() == 2 && v[0] > 0 && v[1] > 0)
         .map(|v| [v[0] as u16, v[1] as u16]);
     if cfg.detach.unwrap_or(false) {
-        backend.exec_start(id, true, cfg.tty, console_size).await?;
+        backend.exec_start(id, cfg.tty, console_size).await?;
         return Ok(Response::new(empty()));
     }
-    // The exec's own TTY setting decides the stream type.
-    let tty = cfg.tty.unwrap_or(false)
-        || backend
-            .exec_inspect(id.clone())?
-            .process_config
-            .and_then(|p| p.tty)
-            .unwrap_or(false);
-    let ct = stream_content_type(tty, version);
-    let start_tty = cfg.tty;
-    let detach_keys = match backend
-        .exec_inspect(id.clone())?
-        .detach_keys
-        .filter(|k| !k.is_empty())
-    {
-        Some(k) => parse_detach_keys(&k)?,
-        None => DEFAULT_DETACH_KEYS.to_vec(),
-    };
-    let run = async move {
-        match backend
-            .exec_start(id.clone(), false, start_tty, console_size)
-            .await
-        {
-            Ok(ExecStream {
-                tty,
-                stdin,
-                stream: Some(sup),
-            }) => Ok((backend, id, tty, stdin, sup)),
-            Ok(_) => Err(format!("exec {id} started without a stream")),
-            Err(e) => Err(e.to_string()),
-        }
-    };
-    let mut r = if let Some(on_upgrade) = on_upgrade {
-        tokio::spawn(async move {
-            let Ok(upgraded) = on_upgrade.await else {
-                return;
-            };
-            let client = hijacked(upgraded);
-            match run.await {
-                Ok((backend, id, tty, stdin, sup)) => {
-                    let done = async move {
-                        let _ = backend.exec_wait(id).await;
-                    };
-                    // An exec's stdin always closes with the client's (no TTY).
-                    pump_stream(client, sup, tty, stdin, true, detach_keys, done).await;
-                }
-                Err(message) => {
-                    let (_, mut w) = tokio::io::split(client.io);
-                    let mut text = format!("{message}\r\n").into_bytes();
-                    if !tty {
-                        let mut framed = Vec::new();
-                        proto::put_frame(&mut framed, proto::STDOUT, &text);
-                        text = framed;
-                    }
-                    let _ = w.write_all(&text).await;
-                    let _ = w.shutdown().await;
-                }
-            }
-        });
-        let mut r = Response::new(empty());
-        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        r.headers_mut()
-            .insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-        r.headers_mut()
-            .insert(UPGRADE, HeaderValue::from_static("tcp"));
-        r
-    } else {
+    let session = backend.exec_attach(id, cfg.tty, console_size)?;
+    let ct = stream_content_type(session.tty(), version);
+    let Some(on_upgrade) = on_upgrade else {
         // No hijack: the output is the body.
-        let (backend, id, tty, _stdin, sup) = run.await.map_err(ApiError::internal)?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let _ = tx.send(Some(sup));
-        let done = async move {
-            let _ = backend.exec_wait(id).await;
-        };
-        Response::new(supervisor_body(Vec::new(), Some(rx), tty, done))
+        let mut r = Response::new(channel_body(session.into_body().await?));
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+        return Ok(r);
     };
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
-    Ok(r)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn detach_keys_parse_and_filter() {
-        assert_eq!(parse_detach_keys("ctrl-p,ctrl-q").unwrap(), vec![16, 17]);
-        assert_eq!(parse_detach_keys("ctrl-a,z").unwrap(), vec![1, b'z']);
-        assert!(parse_detach_keys("ctrl-").is_err());
-        assert!(parse_detach_keys("abc").is_err());
-        let mut f = DetachFilter {
-            keys: vec![16, 17],
-            matched: 0,
-        };
-        let mut out = Vec::new();
-        assert!(!f.feed(b"ab\x10", &mut out));
-        assert_eq!(out, b"ab");
-        out.clear();
-        assert!(!f.feed(b"x\x10", &mut out));
-        assert_eq!(out, b"\x10x");
-        out.clear();
-        assert!(f.feed(b"\x11", &mut out));
-        assert!(out.is_empty());
-    }
-
-    #[test]
-    fn output_frames_pass_or_strip() {
-        let mut p = Vec::new();
-        proto::put_frame(&mut p, proto::STDOUT, b"ab");
-        proto::put_frame(&mut p, proto::STDERR, b"c");
-        p.extend_from_slice(&[1, 0, 0]);
-        let mut q = p.clone();
-        let out = take_output(&mut p, false);
-        assert_eq!(out.len(), 8 + 2 + 8 + 1);
-        assert_eq!(p, vec![1, 0, 0]);
-        assert_eq!(take_output(&mut q, true), b"abc");
-    }
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            session.serve(hijacked(upgraded)).await;
+        }
+    });
+    Ok(switching_protocols(Some(ct)))
 }

@@ -12,7 +12,7 @@ pub mod query;
 mod router;
 mod system;
 
-pub use container::{AttachStream, ContainerBackend, WaitFuture};
+pub use container::{ContainerBackend, WaitFuture};
 pub use events::EventsBackend;
 pub use image::ImageBackend;
 pub use router::{Api, Ctx};

@@ -6,15 +6,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard_stubs::models::{ExecConfig, ExecInspectResponse, ProcessConfig};
-use tokio::net::UnixStream;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
+use super::attach::{
+    output_body, parse_detach_keys, pump, ClientConn, StdinMode, DEFAULT_DETACH_KEYS,
+};
 use super::manager::{lock, ContainerManager};
 use super::record::Status;
 use super::ContainerError;
 use crate::errors::{ErrorKind, Kinded};
 use crate::image::store::random_hex;
-use crate::runtime::{spec, ExecProcess, ExecStdio, PreparedExec};
+use crate::runtime::{spec, ExecProcess, ExecStdio, PreparedExec, StdioConn};
+use crate::util::io::ByteReceiver;
+use crate::util::stdcopy;
 
 /// One exec instance.
 #[derive(Debug, Clone)]
@@ -42,11 +47,94 @@ impl Exec {
     }
 }
 
-/// What `POST /exec/{id}/start` returns: whether the exec has a TTY, and the stream to pump.
+/// What starting an exec gives: whether it has a TTY and stdin, and its stdio unless detached.
 pub struct ExecStream {
     pub tty: bool,
     pub stdin: bool,
-    pub stream: Option<UnixStream>,
+    pub stream: Option<StdioConn>,
+}
+
+/// An attached `POST /exec/{id}/start`, ready to serve a client.
+pub struct ExecSession {
+    manager: Arc<ContainerManager>,
+    id: String,
+    tty: bool,
+    start_tty: Option<bool>,
+    console_size: Option<[u16; 2]>,
+    detach_keys: Vec<u8>,
+}
+
+impl ExecSession {
+    /// Whether the exec has a TTY (then the stream is raw, not multiplexed).
+    pub fn tty(&self) -> bool {
+        self.tty
+    }
+
+    /// Start the process, in a task of its own: a client that goes away meanwhile cannot
+    /// leave it half started.
+    async fn start(&self) -> Result<(bool, bool, StdioConn), ContainerError> {
+        let (m, id) = (self.manager.clone(), self.id.clone());
+        let (tty, console_size) = (self.start_tty, self.console_size);
+        let started =
+            tokio::spawn(async move { m.exec_start(&id, false, tty, console_size).await })
+                .await
+                .map_err(|e| ContainerError::internal(format!("exec task: {e}")))??;
+        match started {
+            ExecStream {
+                tty,
+                stdin,
+                stream: Some(stdio),
+            } => Ok((tty, stdin, stdio)),
+            _ => Err(ContainerError::internal(format!(
+                "exec {} started without a stream",
+                self.id
+            ))),
+        }
+    }
+
+    /// Serve a hijacked connection. A failure to start is written into the stream, as
+    /// dockerd does (the CLI then reads the exit code, 126 or 127, from the exec's inspect).
+    pub async fn serve(self, client: ClientConn) {
+        match self.start().await {
+            Ok((tty, stdin, stdio)) => {
+                let (m, id) = (self.manager.clone(), self.id.clone());
+                let done = async move {
+                    let _ = m.exec_wait(&id, Duration::from_secs(5)).await;
+                };
+                // An exec's stdin always closes with the client's (no TTY).
+                let mode = StdinMode {
+                    forward: stdin,
+                    close_with_client: true,
+                    detach_keys: self.detach_keys,
+                };
+                pump(client, stdio, tty, mode, done).await;
+            }
+            Err(e) => {
+                let (_, mut w) = tokio::io::split(client.io);
+                let mut text = format!("{e}\r\n").into_bytes();
+                if !self.tty {
+                    text = stdcopy::frame(stdcopy::STDOUT, &text);
+                }
+                let _ = w.write_all(&text).await;
+                let _ = w.shutdown().await;
+            }
+        }
+    }
+
+    /// Output only, as a response body.
+    pub async fn into_body(self) -> Result<ByteReceiver, ContainerError> {
+        let (tty, _stdin, stdio) = self
+            .start()
+            .await
+            .map_err(|e| ContainerError::internal(e.to_string()))?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = tx.send(Some(stdio));
+        let (m, id) = (self.manager, self.id);
+        let done = async move {
+            let _ = m.exec_wait(&id, Duration::from_secs(5)).await;
+        };
+        Ok(output_body(Vec::new(), Some(rx), tty, done))
+    }
 }
 
 fn cmd_text(cfg: &ExecConfig) -> String {
@@ -156,6 +244,29 @@ impl ContainerManager {
         Ok(id)
     }
 
+    /// An attached `POST /exec/{id}/start`: the exec's TTY (`tty` overrides) and detach keys
+    /// are known before the connection is taken over.
+    pub fn exec_session(
+        self: &Arc<Self>,
+        id: &str,
+        tty: Option<bool>,
+        console_size: Option<[u16; 2]>,
+    ) -> Result<ExecSession, ContainerError> {
+        let r = self.exec_get(id)?.snapshot();
+        let detach_keys = match r.config.detach_keys.as_deref().filter(|k| !k.is_empty()) {
+            Some(k) => parse_detach_keys(k)?,
+            None => DEFAULT_DETACH_KEYS.to_vec(),
+        };
+        Ok(ExecSession {
+            manager: self.clone(),
+            id: id.to_string(),
+            tty: tty.unwrap_or(false) || r.config.tty.unwrap_or(false),
+            start_tty: tty,
+            console_size,
+            detach_keys,
+        })
+    }
+
     /// `GET /exec/{id}/json`.
     pub fn exec_inspect(&self, id: &str) -> Result<ExecInspectResponse, ContainerError> {
         let r = self.exec_get(id)?.snapshot();
@@ -210,7 +321,7 @@ impl ContainerManager {
     }
 
     /// Resolves to the exit code once the exec has ended (at most `timeout`).
-    pub async fn exec_wait(&self, id: &str, timeout: Duration) -> Option<i64> {
+    async fn exec_wait(&self, id: &str, timeout: Duration) -> Option<i64> {
         let exec = self.exec_get(id).ok()?;
         let mut rx = exec.done.subscribe();
         let wait = async {

@@ -7,12 +7,16 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 
+use super::attach::stream_number;
 use super::manager::{Container, ContainerManager};
 use super::record::Status;
 use super::ContainerError;
 use crate::errors::ErrorKind;
+use crate::logger::format_timestamp;
 use crate::logger::jsonfile::{self, LogEntry, ReadOptions};
-use crate::logger::LogConfig;
+use crate::util::io::ByteReceiver;
+use crate::util::stdcopy;
+use bytes::Bytes;
 
 /// `GET /containers/{id}/logs` options.
 #[derive(Debug, Clone, Default)]
@@ -23,23 +27,16 @@ pub struct LogsOptions {
     pub since: Option<SystemTime>,
     pub until: Option<SystemTime>,
     pub tail: Option<usize>,
+    /// Prefix every line with its RFC 3339 time.
+    pub timestamps: bool,
 }
 
 impl ContainerManager {
-    /// Whether the container has a TTY, and its log config and path, for `docker logs`.
-    pub fn log_source(
-        &self,
-        name: &str,
-    ) -> Result<(Arc<Container>, bool, LogConfig, PathBuf), ContainerError> {
+    /// Whether the container has a TTY, and its log path, for `docker logs`.
+    fn log_source(&self, name: &str) -> Result<(Arc<Container>, bool, PathBuf), ContainerError> {
         let c = self.get(name)?;
         let r = c.record();
-        let lc = r.host_config.log_config.clone().unwrap_or_default();
-        let cfg = LogConfig::from_docker(
-            lc.typ.as_deref().unwrap_or("json-file"),
-            &lc.config.unwrap_or_default(),
-        )
-        .map_err(|e| ContainerError::invalid(e.to_string()))?;
-        if !cfg.readable() {
+        if !r.log_config()?.readable() {
             return Err(ContainerError::new(
                 ErrorKind::NotImplemented,
                 "configured logging driver does not support reading".to_string(),
@@ -48,19 +45,58 @@ impl ContainerManager {
         Ok((
             c.clone(),
             r.config.tty.unwrap_or(false),
-            cfg,
             PathBuf::from(r.log_path),
         ))
     }
 
-    /// `GET /containers/{id}/logs`: entries on a channel; with `follow`, until the container
-    /// stops or the receiver goes.
+    /// `GET /containers/{id}/logs`: whether the container has a TTY, and the log as a client
+    /// gets it: stdcopy frames without a TTY, raw lines with one; with `follow`, until the
+    /// container stops or the client goes.
     pub async fn logs(
         self: &Arc<Self>,
         name: &str,
         opts: LogsOptions,
+    ) -> Result<(bool, ByteReceiver), ContainerError> {
+        let timestamps = opts.timestamps;
+        let (tty, mut entries) = self.log_entries(name, opts).await?;
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                // A client that went away ends the follow even while no line comes.
+                let e = tokio::select! {
+                    e = entries.recv() => match e {
+                        Some(e) => e,
+                        None => break,
+                    },
+                    _ = tx.closed() => break,
+                };
+                let mut payload = Vec::with_capacity(e.line.len() + 40);
+                if timestamps {
+                    payload.extend_from_slice(format_timestamp(e.time).as_bytes());
+                    payload.push(b' ');
+                }
+                payload.extend_from_slice(&e.line);
+                let chunk = if tty {
+                    payload
+                } else {
+                    stdcopy::frame(stream_number(e.stream), &payload)
+                };
+                if tx.send(Ok(Bytes::from(chunk))).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok((tty, rx))
+    }
+
+    /// The log's entries on a channel; with `follow`, until the container stops or the
+    /// receiver goes.
+    pub(super) async fn log_entries(
+        self: &Arc<Self>,
+        name: &str,
+        opts: LogsOptions,
     ) -> Result<(bool, mpsc::Receiver<LogEntry>), ContainerError> {
-        let (c, tty, _cfg, path) = self.log_source(name)?;
+        let (c, tty, path) = self.log_source(name)?;
         let ropts = ReadOptions {
             stdout: opts.stdout,
             stderr: opts.stderr,

@@ -12,7 +12,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::net::UnixStream;
 use tokio::sync::watch;
 
 use super::record::{Record, Status};
@@ -20,7 +19,7 @@ use super::ContainerError;
 use crate::events::{Event, EventBus};
 use crate::image::store::Lease;
 use crate::image::ImageService;
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, StdioConn};
 
 /// What the manager needs from the daemon's configuration.
 #[derive(Debug, Clone)]
@@ -51,7 +50,7 @@ pub enum WaitCondition {
 }
 
 /// An attach waiting for its container to start.
-pub(super) type PendingAttach = tokio::sync::oneshot::Sender<Option<UnixStream>>;
+pub(super) type PendingAttach = tokio::sync::oneshot::Sender<Option<StdioConn>>;
 
 pub struct Container {
     pub id: String,

@@ -8,11 +8,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::net::UnixStream;
-
 use super::client::{self, Watch};
 use super::error::RuntimeError;
 use super::proto::{ExitStatus, Request, SupervisorConfig, SupervisorState};
+use super::stdio::StdioConn;
 use super::{host, spec, supervisor, CgroupInfo, CgroupVersion};
 use crate::logger::LogConfig;
 use crate::util::fs::{atomic_write, ensure_dir};
@@ -224,8 +223,10 @@ impl Runtime {
         stdin: bool,
         stdout: bool,
         stderr: bool,
-    ) -> Result<UnixStream, RuntimeError> {
-        client::attach(&self.state_dir(id), stdin, stdout, stderr).await
+    ) -> Result<StdioConn, RuntimeError> {
+        client::attach(&self.state_dir(id), stdin, stdout, stderr)
+            .await
+            .map(StdioConn::new)
     }
 
     /// Blocking. Resolve an exec's process against the container's spec (user, environment,
@@ -297,7 +298,7 @@ impl Runtime {
         exec_id: &str,
         prepared: PreparedExec,
         stdio: ExecStdio,
-    ) -> Result<(i32, UnixStream), RuntimeError> {
+    ) -> Result<(i32, StdioConn), RuntimeError> {
         let req = Request::Exec {
             exec_id: exec_id.to_string(),
             process: prepared.process,
@@ -308,7 +309,7 @@ impl Runtime {
             add_caps: prepared.add_caps,
         };
         let (reply, stream) = client::exec(&self.state_dir(id), req).await?;
-        Ok((reply.pid, stream))
+        Ok((reply.pid, StdioConn::new(stream)))
     }
 
     /// Blocking. Apply the resources of `opts` to a running container's cgroup (`docker

@@ -16,6 +16,7 @@ pub mod host;
 pub mod proto;
 pub mod seccomp;
 pub mod spec;
+mod stdio;
 pub mod supervisor;
 pub mod user;
 
@@ -23,6 +24,7 @@ pub use client::Watch;
 pub use error::RuntimeError;
 pub use handle::{ExecProcess, ExecStdio, LaunchOptions, PreparedExec, Runtime, RuntimeConfig};
 pub use proto::{Event, ExitStatus, SupervisorState};
+pub use stdio::{Output, Stdin, StdioConn};
 
 use std::path::{Path, PathBuf};
 

@@ -12,33 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::logger::LogConfig;
 
-/// Frame kinds.
-pub const STDIN: u8 = 0;
-pub const STDOUT: u8 = 1;
-pub const STDERR: u8 = 2;
+/// Frame kinds beyond Docker's stream numbers (whose framing, `util::stdcopy`, this reuses).
+pub use crate::util::stdcopy::{frame_len, put_frame, HEADER, STDERR, STDIN, STDOUT};
 pub const STDIN_CLOSE: u8 = 3;
 pub const EVENT: u8 = 16;
-
-/// The frame header length.
-pub const HEADER: usize = 8;
-
-/// Append one frame to `out`.
-pub fn put_frame(out: &mut Vec<u8>, kind: u8, payload: &[u8]) {
-    out.push(kind);
-    out.extend_from_slice(&[0, 0, 0]);
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(payload);
-}
-
-/// Split one complete frame off the front of `buf`: `(kind, payload length)` when the whole
-/// frame is there.
-pub fn frame_len(buf: &[u8]) -> Option<(u8, usize)> {
-    if buf.len() < HEADER {
-        return None;
-    }
-    let len = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;
-    (buf.len() >= HEADER + len).then_some((buf[0], len))
-}
 
 /// What berthd hands a new supervisor (`<state-dir>/supervisor.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -3,4 +3,5 @@
 pub mod fs;
 pub mod io;
 pub mod progress;
+pub mod stdcopy;
 pub mod time;
