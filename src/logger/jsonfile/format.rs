@@ -137,6 +137,26 @@ pub(super) fn parse_time(s: &str) -> Option<SystemTime> {
         .map(SystemTime::from)
 }
 
+/// The gzip header extra of a compressed rotated file, as dockerd writes it:
+/// `{"lastTime": ...}`, the time of its last entry.
+pub(super) fn gz_extra(last_time: Option<SystemTime>) -> Vec<u8> {
+    let last = last_time.map_or_else(|| "0001-01-01T00:00:00Z".to_string(), format_rfc3339_nano);
+    serde_json::json!({ "lastTime": last })
+        .to_string()
+        .into_bytes()
+}
+
+/// The time in a header extra written by [`gz_extra`], if it parses.
+pub(super) fn gz_last_time(extra: &[u8]) -> Option<SystemTime> {
+    #[derive(Deserialize)]
+    struct Meta {
+        #[serde(rename = "lastTime")]
+        last_time: String,
+    }
+    let meta = serde_json::from_slice::<Meta>(extra).ok()?;
+    parse_time(&meta.last_time)
+}
+
 /// `path.N` + `ext`.
 pub(super) fn rotated_path(path: &Path, n: u32, ext: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
@@ -170,7 +190,6 @@ impl Read for RangeReader<'_> {
     }
 }
 
-/// Call `f` with each complete (newline-terminated) line until it returns false. Returns the
 /// Where the last `n` complete lines of `[0, end)` start.
 pub(super) struct TailScan {
     pub(super) start: u64,

@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use flate2::read::GzDecoder;
-use serde::Deserialize;
 
-use super::format::{parse_line, parse_time, rotated_path, tail_scan, LogEntry, RangeReader};
+use super::format::{gz_last_time, parse_line, rotated_path, tail_scan, LogEntry, RangeReader};
 use crate::logger::Stream;
 
 /// Attempts at a consistent snapshot of the files when rotations keep racing the reader.
@@ -107,6 +106,7 @@ impl Filter {
     }
 }
 
+/// Call `f` with each complete (newline-terminated) line until it returns false. Returns the
 /// number of bytes of the complete lines passed to `f` (an incomplete last line is not).
 fn for_each_line<R: BufRead>(mut reader: R, mut f: impl FnMut(&[u8]) -> bool) -> io::Result<u64> {
     let mut line = Vec::new();
@@ -122,6 +122,11 @@ fn for_each_line<R: BufRead>(mut reader: R, mut f: impl FnMut(&[u8]) -> bool) ->
             return Ok(consumed);
         }
     }
+}
+
+/// [`for_each_line`] over `[start, end)` of a file.
+fn lines_in(file: &File, start: u64, end: u64, f: impl FnMut(&[u8]) -> bool) -> io::Result<u64> {
+    for_each_line(BufReader::new(RangeReader::new(file, start, end)), f)
 }
 
 /// The current log file as a reader found it.
@@ -141,13 +146,31 @@ fn file_id(m: &Metadata) -> (u64, u64) {
     (m.dev(), m.ino())
 }
 
+/// `path` opened for reading; `None` if there is no such file.
+fn open_existing(path: &Path) -> io::Result<Option<File>> {
+    match File::open(path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The identity of the file `path` names now; `None` if there is none.
+fn named_id(path: &Path) -> io::Result<Option<(u64, u64)>> {
+    match fs::metadata(path) {
+        Ok(m) => Ok(Some(file_id(&m))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Open the current file and the rotated ones (newest first), consistently.
 fn open_snapshot(path: &Path) -> io::Result<(Option<Current>, Vec<Rotated>)> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let current = match File::open(path) {
-            Ok(file) => {
+        let current = match open_existing(path)? {
+            Some(file) => {
                 let m = file.metadata()?;
                 Some(Current {
                     id: file_id(&m),
@@ -155,19 +178,14 @@ fn open_snapshot(path: &Path) -> io::Result<(Option<Current>, Vec<Rotated>)> {
                     file,
                 })
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
+            None => None,
         };
         let mut seen = HashSet::new();
         if let Some(c) = &current {
             seen.insert(c.id);
         }
         let rotated = open_rotated(path, &mut seen)?;
-        let now = match fs::metadata(path) {
-            Ok(m) => Some(file_id(&m)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
+        let now = named_id(path)?;
         if now == current.as_ref().map(|c| c.id) || attempt >= SNAPSHOT_ATTEMPTS {
             return Ok((current, rotated));
         }
@@ -180,29 +198,20 @@ fn open_rotated(path: &Path, seen: &mut HashSet<(u64, u64)>) -> io::Result<Vec<R
     let mut out = Vec::new();
     let mut i = 1u32;
     loop {
-        let mut present = false;
-        match File::open(rotated_path(path, i, "")) {
-            Ok(f) => {
-                present = true;
-                let m = f.metadata()?;
-                if seen.insert(file_id(&m)) {
-                    out.push(Rotated::Plain(f, m.len()));
-                }
+        let found = match open_existing(&rotated_path(path, i, ""))? {
+            Some(f) => Some((f, false)),
+            None => open_existing(&rotated_path(path, i, ".gz"))?.map(|f| (f, true)),
+        };
+        let present = found.is_some();
+        if let Some((f, gz)) = found {
+            let m = f.metadata()?;
+            if seen.insert(file_id(&m)) {
+                out.push(if gz {
+                    Rotated::Gz(f)
+                } else {
+                    Rotated::Plain(f, m.len())
+                });
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                match File::open(rotated_path(path, i, ".gz")) {
-                    Ok(f) => {
-                        present = true;
-                        let m = f.metadata()?;
-                        if seen.insert(file_id(&m)) {
-                            out.push(Rotated::Gz(f));
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            Err(e) => return Err(e),
         }
         // Files only move up while we look: go on past the listed maximum while they exist.
         if i >= max && !present {
@@ -257,21 +266,13 @@ fn max_rotated_index(path: &Path) -> io::Result<u32> {
 
 /// Whether a compressed file's header says all its entries are before `since`.
 fn gz_before(dec: &GzDecoder<&File>, since: Option<SystemTime>) -> bool {
-    #[derive(Deserialize)]
-    struct Meta {
-        #[serde(rename = "lastTime")]
-        last_time: String,
-    }
     let Some(since) = since else {
         return false;
     };
     let Some(extra) = dec.header().and_then(|h| h.extra()) else {
         return false;
     };
-    let Ok(meta) = serde_json::from_slice::<Meta>(extra) else {
-        return false;
-    };
-    parse_time(&meta.last_time).is_some_and(|t| t > UNIX_EPOCH && t < since)
+    gz_last_time(extra).is_some_and(|t| t > UNIX_EPOCH && t < since)
 }
 
 /// Feed the lines of a compressed file; a corrupt file ends early (logged, as dockerd).
@@ -358,18 +359,17 @@ pub fn read_and_follow(path: &Path, opts: &ReadOptions) -> io::Result<(Vec<LogEn
                 };
                 match r {
                     Rotated::Plain(f, len) => {
-                        for_each_line(BufReader::new(RangeReader::new(f, 0, *len)), feed)?;
+                        lines_in(f, 0, *len, feed)?;
                     }
                     Rotated::Gz(f) => gz_lines(f, opts.since, feed),
                 }
             }
             if let Some(c) = &current {
                 if go_on {
-                    follow_offset =
-                        for_each_line(BufReader::new(RangeReader::new(&c.file, 0, c.end)), |l| {
-                            go_on = filter.feed(l, &mut out);
-                            go_on
-                        })?;
+                    follow_offset = lines_in(&c.file, 0, c.end, |l| {
+                        go_on = filter.feed(l, &mut out);
+                        go_on
+                    })?;
                 }
             }
         }
@@ -386,7 +386,7 @@ pub fn read_and_follow(path: &Path, opts: &ReadOptions) -> io::Result<(Vec<LogEn
 
 fn collect_lines(file: &File, start: u64, end: u64) -> io::Result<Vec<Vec<u8>>> {
     let mut lines = Vec::new();
-    for_each_line(BufReader::new(RangeReader::new(file, start, end)), |l| {
+    lines_in(file, start, end, |l| {
         lines.push(l.to_vec());
         true
     })?;
@@ -417,11 +417,7 @@ impl Follower {
         }
         // Look at the name before reading: if it already names another file, the old one was
         // complete before this read began.
-        let named = match fs::metadata(&self.path) {
-            Ok(m) => Some(file_id(&m)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
+        let named = named_id(&self.path)?;
         let followed = self.file.as_ref().map(|(_, id)| *id);
         if followed.is_some() {
             self.read_new(&mut out)?;
@@ -430,15 +426,11 @@ impl Follower {
             return Ok(out);
         }
         // Rotated (or not there before): go on with the file the name points to now.
-        match File::open(&self.path) {
-            Ok(file) => {
-                let id = file_id(&file.metadata()?);
-                self.file = Some((file, id));
-                self.offset = 0;
-                self.read_new(&mut out)?;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        if let Some(file) = open_existing(&self.path)? {
+            let id = file_id(&file.metadata()?);
+            self.file = Some((file, id));
+            self.offset = 0;
+            self.read_new(&mut out)?;
         }
         Ok(out)
     }
@@ -462,13 +454,10 @@ impl Follower {
         }
         let filter = &mut self.filter;
         let mut go_on = true;
-        let consumed = for_each_line(
-            BufReader::new(RangeReader::new(file, self.offset, len)),
-            |l| {
-                go_on = filter.feed(l, out);
-                go_on
-            },
-        )?;
+        let consumed = lines_in(file, self.offset, len, |l| {
+            go_on = filter.feed(l, out);
+            go_on
+        })?;
         self.offset += consumed;
         if !go_on {
             self.done = true;

@@ -10,8 +10,8 @@ use std::time::SystemTime;
 
 use flate2::{Compression, GzBuilder};
 
-use super::format::{encode_entry, parse_line, rotated_path, tail_scan, RangeReader};
-use crate::logger::{format_rfc3339_nano, Driver, LogConfig, Stream};
+use super::format::{encode_entry, gz_extra, parse_line, rotated_path, tail_scan, RangeReader};
+use crate::logger::{Driver, LogConfig, Stream};
 
 /// dockerd's copier buffer: a line longer than this is logged in pieces of exactly this size
 /// (partial entries, without a trailing newline).
@@ -245,6 +245,7 @@ fn open_append(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Gzip `src` to `src.gz` (header extra `{"lastTime": ...}` as dockerd), then remove `src`.
 /// Readers try `src` before `src.gz`, so they always find a complete copy.
 fn compress_file(src: &Path, last_time: Option<SystemTime>) -> io::Result<()> {
     let mut input = match File::open(src) {
@@ -262,11 +263,8 @@ fn compress_file(src: &Path, last_time: Option<SystemTime>) -> io::Result<()> {
             .truncate(true)
             .mode(FILE_MODE)
             .open(&gz_path)?;
-        let last =
-            last_time.map_or_else(|| "0001-01-01T00:00:00Z".to_string(), format_rfc3339_nano);
-        let extra = serde_json::json!({ "lastTime": last }).to_string();
         let mut enc = GzBuilder::new()
-            .extra(extra.into_bytes())
+            .extra(gz_extra(last_time))
             .write(out, Compression::fast());
         io::copy(&mut input, &mut enc)?;
         enc.finish()?;
@@ -294,6 +292,7 @@ fn last_entry_time(file: &File, len: u64) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logger::format_rfc3339_nano;
     use crate::logger::jsonfile::testutil::*;
     use crate::logger::jsonfile::{read, ReadOptions};
     use flate2::read::GzDecoder;
