@@ -3,7 +3,6 @@
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::net::UnixListener;
 use std::path::Path;
 
 use nix::unistd::Pid;
@@ -12,7 +11,7 @@ use super::clients::Kind;
 use super::dispatch::failed;
 use super::executor::BerthExecutor;
 use super::reap::pidfd_open;
-use super::stdio::{pipe, Io};
+use super::stdio::{console_socket, pipe, Io};
 use super::{lc, read_failure, Supervisor};
 use crate::runtime::proto::Reply;
 use crate::util::fs::atomic_write;
@@ -109,10 +108,7 @@ impl Supervisor {
         let mut console = None;
         let console_path = self.state_dir.join(format!("exec-{id}.sock"));
         let stdio = if tty {
-            let _ = std::fs::remove_file(&console_path);
-            let l = UnixListener::bind(&console_path)
-                .map_err(|e| plain(format!("bind console socket: {e}")))?;
-            console = Some(l);
+            console = Some(console_socket(&console_path).map_err(plain)?);
             lc::Stdio::Console(console_path.clone())
         } else {
             io.pipes(open_stdin).map_err(plain)?

@@ -15,7 +15,7 @@ use nix::unistd::Pid;
 
 use super::executor::BerthExecutor;
 use super::reap::pidfd_open;
-use super::stdio::{nonblocking, pipe, Io};
+use super::stdio::{console_socket, nonblocking, pipe, Io};
 use super::{config_path, lc, read_failure, socket_path, Supervisor, SUBCOMMAND};
 use crate::logger;
 use crate::runtime::host;
@@ -237,9 +237,7 @@ fn create_container(cfg: &SupervisorConfig, state_dir: &Path) -> Result<NewConta
     let mut console = None;
     let stdio = if cfg.tty {
         let path = state_dir.join("console.sock");
-        let _ = std::fs::remove_file(&path);
-        let l = UnixListener::bind(&path).map_err(|e| format!("bind console socket: {e}"))?;
-        console = Some(l);
+        console = Some(console_socket(&path)?);
         lc::Stdio::Console(path)
     } else {
         io.pipes(cfg.open_stdin)?

@@ -4,6 +4,8 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
@@ -168,6 +170,12 @@ pub(super) fn nonblocking(fd: &impl AsRawFd) {
         let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
         let _ = fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags));
     }
+}
+
+/// A fresh console socket at `path`, on which libcontainer sends the pty master.
+pub(super) fn console_socket(path: &Path) -> Result<UnixListener, String> {
+    let _ = std::fs::remove_file(path);
+    UnixListener::bind(path).map_err(|e| format!("bind console socket: {e}"))
 }
 
 pub(super) fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
