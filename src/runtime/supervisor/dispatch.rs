@@ -1,0 +1,181 @@
+//! Request dispatch: the request line a client sends first on the control socket, answered
+//! with one [`Reply`] (`Watch`, `Attach` and `Exec` turn the connection into a stream).
+
+use std::os::fd::AsRawFd;
+use std::time::SystemTime;
+
+use nix::sys::signal::Signal;
+
+use super::clients::{push_event, Kind};
+use super::{lc, read_failure, Supervisor};
+use crate::runtime::host;
+use crate::runtime::proto::{Event, Reply, Request};
+use crate::util::time::rfc3339_nano;
+
+/// A failed reply carrying the exit code Docker gives for it (0 if none).
+pub(super) fn failed(message: String, exit_code: i32) -> Reply {
+    Reply {
+        ok: false,
+        error: Some(message),
+        exit_code,
+        ..Default::default()
+    }
+}
+
+impl Supervisor {
+    /// Answer the request line of pending client `i`, if it is complete; false when there is
+    /// nothing more to do with the client now (no complete line yet, or it is done).
+    pub(super) fn take_request(&mut self, i: usize) -> bool {
+        let Some(pos) = self.clients[i].rbuf.iter().position(|&b| b == b'\n') else {
+            if self.clients[i].rbuf.len() > 64 * 1024 {
+                self.clients[i].gone = true;
+            }
+            return false;
+        };
+        let line: Vec<u8> = self.clients[i].rbuf.drain(..=pos).collect();
+        let reply = match serde_json::from_slice::<Request>(&line) {
+            Ok(req) => self.handle(i, req),
+            Err(e) => Reply::error(format!("bad request: {e}")),
+        };
+        let c = &mut self.clients[i];
+        c.queue_reply(&reply);
+        if c.kind == Kind::Pending {
+            c.closing = true;
+            return false;
+        }
+        if c.kind == Kind::Watch {
+            if let Some(exit) = self.state.exit.clone() {
+                push_event(c, &Event::Exited(exit));
+            }
+        }
+        true
+    }
+
+    fn handle(&mut self, i: usize, req: Request) -> Reply {
+        match req {
+            Request::Start => self.start(),
+            Request::Watch => {
+                self.clients[i].kind = Kind::Watch;
+                Reply::ok()
+            }
+            Request::Attach {
+                stdin,
+                stdout,
+                stderr,
+            } => {
+                self.clients[i].kind = Kind::Attach {
+                    stdin,
+                    stdout,
+                    stderr,
+                };
+                if self.exited() {
+                    self.clients[i].closing = true;
+                }
+                Reply::ok()
+            }
+            Request::Kill { signal } => self.kill(signal),
+            Request::Pause => self.pause_or_resume(true),
+            Request::Resume => self.pause_or_resume(false),
+            Request::Resize {
+                height,
+                width,
+                exec,
+            } => self.resize(height, width, exec.as_deref()),
+            Request::State => Reply {
+                ok: true,
+                state: Some(self.state.clone()),
+                ..Default::default()
+            },
+            Request::Exec {
+                exec_id,
+                process,
+                tty,
+                stdin,
+                attach,
+                console_size,
+                add_caps,
+            } => self.exec(
+                i,
+                exec_id,
+                process,
+                tty,
+                stdin,
+                attach,
+                console_size,
+                add_caps,
+            ),
+        }
+    }
+
+    fn start(&mut self) -> Reply {
+        if self.state.started {
+            return Reply::error("container already started");
+        }
+        if let Err(e) = lc::start(&mut self.container) {
+            return Reply::error(e);
+        }
+        // EOF on the report pipe means the exec succeeded (the write end is close-on-exec).
+        let failure = self.report.take().and_then(read_failure);
+        self.state.started = true;
+        self.state.started_at = rfc3339_nano(SystemTime::now());
+        self.save_state();
+        // libcontainer's work is done: its code need not stay resident for the container's life.
+        host::shed_memory();
+        match failure {
+            Some(f) => failed(f.message, f.code),
+            None => Reply::ok(),
+        }
+    }
+
+    fn kill(&mut self, signal: i32) -> Reply {
+        if self.exited() {
+            return Reply::error("container is not running");
+        }
+        let sig = match Signal::try_from(signal) {
+            Ok(s) => s,
+            Err(_) => return Reply::error(format!("invalid signal: {signal}")),
+        };
+        match nix::sys::signal::kill(self.init, sig) {
+            Ok(()) => Reply::ok(),
+            Err(e) => Reply::error(format!("kill {}: {e}", self.init)),
+        }
+    }
+
+    fn pause_or_resume(&mut self, pause: bool) -> Reply {
+        if self.exited() {
+            return Reply::error("container is not running");
+        }
+        let r = if pause {
+            lc::pause(&mut self.container)
+        } else {
+            lc::resume(&mut self.container)
+        };
+        match r {
+            Ok(()) => {
+                self.state.paused = pause;
+                self.save_state();
+                Reply::ok()
+            }
+            Err(e) => Reply::error(e),
+        }
+    }
+
+    /// Resize the pty of the init (`exec` None) or of an exec.
+    fn resize(&mut self, height: u16, width: u16, exec: Option<&str>) -> Reply {
+        let pty = match exec {
+            None => self.io.pty.as_ref(),
+            Some(x) => self
+                .execs
+                .iter()
+                .find(|e| e.exec_id == x)
+                .and_then(|e| e.io.pty.as_ref()),
+        };
+        match pty {
+            Some(p) => match lc::resize(p.as_raw_fd(), height, width) {
+                Ok(()) => Reply::ok(),
+                Err(e) => Reply::error(e),
+            },
+            None => Reply::error("the process has no tty"),
+        }
+    }
+}

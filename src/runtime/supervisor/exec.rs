@@ -1,0 +1,172 @@
+//! `docker exec` inside the supervisor: a process started in the running container through
+//! libcontainer's tenant builder, with its own stdio, and the fds a failed start leaks.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::unistd::Pid;
+
+use super::clients::Kind;
+use super::dispatch::failed;
+use super::executor::BerthExecutor;
+use super::reap::pidfd_open;
+use super::stdio::{console_socket, pipe, Io};
+use super::{lc, read_failure, Supervisor};
+use crate::runtime::proto::Reply;
+use crate::util::fs::atomic_write;
+
+/// A `docker exec` process.
+pub(super) struct ExecProc {
+    /// The supervisor's own number for it (clients refer to it).
+    pub(super) id: u64,
+    /// berthd's exec ID.
+    pub(super) exec_id: String,
+    pub(super) pid: Pid,
+    pub(super) pidfd: Option<OwnedFd>,
+    pub(super) io: Io,
+}
+
+impl Supervisor {
+    /// `docker exec`: start `process` in the container through libcontainer's tenant builder.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn exec(
+        &mut self,
+        client: usize,
+        exec_id: String,
+        process: serde_json::Value,
+        tty: bool,
+        open_stdin: bool,
+        attach: bool,
+        console_size: Option<[u16; 2]>,
+        add_caps: Vec<String>,
+    ) -> Reply {
+        if self.exited() || !self.state.started {
+            return Reply::error("container is not running");
+        }
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let process_path = self.state_dir.join(format!("exec-{id}.json"));
+        let bytes = match serde_json::to_vec(&process) {
+            Ok(b) => b,
+            Err(e) => return Reply::error(format!("encode exec process: {e}")),
+        };
+        if let Err(e) = atomic_write(&process_path, &bytes, 0o600) {
+            return Reply::error(format!("write exec process: {e}"));
+        }
+        let result = self.exec_inner(id, &process_path, tty, open_stdin, console_size, add_caps);
+        let _ = std::fs::remove_file(&process_path);
+        match result {
+            Ok((pid, io)) => {
+                self.execs.push(ExecProc {
+                    id,
+                    exec_id,
+                    pid,
+                    pidfd: pidfd_open(pid),
+                    io,
+                });
+                if attach {
+                    self.clients[client].kind = Kind::Exec {
+                        id,
+                        stdin: open_stdin,
+                    };
+                }
+                Reply {
+                    ok: true,
+                    pid: pid.as_raw(),
+                    ..Default::default()
+                }
+            }
+            Err((message, code)) => failed(message, code),
+        }
+    }
+
+    fn exec_inner(
+        &mut self,
+        id: u64,
+        process_path: &Path,
+        tty: bool,
+        open_stdin: bool,
+        console_size: Option<[u16; 2]>,
+        add_caps: Vec<String>,
+    ) -> Result<(Pid, Io), (String, i32)> {
+        let plain = |e: String| (e, 0);
+        let (report_r, report_w) = pipe().map_err(plain)?;
+        let drop_caps = add_caps
+            .iter()
+            .filter_map(|c| c.parse::<caps::Capability>().ok())
+            .collect();
+        let executor = BerthExecutor {
+            report_fd: report_w.as_raw_fd(),
+            seccomp: self
+                .seccomp
+                .get_or_insert_with(|| load_seccomp(&self.state_dir))
+                .clone(),
+            drop_caps,
+        };
+        let mut io = Io::new(true);
+        let mut console = None;
+        let console_path = self.state_dir.join(format!("exec-{id}.sock"));
+        let stdio = if tty {
+            console = Some(console_socket(&console_path).map_err(plain)?);
+            lc::Stdio::Console(console_path.clone())
+        } else {
+            io.pipes(open_stdin).map_err(plain)?
+        };
+        let fds_before = open_fds();
+        let started = lc::exec(
+            &self.cfg.id,
+            &self.cfg.lc_root,
+            process_path,
+            executor,
+            stdio,
+        );
+        drop(report_w);
+        if started.is_err() {
+            // libcontainer 0.7 leaks its channel fds when a tenant build fails half-way.
+            close_new_fds(&fds_before);
+            let _ = std::fs::remove_file(&console_path);
+        }
+        let failure = read_failure(File::from(report_r));
+        let pid = match (started, failure) {
+            (_, Some(f)) if f.code != 0 => return Err((f.message, f.code)),
+            (Ok(pid), _) => pid,
+            (Err(e), Some(f)) => return Err((format!("{e}: {}", f.message), 0)),
+            (Err(e), None) => return Err((e, 0)),
+        };
+        if let Some(l) = console {
+            let fd = lc::receive_console(&l).map_err(plain)?;
+            let _ = std::fs::remove_file(&console_path);
+            io.attach_console(fd, console_size).map_err(plain)?;
+        }
+        io.set_nonblocking();
+        Ok((pid, io))
+    }
+}
+
+/// The fds open in this process.
+fn open_fds() -> Vec<i32> {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Close the fds that were not open before (what a failed libcontainer call left behind).
+/// The supervisor is single-threaded, so nothing else opened them meanwhile.
+fn close_new_fds(before: &[i32]) {
+    for fd in open_fds() {
+        if !before.contains(&fd) {
+            let _ = nix::unistd::close(fd);
+        }
+    }
+}
+
+/// The container's seccomp profile, from the bundle.
+fn load_seccomp(state_dir: &Path) -> Option<oci_spec::runtime::LinuxSeccomp> {
+    let spec = oci_spec::runtime::Spec::load(state_dir.join("config.json")).ok()?;
+    spec.linux().as_ref()?.seccomp().clone()
+}

@@ -1,0 +1,309 @@
+//! Starting: the hidden subcommand's entry point, daemonising (`setsid` and a fork), entering
+//! the state dir, binding the control socket and creating the container through libcontainer
+//! (still single-threaded: it forks), then reporting the outcome to berthd on the status fd.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use libcontainer::container::Container;
+use nix::fcntl::{fcntl, FcntlArg};
+use nix::unistd::Pid;
+
+use super::executor::BerthExecutor;
+use super::reap::pidfd_open;
+use super::stdio::{console_socket, nonblocking, pipe, Io};
+use super::{config_path, lc, read_failure, socket_path, Supervisor, SUBCOMMAND};
+use crate::logger;
+use crate::runtime::host;
+use crate::runtime::proto::{Created, SupervisorConfig, SupervisorState};
+
+/// The fd on which berthd reads the [`Created`] line.
+const STATUS_FD: i32 = 3;
+
+/// Entry point of the hidden subcommand; called by `main` before any thread exists.
+pub fn main(args: &[String]) -> i32 {
+    let Some(dir) = args.first() else {
+        eprintln!("usage: berthd {SUBCOMMAND} <state-dir>");
+        return 2;
+    };
+    let state_dir = PathBuf::from(dir);
+    // SAFETY: fd 3 is the status pipe berthd passed; if it is not open, fcntl fails and
+    // nothing is wrapped.
+    let status = if fcntl(STATUS_FD, FcntlArg::F_GETFD).is_ok() {
+        Some(unsafe { File::from_raw_fd(STATUS_FD) })
+    } else {
+        None
+    };
+    if let Some(s) = &status {
+        let _ = fcntl(
+            s.as_raw_fd(),
+            FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        );
+    }
+    // Detach: a new session, and a fork so that the supervisor is no child of berthd.
+    let _ = nix::unistd::setsid();
+    // SAFETY: single-threaded here (no runtime has been built); the parent only exits.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
+        Ok(nix::unistd::ForkResult::Child) => {}
+        Err(e) => {
+            report_created(
+                status,
+                Created {
+                    error: format!("fork supervisor: {e}"),
+                    ..Default::default()
+                },
+            );
+            return 1;
+        }
+    }
+    match Supervisor::setup(&state_dir, status) {
+        Ok(mut sup) => {
+            sup.run();
+            0
+        }
+        Err(()) => 1,
+    }
+}
+
+fn report_created(status: Option<File>, created: Created) {
+    if let Some(mut f) = status {
+        if let Ok(mut line) = serde_json::to_vec(&created) {
+            line.push(b'\n');
+            let _ = f.write_all(&line);
+        }
+    }
+}
+
+/// Why the setup failed, as berthd is told: the message, and Docker's exit code for it (0 if
+/// none).
+struct SetupError {
+    message: String,
+    exit_code: i32,
+}
+
+impl From<String> for SetupError {
+    fn from(message: String) -> Self {
+        SetupError {
+            message,
+            exit_code: 0,
+        }
+    }
+}
+
+/// A container libcontainer just created, and the init's side of the setup so far.
+struct NewContainer {
+    container: Container,
+    io: Io,
+    /// With a TTY: where the pty master is still to be received.
+    console: Option<UnixListener>,
+    /// The executor's report pipe (read at the start).
+    report: File,
+}
+
+impl Supervisor {
+    /// Everything that can fail before the container runs; berthd learns the outcome on
+    /// `status` either way.
+    pub(super) fn setup(state_dir: &Path, status: Option<File>) -> Result<Supervisor, ()> {
+        match Self::build(state_dir) {
+            Ok(sup) => {
+                sup.save_state();
+                report_created(
+                    status,
+                    Created {
+                        ok: true,
+                        pid: sup.init.as_raw(),
+                        ..Default::default()
+                    },
+                );
+                Ok(sup)
+            }
+            Err(SetupError { message, exit_code }) => {
+                tracing::error!("{message}");
+                report_created(
+                    status,
+                    Created {
+                        error: message,
+                        exit_code,
+                        ..Default::default()
+                    },
+                );
+                Err(())
+            }
+        }
+    }
+
+    /// The setup's steps; on failure, what was made so far is undone (the container deleted,
+    /// then the network namespace removed).
+    fn build(state_dir: &Path) -> Result<Supervisor, SetupError> {
+        enter_state_dir(state_dir)?;
+        init_logging(&state_dir.join("supervisor.log"));
+        let cfg = read_config(state_dir)?;
+        let listener = bind_socket(state_dir)?;
+        if let Some(ns) = &cfg.netns {
+            host::create_netns(ns)?;
+        }
+        let NewContainer {
+            mut container,
+            mut io,
+            console,
+            report,
+        } = match create_container(&cfg, state_dir) {
+            Ok(new) => new,
+            Err(e) => {
+                cleanup_netns(&cfg);
+                return Err(e);
+            }
+        };
+        let (init, log) = match finish_init(&cfg, state_dir, &container, console, &mut io) {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = lc::delete(&mut container);
+                cleanup_netns(&cfg);
+                return Err(e.into());
+            }
+        };
+        let state = SupervisorState {
+            supervisor_pid: std::process::id() as i32,
+            pid: init.as_raw(),
+            start_time: host::proc_start_time(init.as_raw()).unwrap_or(0),
+            ..Default::default()
+        };
+        Ok(Supervisor {
+            pidfd: pidfd_open(init),
+            cfg,
+            state_dir: state_dir.to_path_buf(),
+            container,
+            init,
+            listener,
+            clients: Vec::new(),
+            io,
+            execs: Vec::new(),
+            seccomp: None,
+            log,
+            state,
+            report: Some(report),
+            exited_at: None,
+            last_progress: Instant::now(),
+        })
+    }
+}
+
+/// Become the subreaper of the container's processes and work in the state dir.
+fn enter_state_dir(state_dir: &Path) -> Result<(), String> {
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    std::env::set_current_dir(state_dir)
+        .map_err(|e| format!("enter state dir {}: {e}", state_dir.display()))
+}
+
+fn read_config(state_dir: &Path) -> Result<SupervisorConfig, String> {
+    std::fs::read(config_path(state_dir))
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .map_err(|e| format!("read supervisor config: {e}"))
+}
+
+/// The control socket, non-blocking.
+fn bind_socket(state_dir: &Path) -> Result<UnixListener, String> {
+    let sock = socket_path(state_dir);
+    let _ = std::fs::remove_file(&sock);
+    // Bound relative to the state dir: the absolute path may exceed sun_path.
+    let listener =
+        UnixListener::bind("sup.sock").map_err(|e| format!("bind {}: {e}", sock.display()))?;
+    nonblocking(&listener);
+    Ok(listener)
+}
+
+fn cleanup_netns(cfg: &SupervisorConfig) {
+    if let Some(ns) = &cfg.netns {
+        let _ = host::remove_netns(ns);
+    }
+}
+
+/// The init's stdio (pipes, or a console socket with a TTY) and the container created with it.
+fn create_container(cfg: &SupervisorConfig, state_dir: &Path) -> Result<NewContainer, SetupError> {
+    let (report_r, report_w) = pipe()?;
+    let executor = BerthExecutor {
+        report_fd: report_w.as_raw_fd(),
+        seccomp: None,
+        drop_caps: Vec::new(),
+    };
+    let mut io = Io::new(cfg.stdin_once);
+    let mut console = None;
+    let stdio = if cfg.tty {
+        let path = state_dir.join("console.sock");
+        console = Some(console_socket(&path)?);
+        lc::Stdio::Console(path)
+    } else {
+        io.pipes(cfg.open_stdin)?
+    };
+    let created = lc::create(&cfg.id, &cfg.lc_root, state_dir, executor, stdio);
+    drop(report_w);
+    match created {
+        Ok(container) => Ok(NewContainer {
+            container,
+            io,
+            console,
+            report: File::from(report_r),
+        }),
+        Err(e) => {
+            // The executor's report, if any, names Docker's exit code and words.
+            let failure = read_failure(File::from(report_r));
+            let _ = lc::delete_stale(&cfg.lc_root, &cfg.id);
+            Err(match failure {
+                Some(f) => SetupError {
+                    message: f.message,
+                    exit_code: f.code,
+                },
+                None => e.into(),
+            })
+        }
+    }
+}
+
+/// After the create: the pty (with a TTY), the init's pid, non-blocking stdio and the log.
+fn finish_init(
+    cfg: &SupervisorConfig,
+    state_dir: &Path,
+    container: &Container,
+    console: Option<UnixListener>,
+    io: &mut Io,
+) -> Result<(Pid, Option<logger::jsonfile::Writer>), String> {
+    if let Some(l) = console {
+        lc::receive_console(&l).and_then(|fd| io.attach_console(fd, cfg.console_size))?;
+        let _ = std::fs::remove_file(state_dir.join("console.sock"));
+    }
+    let Some(init) = container.pid() else {
+        return Err("container has no init process".to_string());
+    };
+    io.set_nonblocking();
+    let log = if cfg.log.readable() {
+        let w = logger::jsonfile::Writer::open(&cfg.log_path, &cfg.log)
+            .map_err(|e| format!("open log {}: {e}", cfg.log_path.display()))?;
+        Some(w)
+    } else {
+        None
+    };
+    Ok((init, log))
+}
+
+/// The supervisor's own log (libcontainer logs through `tracing` too): never fd 2, which the
+/// container's init would inherit.
+fn init_logging(path: &Path) {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path);
+    if let Ok(file) = file {
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::sync::Mutex::new(file))
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .try_init();
+    }
+}
