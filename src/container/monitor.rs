@@ -88,7 +88,7 @@ impl ContainerManager {
                 c.record()
             }
         };
-        // Only now that the exit is recorded may exit.json go with the state dir.
+        // Only now that the exit is recorded may the runtime drop what recorded it.
         {
             let this = self.clone();
             let id = id.clone();
