@@ -392,6 +392,7 @@ impl ContainerManager {
             merge_image_config(&mut config, run);
         }
         let (path, args) = path_and_args(&config)?;
+        super::mounts::validate_create(&config, &host)?;
         let mut warnings = Vec::new();
         if host.memory.unwrap_or(0) > 0
             && !crate::runtime::probe_cgroups().swap_limit
@@ -524,6 +525,8 @@ impl ContainerManager {
             path,
             args,
             config,
+            mount_points: Some(super::mounts::resolve(&host, false)?),
+            mount_error: None,
             host_config: host,
             state: State::default(),
             restart_count: 0,
@@ -1779,6 +1782,7 @@ impl SpecInputs {
             cgroup_path: self.cgroup_path.clone(),
             cgroup_version: crate::runtime::cgroup_version(),
             init_path,
+            mounts: r.spec_mounts(),
         }
     }
 }

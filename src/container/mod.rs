@@ -6,6 +6,7 @@ pub mod exec;
 pub mod inspect;
 pub mod list;
 pub mod manager;
+pub mod mounts;
 pub mod names;
 pub mod ops;
 pub mod record;
