@@ -343,3 +343,254 @@ pub fn check_volumes_from(hc: &HostConfig) -> Result<(), ContainerError> {
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::errors::{ErrorKind, Kinded};
+    use bollard_stubs::models::{MountBindOptions, MountTmpfsOptions};
+    use std::collections::HashMap;
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn err_text<T: std::fmt::Debug>(r: Result<T, ContainerError>) -> String {
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidParameter, "{e}");
+        e.to_string()
+    }
+
+    #[test]
+    fn binds_resolve_like_dockerd() {
+        let hc = HostConfig {
+            binds: Some(strings(&[
+                "/tmp/x/:/data:ro,rprivate",
+                "/src:/a/b/:rshared,z",
+            ])),
+            tmpfs: Some(HashMap::from([(
+                "/run/".to_string(),
+                "size=1m,ro".to_string(),
+            )])),
+            ..Default::default()
+        };
+        let m = resolve(&hc, true).unwrap();
+        assert_eq!(
+            m,
+            vec![
+                MountPoint {
+                    typ: "bind".into(),
+                    source: "/tmp/x".into(),
+                    destination: "/data".into(),
+                    rw: false,
+                    mode: "ro,rprivate".into(),
+                    propagation: "rprivate".into(),
+                    create_source: true,
+                    ..Default::default()
+                },
+                MountPoint {
+                    typ: "bind".into(),
+                    source: "/src".into(),
+                    destination: "/a/b".into(),
+                    rw: true,
+                    mode: "rshared,z".into(),
+                    propagation: "rshared".into(),
+                    create_source: true,
+                    ..Default::default()
+                },
+                MountPoint {
+                    typ: "tmpfs".into(),
+                    destination: "/run".into(),
+                    rw: false,
+                    mode: "size=1m,ro".into(),
+                    tmpfs_options: "size=1m,ro".into(),
+                    ..Default::default()
+                },
+            ]
+        );
+        // Stored in the record as JSON and read back.
+        let json = serde_json::to_string(&m[0]).unwrap();
+        assert_eq!(
+            json,
+            r#"{"Type":"bind","Source":"/tmp/x","Destination":"/data","RW":false,"Mode":"ro,rprivate","Propagation":"rprivate","CreateSource":true}"#
+        );
+        assert_eq!(serde_json::from_str::<MountPoint>(&json).unwrap(), m[0]);
+    }
+
+    #[test]
+    fn bind_errors() {
+        let src = std::path::Path::new("/src");
+        let bind = |b: &str| {
+            resolve(
+                &HostConfig {
+                    binds: Some(strings(&[b])),
+                    ..Default::default()
+                },
+                true,
+            )
+        };
+        assert_eq!(
+            err_text(bind("myvol:/data")),
+            "named volumes are not supported yet: myvol"
+        );
+        assert_eq!(
+            err_text(bind("/data")),
+            "anonymous volumes are not supported yet: /data"
+        );
+        assert_eq!(
+            err_text(bind("/src:relative")),
+            "invalid volume specification: '/src:relative': invalid mount config for type \"bind\": invalid mount path: 'relative' mount path must be absolute"
+        );
+        assert_eq!(
+            err_text(bind("/src:/")),
+            "invalid volume specification: '/src:/': invalid mount config for type \"bind\": invalid specification: destination can't be '/'"
+        );
+        assert_eq!(err_text(bind("/src:/x:xyz")), "invalid mode: xyz");
+        assert_eq!(err_text(bind("/src:/x:ro,rw")), "invalid mode: ro,rw");
+        assert_eq!(
+            err_text(bind("/x:rw")),
+            "invalid volume specification: '/x:rw'"
+        );
+        assert_eq!(
+            err_text(bind("/a:/b:ro:x")),
+            "invalid volume specification: '/a:/b:ro:x'"
+        );
+
+        let hc = HostConfig {
+            binds: Some(vec![
+                format!("{}:/data", src.display()),
+                format!("{}:/data/", src.display()),
+            ]),
+            ..Default::default()
+        };
+        assert_eq!(err_text(resolve(&hc, true)), "Duplicate mount point: /data");
+        let hc = HostConfig {
+            binds: Some(vec![format!("{}:/run", src.display())]),
+            tmpfs: Some(HashMap::from([("/run".to_string(), String::new())])),
+            ..Default::default()
+        };
+        assert_eq!(err_text(resolve(&hc, true)), "Duplicate mount point: /run");
+    }
+
+    #[test]
+    fn mount_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        let with_mount = |m: ApiMount| {
+            resolve(
+                &HostConfig {
+                    mounts: Some(vec![m]),
+                    ..Default::default()
+                },
+                true,
+            )
+        };
+        let bind = |src: &str, dst: &str| ApiMount {
+            target: Some(dst.into()),
+            source: Some(src.into()),
+            typ: Some(MountType::BIND),
+            ..Default::default()
+        };
+        assert_eq!(
+            err_text(with_mount(bind("/nonexistent-berth", "/x"))),
+            "invalid mount config for type \"bind\": bind source path does not exist: /nonexistent-berth"
+        );
+        // Not checked for an old record's mounts, nor with CreateMountpoint.
+        assert!(resolve(
+            &HostConfig {
+                mounts: Some(vec![bind("/nonexistent-berth", "/x")]),
+                ..Default::default()
+            },
+            false
+        )
+        .is_ok());
+        let created = with_mount(ApiMount {
+            bind_options: Some(MountBindOptions {
+                create_mountpoint: Some(true),
+                ..Default::default()
+            }),
+            ..bind("/nonexistent-berth", "/x")
+        })
+        .unwrap();
+        assert!(created[0].create_source);
+        assert_eq!(
+            err_text(with_mount(bind(&src.to_string_lossy(), "x"))),
+            "invalid mount config for type \"bind\": invalid mount path: 'x' mount path must be absolute"
+        );
+        assert_eq!(
+            err_text(with_mount(bind("rel", "/x"))),
+            "invalid mount config for type \"bind\": invalid mount path: 'rel' mount path must be absolute"
+        );
+        assert_eq!(
+            err_text(with_mount(ApiMount {
+                target: Some("/v".into()),
+                source: Some("vol".into()),
+                typ: Some(MountType::VOLUME),
+                ..Default::default()
+            })),
+            "named volumes are not supported yet: vol"
+        );
+        assert_eq!(
+            err_text(with_mount(ApiMount {
+                target: Some("/t".into()),
+                typ: Some(MountType::TMPFS),
+                bind_options: Some(MountBindOptions::default()),
+                ..Default::default()
+            })),
+            "invalid mount config for type \"tmpfs\": field BindOptions must not be specified"
+        );
+        assert_eq!(
+            err_text(with_mount(ApiMount {
+                target: Some("/t".into()),
+                typ: Some(MountType::TMPFS),
+                tmpfs_options: Some(MountTmpfsOptions {
+                    options: Some(vec![strings(&["nosuid"])]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })),
+            "invalid mount config for type \"tmpfs\": invalid option: nosuid"
+        );
+        let hc = HostConfig {
+            tmpfs: Some(HashMap::from([("/t".to_string(), "bogus=1".to_string())])),
+            ..Default::default()
+        };
+        assert_eq!(
+            err_text(resolve(&hc, true)),
+            "invalid tmpfs option \"bogus\""
+        );
+        let hc = HostConfig {
+            tmpfs: Some(HashMap::from([("t".to_string(), String::new())])),
+            ..Default::default()
+        };
+        assert_eq!(
+            err_text(resolve(&hc, true)),
+            "invalid mount path: 't' mount path must be absolute"
+        );
+        let hc = HostConfig {
+            binds: Some(vec![format!("{}:/m", src.display())]),
+            mounts: Some(vec![bind(&src.to_string_lossy(), "/m/")]),
+            ..Default::default()
+        };
+        assert_eq!(err_text(resolve(&hc, true)), "Duplicate mount point: /m/");
+    }
+
+    #[test]
+    fn volumes_from_is_refused() {
+        let hc = HostConfig {
+            volumes_from: Some(strings(&["other:ro"])),
+            ..Default::default()
+        };
+        assert_eq!(
+            err_text(validate_create(
+                &ContainerConfig {
+                    cmd: Some(strings(&["sh"])),
+                    ..Default::default()
+                },
+                &hc
+            )),
+            "volumes-from is not supported yet: other:ro"
+        );
+    }
+}

@@ -144,6 +144,9 @@ pub(super) fn parse_device_cgroup_rule(rule: &str) -> Result<LinuxDeviceCgroup, 
     Ok(device_rule(true, typ, major, minor, access))
 }
 
+// ---------------------------------------------------------------------------------------------
+// Host side effects: reading device nodes under /dev and the paths of `Devices`
+
 /// A device node as `linux.devices` wants it, or `None` for anything else. Like moby, symlinks
 /// are not followed here.
 pub(super) fn device_from_path(path: &Path) -> std::io::Result<Option<LinuxDevice>> {

@@ -1,14 +1,21 @@
 //! Docker's container `Config` + `HostConfig` → the OCI runtime `Spec` libcontainer runs.
 //!
 //! This follows moby's `daemon/oci_linux.go` (`createSpec` and its `With*` options), its
-//! defaults (`daemon/pkg/oci/defaults.go`), the capability rules (`oci/caps`), the bind-mount
-//! syntax (`volume/mounts/linux_parser.go`) and `parseSecurityOpt`, with the error messages
-//! Docker clients show. On top of that it does what libcontainer 0.7 leaves to its caller (see
+//! defaults (`daemon/pkg/oci/defaults.go`), the capability rules (`oci/caps`) and
+//! `parseSecurityOpt`, with the error messages Docker clients show. Docker's mount syntax
+//! (`Binds`, `Mounts`, `Tmpfs`) is parsed by the container layer (`container::mounts`) into the
+//! [`MountPoint`]s this module consumes.
+//!
+//! Layout: this file has the entry points ([`build`], [`exec_process`], [`validate`],
+//! [`prepare_rootfs`]); `process`, `security` (capabilities, seccomp, `SecurityOpt`),
+//! `namespaces` (and sysctls, system paths), `resources`, `devices` and `mounts` assemble
+//! their part of the spec. What touches the host is kept in sections of its own: the rootfs
+//! working directory here, bind sources in `mounts`, device nodes in `devices`. On top of that it does what libcontainer 0.7 leaves to its caller (see
 //! `docs/notes/libcontainer-0.7.md` §2): explicit `PATH` and `HOME`, explicit rlimits, an
 //! absolute cgroups path, `noNewPrivileges` only when true, never an AppArmor profile.
 //!
 //! Decisions where Docker needs context berth does not have here:
-//! - Named and anonymous volumes are refused (no volume store yet).
+//! - Named and anonymous volumes are refused by the container layer (no volume store yet).
 //! - `IpcMode` `shareable` / `container:<id>` get a private `/dev/shm` tmpfs: the namespace is
 //!   joined by the caller, but the other container's `/dev/shm` is not shared.
 //! - Per-mount propagation is passed through; moby's checks that the source is a shared or
@@ -309,6 +316,40 @@ pub fn exec_process(
     )
 }
 
+/// Docker's create-time checks of what [`build`] would refuse, for `config` already merged with
+/// the image: security options, capabilities, the command, the working directory, resources,
+/// device cgroup rules, ulimits and sysctls (against the namespaces the modes ask for). Mounts
+/// are parsed and checked by the container layer; user lookup happens in [`build`].
+pub fn validate(config: &ContainerConfig, host_config: &HostConfig) -> Result<(), SpecError> {
+    if config
+        .entrypoint
+        .iter()
+        .chain(config.cmd.iter())
+        .flatten()
+        .next()
+        .is_none()
+    {
+        return Err(SpecError::invalid("no command specified"));
+    }
+    SecurityOptions::parse(host_config.security_opt.as_deref().unwrap_or_default())?;
+    capabilities(host_config)?;
+    check_working_dir(config.working_dir.as_deref().unwrap_or(""))?;
+    resources(host_config, CgroupVersion::V2)?;
+    if let Some(rules) = &host_config.device_cgroup_rules {
+        for r in rules {
+            parse_device_cgroup_rule(r)?;
+        }
+    }
+    rlimits(host_config)?;
+    oom_score_adj(host_config)?;
+    check_device_requests(host_config)?;
+    check_sysctls(host_config)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host side effects: the rootfs
+
 /// Create `WorkingDir` inside the rootfs if it is missing (0755, owned by root, like Docker),
 /// resolving every component inside the root: no symlink or `..` leads outside it.
 pub fn prepare_rootfs(rootfs: &Path, working_dir: &str) -> Result<(), SpecError> {
@@ -368,35 +409,10 @@ pub fn prepare_rootfs(rootfs: &Path, working_dir: &str) -> Result<(), SpecError>
     Ok(())
 }
 
-/// Docker's create-time checks of what [`build`] would refuse, for `config` already merged with
-/// the image: security options, capabilities, the command, the working directory, resources,
-/// device cgroup rules, ulimits and sysctls (against the namespaces the modes ask for). Mounts
-/// are parsed and checked by the container layer; user lookup happens in [`build`].
-pub fn validate(config: &ContainerConfig, host_config: &HostConfig) -> Result<(), SpecError> {
-    if config
-        .entrypoint
-        .iter()
-        .chain(config.cmd.iter())
-        .flatten()
-        .next()
-        .is_none()
-    {
-        return Err(SpecError::invalid("no command specified"));
-    }
-    SecurityOptions::parse(host_config.security_opt.as_deref().unwrap_or_default())?;
-    capabilities(host_config)?;
-    check_working_dir(config.working_dir.as_deref().unwrap_or(""))?;
-    resources(host_config, CgroupVersion::V2)?;
-    if let Some(rules) = &host_config.device_cgroup_rules {
-        for r in rules {
-            parse_device_cgroup_rule(r)?;
-        }
-    }
-    rlimits(host_config)?;
-    oom_score_adj(host_config)?;
-    check_device_requests(host_config)?;
-    check_sysctls(host_config)?;
-    Ok(())
+/// Open a directory of the rootfs (`comps` from its root) as an O_PATH descriptor, every
+/// component resolved inside the root.
+fn resolve_dir(root: &std::fs::File, comps: &[CString]) -> Result<OwnedFd, nix::errno::Errno> {
+    inroot::open_dir(root, &inroot::join(comps))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -415,12 +431,6 @@ fn build_err(e: impl fmt::Display) -> SpecError {
 
 fn empty<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, SpecError> {
     serde_json::from_value(v).map_err(|e| SpecError::internal(format!("building the spec: {e}")))
-}
-
-/// Open a directory of the rootfs (`comps` from its root) as an O_PATH descriptor, every
-/// component resolved inside the root.
-fn resolve_dir(root: &std::fs::File, comps: &[CString]) -> Result<OwnedFd, nix::errno::Errno> {
-    inroot::open_dir(root, &inroot::join(comps))
 }
 
 #[cfg(test)]
@@ -583,7 +593,6 @@ pub(crate) mod test_support {
 #[cfg(test)]
 mod tests {
     use super::test_support::*;
-    use super::*;
 
     #[test]
     fn default_busybox_like_container() {
