@@ -1,7 +1,8 @@
 //! Create-time validation through the docker CLI: what the runtime would refuse at start
 //! (capabilities, security options, sysctls, mounts) fails `docker create` / `docker run` with
 //! dockerd's 400 text and exit code 125, leaving no container behind; option-bearing binds show
-//! as dockerd shows them in `docker inspect`.
+//! as dockerd shows them in `docker inspect`; records written before mount points were stored
+//! still inspect and start.
 
 mod common;
 
@@ -146,4 +147,36 @@ fn binds_with_options_show_in_inspect() {
         "touch /data/x 2>/dev/null && echo writable || echo read-only",
     ]));
     assert_eq!(out, "read-only\n");
+}
+
+#[test]
+fn records_without_mount_points_keep_working() {
+    require!(ready(), NOT_READY);
+    let mut b = berthd_with_busybox(&[]);
+    let src = b.dir.path().join("old-src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), b"old\n").unwrap();
+    let bind = format!("{}:/data:ro", src.display());
+    let id = ok(b.docker_out(&[
+        "create", "--name", "old", "-v", &bind, "busybox", "cat", "/data/f",
+    ]));
+    let id = id.trim().to_string();
+    let before = inspect(&b, "old", "{{json .Mounts}}");
+    // Make it a record written before mount points were stored.
+    b.stop();
+    let path = b
+        .data_root()
+        .join("containers")
+        .join(&id)
+        .join("config.v2.json");
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(record.get("MountPoints").is_some(), "{record}");
+    record.as_object_mut().unwrap().remove("MountPoints");
+    std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+    b.spawn_with_host(&[]);
+    assert_eq!(inspect(&b, "old", "{{json .Mounts}}"), before);
+    let o = b.docker_out(&["start", "-a", "old"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "old\n");
 }
