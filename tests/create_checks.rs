@@ -1,8 +1,8 @@
 //! Create-time validation through the docker CLI: what the runtime would refuse at start
 //! (capabilities, security options, sysctls, mounts) fails `docker create` / `docker run` with
-//! dockerd's 400 text and exit code 125, leaving no container behind; option-bearing binds show
-//! as dockerd shows them in `docker inspect`; records written before mount points were stored
-//! still inspect and start.
+//! dockerd's 400 text (exit code 125 for `docker run`, 1 for `docker create`), leaving no
+//! container behind; option-bearing binds show as dockerd shows them in `docker inspect`;
+//! records written before mount points were stored still inspect and start.
 
 mod common;
 
