@@ -378,6 +378,7 @@ impl ContainerManager {
             merge_image_config(&mut config, run);
         }
         let (path, args) = path_and_args(&config)?;
+        super::mounts::validate_create(&config, &host)?;
         let mut warnings = Vec::new();
         if host.memory.unwrap_or(0) > 0
             && !self.runtime.cgroups().swap_limit
@@ -505,6 +506,7 @@ impl ContainerManager {
                 host.dns_options.as_deref().unwrap_or(&[]),
             ),
         )?;
+        let mount_points = Some(super::mounts::resolve(&host, false)?);
         let record = Record {
             id: id.to_string(),
             name: name.to_string(),
@@ -522,6 +524,8 @@ impl ContainerManager {
             hosts_path: hosts_path.display().to_string(),
             resolv_conf_path: resolv_path.display().to_string(),
             log: Some(log),
+            mount_points,
+            mount_error: None,
         };
         record.save(&dir)?;
         Ok(record)

@@ -11,6 +11,7 @@ use bollard_stubs::models::{
 };
 use serde_json::Value;
 
+use super::mounts;
 use super::record::{Record, Status};
 use super::ContainerError;
 use crate::util::time::parse_timestamp;
@@ -38,61 +39,54 @@ pub fn state_enum(s: Status) -> ContainerStateStatusEnum {
     }
 }
 
-/// The mounts of a container as `MountPoint`s.
+/// A resolved mount point in the API's shape.
+fn api_mount_point(m: &mounts::MountPoint) -> MountPoint {
+    MountPoint {
+        typ: Some(m.typ.clone()),
+        source: Some(m.source.clone()),
+        destination: Some(m.destination.clone()),
+        mode: Some(m.mode.clone()),
+        rw: Some(m.rw),
+        propagation: Some(m.propagation.clone()),
+        ..Default::default()
+    }
+}
+
+/// The mounts of a container's `HostConfig` as `MountPoint`s, parsed by
+/// [`mounts::resolve`]; an entry that does not parse (possible only in a record written
+/// before create checked them) is left out.
 pub fn mount_points(h: &HostConfig) -> Vec<MountPoint> {
-    let mut out = Vec::new();
-    for b in h.binds.as_deref().unwrap_or(&[]) {
-        let parts: Vec<&str> = b.split(':').collect();
-        if parts.len() < 2 {
-            continue;
-        }
-        let opts = parts.get(2).copied().unwrap_or("");
-        let ro = opts.split(',').any(|o| o == "ro");
-        out.push(MountPoint {
-            typ: Some("bind".to_string()),
-            source: Some(parts[0].to_string()),
-            destination: Some(parts[1].to_string()),
-            mode: Some(opts.to_string()),
-            rw: Some(!ro),
-            propagation: Some("rprivate".to_string()),
-            ..Default::default()
-        });
-    }
-    for m in h.mounts.as_deref().unwrap_or(&[]) {
-        let typ = m.typ.map(|t| t.to_string()).unwrap_or_default();
-        out.push(MountPoint {
-            typ: Some(match typ.as_str() {
-                "tmpfs" | "volume" => typ.clone(),
-                _ => "bind".to_string(),
-            }),
-            source: Some(m.source.clone().unwrap_or_default()),
-            destination: m.target.clone(),
-            mode: Some(String::new()),
-            rw: Some(!m.read_only.unwrap_or(false)),
-            propagation: Some(if typ == "bind" {
-                "rprivate".to_string()
-            } else {
-                String::new()
-            }),
-            ..Default::default()
-        });
-    }
-    if let Some(t) = &h.tmpfs {
-        let mut keys: Vec<&String> = t.keys().collect();
-        keys.sort();
-        for dst in keys {
-            out.push(MountPoint {
-                typ: Some("tmpfs".to_string()),
-                source: Some(String::new()),
-                destination: Some(dst.clone()),
-                mode: Some(t[dst].clone()),
-                rw: Some(!t[dst].split(',').any(|o| o == "ro")),
-                propagation: Some(String::new()),
+    let list = match mounts::resolve(h, false) {
+        Ok(list) => list,
+        Err(_) => {
+            let binds = h.binds.iter().flatten().map(|b| mounts::parse_bind(b));
+            let specs = h
+                .mounts
+                .iter()
+                .flatten()
+                .map(|m| mounts::parse_mount_spec(m, false));
+            let tmpfs = HostConfig {
+                tmpfs: h.tmpfs.clone(),
                 ..Default::default()
-            });
+            };
+            let tmpfs = mounts::resolve(&tmpfs, false).unwrap_or_default();
+            binds
+                .chain(specs)
+                .filter_map(Result::ok)
+                .chain(tmpfs)
+                .collect()
         }
+    };
+    list.iter().map(api_mount_point).collect()
+}
+
+/// A container's mounts for inspect: the mount points stored at create, or for an older
+/// record its `HostConfig` parsed again.
+pub fn record_mount_points(r: &Record) -> Vec<MountPoint> {
+    match &r.mount_points {
+        Some(list) => list.iter().map(api_mount_point).collect(),
+        None => mount_points(&r.host_config),
     }
-    out
 }
 
 /// Inputs computed by the manager for inspect.
@@ -182,7 +176,7 @@ pub fn inspect(r: &Record, x: &InspectExtras) -> Value {
         }),
         size_rw: x.size_rw,
         size_root_fs: x.size_root_fs,
-        mounts: Some(mount_points(&r.host_config)),
+        mounts: Some(record_mount_points(r)),
         config: Some(r.config.clone()),
         network_settings: Some(net),
         ..Default::default()
@@ -347,6 +341,54 @@ pub fn dir_size(root: &Path) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_points_of_binds_with_options() {
+        let h = HostConfig {
+            binds: Some(vec![
+                "/tmp/x:/data:ro,rprivate".into(),
+                "/src/:/a/b/:rshared".into(),
+                "vol:/v".into(),
+            ]),
+            tmpfs: Some(HashMap::from([("/run".into(), "size=1m".into())])),
+            ..Default::default()
+        };
+        let m = mount_points(&h);
+        let show = |p: &MountPoint| {
+            (
+                p.typ.clone().unwrap(),
+                p.source.clone().unwrap(),
+                p.destination.clone().unwrap(),
+                p.mode.clone().unwrap(),
+                p.rw.unwrap(),
+                p.propagation.clone().unwrap(),
+            )
+        };
+        let s = |v: &str| v.to_string();
+        assert_eq!(
+            m.iter().map(show).collect::<Vec<_>>(),
+            vec![
+                (
+                    s("bind"),
+                    s("/tmp/x"),
+                    s("/data"),
+                    s("ro,rprivate"),
+                    false,
+                    s("rprivate")
+                ),
+                (
+                    s("bind"),
+                    s("/src"),
+                    s("/a/b"),
+                    s("rshared"),
+                    true,
+                    s("rshared")
+                ),
+                (s("tmpfs"), s(""), s("/run"), s("size=1m"), true, s("")),
+            ],
+            "the named volume (refused at create) is left out"
+        );
+    }
 
     #[test]
     fn human_durations() {

@@ -9,6 +9,7 @@ pub mod list;
 pub mod logs;
 pub mod manager;
 mod monitor;
+pub mod mounts;
 pub mod names;
 pub mod ops;
 mod pause;

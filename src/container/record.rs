@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use bollard_stubs::models::{ContainerConfig, HostConfig};
 use serde::{Deserialize, Serialize};
 
+use super::mounts::{self, MountPoint};
 use super::ContainerError;
 use crate::logger::LogConfig;
+use crate::runtime::spec::SpecError;
 use crate::util::fs::atomic_write;
 
 /// The container's lifecycle status, as Docker names it.
@@ -90,6 +92,14 @@ pub struct Record {
     /// The log driver and options, parsed once at create (absent in records written before).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<LogConfig>,
+    /// The user's mounts resolved from `Binds`, `Mounts` and `Tmpfs` at create. `None` only
+    /// for a record written before they were stored whose `HostConfig` no longer parses
+    /// ([`Record::load`] resolves the others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_points: Option<Vec<MountPoint>>,
+    /// Why `mount_points` could not be resolved for an old record (not stored).
+    #[serde(skip)]
+    pub mount_error: Option<String>,
 }
 
 impl Record {
@@ -106,8 +116,26 @@ impl Record {
         let path = Record::file(dir);
         let bytes = std::fs::read(&path)
             .map_err(|e| ContainerError::io(format!("read {}", path.display()), e))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ContainerError::internal(format!("decode {}: {e}", path.display())))
+        let mut r: Record = serde_json::from_slice(&bytes)
+            .map_err(|e| ContainerError::internal(format!("decode {}: {e}", path.display())))?;
+        if r.mount_points.is_none() {
+            // A record from before mount points were stored: resolve them now.
+            match mounts::of_record(None, &r.host_config) {
+                Ok(list) => r.mount_points = Some(list),
+                Err(e) => r.mount_error = Some(e.to_string()),
+            }
+        }
+        Ok(r)
+    }
+
+    /// The resolved mounts for the runtime's spec, or (an old record whose `HostConfig` does
+    /// not parse) the parse error, which fails the start as it did before.
+    pub fn spec_mounts(&self) -> Result<&[MountPoint], SpecError> {
+        match (&self.mount_points, &self.mount_error) {
+            (Some(list), _) => Ok(list),
+            (None, Some(e)) => Err(SpecError::invalid(e.clone())),
+            (None, None) => Ok(&[]),
+        }
     }
 
     /// Write the record atomically (temp file, fsync, rename).
@@ -184,11 +212,42 @@ mod tests {
             hosts_path: String::new(),
             resolv_conf_path: String::new(),
             log: None,
+            mount_points: Some(vec![]),
+            mount_error: None,
         };
         r.save(dir.path()).unwrap();
         let back = Record::load(dir.path()).unwrap();
         assert_eq!(back.state, r.state);
         let text = std::fs::read_to_string(Record::file(dir.path())).unwrap();
         assert!(text.contains("\"Status\":\"exited\""), "{text}");
+    }
+
+    #[test]
+    fn old_records_get_their_mount_points_resolved_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = |binds: &str| {
+            format!(
+                r#"{{"ID":"a","Name":"x","Created":"","Image":"sha256:b","Path":"sh","Args":[],
+                "Config":{{}},"HostConfig":{{"Binds":[{binds}]}},"State":{{"Status":"exited",
+                "Pid":0,"ExitCode":0,"Error":"","StartedAt":"","FinishedAt":"","OOMKilled":false,
+                "HasBeenStarted":false,"ManuallyStopped":false}},"RestartCount":0,"LogPath":"",
+                "HostnamePath":"","HostsPath":"","ResolvConfPath":""}}"#
+            )
+        };
+        std::fs::write(Record::file(dir.path()), record(r#""/src:/data:ro""#)).unwrap();
+        let r = Record::load(dir.path()).unwrap();
+        let m = r.spec_mounts().unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!(
+            (m[0].source.as_str(), m[0].destination.as_str()),
+            ("/src", "/data")
+        );
+        assert!(!m[0].rw);
+        std::fs::write(Record::file(dir.path()), record(r#""vol:/data""#)).unwrap();
+        let r = Record::load(dir.path()).unwrap();
+        assert_eq!(
+            r.spec_mounts().unwrap_err().to_string(),
+            "named volumes are not supported yet: vol"
+        );
     }
 }

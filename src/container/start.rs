@@ -399,6 +399,7 @@ impl SpecInputs {
             uts,
             cgroup_path: self.cgroup_path.clone(),
             cgroup_version: self.cgroup_version,
+            mounts: r.spec_mounts(),
             init_path,
         }
     }

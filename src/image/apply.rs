@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use nix::errno::Errno;
-use nix::fcntl::{openat, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::sys::stat::{
     fchmod, fchmodat, fstatat, futimens, makedev, mkdirat, mknodat, utimensat, FchmodatFlags, Mode,
     SFlag, UtimensatFlags,
@@ -38,14 +38,13 @@ use tar::EntryType;
 
 use super::tarsplit::Recorder;
 use crate::errors::{ErrorKind, Kinded};
+use crate::util::inroot::{self, join};
 
 const BUF_SIZE: usize = 128 * 1024;
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
 const WHITEOUT_OPAQUE: &[u8] = b".wh..wh..opq";
 const OPAQUE_XATTR: &CStr = c"trusted.overlay.opaque";
-/// openat2 returns EAGAIN when a concurrent rename races a `..` lookup; retry that many times.
-const OPENAT2_RETRIES: usize = 32;
 
 /// What applying a layer produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -397,30 +396,10 @@ fn own(fd: RawFd) -> OwnedFd {
 /// Clean a tar name into components under the root: leading `/` and `.` components go, `..`
 /// pops a component and is refused where it would climb above the root.
 fn clean_name(raw: &[u8]) -> Result<Vec<CString>, &'static str> {
-    let mut comps: Vec<CString> = Vec::new();
-    for comp in raw.split(|b| *b == b'/') {
-        match comp {
-            b"" | b"." => {}
-            b".." => {
-                if comps.pop().is_none() {
-                    return Err("path escapes the layer root");
-                }
-            }
-            _ => comps.push(CString::new(comp).map_err(|_| "name contains a nul byte")?),
-        }
-    }
-    Ok(comps)
-}
-
-fn join(comps: &[CString]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (i, c) in comps.iter().enumerate() {
-        if i > 0 {
-            out.push(b'/');
-        }
-        out.extend_from_slice(c.as_bytes());
-    }
-    out
+    inroot::components(raw).map_err(|e| match e {
+        inroot::ComponentsError::Escapes => "path escapes the layer root",
+        e => e.as_str(),
+    })
 }
 
 /// `/proc/self/fd/<dir>/<name>`: a path to `name` in an open directory, for calls without an
@@ -598,22 +577,7 @@ impl Applier<'_> {
     /// Open a directory of the layer (`comps` from the root) as an O_PATH descriptor, resolving
     /// every component, symlinks included, inside the root.
     fn resolve(&self, comps: &[CString]) -> Result<OwnedFd, Errno> {
-        let path = if comps.is_empty() {
-            b".".to_vec()
-        } else {
-            join(comps)
-        };
-        let how = OpenHow::new()
-            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-        for _ in 0..OPENAT2_RETRIES {
-            match openat2(self.root.as_raw_fd(), path.as_slice(), how) {
-                Ok(fd) => return Ok(own(fd)),
-                Err(Errno::EAGAIN | Errno::EINTR) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Errno::EAGAIN)
+        inroot::open_dir(&self.root, &join(comps))
     }
 
     /// Like `resolve`, creating missing directories (0755, owned by the daemon) on the way.

@@ -1,7 +1,7 @@
 //! Docker's `--user` and `--group-add`, resolved against the container's own `/etc/passwd` and
 //! `/etc/group`, the way runc's `user.GetExecUser` and `GetAdditionalGroups` do.
 //!
-//! Both files are read through [`crate::util::fs::open_in_root`] (`openat2` with
+//! Both files are read through [`crate::util::inroot::open_file`] (`openat2` with
 //! `RESOLVE_IN_ROOT`): an image whose `/etc/passwd` is a symlink to `/../../etc/shadow` reads
 //! `<rootfs>/etc/shadow`, never the host's. A missing file is the same as an empty one, so numeric
 //! ids work in images without them.
@@ -10,7 +10,7 @@ use std::io::{self, Read};
 use std::path::Path;
 
 use super::spec::SpecError;
-use crate::util::fs::open_in_root;
+use crate::util::inroot;
 
 /// The largest `/etc/passwd` or `/etc/group` berth reads.
 const MAX_FILE: u64 = 32 << 20;
@@ -270,7 +270,7 @@ fn parse_group(text: &str) -> impl Iterator<Item = GroupEntry> + '_ {
 /// Read `rel` inside `rootfs` without leaving it; `None` when it does not exist.
 fn read_etc(rootfs: &Path, rel: &str) -> Result<Option<String>, SpecError> {
     let context = || format!("reading /{rel} of {}", rootfs.display());
-    let file = match open_in_root(rootfs, rel) {
+    let file = match inroot::open_file(rootfs, rel) {
         Ok(f) => f,
         Err(e) if is_missing(&e) => return Ok(None),
         Err(e) => return Err(SpecError::io(context(), e)),

@@ -1,0 +1,596 @@
+//! Docker's mount syntax, parsed once: `HostConfig.Binds` (`src:dst[:opts]`), `Mounts` (bind,
+//! tmpfs, volume) and `Tmpfs` become the container's resolved [`MountPoint`]s, stored in its
+//! record at create; the runtime builds the spec from those. This follows moby's
+//! `volume/mounts/linux_parser.go` (`ParseMountRaw`, `ParseMountSpec`, `linuxValidMountMode`)
+//! and `ConvertTmpfsOptions`, with dockerd's error texts.
+//!
+//! Named and anonymous volumes, image mounts and `VolumesFrom` are refused (no volume store
+//! yet); they will hook into [`resolve`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use bollard_stubs::models::{ContainerConfig, HostConfig, Mount as ApiMount, MountType};
+
+use crate::runtime::spec::tmpfs_options;
+pub use crate::runtime::spec::MountPoint;
+use crate::util::inroot;
+
+use super::ContainerError;
+
+/// Go's `%q`, close enough for error messages.
+fn go_quote(s: &str) -> String {
+    format!("{s:?}")
+}
+
+fn mount_config_err(typ: &str, msg: impl fmt::Display) -> ContainerError {
+    ContainerError::invalid(format!(
+        "invalid mount config for type {}: {msg}",
+        go_quote(typ)
+    ))
+}
+
+fn invalid_mount_path(p: &str) -> String {
+    format!("invalid mount path: '{p}' mount path must be absolute")
+}
+
+const ROOT_TARGET: &str = "invalid specification: destination can't be '/'";
+
+/// moby's `ValidateTmpfsMountDestination` and the target checks of `validateMountConfigImpl`.
+fn check_target(target: &str) -> Result<(), String> {
+    if inroot::clean(target) == "/" {
+        return Err(ROOT_TARGET.to_string());
+    }
+    if !target.starts_with('/') {
+        return Err(invalid_mount_path(target));
+    }
+    Ok(())
+}
+
+/// One `HostConfig.Binds` entry, `[src:]dst[:mode]` (moby's `ParseMountRaw`).
+pub fn parse_bind(raw: &str) -> Result<MountPoint, ContainerError> {
+    let invalid_spec = || ContainerError::invalid(format!("invalid volume specification: '{raw}'"));
+    let arr: Vec<&str> = raw.splitn(4, ':').collect();
+    if arr[0].is_empty() {
+        return Err(invalid_spec());
+    }
+    let (source, target, mode) = match arr.as_slice() {
+        [target] => ("", *target, ""),
+        [source, target] => {
+            if valid_mount_mode(target) {
+                return Err(invalid_spec());
+            }
+            (*source, *target, "")
+        }
+        [source, target, mode] => (*source, *target, *mode),
+        _ => return Err(invalid_spec()),
+    };
+    if !valid_mount_mode(mode) {
+        return Err(ContainerError::invalid(format!("invalid mode: {mode}")));
+    }
+    let is_bind = source.starts_with('/');
+    let typ = if is_bind { "bind" } else { "volume" };
+    let wrap = |msg: String| {
+        ContainerError::invalid(format!(
+            "invalid volume specification: '{raw}': invalid mount config for type {}: {msg}",
+            go_quote(typ)
+        ))
+    };
+    check_target(target).map_err(wrap)?;
+    let destination = inroot::clean(target);
+    if !is_bind {
+        return Err(if source.is_empty() {
+            ContainerError::invalid(format!(
+                "anonymous volumes are not supported yet: {destination}"
+            ))
+        } else {
+            ContainerError::invalid(format!("named volumes are not supported yet: {source}"))
+        });
+    }
+    let modes: Vec<&str> = mode.split(',').collect();
+    let propagation = modes
+        .iter()
+        .find(|m| PROPAGATION_MODES.contains(m))
+        .unwrap_or(&"rprivate")
+        .to_string();
+    Ok(MountPoint {
+        typ: "bind".to_string(),
+        source: inroot::clean(source),
+        destination,
+        rw: !modes.contains(&"ro"),
+        mode: mode.to_string(),
+        propagation,
+        create_source: true,
+        ..Default::default()
+    })
+}
+
+const PROPAGATION_MODES: [&str; 6] = [
+    "private", "rprivate", "slave", "rslave", "shared", "rshared",
+];
+
+/// moby's `linuxValidMountMode`: at most one of each kind of mode.
+fn valid_mount_mode(mode: &str) -> bool {
+    if mode.is_empty() {
+        return true;
+    }
+    let mut counts = [0u8; 5];
+    for o in mode.split(',') {
+        let kind = match o {
+            "rw" | "ro" => 0,
+            "z" | "Z" => 1,
+            o if PROPAGATION_MODES.contains(&o) => 2,
+            "nocopy" => 3,
+            "consistent" | "cached" | "delegated" => 4,
+            _ => return false,
+        };
+        counts[kind] += 1;
+    }
+    counts.iter().all(|c| *c <= 1)
+}
+
+/// One `HostConfig.Mounts` entry (moby's `ParseMountSpec`); bind sources must exist unless
+/// `CreateMountpoint` is set (checked only with `check_source`).
+pub fn parse_mount_spec(m: &ApiMount, check_source: bool) -> Result<MountPoint, ContainerError> {
+    let typ_name = m.typ.map(|t| t.to_string()).unwrap_or_default();
+    let err = |msg: String| mount_config_err(&typ_name, msg);
+    let extra = |name: &str| err(format!("field {name} must not be specified"));
+    let typ = m.typ;
+    if typ != Some(MountType::BIND) && m.bind_options.is_some() {
+        return Err(extra("BindOptions"));
+    }
+    if typ != Some(MountType::VOLUME) && m.volume_options.is_some() {
+        return Err(extra("VolumeOptions"));
+    }
+    if typ != Some(MountType::IMAGE) && m.image_options.is_some() {
+        return Err(extra("ImageOptions"));
+    }
+    if typ != Some(MountType::TMPFS) && m.tmpfs_options.is_some() {
+        return Err(extra("TmpfsOptions"));
+    }
+    let target = m.target.as_deref().unwrap_or("");
+    if target.is_empty() {
+        return Err(err("field Target must not be empty".into()));
+    }
+    check_target(target).map_err(err)?;
+    let destination = inroot::clean(target);
+    let source = m.source.as_deref().unwrap_or("");
+    let read_only = m.read_only.unwrap_or(false);
+    match typ {
+        Some(MountType::BIND) => {
+            if source.is_empty() {
+                return Err(err("field Source must not be empty".into()));
+            }
+            if !source.starts_with('/') {
+                return Err(err(invalid_mount_path(source)));
+            }
+            let bo = m.bind_options.clone().unwrap_or_default();
+            let create = bo.create_mountpoint.unwrap_or(false);
+            if check_source && !create && std::fs::symlink_metadata(source).is_err() {
+                return Err(err(format!("bind source path does not exist: {source}")));
+            }
+            let ro_non_recursive = bo.read_only_non_recursive.unwrap_or(false);
+            if !read_only && ro_non_recursive {
+                return Err(ContainerError::invalid(
+                    "mount options conflict: !ReadOnly && BindOptions.ReadOnlyNonRecursive",
+                ));
+            }
+            if !read_only && bo.read_only_force_recursive.unwrap_or(false) {
+                return Err(ContainerError::invalid(
+                    "mount options conflict: !ReadOnly && BindOptions.ReadOnlyForceRecursive",
+                ));
+            }
+            let propagation = bo
+                .propagation
+                .map(|p| p.to_string())
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "rprivate".to_string());
+            Ok(MountPoint {
+                typ: "bind".to_string(),
+                source: inroot::clean(source),
+                destination,
+                rw: !read_only,
+                propagation,
+                non_recursive: bo.non_recursive.unwrap_or(false),
+                read_only_non_recursive: ro_non_recursive,
+                create_source: create,
+                ..Default::default()
+            })
+        }
+        Some(MountType::TMPFS) => {
+            if !source.is_empty() {
+                return Err(extra("Source"));
+            }
+            let data = tmpfs_data(m.tmpfs_options.as_ref(), read_only).map_err(err)?;
+            Ok(MountPoint {
+                typ: "tmpfs".to_string(),
+                destination,
+                rw: !read_only,
+                tmpfs_options: data,
+                ..Default::default()
+            })
+        }
+        Some(MountType::VOLUME) => Err(if source.is_empty() {
+            ContainerError::invalid(format!(
+                "anonymous volumes are not supported yet: {destination}"
+            ))
+        } else {
+            ContainerError::invalid(format!("named volumes are not supported yet: {source}"))
+        }),
+        Some(MountType::IMAGE) => Err(ContainerError::invalid(format!(
+            "image mounts are not supported yet: {destination}"
+        ))),
+        _ => Err(err("mount type unknown".into())),
+    }
+}
+
+/// moby's `ConvertTmpfsOptions`.
+fn tmpfs_data(
+    opts: Option<&bollard_stubs::models::MountTmpfsOptions>,
+    read_only: bool,
+) -> Result<String, String> {
+    let mut raw = Vec::new();
+    if read_only {
+        raw.push("ro".to_string());
+    }
+    if let Some(o) = opts {
+        if let Some(mode) = o.mode.filter(|m| *m != 0) {
+            raw.push(format!("mode={mode:o}"));
+        }
+        if let Some(size) = o.size_bytes.filter(|s| *s != 0) {
+            let (n, suffix) = [("g", 1i64 << 30), ("m", 1 << 20), ("k", 1 << 10)]
+                .iter()
+                .find(|(_, d)| size % d == 0)
+                .map(|(s, d)| (size / d, *s))
+                .unwrap_or((size, ""));
+            raw.push(format!("size={n}{suffix}"));
+        }
+        for opt in o.options.iter().flatten() {
+            match opt.as_slice() {
+                [k] | [k, _] if k != "exec" && k != "noexec" => {
+                    return Err(format!("invalid option: {k}"));
+                }
+                [k] => raw.push(k.clone()),
+                [k, v] => raw.push(format!("{k}={v}")),
+                _ => return Err("invalid option array length".to_string()),
+            }
+        }
+    }
+    Ok(raw.join(","))
+}
+
+/// The tmpfs options Docker mounts with: `noexec,nosuid,nodev,rprivate` merged with `data`
+/// (moby's `MergeTmpfsOptions`: later options win over earlier ones of the same kind).
+/// Docker's duplicate check.
+pub fn resolve(hc: &HostConfig, check_source: bool) -> Result<Vec<MountPoint>, ContainerError> {
+    let mut out: Vec<MountPoint> = Vec::new();
+    let dup = |d: &str| ContainerError::invalid(format!("Duplicate mount point: {d}"));
+    let tmpfs: BTreeMap<String, String> = hc
+        .tmpfs
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut tmpfs_dests = Vec::new();
+    for dest in tmpfs.keys() {
+        check_target(dest).map_err(ContainerError::invalid)?;
+        tmpfs_dests.push(inroot::clean(dest));
+    }
+    for raw in hc.binds.iter().flatten() {
+        let m = parse_bind(raw)?;
+        if out.iter().any(|o| o.destination == m.destination)
+            || tmpfs_dests.contains(&m.destination)
+        {
+            return Err(dup(&m.destination));
+        }
+        out.push(m);
+    }
+    for spec in hc.mounts.iter().flatten() {
+        let m = parse_mount_spec(spec, check_source)?;
+        if out.iter().any(|o| o.destination == m.destination)
+            || tmpfs_dests.contains(&m.destination)
+        {
+            return Err(dup(spec.target.as_deref().unwrap_or("")));
+        }
+        out.push(m);
+    }
+    for ((_, data), dest) in tmpfs.iter().zip(tmpfs_dests) {
+        tmpfs_options(data).map_err(ContainerError::from)?;
+        out.push(MountPoint {
+            typ: "tmpfs".to_string(),
+            destination: dest,
+            rw: !data.split(',').any(|o| o == "ro"),
+            mode: data.clone(),
+            tmpfs_options: data.clone(),
+            ..Default::default()
+        });
+    }
+    Ok(out)
+}
+
+/// Every mount of the spec, in Docker's order: the defaults (minus those a user mount replaces)
+/// and the init binary, then the user's, network files and IPC mounts sorted by depth.
+/// Everything `POST /containers/create` refuses before writing anything, for `config` merged
+/// with the image: the runtime's checks (capabilities, security options, sysctls, …), then the
+/// mounts (bind sources of `Mounts` must exist) and `VolumesFrom`.
+pub fn validate_create(
+    config: &ContainerConfig,
+    hc: &HostConfig,
+) -> Result<Vec<MountPoint>, ContainerError> {
+    crate::runtime::spec::validate(config, hc)?;
+    check_volumes_from(hc)?;
+    resolve(hc, true)
+}
+
+/// The container's mount points: those stored in its record, or, for a record written before
+/// mount points were stored, `HostConfig` parsed again (sources not checked).
+pub fn of_record(
+    stored: Option<&[MountPoint]>,
+    hc: &HostConfig,
+) -> Result<Vec<MountPoint>, ContainerError> {
+    match stored {
+        Some(list) => Ok(list.to_vec()),
+        None => resolve(hc, false),
+    }
+}
+
+/// `VolumesFrom` needs volumes, which berth does not have yet.
+pub fn check_volumes_from(hc: &HostConfig) -> Result<(), ContainerError> {
+    match hc.volumes_from.iter().flatten().next() {
+        Some(v) => Err(ContainerError::invalid(format!(
+            "volumes-from is not supported yet: {v}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::errors::{ErrorKind, Kinded};
+    use bollard_stubs::models::{MountBindOptions, MountTmpfsOptions};
+    use std::collections::HashMap;
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn err_text<T: std::fmt::Debug>(r: Result<T, ContainerError>) -> String {
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidParameter, "{e}");
+        e.to_string()
+    }
+
+    #[test]
+    fn binds_resolve_like_dockerd() {
+        let hc = HostConfig {
+            binds: Some(strings(&[
+                "/tmp/x/:/data:ro,rprivate",
+                "/src:/a/b/:rshared,z",
+            ])),
+            tmpfs: Some(HashMap::from([(
+                "/run/".to_string(),
+                "size=1m,ro".to_string(),
+            )])),
+            ..Default::default()
+        };
+        let m = resolve(&hc, true).unwrap();
+        assert_eq!(
+            m,
+            vec![
+                MountPoint {
+                    typ: "bind".into(),
+                    source: "/tmp/x".into(),
+                    destination: "/data".into(),
+                    rw: false,
+                    mode: "ro,rprivate".into(),
+                    propagation: "rprivate".into(),
+                    create_source: true,
+                    ..Default::default()
+                },
+                MountPoint {
+                    typ: "bind".into(),
+                    source: "/src".into(),
+                    destination: "/a/b".into(),
+                    rw: true,
+                    mode: "rshared,z".into(),
+                    propagation: "rshared".into(),
+                    create_source: true,
+                    ..Default::default()
+                },
+                MountPoint {
+                    typ: "tmpfs".into(),
+                    destination: "/run".into(),
+                    rw: false,
+                    mode: "size=1m,ro".into(),
+                    tmpfs_options: "size=1m,ro".into(),
+                    ..Default::default()
+                },
+            ]
+        );
+        // Stored in the record as JSON and read back.
+        let json = serde_json::to_string(&m[0]).unwrap();
+        assert_eq!(
+            json,
+            r#"{"Type":"bind","Source":"/tmp/x","Destination":"/data","RW":false,"Mode":"ro,rprivate","Propagation":"rprivate","CreateSource":true}"#
+        );
+        assert_eq!(serde_json::from_str::<MountPoint>(&json).unwrap(), m[0]);
+    }
+
+    #[test]
+    fn bind_errors() {
+        let src = std::path::Path::new("/src");
+        let bind = |b: &str| {
+            resolve(
+                &HostConfig {
+                    binds: Some(strings(&[b])),
+                    ..Default::default()
+                },
+                true,
+            )
+        };
+        assert_eq!(
+            err_text(bind("myvol:/data")),
+            "named volumes are not supported yet: myvol"
+        );
+        assert_eq!(
+            err_text(bind("/data")),
+            "anonymous volumes are not supported yet: /data"
+        );
+        assert_eq!(
+            err_text(bind("/src:relative")),
+            "invalid volume specification: '/src:relative': invalid mount config for type \"bind\": invalid mount path: 'relative' mount path must be absolute"
+        );
+        assert_eq!(
+            err_text(bind("/src:/")),
+            "invalid volume specification: '/src:/': invalid mount config for type \"bind\": invalid specification: destination can't be '/'"
+        );
+        assert_eq!(err_text(bind("/src:/x:xyz")), "invalid mode: xyz");
+        assert_eq!(err_text(bind("/src:/x:ro,rw")), "invalid mode: ro,rw");
+        assert_eq!(
+            err_text(bind("/x:rw")),
+            "invalid volume specification: '/x:rw'"
+        );
+        assert_eq!(
+            err_text(bind("/a:/b:ro:x")),
+            "invalid volume specification: '/a:/b:ro:x'"
+        );
+
+        let hc = HostConfig {
+            binds: Some(vec![
+                format!("{}:/data", src.display()),
+                format!("{}:/data/", src.display()),
+            ]),
+            ..Default::default()
+        };
+        assert_eq!(err_text(resolve(&hc, true)), "Duplicate mount point: /data");
+        let hc = HostConfig {
+            binds: Some(vec![format!("{}:/run", src.display())]),
+            tmpfs: Some(HashMap::from([("/run".to_string(), String::new())])),
+            ..Default::default()
+        };
+        assert_eq!(err_text(resolve(&hc, true)), "Duplicate mount point: /run");
+    }
+
+    #[test]
+    fn mount_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        let with_mount = |m: ApiMount| {
+            resolve(
+                &HostConfig {
+                    mounts: Some(vec![m]),
+                    ..Default::default()
+                },
+                true,
+            )
+        };
+        let bind = |src: &str, dst: &str| ApiMount {
+            target: Some(dst.into()),
+            source: Some(src.into()),
+            typ: Some(MountType::BIND),
+            ..Default::default()
+        };
+        assert_eq!(
+            err_text(with_mount(bind("/nonexistent-berth", "/x"))),
+            "invalid mount config for type \"bind\": bind source path does not exist: /nonexistent-berth"
+        );
+        // Not checked for an old record's mounts, nor with CreateMountpoint.
+        assert!(resolve(
+            &HostConfig {
+                mounts: Some(vec![bind("/nonexistent-berth", "/x")]),
+                ..Default::default()
+            },
+            false
+        )
+        .is_ok());
+        let created = with_mount(ApiMount {
+            bind_options: Some(MountBindOptions {
+                create_mountpoint: Some(true),
+                ..Default::default()
+            }),
+            ..bind("/nonexistent-berth", "/x")
+        })
+        .unwrap();
+        assert!(created[0].create_source);
+        assert_eq!(
+            err_text(with_mount(bind(&src.to_string_lossy(), "x"))),
+            "invalid mount config for type \"bind\": invalid mount path: 'x' mount path must be absolute"
+        );
+        assert_eq!(
+            err_text(with_mount(bind("rel", "/x"))),
+            "invalid mount config for type \"bind\": invalid mount path: 'rel' mount path must be absolute"
+        );
+        assert_eq!(
+            err_text(with_mount(ApiMount {
+                target: Some("/v".into()),
+                source: Some("vol".into()),
+                typ: Some(MountType::VOLUME),
+                ..Default::default()
+            })),
+            "named volumes are not supported yet: vol"
+        );
+        assert_eq!(
+            err_text(with_mount(ApiMount {
+                target: Some("/t".into()),
+                typ: Some(MountType::TMPFS),
+                bind_options: Some(MountBindOptions::default()),
+                ..Default::default()
+            })),
+            "invalid mount config for type \"tmpfs\": field BindOptions must not be specified"
+        );
+        assert_eq!(
+            err_text(with_mount(ApiMount {
+                target: Some("/t".into()),
+                typ: Some(MountType::TMPFS),
+                tmpfs_options: Some(MountTmpfsOptions {
+                    options: Some(vec![strings(&["nosuid"])]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })),
+            "invalid mount config for type \"tmpfs\": invalid option: nosuid"
+        );
+        let hc = HostConfig {
+            tmpfs: Some(HashMap::from([("/t".to_string(), "bogus=1".to_string())])),
+            ..Default::default()
+        };
+        assert_eq!(
+            err_text(resolve(&hc, true)),
+            "invalid tmpfs option \"bogus\""
+        );
+        let hc = HostConfig {
+            tmpfs: Some(HashMap::from([("t".to_string(), String::new())])),
+            ..Default::default()
+        };
+        assert_eq!(
+            err_text(resolve(&hc, true)),
+            "invalid mount path: 't' mount path must be absolute"
+        );
+        let hc = HostConfig {
+            binds: Some(vec![format!("{}:/m", src.display())]),
+            mounts: Some(vec![bind(&src.to_string_lossy(), "/m/")]),
+            ..Default::default()
+        };
+        assert_eq!(err_text(resolve(&hc, true)), "Duplicate mount point: /m/");
+    }
+
+    #[test]
+    fn volumes_from_is_refused() {
+        let hc = HostConfig {
+            volumes_from: Some(strings(&["other:ro"])),
+            ..Default::default()
+        };
+        assert_eq!(
+            err_text(validate_create(
+                &ContainerConfig {
+                    cmd: Some(strings(&["sh"])),
+                    ..Default::default()
+                },
+                &hc
+            )),
+            "volumes-from is not supported yet: other:ro"
+        );
+    }
+}

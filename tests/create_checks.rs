@@ -1,0 +1,182 @@
+//! Create-time validation through the docker CLI: what the runtime would refuse at start
+//! (capabilities, security options, sysctls, mounts) fails `docker create` / `docker run` with
+//! dockerd's 400 text (exit code 125 for `docker run`, 1 for `docker create`), leaving no
+//! container behind; option-bearing binds show as dockerd shows them in `docker inspect`;
+//! records written before mount points were stored still inspect and start.
+
+mod common;
+
+use common::{berthd_with_busybox, inspect, ok, stderr, stdout, Berthd};
+
+fn ready() -> bool {
+    common::is_root() && common::have_docker_cli() && common::have_busybox()
+}
+const NOT_READY: &str = "needs root, the docker CLI and Debian's busybox-static";
+
+/// `docker <args> busybox true` must fail at create with `message` from the daemon: exit code
+/// 125 for `docker run` (the CLI's code for a daemon error there), 1 for `docker create`.
+fn refused(b: &Berthd, args: &[&str], message: &str) {
+    let mut args = args.to_vec();
+    args.extend(["busybox", "true"]);
+    let o = b.docker_out(&args);
+    let code = if args[0] == "run" { 125 } else { 1 };
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "docker {args:?}: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("Error response from daemon: {message}")),
+        "docker {args:?}: {err}"
+    );
+}
+
+/// `POST /containers/create` with `host_config` (JSON members) must answer 400 with `message`
+/// (as it appears JSON-encoded).
+fn api_refused(b: &Berthd, host_config: &str, message: &str) {
+    let body = format!(r#"{{"Image":"busybox","Cmd":["true"],"HostConfig":{{{host_config}}}}}"#);
+    let resp = common::http(
+        &b.socket,
+        &format!(
+            "POST /containers/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .unwrap();
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    assert!(resp.contains(message), "{resp}");
+}
+
+#[test]
+fn bad_settings_fail_at_create() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["create", "--cap-add", "NOPE"],
+            "unknown capability: \"CAP_NOPE\"",
+        ),
+        (
+            &["create", "--cap-drop", "bogus"],
+            "unknown capability: \"CAP_BOGUS\"",
+        ),
+        (
+            &["create", "--security-opt", "nope=1"],
+            "invalid --security-opt 2: \"nope=1\"",
+        ),
+        (
+            &["create", "--network", "host", "--sysctl", "net.ipv4.ip_forward=1"],
+            "sysctl \"net.ipv4.ip_forward\" not allowed in host network namespace",
+        ),
+        (
+            &[
+                "create",
+                "--mount",
+                "type=bind,source=/nonexistent-berth-src,target=/data",
+            ],
+            "invalid mount config for type \"bind\": bind source path does not exist: /nonexistent-berth-src",
+        ),
+        (
+            &["create", "-v", "/tmp:relative"],
+            "invalid volume specification: '/tmp:relative': invalid mount config for type \"bind\": invalid mount path: 'relative' mount path must be absolute",
+        ),
+    ];
+    for (args, message) in cases {
+        refused(&b, args, message);
+        let mut run = args.to_vec();
+        run[0] = "run";
+        refused(&b, &run, message);
+    }
+    refused(
+        &b,
+        &["create", "-v", "myvol:/data"],
+        "named volumes are not supported yet: myvol",
+    );
+    // The CLI itself refuses `--security-opt bogus` and sysctls outside its list; the API
+    // gets dockerd's texts.
+    api_refused(
+        &b,
+        r#""SecurityOpt":["bogus"]"#,
+        r#"invalid --security-opt 1: \"bogus\""#,
+    );
+    api_refused(
+        &b,
+        r#""Sysctls":{"kernel.bogus":"1"}"#,
+        r#"sysctl \"kernel.bogus\" is not in a separate kernel namespace"#,
+    );
+    let ps = ok(b.docker_out(&["ps", "-a", "-q"]));
+    assert_eq!(ps.trim(), "", "no container is left behind");
+}
+
+#[test]
+fn binds_with_options_show_in_inspect() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    let src = b.dir.path().join("bind-src");
+    std::fs::create_dir(&src).unwrap();
+    let bind = format!("{}:/data:ro,rprivate", src.display());
+    let id = ok(b.docker_out(&["create", "-v", &bind, "busybox", "true"]));
+    let id = id.trim();
+    let mounts: serde_json::Value =
+        serde_json::from_str(&inspect(&b, id, "{{json .Mounts}}")).unwrap();
+    assert_eq!(
+        mounts,
+        serde_json::json!([{
+            "Type": "bind",
+            "Source": src.to_string_lossy(),
+            "Destination": "/data",
+            "Mode": "ro,rprivate",
+            "RW": false,
+            "Propagation": "rprivate",
+        }])
+    );
+    // The container starts with it, read-only.
+    let o = b.docker_out(&["start", "-a", id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = ok(b.docker_out(&[
+        "run",
+        "--rm",
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "touch /data/x 2>/dev/null && echo writable || echo read-only",
+    ]));
+    assert_eq!(out, "read-only\n");
+}
+
+#[test]
+fn records_without_mount_points_keep_working() {
+    require!(ready(), NOT_READY);
+    let mut b = berthd_with_busybox(&[]);
+    let src = b.dir.path().join("old-src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), b"old\n").unwrap();
+    let bind = format!("{}:/data:ro", src.display());
+    let id = ok(b.docker_out(&[
+        "create", "--name", "old", "-v", &bind, "busybox", "cat", "/data/f",
+    ]));
+    let id = id.trim().to_string();
+    let before = inspect(&b, "old", "{{json .Mounts}}");
+    // Make it a record written before mount points were stored.
+    b.stop();
+    let path = b
+        .data_root()
+        .join("containers")
+        .join(&id)
+        .join("config.v2.json");
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(record.get("MountPoints").is_some(), "{record}");
+    record.as_object_mut().unwrap().remove("MountPoints");
+    std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+    b.spawn_with_host(&[]);
+    assert_eq!(inspect(&b, "old", "{{json .Mounts}}"), before);
+    let o = b.docker_out(&["start", "-a", "old"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "old\n");
+}
