@@ -5,13 +5,11 @@
 //! slowing publishers down.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::broadcast;
 
-use crate::errors::{ErrorKind, Kinded};
 use crate::filters::Filters;
 use crate::util::time::{parse_timestamp, unix_nanos};
 
@@ -163,7 +161,7 @@ impl EventQuery {
             match v.filter(|s| !s.is_empty()) {
                 None => Ok(None),
                 Some(s) => parse_timestamp(s, now).map(Some).ok_or_else(|| {
-                    EventsError::Invalid(format!(
+                    EventsError::invalid(format!(
                         "invalid value for {name}: {s:?} is neither a Unix timestamp, an RFC 3339 time nor a duration"
                     ))
                 }),
@@ -173,7 +171,7 @@ impl EventQuery {
         let until = time("until", until)?;
         if let (Some(s), Some(u)) = (since, until) {
             if u < s {
-                return Err(EventsError::Invalid(format!(
+                return Err(EventsError::invalid(format!(
                     "`since` time ({}) cannot be after `until` time ({})",
                     unix_nanos(s) as f64 / 1e9,
                     unix_nanos(u) as f64 / 1e9
@@ -181,11 +179,11 @@ impl EventQuery {
             }
         }
         let filters = Filters::parse(filters.unwrap_or(""))
-            .map_err(|e| EventsError::Invalid(e.to_string()))?;
+            .map_err(|e| EventsError::invalid(e.to_string()))?;
         filters
             .validate(FILTER_KEYS)
             .and_then(|_| filters.validate_values("type", EVENT_TYPES))
-            .map_err(|e| EventsError::Invalid(e.to_string()))?;
+            .map_err(|e| EventsError::invalid(e.to_string()))?;
         Ok(EventQuery {
             since,
             until,
@@ -346,28 +344,9 @@ impl Subscription {
     }
 }
 
-/// A bad events query.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EventsError {
-    Invalid(String),
-}
-
-impl fmt::Display for EventsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EventsError::Invalid(m) => f.write_str(m),
-        }
-    }
-}
-
-impl std::error::Error for EventsError {}
-
-impl Kinded for EventsError {
-    fn kind(&self) -> ErrorKind {
-        match self {
-            EventsError::Invalid(_) => ErrorKind::InvalidParameter,
-        }
-    }
+crate::module_error! {
+    /// A bad events query.
+    pub struct EventsError;
 }
 
 /// A shared handle to the bus.
