@@ -1,6 +1,7 @@
 //! Containers: the manager, its records on disk, restart policies and logs. Nothing here
 //! knows HTTP; the runtime (`crate::runtime`) runs the processes.
 
+pub mod backend;
 pub mod create;
 pub mod exec;
 pub mod inspect;

@@ -1,9 +1,11 @@
-//! Images: references, the content and layer stores, import / load / save, and (later) the
-//! registry client. Nothing here knows HTTP: request bodies arrive as byte channels, responses
-//! leave as values, JSON progress messages or byte channels.
+//! Images: references, the content and layer stores, import / load / save, pull / push over
+//! the registry client (`crate::registry`), and the image router's backend (`backend`). Nothing
+//! here knows HTTP: request bodies arrive as byte channels, responses leave as values, JSON
+//! progress messages or byte channels.
 
 pub mod apply;
 pub mod archive;
+pub mod backend;
 pub mod changes;
 pub mod config;
 pub mod distribution;

@@ -10,7 +10,6 @@ use std::net::IpAddr;
 use bollard_stubs::models::{IndexInfo, RegistryServiceConfig};
 use ipnet::IpNet;
 
-
 /// The registry that unqualified image names belong to.
 pub const DEFAULT_INDEX: &str = "docker.io";
 /// What `/info` reports as `IndexServerAddress`.

@@ -1,7 +1,10 @@
 //! The container runtime: the only module that talks to youki's libcontainer and libcgroups.
 //!
-//! Today it answers what the host's cgroups support (for `/info`) and which libcontainer berth
-//! was built with; the container lifecycle is added here.
+//! It runs the container lifecycle: `spec` turns Docker's config into the OCI spec (with
+//! `seccomp` and `user`), `supervisor` is the per-container process that creates and reaps the
+//! container through libcontainer, `proto` is its wire protocol and `client` berthd's side of
+//! it, `host` the host-side helpers. This file answers what the host's cgroups support (for
+//! `/info`) and which libcontainer berth was built with.
 
 pub mod client;
 pub mod host;
