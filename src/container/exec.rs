@@ -13,10 +13,10 @@ use super::manager::{lock, ContainerManager};
 use super::record::Status;
 use super::ContainerError;
 use crate::errors::{ErrorKind, Kinded};
-use crate::image::store::random_hex;
 use crate::runtime::client;
 use crate::runtime::proto::Request;
 use crate::runtime::spec;
+use crate::util::rand::random_hex;
 
 /// One exec instance.
 #[derive(Debug, Clone)]

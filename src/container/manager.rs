@@ -20,13 +20,14 @@ use super::restart;
 use super::ContainerError;
 use crate::errors::{ErrorKind, Kinded};
 use crate::events::{Event, EventBus};
-use crate::image::store::{random_hex, Lease};
+use crate::image::store::Lease;
 use crate::image::ImageService;
 use crate::logger::LogConfig;
 use crate::runtime::client::{self, RuntimeError};
 use crate::runtime::proto::{self, ExitStatus, Request, SupervisorConfig, SupervisorState};
 use crate::runtime::{host, spec, supervisor};
 use crate::util::fs::{atomic_write, ensure_dir};
+use crate::util::rand::random_hex;
 use crate::util::time::rfc3339_nano;
 
 /// What the manager needs from the daemon's configuration.
@@ -1297,7 +1298,7 @@ impl ContainerManager {
             // The record first: a crash half-way leaves no record pointing at missing files.
             let dir = this.container_dir(&id);
             let _ = std::fs::remove_file(Record::file(&dir));
-            crate::image::store::remove_all(&dir);
+            crate::util::tree::remove_all(&dir);
         })
         .await
         .map_err(|e| ContainerError::internal(format!("remove task: {e}")))?;
@@ -1632,7 +1633,7 @@ impl ContainerManager {
                     tracing::warn!("skip container {}: {err}", path.display());
                     // A container whose record was never written (crash during create).
                     if !Record::file(&path).exists() {
-                        crate::image::store::remove_all(&path);
+                        crate::util::tree::remove_all(&path);
                     }
                 }
             }

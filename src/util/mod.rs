@@ -1,6 +1,9 @@
-//! Small helpers shared by the managers: atomic files, time formatting.
+//! Small helpers shared by the managers: atomic files, byte channels, progress messages, time
+//! formatting, random identifiers and tree removal.
 
 pub mod fs;
 pub mod io;
 pub mod progress;
+pub mod rand;
 pub mod time;
+pub mod tree;
