@@ -36,11 +36,7 @@ impl From<apply::ApplyError> for ImageError {
     }
 }
 
-/// `sha256:<hex>` of `data`.
-pub fn sha256_digest(data: &[u8]) -> String {
-    use sha2::Digest;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
-}
+pub use crate::util::digest::sha256_digest;
 
 /// The hex part of a `sha256:` digest.
 pub fn digest_hex(d: &str) -> &str {

@@ -1,6 +1,7 @@
 //! Small helpers shared by the managers: atomic files, byte channels, progress messages, time
-//! formatting, random identifiers and tree removal.
+//! formatting, sha256 digests, random identifiers and tree removal.
 
+pub mod digest;
 pub mod fs;
 pub mod io;
 pub mod progress;
