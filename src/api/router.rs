@@ -43,7 +43,7 @@ impl<B: ?Sized> Ctx<B> {
 }
 
 /// A matched request before a route gives it its backend.
-pub struct Matched {
+struct Matched {
     req: Request<Incoming>,
     params: HashMap<&'static str, String>,
     version: ApiVersion,
