@@ -1,5 +1,7 @@
-//! The daemon: owns the configuration, the managers and the event bus, and implements the
-//! API's backend traits by delegating to them.
+//! The daemon: owns the configuration, the managers and the event bus; hands each router its
+//! backend ([`Daemon::backends`]: the image service, the event bus, the container manager) and
+//! itself serves the system-wide and cross-manager endpoints (`/_ping`, `/version`, `/info`,
+//! `/system/df`), reload and restore.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -14,27 +16,16 @@ use bollard_stubs::models::{
 };
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::api::{ContainerBackend, EventsBackend, ImageBackend, SystemBackend, WaitFuture};
+use crate::api::{Backends, DiskUsage, DiskUsageOptions, SystemBackend};
 use crate::config::{Config, ConfigError, Flags, Host, LogLevel};
-use crate::container::attach::{AttachOptions, AttachSession};
-use crate::container::exec::ExecSession;
-use crate::container::logs::LogsOptions;
-use crate::container::manager::WaitCondition;
-use crate::container::ContainerError;
 use crate::container::{ContainerManager, ManagerConfig};
-use crate::events::{Event, EventBus, EventQuery, Subscription};
-use crate::filters::Filters;
-use crate::image::archive::SaveItem;
-use crate::image::service::{ImportOptions, ListOptions};
+use crate::errors::Kinded;
+use crate::events::{Event, EventBus};
 use crate::image::store::Store;
-use crate::image::{ImageError, ImageService};
-use crate::registry::client::AuthConfig;
-use crate::registry::RegistryError;
+use crate::image::ImageService;
 use crate::runtime::{self, CgroupInfo, CgroupVersion, RuntimeConfig};
 use crate::system::{self, HostInfo, SystemError};
 use crate::util::fs::{ensure_dir, remove_temp_files};
-use crate::util::io::{ByteReceiver, ChannelWriter};
-use crate::util::progress::Progress;
 use crate::util::time::rfc3339_nano;
 use crate::version::{
     go_arch, API_VERSION, BUILD_TIME, GIT_COMMIT, MIN_API_VERSION, RUSTC_VERSION, VERSION,
@@ -76,7 +67,9 @@ impl Daemon {
         remove_temp_files(&data_root)
             .map_err(|e| SystemError::io(format!("clean data root {}", data_root.display()), e))?;
         let engine_id = system::load_or_create_engine_id(&data_root)?;
-        let events = Arc::new(EventBus::new());
+        let events = Arc::new(EventBus::with_image_repository(
+            crate::image::reference::familiar_repository,
+        ));
         let store = Store::open(&data_root).map_err(|e| {
             SystemError::io(
                 "open image store".to_string(),
@@ -84,6 +77,7 @@ impl Daemon {
             )
         })?;
         let images = Arc::new(ImageService::new(Arc::new(store), events.clone()));
+        images.set_registry_options(config.registry.clone());
         let host = HostInfo::probe();
         let supervisor_exe = std::env::current_exe()
             .map_err(|e| SystemError::io("find berthd's own binary".to_string(), e))?;
@@ -140,6 +134,17 @@ impl Daemon {
         &self.events
     }
 
+    /// Each router's backend: the daemon for the system routes, the event bus, the image
+    /// service and the container manager for theirs.
+    pub fn backends(self: &Arc<Self>) -> Backends {
+        Backends {
+            system: self.clone(),
+            events: self.events.clone(),
+            images: Arc::new(self.images.clone()),
+            containers: Arc::new(self.containers.clone()),
+        }
+    }
+
     /// `SIGHUP`: re-read the config file and apply its reloadable keys.
     pub fn reload(&self) -> Result<Vec<&'static str>, ConfigError> {
         let current = self.config();
@@ -162,6 +167,7 @@ impl Daemon {
             .attribute("live-restore", next.live_restore.to_string())
             .attribute("registry-mirrors", json_list(&next.registry.mirrors))
             .attribute("insecure-registries", json_list(&next.registry.insecure));
+        self.images.set_registry_options(next.registry.clone());
         match self.config.write() {
             Ok(mut c) => *c = next,
             Err(p) => *p.into_inner() = next,
@@ -415,6 +421,19 @@ impl SystemBackend for Daemon {
             containerd: None,
         })
     }
+
+    fn system_disk_usage(&self, opts: DiskUsageOptions) -> Result<DiskUsage, SystemError> {
+        let images = if opts.images {
+            let usage = self
+                .images
+                .disk_usage()
+                .map_err(|e| SystemError::new(e.kind(), e.to_string()))?;
+            Some(usage)
+        } else {
+            None
+        };
+        Ok(DiskUsage { images })
+    }
 }
 
 /// The filesystem under the data root, named as dockerd's `DriverStatus` names it.
@@ -443,366 +462,4 @@ fn backing_filesystem(path: &Path) -> String {
         }
         Err(_) => "<unknown>".to_string(),
     }
-}
-
-impl EventsBackend for Daemon {
-    fn subscribe_events(&self, query: EventQuery) -> Subscription {
-        self.events.subscribe(query)
-    }
-}
-
-#[async_trait::async_trait]
-impl ImageBackend for Daemon {
-    fn image_list(
-        &self,
-        opts: ListOptions,
-    ) -> Result<Vec<bollard_stubs::models::ImageSummary>, ImageError> {
-        self.images.list(&opts)
-    }
-
-    fn image_inspect(&self, name: &str) -> Result<bollard_stubs::models::ImageInspect, ImageError> {
-        self.images.inspect(name)
-    }
-
-    fn image_history(
-        &self,
-        name: &str,
-    ) -> Result<Vec<bollard_stubs::models::ImageHistoryResponseItem>, ImageError> {
-        self.images.history(name)
-    }
-
-    async fn image_tag(
-        &self,
-        name: String,
-        repo: String,
-        tag: Option<String>,
-    ) -> Result<(), ImageError> {
-        // Writes repositories.json with fsync: off the async threads.
-        let images = self.images.clone();
-        tokio::task::spawn_blocking(move || images.tag(&name, &repo, tag.as_deref()).map(|_| ()))
-            .await
-            .map_err(|e| ImageError::internal(format!("tag task: {e}")))?
-    }
-
-    async fn image_delete(
-        &self,
-        name: String,
-        force: bool,
-        noprune: bool,
-    ) -> Result<Vec<bollard_stubs::models::ImageDeleteResponseItem>, ImageError> {
-        let images = self.images.clone();
-        tokio::task::spawn_blocking(move || images.delete(&name, force, noprune))
-            .await
-            .map_err(|e| ImageError::internal(format!("delete task: {e}")))?
-    }
-
-    async fn image_prune(
-        &self,
-        filters: Filters,
-    ) -> Result<bollard_stubs::models::ImagePruneResponse, ImageError> {
-        let images = self.images.clone();
-        tokio::task::spawn_blocking(move || images.prune(&filters))
-            .await
-            .map_err(|e| ImageError::internal(format!("prune task: {e}")))?
-    }
-
-    async fn image_import(
-        &self,
-        body: ByteReceiver,
-        opts: ImportOptions,
-        progress: Progress,
-    ) -> Result<(), ImageError> {
-        self.images.import(body, opts, progress).await.map(|_| ())
-    }
-
-    async fn image_load(
-        &self,
-        body: ByteReceiver,
-        quiet: bool,
-        progress: Progress,
-    ) -> Result<(), ImageError> {
-        self.images.load(body, quiet, progress).await
-    }
-
-    fn image_disk_usage(
-        &self,
-    ) -> Result<(i64, Vec<bollard_stubs::models::ImageSummary>), ImageError> {
-        self.images.disk_usage()
-    }
-
-    fn image_save_plan(&self, names: &[String]) -> Result<Vec<SaveItem>, ImageError> {
-        self.images.plan_save(names)
-    }
-
-    fn image_save_write(
-        &self,
-        items: &[SaveItem],
-        out: &mut ChannelWriter,
-    ) -> Result<(), ImageError> {
-        self.images.write_save(items, out)
-    }
-
-    async fn image_pull(
-        &self,
-        image: String,
-        tag: Option<String>,
-        platform: Option<String>,
-        auth: AuthConfig,
-        progress: Progress,
-    ) -> Result<(), ImageError> {
-        let opts = self.config().registry;
-        self.images
-            .pull(
-                &image,
-                tag.as_deref(),
-                platform.as_deref(),
-                &auth,
-                &opts,
-                progress,
-            )
-            .await
-    }
-
-    async fn image_push(
-        &self,
-        name: String,
-        tag: Option<String>,
-        auth: AuthConfig,
-        progress: Progress,
-    ) -> Result<(), ImageError> {
-        let opts = self.config().registry;
-        self.images
-            .push(&name, tag.as_deref(), &auth, &opts, progress)
-            .await
-    }
-
-    async fn registry_login(&self, auth: AuthConfig) -> Result<String, RegistryError> {
-        let opts = self.config().registry;
-        crate::registry::client::login(&opts, &auth).await
-    }
-
-    async fn distribution_inspect(
-        &self,
-        name: String,
-        auth: AuthConfig,
-    ) -> Result<bollard_stubs::models::DistributionInspect, ImageError> {
-        let opts = self.config().registry;
-        let r = crate::image::reference::Reference::parse(&name)?;
-        crate::image::distribution::inspect(&opts, &r, &auth).await
-    }
-
-    async fn image_search(
-        &self,
-        term: String,
-        limit: Option<i64>,
-        auth: AuthConfig,
-    ) -> Result<Vec<bollard_stubs::models::ImageSearchResponseItem>, RegistryError> {
-        let opts = self.config().registry;
-        crate::registry::client::search(&opts, &term, limit, &auth).await
-    }
-}
-
-#[async_trait::async_trait]
-impl ContainerBackend for Daemon {
-    async fn container_create(
-        &self,
-        name: Option<String>,
-        body: bollard_stubs::models::ContainerCreateBody,
-    ) -> Result<bollard_stubs::models::ContainerCreateResponse, ContainerError> {
-        let (id, warnings) = self.containers.create(name, body).await?;
-        Ok(bollard_stubs::models::ContainerCreateResponse { id, warnings })
-    }
-
-    fn container_list(
-        &self,
-        opts: crate::container::list::ListOptions,
-    ) -> Result<Vec<bollard_stubs::models::ContainerSummary>, ContainerError> {
-        self.containers.list(&opts)
-    }
-
-    async fn container_inspect(
-        &self,
-        name: String,
-        size: bool,
-    ) -> Result<serde_json::Value, ContainerError> {
-        self.containers.inspect(&name, size).await
-    }
-
-    async fn container_start(&self, name: String) -> Result<bool, ContainerError> {
-        let m = self.containers.clone();
-        detached(async move { m.start(&name).await }).await
-    }
-
-    async fn container_stop(
-        &self,
-        name: String,
-        signal: Option<String>,
-        timeout: Option<i64>,
-    ) -> Result<bool, ContainerError> {
-        let m = self.containers.clone();
-        detached(async move { m.stop(&name, signal, timeout).await }).await
-    }
-
-    async fn container_restart(
-        &self,
-        name: String,
-        signal: Option<String>,
-        timeout: Option<i64>,
-    ) -> Result<(), ContainerError> {
-        let m = self.containers.clone();
-        detached(async move { m.restart(&name, signal, timeout).await }).await
-    }
-
-    async fn container_kill(
-        &self,
-        name: String,
-        signal: Option<String>,
-    ) -> Result<(), ContainerError> {
-        let m = self.containers.clone();
-        detached(async move { m.kill(&name, signal).await }).await
-    }
-
-    fn container_wait(
-        &self,
-        name: String,
-        condition: WaitCondition,
-    ) -> Result<WaitFuture, ContainerError> {
-        Ok(Box::pin(self.containers.wait(&name, condition)?))
-    }
-
-    async fn container_remove(
-        &self,
-        name: String,
-        force: bool,
-        _volumes: bool,
-    ) -> Result<(), ContainerError> {
-        let m = self.containers.clone();
-        detached(async move { m.remove(&name, force).await }).await
-    }
-
-    async fn container_pause(&self, name: String, pause: bool) -> Result<(), ContainerError> {
-        let m = self.containers.clone();
-        detached(async move { m.pause(&name, pause).await }).await
-    }
-
-    fn container_rename(&self, name: String, new_name: String) -> Result<(), ContainerError> {
-        self.containers.rename(&name, &new_name)
-    }
-
-    async fn container_update(
-        &self,
-        name: String,
-        body: bollard_stubs::models::ContainerUpdateBody,
-    ) -> Result<Vec<String>, ContainerError> {
-        let m = self.containers.clone();
-        detached(async move { m.update_config(&name, body).await }).await
-    }
-
-    async fn container_top(
-        &self,
-        name: String,
-        ps_args: Option<String>,
-    ) -> Result<bollard_stubs::models::ContainerTopResponse, ContainerError> {
-        let (titles, processes) = self.containers.top(&name, ps_args).await?;
-        Ok(bollard_stubs::models::ContainerTopResponse {
-            titles: Some(titles),
-            processes: Some(processes),
-        })
-    }
-
-    async fn container_logs(
-        &self,
-        name: String,
-        opts: LogsOptions,
-    ) -> Result<(bool, ByteReceiver), ContainerError> {
-        self.containers.logs(&name, opts).await
-    }
-
-    async fn container_changes(
-        &self,
-        name: String,
-    ) -> Result<Vec<bollard_stubs::models::FilesystemChange>, ContainerError> {
-        self.containers.changes(&name).await
-    }
-
-    async fn container_export(&self, name: String) -> Result<ByteReceiver, ContainerError> {
-        self.containers.export(&name).await
-    }
-
-    async fn container_attach(
-        &self,
-        name: String,
-        opts: AttachOptions,
-    ) -> Result<AttachSession, ContainerError> {
-        self.containers.attach(&name, opts).await
-    }
-
-    async fn container_prune(
-        &self,
-        filters: Filters,
-    ) -> Result<bollard_stubs::models::ContainerPruneResponse, ContainerError> {
-        self.containers.prune(&filters).await
-    }
-
-    async fn container_resize(
-        &self,
-        name: String,
-        height: u16,
-        width: u16,
-    ) -> Result<(), ContainerError> {
-        self.containers.resize(&name, height, width).await
-    }
-
-    fn exec_create(
-        &self,
-        name: String,
-        config: bollard_stubs::models::ExecConfig,
-    ) -> Result<String, ContainerError> {
-        self.containers.exec_create(&name, config)
-    }
-
-    async fn exec_start(
-        &self,
-        id: String,
-        tty: Option<bool>,
-        console_size: Option<[u16; 2]>,
-    ) -> Result<(), ContainerError> {
-        let m = self.containers.clone();
-        detached(async move { m.exec_start(&id, true, tty, console_size).await })
-            .await
-            .map(drop)
-    }
-
-    fn exec_attach(
-        &self,
-        id: String,
-        tty: Option<bool>,
-        console_size: Option<[u16; 2]>,
-    ) -> Result<ExecSession, ContainerError> {
-        self.containers.exec_session(&id, tty, console_size)
-    }
-
-    fn exec_inspect(
-        &self,
-        id: String,
-    ) -> Result<bollard_stubs::models::ExecInspectResponse, ContainerError> {
-        self.containers.exec_inspect(&id)
-    }
-
-    async fn exec_resize(&self, id: String, height: u16, width: u16) -> Result<(), ContainerError> {
-        self.containers.exec_resize(&id, height, width).await
-    }
-}
-
-/// Run a state-changing operation to its end even if the client goes away meanwhile (hyper
-/// drops a handler's future when its connection closes): a half-done start or remove would
-/// leave a container between states.
-async fn detached<T, F>(op: F) -> Result<T, ContainerError>
-where
-    T: Send + 'static,
-    F: std::future::Future<Output = Result<T, ContainerError>> + Send + 'static,
-{
-    tokio::spawn(op)
-        .await
-        .map_err(|e| ContainerError::internal(format!("operation task: {e}")))?
 }

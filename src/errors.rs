@@ -50,3 +50,106 @@ impl fmt::Display for ErrorKind {
 pub trait Kinded: std::error::Error {
     fn kind(&self) -> ErrorKind;
 }
+
+/// Define a module's error type: a `{kind, message}` struct with the constructors every module
+/// uses (`new`, `invalid`, `not_found`, `conflict`, `internal`, `io`), `Display` (the message
+/// alone), `std::error::Error` and [`Kinded`]. A module adds its own constructors in its own
+/// `impl` block:
+///
+/// ```
+/// berth::errors::module_error! {
+///     /// A widget-side failure.
+///     pub struct WidgetError;
+/// }
+///
+/// impl WidgetError {
+///     pub fn no_such_widget(name: &str) -> Self {
+///         Self::not_found(format!("No such widget: {name}"))
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! module_error {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident;) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        $vis struct $name {
+            kind: $crate::errors::ErrorKind,
+            message: String,
+        }
+
+        #[allow(dead_code)]
+        impl $name {
+            pub fn new(kind: $crate::errors::ErrorKind, message: impl Into<String>) -> Self {
+                $name {
+                    kind,
+                    message: message.into(),
+                }
+            }
+
+            pub fn invalid(message: impl Into<String>) -> Self {
+                Self::new($crate::errors::ErrorKind::InvalidParameter, message)
+            }
+
+            pub fn not_found(message: impl Into<String>) -> Self {
+                Self::new($crate::errors::ErrorKind::NotFound, message)
+            }
+
+            pub fn conflict(message: impl Into<String>) -> Self {
+                Self::new($crate::errors::ErrorKind::Conflict, message)
+            }
+
+            pub fn internal(message: impl Into<String>) -> Self {
+                Self::new($crate::errors::ErrorKind::Internal, message)
+            }
+
+            /// An I/O failure with what was being done.
+            pub fn io(context: impl ::std::fmt::Display, e: ::std::io::Error) -> Self {
+                Self::internal(format!("{context}: {e}"))
+            }
+
+            /// The message alone, as clients see it.
+            pub fn message(&self) -> &str {
+                &self.message
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(&self.message)
+            }
+        }
+
+        impl ::std::error::Error for $name {}
+
+        impl $crate::errors::Kinded for $name {
+            fn kind(&self) -> $crate::errors::ErrorKind {
+                self.kind
+            }
+        }
+    };
+}
+
+pub use crate::module_error;
+
+#[cfg(test)]
+mod tests {
+    use super::{ErrorKind, Kinded};
+
+    crate::module_error! {
+        /// A test error.
+        struct TestError;
+    }
+
+    #[test]
+    fn module_errors_carry_kind_and_message() {
+        let e = TestError::io("read x", std::io::Error::other("boom"));
+        assert_eq!(e.kind(), ErrorKind::Internal);
+        assert_eq!(e.to_string(), "read x: boom");
+        assert_eq!(
+            TestError::invalid("bad").kind(),
+            ErrorKind::InvalidParameter
+        );
+        assert_eq!(TestError::not_found("gone").message(), "gone");
+    }
+}

@@ -5,11 +5,8 @@
 //! given matches everything; several values of one filter are alternatives.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
 
 use serde_json::Value;
-
-use crate::errors::{ErrorKind, Kinded};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filters(BTreeMap<String, BTreeSet<String>>);
@@ -20,10 +17,10 @@ impl Filters {
         if text.trim().is_empty() {
             return Ok(Filters::default());
         }
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| FilterError(format!("invalid filter: {e}")))?;
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| FilterError::invalid(format!("invalid filter: {e}")))?;
         let Value::Object(map) = value else {
-            return Err(FilterError(
+            return Err(FilterError::invalid(
                 "invalid filter: filters must be a JSON object".to_string(),
             ));
         };
@@ -105,27 +102,14 @@ impl Filters {
 
 fn invalid(key: &str, value: Option<&str>) -> FilterError {
     match value {
-        Some(v) => FilterError(format!("invalid filter '{key}={v}'")),
-        None => FilterError(format!("invalid filter '{key}'")),
+        Some(v) => FilterError::invalid(format!("invalid filter '{key}={v}'")),
+        None => FilterError::invalid(format!("invalid filter '{key}'")),
     }
 }
 
-/// A malformed or unknown filter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilterError(String);
-
-impl fmt::Display for FilterError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for FilterError {}
-
-impl Kinded for FilterError {
-    fn kind(&self) -> ErrorKind {
-        ErrorKind::InvalidParameter
-    }
+crate::module_error! {
+    /// A malformed or unknown filter.
+    pub struct FilterError;
 }
 
 #[cfg(test)]

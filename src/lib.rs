@@ -1,8 +1,9 @@
 //! berth: a Docker Engine API compatible container daemon.
 //!
-//! Module map (see docs/architecture.md): `api` speaks HTTP and calls backend traits; `daemon`
-//! implements them over the managers; `server` accepts connections; `runtime` is the only module
-//! that touches libcontainer.
+//! Module map (see docs/architecture.md): `api` speaks HTTP and calls one backend trait per
+//! router; the managers implement them (`image::backend`, `events::backend`,
+//! `container::backend`) and `daemon` the system-wide one; `server` accepts connections;
+//! `runtime` is the only module that touches libcontainer. `tests/layering.rs` checks the layers.
 
 pub mod api;
 pub mod config;

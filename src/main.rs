@@ -121,7 +121,7 @@ async fn run(
     };
     server::run(
         listeners,
-        Api::new(daemon),
+        Api::new(daemon.backends()),
         shutdown,
         ServerOptions::default(),
     )

@@ -1,9 +1,7 @@
 //! The daemon's PID file: refuses to start while another live daemon holds it.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::errors::{ErrorKind, Kinded};
 use crate::util::fs::atomic_write;
 
 /// A written PID file, removed on drop.
@@ -14,7 +12,7 @@ pub struct PidFile {
 impl PidFile {
     pub fn create(path: &Path) -> Result<PidFile, PidFileError> {
         let fail = |msg: String| {
-            PidFileError(format!(
+            PidFileError::conflict(format!(
                 "failed to start daemon, ensure berthd is not running or delete {}: {msg}",
                 path.display()
             ))
@@ -52,21 +50,9 @@ fn process_alive(pid: i32) -> bool {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PidFileError(String);
-
-impl fmt::Display for PidFileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for PidFileError {}
-
-impl Kinded for PidFileError {
-    fn kind(&self) -> ErrorKind {
-        ErrorKind::Conflict
-    }
+crate::module_error! {
+    /// The pid file is held by a running daemon or cannot be written.
+    pub struct PidFileError;
 }
 
 #[cfg(test)]

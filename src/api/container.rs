@@ -12,14 +12,14 @@ use bollard_stubs::models::{
 };
 use bytes::Bytes;
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, UPGRADE};
-use hyper::{Response, StatusCode};
+use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
 use super::body::{channel_body, empty, json_response, read_json};
 use super::error::ApiError;
-use super::router::{Ctx, HandlerResult};
+use super::router::{Ctx, HandlerResult, Route};
 use crate::container::attach::{AttachOptions, AttachSession, ClientConn};
 use crate::container::exec::ExecSession;
 use crate::container::list::ListOptions;
@@ -33,9 +33,9 @@ use crate::version::ApiVersion;
 
 pub type WaitFuture = Pin<Box<dyn Future<Output = (i64, String)> + Send>>;
 
-/// What the container endpoints need from the daemon.
+/// What the container endpoints need: the container manager.
 #[async_trait]
-pub trait ContainerBackend {
+pub trait ContainerBackend: Send + Sync {
     async fn container_create(
         &self,
         name: Option<String>,
@@ -136,6 +136,38 @@ pub trait ContainerBackend {
     async fn exec_resize(&self, id: String, height: u16, width: u16) -> Result<(), ContainerError>;
 }
 
+/// The container and exec routes over `backend`.
+pub fn routes(backend: std::sync::Arc<dyn ContainerBackend>) -> Vec<Route> {
+    let b = &backend;
+    vec![
+        Route::new(Method::GET, "/containers/json", b, list),
+        Route::new(Method::POST, "/containers/create", b, create),
+        Route::new(Method::POST, "/containers/prune", b, prune),
+        Route::new(Method::GET, "/containers/{name}/json", b, inspect),
+        Route::new(Method::GET, "/containers/{name}/top", b, top),
+        Route::new(Method::GET, "/containers/{name}/logs", b, logs),
+        Route::new(Method::GET, "/containers/{name}/changes", b, changes),
+        Route::new(Method::GET, "/containers/{name}/export", b, export),
+        Route::new(Method::POST, "/containers/{name}/start", b, start),
+        Route::new(Method::POST, "/containers/{name}/stop", b, stop),
+        Route::new(Method::POST, "/containers/{name}/restart", b, restart),
+        Route::new(Method::POST, "/containers/{name}/kill", b, kill),
+        Route::new(Method::POST, "/containers/{name}/pause", b, pause),
+        Route::new(Method::POST, "/containers/{name}/unpause", b, unpause),
+        Route::new(Method::POST, "/containers/{name}/rename", b, rename),
+        Route::new(Method::POST, "/containers/{name}/update", b, update),
+        Route::new(Method::POST, "/containers/{name}/wait", b, wait),
+        Route::new(Method::POST, "/containers/{name}/attach", b, attach),
+        Route::new(Method::GET, "/containers/{name}/attach/ws", b, attach_ws),
+        Route::new(Method::POST, "/containers/{name}/resize", b, resize),
+        Route::new(Method::DELETE, "/containers/{name}", b, remove),
+        Route::new(Method::POST, "/containers/{name}/exec", b, exec_create),
+        Route::new(Method::POST, "/exec/{id}/start", b, exec_start),
+        Route::new(Method::POST, "/exec/{id}/resize", b, exec_resize),
+        Route::new(Method::GET, "/exec/{id}/json", b, exec_inspect),
+    ]
+}
+
 fn no_content() -> Response<hyper_body::Body> {
     let mut r = Response::new(empty());
     *r.status_mut() = StatusCode::NO_CONTENT;
@@ -152,11 +184,11 @@ mod hyper_body {
     pub use super::super::body::Body;
 }
 
-fn name(ctx: &Ctx) -> String {
+fn name(ctx: &Ctx<dyn ContainerBackend>) -> String {
     ctx.param("name").to_string()
 }
 
-fn opt(ctx: &Ctx, key: &str) -> Option<String> {
+fn opt(ctx: &Ctx<dyn ContainerBackend>, key: &str) -> Option<String> {
     ctx.query
         .get(key)
         .filter(|s| !s.is_empty())
@@ -164,18 +196,18 @@ fn opt(ctx: &Ctx, key: &str) -> Option<String> {
 }
 
 /// `t` (or `timeout`) of stop and restart.
-fn timeout(ctx: &Ctx) -> Result<Option<i64>, ApiError> {
+fn timeout(ctx: &Ctx<dyn ContainerBackend>) -> Result<Option<i64>, ApiError> {
     match ctx.query.int("t")? {
         Some(t) => Ok(Some(t)),
         None => ctx.query.int("timeout"),
     }
 }
 
-fn filters(ctx: &Ctx) -> Result<Filters, ApiError> {
+fn filters(ctx: &Ctx<dyn ContainerBackend>) -> Result<Filters, ApiError> {
     Ok(Filters::parse(ctx.query.get("filters").unwrap_or(""))?)
 }
 
-pub async fn create(ctx: Ctx) -> HandlerResult {
+pub async fn create(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let name = opt(&ctx, "name");
     let limit = ctx.max_json_body;
     let backend = ctx.backend.clone();
@@ -185,7 +217,7 @@ pub async fn create(ctx: Ctx) -> HandlerResult {
     Ok(json_response(StatusCode::CREATED, &resp))
 }
 
-pub async fn list(ctx: Ctx) -> HandlerResult {
+pub async fn list(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let limit = ctx
         .query
         .int("limit")?
@@ -203,7 +235,7 @@ pub async fn list(ctx: Ctx) -> HandlerResult {
     ))
 }
 
-pub async fn inspect(ctx: Ctx) -> HandlerResult {
+pub async fn inspect(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let v = ctx
         .backend
         .container_inspect(name(&ctx), ctx.query.bool("size"))
@@ -211,7 +243,7 @@ pub async fn inspect(ctx: Ctx) -> HandlerResult {
     Ok(json_response(StatusCode::OK, &v))
 }
 
-pub async fn start(ctx: Ctx) -> HandlerResult {
+pub async fn start(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     if ctx.backend.container_start(name(&ctx)).await? {
         Ok(no_content())
     } else {
@@ -219,7 +251,7 @@ pub async fn start(ctx: Ctx) -> HandlerResult {
     }
 }
 
-pub async fn stop(ctx: Ctx) -> HandlerResult {
+pub async fn stop(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let t = timeout(&ctx)?;
     if ctx
         .backend
@@ -232,7 +264,7 @@ pub async fn stop(ctx: Ctx) -> HandlerResult {
     }
 }
 
-pub async fn restart(ctx: Ctx) -> HandlerResult {
+pub async fn restart(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let t = timeout(&ctx)?;
     ctx.backend
         .container_restart(name(&ctx), opt(&ctx, "signal"), t)
@@ -240,30 +272,30 @@ pub async fn restart(ctx: Ctx) -> HandlerResult {
     Ok(no_content())
 }
 
-pub async fn kill(ctx: Ctx) -> HandlerResult {
+pub async fn kill(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     ctx.backend
         .container_kill(name(&ctx), opt(&ctx, "signal"))
         .await?;
     Ok(no_content())
 }
 
-pub async fn pause(ctx: Ctx) -> HandlerResult {
+pub async fn pause(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     ctx.backend.container_pause(name(&ctx), true).await?;
     Ok(no_content())
 }
 
-pub async fn unpause(ctx: Ctx) -> HandlerResult {
+pub async fn unpause(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     ctx.backend.container_pause(name(&ctx), false).await?;
     Ok(no_content())
 }
 
-pub async fn rename(ctx: Ctx) -> HandlerResult {
+pub async fn rename(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let new_name = ctx.query.get("name").unwrap_or("").to_string();
     ctx.backend.container_rename(name(&ctx), new_name)?;
     Ok(no_content())
 }
 
-pub async fn update(ctx: Ctx) -> HandlerResult {
+pub async fn update(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let n = name(&ctx);
     let limit = ctx.max_json_body;
     let backend = ctx.backend.clone();
@@ -278,7 +310,7 @@ pub async fn update(ctx: Ctx) -> HandlerResult {
     ))
 }
 
-pub async fn top(ctx: Ctx) -> HandlerResult {
+pub async fn top(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let r = ctx
         .backend
         .container_top(name(&ctx), opt(&ctx, "ps_args"))
@@ -286,7 +318,7 @@ pub async fn top(ctx: Ctx) -> HandlerResult {
     Ok(json_response(StatusCode::OK, &r))
 }
 
-pub async fn remove(ctx: Ctx) -> HandlerResult {
+pub async fn remove(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     if ctx.query.bool("link") {
         return Err(ApiError::new(
             crate::errors::ErrorKind::NotImplemented,
@@ -299,7 +331,7 @@ pub async fn remove(ctx: Ctx) -> HandlerResult {
     Ok(no_content())
 }
 
-pub async fn prune(ctx: Ctx) -> HandlerResult {
+pub async fn prune(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let f = filters(&ctx)?;
     Ok(json_response(
         StatusCode::OK,
@@ -307,14 +339,14 @@ pub async fn prune(ctx: Ctx) -> HandlerResult {
     ))
 }
 
-pub async fn changes(ctx: Ctx) -> HandlerResult {
+pub async fn changes(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     Ok(json_response(
         StatusCode::OK,
         &ctx.backend.container_changes(name(&ctx)).await?,
     ))
 }
 
-pub async fn export(ctx: Ctx) -> HandlerResult {
+pub async fn export(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let rx = ctx.backend.container_export(name(&ctx)).await?;
     let mut r = Response::new(channel_body(rx));
     r.headers_mut()
@@ -322,7 +354,7 @@ pub async fn export(ctx: Ctx) -> HandlerResult {
     Ok(r)
 }
 
-pub async fn resize(ctx: Ctx) -> HandlerResult {
+pub async fn resize(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let h = ctx.query.int("h")?.unwrap_or(0);
     let w = ctx.query.int("w")?.unwrap_or(0);
     if !(0..=u16::MAX as i64).contains(&h) || !(0..=u16::MAX as i64).contains(&w) {
@@ -335,7 +367,7 @@ pub async fn resize(ctx: Ctx) -> HandlerResult {
 }
 
 /// `POST /containers/{id}/wait`: the 200 and headers go out at once, the body at exit.
-pub async fn wait(ctx: Ctx) -> HandlerResult {
+pub async fn wait(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let condition = match ctx.query.get("condition").unwrap_or("") {
         "" | "not-running" => WaitCondition::NotRunning,
         "next-exit" => WaitCondition::NextExit,
@@ -364,7 +396,7 @@ pub async fn wait(ctx: Ctx) -> HandlerResult {
 }
 
 /// `GET /containers/{id}/logs`.
-pub async fn logs(ctx: Ctx) -> HandlerResult {
+pub async fn logs(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let q = &ctx.query;
     let (stdout, stderr) = (q.bool("stdout"), q.bool("stderr"));
     if !stdout && !stderr {
@@ -439,7 +471,7 @@ fn stream_content_type(tty: bool, version: ApiVersion) -> &'static str {
 }
 
 /// Whether the client asks to hijack the connection (`Upgrade: tcp`).
-fn wants_tcp_upgrade(ctx: &Ctx) -> bool {
+fn wants_tcp_upgrade(ctx: &Ctx<dyn ContainerBackend>) -> bool {
     ctx.req
         .headers()
         .get(UPGRADE)
@@ -449,7 +481,7 @@ fn wants_tcp_upgrade(ctx: &Ctx) -> bool {
 
 /// `POST /containers/{id}/attach`: with `Upgrade: tcp` the connection is hijacked (101);
 /// without, the stream is the body of a 200. `logs=1` replays the log first.
-pub async fn attach(mut ctx: Ctx) -> HandlerResult {
+pub async fn attach(mut ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let q = &ctx.query;
     let opts = AttachOptions {
         stdin: q.bool("stdin"),
@@ -498,7 +530,7 @@ fn switching_protocols(content_type: Option<&'static str>) -> Response<super::bo
 
 /// `GET /containers/{id}/attach/ws`: the attach stream over a websocket (raw output; binary
 /// messages from API 1.42, text before, as dockerd).
-pub async fn attach_ws(mut ctx: Ctx) -> HandlerResult {
+pub async fn attach_ws(mut ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     use tokio_tungstenite::tungstenite::protocol::Role;
     let q = &ctx.query;
     let opts = AttachOptions {
@@ -546,7 +578,7 @@ pub async fn attach_ws(mut ctx: Ctx) -> HandlerResult {
     Ok(r)
 }
 
-pub async fn exec_create(ctx: Ctx) -> HandlerResult {
+pub async fn exec_create(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let n = name(&ctx);
     let limit = ctx.max_json_body;
     let backend = ctx.backend.clone();
@@ -560,7 +592,7 @@ pub async fn exec_create(ctx: Ctx) -> HandlerResult {
     ))
 }
 
-pub async fn exec_inspect(ctx: Ctx) -> HandlerResult {
+pub async fn exec_inspect(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let r = ctx.backend.exec_inspect(ctx.param("id").to_string())?;
     let mut v = serde_json::to_value(&r).map_err(|e| ApiError::internal(e.to_string()))?;
     if let serde_json::Value::Object(m) = &mut v {
@@ -570,7 +602,7 @@ pub async fn exec_inspect(ctx: Ctx) -> HandlerResult {
     Ok(json_response(StatusCode::OK, &v))
 }
 
-pub async fn exec_resize(ctx: Ctx) -> HandlerResult {
+pub async fn exec_resize(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let h = ctx.query.int("h")?.unwrap_or(0);
     let w = ctx.query.int("w")?.unwrap_or(0);
     if !(0..=u16::MAX as i64).contains(&h) || !(0..=u16::MAX as i64).contains(&w) {
@@ -585,7 +617,7 @@ pub async fn exec_resize(ctx: Ctx) -> HandlerResult {
 /// `POST /exec/{id}/start`: detached, a plain 200; attached, the connection is hijacked first
 /// and a failure to start is written into the stream, as dockerd does (the CLI then reads the
 /// exit code, 126 or 127, from the exec's inspect).
-pub async fn exec_start(mut ctx: Ctx) -> HandlerResult {
+pub async fn exec_start(mut ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let id = ctx.param("id").to_string();
     let limit = ctx.max_json_body;
     let backend = ctx.backend.clone();

@@ -1,23 +1,30 @@
 //! `GET /events`: a stream of JSON event objects, one per line.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
-use hyper::Response;
+use hyper::{Method, Response};
 use tokio::sync::mpsc;
 
 use super::body::channel_body;
 use super::error::ApiError;
-use super::router::{Ctx, HandlerResult};
+use super::router::{Ctx, HandlerResult, Route};
 use crate::events::{Event, EventQuery, Subscription};
 use crate::version::ApiVersion;
 
-/// What the events endpoint needs from the daemon.
-pub trait EventsBackend {
+/// What the events endpoint needs: the event bus.
+pub trait EventsBackend: Send + Sync {
     /// Subscribe to the event bus; the subscription applies `since`, `until` and filters.
     fn subscribe_events(&self, query: EventQuery) -> Subscription;
 }
 
-pub async fn events(ctx: Ctx) -> HandlerResult {
+/// The events route over `backend`.
+pub fn routes(backend: Arc<dyn EventsBackend>) -> Vec<Route> {
+    vec![Route::new(Method::GET, "/events", &backend, events)]
+}
+
+pub async fn events(ctx: Ctx<dyn EventsBackend>) -> HandlerResult {
     let q = &ctx.query;
     let query = EventQuery::parse(q.get("since"), q.get("until"), q.get("filters"))
         .map_err(ApiError::from)?;

@@ -1,5 +1,7 @@
 //! The image endpoints.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use bollard_stubs::models::{
     ImageDeleteResponseItem, ImageHistoryResponseItem, ImageInspect, ImagePruneResponse,
@@ -7,12 +9,12 @@ use bollard_stubs::models::{
 };
 use bytes::Bytes;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
-use hyper::{Response, StatusCode};
+use hyper::{Method, Response, StatusCode};
 use tokio::sync::mpsc;
 
 use super::body::{body_channel, channel_body, empty, json_response};
 use super::error::ApiError;
-use super::router::{Ctx, HandlerResult};
+use super::router::{Ctx, HandlerResult, Route};
 use crate::errors::ErrorKind;
 use crate::filters::Filters;
 use crate::image::archive::SaveItem;
@@ -24,9 +26,9 @@ use crate::util::io::{ByteReceiver, ChannelWriter};
 use crate::util::progress::{JsonMessage, Progress};
 use bollard_stubs::models::{DistributionInspect, ImageSearchResponseItem};
 
-/// What the image endpoints need from the daemon.
+/// What the image endpoints need: the image service.
 #[async_trait]
-pub trait ImageBackend {
+pub trait ImageBackend: Send + Sync {
     fn image_list(&self, opts: ListOptions) -> Result<Vec<ImageSummary>, ImageError>;
     fn image_inspect(&self, name: &str) -> Result<ImageInspect, ImageError>;
     fn image_history(&self, name: &str) -> Result<Vec<ImageHistoryResponseItem>, ImageError>;
@@ -55,8 +57,6 @@ pub trait ImageBackend {
         quiet: bool,
         progress: Progress,
     ) -> Result<(), ImageError>;
-    /// Total layer bytes and the images with shared sizes (`GET /system/df`).
-    fn image_disk_usage(&self) -> Result<(i64, Vec<ImageSummary>), ImageError>;
     fn image_save_plan(&self, names: &[String]) -> Result<Vec<SaveItem>, ImageError>;
     /// Write a planned save (blocking).
     fn image_save_write(
@@ -93,8 +93,29 @@ pub trait ImageBackend {
     ) -> Result<Vec<ImageSearchResponseItem>, RegistryError>;
 }
 
+/// The image routes over `backend` (with `/auth` and `/distribution`, which serve images).
+pub fn routes(backend: Arc<dyn ImageBackend>) -> Vec<Route> {
+    let b = &backend;
+    vec![
+        Route::new(Method::GET, "/images/json", b, list),
+        Route::new(Method::POST, "/images/create", b, create),
+        Route::new(Method::POST, "/images/load", b, load),
+        Route::new(Method::GET, "/images/get", b, save),
+        Route::new(Method::POST, "/images/prune", b, prune),
+        Route::new(Method::GET, "/images/{name:.*}/json", b, inspect),
+        Route::new(Method::GET, "/images/{name:.*}/history", b, history),
+        Route::new(Method::GET, "/images/{name:.*}/get", b, save),
+        Route::new(Method::POST, "/images/{name:.*}/tag", b, tag),
+        Route::new(Method::POST, "/images/{name:.*}/push", b, push),
+        Route::new(Method::GET, "/images/search", b, search),
+        Route::new(Method::POST, "/auth", b, auth),
+        Route::new(Method::GET, "/distribution/{name:.*}/json", b, distribution),
+        Route::new(Method::DELETE, "/images/{name:.*}", b, delete),
+    ]
+}
+
 /// The credentials of `X-Registry-Auth` (anonymous when absent).
-fn registry_auth(ctx: &Ctx) -> Result<AuthConfig, ApiError> {
+fn registry_auth(ctx: &Ctx<dyn ImageBackend>) -> Result<AuthConfig, ApiError> {
     match ctx.req.headers().get("x-registry-auth") {
         None => Ok(AuthConfig::default()),
         // Like dockerd: a header that does not decode is ignored (anonymous access).
@@ -106,11 +127,11 @@ fn registry_auth(ctx: &Ctx) -> Result<AuthConfig, ApiError> {
     }
 }
 
-fn filters(ctx: &Ctx) -> Result<Filters, ApiError> {
+fn filters(ctx: &Ctx<dyn ImageBackend>) -> Result<Filters, ApiError> {
     Ok(Filters::parse(ctx.query.get("filters").unwrap_or(""))?)
 }
 
-pub async fn list(ctx: Ctx) -> HandlerResult {
+pub async fn list(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
     let opts = ListOptions {
         all: ctx.query.bool("all"),
         shared_size: ctx.query.bool("shared-size"),
@@ -122,21 +143,21 @@ pub async fn list(ctx: Ctx) -> HandlerResult {
     ))
 }
 
-pub async fn inspect(ctx: Ctx) -> HandlerResult {
+pub async fn inspect(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
     Ok(json_response(
         StatusCode::OK,
         &ctx.backend.image_inspect(ctx.param("name"))?,
     ))
 }
 
-pub async fn history(ctx: Ctx) -> HandlerResult {
+pub async fn history(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
     Ok(json_response(
         StatusCode::OK,
         &ctx.backend.image_history(ctx.param("name"))?,
     ))
 }
 
-pub async fn tag(ctx: Ctx) -> HandlerResult {
+pub async fn tag(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
     let repo = ctx.query.get("repo").unwrap_or("");
     if repo.is_empty() {
         return Err(ApiError::invalid(
@@ -155,7 +176,7 @@ pub async fn tag(ctx: Ctx) -> HandlerResult {
     Ok(r)
 }
 
-pub async fn delete(ctx: Ctx) -> HandlerResult {
+pub async fn delete(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
     let items = ctx
         .backend
         .image_delete(
@@ -167,7 +188,7 @@ pub async fn delete(ctx: Ctx) -> HandlerResult {
     Ok(json_response(StatusCode::OK, &items))
 }
 
-pub async fn prune(ctx: Ctx) -> HandlerResult {
+pub async fn prune(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
     let f = filters(&ctx)?;
     Ok(json_response(
         StatusCode::OK,
@@ -176,7 +197,7 @@ pub async fn prune(ctx: Ctx) -> HandlerResult {
 }
 
 /// `POST /images/create`: import from the body (`fromSrc=-`) or pull (`fromImage`).
-pub async fn create(ctx: Ctx) -> HandlerResult {
+pub async fn create(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
     let q = &ctx.query;
     match (q.get("fromSrc"), q.get("fromImage")) {
         (Some("-"), _) => {
@@ -215,14 +236,14 @@ pub async fn create(ctx: Ctx) -> HandlerResult {
     }
 }
 
-pub async fn load(ctx: Ctx) -> HandlerResult {
+pub async fn load(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
     let quiet = ctx.query.bool("quiet");
     let backend = ctx.backend.clone();
     let body = body_channel(ctx.req.into_body());
     progress_response(move |p| async move { backend.image_load(body, quiet, p).await }).await
 }
 
-pub async fn push(ctx: Ctx) -> HandlerResult {
+pub async fn push(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
     let auth = registry_auth(&ctx)?;
     let name = ctx.param("name").to_string();
     let tag = ctx.query.get("tag").map(str::to_string);
@@ -231,7 +252,7 @@ pub async fn push(ctx: Ctx) -> HandlerResult {
 }
 
 /// `POST /auth`.
-pub async fn auth(ctx: Ctx) -> HandlerResult {
+pub async fn auth(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
     let limit = ctx.max_json_body;
     let (parts, body) = ctx.req.into_parts();
     let mut auth: AuthConfig = super::body::read_json(&parts.headers, body, limit).await?;
@@ -244,7 +265,7 @@ pub async fn auth(ctx: Ctx) -> HandlerResult {
 }
 
 /// `GET /distribution/{name}/json`.
-pub async fn distribution(ctx: Ctx) -> HandlerResult {
+pub async fn distribution(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
     let auth = registry_auth(&ctx)?;
     Ok(json_response(
         StatusCode::OK,
@@ -255,7 +276,7 @@ pub async fn distribution(ctx: Ctx) -> HandlerResult {
 }
 
 /// `GET /images/search`.
-pub async fn search(ctx: Ctx) -> HandlerResult {
+pub async fn search(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
     let auth = registry_auth(&ctx)?;
     let term = ctx.query.get("term").unwrap_or("").to_string();
     let limit = ctx.query.int("limit")?;
@@ -276,7 +297,7 @@ pub async fn search(ctx: Ctx) -> HandlerResult {
 }
 
 /// `GET /images/{name}/get` and `GET /images/get?names=...`.
-pub async fn save(ctx: Ctx) -> HandlerResult {
+pub async fn save(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
     let names: Vec<String> = if ctx.params.contains_key("name") {
         vec![ctx.param("name").to_string()]
     } else {

@@ -1,7 +1,11 @@
 //! The Engine API: routing, versions, and thin handlers over backend traits.
 //!
-//! Handlers parse the request, call one method of a backend trait and write the response; they
-//! hold no logic and know no concrete manager. `crate::daemon::Daemon` implements the traits.
+//! As in moby's `initRouter`, each resource module (`system`, `events`, `image`, `container`)
+//! declares a narrow backend trait, its thin handlers and its own route list over an
+//! `Arc<dyn ItsBackend>`; `router` only dispatches. Handlers parse the request, call one backend
+//! method and write the response; they hold no logic and know no concrete manager. The managers
+//! implement the traits (`image::backend`, `events::backend`, `container::backend`), and
+//! `crate::daemon::Daemon` implements [`SystemBackend`], the cross-manager one.
 
 pub mod body;
 mod container;
@@ -12,19 +16,34 @@ pub mod query;
 mod router;
 mod system;
 
+use std::sync::Arc;
+
 pub use container::{ContainerBackend, WaitFuture};
 pub use events::EventsBackend;
 pub use image::ImageBackend;
-pub use router::{Api, Ctx};
-pub use system::SystemBackend;
+pub use router::{Api, Ctx, HandlerResult, Route};
+pub use system::{DiskUsage, DiskUsageOptions, SystemBackend};
 
-/// Everything the API needs from the daemon.
-pub trait Backend:
-    SystemBackend + EventsBackend + ImageBackend + ContainerBackend + Send + Sync + 'static
-{
+/// One backend per router: what [`Api::new`] serves.
+#[derive(Clone)]
+pub struct Backends {
+    /// `/_ping`, `/version`, `/info`, `/system/df`: the daemon.
+    pub system: Arc<dyn SystemBackend>,
+    /// `/events`: the event bus.
+    pub events: Arc<dyn EventsBackend>,
+    /// `/images/...`, `/auth`, `/distribution/...`: the image service.
+    pub images: Arc<dyn ImageBackend>,
+    /// `/containers/...`, `/exec/...`: the container manager.
+    pub containers: Arc<dyn ContainerBackend>,
 }
 
-impl<T> Backend for T where
-    T: SystemBackend + EventsBackend + ImageBackend + ContainerBackend + Send + Sync + 'static
-{
+impl Api {
+    /// The whole Engine API over `backends`.
+    pub fn new(backends: Backends) -> Arc<Api> {
+        let mut routes = system::routes(backends.system);
+        routes.extend(events::routes(backends.events));
+        routes.extend(image::routes(backends.images));
+        routes.extend(container::routes(backends.containers));
+        Api::from_routes(routes)
+    }
 }

@@ -1,4 +1,8 @@
-//! The route table, the `/vX.Y` prefix and the headers every response carries.
+//! Dispatch: matching a request against the routes the resource modules declare, the `/vX.Y`
+//! prefix and the headers every response carries.
+//!
+//! Each resource module (`api::image`, `api::container`, ...) builds its own `Vec<Route>` over
+//! its own backend; this file knows none of them.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -16,31 +20,53 @@ use hyper::{Method, Request, Response};
 use super::body::{Body, MAX_JSON_BODY};
 use super::error::{error_response, ApiError};
 use super::query::Query;
-use super::{container, events, image, system, Backend};
 use crate::errors::ErrorKind;
 use crate::version::{server_header, ApiVersion, API_VERSION, MIN_API_VERSION};
 
 /// What a handler gets: the request, its path parameters, the API version the client asked
-/// for, the backend and the decoded query.
-pub struct Ctx {
+/// for, the decoded query and the backend of its router (`B` is that router's backend trait,
+/// e.g. `Ctx<dyn ImageBackend>`).
+pub struct Ctx<B: ?Sized> {
     pub req: Request<Incoming>,
     pub params: HashMap<&'static str, String>,
     pub version: ApiVersion,
     pub query: Query,
-    pub backend: Arc<dyn Backend>,
+    pub backend: Arc<B>,
     pub max_json_body: usize,
 }
 
-impl Ctx {
+impl<B: ?Sized> Ctx<B> {
     /// A path parameter (always present for the route that matched).
     pub fn param(&self, name: &str) -> &str {
         self.params.get(name).map(String::as_str).unwrap_or("")
     }
 }
 
+/// A matched request before a route gives it its backend.
+struct Matched {
+    req: Request<Incoming>,
+    params: HashMap<&'static str, String>,
+    version: ApiVersion,
+    query: Query,
+    max_json_body: usize,
+}
+
+impl Matched {
+    fn with_backend<B: ?Sized>(self, backend: Arc<B>) -> Ctx<B> {
+        Ctx {
+            req: self.req,
+            params: self.params,
+            version: self.version,
+            query: self.query,
+            backend,
+            max_json_body: self.max_json_body,
+        }
+    }
+}
+
 pub type HandlerResult = Result<Response<Body>, ApiError>;
 type HandlerFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send>>;
-type Handler = fn(Ctx) -> HandlerFuture;
+type Handler = Box<dyn Fn(Matched) -> HandlerFuture + Send + Sync>;
 
 /// One segment of a route pattern.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,10 +78,29 @@ enum Seg {
     Rest(&'static str),
 }
 
-struct Route {
+/// One entry of the route table: a method, a path pattern (`/images/{name:.*}/json`) and a
+/// handler bound to its backend.
+pub struct Route {
     method: Method,
     pattern: Vec<Seg>,
     handler: Handler,
+}
+
+impl Route {
+    /// Route `method path` to `handler`, which gets `backend` in its [`Ctx`].
+    pub fn new<B, F, Fut>(method: Method, path: &'static str, backend: &Arc<B>, handler: F) -> Route
+    where
+        B: ?Sized + Send + Sync + 'static,
+        F: Fn(Ctx<B>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        let backend = backend.clone();
+        Route {
+            method,
+            pattern: parse_pattern(path),
+            handler: Box::new(move |m: Matched| Box::pin(handler(m.with_backend(backend.clone())))),
+        }
+    }
 }
 
 fn parse_pattern(p: &'static str) -> Vec<Seg> {
@@ -133,75 +178,17 @@ fn split_version(path: &str) -> (Option<&str>, &str) {
     (None, path)
 }
 
-macro_rules! route {
-    ($method:ident, $path:expr, $handler:path) => {
-        Route {
-            method: Method::$method,
-            pattern: parse_pattern($path),
-            handler: |ctx| Box::pin($handler(ctx)),
-        }
-    };
-}
-
-/// The API: a route table over a backend.
+/// The API: a route table, each route bound to its router's backend.
 pub struct Api {
     routes: Vec<Route>,
-    backend: Arc<dyn Backend>,
     max_json_body: usize,
 }
 
 impl Api {
-    pub fn new(backend: Arc<dyn Backend>) -> Arc<Api> {
-        let routes = vec![
-            route!(GET, "/_ping", system::ping),
-            route!(HEAD, "/_ping", system::ping),
-            route!(GET, "/version", system::version),
-            route!(GET, "/info", system::info),
-            route!(GET, "/system/df", system::disk_usage),
-            route!(GET, "/events", events::events),
-            route!(GET, "/images/json", image::list),
-            route!(POST, "/images/create", image::create),
-            route!(POST, "/images/load", image::load),
-            route!(GET, "/images/get", image::save),
-            route!(POST, "/images/prune", image::prune),
-            route!(GET, "/images/{name:.*}/json", image::inspect),
-            route!(GET, "/images/{name:.*}/history", image::history),
-            route!(GET, "/images/{name:.*}/get", image::save),
-            route!(POST, "/images/{name:.*}/tag", image::tag),
-            route!(POST, "/images/{name:.*}/push", image::push),
-            route!(GET, "/images/search", image::search),
-            route!(POST, "/auth", image::auth),
-            route!(GET, "/distribution/{name:.*}/json", image::distribution),
-            route!(DELETE, "/images/{name:.*}", image::delete),
-            route!(GET, "/containers/json", container::list),
-            route!(POST, "/containers/create", container::create),
-            route!(POST, "/containers/prune", container::prune),
-            route!(GET, "/containers/{name}/json", container::inspect),
-            route!(GET, "/containers/{name}/top", container::top),
-            route!(GET, "/containers/{name}/logs", container::logs),
-            route!(GET, "/containers/{name}/changes", container::changes),
-            route!(GET, "/containers/{name}/export", container::export),
-            route!(POST, "/containers/{name}/start", container::start),
-            route!(POST, "/containers/{name}/stop", container::stop),
-            route!(POST, "/containers/{name}/restart", container::restart),
-            route!(POST, "/containers/{name}/kill", container::kill),
-            route!(POST, "/containers/{name}/pause", container::pause),
-            route!(POST, "/containers/{name}/unpause", container::unpause),
-            route!(POST, "/containers/{name}/rename", container::rename),
-            route!(POST, "/containers/{name}/update", container::update),
-            route!(POST, "/containers/{name}/wait", container::wait),
-            route!(POST, "/containers/{name}/attach", container::attach),
-            route!(GET, "/containers/{name}/attach/ws", container::attach_ws),
-            route!(POST, "/containers/{name}/resize", container::resize),
-            route!(DELETE, "/containers/{name}", container::remove),
-            route!(POST, "/containers/{name}/exec", container::exec_create),
-            route!(POST, "/exec/{id}/start", container::exec_start),
-            route!(POST, "/exec/{id}/resize", container::exec_resize),
-            route!(GET, "/exec/{id}/json", container::exec_inspect),
-        ];
+    /// Serve `routes`, tried in order (the first match wins).
+    pub fn from_routes(routes: Vec<Route>) -> Arc<Api> {
         Arc::new(Api {
             routes,
-            backend,
             max_json_body: MAX_JSON_BODY,
         })
     }
@@ -251,15 +238,17 @@ impl Api {
                 Err(e) => return e.into_response(),
             },
         };
-        let ctx = Ctx {
+        let matched = Matched {
             query: Query::parse(req.uri().query()),
             req,
             params,
             version,
-            backend: self.backend.clone(),
             max_json_body: self.max_json_body,
         };
-        match AssertUnwindSafe((route.handler)(ctx)).catch_unwind().await {
+        match AssertUnwindSafe((route.handler)(matched))
+            .catch_unwind()
+            .await
+        {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => {
                 if e.status().is_server_error() {

@@ -23,7 +23,7 @@ pub enum Host {
 
 impl Host {
     pub fn parse(s: &str) -> Result<Host, ConfigError> {
-        let bad = |why: &str| ConfigError::new(format!("invalid bind address ({s}): {why}"));
+        let bad = |why: &str| ConfigError::invalid(format!("invalid bind address ({s}): {why}"));
         let s_trim = s.trim();
         if s_trim.is_empty() {
             return Ok(Host::Unix(PathBuf::from("/var/run/docker.sock")));

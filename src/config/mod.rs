@@ -9,14 +9,12 @@ pub mod host;
 pub use host::Host;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::errors::{ErrorKind, Kinded};
 use crate::registry::RegistryOptions;
 
 /// Where berthd reads its config file unless `--config-file` says otherwise.
@@ -305,7 +303,7 @@ impl Config {
                 FileConfig::default()
             }
             Err(e) => {
-                return Err(ConfigError::new(format!(
+                return Err(ConfigError::invalid(format!(
                     "unable to configure the daemon with file {}: {e}",
                     path.display()
                 )))
@@ -345,7 +343,7 @@ impl Config {
             .or(file.log_level.clone())
             .unwrap_or_else(|| "info".to_string());
         let log_level = LogLevel::parse(&level_text).ok_or_else(|| {
-            ConfigError::new(format!("unable to parse logging level: {level_text}"))
+            ConfigError::invalid(format!("unable to parse logging level: {level_text}"))
         })?;
         let cert_dir = default_cert_dir();
         let registry = RegistryOptions::new(
@@ -360,14 +358,14 @@ impl Config {
                 flags.insecure_registries.clone()
             },
         )
-        .map_err(|e| ConfigError::new(e.to_string()))?;
+        .map_err(|e| ConfigError::invalid(e.to_string()))?;
         let cgroup_parent = flags
             .cgroup_parent
             .clone()
             .or(file.cgroup_parent.clone())
             .unwrap_or_else(|| DEFAULT_CGROUP_PARENT.to_string());
         if cgroup_parent.split('/').any(|c| c == "..") {
-            return Err(ConfigError::new(format!(
+            return Err(ConfigError::invalid(format!(
                 "invalid cgroup-parent {cgroup_parent:?}: it must not contain \"..\""
             )));
         }
@@ -375,7 +373,7 @@ impl Config {
         let mut log_opts = file.log_opts.clone().unwrap_or_default();
         for kv in &flags.log_opts {
             let (k, v) = kv.split_once('=').ok_or_else(|| {
-                ConfigError::new(format!("invalid --log-opt {kv:?}: expected KEY=VALUE"))
+                ConfigError::invalid(format!("invalid --log-opt {kv:?}: expected KEY=VALUE"))
             })?;
             log_opts.insert(k.to_string(), v.to_string());
         }
@@ -515,7 +513,7 @@ pub struct Reload {
 /// Parse and check the config file against the flags: unknown keys, then conflicts, then types.
 fn parse_file(path: &Path, text: &str, flags: &Flags) -> Result<FileConfig, ConfigError> {
     let wrap = |msg: String| {
-        ConfigError::new(format!(
+        ConfigError::invalid(format!(
             "unable to configure the daemon with file {}: {msg}",
             path.display()
         ))
@@ -597,28 +595,9 @@ fn default_cert_dir() -> PathBuf {
     home.join(".docker")
 }
 
-/// A bad flag, host or config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(String);
-
-impl ConfigError {
-    pub fn new(msg: impl Into<String>) -> Self {
-        ConfigError(msg.into())
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-impl Kinded for ConfigError {
-    fn kind(&self) -> ErrorKind {
-        ErrorKind::InvalidParameter
-    }
+crate::module_error! {
+    /// A bad flag, host or config file.
+    pub struct ConfigError;
 }
 
 #[cfg(test)]

@@ -19,8 +19,8 @@ use super::names;
 use super::record::{Record, State};
 use crate::errors::{ErrorKind, Kinded};
 use crate::image::config::RunConfig;
-use crate::image::store::random_hex;
 use crate::util::fs::{atomic_write, ensure_dir};
+use crate::util::rand::random_hex;
 use crate::util::time::rfc3339_nano;
 
 /// The default `/dev/shm` size (64 MiB), as dockerd stores it in `HostConfig.ShmSize`.

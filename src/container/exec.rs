@@ -16,9 +16,9 @@ use super::manager::{lock, ContainerManager};
 use super::record::Status;
 use super::ContainerError;
 use crate::errors::{ErrorKind, Kinded};
-use crate::image::store::random_hex;
 use crate::runtime::{spec, ExecProcess, ExecStdio, PreparedExec, StdioConn};
 use crate::util::io::ByteReceiver;
+use crate::util::rand::random_hex;
 use crate::util::stdcopy;
 
 /// One exec instance.

@@ -2,6 +2,7 @@
 //! knows HTTP; the runtime (`crate::runtime`) runs the processes.
 
 pub mod attach;
+pub mod backend;
 pub mod create;
 pub mod exec;
 pub mod inspect;
@@ -21,39 +22,16 @@ mod start;
 pub mod stop;
 mod update;
 
-use std::fmt;
-
 use crate::errors::{ErrorKind, Kinded};
 
 pub use manager::{ContainerManager, ManagerConfig};
 
-/// A container-side failure, with Docker's wording where clients parse it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerError {
-    kind: ErrorKind,
-    message: String,
+crate::module_error! {
+    /// A container-side failure, with Docker's wording where clients parse it.
+    pub struct ContainerError;
 }
 
 impl ContainerError {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ContainerError {
-            kind,
-            message: message.into(),
-        }
-    }
-
-    pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::InvalidParameter, message)
-    }
-
-    pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::Conflict, message)
-    }
-
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::Internal, message)
-    }
-
     /// `No such container: NAME`.
     pub fn no_such_container(name: &str) -> Self {
         Self::new(ErrorKind::NotFound, format!("No such container: {name}"))
@@ -69,25 +47,6 @@ impl ContainerError {
         Self::conflict(format!(
             "Container {id} is paused. Unpause the container before stopping or killing"
         ))
-    }
-
-    /// An I/O failure with what was being done.
-    pub fn io(context: impl fmt::Display, e: std::io::Error) -> Self {
-        Self::internal(format!("{context}: {e}"))
-    }
-}
-
-impl fmt::Display for ContainerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for ContainerError {}
-
-impl Kinded for ContainerError {
-    fn kind(&self) -> ErrorKind {
-        self.kind
     }
 }
 

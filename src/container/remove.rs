@@ -61,7 +61,7 @@ impl ContainerManager {
             // The record first: a crash half-way leaves no record pointing at missing files.
             let dir = this.container_dir(&id);
             let _ = std::fs::remove_file(Record::file(&dir));
-            crate::image::store::remove_all(&dir);
+            crate::util::tree::remove_all(&dir);
         })
         .await
         .map_err(|e| ContainerError::internal(format!("remove task: {e}")))?;

@@ -29,7 +29,7 @@ impl ContainerManager {
                     tracing::warn!("skip container {}: {err}", path.display());
                     // A container whose record was never written (crash during create).
                     if !Record::file(&path).exists() {
-                        crate::image::store::remove_all(&path);
+                        crate::util::tree::remove_all(&path);
                     }
                 }
             }

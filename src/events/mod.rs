@@ -4,14 +4,14 @@
 //! a broadcast channel. A subscriber that falls too far behind skips what it missed rather than
 //! slowing publishers down.
 
+pub mod backend;
+
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::broadcast;
 
-use crate::errors::{ErrorKind, Kinded};
 use crate::filters::Filters;
 use crate::util::time::{parse_timestamp, unix_nanos};
 
@@ -86,7 +86,9 @@ impl Event {
         self
     }
 
-    fn matches(&self, f: &Filters) -> bool {
+    /// Whether the event passes `f`. `image_repository` gives an image name's repository in
+    /// its familiar form, for the `image` filter.
+    fn matches(&self, f: &Filters, image_repository: ImageRepository) -> bool {
         let name = self
             .attributes
             .get("name")
@@ -108,7 +110,8 @@ impl Event {
             (self.kind == "image" && f.exact_match("image", &self.actor_id))
                 || image_name.is_some_and(|n| {
                     !n.is_empty()
-                        && (f.exact_match("image", n) || f.exact_match("image", &strip_tag(n)))
+                        && (f.exact_match("image", n)
+                            || f.exact_match("image", &image_repository(n)))
                 })
         };
         // `health_status: healthy` matches the filter `health_status`.
@@ -135,11 +138,18 @@ impl Event {
 }
 
 /// An image name without its tag or digest, in its familiar form (`localhost:5000/app:1` is
-/// `localhost:5000/app`, `docker.io/library/busybox:latest` is `busybox`).
-fn strip_tag(name: &str) -> String {
-    match crate::image::reference::Reference::parse_any(name) {
-        Ok(r) => r.familiar_repository(),
-        Err(_) => name.to_string(),
+/// `localhost:5000/app`, `docker.io/library/busybox:latest` is `busybox`). The bus does not
+/// parse image references itself: the daemon installs `image::reference::familiar_repository`
+/// with [`EventBus::with_image_repository`].
+pub type ImageRepository = fn(&str) -> String;
+
+/// The repository of an image name by its text alone: the name without `@digest` and without
+/// a `:tag` after the last `/` (no `docker.io/library/` shortening).
+pub fn strip_tag(name: &str) -> String {
+    let name = name.split_once('@').map_or(name, |(n, _)| n);
+    match name.rfind(':') {
+        Some(i) if !name[i..].contains('/') => name[..i].to_string(),
+        _ => name.to_string(),
     }
 }
 
@@ -163,7 +173,7 @@ impl EventQuery {
             match v.filter(|s| !s.is_empty()) {
                 None => Ok(None),
                 Some(s) => parse_timestamp(s, now).map(Some).ok_or_else(|| {
-                    EventsError::Invalid(format!(
+                    EventsError::invalid(format!(
                         "invalid value for {name}: {s:?} is neither a Unix timestamp, an RFC 3339 time nor a duration"
                     ))
                 }),
@@ -173,7 +183,7 @@ impl EventQuery {
         let until = time("until", until)?;
         if let (Some(s), Some(u)) = (since, until) {
             if u < s {
-                return Err(EventsError::Invalid(format!(
+                return Err(EventsError::invalid(format!(
                     "`since` time ({}) cannot be after `until` time ({})",
                     unix_nanos(s) as f64 / 1e9,
                     unix_nanos(u) as f64 / 1e9
@@ -181,11 +191,11 @@ impl EventQuery {
             }
         }
         let filters = Filters::parse(filters.unwrap_or(""))
-            .map_err(|e| EventsError::Invalid(e.to_string()))?;
+            .map_err(|e| EventsError::invalid(e.to_string()))?;
         filters
             .validate(FILTER_KEYS)
             .and_then(|_| filters.validate_values("type", EVENT_TYPES))
-            .map_err(|e| EventsError::Invalid(e.to_string()))?;
+            .map_err(|e| EventsError::invalid(e.to_string()))?;
         Ok(EventQuery {
             since,
             until,
@@ -202,6 +212,7 @@ struct Inner {
 /// The event bus.
 pub struct EventBus {
     inner: Mutex<Inner>,
+    image_repository: ImageRepository,
     tx: broadcast::Sender<Event>,
     closed: tokio::sync::watch::Sender<bool>,
 }
@@ -213,9 +224,16 @@ impl Default for EventBus {
 }
 
 impl EventBus {
+    /// A bus whose `image` filter strips tags textually ([`strip_tag`]).
     pub fn new() -> Self {
+        Self::with_image_repository(strip_tag)
+    }
+
+    /// A bus whose `image` filter also matches the repository `image_repository` gives.
+    pub fn with_image_repository(image_repository: ImageRepository) -> Self {
         let (tx, _) = broadcast::channel(CHANNEL_SIZE);
         EventBus {
+            image_repository,
             inner: Mutex::new(Inner {
                 ring: VecDeque::with_capacity(RING_SIZE),
                 next_seq: 1,
@@ -278,6 +296,7 @@ impl EventBus {
             rx: live.then_some(rx),
             last_seq,
             query,
+            image_repository: self.image_repository,
             closed: self.closed.subscribe(),
         }
     }
@@ -289,6 +308,7 @@ pub struct Subscription {
     rx: Option<broadcast::Receiver<Event>>,
     last_seq: u64,
     query: EventQuery,
+    image_repository: ImageRepository,
     closed: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -296,7 +316,7 @@ impl Subscription {
     /// The next matching event, or `None` once `until` has passed or the bus is gone.
     pub async fn next(&mut self) -> Option<Event> {
         while let Some(e) = self.replay.pop_front() {
-            if e.matches(&self.query.filters) {
+            if e.matches(&self.query.filters, self.image_repository) {
                 return Some(e);
             }
         }
@@ -330,7 +350,7 @@ impl Subscription {
                             return None;
                         }
                     }
-                    if e.matches(&self.query.filters) {
+                    if e.matches(&self.query.filters, self.image_repository) {
                         return Some(e);
                     }
                 }
@@ -346,28 +366,9 @@ impl Subscription {
     }
 }
 
-/// A bad events query.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EventsError {
-    Invalid(String),
-}
-
-impl fmt::Display for EventsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EventsError::Invalid(m) => f.write_str(m),
-        }
-    }
-}
-
-impl std::error::Error for EventsError {}
-
-impl Kinded for EventsError {
-    fn kind(&self) -> ErrorKind {
-        match self {
-            EventsError::Invalid(_) => ErrorKind::InvalidParameter,
-        }
-    }
+crate::module_error! {
+    /// A bad events query.
+    pub struct EventsError;
 }
 
 /// A shared handle to the bus.
@@ -454,7 +455,14 @@ mod tests {
                 .attribute("image", "localhost:5000/app:1"),
         );
         assert_eq!(sub.next().await.unwrap().actor_id, "2");
-        assert_eq!(strip_tag("docker.io/library/busybox:latest"), "busybox");
+    }
+
+    #[test]
+    fn strip_tag_keeps_registry_ports() {
+        assert_eq!(strip_tag("localhost:5000/app:1"), "localhost:5000/app");
+        assert_eq!(strip_tag("localhost:5000/app"), "localhost:5000/app");
+        assert_eq!(strip_tag("busybox@sha256:aa"), "busybox");
+        assert_eq!(strip_tag("busybox:latest"), "busybox");
     }
 
     #[test]

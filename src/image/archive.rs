@@ -11,10 +11,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::reference::Reference;
-use super::store::{remove_all, Image, Store};
+use super::store::{Image, Store};
 use super::{digest_hex, sha256_digest, ImageError};
 use crate::util::fs::open_in_root;
 use crate::util::progress::{JsonMessage, Progress};
+use crate::util::tree::remove_all;
 
 /// The largest JSON document (manifest, index, config) read from an archive.
 const MAX_JSON_SIZE: u64 = 32 << 20;
@@ -415,7 +416,7 @@ impl<R: Read> Read for HashingReader<R> {
 pub fn unpack_to_scratch<R: Read>(store: &Store, src: R) -> Result<ScratchDir, ImageError> {
     let dir = store
         .tmp_root()
-        .join(format!("load-{}", super::store::random_hex(16)));
+        .join(format!("load-{}", crate::util::rand::random_hex(16)));
     std::fs::create_dir(&dir)
         .map_err(|e| ImageError::io(format!("create {}", dir.display()), e))?;
     let scratch = ScratchDir(dir);

@@ -18,12 +18,13 @@ use super::archive::{
 };
 use super::config::{chain_ids, ImageConfigFile};
 use super::reference::Reference;
-use super::store::{random_hex, Store};
+use super::store::Store;
 use super::{digest_hex, short_id, ImageError};
 use crate::registry::client::{endpoints, pick_endpoint, AuthConfig, Session};
 use crate::registry::{RegistryError, RegistryOptions};
 use crate::util::fs::atomic_write;
 use crate::util::progress::{JsonMessage, Progress, ProgressDetail};
+use crate::util::rand::random_hex;
 
 /// Layers downloaded at once, as dockerd's `max-concurrent-downloads` default.
 const CONCURRENT_DOWNLOADS: usize = 3;

@@ -1,9 +1,11 @@
-//! Images: references, the content and layer stores, import / load / save, and (later) the
-//! registry client. Nothing here knows HTTP: request bodies arrive as byte channels, responses
-//! leave as values, JSON progress messages or byte channels.
+//! Images: references, the content and layer stores, import / load / save, pull / push over
+//! the registry client (`crate::registry`), and the image router's backend (`backend`). Nothing
+//! here knows HTTP: request bodies arrive as byte channels, responses leave as values, JSON
+//! progress messages or byte channels.
 
 pub mod apply;
 pub mod archive;
+pub mod backend;
 pub mod changes;
 pub mod config;
 pub mod distribution;
@@ -12,61 +14,19 @@ pub mod service;
 pub mod store;
 pub mod tarsplit;
 
-use std::fmt;
-
-use crate::errors::{ErrorKind, Kinded};
+use crate::errors::Kinded;
 
 pub use service::ImageService;
 
-/// An image-side failure, with Docker's wording where clients parse it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageError {
-    kind: ErrorKind,
-    message: String,
+crate::module_error! {
+    /// An image-side failure, with Docker's wording where clients parse it.
+    pub struct ImageError;
 }
 
 impl ImageError {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ImageError {
-            kind,
-            message: message.into(),
-        }
-    }
-
-    pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::InvalidParameter, message)
-    }
-
-    pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::Conflict, message)
-    }
-
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::Internal, message)
-    }
-
     /// `No such image: NAME`.
     pub fn no_such_image(name: &str) -> Self {
-        Self::new(ErrorKind::NotFound, format!("No such image: {name}"))
-    }
-
-    /// An I/O failure with what was being done.
-    pub fn io(context: impl fmt::Display, e: std::io::Error) -> Self {
-        Self::internal(format!("{context}: {e}"))
-    }
-}
-
-impl fmt::Display for ImageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for ImageError {}
-
-impl Kinded for ImageError {
-    fn kind(&self) -> ErrorKind {
-        self.kind
+        Self::not_found(format!("No such image: {name}"))
     }
 }
 
@@ -76,11 +36,7 @@ impl From<apply::ApplyError> for ImageError {
     }
 }
 
-/// `sha256:<hex>` of `data`.
-pub fn sha256_digest(data: &[u8]) -> String {
-    use sha2::Digest;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
-}
+pub use crate::util::digest::sha256_digest;
 
 /// The hex part of a `sha256:` digest.
 pub fn digest_hex(d: &str) -> &str {

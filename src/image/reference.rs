@@ -283,9 +283,31 @@ pub fn is_id_prefix(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// An image name without its tag or digest, in its familiar form (`localhost:5000/app:1` is
+/// `localhost:5000/app`, `docker.io/library/busybox:latest` is `busybox`); a name that does not
+/// parse is returned as it is. The event bus matches the `image` filter with it.
+pub fn familiar_repository(name: &str) -> String {
+    match Reference::parse_any(name) {
+        Ok(r) => r.familiar_repository(),
+        Err(_) => name.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn familiar_repository_drops_tag_and_default_domain() {
+        assert_eq!(
+            familiar_repository("docker.io/library/busybox:latest"),
+            "busybox"
+        );
+        assert_eq!(
+            familiar_repository("localhost:5000/app:1"),
+            "localhost:5000/app"
+        );
+    }
 
     fn p(s: &str) -> Reference {
         Reference::parse(s).unwrap()

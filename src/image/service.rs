@@ -16,6 +16,8 @@ use super::store::{Image, Store};
 use super::{short_id, ImageError};
 use crate::events::{Event, EventBus};
 use crate::filters::Filters;
+use crate::registry::client::AuthConfig;
+use crate::registry::{RegistryError, RegistryOptions};
 use crate::util::io::{ByteReceiver, ChannelReader};
 use crate::util::progress::{JsonMessage, Progress};
 use crate::util::time::{parse_timestamp, rfc3339_nano};
@@ -45,6 +47,9 @@ pub struct ImageService {
     pruning: std::sync::atomic::AtomicBool,
     /// Which container uses an image: `(container ID, running)` (set by the daemon).
     usage: std::sync::RwLock<Option<UsageCheck>>,
+    /// Mirrors and insecure registries for pull, push, login, search and distribution (set by
+    /// the daemon at start and on reload).
+    registry: std::sync::RwLock<RegistryOptions>,
 }
 
 /// Answers whether a container uses an image ID: `(container ID, running)`.
@@ -69,6 +74,23 @@ impl ImageService {
             events,
             pruning: std::sync::atomic::AtomicBool::new(false),
             usage: std::sync::RwLock::new(None),
+            registry: std::sync::RwLock::new(RegistryOptions::default()),
+        }
+    }
+
+    /// Install the registry options (at start and on every config reload).
+    pub fn set_registry_options(&self, opts: RegistryOptions) {
+        match self.registry.write() {
+            Ok(mut r) => *r = opts,
+            Err(p) => *p.into_inner() = opts,
+        }
+    }
+
+    /// A snapshot of the registry options.
+    pub fn registry_options(&self) -> RegistryOptions {
+        match self.registry.read() {
+            Ok(r) => r.clone(),
+            Err(p) => p.into_inner().clone(),
         }
     }
 
@@ -834,16 +856,41 @@ impl ImageService {
 }
 
 impl ImageService {
+    /// `POST /auth`: check the credentials against the registry.
+    pub async fn login(&self, auth: &AuthConfig) -> Result<String, RegistryError> {
+        crate::registry::client::login(&self.registry_options(), auth).await
+    }
+
+    /// `GET /images/search`.
+    pub async fn search(
+        &self,
+        term: &str,
+        limit: Option<i64>,
+        auth: &AuthConfig,
+    ) -> Result<Vec<bollard_stubs::models::ImageSearchResponseItem>, RegistryError> {
+        crate::registry::client::search(&self.registry_options(), term, limit, auth).await
+    }
+
+    /// `GET /distribution/{name}/json`: the manifest descriptor and platforms in the registry.
+    pub async fn distribution_inspect(
+        &self,
+        name: &str,
+        auth: &AuthConfig,
+    ) -> Result<bollard_stubs::models::DistributionInspect, ImageError> {
+        let r = Reference::parse(name)?;
+        super::distribution::inspect(&self.registry_options(), &r, auth).await
+    }
+
     /// `POST /images/create?fromImage=...&tag=...`.
     pub async fn pull(
         &self,
         image: &str,
         tag: Option<&str>,
         platform: Option<&str>,
-        auth: &crate::registry::client::AuthConfig,
-        opts: &crate::registry::RegistryOptions,
+        auth: &AuthConfig,
         progress: Progress,
     ) -> Result<(), ImageError> {
+        let opts = &self.registry_options();
         let mut r = Reference::parse_any(image)?;
         if let Some(t) = tag.filter(|t| !t.is_empty()) {
             if t.starts_with("sha256:") {
@@ -871,10 +918,10 @@ impl ImageService {
         &self,
         name: &str,
         tag: Option<&str>,
-        auth: &crate::registry::client::AuthConfig,
-        opts: &crate::registry::RegistryOptions,
+        auth: &AuthConfig,
         progress: Progress,
     ) -> Result<(), ImageError> {
+        let opts = &self.registry_options();
         let r = Reference::parse_any(name)?;
         let wanted: Vec<Reference> = match (tag.filter(|t| !t.is_empty()), &r.tag) {
             (Some(t), _) => vec![r.with_tag(t)],

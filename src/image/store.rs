@@ -29,6 +29,8 @@ use super::reference::Reference;
 use super::tarsplit::{self, Recorder};
 use super::{digest_hex, sha256_digest, ImageError};
 use crate::util::fs::{atomic_write, ensure_dir, remove_temp_files};
+use crate::util::rand::random_hex;
+use crate::util::tree::remove_all;
 
 /// A registered layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -701,26 +703,4 @@ enum ReadLayer {
     Missing,
     /// Anything else: maybe passing; not a reason to delete.
     Failed(ImageError),
-}
-
-/// Remove a file or directory tree, logging (not failing) on error.
-pub fn remove_all(p: &Path) {
-    let r = match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
-        Ok(_) => fs::remove_file(p),
-        Err(_) => Ok(()),
-    };
-    if let Err(e) = r {
-        tracing::warn!("remove {}: {e}", p.display());
-    }
-}
-
-/// `n` random lower-case hex characters.
-pub fn random_hex(n: usize) -> String {
-    let mut s = uuid::Uuid::new_v4().simple().to_string();
-    while s.len() < n {
-        s.push_str(&uuid::Uuid::new_v4().simple().to_string());
-    }
-    s.truncate(n);
-    s
 }

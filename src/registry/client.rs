@@ -261,7 +261,7 @@ impl Session {
             .map_err(|e| {
                 self.error(e, &format!("{}/{repo}:{tag_or_digest}", self.endpoint.host))
             })?;
-        let computed = crate::image::sha256_digest(&bytes);
+        let computed = crate::util::digest::sha256_digest(&bytes);
         if tag_or_digest.starts_with("sha256:") && computed != tag_or_digest {
             return Err(RegistryError::new(
                 ErrorKind::InvalidParameter,

@@ -5,13 +5,10 @@
 pub mod client;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::IpAddr;
 
 use bollard_stubs::models::{IndexInfo, RegistryServiceConfig};
 use ipnet::IpNet;
-
-use crate::errors::{ErrorKind, Kinded};
 
 /// The registry that unqualified image names belong to.
 pub const DEFAULT_INDEX: &str = "docker.io";
@@ -218,38 +215,9 @@ fn validate_insecure(r: &str) -> Result<String, RegistryError> {
     })
 }
 
-/// A registry configuration or protocol error.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegistryError {
-    kind: ErrorKind,
-    message: String,
-}
-
-impl RegistryError {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        RegistryError {
-            kind,
-            message: message.into(),
-        }
-    }
-
-    fn invalid(message: String) -> Self {
-        Self::new(ErrorKind::InvalidParameter, message)
-    }
-}
-
-impl fmt::Display for RegistryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for RegistryError {}
-
-impl Kinded for RegistryError {
-    fn kind(&self) -> ErrorKind {
-        self.kind
-    }
+crate::module_error! {
+    /// A registry configuration or protocol error.
+    pub struct RegistryError;
 }
 
 #[cfg(test)]

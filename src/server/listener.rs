@@ -1,7 +1,6 @@
 //! Binding the `-H` addresses: Unix sockets (stale-socket check, group, mode 0660), TCP (with
 //! TLS, and the refusal of unauthenticated non-loopback addresses) and systemd sockets.
 
-use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -16,7 +15,6 @@ pub use super::systemd::SystemdSockets;
 use super::tls;
 use crate::config::host::{DEFAULT_TCP_PORT, DEFAULT_TLS_PORT};
 use crate::config::{Config, Host};
-use crate::errors::{ErrorKind, Kinded};
 
 /// A bound listener.
 pub enum Listener {
@@ -138,7 +136,7 @@ async fn bind_into(
             .then_some(config.tls_ca_cert.as_path());
         Some(
             tls::server_config(&config.tls_cert, &config.tls_key, ca, config.tls_verify)
-                .map_err(|e| ListenError(e.to_string()))?,
+                .map_err(|e| ListenError::invalid(e.to_string()))?,
         )
     } else {
         None
@@ -154,42 +152,47 @@ async fn bind_into(
                 });
                 let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), port))
                     .await
-                    .map_err(|e| ListenError(format!("resolve {host}: {e}")))?
+                    .map_err(|e| ListenError::invalid(format!("resolve {host}: {e}")))?
                     .collect();
                 // Prefer IPv4 for a name, as Go's net.Listen does.
                 let addr = *addrs
                     .iter()
                     .find(|a| a.is_ipv4())
                     .or(addrs.first())
-                    .ok_or_else(|| ListenError(format!("resolve {host}: no address")))?;
+                    .ok_or_else(|| ListenError::invalid(format!("resolve {host}: no address")))?;
                 check_tcp_policy(host, &addrs, config)?;
                 let listener = TcpListener::bind(addr)
                     .await
-                    .map_err(|e| ListenError(format!("listen on {host}: {e}")))?;
+                    .map_err(|e| ListenError::invalid(format!("listen on {host}: {e}")))?;
                 out.push(Listener::tcp(listener, tls.clone()));
             }
             Host::Fd(name) => {
                 let sockets = systemd.as_mut().ok_or_else(|| {
-                    ListenError(
+                    ListenError::invalid(
                         "no sockets found via socket activation: make sure the service was started by systemd"
                             .to_string(),
                     )
                 })?;
-                for s in sockets.take(name.as_deref()).map_err(ListenError)? {
+                for s in sockets
+                    .take(name.as_deref())
+                    .map_err(ListenError::invalid)?
+                {
                     out.push(match s {
                         ActivatedSocket::Unix(l) => Listener::Unix {
-                            listener: UnixListener::from_std(l)
-                                .map_err(|e| ListenError(format!("systemd socket: {e}")))?,
+                            listener: UnixListener::from_std(l).map_err(|e| {
+                                ListenError::invalid(format!("systemd socket: {e}"))
+                            })?,
                             path: None,
                         },
                         ActivatedSocket::Tcp(l) => {
-                            let local = l
-                                .local_addr()
-                                .map_err(|e| ListenError(format!("systemd socket: {e}")))?;
+                            let local = l.local_addr().map_err(|e| {
+                                ListenError::invalid(format!("systemd socket: {e}"))
+                            })?;
                             check_tcp_policy(host, &[local], config)?;
                             Listener::tcp(
-                                TcpListener::from_std(l)
-                                    .map_err(|e| ListenError(format!("systemd socket: {e}")))?,
+                                TcpListener::from_std(l).map_err(|e| {
+                                    ListenError::invalid(format!("systemd socket: {e}"))
+                                })?,
                                 tls.clone(),
                             )
                         }
@@ -209,7 +212,7 @@ fn check_tcp_policy(host: &Host, addrs: &[SocketAddr], config: &Config) -> Resul
     }
     let loopback = addrs.iter().all(|a| is_loopback(a.ip()));
     if !loopback && !config.tls_explicit {
-        return Err(ListenError(format!(
+        return Err(ListenError::invalid(format!(
             "refusing to listen on {host} without --tlsverify: anyone who can reach it gets root access to this host; \
              use --tlsverify with --tlscacert, --tlscert and --tlskey, or pass --tls=false to accept the risk"
         )));
@@ -231,7 +234,8 @@ fn is_loopback(ip: IpAddr) -> bool {
 
 /// Bind a Unix socket at `path`, replacing a stale socket file but never a live one.
 async fn bind_unix(path: &Path, config: &Config) -> Result<Listener, ListenError> {
-    let fail = |what: &str, e: io::Error| ListenError(format!("{what} {}: {e}", path.display()));
+    let fail =
+        |what: &str, e: io::Error| ListenError::invalid(format!("{what} {}: {e}", path.display()));
     // Resolve the group first: a bad --group must not leave a socket file behind.
     let gid = socket_gid(config)?;
     if let Some(dir) = path.parent() {
@@ -242,7 +246,7 @@ async fn bind_unix(path: &Path, config: &Config) -> Result<Listener, ListenError
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path).await {
             Ok(_) => {
-                return Err(ListenError(format!(
+                return Err(ListenError::invalid(format!(
                     "another daemon is already listening on unix://{}: refusing to replace a live socket; stop it first or choose another -H",
                     path.display()
                 )))
@@ -254,7 +258,7 @@ async fn bind_unix(path: &Path, config: &Config) -> Result<Listener, ListenError
             Err(e) => return Err(fail("probe existing socket", e)),
         },
         Ok(_) => {
-            return Err(ListenError(format!(
+            return Err(ListenError::invalid(format!(
                 "{} exists and is not a socket: refusing to replace it",
                 path.display()
             )))
@@ -299,7 +303,9 @@ fn socket_gid(config: &Config) -> Result<nix::unistd::Gid, ListenError> {
     };
     match found {
         Some(gid) => Ok(gid),
-        None if config.group_explicit => Err(ListenError(format!("group {name} not found"))),
+        None if config.group_explicit => {
+            Err(ListenError::invalid(format!("group {name} not found")))
+        }
         None => {
             tracing::warn!("group {name} not found: the API sockets keep berthd's own group");
             Ok(nix::unistd::getgid())
@@ -307,20 +313,7 @@ fn socket_gid(config: &Config) -> Result<nix::unistd::Gid, ListenError> {
     }
 }
 
-/// A listener could not be set up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListenError(pub String);
-
-impl fmt::Display for ListenError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ListenError {}
-
-impl Kinded for ListenError {
-    fn kind(&self) -> ErrorKind {
-        ErrorKind::InvalidParameter
-    }
+crate::module_error! {
+    /// A listener could not be set up.
+    pub struct ListenError;
 }

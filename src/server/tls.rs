@@ -1,7 +1,6 @@
 //! TLS for TCP listeners (rustls): `--tls` serves HTTPS, `--tlsverify` also requires a client
 //! certificate signed by `--tlscacert`, checked in the handshake.
 
-use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -9,8 +8,6 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
-
-use crate::errors::{ErrorKind, Kinded};
 
 /// Build the server side of TLS from PEM files.
 pub fn server_config(
@@ -22,28 +19,36 @@ pub fn server_config(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| TlsError(format!("load certificate {}: {e}", cert.display())))?;
+        .map_err(|e| TlsError::invalid(format!("load certificate {}: {e}", cert.display())))?;
     if certs.is_empty() {
-        return Err(TlsError(format!("no certificate in {}", cert.display())));
+        return Err(TlsError::invalid(format!(
+            "no certificate in {}",
+            cert.display()
+        )));
     }
     let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| TlsError(format!("load private key {}: {e}", key.display())))?;
+        .map_err(|e| TlsError::invalid(format!("load private key {}: {e}", key.display())))?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError(format!("tls setup: {e}")))?;
+        .map_err(|e| TlsError::invalid(format!("tls setup: {e}")))?;
     let builder = match ca.filter(|_| verify_clients) {
         Some(ca) => {
             let mut roots = RootCertStore::empty();
             let ca_certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| TlsError(format!("load CA certificate {}: {e}", ca.display())))?;
+                .map_err(|e| {
+                    TlsError::invalid(format!("load CA certificate {}: {e}", ca.display()))
+                })?;
             for c in ca_certs {
-                roots
-                    .add(c)
-                    .map_err(|e| TlsError(format!("CA certificate {}: {e}", ca.display())))?;
+                roots.add(c).map_err(|e| {
+                    TlsError::invalid(format!("CA certificate {}: {e}", ca.display()))
+                })?;
             }
             if roots.is_empty() {
-                return Err(TlsError(format!("no CA certificate in {}", ca.display())));
+                return Err(TlsError::invalid(format!(
+                    "no CA certificate in {}",
+                    ca.display()
+                )));
             }
             let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let v = if verify_clients {
@@ -53,11 +58,11 @@ pub fn server_config(
             };
             let verifier = v
                 .build()
-                .map_err(|e| TlsError(format!("client verifier: {e}")))?;
+                .map_err(|e| TlsError::invalid(format!("client verifier: {e}")))?;
             builder.with_client_cert_verifier(verifier)
         }
         None if verify_clients => {
-            return Err(TlsError(
+            return Err(TlsError::invalid(
                 "--tlsverify needs --tlscacert to verify clients".to_string(),
             ))
         }
@@ -65,25 +70,12 @@ pub fn server_config(
     };
     let mut cfg = builder
         .with_single_cert(certs, key)
-        .map_err(|e| TlsError(format!("certificate and key: {e}")))?;
+        .map_err(|e| TlsError::invalid(format!("certificate and key: {e}")))?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
 
-/// A TLS setup failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsError(String);
-
-impl fmt::Display for TlsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for TlsError {}
-
-impl Kinded for TlsError {
-    fn kind(&self) -> ErrorKind {
-        ErrorKind::InvalidParameter
-    }
+crate::module_error! {
+    /// A TLS setup failure.
+    pub struct TlsError;
 }

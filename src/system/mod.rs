@@ -1,9 +1,7 @@
 //! Facts about the host and the daemon's identity, for `/version` and `/info`.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::errors::{ErrorKind, Kinded};
 use crate::util::fs::atomic_write;
 
 /// What berth reads from the host once at start.
@@ -125,35 +123,9 @@ pub fn proxy_env(name: &str) -> String {
         .unwrap_or_default()
 }
 
-/// A host-facts or identity failure.
-#[derive(Debug)]
-pub struct SystemError {
-    context: String,
-    source: std::io::Error,
-}
-
-impl SystemError {
-    pub fn io(context: String, source: std::io::Error) -> Self {
-        SystemError { context, source }
-    }
-}
-
-impl fmt::Display for SystemError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.context, self.source)
-    }
-}
-
-impl std::error::Error for SystemError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
-
-impl Kinded for SystemError {
-    fn kind(&self) -> ErrorKind {
-        ErrorKind::Internal
-    }
+crate::module_error! {
+    /// A host-facts or identity failure.
+    pub struct SystemError;
 }
 
 #[cfg(test)]

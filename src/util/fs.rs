@@ -97,7 +97,7 @@ mod tests {
     #[test]
     fn atomic_write_replaces_content_and_sets_mode() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("state.json");
+        let p = dir.path().join("record.json");
         atomic_write(&p, b"one", 0o600).unwrap();
         atomic_write(&p, b"two", 0o640).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");

@@ -1,9 +1,13 @@
-//! Small helpers shared by the managers: atomic files, paths resolved inside a root, time
-//! formatting.
+//! Small helpers shared by the managers: atomic files, paths resolved inside a root, byte
+//! channels, progress messages, Docker's stream framing, time formatting, sha256 digests,
+//! random identifiers and tree removal.
 
+pub mod digest;
 pub mod fs;
 pub mod inroot;
 pub mod io;
 pub mod progress;
+pub mod rand;
 pub mod stdcopy;
 pub mod time;
+pub mod tree;

@@ -495,7 +495,7 @@ impl InProcess {
                 ready_tx.send(()).expect("ready");
                 server::run(
                     vec![Listener::unix(listener)],
-                    Api::new(d),
+                    Api::new(d.backends()),
                     async {
                         let _ = stop_rx.await;
                     },

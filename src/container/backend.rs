@@ -1,0 +1,223 @@
+//! [`ContainerBackend`] over the [`ContainerManager`]: what the container router calls.
+//!
+//! State-changing operations run [`detached`], which needs an owned handle: the impl is on the
+//! `Arc` the daemon holds.
+
+use std::sync::Arc;
+
+use super::attach::{AttachOptions, AttachSession};
+use super::exec::ExecSession;
+use super::list::ListOptions;
+use super::logs::LogsOptions;
+use super::manager::WaitCondition;
+use super::{ContainerError, ContainerManager};
+use crate::api::{ContainerBackend, WaitFuture};
+use crate::filters::Filters;
+use crate::util::io::ByteReceiver;
+
+#[async_trait::async_trait]
+impl ContainerBackend for Arc<ContainerManager> {
+    async fn container_create(
+        &self,
+        name: Option<String>,
+        body: bollard_stubs::models::ContainerCreateBody,
+    ) -> Result<bollard_stubs::models::ContainerCreateResponse, ContainerError> {
+        let (id, warnings) = self.create(name, body).await?;
+        Ok(bollard_stubs::models::ContainerCreateResponse { id, warnings })
+    }
+
+    fn container_list(
+        &self,
+        opts: ListOptions,
+    ) -> Result<Vec<bollard_stubs::models::ContainerSummary>, ContainerError> {
+        self.list(&opts)
+    }
+
+    async fn container_inspect(
+        &self,
+        name: String,
+        size: bool,
+    ) -> Result<serde_json::Value, ContainerError> {
+        self.inspect(&name, size).await
+    }
+
+    async fn container_start(&self, name: String) -> Result<bool, ContainerError> {
+        let m = self.clone();
+        detached(async move { m.start(&name).await }).await
+    }
+
+    async fn container_stop(
+        &self,
+        name: String,
+        signal: Option<String>,
+        timeout: Option<i64>,
+    ) -> Result<bool, ContainerError> {
+        let m = self.clone();
+        detached(async move { m.stop(&name, signal, timeout).await }).await
+    }
+
+    async fn container_restart(
+        &self,
+        name: String,
+        signal: Option<String>,
+        timeout: Option<i64>,
+    ) -> Result<(), ContainerError> {
+        let m = self.clone();
+        detached(async move { m.restart(&name, signal, timeout).await }).await
+    }
+
+    async fn container_kill(
+        &self,
+        name: String,
+        signal: Option<String>,
+    ) -> Result<(), ContainerError> {
+        let m = self.clone();
+        detached(async move { m.kill(&name, signal).await }).await
+    }
+
+    fn container_wait(
+        &self,
+        name: String,
+        condition: WaitCondition,
+    ) -> Result<WaitFuture, ContainerError> {
+        Ok(Box::pin(self.wait(&name, condition)?))
+    }
+
+    async fn container_remove(
+        &self,
+        name: String,
+        force: bool,
+        _volumes: bool,
+    ) -> Result<(), ContainerError> {
+        let m = self.clone();
+        detached(async move { m.remove(&name, force).await }).await
+    }
+
+    async fn container_pause(&self, name: String, pause: bool) -> Result<(), ContainerError> {
+        let m = self.clone();
+        detached(async move { m.pause(&name, pause).await }).await
+    }
+
+    fn container_rename(&self, name: String, new_name: String) -> Result<(), ContainerError> {
+        self.rename(&name, &new_name)
+    }
+
+    async fn container_update(
+        &self,
+        name: String,
+        body: bollard_stubs::models::ContainerUpdateBody,
+    ) -> Result<Vec<String>, ContainerError> {
+        let m = self.clone();
+        detached(async move { m.update_config(&name, body).await }).await
+    }
+
+    async fn container_top(
+        &self,
+        name: String,
+        ps_args: Option<String>,
+    ) -> Result<bollard_stubs::models::ContainerTopResponse, ContainerError> {
+        let (titles, processes) = self.top(&name, ps_args).await?;
+        Ok(bollard_stubs::models::ContainerTopResponse {
+            titles: Some(titles),
+            processes: Some(processes),
+        })
+    }
+
+    async fn container_logs(
+        &self,
+        name: String,
+        opts: LogsOptions,
+    ) -> Result<(bool, ByteReceiver), ContainerError> {
+        self.logs(&name, opts).await
+    }
+
+    async fn container_changes(
+        &self,
+        name: String,
+    ) -> Result<Vec<bollard_stubs::models::FilesystemChange>, ContainerError> {
+        self.changes(&name).await
+    }
+
+    async fn container_export(&self, name: String) -> Result<ByteReceiver, ContainerError> {
+        self.export(&name).await
+    }
+
+    async fn container_attach(
+        &self,
+        name: String,
+        opts: AttachOptions,
+    ) -> Result<AttachSession, ContainerError> {
+        self.attach(&name, opts).await
+    }
+
+    async fn container_prune(
+        &self,
+        filters: Filters,
+    ) -> Result<bollard_stubs::models::ContainerPruneResponse, ContainerError> {
+        self.prune(&filters).await
+    }
+
+    async fn container_resize(
+        &self,
+        name: String,
+        height: u16,
+        width: u16,
+    ) -> Result<(), ContainerError> {
+        self.resize(&name, height, width).await
+    }
+
+    fn exec_create(
+        &self,
+        name: String,
+        config: bollard_stubs::models::ExecConfig,
+    ) -> Result<String, ContainerError> {
+        ContainerManager::exec_create(self, &name, config)
+    }
+
+    async fn exec_start(
+        &self,
+        id: String,
+        tty: Option<bool>,
+        console_size: Option<[u16; 2]>,
+    ) -> Result<(), ContainerError> {
+        let m = self.clone();
+        detached(
+            async move { ContainerManager::exec_start(&m, &id, true, tty, console_size).await },
+        )
+        .await
+        .map(drop)
+    }
+
+    fn exec_attach(
+        &self,
+        id: String,
+        tty: Option<bool>,
+        console_size: Option<[u16; 2]>,
+    ) -> Result<ExecSession, ContainerError> {
+        self.exec_session(&id, tty, console_size)
+    }
+
+    fn exec_inspect(
+        &self,
+        id: String,
+    ) -> Result<bollard_stubs::models::ExecInspectResponse, ContainerError> {
+        ContainerManager::exec_inspect(self, &id)
+    }
+
+    async fn exec_resize(&self, id: String, height: u16, width: u16) -> Result<(), ContainerError> {
+        ContainerManager::exec_resize(self, &id, height, width).await
+    }
+}
+
+/// Run a state-changing operation to its end even if the client goes away meanwhile (hyper
+/// drops a handler's future when its connection closes): a half-done start or remove would
+/// leave a container between states.
+async fn detached<T, F>(op: F) -> Result<T, ContainerError>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T, ContainerError>> + Send + 'static,
+{
+    tokio::spawn(op)
+        .await
+        .map_err(|e| ContainerError::internal(format!("operation task: {e}")))?
+}
