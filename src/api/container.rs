@@ -479,19 +479,26 @@ fn wants_tcp_upgrade(ctx: &Ctx<dyn ContainerBackend>) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("tcp"))
 }
 
-/// `POST /containers/{id}/attach`: with `Upgrade: tcp` the connection is hijacked (101);
-/// without, the stream is the body of a 200. `logs=1` replays the log first.
-pub async fn attach(mut ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
+/// The query of an attach (websocket attaches have no detach keys).
+fn attach_options(ctx: &Ctx<dyn ContainerBackend>, websocket: bool) -> AttachOptions {
     let q = &ctx.query;
-    let opts = AttachOptions {
+    AttachOptions {
         stdin: q.bool("stdin"),
         stdout: q.bool("stdout"),
         stderr: q.bool("stderr"),
         stream: q.bool("stream"),
         logs: q.bool("logs"),
-        detach_keys: q.get("detachKeys").map(str::to_string),
-        websocket: false,
-    };
+        detach_keys: (!websocket)
+            .then(|| q.get("detachKeys").map(str::to_string))
+            .flatten(),
+        websocket,
+    }
+}
+
+/// `POST /containers/{id}/attach`: with `Upgrade: tcp` the connection is hijacked (101);
+/// without, the stream is the body of a 200. `logs=1` replays the log first.
+pub async fn attach(mut ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
+    let opts = attach_options(&ctx, false);
     if !opts.stream && !opts.logs {
         return Err(ApiError::invalid(
             "at least one of stream or logs must be set",
@@ -512,17 +519,15 @@ pub async fn attach(mut ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
             session.serve(hijacked(upgraded)).await;
         }
     });
-    Ok(switching_protocols(Some(ct)))
+    Ok(switching_protocols(ct))
 }
 
 /// A `101 Switching Protocols` to a raw TCP stream.
-fn switching_protocols(content_type: Option<&'static str>) -> Response<super::body::Body> {
+fn switching_protocols(content_type: &'static str) -> Response<super::body::Body> {
     let mut r = Response::new(empty());
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
-    if let Some(ct) = content_type {
-        h.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
-    }
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(UPGRADE, HeaderValue::from_static("tcp"));
     r
@@ -532,16 +537,7 @@ fn switching_protocols(content_type: Option<&'static str>) -> Response<super::bo
 /// messages from API 1.42, text before, as dockerd).
 pub async fn attach_ws(mut ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     use tokio_tungstenite::tungstenite::protocol::Role;
-    let q = &ctx.query;
-    let opts = AttachOptions {
-        stdin: q.bool("stdin"),
-        stdout: q.bool("stdout"),
-        stderr: q.bool("stderr"),
-        stream: q.bool("stream"),
-        logs: q.bool("logs"),
-        detach_keys: None,
-        websocket: true,
-    };
+    let opts = attach_options(&ctx, true);
     let key = ctx
         .req
         .headers()
@@ -649,5 +645,5 @@ pub async fn exec_start(mut ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
             session.serve(hijacked(upgraded)).await;
         }
     });
-    Ok(switching_protocols(Some(ct)))
+    Ok(switching_protocols(ct))
 }

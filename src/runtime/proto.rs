@@ -173,18 +173,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn frames_round_trip() {
-        let mut b = Vec::new();
-        put_frame(&mut b, STDOUT, b"hello");
-        put_frame(&mut b, EVENT, b"{}");
-        assert_eq!(&b[..8], &[1, 0, 0, 0, 0, 0, 0, 5]);
-        assert_eq!(frame_len(&b), Some((STDOUT, 5)));
-        assert_eq!(frame_len(&b[..10]), Some((STDOUT, 5)).filter(|_| false));
-        let rest = &b[13..];
-        assert_eq!(frame_len(rest), Some((EVENT, 2)));
-    }
-
-    #[test]
     fn requests_are_tagged() {
         let r: Request = serde_json::from_str(r#"{"op":"kill","signal":15}"#).unwrap();
         assert!(matches!(r, Request::Kill { signal: 15 }));
