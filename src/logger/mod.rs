@@ -13,52 +13,16 @@
 pub mod jsonfile;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::errors::{ErrorKind, Kinded};
 
 pub use jsonfile::{read, read_and_follow, Follower, LogEntry, ReadOptions, Writer};
 
-/// A log configuration or log I/O failure, with dockerd's wording where clients see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogError {
-    kind: ErrorKind,
-    message: String,
-}
-
-impl LogError {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        LogError {
-            kind,
-            message: message.into(),
-        }
-    }
-
-    pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::InvalidParameter, message)
-    }
-
-    /// An I/O failure with what was being done.
-    pub fn io(context: impl fmt::Display, e: std::io::Error) -> Self {
-        Self::new(ErrorKind::Internal, format!("{context}: {e}"))
-    }
-}
-
-impl fmt::Display for LogError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for LogError {}
-
-impl Kinded for LogError {
-    fn kind(&self) -> ErrorKind {
-        self.kind
-    }
+crate::module_error! {
+    /// A log configuration or log I/O failure, with dockerd's wording where clients see it.
+    pub struct LogError;
 }
 
 /// The output stream a log entry came from.
