@@ -436,9 +436,7 @@ fn empty<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, SpecError> {
 #[cfg(test)]
 pub(crate) mod test_support {
     pub(crate) use super::*;
-    pub(crate) use bollard_stubs::models::{
-        Mount as ApiMount, MountBindOptions, MountTmpfsOptions, MountType, ResourcesUlimits,
-    };
+    pub(crate) use bollard_stubs::models::ResourcesUlimits;
     pub(crate) use std::fs;
 
     pub(crate) const ID: &str = "4f3c2b1a0e9d8c7b6a5f4e3d2c1b0a99887766554433221100ffeeddccbbaa00";
@@ -512,6 +510,19 @@ pub(crate) mod test_support {
         crate::container::mounts::resolve(hc, true)
             .map(|v| &*Box::leak(v.into_boxed_slice()))
             .map_err(|e| SpecError::new(e.kind(), e.to_string()))
+    }
+
+    /// [`build`] with `mounts` as the user's mounts (an error stands for mounts that did not
+    /// resolve).
+    pub(crate) fn build_with_mounts(
+        fx: &Fixture,
+        cfg: &ContainerConfig,
+        hc: &HostConfig,
+        mounts: Result<Vec<MountPoint>, SpecError>,
+    ) -> Result<Spec, SpecError> {
+        let mut o = options(fx, cfg, hc);
+        o.mounts = mounts.as_deref().map_err(Clone::clone);
+        build(&o)
     }
 
     pub(crate) fn sh() -> ContainerConfig {
