@@ -490,14 +490,23 @@ mod tests {
         let my_hosts = fx.dir.path().join("my-hosts");
         fs::write(&my_hosts, "").unwrap();
         let cfg = sh();
-        let hc = HostConfig {
-            binds: Some(vec![
-                format!("{}:/etc/hosts:ro", my_hosts.display()),
-                format!("{}:/dev/shm", src.display()),
-            ]),
+        let hc = HostConfig::default();
+        // `Binds` entries `<path>:<dest>[:ro]`, as the container layer resolves them.
+        let bind = |source: &Path, destination: &str, rw: bool| MountPoint {
+            typ: "bind".into(),
+            source: source.to_string_lossy().into_owned(),
+            destination: destination.into(),
+            rw,
+            mode: if rw { "" } else { "ro" }.into(),
+            propagation: "rprivate".into(),
+            create_source: true,
             ..Default::default()
         };
-        let spec = build(&options(&fx, &cfg, &hc)).unwrap();
+        let points = vec![
+            bind(&my_hosts, "/etc/hosts", false),
+            bind(&src, "/dev/shm", true),
+        ];
+        let spec = build_with_mounts(&fx, &cfg, &hc, Ok(points)).unwrap();
         let shm: Vec<_> = spec
             .mounts()
             .iter()
@@ -519,11 +528,7 @@ mod tests {
         );
 
         // A user /dev replaces every default mount below it.
-        let hc = HostConfig {
-            binds: Some(vec![format!("{}:/dev", src.display())]),
-            ..Default::default()
-        };
-        let spec = build(&options(&fx, &cfg, &hc)).unwrap();
+        let spec = build_with_mounts(&fx, &cfg, &hc, Ok(vec![bind(&src, "/dev", true)])).unwrap();
         let d = destinations(&spec);
         assert!(!d.iter().any(|x| x.starts_with("/dev/")), "{d:?}");
 
