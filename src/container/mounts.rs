@@ -348,6 +348,8 @@ pub fn check_volumes_from(hc: &HostConfig) -> Result<(), ContainerError> {
 mod tests {
     use super::*;
     use crate::errors::{ErrorKind, Kinded};
+    use crate::runtime::spec::test_support as support;
+    use crate::runtime::spec::SpecError;
     use bollard_stubs::models::{MountBindOptions, MountTmpfsOptions};
     use std::collections::HashMap;
 
@@ -359,6 +361,142 @@ mod tests {
         let e = r.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidParameter, "{e}");
         e.to_string()
+    }
+
+    /// `hc`'s mounts resolved as at create (sources checked), as the runtime gets them.
+    fn resolved(hc: &HostConfig) -> Result<Vec<MountPoint>, SpecError> {
+        resolve(hc, true).map_err(|e| SpecError::new(e.kind(), e.to_string()))
+    }
+
+    // End to end: Docker's mount syntax parsed here, then the runtime's spec built from it.
+
+    #[test]
+    fn binds_in_the_spec() {
+        let fx = support::fixture();
+        let src = fx.dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        let created = fx.dir.path().join("made/by/bind");
+        let cfg = support::sh();
+        let hc = HostConfig {
+            binds: Some(vec![
+                format!("{}:/data:ro", src.display()),
+                format!("{}:/new/", created.display()),
+                format!("{}:/a/b/c:rshared,z", src.display()),
+                format!("{}:/a", src.display()),
+            ]),
+            ..Default::default()
+        };
+        let spec = support::build_with_mounts(&fx, &cfg, &hc, resolved(&hc)).unwrap();
+        assert!(created.is_dir(), "a missing -v source is created");
+        assert_eq!(
+            support::mount_options(&spec, "/data"),
+            strings(&["rbind", "rro", "rprivate"])
+        );
+        assert_eq!(
+            support::mount_options(&spec, "/new"),
+            strings(&["rbind", "rprivate"])
+        );
+        assert_eq!(
+            support::mount_options(&spec, "/a/b/c"),
+            strings(&["rbind", "rshared"])
+        );
+        let d = support::destinations(&spec);
+        let pos = |p: &str| d.iter().position(|x| x == p).unwrap();
+        assert!(pos("/a") < pos("/a/b/c"), "parents first: {d:?}");
+        assert!(pos("/dev/shm") < pos("/data"), "defaults first: {d:?}");
+        assert_eq!(
+            support::mount(&spec, "/data").unwrap().source().as_deref(),
+            Some(src.as_path())
+        );
+    }
+
+    #[test]
+    fn mounts_and_tmpfs_in_the_spec() {
+        let fx = support::fixture();
+        let src = fx.dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        let cfg = support::sh();
+        let hc = HostConfig {
+            mounts: Some(vec![
+                ApiMount {
+                    target: Some("/ro".into()),
+                    source: Some(src.to_string_lossy().into_owned()),
+                    typ: Some(MountType::BIND),
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+                ApiMount {
+                    target: Some("/cache".into()),
+                    typ: Some(MountType::TMPFS),
+                    tmpfs_options: Some(MountTmpfsOptions {
+                        size_bytes: Some(64 << 20),
+                        mode: Some(0o1777),
+                        options: Some(vec![strings(&["exec"])]),
+                    }),
+                    ..Default::default()
+                },
+            ]),
+            tmpfs: Some(HashMap::from([
+                ("/run".to_string(), "rw,size=64m,noexec".to_string()),
+                ("/tmp".to_string(), String::new()),
+            ])),
+            ..Default::default()
+        };
+        let spec = support::build_with_mounts(&fx, &cfg, &hc, resolved(&hc)).unwrap();
+        assert_eq!(
+            support::mount_options(&spec, "/ro"),
+            strings(&["rbind", "rro", "rprivate"])
+        );
+        let cache = support::mount(&spec, "/cache").unwrap();
+        assert_eq!(cache.typ().as_deref(), Some("tmpfs"));
+        assert_eq!(
+            support::mount_options(&spec, "/cache"),
+            strings(&[
+                "nosuid",
+                "nodev",
+                "rprivate",
+                "mode=1777",
+                "size=64m",
+                "exec"
+            ])
+        );
+        assert_eq!(
+            support::mount_options(&spec, "/run"),
+            strings(&["nosuid", "nodev", "rprivate", "rw", "size=64m", "noexec"])
+        );
+        assert_eq!(
+            support::mount_options(&spec, "/tmp"),
+            strings(&["noexec", "nosuid", "nodev", "rprivate"])
+        );
+
+        let with_mount = |m: ApiMount| {
+            let hc = HostConfig {
+                mounts: Some(vec![m]),
+                ..Default::default()
+            };
+            support::build_with_mounts(&fx, &cfg, &hc, resolved(&hc))
+        };
+        let bind = |src: &str, dst: &str| ApiMount {
+            target: Some(dst.into()),
+            source: Some(src.into()),
+            typ: Some(MountType::BIND),
+            ..Default::default()
+        };
+        assert_eq!(
+            support::err_text(with_mount(bind("/nonexistent-berth", "/x"))),
+            "invalid mount config for type \"bind\": bind source path does not exist: /nonexistent-berth"
+        );
+        let missing = fx.dir.path().join("created");
+        let spec = with_mount(ApiMount {
+            bind_options: Some(MountBindOptions {
+                create_mountpoint: Some(true),
+                ..Default::default()
+            }),
+            ..bind(&missing.to_string_lossy(), "/x")
+        })
+        .unwrap();
+        assert!(support::mount(&spec, "/x").is_some());
+        assert!(missing.is_dir());
     }
 
     #[test]

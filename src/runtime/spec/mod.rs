@@ -436,9 +436,7 @@ fn empty<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, SpecError> {
 #[cfg(test)]
 pub(crate) mod test_support {
     pub(crate) use super::*;
-    pub(crate) use bollard_stubs::models::{
-        Mount as ApiMount, MountBindOptions, MountTmpfsOptions, MountType, ResourcesUlimits,
-    };
+    pub(crate) use bollard_stubs::models::ResourcesUlimits;
     pub(crate) use std::fs;
 
     pub(crate) const ID: &str = "4f3c2b1a0e9d8c7b6a5f4e3d2c1b0a99887766554433221100ffeeddccbbaa00";
@@ -502,16 +500,23 @@ pub(crate) mod test_support {
             cgroup_path: format!("/berth/{ID}"),
             cgroup_version: CgroupVersion::V2,
             init_path: None,
-            mounts: resolve_mounts(hc),
+            // No user mounts: tests that need some set `mounts` to literal `MountPoint`s (the
+            // runtime never sees `Binds` / `Mounts` / `Tmpfs`).
+            mounts: Ok(&[]),
         }
     }
 
-    /// The container layer's parse of `hc`'s mounts (as at create, sources checked), leaked
-    /// for the test's lifetime.
-    pub(crate) fn resolve_mounts(hc: &HostConfig) -> Result<&'static [MountPoint], SpecError> {
-        crate::container::mounts::resolve(hc, true)
-            .map(|v| &*Box::leak(v.into_boxed_slice()))
-            .map_err(|e| SpecError::new(e.kind(), e.to_string()))
+    /// [`build`] with `mounts` as the user's mounts (an error stands for mounts that did not
+    /// resolve).
+    pub(crate) fn build_with_mounts(
+        fx: &Fixture,
+        cfg: &ContainerConfig,
+        hc: &HostConfig,
+        mounts: Result<Vec<MountPoint>, SpecError>,
+    ) -> Result<Spec, SpecError> {
+        let mut o = options(fx, cfg, hc);
+        o.mounts = mounts.as_deref().map_err(Clone::clone);
+        build(&o)
     }
 
     pub(crate) fn sh() -> ContainerConfig {
@@ -809,9 +814,15 @@ mod tests {
         assert!(validate(&sh(), &hc).is_err());
     }
 
-    /// Runs `script` with busybox `sh` in a real container built from `build()`'s spec
-    /// (libcontainer, this host's cgroups) and returns (exit code, output).
-    fn run_busybox(script: &str, hc: HostConfig, user: &str) -> (i32, String) {
+    /// Runs `script` with busybox `sh` in a real container built from `build()`'s spec, with
+    /// `mounts` as the user's mounts (libcontainer, this host's cgroups), and returns (exit
+    /// code, output).
+    fn run_busybox(
+        script: &str,
+        hc: HostConfig,
+        mounts: &[MountPoint],
+        user: &str,
+    ) -> (i32, String) {
         use libcontainer::container::builder::ContainerBuilder;
         use libcontainer::syscall::syscall::SyscallType;
         use std::io::Read;
@@ -833,6 +844,7 @@ mod tests {
             ..Default::default()
         };
         let mut o = options(&fx, &cfg, &hc);
+        o.mounts = Ok(mounts);
         o.id = &id;
         o.network = Namespace::Private;
         o.cgroup_path = format!("/{id}");
@@ -928,7 +940,7 @@ mod tests {
                       touch /proc/sys/kernel/x 2>/dev/null || echo PROC-SYS-RO; \
                       unshare -U true 2>/dev/null || echo UNSHARE-DENIED; \
                       (true) && echo FORK-OK; ls /dev; exit 3";
-        let (code, out) = run_busybox(script, HostConfig::default(), "");
+        let (code, out) = run_busybox(script, HostConfig::default(), &[], "");
         println!("{out}");
         assert_eq!(code, 3, "{out}");
         assert!(out.contains("uid=0(root) gid=0(root)"), "{out}");
@@ -945,15 +957,20 @@ mod tests {
             cap_drop: Some(strings(&["ALL"])),
             security_opt: Some(strings(&["no-new-privileges"])),
             readonly_rootfs: Some(true),
-            tmpfs: Some(HashMap::from([(
-                "/scratch".to_string(),
-                "size=1m".to_string(),
-            )])),
+            ..Default::default()
+        };
+        // `Tmpfs: {"/scratch": "size=1m"}`, as the container layer resolves it.
+        let scratch = MountPoint {
+            typ: "tmpfs".into(),
+            destination: "/scratch".into(),
+            rw: true,
+            mode: "size=1m".into(),
+            tmpfs_options: "size=1m".into(),
             ..Default::default()
         };
         let script = "id; grep -E 'CapEff|NoNewPrivs' /proc/self/status; \
                       touch /x 2>/dev/null || echo ROOTFS-RO; touch /scratch/x && echo TMPFS-RW";
-        let (code, out) = run_busybox(script, hc, "alice");
+        let (code, out) = run_busybox(script, hc, &[scratch], "alice");
         println!("{out}");
         assert_eq!(code, 0, "{out}");
         assert!(out.contains("uid=1000(alice) gid=1000"), "{out}");
@@ -966,7 +983,6 @@ mod tests {
         fs::write(src.path().join("f"), "from-host").unwrap();
         let hc = HostConfig {
             privileged: Some(true),
-            binds: Some(vec![format!("{}:/host:ro", src.path().display())]),
             memory: Some(64 << 20),
             nano_cpus: Some(500_000_000),
             pids_limit: Some(50),
@@ -977,10 +993,21 @@ mod tests {
             }]),
             ..Default::default()
         };
+        // `Binds: ["<src>:/host:ro"]`, as the container layer resolves it.
+        let host = MountPoint {
+            typ: "bind".into(),
+            source: src.path().to_string_lossy().into_owned(),
+            destination: "/host".into(),
+            rw: false,
+            mode: "ro".into(),
+            propagation: "rprivate".into(),
+            create_source: true,
+            ..Default::default()
+        };
         let script = "cat /host/f; echo; touch /host/g 2>/dev/null || echo BIND-RO; \
                       mkdir -p /mnt && mount -t tmpfs x /mnt && echo MOUNT-OK; \
                       ulimit -n; ls /dev | grep -c .";
-        let (code, out) = run_busybox(script, hc, "");
+        let (code, out) = run_busybox(script, hc, &[host], "");
         println!("{out}");
         assert_eq!(code, 0, "{out}");
         assert!(out.contains("from-host"), "{out}");

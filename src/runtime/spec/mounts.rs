@@ -445,46 +445,6 @@ mod tests {
     use crate::runtime::spec::test_support::*;
 
     #[test]
-    fn binds() {
-        let fx = fixture();
-        let src = fx.dir.path().join("src");
-        fs::create_dir(&src).unwrap();
-        let created = fx.dir.path().join("made/by/bind");
-        let cfg = sh();
-        let hc = HostConfig {
-            binds: Some(vec![
-                format!("{}:/data:ro", src.display()),
-                format!("{}:/new/", created.display()),
-                format!("{}:/a/b/c:rshared,z", src.display()),
-                format!("{}:/a", src.display()),
-            ]),
-            ..Default::default()
-        };
-        let spec = build(&options(&fx, &cfg, &hc)).unwrap();
-        assert!(created.is_dir(), "a missing -v source is created");
-        assert_eq!(
-            mount_options(&spec, "/data"),
-            strings(&["rbind", "rro", "rprivate"])
-        );
-        assert_eq!(
-            mount_options(&spec, "/new"),
-            strings(&["rbind", "rprivate"])
-        );
-        assert_eq!(
-            mount_options(&spec, "/a/b/c"),
-            strings(&["rbind", "rshared"])
-        );
-        let d = destinations(&spec);
-        let pos = |p: &str| d.iter().position(|x| x == p).unwrap();
-        assert!(pos("/a") < pos("/a/b/c"), "parents first: {d:?}");
-        assert!(pos("/dev/shm") < pos("/data"), "defaults first: {d:?}");
-        assert_eq!(
-            mount(&spec, "/data").unwrap().source().as_deref(),
-            Some(src.as_path())
-        );
-    }
-
-    #[test]
     fn stored_mount_points_and_their_sources() {
         let fx = fixture();
         let cfg = sh();
@@ -523,95 +483,6 @@ mod tests {
     }
 
     #[test]
-    fn mounts_and_tmpfs() {
-        let fx = fixture();
-        let src = fx.dir.path().join("src");
-        fs::create_dir(&src).unwrap();
-        let cfg = sh();
-        let hc = HostConfig {
-            mounts: Some(vec![
-                ApiMount {
-                    target: Some("/ro".into()),
-                    source: Some(src.to_string_lossy().into_owned()),
-                    typ: Some(MountType::BIND),
-                    read_only: Some(true),
-                    ..Default::default()
-                },
-                ApiMount {
-                    target: Some("/cache".into()),
-                    typ: Some(MountType::TMPFS),
-                    tmpfs_options: Some(MountTmpfsOptions {
-                        size_bytes: Some(64 << 20),
-                        mode: Some(0o1777),
-                        options: Some(vec![strings(&["exec"])]),
-                    }),
-                    ..Default::default()
-                },
-            ]),
-            tmpfs: Some(HashMap::from([
-                ("/run".to_string(), "rw,size=64m,noexec".to_string()),
-                ("/tmp".to_string(), String::new()),
-            ])),
-            ..Default::default()
-        };
-        let spec = build(&options(&fx, &cfg, &hc)).unwrap();
-        assert_eq!(
-            mount_options(&spec, "/ro"),
-            strings(&["rbind", "rro", "rprivate"])
-        );
-        let cache = mount(&spec, "/cache").unwrap();
-        assert_eq!(cache.typ().as_deref(), Some("tmpfs"));
-        assert_eq!(
-            mount_options(&spec, "/cache"),
-            strings(&[
-                "nosuid",
-                "nodev",
-                "rprivate",
-                "mode=1777",
-                "size=64m",
-                "exec"
-            ])
-        );
-        assert_eq!(
-            mount_options(&spec, "/run"),
-            strings(&["nosuid", "nodev", "rprivate", "rw", "size=64m", "noexec"])
-        );
-        assert_eq!(
-            mount_options(&spec, "/tmp"),
-            strings(&["noexec", "nosuid", "nodev", "rprivate"])
-        );
-
-        let with_mount = |m: ApiMount| {
-            let hc = HostConfig {
-                mounts: Some(vec![m]),
-                ..Default::default()
-            };
-            build(&options(&fx, &cfg, &hc))
-        };
-        let bind = |src: &str, dst: &str| ApiMount {
-            target: Some(dst.into()),
-            source: Some(src.into()),
-            typ: Some(MountType::BIND),
-            ..Default::default()
-        };
-        assert_eq!(
-            err_text(with_mount(bind("/nonexistent-berth", "/x"))),
-            "invalid mount config for type \"bind\": bind source path does not exist: /nonexistent-berth"
-        );
-        let missing = fx.dir.path().join("created");
-        let spec = with_mount(ApiMount {
-            bind_options: Some(MountBindOptions {
-                create_mountpoint: Some(true),
-                ..Default::default()
-            }),
-            ..bind(&missing.to_string_lossy(), "/x")
-        })
-        .unwrap();
-        assert!(mount(&spec, "/x").is_some());
-        assert!(missing.is_dir());
-    }
-
-    #[test]
     fn user_mounts_replace_defaults_and_network_files() {
         let fx = fixture();
         let src = fx.dir.path().join("src");
@@ -619,14 +490,23 @@ mod tests {
         let my_hosts = fx.dir.path().join("my-hosts");
         fs::write(&my_hosts, "").unwrap();
         let cfg = sh();
-        let hc = HostConfig {
-            binds: Some(vec![
-                format!("{}:/etc/hosts:ro", my_hosts.display()),
-                format!("{}:/dev/shm", src.display()),
-            ]),
+        let hc = HostConfig::default();
+        // `Binds` entries `<path>:<dest>[:ro]`, as the container layer resolves them.
+        let bind = |source: &Path, destination: &str, rw: bool| MountPoint {
+            typ: "bind".into(),
+            source: source.to_string_lossy().into_owned(),
+            destination: destination.into(),
+            rw,
+            mode: if rw { "" } else { "ro" }.into(),
+            propagation: "rprivate".into(),
+            create_source: true,
             ..Default::default()
         };
-        let spec = build(&options(&fx, &cfg, &hc)).unwrap();
+        let points = vec![
+            bind(&my_hosts, "/etc/hosts", false),
+            bind(&src, "/dev/shm", true),
+        ];
+        let spec = build_with_mounts(&fx, &cfg, &hc, Ok(points)).unwrap();
         let shm: Vec<_> = spec
             .mounts()
             .iter()
@@ -648,11 +528,7 @@ mod tests {
         );
 
         // A user /dev replaces every default mount below it.
-        let hc = HostConfig {
-            binds: Some(vec![format!("{}:/dev", src.display())]),
-            ..Default::default()
-        };
-        let spec = build(&options(&fx, &cfg, &hc)).unwrap();
+        let spec = build_with_mounts(&fx, &cfg, &hc, Ok(vec![bind(&src, "/dev", true)])).unwrap();
         let d = destinations(&spec);
         assert!(!d.iter().any(|x| x.starts_with("/dev/")), "{d:?}");
 
