@@ -580,7 +580,6 @@ fn offenders(
 }
 
 #[test]
-#[ignore = "until the runtime handle lands"]
 fn only_the_runtime_knows_supervisor_files_and_oci_spec() {
     let bad = offenders(
         &["runtime/"],

@@ -17,7 +17,6 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-
 pub use jsonfile::{read, read_and_follow, Follower, LogEntry, ReadOptions, Writer};
 
 crate::module_error! {
@@ -377,6 +376,7 @@ pub fn format_rfc3339_nano(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::errors::{ErrorKind, Kinded};
     use std::time::{Duration, UNIX_EPOCH};
 
     fn opts(pairs: &[(&str, &str)]) -> HashMap<String, String> {

@@ -41,6 +41,7 @@ use oci_spec::runtime::{
 use serde::de::DeserializeOwned;
 
 use super::{seccomp, user, CgroupVersion};
+#[cfg(test)]
 use crate::errors::{ErrorKind, Kinded};
 use crate::util::inroot;
 
@@ -65,49 +66,9 @@ pub use security::{capabilities, DEFAULT_CAPABILITIES};
 // ---------------------------------------------------------------------------------------------
 // Errors
 
-/// A failure to turn a container's configuration into a runtime spec.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpecError {
-    kind: ErrorKind,
-    message: String,
-}
-
-impl SpecError {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        SpecError {
-            kind,
-            message: message.into(),
-        }
-    }
-
-    /// Bad user input (400).
-    pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::InvalidParameter, message)
-    }
-
-    /// A host failure or a bug (500).
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::Internal, message)
-    }
-
-    /// An I/O failure with what was being done.
-    pub fn io(context: impl fmt::Display, e: std::io::Error) -> Self {
-        Self::internal(format!("{context}: {e}"))
-    }
-}
-
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for SpecError {}
-
-impl Kinded for SpecError {
-    fn kind(&self) -> ErrorKind {
-        self.kind
-    }
+crate::module_error! {
+    /// A failure to turn a container's configuration into a runtime spec.
+    pub struct SpecError;
 }
 
 // ---------------------------------------------------------------------------------------------
