@@ -400,15 +400,12 @@ impl SystemBackend for Daemon {
             init_binary: Some("docker-init".to_string()),
             containerd_commit: Some(Commit {
                 id: Some(String::new()),
-                ..Default::default()
             }),
             runc_commit: Some(Commit {
                 id: Some(format!("libcontainer v{}", runtime::version())),
-                ..Default::default()
             }),
             init_commit: Some(Commit {
                 id: Some(String::new()),
-                ..Default::default()
             }),
             security_options: Some(security),
             product_license: Some("Apache-2.0".to_string()),

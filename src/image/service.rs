@@ -171,10 +171,10 @@ impl ImageService {
                 .collect();
             match matches.len() {
                 1 => {
-                    return Ok(matches
+                    return matches
                         .into_iter()
                         .next()
-                        .ok_or_else(|| ImageError::no_such_image(name))?)
+                        .ok_or_else(|| ImageError::no_such_image(name))
                 }
                 0 => {}
                 _ => {

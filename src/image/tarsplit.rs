@@ -260,6 +260,50 @@ pub fn digest_of<R: Read>(mut r: R) -> io::Result<(String, u64)> {
     Ok((format!("sha256:{}", hex::encode(h.finalize())), total))
 }
 
+/// Checks, at the end of the stream, that what passed through has the expected digest and
+/// length: a layer that cannot be reproduced exactly fails instead of being sent wrong.
+pub struct Verified<R> {
+    inner: R,
+    hash: Sha256,
+    len: u64,
+    want: String,
+    want_len: u64,
+}
+
+impl<R: Read> Verified<R> {
+    pub fn new(inner: R, want: &str, want_len: u64) -> Self {
+        Verified {
+            inner,
+            hash: Sha256::new(),
+            len: 0,
+            want: want.to_string(),
+            want_len,
+        }
+    }
+}
+
+impl<R: Read> Read for Verified<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            let got = format!("sha256:{}", hex::encode(self.hash.clone().finalize()));
+            if got != self.want || self.len != self.want_len {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "layer {} cannot be reproduced exactly (got {got}, {} bytes)",
+                        self.want, self.len
+                    ),
+                ));
+            }
+            return Ok(0);
+        }
+        self.hash.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,49 +366,5 @@ mod tests {
         let mut out = Vec::new();
         assert!(assemble(dir.path(), segs).read_to_end(&mut out).is_err());
         assert!(decode(b"garbage").is_err());
-    }
-}
-
-/// Checks, at the end of the stream, that what passed through has the expected digest and
-/// length: a layer that cannot be reproduced exactly fails instead of being sent wrong.
-pub struct Verified<R> {
-    inner: R,
-    hash: Sha256,
-    len: u64,
-    want: String,
-    want_len: u64,
-}
-
-impl<R: Read> Verified<R> {
-    pub fn new(inner: R, want: &str, want_len: u64) -> Self {
-        Verified {
-            inner,
-            hash: Sha256::new(),
-            len: 0,
-            want: want.to_string(),
-            want_len,
-        }
-    }
-}
-
-impl<R: Read> Read for Verified<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 {
-            let got = format!("sha256:{}", hex::encode(self.hash.clone().finalize()));
-            if got != self.want || self.len != self.want_len {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "layer {} cannot be reproduced exactly (got {got}, {} bytes)",
-                        self.want, self.len
-                    ),
-                ));
-            }
-            return Ok(0);
-        }
-        self.hash.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
     }
 }

@@ -564,66 +564,6 @@ fn parse_challenge(h: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decodes_the_cli_header() {
-        let json = r#"{"username":"u","password":"p","serveraddress":"127.0.0.1:5000"}"#;
-        let h = base64::engine::general_purpose::URL_SAFE.encode(json);
-        let a = AuthConfig::from_header(&h).unwrap();
-        assert_eq!((a.username.as_str(), a.password.as_str()), ("u", "p"));
-        let auth = base64::engine::general_purpose::STANDARD.encode("x:y");
-        let h = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(format!(r#"{{"auth":"{auth}"}}"#));
-        let a = AuthConfig::from_header(&h).unwrap();
-        assert_eq!((a.username.as_str(), a.password.as_str()), ("x", "y"));
-        assert!(AuthConfig::from_header("").unwrap().username.is_empty());
-        assert!(AuthConfig::from_header("!!!").is_err());
-    }
-
-    #[test]
-    fn endpoints_put_mirrors_first_for_docker_hub() {
-        let o = RegistryOptions::new(vec!["http://127.0.0.1:5001".into()], vec![]).unwrap();
-        let ep = |host: &str, plain_http, mirror, insecure_tls| Endpoint {
-            host: host.to_string(),
-            plain_http,
-            mirror,
-            insecure_tls,
-        };
-        let e = endpoints(&o, "docker.io");
-        assert_eq!(e[0], ep("127.0.0.1:5001", true, true, false));
-        assert_eq!(e[1].host, "registry-1.docker.io");
-        // Insecure registries: HTTPS without certificate checks first, then HTTP.
-        let e = endpoints(&o, "localhost:5000");
-        assert_eq!(
-            e,
-            vec![
-                ep("localhost:5000", false, false, true),
-                ep("localhost:5000", true, false, false)
-            ]
-        );
-        let e = endpoints(&o, "registry.example:443");
-        assert_eq!(e, vec![ep("registry.example:443", false, false, false)]);
-    }
-
-    #[test]
-    fn parses_bearer_challenges() {
-        let p = parse_challenge(
-            r#"Bearer realm="https://auth.example/token",service="registry.example""#,
-        );
-        assert_eq!(
-            p[0],
-            (
-                "realm".to_string(),
-                "https://auth.example/token".to_string()
-            )
-        );
-        assert_eq!(p[1].1, "registry.example");
-    }
-}
-
 /// `GET /images/search`: the registry's v1 search API (`/v1/search?q=`), where it has one.
 /// `term` may start with a registry host (`127.0.0.1:5000/busy`); otherwise Docker Hub.
 pub async fn search(
@@ -696,4 +636,64 @@ pub async fn search(
         )
     })?;
     Ok(r.results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_the_cli_header() {
+        let json = r#"{"username":"u","password":"p","serveraddress":"127.0.0.1:5000"}"#;
+        let h = base64::engine::general_purpose::URL_SAFE.encode(json);
+        let a = AuthConfig::from_header(&h).unwrap();
+        assert_eq!((a.username.as_str(), a.password.as_str()), ("u", "p"));
+        let auth = base64::engine::general_purpose::STANDARD.encode("x:y");
+        let h = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!(r#"{{"auth":"{auth}"}}"#));
+        let a = AuthConfig::from_header(&h).unwrap();
+        assert_eq!((a.username.as_str(), a.password.as_str()), ("x", "y"));
+        assert!(AuthConfig::from_header("").unwrap().username.is_empty());
+        assert!(AuthConfig::from_header("!!!").is_err());
+    }
+
+    #[test]
+    fn endpoints_put_mirrors_first_for_docker_hub() {
+        let o = RegistryOptions::new(vec!["http://127.0.0.1:5001".into()], vec![]).unwrap();
+        let ep = |host: &str, plain_http, mirror, insecure_tls| Endpoint {
+            host: host.to_string(),
+            plain_http,
+            mirror,
+            insecure_tls,
+        };
+        let e = endpoints(&o, "docker.io");
+        assert_eq!(e[0], ep("127.0.0.1:5001", true, true, false));
+        assert_eq!(e[1].host, "registry-1.docker.io");
+        // Insecure registries: HTTPS without certificate checks first, then HTTP.
+        let e = endpoints(&o, "localhost:5000");
+        assert_eq!(
+            e,
+            vec![
+                ep("localhost:5000", false, false, true),
+                ep("localhost:5000", true, false, false)
+            ]
+        );
+        let e = endpoints(&o, "registry.example:443");
+        assert_eq!(e, vec![ep("registry.example:443", false, false, false)]);
+    }
+
+    #[test]
+    fn parses_bearer_challenges() {
+        let p = parse_challenge(
+            r#"Bearer realm="https://auth.example/token",service="registry.example""#,
+        );
+        assert_eq!(
+            p[0],
+            (
+                "realm".to_string(),
+                "https://auth.example/token".to_string()
+            )
+        );
+        assert_eq!(p[1].1, "registry.example");
+    }
 }

@@ -1,6 +1,6 @@
 //! Facts about the host and the daemon's identity, for `/version` and `/info`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::util::fs::atomic_write;
 
@@ -90,7 +90,7 @@ pub fn load_or_create_engine_id(data_root: &Path) -> Result<String, SystemError>
     }
 }
 
-fn create_engine_id(path: &PathBuf) -> Result<String, SystemError> {
+fn create_engine_id(path: &Path) -> Result<String, SystemError> {
     let id = uuid::Uuid::new_v4().to_string();
     atomic_write(path, id.as_bytes(), 0o600)
         .map_err(|e| SystemError::io(format!("save engine id {}", path.display()), e))?;
