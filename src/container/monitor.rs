@@ -2,14 +2,13 @@
 //! wakes waiters and applies the restart policy or auto-remove, and `wait`.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use super::manager::{lock, Container, ContainerManager, WaitCondition};
 use super::record::Status;
 use super::restart;
 use super::ContainerError;
 use crate::runtime::{Event, ExitStatus, Watch};
-use crate::util::time::rfc3339_nano;
 
 impl ContainerManager {
     pub(super) fn spawn_watcher(
@@ -34,18 +33,10 @@ impl ContainerManager {
             drop(w);
             let status = match status {
                 Some(s) => s,
-                None => match this.runtime.read_exit(&c.id) {
-                    Some(s) => s,
-                    None => {
-                        this.runtime.end_orphan(&c.id).await;
-                        ExitStatus {
-                            exit_code: 137,
-                            oom_killed: false,
-                            finished_at: rfc3339_nano(SystemTime::now()),
-                            error: "the container's supervisor exited unexpectedly".to_string(),
-                        }
-                    }
-                },
+                None => {
+                    let why = "the container's supervisor exited unexpectedly";
+                    this.runtime.exit_of_gone(&c.id, why).await
+                }
             };
             if *lock(&c.generation) != generation {
                 return;

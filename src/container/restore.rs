@@ -2,12 +2,10 @@
 //! exits that happened meanwhile and clean up after supervisors that died.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use super::manager::{lock, Container, ContainerManager};
 use super::record::{Record, Status};
-use crate::runtime::{host, ExitStatus};
-use crate::util::time::rfc3339_nano;
+use crate::runtime::host;
 
 impl ContainerManager {
     /// Load every container from disk and reattach to the running ones.
@@ -109,19 +107,8 @@ impl ContainerManager {
             }
             Err(_) => {
                 // The supervisor is gone: it recorded the exit, or it died with the container.
-                let status = match self.runtime.read_exit(&c.id) {
-                    Some(s) => s,
-                    None => {
-                        self.runtime.end_orphan(&c.id).await;
-                        ExitStatus {
-                            exit_code: 137,
-                            oom_killed: false,
-                            finished_at: rfc3339_nano(SystemTime::now()),
-                            error: "the container's supervisor exited while berthd was down"
-                                .to_string(),
-                        }
-                    }
-                };
+                let why = "the container's supervisor exited while berthd was down";
+                let status = self.runtime.exit_of_gone(&c.id, why).await;
                 self.on_exit(&c, status).await;
             }
         }

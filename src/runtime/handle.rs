@@ -6,15 +6,16 @@
 //! supervisor's files or the OCI types.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::client::{self, Watch};
 use super::error::RuntimeError;
-use super::proto::{ExitStatus, Request, SupervisorConfig, SupervisorState};
+use super::proto::{ExecRequest, ExitStatus, Request, SupervisorConfig, SupervisorState};
 use super::stdio::StdioConn;
 use super::{host, spec, supervisor, CgroupInfo, CgroupVersion};
 use crate::logger::LogConfig;
 use crate::util::fs::{atomic_write, ensure_dir};
+use crate::util::time::rfc3339_nano;
 
 /// What the runtime needs from the daemon's configuration.
 #[derive(Debug, Clone)]
@@ -299,7 +300,7 @@ impl Runtime {
         prepared: PreparedExec,
         stdio: ExecStdio,
     ) -> Result<(i32, StdioConn), RuntimeError> {
-        let req = Request::Exec {
+        let req = Request::Exec(ExecRequest {
             exec_id: exec_id.to_string(),
             process: prepared.process,
             tty: stdio.tty,
@@ -307,7 +308,7 @@ impl Runtime {
             attach: stdio.attach,
             console_size: stdio.console_size,
             add_caps: prepared.add_caps,
-        };
+        });
         let (reply, stream) = client::exec(&self.state_dir(id), req).await?;
         Ok((reply.pid, StdioConn::new(stream)))
     }
@@ -342,9 +343,24 @@ impl Runtime {
         let _ = host::remove_netns(&self.netns_path(id));
     }
 
+    /// How a run whose supervisor is gone ended: the exit it recorded, or, if it died without
+    /// recording one, 137 with `why` once its container is ended ([`Runtime::end_orphan`]).
+    pub async fn exit_of_gone(&self, id: &str, why: &str) -> ExitStatus {
+        if let Some(s) = self.read_exit(id) {
+            return s;
+        }
+        self.end_orphan(id).await;
+        ExitStatus {
+            exit_code: 137,
+            oom_killed: false,
+            finished_at: rfc3339_nano(SystemTime::now()),
+            error: why.to_string(),
+        }
+    }
+
     /// A supervisor that died without recording an exit: kill its container if the recorded
     /// pid is still that process, and clear libcontainer's state and the cgroup.
-    pub async fn end_orphan(&self, id: &str) {
+    async fn end_orphan(&self, id: &str) {
         if let Some(st) = self.read_state(id) {
             if host::same_process(st.pid, st.start_time) {
                 let _ = nix::sys::signal::kill(

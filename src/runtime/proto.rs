@@ -65,19 +65,23 @@ pub enum Request {
     State,
     /// Start a process in the container (`docker exec`). With `attach`, the connection then
     /// carries its output frames and an [`Event::ExecExited`] at the end.
-    Exec {
-        exec_id: String,
-        /// The OCI `Process`.
-        process: serde_json::Value,
-        tty: bool,
-        stdin: bool,
-        attach: bool,
-        console_size: Option<[u16; 2]>,
-        /// Capabilities added to the process only so that it can load the container's seccomp
-        /// profile; dropped before it runs the command.
-        #[serde(default)]
-        add_caps: Vec<String>,
-    },
+    Exec(ExecRequest),
+}
+
+/// A `docker exec` process to start (the fields sit beside `"op":"exec"` on the wire).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecRequest {
+    pub exec_id: String,
+    /// The OCI `Process`.
+    pub process: serde_json::Value,
+    pub tty: bool,
+    pub stdin: bool,
+    pub attach: bool,
+    pub console_size: Option<[u16; 2]>,
+    /// Capabilities added to the process only so that it can load the container's seccomp
+    /// profile; dropped before it runs the command.
+    #[serde(default)]
+    pub add_caps: Vec<String>,
 }
 
 /// The answer to every request.

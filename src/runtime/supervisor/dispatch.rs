@@ -86,24 +86,7 @@ impl Supervisor {
                 state: Some(self.state.clone()),
                 ..Default::default()
             },
-            Request::Exec {
-                exec_id,
-                process,
-                tty,
-                stdin,
-                attach,
-                console_size,
-                add_caps,
-            } => self.exec(
-                i,
-                exec_id,
-                process,
-                tty,
-                stdin,
-                attach,
-                console_size,
-                add_caps,
-            ),
+            Request::Exec(req) => self.exec(i, req),
         }
     }
 

@@ -13,6 +13,7 @@ use super::executor::BerthExecutor;
 use super::reap::pidfd_open;
 use super::stdio::{console_socket, pipe, Io};
 use super::{lc, read_failure, Supervisor};
+use crate::runtime::proto::ExecRequest;
 use crate::runtime::proto::Reply;
 use crate::util::fs::atomic_write;
 
@@ -30,17 +31,16 @@ pub(super) struct ExecProc {
 impl Supervisor {
     /// `docker exec`: start `process` in the container through libcontainer's tenant builder.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn exec(
-        &mut self,
-        client: usize,
-        exec_id: String,
-        process: serde_json::Value,
-        tty: bool,
-        open_stdin: bool,
-        attach: bool,
-        console_size: Option<[u16; 2]>,
-        add_caps: Vec<String>,
-    ) -> Reply {
+    pub(super) fn exec(&mut self, client: usize, req: ExecRequest) -> Reply {
+        let ExecRequest {
+            exec_id,
+            process,
+            tty,
+            stdin: open_stdin,
+            attach,
+            console_size,
+            add_caps,
+        } = req;
         if self.exited() || !self.state.started {
             return Reply::error("container is not running");
         }
