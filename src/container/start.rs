@@ -10,7 +10,7 @@ use super::manager::{lock, Container, ContainerManager};
 use super::record::{Record, Status};
 use super::ContainerError;
 use crate::errors::ErrorKind;
-use crate::runtime::{host, spec, LaunchOptions, RuntimeError};
+use crate::runtime::{host, spec, LaunchOptions, ProcessIo, RuntimeError};
 use crate::util::fs::ensure_dir;
 use crate::util::time::rfc3339_nano;
 
@@ -213,12 +213,14 @@ impl ContainerManager {
             .filter(|v| v.len() == 2 && v[0] > 0 && v[1] > 0)
             .map(|v| [v[0] as u16, v[1] as u16]);
         Ok(LaunchOptions {
-            log_path: PathBuf::from(&r.log_path),
-            log,
-            tty: r.config.tty.unwrap_or(false),
-            open_stdin: r.config.open_stdin.unwrap_or(false),
-            stdin_once: r.config.stdin_once.unwrap_or(false),
-            console_size,
+            io: ProcessIo {
+                log_path: PathBuf::from(&r.log_path),
+                log,
+                tty: r.config.tty.unwrap_or(false),
+                open_stdin: r.config.open_stdin.unwrap_or(false),
+                stdin_once: r.config.stdin_once.unwrap_or(false),
+                console_size,
+            },
             private_netns,
         })
     }

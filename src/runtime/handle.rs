@@ -10,10 +10,11 @@ use std::time::{Duration, SystemTime};
 
 use super::client::{self, Watch};
 use super::error::RuntimeError;
-use super::proto::{ExecRequest, ExitStatus, Request, SupervisorConfig, SupervisorState};
+use super::proto::{
+    ExecRequest, ExitStatus, ProcessIo, Request, SupervisorConfig, SupervisorState,
+};
 use super::stdio::StdioConn;
 use super::{host, spec, supervisor, CgroupInfo, CgroupVersion};
-use crate::logger::LogConfig;
 use crate::util::fs::{atomic_write, ensure_dir};
 use crate::util::time::rfc3339_nano;
 
@@ -32,12 +33,7 @@ pub struct RuntimeConfig {
 /// How a container's supervisor runs it (besides the bundle written by [`Runtime::prepare`]).
 #[derive(Debug, Clone)]
 pub struct LaunchOptions {
-    pub log_path: PathBuf,
-    pub log: LogConfig,
-    pub tty: bool,
-    pub open_stdin: bool,
-    pub stdin_once: bool,
-    pub console_size: Option<[u16; 2]>,
+    pub io: ProcessIo,
     /// Create a network namespace of its own at [`Runtime::netns_path`].
     pub private_netns: bool,
 }
@@ -148,12 +144,7 @@ impl Runtime {
         let cfg = SupervisorConfig {
             id: id.to_string(),
             lc_root: self.lc_root(),
-            log_path: opts.log_path,
-            log: opts.log,
-            tty: opts.tty,
-            open_stdin: opts.open_stdin,
-            stdin_once: opts.stdin_once,
-            console_size: opts.console_size,
+            io: opts.io,
             netns: opts.private_netns.then(|| self.netns_path(id)),
             cgroup_path: self.cgroup_path(id),
         };

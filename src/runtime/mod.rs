@@ -23,7 +23,7 @@ pub mod user;
 pub use client::Watch;
 pub use error::RuntimeError;
 pub use handle::{ExecProcess, ExecStdio, LaunchOptions, PreparedExec, Runtime, RuntimeConfig};
-pub use proto::{Event, ExitStatus, SupervisorState};
+pub use proto::{Event, ExitStatus, ProcessIo, SupervisorState};
 pub use stdio::{Output, Stdin, StdioConn};
 
 use std::path::{Path, PathBuf};

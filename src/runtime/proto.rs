@@ -23,6 +23,17 @@ pub struct SupervisorConfig {
     pub id: String,
     /// libcontainer's state root (`<exec-root>/runtime`); the bundle is the state dir.
     pub lc_root: PathBuf,
+    #[serde(flatten)]
+    pub io: ProcessIo,
+    /// Create a fresh network namespace (with `lo` up) bind-mounted here before the container.
+    pub netns: Option<PathBuf>,
+    /// The container's absolute cgroup path (for the OOM counter).
+    pub cgroup_path: String,
+}
+
+/// The container's stdio and log, as the container manager asks for them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessIo {
     pub log_path: PathBuf,
     pub log: LogConfig,
     pub tty: bool,
@@ -31,10 +42,6 @@ pub struct SupervisorConfig {
     pub stdin_once: bool,
     /// `[height, width]` of the terminal before the first byte is written.
     pub console_size: Option<[u16; 2]>,
-    /// Create a fresh network namespace (with `lo` up) bind-mounted here before the container.
-    pub netns: Option<PathBuf>,
-    /// The container's absolute cgroup path (for the OOM counter).
-    pub cgroup_path: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -233,14 +233,14 @@ fn create_container(cfg: &SupervisorConfig, state_dir: &Path) -> Result<NewConta
         seccomp: None,
         drop_caps: Vec::new(),
     };
-    let mut io = Io::new(cfg.stdin_once);
+    let mut io = Io::new(cfg.io.stdin_once);
     let mut console = None;
-    let stdio = if cfg.tty {
+    let stdio = if cfg.io.tty {
         let path = state_dir.join("console.sock");
         console = Some(console_socket(&path)?);
         lc::Stdio::Console(path)
     } else {
-        io.pipes(cfg.open_stdin)?
+        io.pipes(cfg.io.open_stdin)?
     };
     let created = lc::create(&cfg.id, &cfg.lc_root, state_dir, executor, stdio);
     drop(report_w);
@@ -275,16 +275,16 @@ fn finish_init(
     io: &mut Io,
 ) -> Result<(Pid, Option<logger::jsonfile::Writer>), String> {
     if let Some(l) = console {
-        lc::receive_console(&l).and_then(|fd| io.attach_console(fd, cfg.console_size))?;
+        lc::receive_console(&l).and_then(|fd| io.attach_console(fd, cfg.io.console_size))?;
         let _ = std::fs::remove_file(state_dir.join("console.sock"));
     }
     let Some(init) = container.pid() else {
         return Err("container has no init process".to_string());
     };
     io.set_nonblocking();
-    let log = if cfg.log.readable() {
-        let w = logger::jsonfile::Writer::open(&cfg.log_path, &cfg.log)
-            .map_err(|e| format!("open log {}: {e}", cfg.log_path.display()))?;
+    let log = if cfg.io.log.readable() {
+        let w = logger::jsonfile::Writer::open(&cfg.io.log_path, &cfg.io.log)
+            .map_err(|e| format!("open log {}: {e}", cfg.io.log_path.display()))?;
         Some(w)
     } else {
         None
