@@ -88,6 +88,13 @@ impl Daemon {
             supervisor_exe,
             cgroups: cgroups.clone(),
         }));
+        let volumes =
+            crate::volume::VolumeService::open(&data_root, events.clone()).map_err(|e| {
+                SystemError::io(
+                    "open volume store".to_string(),
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
         let containers = ContainerManager::new(
             ManagerConfig {
                 data_root: data_root.clone(),
@@ -97,6 +104,7 @@ impl Daemon {
             },
             runtime,
             images.clone(),
+            volumes,
             events.clone(),
         );
         let weak = Arc::downgrade(&containers);

@@ -87,10 +87,10 @@ impl ContainerBackend for Arc<ContainerManager> {
         &self,
         name: String,
         force: bool,
-        _volumes: bool,
+        volumes: bool,
     ) -> Result<(), ContainerError> {
         let m = self.clone();
-        detached(async move { m.remove(&name, force).await }).await
+        detached(async move { m.remove(&name, force, volumes).await }).await
     }
 
     async fn container_pause(&self, name: String, pause: bool) -> Result<(), ContainerError> {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::manager::{lock, ContainerManager};
+use super::mounts::MountPoint;
 use super::names;
 use super::record::{Record, State};
 use crate::errors::{ErrorKind, Kinded};
@@ -378,7 +379,9 @@ impl ContainerManager {
             merge_image_config(&mut config, run);
         }
         let (path, args) = path_and_args(&config)?;
-        super::mounts::validate_create(&config, &host)?;
+        let mut points = super::mounts::validate_create(&config, &host)?;
+        self.add_volumes_from(&mut points, &host)?;
+        super::mounts::add_image_volumes(&mut points, &config);
         let mut warnings = Vec::new();
         if host.memory.unwrap_or(0) > 0
             && !self.runtime.cgroups().swap_limit
@@ -394,7 +397,12 @@ impl ContainerManager {
             }
         };
         let name = self.reserve_name(name, &id)?;
-        let result = self.create_files(&id, &name, config, host, (path, args), log, &image);
+        if let Err(e) = self.attach_volumes(&id, &mut points) {
+            lock(&self.names).remove(&name);
+            return Err(e);
+        }
+        let volumes: Vec<MountPoint> = points.iter().filter(|p| p.is_volume()).cloned().collect();
+        let result = self.create_files(&id, &name, config, host, (path, args), log, points, &image);
         match result {
             Ok(record) => {
                 let c = self.new_container(record.clone());
@@ -404,6 +412,7 @@ impl ContainerManager {
             }
             Err(e) => {
                 lock(&self.names).remove(&name);
+                self.detach_volumes(&id, &volumes, true);
                 let _ = std::fs::remove_dir_all(self.container_dir(&id));
                 Err(e)
             }
@@ -457,6 +466,7 @@ impl ContainerManager {
         host: HostConfig,
         (path, args): (String, Vec<String>),
         log: crate::logger::LogConfig,
+        mount_points: Vec<MountPoint>,
         image: &crate::image::store::Image,
     ) -> Result<Record, ContainerError> {
         let dir = self.container_dir(id);
@@ -506,7 +516,6 @@ impl ContainerManager {
                 host.dns_options.as_deref().unwrap_or(&[]),
             ),
         )?;
-        let mount_points = Some(super::mounts::resolve(&host, false)?);
         let record = Record {
             id: id.to_string(),
             name: name.to_string(),
@@ -524,7 +533,7 @@ impl ContainerManager {
             hosts_path: hosts_path.display().to_string(),
             resolv_conf_path: resolv_path.display().to_string(),
             log: Some(log),
-            mount_points,
+            mount_points: Some(mount_points),
             mount_error: None,
         };
         record.save(&dir)?;

@@ -48,7 +48,8 @@ fn api_mount_point(m: &mounts::MountPoint) -> MountPoint {
         mode: Some(m.mode.clone()),
         rw: Some(m.rw),
         propagation: Some(m.propagation.clone()),
-        ..Default::default()
+        name: Some(m.name.clone()).filter(|n| !n.is_empty()),
+        driver: Some(m.driver.clone()).filter(|d| !d.is_empty()),
     }
 }
 
@@ -384,9 +385,10 @@ mod tests {
                     true,
                     s("rshared")
                 ),
+                (s("volume"), s(""), s("/v"), s(""), true, s("")),
                 (s("tmpfs"), s(""), s("/run"), s("size=1m"), true, s("")),
             ],
-            "the named volume (refused at create) is left out"
+            "a named volume is a volume mount point (named and sourced at create)"
         );
     }
 

@@ -7,7 +7,7 @@ use bollard_stubs::models::{
     ContainerSummaryStateEnum,
 };
 
-use super::inspect::{mount_points, status_text};
+use super::inspect::{record_mount_points, status_text};
 use super::record::{Record, Status};
 use super::ContainerError;
 use crate::filters::Filters;
@@ -67,7 +67,7 @@ pub fn summary(r: &Record, now: SystemTime) -> ContainerSummary {
         network_settings: Some(ContainerSummaryNetworkSettings {
             networks: Some(Default::default()),
         }),
-        mounts: Some(mount_points(&r.host_config)),
+        mounts: Some(record_mount_points(r)),
         ..Default::default()
     }
 }
@@ -140,7 +140,7 @@ pub fn matches(r: &Record, f: &Filters, ancestors: &[String]) -> bool {
         return false;
     }
     if f.contains("volume") {
-        let mounts = mount_points(&r.host_config);
+        let mounts = record_mount_points(r);
         if !f.get("volume").any(|v| {
             mounts.iter().any(|m| {
                 m.destination.as_deref() == Some(v)

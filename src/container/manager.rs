@@ -20,6 +20,7 @@ use crate::events::{Event, EventBus};
 use crate::image::store::Lease;
 use crate::image::ImageService;
 use crate::runtime::{Runtime, StdioConn};
+use crate::volume::VolumeService;
 
 /// What the manager needs from the daemon's configuration.
 #[derive(Debug, Clone)]
@@ -97,6 +98,7 @@ pub struct ContainerManager {
     /// Every call into the runtime (supervisors, bundles, cgroups) goes through it.
     pub(super) runtime: Arc<Runtime>,
     pub(super) images: Arc<ImageService>,
+    pub(super) volumes: Arc<VolumeService>,
     pub(super) events: Arc<EventBus>,
     pub(super) containers: RwLock<HashMap<String, Arc<Container>>>,
     /// Name (without `/`) -> ID.
@@ -110,11 +112,13 @@ impl ContainerManager {
         cfg: ManagerConfig,
         runtime: Arc<Runtime>,
         images: Arc<ImageService>,
+        volumes: Arc<VolumeService>,
         events: Arc<EventBus>,
     ) -> Arc<Self> {
         Arc::new(ContainerManager {
             cfg,
             runtime,
+            volumes,
             images,
             events,
             containers: RwLock::new(HashMap::new()),

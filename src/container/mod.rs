@@ -21,6 +21,7 @@ mod restore;
 mod start;
 pub mod stop;
 mod update;
+pub mod volumes;
 
 use crate::errors::{ErrorKind, Kinded};
 
@@ -47,6 +48,12 @@ impl ContainerError {
         Self::conflict(format!(
             "Container {id} is paused. Unpause the container before stopping or killing"
         ))
+    }
+}
+
+impl From<crate::volume::VolumeError> for ContainerError {
+    fn from(e: crate::volume::VolumeError) -> Self {
+        ContainerError::new(e.kind(), e.to_string())
     }
 }
 

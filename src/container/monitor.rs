@@ -83,7 +83,9 @@ impl ContainerManager {
         {
             let this = self.clone();
             let id = id.clone();
+            let rec = r.clone();
             let _ = tokio::task::spawn_blocking(move || {
+                this.unmount_volumes(&rec);
                 this.unmount_rootfs(&id);
                 this.runtime.cleanup(&id);
             })
@@ -133,7 +135,7 @@ impl ContainerManager {
         let this = self.clone();
         tokio::spawn(async move {
             let _op = c.op.lock().await;
-            if let Err(e) = this.remove_locked(&c, false).await {
+            if let Err(e) = this.remove_locked(&c, false, true).await {
                 tracing::warn!("auto-remove {}: {e}", c.id);
             }
         });

@@ -4,8 +4,9 @@
 //! `volume/mounts/linux_parser.go` (`ParseMountRaw`, `ParseMountSpec`, `linuxValidMountMode`)
 //! and `ConvertTmpfsOptions`, with dockerd's error texts.
 //!
-//! Named and anonymous volumes, image mounts and `VolumesFrom` are refused (no volume store
-//! yet); they will hook into [`resolve`].
+//! Volumes come out as mount points of type `volume` whose name (empty: anonymous) the
+//! container manager resolves against the volume store at create; image `VOLUME`s and
+//! `VolumesFrom` are added there too. Image mounts are refused.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -78,16 +79,19 @@ pub fn parse_bind(raw: &str) -> Result<MountPoint, ContainerError> {
     };
     check_target(target).map_err(wrap)?;
     let destination = inroot::clean(target);
+    let modes: Vec<&str> = mode.split(',').collect();
     if !is_bind {
-        return Err(if source.is_empty() {
-            ContainerError::invalid(format!(
-                "anonymous volumes are not supported yet: {destination}"
-            ))
-        } else {
-            ContainerError::invalid(format!("named volumes are not supported yet: {source}"))
+        return Ok(MountPoint {
+            typ: "volume".to_string(),
+            name: source.to_string(),
+            driver: "local".to_string(),
+            destination,
+            rw: !modes.contains(&"ro"),
+            mode: mode.to_string(),
+            copy_data: !modes.contains(&"nocopy"),
+            ..Default::default()
         });
     }
-    let modes: Vec<&str> = mode.split(',').collect();
     let propagation = modes
         .iter()
         .find(|m| PROPAGATION_MODES.contains(m))
@@ -210,13 +214,27 @@ pub fn parse_mount_spec(m: &ApiMount, check_source: bool) -> Result<MountPoint, 
                 ..Default::default()
             })
         }
-        Some(MountType::VOLUME) => Err(if source.is_empty() {
-            ContainerError::invalid(format!(
-                "anonymous volumes are not supported yet: {destination}"
-            ))
-        } else {
-            ContainerError::invalid(format!("named volumes are not supported yet: {source}"))
-        }),
+        Some(MountType::VOLUME) => {
+            let vo = m.volume_options.clone().unwrap_or_default();
+            if vo.subpath.as_deref().is_some_and(|p| !p.is_empty()) {
+                return Err(err("volume subpaths are not supported yet".into()));
+            }
+            let driver = vo.driver_config.clone().unwrap_or_default();
+            Ok(MountPoint {
+                typ: "volume".to_string(),
+                name: source.to_string(),
+                driver: driver
+                    .name
+                    .filter(|d| !d.is_empty())
+                    .unwrap_or_else(|| "local".to_string()),
+                destination,
+                rw: !read_only,
+                copy_data: !vo.no_copy.unwrap_or(false),
+                driver_opts: driver.options.unwrap_or_default().into_iter().collect(),
+                labels: vo.labels.unwrap_or_default().into_iter().collect(),
+                ..Default::default()
+            })
+        }
         Some(MountType::IMAGE) => Err(ContainerError::invalid(format!(
             "image mounts are not supported yet: {destination}"
         ))),
@@ -259,9 +277,8 @@ fn tmpfs_data(
     Ok(raw.join(","))
 }
 
-/// The tmpfs options Docker mounts with: `noexec,nosuid,nodev,rprivate` merged with `data`
-/// (moby's `MergeTmpfsOptions`: later options win over earlier ones of the same kind).
-/// Docker's duplicate check.
+/// `Binds`, `Mounts` and `Tmpfs` as mount points, with Docker's duplicate check; bind sources
+/// of `Mounts` must exist with `check_source`.
 pub fn resolve(hc: &HostConfig, check_source: bool) -> Result<Vec<MountPoint>, ContainerError> {
     let mut out: Vec<MountPoint> = Vec::new();
     let dup = |d: &str| ContainerError::invalid(format!("Duplicate mount point: {d}"));
@@ -308,18 +325,52 @@ pub fn resolve(hc: &HostConfig, check_source: bool) -> Result<Vec<MountPoint>, C
     Ok(out)
 }
 
-/// Every mount of the spec, in Docker's order: the defaults (minus those a user mount replaces)
-/// and the init binary, then the user's, network files and IPC mounts sorted by depth.
 /// Everything `POST /containers/create` refuses before writing anything, for `config` merged
 /// with the image: the runtime's checks (capabilities, security options, sysctls, …), then the
-/// mounts (bind sources of `Mounts` must exist) and `VolumesFrom`.
+/// mounts (bind sources of `Mounts` must exist). Returns the user's mount points.
 pub fn validate_create(
     config: &ContainerConfig,
     hc: &HostConfig,
 ) -> Result<Vec<MountPoint>, ContainerError> {
     crate::runtime::spec::validate(config, hc)?;
-    check_volumes_from(hc)?;
     resolve(hc, true)
+}
+
+/// The image's `VOLUME`s that no user mount covers, as anonymous volumes (copied up).
+pub fn add_image_volumes(points: &mut Vec<MountPoint>, config: &ContainerConfig) {
+    let mut dests: Vec<&String> = config.volumes.iter().flatten().collect();
+    dests.sort();
+    for d in dests {
+        let destination = inroot::clean(d);
+        if check_target(&destination).is_err()
+            || points.iter().any(|p| p.destination == destination)
+        {
+            continue;
+        }
+        points.push(MountPoint {
+            typ: "volume".to_string(),
+            driver: "local".to_string(),
+            destination,
+            rw: true,
+            copy_data: true,
+            ..Default::default()
+        });
+    }
+}
+
+/// One `VolumesFrom` entry, `container[:ro|:rw]` (moby's `ParseVolumesFrom`): the container
+/// and the read-write override.
+pub fn parse_volumes_from(spec: &str) -> Result<(&str, Option<bool>), ContainerError> {
+    match spec.split_once(':') {
+        None => Ok((spec, None)),
+        Some((id, mode)) => match mode {
+            "rw" => Ok((id, Some(true))),
+            "ro" => Ok((id, Some(false))),
+            _ => Err(ContainerError::invalid(format!(
+                "invalid mode for volumes-from: {mode}"
+            ))),
+        },
+    }
 }
 
 /// The container's mount points: those stored in its record, or, for a record written before
@@ -331,16 +382,6 @@ pub fn of_record(
     match stored {
         Some(list) => Ok(list.to_vec()),
         None => resolve(hc, false),
-    }
-}
-
-/// `VolumesFrom` needs volumes, which berth does not have yet.
-pub fn check_volumes_from(hc: &HostConfig) -> Result<(), ContainerError> {
-    match hc.volumes_from.iter().flatten().next() {
-        Some(v) => Err(ContainerError::invalid(format!(
-            "volumes-from is not supported yet: {v}"
-        ))),
-        None => Ok(()),
     }
 }
 
@@ -567,13 +608,27 @@ mod tests {
                 true,
             )
         };
+        let v = bind("myvol:/data").unwrap();
         assert_eq!(
-            err_text(bind("myvol:/data")),
-            "named volumes are not supported yet: myvol"
+            (
+                v[0].typ.as_str(),
+                v[0].name.as_str(),
+                v[0].destination.as_str()
+            ),
+            ("volume", "myvol", "/data")
         );
+        assert!(v[0].rw && v[0].copy_data);
+        let v = bind("myvol:/data:ro,nocopy").unwrap();
+        assert!(!v[0].rw && !v[0].copy_data);
+        let v = bind("/data").unwrap();
         assert_eq!(
-            err_text(bind("/data")),
-            "anonymous volumes are not supported yet: /data"
+            (
+                v[0].typ.as_str(),
+                v[0].name.as_str(),
+                v[0].destination.as_str()
+            ),
+            ("volume", "", "/data"),
+            "an anonymous volume is named at create"
         );
         assert_eq!(
             err_text(bind("/src:relative")),
@@ -660,15 +715,22 @@ mod tests {
             err_text(with_mount(bind("rel", "/x"))),
             "invalid mount config for type \"bind\": invalid mount path: 'rel' mount path must be absolute"
         );
-        assert_eq!(
-            err_text(with_mount(ApiMount {
-                target: Some("/v".into()),
-                source: Some("vol".into()),
-                typ: Some(MountType::VOLUME),
+        let v = with_mount(ApiMount {
+            target: Some("/v".into()),
+            source: Some("vol".into()),
+            typ: Some(MountType::VOLUME),
+            read_only: Some(true),
+            volume_options: Some(bollard_stubs::models::MountVolumeOptions {
+                no_copy: Some(true),
+                labels: Some(HashMap::from([("a".to_string(), "b".to_string())])),
                 ..Default::default()
-            })),
-            "named volumes are not supported yet: vol"
-        );
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((v[0].typ.as_str(), v[0].name.as_str()), ("volume", "vol"));
+        assert!(!v[0].rw && !v[0].copy_data);
+        assert_eq!(v[0].labels.get("a").map(String::as_str), Some("b"));
         assert_eq!(
             err_text(with_mount(ApiMount {
                 target: Some("/t".into()),
@@ -715,20 +777,44 @@ mod tests {
     }
 
     #[test]
-    fn volumes_from_is_refused() {
-        let hc = HostConfig {
-            volumes_from: Some(strings(&["other:ro"])),
-            ..Default::default()
-        };
+    fn volumes_from_and_image_volumes() {
+        assert_eq!(parse_volumes_from("other").unwrap(), ("other", None));
         assert_eq!(
-            err_text(validate_create(
-                &ContainerConfig {
-                    cmd: Some(strings(&["sh"])),
-                    ..Default::default()
-                },
-                &hc
-            )),
-            "volumes-from is not supported yet: other:ro"
+            parse_volumes_from("other:ro").unwrap(),
+            ("other", Some(false))
         );
+        assert_eq!(
+            parse_volumes_from("other:rw").unwrap(),
+            ("other", Some(true))
+        );
+        assert_eq!(
+            err_text(parse_volumes_from("other:x")),
+            "invalid mode for volumes-from: x"
+        );
+        let mut points = resolve(
+            &HostConfig {
+                binds: Some(strings(&["/src:/data"])),
+                ..Default::default()
+            },
+            false,
+        )
+        .unwrap();
+        add_image_volumes(
+            &mut points,
+            &ContainerConfig {
+                volumes: Some(strings(&["/data", "/var/lib/x/"])),
+                ..Default::default()
+            },
+        );
+        assert_eq!(points.len(), 2, "a user mount covers /data");
+        assert_eq!(
+            (
+                points[1].typ.as_str(),
+                points[1].name.as_str(),
+                points[1].destination.as_str()
+            ),
+            ("volume", "", "/var/lib/x")
+        );
+        assert!(points[1].copy_data);
     }
 }

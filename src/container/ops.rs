@@ -167,7 +167,7 @@ impl ContainerManager {
                 continue;
             }
             let size = dir_size(&self.upper_dir(&r.id));
-            if self.remove(&r.id, false).await.is_ok() {
+            if self.remove(&r.id, false, false).await.is_ok() {
                 deleted.push(r.id.clone());
                 reclaimed += size;
             }

@@ -245,9 +245,7 @@ mod tests {
         assert!(!m[0].rw);
         std::fs::write(Record::file(dir.path()), record(r#""vol:/data""#)).unwrap();
         let r = Record::load(dir.path()).unwrap();
-        assert_eq!(
-            r.spec_mounts().unwrap_err().to_string(),
-            "named volumes are not supported yet: vol"
-        );
+        let m = r.spec_mounts().unwrap();
+        assert_eq!((m[0].typ.as_str(), m[0].name.as_str()), ("volume", "vol"));
     }
 }

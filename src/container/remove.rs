@@ -8,17 +8,23 @@ use super::record::{Record, Status};
 use super::ContainerError;
 
 impl ContainerManager {
-    /// `DELETE /containers/{id}`.
-    pub async fn remove(self: &Arc<Self>, name: &str, force: bool) -> Result<(), ContainerError> {
+    /// `DELETE /containers/{id}`; `volumes` (`rm -v`) removes its anonymous volumes too.
+    pub async fn remove(
+        self: &Arc<Self>,
+        name: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<(), ContainerError> {
         let c = self.get(name)?;
         let _op = c.op.lock().await;
-        self.remove_locked(&c, force).await
+        self.remove_locked(&c, force, volumes).await
     }
 
     pub(super) async fn remove_locked(
         self: &Arc<Self>,
         c: &Arc<Container>,
         force: bool,
+        volumes: bool,
     ) -> Result<(), ContainerError> {
         let r = c.record();
         if r.state.status == Status::Removing {
@@ -76,6 +82,7 @@ impl ContainerManager {
             }
         }
         *lock(&c._lease) = None;
+        self.detach_volumes(&c.id, r.mount_points.as_deref().unwrap_or(&[]), volumes);
         self.drop_execs(&c.id);
         for (_, _, _, tx) in std::mem::take(&mut *lock(&c.pending_attach)) {
             let _ = tx.send(None);

@@ -35,6 +35,13 @@ impl ContainerManager {
         for r in loaded {
             let c = self.new_container(r.clone());
             self.insert(c.clone());
+            // The volume store keeps which runs have a volume mounted; which containers
+            // refer to it is known from the records.
+            for p in r.mount_points.iter().flatten().filter(|p| p.is_volume()) {
+                if let Err(e) = self.volumes.reference(&p.name, &r.id) {
+                    tracing::warn!("container {}: volume {}: {e}", r.id, p.name);
+                }
+            }
             match r.state.status {
                 Status::Running | Status::Paused => self.reattach(c).await,
                 Status::Restarting if r.state.manually_stopped => {
@@ -59,7 +66,7 @@ impl ContainerManager {
                     tokio::spawn(async move {
                         let _op = c.op.lock().await;
                         let _ = this.update(&c, |r| r.state.status = Status::Dead);
-                        let _ = this.remove_locked(&c, true).await;
+                        let _ = this.remove_locked(&c, true, false).await;
                     });
                 }
                 _ => {

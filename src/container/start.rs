@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::manager::{lock, Container, ContainerManager};
+use super::mounts::MountPoint;
 use super::record::{Record, Status};
 use super::ContainerError;
 use crate::errors::ErrorKind;
@@ -23,6 +24,7 @@ impl ContainerManager {
             resolv_conf: PathBuf::from(&r.resolv_conf_path),
             cgroup_path: self.runtime.cgroup_path(&r.id),
             cgroup_version: self.runtime.cgroup_version(),
+            mounts: None,
         }
     }
 
@@ -194,7 +196,9 @@ impl ContainerManager {
         } else {
             None
         };
-        let inputs = self.spec_inputs(r);
+        let mut inputs = self.spec_inputs(r);
+        // A failure from here on unmounts them again (`fail_start`).
+        inputs.mounts = Some(self.mount_volumes(r)?);
         let opts = inputs.options(
             r,
             [
@@ -338,6 +342,7 @@ impl ContainerManager {
         code: i64,
     ) {
         let id = c.id.clone();
+        self.unmount_volumes(&c.record());
         self.unmount_rootfs(&id);
         let msg = err.to_string();
         let r = self.update(c, |r| {
@@ -376,6 +381,8 @@ pub(super) struct SpecInputs {
     resolv_conf: PathBuf,
     cgroup_path: String,
     cgroup_version: crate::runtime::CgroupVersion,
+    /// This run's mount points, volumes mounted (else the record's).
+    mounts: Option<Vec<MountPoint>>,
 }
 
 impl SpecInputs {
@@ -401,7 +408,10 @@ impl SpecInputs {
             uts,
             cgroup_path: self.cgroup_path.clone(),
             cgroup_version: self.cgroup_version,
-            mounts: r.spec_mounts(),
+            mounts: match &self.mounts {
+                Some(list) => Ok(list),
+                None => r.spec_mounts(),
+            },
             init_path,
         }
     }

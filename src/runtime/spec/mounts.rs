@@ -2,6 +2,8 @@
 //! `Binds`, `Mounts` and `Tmpfs` by the container layer), network files and IPC, in Docker's
 //! order. Creating or checking bind sources on the host is kept apart in [`prepare_sources`].
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::*;
@@ -15,10 +17,16 @@ use super::*;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct MountPoint {
-    /// `bind` or `tmpfs`.
+    /// `bind`, `volume` or `tmpfs`.
     #[serde(rename = "Type")]
     pub typ: String,
-    /// The host path of a bind (cleaned); empty for tmpfs.
+    /// A volume's name (empty for an anonymous volume until create names it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// A volume's driver (`local`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub driver: String,
+    /// The host path of a bind (cleaned) or a volume's mount point; empty for tmpfs.
     pub source: String,
     /// The path in the container (cleaned, absolute).
     pub destination: String,
@@ -41,11 +49,24 @@ pub struct MountPoint {
     /// tmpfs data options (`size=64m,mode=1777`), checked by [`tmpfs_options`].
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub tmpfs_options: String,
+    /// A volume: copy the image's content at the destination into it while it is empty (not
+    /// `nocopy`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub copy_data: bool,
+    /// A volume created on demand: its driver options and labels (`Mounts` `VolumeOptions`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl MountPoint {
     pub fn is_tmpfs(&self) -> bool {
         self.typ == "tmpfs"
+    }
+
+    pub fn is_volume(&self) -> bool {
+        self.typ == "volume"
     }
 }
 

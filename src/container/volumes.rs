@@ -1,0 +1,205 @@
+//! A container's volumes: at create, `VolumesFrom` and the image's `VOLUME`s join the user's
+//! mount points, anonymous volumes are created and named, named ones created on demand, and
+//! the container becomes a user of each (the volume store's "in use"); at start each is
+//! mounted (the driver's options at its first user) and, while still empty, gets the image's
+//! content at its destination (copy-up, unless `nocopy`); at the end of a run they are
+//! unmounted; `rm -v` and `--rm` remove the anonymous ones.
+
+use std::fs;
+use std::os::unix::fs::{lchown, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use bollard_stubs::models::HostConfig;
+
+use super::manager::ContainerManager;
+use super::mounts::{self, MountPoint};
+use super::record::Record;
+use super::ContainerError;
+use crate::util::inroot;
+use crate::volume::CreateOptions;
+
+/// The label dockerd 23+ puts on anonymous volumes.
+pub const ANONYMOUS_LABEL: &str = "com.docker.volume.anonymous";
+
+impl ContainerManager {
+    /// `VolumesFrom`: the mount points of other containers that no user mount covers, with
+    /// `:ro`/`:rw` applied.
+    pub(super) fn add_volumes_from(
+        &self,
+        points: &mut Vec<MountPoint>,
+        hc: &HostConfig,
+    ) -> Result<(), ContainerError> {
+        for spec in hc.volumes_from.iter().flatten() {
+            let (other, rw) = mounts::parse_volumes_from(spec)?;
+            let c = self.get(other)?;
+            let theirs =
+                c.with_record(|r| mounts::of_record(r.mount_points.as_deref(), &r.host_config))?;
+            for mut p in theirs {
+                if points.iter().any(|q| q.destination == p.destination) {
+                    continue;
+                }
+                if let Some(rw) = rw {
+                    p.rw = rw;
+                    p.mode = if rw { "rw" } else { "ro" }.to_string();
+                }
+                // The volume exists and holds data already: nothing to copy up.
+                p.copy_data = false;
+                points.push(p);
+            }
+        }
+        Ok(())
+    }
+
+    /// Create (or find) every volume of `points`, name the anonymous ones, and make container
+    /// `id` a user of each. On failure nothing is left referenced or created.
+    pub(super) fn attach_volumes(
+        &self,
+        id: &str,
+        points: &mut [MountPoint],
+    ) -> Result<(), ContainerError> {
+        let mut done: Vec<(String, bool)> = Vec::new();
+        let result = (|| {
+            for p in points.iter_mut().filter(|p| p.is_volume()) {
+                let anonymous = p.name.is_empty();
+                let mut labels: std::collections::HashMap<String, String> =
+                    p.labels.clone().into_iter().collect();
+                if anonymous {
+                    labels.insert(ANONYMOUS_LABEL.to_string(), String::new());
+                }
+                let v = self.volumes.create(CreateOptions {
+                    name: (!anonymous).then(|| p.name.clone()),
+                    driver: Some(p.driver.clone()).filter(|d| !d.is_empty()),
+                    driver_opts: p.driver_opts.clone().into_iter().collect(),
+                    labels,
+                })?;
+                p.name = v.name.clone();
+                p.source = v.mountpoint.clone();
+                p.driver = v.driver.clone();
+                self.volumes.reference(&p.name, id)?;
+                done.push((p.name.clone(), anonymous));
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            for (name, anonymous) in done {
+                self.volumes.dereference(&name, id);
+                if anonymous {
+                    let _ = self.volumes.remove(&name, true);
+                }
+            }
+        }
+        result
+    }
+
+    /// The container goes: it stops using its volumes; with `remove_anonymous` (`rm -v`,
+    /// `--rm`) its anonymous volumes go too.
+    pub(super) fn detach_volumes(&self, id: &str, points: &[MountPoint], remove_anonymous: bool) {
+        for p in points.iter().filter(|p| p.is_volume()) {
+            self.volumes.dereference(&p.name, id);
+            if remove_anonymous && self.is_anonymous(&p.name) {
+                if let Err(e) = self.volumes.remove(&p.name, false) {
+                    tracing::warn!("remove volume {} of {id}: {e}", p.name);
+                }
+            }
+        }
+    }
+
+    fn is_anonymous(&self, name: &str) -> bool {
+        self.volumes
+            .get(name)
+            .ok()
+            .and_then(|v| v.labels.get(ANONYMOUS_LABEL).map(|_| ()))
+            .is_some()
+    }
+
+    /// Blocking. Mount the container's volumes for a run and copy the image's content into the
+    /// empty ones: the mount points with their sources for the spec.
+    pub(super) fn mount_volumes(&self, r: &Record) -> Result<Vec<MountPoint>, ContainerError> {
+        let mut list = r.spec_mounts()?.to_vec();
+        let rootfs = self.rootfs(&r.id);
+        let mut mounted = Vec::new();
+        let result = (|| {
+            for p in list.iter_mut().filter(|p| p.is_volume()) {
+                let path = self.volumes.mount(&p.name, &r.id, &p.destination, p.rw)?;
+                mounted.push(p.name.clone());
+                if p.copy_data {
+                    copy_up(&rootfs, &p.destination, &path).map_err(|e| {
+                        ContainerError::internal(format!(
+                            "copy {} of the image into volume {}: {e}",
+                            p.destination, p.name
+                        ))
+                    })?;
+                }
+                p.source = path.display().to_string();
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Ok(list),
+            Err(e) => {
+                for name in mounted {
+                    self.volumes.unmount(&name, &r.id);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// A run ended: its volumes are unmounted (the driver's mount goes with its last user).
+    pub(super) fn unmount_volumes(&self, r: &Record) {
+        for p in r.mount_points.iter().flatten().filter(|p| p.is_volume()) {
+            self.volumes.unmount(&p.name, &r.id);
+        }
+    }
+}
+
+/// Copy-up (moby's `copyExistingContents`): while the volume is empty, the image's directory
+/// at `destination` (resolved inside the rootfs: no symlink leads out) is copied into it with
+/// owners, modes and links, and the volume's root takes the directory's owner and mode.
+fn copy_up(rootfs: &Path, destination: &str, volume: &Path) -> std::io::Result<()> {
+    if fs::read_dir(volume)?.next().is_some() {
+        return Ok(());
+    }
+    let rel = destination.trim_start_matches('/');
+    let root = fs::File::open(rootfs)?;
+    let dir = match inroot::open_dir(&root, rel.as_bytes()) {
+        Ok(d) => d,
+        // Nothing (or not a directory) there in the image: nothing to copy.
+        Err(_) => return Ok(()),
+    };
+    use std::os::fd::AsRawFd;
+    let src = std::path::PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    copy_tree(&src, volume)?;
+    let meta = fs::metadata(&src)?;
+    lchown(volume, Some(meta.uid()), Some(meta.gid()))?;
+    fs::set_permissions(volume, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    drop(dir);
+    Ok(())
+}
+
+/// Copy the entries of `src` into the existing directory `dst`, never following links.
+fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+    for entry in fs::read_dir(src)? {
+        let entry = entry?;
+        let from = entry.path();
+        let to = dst.join(entry.file_name());
+        let meta = fs::symlink_metadata(&from)?;
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            fs::create_dir(&to)?;
+            copy_tree(&from, &to)?;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&from)?, &to)?;
+        } else if ft.is_file() {
+            fs::copy(&from, &to)?;
+        } else {
+            // Devices, fifos and sockets are not copied (as dockerd's copy skips them).
+            continue;
+        }
+        lchown(&to, Some(meta.uid()), Some(meta.gid()))?;
+        if !ft.is_symlink() {
+            fs::set_permissions(&to, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        }
+    }
+    Ok(())
+}
