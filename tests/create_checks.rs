@@ -92,8 +92,8 @@ fn bad_settings_fail_at_create() {
     }
     refused(
         &b,
-        &["create", "-v", "myvol:/data"],
-        "named volumes are not supported yet: myvol",
+        &["create", "--volumes-from", "nosuch-berth"],
+        "No such container: nosuch-berth",
     );
     // The CLI itself refuses `--security-opt bogus` and sysctls outside its list; the API
     // gets dockerd's texts.
