@@ -1,0 +1,163 @@
+//! Volumes in containers, through the docker CLI: named volumes created on demand and shared
+//! between containers, anonymous volumes from `-v /path` and the image's `VOLUME` (copy-up
+//! with owners and modes, `nocopy`), `--volumes-from` with `:ro`, `--mount type=volume` with
+//! labels, `rm -v` and `--rm` removing anonymous volumes, "in use" and the `volume` filter.
+
+mod common;
+
+use common::{berthd_with_busybox, inspect, ok, stderr, stdout, Berthd};
+
+fn ready() -> bool {
+    common::is_root() && common::have_docker_cli() && common::have_busybox()
+}
+const NOT_READY: &str = "needs root, the docker CLI and Debian's busybox-static";
+
+fn volumes(b: &Berthd) -> Vec<String> {
+    let mut v: Vec<String> = ok(b.docker_out(&["volume", "ls", "-q"]))
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+/// An image whose `/data` (owned 1000:1000, mode 750, holding `f` 640) is a `VOLUME`.
+fn image_with_volume(b: &Berthd) {
+    ok(b.docker_out(&[
+        "run",
+        "--name",
+        "seed",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /data && echo seeded > /data/f && chown -R 1000:1000 /data && chmod 750 /data && chmod 640 /data/f",
+    ]));
+    let tar = b.dir.path().join("seed.tar");
+    ok(b.docker_out(&["export", "-o", tar.to_str().unwrap(), "seed"]));
+    ok(b.docker_out(&[
+        "import",
+        "--change",
+        "VOLUME /data",
+        tar.to_str().unwrap(),
+        "img:vol",
+    ]));
+    ok(b.docker_out(&["rm", "seed"]));
+}
+
+#[test]
+fn named_volumes_keep_data_between_containers() {
+    common::require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    ok(b.docker_out(&[
+        "run", "--rm", "-v", "vol1:/data", "busybox", "sh", "-c", "echo hi > /data/x",
+    ]));
+    assert_eq!(
+        ok(b.docker_out(&["run", "--rm", "-v", "vol1:/data", "busybox", "cat", "/data/x"])),
+        "hi\n"
+    );
+    assert_eq!(volumes(&b), vec!["vol1".to_string()]);
+    ok(b.docker_out(&["create", "--name", "c1", "-v", "vol1:/data:ro", "busybox", "true"]));
+    let m = inspect(
+        &b,
+        "c1",
+        "{{range .Mounts}}{{.Type}} {{.Name}} {{.Source}} {{.Destination}} {{.Driver}} {{.RW}}{{end}}",
+    );
+    let want_source = b.data_root().join("volumes/vol1/_data");
+    assert_eq!(
+        m,
+        format!("volume vol1 {} /data local false", want_source.display())
+    );
+    // In use by c1: refused, with dockerd's words; the `volume` filter finds c1.
+    let o = b.docker_out(&["volume", "rm", "vol1"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("volume is in use"), "{}", stderr(&o));
+    let ps = ok(b.docker_out(&["ps", "-a", "--filter", "volume=vol1", "--format", "{{.Names}}"]));
+    assert_eq!(ps.trim(), "c1");
+    let ps = ok(b.docker_out(&["ps", "-a", "--filter", "volume=/data", "--format", "{{.Names}}"]));
+    assert_eq!(ps.trim(), "c1");
+    // Read-only really is.
+    let o = b.docker_out(&["start", "-a", "c1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = b.docker_out(&[
+        "run", "--rm", "-v", "vol1:/data:ro", "busybox", "touch", "/data/y",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("Read-only file system"), "{}", stderr(&o));
+    ok(b.docker_out(&["rm", "c1"]));
+    ok(b.docker_out(&["volume", "rm", "vol1"]));
+    assert!(volumes(&b).is_empty());
+}
+
+#[test]
+fn image_volumes_are_anonymous_copied_up_and_removed_with_the_container() {
+    common::require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    image_with_volume(&b);
+    let out = ok(b.docker_out(&[
+        "run",
+        "--name",
+        "a",
+        "img:vol",
+        "sh",
+        "-c",
+        "stat -c '%u:%g %a' /data /data/f && cat /data/f",
+    ]));
+    assert_eq!(out, "1000:1000 750\n1000:1000 640\nseeded\n");
+    let name = inspect(&b, "a", "{{range .Mounts}}{{.Name}}{{end}}");
+    assert_eq!(name.len(), 64, "{name}");
+    assert!(name.bytes().all(|c| c.is_ascii_hexdigit()), "{name}");
+    let labels = ok(b.docker_out(&["volume", "inspect", "-f", "{{json .Labels}}", &name]));
+    assert!(labels.contains("com.docker.volume.anonymous"), "{labels}");
+    // The copy happens once: a second run sees what the first left.
+    ok(b.docker_out(&["start", "-a", "a"]));
+    ok(b.docker_out(&["rm", "-v", "a"]));
+    assert!(volumes(&b).is_empty(), "rm -v removes the anonymous volume");
+    // nocopy: the volume stays empty.
+    let out = ok(b.docker_out(&[
+        "run", "--rm", "-v", "nc:/data:nocopy", "img:vol", "ls", "-A", "/data",
+    ]));
+    assert_eq!(out, "");
+    // --rm removes anonymous volumes, not named ones.
+    ok(b.docker_out(&["run", "--rm", "-v", "/anon", "img:vol", "true"]));
+    assert_eq!(volumes(&b), vec!["nc".to_string()]);
+}
+
+#[test]
+fn volumes_from_and_mount_type_volume() {
+    common::require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    ok(b.docker_out(&["create", "--name", "src", "-v", "vf:/shared", "busybox", "true"]));
+    let o = b.docker_out(&[
+        "run", "--rm", "--volumes-from", "src:ro", "busybox", "touch", "/shared/x",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("Read-only file system"), "{}", stderr(&o));
+    assert_eq!(
+        ok(b.docker_out(&[
+            "run", "--rm", "--volumes-from", "src", "busybox", "sh", "-c",
+            "echo v > /shared/y && cat /shared/y",
+        ])),
+        "v\n"
+    );
+    ok(b.docker_out(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,src=mv,dst=/m,volume-label=team=a",
+        "--mount",
+        "type=tmpfs,dst=/t,tmpfs-size=1048576",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /m/f && grep ' /t ' /proc/mounts",
+    ]))
+    .contains("tmpfs")
+    .then_some(())
+    .expect("the tmpfs mount is a tmpfs");
+    let labels = ok(b.docker_out(&["volume", "inspect", "-f", "{{json .Labels}}", "mv"]));
+    assert!(labels.contains("\"team\":\"a\""), "{labels}");
+    assert_eq!(
+        stdout(&b.docker_out(&["run", "--rm", "-v", "mv:/m", "busybox", "cat", "/m/f"])),
+        "x\n"
+    );
+}
