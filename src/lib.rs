@@ -21,3 +21,4 @@ pub mod server;
 pub mod system;
 pub mod util;
 pub mod version;
+pub mod volume;
