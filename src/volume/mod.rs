@@ -21,6 +21,7 @@
 //! volume is in use while it has references or active users.
 
 
+pub mod backend;
 pub mod options;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
