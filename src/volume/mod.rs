@@ -20,7 +20,6 @@
 //! mounted at open (the host rebooted) forgets its active users: nothing can be using it. A
 //! volume is in use while it has references or active users.
 
-
 pub mod backend;
 pub mod options;
 
