@@ -352,11 +352,17 @@ impl VolumeService {
     /// `GET /volumes`: filters `name` (substring), `label`, `driver`, `dangling`.
     pub fn list(&self, filters: &Filters) -> Result<Vec<Volume>, VolumeError> {
         filters.validate(&["name", "label", "driver", "dangling"])?;
-        filters.validate_values("dangling", &["true", "false", "1", "0"])?;
+        // moby's GetBoolOrDefault: true/1 or false/0 (any case), else the filter is invalid.
         let dangling: Vec<bool> = filters
             .get("dangling")
-            .map(|d| d == "true" || d == "1")
-            .collect();
+            .map(|d| match d.to_ascii_lowercase().as_str() {
+                "true" | "1" => Ok(true),
+                "false" | "0" => Ok(false),
+                _ => Err(VolumeError::invalid(format!(
+                    "invalid filter 'dangling={d}'"
+                ))),
+            })
+            .collect::<Result<_, _>>()?;
         let vols = self.lock();
         Ok(vols
             .values()
@@ -527,11 +533,21 @@ impl VolumeService {
         all_by_default: bool,
     ) -> Result<VolumePruneResponse, VolumeError> {
         filters.validate(&["label", "label!", "all"])?;
-        filters.validate_values("all", &["true", "false", "1", "0"])?;
-        let all = if filters.contains("all") {
-            filters.get("all").any(|a| a == "true" || a == "1")
-        } else {
-            all_by_default
+        // moby's withPrune: one value, parsed as Go's strconv.ParseBool.
+        let values: Vec<&str> = filters.get("all").collect();
+        let all = match values.as_slice() {
+            [] => all_by_default,
+            [one] => parse_go_bool(one).ok_or_else(|| {
+                VolumeError::invalid(format!(
+                    "invalid filter 'all': strconv.ParseBool: parsing {one:?}: invalid syntax"
+                ))
+            })?,
+            many => {
+                return Err(VolumeError::invalid(format!(
+                    "invalid filter 'all=[{}]': only one value is expected",
+                    many.join(" ")
+                )))
+            }
         };
         let mut deleted = Vec::new();
         let mut reclaimed = 0i64;
@@ -591,6 +607,15 @@ impl VolumeService {
     /// How many volumes exist.
     pub fn count(&self) -> usize {
         self.lock().len()
+    }
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
     }
 }
 

@@ -156,6 +156,7 @@ fn list_filters() {
     assert_eq!(names(r#"{"label":["tier=web"]}"#), Vec::<String>::new());
     assert_eq!(names(r#"{"driver":["local"]}"#).len(), 2);
     assert_eq!(names(r#"{"dangling":["0"]}"#), Vec::<String>::new());
+    assert_eq!(names(r#"{"dangling":["TRUE"]}"#).len(), 2);
     let bad = s
         .list(&Filters::parse(r#"{"colour":["x"]}"#).unwrap())
         .unwrap_err();
@@ -189,6 +190,12 @@ fn prune_takes_anonymous_volumes_unless_all() {
     assert!(s
         .prune(&Filters::parse(r#"{"dangling":["true"]}"#).unwrap(), false)
         .is_err());
+    assert_eq!(
+        s.prune(&Filters::parse(r#"{"all":["maybe"]}"#).unwrap(), false)
+            .unwrap_err()
+            .message(),
+        "invalid filter 'all': strconv.ParseBool: parsing \"maybe\": invalid syntax"
+    );
 }
 
 #[test]
@@ -271,4 +278,57 @@ fn tmpfs_volume_mounts_at_first_user_and_unmounts_at_last() {
     s.unmount("tmp", "c2");
     assert!(!options::is_mounted(&data));
     s.remove("tmp", false).unwrap();
+}
+
+#[test]
+fn bind_volume_shows_the_device_and_removal_spares_it() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP: needs root");
+        return;
+    }
+    let (_d, s, _) = service();
+    let host = tempfile::tempdir().unwrap();
+    fs::write(host.path().join("hello"), b"hi").unwrap();
+    let mut o = named("bound");
+    for (k, v) in [
+        ("type", "none"),
+        ("o", "bind"),
+        ("device", &host.path().display().to_string()),
+    ] {
+        o.driver_opts.insert(k.into(), v.to_string());
+    }
+    s.create(o).unwrap();
+    let p = s.mount("bound", "c1", "/d", true).unwrap();
+    assert_eq!(fs::read(p.join("hello")).unwrap(), b"hi");
+    // In use while mounted, even without a reference.
+    assert!(s.remove("bound", false).is_err());
+    s.unmount("bound", "c1");
+    assert!(!options::is_mounted(&p));
+    s.remove("bound", false).unwrap();
+    assert_eq!(fs::read(host.path().join("hello")).unwrap(), b"hi");
+}
+
+#[test]
+fn a_failed_mount_leaves_no_active_user() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP: needs root");
+        return;
+    }
+    let (_d, s, _) = service();
+    let mut o = named("broken");
+    for (k, v) in [
+        ("type", "none"),
+        ("o", "bind"),
+        ("device", "/nonexistent/berth"),
+    ] {
+        o.driver_opts.insert(k.into(), v.into());
+    }
+    s.create(o).unwrap();
+    let e = s.mount("broken", "c1", "/d", true).unwrap_err();
+    assert!(
+        e.message()
+            .starts_with("failed to mount local volume: mount /nonexistent/berth:"),
+        "{e}"
+    );
+    s.remove("broken", false).unwrap();
 }
