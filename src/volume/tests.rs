@@ -332,3 +332,33 @@ fn a_failed_mount_leaves_no_active_user() {
     );
     s.remove("broken", false).unwrap();
 }
+
+#[tokio::test]
+async fn events_carry_dockerds_attributes() {
+    let (_d, s, events) = service();
+    let mut sub = events.subscribe(
+        crate::events::EventQuery::parse(Some("0"), None, Some(r#"{"type":["volume"]}"#)).unwrap(),
+    );
+    s.create(named("ev")).unwrap();
+    s.mount("ev", "c1", "/data", false).unwrap();
+    s.unmount("ev", "c1");
+    s.remove("ev", false).unwrap();
+    s.prune(&Filters::default(), false).unwrap();
+    let e = sub.next().await.unwrap();
+    assert_eq!((e.action.as_str(), e.actor_id.as_str()), ("create", "ev"));
+    assert_eq!(e.attributes["driver"], "local");
+    let e = sub.next().await.unwrap();
+    assert_eq!(e.action, "mount");
+    assert_eq!(e.attributes["container"], "c1");
+    assert_eq!(e.attributes["destination"], "/data");
+    assert_eq!(e.attributes["read/write"], "false");
+    assert_eq!(e.attributes["driver"], "local");
+    let e = sub.next().await.unwrap();
+    assert_eq!(e.action, "unmount");
+    assert_eq!(e.attributes["container"], "c1");
+    let e = sub.next().await.unwrap();
+    assert_eq!((e.action.as_str(), e.actor_id.as_str()), ("destroy", "ev"));
+    let e = sub.next().await.unwrap();
+    assert_eq!(e.action, "prune");
+    assert_eq!(e.attributes["reclaimed"], "0");
+}
