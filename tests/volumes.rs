@@ -140,6 +140,13 @@ fn create_inspect_list_remove() {
     std::fs::write(Path::new(&mp).join("f"), vec![0u8; 1000]).unwrap();
     let df = ok(b.docker_out(&["system", "df", "-v", "--format", "{{json .Volumes}}"]));
     assert!(df.contains("data1"), "{df}");
+    let df = ok(b.docker_out(&[
+        "system",
+        "df",
+        "--format",
+        "{{.Type}} {{.TotalCount}} {{.Active}} {{.Size}}",
+    ]));
+    assert!(df.lines().any(|l| l == "Local Volumes 3 0 1kB"), "{df}");
     let info = ok(b.docker_out(&["info", "--format", "{{json .Plugins.Volume}}"]));
     assert_eq!(info.trim(), r#"["local"]"#);
 
