@@ -30,6 +30,7 @@ use crate::util::time::rfc3339_nano;
 use crate::version::{
     go_arch, API_VERSION, BUILD_TIME, GIT_COMMIT, MIN_API_VERSION, RUSTC_VERSION, VERSION,
 };
+use crate::volume::VolumeService;
 
 /// Applies a new log level (installed by `main`, absent in tests).
 pub type LogControl = Box<dyn Fn(LogLevel) + Send + Sync>;
@@ -43,6 +44,7 @@ pub struct Daemon {
     events: Arc<EventBus>,
     images: Arc<ImageService>,
     containers: Arc<ContainerManager>,
+    volumes: Arc<VolumeService>,
     log_control: Option<LogControl>,
     _root_lock: Flock<File>,
 }
@@ -70,6 +72,12 @@ impl Daemon {
         let events = Arc::new(EventBus::with_image_repository(
             crate::image::reference::familiar_repository,
         ));
+        let volumes = VolumeService::open(&data_root, events.clone()).map_err(|e| {
+            SystemError::io(
+                "open volume store".to_string(),
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
         let store = Store::open(&data_root).map_err(|e| {
             SystemError::io(
                 "open image store".to_string(),
@@ -88,13 +96,6 @@ impl Daemon {
             supervisor_exe,
             cgroups: cgroups.clone(),
         }));
-        let volumes =
-            crate::volume::VolumeService::open(&data_root, events.clone()).map_err(|e| {
-                SystemError::io(
-                    "open volume store".to_string(),
-                    std::io::Error::other(e.to_string()),
-                )
-            })?;
         let containers = ContainerManager::new(
             ManagerConfig {
                 data_root: data_root.clone(),
@@ -104,7 +105,7 @@ impl Daemon {
             },
             runtime,
             images.clone(),
-            volumes,
+            volumes.clone(),
             events.clone(),
         );
         let weak = Arc::downgrade(&containers);
@@ -120,6 +121,7 @@ impl Daemon {
             events,
             images,
             containers,
+            volumes,
             log_control,
             _root_lock: root_lock,
         }))
@@ -142,6 +144,11 @@ impl Daemon {
         &self.events
     }
 
+    /// The volume service, for the container manager's wiring.
+    pub fn volumes(&self) -> &Arc<VolumeService> {
+        &self.volumes
+    }
+
     /// Each router's backend: the daemon for the system routes, the event bus, the image
     /// service and the container manager for theirs.
     pub fn backends(self: &Arc<Self>) -> Backends {
@@ -150,6 +157,7 @@ impl Daemon {
             events: self.events.clone(),
             images: Arc::new(self.images.clone()),
             containers: Arc::new(self.containers.clone()),
+            volumes: Arc::new(self.volumes.clone()),
         }
     }
 
@@ -350,7 +358,7 @@ impl SystemBackend for Daemon {
             ]]),
             docker_root_dir: Some(config.data_root.display().to_string()),
             plugins: Some(PluginsInfo {
-                volume: Some(Vec::new()),
+                volume: Some(vec![crate::volume::LOCAL_DRIVER.to_string()]),
                 network: Some(Vec::new()),
                 authorization: None,
                 log: Some(Vec::new()),
@@ -437,7 +445,8 @@ impl SystemBackend for Daemon {
         } else {
             None
         };
-        Ok(DiskUsage { images })
+        let volumes = opts.volumes.then(|| self.volumes.disk_usage());
+        Ok(DiskUsage { images, volumes })
     }
 }
 

@@ -49,14 +49,37 @@ fn named_volumes_keep_data_between_containers() {
     common::require!(ready(), NOT_READY);
     let b = berthd_with_busybox(&[]);
     ok(b.docker_out(&[
-        "run", "--rm", "-v", "vol1:/data", "busybox", "sh", "-c", "echo hi > /data/x",
+        "run",
+        "--rm",
+        "-v",
+        "vol1:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /data/x",
     ]));
     assert_eq!(
-        ok(b.docker_out(&["run", "--rm", "-v", "vol1:/data", "busybox", "cat", "/data/x"])),
+        ok(b.docker_out(&[
+            "run",
+            "--rm",
+            "-v",
+            "vol1:/data",
+            "busybox",
+            "cat",
+            "/data/x"
+        ])),
         "hi\n"
     );
     assert_eq!(volumes(&b), vec!["vol1".to_string()]);
-    ok(b.docker_out(&["create", "--name", "c1", "-v", "vol1:/data:ro", "busybox", "true"]));
+    ok(b.docker_out(&[
+        "create",
+        "--name",
+        "c1",
+        "-v",
+        "vol1:/data:ro",
+        "busybox",
+        "true",
+    ]));
     let m = inspect(
         &b,
         "c1",
@@ -71,18 +94,42 @@ fn named_volumes_keep_data_between_containers() {
     let o = b.docker_out(&["volume", "rm", "vol1"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("volume is in use"), "{}", stderr(&o));
-    let ps = ok(b.docker_out(&["ps", "-a", "--filter", "volume=vol1", "--format", "{{.Names}}"]));
+    let ps = ok(b.docker_out(&[
+        "ps",
+        "-a",
+        "--filter",
+        "volume=vol1",
+        "--format",
+        "{{.Names}}",
+    ]));
     assert_eq!(ps.trim(), "c1");
-    let ps = ok(b.docker_out(&["ps", "-a", "--filter", "volume=/data", "--format", "{{.Names}}"]));
+    let ps = ok(b.docker_out(&[
+        "ps",
+        "-a",
+        "--filter",
+        "volume=/data",
+        "--format",
+        "{{.Names}}",
+    ]));
     assert_eq!(ps.trim(), "c1");
     // Read-only really is.
     let o = b.docker_out(&["start", "-a", "c1"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = b.docker_out(&[
-        "run", "--rm", "-v", "vol1:/data:ro", "busybox", "touch", "/data/y",
+        "run",
+        "--rm",
+        "-v",
+        "vol1:/data:ro",
+        "busybox",
+        "touch",
+        "/data/y",
     ]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("Read-only file system"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Read-only file system"),
+        "{}",
+        stderr(&o)
+    );
     ok(b.docker_out(&["rm", "c1"]));
     ok(b.docker_out(&["volume", "rm", "vol1"]));
     assert!(volumes(&b).is_empty());
@@ -114,7 +161,14 @@ fn image_volumes_are_anonymous_copied_up_and_removed_with_the_container() {
     assert!(volumes(&b).is_empty(), "rm -v removes the anonymous volume");
     // nocopy: the volume stays empty.
     let out = ok(b.docker_out(&[
-        "run", "--rm", "-v", "nc:/data:nocopy", "img:vol", "ls", "-A", "/data",
+        "run",
+        "--rm",
+        "-v",
+        "nc:/data:nocopy",
+        "img:vol",
+        "ls",
+        "-A",
+        "/data",
     ]));
     assert_eq!(out, "");
     // --rm removes anonymous volumes, not named ones.
@@ -126,15 +180,39 @@ fn image_volumes_are_anonymous_copied_up_and_removed_with_the_container() {
 fn volumes_from_and_mount_type_volume() {
     common::require!(ready(), NOT_READY);
     let b = berthd_with_busybox(&[]);
-    ok(b.docker_out(&["create", "--name", "src", "-v", "vf:/shared", "busybox", "true"]));
+    ok(b.docker_out(&[
+        "create",
+        "--name",
+        "src",
+        "-v",
+        "vf:/shared",
+        "busybox",
+        "true",
+    ]));
     let o = b.docker_out(&[
-        "run", "--rm", "--volumes-from", "src:ro", "busybox", "touch", "/shared/x",
+        "run",
+        "--rm",
+        "--volumes-from",
+        "src:ro",
+        "busybox",
+        "touch",
+        "/shared/x",
     ]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("Read-only file system"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Read-only file system"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(
         ok(b.docker_out(&[
-            "run", "--rm", "--volumes-from", "src", "busybox", "sh", "-c",
+            "run",
+            "--rm",
+            "--volumes-from",
+            "src",
+            "busybox",
+            "sh",
+            "-c",
             "echo v > /shared/y && cat /shared/y",
         ])),
         "v\n"

@@ -1,10 +1,11 @@
 //! The Engine API: routing, versions, and thin handlers over backend traits.
 //!
-//! As in moby's `initRouter`, each resource module (`system`, `events`, `image`, `container`)
+//! As in moby's `initRouter`, each resource module (`system`, `events`, `image`, `container`, `volume`)
 //! declares a narrow backend trait, its thin handlers and its own route list over an
 //! `Arc<dyn ItsBackend>`; `router` only dispatches. Handlers parse the request, call one backend
 //! method and write the response; they hold no logic and know no concrete manager. The managers
-//! implement the traits (`image::backend`, `events::backend`, `container::backend`), and
+//! implement the traits (`image::backend`, `events::backend`, `container::backend`,
+//! `volume::backend`), and
 //! `crate::daemon::Daemon` implements [`SystemBackend`], the cross-manager one.
 
 pub mod body;
@@ -15,6 +16,7 @@ mod image;
 pub mod query;
 mod router;
 mod system;
+mod volume;
 
 use std::sync::Arc;
 
@@ -23,6 +25,7 @@ pub use events::EventsBackend;
 pub use image::ImageBackend;
 pub use router::{Api, Ctx, HandlerResult, Route};
 pub use system::{DiskUsage, DiskUsageOptions, SystemBackend};
+pub use volume::VolumeBackend;
 
 /// One backend per router: what [`Api::new`] serves.
 #[derive(Clone)]
@@ -35,6 +38,8 @@ pub struct Backends {
     pub images: Arc<dyn ImageBackend>,
     /// `/containers/...`, `/exec/...`: the container manager.
     pub containers: Arc<dyn ContainerBackend>,
+    /// `/volumes/...`: the volume service.
+    pub volumes: Arc<dyn VolumeBackend>,
 }
 
 impl Api {
@@ -44,6 +49,7 @@ impl Api {
         routes.extend(events::routes(backends.events));
         routes.extend(image::routes(backends.images));
         routes.extend(container::routes(backends.containers));
+        routes.extend(volume::routes(backends.volumes));
         Api::from_routes(routes)
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use bollard_stubs::models::{ImageSummary, SystemInfo, SystemVersion};
+use bollard_stubs::models::{ImageSummary, SystemInfo, SystemVersion, Volume};
 use hyper::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, PRAGMA};
 use hyper::{Method, Response, StatusCode};
 
@@ -24,6 +24,8 @@ pub struct DiskUsageOptions {
 pub struct DiskUsage {
     /// Total layer bytes and the images with shared sizes, when images were asked for.
     pub images: Option<(i64, Vec<ImageSummary>)>,
+    /// The volumes with their `UsageData`, when volumes were asked for.
+    pub volumes: Option<Vec<Volume>>,
 }
 
 /// What the system endpoints need from the daemon: system-wide and cross-manager facts.
@@ -86,7 +88,7 @@ pub async fn info(ctx: Ctx<dyn SystemBackend>) -> HandlerResult {
     Ok(json_response(StatusCode::OK, &ctx.backend.system_info()?))
 }
 
-/// `GET /system/df` in the API 1.51 shape. Containers, volumes and the build cache are empty
+/// `GET /system/df` in the API 1.51 shape. Containers and the build cache are empty
 /// until those managers exist.
 pub async fn disk_usage(ctx: Ctx<dyn SystemBackend>) -> HandlerResult {
     const TYPES: &[&str] = &["container", "image", "volume", "build-cache"];
@@ -114,8 +116,11 @@ pub async fn disk_usage(ctx: Ctx<dyn SystemBackend>) -> HandlerResult {
     if want("container") {
         body.insert("Containers".into(), serde_json::Value::Array(Vec::new()));
     }
-    if want("volume") {
-        body.insert("Volumes".into(), serde_json::Value::Array(Vec::new()));
+    if let Some(volumes) = usage.volumes {
+        body.insert(
+            "Volumes".into(),
+            serde_json::to_value(volumes).unwrap_or_default(),
+        );
     }
     if want("build-cache") {
         body.insert("BuildCache".into(), serde_json::Value::Array(Vec::new()));
