@@ -46,7 +46,7 @@ fn image_with_volume(b: &Berthd) {
 
 #[test]
 fn named_volumes_keep_data_between_containers() {
-    common::require!(ready(), NOT_READY);
+    require!(ready(), NOT_READY);
     let b = berthd_with_busybox(&[]);
     ok(b.docker_out(&[
         "run",
@@ -137,27 +137,27 @@ fn named_volumes_keep_data_between_containers() {
 
 #[test]
 fn image_volumes_are_anonymous_copied_up_and_removed_with_the_container() {
-    common::require!(ready(), NOT_READY);
+    require!(ready(), NOT_READY);
     let b = berthd_with_busybox(&[]);
     image_with_volume(&b);
     let out = ok(b.docker_out(&[
         "run",
         "--name",
-        "a",
+        "anon",
         "img:vol",
         "sh",
         "-c",
         "stat -c '%u:%g %a' /data /data/f && cat /data/f",
     ]));
     assert_eq!(out, "1000:1000 750\n1000:1000 640\nseeded\n");
-    let name = inspect(&b, "a", "{{range .Mounts}}{{.Name}}{{end}}");
+    let name = inspect(&b, "anon", "{{range .Mounts}}{{.Name}}{{end}}");
     assert_eq!(name.len(), 64, "{name}");
     assert!(name.bytes().all(|c| c.is_ascii_hexdigit()), "{name}");
     let labels = ok(b.docker_out(&["volume", "inspect", "-f", "{{json .Labels}}", &name]));
     assert!(labels.contains("com.docker.volume.anonymous"), "{labels}");
     // The copy happens once: a second run sees what the first left.
-    ok(b.docker_out(&["start", "-a", "a"]));
-    ok(b.docker_out(&["rm", "-v", "a"]));
+    ok(b.docker_out(&["start", "-a", "anon"]));
+    ok(b.docker_out(&["rm", "-v", "anon"]));
     assert!(volumes(&b).is_empty(), "rm -v removes the anonymous volume");
     // nocopy: the volume stays empty.
     let out = ok(b.docker_out(&[
@@ -178,7 +178,7 @@ fn image_volumes_are_anonymous_copied_up_and_removed_with_the_container() {
 
 #[test]
 fn volumes_from_and_mount_type_volume() {
-    common::require!(ready(), NOT_READY);
+    require!(ready(), NOT_READY);
     let b = berthd_with_busybox(&[]);
     ok(b.docker_out(&[
         "create",
