@@ -239,3 +239,52 @@ fn volumes_from_and_mount_type_volume() {
         "x\n"
     );
 }
+
+#[test]
+fn a_mounted_volume_stays_in_use_across_kill_9_of_berthd() {
+    require!(ready(), NOT_READY);
+    let mut b = berthd_with_busybox(&[]);
+    ok(b.docker_out(&[
+        "volume",
+        "create",
+        "-o",
+        "type=tmpfs",
+        "-o",
+        "device=tmpfs",
+        "-o",
+        "o=size=1m",
+        "tv",
+    ]));
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "user",
+        "-v",
+        "tv:/t",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /t/f; while true; do sleep 0.1; done",
+    ]));
+    let data = b.data_root().join("volumes/tv/_data");
+    let mounted = || {
+        std::fs::read_to_string("/proc/self/mounts")
+            .unwrap()
+            .lines()
+            .any(|l| l.split(' ').nth(1) == Some(data.to_str().unwrap()))
+    };
+    assert!(
+        mounted(),
+        "the tmpfs volume is mounted while its container runs"
+    );
+    b.signal(nix::sys::signal::Signal::SIGKILL);
+    b.wait_exit(std::time::Duration::from_secs(10));
+    b.spawn_with_host(&[]);
+    let o = b.docker_out(&["volume", "rm", "tv"]);
+    assert!(stderr(&o).contains("volume is in use"), "{}", stderr(&o));
+    assert_eq!(ok(b.docker_out(&["exec", "user", "cat", "/t/f"])), "kept\n");
+    ok(b.docker_out(&["rm", "-f", "user"]));
+    assert!(!mounted(), "unmounted with its last user");
+    ok(b.docker_out(&["volume", "rm", "tv"]));
+}
