@@ -362,3 +362,19 @@ async fn events_carry_dockerds_attributes() {
     assert_eq!(e.action, "prune");
     assert_eq!(e.attributes["reclaimed"], "0");
 }
+
+#[test]
+fn retain_active_drops_users_that_no_longer_run() {
+    let (_d, s, _) = service();
+    s.create(named("r1")).unwrap();
+    s.mount("r1", "gone", "/d", true).unwrap();
+    s.mount("r1", "alive", "/d", true).unwrap();
+    let running: std::collections::HashSet<String> = ["alive".to_string()].into();
+    assert_eq!(s.retain_active(&running), 1);
+    assert_eq!(
+        s.remove("r1", false).unwrap_err().message(),
+        "remove r1: volume is in use - [alive]"
+    );
+    assert_eq!(s.retain_active(&Default::default()), 1);
+    s.remove("r1", false).unwrap();
+}
