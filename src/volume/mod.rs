@@ -414,7 +414,8 @@ impl VolumeService {
                 v.mounted = true;
             } else {
                 let get = |k: &str| v.opts.get(k).map(String::as_str).unwrap_or("");
-                options::mount(get("device"), &data, get("type"), get("o"))?;
+                let o = options::resolve_addr(get("type"), get("o"))?;
+                options::mount(get("device"), &data, get("type"), &o)?;
                 v.mounted = true;
             }
         }
