@@ -217,12 +217,19 @@ pub fn mount(device: &str, target: &Path, fstype: &str, o: &str) -> Result<(), V
         {
             data_shown = data_shown.replace(&format!("password={pw}"), "password=********");
         }
-        VolumeError::internal(format!(
-            "failed to mount local volume: mount {device}:{}, flags: {:#x}, data: {data_shown}: {}",
-            target.display(),
-            oflags.bits(),
-            e.desc().to_lowercase()
-        ))
+        // moby/sys mountError's text.
+        let mut msg = format!(
+            "failed to mount local volume: mount {device}:{}",
+            target.display()
+        );
+        if !oflags.is_empty() {
+            msg.push_str(&format!(", flags: {:#x}", oflags.bits()));
+        }
+        if !data_shown.is_empty() {
+            msg.push_str(&format!(", data: {data_shown}"));
+        }
+        msg.push_str(&format!(": {}", e.desc().to_lowercase()));
+        VolumeError::internal(msg)
     };
     let fstype_opt = (!fstype.is_empty() && fstype != "none").then_some(fstype);
     let data_opt = (!data.is_empty()).then_some(data.as_str());

@@ -330,6 +330,11 @@ fn a_failed_mount_leaves_no_active_user() {
             .starts_with("failed to mount local volume: mount /nonexistent/berth:"),
         "{e}"
     );
+    assert!(
+        e.message()
+            .ends_with("_data, flags: 0x1000: no such file or directory"),
+        "{e}"
+    );
     s.remove("broken", false).unwrap();
 }
 
