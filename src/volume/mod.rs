@@ -369,7 +369,8 @@ impl VolumeService {
         Ok(vols
             .values()
             .filter(|v| {
-                (!filters.contains("name") || filters.get("name").any(|n| v.meta.name.contains(n)))
+                (!filters.contains("name")
+                    || filters.get("name").any(|n| name_matches(&v.meta.name, n)))
                     && filters.exact_match("driver", &v.meta.driver)
                     && filters.match_kv_list("label", &v.meta.labels)
                     && dangling.iter().all(|d| *d != v.in_use())
@@ -640,6 +641,20 @@ impl VolumeService {
     /// How many volumes exist.
     pub fn count(&self) -> usize {
         self.lock().len()
+    }
+}
+
+/// moby's `filters.Match`: equal, or the pattern as a regular expression; berth supports
+/// substrings and the `^`/`$` anchors (as the container list does).
+fn name_matches(name: &str, pattern: &str) -> bool {
+    let starts = pattern.starts_with('^');
+    let ends = pattern.ends_with('$') && pattern.len() > usize::from(starts);
+    let core = &pattern[usize::from(starts)..pattern.len() - usize::from(ends)];
+    match (starts, ends) {
+        (true, true) => name == core,
+        (true, false) => name.starts_with(core),
+        (false, true) => name.ends_with(core),
+        (false, false) => name.contains(core),
     }
 }
 

@@ -152,6 +152,10 @@ fn list_filters() {
             .collect()
     };
     assert_eq!(names(r#"{"name":["lph"]}"#), vec!["alpha"]);
+    assert_eq!(names(r#"{"name":["^al"]}"#), vec!["alpha"]);
+    assert_eq!(names(r#"{"name":["ta$"]}"#), vec!["beta"]);
+    assert_eq!(names(r#"{"name":["^alpha$"]}"#), vec!["alpha"]);
+    assert_eq!(names(r#"{"name":["^lph"]}"#), Vec::<String>::new());
     assert_eq!(names(r#"{"label":["tier"]}"#), vec!["alpha"]);
     assert_eq!(names(r#"{"label":["tier=web"]}"#), Vec::<String>::new());
     assert_eq!(names(r#"{"driver":["local"]}"#).len(), 2);
