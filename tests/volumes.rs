@@ -235,6 +235,15 @@ fn options_and_errors() {
     ok(b.docker_out(&["volume", "rm", "bindv", "tmpv"]));
     assert!(host.path().join("hello").exists());
 
+    // An empty body creates an anonymous volume, as dockerd.
+    let r = common::http(
+        &b.socket,
+        "POST /v1.51/volumes/create HTTP/1.1\r\nHost: d\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert!(r.starts_with("HTTP/1.1 201"), "{r}");
+    assert!(r.contains("\"com.docker.volume.anonymous\":\"\""), "{r}");
+
     // PUT /volumes/{name} is for Swarm cluster volumes.
     let r = common::http(
         &b.socket,

@@ -8,7 +8,7 @@ use bollard_stubs::models::{Volume, VolumeListResponse, VolumePruneResponse};
 use hyper::{Method, Response, StatusCode};
 use serde::Deserialize;
 
-use super::body::{empty, json_response, read_json};
+use super::body::{check_json_content_type, empty, json_response, parse_json, read_limited};
 use super::error::ApiError;
 use super::router::{Ctx, HandlerResult, Route};
 use crate::errors::ErrorKind;
@@ -83,7 +83,14 @@ pub async fn create(ctx: Ctx<dyn VolumeBackend>) -> HandlerResult {
     let limit = ctx.max_json_body;
     let backend = ctx.backend.clone();
     let (parts, body) = ctx.req.into_parts();
-    let body: CreateBody = read_json(&parts.headers, body, limit).await?;
+    // moby's ReadJSON: an empty body is an empty request (an anonymous volume).
+    check_json_content_type(&parts.headers)?;
+    let bytes = read_limited(&parts.headers, body, limit).await?;
+    let body: CreateBody = if bytes.is_empty() {
+        CreateBody::default()
+    } else {
+        parse_json(&bytes)?
+    };
     let vol = backend
         .volume_create(CreateOptions {
             name: body.name,

@@ -17,8 +17,10 @@
 //! (live restore): after a restart, the mount count is right, the first mount is not repeated,
 //! and the unmount the container layer sends when it sees the run's end (even one that happened
 //! while berthd was down) unmounts at the last user. A volume with options that is found not
-//! mounted at open (the host rebooted) forgets its active users: nothing can be using it. A
-//! volume is in use while it has references or active users.
+//! mounted at open (the host rebooted) forgets its active users: nothing can be using it; and
+//! after its restore the container layer may call [`VolumeService::retain_active`] with the
+//! running containers, which drops users whose end was never reported. A volume is in use while
+//! it has references or active users.
 
 pub mod backend;
 pub mod options;
@@ -367,7 +369,8 @@ impl VolumeService {
         Ok(vols
             .values()
             .filter(|v| {
-                (!filters.contains("name") || filters.get("name").any(|n| v.meta.name.contains(n)))
+                (!filters.contains("name")
+                    || filters.get("name").any(|n| name_matches(&v.meta.name, n)))
                     && filters.exact_match("driver", &v.meta.driver)
                     && filters.match_kv_list("label", &v.meta.labels)
                     && dangling.iter().all(|d| *d != v.in_use())
@@ -412,7 +415,8 @@ impl VolumeService {
                 v.mounted = true;
             } else {
                 let get = |k: &str| v.opts.get(k).map(String::as_str).unwrap_or("");
-                options::mount(get("device"), &data, get("type"), get("o"))?;
+                let o = options::resolve_addr(get("type"), get("o"))?;
+                options::mount(get("device"), &data, get("type"), &o)?;
                 v.mounted = true;
             }
         }
@@ -465,6 +469,36 @@ impl VolumeService {
             name,
             &[("container", container_id.to_string()), ("driver", driver)],
         );
+    }
+
+    /// After the containers restored: forget the active users that are not among `running`
+    /// (their end was missed, or their record is gone), unmounting volumes left without users.
+    /// Returns how many users were dropped.
+    pub fn retain_active(&self, running: &std::collections::HashSet<String>) -> usize {
+        let mut dropped = 0;
+        let mut vols = self.lock();
+        for (name, v) in vols.iter_mut() {
+            let before = v.active.len();
+            v.active.retain(|id, _| running.contains(id));
+            if v.active.len() == before {
+                continue;
+            }
+            dropped += before - v.active.len();
+            tracing::info!(
+                "volume {name}: {} stale active user(s) dropped",
+                before - v.active.len()
+            );
+            if v.active.is_empty() && v.mounted {
+                match options::unmount(&self.data_path(name)) {
+                    Ok(()) => v.mounted = false,
+                    Err(e) => tracing::warn!("volume {name}: {e}"),
+                }
+            }
+            if let Err(e) = self.save_active(name, &v.active) {
+                tracing::warn!("volume {name}: {e}");
+            }
+        }
+        dropped
     }
 
     fn save_active(&self, name: &str, active: &BTreeMap<String, u32>) -> Result<(), VolumeError> {
@@ -607,6 +641,20 @@ impl VolumeService {
     /// How many volumes exist.
     pub fn count(&self) -> usize {
         self.lock().len()
+    }
+}
+
+/// moby's `filters.Match`: equal, or the pattern as a regular expression; berth supports
+/// substrings and the `^`/`$` anchors (as the container list does).
+fn name_matches(name: &str, pattern: &str) -> bool {
+    let starts = pattern.starts_with('^');
+    let ends = pattern.ends_with('$') && pattern.len() > usize::from(starts);
+    let core = &pattern[usize::from(starts)..pattern.len() - usize::from(ends)];
+    match (starts, ends) {
+        (true, true) => name == core,
+        (true, false) => name.starts_with(core),
+        (false, true) => name.ends_with(core),
+        (false, false) => name.contains(core),
     }
 }
 

@@ -29,6 +29,16 @@ pub fn validate(opts: &HashMap<String, String>) -> Result<(), VolumeError> {
     if let Some(bad) = keys.iter().find(|k| !VALID.contains(&k.as_str())) {
         return Err(VolumeError::invalid(format!("invalid option: {bad:?}")));
     }
+    if let (Some("cifs"), Some(device)) = (
+        opts.get("type").map(String::as_str),
+        opts.get("device").filter(|d| !d.is_empty()),
+    ) {
+        if url_port(device).is_some_and(|p| !p.is_empty()) {
+            return Err(VolumeError::invalid(
+                "port not allowed in CIFS device URL, include 'port' in 'o='",
+            ));
+        }
+    }
     if let Some(val) = opts.get("size") {
         let size = ram_in_bytes(val)?;
         // berth has no project quotas (moby's xfs quota control): as dockerd without them.
@@ -48,6 +58,61 @@ pub fn validate(opts: &HashMap<String, String>) -> Result<(), VolumeError> {
         }
     }
     Ok(())
+}
+
+/// The port of a URL-ish device (`//server:445/share`, `smb://u@[::1]:445/s`), as Go's
+/// `url.Port()`; `None` without an authority.
+fn url_port(device: &str) -> Option<&str> {
+    let rest = match device.find("://") {
+        Some(i)
+            if device[..i]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
+            &device[i + 3..]
+        }
+        _ => device.strip_prefix("//")?,
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(after) = host.strip_prefix('[') {
+        return Some(after.split_once("]:").map_or("", |(_, p)| p));
+    }
+    Some(host.rsplit_once(':').map_or("", |(_, p)| p))
+}
+
+/// For nfs and cifs, an `addr=` host name in `o` is resolved to an address, as dockerd does
+/// (the kernel wants an address).
+pub fn resolve_addr(fstype: &str, o: &str) -> Result<String, VolumeError> {
+    if fstype != "nfs" && fstype != "cifs" {
+        return Ok(o.to_string());
+    }
+    let Some(addr) = o
+        .split(',')
+        .find_map(|s| s.strip_prefix("addr="))
+        .filter(|a| !a.is_empty())
+    else {
+        return Ok(o.to_string());
+    };
+    if addr.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Ok(o.to_string());
+    }
+    use std::net::ToSocketAddrs;
+    let ip = (addr, 0)
+        .to_socket_addrs()
+        .map_err(|e| {
+            VolumeError::internal(format!(
+                "error resolving passed in network volume address: {e}"
+            ))
+        })?
+        .next()
+        .map(|sa| sa.ip())
+        .ok_or_else(|| {
+            VolumeError::internal(format!(
+                "error resolving passed in network volume address: no address for {addr}"
+            ))
+        })?;
+    Ok(o.replacen(&format!("addr={addr}"), &format!("addr={ip}"), 1))
 }
 
 /// Whether the options describe a mount (moby's `needsMount`).
@@ -152,12 +217,19 @@ pub fn mount(device: &str, target: &Path, fstype: &str, o: &str) -> Result<(), V
         {
             data_shown = data_shown.replace(&format!("password={pw}"), "password=********");
         }
-        VolumeError::internal(format!(
-            "failed to mount local volume: mount {device}:{}, flags: {:#x}, data: {data_shown}: {}",
-            target.display(),
-            oflags.bits(),
-            e.desc().to_lowercase()
-        ))
+        // moby/sys mountError's text.
+        let mut msg = format!(
+            "failed to mount local volume: mount {device}:{}",
+            target.display()
+        );
+        if !oflags.is_empty() {
+            msg.push_str(&format!(", flags: {:#x}", oflags.bits()));
+        }
+        if !data_shown.is_empty() {
+            msg.push_str(&format!(", data: {data_shown}"));
+        }
+        msg.push_str(&format!(": {}", e.desc().to_lowercase()));
+        VolumeError::internal(msg)
     };
     let fstype_opt = (!fstype.is_empty() && fstype != "none").then_some(fstype);
     let data_opt = (!data.is_empty()).then_some(data.as_str());
@@ -278,6 +350,36 @@ mod tests {
             "invalid size: 'lots'"
         );
         assert!(validate(&opts(&[("size", "0")])).is_ok());
+    }
+
+    #[test]
+    fn cifs_devices_may_not_carry_a_port() {
+        let cifs = |dev: &str| validate(&opts(&[("type", "cifs"), ("device", dev)]));
+        assert_eq!(
+            cifs("//server:445/share").unwrap_err().message(),
+            "port not allowed in CIFS device URL, include 'port' in 'o='"
+        );
+        assert!(cifs("//server/share").is_ok());
+        assert!(cifs("//user@server/share").is_ok());
+        assert!(cifs("smb://[::1]:445/s").is_err());
+        assert!(cifs("//[::1]/s").is_ok());
+    }
+
+    #[test]
+    fn nfs_addresses_are_resolved() {
+        assert_eq!(
+            resolve_addr("nfs", "addr=10.0.0.1,rw").unwrap(),
+            "addr=10.0.0.1,rw"
+        );
+        assert_eq!(
+            resolve_addr("ext4", "addr=localhost").unwrap(),
+            "addr=localhost"
+        );
+        let r = resolve_addr("nfs", "addr=localhost,nfsvers=4").unwrap();
+        assert!(
+            r == "addr=127.0.0.1,nfsvers=4" || r == "addr=::1,nfsvers=4",
+            "{r}"
+        );
     }
 
     #[test]

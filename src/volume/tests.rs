@@ -152,6 +152,10 @@ fn list_filters() {
             .collect()
     };
     assert_eq!(names(r#"{"name":["lph"]}"#), vec!["alpha"]);
+    assert_eq!(names(r#"{"name":["^al"]}"#), vec!["alpha"]);
+    assert_eq!(names(r#"{"name":["ta$"]}"#), vec!["beta"]);
+    assert_eq!(names(r#"{"name":["^alpha$"]}"#), vec!["alpha"]);
+    assert_eq!(names(r#"{"name":["^lph"]}"#), Vec::<String>::new());
     assert_eq!(names(r#"{"label":["tier"]}"#), vec!["alpha"]);
     assert_eq!(names(r#"{"label":["tier=web"]}"#), Vec::<String>::new());
     assert_eq!(names(r#"{"driver":["local"]}"#).len(), 2);
@@ -330,6 +334,11 @@ fn a_failed_mount_leaves_no_active_user() {
             .starts_with("failed to mount local volume: mount /nonexistent/berth:"),
         "{e}"
     );
+    assert!(
+        e.message()
+            .ends_with("_data, flags: 0x1000: no such file or directory"),
+        "{e}"
+    );
     s.remove("broken", false).unwrap();
 }
 
@@ -361,4 +370,20 @@ async fn events_carry_dockerds_attributes() {
     let e = sub.next().await.unwrap();
     assert_eq!(e.action, "prune");
     assert_eq!(e.attributes["reclaimed"], "0");
+}
+
+#[test]
+fn retain_active_drops_users_that_no_longer_run() {
+    let (_d, s, _) = service();
+    s.create(named("r1")).unwrap();
+    s.mount("r1", "gone", "/d", true).unwrap();
+    s.mount("r1", "alive", "/d", true).unwrap();
+    let running: std::collections::HashSet<String> = ["alive".to_string()].into();
+    assert_eq!(s.retain_active(&running), 1);
+    assert_eq!(
+        s.remove("r1", false).unwrap_err().message(),
+        "remove r1: volume is in use - [alive]"
+    );
+    assert_eq!(s.retain_active(&Default::default()), 1);
+    s.remove("r1", false).unwrap();
 }
