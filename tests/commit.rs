@@ -1,0 +1,199 @@
+//! `docker commit` and `docker diff` through the docker CLI, with a busybox-static image.
+
+mod common;
+
+use common::{berthd_with_busybox, ok, stderr, stdout, Berthd};
+
+fn ready() -> bool {
+    common::is_root() && common::have_docker_cli() && common::have_busybox()
+}
+const NOT_READY: &str = "needs root, the docker CLI and Debian's busybox-static";
+
+fn sha256_of_save(b: &Berthd, name: &str) -> String {
+    let o = b.docker_out(&["save", name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(&o.stdout))
+}
+
+#[test]
+fn commit_a_stopped_container() {
+    if !ready() {
+        eprintln!("skipping: {NOT_READY}");
+        return;
+    }
+    let b = berthd_with_busybox(&[]);
+    ok(b.docker_out(&[
+        "run",
+        "--name",
+        "cc",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /f; rm /bin/true; mkdir -p /d/e; echo x > /d/e/g",
+    ]));
+
+    // The diff shows the changes and none of the runtime's placeholders.
+    let diff = ok(b.docker_out(&["diff", "cc"]));
+    for p in [
+        "/etc/hosts",
+        "/etc/hostname",
+        "/etc/resolv.conf",
+        "/.dockerenv",
+        "C /etc",
+    ] {
+        assert!(!diff.contains(p), "{p} in the diff:\n{diff}");
+    }
+    for line in ["A /f", "D /bin/true", "A /d", "A /d/e/g", "C /bin"] {
+        assert!(diff.lines().any(|l| l == line), "no {line} in:\n{diff}");
+    }
+
+    let id = ok(b.docker_out(&[
+        "commit",
+        "--change",
+        r#"CMD ["cat","/f"]"#,
+        "--change",
+        "ENV A=1",
+        "-m",
+        "msg",
+        "-a",
+        "me",
+        "cc",
+        "img:1",
+    ]));
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    let out = ok(b.docker_out(&["run", "--rm", "img:1"]));
+    assert_eq!(out, "hi\n");
+    let o = b.docker_out(&["run", "--rm", "img:1", "ls", "/bin/true"]);
+    assert!(!o.status.success(), "/bin/true is back: {}", stdout(&o));
+    let out = ok(b.docker_out(&["run", "--rm", "img:1", "cat", "/d/e/g"]));
+    assert_eq!(out, "x\n");
+    let out = ok(b.docker_out(&["run", "--rm", "img:1", "sh", "-c", "echo $A"]));
+    assert_eq!(out, "1\n");
+
+    let fmt = "{{.Author}}|{{.Comment}}|{{json .Config.Cmd}}|{{len .RootFS.Layers}}";
+    let out = ok(b.docker_out(&["image", "inspect", "--format", fmt, "img:1"]));
+    assert_eq!(out.trim(), r#"me|msg|["cat","/f"]|2"#);
+    let hist = ok(b.docker_out(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.Comment}}|{{.CreatedBy}}",
+        "img:1",
+    ]));
+    let top = hist.lines().next().unwrap_or("");
+    assert!(top.starts_with("msg|sh -c echo hi"), "{hist}");
+
+    // The committed container's files are not placeholders-ridden either.
+    ok(b.docker_out(&["create", "--name", "c2", "img:1"]));
+    let out = ok(b.docker_out(&["run", "--rm", "img:1", "ls", "-a", "/"]));
+    assert!(!out.contains(".dockerenv"), "{out}");
+
+    // save is byte-identical each time, and load round-trips.
+    let a = sha256_of_save(&b, "img:1");
+    let c = sha256_of_save(&b, "img:1");
+    assert_eq!(a, c);
+    let tar = b.dir.path().join("img.tar");
+    ok(b.docker_out(&["save", "-o", tar.to_str().unwrap(), "img:1"]));
+    ok(b.docker_out(&["rm", "c2"]));
+    ok(b.docker_out(&["rmi", "img:1"]));
+    ok(b.docker_out(&["load", "-i", tar.to_str().unwrap()]));
+    let out = ok(b.docker_out(&["run", "--rm", "img:1"]));
+    assert_eq!(out, "hi\n");
+    assert_eq!(sha256_of_save(&b, "img:1"), a);
+
+    // An unchanged container adds no layer; its history line says so.
+    ok(b.docker_out(&["create", "--name", "same", "busybox", "true"]));
+    ok(b.docker_out(&["commit", "same", "same:1"]));
+    let out = ok(b.docker_out(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{len .RootFS.Layers}}",
+        "same:1",
+    ]));
+    assert_eq!(out.trim(), "1");
+}
+
+#[test]
+fn commit_errors_and_a_running_container() {
+    if !ready() {
+        eprintln!("skipping: {NOT_READY}");
+        return;
+    }
+    let b = berthd_with_busybox(&[]);
+    let o = b.docker_out(&["commit", "nosuch"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("No such container: nosuch"),
+        "{}",
+        stderr(&o)
+    );
+
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "rr",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run > /r; sleep 600",
+    ]));
+    // Wait for the file to be written.
+    for _ in 0..50 {
+        if ok(b.docker_out(&["diff", "rr"])).contains("A /r") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let o = b.docker_out(&["commit", "--change", "RUN x", "rr"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("run is not a valid change command"),
+        "{}",
+        stderr(&o)
+    );
+    let o = b.docker_out(&["commit", "rr", "Bad"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("invalid reference format"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A running container is paused for the commit and keeps running.
+    let id = ok(b.docker_out(&["commit", "rr", "run:1"]));
+    assert!(id.trim().starts_with("sha256:"));
+    let status = ok(b.docker_out(&["inspect", "--format", "{{.State.Status}}", "rr"]));
+    assert_eq!(status.trim(), "running");
+    let out = ok(b.docker_out(&["run", "--rm", "run:1", "cat", "/r"]));
+    assert_eq!(out, "run\n");
+
+    // A paused container stays paused; --pause=false works on a running one.
+    ok(b.docker_out(&["pause", "rr"]));
+    ok(b.docker_out(&["commit", "rr", "run:2"]));
+    let status = ok(b.docker_out(&["inspect", "--format", "{{.State.Status}}", "rr"]));
+    assert_eq!(status.trim(), "paused");
+    ok(b.docker_out(&["unpause", "rr"]));
+    ok(b.docker_out(&["commit", "--pause=false", "rr", "run:3"]));
+
+    // The commit events carry the image (`--until` has a resolution of seconds).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let events = b.docker_out(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        "0s",
+        "--filter",
+        "event=commit",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.imageRef}}",
+    ]);
+    let text = stdout(&events);
+    for r in ["run:1", "run:2", "run:3"] {
+        assert!(text.lines().any(|l| l == format!("commit {r}")), "{text}");
+    }
+    ok(b.docker_out(&["rm", "-f", "rr"]));
+}
