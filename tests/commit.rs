@@ -197,3 +197,57 @@ fn commit_errors_and_a_running_container() {
     }
     ok(b.docker_out(&["rm", "-f", "rr"]));
 }
+
+#[test]
+fn mount_points_are_not_changes() {
+    if !ready() {
+        eprintln!("skipping: {NOT_READY}");
+        return;
+    }
+    let b = berthd_with_busybox(&[]);
+    let host = b.dir.path().join("hostdir");
+    std::fs::create_dir_all(&host).unwrap();
+    let bind = format!("{}:/mnt/deep/data", host.display());
+    ok(b.docker_out(&[
+        "run",
+        "--name",
+        "mm",
+        "-v",
+        &bind,
+        "--tmpfs",
+        "/scratch",
+        "busybox",
+        "sh",
+        "-c",
+        "echo in > /mnt/deep/data/f; echo out > /kept",
+    ]));
+    let id = ok(b.docker_out(&["inspect", "--format", "{{.Id}}", "mm"]));
+    let upper = b
+        .data_root()
+        .join("containers")
+        .join(id.trim())
+        .join("layer/diff");
+    // The runtime did create its placeholders in the writable layer ...
+    assert!(upper.join("etc/hosts").exists());
+    assert!(upper.join("mnt/deep/data").is_dir());
+    // ... and neither diff nor commit shows them.
+    let diff = ok(b.docker_out(&["diff", "mm"]));
+    assert_eq!(diff, "A /kept\n");
+    ok(b.docker_out(&["commit", "mm", "mm:1"]));
+    let layer = ok(b.docker_out(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.GraphDriver.Data.UpperDir}}",
+        "mm:1",
+    ]));
+    let mut names: Vec<String> = std::fs::read_dir(layer.trim())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["kept"]);
+    let out = ok(b.docker_out(&["run", "--rm", "mm:1", "cat", "/kept"]));
+    assert_eq!(out, "out\n");
+    assert_eq!(std::fs::read_to_string(host.join("f")).unwrap(), "in\n");
+}
