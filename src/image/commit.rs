@@ -349,11 +349,12 @@ fn dir_name(rel: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// The tar of a writable layer as a reader: written by a thread into a pipe; a failed write
+/// The tar of a writable layer as a reader: written by a thread into a socket pair; a failed write
 /// surfaces as an error at the reader's end of file, so that a truncated archive is never
 /// taken for a whole one.
 pub fn layer_tar_reader(upper: PathBuf, entries: Vec<UpperEntry>) -> io::Result<LayerTarReader> {
-    let (reader, writer) = io::pipe()?;
+    // A socket pair as the pipe (`std::io::pipe` is newer than the MSRV).
+    let (reader, writer) = std::os::unix::net::UnixStream::pair()?;
     let failed = Arc::new(AtomicBool::new(false));
     let flag = failed.clone();
     let thread = std::thread::Builder::new()
@@ -375,7 +376,7 @@ pub fn layer_tar_reader(upper: PathBuf, entries: Vec<UpperEntry>) -> io::Result<
 }
 
 pub struct LayerTarReader {
-    inner: io::PipeReader,
+    inner: std::os::unix::net::UnixStream,
     failed: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
