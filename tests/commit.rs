@@ -251,3 +251,51 @@ fn mount_points_are_not_changes() {
     assert_eq!(out, "out\n");
     assert_eq!(std::fs::read_to_string(host.join("f")).unwrap(), "in\n");
 }
+
+#[test]
+fn opaque_directories_and_hard_links() {
+    if !ready() {
+        eprintln!("skipping: {NOT_READY}");
+        return;
+    }
+    let b = berthd_with_busybox(&[]);
+    ok(b.docker_out(&[
+        "run",
+        "--name",
+        "o1",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /o; echo a > /o/a; echo l > /l1; ln /l1 /l2",
+    ]));
+    ok(b.docker_out(&["commit", "o1", "o:1"]));
+    ok(b.docker_out(&[
+        "run",
+        "--name",
+        "o2",
+        "o:1",
+        "sh",
+        "-c",
+        "rm -rf /o; mkdir /o; echo b > /o/b",
+    ]));
+    let diff = ok(b.docker_out(&["diff", "o2"]));
+    assert!(diff.lines().any(|l| l == "C /o"), "{diff}");
+    ok(b.docker_out(&["commit", "o2", "o:2"]));
+    let out = ok(b.docker_out(&[
+        "run",
+        "--rm",
+        "o:2",
+        "sh",
+        "-c",
+        "ls /o; stat -c %h /l1; cat /l2",
+    ]));
+    assert_eq!(out, "b\n2\nl\n");
+    // The hard link survives save and load too.
+    let tar = b.dir.path().join("o.tar");
+    ok(b.docker_out(&["save", "-o", tar.to_str().unwrap(), "o:2"]));
+    ok(b.docker_out(&["rm", "o1", "o2"]));
+    ok(b.docker_out(&["rmi", "o:2", "o:1"]));
+    ok(b.docker_out(&["load", "-i", tar.to_str().unwrap()]));
+    let out = ok(b.docker_out(&["run", "--rm", "o:2", "sh", "-c", "ls /o; stat -c %h /l1"]));
+    assert_eq!(out, "b\n2\n");
+}
