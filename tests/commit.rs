@@ -299,3 +299,50 @@ fn opaque_directories_and_hard_links() {
     let out = ok(b.docker_out(&["run", "--rm", "o:2", "sh", "-c", "ls /o; stat -c %h /l1"]));
     assert_eq!(out, "b\n2\n");
 }
+
+#[test]
+fn the_api_merges_a_body_config() {
+    if !ready() {
+        eprintln!("skipping: {NOT_READY}");
+        return;
+    }
+    let b = berthd_with_busybox(&[]);
+    ok(b.docker_out(&[
+        "create", "--name", "api", "-e", "KEEP=1", "-w", "/tmp", "busybox", "sh",
+    ]));
+    let mut c = common::Conn::unix(&b.socket);
+    let r = c.request("POST", "/v1.51/commit?container=nosuch", None);
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.json()["message"], "No such container: nosuch");
+    let r = c.request("POST", "/v1.51/commit?container=api&repo=a%40b", None);
+    assert_eq!(r.status, 400, "{}", r.text());
+
+    // A tag without a repository names nothing; the body is merged over the container's
+    // config; changes apply over the body.
+    let body = br#"{"Cmd":["echo","body"],"Env":["NEW=2"],"Labels":{"a":"b"}}"#;
+    let r = c.request(
+        "POST",
+        "/v1.51/commit?container=api&tag=x&author=au&changes=EXPOSE%2080&changes=LABEL%20c%3Dd",
+        Some(body),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["Id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("sha256:"), "{id}");
+    let img = c
+        .request("GET", &format!("/v1.51/images/{id}/json"), None)
+        .json();
+    assert_eq!(img["RepoTags"], serde_json::json!([]));
+    assert_eq!(img["Author"], "au");
+    let cfg = &img["Config"];
+    assert_eq!(cfg["Cmd"], serde_json::json!(["echo", "body"]));
+    let env: Vec<&str> = cfg["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(env.contains(&"NEW=2") && env.contains(&"KEEP=1"), "{env:?}");
+    assert_eq!(cfg["WorkingDir"], "/tmp");
+    assert_eq!(cfg["Labels"], serde_json::json!({"a": "b", "c": "d"}));
+    assert_eq!(cfg["ExposedPorts"], serde_json::json!({"80/tcp": {}}));
+}
