@@ -181,8 +181,12 @@ pub fn upper_entries(
     placeholders: &HashSet<PathBuf>,
 ) -> io::Result<Vec<UpperEntry>> {
     let mut out = Vec::new();
-    walk(upper, Path::new(""), lowers, placeholders, &mut out)?;
-    Ok(out)
+    match walk(upper, Path::new(""), lowers, placeholders, &mut out) {
+        // A layer directory that was never created has no changes.
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !upper.exists() => Ok(Vec::new()),
+        Err(e) => Err(e),
+        Ok(()) => Ok(out),
+    }
 }
 
 fn lower_meta(lowers: &[PathBuf], rel: &Path) -> Option<Metadata> {
@@ -328,8 +332,15 @@ pub fn write_layer_tar<W: Write>(w: W, upper: &Path, entries: &[UpperEntry]) -> 
                     h.set_size(0);
                     b.append_link(&mut h, &e.rel, target)?;
                 } else if ft.is_file() {
+                    // Exactly the size the header announces, even if the file changes under
+                    // a container that was not paused.
+                    let size = e.md.len();
                     let f = std::fs::File::open(&path)?;
-                    b.append_data(&mut h, &e.rel, f)?;
+                    let data = f.take(size).chain(io::repeat(0)).take(size);
+                    b.append_data(&mut h, &e.rel, data)?;
+                } else if ft.is_socket() {
+                    // Not archivable; moby's archive skips them too.
+                    continue;
                 } else {
                     // Devices, fifos, sockets: the header says it all.
                     h.set_size(0);
