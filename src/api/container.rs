@@ -21,6 +21,7 @@ use super::body::{channel_body, empty, json_response, read_json};
 use super::error::ApiError;
 use super::router::{Ctx, HandlerResult, Route};
 use crate::container::attach::{AttachOptions, AttachSession, ClientConn};
+use crate::container::commit::CommitOptions;
 use crate::container::exec::ExecSession;
 use crate::container::list::ListOptions;
 use crate::container::logs::LogsOptions;
@@ -101,6 +102,12 @@ pub trait ContainerBackend: Send + Sync {
         name: String,
     ) -> Result<Vec<FilesystemChange>, ContainerError>;
     async fn container_export(&self, name: String) -> Result<ByteReceiver, ContainerError>;
+    /// `POST /commit`: the new image's ID.
+    async fn container_commit(
+        &self,
+        name: String,
+        opts: CommitOptions,
+    ) -> Result<String, ContainerError>;
     /// An attach, ready to serve the client's connection.
     async fn container_attach(
         &self,
@@ -165,6 +172,7 @@ pub fn routes(backend: std::sync::Arc<dyn ContainerBackend>) -> Vec<Route> {
         Route::new(Method::POST, "/exec/{id}/start", b, exec_start),
         Route::new(Method::POST, "/exec/{id}/resize", b, exec_resize),
         Route::new(Method::GET, "/exec/{id}/json", b, exec_inspect),
+        Route::new(Method::POST, "/commit", b, commit),
     ]
 }
 
@@ -343,6 +351,38 @@ pub async fn changes(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     Ok(json_response(
         StatusCode::OK,
         &ctx.backend.container_changes(name(&ctx)).await?,
+    ))
+}
+
+/// `POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=`, with an optional
+/// container config as the body (moby's `postCommit`).
+pub async fn commit(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
+    let q = &ctx.query;
+    let get = |k: &str| q.get(k).unwrap_or("").to_string();
+    let mut opts = CommitOptions {
+        repo: get("repo"),
+        tag: get("tag"),
+        author: get("author"),
+        comment: get("comment"),
+        // An absent or empty `pause` means pause (API 1.13 and later).
+        pause: q.get("pause").is_none_or(str::is_empty) || q.bool("pause"),
+        changes: q.get_all("changes").map(str::to_string).collect(),
+        config: None,
+    };
+    let container = get("container");
+    let limit = ctx.max_json_body;
+    let backend = ctx.backend.clone();
+    let (parts, body) = ctx.req.into_parts();
+    super::body::check_json_content_type(&parts.headers)?;
+    let bytes = super::body::read_limited(&parts.headers, body, limit).await?;
+    // An empty body is no config (moby ignores EOF).
+    if !bytes.iter().all(u8::is_ascii_whitespace) && bytes.as_ref() != b"null" {
+        opts.config = Some(super::body::parse_json(&bytes)?);
+    }
+    let id = backend.container_commit(container, opts).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &serde_json::json!({ "Id": id }),
     ))
 }
 

@@ -131,6 +131,15 @@ impl ContainerBackend for Arc<ContainerManager> {
         self.logs(&name, opts).await
     }
 
+    async fn container_commit(
+        &self,
+        name: String,
+        opts: super::commit::CommitOptions,
+    ) -> Result<String, ContainerError> {
+        let m = self.clone();
+        detached(async move { m.commit(&name, opts).await }).await
+    }
+
     async fn container_changes(
         &self,
         name: String,

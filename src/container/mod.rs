@@ -3,6 +3,7 @@
 
 pub mod attach;
 pub mod backend;
+pub mod commit;
 pub mod create;
 pub mod exec;
 pub mod inspect;

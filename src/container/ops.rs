@@ -194,7 +194,8 @@ impl ContainerManager {
             Some(ch) => self.image_service().store().lower_dirs(ch)?,
             None => Vec::new(),
         };
-        tokio::task::spawn_blocking(move || diff(&upper, &lowers))
+        let placeholders = super::commit::placeholders(&r);
+        tokio::task::spawn_blocking(move || diff(&upper, &lowers, &placeholders))
             .await
             .map_err(|e| ContainerError::internal(format!("changes task: {e}")))?
     }
@@ -267,48 +268,34 @@ fn append_tree<W: std::io::Write>(
     Ok(())
 }
 
-/// Walk an overlay upper dir: whiteouts are deletions, files that exist below are changes,
-/// the rest additions (moby's `overlayChanges`). Kinds: 0 modified, 1 added, 2 deleted.
-fn diff(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<FilesystemChange>, ContainerError> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let mut out = Vec::new();
+/// The writable layer's entries (without the runtime's placeholders): whiteouts are
+/// deletions, entries that exist below are changes, the rest additions (moby's
+/// `overlayChanges`). Kinds: 0 modified, 1 added, 2 deleted.
+fn diff(
+    upper: &Path,
+    lowers: &[PathBuf],
+    placeholders: &std::collections::HashSet<PathBuf>,
+) -> Result<Vec<FilesystemChange>, ContainerError> {
+    use crate::image::commit::{upper_entries, EntryKind};
+    use bollard_stubs::models::ChangeType;
+    let entries = upper_entries(upper, lowers, placeholders)
+        .map_err(|e| ContainerError::internal(format!("read the container's layer: {e}")))?;
     let in_lower = |rel: &Path| {
         lowers
             .iter()
             .any(|l| l.join(rel).symlink_metadata().is_ok())
     };
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let dir = upper.join(&rel);
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let child = rel.join(e.file_name());
-            let Ok(md) = e.path().symlink_metadata() else {
-                continue;
-            };
-            let path = format!("/{}", child.display());
-            if md.file_type().is_char_device() && md.rdev() == 0 {
-                out.push(FilesystemChange {
-                    path,
-                    kind: bollard_stubs::models::ChangeType::_2,
-                });
-                continue;
-            }
-            let kind = if in_lower(&child) {
-                bollard_stubs::models::ChangeType::_0
-            } else {
-                bollard_stubs::models::ChangeType::_1
-            };
-            // A directory that only exists because something below changed is "modified";
-            // one that is new is "added" along with everything in it.
-            out.push(FilesystemChange { path, kind });
-            if md.is_dir() {
-                stack.push(child);
-            }
-        }
-    }
+    let mut out: Vec<FilesystemChange> = entries
+        .iter()
+        .map(|e| FilesystemChange {
+            path: format!("/{}", e.rel.display()),
+            kind: match e.kind {
+                EntryKind::Whiteout => ChangeType::_2,
+                _ if in_lower(&e.rel) => ChangeType::_0,
+                _ => ChangeType::_1,
+            },
+        })
+        .collect();
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }

@@ -79,6 +79,9 @@ pub fn apply_changes(config: &mut RunConfig, changes: &[String]) -> Result<(), I
             }
             "USER" => config.user = Some(args.to_string()),
             "STOPSIGNAL" => config.stop_signal = Some(args.to_string()),
+            "HEALTHCHECK" => {
+                config.healthcheck = Some(healthcheck(args).map_err(ImageError::invalid)?)
+            }
             "ONBUILD" => config
                 .on_build
                 .get_or_insert_with(Vec::new)
@@ -92,6 +95,112 @@ pub fn apply_changes(config: &mut RunConfig, changes: &[String]) -> Result<(), I
         }
     }
     Ok(())
+}
+
+/// moby's `parseHealthcheck`: `NONE`, or `[--interval=D] [--timeout=D] [--start-period=D]
+/// [--start-interval=D] [--retries=N] CMD command` (exec form `CMD`, shell form `CMD-SHELL`).
+fn healthcheck(args: &str) -> Result<Value, String> {
+    let mut rest = args.trim();
+    let mut flags: Vec<(String, String)> = Vec::new();
+    while let Some(f) = rest.strip_prefix("--") {
+        let end = f.find(char::is_whitespace).unwrap_or(f.len());
+        let (name, value) = f[..end].split_once('=').unwrap_or((&f[..end], ""));
+        flags.push((name.to_string(), value.to_string()));
+        rest = f[end..].trim_start();
+    }
+    if rest.is_empty() {
+        return Err("HEALTHCHECK requires at least one argument".to_string());
+    }
+    let (typ, cmd) = match rest.split_once(char::is_whitespace) {
+        Some((t, c)) => (t.to_ascii_uppercase(), c.trim()),
+        None => (rest.to_ascii_uppercase(), ""),
+    };
+    let mut h = serde_json::Map::new();
+    if typ == "NONE" {
+        if !cmd.is_empty() || !flags.is_empty() {
+            return Err("HEALTHCHECK NONE takes no arguments".to_string());
+        }
+        h.insert("Test".to_string(), serde_json::json!(["NONE"]));
+        return Ok(Value::Object(h));
+    }
+    if typ != "CMD" {
+        return Err(format!("Unknown type \"{typ}\" in HEALTHCHECK (try CMD)"));
+    }
+    if cmd.is_empty() {
+        return Err("Missing command after HEALTHCHECK CMD".to_string());
+    }
+    let test: Vec<String> = match serde_json::from_str::<Vec<String>>(cmd) {
+        Ok(v) if cmd.starts_with('[') => std::iter::once("CMD".to_string()).chain(v).collect(),
+        _ => vec!["CMD-SHELL".to_string(), cmd.to_string()],
+    };
+    h.insert("Test".to_string(), serde_json::json!(test));
+    for (name, value) in flags {
+        let key = match name.as_str() {
+            "interval" => "Interval",
+            "timeout" => "Timeout",
+            "start-period" => "StartPeriod",
+            "start-interval" => "StartInterval",
+            "retries" => {
+                let n: i32 = value
+                    .parse()
+                    .map_err(|_| format!("strconv.ParseInt: parsing {value:?}: invalid syntax"))?;
+                if n < 0 {
+                    return Err(format!("--retries cannot be negative ({n})"));
+                }
+                if n > 0 {
+                    h.insert("Retries".to_string(), serde_json::json!(n));
+                }
+                continue;
+            }
+            other => return Err(format!("Unknown flag: {other}")),
+        };
+        if value.is_empty() {
+            continue;
+        }
+        let ns = go_duration(&value).ok_or_else(|| format!("time: invalid duration {value:?}"))?;
+        if ns == 0 {
+            continue;
+        }
+        if ns < 1_000_000 {
+            return Err(format!("Interval {name:?} cannot be less than 1ms"));
+        }
+        h.insert(key.to_string(), serde_json::json!(ns));
+    }
+    Ok(Value::Object(h))
+}
+
+/// Go's `time.ParseDuration` (`1m30s`, `500ms`, `1.5h`), in nanoseconds; negative is refused.
+fn go_duration(s: &str) -> Option<i64> {
+    if s == "0" {
+        return Some(0);
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let n: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..unit_end] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += n * mult;
+        rest = &rest[unit_end..];
+    }
+    Some(total as i64)
 }
 
 /// `["a","b"]` is the exec form; anything else runs through `/bin/sh -c`.
@@ -222,5 +331,30 @@ mod tests {
         assert!(apply(&["ENV"]).is_err());
         assert!(apply(&["LABEL novalue"]).is_err());
         assert!(apply(&["ENV A=\"open"]).is_err());
+        assert_eq!(
+            apply(&["HEALTHCHECK CMD"]).unwrap_err().to_string(),
+            "Missing command after HEALTHCHECK CMD"
+        );
+        assert!(apply(&["HEALTHCHECK --interval=1us CMD true"]).is_err());
+        assert!(apply(&["HEALTHCHECK SHELL true"]).is_err());
+    }
+
+    #[test]
+    fn healthchecks_as_moby_parses_them() {
+        let c = apply(&["HEALTHCHECK --interval=1m30s --retries=3 CMD curl -f http://x/"]).unwrap();
+        assert_eq!(
+            c.healthcheck.unwrap(),
+            serde_json::json!({"Test": ["CMD-SHELL", "curl -f http://x/"], "Interval": 90_000_000_000i64, "Retries": 3})
+        );
+        let c = apply(&[r#"HEALTHCHECK --timeout=500ms CMD ["true"]"#]).unwrap();
+        assert_eq!(
+            c.healthcheck.unwrap(),
+            serde_json::json!({"Test": ["CMD", "true"], "Timeout": 500_000_000})
+        );
+        let c = apply(&["HEALTHCHECK NONE"]).unwrap();
+        assert_eq!(
+            c.healthcheck.unwrap(),
+            serde_json::json!({"Test": ["NONE"]})
+        );
     }
 }

@@ -7,6 +7,7 @@ pub mod apply;
 pub mod archive;
 pub mod backend;
 pub mod changes;
+pub mod commit;
 pub mod config;
 pub mod distribution;
 pub mod reference;
