@@ -32,6 +32,15 @@ impl ContainerManager {
                 }
             }
         }
+        // Volume users whose run is not recorded as running (it ended while berthd was down
+        // and was restarted or removed, or its record is gone) are forgotten first; the runs
+        // that ended meanwhile unmount theirs when their exit is recorded below.
+        let running: std::collections::HashSet<String> = loaded
+            .iter()
+            .filter(|r| r.state.status.is_running())
+            .map(|r| r.id.clone())
+            .collect();
+        self.volumes.retain_active(&running);
         for r in loaded {
             let c = self.new_container(r.clone());
             self.insert(c.clone());
