@@ -90,11 +90,19 @@ fn bad_settings_fail_at_create() {
         run[0] = "run";
         refused(&b, &run, message);
     }
-    refused(
-        &b,
-        &["create", "--volumes-from", "nosuch-berth"],
-        "No such container: nosuch-berth",
-    );
+    // Through the API: the CLI takes any 404 from create for a missing image and pulls.
+    let body =
+        r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"VolumesFrom":["nosuch-berth"]}}"#;
+    let resp = common::http(
+        &b.socket,
+        &format!(
+            "POST /containers/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .unwrap();
+    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+    assert!(resp.contains("No such container: nosuch-berth"), "{resp}");
     // The CLI itself refuses `--security-opt bogus` and sysctls outside its list; the API
     // gets dockerd's texts.
     api_refused(
