@@ -446,7 +446,25 @@ impl SystemBackend for Daemon {
             None
         };
         let volumes = opts.volumes.then(|| self.volumes.disk_usage());
-        Ok(DiskUsage { images, volumes })
+        let containers = if opts.containers {
+            let all = crate::container::list::ListOptions {
+                all: true,
+                size: true,
+                ..Default::default()
+            };
+            let list = self
+                .containers
+                .list(&all)
+                .map_err(|e| SystemError::new(e.kind(), e.to_string()))?;
+            Some(list)
+        } else {
+            None
+        };
+        Ok(DiskUsage {
+            images,
+            volumes,
+            containers,
+        })
     }
 }
 

@@ -288,3 +288,35 @@ fn a_mounted_volume_stays_in_use_across_kill_9_of_berthd() {
     assert!(!mounted(), "unmounted with its last user");
     ok(b.docker_out(&["volume", "rm", "tv"]));
 }
+
+#[test]
+fn system_df_counts_containers_and_volumes() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    ok(b.docker_out(&[
+        "run",
+        "--name",
+        "w1",
+        "-v",
+        "dfv:/d",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 100000 /dev/zero > /d/f; head -c 50000 /dev/zero > /layer",
+    ]));
+    ok(b.docker_out(&["create", "--name", "w2", "busybox", "true"]));
+    let summary = ok(b.docker_out(&[
+        "system",
+        "df",
+        "--format",
+        "{{.Type}}={{.TotalCount}}/{{.Active}}",
+    ]));
+    assert!(summary.contains("Containers=2/0"), "{summary}");
+    assert!(summary.contains("Local Volumes=1/1"), "{summary}");
+    let verbose = ok(b.docker_out(&["system", "df", "-v"]));
+    assert!(
+        verbose.contains("w1") && verbose.contains("w2"),
+        "{verbose}"
+    );
+    assert!(verbose.contains("dfv"), "{verbose}");
+}

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use bollard_stubs::models::{ImageSummary, SystemInfo, SystemVersion, Volume};
+use bollard_stubs::models::{ContainerSummary, ImageSummary, SystemInfo, SystemVersion, Volume};
 use hyper::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, PRAGMA};
 use hyper::{Method, Response, StatusCode};
 
@@ -26,6 +26,8 @@ pub struct DiskUsage {
     pub images: Option<(i64, Vec<ImageSummary>)>,
     /// The volumes with their `UsageData`, when volumes were asked for.
     pub volumes: Option<Vec<Volume>>,
+    /// Every container with `SizeRw` and `SizeRootFs`, when containers were asked for.
+    pub containers: Option<Vec<ContainerSummary>>,
 }
 
 /// What the system endpoints need from the daemon: system-wide and cross-manager facts.
@@ -88,8 +90,7 @@ pub async fn info(ctx: Ctx<dyn SystemBackend>) -> HandlerResult {
     Ok(json_response(StatusCode::OK, &ctx.backend.system_info()?))
 }
 
-/// `GET /system/df` in the API 1.51 shape. Containers and the build cache are empty
-/// until those managers exist.
+/// `GET /system/df` in the API 1.51 shape. The build cache is empty until the builder exists.
 pub async fn disk_usage(ctx: Ctx<dyn SystemBackend>) -> HandlerResult {
     const TYPES: &[&str] = &["container", "image", "volume", "build-cache"];
     let types: Vec<&str> = ctx.query.get_all("type").collect();
@@ -113,8 +114,11 @@ pub async fn disk_usage(ctx: Ctx<dyn SystemBackend>) -> HandlerResult {
             serde_json::to_value(images).unwrap_or_default(),
         );
     }
-    if want("container") {
-        body.insert("Containers".into(), serde_json::Value::Array(Vec::new()));
+    if let Some(containers) = usage.containers {
+        body.insert(
+            "Containers".into(),
+            serde_json::to_value(containers).unwrap_or_default(),
+        );
     }
     if let Some(volumes) = usage.volumes {
         body.insert(
