@@ -320,3 +320,75 @@ fn system_df_counts_containers_and_volumes() {
     );
     assert!(verbose.contains("dfv"), "{verbose}");
 }
+
+/// A create/remove loop with volumes while berthd is killed with SIGKILL: after each restart
+/// every record loads, every container's volume exists, and everything can still be removed.
+#[test]
+fn volumes_and_containers_survive_kill_9_during_a_create_remove_loop() {
+    require!(ready(), NOT_READY);
+    let mut b = berthd_with_busybox(&[]);
+    for round in 0..3 {
+        let host = format!("unix://{}", b.socket.display());
+        let dir = b.dir.path().to_path_buf();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let worker = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut i = 0;
+                let mut created = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let name = format!("loop{round}x{i}");
+                    let vol = format!("v{round}x{i}:/d");
+                    let run = |args: &[&str]| {
+                        common::docker_cli(&host, &dir)
+                            .args(args)
+                            .output()
+                            .is_ok_and(|o| o.status.success())
+                    };
+                    if run(&[
+                        "run", "-d", "--name", &name, "-v", &vol, "-v", "/anon", "busybox",
+                        "sleep", "30",
+                    ]) {
+                        created += 1;
+                    }
+                    if i % 2 == 0 {
+                        run(&["rm", "-f", "-v", &name]);
+                    }
+                    i += 1;
+                }
+                created
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(700 + 300 * round));
+        b.signal(nix::sys::signal::Signal::SIGKILL);
+        b.wait_exit(std::time::Duration::from_secs(10));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let created = worker.join().unwrap_or(0);
+        assert!(created > 0, "the loop ran containers before the kill");
+        b.spawn_with_host(&[]);
+        // Every container inspects, and its volumes exist.
+        let ids = ok(b.docker_out(&["ps", "-aq"]));
+        for id in ids.lines() {
+            let names = inspect(&b, id, "{{range .Mounts}}{{.Name}} {{end}}");
+            for v in names.split_whitespace() {
+                ok(b.docker_out(&["volume", "inspect", v]));
+            }
+        }
+        for v in volumes(&b) {
+            ok(b.docker_out(&["volume", "inspect", &v]));
+        }
+    }
+    // Everything can still go.
+    let ids = ok(b.docker_out(&["ps", "-aq"]));
+    let mut args = vec!["rm", "-f", "-v"];
+    args.extend(ids.lines());
+    if args.len() > 3 {
+        ok(b.docker_out(&args));
+    }
+    ok(b.docker_out(&["volume", "prune", "-a", "-f"]));
+    assert!(volumes(&b).is_empty(), "{:?}", volumes(&b));
+    let left = std::fs::read_dir(b.data_root().join("volumes"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "no volume directory is left behind");
+}
