@@ -484,6 +484,32 @@ class Bench:
                     self.failed(s, "logs", e)
         self.stop_all()
 
+    def scenario_storage(self):
+        """Volumes and commit: a container with 5 volumes created, a 50 MB change committed."""
+        self.start_all("storage")
+        mb = 5 if self.args.quick else 50
+        for run in range(self.runs(5)):
+            for s in self.live("storage", run):
+                try:
+                    name = f"vols{run}"
+                    vols = [a for i in range(5) for a in ("-v", f"bench{run}v{i}:/v{i}")]
+                    t0 = time.monotonic()
+                    s.docker("create", "--name", name, *vols, "bench-busybox", "true")
+                    self.add("`docker create` with 5 volumes", s, (time.monotonic() - t0) * 1000, "ms")
+                    s.docker("rm", "-v", name)
+                    s.docker("volume", "rm", *[f"bench{run}v{i}" for i in range(5)])
+                    name = f"commit{run}"
+                    s.docker("run", *RUN_OPTS, "--name", name, "bench-busybox", "sh", "-c",
+                             f"mkdir /big && for i in $(seq {mb}); do head -c 1000000 /dev/urandom > /big/f$i; done")
+                    t0 = time.monotonic()
+                    s.docker("commit", name, f"bench-commit:{run}")
+                    self.add(f"`docker commit` of a {mb} MB change", s, (time.monotonic() - t0) * 1000, "ms")
+                    s.docker("rm", name)
+                    s.docker("rmi", f"bench-commit:{run}")
+                except Exception as e:
+                    self.failed(s, "storage", e)
+        self.stop_all()
+
     def scenario_images(self):
         self.start_all("images")
         mb = 20 if self.args.quick else 200
@@ -588,7 +614,7 @@ def main():
     ap.add_argument("--install-anchors", action="store_true")
     ap.add_argument("--runs", type=int, default=0, help="override the runs of every scenario")
     ap.add_argument("--no-docs", action="store_true")
-    ap.add_argument("--only", default="start,run,wrk,many,logs,images")
+    ap.add_argument("--only", default="start,run,wrk,many,logs,images,storage")
     ap.add_argument("--berthd", default="")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -616,7 +642,8 @@ def main():
     if args.runs:
         b.runs = lambda n: args.runs
     scenarios = {"start": b.scenario_start, "run": b.scenario_run_and_api, "wrk": b.scenario_wrk,
-                 "many": b.scenario_many, "logs": b.scenario_logs, "images": b.scenario_images}
+                 "many": b.scenario_many, "logs": b.scenario_logs, "images": b.scenario_images,
+                 "storage": b.scenario_storage}
     failed = []
     try:
         for name in args.only.split(","):
