@@ -549,8 +549,27 @@ impl ContainerManager {
                 source: m.source.clone().into(),
                 destination: m.destination.clone(),
                 rw: m.rw,
+                create: true,
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // The network files, as the running container has them (moby's `NetworkMounts`),
+        // unless a user mount provides them.
+        let mut mounts = mounts;
+        for (dest, file) in [
+            ("/etc/resolv.conf", &r.resolv_conf_path),
+            ("/etc/hostname", &r.hostname_path),
+            ("/etc/hosts", &r.hosts_path),
+        ] {
+            let taken = mounts.iter().any(|m| m.destination == dest);
+            if !taken && !file.is_empty() && std::path::Path::new(file).exists() {
+                mounts.push(HelperMount {
+                    source: file.into(),
+                    destination: dest.to_string(),
+                    rw: true,
+                    create: false,
+                });
+            }
+        }
         let req = HelperRequest {
             op: op.to_string(),
             path: path.to_string(),

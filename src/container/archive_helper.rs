@@ -34,6 +34,9 @@ pub struct HelperMount {
     pub source: PathBuf,
     pub destination: String,
     pub rw: bool,
+    /// Create a missing destination (as moby's `mountVolumes` does); else skip the mount.
+    #[serde(default)]
+    pub create: bool,
 }
 
 /// What the helper is asked to do.
@@ -167,6 +170,12 @@ fn setup(req: &HelperRequest) -> Result<OwnedFd, ContainerError> {
     for m in &mounts {
         let dst = match inroot::resolve(&root, m.destination.as_bytes(), OFlag::O_PATH) {
             Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) if m.create => {
+                create_mount_point(&root, &m.destination, m.source.is_dir())
+                    .map_err(|e| sys(&format!("create {}", m.destination), e))?;
+                inroot::resolve(&root, m.destination.as_bytes(), OFlag::O_PATH)
+                    .map_err(|e| sys(&format!("resolve {}", m.destination), e))?
+            }
             Err(nix::errno::Errno::ENOENT) => continue,
             Err(e) => return Err(sys(&format!("resolve {}", m.destination), e)),
         };
@@ -194,6 +203,40 @@ fn setup(req: &HelperRequest) -> Result<OwnedFd, ContainerError> {
         }
     }
     Ok(root)
+}
+
+/// Create the missing components of `dest` in `root` (directories 0755; the last one a file
+/// unless `dir`), each step resolved in-root, never following the created names.
+fn create_mount_point(root: &OwnedFd, dest: &str, dir: bool) -> Result<(), nix::errno::Errno> {
+    use nix::sys::stat::{mkdirat, Mode};
+    let comps = inroot::components(dest.as_bytes()).map_err(|_| nix::errno::Errno::EINVAL)?;
+    for i in 0..comps.len() {
+        match inroot::resolve(root, &inroot::join(&comps[..=i]), OFlag::O_PATH) {
+            Ok(_) => continue,
+            Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        let parent = inroot::open_dir(root, &inroot::join(&comps[..i]))?;
+        let name = comps[i].as_c_str();
+        let last = i + 1 == comps.len();
+        if last && !dir {
+            let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW;
+            let fd = nix::fcntl::openat(
+                Some(parent.as_raw_fd()),
+                name,
+                flags,
+                Mode::from_bits_truncate(0o644),
+            )?;
+            nix::unistd::close(fd)?;
+        } else {
+            mkdirat(
+                Some(parent.as_raw_fd()),
+                name,
+                Mode::from_bits_truncate(0o755),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// berthd's side: a running helper and its reply.
