@@ -235,7 +235,10 @@ fn symlinks_resolve_inside_the_container() {
     }
 }
 
-fn raw_tar(entries: &[(&[u8], tar::EntryType, Option<&[u8]>, &[u8])]) -> Vec<u8> {
+/// (name, type, link target, content) of a raw tar entry.
+type RawEntry<'a> = (&'a [u8], tar::EntryType, Option<&'a [u8]>, &'a [u8]);
+
+fn raw_tar(entries: &[RawEntry<'_>]) -> Vec<u8> {
     let mut t = tar::Builder::new(Vec::new());
     for (name, kind, link, data) in entries {
         let mut h = tar::Header::new_gnu();

@@ -18,18 +18,24 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, readlinkat, AtFlags, OFlag};
 use nix::sys::stat::{fstatat, FileStat, Mode};
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 
+use super::archive_helper::{Helper, HelperMount, HelperRequest};
+use super::manager::ContainerManager;
+use super::record::Record;
 use super::ContainerError;
 use crate::errors::{ErrorKind, Kinded};
 use crate::image::apply::{extract_at, ExtractOptions};
 use crate::util::inroot;
+use crate::util::io::{ByteReceiver, ChannelReader, ChannelWriter};
 
 /// moby's `container.PathStat`, the JSON in `X-Docker-Container-Path-Stat`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -467,32 +473,6 @@ pub(crate) fn word_kind(w: &str) -> ErrorKind {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn go_modes() {
-        assert_eq!(go_mode(libc::S_IFDIR | 0o755), (1 << 31) | 0o755);
-        assert_eq!(go_mode(libc::S_IFLNK | 0o777), (1 << 27) | 0o777);
-        assert_eq!(go_mode(libc::S_IFREG | 0o4755), (1 << 23) | 0o755);
-        assert_eq!(
-            go_mode(libc::S_IFCHR | 0o666),
-            (1 << 26) | (1 << 21) | 0o666
-        );
-    }
-}
-
-use std::io::BufReader;
-use std::sync::Arc;
-
-use tokio::sync::mpsc;
-
-use super::archive_helper::{Helper, HelperMount, HelperRequest};
-use super::manager::ContainerManager;
-use super::record::Record;
-use crate::util::io::{ByteReceiver, ChannelReader, ChannelWriter};
-
 /// Where a request's root comes from.
 enum Source {
     /// A running container's init: `/proc/<pid>/root`.
@@ -771,4 +751,20 @@ fn check_writable(r: &Record, path: &str) -> Result<(), ContainerError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_modes() {
+        assert_eq!(go_mode(libc::S_IFDIR | 0o755), (1 << 31) | 0o755);
+        assert_eq!(go_mode(libc::S_IFLNK | 0o777), (1 << 27) | 0o777);
+        assert_eq!(go_mode(libc::S_IFREG | 0o4755), (1 << 23) | 0o755);
+        assert_eq!(
+            go_mode(libc::S_IFCHR | 0o666),
+            (1 << 26) | (1 << 21) | 0o666
+        );
+    }
 }
