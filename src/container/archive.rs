@@ -605,7 +605,7 @@ impl ContainerManager {
         if path.is_empty() {
             return Err(empty_path());
         }
-        let (_, source) = self.archive_source(name, "get", path, PutOptions::default())?;
+        let (r, source) = self.archive_source(name, "get", path, PutOptions::default())?;
         let (name, path) = (name.to_string(), path.to_string());
         let (tx, rx) = mpsc::channel(16);
         let (stat_tx, stat_rx) = tokio::sync::oneshot::channel();
@@ -674,6 +674,7 @@ impl ContainerManager {
         let stat = stat_rx
             .await
             .map_err(|_| ContainerError::internal("archive task ended early"))??;
+        self.events.publish(self.event_for(&r, "archive-path"));
         Ok((stat, rx))
     }
 
@@ -691,7 +692,7 @@ impl ContainerManager {
         let (r, source) = self.archive_source(name, "put", path, opts)?;
         check_writable(&r, path)?;
         let (name, path) = (name.to_string(), path.to_string());
-        joined(
+        let done = joined(
             tokio::task::spawn_blocking(move || {
                 let input = ChannelReader::new(body);
                 match source {
@@ -703,7 +704,11 @@ impl ContainerManager {
                 }
             })
             .await,
-        )
+        );
+        if done.is_ok() {
+            self.events.publish(self.event_for(&r, "extract-to-dir"));
+        }
+        done
     }
 }
 
