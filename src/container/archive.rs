@@ -475,16 +475,30 @@ pub(crate) fn word_kind(w: &str) -> ErrorKind {
 
 /// Where a request's root comes from.
 enum Source {
-    /// A running container's init: `/proc/<pid>/root`.
-    Proc(i64),
+    /// A running container's init: `/proc/<pid>/root`, and its mounted rootfs.
+    Proc(i64, std::path::PathBuf),
     /// A stopped or created container: the helper's private view.
     Helper(Box<HelperRequest>),
 }
 
-fn open_proc_root(pid: i64) -> Result<OwnedFd, ContainerError> {
-    std::fs::File::open(format!("/proc/{pid}/root"))
-        .map(OwnedFd::from)
-        .map_err(|e| ContainerError::io("open the container's root", e))
+/// The root of a running container's mount namespace. The process behind `pid` is checked to
+/// be the container's: its root must be the container's overlay (same device and inode as the
+/// mounted `merged`), so a pid reused by a host process after the container exited is refused.
+fn open_proc_root(pid: i64, merged: &std::path::Path) -> Result<OwnedFd, ContainerError> {
+    let root = std::fs::File::open(format!("/proc/{pid}/root"))
+        .map_err(|e| ContainerError::io("open the container's root", e))?;
+    let ours = std::fs::metadata(merged)
+        .map_err(|e| ContainerError::io("stat the container's rootfs", e))?;
+    let theirs = root
+        .metadata()
+        .map_err(|e| ContainerError::io("stat the container's root", e))?;
+    use std::os::unix::fs::MetadataExt;
+    if (ours.dev(), ours.ino()) != (theirs.dev(), theirs.ino()) {
+        return Err(ContainerError::conflict(
+            "the container's process is gone (it exited meanwhile); try again",
+        ));
+    }
+    Ok(OwnedFd::from(root))
 }
 
 fn joined<T>(
@@ -504,7 +518,8 @@ impl ContainerManager {
         let c = self.get(name)?;
         let r = c.record();
         if c.status().is_running() && r.state.pid > 0 {
-            return Ok((r.clone(), Source::Proc(r.state.pid)));
+            let merged = self.rootfs(&r.id);
+            return Ok((r.clone(), Source::Proc(r.state.pid, merged)));
         }
         let layer = self.layer_dir(&r.id);
         for sub in ["diff", "work", "merged"] {
@@ -577,8 +592,8 @@ impl ContainerManager {
         let (name, path) = (name.to_string(), path.to_string());
         joined(
             tokio::task::spawn_blocking(move || match source {
-                Source::Proc(pid) => {
-                    let root = open_proc_root(pid)?;
+                Source::Proc(pid, merged) => {
+                    let root = open_proc_root(pid, &merged)?;
                     stat_path(&root, &path, &name).map(|(_, s)| s)
                 }
                 Source::Helper(req) => {
@@ -612,8 +627,9 @@ impl ContainerManager {
         tokio::task::spawn_blocking(move || {
             let mut w = ChannelWriter::new(tx);
             match source {
-                Source::Proc(pid) => {
-                    let t = open_proc_root(pid).and_then(|root| stat_path(&root, &path, &name));
+                Source::Proc(pid, merged) => {
+                    let t = open_proc_root(pid, &merged)
+                        .and_then(|root| stat_path(&root, &path, &name));
                     let t = match t {
                         Ok((t, s)) => {
                             let _ = stat_tx.send(Ok(s));
@@ -696,8 +712,8 @@ impl ContainerManager {
             tokio::task::spawn_blocking(move || {
                 let input = ChannelReader::new(body);
                 match source {
-                    Source::Proc(pid) => {
-                        let root = open_proc_root(pid)?;
+                    Source::Proc(pid, merged) => {
+                        let root = open_proc_root(pid, &merged)?;
                         extract(&root, &path, &name, input, opts)
                     }
                     Source::Helper(req) => put_through_helper(&req, input),
