@@ -331,3 +331,85 @@ fn symlink_exchange_race_stays_inside() {
     }
     assert!(seen > 0);
 }
+
+/// The API directly: the stat header, an empty path, a bad tar, a file through a directory,
+/// and `noOverwriteDirNonDir`.
+#[test]
+fn archive_api_statuses_and_stat_header() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    ok(b.docker_out(&["create", "--name", "api", "busybox", "true"]));
+    let mut c = common::Conn::unix(&b.socket);
+    let r = c.request("HEAD", "/containers/api/archive?path=/etc", None);
+    assert_eq!(r.status, 200);
+    let header = r
+        .header("X-Docker-Container-Path-Stat")
+        .expect("stat header");
+    use base64::Engine;
+    let json = base64::engine::general_purpose::STANDARD
+        .decode(header)
+        .unwrap();
+    let stat: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(stat["name"], "etc");
+    let mode = stat["mode"].as_u64().unwrap();
+    assert_ne!(mode & (1 << 31), 0, "{stat}");
+    assert!(stat["mtime"].as_str().unwrap().contains('T'), "{stat}");
+    assert_eq!(stat["linkTarget"], "");
+
+    let r = c.request("HEAD", "/containers/api/archive?path=/nope", None);
+    assert_eq!(r.status, 404);
+    let r = c.request("GET", "/containers/api/archive?path=/nope", None);
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.json()["message"],
+        "Could not find the file /nope in container api"
+    );
+    let r = c.request("GET", "/containers/api/archive?path=", None);
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = c.request("GET", "/containers/nobody/archive?path=/", None);
+    assert_eq!(r.status, 404);
+
+    // A file through a non-directory.
+    let r = c.request("GET", "/containers/api/archive?path=/etc/passwd/", None);
+    assert!(
+        r.status == 400 || r.status == 404,
+        "{} {}",
+        r.status,
+        r.text()
+    );
+    // PUT into a file, a missing directory, a bad tar.
+    let tar = raw_tar(&[(b"x", tar::EntryType::Regular, None, b"x")]);
+    let r = c.request(
+        "PUT",
+        "/containers/api/archive?path=/etc/passwd",
+        Some(&tar),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["message"], "extraction point is not a directory");
+    let r = c.request("PUT", "/containers/api/archive?path=/missing", Some(&tar));
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = c.request(
+        "PUT",
+        "/containers/api/archive?path=/tmp",
+        Some(&[7u8; 1024]),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    // A directory is not replaced by a file with noOverwriteDirNonDir.
+    let dir = raw_tar(&[(b"d/", tar::EntryType::Directory, None, b"")]);
+    let r = c.request("PUT", "/containers/api/archive?path=/tmp", Some(&dir));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let file = raw_tar(&[(b"d", tar::EntryType::Regular, None, b"x")]);
+    let r = c.request(
+        "PUT",
+        "/containers/api/archive?path=/tmp&noOverwriteDirNonDir=1",
+        Some(&file),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains("cannot overwrite directory"),
+        "{}",
+        r.text()
+    );
+    let r = c.request("PUT", "/containers/api/archive?path=/tmp", Some(&file));
+    assert_eq!(r.status, 200, "{}", r.text());
+}

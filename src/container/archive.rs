@@ -448,7 +448,15 @@ pub(crate) fn extract(
         },
         no_overwrite_dir_non_dir: opts.no_overwrite_dir_non_dir,
     };
-    extract_at(input, dir, eopts).map_err(|e| ContainerError::new(e.kind(), e.to_string()))?;
+    extract_at(input, dir, eopts).map_err(|e| {
+        // The extractor speaks of layers; here it is the client's archive.
+        let text = e
+            .to_string()
+            .replace("layer archive", "archive")
+            .replace("layer entry", "archive entry")
+            .replace("layer root", "extraction directory");
+        ContainerError::new(e.kind(), text)
+    })?;
     Ok(())
 }
 
