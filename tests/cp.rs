@@ -75,6 +75,13 @@ fn copy_out_of_running_and_stopped_containers() {
         "{}",
         stderr(&o)
     );
+    // A trailing `/` is the directory too; `/` is everything.
+    ok(cp(&b, &["c1:/src/", d.join("slash").to_str().unwrap()]));
+    assert_eq!(read(&d.join("slash/sub/b")), "two\n");
+    ok(cp(&b, &["c1:/", d.join("all").to_str().unwrap()]));
+    assert_eq!(read(&d.join("all/src/sub/b")), "two\n");
+    // The container's /proc and /sys are left empty (as moby's view of the rootfs).
+    assert_eq!(std::fs::read_dir(d.join("all/proc")).unwrap().count(), 0);
     // Stopped.
     ok(b.docker_out(&["kill", "c1"]));
     ok(b.docker_out(&["wait", "c1"]));

@@ -120,8 +120,12 @@ pub(crate) fn resolve(
         )
         .map_err(err)?;
         let base = cleaned.rsplit('/').next().unwrap_or("").to_string();
-        let rebase = if dot || base.is_empty() {
+        // `/` is archived as `/`, `/bin/`, ...: the CLI prefixes its destination to names
+        // when the source base is `/`.
+        let rebase = if dot {
             ".".to_string()
+        } else if base.is_empty() {
+            "/".to_string()
         } else {
             base
         };
@@ -279,7 +283,13 @@ impl<R: Read> Read for Exact<R> {
             return Ok(0);
         }
         let want = buf.len().min(self.left as usize);
-        let n = match self.inner.read(&mut buf[..want])? {
+        let read = match self.inner.read(&mut buf[..want]) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
+            // The header is out: a file that fails mid-way is padded, the archive stays whole.
+            Err(_) => Ok(0),
+            r => r,
+        };
+        let n = match read? {
             0 => {
                 buf[..want].fill(0);
                 want
@@ -288,6 +298,27 @@ impl<R: Read> Read for Exact<R> {
         };
         self.left -= n as u64;
         Ok(n)
+    }
+}
+
+/// Whether an open directory is on a kernel pseudo-filesystem (`/proc`, `/sys`, cgroups,
+/// `devpts`, `mqueue`, ...) of a running container: archived as an empty directory, as moby's
+/// view of the rootfs and volumes has none of them.
+fn pseudo_fs(fd: &OwnedFd) -> bool {
+    const MAGICS: [i64; 9] = [
+        0x9fa0,      // proc
+        0x6265_6572, // sysfs
+        0x0027_e0eb, // cgroup
+        0x6367_7270, // cgroup2
+        0x1cd1,      // devpts
+        0x1980_0202, // mqueue
+        0x7363_6673, // securityfs
+        0x6462_6720, // debugfs
+        0xcafe_4a11, // bpf
+    ];
+    match nix::sys::statfs::fstatfs(fd) {
+        Ok(s) => MAGICS.contains(&s.filesystem_type().0),
+        Err(_) => false,
     }
 }
 
@@ -349,10 +380,16 @@ fn append_at<W: Write>(
             }
             append_raw(b, h, &dname, None, io::empty())?;
             let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-            let fd = own(openat(Some(dir.as_raw_fd()), name, flags, Mode::empty())?);
-            let sub = fd.try_clone()?;
-            let mut d = nix::dir::Dir::from_fd(fd.as_raw_fd())?;
-            std::mem::forget(fd); // owned by `d` now
+            let sub = own(openat(Some(dir.as_raw_fd()), name, flags, Mode::empty())?);
+            if pseudo_fs(&sub) {
+                return Ok(());
+            }
+            let mut d = nix::dir::Dir::openat(
+                Some(sub.as_raw_fd()),
+                ".",
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?;
             let mut names: Vec<CString> = d
                 .iter()
                 .flatten()
@@ -372,7 +409,16 @@ fn append_at<W: Write>(
                 };
                 let mut cname = dname.clone();
                 cname.extend_from_slice(child.as_bytes());
-                append_at(b, &sub, child.as_c_str(), &cst, &cname)?;
+                match append_at(b, &sub, child.as_c_str(), &cst, &cname) {
+                    Ok(()) => {}
+                    // The client went away: stop.
+                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Err(e),
+                    // As moby: an entry that cannot be read is left out, the rest goes on.
+                    Err(e) => tracing::warn!(
+                        "docker cp: skipping {}: {e}",
+                        String::from_utf8_lossy(&cname)
+                    ),
+                }
             }
             Ok(())
         }
