@@ -39,7 +39,7 @@ fn copy_out_of_running_and_stopped_containers() {
         &b,
         "c1",
         &[],
-        "mkdir -p /src/sub && echo one > /src/a && echo two > /src/sub/b && echo ready > /ready && sleep 1000",
+        "mkdir -p /src/sub && echo one > /src/a && ln /src/a /src/hard && echo two > /src/sub/b && echo ready > /ready && sleep 1000",
     );
     common::wait_for("c1 ready", std::time::Duration::from_secs(10), || {
         b.docker_out(&["exec", "c1", "cat", "/ready"])
@@ -67,6 +67,25 @@ fn copy_out_of_running_and_stopped_containers() {
         .map(|e| e.unwrap().path().unwrap().display().to_string())
         .collect();
     assert_eq!(names, ["a"]);
+    // Hard links stay hard links, to the first name archived.
+    let o = cp(&b, &["c1:/src", "-"]);
+    let mut ar = tar::Archive::new(o.stdout.as_slice());
+    let mut kinds = std::collections::BTreeMap::new();
+    for e in ar.entries().unwrap() {
+        let e = e.unwrap();
+        let link = e.link_name().unwrap().map(|l| l.display().to_string());
+        kinds.insert(
+            e.path().unwrap().display().to_string(),
+            (e.header().entry_type(), link),
+        );
+    }
+    assert_eq!(kinds["src/a"].0, tar::EntryType::Regular, "{kinds:?}");
+    assert_eq!(
+        kinds["src/hard"],
+        (tar::EntryType::Link, Some("src/a".to_string()))
+    );
+    ok(cp(&b, &["c1:/src", d.join("linked").to_str().unwrap()]));
+    assert_eq!(read(&d.join("linked/hard")), "one\n");
     // A missing path.
     let o = cp(&b, &["c1:/nope", d.to_str().unwrap()]);
     assert!(!o.status.success());

@@ -16,6 +16,7 @@
 //!
 //! No user or group names are ever looked up (CVE-2019-14271): tar headers carry numbers only.
 
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
@@ -334,8 +335,13 @@ fn header_for(st: &FileStat) -> tar::Header {
 
 /// Archive `name` in `dir` (already `fstatat`ed as `st`) under the entry name `entry`, and
 /// everything below it, never following a symlink.
+/// Files with several links already archived: (device, inode) → their entry name, so that
+/// later names become hard-link entries (as moby's tar).
+type Links = HashMap<(u64, u64), Vec<u8>>;
+
 fn append_at<W: Write>(
     b: &mut tar::Builder<W>,
+    links: &mut Links,
     dir: &OwnedFd,
     name: &std::ffi::CStr,
     st: &FileStat,
@@ -343,6 +349,11 @@ fn append_at<W: Write>(
 ) -> io::Result<()> {
     let mut h = header_for(st);
     match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG if st.st_nlink > 1 && links.contains_key(&(st.st_dev, st.st_ino)) => {
+            let target = links[&(st.st_dev, st.st_ino)].clone();
+            h.set_entry_type(tar::EntryType::Link);
+            append_raw(b, h, entry, Some(&target), io::empty())
+        }
         libc::S_IFREG => {
             let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
             let fd = own(openat(Some(dir.as_raw_fd()), name, flags, Mode::empty())?);
@@ -350,6 +361,9 @@ fn append_at<W: Write>(
             let fst = nix::sys::stat::fstat(file.as_raw_fd())?;
             if fst.st_mode & libc::S_IFMT != libc::S_IFREG {
                 return Ok(()); // replaced meanwhile
+            }
+            if fst.st_nlink > 1 {
+                links.insert((fst.st_dev, fst.st_ino), entry.to_vec());
             }
             h = header_for(&fst);
             h.set_entry_type(tar::EntryType::Regular);
@@ -409,7 +423,7 @@ fn append_at<W: Write>(
                 };
                 let mut cname = dname.clone();
                 cname.extend_from_slice(child.as_bytes());
-                match append_at(b, &sub, child.as_c_str(), &cst, &cname) {
+                match append_at(b, links, &sub, child.as_c_str(), &cst, &cname) {
                     Ok(()) => {}
                     // The client went away: stop.
                     Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Err(e),
@@ -453,7 +467,14 @@ pub(crate) fn write_archive(t: &Target, out: impl Write) -> io::Result<()> {
         // moby names the content `./x`: the CLI rebases on the `.` prefix.
         append_dot(&mut b, t)?;
     } else {
-        append_at(&mut b, &t.dir, t.name.as_c_str(), &t.st, &entry)?;
+        append_at(
+            &mut b,
+            &mut Links::new(),
+            &t.dir,
+            t.name.as_c_str(),
+            &t.st,
+            &entry,
+        )?;
     }
     b.finish()?;
     b.into_inner()?.flush()
@@ -461,7 +482,7 @@ pub(crate) fn write_archive(t: &Target, out: impl Write) -> io::Result<()> {
 
 fn append_dot<W: Write>(b: &mut tar::Builder<W>, t: &Target) -> io::Result<()> {
     // The directory itself as `./`, its children as `./child`.
-    append_at(b, &t.dir, t.name.as_c_str(), &t.st, b".")
+    append_at(b, &mut Links::new(), &t.dir, t.name.as_c_str(), &t.st, b".")
 }
 
 /// Extract `input` into the directory `path` of `root` (moby's `containerExtractToDir`).
