@@ -356,6 +356,25 @@ fn symlink_exchange_race_stays_inside() {
         seen += 1;
     }
     assert!(seen > 0);
+    // Writing through the swapped link lands in the container, never on the host.
+    let canary = d.join("berth-race-canary");
+    std::fs::write(&canary, "x").unwrap();
+    for _ in 0..20 {
+        let _ = cp(&b, &[canary.to_str().unwrap(), "race:/swap/"]);
+        assert!(!Path::new("/berth-race-canary").exists());
+        assert!(!Path::new("/tmp/berth-race-canary").exists());
+    }
+    let o = b.docker_out(&[
+        "exec",
+        "race",
+        "sh",
+        "-c",
+        "ls /berth-race-canary /tmp/berth-race-canary 2>/dev/null",
+    ]);
+    assert!(
+        !stdout(&o).trim().is_empty(),
+        "no copy landed in the container"
+    );
 }
 
 /// The API directly: the stat header, an empty path, a bad tar, a file through a directory,
