@@ -23,6 +23,12 @@ fn main() -> ExitCode {
         let code = berth::runtime::supervisor::main(&args[2..]);
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
+    // `docker cp` of a container that is not running: a single-threaded helper that builds a
+    // private mount namespace.
+    if args.get(1).map(String::as_str) == Some(berth::container::archive_helper::SUBCOMMAND) {
+        let code = berth::container::archive_helper::main(&args[2..]);
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
     // Before any thread exists: take systemd's sockets and clear its environment, and make new
     // files (the API sockets before their chmod) private to root, as dockerd does.
     let activated = SystemdSockets::from_env();

@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use super::body::{channel_body, empty, json_response, read_json};
 use super::error::ApiError;
 use super::router::{Ctx, HandlerResult, Route};
+use crate::container::archive::{PathStat, PutOptions};
 use crate::container::attach::{AttachOptions, AttachSession, ClientConn};
 use crate::container::commit::CommitOptions;
 use crate::container::exec::ExecSession;
@@ -102,6 +103,26 @@ pub trait ContainerBackend: Send + Sync {
         name: String,
     ) -> Result<Vec<FilesystemChange>, ContainerError>;
     async fn container_export(&self, name: String) -> Result<ByteReceiver, ContainerError>;
+    /// `HEAD /containers/{name}/archive`.
+    async fn container_stat_path(
+        &self,
+        name: String,
+        path: String,
+    ) -> Result<PathStat, ContainerError>;
+    /// `GET /containers/{name}/archive`: the path's stat and its tar.
+    async fn container_archive(
+        &self,
+        name: String,
+        path: String,
+    ) -> Result<(PathStat, ByteReceiver), ContainerError>;
+    /// `PUT /containers/{name}/archive`: extract a tar into a directory.
+    async fn container_extract(
+        &self,
+        name: String,
+        path: String,
+        opts: PutOptions,
+        body: ByteReceiver,
+    ) -> Result<(), ContainerError>;
     /// `POST /commit`: the new image's ID.
     async fn container_commit(
         &self,
@@ -155,6 +176,9 @@ pub fn routes(backend: std::sync::Arc<dyn ContainerBackend>) -> Vec<Route> {
         Route::new(Method::GET, "/containers/{name}/logs", b, logs),
         Route::new(Method::GET, "/containers/{name}/changes", b, changes),
         Route::new(Method::GET, "/containers/{name}/export", b, export),
+        Route::new(Method::HEAD, "/containers/{name}/archive", b, archive_head),
+        Route::new(Method::GET, "/containers/{name}/archive", b, archive_get),
+        Route::new(Method::PUT, "/containers/{name}/archive", b, archive_put),
         Route::new(Method::POST, "/containers/{name}/start", b, start),
         Route::new(Method::POST, "/containers/{name}/stop", b, stop),
         Route::new(Method::POST, "/containers/{name}/restart", b, restart),
@@ -392,6 +416,48 @@ pub async fn export(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
     Ok(r)
+}
+
+const PATH_STAT_HEADER: &str = "x-docker-container-path-stat";
+
+fn with_path_stat(
+    mut r: Response<super::body::Body>,
+    stat: &PathStat,
+) -> Response<super::body::Body> {
+    if let Ok(v) = HeaderValue::from_str(&stat.header_value()) {
+        r.headers_mut().insert(PATH_STAT_HEADER, v);
+    }
+    r
+}
+
+pub async fn archive_head(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
+    let path = ctx.query.get("path").unwrap_or("").to_string();
+    let stat = ctx.backend.container_stat_path(name(&ctx), path).await?;
+    Ok(with_path_stat(Response::new(empty()), &stat))
+}
+
+pub async fn archive_get(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
+    let path = ctx.query.get("path").unwrap_or("").to_string();
+    let (stat, rx) = ctx.backend.container_archive(name(&ctx), path).await?;
+    let mut r = with_path_stat(Response::new(channel_body(rx)), &stat);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+    Ok(r)
+}
+
+pub async fn archive_put(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
+    let path = ctx.query.get("path").unwrap_or("").to_string();
+    let opts = PutOptions {
+        no_overwrite_dir_non_dir: ctx.query.bool("noOverwriteDirNonDir"),
+        copy_uid_gid: ctx.query.bool("copyUIDGID"),
+    };
+    let container = name(&ctx);
+    let backend = ctx.backend.clone();
+    let body = super::body::body_channel(ctx.req.into_body());
+    backend
+        .container_extract(container, path, opts, body)
+        .await?;
+    Ok(Response::new(empty()))
 }
 
 pub async fn resize(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {

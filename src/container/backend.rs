@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::archive::{PathStat, PutOptions};
 use super::attach::{AttachOptions, AttachSession};
 use super::exec::ExecSession;
 use super::list::ListOptions;
@@ -149,6 +150,33 @@ impl ContainerBackend for Arc<ContainerManager> {
 
     async fn container_export(&self, name: String) -> Result<ByteReceiver, ContainerError> {
         self.export(&name).await
+    }
+
+    async fn container_stat_path(
+        &self,
+        name: String,
+        path: String,
+    ) -> Result<PathStat, ContainerError> {
+        self.archive_stat(&name, &path).await
+    }
+
+    async fn container_archive(
+        &self,
+        name: String,
+        path: String,
+    ) -> Result<(PathStat, ByteReceiver), ContainerError> {
+        self.archive_get(&name, &path).await
+    }
+
+    async fn container_extract(
+        &self,
+        name: String,
+        path: String,
+        opts: PutOptions,
+        body: ByteReceiver,
+    ) -> Result<(), ContainerError> {
+        let m = self.clone();
+        detached(async move { m.archive_put(&name, &path, opts, body).await }).await
     }
 
     async fn container_attach(

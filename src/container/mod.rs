@@ -1,6 +1,8 @@
 //! Containers: the manager, its records on disk, restart policies and logs. Nothing here
 //! knows HTTP; the runtime (`crate::runtime`) runs the processes.
 
+pub mod archive;
+pub mod archive_helper;
 pub mod attach;
 pub mod backend;
 pub mod commit;

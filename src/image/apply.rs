@@ -158,7 +158,49 @@ fn caused_by_archive(e: Errno) -> bool {
 /// Extract a layer tar (plain, gzip or zstd — detected from the magic bytes) into `root`, an
 /// existing, empty directory that becomes an overlayfs lower/upper "diff" directory.
 pub fn apply_layer<R: Read>(reader: R, root: &Path) -> Result<ApplyStats, ApplyError> {
-    detect_and_apply(reader, root, None)
+    let (root, _) = open_root(root, false)?;
+    detect_and_apply(reader, root, None, None, None)
+}
+
+/// How [`extract_at`] treats a `docker cp` archive (moby's `TarOptions` for `CopyToContainer`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExtractOptions {
+    /// Owner of every entry (uid, gid) instead of the archive's (`copyUIDGID` unset).
+    pub owner: Option<(u32, u32)>,
+    /// Refuse to replace a directory with a non-directory and the reverse.
+    pub no_overwrite_dir_non_dir: bool,
+}
+
+/// Extract a (possibly compressed) tar into the open directory `root` for `docker cp`: the
+/// same in-root extraction as layers, but whiteout names are ordinary files.
+pub fn extract_at<R: Read>(
+    reader: R,
+    root: OwnedFd,
+    opts: ExtractOptions,
+) -> Result<ApplyStats, ApplyError> {
+    detect_and_apply(reader, root, None, None, Some(opts))
+}
+
+fn open_root(root: &Path, recording: bool) -> Result<(OwnedFd, Option<PathBuf>), ApplyError> {
+    let root_file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(root)
+        .map_err(|source| ApplyError::Root {
+            path: root.to_path_buf(),
+            source,
+        })?;
+    let fd = OwnedFd::from(root_file);
+    let path = if recording {
+        let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        Some(std::fs::read_link(link).map_err(|source| ApplyError::Root {
+            path: root.to_path_buf(),
+            source,
+        })?)
+    } else {
+        None
+    };
+    Ok((fd, path))
 }
 
 /// Like apply_layer, and also records the uncompressed stream's tar-split (headers, padding and
@@ -169,14 +211,17 @@ pub fn apply_layer_recorded<R: Read>(
     root: &Path,
 ) -> Result<(ApplyStats, Recorder), ApplyError> {
     let recorder = RefCell::new(Recorder::new());
-    let stats = detect_and_apply(reader, root, Some(&recorder))?;
+    let (root, root_path) = open_root(root, true)?;
+    let stats = detect_and_apply(reader, root, root_path, Some(&recorder), None)?;
     Ok((stats, recorder.into_inner()))
 }
 
 fn detect_and_apply<R: Read>(
     reader: R,
-    root: &Path,
+    root: OwnedFd,
+    root_path: Option<PathBuf>,
     recorder: Option<&RefCell<Recorder>>,
+    cp: Option<ExtractOptions>,
 ) -> Result<ApplyStats, ApplyError> {
     let failed = Rc::new(Cell::new(false));
     let mut source = SourceReader {
@@ -200,17 +245,17 @@ fn detect_and_apply<R: Read>(
     );
     if head.starts_with(&[0x1f, 0x8b]) {
         let decoder = flate2::bufread::MultiGzDecoder::new(stream);
-        apply_stream(decoder, root, &failed, recorder)
+        apply_stream(decoder, root, root_path, &failed, recorder, cp)
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         let decoder = zstd::stream::read::Decoder::with_buffer(stream)
             .map_err(|e| ApplyError::Read { source: e })?;
-        apply_stream(decoder, root, &failed, recorder)
+        apply_stream(decoder, root, root_path, &failed, recorder, cp)
     } else if head.starts_with(b"BZh") {
         Err(ApplyError::UnsupportedCompression("bzip2"))
     } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
         Err(ApplyError::UnsupportedCompression("xz"))
     } else {
-        apply_stream(stream, root, &failed, recorder)
+        apply_stream(stream, root, root_path, &failed, recorder, cp)
     }
 }
 
@@ -221,7 +266,8 @@ pub fn apply_tar<R: Read>(reader: R, root: &Path) -> Result<ApplyStats, ApplyErr
         inner: reader,
         failed: Rc::clone(&failed),
     };
-    apply_stream(source, root, &failed, None)
+    let (root, _) = open_root(root, false)?;
+    apply_stream(source, root, None, &failed, None, None)
 }
 
 /// Records whether the caller's reader itself failed, so that an error surfacing through the
@@ -275,34 +321,16 @@ fn stream_error(source: io::Error, context: String, failed: &Cell<bool>) -> Appl
 
 fn apply_stream<R: Read>(
     reader: R,
-    root: &Path,
+    root: OwnedFd,
+    root_path: Option<PathBuf>,
     failed: &Cell<bool>,
     recorder: Option<&RefCell<Recorder>>,
+    cp: Option<ExtractOptions>,
 ) -> Result<ApplyStats, ApplyError> {
-    let root_file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(root)
-        .map_err(|source| ApplyError::Root {
-            path: root.to_path_buf(),
-            source,
-        })?;
-    let root_path_arg = root;
-    let root = OwnedFd::from(root_file);
-    let root_path = match recorder {
-        Some(_) => {
-            let link = format!("/proc/self/fd/{}", root.as_raw_fd());
-            let path = std::fs::read_link(link).map_err(|source| ApplyError::Root {
-                path: root_path_arg.to_path_buf(),
-                source,
-            })?;
-            Some(path)
-        }
-        None => None,
-    };
     let mut applier = Applier {
         root,
         root_path,
+        cp,
         dirs: Vec::new(),
         content_size: 0,
         buf: vec![0u8; BUF_SIZE],
@@ -366,6 +394,8 @@ struct Applier<'a> {
     recorder: Option<&'a RefCell<Recorder>>,
     /// The root's absolute path, when recording.
     root_path: Option<PathBuf>,
+    /// Set for a `docker cp` archive: no whiteouts, owner and overwrite rules.
+    cp: Option<ExtractOptions>,
 }
 
 fn invalid(entry: &str, reason: impl Into<String>) -> ApplyError {
@@ -492,9 +522,20 @@ impl Applier<'_> {
             return Ok(());
         }
         let comps = clean_name(&raw).map_err(|r| invalid(&name, r))?;
-        let meta = read_meta(entry, &name)?;
+        let mut meta = read_meta(entry, &name)?;
+        if let Some((uid, gid)) = self.cp.and_then(|o| o.owner) {
+            meta.uid = Uid::from_raw(uid);
+            meta.gid = Gid::from_raw(gid);
+        }
+        // `docker cp`: the extraction directory itself is kept as it is (moby skips `.`).
+        if self.cp.is_some() && comps.is_empty() && kind == EntryType::Directory {
+            return Ok(());
+        }
+        if self.cp.is_some_and(|o| o.no_overwrite_dir_non_dir) {
+            self.check_overwrite(&comps, kind == EntryType::Directory, &name)?;
+        }
 
-        if let Some((last, parents)) = comps.split_last() {
+        if let (Some((last, parents)), None) = (comps.split_last(), self.cp) {
             if last.as_bytes() == WHITEOUT_OPAQUE {
                 return self.opaque(parents, &name);
             }
@@ -572,6 +613,39 @@ impl Applier<'_> {
             }
             other => Err(invalid(&name, format!("unsupported entry type {other:?}"))),
         }
+    }
+
+    /// moby's `NoOverwriteDirNonDir`: an existing directory is not replaced by a non-directory,
+    /// nor an existing non-directory by a directory.
+    fn check_overwrite(&self, comps: &[CString], dir: bool, name: &str) -> Result<(), ApplyError> {
+        let Some((last, parents)) = comps.split_last() else {
+            return Ok(());
+        };
+        let Ok(parent) = self.resolve(parents) else {
+            return Ok(());
+        };
+        let Ok(st) = fstatat(
+            Some(parent.as_raw_fd()),
+            last.as_c_str(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) else {
+            return Ok(());
+        };
+        let existing_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        let path = format!("/{}", String::from_utf8_lossy(&join(comps)));
+        if existing_dir && !dir {
+            return Err(invalid(
+                name,
+                format!("cannot overwrite directory {path:?} with non-directory {name:?}"),
+            ));
+        }
+        if !existing_dir && dir {
+            return Err(invalid(
+                name,
+                format!("cannot overwrite non-directory {path:?} with directory {name:?}"),
+            ));
+        }
+        Ok(())
     }
 
     /// Open a directory of the layer (`comps` from the root) as an O_PATH descriptor, resolving
