@@ -485,7 +485,8 @@ class Bench:
         self.stop_all()
 
     def scenario_storage(self):
-        """Volumes and commit: a container with 5 volumes created, a 50 MB change committed."""
+        """Volumes, commit and cp: a container with 5 volumes created, a 50 MB change committed,
+        100 MB copied in and out of a stopped container."""
         self.start_all("storage")
         mb = 5 if self.args.quick else 50
         for run in range(self.runs(5)):
@@ -506,6 +507,24 @@ class Bench:
                     self.add(f"`docker commit` of a {mb} MB change", s, (time.monotonic() - t0) * 1000, "ms")
                     s.docker("rm", name)
                     s.docker("rmi", f"bench-commit:{run}")
+                    # docker cp of a directory of 1 MB files, in and out of a stopped container.
+                    src = os.path.join(self.work, "cp-src")
+                    if not os.path.exists(src):
+                        os.makedirs(src)
+                        for i in range(mb * 2):
+                            with open(os.path.join(src, f"f{i}"), "wb") as f:
+                                f.write(os.urandom(1000000))
+                    name = f"cp{run}"
+                    s.docker("create", *RUN_OPTS, "--name", name, "bench-busybox", "true")
+                    t0 = time.monotonic()
+                    s.docker("cp", src, f"{name}:/data")
+                    self.add(f"`docker cp` of {mb * 2} MB in", s, (time.monotonic() - t0) * 1000, "ms")
+                    out = os.path.join(self.work, f"cp-out-{s.name}-{run}")
+                    t0 = time.monotonic()
+                    s.docker("cp", f"{name}:/data", out)
+                    self.add(f"`docker cp` of {mb * 2} MB out", s, (time.monotonic() - t0) * 1000, "ms")
+                    shutil.rmtree(out, ignore_errors=True)
+                    s.docker("rm", name)
                 except Exception as e:
                     self.failed(s, "storage", e)
         self.stop_all()
