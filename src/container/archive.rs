@@ -803,6 +803,25 @@ impl ContainerManager {
     }
 }
 
+/// The buffer of the copies between berthd and an archive helper.
+pub(super) const COPY_BUF: usize = 256 * 1024;
+
+/// `io::copy` with a [`COPY_BUF`] buffer (its own is 8 KiB: a syscall per 8 KiB on a pipe).
+fn copy_large(r: &mut impl Read, w: &mut impl Write) -> io::Result<u64> {
+    let mut buf = vec![0u8; COPY_BUF];
+    let mut total = 0;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
 fn put_through_helper(req: &HelperRequest, mut input: impl Read) -> Result<(), ContainerError> {
     let mut h = Helper::spawn(req)?;
     let (Some(mut stdin), Some(out)) = (h.child.stdin.take(), h.child.stdout.take()) else {
@@ -810,7 +829,7 @@ fn put_through_helper(req: &HelperRequest, mut input: impl Read) -> Result<(), C
         return Err(ContainerError::internal("archive helper without pipes"));
     };
     // The helper may reply early (an error): copy until it stops reading, then read its reply.
-    let copied = io::copy(&mut input, &mut stdin);
+    let copied = copy_large(&mut input, &mut stdin);
     drop(stdin);
     let reply = Helper::read_reply(&mut BufReader::new(out));
     h.finish();

@@ -19,7 +19,7 @@ use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use serde::{Deserialize, Serialize};
 
-use super::archive::{self, kind_word, word_kind, PathStat, PutOptions};
+use super::archive::{self, kind_word, word_kind, PathStat, PutOptions, COPY_BUF};
 use super::ContainerError;
 use crate::errors::Kinded;
 use crate::runtime::host;
@@ -129,8 +129,9 @@ pub fn main(args: &[String]) -> i32 {
             Err(e) => reply(&mut out, Err(e)),
         },
         "put" => {
-            let stdin = io::stdin();
-            let r = archive::extract(&root, &req.path, &req.container, stdin.lock(), req.opts);
+            // Large reads: the tar arrives through a pipe in 64 KiB pieces.
+            let stdin = io::BufReader::with_capacity(COPY_BUF, io::stdin().lock());
+            let r = archive::extract(&root, &req.path, &req.container, stdin, req.opts);
             reply(&mut out, r.map(|()| None))
         }
         _ => reply(
