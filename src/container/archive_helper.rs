@@ -240,6 +240,9 @@ fn create_mount_point(root: &OwnedFd, dest: &str, dir: bool) -> Result<(), nix::
     Ok(())
 }
 
+/// The pipe size asked for between berthd and the helper.
+const PIPE_SIZE: libc::c_int = 1 << 20;
+
 /// berthd's side: a running helper and its reply.
 pub(crate) struct Helper {
     pub child: Child,
@@ -265,6 +268,16 @@ impl Helper {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| ContainerError::io("start the archive helper", e))?;
+        // A 1 MiB pipe each way instead of 64 KiB: a tar of many megabytes crosses it with a
+        // sixteenth of the wake-ups. Best effort: the kernel's limit may refuse it.
+        let fds = [
+            child.stdin.as_ref().map(|s| s.as_raw_fd()),
+            child.stdout.as_ref().map(|s| s.as_raw_fd()),
+        ];
+        for fd in fds.into_iter().flatten() {
+            // SAFETY: F_SETPIPE_SZ on a pipe descriptor the child handle owns and keeps open.
+            unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_SIZE) };
+        }
         Ok(Helper { child })
     }
 
