@@ -11,8 +11,10 @@
 //!   container's volumes and binds are crossed as the container sees them;
 //! - a **stopped or created** container: the root of a private mount namespace built by
 //!   `berthd __archive` ([`super::archive_helper`]), which mounts the overlay rootfs and binds
-//!   every mount point's source at its destination, serves one request on stdin/stdout and
-//!   exits, its mounts gone with its namespace.
+//!   every mount point's source at its destination. For `HEAD` and `GET` it serves the
+//!   request on stdout; for `PUT` it holds the view while berthd extracts into it through the
+//!   view root's descriptor (`/proc/<helper>/fd/<n>`, no copy through a pipe). It exits when
+//!   done, its mounts gone with its namespace.
 //!
 //! No user or group names are ever looked up (CVE-2019-14271): tar headers carry numbers only.
 
@@ -791,7 +793,9 @@ impl ContainerManager {
                         let root = open_proc_root(pid, &merged)?;
                         extract(&root, &path, &name, input, opts)
                     }
-                    Source::Helper(req) => put_through_helper(&req, input),
+                    Source::Helper(mut req) => {
+                        put_in_held_view(&mut req, input, &name, &path, opts)
+                    }
                 }
             })
             .await,
@@ -803,43 +807,35 @@ impl ContainerManager {
     }
 }
 
-/// The buffer of the copies between berthd and an archive helper.
-pub(super) const COPY_BUF: usize = 256 * 1024;
-
-/// `io::copy` with a [`COPY_BUF`] buffer (its own is 8 KiB: a syscall per 8 KiB on a pipe).
-fn copy_large(r: &mut impl Read, w: &mut impl Write) -> io::Result<u64> {
-    let mut buf = vec![0u8; COPY_BUF];
-    let mut total = 0;
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        w.write_all(&buf[..n])?;
-        total += n as u64;
-    }
-}
-
-fn put_through_helper(req: &HelperRequest, mut input: impl Read) -> Result<(), ContainerError> {
+/// Work in a stopped container's view: the helper builds it in its own mount namespace and
+/// holds it while berthd extracts into it through the view root's descriptor (opened by
+/// `/proc/<helper>/fd/<n>`, which crosses into the helper's mounts) — no copy through a pipe.
+fn put_in_held_view(
+    req: &mut HelperRequest,
+    input: impl Read,
+    name: &str,
+    path: &str,
+    opts: PutOptions,
+) -> Result<(), ContainerError> {
+    req.op = "hold".to_string();
     let mut h = Helper::spawn(req)?;
-    let (Some(mut stdin), Some(out)) = (h.child.stdin.take(), h.child.stdout.take()) else {
+    let (Some(stdin), Some(out)) = (h.child.stdin.take(), h.child.stdout.take()) else {
         h.finish();
         return Err(ContainerError::internal("archive helper without pipes"));
     };
-    // The helper may reply early (an error): copy until it stops reading, then read its reply.
-    let copied = copy_large(&mut input, &mut stdin);
-    drop(stdin);
-    let reply = Helper::read_reply(&mut BufReader::new(out));
-    h.finish();
-    match (reply, copied) {
-        (Err(e), _) => Err(e),
-        (Ok(_), Err(e)) if e.kind() != io::ErrorKind::BrokenPipe => {
-            Err(ContainerError::invalid(format!("reading the archive: {e}")))
+    let root = match Helper::read_root(&mut BufReader::new(out), h.child.id()) {
+        Ok(root) => root,
+        Err(e) => {
+            h.finish();
+            return Err(e);
         }
-        (Ok(_), _) => Ok(()),
-    }
+    };
+    let r = extract(&root, path, name, input, opts);
+    drop(root);
+    // Closing its stdin lets the helper exit; its mounts go with its namespace.
+    drop(stdin);
+    h.wait();
+    r
 }
 
 /// moby's `checkIfPathIsInAVolume` and the read-only rootfs check (lexical, on the cleaned

@@ -6,8 +6,10 @@
 //! destination resolved inside that rootfs (a destination missing from the rootfs is skipped,
 //! as the container has not created it yet), then serves one request with the same in-root
 //! code as a running container ([`super::archive`]): a reply line of JSON on stdout, followed
-//! by the tar for `get`; for `put` the tar is read from stdin first. When it exits its mount
-//! namespace, and every mount in it, goes away.
+//! by the tar for `get`. For `hold` (berthd's `PUT`) the reply names the view root's
+//! descriptor, which berthd opens through `/proc/<pid>/fd/<n>` and extracts into; the helper
+//! waits until berthd closes its stdin. When it exits its mount namespace, and every mount in
+//! it, goes away.
 
 use std::io::{self, BufRead, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -19,7 +21,7 @@ use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use serde::{Deserialize, Serialize};
 
-use super::archive::{self, kind_word, word_kind, PathStat, PutOptions, COPY_BUF};
+use super::archive::{self, kind_word, word_kind, PathStat, PutOptions};
 use super::ContainerError;
 use crate::errors::Kinded;
 use crate::runtime::host;
@@ -64,6 +66,10 @@ pub struct Reply {
     pub kind: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// `hold`: the descriptor of the view's root in the helper (berthd opens it through
+    /// `/proc/<pid>/fd/<n>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_fd: Option<i32>,
 }
 
 impl Reply {
@@ -77,6 +83,7 @@ impl Reply {
                 stat: None,
                 kind: Some(kind_word(e.kind()).to_string()),
                 message: Some(e.message().to_string()),
+                root_fd: None,
             },
         }
     }
@@ -128,11 +135,27 @@ pub fn main(args: &[String]) -> i32 {
             }
             Err(e) => reply(&mut out, Err(e)),
         },
-        "put" => {
-            // Large reads: the tar arrives through a pipe in 64 KiB pieces.
-            let stdin = io::BufReader::with_capacity(COPY_BUF, io::stdin().lock());
-            let r = archive::extract(&root, &req.path, &req.container, stdin, req.opts);
-            reply(&mut out, r.map(|()| None))
+        "hold" => {
+            // Keep the view (its mounts live as long as this process) for berthd, which
+            // works in it through the root's descriptor, until it closes our stdin.
+            let ready = Reply {
+                root_fd: Some(root.as_raw_fd()),
+                ..Default::default()
+            };
+            let sent = serde_json::to_vec(&ready)
+                .map_err(io::Error::other)
+                .and_then(|mut line| {
+                    line.push(b'\n');
+                    out.write_all(&line)?;
+                    out.flush()
+                });
+            let mut sink = [0u8; 64];
+            while let Ok(n) = io::Read::read(&mut io::stdin().lock(), &mut sink) {
+                if n == 0 {
+                    break;
+                }
+            }
+            sent
         }
         _ => reply(
             &mut out,
@@ -259,7 +282,7 @@ impl Helper {
             .arg(SUBCOMMAND)
             .arg(json)
             .env_clear()
-            .stdin(if req.op == "put" {
+            .stdin(if req.op == "hold" {
                 Stdio::piped()
             } else {
                 Stdio::null()
@@ -294,6 +317,26 @@ impl Helper {
         let reply: Reply = serde_json::from_str(&line)
             .map_err(|e| ContainerError::internal(format!("archive helper reply: {e}")))?;
         reply.into_result()
+    }
+
+    /// Read the `hold` reply and open the view's root through the helper's descriptor.
+    pub fn read_root(out: &mut impl BufRead, pid: u32) -> Result<OwnedFd, ContainerError> {
+        let mut line = String::new();
+        out.read_line(&mut line)
+            .map_err(|e| ContainerError::io("read the archive helper's reply", e))?;
+        if line.is_empty() {
+            return Err(ContainerError::internal(
+                "the archive helper exited without a reply",
+            ));
+        }
+        let reply: Reply = serde_json::from_str(&line)
+            .map_err(|e| ContainerError::internal(format!("archive helper reply: {e}")))?;
+        let fd = reply.root_fd;
+        reply.into_result()?;
+        let fd = fd.ok_or_else(|| ContainerError::internal("archive helper: no root"))?;
+        let root = std::fs::File::open(format!("/proc/{pid}/fd/{fd}"))
+            .map_err(|e| ContainerError::io("open the container's view", e))?;
+        Ok(OwnedFd::from(root))
     }
 
     /// Kill (if still running) and reap.
