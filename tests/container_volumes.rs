@@ -392,3 +392,78 @@ fn volumes_and_containers_survive_kill_9_during_a_create_remove_loop() {
         .unwrap_or(0);
     assert_eq!(left, 0, "no volume directory is left behind");
 }
+
+#[test]
+fn bind_and_tmpfs_volumes_in_a_container() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("from-host"), "host data\n").unwrap();
+    let device = format!("device={}", host.path().display());
+    ok(b.docker_out(&[
+        "volume",
+        "create",
+        "-o",
+        "type=none",
+        "-o",
+        "o=bind",
+        "-o",
+        &device,
+        "hb",
+    ]));
+    assert_eq!(
+        ok(b.docker_out(&[
+            "run",
+            "--rm",
+            "-v",
+            "hb:/h",
+            "busybox",
+            "cat",
+            "/h/from-host"
+        ])),
+        "host data\n"
+    );
+    ok(b.docker_out(&[
+        "run",
+        "--rm",
+        "-v",
+        "hb:/h",
+        "busybox",
+        "sh",
+        "-c",
+        "echo back > /h/from-container",
+    ]));
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("from-container")).unwrap(),
+        "back\n",
+        "the bind volume is the host directory"
+    );
+    ok(b.docker_out(&[
+        "volume",
+        "create",
+        "-o",
+        "type=tmpfs",
+        "-o",
+        "device=tmpfs",
+        "-o",
+        "o=size=3m",
+        "tv2",
+    ]));
+    let mounts = ok(b.docker_out(&[
+        "run",
+        "--rm",
+        "-v",
+        "tv2:/t",
+        "busybox",
+        "grep",
+        " /t ",
+        "/proc/mounts",
+    ]));
+    assert!(mounts.starts_with("tmpfs /t tmpfs "), "{mounts}");
+    assert!(mounts.contains("size=3072k"), "{mounts}");
+    ok(b.docker_out(&["volume", "rm", "hb", "tv2"]));
+    assert!(
+        host.path().join("from-host").exists(),
+        "removing the volume keeps the host directory"
+    );
+}
