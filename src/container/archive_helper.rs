@@ -97,7 +97,11 @@ impl Reply {
 }
 
 fn reply(out: &mut impl Write, r: Result<Option<PathStat>, ContainerError>) -> io::Result<()> {
-    let mut line = serde_json::to_vec(&Reply::of(r)).map_err(io::Error::other)?;
+    write_reply(out, &Reply::of(r))
+}
+
+fn write_reply(out: &mut impl Write, reply: &Reply) -> io::Result<()> {
+    let mut line = serde_json::to_vec(reply).map_err(io::Error::other)?;
     line.push(b'\n');
     out.write_all(&line)?;
     out.flush()
@@ -142,13 +146,7 @@ pub fn main(args: &[String]) -> i32 {
                 root_fd: Some(root.as_raw_fd()),
                 ..Default::default()
             };
-            let sent = serde_json::to_vec(&ready)
-                .map_err(io::Error::other)
-                .and_then(|mut line| {
-                    line.push(b'\n');
-                    out.write_all(&line)?;
-                    out.flush()
-                });
+            let sent = write_reply(&mut out, &ready);
             let mut sink = [0u8; 64];
             while let Ok(n) = io::Read::read(&mut io::stdin().lock(), &mut sink) {
                 if n == 0 {
@@ -306,37 +304,32 @@ impl Helper {
 
     /// Read the reply line from `out`.
     pub fn read_reply(out: &mut impl BufRead) -> Result<Option<PathStat>, ContainerError> {
-        let mut line = String::new();
-        out.read_line(&mut line)
-            .map_err(|e| ContainerError::io("read the archive helper's reply", e))?;
-        if line.is_empty() {
-            return Err(ContainerError::internal(
-                "the archive helper exited without a reply",
-            ));
-        }
-        let reply: Reply = serde_json::from_str(&line)
-            .map_err(|e| ContainerError::internal(format!("archive helper reply: {e}")))?;
-        reply.into_result()
+        Self::read_line(out)?.into_result()
     }
 
     /// Read the `hold` reply and open the view's root through the helper's descriptor.
     pub fn read_root(out: &mut impl BufRead, pid: u32) -> Result<OwnedFd, ContainerError> {
-        let mut line = String::new();
-        out.read_line(&mut line)
-            .map_err(|e| ContainerError::io("read the archive helper's reply", e))?;
-        if line.is_empty() {
-            return Err(ContainerError::internal(
-                "the archive helper exited without a reply",
-            ));
-        }
-        let reply: Reply = serde_json::from_str(&line)
-            .map_err(|e| ContainerError::internal(format!("archive helper reply: {e}")))?;
+        let reply = Self::read_line(out)?;
         let fd = reply.root_fd;
         reply.into_result()?;
         let fd = fd.ok_or_else(|| ContainerError::internal("archive helper: no root"))?;
         let root = std::fs::File::open(format!("/proc/{pid}/fd/{fd}"))
             .map_err(|e| ContainerError::io("open the container's view", e))?;
         Ok(OwnedFd::from(root))
+    }
+
+    /// The helper's reply line, decoded.
+    fn read_line(out: &mut impl BufRead) -> Result<Reply, ContainerError> {
+        let mut line = String::new();
+        out.read_line(&mut line)
+            .map_err(|e| ContainerError::io("read the archive helper's reply", e))?;
+        if line.is_empty() {
+            return Err(ContainerError::internal(
+                "the archive helper exited without a reply",
+            ));
+        }
+        serde_json::from_str(&line)
+            .map_err(|e| ContainerError::internal(format!("archive helper reply: {e}")))
     }
 
     /// Kill (if still running) and reap.
