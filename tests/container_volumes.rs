@@ -467,3 +467,112 @@ fn bind_and_tmpfs_volumes_in_a_container() {
         "removing the volume keeps the host directory"
     );
 }
+
+/// `--mount …,volume-subpath=` (moby's `TestRunMountVolumeSubdir` table): a directory, a
+/// symlink that stays inside, a file, copy-up into an empty subpath; `..` refused at create;
+/// a missing path and symlinks that lead out refused at start; nothing is left mounted.
+#[test]
+fn volume_subpaths() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    ok(b.docker_out(&[
+        "run",
+        "--rm",
+        "-v",
+        "sp:/volume",
+        "busybox",
+        "sh",
+        "-c",
+        "echo foo > /volume/bar.txt && mkdir /volume/bin /volume/subdir /volume/hack && \
+         echo world > /volume/subdir/hello.txt && ln -s / /volume/hack/root && \
+         ln -s ../subdir /volume/hack/good && ln -s root /volume/hack/bad",
+    ]));
+    let run = |sub: &str, target: &str, cmd: &[&str]| {
+        let m = format!("type=volume,src=sp,dst={target},volume-subpath={sub}");
+        let mut args = vec!["run", "--rm", "--mount", &m, "busybox"];
+        args.extend_from_slice(cmd);
+        b.docker_out(&args)
+    };
+    assert_eq!(
+        ok(run("subdir", "/volume", &["ls", "/volume"])),
+        "hello.txt\n"
+    );
+    assert_eq!(
+        ok(run("hack/good", "/volume", &["ls", "/volume"])),
+        "hello.txt\n"
+    );
+    assert_eq!(ok(run("bar.txt", "/volume", &["cat", "/volume"])), "foo\n");
+    assert_eq!(
+        ok(run("bin", "/bin", &["ls", "/bin/busybox"])),
+        "/bin/busybox\n",
+        "copy-up fills an empty subpath"
+    );
+    // Written through a subpath, seen in the volume.
+    ok(run("subdir", "/s", &["sh", "-c", "echo new > /s/n"]));
+    assert_eq!(ok(run("subdir/n", "/n", &["cat", "/n"])), "new\n");
+    // Read-only.
+    let m = "type=volume,src=sp,dst=/r,volume-subpath=subdir,readonly";
+    let o = b.docker_out(&["run", "--rm", "--mount", m, "busybox", "touch", "/r/x"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("Read-only"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = run(
+        "../../../../../../etc/passwd",
+        "/volume",
+        &["cat", "/volume"],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("subpath must be a relative path within the volume"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run("not-existing-path", "/volume", &["cat", "/volume"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("cannot access path "), "{}", stderr(&o));
+    for bad in ["hack/root", "hack/bad"] {
+        let o = run(bad, "/volume", &["ls", "/volume"]);
+        assert!(!o.status.success(), "{bad}");
+        assert!(
+            stderr(&o).contains("path concatenation escapes the base directory"),
+            "{bad}: {}",
+            stderr(&o)
+        );
+    }
+    // A running container's subpath mount goes with its run.
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "sp-run",
+        "--mount",
+        "type=volume,src=sp,dst=/s,volume-subpath=subdir",
+        "busybox",
+        "sleep",
+        "60",
+    ]));
+    assert_eq!(
+        ok(b.docker_out(&["exec", "sp-run", "cat", "/s/hello.txt"])),
+        "world\n"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let here = b.dir.path().display().to_string();
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.contains(&here) && l.contains("/mounts/")),
+        "subpath bind while running"
+    );
+    ok(b.docker_out(&["rm", "-f", "sp-run"]));
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts
+            .lines()
+            .any(|l| l.contains(&here) && l.contains("/mounts/")),
+        "no subpath bind is left: {mounts}"
+    );
+    ok(b.docker_out(&["volume", "rm", "sp"]));
+}

@@ -216,8 +216,9 @@ pub fn parse_mount_spec(m: &ApiMount, check_source: bool) -> Result<MountPoint, 
         }
         Some(MountType::VOLUME) => {
             let vo = m.volume_options.clone().unwrap_or_default();
-            if vo.subpath.as_deref().is_some_and(|p| !p.is_empty()) {
-                return Err(err("volume subpaths are not supported yet".into()));
+            let subpath = vo.subpath.clone().unwrap_or_default();
+            if !subpath.is_empty() {
+                crate::volume::subpath::validate(&subpath).map_err(err)?;
             }
             let driver = vo.driver_config.clone().unwrap_or_default();
             Ok(MountPoint {
@@ -232,6 +233,7 @@ pub fn parse_mount_spec(m: &ApiMount, check_source: bool) -> Result<MountPoint, 
                 copy_data: !vo.no_copy.unwrap_or(false),
                 driver_opts: driver.options.unwrap_or_default().into_iter().collect(),
                 labels: vo.labels.unwrap_or_default().into_iter().collect(),
+                subpath,
                 ..Default::default()
             })
         }

@@ -117,12 +117,20 @@ impl ContainerManager {
     pub(super) fn mount_volumes(&self, r: &Record) -> Result<Vec<MountPoint>, ContainerError> {
         let mut list = r.spec_mounts()?.to_vec();
         let rootfs = self.rootfs(&r.id);
+        let subpaths = self.runtime.subpath_mounts_dir(&r.id);
+        // What a previous run may have left (berthd killed before its end was seen).
+        crate::volume::subpath::unbind_all(&subpaths);
         let mut mounted = Vec::new();
         let result = (|| {
-            for p in list.iter_mut().filter(|p| p.is_volume()) {
-                let path = self.volumes.mount(&p.name, &r.id, &p.destination, p.rw)?;
+            for (i, p) in list.iter_mut().enumerate().filter(|(_, p)| p.is_volume()) {
+                let mut path = self.volumes.mount(&p.name, &r.id, &p.destination, p.rw)?;
                 mounted.push(p.name.clone());
-                if p.copy_data {
+                if !p.subpath.is_empty() {
+                    let target = subpaths.join(i.to_string());
+                    crate::volume::subpath::bind(&path, &p.subpath, &target)?;
+                    path = target;
+                }
+                if p.copy_data && path.is_dir() {
                     copy_up(&rootfs, &p.destination, &path).map_err(|e| {
                         ContainerError::internal(format!(
                             "copy {} of the image into volume {}: {e}",
@@ -137,6 +145,7 @@ impl ContainerManager {
         match result {
             Ok(()) => Ok(list),
             Err(e) => {
+                crate::volume::subpath::unbind_all(&subpaths);
                 for name in mounted {
                     self.volumes.unmount(&name, &r.id);
                 }
@@ -147,6 +156,7 @@ impl ContainerManager {
 
     /// A run ended: its volumes are unmounted (the driver's mount goes with its last user).
     pub(super) fn unmount_volumes(&self, r: &Record) {
+        crate::volume::subpath::unbind_all(&self.runtime.subpath_mounts_dir(&r.id));
         for p in r.mount_points.iter().flatten().filter(|p| p.is_volume()) {
             self.volumes.unmount(&p.name, &r.id);
         }

@@ -101,6 +101,12 @@ impl Runtime {
         self.cfg.exec_root.join("runtime")
     }
 
+    /// Where a container's volume subpaths are bind-mounted while it runs (kept apart from the
+    /// state directory, which a new run removes).
+    pub fn subpath_mounts_dir(&self, id: &str) -> PathBuf {
+        self.cfg.exec_root.join("mounts").join(id)
+    }
+
     /// Where a container's own network namespace is bind-mounted while it runs.
     pub fn netns_path(&self, id: &str) -> PathBuf {
         self.cfg.exec_root.join("netns").join(id)

@@ -6,6 +6,7 @@
 //! returns `EAGAIN` when a concurrent rename races a `..` lookup; [`resolve`] retries.
 //!
 //! - [`resolve`]: any `openat2` open of a path in a root, the descriptor owned.
+//! - [`resolve_beneath`]: the same below a base, where leading out is an error.
 //! - [`open_dir`] / [`open_file`]: a directory (`O_PATH`) or a file (read-only) in a root.
 //! - [`clean`] / [`clean_bytes`]: Go's `path.Clean`, lexical only.
 //! - [`components`]: a path as components below the root, refusing one that climbs above it.
@@ -26,10 +27,26 @@ pub const RETRIES: usize = 32;
 /// with `flags` (`O_CLOEXEC` is added), every component resolved inside the root. An empty
 /// `rel` is the root itself.
 pub fn resolve(root: impl AsFd, rel: &[u8], flags: OFlag) -> Result<OwnedFd, Errno> {
+    open_how(root, rel, flags, ResolveFlag::RESOLVE_IN_ROOT)
+}
+
+/// Open the relative path `rel` below the directory `base` with `flags` (`O_CLOEXEC` is
+/// added). Unlike [`resolve`], a symlink or `..` that would lead out of `base` (an absolute
+/// link among them) is an error, `EXDEV`, not re-rooted: a volume's `Subpath`.
+pub fn resolve_beneath(base: impl AsFd, rel: &[u8], flags: OFlag) -> Result<OwnedFd, Errno> {
+    open_how(base, rel, flags, ResolveFlag::RESOLVE_BENEATH)
+}
+
+fn open_how(
+    root: impl AsFd,
+    rel: &[u8],
+    flags: OFlag,
+    scope: ResolveFlag,
+) -> Result<OwnedFd, Errno> {
     let rel: &[u8] = if rel.is_empty() { b"." } else { rel };
     let how = OpenHow::new()
         .flags(flags | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        .resolve(scope | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     let root = root.as_fd();
     let mut last = Errno::EAGAIN;
     for _ in 0..RETRIES {

@@ -24,6 +24,7 @@
 
 pub mod backend;
 pub mod options;
+pub mod subpath;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;

@@ -58,6 +58,9 @@ pub struct MountPoint {
     pub driver_opts: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// A volume's `VolumeOptions.Subpath`: only this path below its data is mounted.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subpath: String,
 }
 
 impl MountPoint {
