@@ -29,6 +29,11 @@ fn main() -> ExitCode {
         let code = berth::container::archive_helper::main(&args[2..]);
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
+    // A container's port proxy (dockerd's docker-proxy), handed its bound sockets.
+    if args.get(1).map(String::as_str) == Some(berth::network::proxy::SUBCOMMAND) {
+        let code = berth::network::proxy::main(&args[2..]);
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
     // Before any thread exists: take systemd's sockets and clear its environment, and make new
     // files (the API sockets before their chmod) private to root, as dockerd does.
     let activated = SystemdSockets::from_env();
