@@ -23,6 +23,7 @@ use crate::errors::Kinded;
 use crate::events::{Event, EventBus};
 use crate::image::store::Store;
 use crate::image::ImageService;
+use crate::network::service::NetworkService;
 use crate::runtime::{self, CgroupInfo, CgroupVersion, RuntimeConfig};
 use crate::system::{self, HostInfo, SystemError};
 use crate::util::fs::{ensure_dir, remove_temp_files};
@@ -45,13 +46,14 @@ pub struct Daemon {
     images: Arc<ImageService>,
     containers: Arc<ContainerManager>,
     volumes: Arc<VolumeService>,
+    network: Arc<NetworkService>,
     log_control: Option<LogControl>,
     _root_lock: Flock<File>,
 }
 
 impl Daemon {
     /// Prepare the data and exec roots and take the data root's lock.
-    pub fn new(
+    pub async fn new(
         flags: Flags,
         config: Config,
         log_control: Option<LogControl>,
@@ -89,6 +91,19 @@ impl Daemon {
         let host = HostInfo::probe();
         let supervisor_exe = std::env::current_exe()
             .map_err(|e| SystemError::io("find berthd's own binary".to_string(), e))?;
+        let network = NetworkService::open(
+            config.network.clone(),
+            &data_root,
+            supervisor_exe.clone(),
+            events.clone(),
+        )
+        .await
+        .map_err(|e| {
+            SystemError::io(
+                "set up networking".to_string(),
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
         let cgroups = runtime::probe_cgroups();
         let runtime = Arc::new(runtime::Runtime::new(RuntimeConfig {
             exec_root: config.exec_root.clone(),
@@ -106,6 +121,7 @@ impl Daemon {
             runtime,
             images.clone(),
             volumes.clone(),
+            network.clone(),
             events.clone(),
         );
         let weak = Arc::downgrade(&containers);
@@ -122,6 +138,7 @@ impl Daemon {
             images,
             containers,
             volumes,
+            network,
             log_control,
             _root_lock: root_lock,
         }))
@@ -158,6 +175,9 @@ impl Daemon {
             images: Arc::new(self.images.clone()),
             containers: Arc::new(self.containers.clone()),
             volumes: Arc::new(self.volumes.clone()),
+            networks: Arc::new(crate::container::network_backend::NetworkRouter {
+                containers: self.containers.clone(),
+            }),
         }
     }
 

@@ -99,6 +99,10 @@ macro_rules! module_error {
                 Self::new($crate::errors::ErrorKind::Conflict, message)
             }
 
+            pub fn forbidden(message: impl Into<String>) -> Self {
+                Self::new($crate::errors::ErrorKind::Forbidden, message)
+            }
+
             pub fn internal(message: impl Into<String>) -> Self {
                 Self::new($crate::errors::ErrorKind::Internal, message)
             }

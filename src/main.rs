@@ -106,8 +106,9 @@ async fn run(
         signal(SignalKind::hangup()).map_err(|e| format!("install SIGHUP handler: {e}"))?;
     let _pidfile = PidFile::create(&config.pidfile).map_err(|e| e.to_string())?;
     // Lock the data root before binding, so that a refused start leaves no socket file behind.
-    let daemon =
-        Daemon::new(flags, config.clone(), Some(log_control)).map_err(|e| e.to_string())?;
+    let daemon = Daemon::new(flags, config.clone(), Some(log_control))
+        .await
+        .map_err(|e| e.to_string())?;
     daemon.restore().await;
     let listeners = server::bind_hosts(&config, activated)
         .await

@@ -13,6 +13,7 @@ mod container;
 pub mod error;
 mod events;
 mod image;
+mod network;
 pub mod query;
 mod router;
 mod system;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 pub use container::{ContainerBackend, WaitFuture};
 pub use events::EventsBackend;
 pub use image::ImageBackend;
+pub use network::NetworkBackend;
 pub use router::{Api, Ctx, HandlerResult, Route};
 pub use system::{DiskUsage, DiskUsageOptions, SystemBackend};
 pub use volume::VolumeBackend;
@@ -40,6 +42,8 @@ pub struct Backends {
     pub containers: Arc<dyn ContainerBackend>,
     /// `/volumes/...`: the volume service.
     pub volumes: Arc<dyn VolumeBackend>,
+    /// `/networks/...`: the network service with the container manager.
+    pub networks: Arc<dyn NetworkBackend>,
 }
 
 impl Api {
@@ -50,6 +54,7 @@ impl Api {
         routes.extend(image::routes(backends.images));
         routes.extend(container::routes(backends.containers));
         routes.extend(volume::routes(backends.volumes));
+        routes.extend(network::routes(backends.networks));
         Api::from_routes(routes)
     }
 }

@@ -57,6 +57,20 @@ const KEYS: &[(&str, &str)] = &[
     ("init-path", "init-path"),
     ("log-driver", "log-driver"),
     ("log-opts", "log-opt"),
+    ("bridge", "bridge"),
+    ("bip", "bip"),
+    ("fixed-cidr", "fixed-cidr"),
+    ("default-address-pools", "default-address-pool"),
+    ("iptables", "iptables"),
+    ("ip-forward", "ip-forward"),
+    ("ip-masq", "ip-masq"),
+    ("icc", "icc"),
+    ("ip", "ip"),
+    ("userland-proxy", "userland-proxy"),
+    ("mtu", "mtu"),
+    ("dns", "dns"),
+    ("dns-search", "dns-search"),
+    ("dns-opts", "dns-opt"),
 ];
 
 /// berthd's command line, named as dockerd's.
@@ -135,6 +149,53 @@ pub struct Flags {
     /// Default log driver options for containers (KEY=VALUE)
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]
     pub log_opts: Vec<String>,
+    /// Attach containers to a network bridge ("none" disables the default bridge)
+    #[arg(short = 'b', long = "bridge", value_name = "NAME")]
+    pub bridge: Option<String>,
+    /// Network bridge IP (CIDR)
+    #[arg(long = "bip", value_name = "CIDR")]
+    pub bip: Option<String>,
+    /// IPv4 subnet for fixed IPs on the default bridge
+    #[arg(long = "fixed-cidr", value_name = "CIDR")]
+    pub fixed_cidr: Option<String>,
+    /// Default address pools for local networks (base=CIDR,size=N)
+    #[arg(long = "default-address-pool", value_name = "POOL")]
+    pub default_address_pools: Vec<String>,
+    /// Enable the firewall rules (nftables)
+    #[arg(long = "iptables", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_name = "BOOL")]
+    pub iptables: Option<bool>,
+    /// Enable net.ipv4.ip_forward
+    #[arg(long = "ip-forward", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_name = "BOOL")]
+    pub ip_forward: Option<bool>,
+    /// Enable IP masquerading
+    #[arg(long = "ip-masq", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_name = "BOOL")]
+    pub ip_masq: Option<bool>,
+    /// Enable inter-container communication on the default bridge
+    #[arg(long = "icc", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_name = "BOOL")]
+    pub icc: Option<bool>,
+    /// Default IP when binding container ports
+    #[arg(long = "ip", value_name = "IP")]
+    pub ip: Option<String>,
+    /// Use the userland proxy for loopback traffic
+    #[arg(long = "userland-proxy", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_name = "BOOL")]
+    pub userland_proxy: Option<bool>,
+    /// Network MTU of the default bridge
+    #[arg(long = "mtu", value_name = "MTU")]
+    pub mtu: Option<u32>,
+    /// DNS server to use
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<String>,
+    /// DNS search domains to use
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// DNS options to use
+    #[arg(long = "dns-opt", value_name = "OPT")]
+    pub dns_opts: Vec<String>,
 }
 
 impl Flags {
@@ -166,6 +227,20 @@ impl Flags {
             "init-path" => path(&self.init_path),
             "log-driver" => self.log_driver.clone(),
             "log-opts" => list(&self.log_opts),
+            "bridge" => self.bridge.clone(),
+            "bip" => self.bip.clone(),
+            "fixed-cidr" => self.fixed_cidr.clone(),
+            "default-address-pools" => list(&self.default_address_pools),
+            "iptables" => self.iptables.map(|b| b.to_string()),
+            "ip-forward" => self.ip_forward.map(|b| b.to_string()),
+            "ip-masq" => self.ip_masq.map(|b| b.to_string()),
+            "icc" => self.icc.map(|b| b.to_string()),
+            "ip" => self.ip.clone(),
+            "userland-proxy" => self.userland_proxy.map(|b| b.to_string()),
+            "mtu" => self.mtu.map(|m| m.to_string()),
+            "dns" => list(&self.dns),
+            "dns-search" => list(&self.dns_search),
+            "dns-opts" => list(&self.dns_opts),
             _ => None,
         }
     }
@@ -203,6 +278,151 @@ struct FileConfig {
     log_driver: Option<String>,
     #[serde(rename = "log-opts")]
     log_opts: Option<std::collections::HashMap<String, String>>,
+    bridge: Option<String>,
+    bip: Option<String>,
+    #[serde(rename = "fixed-cidr")]
+    fixed_cidr: Option<String>,
+    #[serde(rename = "default-address-pools")]
+    default_address_pools: Option<Vec<PoolConfig>>,
+    iptables: Option<bool>,
+    #[serde(rename = "ip-forward")]
+    ip_forward: Option<bool>,
+    #[serde(rename = "ip-masq")]
+    ip_masq: Option<bool>,
+    icc: Option<bool>,
+    ip: Option<String>,
+    #[serde(rename = "userland-proxy")]
+    userland_proxy: Option<bool>,
+    mtu: Option<u32>,
+    dns: Option<Vec<String>>,
+    #[serde(rename = "dns-search")]
+    dns_search: Option<Vec<String>>,
+    #[serde(rename = "dns-opts")]
+    dns_opts: Option<Vec<String>>,
+}
+
+/// A `default-address-pools` entry (`{"base": "10.10.0.0/16", "size": 24}`).
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    pub base: String,
+    pub size: u8,
+}
+
+/// The daemon's networking options (dockerd's bridge flags).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetOptions {
+    /// `-b/--bridge`: the default bridge's device (`berth0` unless given); `none` disables
+    /// the default `bridge` network.
+    pub bridge: String,
+    pub bridge_explicit: bool,
+    pub bip: Option<ipnet::Ipv4Net>,
+    pub fixed_cidr: Option<ipnet::Ipv4Net>,
+    /// `(base, size)`; empty means dockerd's defaults.
+    pub default_address_pools: Vec<(ipnet::IpNet, u8)>,
+    pub iptables: bool,
+    pub ip_forward: bool,
+    pub ip_masq: bool,
+    pub icc: bool,
+    /// `--ip`: the default host address of published ports.
+    pub ip: std::net::IpAddr,
+    pub userland_proxy: bool,
+    pub mtu: Option<u32>,
+    pub dns: Vec<std::net::IpAddr>,
+    pub dns_search: Vec<String>,
+    pub dns_opts: Vec<String>,
+}
+
+/// berth's default bridge device: its own name, so that berth runs beside dockerd's `docker0`.
+pub const DEFAULT_BRIDGE: &str = "berth0";
+
+impl NetOptions {
+    fn merge(flags: &Flags, file: &FileConfig) -> Result<NetOptions, ConfigError> {
+        let bad = |what: &str, v: &str| ConfigError::invalid(format!("invalid {what}: {v:?}"));
+        let bridge = flags.bridge.clone().or(file.bridge.clone());
+        let bip = match flags.bip.clone().or(file.bip.clone()) {
+            Some(b) => Some(b.parse::<ipnet::Ipv4Net>().map_err(|_| bad("bip", &b))?),
+            None => None,
+        };
+        let fixed_cidr = match flags.fixed_cidr.clone().or(file.fixed_cidr.clone()) {
+            Some(b) => Some(
+                b.parse::<ipnet::Ipv4Net>()
+                    .map_err(|_| bad("fixed-cidr", &b))?,
+            ),
+            None => None,
+        };
+        let mut pools = Vec::new();
+        if !flags.default_address_pools.is_empty() {
+            for p in &flags.default_address_pools {
+                let (mut base, mut size) = (None, None);
+                for kv in p.split(',') {
+                    match kv.split_once('=') {
+                        Some(("base", v)) => base = Some(v.to_string()),
+                        Some(("size", v)) => size = v.parse::<u8>().ok(),
+                        _ => return Err(bad("default-address-pool", p)),
+                    }
+                }
+                let (Some(base), Some(size)) = (base, size) else {
+                    return Err(bad("default-address-pool", p));
+                };
+                pools.push(PoolConfig { base, size });
+            }
+        } else if let Some(p) = &file.default_address_pools {
+            pools = p.clone();
+        }
+        let mut default_address_pools = Vec::new();
+        for p in pools {
+            let base: ipnet::IpNet = p
+                .base
+                .parse()
+                .map_err(|_| bad("default-address-pool", &p.base))?;
+            if p.size < base.prefix_len() || p.size > base.max_prefix_len() {
+                return Err(ConfigError::invalid(format!(
+                    "invalid pools size: {}: size must be between {} and {}",
+                    p.size,
+                    base.prefix_len(),
+                    base.max_prefix_len()
+                )));
+            }
+            default_address_pools.push((base.trunc(), p.size));
+        }
+        let ip_text = flags
+            .ip
+            .clone()
+            .or(file.ip.clone())
+            .unwrap_or_else(|| "0.0.0.0".into());
+        let ip = ip_text.parse().map_err(|_| bad("ip", &ip_text))?;
+        let list = |f: &[String], file: &Option<Vec<String>>| {
+            if f.is_empty() {
+                file.clone().unwrap_or_default()
+            } else {
+                f.to_vec()
+            }
+        };
+        let mut dns = Vec::new();
+        for d in list(&flags.dns, &file.dns) {
+            dns.push(
+                d.parse()
+                    .map_err(|_| ConfigError::invalid(format!("{d} is not an ip address")))?,
+            );
+        }
+        Ok(NetOptions {
+            bridge_explicit: bridge.is_some(),
+            bridge: bridge.unwrap_or_else(|| DEFAULT_BRIDGE.to_string()),
+            bip,
+            fixed_cidr,
+            default_address_pools,
+            iptables: flags.iptables.or(file.iptables).unwrap_or(true),
+            ip_forward: flags.ip_forward.or(file.ip_forward).unwrap_or(true),
+            ip_masq: flags.ip_masq.or(file.ip_masq).unwrap_or(true),
+            icc: flags.icc.or(file.icc).unwrap_or(true),
+            ip,
+            userland_proxy: flags.userland_proxy.or(file.userland_proxy).unwrap_or(true),
+            mtu: flags.mtu.or(file.mtu),
+            dns,
+            dns_search: list(&flags.dns_search, &file.dns_search),
+            dns_opts: list(&flags.dns_opts, &file.dns_opts),
+        })
+    }
 }
 
 /// A logging level as dockerd names them.
@@ -273,6 +493,8 @@ pub struct Config {
     /// The default log driver and its options.
     pub log_driver: String,
     pub log_opts: std::collections::HashMap<String, String>,
+    /// Networking.
+    pub network: NetOptions,
 }
 
 impl Config {
@@ -395,7 +617,9 @@ impl Config {
                 });
             }
         }
+        let network = NetOptions::merge(flags, &file)?;
         Ok(Config {
+            network,
             config_file,
             hosts,
             data_root: pick_path(&flags.data_root, file.data_root, DEFAULT_DATA_ROOT),
@@ -493,6 +717,9 @@ impl Config {
         }
         if fresh.cgroup_parent != self.cgroup_parent {
             ignored.push("cgroup-parent");
+        }
+        if fresh.network != self.network {
+            ignored.push("network");
         }
         Ok(Reload {
             config: next,

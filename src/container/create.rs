@@ -366,6 +366,7 @@ impl ContainerManager {
                 "config cannot be empty in order to create a container",
             ));
         }
+        let networking = body.networking_config.clone();
         let (mut config, mut host) = split_body(body);
         let image = self.images.get_image(&image_name).map_err(|e| {
             if e.kind() == ErrorKind::NotFound {
@@ -379,6 +380,7 @@ impl ContainerManager {
             merge_image_config(&mut config, run);
         }
         let (path, args) = path_and_args(&config)?;
+        let networks = self.networks_at_create(&host, networking.as_ref())?;
         let mut points = super::mounts::validate_create(&config, &host)?;
         self.add_volumes_from(&mut points, &host)?;
         super::mounts::add_image_volumes(&mut points, &config);
@@ -402,7 +404,17 @@ impl ContainerManager {
             return Err(e);
         }
         let volumes: Vec<MountPoint> = points.iter().filter(|p| p.is_volume()).cloned().collect();
-        let result = self.create_files(&id, &name, config, host, (path, args), log, points, &image);
+        let result = self.create_files(
+            &id,
+            &name,
+            config,
+            host,
+            (path, args),
+            log,
+            points,
+            &image,
+            networks,
+        );
         match result {
             Ok(record) => {
                 let c = self.new_container(record.clone());
@@ -468,6 +480,7 @@ impl ContainerManager {
         log: crate::logger::LogConfig,
         mount_points: Vec<MountPoint>,
         image: &crate::image::store::Image,
+        networks: std::collections::BTreeMap<String, bollard_stubs::models::EndpointSettings>,
     ) -> Result<Record, ContainerError> {
         let dir = self.container_dir(id);
         ensure_dir(&self.cfg.data_root.join("containers"), 0o710)
@@ -535,6 +548,7 @@ impl ContainerManager {
             log: Some(log),
             mount_points: Some(mount_points),
             mount_error: None,
+            networks,
         };
         record.save(&dir)?;
         Ok(record)

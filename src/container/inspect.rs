@@ -99,6 +99,9 @@ pub struct InspectExtras {
     pub sandbox_key: String,
     pub size_rw: Option<i64>,
     pub size_root_fs: Option<i64>,
+    /// `NetworkSettings.Networks` and `Ports` (the network service's view of the run).
+    pub networks: HashMap<String, EndpointSettings>,
+    pub ports: HashMap<String, Option<Vec<bollard_stubs::models::PortBinding>>>,
 }
 
 /// `GET /containers/{id}/json` in Docker's exact shape.
@@ -126,30 +129,11 @@ pub fn inspect(r: &Record, x: &InspectExtras) -> Value {
     data.insert("UpperDir".to_string(), x.upper_dir.clone());
     data.insert("MergedDir".to_string(), x.merged_dir.clone());
     data.insert("WorkDir".to_string(), x.work_dir.clone());
-    let net_mode = r.host_config.network_mode.clone().unwrap_or_default();
-    let mut networks = HashMap::new();
-    if !net_mode.starts_with("container:") {
-        networks.insert(
-            net_mode.clone(),
-            EndpointSettings {
-                network_id: Some(String::new()),
-                endpoint_id: Some(String::new()),
-                gateway: Some(String::new()),
-                ip_address: Some(String::new()),
-                ip_prefix_len: Some(0),
-                ipv6_gateway: Some(String::new()),
-                global_ipv6_address: Some(String::new()),
-                global_ipv6_prefix_len: Some(0),
-                mac_address: Some(String::new()),
-                ..Default::default()
-            },
-        );
-    }
     let net = NetworkSettings {
         sandbox_id: Some(String::new()),
         sandbox_key: Some(x.sandbox_key.clone()),
-        ports: Some(HashMap::new()),
-        networks: Some(networks),
+        ports: Some(x.ports.clone()),
+        networks: Some(x.networks.clone()),
     };
     let resp = ContainerInspectResponse {
         id: Some(r.id.clone()),

@@ -153,7 +153,15 @@ pub fn matches(r: &Record, f: &Filters, ancestors: &[String]) -> bool {
     }
     if f.contains("network") {
         let mode = r.host_config.network_mode.clone().unwrap_or_default();
-        if !f.get("network").any(|n| n == mode) {
+        if !f.get("network").any(|n| {
+            n == mode
+                || r.networks.iter().any(|(name, s)| {
+                    name == n
+                        || s.network_id
+                            .as_deref()
+                            .is_some_and(|id| !n.is_empty() && id.starts_with(n))
+                })
+        }) {
             return false;
         }
     }

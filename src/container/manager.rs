@@ -99,6 +99,7 @@ pub struct ContainerManager {
     pub(super) runtime: Arc<Runtime>,
     pub(super) images: Arc<ImageService>,
     pub(super) volumes: Arc<VolumeService>,
+    pub(super) network: Arc<crate::network::service::NetworkService>,
     pub(super) events: Arc<EventBus>,
     pub(super) containers: RwLock<HashMap<String, Arc<Container>>>,
     /// Name (without `/`) -> ID.
@@ -113,12 +114,14 @@ impl ContainerManager {
         runtime: Arc<Runtime>,
         images: Arc<ImageService>,
         volumes: Arc<VolumeService>,
+        network: Arc<crate::network::service::NetworkService>,
         events: Arc<EventBus>,
     ) -> Arc<Self> {
         Arc::new(ContainerManager {
             cfg,
             runtime,
             volumes,
+            network,
             images,
             events,
             containers: RwLock::new(HashMap::new()),

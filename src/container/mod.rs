@@ -15,6 +15,8 @@ pub mod manager;
 mod monitor;
 pub mod mounts;
 pub mod names;
+pub mod network;
+pub mod network_backend;
 pub mod ops;
 mod pause;
 pub mod record;

@@ -91,6 +91,7 @@ impl ContainerManager {
             })
             .await;
         }
+        self.network_down(&id).await;
         if status.oom_killed {
             self.publish(&r, "oom");
         }

@@ -52,7 +52,10 @@ impl ContainerManager {
             } else {
                 String::new()
             };
+            let (networks, ports) = this.network_view(&r);
             let x = InspectExtras {
+                networks,
+                ports,
                 upper_dir: layer.display().to_string(),
                 merged_dir: base.join("merged").display().to_string(),
                 work_dir: base.join("work").display().to_string(),
@@ -110,7 +113,21 @@ impl ContainerManager {
                 if !list::matches(r, f, &ancestors) {
                     return None;
                 }
-                Some((list::summary(r, now), r.id.clone(), r.chain.clone()))
+                let mut s = list::summary(r, now);
+                let ports = self.port_summary(r);
+                if f.contains("publish") && !f.get("publish").any(|p| port_filter(p, &ports, true))
+                {
+                    return None;
+                }
+                s.ports = Some(ports);
+                let (nets, _) = self.network_view(r);
+                if !nets.is_empty() {
+                    s.network_settings =
+                        Some(bollard_stubs::models::ContainerSummaryNetworkSettings {
+                            networks: Some(nets),
+                        });
+                }
+                Some((s, r.id.clone(), r.chain.clone()))
             });
             let Some((mut s, id, chain)) = picked else {
                 continue;
@@ -298,4 +315,29 @@ fn diff(
         .collect();
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
+}
+
+/// The `publish` filter of `docker ps`: `80`, `80/tcp`, `8000-8080/udp` against the public
+/// ports of a container.
+fn port_filter(f: &str, ports: &[bollard_stubs::models::PortSummary], public: bool) -> bool {
+    let (range, proto) = match f.split_once('/') {
+        Some((r, p)) => (r, Some(p)),
+        None => (f, None),
+    };
+    let (lo, hi) = match range.split_once('-') {
+        Some((a, b)) => (a.parse().unwrap_or(0), b.parse().unwrap_or(0)),
+        None => {
+            let p: u16 = range.parse().unwrap_or(0);
+            (p, p)
+        }
+    };
+    ports.iter().any(|p| {
+        let port = if public {
+            p.public_port
+        } else {
+            Some(p.private_port)
+        };
+        port.is_some_and(|n| n >= lo && n <= hi)
+            && proto.is_none_or(|pr| p.typ.map(|t| t.to_string()).as_deref() == Some(pr))
+    })
 }

@@ -100,6 +100,10 @@ pub struct Record {
     /// Why `mount_points` could not be resolved for an old record (not stored).
     #[serde(skip)]
     pub mount_error: Option<String>,
+    /// The networks the container is on, by name, with the endpoint settings the user gave
+    /// (`NetworkingConfig`); the live endpoint of a run is the network service's.
+    #[serde(default)]
+    pub networks: std::collections::BTreeMap<String, bollard_stubs::models::EndpointSettings>,
 }
 
 impl Record {
@@ -214,6 +218,7 @@ mod tests {
             log: None,
             mount_points: Some(vec![]),
             mount_error: None,
+            networks: Default::default(),
         };
         r.save(dir.path()).unwrap();
         let back = Record::load(dir.path()).unwrap();

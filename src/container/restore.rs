@@ -87,6 +87,31 @@ impl ContainerManager {
                 }
             }
         }
+        // Endpoints, ports and proxies of runs that ended meanwhile go; running containers on
+        // user networks get their DNS server back.
+        let running: std::collections::HashMap<String, std::path::PathBuf> = self
+            .list_all()
+            .into_iter()
+            .filter(|c| c.status().is_running() || c.status() == Status::Paused)
+            .map(|c| {
+                let p = self.netns_file(&c.id);
+                (c.id.clone(), p)
+            })
+            .collect();
+        self.network.retain(&running).await;
+        // Namespaces berthd made for runs that are over.
+        if let Ok(entries) = std::fs::read_dir(
+            self.netns_file("x")
+                .parent()
+                .unwrap_or(std::path::Path::new("/nonexistent")),
+        ) {
+            for e in entries.flatten() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                if !running.contains_key(&id) {
+                    let _ = crate::network::netns::remove(&e.path());
+                }
+            }
+        }
     }
 
     /// A container recorded as not running may still have a supervisor: berthd died between

@@ -68,10 +68,17 @@ impl ContainerManager {
         // A new run: the previous run's exec records go.
         self.drop_execs(&id);
         let t0 = Instant::now();
+        let joined = match self.network_up(&record).await {
+            Ok(j) => j,
+            Err(e) => {
+                self.fail_start(c, &e, 0);
+                return Err(e);
+            }
+        };
         let prepared = {
             let this = self.clone();
             let record = record.clone();
-            tokio::task::spawn_blocking(move || this.prepare_start(&record))
+            tokio::task::spawn_blocking(move || this.prepare_start(&record, joined))
                 .await
                 .map_err(|e| ContainerError::internal(format!("prepare task: {e}")))?
         };
@@ -142,7 +149,11 @@ impl ContainerManager {
 
     /// Everything before the supervisor: rootfs, namespaces, the OCI bundle (written by the
     /// runtime), and how the supervisor is to run the container.
-    pub(super) fn prepare_start(&self, r: &Record) -> Result<LaunchOptions, ContainerError> {
+    pub(super) fn prepare_start(
+        &self,
+        r: &Record,
+        joined_netns: Option<PathBuf>,
+    ) -> Result<LaunchOptions, ContainerError> {
         let id = &r.id;
         self.mount_rootfs(r)?;
         let rootfs = self.rootfs(id);
@@ -155,6 +166,9 @@ impl ContainerManager {
         if net_mode == "host" {
         } else if let Some(other) = net_mode.strip_prefix("container:") {
             joined_net = Some(self.namespace_of(other, "net")?);
+        } else if let Some(p) = joined_netns {
+            // berthd made the namespace and its endpoints (network_up).
+            joined_net = Some(p);
         } else {
             private_netns = true;
         }
@@ -344,6 +358,11 @@ impl ContainerManager {
         let id = c.id.clone();
         self.unmount_volumes(&c.record());
         self.unmount_rootfs(&id);
+        {
+            let this = self.clone();
+            let id = id.clone();
+            tokio::spawn(async move { this.network_down(&id).await });
+        }
         let msg = err.to_string();
         let r = self.update(c, |r| {
             r.state.status = if r.state.has_been_started {

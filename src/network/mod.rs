@@ -14,9 +14,12 @@
 
 pub mod dns;
 pub mod firewall;
+pub mod ipam;
 pub mod netlink;
 pub mod netns;
 pub mod proxy;
+pub mod record;
+pub mod service;
 
 crate::module_error! {
     /// A network-side failure.
@@ -27,10 +30,5 @@ impl NetworkError {
     /// `network {name} not found` (404), dockerd's text.
     pub fn no_such_network(name: &str) -> Self {
         Self::not_found(format!("network {name} not found"))
-    }
-
-    /// A forbidden operation (403), e.g. removing a network in use or a predefined one.
-    pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(crate::errors::ErrorKind::Forbidden, message)
     }
 }

@@ -1,0 +1,274 @@
+//! [`NetworkBackend`] for the network router: the network service for the networks
+//! themselves, and the container manager for connect and disconnect (a container's record
+//! names its networks) and for the `Containers` of inspect.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bollard_stubs::models::EndpointSettings;
+use serde_json::{json, Map, Value};
+
+use super::manager::ContainerManager;
+use super::network::{endpoint_request, joins_networks};
+use crate::api::NetworkBackend;
+use crate::errors::Kinded;
+use crate::filters::Filters;
+use crate::network::record::NetworkRecord;
+use crate::network::service::{CreateRequest, JoinRequest};
+use crate::network::NetworkError;
+
+/// The network router's backend.
+pub struct NetworkRouter {
+    pub containers: Arc<ContainerManager>,
+}
+
+fn net_err(e: super::ContainerError) -> NetworkError {
+    NetworkError::new(e.kind(), e.to_string())
+}
+
+impl NetworkRouter {
+    /// A network in dockerd's inspect shape (`GET /networks/{id}`, and each entry of the
+    /// list with `Containers` empty, as dockerd lists them).
+    fn view(&self, n: &NetworkRecord, with_containers: bool) -> Value {
+        let mut config = Vec::new();
+        for p in &n.pools {
+            let mut c = Map::new();
+            let auto = !p.user_subnet;
+            if p.user_subnet || auto {
+                c.insert("Subnet".into(), json!(p.subnet.to_string()));
+            }
+            if let Some(r) = &p.ip_range {
+                c.insert("IPRange".into(), json!(r.to_string()));
+            }
+            if p.user_gateway || auto {
+                c.insert("Gateway".into(), json!(p.gateway.to_string()));
+            }
+            if !p.aux.is_empty() {
+                let aux: Map<String, Value> = p
+                    .aux
+                    .iter()
+                    .map(|(k, v)| (k.clone(), json!(v.to_string())))
+                    .collect();
+                c.insert("AuxiliaryAddresses".into(), Value::Object(aux));
+            }
+            config.push(Value::Object(c));
+        }
+        let mut containers = Map::new();
+        if with_containers {
+            for (cid, e) in &n.endpoints {
+                containers.insert(
+                    cid.clone(),
+                    json!({
+                        "Name": e.container_name,
+                        "EndpointID": e.id,
+                        "MacAddress": e.mac,
+                        "IPv4Address": e.ipv4.map(|i| format!("{i}/{}", e.prefix_v4)).unwrap_or_default(),
+                        "IPv6Address": e.ipv6.map(|i| format!("{i}/{}", e.prefix_v6)).unwrap_or_default(),
+                    }),
+                );
+            }
+        }
+        json!({
+            "Name": n.name,
+            "Id": n.id,
+            "Created": n.created,
+            "Scope": "local",
+            "Driver": n.driver,
+            "EnableIPv4": n.enable_ipv4,
+            "EnableIPv6": n.enable_ipv6,
+            "IPAM": {
+                "Driver": "default",
+                "Options": n.ipam_options,
+                "Config": config,
+            },
+            "Internal": n.internal,
+            "Attachable": n.attachable,
+            "Ingress": false,
+            "ConfigFrom": { "Network": "" },
+            "ConfigOnly": false,
+            "Containers": containers,
+            "Options": n.options,
+            "Labels": n.labels,
+        })
+    }
+}
+
+#[async_trait]
+impl NetworkBackend for NetworkRouter {
+    fn network_list(&self, filters: Filters) -> Result<Vec<Value>, NetworkError> {
+        let nets = self.containers.network_service().list(&filters)?;
+        Ok(nets.iter().map(|n| self.view(n, false)).collect())
+    }
+
+    fn network_inspect(&self, term: &str, _verbose: bool) -> Result<Value, NetworkError> {
+        let n = self.containers.network_service().find(term)?;
+        Ok(self.view(&n, true))
+    }
+
+    async fn network_create(&self, req: CreateRequest) -> Result<(String, String), NetworkError> {
+        let n = self.containers.network_service().create(req).await?;
+        Ok((n.id, String::new()))
+    }
+
+    async fn network_remove(&self, term: String) -> Result<(), NetworkError> {
+        let svc = self.containers.network_service();
+        let n = svc.find(&term)?;
+        // Stopped containers that name it keep it in use too (dockerd refuses as well).
+        let users: Vec<String> = self
+            .containers
+            .list_all()
+            .into_iter()
+            .filter(|c| {
+                c.with_record(|r| {
+                    r.networks
+                        .values()
+                        .any(|s| s.network_id.as_deref() == Some(&n.id))
+                })
+            })
+            .map(|c| c.id.clone())
+            .collect();
+        if !users.is_empty() && !n.predefined {
+            return Err(NetworkError::forbidden(format!(
+                "error while removing network: network {} id {} has active endpoints",
+                n.name, n.id
+            )));
+        }
+        svc.remove(&term).await
+    }
+
+    async fn network_prune(&self, filters: Filters) -> Result<Vec<String>, NetworkError> {
+        let used: HashSet<String> = self
+            .containers
+            .list_all()
+            .into_iter()
+            .flat_map(|c| {
+                c.with_record(|r| {
+                    r.networks
+                        .values()
+                        .filter_map(|s| s.network_id.clone())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        self.containers
+            .network_service()
+            .prune(&filters, &used)
+            .await
+    }
+
+    async fn network_connect(
+        &self,
+        network: String,
+        container: String,
+        settings: EndpointSettings,
+    ) -> Result<(), NetworkError> {
+        self.containers
+            .connect_network(&network, &container, settings)
+            .await
+            .map_err(net_err)
+    }
+
+    async fn network_disconnect(
+        &self,
+        network: String,
+        container: String,
+        force: bool,
+    ) -> Result<(), NetworkError> {
+        self.containers
+            .disconnect_network(&network, &container, force)
+            .await
+            .map_err(net_err)
+    }
+}
+
+impl ContainerManager {
+    /// `docker network connect`: recorded in the container; a running container gets its
+    /// endpoint now, a stopped one at its next start.
+    pub async fn connect_network(
+        self: &Arc<Self>,
+        network: &str,
+        container: &str,
+        mut settings: EndpointSettings,
+    ) -> Result<(), super::ContainerError> {
+        let c = self.get(container)?;
+        let _op = c.op.lock().await;
+        let n = self.network.find(network)?;
+        let r = c.record();
+        let mode = r.host_config.network_mode.clone().unwrap_or_default();
+        if !joins_networks(&mode) {
+            return Err(super::ContainerError::forbidden(format!(
+                "container sharing network namespace with another container or host cannot be connected to any other network"
+            )));
+        }
+        if !n.is_bridge() {
+            return Err(super::ContainerError::forbidden(format!(
+                "container cannot be disconnected from host network or connected to host network"
+            )));
+        }
+        if r.networks.contains_key(&n.name) {
+            return Err(super::ContainerError::forbidden(format!(
+                "endpoint with name {} already exists in network {}",
+                r.name, n.name
+            )));
+        }
+        if n.is_default_bridge() && settings.aliases.as_ref().is_some_and(|a| !a.is_empty()) {
+            return Err(super::ContainerError::invalid(
+                "network-scoped alias is supported only for containers in user defined networks",
+            ));
+        }
+        settings.network_id = Some(n.id.clone());
+        if r.state.status.is_running() {
+            let req = JoinRequest {
+                container_id: r.id.clone(),
+                container_name: r.name.clone(),
+                hostname: r.config.hostname.clone().unwrap_or_default(),
+                netns: self.netns_file(&r.id),
+                networks: vec![endpoint_request(&n.name, &settings)],
+                ports: Vec::new(),
+            };
+            self.network.connect(&req).await?;
+        }
+        let name = n.name.clone();
+        self.update(&c, move |r| {
+            r.networks.insert(name, settings);
+        })?;
+        Ok(())
+    }
+
+    /// `docker network disconnect`.
+    pub async fn disconnect_network(
+        self: &Arc<Self>,
+        network: &str,
+        container: &str,
+        force: bool,
+    ) -> Result<(), super::ContainerError> {
+        let c = match self.get(container) {
+            Ok(c) => c,
+            Err(e) if force => {
+                // A container that is gone: drop its endpoint if one is left.
+                let _ = e;
+                self.network.disconnect(container, network).await.ok();
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let _op = c.op.lock().await;
+        let n = self.network.find(network)?;
+        let r = c.record();
+        if !r.networks.contains_key(&n.name) {
+            return Err(super::ContainerError::forbidden(format!(
+                "container {} is not connected to network {}",
+                r.id, n.name
+            )));
+        }
+        if r.state.status.is_running() {
+            self.network.disconnect(&r.id, &n.id).await?;
+        }
+        let name = n.name.clone();
+        self.update(&c, move |r| {
+            r.networks.remove(&name);
+        })?;
+        Ok(())
+    }
+}

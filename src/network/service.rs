@@ -1,0 +1,1532 @@
+//! [`NetworkService`]: the network store (records under `<data-root>/network`), the
+//! predefined networks (`bridge`, `host`, `none`), create/remove/prune, and a container's
+//! join and leave: IPAM, the veth endpoints, the embedded DNS of user networks, published
+//! ports (bound here, served by the proxy, DNAT'ed by the firewall), and the firewall table,
+//! which is always recomputed from the records as a whole.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::SystemTime;
+
+use ipnet::{IpNet, Ipv4Net};
+
+use super::dns::{NameTable, Resolver};
+use super::firewall::{nft::Nft, FirewallDriver, FwNetwork, FwPort, FwState, NoFirewall, Proto};
+use super::netlink::{BridgeSpec, Netlink, VethSpec};
+use super::record::{Endpoint, NetworkRecord, Pool, PortBinding, PortState};
+use super::{ipam, proxy, NetworkError};
+use crate::config::NetOptions;
+use crate::events::{Event, EventBus};
+use crate::filters::Filters;
+use crate::util::fs::{atomic_write, ensure_dir};
+use crate::util::rand::random_hex;
+use crate::util::time::rfc3339_nano;
+
+/// What `POST /networks/create` asks for, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    pub name: String,
+    pub driver: String,
+    pub internal: bool,
+    pub attachable: bool,
+    pub enable_ipv4: Option<bool>,
+    pub enable_ipv6: Option<bool>,
+    pub ipam_driver: Option<String>,
+    pub ipam_options: Option<BTreeMap<String, String>>,
+    pub pools: Vec<PoolRequest>,
+    pub options: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PoolRequest {
+    pub subnet: Option<String>,
+    pub ip_range: Option<String>,
+    pub gateway: Option<String>,
+    pub aux: BTreeMap<String, String>,
+}
+
+/// How a container wants to be on one network.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointRequest {
+    /// The network's name or ID.
+    pub network: String,
+    pub aliases: Vec<String>,
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<std::net::Ipv6Addr>,
+    pub mac: Option<String>,
+}
+
+/// A published port as asked for (`-p [ip:]host[-range]:container[/proto]`, `-P`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRequest {
+    pub proto: Proto,
+    pub host_ip: Option<IpAddr>,
+    /// `0` for a port of the kernel's choice; a range tries each in turn.
+    pub host_port: u16,
+    pub host_port_end: u16,
+    pub container_port: u16,
+}
+
+/// A container joining its networks at start.
+#[derive(Debug, Clone, Default)]
+pub struct JoinRequest {
+    pub container_id: String,
+    pub container_name: String,
+    pub hostname: String,
+    pub netns: PathBuf,
+    /// The primary network first (its endpoint is `eth0` and gives the default route).
+    pub networks: Vec<EndpointRequest>,
+    pub ports: Vec<PortRequest>,
+}
+
+/// One network a container is on, as inspect shows it.
+#[derive(Debug, Clone)]
+pub struct Attached {
+    pub network_id: String,
+    pub network_name: String,
+    pub endpoint: Endpoint,
+}
+
+struct State {
+    nets: BTreeMap<String, NetworkRecord>,
+    ports: BTreeMap<String, PortState>,
+}
+
+pub struct NetworkService {
+    opts: NetOptions,
+    root: PathBuf,
+    exe: PathBuf,
+    events: Arc<EventBus>,
+    fw: Box<dyn FirewallDriver>,
+    warnings: Vec<String>,
+    netlink: Netlink,
+    state: Mutex<State>,
+    resolvers: Mutex<HashMap<String, Resolver>>,
+    /// Join, leave, create and remove change links and the firewall one at a time.
+    op: tokio::sync::Mutex<()>,
+    me: Weak<NetworkService>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn io_err(ctx: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> NetworkError {
+    move |e| NetworkError::internal(format!("{ctx}: {e}"))
+}
+
+/// Predefined network names (they cannot be created, removed or pruned).
+pub const PREDEFINED: &[&str] = &["bridge", "host", "none"];
+
+impl NetworkService {
+    /// Load the store, create the predefined networks and their bridges, and rebuild the
+    /// firewall table. Endpoints stay as recorded until [`NetworkService::retain`] is told
+    /// which containers still run.
+    pub async fn open(
+        opts: NetOptions,
+        data_root: &Path,
+        exe: PathBuf,
+        events: Arc<EventBus>,
+    ) -> Result<Arc<Self>, NetworkError> {
+        let root = data_root.join("network");
+        ensure_dir(&root, 0o700).map_err(io_err(format!("create {}", root.display())))?;
+        ensure_dir(&root.join("ports"), 0o700).map_err(io_err("create ports dir"))?;
+        let mut warnings = Vec::new();
+        let fw: Box<dyn FirewallDriver> = if opts.iptables {
+            match Nft::locate("berth") {
+                Ok(n) => Box::new(n),
+                Err(e) => {
+                    tracing::warn!("{e}; published ports and NAT are disabled");
+                    warnings.push(format!(
+                        "WARNING: {e}: published ports and NAT are disabled"
+                    ));
+                    Box::new(NoFirewall)
+                }
+            }
+        } else {
+            warnings.push("WARNING: iptables is disabled: berth manages no firewall rules".into());
+            Box::new(NoFirewall)
+        };
+        let netlink = Netlink::new().await?;
+        let mut nets = BTreeMap::new();
+        let mut ports = BTreeMap::new();
+        for entry in fs::read_dir(&root)
+            .map_err(io_err("read network store"))?
+            .flatten()
+        {
+            let p = entry.path();
+            if p.extension().is_some_and(|x| x == "json") {
+                match fs::read(&p).map_err(|e| e.to_string()).and_then(|b| {
+                    serde_json::from_slice::<NetworkRecord>(&b).map_err(|e| e.to_string())
+                }) {
+                    Ok(r) => {
+                        nets.insert(r.id.clone(), r);
+                    }
+                    Err(e) => tracing::error!("load network {}: {e}", p.display()),
+                }
+            }
+        }
+        for entry in fs::read_dir(root.join("ports"))
+            .map_err(io_err("read port store"))?
+            .flatten()
+        {
+            let p = entry.path();
+            if let Ok(ps) = fs::read(&p)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<PortState>(&b).map_err(|e| e.to_string()))
+            {
+                ports.insert(ps.container_id.clone(), ps);
+            }
+        }
+        let svc = Arc::new_cyclic(|me| NetworkService {
+            opts,
+            root,
+            exe,
+            events,
+            fw,
+            warnings,
+            netlink,
+            state: Mutex::new(State { nets, ports }),
+            resolvers: Mutex::new(HashMap::new()),
+            op: tokio::sync::Mutex::new(()),
+            me: me.clone(),
+        });
+        svc.predefine().await?;
+        if svc.opts.ip_forward {
+            if let Err(e) = super::netlink::set_sysctl("net/ipv4/ip_forward", "1") {
+                tracing::warn!("{e}");
+            }
+        }
+        let bridges: Vec<NetworkRecord> = lock(&svc.state)
+            .nets
+            .values()
+            .filter(|n| n.is_bridge())
+            .cloned()
+            .collect();
+        for n in &bridges {
+            if let Err(e) = svc.setup_bridge(n).await {
+                tracing::error!("network {}: {e}", n.name);
+            }
+        }
+        svc.apply_firewall()?;
+        Ok(svc)
+    }
+
+    /// `docker info` warnings.
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.clone()
+    }
+
+    pub fn firewall_backend(&self) -> &'static str {
+        self.fw.name()
+    }
+
+    pub fn options(&self) -> &NetOptions {
+        &self.opts
+    }
+
+    fn save(&self, r: &NetworkRecord) -> Result<(), NetworkError> {
+        let path = self.root.join(format!("{}.json", r.id));
+        let data = serde_json::to_vec(r)
+            .map_err(|e| NetworkError::internal(format!("encode network {}: {e}", r.name)))?;
+        atomic_write(&path, &data, 0o600).map_err(io_err(format!("write {}", path.display())))
+    }
+
+    fn save_ports(&self, p: &PortState) -> Result<(), NetworkError> {
+        let path = self
+            .root
+            .join("ports")
+            .join(format!("{}.json", p.container_id));
+        let data = serde_json::to_vec(p)
+            .map_err(|e| NetworkError::internal(format!("encode ports: {e}")))?;
+        atomic_write(&path, &data, 0o600).map_err(io_err(format!("write {}", path.display())))
+    }
+
+    fn drop_ports_file(&self, container_id: &str) {
+        let _ = fs::remove_file(self.root.join("ports").join(format!("{container_id}.json")));
+    }
+
+    fn publish(&self, action: &str, r: &NetworkRecord, extra: &[(&str, String)]) {
+        let mut e = Event::new("network", action, r.id.clone())
+            .attribute("name", r.name.clone())
+            .attribute("type", r.driver.clone());
+        for (k, v) in extra {
+            e = e.attribute(*k, v.clone());
+        }
+        self.events.publish(e);
+    }
+
+    /// The host's routes plus every subnet berth has, for IPAM to avoid.
+    async fn used_subnets(&self) -> Vec<IpNet> {
+        let mut used = self.netlink.routes().await.unwrap_or_default();
+        let st = lock(&self.state);
+        let ours: HashSet<&str> = st.nets.values().map(|n| n.bridge.as_str()).collect();
+        let _ = ours;
+        for n in st.nets.values() {
+            used.extend(n.pools.iter().map(|p| p.subnet));
+        }
+        used
+    }
+
+    fn pools(&self) -> Vec<(IpNet, u8)> {
+        if self.opts.default_address_pools.is_empty() {
+            ipam::default_pools()
+        } else {
+            self.opts.default_address_pools.clone()
+        }
+    }
+
+    /// `bridge` (unless `--bridge=none`), `host` and `none`.
+    async fn predefine(&self) -> Result<(), NetworkError> {
+        let have = |name: &str| lock(&self.state).nets.values().any(|n| n.name == name);
+        for (name, driver) in [("host", "host"), ("none", "null")] {
+            if !have(name) {
+                let r = NetworkRecord {
+                    id: random_hex(64),
+                    name: name.to_string(),
+                    driver: driver.to_string(),
+                    created: rfc3339_nano(SystemTime::now()),
+                    internal: false,
+                    attachable: false,
+                    enable_ipv4: true,
+                    enable_ipv6: false,
+                    ipam_options: None,
+                    pools: Vec::new(),
+                    options: BTreeMap::new(),
+                    labels: BTreeMap::new(),
+                    bridge: String::new(),
+                    predefined: true,
+                    endpoints: BTreeMap::new(),
+                };
+                self.save(&r)?;
+                lock(&self.state).nets.insert(r.id.clone(), r);
+            }
+        }
+        if self.opts.bridge == "none" {
+            // dockerd without a default bridge: the record goes if no container uses it.
+            let id = lock(&self.state)
+                .nets
+                .values()
+                .find(|n| n.name == "bridge")
+                .map(|n| n.id.clone());
+            if let Some(id) = id {
+                lock(&self.state).nets.remove(&id);
+                let _ = fs::remove_file(self.root.join(format!("{id}.json")));
+            }
+            return Ok(());
+        }
+        let existing = lock(&self.state)
+            .nets
+            .values()
+            .find(|n| n.name == "bridge")
+            .cloned();
+        let mut options = BTreeMap::new();
+        options.insert(
+            "com.docker.network.bridge.default_bridge".into(),
+            "true".into(),
+        );
+        options.insert(
+            "com.docker.network.bridge.enable_icc".into(),
+            self.opts.icc.to_string(),
+        );
+        options.insert(
+            "com.docker.network.bridge.enable_ip_masquerade".into(),
+            self.opts.ip_masq.to_string(),
+        );
+        options.insert(
+            "com.docker.network.bridge.host_binding_ipv4".into(),
+            self.opts.ip.to_string(),
+        );
+        options.insert(
+            "com.docker.network.bridge.name".into(),
+            self.opts.bridge.clone(),
+        );
+        options.insert(
+            "com.docker.network.driver.mtu".into(),
+            self.opts.mtu.unwrap_or(1500).to_string(),
+        );
+        // The pool: --bip, else what the record has, else the first free default pool.
+        let pool = if let Some(bip) = self.opts.bip {
+            Some(Pool {
+                subnet: IpNet::V4(bip.trunc()),
+                ip_range: self.opts.fixed_cidr.map(IpNet::V4),
+                gateway: IpAddr::V4(bip.addr()),
+                aux: BTreeMap::new(),
+                user_subnet: true,
+                user_gateway: true,
+                last: None,
+            })
+        } else if let Some(p) = existing.as_ref().and_then(|e| e.pool_v4().cloned()) {
+            Some(Pool {
+                ip_range: self.opts.fixed_cidr.map(IpNet::V4),
+                ..p
+            })
+        } else {
+            None
+        };
+        let pool = match pool {
+            Some(p) => p,
+            None => {
+                let mut used = self.netlink.routes().await.unwrap_or_default();
+                {
+                    let st = lock(&self.state);
+                    used.extend(
+                        st.nets
+                            .values()
+                            .flat_map(|n| n.pools.iter().map(|p| p.subnet)),
+                    );
+                }
+                let subnet = ipam::pick_subnet(&self.pools(), &used).ok_or_else(|| {
+                    NetworkError::internal(
+                        "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network",
+                    )
+                })?;
+                Pool {
+                    gateway: ipam::default_gateway(&subnet, None),
+                    subnet,
+                    ip_range: self.opts.fixed_cidr.map(IpNet::V4),
+                    aux: BTreeMap::new(),
+                    user_subnet: false,
+                    user_gateway: false,
+                    last: None,
+                }
+            }
+        };
+        let r = NetworkRecord {
+            id: existing
+                .as_ref()
+                .map(|e| e.id.clone())
+                .unwrap_or_else(|| random_hex(64)),
+            name: "bridge".into(),
+            driver: "bridge".into(),
+            created: existing
+                .as_ref()
+                .map(|e| e.created.clone())
+                .unwrap_or_else(|| rfc3339_nano(SystemTime::now())),
+            internal: false,
+            attachable: false,
+            enable_ipv4: true,
+            enable_ipv6: false,
+            ipam_options: None,
+            pools: vec![pool],
+            options,
+            labels: BTreeMap::new(),
+            bridge: self.opts.bridge.clone(),
+            predefined: true,
+            endpoints: existing.map(|e| e.endpoints).unwrap_or_default(),
+        };
+        self.save(&r)?;
+        lock(&self.state).nets.insert(r.id.clone(), r);
+        Ok(())
+    }
+
+    async fn setup_bridge(&self, n: &NetworkRecord) -> Result<(), NetworkError> {
+        let addresses = n
+            .pools
+            .iter()
+            .filter_map(|p| IpNet::new(p.gateway, p.subnet.prefix_len()).ok())
+            .collect();
+        self.netlink
+            .ensure_bridge(&BridgeSpec {
+                name: n.bridge.clone(),
+                addresses,
+                mtu: n.mtu(),
+            })
+            .await?;
+        if !self.opts.userland_proxy {
+            let _ = super::netlink::set_sysctl(
+                &format!("net/ipv4/conf/{}/route_localnet", n.bridge),
+                "1",
+            );
+        }
+        Ok(())
+    }
+
+    /// The firewall table from the records.
+    fn fw_state(&self) -> FwState {
+        let st = lock(&self.state);
+        let networks = st
+            .nets
+            .values()
+            .filter(|n| n.is_bridge())
+            .map(|n| FwNetwork {
+                bridge: n.bridge.clone(),
+                subnets: n.pools.iter().map(|p| p.subnet).collect(),
+                masquerade: n.masquerade() && !n.internal,
+                icc: n.icc(),
+                internal: n.internal,
+            })
+            .collect();
+        let ports = st
+            .ports
+            .values()
+            .flat_map(|p| p.bindings.iter())
+            .map(|b| FwPort {
+                proto: b.proto,
+                host_ip: (!b.host_ip.is_unspecified()).then_some(b.host_ip),
+                host_port: b.host_port,
+                bridge: b.bridge.clone(),
+                container_ip: b.container_ip,
+                container_port: b.container_port,
+            })
+            .collect();
+        FwState {
+            networks,
+            ports,
+            userland_proxy: self.opts.userland_proxy,
+        }
+    }
+
+    fn apply_firewall(&self) -> Result<(), NetworkError> {
+        self.fw.apply(&self.fw_state())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Lookups
+
+    /// dockerd's order: full ID, exact name, then a unique ID prefix.
+    pub fn find(&self, term: &str) -> Result<NetworkRecord, NetworkError> {
+        let st = lock(&self.state);
+        if let Some(n) = st.nets.get(term) {
+            return Ok(n.clone());
+        }
+        if let Some(n) = st.nets.values().find(|n| n.name == term) {
+            return Ok(n.clone());
+        }
+        let matches: Vec<&NetworkRecord> = st
+            .nets
+            .values()
+            .filter(|n| !term.is_empty() && n.id.starts_with(term))
+            .collect();
+        match matches.len() {
+            1 => Ok(matches[0].clone()),
+            0 => Err(NetworkError::no_such_network(term)),
+            _ => Err(NetworkError::invalid(format!(
+                "network {term} is ambiguous ({} matches found based on ID prefix)",
+                matches.len()
+            ))),
+        }
+    }
+
+    pub fn all(&self) -> Vec<NetworkRecord> {
+        lock(&self.state).nets.values().cloned().collect()
+    }
+
+    /// `GET /networks` filters: `dangling`, `driver`, `id`, `label`, `name`, `scope`, `type`.
+    pub fn list(&self, f: &Filters) -> Result<Vec<NetworkRecord>, NetworkError> {
+        f.validate(&["dangling", "driver", "id", "label", "name", "scope", "type"])
+            .map_err(|e| NetworkError::invalid(e.to_string()))?;
+        let mut dangling = None;
+        for v in f.get("dangling") {
+            dangling = Some(match v {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => {
+                    return Err(NetworkError::invalid(format!(
+                        "invalid filter 'dangling={v}'"
+                    )))
+                }
+            });
+        }
+        for v in f.get("type") {
+            if v != "custom" && v != "builtin" {
+                return Err(NetworkError::invalid(format!(
+                    "invalid filter: 'type'='{v}'"
+                )));
+            }
+        }
+        let mut out: Vec<NetworkRecord> = self
+            .all()
+            .into_iter()
+            .filter(|n| {
+                let labels: HashMap<String, String> = n
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                (!f.contains("driver") || f.exact_match("driver", &n.driver))
+                    && (!f.contains("name") || f.fuzzy_match("name", &n.name))
+                    && (!f.contains("id") || f.get("id").any(|i| n.id.starts_with(i)))
+                    && (!f.contains("label") || f.match_kv_list("label", &labels))
+                    && (!f.contains("scope") || f.exact_match("scope", "local"))
+                    && f.get("type").all(|t| (t == "builtin") == n.predefined)
+                    && dangling.is_none_or(|d| {
+                        // dangling: user networks without containers.
+                        d == (!n.predefined && n.endpoints.is_empty())
+                    })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Whether the network has (running) containers.
+    pub fn in_use(&self, id: &str) -> bool {
+        lock(&self.state)
+            .nets
+            .get(id)
+            .is_some_and(|n| !n.endpoints.is_empty())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Create, remove, prune
+
+    pub async fn create(&self, req: CreateRequest) -> Result<NetworkRecord, NetworkError> {
+        let _op = self.op.lock().await;
+        let driver = if req.driver.is_empty() {
+            "bridge".to_string()
+        } else {
+            req.driver.clone()
+        };
+        if PREDEFINED.contains(&req.name.as_str()) {
+            return Err(NetworkError::forbidden(format!(
+                "{} is a pre-defined network and cannot be created",
+                req.name
+            )));
+        }
+        validate_name(&req.name)?;
+        match driver.as_str() {
+            "bridge" => {}
+            "host" | "null" => {
+                return Err(NetworkError::forbidden(format!(
+                    "only one instance of \"{driver}\" network is allowed"
+                )))
+            }
+            "overlay" | "ipvlan" | "macvlan" => {
+                return Err(NetworkError::invalid(format!(
+                    "the {driver} driver is not supported by berth"
+                )))
+            }
+            other => {
+                return Err(NetworkError::not_found(format!(
+                    "plugin \"{other}\" not found"
+                )))
+            }
+        }
+        if let Some(d) = req
+            .ipam_driver
+            .as_deref()
+            .filter(|d| !d.is_empty() && *d != "default")
+        {
+            return Err(NetworkError::not_found(format!("plugin \"{d}\" not found")));
+        }
+        if lock(&self.state).nets.values().any(|n| n.name == req.name) {
+            return Err(NetworkError::conflict(format!(
+                "network with name {} already exists",
+                req.name
+            )));
+        }
+        for (k, v) in &req.options {
+            match k.as_str() {
+                "com.docker.network.bridge.enable_icc"
+                | "com.docker.network.bridge.enable_ip_masquerade" => {
+                    v.parse::<bool>().map_err(|_| {
+                        NetworkError::invalid(format!("invalid value {v:?} for option {k}"))
+                    })?;
+                }
+                "com.docker.network.driver.mtu" => {
+                    v.parse::<u32>().map_err(|_| {
+                        NetworkError::invalid(format!("invalid value {v:?} for option {k}"))
+                    })?;
+                }
+                "com.docker.network.bridge.host_binding_ipv4" => {
+                    v.parse::<IpAddr>().map_err(|_| {
+                        NetworkError::invalid(format!("invalid value {v:?} for option {k}"))
+                    })?;
+                }
+                "com.docker.network.bridge.name" => {
+                    if v.is_empty()
+                        || v.len() > 15
+                        || v.contains('/')
+                        || v.contains(char::is_whitespace)
+                    {
+                        return Err(NetworkError::invalid(format!("invalid bridge name {v:?}")));
+                    }
+                    if lock(&self.state).nets.values().any(|n| &n.bridge == v) {
+                        return Err(NetworkError::forbidden(format!(
+                            "bridge name {v} is already in use by another network"
+                        )));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let enable_ipv6 = req.enable_ipv6.unwrap_or(false);
+        let enable_ipv4 = req.enable_ipv4.unwrap_or(true);
+        if !enable_ipv4 {
+            return Err(NetworkError::invalid(
+                "IPv4 can only be disabled on IPv6-only networks, which berth does not support yet",
+            ));
+        }
+        let mut pools = Vec::new();
+        let used = self.used_subnets().await;
+        for p in &req.pools {
+            pools.push(parse_pool(p)?);
+        }
+        for p in &pools {
+            if matches!(p.subnet, IpNet::V6(_)) && !enable_ipv6 {
+                return Err(NetworkError::invalid(
+                    "non-overlapping IPv6 address pool(s) require EnableIPv6=true or --ipv6",
+                ));
+            }
+            if let Some(o) = used.iter().find(|u| {
+                ipam::overlaps(u, &p.subnet)
+                    && lock(&self.state)
+                        .nets
+                        .values()
+                        .any(|n| n.pools.iter().any(|q| q.subnet == **u))
+            }) {
+                let _ = o;
+                return Err(NetworkError::forbidden(
+                    "Pool overlaps with other one on this address space",
+                ));
+            }
+        }
+        if !pools.iter().any(|p| matches!(p.subnet, IpNet::V4(_))) {
+            let subnet = ipam::pick_subnet(&self.pools(), &used).ok_or_else(|| {
+                NetworkError::forbidden("all predefined address pools have been fully subnetted")
+            })?;
+            pools.insert(
+                0,
+                Pool {
+                    gateway: ipam::default_gateway(&subnet, None),
+                    subnet,
+                    ip_range: None,
+                    aux: BTreeMap::new(),
+                    user_subnet: false,
+                    user_gateway: false,
+                    last: None,
+                },
+            );
+        }
+        if enable_ipv6 && !pools.iter().any(|p| matches!(p.subnet, IpNet::V6(_))) {
+            return Err(NetworkError::invalid(
+                "berth needs an explicit IPv6 subnet for EnableIPv6 (no default IPv6 pool)",
+            ));
+        }
+        let id = random_hex(64);
+        let bridge = req
+            .options
+            .get("com.docker.network.bridge.name")
+            .cloned()
+            .unwrap_or_else(|| format!("br-{}", &id[..12]));
+        let r = NetworkRecord {
+            id,
+            name: req.name.clone(),
+            driver,
+            created: rfc3339_nano(SystemTime::now()),
+            internal: req.internal,
+            attachable: req.attachable,
+            enable_ipv4,
+            enable_ipv6,
+            ipam_options: req.ipam_options.clone(),
+            pools,
+            options: req.options.clone(),
+            labels: req.labels.clone(),
+            bridge,
+            predefined: false,
+            endpoints: BTreeMap::new(),
+        };
+        self.setup_bridge(&r).await?;
+        if let Err(e) = self.save(&r) {
+            let _ = self.netlink.delete_link(&r.bridge).await;
+            return Err(e);
+        }
+        lock(&self.state).nets.insert(r.id.clone(), r.clone());
+        if let Err(e) = self.apply_firewall() {
+            tracing::error!("firewall after creating network {}: {e}", r.name);
+        }
+        self.publish("create", &r, &[]);
+        Ok(r)
+    }
+
+    pub async fn remove(&self, term: &str) -> Result<(), NetworkError> {
+        let _op = self.op.lock().await;
+        let r = self.find(term)?;
+        if r.predefined {
+            return Err(NetworkError::forbidden(format!(
+                "{} is a pre-defined network and cannot be removed",
+                r.name
+            )));
+        }
+        if !r.endpoints.is_empty() {
+            return Err(NetworkError::forbidden(format!(
+                "error while removing network: network {} id {} has active endpoints",
+                r.name, r.id
+            )));
+        }
+        self.remove_record(&r).await
+    }
+
+    async fn remove_record(&self, r: &NetworkRecord) -> Result<(), NetworkError> {
+        let path = self.root.join(format!("{}.json", r.id));
+        fs::remove_file(&path).map_err(io_err(format!("remove {}", path.display())))?;
+        lock(&self.state).nets.remove(&r.id);
+        if let Err(e) = self.apply_firewall() {
+            tracing::error!("firewall after removing network {}: {e}", r.name);
+        }
+        if let Err(e) = self.netlink.delete_link(&r.bridge).await {
+            tracing::warn!("delete bridge {}: {e}", r.bridge);
+        }
+        self.publish("destroy", r, &[]);
+        Ok(())
+    }
+
+    /// `POST /networks/prune`: unused user networks (filters `until`, `label`, `label!`).
+    pub async fn prune(
+        &self,
+        f: &Filters,
+        used_by_containers: &HashSet<String>,
+    ) -> Result<Vec<String>, NetworkError> {
+        f.validate(&["until", "label", "label!"])
+            .map_err(|e| NetworkError::invalid(e.to_string()))?;
+        let now = SystemTime::now();
+        let until = match f.get("until").next() {
+            Some(u) => Some(crate::util::time::parse_timestamp(u, now).ok_or_else(|| {
+                NetworkError::invalid(format!(
+                    "failed to parse value as time or duration: \"{u}\""
+                ))
+            })?),
+            None => None,
+        };
+        let _op = self.op.lock().await;
+        let mut removed = Vec::new();
+        for r in self.all() {
+            if r.predefined || !r.endpoints.is_empty() || used_by_containers.contains(&r.id) {
+                continue;
+            }
+            let labels: HashMap<String, String> = r
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if f.contains("label") && !f.match_kv_list("label", &labels) {
+                continue;
+            }
+            if f.contains("label!") && f.match_kv_list("label!", &labels) {
+                continue;
+            }
+            if let Some(until) = until {
+                let created = crate::util::time::parse_timestamp(&r.created, now).unwrap_or(now);
+                if created >= until {
+                    continue;
+                }
+            }
+            if self.remove_record(&r).await.is_ok() {
+                removed.push(r.name.clone());
+            }
+        }
+        self.events
+            .publish(Event::new("network", "prune", "").attribute("reclaimed", "0"));
+        Ok(removed)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Joining and leaving
+
+    /// The container's endpoints on every network it is on.
+    pub fn attached(&self, container_id: &str) -> Vec<Attached> {
+        lock(&self.state)
+            .nets
+            .values()
+            .filter_map(|n| {
+                n.endpoints.get(container_id).map(|e| Attached {
+                    network_id: n.id.clone(),
+                    network_name: n.name.clone(),
+                    endpoint: e.clone(),
+                })
+            })
+            .collect()
+    }
+
+    pub fn ports_of(&self, container_id: &str) -> Vec<PortBinding> {
+        lock(&self.state)
+            .ports
+            .get(container_id)
+            .map(|p| p.bindings.clone())
+            .unwrap_or_default()
+    }
+
+    /// Attach a starting container to its networks (in order: `eth0`, `eth1`, …), start its
+    /// DNS server on user networks, and publish its ports. On failure everything done is
+    /// undone.
+    pub async fn join(&self, req: &JoinRequest) -> Result<Vec<Attached>, NetworkError> {
+        let _op = self.op.lock().await;
+        let result = self.join_locked(req).await;
+        if result.is_err() {
+            self.leave_locked(&req.container_id).await;
+        }
+        result
+    }
+
+    async fn join_locked(&self, req: &JoinRequest) -> Result<Vec<Attached>, NetworkError> {
+        let mut out = Vec::new();
+        let mut gateway_given = false;
+        for (i, nreq) in req.networks.iter().enumerate() {
+            let a = self
+                .add_endpoint(req, nreq, &format!("eth{i}"), !gateway_given)
+                .await?;
+            if a.endpoint.gateway_v4.is_some() {
+                gateway_given = true;
+            }
+            out.push(a);
+        }
+        self.ensure_resolver(&req.container_id, &req.netns)?;
+        if !req.ports.is_empty() {
+            // Ports go to the first network that is not internal.
+            let target = out.iter().find_map(|a| {
+                let st = lock(&self.state);
+                let n = st.nets.get(&a.network_id)?;
+                (!n.internal).then(|| (n.bridge.clone(), a.endpoint.ipv4, n.host_binding()))
+            });
+            if let Some((bridge, Some(ip), binding)) = target {
+                self.publish_ports(&req.container_id, &req.ports, &bridge, ip, binding)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// A running container joins one more network (`docker network connect`).
+    pub async fn connect(&self, req: &JoinRequest) -> Result<Attached, NetworkError> {
+        let _op = self.op.lock().await;
+        let nreq = req
+            .networks
+            .first()
+            .ok_or_else(|| NetworkError::invalid("no network to connect"))?;
+        let n = self.find(&nreq.network)?;
+        if n.endpoints.contains_key(&req.container_id) {
+            return Err(NetworkError::forbidden(format!(
+                "endpoint with name {} already exists in network {}",
+                req.container_name, n.name
+            )));
+        }
+        let index = self.attached(&req.container_id).len();
+        let ifname = self.free_ifname(&req.container_id, index);
+        let has_gw = self
+            .attached(&req.container_id)
+            .iter()
+            .any(|a| a.endpoint.gateway_v4.is_some());
+        let a = self.add_endpoint(req, nreq, &ifname, !has_gw).await?;
+        if let Err(e) = self.ensure_resolver(&req.container_id, &req.netns) {
+            tracing::warn!("dns for {}: {e}", req.container_id);
+        }
+        Ok(a)
+    }
+
+    fn free_ifname(&self, container_id: &str, start: usize) -> String {
+        let used: HashSet<String> = self
+            .attached(container_id)
+            .into_iter()
+            .map(|a| a.endpoint.ifname)
+            .collect();
+        (start..start + 64)
+            .map(|i| format!("eth{i}"))
+            .find(|n| !used.contains(n))
+            .unwrap_or_else(|| format!("eth{start}"))
+    }
+
+    async fn add_endpoint(
+        &self,
+        req: &JoinRequest,
+        nreq: &EndpointRequest,
+        ifname: &str,
+        may_route: bool,
+    ) -> Result<Attached, NetworkError> {
+        let n = self.find(&nreq.network)?;
+        if !n.is_bridge() {
+            return Err(NetworkError::invalid(format!(
+                "container cannot be connected to network {} of driver {}",
+                n.name, n.driver
+            )));
+        }
+        if (nreq.ipv4.is_some() || nreq.ipv6.is_some()) && !n.pools.iter().any(|p| p.user_subnet) {
+            return Err(NetworkError::invalid(
+                "user specified IP address is supported only when connecting to networks with user configured subnets",
+            ));
+        }
+        // Allocate under the lock, persist, then set up the link.
+        let endpoint = {
+            let mut st = lock(&self.state);
+            let net = st
+                .nets
+                .get_mut(&n.id)
+                .ok_or_else(|| NetworkError::no_such_network(&nreq.network))?;
+            let taken = net.taken();
+            let mut ipv4 = None;
+            let mut prefix_v4 = 0;
+            let mut gw4 = None;
+            if let Some(pi) = net
+                .pools
+                .iter()
+                .position(|p| matches!(p.subnet, IpNet::V4(_)))
+            {
+                let pool = &net.pools[pi];
+                let ip = match nreq.ipv4 {
+                    Some(want) => {
+                        let w = IpAddr::V4(want);
+                        if !ipam::usable(&pool.subnet, w) {
+                            return Err(NetworkError::invalid(format!(
+                                "invalid address {want}: It does not belong to any of this network's subnets"
+                            )));
+                        }
+                        if taken.contains(&w) {
+                            return Err(NetworkError::forbidden(format!("Address already in use")));
+                        }
+                        w
+                    }
+                    None => ipam::next_free(
+                        &pool.subnet,
+                        pool.ip_range.as_ref(),
+                        &taken,
+                        pool.last,
+                    )
+                    .ok_or_else(|| {
+                        NetworkError::forbidden(format!(
+                            "no available IPv4 addresses on this network's address pools: {} ({})",
+                            net.name, net.id
+                        ))
+                    })?,
+                };
+                if nreq.ipv4.is_none() {
+                    net.pools[pi].last = Some(ip);
+                }
+                if let IpAddr::V4(v) = ip {
+                    ipv4 = Some(v);
+                }
+                prefix_v4 = net.pools[pi].subnet.prefix_len();
+                if !net.internal && may_route {
+                    if let IpAddr::V4(g) = net.pools[pi].gateway {
+                        gw4 = Some(g);
+                    }
+                }
+            }
+            let mut ipv6 = None;
+            let mut prefix_v6 = 0;
+            let mut gw6 = None;
+            if net.enable_ipv6 {
+                if let Some(pi) = net
+                    .pools
+                    .iter()
+                    .position(|p| matches!(p.subnet, IpNet::V6(_)))
+                {
+                    let pool = &net.pools[pi];
+                    let ip = match nreq.ipv6 {
+                        Some(w) => IpAddr::V6(w),
+                        None => {
+                            ipam::next_free(&pool.subnet, pool.ip_range.as_ref(), &taken, pool.last)
+                                .ok_or_else(|| {
+                                    NetworkError::forbidden("no available IPv6 addresses")
+                                })?
+                        }
+                    };
+                    net.pools[pi].last = Some(ip);
+                    if let IpAddr::V6(v) = ip {
+                        ipv6 = Some(v);
+                    }
+                    prefix_v6 = net.pools[pi].subnet.prefix_len();
+                    if !net.internal && may_route {
+                        if let IpAddr::V6(g) = net.pools[pi].gateway {
+                            gw6 = Some(g);
+                        }
+                    }
+                }
+            }
+            let mac = match &nreq.mac {
+                Some(m) => ipam::parse_mac(m)
+                    .ok_or_else(|| NetworkError::invalid(format!("invalid MAC address: {m}")))?,
+                None => ipam::mac_for(ipv4),
+            };
+            let short = &req.container_id[..12.min(req.container_id.len())];
+            let mut dns_names = vec![req.container_name.clone()];
+            for a in &nreq.aliases {
+                if !dns_names.contains(a) {
+                    dns_names.push(a.clone());
+                }
+            }
+            if !net.is_default_bridge() {
+                if !dns_names.iter().any(|n| n == short) {
+                    dns_names.push(short.to_string());
+                }
+                if !req.hostname.is_empty() && !dns_names.contains(&req.hostname) {
+                    dns_names.push(req.hostname.clone());
+                }
+            }
+            let e = Endpoint {
+                id: random_hex(64),
+                container_id: req.container_id.clone(),
+                container_name: req.container_name.clone(),
+                dns_names: if net.is_default_bridge() {
+                    Vec::new()
+                } else {
+                    dns_names
+                },
+                aliases: nreq.aliases.clone(),
+                ifname: ifname.to_string(),
+                host_veth: format!("veth{}", &random_hex(8)[..7]),
+                mac: ipam::mac_string(&mac),
+                ipv4,
+                prefix_v4,
+                ipv6,
+                prefix_v6,
+                gateway_v4: gw4,
+                gateway_v6: gw6,
+            };
+            net.endpoints.insert(req.container_id.clone(), e.clone());
+            let snapshot = net.clone();
+            drop(st);
+            self.save(&snapshot)?;
+            (e, mac)
+        };
+        let (e, mac) = endpoint;
+        let mut addresses = Vec::new();
+        if let Some(a) = e.ipv4 {
+            addresses.push(
+                IpNet::new(IpAddr::V4(a), e.prefix_v4)
+                    .map_err(|x| NetworkError::internal(x.to_string()))?,
+            );
+        }
+        if let Some(a) = e.ipv6 {
+            addresses.push(
+                IpNet::new(IpAddr::V6(a), e.prefix_v6)
+                    .map_err(|x| NetworkError::internal(x.to_string()))?,
+            );
+        }
+        let spec = VethSpec {
+            host_name: e.host_veth.clone(),
+            bridge: n.bridge.clone(),
+            netns: req.netns.clone(),
+            ifname: ifname.to_string(),
+            mac,
+            mtu: n.mtu(),
+            addresses,
+            gateway_v4: e.gateway_v4,
+            gateway_v6: e.gateway_v6,
+        };
+        if let Err(err) = self.netlink.add_veth(&spec).await {
+            self.forget_endpoint(&n.id, &req.container_id);
+            return Err(err);
+        }
+        self.publish("connect", &n, &[("container", req.container_id.clone())]);
+        Ok(Attached {
+            network_id: n.id.clone(),
+            network_name: n.name.clone(),
+            endpoint: e,
+        })
+    }
+
+    fn forget_endpoint(
+        &self,
+        network_id: &str,
+        container_id: &str,
+    ) -> Option<(NetworkRecord, Endpoint)> {
+        let mut st = lock(&self.state);
+        let net = st.nets.get_mut(network_id)?;
+        let e = net.endpoints.remove(container_id)?;
+        let snapshot = net.clone();
+        drop(st);
+        if let Err(err) = self.save(&snapshot) {
+            tracing::error!("{err}");
+        }
+        Some((snapshot, e))
+    }
+
+    /// Start the embedded DNS server for a container on a user network (once).
+    fn ensure_resolver(&self, container_id: &str, netns: &Path) -> Result<(), NetworkError> {
+        let on_user_net = lock(&self.state)
+            .nets
+            .values()
+            .any(|n| !n.predefined && n.endpoints.contains_key(container_id));
+        if !on_user_net || lock(&self.resolvers).contains_key(container_id) {
+            return Ok(());
+        }
+        let names: Arc<dyn NameTable> = Arc::new(Names(self.me.clone()));
+        let r = Resolver::start(
+            Some(netns),
+            container_id.to_string(),
+            names,
+            self.fw.as_ref(),
+        )?;
+        lock(&self.resolvers).insert(container_id.to_string(), r);
+        Ok(())
+    }
+
+    fn publish_ports(
+        &self,
+        container_id: &str,
+        reqs: &[PortRequest],
+        bridge: &str,
+        container_ip: Ipv4Addr,
+        binding: Option<IpAddr>,
+    ) -> Result<(), NetworkError> {
+        let mut bound: Vec<(proxy::PortSpec, std::os::fd::OwnedFd)> = Vec::new();
+        for r in reqs {
+            let host_ip = r.host_ip.or(binding).unwrap_or(self.opts.ip);
+            let (lo, hi) = (r.host_port, r.host_port_end.max(r.host_port));
+            let mut last_err = None;
+            let mut done = false;
+            for port in lo..=hi {
+                // The same port twice in one request (e.g. a range) is skipped.
+                if port != 0
+                    && bound.iter().any(|(s, _)| {
+                        s.proto == r.proto && s.host_port == port && s.host_ip == host_ip
+                    })
+                {
+                    continue;
+                }
+                let mut spec = proxy::PortSpec {
+                    proto: r.proto,
+                    host_ip,
+                    host_port: port,
+                    container_ip: IpAddr::V4(container_ip),
+                    container_port: r.container_port,
+                };
+                match proxy::bind(&spec) {
+                    Ok((fd, real)) => {
+                        spec.host_port = real;
+                        bound.push((spec, fd));
+                        done = true;
+                        break;
+                    }
+                    Err(e) => last_err = Some(e),
+                }
+                if port == hi {
+                    break;
+                }
+            }
+            if !done {
+                return Err(last_err.unwrap_or_else(|| NetworkError::internal("no port to bind")));
+            }
+        }
+        let bindings: Vec<PortBinding> = bound
+            .iter()
+            .map(|(s, _)| PortBinding {
+                proto: s.proto,
+                host_ip: s.host_ip,
+                host_port: s.host_port,
+                container_port: s.container_port,
+                container_ip: s.container_ip,
+                bridge: bridge.to_string(),
+            })
+            .collect();
+        let mut state = PortState {
+            container_id: container_id.to_string(),
+            bindings,
+            proxy: None,
+        };
+        if self.opts.userland_proxy {
+            state.proxy = Some(proxy::spawn(&self.exe, bound)?);
+        } else {
+            drop(bound);
+        }
+        if let Err(e) = self.save_ports(&state) {
+            if let Some(p) = &state.proxy {
+                proxy::stop(p);
+            }
+            return Err(e);
+        }
+        lock(&self.state)
+            .ports
+            .insert(container_id.to_string(), state);
+        self.apply_firewall()
+    }
+
+    /// The container's run ended: its endpoints, DNS server, ports and proxy go.
+    pub async fn leave(&self, container_id: &str) {
+        let _op = self.op.lock().await;
+        self.leave_locked(container_id).await;
+    }
+
+    async fn leave_locked(&self, container_id: &str) {
+        if let Some(r) = lock(&self.resolvers).remove(container_id) {
+            r.stop();
+        }
+        let ports = lock(&self.state).ports.remove(container_id);
+        if let Some(p) = &ports {
+            if let Some(px) = &p.proxy {
+                proxy::stop(px);
+            }
+            self.drop_ports_file(container_id);
+            if let Err(e) = self.apply_firewall() {
+                tracing::error!("firewall after {container_id} left: {e}");
+            }
+        }
+        let ids: Vec<String> = lock(&self.state)
+            .nets
+            .values()
+            .filter(|n| n.endpoints.contains_key(container_id))
+            .map(|n| n.id.clone())
+            .collect();
+        for id in ids {
+            if let Some((n, e)) = self.forget_endpoint(&id, container_id) {
+                // Gone with the namespace usually; a leftover host end is deleted.
+                let _ = self.netlink.delete_link(&e.host_veth).await;
+                self.publish("disconnect", &n, &[("container", container_id.to_string())]);
+            }
+        }
+    }
+
+    /// `docker network disconnect` of a running container from one network.
+    pub async fn disconnect(&self, container_id: &str, network: &str) -> Result<(), NetworkError> {
+        let _op = self.op.lock().await;
+        let n = self.find(network)?;
+        let Some((n, e)) = self.forget_endpoint(&n.id, container_id) else {
+            return Err(NetworkError::forbidden(format!(
+                "container {container_id} is not connected to network {}",
+                n.name
+            )));
+        };
+        let _ = self.netlink.delete_link(&e.host_veth).await;
+        let still_user = lock(&self.state)
+            .nets
+            .values()
+            .any(|x| !x.predefined && x.endpoints.contains_key(container_id));
+        if !still_user {
+            if let Some(r) = lock(&self.resolvers).remove(container_id) {
+                r.stop();
+            }
+        }
+        self.publish("disconnect", &n, &[("container", container_id.to_string())]);
+        Ok(())
+    }
+
+    /// After the containers were restored: endpoints, ports and proxies of containers that no
+    /// longer run are released; running ones get their DNS server back (`running` maps their
+    /// IDs to their namespace files). Returns how many endpoints were dropped.
+    pub async fn retain(&self, running: &HashMap<String, PathBuf>) -> usize {
+        let stale: HashSet<String> = {
+            let st = lock(&self.state);
+            st.nets
+                .values()
+                .flat_map(|n| n.endpoints.keys().cloned())
+                .chain(st.ports.keys().cloned())
+                .filter(|id| !running.contains_key(id))
+                .collect()
+        };
+        for id in &stale {
+            self.leave(id).await;
+        }
+        // Proxies of running containers that died while berthd was away come back.
+        let dead: Vec<PortState> = lock(&self.state)
+            .ports
+            .values()
+            .filter(|p| p.proxy.as_ref().is_some_and(|px| !proxy::alive(px)))
+            .cloned()
+            .collect();
+        for p in dead {
+            tracing::warn!(
+                "port proxy of {} is gone; published ports of it need a restart",
+                p.container_id
+            );
+        }
+        for (id, netns) in running {
+            if let Err(e) = self.ensure_resolver(id, netns) {
+                tracing::warn!("dns for {id}: {e}");
+            }
+        }
+        if let Err(e) = self.apply_firewall() {
+            tracing::error!("firewall: {e}");
+        }
+        stale.len()
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Names for the embedded DNS
+
+    fn lookup_names(&self, asker: &str, name: &str, v6: bool) -> Option<Vec<IpAddr>> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let st = lock(&self.state);
+        let mine: Vec<&NetworkRecord> = st
+            .nets
+            .values()
+            .filter(|n| !n.predefined && n.endpoints.contains_key(asker))
+            .collect();
+        let mut found = false;
+        let mut ips = Vec::new();
+        for n in &mine {
+            let (bare, scoped) =
+                match name.strip_suffix(&format!(".{}", n.name.to_ascii_lowercase())) {
+                    Some(b) => (b.to_string(), true),
+                    None => (name.clone(), false),
+                };
+            let _ = scoped;
+            for e in n.endpoints.values() {
+                if e.dns_names.iter().any(|d| d.to_ascii_lowercase() == bare) {
+                    found = true;
+                    if v6 {
+                        ips.extend(e.ipv6.map(IpAddr::V6));
+                    } else {
+                        ips.extend(e.ipv4.map(IpAddr::V4));
+                    }
+                }
+            }
+        }
+        found.then_some(ips)
+    }
+
+    fn reverse_name(&self, asker: &str, ip: IpAddr) -> Option<String> {
+        let st = lock(&self.state);
+        for n in st
+            .nets
+            .values()
+            .filter(|n| !n.predefined && n.endpoints.contains_key(asker))
+        {
+            for e in n.endpoints.values() {
+                if e.ipv4.map(IpAddr::V4) == Some(ip) || e.ipv6.map(IpAddr::V6) == Some(ip) {
+                    return Some(format!("{}.{}", e.container_name, n.name));
+                }
+            }
+        }
+        None
+    }
+
+    fn upstreams_for(&self, asker: &str) -> Vec<SocketAddr> {
+        let all_internal = {
+            let st = lock(&self.state);
+            let mine: Vec<&NetworkRecord> = st
+                .nets
+                .values()
+                .filter(|n| n.endpoints.contains_key(asker))
+                .collect();
+            !mine.is_empty() && mine.iter().all(|n| n.internal)
+        };
+        if all_internal {
+            return Vec::new();
+        }
+        let servers: Vec<IpAddr> = if !self.opts.dns.is_empty() {
+            self.opts.dns.clone()
+        } else {
+            host_nameservers()
+        };
+        servers
+            .into_iter()
+            .take(3)
+            .map(|ip| SocketAddr::new(ip, 53))
+            .collect()
+    }
+}
+
+/// The nameservers of the host's `/etc/resolv.conf`.
+pub fn host_nameservers() -> Vec<IpAddr> {
+    fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            (it.next() == Some("nameserver"))
+                .then(|| it.next())
+                .flatten()
+        })
+        .filter_map(|s| s.split('%').next()?.parse().ok())
+        .collect()
+}
+
+struct Names(Weak<NetworkService>);
+
+impl NameTable for Names {
+    fn lookup(&self, asker: &str, name: &str, v6: bool) -> Option<Vec<IpAddr>> {
+        self.0.upgrade()?.lookup_names(asker, name, v6)
+    }
+
+    fn reverse(&self, asker: &str, ip: IpAddr) -> Option<String> {
+        self.0.upgrade()?.reverse_name(asker, ip)
+    }
+
+    fn upstreams(&self, asker: &str) -> Vec<SocketAddr> {
+        self.0
+            .upgrade()
+            .map(|s| s.upstreams_for(asker))
+            .unwrap_or_default()
+    }
+}
+
+/// dockerd's network name check.
+fn validate_name(name: &str) -> Result<(), NetworkError> {
+    if name.is_empty() {
+        return Err(NetworkError::invalid("network name is empty"));
+    }
+    let ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !ok {
+        return Err(NetworkError::invalid(format!(
+            "invalid network name \"{name}\", only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )));
+    }
+    Ok(())
+}
+
+fn parse_pool(p: &PoolRequest) -> Result<Pool, NetworkError> {
+    let subnet_text = p
+        .subnet
+        .clone()
+        .ok_or_else(|| NetworkError::invalid("ipam config has no Subnet"))?;
+    let given: IpNet = subnet_text.parse().map_err(|_| {
+        NetworkError::invalid(format!(
+            "invalid subnet {subnet_text}: invalid CIDR address: {subnet_text}"
+        ))
+    })?;
+    let subnet = given.trunc();
+    if subnet != given {
+        return Err(NetworkError::invalid(format!(
+            "invalid subnet {given}: it should be {subnet}"
+        )));
+    }
+    let ip_range = match &p.ip_range {
+        Some(r) if !r.is_empty() => {
+            let n: IpNet = r.parse().map_err(|_| {
+                NetworkError::invalid(format!("invalid ip-range {r}: invalid CIDR address: {r}"))
+            })?;
+            if !subnet.contains(&n) {
+                return Err(NetworkError::invalid(format!(
+                    "invalid ip-range {r}: it must be a subset of the subnet {subnet}"
+                )));
+            }
+            Some(n.trunc())
+        }
+        _ => None,
+    };
+    let (gateway, user_gateway) = match &p.gateway {
+        Some(g) if !g.is_empty() => {
+            let ip: IpAddr = g
+                .parse()
+                .map_err(|_| NetworkError::invalid(format!("invalid gateway address {g}")))?;
+            if !subnet.contains(&ip) {
+                return Err(NetworkError::invalid(format!(
+                    "invalid gateway address {g}: it does not belong to the subnet {subnet}"
+                )));
+            }
+            (ip, true)
+        }
+        _ => (ipam::default_gateway(&subnet, ip_range.as_ref()), false),
+    };
+    let mut aux = BTreeMap::new();
+    for (k, v) in &p.aux {
+        let ip: IpAddr = v
+            .parse()
+            .map_err(|_| NetworkError::invalid(format!("invalid auxiliary address {k}={v}")))?;
+        if !subnet.contains(&ip) {
+            return Err(NetworkError::invalid(format!(
+                "invalid auxiliary address {k}: it does not belong to the subnet {subnet}"
+            )));
+        }
+        aux.insert(k.clone(), ip);
+    }
+    let _ = Ipv4Net::default();
+    Ok(Pool {
+        subnet,
+        ip_range,
+        gateway,
+        aux,
+        user_subnet: true,
+        user_gateway,
+        last: None,
+    })
+}
