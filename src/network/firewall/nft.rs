@@ -35,6 +35,12 @@
 //! loopback source or destination that arrive on any interface but `lo` out (CVE-2020-8558).
 //! The guards are there whatever the proxy setting: a port bound to `127.0.0.1` has a DNAT rule
 //! in `nat-PREROUTING`'s reach, and DNAT happens before the kernel's martian check.
+//!
+//! What the rules need from the rest of berth (as with dockerd): IPv4 forwarding on; with the
+//! proxy off, `route_localnet=1` on the bridges and hairpin mode on the bridge ports (with
+//! `br_netfilter` active, a DNAT'ed packet back into its own container's bridge is bridged
+//! out of the port it came in through); `icc=false` only holds between containers of one
+//! bridge when `br_netfilter` is loaded (bridged frames skip IP forwarding otherwise).
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -1610,6 +1616,157 @@ mod tests {
         });
     }
 
+    /// A new network namespace bind-mounted on `path` (an empty file is made first).
+    fn bind_new_netns(path: &Path) {
+        File::create(path).unwrap();
+        let target = path.to_path_buf();
+        in_new_netns(move || {
+            nix::mount::mount(
+                Some("/proc/thread-self/ns/net"),
+                &target,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .unwrap();
+        });
+    }
+
+    /// Run `f` on a new thread inside the namespace bind-mounted on `path`.
+    fn in_netns_file<T: Send + 'static>(path: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let ns = File::open(path).unwrap();
+        std::thread::spawn(move || {
+            // SAFETY: setns only moves this thread into the namespace of an open descriptor.
+            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// `program args…` (split on spaces) in the calling thread's namespace, or in `netns`.
+    fn sh(program: &Path, args: &str, netns: Option<&Path>) {
+        let ns = netns.map(|p| File::open(p).unwrap());
+        let args: Vec<&str> = args.split(' ').collect();
+        if let Err(e) = run_nft(program, &args, None, ns.as_ref()) {
+            panic!("{} {}: {e}", program.display(), args.join(" "));
+        }
+    }
+
+    fn can_connect(addr: &str) -> bool {
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500)).is_ok()
+    }
+
+    /// Two berth networks with one container each, in throwaway namespaces (the "host" one
+    /// too), and real TCP connections through the applied rules.
+    #[test]
+    fn real_traffic_published_port_hairpin_and_isolation() {
+        let Some(nft) = real_nft("berth-t-flow") else {
+            return;
+        };
+        let Some(ip) = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| is_executable(p))
+        else {
+            eprintln!("skipped: needs iproute2's ip");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (c1, c2) = (dir.path().join("c1"), dir.path().join("c2"));
+        bind_new_netns(&c1);
+        bind_new_netns(&c2);
+        let (c1m, c2m) = (c1.clone(), c2.clone());
+        let result = std::panic::catch_unwind(move || {
+            in_new_netns(move || {
+                // The "host": two bridges, an address of its own, forwarding on.
+                for cmd in [
+                    "link set lo up",
+                    "addr add 192.0.2.1/32 dev lo",
+                    "link add br-a type bridge",
+                    "addr add 10.99.0.1/24 dev br-a",
+                    "link set br-a up",
+                    "link add br-b type bridge",
+                    "addr add 10.99.1.1/24 dev br-b",
+                    "link set br-b up",
+                ] {
+                    sh(&ip, cmd, None);
+                }
+                for (name, br, ns, addr, gw) in [
+                    ("a", "br-a", &c1, "10.99.0.2/24", "10.99.0.1"),
+                    ("b", "br-b", &c2, "10.99.1.2/24", "10.99.1.1"),
+                ] {
+                    let nsp = ns.display();
+                    sh(
+                        &ip,
+                        &format!("link add {name}-h type veth peer name {name}-c"),
+                        None,
+                    );
+                    sh(&ip, &format!("link set {name}-h master {br} up"), None);
+                    // Proxy off: dockerd turns hairpin mode on for the bridge ports; with
+                    // br_netfilter active, a DNAT'ed packet back to its own container is
+                    // bridged out of the port it came in through.
+                    sh(
+                        &ip,
+                        &format!("link set {name}-h type bridge_slave hairpin on"),
+                        None,
+                    );
+                    sh(&ip, &format!("link set {name}-c netns {nsp}"), None);
+                    sh(&ip, "link set lo up", Some(ns));
+                    sh(&ip, &format!("addr add {addr} dev {name}-c"), Some(ns));
+                    sh(&ip, &format!("link set {name}-c up"), Some(ns));
+                    sh(&ip, &format!("route add default via {gw}"), Some(ns));
+                }
+                // /proc/sys/net is this thread's namespace's (dockerd sets route_localnet
+                // on the bridge when the proxy is off; berth's netlink code will).
+                std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").unwrap();
+                std::fs::write("/proc/sys/net/ipv4/conf/br-a/route_localnet", "1").unwrap();
+
+                let st = state(
+                    vec![
+                        net("br-a", &["10.99.0.0/24"]),
+                        net("br-b", &["10.99.1.0/24"]),
+                    ],
+                    vec![port(Proto::Tcp, None, 8080, "br-a", "10.99.0.2", 80)],
+                    false,
+                );
+                nft.apply(&st).unwrap();
+
+                // A server in container 1 (connects complete in the kernel's backlog).
+                let _server =
+                    in_netns_file(&c1, || std::net::TcpListener::bind("0.0.0.0:80").unwrap());
+
+                // The host reaches the published port on its address and on loopback
+                // (proxy off: DNAT from 127.0.0.1 plus masquerade).
+                assert!(can_connect("192.0.2.1:8080"));
+                assert!(can_connect("127.0.0.1:8080"));
+                // Container 2, on another network: via the host's address yes, directly no.
+                assert!(in_netns_file(&c2, || can_connect("192.0.2.1:8080")));
+                assert!(!in_netns_file(&c2, || can_connect("10.99.0.2:80")));
+                // Container 1 reaches its own published port through the host (hairpin).
+                assert!(in_netns_file(&c1, || can_connect("192.0.2.1:8080")));
+                // Container 1 cannot reach container 2 either.
+                let _server2 =
+                    in_netns_file(&c2, || std::net::TcpListener::bind("0.0.0.0:81").unwrap());
+                assert!(!in_netns_file(&c1, || can_connect("10.99.1.2:81")));
+
+                // Without berth's table, the direct connection goes through (the drop above
+                // was ours), and the published port is gone.
+                nft.remove_all().unwrap();
+                assert!(in_netns_file(&c2, || can_connect("10.99.0.2:80")));
+                assert!(!can_connect("192.0.2.1:8080"));
+            })
+        });
+        for ns in [&c1m, &c2m] {
+            nix::mount::umount2(ns.as_path(), nix::mount::MntFlags::MNT_DETACH).unwrap();
+        }
+        if let Err(p) = result {
+            std::panic::resume_unwind(p);
+        }
+    }
+
     /// Bring `lo` up in this thread's network namespace.
     fn lo_up() {
         // SAFETY: a plain socket used for two interface ioctls on a zeroed, NUL-terminated
@@ -1670,18 +1827,7 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("netns");
-        File::create(&path).unwrap();
-        let target = path.clone();
-        in_new_netns(move || {
-            nix::mount::mount(
-                Some("/proc/thread-self/ns/net"),
-                &target,
-                None::<&str>,
-                nix::mount::MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .unwrap();
-        });
+        bind_new_netns(&path);
         let result = std::panic::catch_unwind(|| {
             nft.dns_redirect(&path, 40000, 40001).unwrap();
             // Idempotent, and the free function (NoFirewall's) does the same.
