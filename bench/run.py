@@ -142,7 +142,8 @@ class System:
         if self.name == "berth":
             cmd = [self.berthd, "-H", f"unix://{self.sock}", "--data-root", f"{d}/root",
                    "--exec-root", f"{d}/exec", "--pidfile", f"{d}/pid",
-                   "--config-file", f"{d}/daemon.json", "--cgroup-parent", "berth-bench"]
+                   "--config-file", f"{d}/daemon.json", "--bridge=none", "--iptables=false",
+                   "--cgroup-parent", "berth-bench"]
             if tcp:
                 cmd += ["-H", f"tcp://127.0.0.1:{self.port}"]
             return cmd

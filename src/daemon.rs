@@ -342,9 +342,13 @@ impl SystemBackend for Daemon {
         let counts = self.containers.counts();
         let mut warnings = Daemon::listen_warnings(&config);
         warnings.extend(cg.warnings());
-        if !self.host.ipv4_forwarding {
+        let forwarding = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+            .map(|s| s.trim() == "1")
+            .unwrap_or(self.host.ipv4_forwarding);
+        if !forwarding {
             warnings.push("WARNING: IPv4 forwarding is disabled".to_string());
         }
+        warnings.extend(self.network.warnings());
         let mut security = Vec::new();
         if self.host.seccomp {
             security.push("name=seccomp,profile=builtin".to_string());

@@ -1110,6 +1110,14 @@ impl NetworkService {
             self.forget_endpoint(&n.id, &req.container_id);
             return Err(err);
         }
+        if !self.opts.userland_proxy {
+            // Hairpin NAT: a container reaching its own published port through the host
+            // comes back out of the port it went in (dockerd sets hairpin mode likewise).
+            let p = format!("/sys/class/net/{}/brport/hairpin_mode", e.host_veth);
+            if let Err(err) = fs::write(&p, "1") {
+                tracing::warn!("set {p}: {err}");
+            }
+        }
         self.publish("connect", &n, &[("container", req.container_id.clone())]);
         Ok(Attached {
             network_id: n.id.clone(),

@@ -55,6 +55,10 @@ pub struct Berthd {
     pub socket: PathBuf,
     pub child: Option<Child>,
     pub log: PathBuf,
+    /// Runs in a network namespace of its own (`unshare --net`, `lo` up) with networking on;
+    /// otherwise in the host's, with `--bridge=none --iptables=false` so that it touches no
+    /// host network state.
+    pub netns: bool,
 }
 
 impl Berthd {
@@ -81,13 +85,19 @@ impl Berthd {
             socket,
             child: None,
             log,
+            netns: false,
         }
     }
 
     /// The standard arguments for this test's paths.
     pub fn base_args(&self) -> Vec<String> {
         let d = self.dir.path();
-        vec![
+        let mut args: Vec<String> = if self.netns {
+            Vec::new()
+        } else {
+            vec!["--bridge=none".into(), "--iptables=false".into()]
+        };
+        args.extend([
             "--data-root".into(),
             d.join("data").display().to_string(),
             "--exec-root".into(),
@@ -96,7 +106,8 @@ impl Berthd {
             d.join("berthd.pid").display().to_string(),
             "--config-file".into(),
             d.join("daemon.json").display().to_string(),
-        ]
+        ]);
+        args
     }
 
     /// The standard arguments with one option's value replaced.
@@ -113,6 +124,28 @@ impl Berthd {
         let mut b = Berthd::prepare();
         b.spawn_with_host(extra);
         b
+    }
+
+    /// Start berthd in a throwaway network namespace with networking on (bridges, nftables,
+    /// published ports, DNS): nothing it does reaches the host's network, and everything goes
+    /// with the namespace even after `kill -9`. Reach it with [`Berthd::in_netns`].
+    pub fn start_netns(extra: &[&str]) -> Berthd {
+        let mut b = Berthd::prepare();
+        b.netns = true;
+        b.spawn_with_host(extra);
+        b
+    }
+
+    /// A command run in berthd's network namespace (e.g. `curl` to a published port on
+    /// `127.0.0.1`).
+    pub fn in_netns(&self, program: &str, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .arg(format!("--net=/proc/{}/ns/net", self.pid()))
+            .arg("--")
+            .arg(program)
+            .args(args)
+            .output()
+            .expect("run nsenter")
     }
 
     /// (Re)start on the same directory.
@@ -134,7 +167,15 @@ impl Berthd {
             .append(true)
             .open(&self.log)
             .expect("open log");
-        let child = Command::new(berthd_bin())
+        let mut cmd = if self.netns {
+            let mut c = Command::new("unshare");
+            c.args(["--net", "--", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
+                .arg(berthd_bin());
+            c
+        } else {
+            Command::new(berthd_bin())
+        };
+        let child = cmd
             .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log"))
@@ -476,20 +517,25 @@ impl InProcess {
             "/dev/null",
             "-H",
             &format!("unix://{}", socket.display()),
+            // In the test's own network namespace: no bridge, no firewall on the host.
+            "--bridge=none",
+            "--iptables=false",
         ])
         .expect("flags");
         let config = Config::load(&flags).expect("config");
-        let daemon = Daemon::new(flags, config, None).expect("daemon");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let daemon = rt
+            .block_on(Daemon::new(flags, config, None))
+            .expect("daemon");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let d = daemon.clone();
         let sock = socket.clone();
         let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
             rt.block_on(async move {
                 let listener = tokio::net::UnixListener::bind(&sock).expect("bind");
                 ready_tx.send(()).expect("ready");

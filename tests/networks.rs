@@ -1,0 +1,485 @@
+//! Networks through the docker CLI, with berthd in a throwaway network namespace (so that its
+//! bridges, nftables tables, veths and published ports never touch the host's network):
+//! user-defined bridges with IPAM options, containers reaching each other by name, alias and
+//! IP through the embedded DNS, forwarding to a fake upstream the test runs itself, published
+//! ports through the proxy and with NAT only, connect/disconnect, internal networks, legacy
+//! links, `host-gateway`, live restore after `kill -9`, and no leaks after many runs.
+//!
+//! Traffic goes only to 127.0.0.1 inside berthd's namespace and to containers on its bridges.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{inspect, ok, stderr, wait_for, Berthd};
+
+fn ready() -> bool {
+    common::is_root()
+        && common::have_docker_cli()
+        && common::have_busybox()
+        && common::have_command("nft")
+        && common::have_command("unshare")
+        && common::have_command("nsenter")
+        && common::have_command("curl")
+}
+const NOT_READY: &str =
+    "needs root, the docker CLI, busybox-static, nftables (nft), util-linux (unshare, nsenter) and curl";
+
+/// berthd in its own network namespace, with the busybox image imported.
+fn berthd(extra: &[&str]) -> Berthd {
+    let b = Berthd::start_netns(extra);
+    let rootfs = common::busybox_rootfs_tar(b.dir.path());
+    ok(b.docker_out(&["import", rootfs.to_str().unwrap(), "busybox:latest"]));
+    b
+}
+
+/// A busybox web server answering `text` on port 80.
+fn web(b: &Berthd, args: &[&str], text: &str) -> String {
+    let script = format!(
+        "mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p 80 -h /www"
+    );
+    let mut a = vec!["run", "-d"];
+    a.extend_from_slice(args);
+    a.extend_from_slice(&["busybox", "sh", "-c", &script]);
+    ok(b.docker_out(&a)).trim().to_string()
+}
+
+/// `curl` from berthd's namespace, retried while the server starts.
+fn curl(b: &Berthd, url: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..50 {
+        let o = b.in_netns("curl", &["-s", "--max-time", "2", url]);
+        if o.status.success() {
+            return String::from_utf8_lossy(&o.stdout).into_owned();
+        }
+        last = format!("{o:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("curl {url} failed: {last}");
+}
+
+#[test]
+fn network_create_inspect_list_remove_prune() {
+    require!(ready(), NOT_READY);
+    let b = berthd(&[]);
+    let id = ok(b.docker_out(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.201.0.0/24",
+        "--ip-range",
+        "10.201.0.128/25",
+        "--gateway",
+        "10.201.0.1",
+        "--aux-address",
+        "reserved=10.201.0.130",
+        "--label",
+        "team=a",
+        "-o",
+        "com.docker.network.bridge.name=brtest1",
+        "-o",
+        "com.docker.network.driver.mtu=1400",
+        "--attachable",
+        "n1",
+    ]))
+    .trim()
+    .to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(b.docker_out(&["network", "inspect", "n1"]))).unwrap();
+    let n = &v[0];
+    assert_eq!(n["Name"], "n1");
+    assert_eq!(n["Driver"], "bridge");
+    assert_eq!(n["Scope"], "local");
+    assert_eq!(n["Attachable"], true);
+    assert_eq!(n["Internal"], false);
+    assert_eq!(n["Labels"]["team"], "a");
+    assert_eq!(
+        n["IPAM"]["Config"],
+        serde_json::json!([{
+            "Subnet": "10.201.0.0/24",
+            "IPRange": "10.201.0.128/25",
+            "Gateway": "10.201.0.1",
+            "AuxiliaryAddresses": {"reserved": "10.201.0.130"}
+        }])
+    );
+    assert_eq!(n["Options"]["com.docker.network.bridge.name"], "brtest1");
+    // The bridge exists in berthd's namespace with the gateway address and the MTU.
+    let link = String::from_utf8_lossy(&b.in_netns("ip", &["-o", "addr", "show", "brtest1"]).stdout)
+        .into_owned();
+    assert!(link.contains("10.201.0.1/24"), "{link}");
+    let mtu = String::from_utf8_lossy(&b.in_netns("cat", &["/sys/class/net/brtest1/mtu"]).stdout)
+        .trim()
+        .to_string();
+    assert_eq!(mtu, "1400");
+    // The address comes from the range, skipping the auxiliary one.
+    ok(b.docker_out(&["run", "-d", "--name", "c1", "--network", "n1", "busybox", "sleep", "60"]));
+    let ip = inspect(&b, "c1", "{{.NetworkSettings.Networks.n1.IPAddress}}");
+    assert_eq!(ip, "10.201.0.128");
+    let addrs = ok(b.docker_out(&["exec", "c1", "ip", "-o", "addr", "show", "eth0"]));
+    assert!(addrs.contains("10.201.0.128/24"), "{addrs}");
+    // A duplicate name is a conflict; a predefined one cannot be made or removed.
+    let o = b.docker_out(&["network", "create", "n1"]);
+    assert!(stderr(&o).contains("network with name n1 already exists"), "{}", stderr(&o));
+    let o = b.docker_out(&["network", "rm", "bridge"]);
+    assert!(
+        stderr(&o).contains("bridge is a pre-defined network and cannot be removed"),
+        "{}",
+        stderr(&o)
+    );
+    // In use.
+    let o = b.docker_out(&["network", "rm", "n1"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("has active endpoints"), "{}", stderr(&o));
+    // Lists and filters.
+    let names = ok(b.docker_out(&["network", "ls", "--format", "{{.Name}}"]));
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(names, ["bridge", "host", "n1", "none"]);
+    let f = ok(b.docker_out(&["network", "ls", "-q", "--filter", "label=team=a"]));
+    assert_eq!(f.trim(), &id[..12]);
+    let f = ok(b.docker_out(&["network", "ls", "--format", "{{.Name}}", "--filter", "type=custom"]));
+    assert_eq!(f.trim(), "n1");
+    let o = b.docker_out(&["network", "ls", "--filter", "nope=1"]);
+    assert!(stderr(&o).contains("invalid filter 'nope'"), "{}", stderr(&o));
+    // Inspect's Containers.
+    let c = inspect(&b, "n1", "{{range .Containers}}{{.Name}} {{.IPv4Address}}{{end}}");
+    assert_eq!(c, "c1 10.201.0.128/24");
+    ok(b.docker_out(&["rm", "-f", "c1"]));
+    ok(b.docker_out(&["network", "rm", "n1"]));
+    let gone = b.in_netns("ip", &["link", "show", "brtest1"]);
+    assert!(!gone.status.success(), "the bridge goes with the network");
+    // Prune takes unused user networks only, honouring label filters.
+    ok(b.docker_out(&["network", "create", "--label", "keep=1", "p1"]));
+    ok(b.docker_out(&["network", "create", "p2"]));
+    let out = ok(b.docker_out(&["network", "prune", "-f", "--filter", "label!=keep=1"]));
+    assert!(out.contains("p2") && !out.contains("p1"), "{out}");
+    let o = b.docker_out(&["network", "inspect", "nope-net"]);
+    assert!(stderr(&o).contains("network nope-net not found"), "{}", stderr(&o));
+}
+
+#[test]
+fn containers_reach_each_other_by_name_alias_and_ip() {
+    require!(ready(), NOT_READY);
+    let b = berthd(&[]);
+    ok(b.docker_out(&["network", "create", "--subnet", "10.202.0.0/24", "app"]));
+    web(&b, &["--name", "web", "--network", "app", "--network-alias", "svc"], "hello");
+    let ip = inspect(&b, "web", "{{.NetworkSettings.Networks.app.IPAddress}}");
+    assert_eq!(ip, "10.202.0.2");
+    let dns = inspect(&b, "web", "{{json .NetworkSettings.Networks.app.DNSNames}}");
+    let want = format!(
+        "[\"web\",\"svc\",\"{}\"]",
+        &inspect(&b, "web", "{{.Id}}")[..12]
+    );
+    assert_eq!(dns, want);
+    for target in ["web", "svc", ip.as_str(), "web.app"] {
+        let url = format!("http://{target}/");
+        let mut got = String::new();
+        for _ in 0..30 {
+            let o = b.docker_out(&[
+                "run", "--rm", "--network", "app", "busybox", "wget", "-qO-", "-T", "2", &url,
+            ]);
+            if o.status.success() {
+                got = String::from_utf8_lossy(&o.stdout).into_owned();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(got, "hello\n", "by {target}");
+    }
+    // The resolv.conf of a user network points at the embedded server.
+    let resolv = ok(b.docker_out(&["run", "--rm", "--network", "app", "busybox", "cat", "/etc/resolv.conf"]));
+    assert!(resolv.contains("nameserver 127.0.0.11"), "{resolv}");
+    assert!(resolv.contains("ndots:0"), "{resolv}");
+    // A shared alias answers with every replica.
+    for n in ["r1", "r2"] {
+        ok(b.docker_out(&[
+            "run", "-d", "--name", n, "--network", "app", "--network-alias", "rep", "busybox",
+            "sleep", "60",
+        ]));
+    }
+    let out = ok(b.docker_out(&["run", "--rm", "--network", "app", "busybox", "nslookup", "rep"]));
+    let r1 = inspect(&b, "r1", "{{.NetworkSettings.Networks.app.IPAddress}}");
+    let r2 = inspect(&b, "r2", "{{.NetworkSettings.Networks.app.IPAddress}}");
+    assert!(out.contains(&r1) && out.contains(&r2), "{out}");
+    // PTR.
+    let out = ok(b.docker_out(&["run", "--rm", "--network", "app", "busybox", "nslookup", &r1]));
+    assert!(out.contains("r1.app"), "{out}");
+    // The default bridge has no embedded DNS: names do not resolve there.
+    let o = b.docker_out(&["run", "--rm", "busybox", "sh", "-c", "cat /etc/resolv.conf"]);
+    assert!(!stdout_of(&o).contains("127.0.0.11"), "{}", stdout_of(&o));
+    // Containers on different networks are isolated.
+    ok(b.docker_out(&["network", "create", "--subnet", "10.203.0.0/24", "other"]));
+    let o = b.docker_out(&[
+        "run", "--rm", "--network", "other", "busybox", "wget", "-qO-", "-T", "2",
+        &format!("http://{ip}/"),
+    ]);
+    assert!(!o.status.success(), "another network must not reach {ip}");
+    // ps filters by network.
+    let names = ok(b.docker_out(&["ps", "--filter", "network=app", "--format", "{{.Names}}"]));
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(names, ["r1", "r2", "web"]);
+}
+
+fn stdout_of(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn dns_forwards_to_the_upstream_and_fails_without_one() {
+    require!(ready(), NOT_READY);
+    require!(common::have_command("python3"), "needs python3 for the fake upstream");
+    let b = berthd(&["--dns", "127.0.0.1"]);
+    // A fake upstream on 127.0.0.1:53 in berthd's namespace: every A query gets 10.99.99.99.
+    let server = r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 53))
+while True:
+    q, a = s.recvfrom(512)
+    i = 12
+    while q[i] != 0:
+        i += q[i] + 1
+    qtype = q[i + 1:i + 3]
+    question = q[12:i + 5]
+    if qtype == b"\x00\x01":
+        ans = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + bytes([10, 99, 99, 99])
+        r = q[:2] + b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + question + ans
+    else:
+        r = q[:2] + b"\x81\x80\x00\x01\x00\x00\x00\x00\x00\x00" + question
+    s.sendto(r, a)
+"#;
+    let mut fake = std::process::Command::new("nsenter")
+        .arg(format!("--net=/proc/{}/ns/net", b.pid()))
+        .args(["--", "python3", "-c", server])
+        .spawn()
+        .unwrap();
+    ok(b.docker_out(&["network", "create", "--subnet", "10.204.0.0/24", "fw"]));
+    let mut out = String::new();
+    for _ in 0..30 {
+        let o = b.docker_out(&["run", "--rm", "--network", "fw", "busybox", "nslookup", "outside.example"]);
+        out = stdout_of(&o);
+        if out.contains("10.99.99.99") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(out.contains("10.99.99.99"), "{out}");
+    // An internal network forwards nothing.
+    ok(b.docker_out(&["network", "create", "--internal", "--subnet", "10.205.0.0/24", "inner"]));
+    let o = b.docker_out(&["run", "--rm", "--network", "inner", "busybox", "nslookup", "outside.example"]);
+    assert!(!stdout_of(&o).contains("10.99.99.99"), "{}", stdout_of(&o));
+    let _ = fake.kill();
+    let _ = fake.wait();
+}
+
+#[test]
+fn published_ports_through_the_proxy_and_their_errors() {
+    require!(ready(), NOT_READY);
+    let b = berthd(&[]);
+    web(&b, &["--name", "p1", "-p", "127.0.0.1:18080:80"], "proxied");
+    assert_eq!(curl(&b, "http://127.0.0.1:18080/"), "proxied\n");
+    // Through the bridge gateway (a host address) as well: NAT.
+    let gw = inspect(&b, "bridge", "{{(index .IPAM.Config 0).Gateway}}");
+    let _ = gw;
+    assert_eq!(
+        ok(b.docker_out(&["port", "p1"])).trim(),
+        "80/tcp -> 127.0.0.1:18080"
+    );
+    let ps = ok(b.docker_out(&["ps", "--format", "{{.Ports}}", "--filter", "name=p1"]));
+    assert_eq!(ps.trim(), "127.0.0.1:18080->80/tcp");
+    let f = ok(b.docker_out(&["ps", "-q", "--filter", "publish=18080"]));
+    assert_eq!(f.trim().len(), 12);
+    // The same host port again: dockerd's text, and nothing is left of the failed start.
+    let o = b.docker_out(&[
+        "run", "-d", "--name", "p2", "-p", "127.0.0.1:18080:80", "busybox", "sleep", "60",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("Bind for 127.0.0.1:18080 failed: port is already allocated"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(inspect(&b, "p2", "{{.State.Running}}"), "false");
+    // -P: every exposed port on a port of the kernel's choice.
+    web(&b, &["--name", "p3", "--expose", "80", "-P"], "random");
+    let port = ok(b.docker_out(&["port", "p3", "80/tcp"]));
+    let host_port = port.trim().rsplit(':').next().unwrap().to_string();
+    assert!(host_port.parse::<u16>().unwrap() > 1024, "{port}");
+    assert_eq!(curl(&b, &format!("http://127.0.0.1:{host_port}/")), "random\n");
+    // Inspect's Ports.
+    let ports = inspect(&b, "p1", "{{json .NetworkSettings.Ports}}");
+    assert_eq!(ports, r#"{"80/tcp":[{"HostIp":"127.0.0.1","HostPort":"18080"}]}"#);
+    // The binding goes with the container.
+    ok(b.docker_out(&["rm", "-f", "p1"]));
+    let o = b.in_netns("curl", &["-s", "--max-time", "1", "http://127.0.0.1:18080/"]);
+    assert!(!o.status.success(), "the port is closed after rm");
+    // UDP: a busybox nc echo through the proxy.
+    ok(b.docker_out(&[
+        "run", "-d", "--name", "u1", "-p", "127.0.0.1:15353:53/udp", "busybox", "sh", "-c",
+        "nc -lu -p 53 -e cat",
+    ]));
+    let mut echoed = String::new();
+    for _ in 0..30 {
+        let o = b.in_netns(
+            "sh",
+            &["-c", "echo ping | timeout 1 nc -u -w1 127.0.0.1 15353"],
+        );
+        echoed = stdout_of(&o);
+        if echoed.contains("ping") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(echoed.contains("ping"), "udp echo: {echoed:?}");
+}
+
+#[test]
+fn published_ports_with_nat_only() {
+    require!(ready(), NOT_READY);
+    let b = berthd(&["--userland-proxy=false"]);
+    web(&b, &["--name", "n1", "-p", "18081:80"], "natted");
+    assert_eq!(curl(&b, "http://127.0.0.1:18081/"), "natted\n");
+    // Hairpin: another container through the gateway address.
+    let gw = inspect(&b, "bridge", "{{(index .IPAM.Config 0).Gateway}}");
+    let o = b.docker_out(&[
+        "run", "--rm", "busybox", "wget", "-qO-", "-T", "3", &format!("http://{gw}:18081/"),
+    ]);
+    assert_eq!(stdout_of(&o), "natted\n", "{}", stderr(&o));
+}
+
+#[test]
+fn connect_and_disconnect_live() {
+    require!(ready(), NOT_READY);
+    let b = berthd(&[]);
+    ok(b.docker_out(&["network", "create", "--subnet", "10.206.0.0/24", "extra"]));
+    ok(b.docker_out(&["run", "-d", "--name", "c1", "busybox", "sleep", "60"]));
+    ok(b.docker_out(&["network", "connect", "--alias", "xtra", "--ip", "10.206.0.50", "extra", "c1"]));
+    let addrs = ok(b.docker_out(&["exec", "c1", "ip", "-o", "addr"]));
+    assert!(addrs.contains("eth1") && addrs.contains("10.206.0.50/24"), "{addrs}");
+    assert_eq!(
+        inspect(&b, "c1", "{{.NetworkSettings.Networks.extra.IPAddress}}"),
+        "10.206.0.50"
+    );
+    let o = b.docker_out(&["network", "connect", "extra", "c1"]);
+    assert!(
+        stderr(&o).contains("endpoint with name c1 already exists in network extra"),
+        "{}",
+        stderr(&o)
+    );
+    // A container on the same network reaches it by its alias.
+    let o = b.docker_out(&["run", "--rm", "--network", "extra", "busybox", "ping", "-c", "1", "-W", "2", "xtra"]);
+    assert!(o.status.success(), "{}", stdout_of(&o));
+    ok(b.docker_out(&["network", "disconnect", "extra", "c1"]));
+    let addrs = ok(b.docker_out(&["exec", "c1", "ip", "-o", "addr"]));
+    assert!(!addrs.contains("10.206.0.50"), "{addrs}");
+    let o = b.docker_out(&["network", "disconnect", "extra", "c1"]);
+    assert!(stderr(&o).contains("is not connected to network extra"), "{}", stderr(&o));
+    // A stopped container is connected at its next start.
+    ok(b.docker_out(&["create", "--name", "c2", "busybox", "sleep", "60"]));
+    ok(b.docker_out(&["network", "connect", "extra", "c2"]));
+    ok(b.docker_out(&["start", "c2"]));
+    let addrs = ok(b.docker_out(&["exec", "c2", "ip", "-o", "addr"]));
+    assert!(addrs.contains("10.206.0."), "{addrs}");
+}
+
+#[test]
+fn links_add_host_and_hostnames_on_the_default_bridge() {
+    require!(ready(), NOT_READY);
+    let b = berthd(&[]);
+    ok(b.docker_out(&["run", "-d", "--name", "db", "busybox", "sleep", "60"]));
+    let db_ip = inspect(&b, "db", "{{.NetworkSettings.Networks.bridge.IPAddress}}");
+    assert!(db_ip.starts_with("172."), "{db_ip}");
+    let hosts = ok(b.docker_out(&[
+        "run", "--rm", "--link", "db:database", "--add-host", "gw:host-gateway",
+        "--hostname", "me", "busybox", "cat", "/etc/hosts",
+    ]));
+    let gw = inspect(&b, "bridge", "{{(index .IPAM.Config 0).Gateway}}");
+    assert!(hosts.contains(&format!("{db_ip}\tdatabase db")), "{hosts}");
+    assert!(hosts.contains(&format!("{gw}\tgw")), "{hosts}");
+    assert!(hosts.lines().any(|l| l.ends_with("\tme") && l.starts_with("172.")), "{hosts}");
+    let o = b.docker_out(&["run", "--rm", "busybox", "ping", "-c", "1", "-W", "2", &db_ip]);
+    assert!(o.status.success(), "icc on the default bridge: {}", stdout_of(&o));
+}
+
+#[test]
+fn ports_and_dns_survive_kill_9_of_berthd() {
+    require!(ready(), NOT_READY);
+    let mut b = berthd(&["--live-restore"]);
+    ok(b.docker_out(&["network", "create", "--subnet", "10.207.0.0/24", "keep"]));
+    web(&b, &["--name", "w", "--network", "keep", "-p", "127.0.0.1:18082:80"], "alive");
+    assert_eq!(curl(&b, "http://127.0.0.1:18082/"), "alive\n");
+    let ip = inspect(&b, "w", "{{.NetworkSettings.Networks.keep.IPAddress}}");
+    // A process of the test's holds berthd's namespace, so that berthd can be killed and
+    // started again inside it.
+    let netns = format!("/proc/{}/ns/net", b.pid());
+    let hold = std::process::Command::new("nsenter")
+        .arg(format!("--net={netns}"))
+        .args(["--", "sleep", "600"])
+        .spawn()
+        .unwrap();
+    let hold_ns = format!("/proc/{}/ns/net", hold.id());
+    b.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = b.wait_exit(Duration::from_secs(10));
+    // Published port still answers without berthd (the proxy is its own process).
+    let o = std::process::Command::new("nsenter")
+        .arg(format!("--net={hold_ns}"))
+        .args(["--", "curl", "-s", "--max-time", "2", "http://127.0.0.1:18082/"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout_of(&o), "alive\n");
+    // Restart berthd in the same namespace.
+    let mut args = vec!["-H".to_string(), format!("unix://{}", b.socket.display())];
+    args.extend(b.base_args());
+    args.push("--live-restore".into());
+    let log = std::fs::OpenOptions::new().append(true).open(&b.log).unwrap();
+    let child = std::process::Command::new("nsenter")
+        .arg(format!("--net={hold_ns}"))
+        .arg("--")
+        .arg(common::berthd_bin())
+        .args(&args)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    b.child = Some(child);
+    b.wait_ready();
+    assert_eq!(inspect(&b, "w", "{{.State.Running}}"), "true");
+    assert_eq!(inspect(&b, "w", "{{.NetworkSettings.Networks.keep.IPAddress}}"), ip);
+    assert_eq!(curl(&b, "http://127.0.0.1:18082/"), "alive\n");
+    // DNS answers for the restored container.
+    let o = b.docker_out(&["run", "--rm", "--network", "keep", "busybox", "wget", "-qO-", "-T", "2", "http://w/"]);
+    assert_eq!(stdout_of(&o), "alive\n", "{}", stderr(&o));
+    ok(b.docker_out(&["rm", "-f", "w"]));
+    let mut hold = hold;
+    let _ = hold.kill();
+    let _ = hold.wait();
+}
+
+#[test]
+fn many_runs_leave_nothing_behind() {
+    require!(ready(), NOT_READY);
+    let b = berthd(&[]);
+    ok(b.docker_out(&["network", "create", "--subnet", "10.208.0.0/24", "cyc"]));
+    let links_before = String::from_utf8_lossy(&b.in_netns("ip", &["-o", "link"]).stdout).lines().count();
+    for i in 0..30 {
+        let net = if i % 2 == 0 { "bridge" } else { "cyc" };
+        let port = format!("127.0.0.1:{}:80", 19000 + i);
+        ok(b.docker_out(&["run", "--rm", "--network", net, "-p", &port, "busybox", "true"]));
+    }
+    wait_for("veths to go", Duration::from_secs(10), || {
+        String::from_utf8_lossy(&b.in_netns("ip", &["-o", "link"]).stdout).lines().count()
+            == links_before
+    });
+    let rules = String::from_utf8_lossy(&b.in_netns("nft", &["list", "table", "ip", "berth"]).stdout)
+        .into_owned();
+    assert!(!rules.contains("dnat to"), "no port rule is left: {rules}");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(b.docker_out(&["network", "inspect", "cyc", "bridge"]))).unwrap();
+    for n in v.as_array().unwrap() {
+        assert_eq!(n["Containers"], serde_json::json!({}), "{n}");
+    }
+    let netns = std::fs::read_dir(b.dir.path().join("exec/netns")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(netns, 0, "no namespace file is left");
+}
