@@ -884,7 +884,10 @@ impl NetworkService {
                 (!n.internal).then(|| (n.bridge.clone(), a.endpoint.ipv4, n.host_binding()))
             });
             if let Some((bridge, Some(ip), binding)) = target {
-                self.publish_ports(&req.container_id, &req.ports, &bridge, ip, binding)?;
+                // Binding and starting the proxy block briefly (the proxy reports ready).
+                tokio::task::block_in_place(|| {
+                    self.publish_ports(&req.container_id, &req.ports, &bridge, ip, binding)
+                })?;
             }
         }
         Ok(out)
@@ -1255,7 +1258,7 @@ impl NetworkService {
         let ports = lock(&self.state).ports.remove(container_id);
         if let Some(p) = &ports {
             if let Some(px) = &p.proxy {
-                proxy::stop(px);
+                tokio::task::block_in_place(|| proxy::stop(px));
             }
             self.drop_ports_file(container_id);
             if let Err(e) = self.apply_firewall() {
