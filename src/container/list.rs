@@ -181,10 +181,7 @@ pub fn matches(r: &Record, f: &Filters, ancestors: &[String]) -> bool {
             return false;
         }
     }
-    if f.contains("publish") {
-        // Published ports arrive with bridge networking.
-        return false;
-    }
+    // `publish` is matched against the live bindings by the manager (ops.rs).
     if f.contains("is-task") && f.get("is-task").any(|v| v == "true") {
         return false;
     }

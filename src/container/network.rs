@@ -56,14 +56,26 @@ impl ContainerManager {
         }
         // The default bridge may be disabled (`--bridge=none`): then the container only has
         // its loopback, as it always had.
+        // An unknown network is a 400 here, never a 404: the docker CLI takes any 404 from
+        // create for a missing image and goes to pull it.
+        let find = |name: &str| {
+            self.network.find(name).map_err(|e| {
+                if e.kind() == ErrorKind::NotFound {
+                    ContainerError::invalid(e.to_string())
+                } else {
+                    e.into()
+                }
+            })
+        };
         let primary = match self.network.find(&mode) {
             Ok(n) => Some(n),
             Err(e) if mode == "bridge" && e.kind() == ErrorKind::NotFound => None,
-            Err(e) => return Err(e.into()),
+            Err(_) => Some(find(&mode)?),
         };
         if let Some(n) = primary {
             let mut s = given
                 .get(&mode)
+                .or_else(|| given.get("default"))
                 .or_else(|| given.get(&n.id))
                 .or_else(|| given.get(&n.name))
                 .cloned()
@@ -73,7 +85,11 @@ impl ContainerManager {
             out.insert(n.name.clone(), s);
         }
         for (name, s) in &given {
-            let n = self.network.find(name)?;
+            // The CLI names the default network `default` (the mode before create maps it).
+            if name == "default" || name == &mode {
+                continue;
+            }
+            let n = find(name)?;
             if out.contains_key(&n.name) {
                 continue;
             }
