@@ -35,9 +35,8 @@ fn berthd(extra: &[&str]) -> Berthd {
 
 /// A busybox web server answering `text` on port 80.
 fn web(b: &Berthd, args: &[&str], text: &str) -> String {
-    let script = format!(
-        "mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p 80 -h /www"
-    );
+    let script =
+        format!("mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p 80 -h /www");
     let mut a = vec!["run", "-d"];
     a.extend_from_slice(args);
     a.extend_from_slice(&["busybox", "sh", "-c", &script]);
@@ -105,21 +104,36 @@ fn network_create_inspect_list_remove_prune() {
     );
     assert_eq!(n["Options"]["com.docker.network.bridge.name"], "brtest1");
     // The bridge exists in berthd's namespace with the gateway address and the MTU.
-    let link = String::from_utf8_lossy(&b.in_netns("ip", &["-o", "addr", "show", "brtest1"]).stdout)
-        .into_owned();
+    let link =
+        String::from_utf8_lossy(&b.in_netns("ip", &["-o", "addr", "show", "brtest1"]).stdout)
+            .into_owned();
     assert!(link.contains("10.201.0.1/24"), "{link}");
     let l = String::from_utf8_lossy(&b.in_netns("ip", &["-o", "link", "show", "brtest1"]).stdout)
         .into_owned();
     assert!(l.contains("mtu 1400"), "{l}");
     // The address comes from the range, skipping the auxiliary one.
-    ok(b.docker_out(&["run", "-d", "--name", "c1", "--network", "n1", "busybox", "sleep", "600"]));
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "c1",
+        "--network",
+        "n1",
+        "busybox",
+        "sleep",
+        "600",
+    ]));
     let ip = inspect(&b, "c1", "{{.NetworkSettings.Networks.n1.IPAddress}}");
     assert_eq!(ip, "10.201.0.128");
     let addrs = ok(b.docker_out(&["exec", "c1", "ip", "-o", "addr", "show", "eth0"]));
     assert!(addrs.contains("10.201.0.128/24"), "{addrs}");
     // A duplicate name is a conflict; a predefined one cannot be made or removed.
     let o = b.docker_out(&["network", "create", "n1"]);
-    assert!(stderr(&o).contains("network with name n1 already exists"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("network with name n1 already exists"),
+        "{}",
+        stderr(&o)
+    );
     let o = b.docker_out(&["network", "rm", "bridge"]);
     assert!(
         stderr(&o).contains("bridge is a pre-defined network and cannot be removed"),
@@ -129,7 +143,11 @@ fn network_create_inspect_list_remove_prune() {
     // In use.
     let o = b.docker_out(&["network", "rm", "n1"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("has active endpoints"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("has active endpoints"),
+        "{}",
+        stderr(&o)
+    );
     // Lists and filters.
     let names = ok(b.docker_out(&["network", "ls", "--format", "{{.Name}}"]));
     let mut names: Vec<&str> = names.lines().collect();
@@ -137,12 +155,27 @@ fn network_create_inspect_list_remove_prune() {
     assert_eq!(names, ["bridge", "host", "n1", "none"]);
     let f = ok(b.docker_out(&["network", "ls", "-q", "--filter", "label=team=a"]));
     assert_eq!(f.trim(), &id[..12]);
-    let f = ok(b.docker_out(&["network", "ls", "--format", "{{.Name}}", "--filter", "type=custom"]));
+    let f = ok(b.docker_out(&[
+        "network",
+        "ls",
+        "--format",
+        "{{.Name}}",
+        "--filter",
+        "type=custom",
+    ]));
     assert_eq!(f.trim(), "n1");
     let o = b.docker_out(&["network", "ls", "--filter", "nope=1"]);
-    assert!(stderr(&o).contains("invalid filter 'nope'"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("invalid filter 'nope'"),
+        "{}",
+        stderr(&o)
+    );
     // Inspect's Containers.
-    let c = inspect(&b, "n1", "{{range .Containers}}{{.Name}} {{.IPv4Address}}{{end}}");
+    let c = inspect(
+        &b,
+        "n1",
+        "{{range .Containers}}{{.Name}} {{.IPv4Address}}{{end}}",
+    );
     assert_eq!(c, "c1 10.201.0.128/24");
     ok(b.docker_out(&["rm", "-f", "c1"]));
     ok(b.docker_out(&["network", "rm", "n1"]));
@@ -154,7 +187,11 @@ fn network_create_inspect_list_remove_prune() {
     let out = ok(b.docker_out(&["network", "prune", "-f", "--filter", "label!=keep=1"]));
     assert!(out.contains("p2") && !out.contains("p1"), "{out}");
     let o = b.docker_out(&["network", "inspect", "nope-net"]);
-    assert!(stderr(&o).contains("network nope-net not found"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("network nope-net not found"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -162,7 +199,18 @@ fn containers_reach_each_other_by_name_alias_and_ip() {
     require!(ready(), NOT_READY);
     let b = berthd(&[]);
     ok(b.docker_out(&["network", "create", "--subnet", "10.202.0.0/24", "app"]));
-    web(&b, &["--name", "web", "--network", "app", "--network-alias", "svc"], "hello");
+    web(
+        &b,
+        &[
+            "--name",
+            "web",
+            "--network",
+            "app",
+            "--network-alias",
+            "svc",
+        ],
+        "hello",
+    );
     let ip = inspect(&b, "web", "{{.NetworkSettings.Networks.app.IPAddress}}");
     assert_eq!(ip, "10.202.0.2");
     let dns = inspect(&b, "web", "{{json .NetworkSettings.Networks.app.DNSNames}}");
@@ -176,7 +224,16 @@ fn containers_reach_each_other_by_name_alias_and_ip() {
         let mut got = String::new();
         for _ in 0..30 {
             // No `-T`: busybox-static's wget crashes when it sets its timer.
-            let o = b.docker_out(&["run", "--rm", "--network", "app", "busybox", "wget", "-qO-", &url]);
+            let o = b.docker_out(&[
+                "run",
+                "--rm",
+                "--network",
+                "app",
+                "busybox",
+                "wget",
+                "-qO-",
+                &url,
+            ]);
             if o.status.success() {
                 got = String::from_utf8_lossy(&o.stdout).into_owned();
                 break;
@@ -186,22 +243,55 @@ fn containers_reach_each_other_by_name_alias_and_ip() {
         assert_eq!(got, "hello\n", "by {target}");
     }
     // The resolv.conf of a user network points at the embedded server.
-    let resolv = ok(b.docker_out(&["run", "--rm", "--network", "app", "busybox", "cat", "/etc/resolv.conf"]));
+    let resolv = ok(b.docker_out(&[
+        "run",
+        "--rm",
+        "--network",
+        "app",
+        "busybox",
+        "cat",
+        "/etc/resolv.conf",
+    ]));
     assert!(resolv.contains("nameserver 127.0.0.11"), "{resolv}");
     assert!(resolv.contains("ndots:0"), "{resolv}");
     // A shared alias answers with every replica.
     for n in ["r1", "r2"] {
         ok(b.docker_out(&[
-            "run", "-d", "--name", n, "--network", "app", "--network-alias", "rep", "busybox",
-            "sleep", "600",
+            "run",
+            "-d",
+            "--name",
+            n,
+            "--network",
+            "app",
+            "--network-alias",
+            "rep",
+            "busybox",
+            "sleep",
+            "600",
         ]));
     }
-    let out = ok(b.docker_out(&["run", "--rm", "--network", "app", "busybox", "nslookup", "rep"]));
+    let out = ok(b.docker_out(&[
+        "run",
+        "--rm",
+        "--network",
+        "app",
+        "busybox",
+        "nslookup",
+        "rep",
+    ]));
     let r1 = inspect(&b, "r1", "{{.NetworkSettings.Networks.app.IPAddress}}");
     let r2 = inspect(&b, "r2", "{{.NetworkSettings.Networks.app.IPAddress}}");
     assert!(out.contains(&r1) && out.contains(&r2), "{out}");
     // PTR.
-    let out = ok(b.docker_out(&["run", "--rm", "--network", "app", "busybox", "nslookup", &r1]));
+    let out = ok(b.docker_out(&[
+        "run",
+        "--rm",
+        "--network",
+        "app",
+        "busybox",
+        "nslookup",
+        &r1,
+    ]));
     assert!(out.contains("r1.app"), "{out}");
     // The default bridge has no embedded DNS: names do not resolve there.
     let o = b.docker_out(&["run", "--rm", "busybox", "sh", "-c", "cat /etc/resolv.conf"]);
@@ -209,9 +299,16 @@ fn containers_reach_each_other_by_name_alias_and_ip() {
     // Containers on different networks are isolated.
     ok(b.docker_out(&["network", "create", "--subnet", "10.203.0.0/24", "other"]));
     let o = b.docker_out(&[
-        "run", "--rm", "--network", "other", "busybox", "sh", "-c",
-        // Under sh: the command is not PID 1, which ignores timeout's signal.
-        &format!("timeout 3 wget -qO- http://{ip}/"),
+        "run",
+        "--rm",
+        "--network",
+        "other",
+        "busybox",
+        "sh",
+        "-c",
+        // Under sh (and not its last command, which sh would exec): the command is not
+        // PID 1, which ignores timeout's signal.
+        &format!("timeout 3 wget -qO- http://{ip}/; exit $?"),
     ]);
     assert!(!o.status.success(), "another network must not reach {ip}");
     // ps filters by network.
@@ -228,7 +325,10 @@ fn stdout_of(o: &std::process::Output) -> String {
 #[test]
 fn dns_forwards_to_the_upstream_and_fails_without_one() {
     require!(ready(), NOT_READY);
-    require!(common::have_command("python3"), "needs python3 for the fake upstream");
+    require!(
+        common::have_command("python3"),
+        "needs python3 for the fake upstream"
+    );
     let b = berthd(&["--dns", "127.0.0.1"]);
     // A fake upstream on 127.0.0.1:53 in berthd's namespace: every A query gets 10.99.99.99.
     let server = r#"
@@ -257,7 +357,15 @@ while True:
     ok(b.docker_out(&["network", "create", "--subnet", "10.204.0.0/24", "fw"]));
     let mut out = String::new();
     for _ in 0..30 {
-        let o = b.docker_out(&["run", "--rm", "--network", "fw", "busybox", "nslookup", "outside.example"]);
+        let o = b.docker_out(&[
+            "run",
+            "--rm",
+            "--network",
+            "fw",
+            "busybox",
+            "nslookup",
+            "outside.example",
+        ]);
         out = stdout_of(&o);
         if out.contains("10.99.99.99") {
             break;
@@ -266,8 +374,23 @@ while True:
     }
     assert!(out.contains("10.99.99.99"), "{out}");
     // An internal network forwards nothing.
-    ok(b.docker_out(&["network", "create", "--internal", "--subnet", "10.205.0.0/24", "inner"]));
-    let o = b.docker_out(&["run", "--rm", "--network", "inner", "busybox", "nslookup", "outside.example"]);
+    ok(b.docker_out(&[
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        "10.205.0.0/24",
+        "inner",
+    ]));
+    let o = b.docker_out(&[
+        "run",
+        "--rm",
+        "--network",
+        "inner",
+        "busybox",
+        "nslookup",
+        "outside.example",
+    ]);
     assert!(!stdout_of(&o).contains("10.99.99.99"), "{}", stdout_of(&o));
     let _ = fake.kill();
     let _ = fake.wait();
@@ -292,7 +415,15 @@ fn published_ports_through_the_proxy_and_their_errors() {
     assert_eq!(f.trim().len(), 12);
     // The same host port again: dockerd's text, and nothing is left of the failed start.
     let o = b.docker_out(&[
-        "run", "-d", "--name", "p2", "-p", "127.0.0.1:18080:80", "busybox", "sleep", "600",
+        "run",
+        "-d",
+        "--name",
+        "p2",
+        "-p",
+        "127.0.0.1:18080:80",
+        "busybox",
+        "sleep",
+        "600",
     ]);
     assert!(!o.status.success());
     assert!(
@@ -306,13 +437,22 @@ fn published_ports_through_the_proxy_and_their_errors() {
     let port = ok(b.docker_out(&["port", "p3", "80/tcp"]));
     let host_port = port.trim().rsplit(':').next().unwrap().to_string();
     assert!(host_port.parse::<u16>().unwrap() > 1024, "{port}");
-    assert_eq!(curl(&b, &format!("http://127.0.0.1:{host_port}/")), "random\n");
+    assert_eq!(
+        curl(&b, &format!("http://127.0.0.1:{host_port}/")),
+        "random\n"
+    );
     // Inspect's Ports.
     let ports = inspect(&b, "p1", "{{json .NetworkSettings.Ports}}");
-    assert_eq!(ports, r#"{"80/tcp":[{"HostIp":"127.0.0.1","HostPort":"18080"}]}"#);
+    assert_eq!(
+        ports,
+        r#"{"80/tcp":[{"HostIp":"127.0.0.1","HostPort":"18080"}]}"#
+    );
     // The binding goes with the container.
     ok(b.docker_out(&["rm", "-f", "p1"]));
-    let o = b.in_netns("curl", &["-s", "--max-time", "1", "http://127.0.0.1:18080/"]);
+    let o = b.in_netns(
+        "curl",
+        &["-s", "--max-time", "1", "http://127.0.0.1:18080/"],
+    );
     assert!(!o.status.success(), "the port is closed after rm");
     // UDP: busybox has no UDP server, so the host's python3 (its /usr bound read-only)
     // echoes datagrams inside the container; the client runs in berthd's namespace.
@@ -348,7 +488,12 @@ fn published_ports_with_nat_only() {
     // Hairpin: another container through the gateway address.
     let gw = inspect(&b, "bridge", "{{(index .IPAM.Config 0).Gateway}}");
     let o = b.docker_out(&[
-        "run", "--rm", "busybox", "sh", "-c", &format!("timeout 5 wget -qO- http://{gw}:18081/"),
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("timeout 5 wget -qO- http://{gw}:18081/; exit $?"),
     ]);
     assert_eq!(stdout_of(&o), "natted\n", "{}", stderr(&o));
 }
@@ -359,9 +504,21 @@ fn connect_and_disconnect_live() {
     let b = berthd(&[]);
     ok(b.docker_out(&["network", "create", "--subnet", "10.206.0.0/24", "extra"]));
     ok(b.docker_out(&["run", "-d", "--name", "c1", "busybox", "sleep", "600"]));
-    ok(b.docker_out(&["network", "connect", "--alias", "xtra", "--ip", "10.206.0.50", "extra", "c1"]));
+    ok(b.docker_out(&[
+        "network",
+        "connect",
+        "--alias",
+        "xtra",
+        "--ip",
+        "10.206.0.50",
+        "extra",
+        "c1",
+    ]));
     let addrs = ok(b.docker_out(&["exec", "c1", "ip", "-o", "addr"]));
-    assert!(addrs.contains("eth1") && addrs.contains("10.206.0.50/24"), "{addrs}");
+    assert!(
+        addrs.contains("eth1") && addrs.contains("10.206.0.50/24"),
+        "{addrs}"
+    );
     assert_eq!(
         inspect(&b, "c1", "{{.NetworkSettings.Networks.extra.IPAddress}}"),
         "10.206.0.50"
@@ -373,13 +530,29 @@ fn connect_and_disconnect_live() {
         stderr(&o)
     );
     // A container on the same network reaches it by its alias.
-    let o = b.docker_out(&["run", "--rm", "--network", "extra", "busybox", "ping", "-c", "1", "-W", "2", "xtra"]);
+    let o = b.docker_out(&[
+        "run",
+        "--rm",
+        "--network",
+        "extra",
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "xtra",
+    ]);
     assert!(o.status.success(), "{}", stdout_of(&o));
     ok(b.docker_out(&["network", "disconnect", "extra", "c1"]));
     let addrs = ok(b.docker_out(&["exec", "c1", "ip", "-o", "addr"]));
     assert!(!addrs.contains("10.206.0.50"), "{addrs}");
     let o = b.docker_out(&["network", "disconnect", "extra", "c1"]);
-    assert!(stderr(&o).contains("is not connected to network extra"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is not connected to network extra"),
+        "{}",
+        stderr(&o)
+    );
     // A stopped container is connected at its next start.
     ok(b.docker_out(&["create", "--name", "c2", "busybox", "sleep", "600"]));
     ok(b.docker_out(&["network", "connect", "extra", "c2"]));
@@ -396,15 +569,35 @@ fn links_add_host_and_hostnames_on_the_default_bridge() {
     let db_ip = inspect(&b, "db", "{{.NetworkSettings.Networks.bridge.IPAddress}}");
     assert!(db_ip.starts_with("172."), "{db_ip}");
     let hosts = ok(b.docker_out(&[
-        "run", "--rm", "--link", "db:database", "--add-host", "gw:host-gateway",
-        "--hostname", "me", "busybox", "cat", "/etc/hosts",
+        "run",
+        "--rm",
+        "--link",
+        "db:database",
+        "--add-host",
+        "gw:host-gateway",
+        "--hostname",
+        "me",
+        "busybox",
+        "cat",
+        "/etc/hosts",
     ]));
     let gw = inspect(&b, "bridge", "{{(index .IPAM.Config 0).Gateway}}");
     assert!(hosts.contains(&format!("{db_ip}\tdatabase db")), "{hosts}");
     assert!(hosts.contains(&format!("{gw}\tgw")), "{hosts}");
-    assert!(hosts.lines().any(|l| l.ends_with("\tme") && l.starts_with("172.")), "{hosts}");
-    let o = b.docker_out(&["run", "--rm", "busybox", "ping", "-c", "1", "-W", "2", &db_ip]);
-    assert!(o.status.success(), "icc on the default bridge: {}", stdout_of(&o));
+    assert!(
+        hosts
+            .lines()
+            .any(|l| l.ends_with("\tme") && l.starts_with("172.")),
+        "{hosts}"
+    );
+    let o = b.docker_out(&[
+        "run", "--rm", "busybox", "ping", "-c", "1", "-W", "2", &db_ip,
+    ]);
+    assert!(
+        o.status.success(),
+        "icc on the default bridge: {}",
+        stdout_of(&o)
+    );
 }
 
 #[test]
@@ -412,7 +605,18 @@ fn ports_and_dns_survive_kill_9_of_berthd() {
     require!(ready(), NOT_READY);
     let mut b = berthd(&["--live-restore"]);
     ok(b.docker_out(&["network", "create", "--subnet", "10.207.0.0/24", "keep"]));
-    web(&b, &["--name", "w1", "--network", "keep", "-p", "127.0.0.1:18082:80"], "alive");
+    web(
+        &b,
+        &[
+            "--name",
+            "w1",
+            "--network",
+            "keep",
+            "-p",
+            "127.0.0.1:18082:80",
+        ],
+        "alive",
+    );
     assert_eq!(curl(&b, "http://127.0.0.1:18082/"), "alive\n");
     let ip = inspect(&b, "w1", "{{.NetworkSettings.Networks.keep.IPAddress}}");
     // A process of the test's holds berthd's namespace, so that berthd can be killed and
@@ -424,12 +628,25 @@ fn ports_and_dns_survive_kill_9_of_berthd() {
         .spawn()
         .unwrap();
     let hold_ns = format!("/proc/{}/ns/net", hold.id());
+    let target = std::fs::read_link(&netns).unwrap();
+    wait_for(
+        "the holder to enter the namespace",
+        Duration::from_secs(10),
+        || std::fs::read_link(&hold_ns).ok().as_ref() == Some(&target),
+    );
     b.signal(nix::sys::signal::Signal::SIGKILL);
     let _ = b.wait_exit(Duration::from_secs(10));
     // Published port still answers without berthd (the proxy is its own process).
     let o = std::process::Command::new("nsenter")
         .arg(format!("--net={hold_ns}"))
-        .args(["--", "curl", "-s", "--max-time", "2", "http://127.0.0.1:18082/"])
+        .args([
+            "--",
+            "curl",
+            "-s",
+            "--max-time",
+            "2",
+            "http://127.0.0.1:18082/",
+        ])
         .output()
         .unwrap();
     assert_eq!(stdout_of(&o), "alive\n");
@@ -437,7 +654,10 @@ fn ports_and_dns_survive_kill_9_of_berthd() {
     let mut args = vec!["-H".to_string(), format!("unix://{}", b.socket.display())];
     args.extend(b.base_args());
     args.push("--live-restore".into());
-    let log = std::fs::OpenOptions::new().append(true).open(&b.log).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&b.log)
+        .unwrap();
     let child = std::process::Command::new("nsenter")
         .arg(format!("--net={hold_ns}"))
         .arg("--")
@@ -450,11 +670,23 @@ fn ports_and_dns_survive_kill_9_of_berthd() {
     b.child = Some(child);
     b.wait_ready();
     assert_eq!(inspect(&b, "w1", "{{.State.Running}}"), "true");
-    assert_eq!(inspect(&b, "w1", "{{.NetworkSettings.Networks.keep.IPAddress}}"), ip);
+    assert_eq!(
+        inspect(&b, "w1", "{{.NetworkSettings.Networks.keep.IPAddress}}"),
+        ip
+    );
     assert_eq!(curl(&b, "http://127.0.0.1:18082/"), "alive\n");
     // DNS answers for the restored container.
-    let o = b.docker_out(&["run", "--rm", "--network", "keep", "busybox", "wget", "-qO-", "http://w1/"]);
-    assert_eq!(stdout_of(&o), "alive\n", "{}", stderr(&o));
+    let o = b.docker_out(&[
+        "run",
+        "--rm",
+        "--network",
+        "keep",
+        "busybox",
+        "wget",
+        "-qO-",
+        "http://w1/",
+    ]);
+    assert_eq!(stdout_of(&o), "alive\n", "{}\n{}", stderr(&o), b.log_text());
     ok(b.docker_out(&["rm", "-f", "w1"]));
     let mut hold = hold;
     let _ = hold.kill();
@@ -466,24 +698,40 @@ fn many_runs_leave_nothing_behind() {
     require!(ready(), NOT_READY);
     let b = berthd(&[]);
     ok(b.docker_out(&["network", "create", "--subnet", "10.208.0.0/24", "cyc"]));
-    let links_before = String::from_utf8_lossy(&b.in_netns("ip", &["-o", "link"]).stdout).lines().count();
+    let links_before = String::from_utf8_lossy(&b.in_netns("ip", &["-o", "link"]).stdout)
+        .lines()
+        .count();
     for i in 0..30 {
         let net = if i % 2 == 0 { "bridge" } else { "cyc" };
         let port = format!("127.0.0.1:{}:80", 19000 + i);
-        ok(b.docker_out(&["run", "--rm", "--network", net, "-p", &port, "busybox", "true"]));
+        ok(b.docker_out(&[
+            "run",
+            "--rm",
+            "--network",
+            net,
+            "-p",
+            &port,
+            "busybox",
+            "true",
+        ]));
     }
     wait_for("veths to go", Duration::from_secs(10), || {
-        String::from_utf8_lossy(&b.in_netns("ip", &["-o", "link"]).stdout).lines().count()
+        String::from_utf8_lossy(&b.in_netns("ip", &["-o", "link"]).stdout)
+            .lines()
+            .count()
             == links_before
     });
-    let rules = String::from_utf8_lossy(&b.in_netns("nft", &["list", "table", "ip", "berth"]).stdout)
-        .into_owned();
+    let rules =
+        String::from_utf8_lossy(&b.in_netns("nft", &["list", "table", "ip", "berth"]).stdout)
+            .into_owned();
     assert!(!rules.contains("dnat to"), "no port rule is left: {rules}");
     let v: serde_json::Value =
         serde_json::from_str(&ok(b.docker_out(&["network", "inspect", "cyc", "bridge"]))).unwrap();
     for n in v.as_array().unwrap() {
         assert_eq!(n["Containers"], serde_json::json!({}), "{n}");
     }
-    let netns = std::fs::read_dir(b.dir.path().join("exec/netns")).map(|d| d.count()).unwrap_or(0);
+    let netns = std::fs::read_dir(b.dir.path().join("exec/netns"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(netns, 0, "no namespace file is left");
 }

@@ -981,18 +981,15 @@ impl NetworkService {
                         }
                         w
                     }
-                    None => ipam::next_free(
-                        &pool.subnet,
-                        pool.ip_range.as_ref(),
-                        &taken,
-                        pool.last,
-                    )
-                    .ok_or_else(|| {
-                        NetworkError::forbidden(format!(
+                    None => {
+                        ipam::next_free(&pool.subnet, pool.ip_range.as_ref(), &taken, pool.last)
+                            .ok_or_else(|| {
+                                NetworkError::forbidden(format!(
                             "no available IPv4 addresses on this network's address pools: {} ({})",
                             net.name, net.id
                         ))
-                    })?,
+                            })?
+                    }
                 };
                 if nreq.ipv4.is_none() {
                     net.pools[pi].last = Some(ip);

@@ -169,8 +169,14 @@ impl Berthd {
             .expect("open log");
         let mut cmd = if self.netns {
             let mut c = Command::new("unshare");
-            c.args(["--net", "--", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
-                .arg(berthd_bin());
+            c.args([
+                "--net",
+                "--",
+                "sh",
+                "-c",
+                "ip link set lo up && exec \"$0\" \"$@\"",
+            ])
+            .arg(berthd_bin());
             c
         } else {
             Command::new(berthd_bin())
