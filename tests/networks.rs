@@ -735,3 +735,132 @@ fn many_runs_leave_nothing_behind() {
         .unwrap_or(0);
     assert_eq!(netns, 0, "no namespace file is left");
 }
+
+#[test]
+fn docker_py_networks() {
+    require!(ready(), NOT_READY);
+    let python = std::env::var("BERTH_TEST_PYTHON")
+        .unwrap_or_else(|_| "/var/tmp/berth-venv/bin/python".to_string());
+    require!(
+        std::path::Path::new(&python).exists(),
+        "needs docker-py in a venv at /var/tmp/berth-venv (.ci/run makes it) or BERTH_TEST_PYTHON"
+    );
+    let b = berthd(&[]);
+    let script = r#"
+import docker, sys
+c = docker.DockerClient(base_url="unix://" + sys.argv[1])
+ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet="10.210.0.0/24", gateway="10.210.0.1")])
+n = c.networks.create("pynet", driver="bridge", ipam=ipam, labels={"k": "v"})
+assert n.attrs["IPAM"]["Config"] == [{"Subnet": "10.210.0.0/24", "Gateway": "10.210.0.1"}], n.attrs
+assert [x.name for x in c.networks.list(filters={"label": "k=v"})] == ["pynet"]
+ctr = c.containers.run("busybox", "sleep 600", detach=True, name="py1")
+n.connect(ctr, aliases=["pyalias"], ipv4_address="10.210.0.9")
+ctr.reload()
+s = ctr.attrs["NetworkSettings"]["Networks"]["pynet"]
+assert s["IPAddress"] == "10.210.0.9", s
+assert "pyalias" in s["Aliases"], s
+n.reload()
+assert list(n.attrs["Containers"]) == [ctr.id], n.attrs
+out = c.containers.run("busybox", "nslookup pyalias", network="pynet", remove=True).decode()
+assert "10.210.0.9" in out, out
+try:
+    c.networks.get("nope-net")
+    raise SystemExit("expected NotFound")
+except docker.errors.NotFound:
+    pass
+try:
+    n.remove()
+    raise SystemExit("expected APIError")
+except docker.errors.APIError as e:
+    assert e.status_code == 403, e
+n.disconnect(ctr)
+ctr.remove(force=True)
+n.remove()
+r = c.networks.prune()
+assert r["NetworksDeleted"] is None or r["NetworksDeleted"] == [], r
+print("ok")
+"#;
+    let out = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .arg(&b.socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout_of(&out), stderr(&out));
+    assert_eq!(stdout_of(&out).trim(), "ok");
+}
+
+#[test]
+fn docker_compose_services_find_each_other() {
+    require!(ready(), NOT_READY);
+    require!(
+        common::have_command("docker-compose"),
+        "needs Debian's docker-compose"
+    );
+    let b = berthd(&[]);
+    let dir = b.dir.path().join("proj");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("docker-compose.yml"),
+        r#"version: "2.4"
+services:
+  web:
+    image: busybox
+    command: sh -c "mkdir -p /www && echo from-web > /www/index.html && exec httpd -f -p 80 -h /www"
+    networks:
+      front:
+        aliases: [site]
+    ports:
+      - "127.0.0.1:18090:80"
+  client:
+    image: busybox
+    command: sleep 600
+    networks: [front]
+networks:
+  front:
+    ipam:
+      config:
+        - subnet: 10.211.0.0/24
+"#,
+    )
+    .unwrap();
+    let compose = |args: &[&str]| {
+        std::process::Command::new("docker-compose")
+            .current_dir(&dir)
+            .env("DOCKER_HOST", format!("unix://{}", b.socket.display()))
+            .args(["-p", "proj"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = compose(&["up", "-d"]);
+    assert!(o.status.success(), "{}{}", stdout_of(&o), stderr(&o));
+    let net = inspect(&b, "proj_front", "{{(index .IPAM.Config 0).Subnet}}");
+    assert_eq!(net, "10.211.0.0/24");
+    for target in ["web", "site", "proj_web_1"] {
+        let mut got = String::new();
+        for _ in 0..30 {
+            let o = compose(&[
+                "exec",
+                "-T",
+                "client",
+                "wget",
+                "-qO-",
+                &format!("http://{target}/"),
+            ]);
+            got = stdout_of(&o);
+            if got == "from-web\n" {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(got, "from-web\n", "by {target}");
+    }
+    assert_eq!(curl(&b, "http://127.0.0.1:18090/"), "from-web\n");
+    let o = compose(&["port", "web", "80"]);
+    assert_eq!(stdout_of(&o).trim(), "127.0.0.1:18090");
+    let o = compose(&["down"]);
+    assert!(o.status.success(), "{}{}", stdout_of(&o), stderr(&o));
+    let nets = ok(b.docker_out(&["network", "ls", "--format", "{{.Name}}"]));
+    assert!(!nets.contains("proj_front"), "{nets}");
+}

@@ -183,6 +183,33 @@ impl Netlink {
         Ok(links.iter().filter_map(link_name).collect())
     }
 
+    /// The names of the links enslaved to bridge `bridge` (its ports); none when it is missing.
+    pub async fn ports_of(&self, bridge: &str) -> Result<Vec<String>, NetworkError> {
+        let Some(index) = link_index(&self.handle, bridge)
+            .await
+            .map_err(|e| NetworkError::internal(format!("find {bridge}: {}", describe(&e))))?
+        else {
+            return Ok(Vec::new());
+        };
+        let links: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| NetworkError::internal(format!("list links: {}", describe(&e))))?;
+        Ok(links
+            .iter()
+            .filter(|l| {
+                l.attributes
+                    .iter()
+                    .any(|a| matches!(a, LinkAttribute::Controller(i) if *i == index))
+            })
+            .filter_map(link_name)
+            .collect())
+    }
+
     /// The destinations of the host's IPv4 and IPv6 routes (main table), for IPAM to skip.
     pub async fn routes(&self) -> Result<Vec<IpNet>, NetworkError> {
         let dump = |message: RouteMessage| {

@@ -1338,6 +1338,30 @@ impl NetworkService {
         if let Err(e) = self.apply_firewall() {
             tracing::error!("firewall: {e}");
         }
+        // Host ends left on berth's bridges that no endpoint names (a run whose end was
+        // missed, a crash between creating a pair and recording it) go.
+        let (bridges, known): (Vec<String>, HashSet<String>) = {
+            let st = lock(&self.state);
+            (
+                st.nets
+                    .values()
+                    .filter(|n| n.is_bridge())
+                    .map(|n| n.bridge.clone())
+                    .collect(),
+                st.nets
+                    .values()
+                    .flat_map(|n| n.endpoints.values().map(|e| e.host_veth.clone()))
+                    .collect(),
+            )
+        };
+        for br in bridges {
+            for port in self.netlink.ports_of(&br).await.unwrap_or_default() {
+                if !known.contains(&port) {
+                    tracing::info!("remove stale endpoint {port} of {br}");
+                    let _ = self.netlink.delete_link(&port).await;
+                }
+            }
+        }
         stale.len()
     }
 

@@ -523,28 +523,27 @@ impl InProcess {
             "/dev/null",
             "-H",
             &format!("unix://{}", socket.display()),
-            // In the test's own network namespace: no bridge, no firewall on the host.
+            // No bridge and no firewall: nothing on the host's network.
             "--bridge=none",
             "--iptables=false",
         ])
         .expect("flags");
         let config = Config::load(&flags).expect("config");
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let daemon = rt
-            .block_on(Daemon::new(flags, config, None))
-            .expect("daemon");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let d = daemon.clone();
         let sock = socket.clone();
+        // The daemon is made on the server's own runtime (its network service keeps a netlink
+        // task there), on a thread of its own: the caller may be inside a runtime already.
         let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async move {
+                let d = Daemon::new(flags, config, None).await.expect("daemon");
                 let listener = tokio::net::UnixListener::bind(&sock).expect("bind");
-                ready_tx.send(()).expect("ready");
+                ready_tx.send(d.clone()).expect("ready");
                 server::run(
                     vec![Listener::unix(listener)],
                     Api::new(d.backends()),
@@ -556,7 +555,7 @@ impl InProcess {
                 .await;
             });
         });
-        ready_rx.recv().expect("server thread started");
+        let daemon = ready_rx.recv().expect("server thread started");
         InProcess {
             dir,
             socket,
