@@ -383,7 +383,7 @@ impl SystemBackend for Daemon {
             docker_root_dir: Some(config.data_root.display().to_string()),
             plugins: Some(PluginsInfo {
                 volume: Some(vec![crate::volume::LOCAL_DRIVER.to_string()]),
-                network: Some(Vec::new()),
+                network: Some(vec!["bridge".into(), "host".into(), "null".into()]),
                 authorization: None,
                 log: Some(Vec::new()),
             }),
