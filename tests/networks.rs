@@ -565,7 +565,19 @@ fn connect_and_disconnect_live() {
 fn links_add_host_and_hostnames_on_the_default_bridge() {
     require!(ready(), NOT_READY);
     let b = berthd(&[]);
-    ok(b.docker_out(&["run", "-d", "--name", "db", "busybox", "sleep", "600"]));
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--expose",
+        "5432",
+        "-e",
+        "SECRET=s3",
+        "busybox",
+        "sleep",
+        "600",
+    ]));
     let db_ip = inspect(&b, "db", "{{.NetworkSettings.Networks.bridge.IPAddress}}");
     assert!(db_ip.starts_with("172."), "{db_ip}");
     let hosts = ok(b.docker_out(&[
@@ -590,6 +602,27 @@ fn links_add_host_and_hostnames_on_the_default_bridge() {
             .any(|l| l.ends_with("\tme") && l.starts_with("172.")),
         "{hosts}"
     );
+    let env = ok(b.docker_out(&[
+        "run",
+        "--rm",
+        "--name",
+        "app1",
+        "--link",
+        "db:database",
+        "busybox",
+        "env",
+    ]));
+    for want in [
+        "DATABASE_NAME=/app1/database".to_string(),
+        format!("DATABASE_PORT=tcp://{db_ip}:5432"),
+        format!("DATABASE_PORT_5432_TCP=tcp://{db_ip}:5432"),
+        format!("DATABASE_PORT_5432_TCP_ADDR={db_ip}"),
+        "DATABASE_PORT_5432_TCP_PORT=5432".to_string(),
+        "DATABASE_PORT_5432_TCP_PROTO=tcp".to_string(),
+        "DATABASE_ENV_SECRET=s3".to_string(),
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} in {env}");
+    }
     let o = b.docker_out(&[
         "run", "--rm", "busybox", "ping", "-c", "1", "-W", "2", &db_ip,
     ]);

@@ -285,6 +285,58 @@ impl ContainerManager {
         Some((label, IpAddr::V4(ip)))
     }
 
+    /// The environment of legacy links (moby's `links.Link.ToEnv`): for `--link db:alias`,
+    /// `ALIAS_NAME=/<me>/alias`, the linked container's own variables as `ALIAS_ENV_<KEY>`,
+    /// and per exposed port `ALIAS_PORT_<port>_<PROTO>[_ADDR|_PORT|_PROTO]`, with
+    /// `ALIAS_PORT` for the lowest one.
+    pub(super) fn link_env(&self, r: &Record) -> Vec<String> {
+        let mut env = Vec::new();
+        for link in r.host_config.links.iter().flatten() {
+            let (name, alias) = match link.split_once(':') {
+                Some((n, a)) => (n.trim_start_matches('/'), a.rsplit('/').next().unwrap_or(a)),
+                None => (link.trim_start_matches('/'), link.trim_start_matches('/')),
+            };
+            let Ok(c) = self.get(name) else { continue };
+            let other = c.record();
+            let Some(ip) = self
+                .network
+                .attached(&other.id)
+                .into_iter()
+                .find_map(|a| a.endpoint.ipv4)
+            else {
+                continue;
+            };
+            let prefix = alias.to_ascii_uppercase().replace('-', "_");
+            env.push(format!("{prefix}_NAME=/{}/{alias}", r.name));
+            let mut ports: Vec<(u16, Proto)> = other
+                .config
+                .exposed_ports
+                .iter()
+                .flatten()
+                .filter_map(|p| split_port(p))
+                .collect();
+            ports.sort();
+            if let Some((p, proto)) = ports.first() {
+                env.push(format!("{prefix}_PORT={}://{ip}:{p}", proto.as_str()));
+            }
+            for (p, proto) in &ports {
+                let key = format!("{prefix}_PORT_{p}_{}", proto.as_str().to_ascii_uppercase());
+                env.push(format!("{key}={}://{ip}:{p}", proto.as_str()));
+                env.push(format!("{key}_ADDR={ip}"));
+                env.push(format!("{key}_PORT={p}"));
+                env.push(format!("{key}_PROTO={}", proto.as_str()));
+            }
+            for kv in other.config.env.iter().flatten() {
+                let key = kv.split('=').next().unwrap_or("");
+                if matches!(key, "HOME" | "PATH" | "HOSTNAME") || key.is_empty() {
+                    continue;
+                }
+                env.push(format!("{prefix}_ENV_{kv}"));
+            }
+        }
+        env
+    }
+
     /// Inspect's `NetworkSettings.Networks` and `Ports`.
     pub(super) fn network_view(
         &self,

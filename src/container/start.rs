@@ -77,7 +77,12 @@ impl ContainerManager {
         };
         let prepared = {
             let this = self.clone();
-            let record = record.clone();
+            let mut record = record.clone();
+            // Legacy links' variables join the process environment of this run only.
+            let links = self.link_env(&record);
+            if !links.is_empty() {
+                record.config.env.get_or_insert_with(Vec::new).extend(links);
+            }
             tokio::task::spawn_blocking(move || this.prepare_start(&record, joined))
                 .await
                 .map_err(|e| ContainerError::internal(format!("prepare task: {e}")))?
