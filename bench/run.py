@@ -8,7 +8,8 @@ ratios berth/dockerd and berth/podman, and rewrites the table in docs/benchmarks
 Usage (root): bench/run.sh [--quick] [--install-anchors] [--runs N] [--no-docs] [--only a,b]
   --quick            every scenario once, berth alone, small sizes (CI runs this)
   --install-anchors  apt-get install docker.io, podman and wrk first
-Scenarios: start, run, api, wrk, many, logs, images.
+Scenarios: start, run, api, wrk, many, logs, images, storage, network (each daemon in its own
+network namespace, with networking on).
 """
 import argparse, http.client, json, os, re, shutil, signal, socket, statistics, subprocess
 import sys, tempfile, threading, time
@@ -136,29 +137,43 @@ class System:
         self.proc = None
         self.berthd = berthd
         self.tcp = False
+        # Networking on, in a network namespace of its own (`unshare --net`): the network
+        # scenario. Otherwise both daemons run without a bridge and without firewall rules.
+        self.netns = False
 
     def command(self, tcp):
         d = self.dir
         if self.name == "berth":
             cmd = [self.berthd, "-H", f"unix://{self.sock}", "--data-root", f"{d}/root",
                    "--exec-root", f"{d}/exec", "--pidfile", f"{d}/pid",
-                   "--config-file", f"{d}/daemon.json", "--bridge=none", "--iptables=false",
-                   "--cgroup-parent", "berth-bench"]
+                   "--config-file", f"{d}/daemon.json", "--cgroup-parent", "berth-bench"]
+            if not self.netns:
+                cmd += ["--bridge=none", "--iptables=false"]
             if tcp:
                 cmd += ["-H", f"tcp://127.0.0.1:{self.port}"]
-            return cmd
+            return self.wrap(cmd)
         if self.name == "dockerd":
             cmd = ["/usr/sbin/dockerd", "-H", f"unix://{self.sock}", "--data-root", f"{d}/root",
                    "--exec-root", f"{d}/exec", "--pidfile", f"{d}/pid",
-                   "--config-file", f"{d}/daemon.json", "--bridge=none", "--iptables=false",
-                   "--ip-masq=false", "--cgroup-parent", "dockerd-bench"]
+                   "--config-file", f"{d}/daemon.json", "--cgroup-parent", "dockerd-bench"]
+            if not self.netns:
+                cmd += ["--bridge=none", "--iptables=false", "--ip-masq=false"]
             if tcp:
                 cmd += ["-H", f"tcp://127.0.0.1:{self.port}"]
-            return cmd
+            return self.wrap(cmd)
         # podman serves one URI: the Unix socket; wrk goes through a TCP instance of its own.
         uri = f"tcp:127.0.0.1:{self.port}" if tcp else f"unix://{self.sock}"
         return ["podman", "--root", f"{d}/root", "--runroot", f"{d}/run", "--cgroup-manager",
                 "cgroupfs", "--events-backend", "file", "system", "service", "--time=0", uri]
+
+    def wrap(self, cmd):
+        if not self.netns:
+            return cmd
+        return ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', *cmd]
+
+    def in_netns(self, *cmd, **kw):
+        """A command in the daemon's network namespace (clients of published ports)."""
+        return subprocess.run(["nsenter", f"--net=/proc/{self.proc.pid}/ns/net", "--", *cmd], **kw)
 
     def start(self, tcp=False):
         with open(os.path.join(self.dir, "daemon.json"), "w") as f:
@@ -530,6 +545,96 @@ class Bench:
                     self.failed(s, "storage", e)
         self.stop_all()
 
+    def scenario_network(self):
+        """Networking, each daemon in a network namespace of its own: `docker run` on the default
+        bridge and with `--network none`; network create + connect + disconnect + rm; TCP
+        throughput of a stream through a published port from loopback (berth's proxy, dockerd's
+        docker-proxy); connections per second to busybox httpd through a published port (wrk)."""
+        for s in self.systems:
+            s.netns = True
+        try:
+            self._network()
+        finally:
+            self.stop_all()
+            for s in self.systems:
+                s.netns = False
+
+    def _network(self):
+        self.start_all("network")
+        mb = 50 if self.args.quick else 1000
+        port = 18500
+        client = ("import socket,sys,time\n"
+                  "n=int(sys.argv[2])*1000000; b=b'x'*1048576; s=socket.create_connection(('127.0.0.1',int(sys.argv[1])))\n"
+                  "t=time.monotonic(); sent=0\n"
+                  "while sent<n: sent+=s.send(b[:min(len(b),n-sent)])\n"
+                  "s.shutdown(socket.SHUT_WR)\n"
+                  "while s.recv(65536): pass\n"
+                  "print(time.monotonic()-t)")
+        for s in self.live("network", 0):
+            try:
+                s.docker("run", "-d", "--name", "netc", "bench-busybox", "sleep", "100000")
+                s.docker("run", "--rm", "bench-busybox", "true")  # warm up
+            except Exception as e:
+                self.failed(s, "network", e)
+        for run in range(self.runs(10)):
+            for s in self.live("network", run):
+                try:
+                    for label, extra in [("on the default bridge", []), ("with `--network none`", ["--network", "none"])]:
+                        t0 = time.monotonic()
+                        s.docker("run", "--rm", *extra, "bench-busybox", "true")
+                        self.add(f"`docker run --rm busybox true` {label}", s, (time.monotonic() - t0) * 1000, "ms")
+                    t0 = time.monotonic()
+                    s.docker("network", "create", f"bn{run}")
+                    s.docker("network", "connect", f"bn{run}", "netc")
+                    s.docker("network", "disconnect", f"bn{run}", "netc")
+                    s.docker("network", "rm", f"bn{run}")
+                    self.add("network create + connect + disconnect + rm", s, (time.monotonic() - t0) * 1000, "ms")
+                except Exception as e:
+                    self.failed(s, "network", e)
+        for run in range(self.runs(3)):
+            for s in self.live("network", run):
+                try:
+                    port += 1
+                    name = f"sink{run}"
+                    s.docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:80", "bench-busybox",
+                             "sh", "-c", "nc -l -p 80 > /dev/null")
+                    secs = None
+                    for _ in range(50):
+                        r = s.in_netns("python3", "-c", client, str(port), str(mb), capture_output=True, text=True)
+                        if r.returncode == 0:
+                            secs = float(r.stdout.strip())
+                            break
+                        time.sleep(0.1)
+                    if secs is None:
+                        raise RuntimeError(f"stream through :{port} failed: {r.stderr[-200:]}")
+                    self.add(f"TCP stream of {mb} MB through a published port from 127.0.0.1", s,
+                             mb / secs, "MB/s", "higher")
+                    s.docker("rm", "-f", name)
+                except Exception as e:
+                    self.failed(s, "network", e)
+        wrk = shutil.which("wrk")
+        if not wrk:
+            self.notes.append("network wrk part skipped: wrk is not installed")
+            return
+        dur = "1s" if self.args.quick else "10s"
+        for s in self.live("network", 0):
+            try:
+                port += 1
+                s.docker("run", "-d", "--name", "web", "-p", f"127.0.0.1:{port}:80", "bench-busybox", "sh", "-c",
+                         "mkdir -p /www && echo hi > /www/index.html && exec httpd -f -p 80 -h /www")
+                for _ in range(50):
+                    if s.in_netns("python3", "-c", f"import socket; socket.create_connection(('127.0.0.1',{port}))",
+                                  capture_output=True).returncode == 0:
+                        break
+                    time.sleep(0.1)
+                for run in range(self.runs(3)):
+                    out = s.in_netns(wrk, "-t2", "-c16", f"-d{dur}", f"http://127.0.0.1:{port}/",
+                                     capture_output=True, text=True).stdout
+                    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+                    self.add("httpd through a published port (wrk, 16 connections)", s, rps, "req/s", "higher")
+            except Exception as e:
+                self.failed(s, "network", e)
+
     def scenario_images(self):
         self.start_all("images")
         mb = 20 if self.args.quick else 200
@@ -634,7 +739,7 @@ def main():
     ap.add_argument("--install-anchors", action="store_true")
     ap.add_argument("--runs", type=int, default=0, help="override the runs of every scenario")
     ap.add_argument("--no-docs", action="store_true")
-    ap.add_argument("--only", default="start,run,wrk,many,logs,images,storage")
+    ap.add_argument("--only", default="start,run,wrk,many,logs,images,storage,network")
     ap.add_argument("--berthd", default="")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -663,7 +768,7 @@ def main():
         b.runs = lambda n: args.runs
     scenarios = {"start": b.scenario_start, "run": b.scenario_run_and_api, "wrk": b.scenario_wrk,
                  "many": b.scenario_many, "logs": b.scenario_logs, "images": b.scenario_images,
-                 "storage": b.scenario_storage}
+                 "storage": b.scenario_storage, "network": b.scenario_network}
     failed = []
     try:
         for name in args.only.split(","):
