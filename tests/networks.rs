@@ -734,7 +734,9 @@ fn many_runs_leave_nothing_behind() {
     let links_before = String::from_utf8_lossy(&b.in_netns("ip", &["-o", "link"]).stdout)
         .lines()
         .count();
-    for i in 0..30 {
+    // The issue's 500 create → start → rm cycles, half on each kind of network, each with a
+    // published port (and so a proxy).
+    for i in 0..500 {
         let net = if i % 2 == 0 { "bridge" } else { "cyc" };
         let port = format!("127.0.0.1:{}:80", 19000 + i);
         ok(b.docker_out(&[
@@ -763,6 +765,18 @@ fn many_runs_leave_nothing_behind() {
     for n in v.as_array().unwrap() {
         assert_eq!(n["Containers"], serde_json::json!({}), "{n}");
     }
+    // No proxy is left in berthd's namespace.
+    let ns = std::fs::read_link(format!("/proc/{}/ns/net", b.pid())).unwrap();
+    let proxies = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let p = e.path();
+            std::fs::read(p.join("cmdline")).is_ok_and(|c| c.windows(7).any(|w| w == b"__proxy"))
+                && std::fs::read_link(p.join("ns/net")).ok().as_ref() == Some(&ns)
+        })
+        .count();
+    assert_eq!(proxies, 0, "no proxy is left");
     let netns = std::fs::read_dir(b.dir.path().join("exec/netns"))
         .map(|d| d.count())
         .unwrap_or(0);
@@ -896,4 +910,100 @@ networks:
     assert!(o.status.success(), "{}{}", stdout_of(&o), stderr(&o));
     let nets = ok(b.docker_out(&["network", "ls", "--format", "{{.Name}}"]));
     assert!(!nets.contains("proj_front"), "{nets}");
+}
+
+#[test]
+fn ipv6_events_and_a_container_on_port_53() {
+    require!(ready(), NOT_READY);
+    let b = berthd(&[]);
+    let since = common::now_secs().to_string();
+    ok(b.docker_out(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:77::/64",
+        "--subnet",
+        "10.212.0.0/24",
+        "v6net",
+    ]));
+    let cfg = inspect(&b, "v6net", "{{json .IPAM.Config}} {{.EnableIPv6}}");
+    assert_eq!(
+        cfg,
+        r#"[{"Subnet":"fd00:77::/64"},{"Subnet":"10.212.0.0/24"}] true"#
+    );
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "a6",
+        "--network",
+        "v6net",
+        "busybox",
+        "sleep",
+        "600",
+    ]));
+    assert_eq!(
+        inspect(
+            &b,
+            "a6",
+            "{{.NetworkSettings.Networks.v6net.GlobalIPv6Address}}"
+        ),
+        "fd00:77::2"
+    );
+    assert_eq!(
+        inspect(&b, "a6", "{{.NetworkSettings.Networks.v6net.IPv6Gateway}}"),
+        "fd00:77::1"
+    );
+    let out = ok(b.docker_out(&[
+        "run",
+        "--rm",
+        "--network",
+        "v6net",
+        "busybox",
+        "sh",
+        "-c",
+        "ping -6 -c1 -W2 a6 >/dev/null && echo pinged; nslookup -type=aaaa a6",
+    ]));
+    assert!(
+        out.starts_with("pinged\n") && out.contains("fd00:77::2"),
+        "{out}"
+    );
+    // The container's own port 53 does not clash with the embedded server.
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "dns53",
+        "--network",
+        "v6net",
+        "busybox",
+        "sh",
+        "-c",
+        "nc -lk -p 53 -e true & sleep 600",
+    ]));
+    let out = ok(b.docker_out(&["exec", "dns53", "nslookup", "a6"]));
+    assert!(out.contains("10.212.0.2"), "{out}");
+    ok(b.docker_out(&["network", "disconnect", "-f", "v6net", "a6"]));
+    ok(b.docker_out(&["rm", "-f", "a6", "dns53"]));
+    ok(b.docker_out(&["network", "rm", "v6net"]));
+    let until = (common::now_secs() + 1).to_string();
+    let ev = ok(b.docker_out(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "type=network",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}}",
+    ]));
+    let actions: Vec<&str> = ev.lines().collect();
+    assert_eq!(actions.first().copied(), Some("create v6net"), "{ev}");
+    assert_eq!(actions.last().copied(), Some("destroy v6net"), "{ev}");
+    assert!(
+        actions.contains(&"connect v6net") && actions.contains(&"disconnect v6net"),
+        "{ev}"
+    );
 }
