@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bollard_stubs::models::{
-    EndpointSettings, HostConfig, NetworkingConfig, PortBinding as ApiPortBinding,
+    EndpointSettings, HostConfig, NetworkingConfig, PortBinding as ApiPortBinding, PortMap,
     PortSummary as Port, PortSummaryTypeEnum as PortTypeEnum,
 };
 
@@ -338,13 +338,7 @@ impl ContainerManager {
     }
 
     /// Inspect's `NetworkSettings.Networks` and `Ports`.
-    pub(super) fn network_view(
-        &self,
-        r: &Record,
-    ) -> (
-        HashMap<String, EndpointSettings>,
-        HashMap<String, Option<Vec<ApiPortBinding>>>,
-    ) {
+    pub(super) fn network_view(&self, r: &Record) -> (HashMap<String, EndpointSettings>, PortMap) {
         let attached: HashMap<String, Attached> = self
             .network
             .attached(&r.id)

@@ -197,14 +197,14 @@ impl ContainerManager {
         let r = c.record();
         let mode = r.host_config.network_mode.clone().unwrap_or_default();
         if !joins_networks(&mode) {
-            return Err(super::ContainerError::forbidden(format!(
-                "container sharing network namespace with another container or host cannot be connected to any other network"
-            )));
+            return Err(super::ContainerError::forbidden(
+                "container sharing network namespace with another container or host cannot be connected to any other network",
+            ));
         }
         if !n.is_bridge() {
-            return Err(super::ContainerError::forbidden(format!(
-                "container cannot be disconnected from host network or connected to host network"
-            )));
+            return Err(super::ContainerError::forbidden(
+                "container cannot be disconnected from host network or connected to host network",
+            ));
         }
         if r.networks.contains_key(&n.name) {
             return Err(super::ContainerError::forbidden(format!(

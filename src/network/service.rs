@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::SystemTime;
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 
 use super::dns::{NameTable, Resolver};
 use super::firewall::{nft::Nft, FirewallDriver, FwNetwork, FwPort, FwState, NoFirewall, Proto};
@@ -264,8 +264,6 @@ impl NetworkService {
     async fn used_subnets(&self) -> Vec<IpNet> {
         let mut used = self.netlink.routes().await.unwrap_or_default();
         let st = lock(&self.state);
-        let ours: HashSet<&str> = st.nets.values().map(|n| n.bridge.as_str()).collect();
-        let _ = ours;
         for n in st.nets.values() {
             used.extend(n.pools.iter().map(|p| p.subnet));
         }
@@ -360,13 +358,14 @@ impl NetworkService {
                 user_gateway: true,
                 last: None,
             })
-        } else if let Some(p) = existing.as_ref().and_then(|e| e.pool_v4().cloned()) {
-            Some(Pool {
-                ip_range: self.opts.fixed_cidr.map(IpNet::V4),
-                ..p
-            })
         } else {
-            None
+            existing
+                .as_ref()
+                .and_then(|e| e.pool_v4().cloned())
+                .map(|p| Pool {
+                    ip_range: self.opts.fixed_cidr.map(IpNet::V4),
+                    ..p
+                })
         };
         let pool = match pool {
             Some(p) => p,
@@ -673,14 +672,12 @@ impl NetworkService {
                     "non-overlapping IPv6 address pool(s) require EnableIPv6=true or --ipv6",
                 ));
             }
-            if let Some(o) = used.iter().find(|u| {
-                ipam::overlaps(u, &p.subnet)
-                    && lock(&self.state)
-                        .nets
-                        .values()
-                        .any(|n| n.pools.iter().any(|q| q.subnet == **u))
-            }) {
-                let _ = o;
+            // A user subnet may overlap a host route (dockerd allows it), never another network.
+            let clash = lock(&self.state)
+                .nets
+                .values()
+                .any(|n| n.pools.iter().any(|q| ipam::overlaps(&q.subnet, &p.subnet)));
+            if clash {
                 return Err(NetworkError::forbidden(
                     "Pool overlaps with other one on this address space",
                 ));
@@ -977,7 +974,7 @@ impl NetworkService {
                             )));
                         }
                         if taken.contains(&w) {
-                            return Err(NetworkError::forbidden(format!("Address already in use")));
+                            return Err(NetworkError::forbidden("Address already in use"));
                         }
                         w
                     }
@@ -1551,7 +1548,6 @@ fn parse_pool(p: &PoolRequest) -> Result<Pool, NetworkError> {
         }
         aux.insert(k.clone(), ip);
     }
-    let _ = Ipv4Net::default();
     Ok(Pool {
         subnet,
         ip_range,
