@@ -83,7 +83,7 @@ mod testutil {
 
     /// Entries whose number is a multiple of 3 go to stderr.
     pub(super) fn stream_of(i: usize) -> Stream {
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             Stream::Stderr
         } else {
             Stream::Stdout
