@@ -55,11 +55,21 @@ impl ContainerManager {
         self.start_locked(&c).await.map(|_| true)
     }
 
-    /// Mount the rootfs, write the bundle, launch the supervisor and start the process.
+    /// Mount the rootfs, join the networks, write the bundle, launch the supervisor and start
+    /// the process. A failed start leaves its networks before the container's lock is let go,
+    /// so that a next start cannot race the teardown.
     pub(super) async fn start_locked(
         self: &Arc<Self>,
         c: &Arc<Container>,
     ) -> Result<(), ContainerError> {
+        let result = self.start_run(c).await;
+        if result.is_err() {
+            self.network_down(&c.id).await;
+        }
+        result
+    }
+
+    async fn start_run(self: &Arc<Self>, c: &Arc<Container>) -> Result<(), ContainerError> {
         let record = c.record();
         let id = record.id.clone();
         // A supervisor left from a start berthd never recorded (it was killed meanwhile) would
@@ -354,6 +364,8 @@ impl ContainerManager {
         err
     }
 
+    /// Record a start that failed and undo its mounts; its networks are left by
+    /// [`ContainerManager::start_locked`], which can wait for that.
     pub(super) fn fail_start(
         self: &Arc<Self>,
         c: &Arc<Container>,
@@ -363,11 +375,6 @@ impl ContainerManager {
         let id = c.id.clone();
         self.unmount_volumes(&c.record());
         self.unmount_rootfs(&id);
-        {
-            let this = self.clone();
-            let id = id.clone();
-            tokio::spawn(async move { this.network_down(&id).await });
-        }
         let msg = err.to_string();
         let r = self.update(c, |r| {
             r.state.status = if r.state.has_been_started {
