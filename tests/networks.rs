@@ -683,6 +683,20 @@ fn ports_and_dns_survive_kill_9_of_berthd() {
         .output()
         .unwrap();
     assert_eq!(stdout_of(&o), "alive\n");
+    // The proxy dies too while berthd is away: the restart starts it again.
+    let target_ns = std::fs::read_link(&hold_ns).unwrap();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let p = e.path();
+        let is_proxy =
+            std::fs::read(p.join("cmdline")).is_ok_and(|c| c.windows(7).any(|w| w == b"__proxy"));
+        if is_proxy && std::fs::read_link(p.join("ns/net")).ok().as_ref() == Some(&target_ns) {
+            let pid: i32 = e.file_name().to_string_lossy().parse().unwrap();
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
     // Restart berthd in the same namespace.
     let mut args = vec!["-H".to_string(), format!("unix://{}", b.socket.display())];
     args.extend(b.base_args());
@@ -708,6 +722,7 @@ fn ports_and_dns_survive_kill_9_of_berthd() {
         ip
     );
     assert_eq!(curl(&b, "http://127.0.0.1:18082/"), "alive\n");
+    assert!(b.log_text().contains("is gone: starting it again"), "the proxy was restarted");
     // DNS answers for the restored container.
     let o = b.docker_out(&[
         "run",

@@ -1239,6 +1239,27 @@ impl NetworkService {
         self.apply_firewall()
     }
 
+    /// A running container's proxy that died (while berthd was away): bind its ports again
+    /// and start a new one.
+    fn respawn_proxy(&self, mut p: PortState) -> Result<(), NetworkError> {
+        let mut bound = Vec::new();
+        for b in &p.bindings {
+            let spec = proxy::PortSpec {
+                proto: b.proto,
+                host_ip: b.host_ip,
+                host_port: b.host_port,
+                container_ip: b.container_ip,
+                container_port: b.container_port,
+            };
+            let (fd, _) = proxy::bind(&spec)?;
+            bound.push((spec, fd));
+        }
+        p.proxy = Some(proxy::spawn(&self.exe, bound)?);
+        self.save_ports(&p)?;
+        lock(&self.state).ports.insert(p.container_id.clone(), p);
+        Ok(())
+    }
+
     /// The container's run ended: its endpoints, DNS server, ports and proxy go.
     pub async fn leave(&self, container_id: &str) {
         let _op = self.op.lock().await;
@@ -1323,9 +1344,12 @@ impl NetworkService {
             .collect();
         for p in dead {
             tracing::warn!(
-                "port proxy of {} is gone; published ports of it need a restart",
+                "port proxy of {} is gone: starting it again",
                 p.container_id
             );
+            if let Err(e) = tokio::task::block_in_place(|| self.respawn_proxy(p)) {
+                tracing::error!("{e}");
+            }
         }
         for (id, netns) in running {
             if let Err(e) = self.ensure_resolver(id, netns) {
