@@ -181,6 +181,23 @@ fn network_create_inspect_list_remove_prune() {
     ok(b.docker_out(&["network", "rm", "n1"]));
     let gone = b.in_netns("ip", &["link", "show", "brtest1"]);
     assert!(!gone.status.success(), "the bridge goes with the network");
+    // A bridge that existed before is adopted, and left in place when the network goes.
+    let o = b.in_netns("ip", &["link", "add", "bradopt", "type", "bridge"]);
+    assert!(o.status.success(), "{o:?}");
+    ok(b.docker_out(&[
+        "network",
+        "create",
+        "-o",
+        "com.docker.network.bridge.name=bradopt",
+        "adopt",
+    ]));
+    ok(b.docker_out(&["network", "rm", "adopt"]));
+    assert!(
+        b.in_netns("ip", &["link", "show", "bradopt"])
+            .status
+            .success(),
+        "adopted bridge kept"
+    );
     // Prune takes unused user networks only, honouring label filters.
     ok(b.docker_out(&["network", "create", "--label", "keep=1", "p1"]));
     ok(b.docker_out(&["network", "create", "p2"]));
@@ -661,6 +678,15 @@ fn ports_and_dns_survive_kill_9_of_berthd() {
         .spawn()
         .unwrap();
     let hold_ns = format!("/proc/{}/ns/net", hold.id());
+    // A network whose record is lost (as if berthd died before writing it): its bridge goes
+    // at the restart.
+    let lost = ok(b.docker_out(&[
+        "network",
+        "create",
+        "-o",
+        "com.docker.network.bridge.name=brlost",
+        "lost",
+    ]));
     let target = std::fs::read_link(&netns).unwrap();
     wait_for(
         "the holder to enter the namespace",
@@ -683,6 +709,7 @@ fn ports_and_dns_survive_kill_9_of_berthd() {
         .output()
         .unwrap();
     assert_eq!(stdout_of(&o), "alive\n");
+    std::fs::remove_file(b.data_root().join(format!("network/{}.json", lost.trim()))).unwrap();
     // The proxy dies too while berthd is away: the restart starts it again.
     let target_ns = std::fs::read_link(&hold_ns).unwrap();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -722,7 +749,18 @@ fn ports_and_dns_survive_kill_9_of_berthd() {
         ip
     );
     assert_eq!(curl(&b, "http://127.0.0.1:18082/"), "alive\n");
-    assert!(b.log_text().contains("is gone: starting it again"), "the proxy was restarted");
+    assert!(
+        b.log_text().contains("is gone: starting it again"),
+        "the proxy was restarted"
+    );
+    assert!(
+        !b.in_netns("ip", &["link", "show", "brlost"])
+            .status
+            .success(),
+        "orphan bridge removed"
+    );
+    let o = b.docker_out(&["network", "inspect", "lost"]);
+    assert!(!o.status.success());
     // DNS answers for the restored container.
     let o = b.docker_out(&[
         "run",

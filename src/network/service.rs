@@ -212,6 +212,7 @@ impl NetworkService {
                 tracing::error!("network {}: {e}", n.name);
             }
         }
+        svc.remove_orphan_bridges().await;
         svc.apply_firewall()?;
         Ok(svc)
     }
@@ -423,7 +424,60 @@ impl NetworkService {
         Ok(())
     }
 
+    /// The bridges berth made itself (`<data-root>/network/bridges.json`): only these are ever
+    /// deleted, so that an adopted bridge (`-b br0`, `bridge.name` of an existing device)
+    /// stays, and one whose network record is gone (a crash) is found again.
+    fn owned_bridges(&self) -> std::collections::BTreeSet<String> {
+        fs::read(self.root.join("bridges.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn save_owned_bridges(
+        &self,
+        set: &std::collections::BTreeSet<String>,
+    ) -> Result<(), NetworkError> {
+        let data = serde_json::to_vec(set)
+            .map_err(|e| NetworkError::internal(format!("encode bridges: {e}")))?;
+        let path = self.root.join("bridges.json");
+        atomic_write(&path, &data, 0o600).map_err(io_err(format!("write {}", path.display())))
+    }
+
+    /// Delete the bridges berth made that no network names any more.
+    async fn remove_orphan_bridges(&self) {
+        let named: HashSet<String> = lock(&self.state)
+            .nets
+            .values()
+            .map(|n| n.bridge.clone())
+            .collect();
+        let mut owned = self.owned_bridges();
+        let orphans: Vec<String> = owned
+            .iter()
+            .filter(|b| !named.contains(*b))
+            .cloned()
+            .collect();
+        for b in orphans {
+            tracing::info!("remove bridge {b}: no network names it");
+            if self.netlink.delete_link(&b).await.is_ok() {
+                owned.remove(&b);
+            }
+        }
+        if let Err(e) = self.save_owned_bridges(&owned) {
+            tracing::warn!("{e}");
+        }
+    }
+
     async fn setup_bridge(&self, n: &NetworkRecord) -> Result<(), NetworkError> {
+        let mut owned = self.owned_bridges();
+        if !owned.contains(&n.bridge) {
+            let existing = self.netlink.link_names().await?;
+            if !existing.contains(&n.bridge) {
+                // Recorded before the device exists: a crash in between leaves only a name.
+                owned.insert(n.bridge.clone());
+                self.save_owned_bridges(&owned)?;
+            }
+        }
         let addresses = n
             .pools
             .iter()
@@ -730,7 +784,9 @@ impl NetworkService {
         };
         self.setup_bridge(&r).await?;
         if let Err(e) = self.save(&r) {
-            let _ = self.netlink.delete_link(&r.bridge).await;
+            if self.owned_bridges().contains(&r.bridge) {
+                let _ = self.netlink.delete_link(&r.bridge).await;
+            }
             return Err(e);
         }
         lock(&self.state).nets.insert(r.id.clone(), r.clone());
@@ -766,8 +822,17 @@ impl NetworkService {
         if let Err(e) = self.apply_firewall() {
             tracing::error!("firewall after removing network {}: {e}", r.name);
         }
-        if let Err(e) = self.netlink.delete_link(&r.bridge).await {
-            tracing::warn!("delete bridge {}: {e}", r.bridge);
+        let mut owned = self.owned_bridges();
+        if owned.contains(&r.bridge) {
+            match self.netlink.delete_link(&r.bridge).await {
+                Ok(()) => {
+                    owned.remove(&r.bridge);
+                    if let Err(e) = self.save_owned_bridges(&owned) {
+                        tracing::warn!("{e}");
+                    }
+                }
+                Err(e) => tracing::warn!("delete bridge {}: {e}", r.bridge),
+            }
         }
         self.publish("destroy", r, &[]);
         Ok(())
