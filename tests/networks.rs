@@ -562,8 +562,10 @@ fn connect_and_disconnect_live() {
     ]);
     assert!(o.status.success(), "{}", stdout_of(&o));
     ok(b.docker_out(&["network", "disconnect", "extra", "c1"]));
-    let addrs = ok(b.docker_out(&["exec", "c1", "ip", "-o", "addr"]));
-    assert!(!addrs.contains("10.206.0.50"), "{addrs}");
+    // The veth goes in the background, right after the answer.
+    wait_for("eth1 to go", Duration::from_secs(5), || {
+        !ok(b.docker_out(&["exec", "c1", "ip", "-o", "addr"])).contains("10.206.0.50")
+    });
     let o = b.docker_out(&["network", "disconnect", "extra", "c1"]);
     assert!(
         stderr(&o).contains("is not connected to network extra"),
@@ -1058,5 +1060,65 @@ fn ipv6_events_and_a_container_on_port_53() {
     assert!(
         actions.contains(&"connect v6net") && actions.contains(&"disconnect v6net"),
         "{ev}"
+    );
+}
+
+#[test]
+fn internal_networks_and_disconnect_release_ports() {
+    require!(ready(), NOT_READY);
+    let b = berthd(&[]);
+    ok(b.docker_out(&["network", "create", "--subnet", "10.213.0.0/24", "pub"]));
+    ok(b.docker_out(&[
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        "10.214.0.0/24",
+        "int",
+    ]));
+    web(
+        &b,
+        &["--name", "pw", "--network", "pub", "-p", "18095:80"],
+        "public",
+    );
+    assert_eq!(curl(&b, "http://127.0.0.1:18095/"), "public\n");
+    // From an internal network, another network's published port is out of reach, through
+    // the internal gateway as through the other one.
+    let pub_gw = inspect(&b, "pub", "{{(index .IPAM.Config 0).Gateway}}");
+    for target in ["10.214.0.1", pub_gw.as_str()] {
+        let o = b.docker_out(&[
+            "run",
+            "--rm",
+            "--network",
+            "int",
+            "busybox",
+            "sh",
+            "-c",
+            &format!("timeout 3 wget -qO- http://{target}:18095/; exit $?"),
+        ]);
+        assert!(
+            !o.status.success(),
+            "internal network reached {target}: {}",
+            stdout_of(&o)
+        );
+    }
+    // Disconnecting the network that carries the published ports releases them.
+    ok(b.docker_out(&["network", "disconnect", "pub", "pw"]));
+    wait_for("the port to close", Duration::from_secs(5), || {
+        !b.in_netns(
+            "curl",
+            &["-s", "--max-time", "1", "http://127.0.0.1:18095/"],
+        )
+        .status
+        .success()
+    });
+    let rules = stdout_of(&b.in_netns("nft", &["list", "table", "ip", "berth"]));
+    assert!(!rules.contains("18095"), "{rules}");
+    // A user's address outside the subnet is refused.
+    let o = b.docker_out(&["network", "connect", "--ip", "10.99.0.5", "pub", "pw"]);
+    assert!(
+        stderr(&o).contains("does not belong to any of this network's subnets"),
+        "{}",
+        stderr(&o)
     );
 }

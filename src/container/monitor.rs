@@ -59,6 +59,10 @@ impl ContainerManager {
             status.exit_code as i64,
             rec.state.manually_stopped,
         ) && rec.state.status != Status::Removing;
+        // The run's networks go while the record still says it runs: a `docker start` that
+        // comes right after the exit is recorded must not find the old endpoints, nor have
+        // its new ones torn down by this exit.
+        self.network_down(&id).await;
         let r = self.update(c, |r| {
             r.state.status = if will_restart {
                 Status::Restarting
@@ -91,7 +95,6 @@ impl ContainerManager {
             })
             .await;
         }
-        self.network_down(&id).await;
         if status.oom_killed {
             self.publish(&r, "oom");
         }

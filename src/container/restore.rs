@@ -41,6 +41,23 @@ impl ContainerManager {
             .map(|r| r.id.clone())
             .collect();
         self.volumes.retain_active(&running);
+        // Before any restart is spawned below: endpoints, ports and proxies of runs that ended
+        // meanwhile go (a restarting container joins afresh), running containers on user
+        // networks get their DNS server back, and namespace files of ended runs are removed.
+        let netns_of_running: std::collections::HashMap<String, std::path::PathBuf> = loaded
+            .iter()
+            .filter(|r| r.state.status.is_running() || r.state.status == Status::Paused)
+            .map(|r| (r.id.clone(), self.netns_file(&r.id)))
+            .collect();
+        self.network.retain(&netns_of_running).await;
+        if let Some(dir) = self.netns_file("x").parent() {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                if !netns_of_running.contains_key(&id) {
+                    let _ = crate::network::netns::remove(&e.path());
+                }
+            }
+        }
         for r in loaded {
             let c = self.new_container(r.clone());
             self.insert(c.clone());
@@ -84,31 +101,6 @@ impl ContainerManager {
                     if r.state.status == Status::Exited && r.host_config.auto_remove == Some(true) {
                         self.spawn_auto_remove(c);
                     }
-                }
-            }
-        }
-        // Endpoints, ports and proxies of runs that ended meanwhile go; running containers on
-        // user networks get their DNS server back.
-        let running: std::collections::HashMap<String, std::path::PathBuf> = self
-            .list_all()
-            .into_iter()
-            .filter(|c| c.status().is_running() || c.status() == Status::Paused)
-            .map(|c| {
-                let p = self.netns_file(&c.id);
-                (c.id.clone(), p)
-            })
-            .collect();
-        self.network.retain(&running).await;
-        // Namespaces berthd made for runs that are over.
-        if let Ok(entries) = std::fs::read_dir(
-            self.netns_file("x")
-                .parent()
-                .unwrap_or(std::path::Path::new("/nonexistent")),
-        ) {
-            for e in entries.flatten() {
-                let id = e.file_name().to_string_lossy().into_owned();
-                if !running.contains_key(&id) {
-                    let _ = crate::network::netns::remove(&e.path());
                 }
             }
         }

@@ -170,6 +170,24 @@ impl Netlink {
         }
     }
 
+    /// Delete a link without waiting for the kernel's teardown (a veth's takes tens of ms);
+    /// for names nothing will reuse (a veth's random host end). Failures are logged.
+    pub fn delete_link_detached(&self, name: &str) {
+        if check_ifname(name).is_err() {
+            return;
+        }
+        let handle = self.handle.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let message = LinkUnspec::new_with_name(&name).build();
+            if let Err(e) = handle.link().del_with_message(message).execute().await {
+                if errno(&e) != Some(libc::ENODEV) {
+                    tracing::warn!("delete link {name}: {}", describe(&e));
+                }
+            }
+        });
+    }
+
     /// The names of all links of the host namespace.
     pub async fn link_names(&self) -> Result<Vec<String>, NetworkError> {
         let links: Vec<LinkMessage> = self

@@ -1077,7 +1077,18 @@ impl NetworkService {
                 {
                     let pool = &net.pools[pi];
                     let ip = match nreq.ipv6 {
-                        Some(w) => IpAddr::V6(w),
+                        Some(want) => {
+                            let w = IpAddr::V6(want);
+                            if !ipam::usable(&pool.subnet, w) {
+                                return Err(NetworkError::invalid(format!(
+                                    "invalid address {want}: It does not belong to any of this network's subnets"
+                                )));
+                            }
+                            if taken.contains(&w) {
+                                return Err(NetworkError::forbidden("Address already in use"));
+                            }
+                            w
+                        }
                         None => {
                             ipam::next_free(&pool.subnet, pool.ip_range.as_ref(), &taken, pool.last)
                                 .ok_or_else(|| {
@@ -1085,7 +1096,9 @@ impl NetworkService {
                                 })?
                         }
                     };
-                    net.pools[pi].last = Some(ip);
+                    if nreq.ipv6.is_none() {
+                        net.pools[pi].last = Some(ip);
+                    }
                     if let IpAddr::V6(v) = ip {
                         ipv6 = Some(v);
                     }
@@ -1370,7 +1383,30 @@ impl NetworkService {
                 n.name
             )));
         };
-        let _ = self.netlink.delete_link(&e.host_veth).await;
+        self.netlink.delete_link_detached(&e.host_veth);
+        // Its published ports pointed at the address it just gave back (moby releases an
+        // endpoint's port bindings with it).
+        let ports = {
+            let mut st = lock(&self.state);
+            let here = st
+                .ports
+                .get(container_id)
+                .is_some_and(|p| p.bindings.iter().any(|b| b.bridge == n.bridge));
+            if here {
+                st.ports.remove(container_id)
+            } else {
+                None
+            }
+        };
+        if let Some(p) = ports {
+            if let Some(px) = &p.proxy {
+                tokio::task::block_in_place(|| proxy::stop(px));
+            }
+            self.drop_ports_file(container_id);
+            if let Err(err) = tokio::task::block_in_place(|| self.apply_firewall()) {
+                tracing::error!("firewall after {container_id} left {}: {err}", n.name);
+            }
+        }
         let still_user = lock(&self.state)
             .nets
             .values()
@@ -1425,7 +1461,10 @@ impl NetworkService {
             tracing::error!("firewall: {e}");
         }
         // Host ends left on berth's bridges that no endpoint names (a run whose end was
-        // missed, a crash between creating a pair and recording it) go.
+        // missed, a crash between creating a pair and recording it) go: only on bridges berth
+        // made, and only veths named as berth names them (an adopted bridge may carry other
+        // interfaces: a host's bond, a VM's tap, dockerd's containers).
+        let owned = self.owned_bridges();
         let (bridges, known): (Vec<String>, HashSet<String>) = {
             let st = lock(&self.state);
             (
@@ -1441,8 +1480,14 @@ impl NetworkService {
             )
         };
         for br in bridges {
+            if !owned.contains(&br) {
+                continue;
+            }
             for port in self.netlink.ports_of(&br).await.unwrap_or_default() {
-                if !known.contains(&port) {
+                let ours = port.len() == 11
+                    && port.starts_with("veth")
+                    && port[4..].chars().all(|c| c.is_ascii_hexdigit());
+                if ours && !known.contains(&port) {
                     tracing::info!("remove stale endpoint {port} of {br}");
                     let _ = self.netlink.delete_link(&port).await;
                 }

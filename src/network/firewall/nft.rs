@@ -369,6 +369,28 @@ pub fn ruleset(state: &FwState, table: &str, family: Family) -> Nftables<'static
         }
     }
 
+    // Internal networks first: nothing leaves or enters them, not even DNAT'ed traffic to
+    // another network's published port (the dispatch below would accept that in the
+    // destination's fwd-in before the internal bridge's fwd-out is reached).
+    for n in networks.iter().filter(|n| n.internal) {
+        let br = n.bridge.as_str();
+        b.rule(
+            CHAIN_FORWARD,
+            vec![
+                eq(meta(MetaKey::Iifname), s(br)),
+                ne(meta(MetaKey::Oifname), s(br)),
+                Statement::Drop(None),
+            ],
+        );
+        b.rule(
+            CHAIN_FORWARD,
+            vec![
+                eq(meta(MetaKey::Oifname), s(br)),
+                ne(meta(MetaKey::Iifname), s(br)),
+                Statement::Drop(None),
+            ],
+        );
+    }
     // Forwarding: one dispatch on the output bridge, one on the input bridge.
     if !networks.is_empty() {
         b.rule(
