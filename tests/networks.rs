@@ -349,9 +349,10 @@ fn dns_forwards_to_the_upstream_and_fails_without_one() {
     let b = berthd(&["--dns", "127.0.0.1"]);
     // A fake upstream on 127.0.0.1:53 in berthd's namespace: every A query gets 10.99.99.99.
     let server = r#"
-import socket
+import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("127.0.0.1", 53))
+s.bind((sys.argv[1], 53))
+answer = bytes(int(x) for x in sys.argv[2].split("."))
 while True:
     q, a = s.recvfrom(512)
     i = 12
@@ -360,7 +361,7 @@ while True:
     qtype = q[i + 1:i + 3]
     question = q[12:i + 5]
     if qtype == b"\x00\x01":
-        ans = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + bytes([10, 99, 99, 99])
+        ans = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + answer
         r = q[:2] + b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + question + ans
     else:
         r = q[:2] + b"\x81\x80\x00\x01\x00\x00\x00\x00\x00\x00" + question
@@ -368,7 +369,13 @@ while True:
 "#;
     let mut fake = std::process::Command::new("nsenter")
         .arg(format!("--net=/proc/{}/ns/net", b.pid()))
-        .args(["--", "python3", "-c", server])
+        .args(["--", "python3", "-c", server, "127.0.0.1", "10.99.99.99"])
+        .spawn()
+        .unwrap();
+    // A second upstream for a container's own `--dns`.
+    let mut fake2 = std::process::Command::new("nsenter")
+        .arg(format!("--net=/proc/{}/ns/net", b.pid()))
+        .args(["--", "python3", "-c", server, "127.0.0.3", "10.88.88.88"])
         .spawn()
         .unwrap();
     ok(b.docker_out(&["network", "create", "--subnet", "10.204.0.0/24", "fw"]));
@@ -390,6 +397,32 @@ while True:
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(out.contains("10.99.99.99"), "{out}");
+    // The container's own --dns is its upstream on a user network (resolv.conf still names
+    // the embedded server).
+    let mut out = String::new();
+    for _ in 0..30 {
+        let o = b.docker_out(&[
+            "run",
+            "--rm",
+            "--network",
+            "fw",
+            "--dns",
+            "127.0.0.3",
+            "busybox",
+            "sh",
+            "-c",
+            "grep nameserver /etc/resolv.conf; nslookup other.example",
+        ]);
+        out = stdout_of(&o);
+        if out.contains("10.88.88.88") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        out.starts_with("nameserver 127.0.0.11\n") && out.contains("10.88.88.88"),
+        "{out}"
+    );
     // An internal network forwards nothing.
     ok(b.docker_out(&[
         "network",
@@ -409,8 +442,10 @@ while True:
         "outside.example",
     ]);
     assert!(!stdout_of(&o).contains("10.99.99.99"), "{}", stdout_of(&o));
-    let _ = fake.kill();
-    let _ = fake.wait();
+    for f in [&mut fake, &mut fake2] {
+        let _ = f.kill();
+        let _ = f.wait();
+    }
 }
 
 #[test]
@@ -599,6 +634,8 @@ fn links_add_host_and_hostnames_on_the_default_bridge() {
     ]));
     let db_ip = inspect(&b, "db", "{{.NetworkSettings.Networks.bridge.IPAddress}}");
     assert!(db_ip.starts_with("172."), "{db_ip}");
+    // The deprecated top-level fields still answer for the default bridge.
+    assert_eq!(inspect(&b, "db", "{{.NetworkSettings.IPAddress}}"), db_ip);
     let hosts = ok(b.docker_out(&[
         "run",
         "--rm",
@@ -1114,6 +1151,12 @@ fn internal_networks_and_disconnect_release_ports() {
     });
     let rules = stdout_of(&b.in_netns("nft", &["list", "table", "ip", "berth"]));
     assert!(!rules.contains("18095"), "{rules}");
+    // As dockerd: a stopped container does not keep its network; its next start fails.
+    ok(b.docker_out(&["network", "create", "gone-soon"]));
+    ok(b.docker_out(&["create", "--name", "st1", "--network", "gone-soon", "busybox", "true"]));
+    ok(b.docker_out(&["network", "rm", "gone-soon"]));
+    let o = b.docker_out(&["start", "st1"]);
+    assert!(!o.status.success() && stderr(&o).contains("not found"), "{}", stderr(&o));
     // A user's address outside the subnet is refused.
     let o = b.docker_out(&["network", "connect", "--ip", "10.99.0.5", "pub", "pw"]);
     assert!(

@@ -149,6 +149,13 @@ impl ContainerManager {
             netns: netns.clone(),
             networks,
             ports: port_requests(r)?,
+            dns: r
+                .host_config
+                .dns
+                .iter()
+                .flatten()
+                .filter_map(|d| d.parse().ok())
+                .collect(),
         };
         let attached = match self.network.join(&req).await {
             Ok(a) => a,

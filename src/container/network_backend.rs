@@ -112,29 +112,9 @@ impl NetworkBackend for NetworkRouter {
     }
 
     async fn network_remove(&self, term: String) -> Result<(), NetworkError> {
-        let svc = self.containers.network_service();
-        let n = svc.find(&term)?;
-        // Stopped containers that name it keep it in use too (dockerd refuses as well).
-        let users: Vec<String> = self
-            .containers
-            .list_all()
-            .into_iter()
-            .filter(|c| {
-                c.with_record(|r| {
-                    r.networks
-                        .values()
-                        .any(|s| s.network_id.as_deref() == Some(&n.id))
-                })
-            })
-            .map(|c| c.id.clone())
-            .collect();
-        if !users.is_empty() && !n.predefined {
-            return Err(NetworkError::forbidden(format!(
-                "error while removing network: network {} id {} has active endpoints",
-                n.name, n.id
-            )));
-        }
-        svc.remove(&term).await
+        // As dockerd: only running containers (endpoints) keep a network; a stopped one that
+        // names it fails its next start with `network … not found`.
+        self.containers.network_service().remove(&term).await
     }
 
     async fn network_prune(&self, filters: Filters) -> Result<Vec<String>, NetworkError> {
@@ -226,6 +206,13 @@ impl ContainerManager {
                 netns: self.netns_file(&r.id),
                 networks: vec![endpoint_request(&n.name, &settings)],
                 ports: Vec::new(),
+                dns: r
+                    .host_config
+                    .dns
+                    .iter()
+                    .flatten()
+                    .filter_map(|d| d.parse().ok())
+                    .collect(),
             };
             self.network.connect(&req).await?;
         }

@@ -55,6 +55,9 @@ pub struct Endpoint {
     pub gateway_v4: Option<Ipv4Addr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_v6: Option<Ipv6Addr>,
+    /// The container's own `--dns`: the embedded server's upstreams for it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<IpAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -80,6 +80,8 @@ pub struct JoinRequest {
     pub netns: PathBuf,
     /// The primary network first (its endpoint is `eth0` and gives the default route).
     pub networks: Vec<EndpointRequest>,
+    /// The container's `--dns` (upstreams of the embedded server on user networks).
+    pub dns: Vec<IpAddr>,
     pub ports: Vec<PortRequest>,
 }
 
@@ -1149,6 +1151,7 @@ impl NetworkService {
                 prefix_v6,
                 gateway_v4: gw4,
                 gateway_v6: gw6,
+                dns: req.dns.clone(),
             };
             net.endpoints.insert(req.container_id.clone(), e.clone());
             let snapshot = net.clone();
@@ -1559,7 +1562,16 @@ impl NetworkService {
         if all_internal {
             return Vec::new();
         }
-        let servers: Vec<IpAddr> = if !self.opts.dns.is_empty() {
+        let own: Vec<IpAddr> = lock(&self.state)
+            .nets
+            .values()
+            .filter_map(|n| n.endpoints.get(asker))
+            .find(|e| !e.dns.is_empty())
+            .map(|e| e.dns.clone())
+            .unwrap_or_default();
+        let servers: Vec<IpAddr> = if !own.is_empty() {
+            own
+        } else if !self.opts.dns.is_empty() {
             self.opts.dns.clone()
         } else {
             host_nameservers()
