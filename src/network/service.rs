@@ -536,6 +536,7 @@ impl NetworkService {
         }
     }
 
+    /// Blocking (runs `nft`): async callers wrap it in `block_in_place`.
     fn apply_firewall(&self) -> Result<(), NetworkError> {
         self.fw.apply(&self.fw_state())
     }
@@ -792,7 +793,7 @@ impl NetworkService {
             return Err(e);
         }
         lock(&self.state).nets.insert(r.id.clone(), r.clone());
-        if let Err(e) = self.apply_firewall() {
+        if let Err(e) = tokio::task::block_in_place(|| self.apply_firewall()) {
             tracing::error!("firewall after creating network {}: {e}", r.name);
         }
         self.publish("create", &r, &[]);
@@ -821,7 +822,7 @@ impl NetworkService {
         let path = self.root.join(format!("{}.json", r.id));
         fs::remove_file(&path).map_err(io_err(format!("remove {}", path.display())))?;
         lock(&self.state).nets.remove(&r.id);
-        if let Err(e) = self.apply_firewall() {
+        if let Err(e) = tokio::task::block_in_place(|| self.apply_firewall()) {
             tracing::error!("firewall after removing network {}: {e}", r.name);
         }
         let mut owned = self.owned_bridges();
@@ -939,7 +940,7 @@ impl NetworkService {
             }
             out.push(a);
         }
-        self.ensure_resolver(&req.container_id, &req.netns)?;
+        tokio::task::block_in_place(|| self.ensure_resolver(&req.container_id, &req.netns))?;
         if !req.ports.is_empty() {
             // Ports go to the first network that is not internal.
             let target = out.iter().find_map(|a| {
@@ -978,7 +979,7 @@ impl NetworkService {
             .iter()
             .any(|a| a.endpoint.gateway_v4.is_some());
         let a = self.add_endpoint(req, nreq, &ifname, !has_gw).await?;
-        if let Err(e) = self.ensure_resolver(&req.container_id, &req.netns) {
+        if let Err(e) = tokio::task::block_in_place(|| self.ensure_resolver(&req.container_id, &req.netns)) {
             tracing::warn!("dns for {}: {e}", req.container_id);
         }
         Ok(a)
@@ -1220,7 +1221,8 @@ impl NetworkService {
         Some((snapshot, e))
     }
 
-    /// Start the embedded DNS server for a container on a user network (once).
+    /// Start the embedded DNS server for a container on a user network (once). Blocking (a
+    /// thread in the namespace, `nft` there): async callers wrap it in `block_in_place`.
     fn ensure_resolver(&self, container_id: &str, netns: &Path) -> Result<(), NetworkError> {
         let on_user_net = lock(&self.state)
             .nets
@@ -1357,7 +1359,7 @@ impl NetworkService {
                 tokio::task::block_in_place(|| proxy::stop(px));
             }
             self.drop_ports_file(container_id);
-            if let Err(e) = self.apply_firewall() {
+            if let Err(e) = tokio::task::block_in_place(|| self.apply_firewall()) {
                 tracing::error!("firewall after {container_id} left: {e}");
             }
         }
@@ -1456,11 +1458,11 @@ impl NetworkService {
             }
         }
         for (id, netns) in running {
-            if let Err(e) = self.ensure_resolver(id, netns) {
+            if let Err(e) = tokio::task::block_in_place(|| self.ensure_resolver(id, netns)) {
                 tracing::warn!("dns for {id}: {e}");
             }
         }
-        if let Err(e) = self.apply_firewall() {
+        if let Err(e) = tokio::task::block_in_place(|| self.apply_firewall()) {
             tracing::error!("firewall: {e}");
         }
         // Host ends left on berth's bridges that no endpoint names (a run whose end was
