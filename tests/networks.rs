@@ -1153,10 +1153,22 @@ fn internal_networks_and_disconnect_release_ports() {
     assert!(!rules.contains("18095"), "{rules}");
     // As dockerd: a stopped container does not keep its network; its next start fails.
     ok(b.docker_out(&["network", "create", "gone-soon"]));
-    ok(b.docker_out(&["create", "--name", "st1", "--network", "gone-soon", "busybox", "true"]));
+    ok(b.docker_out(&[
+        "create",
+        "--name",
+        "st1",
+        "--network",
+        "gone-soon",
+        "busybox",
+        "true",
+    ]));
     ok(b.docker_out(&["network", "rm", "gone-soon"]));
     let o = b.docker_out(&["start", "st1"]);
-    assert!(!o.status.success() && stderr(&o).contains("not found"), "{}", stderr(&o));
+    assert!(
+        !o.status.success() && stderr(&o).contains("not found"),
+        "{}",
+        stderr(&o)
+    );
     // A user's address outside the subnet is refused.
     let o = b.docker_out(&["network", "connect", "--ip", "10.99.0.5", "pub", "pw"]);
     assert!(

@@ -285,6 +285,17 @@ struct HandedPort {
 /// the proxy has taken its sockets (blocking, for at most a few seconds: call it off the
 /// async workers). The process is berthd's child until berthd restarts: [`stop`] reaps it.
 pub fn spawn(exe: &Path, ports: Vec<(PortSpec, OwnedFd)>) -> Result<ProxyProcess, NetworkError> {
+    spawn_owned(exe, "", ports)
+}
+
+/// [`spawn`], with `owner` as one more argument the proxy ignores: berthd names the container
+/// there (`<data-root>/network/<container-id>`), so that it can find a proxy it started but
+/// did not get to record (see [`owned_by`]).
+pub fn spawn_owned(
+    exe: &Path,
+    owner: &str,
+    ports: Vec<(PortSpec, OwnedFd)>,
+) -> Result<ProxyProcess, NetworkError> {
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| NetworkError::io("create the proxy readiness pipe", e.into()))?;
     // The child's descriptors: the sockets at 3, 4, …, then the readiness pipe.
@@ -307,9 +318,11 @@ pub fn spawn(exe: &Path, ports: Vec<(PortSpec, OwnedFd)>) -> Result<ProxyProcess
     let base = 3 + sources.len() as RawFd;
     let mut parked: Vec<RawFd> = vec![-1; sources.len()];
     let mut cmd = Command::new(exe);
-    cmd.arg(SUBCOMMAND)
-        .arg(&json)
-        .env_clear()
+    cmd.arg(SUBCOMMAND).arg(&json);
+    if !owner.is_empty() {
+        cmd.arg(owner);
+    }
+    cmd.env_clear()
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -424,6 +437,32 @@ fn proc_state(pid: i32) -> Option<(char, u64)> {
     let state = fields.next()?.chars().next()?;
     let start = fields.nth(18)?.parse().ok()?;
     Some((state, start))
+}
+
+/// The running proxies whose owner argument starts with `prefix`: (pid, owner).
+pub fn owned_by(prefix: &str) -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.get(1).copied() != Some(SUBCOMMAND.as_bytes()) {
+            continue;
+        }
+        if let Some(owner) = args.get(3).and_then(|o| std::str::from_utf8(o).ok()) {
+            if owner.starts_with(prefix) {
+                out.push((pid, owner.to_string()));
+            }
+        }
+    }
+    out
 }
 
 /// Whether the proxy still runs: its pid is the process that started at its start time, and

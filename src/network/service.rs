@@ -979,7 +979,9 @@ impl NetworkService {
             .iter()
             .any(|a| a.endpoint.gateway_v4.is_some());
         let a = self.add_endpoint(req, nreq, &ifname, !has_gw).await?;
-        if let Err(e) = tokio::task::block_in_place(|| self.ensure_resolver(&req.container_id, &req.netns)) {
+        if let Err(e) =
+            tokio::task::block_in_place(|| self.ensure_resolver(&req.container_id, &req.netns))
+        {
             tracing::warn!("dns for {}: {e}", req.container_id);
         }
         Ok(a)
@@ -1306,7 +1308,12 @@ impl NetworkService {
             proxy: None,
         };
         if self.opts.userland_proxy {
-            state.proxy = Some(proxy::spawn(&self.exe, bound)?);
+            let p_id = container_id.to_string();
+            state.proxy = Some(proxy::spawn_owned(
+                &self.exe,
+                &self.proxy_owner(&p_id),
+                bound,
+            )?);
         } else {
             drop(bound);
         }
@@ -1320,6 +1327,31 @@ impl NetworkService {
             .ports
             .insert(container_id.to_string(), state);
         self.apply_firewall()
+    }
+
+    /// The owner argument of a container's proxy (see [`proxy::spawn_owned`]).
+    fn proxy_owner(&self, container_id: &str) -> String {
+        format!("{}/{container_id}", self.root.display())
+    }
+
+    /// Proxies berthd started but never recorded (it died between the two): they hold host
+    /// ports nothing will release. Killed.
+    fn kill_unrecorded_proxies(&self) {
+        let prefix = format!("{}/", self.root.display());
+        let known: HashSet<i32> = lock(&self.state)
+            .ports
+            .values()
+            .filter_map(|p| p.proxy.map(|x| x.pid))
+            .collect();
+        for (pid, owner) in proxy::owned_by(&prefix) {
+            if !known.contains(&pid) {
+                tracing::info!("stop unrecorded port proxy {pid} ({owner})");
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
     }
 
     /// A running container's proxy that died (while berthd was away): bind its ports again
@@ -1337,7 +1369,12 @@ impl NetworkService {
             let (fd, _) = proxy::bind(&spec)?;
             bound.push((spec, fd));
         }
-        p.proxy = Some(proxy::spawn(&self.exe, bound)?);
+        let p_id = p.container_id.clone();
+        p.proxy = Some(proxy::spawn_owned(
+            &self.exe,
+            &self.proxy_owner(&p_id),
+            bound,
+        )?);
         self.save_ports(&p)?;
         lock(&self.state).ports.insert(p.container_id.clone(), p);
         Ok(())
@@ -1441,11 +1478,14 @@ impl NetworkService {
         for id in &stale {
             self.leave(id).await;
         }
+        self.kill_unrecorded_proxies();
         // Proxies of running containers that died while berthd was away come back.
         let dead: Vec<PortState> = lock(&self.state)
             .ports
             .values()
-            .filter(|p| p.proxy.as_ref().is_some_and(|px| !proxy::alive(px)))
+            .filter(|p| {
+                self.opts.userland_proxy && p.proxy.as_ref().is_some_and(|px| !proxy::alive(px))
+            })
             .cloned()
             .collect();
         for p in dead {
