@@ -1019,11 +1019,24 @@ fn ipv6_events_and_a_container_on_port_53() {
         "10.212.0.0/24",
         "v6net",
     ]));
-    let cfg = inspect(&b, "v6net", "{{json .IPAM.Config}} {{.EnableIPv6}}");
+    // The CLI sends the pools in no fixed order.
+    let cfg: serde_json::Value =
+        serde_json::from_str(&inspect(&b, "v6net", "{{json .IPAM.Config}}")).unwrap();
+    let mut subnets: Vec<String> = cfg
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    subnets.sort();
     assert_eq!(
-        cfg,
-        r#"[{"Subnet":"fd00:77::/64"},{"Subnet":"10.212.0.0/24"}] true"#
+        subnets,
+        [
+            r#"{"Subnet":"10.212.0.0/24"}"#,
+            r#"{"Subnet":"fd00:77::/64"}"#
+        ]
     );
+    assert_eq!(inspect(&b, "v6net", "{{.EnableIPv6}}"), "true");
     ok(b.docker_out(&[
         "run",
         "-d",

@@ -111,6 +111,13 @@ pub struct NetworkService {
     /// Join, leave, create and remove change links and the firewall one at a time.
     op: tokio::sync::Mutex<()>,
     me: Weak<NetworkService>,
+    /// Applies of the firewall table one at a time (each computes the state it applies, so
+    /// the last one to run holds the newest).
+    fw_lock: Mutex<()>,
+    /// Background applies (network create and remove): requested and done generations.
+    fw_requested: std::sync::atomic::AtomicU64,
+    fw_applied: tokio::sync::watch::Sender<u64>,
+    fw_wake: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -196,7 +203,30 @@ impl NetworkService {
             resolvers: Mutex::new(HashMap::new()),
             op: tokio::sync::Mutex::new(()),
             me: me.clone(),
+            fw_lock: Mutex::new(()),
+            fw_requested: std::sync::atomic::AtomicU64::new(0),
+            fw_applied: tokio::sync::watch::channel(0).0,
+            fw_wake: tokio::sync::Notify::new(),
         });
+        {
+            // The background applier (for the daemon's lifetime): coalesces requests and
+            // applies the newest state.
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                loop {
+                    svc.fw_wake.notified().await;
+                    let target = svc.fw_requested.load(std::sync::atomic::Ordering::SeqCst);
+                    let s2 = svc.clone();
+                    let r = tokio::task::spawn_blocking(move || s2.apply_firewall()).await;
+                    match r {
+                        Ok(Err(e)) => tracing::error!("firewall: {e}"),
+                        Err(e) => tracing::error!("firewall task: {e}"),
+                        Ok(Ok(())) => {}
+                    }
+                    svc.fw_applied.send_replace(target);
+                }
+            });
+        }
         svc.predefine().await?;
         if svc.opts.ip_forward {
             if let Err(e) = super::netlink::set_sysctl("net/ipv4/ip_forward", "1") {
@@ -536,8 +566,25 @@ impl NetworkService {
         }
     }
 
+    /// Ask the background applier for the current state, without waiting (network create and
+    /// remove: no container depends on those rules yet).
+    fn request_apply(&self) {
+        self.fw_requested
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.fw_wake.notify_one();
+    }
+
+    /// Wait until every apply requested so far is done (a joining container needs its
+    /// network's rules).
+    async fn firewall_settled(&self) {
+        let want = self.fw_requested.load(std::sync::atomic::Ordering::SeqCst);
+        let mut rx = self.fw_applied.subscribe();
+        let _ = rx.wait_for(|done| *done >= want).await;
+    }
+
     /// Blocking (runs `nft`): async callers wrap it in `block_in_place`.
     fn apply_firewall(&self) -> Result<(), NetworkError> {
+        let _one_at_a_time = lock(&self.fw_lock);
         self.fw.apply(&self.fw_state())
     }
 
@@ -793,9 +840,8 @@ impl NetworkService {
             return Err(e);
         }
         lock(&self.state).nets.insert(r.id.clone(), r.clone());
-        if let Err(e) = tokio::task::block_in_place(|| self.apply_firewall()) {
-            tracing::error!("firewall after creating network {}: {e}", r.name);
-        }
+        // In the background: containers that join wait for it (`firewall_settled`).
+        self.request_apply();
         self.publish("create", &r, &[]);
         Ok(r)
     }
@@ -822,11 +868,14 @@ impl NetworkService {
         let path = self.root.join(format!("{}.json", r.id));
         fs::remove_file(&path).map_err(io_err(format!("remove {}", path.display())))?;
         lock(&self.state).nets.remove(&r.id);
-        if let Err(e) = tokio::task::block_in_place(|| self.apply_firewall()) {
-            tracing::error!("firewall after removing network {}: {e}", r.name);
-        }
+        self.request_apply();
         let mut owned = self.owned_bridges();
-        if owned.contains(&r.bridge) {
+        if owned.contains(&r.bridge) && r.bridge.starts_with("br-") {
+            // A `br-<id>` name is never made again: the kernel's teardown (tens of ms) goes
+            // on in the background; the name stays in bridges.json until the next start,
+            // which deletes it if it is still there.
+            self.netlink.delete_link_detached(&r.bridge);
+        } else if owned.contains(&r.bridge) {
             match self.netlink.delete_link(&r.bridge).await {
                 Ok(()) => {
                     owned.remove(&r.bridge);
@@ -929,6 +978,7 @@ impl NetworkService {
     }
 
     async fn join_locked(&self, req: &JoinRequest) -> Result<Vec<Attached>, NetworkError> {
+        self.firewall_settled().await;
         let mut out = Vec::new();
         let mut gateway_given = false;
         for (i, nreq) in req.networks.iter().enumerate() {
