@@ -1678,9 +1678,12 @@ impl NetworkService {
 
 /// The nameservers of the host's `/etc/resolv.conf`.
 pub fn host_nameservers() -> Vec<IpAddr> {
-    fs::read_to_string("/etc/resolv.conf")
-        .unwrap_or_default()
-        .lines()
+    parse_nameservers(&fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
+}
+
+/// The `nameserver` lines of a resolv.conf (a zone after `%` dropped).
+fn parse_nameservers(text: &str) -> Vec<IpAddr> {
+    text.lines()
         .filter_map(|l| {
             let mut it = l.split_whitespace();
             (it.next() == Some("nameserver"))
@@ -1795,4 +1798,70 @@ fn parse_pool(p: &PoolRequest) -> Result<Pool, NetworkError> {
         user_gateway,
         last: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::errors::{ErrorKind, Kinded};
+
+    #[test]
+    fn network_names_follow_dockerd() {
+        for ok in ["a", "my-net", "n_1.x", "9net"] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-net", ".x", "a b", "a/b"] {
+            let e = validate_name(bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidParameter, "{bad}");
+        }
+    }
+
+    #[test]
+    fn pools_are_checked_against_their_subnet() {
+        let req = |subnet: &str, range: Option<&str>, gw: Option<&str>, aux: &[(&str, &str)]| {
+            parse_pool(&PoolRequest {
+                subnet: Some(subnet.to_string()),
+                ip_range: range.map(str::to_string),
+                gateway: gw.map(str::to_string),
+                aux: aux
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            })
+        };
+        let p = req(
+            "10.1.0.0/16",
+            Some("10.1.5.0/24"),
+            None,
+            &[("a", "10.1.0.9")],
+        )
+        .unwrap();
+        assert_eq!(p.gateway.to_string(), "10.1.5.0");
+        assert!(p.user_subnet && !p.user_gateway);
+        let p = req("10.1.0.0/16", None, Some("10.1.0.254"), &[]).unwrap();
+        assert_eq!(p.gateway.to_string(), "10.1.0.254");
+        assert!(p.user_gateway);
+        let e = req("10.1.0.1/16", None, None, &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid subnet 10.1.0.1/16: it should be 10.1.0.0/16"
+        );
+        assert!(req("10.1.0.0/16", Some("10.2.0.0/24"), None, &[]).is_err());
+        assert!(req("10.1.0.0/16", None, Some("10.2.0.1"), &[]).is_err());
+        assert!(req("10.1.0.0/16", None, None, &[("a", "10.2.0.9")]).is_err());
+        assert!(req("nonsense", None, None, &[]).is_err());
+        let v6 = req("fd00:1::/64", None, None, &[]).unwrap();
+        assert_eq!(v6.gateway.to_string(), "fd00:1::1");
+    }
+
+    #[test]
+    fn nameservers_skip_comments_and_zones() {
+        let text = "# nameserver 1.1.1.1\nsearch x\nnameserver 10.0.0.2\nnameserver fe80::1%eth0\n\
+                    nameserver bogus\n nameserver 10.0.0.3\n";
+        let got: Vec<String> = parse_nameservers(text)
+            .iter()
+            .map(|i| i.to_string())
+            .collect();
+        assert_eq!(got, ["10.0.0.2", "fe80::1", "10.0.0.3"]);
+    }
 }
