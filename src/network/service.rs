@@ -118,6 +118,8 @@ pub struct NetworkService {
     fw_requested: std::sync::atomic::AtomicU64,
     fw_applied: tokio::sync::watch::Sender<u64>,
     fw_wake: tokio::sync::Notify,
+    /// Networks created since the last background apply: the generation that holds them.
+    fw_pending: Mutex<HashMap<String, u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -207,6 +209,7 @@ impl NetworkService {
             fw_requested: std::sync::atomic::AtomicU64::new(0),
             fw_applied: tokio::sync::watch::channel(0).0,
             fw_wake: tokio::sync::Notify::new(),
+            fw_pending: Mutex::new(HashMap::new()),
         });
         {
             // The background applier (for the daemon's lifetime): coalesces requests and
@@ -568,18 +571,28 @@ impl NetworkService {
 
     /// Ask the background applier for the current state, without waiting (network create and
     /// remove: no container depends on those rules yet).
-    fn request_apply(&self) {
-        self.fw_requested
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    fn request_apply(&self) -> u64 {
+        let g = self
+            .fw_requested
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
         self.fw_wake.notify_one();
+        g
     }
 
-    /// Wait until every apply requested so far is done (a joining container needs its
-    /// network's rules).
-    async fn firewall_settled(&self) {
-        let want = self.fw_requested.load(std::sync::atomic::Ordering::SeqCst);
-        let mut rx = self.fw_applied.subscribe();
-        let _ = rx.wait_for(|done| *done >= want).await;
+    /// Wait until the rules of the networks `ids` are in (a network created a moment ago
+    /// waits for its background apply; others do not wait at all).
+    async fn firewall_settled(&self, ids: &[String]) {
+        let done = *self.fw_applied.borrow();
+        let want = {
+            let mut pending = lock(&self.fw_pending);
+            pending.retain(|_, g| *g > done);
+            ids.iter().filter_map(|id| pending.get(id).copied()).max()
+        };
+        if let Some(want) = want {
+            let mut rx = self.fw_applied.subscribe();
+            let _ = rx.wait_for(|done| *done >= want).await;
+        }
     }
 
     /// Blocking (runs `nft`): async callers wrap it in `block_in_place`.
@@ -840,8 +853,9 @@ impl NetworkService {
             return Err(e);
         }
         lock(&self.state).nets.insert(r.id.clone(), r.clone());
-        // In the background: containers that join wait for it (`firewall_settled`).
-        self.request_apply();
+        // In the background: containers that join it wait for that (`firewall_settled`).
+        let g = self.request_apply();
+        lock(&self.fw_pending).insert(r.id.clone(), g);
         self.publish("create", &r, &[]);
         Ok(r)
     }
@@ -978,7 +992,12 @@ impl NetworkService {
     }
 
     async fn join_locked(&self, req: &JoinRequest) -> Result<Vec<Attached>, NetworkError> {
-        self.firewall_settled().await;
+        let ids: Vec<String> = req
+            .networks
+            .iter()
+            .filter_map(|n| self.find(&n.network).ok().map(|r| r.id))
+            .collect();
+        self.firewall_settled(&ids).await;
         let mut out = Vec::new();
         let mut gateway_given = false;
         for (i, nreq) in req.networks.iter().enumerate() {
@@ -1016,6 +1035,7 @@ impl NetworkService {
             .first()
             .ok_or_else(|| NetworkError::invalid("no network to connect"))?;
         let n = self.find(&nreq.network)?;
+        self.firewall_settled(std::slice::from_ref(&n.id)).await;
         if n.endpoints.contains_key(&req.container_id) {
             return Err(NetworkError::forbidden(format!(
                 "endpoint with name {} already exists in network {}",
