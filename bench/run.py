@@ -754,9 +754,10 @@ def main():
     if args.install_anchors:
         subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "docker.io", "podman", "wrk"],
                        check=True, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-    berthd = args.berthd or os.path.join(TOP, "target", "release", "berthd")
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(TOP, "target")
+    berthd = args.berthd or os.path.join(target, "release", "berthd")
     if not os.path.exists(berthd):
-        debug = os.path.join(TOP, "target", "debug", "berthd")
+        debug = os.path.join(target, "debug", "berthd")
         if args.quick and os.path.exists(debug):
             berthd = debug
         else:
