@@ -21,7 +21,7 @@ use crate::errors::{ErrorKind, Kinded};
 use crate::network::firewall::Proto;
 use crate::network::service::{Attached, EndpointRequest, JoinRequest, PortRequest};
 use crate::network::NetworkError;
-use crate::util::fs::atomic_write;
+use crate::util::fs::replace_file;
 
 impl From<NetworkError> for ContainerError {
     fn from(e: NetworkError) -> Self {
@@ -214,8 +214,9 @@ impl ContainerManager {
                 hosts.push_str(&format!("{ip}\t{hostname}\n"));
             }
         }
+        // Remade at every start: replaced atomically, not fsynced.
         let write = |p: &str, s: &str| {
-            atomic_write(std::path::Path::new(p), s.as_bytes(), 0o644)
+            replace_file(std::path::Path::new(p), s.as_bytes(), 0o644)
                 .map_err(|e| ContainerError::io(format!("write {p}"), e))
         };
         write(&r.hosts_path, &hosts)?;

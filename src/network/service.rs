@@ -1478,8 +1478,9 @@ impl NetworkService {
             .collect();
         for id in ids {
             if let Some((n, e)) = self.forget_endpoint(&id, container_id) {
-                // Gone with the namespace usually; a leftover host end is deleted.
-                let _ = self.netlink.delete_link(&e.host_veth).await;
+                // The pair goes with the namespace; the host end is deleted as well, without
+                // waiting for the kernel's teardown (its random name is never reused).
+                self.netlink.delete_link_detached(&e.host_veth);
                 self.publish("disconnect", &n, &[("container", container_id.to_string())]);
             }
         }
