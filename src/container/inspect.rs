@@ -326,6 +326,38 @@ pub fn dir_size(root: &Path) -> i64 {
     total
 }
 
+/// The deprecated top-level `NetworkSettings` fields the v1.51 spec still has (and clients
+/// such as docker-py scripts still read): the default bridge's endpoint, empty otherwise.
+fn legacy_network_fields(
+    ns: &mut serde_json::Map<String, Value>,
+    bridge: Option<&EndpointSettings>,
+) {
+    let text = |v: Option<&String>| Value::String(v.cloned().unwrap_or_default());
+    let e = bridge.cloned().unwrap_or_default();
+    let fields = [
+        ("Bridge", Value::String(String::new())),
+        ("HairpinMode", Value::Bool(false)),
+        ("LinkLocalIPv6Address", Value::String(String::new())),
+        ("LinkLocalIPv6PrefixLen", Value::from(0)),
+        ("SecondaryIPAddresses", Value::Null),
+        ("SecondaryIPv6Addresses", Value::Null),
+        ("EndpointID", text(e.endpoint_id.as_ref())),
+        ("Gateway", text(e.gateway.as_ref())),
+        ("GlobalIPv6Address", text(e.global_ipv6_address.as_ref())),
+        (
+            "GlobalIPv6PrefixLen",
+            Value::from(e.global_ipv6_prefix_len.unwrap_or(0)),
+        ),
+        ("IPAddress", text(e.ip_address.as_ref())),
+        ("IPPrefixLen", Value::from(e.ip_prefix_len.unwrap_or(0))),
+        ("IPv6Gateway", text(e.ipv6_gateway.as_ref())),
+        ("MacAddress", text(e.mac_address.as_ref())),
+    ];
+    for (k, v) in fields {
+        ns.entry(k).or_insert(v);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,37 +441,5 @@ mod tests {
             ]]
         );
         assert!(parse_ps("A B\n", &[]).is_err());
-    }
-}
-
-/// The deprecated top-level `NetworkSettings` fields the v1.51 spec still has (and clients
-/// such as docker-py scripts still read): the default bridge's endpoint, empty otherwise.
-fn legacy_network_fields(
-    ns: &mut serde_json::Map<String, Value>,
-    bridge: Option<&EndpointSettings>,
-) {
-    let text = |v: Option<&String>| Value::String(v.cloned().unwrap_or_default());
-    let e = bridge.cloned().unwrap_or_default();
-    let fields = [
-        ("Bridge", Value::String(String::new())),
-        ("HairpinMode", Value::Bool(false)),
-        ("LinkLocalIPv6Address", Value::String(String::new())),
-        ("LinkLocalIPv6PrefixLen", Value::from(0)),
-        ("SecondaryIPAddresses", Value::Null),
-        ("SecondaryIPv6Addresses", Value::Null),
-        ("EndpointID", text(e.endpoint_id.as_ref())),
-        ("Gateway", text(e.gateway.as_ref())),
-        ("GlobalIPv6Address", text(e.global_ipv6_address.as_ref())),
-        (
-            "GlobalIPv6PrefixLen",
-            Value::from(e.global_ipv6_prefix_len.unwrap_or(0)),
-        ),
-        ("IPAddress", text(e.ip_address.as_ref())),
-        ("IPPrefixLen", Value::from(e.ip_prefix_len.unwrap_or(0))),
-        ("IPv6Gateway", text(e.ipv6_gateway.as_ref())),
-        ("MacAddress", text(e.mac_address.as_ref())),
-    ];
-    for (k, v) in fields {
-        ns.entry(k).or_insert(v);
     }
 }

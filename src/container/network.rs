@@ -275,10 +275,7 @@ impl ContainerManager {
 
     /// A legacy `--link name:alias`: the alias and the linked container's default-bridge IP.
     fn link_target(&self, link: &str) -> Option<(String, IpAddr)> {
-        let (name, alias) = match link.split_once(':') {
-            Some((n, a)) => (n.trim_start_matches('/'), a.rsplit('/').next().unwrap_or(a)),
-            None => (link.trim_start_matches('/'), link.trim_start_matches('/')),
-        };
+        let (name, alias) = parse_link(link);
         let c = self.get(name).ok()?;
         let ip = self
             .network
@@ -300,10 +297,7 @@ impl ContainerManager {
     pub(super) fn link_env(&self, r: &Record) -> Vec<String> {
         let mut env = Vec::new();
         for link in r.host_config.links.iter().flatten() {
-            let (name, alias) = match link.split_once(':') {
-                Some((n, a)) => (n.trim_start_matches('/'), a.rsplit('/').next().unwrap_or(a)),
-                None => (link.trim_start_matches('/'), link.trim_start_matches('/')),
-            };
+            let (name, alias) = parse_link(link);
             let Ok(c) = self.get(name) else { continue };
             let other = c.record();
             let Some(ip) = self
@@ -481,6 +475,14 @@ impl ContainerManager {
 
     pub fn network_service(&self) -> &Arc<crate::network::service::NetworkService> {
         &self.network
+    }
+}
+
+/// A legacy `--link name:alias` (`/name:/me/alias` as the API stores it): name and alias.
+fn parse_link(link: &str) -> (&str, &str) {
+    match link.split_once(':') {
+        Some((n, a)) => (n.trim_start_matches('/'), a.rsplit('/').next().unwrap_or(a)),
+        None => (link.trim_start_matches('/'), link.trim_start_matches('/')),
     }
 }
 

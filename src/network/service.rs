@@ -1042,12 +1042,9 @@ impl NetworkService {
                 req.container_name, n.name
             )));
         }
-        let index = self.attached(&req.container_id).len();
-        let ifname = self.free_ifname(&req.container_id, index);
-        let has_gw = self
-            .attached(&req.container_id)
-            .iter()
-            .any(|a| a.endpoint.gateway_v4.is_some());
+        let attached = self.attached(&req.container_id);
+        let ifname = self.free_ifname(&req.container_id, attached.len());
+        let has_gw = attached.iter().any(|a| a.endpoint.gateway_v4.is_some());
         let a = self.add_endpoint(req, nreq, &ifname, !has_gw).await?;
         if let Err(e) =
             tokio::task::block_in_place(|| self.ensure_resolver(&req.container_id, &req.netns))
@@ -1096,92 +1093,29 @@ impl NetworkService {
                 .get_mut(&n.id)
                 .ok_or_else(|| NetworkError::no_such_network(&nreq.network))?;
             let taken = net.taken();
-            let mut ipv4 = None;
-            let mut prefix_v4 = 0;
-            let mut gw4 = None;
-            if let Some(pi) = net
-                .pools
-                .iter()
-                .position(|p| matches!(p.subnet, IpNet::V4(_)))
+            let (mut ipv4, mut prefix_v4, mut gw4) = (None, 0, None);
+            if let Some((ip, prefix, gw)) =
+                allocate(net, false, nreq.ipv4.map(IpAddr::V4), &taken, may_route)?
             {
-                let pool = &net.pools[pi];
-                let ip = match nreq.ipv4 {
-                    Some(want) => {
-                        let w = IpAddr::V4(want);
-                        if !ipam::usable(&pool.subnet, w) {
-                            return Err(NetworkError::invalid(format!(
-                                "invalid address {want}: It does not belong to any of this network's subnets"
-                            )));
-                        }
-                        if taken.contains(&w) {
-                            return Err(NetworkError::forbidden("Address already in use"));
-                        }
-                        w
-                    }
-                    None => {
-                        ipam::next_free(&pool.subnet, pool.ip_range.as_ref(), &taken, pool.last)
-                            .ok_or_else(|| {
-                                NetworkError::forbidden(format!(
-                            "no available IPv4 addresses on this network's address pools: {} ({})",
-                            net.name, net.id
-                        ))
-                            })?
-                    }
-                };
-                if nreq.ipv4.is_none() {
-                    net.pools[pi].last = Some(ip);
-                }
                 if let IpAddr::V4(v) = ip {
                     ipv4 = Some(v);
                 }
-                prefix_v4 = net.pools[pi].subnet.prefix_len();
-                if !net.internal && may_route {
-                    if let IpAddr::V4(g) = net.pools[pi].gateway {
-                        gw4 = Some(g);
-                    }
+                prefix_v4 = prefix;
+                if let Some(IpAddr::V4(g)) = gw {
+                    gw4 = Some(g);
                 }
             }
-            let mut ipv6 = None;
-            let mut prefix_v6 = 0;
-            let mut gw6 = None;
+            let (mut ipv6, mut prefix_v6, mut gw6) = (None, 0, None);
             if net.enable_ipv6 {
-                if let Some(pi) = net
-                    .pools
-                    .iter()
-                    .position(|p| matches!(p.subnet, IpNet::V6(_)))
+                if let Some((ip, prefix, gw)) =
+                    allocate(net, true, nreq.ipv6.map(IpAddr::V6), &taken, may_route)?
                 {
-                    let pool = &net.pools[pi];
-                    let ip = match nreq.ipv6 {
-                        Some(want) => {
-                            let w = IpAddr::V6(want);
-                            if !ipam::usable(&pool.subnet, w) {
-                                return Err(NetworkError::invalid(format!(
-                                    "invalid address {want}: It does not belong to any of this network's subnets"
-                                )));
-                            }
-                            if taken.contains(&w) {
-                                return Err(NetworkError::forbidden("Address already in use"));
-                            }
-                            w
-                        }
-                        None => {
-                            ipam::next_free(&pool.subnet, pool.ip_range.as_ref(), &taken, pool.last)
-                                .ok_or_else(|| {
-                                    NetworkError::forbidden("no available IPv6 addresses")
-                                })?
-                        }
-                    };
-                    if nreq.ipv6.is_none() {
-                        net.pools[pi].last = Some(ip);
-                    }
                     if let IpAddr::V6(v) = ip {
                         ipv6 = Some(v);
                     }
-                    prefix_v6 = net.pools[pi].subnet.prefix_len();
-                    if !net.internal && may_route {
-                        if let IpAddr::V6(g) = net.pools[pi].gateway {
-                            gw6 = Some(g);
-                        }
+                    prefix_v6 = prefix;
+                    if let Some(IpAddr::V6(g)) = gw {
+                        gw6 = Some(g);
                     }
                 }
             }
@@ -1732,6 +1666,61 @@ impl NameTable for Names {
             .map(|s| s.upstreams_for(asker))
             .unwrap_or_default()
     }
+}
+
+/// An endpoint's address on the network's IPv4 (or IPv6) pool: the user's (`want`, checked
+/// against the subnet and the taken addresses) or the next free one after the pool's last
+/// (which it becomes). Returns the address, the subnet's prefix and the gateway it routes
+/// through (none on internal networks or when `may_route` is off); `None` without such a pool.
+fn allocate(
+    net: &mut NetworkRecord,
+    v6: bool,
+    want: Option<IpAddr>,
+    taken: &std::collections::BTreeSet<IpAddr>,
+    may_route: bool,
+) -> Result<Option<(IpAddr, u8, Option<IpAddr>)>, NetworkError> {
+    let Some(pi) = net
+        .pools
+        .iter()
+        .position(|p| matches!(p.subnet, IpNet::V6(_)) == v6)
+    else {
+        return Ok(None);
+    };
+    let pool = &net.pools[pi];
+    let ip = match want {
+        Some(w) => {
+            if !ipam::usable(&pool.subnet, w) {
+                return Err(NetworkError::invalid(format!(
+                    "invalid address {w}: It does not belong to any of this network's subnets"
+                )));
+            }
+            if taken.contains(&w) {
+                return Err(NetworkError::forbidden("Address already in use"));
+            }
+            w
+        }
+        None => ipam::next_free(&pool.subnet, pool.ip_range.as_ref(), taken, pool.last)
+            .ok_or_else(|| {
+                if v6 {
+                    NetworkError::forbidden("no available IPv6 addresses")
+                } else {
+                    NetworkError::forbidden(format!(
+                        "no available IPv4 addresses on this network's address pools: {} ({})",
+                        net.name, net.id
+                    ))
+                }
+            })?,
+    };
+    let pool = &mut net.pools[pi];
+    if want.is_none() {
+        pool.last = Some(ip);
+    }
+    let (prefix, gateway) = (pool.subnet.prefix_len(), pool.gateway);
+    Ok(Some((
+        ip,
+        prefix,
+        (!net.internal && may_route).then_some(gateway),
+    )))
 }
 
 /// dockerd's network name check.

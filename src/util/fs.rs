@@ -15,6 +15,19 @@ pub const TEMP_PREFIX: &str = ".tmp-";
 
 /// Write `data` to `path` atomically with the given mode.
 pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    write_and_rename(path, data, mode, true)
+}
+
+/// Replace `path` with `data` (temporary file and rename, no fsync): for files that are
+/// remade at every start (a run's `/etc/hosts`), where a `kill -9` must not tear them but
+/// durability across a power loss buys nothing.
+pub fn replace_file(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    write_and_rename(path, data, mode, false)
+}
+
+/// A temporary file beside `path`, renamed over it; with `durable`, the file and then the
+/// directory are fsynced as well.
+fn write_and_rename(path: &Path, data: &[u8], mode: u32, durable: bool) -> io::Result<()> {
     let dir = path.parent().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -42,40 +55,15 @@ pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
             .open(&tmp)?;
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         drop(f);
         fs::rename(&tmp, path)?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Replace `path` with `data` (temporary file and rename, no fsync): for files that are
-/// remade at every start (a run's `/etc/hosts`), where a `kill -9` must not tear them but
-/// durability across a power loss buys nothing.
-pub fn replace_file(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path.parent().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{} has no parent directory", path.display()),
-        )
-    })?;
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!("{TEMP_PREFIX}{name}-{}", std::process::id()));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.write_all(data)?;
-        drop(f);
-        fs::rename(&tmp, path)
+        if durable {
+            sync_dir(dir)?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
