@@ -201,6 +201,12 @@ impl ContainerManager {
         });
     }
 
+    /// Forget an ended exec's record at once (a health probe's: dockerd keeps no trace of
+    /// them either, and one a second would otherwise pile up for five minutes).
+    pub(super) fn forget_exec(&self, id: &str) {
+        lock(&self.execs).remove(id);
+    }
+
     /// `POST /containers/{id}/exec`.
     pub fn exec_create(&self, name: &str, cfg: ExecConfig) -> Result<String, ContainerError> {
         let c = self.get(name)?;
@@ -321,7 +327,7 @@ impl ContainerManager {
     }
 
     /// Resolves to the exit code once the exec has ended (at most `timeout`).
-    async fn exec_wait(&self, id: &str, timeout: Duration) -> Option<i64> {
+    pub(super) async fn exec_wait(&self, id: &str, timeout: Duration) -> Option<i64> {
         let exec = self.exec_get(id).ok()?;
         let mut rx = exec.done.subscribe();
         let wait = async {

@@ -65,6 +65,8 @@ pub struct Container {
     pub(super) started: Mutex<Option<Instant>>,
     /// Bumped on every start, so that an old watcher cannot act on a new run.
     pub(super) generation: Mutex<u64>,
+    /// The running health monitor's stop handle (dropping it stops the monitor).
+    pub(super) health: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -312,6 +314,7 @@ impl ContainerManager {
             backoff: Mutex::new(None),
             started: Mutex::new(None),
             generation: Mutex::new(0),
+            health: Mutex::new(None),
         })
     }
 }

@@ -8,6 +8,7 @@ pub mod backend;
 pub mod commit;
 pub mod create;
 pub mod exec;
+pub mod health;
 pub mod inspect;
 pub mod list;
 pub mod logs;

@@ -159,6 +159,7 @@ impl ContainerManager {
         });
         self.publish(&c.record(), "start");
         self.spawn_watcher(c.clone(), watch, generation);
+        self.health_init(c);
         Ok(())
     }
 

@@ -176,6 +176,20 @@ impl Runtime {
             .map(drop)
     }
 
+    /// Send `signal` to one of the container's exec processes.
+    pub async fn signal_exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        signal: i32,
+    ) -> Result<(), RuntimeError> {
+        let req = Request::KillExec {
+            exec_id: exec_id.to_string(),
+            signal,
+        };
+        client::request_ok(&self.state_dir(id), req).await.map(drop)
+    }
+
     /// Freeze the container's processes.
     pub async fn pause(&self, id: &str) -> Result<(), RuntimeError> {
         client::request_ok(&self.state_dir(id), Request::Pause)

@@ -60,6 +60,13 @@ pub enum Request {
     Kill {
         signal: i32,
     },
+    /// Signal one exec process (a health probe past its timeout). A request of its own, not a
+    /// field of `Kill`: a supervisor from before it existed refuses it instead of signalling
+    /// the container's init.
+    KillExec {
+        exec_id: String,
+        signal: i32,
+    },
     Pause,
     Resume,
     Resize {
