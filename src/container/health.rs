@@ -309,6 +309,9 @@ impl ContainerManager {
                 _ = &mut stop => return,
                 r = self.run_probe(&c, &probe) => r,
             };
+            if let Some(m) = self.metrics.get() {
+                m.health_check(result.is_err());
+            }
             let (exit_code, output) = result.unwrap_or_else(|e| (-1, e));
             // Stopped meanwhile: the result is not recorded (moby's `handleProbeResult`).
             if !matches!(stop.try_recv(), Err(oneshot::error::TryRecvError::Empty)) {

@@ -31,6 +31,14 @@ pub struct ManagerConfig {
     pub ncpu: i64,
 }
 
+/// What the manager reports to the daemon's metrics: moby's `container_actions` timings
+/// (`create`, `start`, `delete`, `commit`, `changes`) and health check counts.
+pub trait ManagerMetrics: Send + Sync {
+    fn container_action(&self, action: &'static str, took: Duration);
+    /// One health probe ran; `failed`: it could not run at all (not: the check failed).
+    fn health_check(&self, failed: bool);
+}
+
 /// What waiters see of a container.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
@@ -108,6 +116,8 @@ pub struct ContainerManager {
     pub(super) names: Mutex<HashMap<String, String>>,
     /// Exec instances by ID.
     pub(super) execs: Mutex<super::exec::ExecTable>,
+    /// Where timings and health check counts go, once the daemon has set it.
+    pub(super) metrics: std::sync::OnceLock<Arc<dyn ManagerMetrics>>,
 }
 
 impl ContainerManager {
@@ -129,7 +139,20 @@ impl ContainerManager {
             containers: RwLock::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
+            metrics: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Report timings and health checks to `metrics` from now on.
+    pub fn set_metrics(&self, metrics: Arc<dyn ManagerMetrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    /// A successful `action` that began at `since`.
+    pub(super) fn observe(&self, action: &'static str, since: Instant) {
+        if let Some(m) = self.metrics.get() {
+            m.container_action(action, since.elapsed());
+        }
     }
 
     pub(super) fn container_dir(&self, id: &str) -> PathBuf {

@@ -31,7 +31,7 @@ pub mod volumes;
 
 use crate::errors::{ErrorKind, Kinded};
 
-pub use manager::{ContainerManager, ManagerConfig};
+pub use manager::{ContainerManager, ManagerConfig, ManagerMetrics};
 
 crate::module_error! {
     /// A container-side failure, with Docker's wording where clients parse it.
