@@ -25,8 +25,6 @@ pub struct SupervisorConfig {
     pub lc_root: PathBuf,
     #[serde(flatten)]
     pub io: ProcessIo,
-    /// Create a fresh network namespace (with `lo` up) bind-mounted here before the container.
-    pub netns: Option<PathBuf>,
     /// The container's absolute cgroup path (for the OOM counter).
     pub cgroup_path: String,
 }
