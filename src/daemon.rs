@@ -126,6 +126,8 @@ impl Daemon {
             network.clone(),
             events.clone(),
         );
+        let metrics = Arc::new(Metrics::new());
+        containers.set_metrics(metrics.clone());
         let weak = Arc::downgrade(&containers);
         images.set_usage_check(Box::new(move |image_id| {
             weak.upgrade().and_then(|m| m.image_user(image_id))
@@ -141,7 +143,7 @@ impl Daemon {
             containers,
             volumes,
             network,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             log_control,
             _root_lock: root_lock,
         }))
@@ -497,6 +499,17 @@ impl SystemBackend for Daemon {
             volumes,
             containers,
         })
+    }
+}
+
+/// The container manager's timings and health checks go to the daemon's metrics.
+impl crate::container::ManagerMetrics for Metrics {
+    fn container_action(&self, action: &'static str, took: std::time::Duration) {
+        self.observe_action(action, took.as_secs_f64());
+    }
+
+    fn health_check(&self, failed: bool) {
+        Metrics::health_check(self, failed);
     }
 }
 
