@@ -448,3 +448,63 @@ print("ok")
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert_eq!(stdout(&out).trim(), "ok");
 }
+
+#[test]
+fn compose_waits_for_a_healthy_dependency() {
+    require!(ready(), NOT_READY);
+    require!(
+        common::have_command("docker-compose"),
+        "needs Debian's docker-compose"
+    );
+    let b = berthd_with_busybox(&[]);
+    let dir = b.dir.path().join("proj");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("docker-compose.yml"),
+        r#"version: "2.4"
+services:
+  db:
+    image: busybox
+    command: ["sh", "-c", "sleep 2; touch /ready; exec sleep 1000"]
+    network_mode: none
+    healthcheck:
+      test: ["CMD-SHELL", "[ -f /ready ]"]
+      interval: 1s
+      retries: 30
+  app:
+    image: busybox
+    command: ["sleep", "1000"]
+    network_mode: none
+    depends_on:
+      db:
+        condition: service_healthy
+"#,
+    )
+    .unwrap();
+    let compose = |args: &[&str]| {
+        std::process::Command::new("docker-compose")
+            .current_dir(&dir)
+            .env("DOCKER_HOST", format!("unix://{}", b.socket.display()))
+            .args(["-p", "hc"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = compose(&["up", "-d"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    // app was created only once db had passed its check.
+    let db = health(&b, "hc_db_1");
+    assert_eq!(db["Status"], "healthy", "{db}");
+    let passed = db["Log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ExitCode"] == 0)
+        .map(|r| r["End"].as_str().unwrap().to_string())
+        .unwrap();
+    let app_created = inspect(&b, "hc_app_1", "{{.Created}}");
+    assert!(app_created > passed, "{app_created} <= {passed}");
+    assert!(ps_status(&b, "hc_app_1").starts_with("Up"));
+    let o = compose(&["down"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
