@@ -436,6 +436,32 @@ fn network_events_and_the_network_filter() {
     assert_eq!(only.len(), 6, "{:?}", actions(&only));
     let by_id = events(&b, &since, &[&format!("network={}", &net[..12])]);
     assert_eq!(by_id.len(), 6, "{:?}", actions(&by_id));
+
+    // The predefined `none` and `host` networks: connect and disconnect as well.
+    let since = now_nanos();
+    ok(b.docker_out(&["run", "--rm", "--network", "none", "busybox", "true"]));
+    ok(b.docker_out(&["run", "--rm", "--network", "host", "busybox", "true"]));
+    let evs = events(&b, &since, &["type=network"]);
+    let got: Vec<String> = evs
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e["Action"].as_str().unwrap(),
+                attr(e, "name"),
+                attr(e, "type")
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            "connect none null",
+            "disconnect none null",
+            "connect host host",
+            "disconnect host host"
+        ]
+    );
 }
 
 #[test]

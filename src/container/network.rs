@@ -115,6 +115,9 @@ impl ContainerManager {
     pub(super) async fn network_up(&self, r: &Record) -> Result<Option<PathBuf>, ContainerError> {
         let mode = r.host_config.network_mode.clone().unwrap_or_default();
         if !joins_networks(&mode) {
+            if mode == "host" || mode == "none" {
+                self.network.announce("connect", &mode, &r.id);
+            }
             return Ok(None);
         }
         let netns = self.netns_file(&r.id);
@@ -172,6 +175,13 @@ impl ContainerManager {
 
     /// The run ended (or failed to start): leave the networks and drop the namespace.
     pub(super) async fn network_down(&self, id: &str) {
+        let mode = self
+            .get(id)
+            .ok()
+            .and_then(|c| c.record().host_config.network_mode);
+        if let Some(mode) = mode.filter(|m| m == "host" || m == "none") {
+            self.network.announce("disconnect", &mode, id);
+        }
         self.network.leave(id).await;
         let p = self.netns_file(id);
         let _ = tokio::task::spawn_blocking(move || crate::network::netns::remove(&p)).await;
