@@ -76,6 +76,11 @@ impl Daemon {
         let events = Arc::new(EventBus::with_image_repository(
             crate::image::reference::familiar_repository,
         ));
+        let metrics = Arc::new(Metrics::new());
+        {
+            let m = metrics.clone();
+            events.set_on_publish(Box::new(move || m.event()));
+        }
         let volumes = VolumeService::open(&data_root, events.clone()).map_err(|e| {
             SystemError::io(
                 "open volume store".to_string(),
@@ -126,7 +131,6 @@ impl Daemon {
             network.clone(),
             events.clone(),
         );
-        let metrics = Arc::new(Metrics::new());
         containers.set_metrics(metrics.clone());
         let weak = Arc::downgrade(&containers);
         images.set_usage_check(Box::new(move |image_id| {
@@ -207,12 +211,20 @@ impl Daemon {
             }
         }
         let next = reload.config;
+        // moby's `Reload` names the reloadable settings with their values after the reload,
+        // changed or not; berth names those it has (no daemon labels: `[]`, as in `/info`).
         let event = Event::new("daemon", "reload", self.engine_id.clone())
             .attribute("name", self.host.hostname.clone())
             .attribute("debug", next.debug.to_string())
             .attribute("live-restore", next.live_restore.to_string())
             .attribute("registry-mirrors", json_list(&next.registry.mirrors))
-            .attribute("insecure-registries", json_list(&next.registry.insecure));
+            .attribute("insecure-registries", json_list(&next.registry.insecure))
+            .attribute("labels", "[]")
+            .attribute("default-runtime", runtime::RUNTIME_NAME)
+            .attribute(
+                "default-shm-size",
+                crate::container::create::DEFAULT_SHM_SIZE.to_string(),
+            );
         self.images.set_registry_options(next.registry.clone());
         match self.config.write() {
             Ok(mut c) => *c = next,
@@ -469,31 +481,49 @@ impl SystemBackend for Daemon {
         })
     }
 
+    /// moby's `SystemDiskUsage`: images with shared sizes and how many containers use each,
+    /// every container with its sizes, the local volumes without mount options with their
+    /// size and reference count. Blocking (directory walks).
     fn system_disk_usage(&self, opts: DiskUsageOptions) -> Result<DiskUsage, SystemError> {
+        let list = |size: bool| {
+            let all = crate::container::list::ListOptions {
+                all: true,
+                size,
+                ..Default::default()
+            };
+            self.containers
+                .list(&all)
+                .map_err(|e| SystemError::new(e.kind(), e.to_string()))
+        };
+        let containers = if opts.containers {
+            Some(list(true)?)
+        } else {
+            None
+        };
         let images = if opts.images {
-            let usage = self
+            let (layers, mut images) = self
                 .images
                 .disk_usage()
                 .map_err(|e| SystemError::new(e.kind(), e.to_string()))?;
-            Some(usage)
+            let listed;
+            let all = match &containers {
+                Some(c) => c,
+                None => {
+                    listed = list(false)?;
+                    &listed
+                }
+            };
+            for i in &mut images {
+                i.containers = all
+                    .iter()
+                    .filter(|c| c.image_id.as_deref() == Some(i.id.as_str()))
+                    .count() as i64;
+            }
+            Some((layers, images))
         } else {
             None
         };
         let volumes = opts.volumes.then(|| self.volumes.disk_usage());
-        let containers = if opts.containers {
-            let all = crate::container::list::ListOptions {
-                all: true,
-                size: true,
-                ..Default::default()
-            };
-            let list = self
-                .containers
-                .list(&all)
-                .map_err(|e| SystemError::new(e.kind(), e.to_string()))?;
-            Some(list)
-        } else {
-            None
-        };
         Ok(DiskUsage {
             images,
             volumes,

@@ -431,9 +431,16 @@ fn image_events_are_published() {
         "{{.Action}} {{index .Actor.Attributes \"name\"}}",
     ]));
     let lines: Vec<&str> = out.lines().collect();
+    // As dockerd: only `tag` names the reference; import and untag name the image ID.
+    let id = image_id(&b, "busybox");
     assert_eq!(
         lines,
-        vec!["import busybox:latest", "tag ev:1", "untag ev:1"],
+        vec![
+            "tag busybox:latest".to_string(),
+            format!("import {id}"),
+            "tag ev:1".to_string(),
+            format!("untag {id}"),
+        ],
         "{out}"
     );
 }

@@ -9,6 +9,7 @@ use hyper::{Method, Response, StatusCode};
 use super::body::{empty, json_response, text_response};
 use super::router::{Ctx, HandlerResult, Route};
 use crate::system::SystemError;
+use crate::version::ApiVersion;
 
 /// What `GET /system/df` asks for: which object kinds to count.
 #[derive(Debug, Clone, Copy, Default)]
@@ -90,44 +91,97 @@ pub async fn info(ctx: Ctx<dyn SystemBackend>) -> HandlerResult {
     Ok(json_response(StatusCode::OK, &ctx.backend.system_info()?))
 }
 
-/// `GET /system/df` in the API 1.51 shape. The build cache is empty until the builder exists.
+/// `GET /system/df` as dockerd's `getDiskUsage`: every kind, or from API 1.42 on those the
+/// `type` parameters name (an unknown one is a 400). Every field is present; a kind not asked
+/// for is `null`. The build cache is empty until the builder exists.
 pub async fn disk_usage(ctx: Ctx<dyn SystemBackend>) -> HandlerResult {
-    const TYPES: &[&str] = &["container", "image", "volume", "build-cache"];
-    let types: Vec<&str> = ctx.query.get_all("type").collect();
-    if let Some(bad) = types.iter().find(|t| !TYPES.contains(t)) {
-        return Err(super::error::ApiError::invalid(format!(
-            "invalid type: {bad}"
-        )));
+    let types: Vec<String> = ctx.query.get_all("type").map(str::to_string).collect();
+    let opts = if ctx.version < ApiVersion::new(1, 42) || types.is_empty() {
+        DiskUsageOptions {
+            images: true,
+            containers: true,
+            volumes: true,
+            build_cache: true,
+        }
+    } else {
+        let mut o = DiskUsageOptions::default();
+        for t in &types {
+            match t.as_str() {
+                "container" => o.containers = true,
+                "image" => o.images = true,
+                "volume" => o.volumes = true,
+                "build-cache" => o.build_cache = true,
+                _ => {
+                    return Err(super::error::ApiError::invalid(format!(
+                        "unknown object type: {t}"
+                    )))
+                }
+            }
+        }
+        o
+    };
+    // Sizes are directory walks: off the async workers.
+    let backend = ctx.backend.clone();
+    let usage = tokio::task::spawn_blocking(move || backend.system_disk_usage(opts))
+        .await
+        .map_err(|e| super::error::ApiError::internal(format!("disk usage task: {e}")))??;
+    Ok(json_response(
+        StatusCode::OK,
+        &disk_usage_json(usage, opts, ctx.version),
+    ))
+}
+
+/// The body of `GET /system/df`: moby's `types.DiskUsage`.
+fn disk_usage_json(
+    usage: DiskUsage,
+    opts: DiskUsageOptions,
+    version: ApiVersion,
+) -> serde_json::Value {
+    let (layers, images) = match usage.images {
+        Some((layers, images)) => {
+            let mut images = serde_json::to_value(images).unwrap_or_default();
+            if version < ApiVersion::new(1, 44) {
+                // `VirtualSize` is gone from API 1.44; older clients get it equal to `Size`.
+                for i in images.as_array_mut().into_iter().flatten() {
+                    if let Some(size) = i.get("Size").cloned() {
+                        i["VirtualSize"] = size;
+                    }
+                }
+            }
+            (layers, images)
+        }
+        None => (0, serde_json::Value::Null),
+    };
+    let or_null = |v: Option<serde_json::Value>| v.unwrap_or(serde_json::Value::Null);
+    serde_json::json!({
+        "LayersSize": layers,
+        "Images": images,
+        "Containers": or_null(usage.containers.map(|c| serde_json::to_value(c).unwrap_or_default())),
+        "Volumes": or_null(usage.volumes.map(|v| serde_json::to_value(v).unwrap_or_default())),
+        "BuildCache": if opts.build_cache { serde_json::json!([]) } else { serde_json::Value::Null },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_not_asked_for_are_null() {
+        let usage = DiskUsage {
+            images: None,
+            volumes: Some(Vec::new()),
+            containers: None,
+        };
+        let opts = DiskUsageOptions {
+            volumes: true,
+            ..Default::default()
+        };
+        let v = disk_usage_json(usage, opts, ApiVersion::new(1, 51));
+        assert_eq!(v["LayersSize"], 0);
+        assert!(v["Images"].is_null());
+        assert!(v["Containers"].is_null());
+        assert!(v["BuildCache"].is_null());
+        assert_eq!(v["Volumes"], serde_json::json!([]));
     }
-    let want = |t: &str| types.is_empty() || types.contains(&t);
-    let usage = ctx.backend.system_disk_usage(DiskUsageOptions {
-        images: want("image"),
-        containers: want("container"),
-        volumes: want("volume"),
-        build_cache: want("build-cache"),
-    })?;
-    let mut body = serde_json::Map::new();
-    if let Some((layers, images)) = usage.images {
-        body.insert("LayersSize".into(), layers.into());
-        body.insert(
-            "Images".into(),
-            serde_json::to_value(images).unwrap_or_default(),
-        );
-    }
-    if let Some(containers) = usage.containers {
-        body.insert(
-            "Containers".into(),
-            serde_json::to_value(containers).unwrap_or_default(),
-        );
-    }
-    if let Some(volumes) = usage.volumes {
-        body.insert(
-            "Volumes".into(),
-            serde_json::to_value(volumes).unwrap_or_default(),
-        );
-    }
-    if want("build-cache") {
-        body.insert("BuildCache".into(), serde_json::Value::Array(Vec::new()));
-    }
-    Ok(json_response(StatusCode::OK, &body))
 }

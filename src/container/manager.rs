@@ -274,19 +274,20 @@ impl ContainerManager {
         found
     }
 
+    /// A container event with moby's attributes: the labels, then `image` (as configured)
+    /// and `name`, which win over labels of those names.
     pub(super) fn event(&self, r: &Record, action: &str) -> Event {
-        let mut e = Event::new("container", action, r.id.clone())
-            .attribute("name", r.name.clone())
-            .attribute(
-                "image",
-                r.config.image.clone().unwrap_or_else(|| r.image.clone()),
-            );
+        let mut e = Event::new("container", action, r.id.clone());
         if let Some(labels) = &r.config.labels {
             for (k, v) in labels {
                 e = e.attribute(k.clone(), v.clone());
             }
         }
-        e
+        let image = r.config.image.clone().unwrap_or_else(|| r.image.clone());
+        if !image.is_empty() {
+            e = e.attribute("image", image);
+        }
+        e.attribute("name", r.name.clone())
     }
 
     pub(super) fn publish(&self, r: &Record, action: &str) {

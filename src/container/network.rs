@@ -115,6 +115,9 @@ impl ContainerManager {
     /// its own (host, container:…).
     pub(super) async fn network_up(&self, r: &Record) -> Result<Option<PathBuf>, ContainerError> {
         let mode = r.host_config.network_mode.clone().unwrap_or_default();
+        if mode == "host" {
+            self.network.announce("connect", &mode, &r.id);
+        }
         if mode == "host" || mode.starts_with("container:") {
             return Ok(None);
         }
@@ -132,6 +135,9 @@ impl ContainerManager {
             .map_err(|e| ContainerError::internal(format!("netns task: {e}")))??;
         }
         if !joins_networks(&mode) {
+            if mode == "none" {
+                self.network.announce("connect", &mode, &r.id);
+            }
             return Ok(Some(netns));
         }
         let mut order: Vec<(&String, &EndpointSettings)> = r.networks.iter().collect();
@@ -176,6 +182,13 @@ impl ContainerManager {
 
     /// The run ended (or failed to start): leave the networks and drop the namespace.
     pub(super) async fn network_down(&self, id: &str) {
+        let mode = self
+            .get(id)
+            .ok()
+            .and_then(|c| c.record().host_config.network_mode);
+        if let Some(mode) = mode.filter(|m| m == "host" || m == "none") {
+            self.network.announce("disconnect", &mode, id);
+        }
         self.network.leave(id).await;
         let p = self.netns_file(id);
         let _ = tokio::task::spawn_blocking(move || crate::network::netns::remove(&p)).await;

@@ -121,6 +121,8 @@ impl ContainerManager {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        super::inspect::parse_ps(&String::from_utf8_lossy(&out.stdout), &pids)
+        let procs = super::inspect::parse_ps(&String::from_utf8_lossy(&out.stdout), &pids)?;
+        self.publish(&r, "top");
+        Ok(procs)
     }
 }

@@ -1,57 +1,25 @@
 //! The daemon's event bus: every manager publishes here, `GET /events` subscribes.
 //!
 //! Recent events are kept in a ring so that `since` can replay them; live events fan out through
-//! a broadcast channel. A subscriber that falls too far behind skips what it missed rather than
-//! slowing publishers down.
+//! a broadcast channel. Ring and channel share each event (`Arc`). A subscriber that falls too
+//! far behind skips what it missed rather than slowing publishers down.
 
 pub mod backend;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::broadcast;
 
 use crate::filters::Filters;
-use crate::util::time::{parse_timestamp, unix_nanos};
+use crate::util::time::unix_nanos;
 
-/// How many past events `since` can replay (dockerd keeps 256).
-const RING_SIZE: usize = 256;
+/// How many past events `since` can replay (dockerd keeps 256; berth keeps more, each event
+/// shared between the ring and the live channel).
+const RING_SIZE: usize = 1024;
 /// How many live events a subscriber may lag behind before it skips.
 const CHANNEL_SIZE: usize = 1024;
-
-/// The object kinds events are about.
-pub const EVENT_TYPES: &[&str] = &[
-    "builder",
-    "config",
-    "container",
-    "daemon",
-    "image",
-    "network",
-    "node",
-    "plugin",
-    "secret",
-    "service",
-    "volume",
-];
-
-/// The filter names `GET /events` accepts.
-pub const FILTER_KEYS: &[&str] = &[
-    "config",
-    "container",
-    "daemon",
-    "event",
-    "image",
-    "label",
-    "network",
-    "node",
-    "plugin",
-    "scope",
-    "secret",
-    "service",
-    "type",
-    "volume",
-];
 
 /// One event.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,47 +54,53 @@ impl Event {
         self
     }
 
-    /// Whether the event passes `f`. `image_repository` gives an image name's repository in
-    /// its familiar form, for the `image` filter.
+    /// Whether the event passes `f`, as moby's `events.Filter.Include` decides.
+    /// `image_repository` gives an image name's repository in its familiar form, for the
+    /// `image` filter. Filter names moby does not know are ignored.
     fn matches(&self, f: &Filters, image_repository: ImageRepository) -> bool {
         let name = self
             .attributes
             .get("name")
             .map(String::as_str)
             .unwrap_or("");
-        // moby's fuzzyMatchName: ID or name, by prefix.
-        let by_name = |key: &str| {
-            !f.contains(key)
-                || (self.kind == key
-                    && (f.fuzzy_match(key, &self.actor_id) || f.fuzzy_match(key, name)))
+        // moby's matchEvent: `health_status`, `exec_create` or `exec_start` among the values
+        // makes every value a prefix (`health_status` matches `health_status: healthy`).
+        let event_ok = if f
+            .get("event")
+            .any(|v| matches!(v, "health_status" | "exec_create" | "exec_start"))
+        {
+            f.fuzzy_match("event", &self.action)
+        } else {
+            f.exact_match("event", &self.action)
         };
-        // moby's matchImage: exact ID, or the name with and without its tag.
+        // moby's fuzzyMatchName: the filter of a kind matches the ID or the `name` attribute
+        // by prefix, whatever the event's kind.
+        let by_name = |key: &str| f.fuzzy_match(key, &self.actor_id) || f.fuzzy_match(key, name);
+        // moby's matchImage: the ID, or the image name (`name` of image events, `image` of the
+        // others), as given or as a repository without its tag.
         let image_ok = !f.contains("image") || {
             let image_name = match self.kind {
-                "image" => Some(name),
-                "container" => self.attributes.get("image").map(String::as_str),
-                _ => None,
+                "image" => name,
+                _ => self
+                    .attributes
+                    .get("image")
+                    .map(String::as_str)
+                    .unwrap_or(""),
             };
-            (self.kind == "image" && f.exact_match("image", &self.actor_id))
-                || image_name.is_some_and(|n| {
-                    !n.is_empty()
-                        && (f.exact_match("image", n)
-                            || f.exact_match("image", &image_repository(n)))
-                })
+            f.exact_match("image", &self.actor_id)
+                || f.exact_match("image", image_name)
+                || f.exact_match("image", &image_repository(&self.actor_id))
+                || f.exact_match("image", &image_repository(image_name))
         };
-        // `health_status: healthy` matches the filter `health_status`.
-        let action = self.action.split(':').next().unwrap_or(&self.action);
-        f.exact_match("type", self.kind)
-            && (f.exact_match("event", &self.action) || f.exact_match("event", action))
+        event_ok
+            && f.exact_match("type", self.kind)
             && f.exact_match("scope", "local")
-            && f.match_kv_list("label", &self.attributes)
-            && image_ok
             && [
-                "container",
                 "daemon",
-                "network",
-                "volume",
+                "container",
                 "plugin",
+                "volume",
+                "network",
                 "node",
                 "service",
                 "secret",
@@ -134,6 +108,8 @@ impl Event {
             ]
             .iter()
             .all(|k| by_name(k))
+            && image_ok
+            && f.match_kv_list("label", &self.attributes)
     }
 }
 
@@ -162,50 +138,89 @@ pub struct EventQuery {
 }
 
 impl EventQuery {
-    /// Build a query from the raw `since`, `until` and `filters` parameters.
+    /// Build a query from the raw `since`, `until` and `filters` parameters, as dockerd's
+    /// `getEvents`: times are Unix timestamps (`seconds[.nanoseconds]`; the CLI converts
+    /// durations and dates before sending), filters are not checked against known names
+    /// (an unknown filter or `type` value only matches what moby's filter would).
     pub fn parse(
         since: Option<&str>,
         until: Option<&str>,
         filters: Option<&str>,
     ) -> Result<Self, EventsError> {
-        let now = SystemTime::now();
         let time = |name: &str, v: Option<&str>| -> Result<Option<SystemTime>, EventsError> {
             match v.filter(|s| !s.is_empty()) {
                 None => Ok(None),
-                Some(s) => parse_timestamp(s, now).map(Some).ok_or_else(|| {
+                Some(s) => parse_unix_timestamp(s).map(Some).map_err(|e| {
                     EventsError::invalid(format!(
-                        "invalid value for {name}: {s:?} is neither a Unix timestamp, an RFC 3339 time nor a duration"
+                        "invalid value for '{name}': invalid timestamp {s:?}: {e}"
                     ))
                 }),
             }
         };
-        let since = time("since", since)?;
-        let until = time("until", until)?;
-        if let (Some(s), Some(u)) = (since, until) {
+        let since_t = time("since", since)?;
+        let until_t = time("until", until)?;
+        if let (Some(s), Some(u)) = (since_t, until_t) {
             if u < s {
                 return Err(EventsError::invalid(format!(
                     "`since` time ({}) cannot be after `until` time ({})",
-                    unix_nanos(s) as f64 / 1e9,
-                    unix_nanos(u) as f64 / 1e9
+                    since.unwrap_or(""),
+                    until.unwrap_or("")
                 )));
             }
         }
         let filters = Filters::parse(filters.unwrap_or(""))
             .map_err(|e| EventsError::invalid(e.to_string()))?;
-        filters
-            .validate(FILTER_KEYS)
-            .and_then(|_| filters.validate_values("type", EVENT_TYPES))
-            .map_err(|e| EventsError::invalid(e.to_string()))?;
         Ok(EventQuery {
-            since,
-            until,
+            since: since_t,
+            until: until_t,
             filters,
         })
     }
 }
 
+/// moby's `timestamp.ParseUnixTimestamp` (without its `invalid timestamp` prefix): signed
+/// seconds, then optionally `.` and up to 20 digits of which the first 9 are nanoseconds.
+fn parse_unix_timestamp(value: &str) -> Result<SystemTime, String> {
+    let (s, n) = value.split_once('.').unwrap_or((value, ""));
+    let sec: i64 = s.parse().map_err(|e: std::num::ParseIntError| {
+        let why = match e.kind() {
+            std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+                "value out of range"
+            }
+            _ => "invalid syntax",
+        };
+        format!("invalid seconds {s:?}: {why}")
+    })?;
+    const MAX_FRAC_DIGITS: usize = 20;
+    if n.len() > MAX_FRAC_DIGITS {
+        return Err(format!(
+            "invalid nanoseconds: length {} exceeds maximum {MAX_FRAC_DIGITS}",
+            n.len()
+        ));
+    }
+    if let Some((i, c)) = n.bytes().enumerate().find(|(_, c)| !c.is_ascii_digit()) {
+        return Err(format!(
+            "invalid nanoseconds: invalid character '{}' at position {i}",
+            c.escape_ascii()
+        ));
+    }
+    let digits = &n[..n.len().min(9)];
+    let nanos: u32 = if digits.is_empty() {
+        0
+    } else {
+        format!("{digits:0<9}").parse().unwrap_or(0)
+    };
+    let t = if sec >= 0 {
+        UNIX_EPOCH.checked_add(Duration::from_secs(sec as u64))
+    } else {
+        UNIX_EPOCH.checked_sub(Duration::from_secs(sec.unsigned_abs()))
+    };
+    t.and_then(|t| t.checked_add(Duration::from_nanos(u64::from(nanos))))
+        .ok_or_else(|| format!("invalid seconds {s:?}: value out of range"))
+}
+
 struct Inner {
-    ring: VecDeque<Event>,
+    ring: VecDeque<Arc<Event>>,
     next_seq: u64,
 }
 
@@ -213,8 +228,10 @@ struct Inner {
 pub struct EventBus {
     inner: Mutex<Inner>,
     image_repository: ImageRepository,
-    tx: broadcast::Sender<Event>,
+    tx: broadcast::Sender<Arc<Event>>,
     closed: tokio::sync::watch::Sender<bool>,
+    /// Called for every event published (the daemon's `engine_daemon_events_total`).
+    on_publish: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl Default for EventBus {
@@ -240,7 +257,13 @@ impl EventBus {
             }),
             tx,
             closed: tokio::sync::watch::channel(false).0,
+            on_publish: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Call `f` for every event published from now on (once; later calls are ignored).
+    pub fn set_on_publish(&self, f: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.on_publish.set(f);
     }
 
     /// Record an event and hand it to every subscriber.
@@ -254,9 +277,14 @@ impl EventBus {
         if inner.ring.len() == RING_SIZE {
             inner.ring.pop_front();
         }
+        let event = Arc::new(event);
         inner.ring.push_back(event.clone());
         // Sending under the lock keeps ring order and channel order the same.
         let _ = self.tx.send(event);
+        drop(inner);
+        if let Some(f) = self.on_publish.get() {
+            f();
+        }
     }
 
     /// End every subscription (the daemon is shutting down): streams finish cleanly instead of
@@ -304,8 +332,8 @@ impl EventBus {
 
 /// One client's view of the bus.
 pub struct Subscription {
-    replay: VecDeque<Event>,
-    rx: Option<broadcast::Receiver<Event>>,
+    replay: VecDeque<Arc<Event>>,
+    rx: Option<broadcast::Receiver<Arc<Event>>>,
     last_seq: u64,
     query: EventQuery,
     image_repository: ImageRepository,
@@ -314,7 +342,7 @@ pub struct Subscription {
 
 impl Subscription {
     /// The next matching event, or `None` once `until` has passed or the bus is gone.
-    pub async fn next(&mut self) -> Option<Event> {
+    pub async fn next(&mut self) -> Option<Arc<Event>> {
         while let Some(e) = self.replay.pop_front() {
             if e.matches(&self.query.filters, self.image_repository) {
                 return Some(e);
@@ -467,10 +495,89 @@ mod tests {
 
     #[test]
     fn bad_queries() {
-        assert!(EventQuery::parse(Some("garbage"), None, None).is_err());
-        assert!(EventQuery::parse(None, None, Some(r#"{"bogus":["x"]}"#)).is_err());
-        assert!(EventQuery::parse(None, None, Some(r#"{"type":["bogus"]}"#)).is_err());
+        let e = EventQuery::parse(Some("garbage"), None, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"invalid value for 'since': invalid timestamp "garbage": invalid seconds "garbage": invalid syntax"#
+        );
+        let e = EventQuery::parse(None, Some("1.x"), None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"invalid value for 'until': invalid timestamp "1.x": invalid nanoseconds: invalid character 'x' at position 0"#
+        );
+        assert!(EventQuery::parse(Some("10m"), None, None).is_err());
+        assert!(EventQuery::parse(None, None, Some("{not json")).is_err());
         let e = EventQuery::parse(Some("20"), Some("10"), None).unwrap_err();
-        assert!(e.to_string().contains("cannot be after"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "`since` time (20) cannot be after `until` time (10)"
+        );
+    }
+
+    #[test]
+    fn unknown_filters_and_types_are_accepted() {
+        assert!(EventQuery::parse(None, None, Some(r#"{"bogus":["x"]}"#)).is_ok());
+        assert!(EventQuery::parse(None, None, Some(r#"{"type":["bogus"]}"#)).is_ok());
+        assert!(EventQuery::parse(None, None, Some(r#"{"action":["start"]}"#)).is_ok());
+    }
+
+    #[test]
+    fn timestamps_follow_moby() {
+        let t = |s: &str| unix_nanos(parse_unix_timestamp(s).unwrap());
+        assert_eq!(t("10"), 10_000_000_000);
+        assert_eq!(t("10.5"), 10_500_000_000);
+        assert_eq!(t("10.000000001"), 10_000_000_001);
+        assert_eq!(t("10.0000000019"), 10_000_000_001);
+        assert!(parse_unix_timestamp("99999999999999999999").is_err());
+        assert!(parse_unix_timestamp("1.123456789012345678901").is_err());
+        assert!(parse_unix_timestamp("2024-01-01T00:00:00Z").is_err());
+    }
+
+    fn passes(filters: &str, e: &Event) -> bool {
+        e.matches(&Filters::parse(filters).unwrap(), strip_tag)
+    }
+
+    #[test]
+    fn filters_match_like_moby() {
+        let start = Event::new("container", "start", "abc123")
+            .attribute("name", "web")
+            .attribute("image", "busybox:latest")
+            .attribute("tier", "front");
+        // Unknown filter names change nothing; an unknown type matches nothing.
+        assert!(passes(r#"{"bogus":["x"]}"#, &start));
+        assert!(!passes(r#"{"type":["bogus"]}"#, &start));
+        assert!(passes(r#"{"event":["start"],"container":["abc"]}"#, &start));
+        assert!(!passes(r#"{"event":["star"]}"#, &start));
+        assert!(passes(r#"{"image":["busybox"]}"#, &start));
+        assert!(passes(r#"{"label":["tier=front"]}"#, &start));
+        assert!(!passes(r#"{"label":["tier=back"]}"#, &start));
+        assert!(passes(r#"{"scope":["local"]}"#, &start));
+        assert!(!passes(r#"{"scope":["swarm"]}"#, &start));
+        // A kind's filter matches any event whose ID or name has that prefix.
+        let vol = Event::new("volume", "create", "web-data").attribute("driver", "local");
+        assert!(passes(r#"{"container":["web"]}"#, &vol));
+        assert!(!passes(r#"{"container":["db"]}"#, &vol));
+        assert!(passes(r#"{"volume":["web-d"]}"#, &vol));
+        // `health_status` makes the event filter a prefix match.
+        let health = Event::new("container", "health_status: healthy", "abc");
+        assert!(passes(r#"{"event":["health_status"]}"#, &health));
+        assert!(!passes(r#"{"event":["health"]}"#, &health));
+        // Image events match by ID and by name with or without the tag.
+        let tag = Event::new("image", "tag", "sha256:aa").attribute("name", "app:1");
+        assert!(passes(r#"{"image":["app"]}"#, &tag));
+        assert!(passes(r#"{"image":["sha256:aa"]}"#, &tag));
+        assert!(!passes(r#"{"image":["other"]}"#, &tag));
+    }
+
+    #[test]
+    fn ring_keeps_a_thousand_events() {
+        let bus = EventBus::new();
+        for i in 0..RING_SIZE + 10 {
+            bus.publish(Event::new("volume", "create", format!("v{i}")));
+        }
+        let inner = bus.inner.lock().unwrap();
+        assert_eq!(inner.ring.len(), RING_SIZE);
+        assert!(RING_SIZE >= 1000);
+        assert_eq!(inner.ring.front().unwrap().actor_id, "v10");
     }
 }

@@ -148,6 +148,8 @@ impl ImageService {
         let (img, _) = self.store().register_image(raw)?;
         // The lease on the new layer ends only now that an image holds it.
         drop(registered);
+        // moby's `CommitImage` (commit and each build step): an image `create` event.
+        self.event("create", &img.id, Some(&img.id), Some(&img));
         Ok(img)
     }
 }

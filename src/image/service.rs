@@ -118,15 +118,19 @@ impl ImageService {
         self.store.images().len()
     }
 
-    fn event(&self, action: &str, id: &str, name: Option<&str>, img: Option<&Image>) {
+    /// An image event as moby's `LogImageEvent` makes it: the image's labels (while it
+    /// exists), then `name`. The actor is the image ID, except for pull and push, whose actor
+    /// is the reference and `name` its repository; the other actions name the ID itself,
+    /// and only `tag` names the new reference.
+    pub(super) fn event(&self, action: &str, id: &str, name: Option<&str>, img: Option<&Image>) {
         let mut e = Event::new("image", action, id);
-        if let Some(n) = name {
-            e = e.attribute("name", n);
-        }
         if let Some(img) = img {
             for (k, v) in img.config.labels() {
                 e = e.attribute(k, v);
             }
+        }
+        if let Some(n) = name.filter(|n| !n.is_empty()) {
+            e = e.attribute("name", n);
         }
         self.events.publish(e);
     }
@@ -500,7 +504,7 @@ impl ImageService {
                     untagged: Some(r.familiar()),
                     deleted: None,
                 });
-                self.event("untag", &img.id, Some(&r.familiar()), Some(&img));
+                self.event("untag", &img.id, Some(&img.id), Some(&img));
                 Ok(())
             };
         let named = Reference::parse(name).ok().filter(|r| {
@@ -584,7 +588,8 @@ impl ImageService {
                 deleted: Some(l),
             });
         }
-        self.event("delete", &img.id, None, Some(&img));
+        // The image is gone: no labels any more (as in moby).
+        self.event("delete", &img.id, Some(&img.id), None);
         Ok(out)
     }
 
@@ -733,13 +738,9 @@ impl ImageService {
         let (img, _) = self.store.register_image(raw)?;
         if let Some(t) = &target {
             self.store.add_reference(t, &img.id)?;
+            self.event("tag", &img.id, Some(&t.familiar()), Some(&img));
         }
-        self.event(
-            "import",
-            &img.id,
-            target.as_ref().map(|t| t.familiar()).as_deref(),
-            Some(&img),
-        );
+        self.event("import", &img.id, Some(&img.id), Some(&img));
         progress.send(JsonMessage::status(img.id.clone())).await;
         Ok(img.id)
     }
@@ -798,8 +799,12 @@ impl ImageService {
     ) -> Result<(), ImageError> {
         super::archive::write_save(&self.store, items, out)?;
         for item in items {
-            let name = item.refs.first().map(|r| r.familiar());
-            self.event("save", &item.image.id, name.as_deref(), Some(&item.image));
+            self.event(
+                "save",
+                &item.image.id,
+                Some(&item.image.id),
+                Some(&item.image),
+            );
         }
         Ok(())
     }
@@ -848,8 +853,7 @@ impl ImageService {
                     )))
                     .await;
             }
-            let name = l.refs.first().map(|r| r.familiar());
-            self.event("load", &l.id, name.as_deref(), img.as_ref());
+            self.event("load", &l.id, Some(&l.id), img.as_ref());
         }
         Ok(())
     }
@@ -909,7 +913,12 @@ impl ImageService {
             super::distribution::pull(self.store.clone(), opts, r, platform, auth, &progress)
                 .await?;
         let img = self.store.image(&id);
-        self.event("pull", &id, Some(&r.familiar()), img.as_ref());
+        self.event(
+            "pull",
+            &r.familiar(),
+            Some(&r.familiar_repository()),
+            img.as_ref(),
+        );
         Ok(())
     }
 
@@ -958,12 +967,21 @@ impl ImageService {
         }
         let pushed =
             super::distribution::push(self.store.clone(), opts, targets, auth, &progress).await?;
-        for (r, _) in pushed {
-            if let Some(id) = self.store.resolve_reference(&r) {
-                let img = self.store.image(&id);
-                self.event("push", &id, Some(&r.familiar()), img.as_ref());
-            }
-        }
+        // One event per push, as moby's: the actor is the reference asked for.
+        let asked = match tag.filter(|t| !t.is_empty()) {
+            Some(t) => r.with_tag(t),
+            None => r.clone(),
+        };
+        let img = pushed
+            .first()
+            .and_then(|(p, _)| self.store.resolve_reference(p))
+            .and_then(|id| self.store.image(&id));
+        self.event(
+            "push",
+            &asked.familiar(),
+            Some(&asked.familiar_repository()),
+            img.as_ref(),
+        );
         Ok(())
     }
 }

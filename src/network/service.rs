@@ -286,6 +286,14 @@ impl NetworkService {
         let _ = fs::remove_file(self.root.join("ports").join(format!("{container_id}.json")));
     }
 
+    /// A container on the predefined `host` or `none` network (which has no endpoints here)
+    /// connected or disconnected: the event dockerd gives for it (`type` `host`/`null`).
+    pub fn announce(&self, action: &str, network: &str, container_id: &str) {
+        if let Ok(r) = self.find(network) {
+            self.publish(action, &r, &[("container", container_id.to_string())]);
+        }
+    }
+
     fn publish(&self, action: &str, r: &NetworkRecord, extra: &[(&str, String)]) {
         let mut e = Event::new("network", action, r.id.clone())
             .attribute("name", r.name.clone())

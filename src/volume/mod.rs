@@ -270,10 +270,8 @@ impl VolumeService {
                     v.meta.driver
                 )));
             }
-            let out = self.to_api(v);
-            drop(vols);
-            self.publish("create", &name, &[("driver", out.driver.clone())]);
-            return Ok(out);
+            // An existing volume: no `create` event (moby's store logs only a new one).
+            return Ok(self.to_api(v));
         }
         if let Some(d) = driver.as_deref().filter(|d| *d != LOCAL_DRIVER) {
             return Err(VolumeError::not_found(format!(
@@ -620,11 +618,14 @@ impl VolumeService {
         })
     }
 
-    /// Every volume with `UsageData {Size, RefCount}` for `/system/df`.
+    /// Every volume with `UsageData {Size, RefCount}` for `/system/df`. As moby's
+    /// `LocalVolumesSize`, volumes with mount options (`-o type=tmpfs`, NFS, ...) are left out:
+    /// their data is not on the local disk. Blocking (walks each volume's data).
     pub fn disk_usage(&self) -> Vec<Volume> {
         let snapshot: Vec<(Volume, i64)> = self
             .lock()
             .values()
+            .filter(|v| v.opts.is_empty())
             .map(|v| (self.to_api(v), v.users().len() as i64))
             .collect();
         snapshot

@@ -260,6 +260,19 @@ fn disk_usage_reports_size_and_refcount() {
 }
 
 #[test]
+fn disk_usage_leaves_out_volumes_with_options() {
+    let (_d, s, _) = service();
+    s.create(named("plain")).unwrap();
+    let mut o = named("opts");
+    for (k, v) in [("type", "tmpfs"), ("device", "tmpfs"), ("o", "size=1m")] {
+        o.driver_opts.insert(k.into(), v.into());
+    }
+    s.create(o).unwrap();
+    let names: Vec<String> = s.disk_usage().into_iter().map(|v| v.name).collect();
+    assert_eq!(names, vec!["plain".to_string()]);
+}
+
+#[test]
 fn tmpfs_volume_mounts_at_first_user_and_unmounts_at_last() {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("SKIP: needs root");
