@@ -83,7 +83,14 @@ fn cli_and_api_figures() {
     require!(ready(), NOT_READY);
     let b = common::berthd_with_busybox(&[]);
     ok(b.docker_out(&[
-        "run", "-d", "--name", "stats-burn", "busybox", "sh", "-c", "while :; do :; done",
+        "run",
+        "-d",
+        "--name",
+        "stats-burn",
+        "busybox",
+        "sh",
+        "-c",
+        "while :; do :; done",
     ]));
     ok(b.docker_out(&[
         "run",
@@ -115,28 +122,50 @@ fn cli_and_api_figures() {
     eprintln!("docker stats --no-stream --format '{{{{json .}}}}':\n{out}");
     let rows = json_lines(&out);
     assert_eq!(rows.len(), 2, "{out}");
-    let row = |name: &str| rows.iter().find(|r| r["Name"] == name).unwrap_or_else(|| panic!("{name} in {out}")).clone();
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r["Name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {out}"))
+            .clone()
+    };
     let burn = row("stats-burn");
-    let cpu: f64 = burn["CPUPerc"].as_str().unwrap().trim_end_matches('%').parse().unwrap();
+    let cpu: f64 = burn["CPUPerc"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('%')
+        .parse()
+        .unwrap();
     assert!(cpu > 50.0, "a busy loop uses more than half a core: {burn}");
     let mem = row("stats-mem");
     let m = mib(mem["MemUsage"].as_str().unwrap());
-    assert!((40.0..120.0).contains(&m), "about 50 MiB on the tmpfs: {mem}");
+    assert!(
+        (40.0..120.0).contains(&m),
+        "about 50 MiB on the tmpfs: {mem}"
+    );
     assert!(mem["MemUsage"].as_str().unwrap().contains(" / "), "{mem}");
     assert!(mem["BlockIO"].as_str().unwrap().contains(" / "), "{mem}");
-    assert!(mem["PIDs"].as_str().unwrap().parse::<u64>().unwrap() >= 1, "{mem}");
+    assert!(
+        mem["PIDs"].as_str().unwrap().parse::<u64>().unwrap() >= 1,
+        "{mem}"
+    );
 
     // The plain table of every running container.
     let table = ok(b.docker_out(&["stats", "--no-stream"]));
     eprintln!("docker stats --no-stream:\n{table}");
     assert!(table.starts_with("CONTAINER ID"), "{table}");
-    assert!(table.contains("stats-burn") && table.contains("stats-mem"), "{table}");
+    assert!(
+        table.contains("stats-burn") && table.contains("stats-mem"),
+        "{table}"
+    );
 
     // The raw JSON of stream=false: two samples, precpu filled.
     let t0 = Instant::now();
     let (code, body) = curl(&b, "/containers/stats-mem/stats?stream=false", 10.0);
     assert_eq!(code, "200", "{body}");
-    assert!(t0.elapsed() >= Duration::from_millis(900), "two samples a second apart");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "two samples a second apart"
+    );
     let v = json_lines(&body).remove(0);
     let id = inspect(&b, "stats-mem", "{{.Id}}");
     assert_eq!(v["name"], "/stats-mem");
@@ -157,41 +186,68 @@ fn cli_and_api_figures() {
     assert!(v["blkio_stats"].is_object());
     assert_eq!(v["num_procs"], 0);
     assert_eq!(v["storage_stats"], serde_json::json!({}));
-    assert!(v.get("networks").is_none(), "no interface but lo with --bridge=none: {v}");
+    assert!(
+        v.get("networks").is_none(),
+        "no interface but lo with --bridge=none: {v}"
+    );
     if cgroup_v2() {
         assert!(memory["stats"]["inactive_file"].is_u64(), "{memory}");
         assert!(cpu["cpu_usage"].get("percpu_usage").is_none());
     } else {
         assert!(memory["stats"]["total_inactive_file"].is_u64(), "{memory}");
         assert!(u(&memory["max_usage"]) >= u(&memory["usage"]), "{memory}");
-        assert!(!cpu["cpu_usage"]["percpu_usage"].as_array().unwrap().is_empty());
+        assert!(!cpu["cpu_usage"]["percpu_usage"]
+            .as_array()
+            .unwrap()
+            .is_empty());
     }
 
     // one-shot: one sample at once, precpu zero.
     let t0 = Instant::now();
-    let (code, body) = curl(&b, "/containers/stats-burn/stats?stream=false&one-shot=true", 10.0);
+    let (code, body) = curl(
+        &b,
+        "/containers/stats-burn/stats?stream=false&one-shot=true",
+        10.0,
+    );
     assert_eq!(code, "200", "{body}");
     assert!(t0.elapsed() < Duration::from_millis(900));
     let v = json_lines(&body).remove(0);
     assert!(u(&v["cpu_stats"]["cpu_usage"]["total_usage"]) > 0);
     assert_eq!(v["precpu_stats"]["cpu_usage"]["total_usage"], 0);
     assert_eq!(v["preread"], ZERO_TIME);
-    let (code, body) = curl(&b, "/containers/stats-burn/stats?stream=true&one-shot=true", 10.0);
+    let (code, body) = curl(
+        &b,
+        "/containers/stats-burn/stats?stream=true&one-shot=true",
+        10.0,
+    );
     assert_eq!(code, "400", "{body}");
-    assert!(body.contains("cannot have stream=true and one-shot=true"), "{body}");
+    assert!(
+        body.contains("cannot have stream=true and one-shot=true"),
+        "{body}"
+    );
 
     // Streaming: a line a second, each with the previous one's CPU as precpu.
     let (code, body) = curl(&b, "/containers/stats-burn/stats", 3.5);
     assert_eq!(code, "200");
     let lines = json_lines(&body);
-    assert!((3..=5).contains(&lines.len()), "{} lines: {body}", lines.len());
+    assert!(
+        (3..=5).contains(&lines.len()),
+        "{} lines: {body}",
+        lines.len()
+    );
     assert_eq!(lines[0]["preread"], ZERO_TIME);
     for w in lines.windows(2) {
-        assert_eq!(w[1]["precpu_stats"]["cpu_usage"]["total_usage"], w[0]["cpu_stats"]["cpu_usage"]["total_usage"]);
+        assert_eq!(
+            w[1]["precpu_stats"]["cpu_usage"]["total_usage"],
+            w[0]["cpu_stats"]["cpu_usage"]["total_usage"]
+        );
         assert_eq!(w[1]["preread"], w[0]["read"]);
         let delta = u(&w[1]["cpu_stats"]["cpu_usage"]["total_usage"])
             - u(&w[0]["cpu_stats"]["cpu_usage"]["total_usage"]);
-        assert!(delta > 400_000_000, "a busy loop burns most of a second per second: {delta}");
+        assert!(
+            delta > 400_000_000,
+            "a busy loop burns most of a second per second: {delta}"
+        );
     }
 
     // Unknown container.
@@ -200,7 +256,11 @@ fn cli_and_api_figures() {
     assert!(body.contains("No such container: no-such-stats"), "{body}");
     let o = b.docker_out(&["stats", "--no-stream", "no-such-stats"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("No such container: no-such-stats"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("No such container: no-such-stats"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -223,7 +283,13 @@ fn stopped_containers_are_zeroed() {
     assert!(v["blkio_stats"]["io_service_bytes_recursive"].is_null());
 
     // `docker stats -a --no-stream` shows it with zeros.
-    let out = ok(b.docker_out(&["stats", "-a", "--no-stream", "--format", "{{.Name}} {{.CPUPerc}} {{.MemUsage}}"]));
+    let out = ok(b.docker_out(&[
+        "stats",
+        "-a",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.CPUPerc}} {{.MemUsage}}",
+    ]));
     eprintln!("docker stats -a --no-stream:\n{out}");
     assert!(out.contains("stats-created 0.00%"), "{out}");
 
@@ -244,11 +310,16 @@ fn stopped_containers_are_zeroed() {
     ok(b.docker_out(&["rm", "stats-created"]));
     let t0 = Instant::now();
     let o = child.wait_with_output().unwrap();
-    assert!(t0.elapsed() < Duration::from_secs(5), "the stream ends with its container");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "the stream ends with its container"
+    );
     assert!(o.status.success(), "a complete body: {o:?}");
     let lines = json_lines(&stdout(&o));
     assert!(lines.len() >= 2, "{lines:?}");
-    assert!(lines.iter().all(|l| l["read"] == ZERO_TIME && l["name"] == "/stats-created"));
+    assert!(lines
+        .iter()
+        .all(|l| l["read"] == ZERO_TIME && l["name"] == "/stats-created"));
 }
 
 #[test]
@@ -260,31 +331,75 @@ fn network_counters_per_interface() {
     let b = Berthd::start_netns(&[]);
     let rootfs = common::busybox_rootfs_tar(b.dir.path());
     ok(b.docker_out(&["import", rootfs.to_str().unwrap(), "busybox:latest"]));
-    ok(b.docker_out(&["run", "-d", "--name", "stats-net", "busybox", "sleep", "1000"]));
-    ok(b.docker_out(&["run", "-d", "--name", "stats-nonet", "--network", "none", "busybox", "sleep", "1000"]));
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "stats-net",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "stats-nonet",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
     let ip = inspect(&b, "stats-net", "{{.NetworkSettings.IPAddress}}");
     assert!(!ip.is_empty());
-    let o = b.docker_out(&["run", "--rm", "busybox", "ping", "-c", "3", "-i", "0.2", &ip]);
-    assert!(o.status.success(), "ping {ip}: {}{}", stdout(&o), stderr(&o));
+    let o = b.docker_out(&[
+        "run", "--rm", "busybox", "ping", "-c", "3", "-i", "0.2", &ip,
+    ]);
+    assert!(
+        o.status.success(),
+        "ping {ip}: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
 
-    let (code, body) = curl(&b, "/containers/stats-net/stats?stream=false&one-shot=true", 10.0);
+    let (code, body) = curl(
+        &b,
+        "/containers/stats-net/stats?stream=false&one-shot=true",
+        10.0,
+    );
     assert_eq!(code, "200", "{body}");
     let v = json_lines(&body).remove(0);
-    let nets = v["networks"].as_object().unwrap_or_else(|| panic!("networks: {v}"));
+    let nets = v["networks"]
+        .as_object()
+        .unwrap_or_else(|| panic!("networks: {v}"));
     assert!(nets.get("lo").is_none(), "{nets:?}");
     let eth0 = &nets["eth0"];
     assert!(u(&eth0["rx_packets"]) >= 3, "{eth0}");
     assert!(u(&eth0["tx_packets"]) >= 3, "{eth0}");
-    assert!(u(&eth0["rx_bytes"]) > 200 && u(&eth0["tx_bytes"]) > 200, "{eth0}");
+    assert!(
+        u(&eth0["rx_bytes"]) > 200 && u(&eth0["tx_bytes"]) > 200,
+        "{eth0}"
+    );
     for k in ["rx_errors", "rx_dropped", "tx_errors", "tx_dropped"] {
         assert!(eth0[k].is_u64(), "{k} in {eth0}");
     }
 
-    let (_, body) = curl(&b, "/containers/stats-nonet/stats?stream=false&one-shot=true", 10.0);
+    let (_, body) = curl(
+        &b,
+        "/containers/stats-nonet/stats?stream=false&one-shot=true",
+        10.0,
+    );
     let v = json_lines(&body).remove(0);
     assert!(v.get("networks").is_none(), "--network none: {v}");
 
-    let out = ok(b.docker_out(&["stats", "--no-stream", "--format", "{{.Name}} {{.NetIO}}", "stats-net"]));
+    let out = ok(b.docker_out(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.NetIO}}",
+        "stats-net",
+    ]));
     eprintln!("docker stats --no-stream --format '{{{{.Name}}}} {{{{.NetIO}}}}' stats-net:\n{out}");
     assert!(out.starts_with("stats-net "), "{out}");
     assert!(!out.contains("0B / 0B"), "{out}");
@@ -296,7 +411,15 @@ fn block_io_of_direct_writes() {
     let b = common::berthd_with_busybox(&[]);
     // O_DIRECT into a volume (on the data root's disk): the bios are the container's own.
     ok(b.docker_out(&[
-        "run", "-d", "--name", "stats-blk", "-v", "stats-blk:/data", "busybox", "sh", "-c",
+        "run",
+        "-d",
+        "--name",
+        "stats-blk",
+        "-v",
+        "stats-blk:/data",
+        "busybox",
+        "sh",
+        "-c",
         "dd if=/dev/zero of=/data/x bs=1M count=20 oflag=direct && touch /data/done && sleep 1000",
     ]));
     wait_for("the direct writes", Duration::from_secs(30), || {
@@ -304,7 +427,11 @@ fn block_io_of_direct_writes() {
             .status
             .success()
     });
-    let (code, body) = curl(&b, "/containers/stats-blk/stats?stream=false&one-shot=true", 10.0);
+    let (code, body) = curl(
+        &b,
+        "/containers/stats-blk/stats?stream=false&one-shot=true",
+        10.0,
+    );
     assert_eq!(code, "200", "{body}");
     let v = json_lines(&body).remove(0);
     let entries = v["blkio_stats"]["io_service_bytes_recursive"]
@@ -321,9 +448,20 @@ fn block_io_of_direct_writes() {
         .map(|e| u(&e["value"]))
         .sum();
     assert!(written >= 20 << 20, "20 MiB written: {entries:?}");
-    assert!(entries.iter().all(|e| e["major"].is_u64() && e["minor"].is_u64()));
-    let out = ok(b.docker_out(&["stats", "--no-stream", "--format", "{{.BlockIO}}", "stats-blk"]));
+    assert!(entries
+        .iter()
+        .all(|e| e["major"].is_u64() && e["minor"].is_u64()));
+    let out = ok(b.docker_out(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.BlockIO}}",
+        "stats-blk",
+    ]));
     eprintln!("docker stats --no-stream --format '{{{{.BlockIO}}}}' stats-blk:\n{out}");
     let write = out.trim().rsplit(" / ").next().unwrap().to_string();
-    assert!(write.ends_with("MB") && write.trim_end_matches("MB").parse::<f64>().unwrap() >= 20.0, "{out}");
+    assert!(
+        write.ends_with("MB") && write.trim_end_matches("MB").parse::<f64>().unwrap() >= 20.0,
+        "{out}"
+    );
 }

@@ -169,7 +169,11 @@ struct Sampled {
     read: String,
 }
 
-async fn sample(src: &Arc<StatsSource>, pid: i32, with_net: bool) -> Result<Sampled, ContainerError> {
+async fn sample(
+    src: &Arc<StatsSource>,
+    pid: i32,
+    with_net: bool,
+) -> Result<Sampled, ContainerError> {
     let src = src.clone();
     tokio::task::spawn_blocking(move || {
         let read = rfc3339_nano(SystemTime::now());
@@ -263,12 +267,7 @@ fn blkio(v: &Option<Vec<BlkioEntry>>) -> Option<Vec<ContainerBlkioStatEntry>> {
 }
 
 /// One line of the stream in dockerd's shape (`StatsResponse`).
-fn response(
-    name: &str,
-    id: &str,
-    cur: &Sampled,
-    prev: Option<&Sampled>,
-) -> ContainerStatsResponse {
+fn response(name: &str, id: &str, cur: &Sampled, prev: Option<&Sampled>) -> ContainerStatsResponse {
     let raw = &cur.raw;
     let m = &raw.memory;
     let b = &raw.blkio;
@@ -288,31 +287,27 @@ fn response(
             limit: nonzero(m.limit),
             ..Default::default()
         }),
-        networks: raw
-            .networks
-            .as_ref()
-            .filter(|n| !n.is_empty())
-            .map(|n| {
-                n.iter()
-                    .map(|(name, d)| {
-                        (
-                            name.clone(),
-                            ContainerNetworkStats {
-                                rx_bytes: Some(d.rx_bytes),
-                                rx_packets: Some(d.rx_packets),
-                                rx_errors: Some(d.rx_errors),
-                                rx_dropped: Some(d.rx_dropped),
-                                tx_bytes: Some(d.tx_bytes),
-                                tx_packets: Some(d.tx_packets),
-                                tx_errors: Some(d.tx_errors),
-                                tx_dropped: Some(d.tx_dropped),
-                                endpoint_id: None,
-                                instance_id: None,
-                            },
-                        )
-                    })
-                    .collect::<HashMap<_, _>>()
-            }),
+        networks: raw.networks.as_ref().filter(|n| !n.is_empty()).map(|n| {
+            n.iter()
+                .map(|(name, d)| {
+                    (
+                        name.clone(),
+                        ContainerNetworkStats {
+                            rx_bytes: Some(d.rx_bytes),
+                            rx_packets: Some(d.rx_packets),
+                            rx_errors: Some(d.rx_errors),
+                            rx_dropped: Some(d.rx_dropped),
+                            tx_bytes: Some(d.tx_bytes),
+                            tx_packets: Some(d.tx_packets),
+                            tx_errors: Some(d.tx_errors),
+                            tx_dropped: Some(d.tx_dropped),
+                            endpoint_id: None,
+                            instance_id: None,
+                        },
+                    )
+                })
+                .collect::<HashMap<_, _>>()
+        }),
         pids_stats: Some(ContainerPidsStats {
             current: nonzero(raw.pids_current),
             limit: nonzero(raw.pids_limit),
@@ -351,11 +346,20 @@ mod tests {
             },
             system_cpu_usage: Some(5000),
             online_cpus: Some(2),
-            networks: Some(vec![("eth0".into(), NetDev { rx_bytes: 7, ..NetDev::default() })]),
+            networks: Some(vec![(
+                "eth0".into(),
+                NetDev {
+                    rx_bytes: 7,
+                    ..NetDev::default()
+                },
+            )]),
             ..RawStats::default()
         };
         raw.memory.stats.insert("total_inactive_file".into(), 10);
-        Sampled { raw, read: read.into() }
+        Sampled {
+            raw,
+            read: read.into(),
+        }
     }
 
     #[test]
@@ -363,7 +367,8 @@ mod tests {
         let first = sampled(10, "2026-01-01T00:00:00Z");
         let second = sampled(30, "2026-01-01T00:00:01Z");
         let v: serde_json::Value =
-            serde_json::from_slice(&encode(&response("/web", "abc", &second, Some(&first)))).unwrap();
+            serde_json::from_slice(&encode(&response("/web", "abc", &second, Some(&first))))
+                .unwrap();
         assert_eq!(v["name"], "/web");
         assert_eq!(v["id"], "abc");
         assert_eq!(v["read"], "2026-01-01T00:00:01Z");

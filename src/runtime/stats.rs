@@ -339,7 +339,10 @@ fn probe_blkio(dir: Option<&Path>) -> BlkioFiles {
             ],
         ),
         (BlkioField::Queued, &["blkio.io_queued_recursive"]),
-        (BlkioField::ServiceTime, &["blkio.io_service_time_recursive"]),
+        (
+            BlkioField::ServiceTime,
+            &["blkio.io_service_time_recursive"],
+        ),
         (BlkioField::WaitTime, &["blkio.io_wait_time_recursive"]),
         (BlkioField::Merged, &["blkio.io_merged_recursive"]),
         (BlkioField::Time, &["blkio.time_recursive"]),
@@ -465,7 +468,11 @@ fn sample_v1(d: &V1Dirs, blkio: &BlkioFiles) -> RawStats {
             s.cpu.kernel = st.get("system").copied().unwrap_or(0) * NANOS_PER_TICK;
         }
     }
-    if let Some(st) = d.cpu.as_ref().and_then(|dir| read_keyed(&dir.join("cpu.stat"))) {
+    if let Some(st) = d
+        .cpu
+        .as_ref()
+        .and_then(|dir| read_keyed(&dir.join("cpu.stat")))
+    {
         s.cpu.periods = st.get("nr_periods").copied().unwrap_or(0);
         s.cpu.throttled_periods = st.get("nr_throttled").copied().unwrap_or(0);
         s.cpu.throttled_time = st.get("throttled_time").copied().unwrap_or(0);
@@ -557,12 +564,24 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let cg = |c: &str| t.path().join(c).join("berth/abc");
         write(&cg("cpuacct"), "cpuacct.usage", "123456789\n");
-        write(&cg("cpuacct"), "cpuacct.usage_percpu", "100000000 23456789 \n");
+        write(
+            &cg("cpuacct"),
+            "cpuacct.usage_percpu",
+            "100000000 23456789 \n",
+        );
         write(&cg("cpuacct"), "cpuacct.stat", "user 7\nsystem 3\n");
-        write(&cg("cpu"), "cpu.stat", "nr_periods 5\nnr_throttled 2\nthrottled_time 999\n");
+        write(
+            &cg("cpu"),
+            "cpu.stat",
+            "nr_periods 5\nnr_throttled 2\nthrottled_time 999\n",
+        );
         write(&cg("memory"), "memory.usage_in_bytes", "52428800\n");
         write(&cg("memory"), "memory.max_usage_in_bytes", "60000000\n");
-        write(&cg("memory"), "memory.limit_in_bytes", "9223372036854771712\n");
+        write(
+            &cg("memory"),
+            "memory.limit_in_bytes",
+            "9223372036854771712\n",
+        );
         write(&cg("memory"), "memory.failcnt", "0\n");
         write(
             &cg("memory"),
@@ -593,17 +612,29 @@ mod tests {
         assert_eq!(s.cpu.percpu, Some(vec![100000000, 23456789]));
         assert_eq!(s.cpu.user, 70_000_000);
         assert_eq!(s.cpu.kernel, 30_000_000);
-        assert_eq!((s.cpu.periods, s.cpu.throttled_periods, s.cpu.throttled_time), (5, 2, 999));
+        assert_eq!(
+            (s.cpu.periods, s.cpu.throttled_periods, s.cpu.throttled_time),
+            (5, 2, 999)
+        );
         assert_eq!(s.memory.usage, Some(52428800));
         assert_eq!(s.memory.max_usage, Some(60000000));
-        assert_eq!(s.memory.limit, Some(1 << 30), "unlimited is capped at the host's memory");
+        assert_eq!(
+            s.memory.limit,
+            Some(1 << 30),
+            "unlimited is capped at the host's memory"
+        );
         assert_eq!(s.memory.failcnt, Some(0));
         assert_eq!(s.memory.stats.get("total_inactive_file"), Some(&4096));
         let sb = s.blkio.service_bytes.unwrap();
         assert_eq!(sb.len(), 6, "the Total line is skipped: {sb:?}");
         assert_eq!(
             sb[0],
-            BlkioEntry { major: 8, minor: 0, op: "Read".into(), value: 4096 }
+            BlkioEntry {
+                major: 8,
+                minor: 0,
+                op: "Read".into(),
+                value: 4096
+            }
         );
         assert_eq!(sb[1].op, "Write");
         assert!(s.blkio.serviced.is_none() && s.blkio.queued.is_none());
@@ -633,8 +664,16 @@ mod tests {
     fn v1_prefers_cfq_files_and_tolerates_missing_ones() {
         let t = tempfile::tempdir().unwrap();
         let blk = t.path().join("blkio");
-        write(&blk, "blkio.io_service_bytes_recursive", "8:16 Read 1\n8:16 Write 2\nTotal 3\n");
-        write(&blk, "blkio.throttle.io_service_bytes_recursive", "8:16 Read 100\n");
+        write(
+            &blk,
+            "blkio.io_service_bytes_recursive",
+            "8:16 Read 1\n8:16 Write 2\nTotal 3\n",
+        );
+        write(
+            &blk,
+            "blkio.throttle.io_service_bytes_recursive",
+            "8:16 Read 100\n",
+        );
         write(&blk, "blkio.sectors_recursive", "8:16 77\n");
         let mem = t.path().join("memory");
         write(&mem, "memory.usage_in_bytes", "4096\n");
@@ -650,7 +689,12 @@ mod tests {
         assert_eq!(s.blkio.service_bytes.as_ref().unwrap()[0].value, 1);
         assert_eq!(
             s.blkio.sectors,
-            Some(vec![BlkioEntry { major: 8, minor: 16, op: String::new(), value: 77 }])
+            Some(vec![BlkioEntry {
+                major: 8,
+                minor: 16,
+                op: String::new(),
+                value: 77
+            }])
         );
         assert_eq!(s.memory.usage, Some(4096));
         assert_eq!(s.memory.limit, None);
@@ -673,8 +717,16 @@ mod tests {
         );
         write(&cg, "memory.current", "52428800\n");
         write(&cg, "memory.max", "max\n");
-        write(&cg, "memory.stat", "anon 1000\nfile 2000\ninactive_file 512\n");
-        write(&cg, "memory.events", "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n");
+        write(
+            &cg,
+            "memory.stat",
+            "anon 1000\nfile 2000\ninactive_file 512\n",
+        );
+        write(
+            &cg,
+            "memory.events",
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+        );
         write(
             &cg,
             "io.stat",
@@ -700,8 +752,18 @@ mod tests {
         assert_eq!(
             s.blkio.service_bytes,
             Some(vec![
-                BlkioEntry { major: 8, minor: 0, op: "read".into(), value: 4096 },
-                BlkioEntry { major: 8, minor: 0, op: "write".into(), value: 8192 },
+                BlkioEntry {
+                    major: 8,
+                    minor: 0,
+                    op: "read".into(),
+                    value: 4096
+                },
+                BlkioEntry {
+                    major: 8,
+                    minor: 0,
+                    op: "write".into(),
+                    value: 8192
+                },
             ])
         );
         assert_eq!((s.pids_current, s.pids_limit), (Some(2), Some(100)));
