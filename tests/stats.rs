@@ -196,6 +196,19 @@ fn cli_and_api_figures() {
     } else {
         assert!(memory["stats"]["total_inactive_file"].is_u64(), "{memory}");
         assert!(u(&memory["max_usage"]) >= u(&memory["usage"]), "{memory}");
+        // dockerd writes all eight blkio lists on v1, empty ones as [].
+        for k in [
+            "io_service_bytes_recursive",
+            "io_serviced_recursive",
+            "io_queue_recursive",
+            "io_service_time_recursive",
+            "io_wait_time_recursive",
+            "io_merged_recursive",
+            "io_time_recursive",
+            "sectors_recursive",
+        ] {
+            assert!(v["blkio_stats"][k].is_array(), "{k}: {}", v["blkio_stats"]);
+        }
         assert!(!cpu["cpu_usage"]["percpu_usage"]
             .as_array()
             .unwrap()

@@ -24,6 +24,7 @@ use super::manager::{Container, ContainerManager};
 use super::record::Status;
 use super::ContainerError;
 use crate::runtime::stats::{BlkioEntry, RawStats, StatsSource};
+use crate::runtime::CgroupVersion;
 use crate::util::io::ByteReceiver;
 use crate::util::time::rfc3339_nano;
 
@@ -271,6 +272,12 @@ fn response(name: &str, id: &str, cur: &Sampled, prev: Option<&Sampled>) -> Cont
     let raw = &cur.raw;
     let m = &raw.memory;
     let b = &raw.blkio;
+    // dockerd writes all eight lists on v1, empty ones as `[]`.
+    let v1 = raw.cgroup_version == Some(CgroupVersion::V1);
+    let list = |e: &Option<Vec<BlkioEntry>>| match blkio(e) {
+        None if v1 => Some(Vec::new()),
+        l => l,
+    };
     ContainerStatsResponse {
         id: Some(id.to_string()),
         name: Some(name.to_string()),
@@ -313,14 +320,14 @@ fn response(name: &str, id: &str, cur: &Sampled, prev: Option<&Sampled>) -> Cont
             limit: nonzero(raw.pids_limit),
         }),
         blkio_stats: Some(ContainerBlkioStats {
-            io_service_bytes_recursive: blkio(&b.service_bytes),
-            io_serviced_recursive: blkio(&b.serviced),
-            io_queue_recursive: blkio(&b.queued),
-            io_service_time_recursive: blkio(&b.service_time),
-            io_wait_time_recursive: blkio(&b.wait_time),
-            io_merged_recursive: blkio(&b.merged),
-            io_time_recursive: blkio(&b.time),
-            sectors_recursive: blkio(&b.sectors),
+            io_service_bytes_recursive: list(&b.service_bytes),
+            io_serviced_recursive: list(&b.serviced),
+            io_queue_recursive: list(&b.queued),
+            io_service_time_recursive: list(&b.service_time),
+            io_wait_time_recursive: list(&b.wait_time),
+            io_merged_recursive: list(&b.merged),
+            io_time_recursive: list(&b.time),
+            sectors_recursive: list(&b.sectors),
         }),
         num_procs: Some(0),
         storage_stats: Some(ContainerStorageStats::default()),
@@ -381,6 +388,10 @@ mod tests {
         assert_eq!(v["networks"]["eth0"]["tx_bytes"], 0);
         assert_eq!(v["num_procs"], 0);
         assert_eq!(v["storage_stats"], serde_json::json!({}));
+        assert!(
+            v["blkio_stats"].get("sectors_recursive").is_none(),
+            "not a v1 sample"
+        );
 
         let v: serde_json::Value =
             serde_json::from_slice(&encode(&response("/web", "abc", &second, None))).unwrap();
