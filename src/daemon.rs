@@ -23,6 +23,7 @@ use crate::errors::Kinded;
 use crate::events::{Event, EventBus};
 use crate::image::store::Store;
 use crate::image::ImageService;
+use crate::metrics::{ContainerSample, ContainerStates, EngineInfo, Metrics, MetricsSource};
 use crate::network::service::NetworkService;
 use crate::runtime::{self, CgroupInfo, CgroupVersion, RuntimeConfig};
 use crate::system::{self, HostInfo, SystemError};
@@ -47,6 +48,7 @@ pub struct Daemon {
     containers: Arc<ContainerManager>,
     volumes: Arc<VolumeService>,
     network: Arc<NetworkService>,
+    metrics: Arc<Metrics>,
     log_control: Option<LogControl>,
     _root_lock: Flock<File>,
 }
@@ -124,6 +126,8 @@ impl Daemon {
             network.clone(),
             events.clone(),
         );
+        let metrics = Arc::new(Metrics::new());
+        containers.set_metrics(metrics.clone());
         let weak = Arc::downgrade(&containers);
         images.set_usage_check(Box::new(move |image_id| {
             weak.upgrade().and_then(|m| m.image_user(image_id))
@@ -139,6 +143,7 @@ impl Daemon {
             containers,
             volumes,
             network,
+            metrics,
             log_control,
             _root_lock: root_lock,
         }))
@@ -159,6 +164,11 @@ impl Daemon {
 
     pub fn events(&self) -> &Arc<EventBus> {
         &self.events
+    }
+
+    /// The daemon's metrics (`--metrics-addr`), for the managers that count into them.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The volume service, for the container manager's wiring.
@@ -489,6 +499,74 @@ impl SystemBackend for Daemon {
             volumes,
             containers,
         })
+    }
+}
+
+/// The container manager's timings and health checks go to the daemon's metrics.
+impl crate::container::ManagerMetrics for Metrics {
+    fn container_action(&self, action: &'static str, took: std::time::Duration) {
+        self.observe_action(action, took.as_secs_f64());
+    }
+
+    fn health_check(&self, failed: bool) {
+        Metrics::health_check(self, failed);
+    }
+}
+
+/// What `/metrics` samples at each scrape: the `/version` and `/info` facts, the container
+/// counts of `/info`, and each container's record.
+impl MetricsSource for Daemon {
+    fn engine_info(&self) -> EngineInfo {
+        EngineInfo {
+            version: VERSION.to_string(),
+            commit: GIT_COMMIT.to_string(),
+            architecture: self.host.architecture.clone(),
+            graphdriver: "overlay2".to_string(),
+            kernel: self.host.kernel_version.clone(),
+            os: self.host.operating_system.clone(),
+            os_type: "linux".to_string(),
+            os_version: self.host.os_version.clone(),
+            daemon_id: self.engine_id.clone(),
+            cpus: self.host.ncpu,
+            memory_bytes: self.host.mem_total,
+        }
+    }
+
+    fn container_states(&self) -> ContainerStates {
+        let (_, running, paused, stopped) = self.containers.counts();
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        ContainerStates {
+            running: n(running),
+            paused: n(paused),
+            stopped: n(stopped),
+        }
+    }
+
+    fn event_subscribers(&self) -> u64 {
+        self.events.listeners() as u64
+    }
+
+    fn container_samples(&self) -> Vec<ContainerSample> {
+        self.containers
+            .list_all()
+            .iter()
+            .map(|c| {
+                c.with_record(|r| ContainerSample {
+                    id: r.id.clone(),
+                    name: r.name.clone(),
+                    image: r.config.image.clone().unwrap_or_else(|| r.image.clone()),
+                    restart_count: u64::try_from(r.restart_count).unwrap_or(0),
+                    // TODO(lead): fill from container stats (cpu, memory, networks, blkio) for
+                    // running containers.
+                    cpu_seconds: None,
+                    memory_usage: None,
+                    memory_limit: None,
+                    networks: Vec::new(),
+                    blkio_read: None,
+                    blkio_write: None,
+                })
+            })
+            .collect()
     }
 }
 

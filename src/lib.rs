@@ -14,6 +14,7 @@ pub mod events;
 pub mod filters;
 pub mod image;
 pub mod logger;
+pub mod metrics;
 pub mod network;
 pub mod pidfile;
 pub mod registry;

@@ -12,6 +12,7 @@ use tracing_subscriber::{reload, EnvFilter};
 use berth::api::Api;
 use berth::config::{Config, Flags, LogLevel};
 use berth::daemon::{Daemon, LogControl};
+use berth::metrics::MetricsSource;
 use berth::pidfile::PidFile;
 use berth::server::{self, ServerOptions, SystemdSockets};
 
@@ -110,12 +111,35 @@ async fn run(
         .await
         .map_err(|e| e.to_string())?;
     daemon.restore().await;
+    // Before the API sockets: a refused metrics address leaves no socket file behind.
+    let metrics_listener = match &config.metrics_addr {
+        Some(addr) => Some(
+            server::bind_metrics(addr, &config)
+                .await
+                .map_err(|e| format!("failed to start metrics server: {e}"))?,
+        ),
+        None => None,
+    };
     let listeners = server::bind_hosts(&config, activated)
         .await
         .map_err(|e| format!("failed to load listeners: {e}"))?;
     for l in &listeners {
         tracing::info!("API listen on {}", l.describe());
     }
+    let (metrics_stop, mut metrics_stopped) = tokio::sync::watch::channel(false);
+    let metrics_task = metrics_listener.map(|l| {
+        tracing::info!("metrics API listening on {}", l.describe());
+        let source: Arc<dyn MetricsSource> = daemon.clone();
+        tokio::spawn(server::serve_metrics(
+            l,
+            daemon.metrics().clone(),
+            source,
+            async move {
+                let _ = metrics_stopped.wait_for(|s| *s).await;
+            },
+            ServerOptions::default(),
+        ))
+    });
     spawn_reloader(daemon.clone(), async move {
         hup.recv().await;
     });
@@ -129,6 +153,7 @@ async fn run(
         }
         // Endless event streams end now instead of holding the drain up.
         bus.close();
+        let _ = metrics_stop.send(true);
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     };
     server::run(
@@ -138,6 +163,9 @@ async fn run(
         ServerOptions::default(),
     )
     .await;
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
     tracing::info!("daemon shutdown complete");
     Ok(())
 }

@@ -804,3 +804,36 @@ fn lifecycle_events_reach_the_event_stream() {
     let first = out.lines().next().unwrap();
     assert!(first.starts_with("create ev "), "{out}");
 }
+
+#[test]
+fn network_none_gets_a_namespace_of_its_own_with_loopback_only() {
+    require!(ready(), NOT_READY);
+    let (b, _parent) = daemon();
+    let host_ns = std::fs::read_link("/proc/self/ns/net").unwrap();
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "isolated",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "100",
+    ]));
+    let pid = inspect(&b, "isolated", "{{.State.Pid}}");
+    let ns = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    assert_ne!(ns, host_ns);
+    // berthd made it, bind-mounted under the exec root, with `lo` up and nothing else.
+    let file = b
+        .dir
+        .path()
+        .join("exec/netns")
+        .join(inspect(&b, "isolated", "{{.Id}}"));
+    assert!(file.exists(), "{}", file.display());
+    let links = ok(b.docker_out(&["exec", "isolated", "ip", "-o", "link"]));
+    assert_eq!(links.lines().count(), 1, "{links}");
+    assert!(links.contains("lo:") && links.contains("UP"), "{links}");
+    ok(b.docker_out(&["rm", "-f", "isolated"]));
+    assert!(!file.exists(), "{}", file.display());
+}

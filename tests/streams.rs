@@ -235,6 +235,53 @@ fn attach_and_detach_with_ctrl_p_ctrl_q() {
     assert_eq!(t.wait(Duration::from_secs(10)), Some(0));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(inspect(&b, "att2", "{{.State.Running}}"), "true");
+    // The CLI detaches by itself (its own escape proxy: the keys never reach the daemon); a
+    // client that sends the keys to an exec gets the `exec_detach` event, as from dockerd.
+    let since = common::now_secs().to_string();
+    let create = r#"{"AttachStdin":true,"AttachStdout":true,"Tty":true,"Cmd":["sh"]}"#;
+    let resp = common::http(
+        &b.socket,
+        &format!(
+            "POST /v1.51/containers/att2/exec HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{create}",
+            create.len()
+        ),
+    )
+    .unwrap();
+    let exec_id = resp.split("\"Id\":\"").nth(1).unwrap()[..64].to_string();
+    let mut conn = std::os::unix::net::UnixStream::connect(&b.socket).unwrap();
+    let start = r#"{"Detach":false,"Tty":true}"#;
+    write!(
+        conn,
+        "POST /v1.51/exec/{exec_id}/start HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{start}",
+        start.len()
+    )
+    .unwrap();
+    let mut head = [0u8; 512];
+    let n = conn.read(&mut head).unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 101"));
+    std::thread::sleep(Duration::from_millis(300));
+    conn.write_all(b"\x10\x11").unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = conn.read_to_end(&mut rest);
+    let until = (common::now_secs() + 1).to_string();
+    let events = stdout(&b.docker_out(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "event=exec_detach",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.execID}}",
+    ]));
+    assert_eq!(
+        events.trim(),
+        format!("exec_detach att2 {exec_id}"),
+        "{events}"
+    );
     ok(b.docker_out(&["rm", "-f", "att2"]));
 }
 

@@ -71,6 +71,7 @@ const KEYS: &[(&str, &str)] = &[
     ("dns", "dns"),
     ("dns-search", "dns-search"),
     ("dns-opts", "dns-opt"),
+    ("metrics-addr", "metrics-addr"),
 ];
 
 /// berthd's command line, named as dockerd's.
@@ -196,6 +197,9 @@ pub struct Flags {
     /// DNS options to use
     #[arg(long = "dns-opt", value_name = "OPT")]
     pub dns_opts: Vec<String>,
+    /// Set default address and port to serve the metrics api on
+    #[arg(long = "metrics-addr", value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
 }
 
 impl Flags {
@@ -241,6 +245,7 @@ impl Flags {
             "dns" => list(&self.dns),
             "dns-search" => list(&self.dns_search),
             "dns-opts" => list(&self.dns_opts),
+            "metrics-addr" => self.metrics_addr.clone(),
             _ => None,
         }
     }
@@ -299,6 +304,8 @@ struct FileConfig {
     dns_search: Option<Vec<String>>,
     #[serde(rename = "dns-opts")]
     dns_opts: Option<Vec<String>>,
+    #[serde(rename = "metrics-addr")]
+    metrics_addr: Option<String>,
 }
 
 /// A `default-address-pools` entry (`{"base": "10.10.0.0/16", "size": 24}`).
@@ -495,6 +502,8 @@ pub struct Config {
     pub log_opts: std::collections::HashMap<String, String>,
     /// Networking.
     pub network: NetOptions,
+    /// `--metrics-addr`: where `GET /metrics` is served (`HOST:PORT`); `None` serves nothing.
+    pub metrics_addr: Option<String>,
 }
 
 impl Config {
@@ -618,7 +627,13 @@ impl Config {
             }
         }
         let network = NetOptions::merge(flags, &file)?;
+        let metrics_addr = match flags.metrics_addr.clone().or(file.metrics_addr.clone()) {
+            Some(a) if a.is_empty() => None,
+            Some(a) => Some(parse_metrics_addr(&a)?),
+            None => None,
+        };
         Ok(Config {
+            metrics_addr,
             network,
             config_file,
             hosts,
@@ -721,6 +736,9 @@ impl Config {
         if fresh.network != self.network {
             ignored.push("network");
         }
+        if fresh.metrics_addr != self.metrics_addr {
+            ignored.push("metrics-addr");
+        }
         Ok(Reload {
             config: next,
             applied,
@@ -789,6 +807,22 @@ fn parse_file(path: &Path, text: &str, flags: &Flags) -> Result<FileConfig, Conf
     }
     serde_json::from_value(Value::Object(typed.into_iter().collect()))
         .map_err(|e| wrap(e.to_string()))
+}
+
+/// `--metrics-addr`: `HOST:PORT` as Go's `net.SplitHostPort` takes it (an IPv6 host in
+/// brackets; an empty host is every address, as in dockerd). The host is resolved at bind time.
+fn parse_metrics_addr(addr: &str) -> Result<String, ConfigError> {
+    let bad = |why: &str| {
+        ConfigError::invalid(format!(
+            "invalid metrics-addr {addr:?}: {why} (expected HOST:PORT)"
+        ))
+    };
+    let (host, port) = addr.rsplit_once(':').ok_or_else(|| bad("missing port"))?;
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err(bad("an IPv6 address needs brackets"));
+    }
+    port.parse::<u16>().map_err(|_| bad("bad port"))?;
+    Ok(addr.to_string())
 }
 
 /// A JSON value as Go's `%v` prints the decoded value.
@@ -1003,6 +1037,47 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("must not contain"));
+    }
+
+    #[test]
+    fn metrics_addr_from_flag_or_file() {
+        let c =
+            |args: &[&str]| Config::merge(PathBuf::from("/x"), &flags(args), FileConfig::default());
+        assert_eq!(c(&[]).unwrap().metrics_addr, None);
+        assert_eq!(
+            c(&["--metrics-addr", "127.0.0.1:9323"])
+                .unwrap()
+                .metrics_addr
+                .as_deref(),
+            Some("127.0.0.1:9323")
+        );
+        assert_eq!(
+            c(&["--metrics-addr", "[::1]:9323"])
+                .unwrap()
+                .metrics_addr
+                .as_deref(),
+            Some("[::1]:9323")
+        );
+        assert_eq!(c(&["--metrics-addr", ""]).unwrap().metrics_addr, None);
+        for bad in ["127.0.0.1", "127.0.0.1:x", "::1:9323", "host:70000"] {
+            let e = c(&["--metrics-addr", bad]).unwrap_err();
+            assert!(
+                e.to_string().starts_with("invalid metrics-addr"),
+                "{bad}: {e}"
+            );
+        }
+        let f = with_file(r#"{"metrics-addr": "127.0.0.1:9400"}"#, &[]).unwrap();
+        assert_eq!(f.metrics_addr.as_deref(), Some("127.0.0.1:9400"));
+        let e = with_file(
+            r#"{"metrics-addr": "127.0.0.1:9400"}"#,
+            &["--metrics-addr", "127.0.0.1:1"],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("metrics-addr: (from flag: 127.0.0.1:1, from file: 127.0.0.1:9400)"),
+            "{e}"
+        );
     }
 
     #[test]

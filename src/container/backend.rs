@@ -4,6 +4,7 @@
 //! `Arc` the daemon holds.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::archive::{PathStat, PutOptions};
 use super::attach::{AttachOptions, AttachSession};
@@ -23,7 +24,9 @@ impl ContainerBackend for Arc<ContainerManager> {
         name: Option<String>,
         body: bollard_stubs::models::ContainerCreateBody,
     ) -> Result<bollard_stubs::models::ContainerCreateResponse, ContainerError> {
+        let t = Instant::now();
         let (id, warnings) = self.create(name, body).await?;
+        self.observe("create", t);
         Ok(bollard_stubs::models::ContainerCreateResponse { id, warnings })
     }
 
@@ -44,7 +47,15 @@ impl ContainerBackend for Arc<ContainerManager> {
 
     async fn container_start(&self, name: String) -> Result<bool, ContainerError> {
         let m = self.clone();
-        detached(async move { m.start(&name).await }).await
+        detached(async move {
+            let t = Instant::now();
+            let started = m.start(&name).await;
+            if started.is_ok() {
+                m.observe("start", t);
+            }
+            started
+        })
+        .await
     }
 
     async fn container_stop(
@@ -91,7 +102,13 @@ impl ContainerBackend for Arc<ContainerManager> {
         volumes: bool,
     ) -> Result<(), ContainerError> {
         let m = self.clone();
-        detached(async move { m.remove(&name, force, volumes).await }).await
+        detached(async move {
+            let t = Instant::now();
+            m.remove(&name, force, volumes).await?;
+            m.observe("delete", t);
+            Ok(())
+        })
+        .await
     }
 
     async fn container_pause(&self, name: String, pause: bool) -> Result<(), ContainerError> {
@@ -146,14 +163,23 @@ impl ContainerBackend for Arc<ContainerManager> {
         opts: super::commit::CommitOptions,
     ) -> Result<String, ContainerError> {
         let m = self.clone();
-        detached(async move { m.commit(&name, opts).await }).await
+        detached(async move {
+            let t = Instant::now();
+            let id = m.commit(&name, opts).await?;
+            m.observe("commit", t);
+            Ok(id)
+        })
+        .await
     }
 
     async fn container_changes(
         &self,
         name: String,
     ) -> Result<Vec<bollard_stubs::models::FilesystemChange>, ContainerError> {
-        self.changes(&name).await
+        let t = Instant::now();
+        let changes = self.changes(&name).await?;
+        self.observe("changes", t);
+        Ok(changes)
     }
 
     async fn container_export(&self, name: String) -> Result<ByteReceiver, ContainerError> {

@@ -138,12 +138,12 @@ pub fn merge_image_config(c: &mut ContainerConfig, img: &RunConfig) {
     if c.shell.is_none() {
         c.shell = img.shell.clone();
     }
-    if c.healthcheck.is_none() {
-        c.healthcheck = img
-            .healthcheck
+    super::health::merge(
+        &mut c.healthcheck,
+        img.healthcheck
             .clone()
-            .and_then(|h| serde_json::from_value(h).ok());
-    }
+            .and_then(|h| serde_json::from_value(h).ok()),
+    );
 }
 
 /// `Path` and `Args` of the container's process.
@@ -368,6 +368,7 @@ impl ContainerManager {
         }
         let networking = body.networking_config.clone();
         let (mut config, mut host) = split_body(body);
+        super::health::validate(config.healthcheck.as_ref())?;
         let image = self.images.get_image(&image_name).map_err(|e| {
             if e.kind() == ErrorKind::NotFound {
                 ContainerError::new(ErrorKind::NotFound, format!("No such image: {image_name}"))

@@ -107,7 +107,10 @@ impl ExecSession {
                     close_with_client: true,
                     detach_keys: self.detach_keys,
                 };
-                pump(client, stdio, tty, mode, done).await;
+                let end = pump(client, stdio, tty, mode, done).await;
+                if end == super::attach::PumpEnd::Detached {
+                    self.manager.exec_detached(&self.id);
+                }
             }
             Err(e) => {
                 let (_, mut w) = tokio::io::split(client.io);
@@ -199,6 +202,26 @@ impl ContainerManager {
                 true
             }
         });
+    }
+
+    /// A client detached from an exec with the detach keys (`exec_detach`).
+    fn exec_detached(&self, exec_id: &str) {
+        let Ok(exec) = self.exec_get(exec_id) else {
+            return;
+        };
+        let container_id = exec.snapshot().container_id;
+        if let Ok(c) = self.get(&container_id) {
+            self.events_bus().publish(
+                self.event_for(&c.record(), "exec_detach")
+                    .attribute("execID", exec_id.to_string()),
+            );
+        }
+    }
+
+    /// Forget an ended exec's record at once (a health probe's: dockerd keeps no trace of
+    /// them either, and one a second would otherwise pile up for five minutes).
+    pub(super) fn forget_exec(&self, id: &str) {
+        lock(&self.execs).remove(id);
     }
 
     /// `POST /containers/{id}/exec`.
@@ -321,7 +344,7 @@ impl ContainerManager {
     }
 
     /// Resolves to the exit code once the exec has ended (at most `timeout`).
-    async fn exec_wait(&self, id: &str, timeout: Duration) -> Option<i64> {
+    pub(super) async fn exec_wait(&self, id: &str, timeout: Duration) -> Option<i64> {
         let exec = self.exec_get(id).ok()?;
         let mut rx = exec.done.subscribe();
         let wait = async {

@@ -174,6 +174,13 @@ pub fn inspect(r: &Record, x: &InspectExtras) -> Value {
             legacy_network_fields(ns, x.networks.get("bridge"));
         }
         m.entry("ExecIDs").or_insert(Value::Null);
+        // `State.Health`, likewise (its results carry dates).
+        if let (Some(h), Some(Value::Object(st))) = (&r.state.health, m.get_mut("State")) {
+            st.insert(
+                "Health".to_string(),
+                serde_json::to_value(h).unwrap_or(Value::Null),
+            );
+        }
     }
     v
 }
@@ -209,7 +216,14 @@ pub fn status_text(r: &Record, now: SystemTime) -> String {
     let s = &r.state;
     match s.status {
         Status::Created => "Created".to_string(),
-        Status::Running => format!("Up {}", human_duration(since(&s.started_at, now))),
+        Status::Running => match &s.health {
+            Some(h) => format!(
+                "Up {} ({})",
+                human_duration(since(&s.started_at, now)),
+                super::health::status_suffix(h)
+            ),
+            None => format!("Up {}", human_duration(since(&s.started_at, now))),
+        },
         Status::Paused => format!("Up {} (Paused)", human_duration(since(&s.started_at, now))),
         Status::Restarting => format!(
             "Restarting ({}) {} ago",

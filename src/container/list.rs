@@ -165,8 +165,15 @@ pub fn matches(r: &Record, f: &Filters, ancestors: &[String]) -> bool {
             return false;
         }
     }
-    if f.contains("health") && !f.get("health").any(|h| h == "none") {
-        return false;
+    if f.contains("health") {
+        let health = r
+            .state
+            .health
+            .as_ref()
+            .map_or("none", |h| h.status.as_str());
+        if !f.get("health").any(|h| h == health) {
+            return false;
+        }
     }
     if f.contains("expose") {
         let ports = r.config.exposed_ports.clone().unwrap_or_default();

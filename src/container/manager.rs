@@ -31,6 +31,14 @@ pub struct ManagerConfig {
     pub ncpu: i64,
 }
 
+/// What the manager reports to the daemon's metrics: moby's `container_actions` timings
+/// (`create`, `start`, `delete`, `commit`, `changes`) and health check counts.
+pub trait ManagerMetrics: Send + Sync {
+    fn container_action(&self, action: &'static str, took: Duration);
+    /// One health probe ran; `failed`: it could not run at all (not: the check failed).
+    fn health_check(&self, failed: bool);
+}
+
 /// What waiters see of a container.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
@@ -65,6 +73,8 @@ pub struct Container {
     pub(super) started: Mutex<Option<Instant>>,
     /// Bumped on every start, so that an old watcher cannot act on a new run.
     pub(super) generation: Mutex<u64>,
+    /// The running health monitor's stop handle (dropping it stops the monitor).
+    pub(super) health: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -106,6 +116,8 @@ pub struct ContainerManager {
     pub(super) names: Mutex<HashMap<String, String>>,
     /// Exec instances by ID.
     pub(super) execs: Mutex<super::exec::ExecTable>,
+    /// Where timings and health check counts go, once the daemon has set it.
+    pub(super) metrics: std::sync::OnceLock<Arc<dyn ManagerMetrics>>,
 }
 
 impl ContainerManager {
@@ -127,7 +139,20 @@ impl ContainerManager {
             containers: RwLock::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
+            metrics: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Report timings and health checks to `metrics` from now on.
+    pub fn set_metrics(&self, metrics: Arc<dyn ManagerMetrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    /// A successful `action` that began at `since`.
+    pub(super) fn observe(&self, action: &'static str, since: Instant) {
+        if let Some(m) = self.metrics.get() {
+            m.container_action(action, since.elapsed());
+        }
     }
 
     pub(super) fn container_dir(&self, id: &str) -> PathBuf {
@@ -312,6 +337,7 @@ impl ContainerManager {
             backoff: Mutex::new(None),
             started: Mutex::new(None),
             generation: Mutex::new(0),
+            health: Mutex::new(None),
         })
     }
 }

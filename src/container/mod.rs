@@ -8,6 +8,7 @@ pub mod backend;
 pub mod commit;
 pub mod create;
 pub mod exec;
+pub mod health;
 pub mod inspect;
 pub mod list;
 pub mod logs;
@@ -31,7 +32,7 @@ pub mod volumes;
 
 use crate::errors::{ErrorKind, Kinded};
 
-pub use manager::{ContainerManager, ManagerConfig};
+pub use manager::{ContainerManager, ManagerConfig, ManagerMetrics};
 
 crate::module_error! {
     /// A container-side failure, with Docker's wording where clients parse it.

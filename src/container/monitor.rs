@@ -48,6 +48,7 @@ impl ContainerManager {
     /// The container's process ended: record it, clean up, tell waiters, apply the policy.
     pub(super) async fn on_exit(self: &Arc<Self>, c: &Arc<Container>, status: ExitStatus) {
         let id = c.id.clone();
+        self.health_stop(c);
         self.finish_execs(&id);
         let ran_for = lock(&c.started).map(|t| t.elapsed()).unwrap_or_default();
         let (policy, max) = c.record().restart_policy();

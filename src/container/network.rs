@@ -109,12 +109,13 @@ impl ContainerManager {
         self.runtime.netns_path(id)
     }
 
-    /// Before the supervisor: create the namespace and join the networks (ports published),
-    /// then write `/etc/hosts` and `/etc/resolv.conf` for this run. `Ok(None)` when the
-    /// container joins no network (host, none, container:…).
+    /// Before the supervisor: create the run's network namespace (`lo` up) and join the
+    /// networks (ports published), then write `/etc/hosts` and `/etc/resolv.conf` for this
+    /// run. `none` gets the namespace alone; `Ok(None)` when the container has no namespace of
+    /// its own (host, container:…).
     pub(super) async fn network_up(&self, r: &Record) -> Result<Option<PathBuf>, ContainerError> {
         let mode = r.host_config.network_mode.clone().unwrap_or_default();
-        if !joins_networks(&mode) {
+        if mode == "host" || mode.starts_with("container:") {
             return Ok(None);
         }
         let netns = self.netns_file(&r.id);
@@ -129,6 +130,9 @@ impl ContainerManager {
             })
             .await
             .map_err(|e| ContainerError::internal(format!("netns task: {e}")))??;
+        }
+        if !joins_networks(&mode) {
+            return Ok(Some(netns));
         }
         let mut order: Vec<(&String, &EndpointSettings)> = r.networks.iter().collect();
         // The primary network (NetworkMode) first: its endpoint is eth0.

@@ -39,6 +39,7 @@ impl ContainerManager {
                 Status::Running
             };
         })?;
+        self.health_sync(&c);
         self.publish(&r, if pause { "pause" } else { "unpause" });
         Ok(())
     }

@@ -63,6 +63,9 @@ pub struct State {
     /// A container being restarted by its policy (status restarting) or by `docker restart`.
     #[serde(default)]
     pub restart_pending: bool,
+    /// The health check's state (`State.Health`), once a container with a check has started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<super::health::HealthState>,
 }
 
 /// Everything berth persists about one container.

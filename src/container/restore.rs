@@ -136,7 +136,8 @@ impl ContainerManager {
                     }
                 }
                 tracing::info!("reattached to container {}", c.id);
-                self.spawn_watcher(c, w, generation);
+                self.spawn_watcher(c.clone(), w, generation);
+                self.health_init(&c);
             }
             Err(_) => {
                 // The supervisor is gone: it recorded the exit, or it died with the container.

@@ -159,6 +159,7 @@ impl ContainerManager {
         });
         self.publish(&c.record(), "start");
         self.spawn_watcher(c.clone(), watch, generation);
+        self.health_init(c);
         Ok(())
     }
 
@@ -175,18 +176,19 @@ impl ContainerManager {
         spec::prepare_rootfs(&rootfs, r.config.working_dir.as_deref().unwrap_or(""))?;
         let h = &r.host_config;
         let net_mode = h.network_mode.clone().unwrap_or_default();
-        let netns_file = self.runtime.netns_path(id);
-        let mut joined_net: Option<PathBuf> = None;
-        let mut private_netns = false;
-        if net_mode == "host" {
+        // berthd makes every private network namespace (network_up), with its endpoints if
+        // the container joins networks; the supervisor only joins it by path.
+        let network = if net_mode == "host" {
+            NsChoice::Host
         } else if let Some(other) = net_mode.strip_prefix("container:") {
-            joined_net = Some(self.namespace_of(other, "net")?);
+            NsChoice::Path(self.namespace_of(other, "net")?)
         } else if let Some(p) = joined_netns {
-            // berthd made the namespace and its endpoints (network_up).
-            joined_net = Some(p);
+            NsChoice::Path(p)
         } else {
-            private_netns = true;
-        }
+            return Err(ContainerError::internal(format!(
+                "container {id} has no network namespace (network mode {net_mode:?})"
+            )));
+        };
         let ipc_mode = h.ipc_mode.clone().unwrap_or_default();
         let joined_ipc = match ipc_mode.strip_prefix("container:") {
             Some(other) => Some(self.namespace_of(other, "ipc")?),
@@ -205,13 +207,6 @@ impl ContainerManager {
             } else {
                 NsChoice::Private
             }
-        };
-        let network = if net_mode == "host" {
-            NsChoice::Host
-        } else if let Some(p) = joined_net {
-            NsChoice::Path(p)
-        } else {
-            NsChoice::Path(netns_file.clone())
         };
         let ipc = ns(&ipc_mode, &joined_ipc);
         let pid = ns(&pid_mode, &joined_pid);
@@ -254,7 +249,6 @@ impl ContainerManager {
                 stdin_once: r.config.stdin_once.unwrap_or(false),
                 console_size,
             },
-            private_netns,
         })
     }
 

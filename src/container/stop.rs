@@ -177,13 +177,14 @@ impl ContainerManager {
     }
 
     /// Thaw a paused container that was just signalled (so that it can act on the signal).
-    pub(super) async fn resume_after_signal(&self, c: &Container) {
+    pub(super) async fn resume_after_signal(self: &Arc<Self>, c: &Arc<Container>) {
         if self.runtime.resume(&c.id).await.is_ok() {
             if let Ok(r) = self.update(c, |r| {
                 if r.state.status == Status::Paused {
                     r.state.status = Status::Running;
                 }
             }) {
+                self.health_sync(c);
                 self.publish(&r, "unpause");
             }
         }

@@ -34,8 +34,6 @@ pub struct RuntimeConfig {
 #[derive(Debug, Clone)]
 pub struct LaunchOptions {
     pub io: ProcessIo,
-    /// Create a network namespace of its own at [`Runtime::netns_path`].
-    pub private_netns: bool,
 }
 
 /// The process of a `docker exec`, before [`Runtime::exec_process`] resolves it.
@@ -157,7 +155,6 @@ impl Runtime {
             id: id.to_string(),
             lc_root: self.lc_root(),
             io: opts.io,
-            netns: opts.private_netns.then(|| self.netns_path(id)),
             cgroup_path: self.cgroup_path(id),
         };
         client::launch(self.cfg.supervisor_exe.clone(), self.state_dir(id), cfg).await
@@ -180,6 +177,20 @@ impl Runtime {
         client::request_ok(&self.state_dir(id), Request::Kill { signal })
             .await
             .map(drop)
+    }
+
+    /// Send `signal` to one of the container's exec processes.
+    pub async fn signal_exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        signal: i32,
+    ) -> Result<(), RuntimeError> {
+        let req = Request::KillExec {
+            exec_id: exec_id.to_string(),
+            signal,
+        };
+        client::request_ok(&self.state_dir(id), req).await.map(drop)
     }
 
     /// Freeze the container's processes.
@@ -340,10 +351,10 @@ impl Runtime {
     }
 
     /// Blocking. What a finished run leaves: its state directory (only once its exit is
-    /// recorded elsewhere: `exit.json` goes with it) and its network namespace.
+    /// recorded elsewhere: `exit.json` goes with it). Its network namespace is the container
+    /// manager's (`network_down`).
     pub fn cleanup(&self, id: &str) {
         let _ = std::fs::remove_dir_all(self.state_dir(id));
-        let _ = host::remove_netns(&self.netns_path(id));
     }
 
     /// How a run whose supervisor is gone ended: the exit it recorded, or, if it died without

@@ -25,8 +25,6 @@ pub struct SupervisorConfig {
     pub lc_root: PathBuf,
     #[serde(flatten)]
     pub io: ProcessIo,
-    /// Create a fresh network namespace (with `lo` up) bind-mounted here before the container.
-    pub netns: Option<PathBuf>,
     /// The container's absolute cgroup path (for the OOM counter).
     pub cgroup_path: String,
 }
@@ -58,6 +56,13 @@ pub enum Request {
         stderr: bool,
     },
     Kill {
+        signal: i32,
+    },
+    /// Signal one exec process (a health probe past its timeout). A request of its own, not a
+    /// field of `Kill`: a supervisor from before it existed refuses it instead of signalling
+    /// the container's init.
+    KillExec {
+        exec_id: String,
         signal: i32,
     },
     Pause,

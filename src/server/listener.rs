@@ -131,16 +131,7 @@ async fn bind_into(
     systemd: &mut Option<SystemdSockets>,
     out: &mut Vec<Listener>,
 ) -> Result<(), ListenError> {
-    let tls = if config.tls_enabled() {
-        let ca = (config.tls_verify || config.tls_ca_cert.exists())
-            .then_some(config.tls_ca_cert.as_path());
-        Some(
-            tls::server_config(&config.tls_cert, &config.tls_key, ca, config.tls_verify)
-                .map_err(|e| ListenError::invalid(e.to_string()))?,
-        )
-    } else {
-        None
-    };
+    let tls = tls_config(config)?;
     for host in &config.hosts {
         match host {
             Host::Unix(path) => out.push(bind_unix(path, config).await?),
@@ -204,6 +195,21 @@ async fn bind_into(
     Ok(())
 }
 
+/// The TLS configuration of TCP listeners, when `--tls`/`--tlsverify` is on.
+pub(super) fn tls_config(
+    config: &Config,
+) -> Result<Option<Arc<rustls::ServerConfig>>, ListenError> {
+    if !config.tls_enabled() {
+        return Ok(None);
+    }
+    let ca =
+        (config.tls_verify || config.tls_ca_cert.exists()).then_some(config.tls_ca_cert.as_path());
+    Ok(Some(
+        tls::server_config(&config.tls_cert, &config.tls_key, ca, config.tls_verify)
+            .map_err(|e| ListenError::invalid(e.to_string()))?,
+    ))
+}
+
 /// Without `--tlsverify`, anyone who reaches a TCP socket is root on this host. Refuse that on
 /// a non-loopback address unless the user said `--tls=false` (or `--tlsverify=false`) on purpose.
 fn check_tcp_policy(host: &Host, addrs: &[SocketAddr], config: &Config) -> Result<(), ListenError> {
@@ -223,7 +229,7 @@ fn check_tcp_policy(host: &Host, addrs: &[SocketAddr], config: &Config) -> Resul
     Ok(())
 }
 
-fn is_loopback(ip: IpAddr) -> bool {
+pub(super) fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
         IpAddr::V6(v6) => {

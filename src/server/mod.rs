@@ -5,10 +5,12 @@
 //! [`ServerOptions::drain_timeout`], and returns.
 
 mod listener;
+mod metrics;
 mod systemd;
 pub mod tls;
 
 pub use listener::{bind_hosts, ListenError, Listener, SystemdSockets};
+pub use metrics::{bind_metrics, serve_metrics};
 
 use std::future::Future;
 use std::sync::Arc;

@@ -94,9 +94,54 @@ pub fn parse_go_duration(value: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(total).ok()
 }
 
+/// A duration as Go's `time.Duration.String` prints it: `1s`, `500ms`, `1m30s`, `1.5s`.
+pub fn go_duration_string(d: Duration) -> String {
+    let ns = d.as_nanos();
+    // The whole part and the trimmed fraction of `v` in `unit`s (`unit` a power of ten).
+    fn frac(v: u128, unit: u128) -> String {
+        let (whole, rest) = (v / unit, v % unit);
+        if rest == 0 {
+            return whole.to_string();
+        }
+        let width = unit.to_string().len() - 1;
+        let digits = format!("{rest:0width$}");
+        format!("{whole}.{}", digits.trim_end_matches('0'))
+    }
+    const S: u128 = 1_000_000_000;
+    match ns {
+        0 => "0s".to_string(),
+        n if n < 1_000 => format!("{n}ns"),
+        n if n < 1_000_000 => format!("{}µs", frac(n, 1_000)),
+        n if n < S => format!("{}ms", frac(n, 1_000_000)),
+        n => {
+            let (h, m) = (n / (3600 * S), n % (3600 * S) / (60 * S));
+            let s = format!("{}s", frac(n % (60 * S), S));
+            match (h, m) {
+                (0, 0) => s,
+                (0, m) => format!("{m}m{s}"),
+                (h, m) => format!("{h}h{m}m{s}"),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_duration_strings() {
+        let f = |ms: u64| go_duration_string(Duration::from_millis(ms));
+        assert_eq!(f(0), "0s");
+        assert_eq!(f(1000), "1s");
+        assert_eq!(f(500), "500ms");
+        assert_eq!(f(1500), "1.5s");
+        assert_eq!(f(90_000), "1m30s");
+        assert_eq!(f(60_000), "1m0s");
+        assert_eq!(f(3_600_000), "1h0m0s");
+        assert_eq!(go_duration_string(Duration::from_micros(1500)), "1.5ms");
+        assert_eq!(go_duration_string(Duration::from_nanos(12)), "12ns");
+    }
 
     #[test]
     fn parses_docker_timestamps() {

@@ -2,6 +2,8 @@
 //! and talk to it through the docker CLI, raw HTTP or bollard.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};

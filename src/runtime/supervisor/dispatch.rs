@@ -74,6 +74,7 @@ impl Supervisor {
                 Reply::ok()
             }
             Request::Kill { signal } => self.kill(signal),
+            Request::KillExec { exec_id, signal } => self.kill_exec(&exec_id, signal),
             Request::Pause => self.pause_or_resume(true),
             Request::Resume => self.pause_or_resume(false),
             Request::Resize {
@@ -121,6 +122,42 @@ impl Supervisor {
         match nix::sys::signal::kill(self.init, sig) {
             Ok(()) => Reply::ok(),
             Err(e) => Reply::error(format!("kill {}: {e}", self.init)),
+        }
+    }
+
+    /// Signal a running exec process, through its pidfd when there is one (no pid reuse).
+    fn kill_exec(&mut self, exec_id: &str, signal: i32) -> Reply {
+        let sig = match Signal::try_from(signal) {
+            Ok(s) => s,
+            Err(_) => return Reply::error(format!("invalid signal: {signal}")),
+        };
+        let Some(exec) = self.execs.iter().find(|e| e.exec_id == exec_id) else {
+            return Reply::error(format!("exec {exec_id} is not running"));
+        };
+        let sent = match &exec.pidfd {
+            Some(fd) => {
+                // SAFETY: pidfd_send_signal takes a pidfd we own, a signal number, a null
+                // siginfo and no flags; it returns 0 or -1 with errno.
+                let rc = unsafe {
+                    libc::syscall(
+                        libc::SYS_pidfd_send_signal,
+                        fd.as_raw_fd(),
+                        sig as libc::c_int,
+                        std::ptr::null::<libc::siginfo_t>(),
+                        0,
+                    )
+                };
+                if rc == 0 {
+                    Ok(())
+                } else {
+                    Err(nix::errno::Errno::last())
+                }
+            }
+            None => nix::sys::signal::kill(exec.pid, sig),
+        };
+        match sent {
+            Ok(()) => Reply::ok(),
+            Err(e) => Reply::error(format!("kill exec {exec_id} ({}): {e}", exec.pid)),
         }
     }
 

@@ -117,11 +117,6 @@ impl Supervisor {
         if let Err(e) = lc::delete(&mut self.container) {
             tracing::warn!("delete container: {e}");
         }
-        if let Some(ns) = &self.cfg.netns {
-            if let Err(e) = host::remove_netns(ns) {
-                tracing::warn!("remove netns: {e}");
-            }
-        }
     }
 
     /// Record the exit status in the state dir (berthd reads it when the supervisor is gone).

@@ -137,33 +137,22 @@ impl Supervisor {
         }
     }
 
-    /// The setup's steps; on failure, what was made so far is undone (the container deleted,
-    /// then the network namespace removed).
+    /// The setup's steps; on failure, what was made so far is undone (the container deleted).
     fn build(state_dir: &Path) -> Result<Supervisor, SetupError> {
         enter_state_dir(state_dir)?;
         init_logging(&state_dir.join("supervisor.log"));
         let cfg = read_config(state_dir)?;
         let listener = bind_socket(state_dir)?;
-        if let Some(ns) = &cfg.netns {
-            host::create_netns(ns)?;
-        }
         let NewContainer {
             mut container,
             mut io,
             console,
             report,
-        } = match create_container(&cfg, state_dir) {
-            Ok(new) => new,
-            Err(e) => {
-                cleanup_netns(&cfg);
-                return Err(e);
-            }
-        };
+        } = create_container(&cfg, state_dir)?;
         let (init, log) = match finish_init(&cfg, state_dir, &container, console, &mut io) {
             Ok(done) => done,
             Err(e) => {
                 let _ = lc::delete(&mut container);
-                cleanup_netns(&cfg);
                 return Err(e.into());
             }
         };
@@ -217,12 +206,6 @@ fn bind_socket(state_dir: &Path) -> Result<UnixListener, String> {
         UnixListener::bind("sup.sock").map_err(|e| format!("bind {}: {e}", sock.display()))?;
     nonblocking(&listener);
     Ok(listener)
-}
-
-fn cleanup_netns(cfg: &SupervisorConfig) {
-    if let Some(ns) = &cfg.netns {
-        let _ = host::remove_netns(ns);
-    }
 }
 
 /// The init's stdio (pipes, or a console socket with a TTY) and the container created with it.
