@@ -66,6 +66,14 @@ fn now_of(c: &Container) -> Now {
     })
 }
 
+/// host and none report no interfaces, as dockerd's sandbox statistics.
+fn reports_networks(c: &Container) -> bool {
+    c.with_record(|r| {
+        let mode = r.host_config.network_mode.as_deref().unwrap_or("");
+        mode != "host" && mode != "none"
+    })
+}
+
 impl ContainerManager {
     /// `GET /containers/{id}/stats`: JSON lines on a channel.
     pub async fn stats(
@@ -80,11 +88,7 @@ impl ContainerManager {
         }
         let c = self.get(name)?;
         let id = c.id.clone();
-        // host and none report no interfaces, as dockerd's sandbox statistics.
-        let with_net = c.with_record(|r| {
-            let mode = r.host_config.network_mode.as_deref().unwrap_or("");
-            mode != "host" && mode != "none"
-        });
+        let with_net = reports_networks(&c);
         let source = Arc::new(self.runtime.stats_source(&id));
         let (tx, rx) = mpsc::channel(4);
 
@@ -135,6 +139,73 @@ impl ContainerManager {
             }
         });
         Ok(rx)
+    }
+}
+
+/// What `docker stats` shows of a running container, for the daemon's metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Usage {
+    /// User plus system CPU time of the cgroup.
+    pub cpu_seconds: f64,
+    /// As the CLI counts it: usage less the inactive page cache.
+    pub memory_usage: Option<u64>,
+    pub memory_limit: Option<u64>,
+    /// `(interface, rx bytes, tx bytes)`, `lo` left out.
+    pub networks: Vec<(String, u64, u64)>,
+    /// Bytes of the block I/O entries whose operation starts with r / w (the CLI's rule).
+    pub blkio_read: Option<u64>,
+    pub blkio_write: Option<u64>,
+}
+
+impl ContainerManager {
+    /// Blocking (a handful of cgroup and `/proc` reads). A running container's usage now, or
+    /// `None` when it is not running.
+    pub fn usage_blocking(&self, c: &Container) -> Option<Usage> {
+        let pid = now_of(c).pid?;
+        let with_net = reports_networks(c);
+        let raw = self
+            .runtime
+            .stats_source(&c.id)
+            .sample(with_net.then_some(pid));
+        Some(usage_of(&raw))
+    }
+}
+
+fn usage_of(raw: &RawStats) -> Usage {
+    let m = &raw.memory;
+    let inactive = m
+        .stats
+        .get("total_inactive_file")
+        .or_else(|| m.stats.get("inactive_file"))
+        .copied();
+    let memory_usage = m.usage.map(|u| match inactive {
+        Some(i) if i < u => u - i,
+        _ => u,
+    });
+    let sum = |first: char| {
+        raw.blkio.service_bytes.as_ref().map(|v| {
+            v.iter()
+                .filter(|e| {
+                    e.op.chars()
+                        .next()
+                        .is_some_and(|c| c.eq_ignore_ascii_case(&first))
+                })
+                .map(|e| e.value)
+                .sum()
+        })
+    };
+    Usage {
+        cpu_seconds: raw.cpu.total as f64 / 1e9,
+        memory_usage,
+        memory_limit: m.limit,
+        networks: raw
+            .networks
+            .iter()
+            .flatten()
+            .map(|(n, d)| (n.clone(), d.rx_bytes, d.tx_bytes))
+            .collect(),
+        blkio_read: sum('r'),
+        blkio_write: sum('w'),
     }
 }
 
@@ -398,6 +469,43 @@ mod tests {
         assert_eq!(v["preread"], ZERO_TIME);
         assert_eq!(v["precpu_stats"]["cpu_usage"]["total_usage"], 0);
         assert!(v["precpu_stats"].get("system_cpu_usage").is_none());
+    }
+
+    #[test]
+    fn usage_counts_as_the_cli() {
+        let mut s = sampled(2_500_000_000, "2026-01-01T00:00:00Z");
+        s.raw.blkio.service_bytes = Some(vec![
+            BlkioEntry {
+                major: 8,
+                minor: 0,
+                op: "Read".into(),
+                value: 10,
+            },
+            BlkioEntry {
+                major: 8,
+                minor: 0,
+                op: "Write".into(),
+                value: 20,
+            },
+            BlkioEntry {
+                major: 8,
+                minor: 0,
+                op: "Total".into(),
+                value: 30,
+            },
+            BlkioEntry {
+                major: 8,
+                minor: 16,
+                op: "write".into(),
+                value: 5,
+            },
+        ]);
+        let u = usage_of(&s.raw);
+        assert_eq!(u.cpu_seconds, 2.5);
+        assert_eq!(u.memory_usage, Some(90), "usage less total_inactive_file");
+        assert_eq!(u.memory_limit, Some(1000));
+        assert_eq!(u.networks, vec![("eth0".to_string(), 7, 0)]);
+        assert_eq!((u.blkio_read, u.blkio_write), (Some(10), Some(25)));
     }
 
     #[test]
