@@ -9,7 +9,8 @@ Usage (root): bench/run.sh [--quick] [--install-anchors] [--runs N] [--no-docs] 
   --quick            every scenario once, berth alone, small sizes (CI runs this)
   --install-anchors  apt-get install docker.io, podman and wrk first
 Scenarios: start, run, api, wrk, many, logs, images, storage, network (each daemon in its own
-network namespace, with networking on).
+network namespace, with networking on), stats (one streaming `GET /containers/{id}/stats` per
+running container; the daemon's CPU time while they stream).
 """
 import argparse, http.client, json, os, re, shutil, signal, socket, statistics, subprocess
 import sys, tempfile, threading, time
@@ -82,6 +83,18 @@ def rss_kib(pid):
     except OSError:
         pass
     return 0
+
+
+def cpu_ticks(pids):
+    """utime + stime of processes, in clock ticks (gone ones count 0)."""
+    total = 0
+    for p in pids:
+        try:
+            fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total
 
 
 def children(pid):
@@ -500,6 +513,80 @@ class Bench:
                     self.failed(s, "logs", e)
         self.stop_all()
 
+    def scenario_stats(self):
+        """N running containers, one streaming stats connection each (raw HTTP on the Unix
+        socket, read and dropped): the daemon's CPU time over a window, as % of one core.
+        Only reported, never judged."""
+        self.start_all("stats")
+        n = 10 if self.args.quick else 50
+        window = 3 if self.args.quick else 10
+        tick = os.sysconf("SC_CLK_TCK")
+        for s in self.live("stats", 0):
+            conns = []
+            try:
+                for i in range(n):
+                    s.docker("run", "-d", *RUN_OPTS, "--name", f"st{i}", "bench-busybox", "sleep", "1000")
+                ids = s.docker("ps", "-q", "--no-trunc").stdout.decode().split()
+                per = set()
+                for cid in ids:
+                    pid = int(s.docker("inspect", "--format", "{{.State.Pid}}", cid).stdout.strip() or 0)
+                    if pid:
+                        per.add(ppid(pid))
+                got = [0] * len(ids)
+                stop = threading.Event()
+
+                def reader(k, sock):
+                    while not stop.is_set():
+                        try:
+                            data = sock.recv(65536)
+                        except OSError:
+                            return
+                        if not data:
+                            return
+                        got[k] += len(data)
+
+                threads = []
+                for k, cid in enumerate(ids):
+                    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    c.settimeout(2)
+                    c.connect(s.sock)
+                    c.sendall(f"GET /containers/{cid}/stats HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+                    conns.append(c)
+                    t = threading.Thread(target=reader, args=(k, c), daemon=True)
+                    t.start()
+                    threads.append(t)
+                time.sleep(3)  # every stream past its first sample
+                before = [0] * len(ids)
+                before[:] = got
+                daemon = s.daemon_pids()
+                c0 = cpu_ticks(daemon)
+                p0 = cpu_ticks(per)
+                t0 = time.monotonic()
+                time.sleep(window)
+                c1 = cpu_ticks(daemon)
+                p1 = cpu_ticks(per)
+                dt = time.monotonic() - t0
+                quiet = sum(1 for k in range(len(ids)) if got[k] == before[k])
+                self.add(f"{len(ids)} stats streams: daemon CPU", s, (c1 - c0) / tick / dt * 100, "% of a core")
+                self.add(f"{len(ids)} stats streams: daemon + per-container processes CPU", s,
+                         (c1 - c0 + p1 - p0) / tick / dt * 100, "% of a core")
+                if quiet:
+                    self.notes.append(f"{s.name}: {quiet} of {len(ids)} stats streams sent nothing during the window")
+                stop.set()
+            except Exception as e:
+                self.failed(s, "stats", e)
+            finally:
+                for c in conns:
+                    try:
+                        c.close()
+                    except OSError:
+                        pass
+            try:
+                s.docker("rm", "-f", *s.docker("ps", "-aq").stdout.decode().split(), check=False)
+            except Exception:
+                pass
+        self.stop_all()
+
     def scenario_storage(self):
         """Volumes, commit and cp: a container with 5 volumes created, a 50 MB change committed,
         100 MB copied in and out of a stopped container."""
@@ -752,7 +839,7 @@ def main():
     ap.add_argument("--install-anchors", action="store_true")
     ap.add_argument("--runs", type=int, default=0, help="override the runs of every scenario")
     ap.add_argument("--no-docs", action="store_true")
-    ap.add_argument("--only", default="start,run,wrk,many,logs,images,storage,network")
+    ap.add_argument("--only", default="start,run,wrk,many,logs,images,storage,network,stats")
     ap.add_argument("--berthd", default="")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -782,7 +869,8 @@ def main():
         b.runs = lambda n: args.runs
     scenarios = {"start": b.scenario_start, "run": b.scenario_run_and_api, "wrk": b.scenario_wrk,
                  "many": b.scenario_many, "logs": b.scenario_logs, "images": b.scenario_images,
-                 "storage": b.scenario_storage, "network": b.scenario_network}
+                 "storage": b.scenario_storage, "network": b.scenario_network,
+                 "stats": b.scenario_stats}
     failed = []
     try:
         for name in args.only.split(","):

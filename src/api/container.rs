@@ -27,6 +27,7 @@ use crate::container::exec::ExecSession;
 use crate::container::list::ListOptions;
 use crate::container::logs::LogsOptions;
 use crate::container::manager::WaitCondition;
+use crate::container::stats::StatsOptions;
 use crate::container::ContainerError;
 use crate::filters::Filters;
 use crate::util::io::ByteReceiver;
@@ -98,6 +99,12 @@ pub trait ContainerBackend: Send + Sync {
         name: String,
         opts: LogsOptions,
     ) -> Result<(bool, ByteReceiver), ContainerError>;
+    /// `GET /containers/{id}/stats`: JSON lines, one a second with `stream`.
+    async fn container_stats(
+        &self,
+        name: String,
+        opts: StatsOptions,
+    ) -> Result<ByteReceiver, ContainerError>;
     async fn container_changes(
         &self,
         name: String,
@@ -174,6 +181,7 @@ pub fn routes(backend: std::sync::Arc<dyn ContainerBackend>) -> Vec<Route> {
         Route::new(Method::GET, "/containers/{name}/json", b, inspect),
         Route::new(Method::GET, "/containers/{name}/top", b, top),
         Route::new(Method::GET, "/containers/{name}/logs", b, logs),
+        Route::new(Method::GET, "/containers/{name}/stats", b, stats),
         Route::new(Method::GET, "/containers/{name}/changes", b, changes),
         Route::new(Method::GET, "/containers/{name}/export", b, export),
         Route::new(Method::HEAD, "/containers/{name}/archive", b, archive_head),
@@ -540,6 +548,19 @@ pub async fn logs(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let ct = stream_content_type(tty, ctx.version);
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+    Ok(r)
+}
+
+/// `GET /containers/{id}/stats`.
+pub async fn stats(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
+    let opts = StatsOptions {
+        stream: ctx.query.bool_or("stream", true),
+        one_shot: ctx.version >= ApiVersion::new(1, 41) && ctx.query.bool("one-shot"),
+    };
+    let rx = ctx.backend.container_stats(name(&ctx), opts).await?;
+    let mut r = Response::new(channel_body(rx));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(r)
 }
 

@@ -149,6 +149,14 @@ impl ContainerBackend for Arc<ContainerManager> {
         self.logs(&name, opts).await
     }
 
+    async fn container_stats(
+        &self,
+        name: String,
+        opts: super::stats::StatsOptions,
+    ) -> Result<ByteReceiver, ContainerError> {
+        self.stats(&name, opts).await
+    }
+
     async fn container_commit(
         &self,
         name: String,

@@ -25,6 +25,7 @@ mod remove;
 pub mod restart;
 mod restore;
 mod start;
+pub mod stats;
 pub mod stop;
 mod update;
 pub mod volumes;

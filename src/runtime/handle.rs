@@ -89,6 +89,12 @@ impl Runtime {
         format!("{}/{id}", self.cfg.cgroup_parent.trim_end_matches('/'))
     }
 
+    /// Where a container's resource usage is read from (`docker stats`): resolved once per
+    /// stream, then [`super::stats::StatsSource::sample`] each second.
+    pub fn stats_source(&self, id: &str) -> super::stats::StatsSource {
+        super::stats::StatsSource::for_cgroup(self.cgroup_version(), &self.cgroup_path(id))
+    }
+
     /// The state directory of a container's current run: bundle, supervisor socket and files.
     fn state_dir(&self, id: &str) -> PathBuf {
         self.cfg.exec_root.join("c").join(id)

@@ -7,6 +7,7 @@
 //! - `supervisor/`: the per-container process (`berthd __supervise`); `proto.rs` its wire
 //!   protocol, `client.rs` berthd's side of it.
 //! - `host.rs`: host helpers (overlay mounts, network namespaces, process identity).
+//! - `stats.rs`: a container's resource usage from its cgroup files and `/proc` (`docker stats`).
 //! - This file: cgroup probing for `/info` and live resource updates.
 
 mod client;
@@ -16,6 +17,7 @@ pub mod host;
 pub mod proto;
 pub mod seccomp;
 pub mod spec;
+pub mod stats;
 mod stdio;
 pub mod supervisor;
 pub mod user;
