@@ -23,7 +23,9 @@ use crate::errors::Kinded;
 use crate::events::{Event, EventBus};
 use crate::image::store::Store;
 use crate::image::ImageService;
-use crate::metrics::{ContainerSample, ContainerStates, EngineInfo, Metrics, MetricsSource};
+use crate::metrics::{
+    ContainerSample, ContainerStates, EngineInfo, InterfaceSample, Metrics, MetricsSource,
+};
 use crate::network::service::NetworkService;
 use crate::runtime::{self, CgroupInfo, CgroupVersion, RuntimeConfig};
 use crate::system::{self, HostInfo, SystemError};
@@ -576,25 +578,43 @@ impl MetricsSource for Daemon {
         self.events.listeners() as u64
     }
 
+    /// Blocking (called off the async workers): each container's record, and the usage of
+    /// the running ones from their cgroup files.
     fn container_samples(&self) -> Vec<ContainerSample> {
         self.containers
             .list_all()
             .iter()
             .map(|c| {
-                c.with_record(|r| ContainerSample {
+                let usage = self.containers.usage_blocking(c);
+                let mut sample = c.with_record(|r| ContainerSample {
                     id: r.id.clone(),
                     name: r.name.clone(),
                     image: r.config.image.clone().unwrap_or_else(|| r.image.clone()),
                     restart_count: u64::try_from(r.restart_count).unwrap_or(0),
-                    // TODO(lead): fill from container stats (cpu, memory, networks, blkio) for
-                    // running containers.
                     cpu_seconds: None,
                     memory_usage: None,
                     memory_limit: None,
                     networks: Vec::new(),
                     blkio_read: None,
                     blkio_write: None,
-                })
+                });
+                if let Some(u) = usage {
+                    sample.cpu_seconds = Some(u.cpu_seconds);
+                    sample.memory_usage = u.memory_usage;
+                    sample.memory_limit = u.memory_limit;
+                    sample.networks = u
+                        .networks
+                        .into_iter()
+                        .map(|(interface, rx_bytes, tx_bytes)| InterfaceSample {
+                            interface,
+                            rx_bytes,
+                            tx_bytes,
+                        })
+                        .collect();
+                    sample.blkio_read = u.blkio_read;
+                    sample.blkio_write = u.blkio_write;
+                }
+                sample
             })
             .collect()
     }

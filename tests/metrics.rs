@@ -208,6 +208,66 @@ fn metrics_expose_dockers_engine_series() {
         "{text}"
     );
 
+    // A running container's resource series, growing between scrapes; the action timings,
+    // health checks and events counted by the managers.
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "metrics-busy",
+        "--cpus",
+        "0.3",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "1s",
+        "--tmpfs",
+        "/t",
+        "busybox",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/t/fill bs=1M count=20 2>/dev/null; while :; do :; done",
+    ]));
+    std::thread::sleep(Duration::from_millis(1500));
+    let busy = [("name", "metrics-busy"), ("image", "busybox")];
+    let first = parse(&get(port, "GET", "/metrics").text());
+    let cpu1 = value(&first, "berth_container_cpu_seconds_total", &busy).expect("cpu series");
+    std::thread::sleep(Duration::from_millis(1500));
+    let text = get(port, "GET", "/metrics").text();
+    let second = parse(&text);
+    let cpu2 = value(&second, "berth_container_cpu_seconds_total", &busy).unwrap();
+    assert!(cpu2 > cpu1, "{cpu1} -> {cpu2}");
+    let mem = value(&second, "berth_container_memory_usage_bytes", &busy).unwrap();
+    assert!(mem >= 19.0 * 1024.0 * 1024.0, "{mem}\n{text}");
+    assert!(value(&second, "berth_container_memory_limit_bytes", &busy).unwrap() > mem);
+    // A container that is not running has no resource series.
+    assert_eq!(
+        value(
+            &second,
+            "berth_container_cpu_seconds_total",
+            &[("name", "metrics-idle")]
+        ),
+        None
+    );
+    let count = |action: &str| {
+        value(
+            &second,
+            "engine_daemon_container_actions_seconds_count",
+            &[("action", action)],
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(count("create") >= 3.0, "{text}");
+    assert!(count("start") >= 2.0, "{text}");
+    assert!(
+        value(&second, "engine_daemon_health_checks_total", &[]).unwrap() >= 1.0,
+        "{text}"
+    );
+    assert!(
+        value(&second, "engine_daemon_events_total", &[]).unwrap() >= 6.0,
+        "{text}"
+    );
+
     // Only GET /metrics.
     let r = get(port, "GET", "/");
     assert_eq!(r.status, 404);
@@ -215,7 +275,7 @@ fn metrics_expose_dockers_engine_series() {
     assert_eq!(get(port, "POST", "/metrics").status, 404);
 
     // A removed container's series are gone from the next scrape.
-    ok(b.docker_out(&["rm", "-f", "metrics-up", "metrics-idle"]));
+    ok(b.docker_out(&["rm", "-f", "metrics-up", "metrics-idle", "metrics-busy"]));
     let text = get(port, "GET", "/metrics").text();
     assert!(!text.contains("metrics-up"), "{text}");
     let families = parse(&text);
