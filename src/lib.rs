@@ -6,6 +6,7 @@
 //! `runtime` is the only module that touches libcontainer. `tests/layering.rs` checks the layers.
 
 pub mod api;
+pub mod builder;
 pub mod config;
 pub mod container;
 pub mod daemon;
