@@ -85,6 +85,7 @@ impl ImageService {
             ),
             None => None,
         };
+        let parent_id = parent.as_ref().map(|p| p.id.clone());
         let top = parent.as_ref().and_then(|p| p.chain.last().cloned());
         let registered = match layer {
             Some(tar) => Some(self.store().register_layer(top.as_deref(), tar, None)?),
@@ -145,9 +146,13 @@ impl ImageService {
         };
         let raw = serde_json::to_vec(&config)
             .map_err(|e| ImageError::internal(format!("encode config: {e}")))?;
-        let (img, _) = self.store().register_image(raw)?;
+        let (mut img, _) = self.store().register_image(raw)?;
         // The lease on the new layer ends only now that an image holds it.
         drop(registered);
+        if let Some(p) = &parent_id {
+            self.store().set_parent(&img.id, p)?;
+            img.parent = Some(p.clone());
+        }
         // moby's `CommitImage` (commit and each build step): an image `create` event.
         self.event("create", &img.id, Some(&img.id), Some(&img));
         Ok(img)

@@ -255,6 +255,11 @@ impl ImageService {
             if dangling_only && !tags.is_empty() {
                 continue;
             }
+            // An untagged image with children is an intermediate (build) image: shown with
+            // `all` only, as dockerd.
+            if refs.is_empty() && !opts.all && !self.store.children(&img.id).is_empty() {
+                continue;
+            }
             let created_ns = img.config.created_nanos();
             if before.is_some_and(|b| created_ns >= b)
                 || since.is_some_and(|s| created_ns <= s)
@@ -302,7 +307,7 @@ impl ImageService {
             };
             out.push(ImageSummary {
                 id: img.id.clone(),
-                parent_id: String::new(),
+                parent_id: img.parent.clone().unwrap_or_default(),
                 repo_tags: tags,
                 repo_digests: digests,
                 created,
@@ -451,9 +456,24 @@ impl ImageService {
             }
         }
         out.reverse();
-        if let Some(top) = out.first_mut() {
-            top.id = img.id.clone();
-            top.tags = tags;
+        // moby's `ImageHistory`: the newest entries get the image's ID and tags, then its
+        // parent's, as far as parent links reach.
+        let mut current = Some((img.id.clone(), tags));
+        for item in out.iter_mut() {
+            let Some((id, tags)) = current.take() else {
+                break;
+            };
+            item.id = id.clone();
+            item.tags = tags;
+            current = self
+                .store
+                .image(&id)
+                .and_then(|i| i.parent)
+                .and_then(|p| self.store.image(&p))
+                .map(|p| {
+                    let (tags, _) = self.tags_and_digests(&p.id);
+                    (p.id, tags)
+                });
         }
         Ok(out)
     }
@@ -493,7 +513,7 @@ impl ImageService {
         &self,
         name: &str,
         force: bool,
-        _noprune: bool,
+        noprune: bool,
     ) -> Result<Vec<ImageDeleteResponseItem>, ImageError> {
         let img = self.get_image(name)?;
         let mut out = Vec::new();
@@ -538,11 +558,18 @@ impl ImageService {
                 }
                 remaining = self.store.references_of(&img.id);
             }
-            if !remaining.is_empty() || user.is_some() {
-                // An image a container uses stays, untagged (dockerd's quiet conflict).
+            if !remaining.is_empty() || user.is_some() || !self.store.children(&img.id).is_empty() {
+                // An image a container or a child image uses stays, untagged (dockerd's quiet
+                // conflicts).
                 return Ok(out);
             }
         } else {
+            if !self.store.children(&img.id).is_empty() {
+                return Err(ImageError::conflict(format!(
+                    "conflict: unable to delete {} (cannot be forced) - image has dependent child images",
+                    short_id(&img.id)
+                )));
+            }
             match &user {
                 Some((c, true)) => {
                     return Err(ImageError::conflict(format!(
@@ -590,7 +617,43 @@ impl ImageService {
         }
         // The image is gone: no labels any more (as in moby).
         self.event("delete", &img.id, Some(&img.id), None);
+        if !noprune {
+            self.delete_unused_parents(img.parent.as_deref(), &mut out);
+        }
         Ok(out)
+    }
+
+    /// moby's parent pruning after a delete: each untagged parent that no other image and no
+    /// container uses goes too, up the chain; the first one still needed stops it (quietly).
+    fn delete_unused_parents(&self, parent: Option<&str>, out: &mut Vec<ImageDeleteResponseItem>) {
+        let mut parent = parent.map(str::to_string);
+        while let Some(id) = parent.take() {
+            let id = id.as_str();
+            let Some(img) = self.store.image(id) else {
+                return;
+            };
+            if !self.store.references_of(id).is_empty()
+                || !self.store.children(id).is_empty()
+                || self.user_of(id).is_some()
+            {
+                return;
+            }
+            let Ok(layers) = self.store.delete_image(id) else {
+                return;
+            };
+            out.push(ImageDeleteResponseItem {
+                untagged: None,
+                deleted: Some(id.to_string()),
+            });
+            for l in layers {
+                out.push(ImageDeleteResponseItem {
+                    untagged: None,
+                    deleted: Some(l),
+                });
+            }
+            self.event("delete", id, Some(id), None);
+            parent = img.parent;
+        }
     }
 
     /// `POST /images/prune`.
@@ -622,6 +685,13 @@ impl ImageService {
             let refs = self.store.references_of(&img.id);
             let tagged = refs.iter().any(|r| r.tag.is_some());
             if dangling_only && tagged {
+                continue;
+            }
+            // Intermediate images go with the image on top of them (parent pruning), as
+            // dockerd's prune skips them; one deleted earlier in this loop is gone already.
+            if (refs.is_empty() && !self.store.children(&img.id).is_empty())
+                || self.store.image(&img.id).is_none()
+            {
                 continue;
             }
             if self.user_of(&img.id).is_some() {

@@ -54,6 +54,8 @@ pub struct Image {
     /// Chain IDs of the layers, bottom first.
     pub chain: Vec<String>,
     pub last_tag_time: Option<String>,
+    /// The image it was committed or built on (`metadata/…/parent`), as dockerd links them.
+    pub parent: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -238,13 +240,15 @@ impl Store {
                 tracing::warn!("image {id} lacks layer {missing}: ignored");
                 continue;
             }
-            let last_tag_time = fs::read_to_string(
-                self.image_root()
-                    .join("imagedb/metadata/sha256")
-                    .join(digest_hex(&id))
-                    .join("lastUpdated"),
-            )
-            .ok();
+            let meta = self
+                .image_root()
+                .join("imagedb/metadata/sha256")
+                .join(digest_hex(&id));
+            let last_tag_time = fs::read_to_string(meta.join("lastUpdated")).ok();
+            let parent = fs::read_to_string(meta.join("parent"))
+                .ok()
+                .map(|p| p.trim().to_string())
+                .filter(|p| p.starts_with("sha256:"));
             state.images.insert(
                 id.clone(),
                 Image {
@@ -253,6 +257,7 @@ impl Store {
                     raw_config: Arc::new(raw),
                     chain,
                     last_tag_time,
+                    parent,
                 },
             );
         }
@@ -478,9 +483,35 @@ impl Store {
             raw_config: Arc::new(raw),
             chain,
             last_tag_time: None,
+            parent: None,
         };
         state.images.insert(id, img.clone());
         Ok((img, true))
+    }
+
+    /// Link `id` to the image it was made from (moby's `SetParent`), on disk and in memory.
+    pub fn set_parent(&self, id: &str, parent: &str) -> Result<(), ImageError> {
+        let meta = self
+            .image_root()
+            .join("imagedb/metadata/sha256")
+            .join(digest_hex(id));
+        fs::create_dir_all(&meta).map_err(io(format!("create {}", meta.display())))?;
+        atomic_write(&meta.join("parent"), parent.as_bytes(), 0o600)
+            .map_err(io(format!("write parent of {id}")))?;
+        if let Some(img) = self.lock().images.get_mut(id) {
+            img.parent = Some(parent.to_string());
+        }
+        Ok(())
+    }
+
+    /// The images whose parent is `id` (moby's `Children`).
+    pub fn children(&self, id: &str) -> Vec<Image> {
+        self.lock()
+            .images
+            .values()
+            .filter(|i| i.parent.as_deref() == Some(id))
+            .cloned()
+            .collect()
     }
 
     pub fn image(&self, id: &str) -> Option<Image> {
