@@ -128,14 +128,34 @@ fn cli_and_api_figures() {
             .unwrap_or_else(|| panic!("{name} in {out}"))
             .clone()
     };
-    let burn = row("stats-burn");
-    let cpu: f64 = burn["CPUPerc"]
-        .as_str()
-        .unwrap()
-        .trim_end_matches('%')
-        .parse()
-        .unwrap();
-    assert!(cpu > 50.0, "a busy loop uses more than half a core: {burn}");
+    let percent = |r: &serde_json::Value| -> f64 {
+        r["CPUPerc"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches('%')
+            .parse()
+            .unwrap()
+    };
+    // On a loaded machine (other tests, builds) one sample can show less than the loop's
+    // share of a free core: the best of a few samples must exceed half a core.
+    let mut burn = row("stats-burn");
+    for _ in 0..8 {
+        if percent(&burn) > 50.0 {
+            break;
+        }
+        let again = ok(b.docker_out(&[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{json .}}",
+            "stats-burn",
+        ]));
+        burn = json_lines(&again).remove(0);
+    }
+    assert!(
+        percent(&burn) > 50.0,
+        "a busy loop uses more than half a core: {burn}"
+    );
     let mem = row("stats-mem");
     let m = mib(mem["MemUsage"].as_str().unwrap());
     assert!(
