@@ -51,6 +51,7 @@ pub struct Daemon {
     volumes: Arc<VolumeService>,
     network: Arc<NetworkService>,
     metrics: Arc<Metrics>,
+    builder: Arc<crate::builder::build::Builder>,
     log_control: Option<LogControl>,
     _root_lock: Flock<File>,
 }
@@ -134,6 +135,11 @@ impl Daemon {
             events.clone(),
         );
         containers.set_metrics(metrics.clone());
+        let builder = crate::builder::build::Builder::new(
+            containers.clone(),
+            images.clone(),
+            data_root.join("builder"),
+        );
         let weak = Arc::downgrade(&containers);
         images.set_usage_check(Box::new(move |image_id| {
             weak.upgrade().and_then(|m| m.image_user(image_id))
@@ -150,6 +156,7 @@ impl Daemon {
             volumes,
             network,
             metrics,
+            builder,
             log_control,
             _root_lock: root_lock,
         }))
@@ -194,6 +201,7 @@ impl Daemon {
             networks: Arc::new(crate::container::network_backend::NetworkRouter {
                 containers: self.containers.clone(),
             }),
+            build: Arc::new(self.builder.clone()),
         }
     }
 

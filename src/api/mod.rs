@@ -9,6 +9,7 @@
 //! `crate::daemon::Daemon` implements [`SystemBackend`], the cross-manager one.
 
 pub mod body;
+mod build;
 mod container;
 pub mod error;
 mod events;
@@ -21,6 +22,7 @@ mod volume;
 
 use std::sync::Arc;
 
+pub use build::BuildBackend;
 pub use container::{ContainerBackend, WaitFuture};
 pub use events::EventsBackend;
 pub use image::ImageBackend;
@@ -44,6 +46,8 @@ pub struct Backends {
     pub volumes: Arc<dyn VolumeBackend>,
     /// `/networks/...`: the network service with the container manager.
     pub networks: Arc<dyn NetworkBackend>,
+    /// `/build`, `/build/prune`, `/session`: the builder.
+    pub build: Arc<dyn BuildBackend>,
 }
 
 impl Api {
@@ -55,6 +59,7 @@ impl Api {
         routes.extend(container::routes(backends.containers));
         routes.extend(volume::routes(backends.volumes));
         routes.extend(network::routes(backends.networks));
+        routes.extend(build::routes(backends.build));
         Api::from_routes(routes)
     }
 }

@@ -142,6 +142,29 @@ impl ContainerManager {
         Ok(id)
     }
 
+    /// A build step's commit (moby's `CommitBuildStep`): the container's layer over its image,
+    /// `config` as the new image's config and `container_config` as what the builder's cache
+    /// compares; the history entry's `created_by` is the container's command.
+    pub async fn commit_step(
+        self: &Arc<Self>,
+        name: &str,
+        config: &ContainerConfig,
+        container_config: &ContainerConfig,
+        author: Option<String>,
+    ) -> Result<String, ContainerError> {
+        let c = self.get(name)?;
+        let r = c.record();
+        let child = ChildConfig {
+            container_id: Some(r.id.clone()),
+            author,
+            comment: None,
+            created_by: container_config.cmd.clone().unwrap_or_default().join(" "),
+            config: to_run(config)?,
+            container_config: serde_json::to_value(container_config).ok(),
+        };
+        self.commit_layer(&r, child).await
+    }
+
     /// The writable layer of `r` as a layer over its image, and the image.
     async fn commit_layer(
         self: &Arc<Self>,

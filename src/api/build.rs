@@ -1,0 +1,166 @@
+//! `POST /build` (the classic builder), `POST /build/prune` and `POST /session` (moby's
+//! `router/build` and `router/session`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Response, StatusCode};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::body::{body_channel, channel_body, json_response};
+use super::error::ApiError;
+use super::router::{Ctx, HandlerResult, Route};
+use crate::builder::build::{BuildMessage, BuildOptions};
+use crate::builder::BuilderError;
+use crate::util::io::ByteReceiver;
+use crate::version::ApiVersion;
+
+/// What the build endpoints need: the builder.
+#[async_trait]
+pub trait BuildBackend: Send + Sync {
+    /// Start a build; an error before any output is the request's error.
+    async fn build(
+        &self,
+        context: ByteReceiver,
+        opts: BuildOptions,
+    ) -> Result<mpsc::Receiver<BuildMessage>, BuilderError>;
+}
+
+/// The build routes over `backend`.
+pub fn routes(backend: Arc<dyn BuildBackend>) -> Vec<Route> {
+    vec![
+        Route::new(Method::POST, "/build", &backend, build),
+        Route::new(Method::POST, "/build/prune", &backend, prune),
+        Route::new(Method::POST, "/session", &backend, session),
+    ]
+}
+
+/// A JSON object parameter (`buildargs`, `labels`); absent or empty is empty.
+fn json_param<T: serde::de::DeserializeOwned + Default>(
+    ctx: &Ctx<dyn BuildBackend>,
+    name: &str,
+) -> Result<T, ApiError> {
+    match ctx.query.get(name).filter(|s| !s.is_empty()) {
+        None => Ok(T::default()),
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| ApiError::invalid(format!("invalid {name} parameter: {e}"))),
+    }
+}
+
+fn positive(ctx: &Ctx<dyn BuildBackend>, name: &str) -> Result<Option<i64>, ApiError> {
+    Ok(ctx.query.int(name)?.filter(|v| *v != 0))
+}
+
+pub async fn build(ctx: Ctx<dyn BuildBackend>) -> HandlerResult {
+    let q = &ctx.query;
+    let text = |n: &str| q.get(n).unwrap_or("").to_string();
+    let force_remove = q.bool("forcerm");
+    let opts = BuildOptions {
+        dockerfile: text("dockerfile"),
+        tags: q
+            .get_all("t")
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect(),
+        quiet: q.bool("q"),
+        nocache: q.bool("nocache"),
+        remove: force_remove || q.bool_or("rm", true),
+        force_remove,
+        pull: q.bool("pull"),
+        build_args: json_param(&ctx, "buildargs")?,
+        labels: json_param(&ctx, "labels")?,
+        target: text("target"),
+        network_mode: text("networkmode"),
+        extra_hosts: q.get_all("extrahosts").map(str::to_string).collect(),
+        shm_size: positive(&ctx, "shmsize")?,
+        memory: positive(&ctx, "memory")?,
+        memory_swap: positive(&ctx, "memswap")?,
+        cpu_shares: positive(&ctx, "cpushares")?,
+        cpu_period: positive(&ctx, "cpuperiod")?,
+        cpu_quota: positive(&ctx, "cpuquota")?,
+        cpuset_cpus: text("cpusetcpus"),
+        cpuset_mems: text("cpusetmems"),
+        cgroup_parent: text("cgroupparent"),
+        platform: if ctx.version >= ApiVersion::new(1, 32) {
+            text("platform")
+        } else {
+            String::new()
+        },
+        squash: q.bool("squash"),
+        remote: text("remote"),
+    };
+    let want_aux = ctx.version >= ApiVersion::new(1, 30);
+    let backend = ctx.backend.clone();
+    let body = body_channel(ctx.req.into_body());
+    let mut messages = backend.build(body, opts).await?;
+    // Nothing is written before the first message: a build that fails at once is an
+    // ordinary error response, as dockerd's (its output is not flushed yet).
+    let first = match messages.recv().await {
+        None => return Err(ApiError::internal("the build ended without a word")),
+        Some(BuildMessage::Error { code, message }) => {
+            return Err(match code {
+                None => ApiError::invalid(message),
+                Some(_) => ApiError::internal(message),
+            })
+        }
+        Some(m) => m,
+    };
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    tokio::spawn(async move {
+        let mut next = Some(first);
+        while let Some(m) = next {
+            if let Some(line) = encode(&m, want_aux) {
+                if tx.send(Ok(line)).await.is_err() {
+                    // The client went away: dropping the messages cancels the build.
+                    return;
+                }
+            }
+            next = messages.recv().await;
+        }
+    });
+    let mut r = Response::new(channel_body(rx));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(r)
+}
+
+/// dockerd's JSON line for one message.
+fn encode(m: &BuildMessage, want_aux: bool) -> Option<Bytes> {
+    let v: Value = match m {
+        BuildMessage::Stream(s) => json!({ "stream": s }),
+        BuildMessage::Aux(id) if want_aux => json!({ "aux": { "ID": id } }),
+        BuildMessage::Aux(_) => return None,
+        BuildMessage::Error { code, message } => {
+            let mut detail = serde_json::Map::new();
+            if let Some(c) = code {
+                detail.insert("code".into(), json!(c));
+            }
+            detail.insert("message".into(), json!(message));
+            json!({ "errorDetail": detail, "error": message })
+        }
+    };
+    let mut line = serde_json::to_vec(&v).unwrap_or_default();
+    line.extend_from_slice(b"\r\n");
+    Some(Bytes::from(line))
+}
+
+/// `POST /build/prune`: the classic builder keeps no cache apart from images (its cache is
+/// the intermediate images, pruned with them), as dockerd's without BuildKit.
+pub async fn prune(_ctx: Ctx<dyn BuildBackend>) -> HandlerResult {
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "CachesDeleted": null, "SpaceReclaimed": 0 }),
+    ))
+}
+
+/// `POST /session`: BuildKit's session endpoint. berth builds with the classic builder only;
+/// a BuildKit client gets a clear answer instead of a hang.
+pub async fn session(_ctx: Ctx<dyn BuildBackend>) -> HandlerResult {
+    Err(ApiError::new(
+        crate::errors::ErrorKind::NotImplemented,
+        "this daemon builds with the classic builder only (BuildKit sessions are not supported); set DOCKER_BUILDKIT=0",
+    ))
+}

@@ -1,0 +1,21 @@
+//! [`BuildBackend`] over the [`Builder`]: what the build router calls.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::build::{BuildMessage, BuildOptions, Builder};
+use super::BuilderError;
+use crate::api::BuildBackend;
+use crate::util::io::ByteReceiver;
+
+#[async_trait::async_trait]
+impl BuildBackend for Arc<Builder> {
+    async fn build(
+        &self,
+        context: ByteReceiver,
+        opts: BuildOptions,
+    ) -> Result<mpsc::Receiver<BuildMessage>, BuilderError> {
+        Builder::build(self, context, opts).await
+    }
+}
