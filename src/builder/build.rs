@@ -974,14 +974,16 @@ impl Builder {
         let args = st.run_args();
         // moby's `prependEnvOnCmd`: the build args a RUN sees are part of its cache key and
         // history (`|2 A=1 B=2 /bin/sh -c …`), except the predefined proxy ones.
-        let recorded: Vec<&(String, String)> = args
+        let mut recorded: Vec<String> = args
             .iter()
             .filter(|(k, _)| !PREDEFINED_ARGS.contains(&k.as_str()))
+            .map(|(k, v)| format!("{k}={v}"))
             .collect();
+        recorded.sort();
         let mut save_cmd = cmd.clone();
         if !recorded.is_empty() {
             let mut v = vec![format!("|{}", recorded.len())];
-            v.extend(recorded.iter().map(|(k, val)| format!("{k}={val}")));
+            v.extend(recorded.iter().cloned());
             v.extend(cmd.iter().cloned());
             save_cmd = v;
         }

@@ -1,0 +1,284 @@
+//! The classic builder through the docker CLI (`DOCKER_BUILDKIT=0`) and docker-py: every
+//! instruction, the cache, multi-stage builds, build args, `.dockerignore`, failures, `-q`,
+//! Dockerfiles from stdin and outside the context.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::{berthd_with_busybox, inspect, ok, stderr, stdout, Berthd};
+
+fn ready() -> bool {
+    common::is_root() && common::have_docker_cli() && common::have_busybox()
+}
+const NOT_READY: &str = "needs root, the docker CLI and Debian's busybox-static";
+
+/// `docker build` with the classic builder.
+fn build(b: &Berthd, dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = b.docker();
+    cmd.env("DOCKER_BUILDKIT", "0").arg("build").args(args).arg(dir);
+    cmd.output().unwrap()
+}
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+fn built(o: &Output) -> String {
+    assert!(o.status.success(), "build failed:\n{}{}", stdout(o), stderr(o));
+    stdout(o)
+}
+
+#[test]
+fn every_instruction_and_the_cache() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    let dir = b.dir.path().join("ctx");
+    write(&dir, "hello.txt", "hello from the context\n");
+    write(&dir, "sub/a.txt", "a\n");
+    write(&dir, "sub/b.txt", "b\n");
+    write(
+        &dir,
+        "Dockerfile",
+        r#"ARG BASE=busybox
+FROM ${BASE} AS base
+LABEL org.example.tier="web" other=x
+ENV GREETING=hi \
+    TARGET=/app
+ARG VERSION=1.0
+ARG FROM_CLI
+WORKDIR $TARGET
+COPY hello.txt .
+COPY sub/ ./sub/
+RUN echo "$GREETING $VERSION $FROM_CLI" > built.txt && echo to-stderr >&2
+EXPOSE 8080 53/udp
+VOLUME ["/data"]
+USER 1000:1000
+STOPSIGNAL SIGUSR1
+HEALTHCHECK --interval=5s --retries=2 CMD ["true"]
+SHELL ["/bin/sh", "-ec"]
+ONBUILD RUN echo triggered > /tmp/onbuild
+MAINTAINER someone@example.com
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat /app/built.txt"]
+"#,
+    );
+    let o = build(
+        &b,
+        &dir,
+        &["-t", "built:1", "--build-arg", "FROM_CLI=cli", "--build-arg", "UNUSED=1"],
+    );
+    let out = built(&o);
+    assert!(out.contains("Step 1/20 : ARG BASE=busybox"), "{out}");
+    assert!(out.contains("Step 2/20 : FROM ${BASE} AS base"), "{out}");
+    assert!(out.contains(" ---> Running in "), "{out}");
+    assert!(out.contains("to-stderr"), "{out}");
+    assert!(out.contains(" ---> Removed intermediate container "), "{out}");
+    assert!(
+        out.contains("[Warning] One or more build-args [UNUSED] were not consumed"),
+        "{out}"
+    );
+    assert!(out.contains("Successfully tagged built:1"), "{out}");
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Successfully built "))
+        .unwrap()
+        .to_string();
+    assert_eq!(common::image_id(&b, "built:1")[7..19], id);
+
+    let cfg = |f: &str| inspect(&b, "built:1", f);
+    assert_eq!(cfg("{{json .Config.Labels}}"), r#"{"org.example.tier":"web","other":"x"}"#);
+    let env = cfg("{{json .Config.Env}}");
+    assert!(env.contains(r#""GREETING=hi""#) && env.contains(r#""TARGET=/app""#), "{env}");
+    assert!(!env.contains("VERSION"), "build args stay out of the image: {env}");
+    assert_eq!(cfg("{{.Config.WorkingDir}}"), "/app");
+    assert_eq!(cfg("{{.Config.User}}"), "1000:1000");
+    assert_eq!(cfg("{{.Config.StopSignal}}"), "SIGUSR1");
+    assert_eq!(cfg("{{json .Config.ExposedPorts}}"), r#"{"53/udp":{},"8080/tcp":{}}"#);
+    assert_eq!(cfg("{{json .Config.Volumes}}"), r#"{"/data":{}}"#);
+    assert_eq!(
+        cfg("{{json .Config.Healthcheck}}"),
+        r#"{"Test":["CMD","true"],"Interval":5000000000,"Retries":2}"#
+    );
+    assert_eq!(cfg("{{json .Config.Shell}}"), r#"["/bin/sh","-ec"]"#);
+    assert_eq!(cfg("{{json .Config.Entrypoint}}"), r#"["/bin/sh","-c"]"#);
+    assert_eq!(cfg("{{json .Config.Cmd}}"), r#"["cat /app/built.txt"]"#);
+    assert_eq!(
+        cfg("{{json .Config.OnBuild}}"),
+        r#"["RUN echo triggered > /tmp/onbuild"]"#
+    );
+    assert_eq!(cfg("{{.Author}}"), "someone@example.com");
+
+    // The image runs: the RUN saw the ENV, the ARG default and the CLI's build arg.
+    let run = ok(b.docker_out(&["run", "--rm", "--user", "0", "built:1"]));
+    assert_eq!(run, "hi 1.0 cli\n");
+    let files = ok(b.docker_out(&[
+        "run", "--rm", "--user", "0", "--entrypoint", "cat", "built:1", "/app/hello.txt",
+        "/app/sub/a.txt", "/app/sub/b.txt",
+    ]));
+    assert_eq!(files, "hello from the context\na\nb\n");
+    // A container of the image gets its health check.
+    ok(b.docker_out(&["create", "--name", "hc", "built:1"]));
+    assert_eq!(inspect(&b, "hc", "{{json .Config.Healthcheck.Test}}"), r#"["CMD","true"]"#);
+
+    // History: one entry per step, the metadata ones empty, with dockerd's `#(nop)` form.
+    let history = ok(b.docker_out(&[
+        "history", "--no-trunc", "--format", "{{.CreatedBy}}|{{.Size}}", "built:1",
+    ]));
+    assert!(
+        history.lines().any(|l| l.starts_with("/bin/sh -c #(nop)  ENV GREETING=hi TARGET=/app|0B")),
+        "{history}"
+    );
+    assert!(
+        history.lines().any(|l| l.starts_with("|2 FROM_CLI=cli VERSION=1.0 /bin/sh -c echo")),
+        "{history}"
+    );
+    let ids = ok(b.docker_out(&["history", "-q", "built:1"]));
+    assert!(!ids.lines().next().unwrap().contains("missing"), "{ids}");
+
+    // The same build again: every step from the cache, the same image.
+    let again = built(&build(
+        &b,
+        &dir,
+        &["-t", "built:1", "--build-arg", "FROM_CLI=cli", "--build-arg", "UNUSED=1"],
+    ));
+    let steps = again.matches("Step ").count();
+    let cached = again.matches(" ---> Using cache").count();
+    assert_eq!(steps - 2, cached, "{again}");
+    assert!(again.contains(&format!("Successfully built {id}")), "{again}");
+
+    // A changed file busts the cache from its COPY on.
+    write(&dir, "sub/b.txt", "b changed\n");
+    let changed = built(&build(
+        &b,
+        &dir,
+        &["-t", "built:2", "--build-arg", "FROM_CLI=cli"],
+    ));
+    let copy_sub = changed.find("COPY sub/ ./sub/").unwrap();
+    assert!(!changed[copy_sub..].contains("Using cache"), "{changed}");
+    assert!(changed[..copy_sub].contains("Using cache"), "{changed}");
+
+    // ONBUILD triggers run in a build FROM the image.
+    let child = b.dir.path().join("child");
+    write(&child, "Dockerfile", "FROM built:1\nUSER 0\nRUN cat /tmp/onbuild\n");
+    let out = built(&build(&b, &child, &["-t", "child:1"]));
+    assert!(out.contains("# Executing 1 build trigger"), "{out}");
+    assert!(out.contains("triggered"), "{out}");
+    assert_eq!(inspect(&b, "child:1", "{{json .Config.OnBuild}}"), "null");
+}
+
+#[test]
+fn multi_stage_target_failures_quiet_and_tags() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    let dir = b.dir.path().join("ms");
+    write(
+        &dir,
+        "Dockerfile",
+        "FROM busybox AS builder\nRUN mkdir -p /out && echo artifact > /out/thing\n\
+         FROM busybox AS final\nCOPY --from=builder /out/thing /thing\nCMD [\"cat\", \"/thing\"]\n\
+         FROM busybox AS never\nRUN exit 9\n",
+    );
+    let out = built(&build(&b, &dir, &["--target", "final", "-t", "a:1", "-t", "b:1"]));
+    assert!(out.contains("Successfully tagged a:1") && out.contains("Successfully tagged b:1"));
+    assert!(!out.contains("exit 9"), "{out}");
+    assert_eq!(ok(b.docker_out(&["run", "--rm", "a:1"])), "artifact\n");
+    assert_eq!(common::image_id(&b, "a:1"), common::image_id(&b, "b:1"));
+
+    // An unknown target.
+    let o = build(&b, &dir, &["--target", "nope"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("target stage \"nope\" could not be found"), "{}", stderr(&o));
+
+    // A failing RUN: dockerd's message with the exit code.
+    let o = build(&b, &dir, &[]);
+    assert!(!o.status.success());
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        text.contains("The command '/bin/sh -c exit 9' returned a non-zero code: 9"),
+        "{text}"
+    );
+    // The failed step's container is gone (rm) only with forcerm; without it, it stays.
+    let left = ok(b.docker_out(&["ps", "-aq", "--filter", "status=exited"]));
+    assert_eq!(left.lines().count(), 1, "{left}");
+
+    // -q: only the ID.
+    let q = built(&build(&b, &dir, &["-q", "--target", "final"]));
+    assert_eq!(q.trim(), common::image_id(&b, "a:1"), "{q}");
+}
+
+#[test]
+fn stdin_dockerfile_outside_context_and_dockerignore() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    // A Dockerfile alone on stdin: no context.
+    let df = b.dir.path().join("Dockerfile.stdin");
+    std::fs::write(&df, "FROM busybox\nRUN echo from-stdin > /f\n").unwrap();
+    let o = b
+        .docker()
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-t", "stdin:1", "-"])
+        .stdin(std::fs::File::open(&df).unwrap())
+        .output()
+        .unwrap();
+    built(&o);
+    assert_eq!(
+        ok(b.docker_out(&["run", "--rm", "stdin:1", "cat", "/f"])),
+        "from-stdin\n"
+    );
+
+    // A context with a .dockerignore (exceptions, **), and -f from outside it.
+    let dir = b.dir.path().join("ign");
+    write(&dir, "keep.txt", "keep\n");
+    write(&dir, "secret.key", "no\n");
+    write(&dir, "logs/a.log", "no\n");
+    write(&dir, "logs/deep/b.log", "no\n");
+    write(&dir, "logs/important.log", "yes\n");
+    write(&dir, ".dockerignore", "*.key\n**/*.log\n!logs/important.log\n");
+    let outside = b.dir.path().join("elsewhere.Dockerfile");
+    std::fs::write(
+        &outside,
+        "FROM busybox\nCOPY . /ctx/\nRUN find /ctx -type f | sort > /list\nCMD [\"cat\", \"/list\"]\n",
+    )
+    .unwrap();
+    built(&build(&b, &dir, &["-t", "ign:1", "-f", outside.to_str().unwrap()]));
+    let list = ok(b.docker_out(&["run", "--rm", "ign:1"]));
+    assert_eq!(list, "/ctx/keep.txt\n/ctx/logs/important.log\n", "{list}");
+}
+
+#[test]
+fn docker_py_builds() {
+    require!(ready(), NOT_READY);
+    let python = std::env::var("BERTH_TEST_PYTHON")
+        .unwrap_or_else(|_| "/var/tmp/berth-venv/bin/python".to_string());
+    require!(
+        Path::new(&python).exists(),
+        "needs docker-py in a venv at /var/tmp/berth-venv (.ci/run makes it) or BERTH_TEST_PYTHON"
+    );
+    let b = berthd_with_busybox(&[]);
+    let dir = b.dir.path().join("py");
+    write(&dir, "Dockerfile", "FROM busybox\nARG WHO=nobody\nRUN echo built-by-$WHO > /who\n");
+    let script = r#"
+import docker, sys
+c = docker.DockerClient(base_url="unix://" + sys.argv[1])
+img, logs = c.images.build(path=sys.argv[2], tag="py:1", buildargs={"WHO": "py"}, rm=True)
+text = "".join(l.get("stream", "") for l in logs)
+assert "Successfully built" in text, text
+assert "py:1" in img.tags, img.tags
+out = c.containers.run("py:1", ["cat", "/who"], remove=True)
+assert out == b"built-by-py\n", out
+print("ok")
+"#;
+    let out = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .arg(&b.socket)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(stdout(&out).trim(), "ok");
+}
