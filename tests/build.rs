@@ -17,7 +17,10 @@ const NOT_READY: &str = "needs root, the docker CLI and Debian's busybox-static"
 /// `docker build` with the classic builder.
 fn build(b: &Berthd, dir: &Path, args: &[&str]) -> Output {
     let mut cmd = b.docker();
-    cmd.env("DOCKER_BUILDKIT", "0").arg("build").args(args).arg(dir);
+    cmd.env("DOCKER_BUILDKIT", "0")
+        .arg("build")
+        .args(args)
+        .arg(dir);
     cmd.output().unwrap()
 }
 
@@ -28,7 +31,12 @@ fn write(dir: &Path, rel: &str, text: &str) {
 }
 
 fn built(o: &Output) -> String {
-    assert!(o.status.success(), "build failed:\n{}{}", stdout(o), stderr(o));
+    assert!(
+        o.status.success(),
+        "build failed:\n{}{}",
+        stdout(o),
+        stderr(o)
+    );
     stdout(o)
 }
 
@@ -69,14 +77,24 @@ CMD ["cat /app/built.txt"]
     let o = build(
         &b,
         &dir,
-        &["-t", "built:1", "--build-arg", "FROM_CLI=cli", "--build-arg", "UNUSED=1"],
+        &[
+            "-t",
+            "built:1",
+            "--build-arg",
+            "FROM_CLI=cli",
+            "--build-arg",
+            "UNUSED=1",
+        ],
     );
     let out = built(&o);
     assert!(out.contains("Step 1/20 : ARG BASE=busybox"), "{out}");
     assert!(out.contains("Step 2/20 : FROM ${BASE} AS base"), "{out}");
     assert!(out.contains(" ---> Running in "), "{out}");
     assert!(out.contains("to-stderr"), "{out}");
-    assert!(out.contains(" ---> Removed intermediate container "), "{out}");
+    assert!(
+        out.contains(" ---> Removed intermediate container "),
+        "{out}"
+    );
     assert!(
         out.contains("[Warning] One or more build-args [UNUSED] were not consumed"),
         "{out}"
@@ -90,14 +108,26 @@ CMD ["cat /app/built.txt"]
     assert_eq!(common::image_id(&b, "built:1")[7..19], id);
 
     let cfg = |f: &str| inspect(&b, "built:1", f);
-    assert_eq!(cfg("{{json .Config.Labels}}"), r#"{"org.example.tier":"web","other":"x"}"#);
+    assert_eq!(
+        cfg("{{json .Config.Labels}}"),
+        r#"{"org.example.tier":"web","other":"x"}"#
+    );
     let env = cfg("{{json .Config.Env}}");
-    assert!(env.contains(r#""GREETING=hi""#) && env.contains(r#""TARGET=/app""#), "{env}");
-    assert!(!env.contains("VERSION"), "build args stay out of the image: {env}");
+    assert!(
+        env.contains(r#""GREETING=hi""#) && env.contains(r#""TARGET=/app""#),
+        "{env}"
+    );
+    assert!(
+        !env.contains("VERSION"),
+        "build args stay out of the image: {env}"
+    );
     assert_eq!(cfg("{{.Config.WorkingDir}}"), "/app");
     assert_eq!(cfg("{{.Config.User}}"), "1000:1000");
     assert_eq!(cfg("{{.Config.StopSignal}}"), "SIGUSR1");
-    assert_eq!(cfg("{{json .Config.ExposedPorts}}"), r#"{"53/udp":{},"8080/tcp":{}}"#);
+    assert_eq!(
+        cfg("{{json .Config.ExposedPorts}}"),
+        r#"{"53/udp":{},"8080/tcp":{}}"#
+    );
     assert_eq!(cfg("{{json .Config.Volumes}}"), r#"{"/data":{}}"#);
     assert_eq!(
         cfg("{{json .Config.Healthcheck}}"),
@@ -116,24 +146,43 @@ CMD ["cat /app/built.txt"]
     let run = ok(b.docker_out(&["run", "--rm", "--user", "0", "built:1"]));
     assert_eq!(run, "hi 1.0 cli\n");
     let files = ok(b.docker_out(&[
-        "run", "--rm", "--user", "0", "--entrypoint", "cat", "built:1", "/app/hello.txt",
-        "/app/sub/a.txt", "/app/sub/b.txt",
+        "run",
+        "--rm",
+        "--user",
+        "0",
+        "--entrypoint",
+        "cat",
+        "built:1",
+        "/app/hello.txt",
+        "/app/sub/a.txt",
+        "/app/sub/b.txt",
     ]));
     assert_eq!(files, "hello from the context\na\nb\n");
     // A container of the image gets its health check.
     ok(b.docker_out(&["create", "--name", "hc", "built:1"]));
-    assert_eq!(inspect(&b, "hc", "{{json .Config.Healthcheck.Test}}"), r#"["CMD","true"]"#);
+    assert_eq!(
+        inspect(&b, "hc", "{{json .Config.Healthcheck.Test}}"),
+        r#"["CMD","true"]"#
+    );
 
     // History: one entry per step, the metadata ones empty, with dockerd's `#(nop)` form.
     let history = ok(b.docker_out(&[
-        "history", "--no-trunc", "--format", "{{.CreatedBy}}|{{.Size}}", "built:1",
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}}|{{.Size}}",
+        "built:1",
     ]));
     assert!(
-        history.lines().any(|l| l.starts_with("/bin/sh -c #(nop)  ENV GREETING=hi TARGET=/app|0B")),
+        history
+            .lines()
+            .any(|l| l.starts_with("/bin/sh -c #(nop)  ENV GREETING=hi TARGET=/app|0B")),
         "{history}"
     );
     assert!(
-        history.lines().any(|l| l.starts_with("|2 FROM_CLI=cli VERSION=1.0 /bin/sh -c echo")),
+        history
+            .lines()
+            .any(|l| l.starts_with("|2 FROM_CLI=cli VERSION=1.0 /bin/sh -c echo")),
         "{history}"
     );
     let ids = ok(b.docker_out(&["history", "-q", "built:1"]));
@@ -143,12 +192,22 @@ CMD ["cat /app/built.txt"]
     let again = built(&build(
         &b,
         &dir,
-        &["-t", "built:1", "--build-arg", "FROM_CLI=cli", "--build-arg", "UNUSED=1"],
+        &[
+            "-t",
+            "built:1",
+            "--build-arg",
+            "FROM_CLI=cli",
+            "--build-arg",
+            "UNUSED=1",
+        ],
     ));
     let steps = again.matches("Step ").count();
     let cached = again.matches(" ---> Using cache").count();
     assert_eq!(steps - 2, cached, "{again}");
-    assert!(again.contains(&format!("Successfully built {id}")), "{again}");
+    assert!(
+        again.contains(&format!("Successfully built {id}")),
+        "{again}"
+    );
 
     // A changed file busts the cache from its COPY on.
     write(&dir, "sub/b.txt", "b changed\n");
@@ -163,7 +222,11 @@ CMD ["cat /app/built.txt"]
 
     // ONBUILD triggers run in a build FROM the image.
     let child = b.dir.path().join("child");
-    write(&child, "Dockerfile", "FROM built:1\nUSER 0\nRUN cat /tmp/onbuild\n");
+    write(
+        &child,
+        "Dockerfile",
+        "FROM built:1\nUSER 0\nRUN cat /tmp/onbuild\n",
+    );
     let out = built(&build(&b, &child, &["-t", "child:1"]));
     assert!(out.contains("# Executing 1 build trigger"), "{out}");
     assert!(out.contains("triggered"), "{out}");
@@ -182,7 +245,11 @@ fn multi_stage_target_failures_quiet_and_tags() {
          FROM busybox AS final\nCOPY --from=builder /out/thing /thing\nCMD [\"cat\", \"/thing\"]\n\
          FROM busybox AS never\nRUN exit 9\n",
     );
-    let out = built(&build(&b, &dir, &["--target", "final", "-t", "a:1", "-t", "b:1"]));
+    let out = built(&build(
+        &b,
+        &dir,
+        &["--target", "final", "-t", "a:1", "-t", "b:1"],
+    ));
     assert!(out.contains("Successfully tagged a:1") && out.contains("Successfully tagged b:1"));
     assert!(!out.contains("exit 9"), "{out}");
     assert_eq!(ok(b.docker_out(&["run", "--rm", "a:1"])), "artifact\n");
@@ -191,7 +258,11 @@ fn multi_stage_target_failures_quiet_and_tags() {
     // An unknown target.
     let o = build(&b, &dir, &["--target", "nope"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("target stage \"nope\" could not be found"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("target stage \"nope\" could not be found"),
+        "{}",
+        stderr(&o)
+    );
 
     // A failing RUN: dockerd's message with the exit code.
     let o = build(&b, &dir, &[]);
@@ -237,14 +308,22 @@ fn stdin_dockerfile_outside_context_and_dockerignore() {
     write(&dir, "logs/a.log", "no\n");
     write(&dir, "logs/deep/b.log", "no\n");
     write(&dir, "logs/important.log", "yes\n");
-    write(&dir, ".dockerignore", "*.key\n**/*.log\n!logs/important.log\n");
+    write(
+        &dir,
+        ".dockerignore",
+        "*.key\n**/*.log\n!logs/important.log\n",
+    );
     let outside = b.dir.path().join("elsewhere.Dockerfile");
     std::fs::write(
         &outside,
         "FROM busybox\nCOPY . /ctx/\nRUN find /ctx -type f | sort > /list\nCMD [\"cat\", \"/list\"]\n",
     )
     .unwrap();
-    built(&build(&b, &dir, &["-t", "ign:1", "-f", outside.to_str().unwrap()]));
+    built(&build(
+        &b,
+        &dir,
+        &["-t", "ign:1", "-f", outside.to_str().unwrap()],
+    ));
     let list = ok(b.docker_out(&["run", "--rm", "ign:1"]));
     assert_eq!(list, "/ctx/keep.txt\n/ctx/logs/important.log\n", "{list}");
 }
@@ -260,7 +339,11 @@ fn docker_py_builds() {
     );
     let b = berthd_with_busybox(&[]);
     let dir = b.dir.path().join("py");
-    write(&dir, "Dockerfile", "FROM busybox\nARG WHO=nobody\nRUN echo built-by-$WHO > /who\n");
+    write(
+        &dir,
+        "Dockerfile",
+        "FROM busybox\nARG WHO=nobody\nRUN echo built-by-$WHO > /who\n",
+    );
     let script = r#"
 import docker, sys
 c = docker.DockerClient(base_url="unix://" + sys.argv[1])
@@ -281,4 +364,42 @@ print("ok")
         .unwrap();
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert_eq!(stdout(&out).trim(), "ok");
+}
+
+#[test]
+fn compose_builds_with_build_args() {
+    require!(ready(), NOT_READY);
+    require!(
+        common::have_command("docker-compose"),
+        "needs Debian's docker-compose"
+    );
+    let b = berthd_with_busybox(&[]);
+    let dir = b.dir.path().join("proj");
+    write(
+        &dir,
+        "app/Dockerfile",
+        "FROM busybox\nARG FLAVOUR=plain\nRUN echo $FLAVOUR > /flavour\nCMD [\"cat\", \"/flavour\"]\n",
+    );
+    write(
+        &dir,
+        "docker-compose.yml",
+        "version: \"2.4\"\nservices:\n  app:\n    build:\n      context: ./app\n      args:\n        FLAVOUR: spicy\n    image: composed:1\n    network_mode: none\n",
+    );
+    let compose = |args: &[&str]| {
+        std::process::Command::new("docker-compose")
+            .current_dir(&dir)
+            .env("DOCKER_HOST", format!("unix://{}", b.socket.display()))
+            .env("COMPOSE_DOCKER_CLI_BUILD", "0")
+            .env("DOCKER_BUILDKIT", "0")
+            .args(["-p", "bp"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = compose(&["build"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        ok(b.docker_out(&["run", "--rm", "--network", "none", "composed:1"])),
+        "spicy\n"
+    );
 }

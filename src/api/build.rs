@@ -1,6 +1,7 @@
 //! `POST /build` (the classic builder), `POST /build/prune` and `POST /session` (moby's
 //! `router/build` and `router/session`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -15,6 +16,7 @@ use super::error::ApiError;
 use super::router::{Ctx, HandlerResult, Route};
 use crate::builder::build::{BuildMessage, BuildOptions};
 use crate::builder::BuilderError;
+use crate::registry::client::AuthConfig;
 use crate::util::io::ByteReceiver;
 use crate::version::ApiVersion;
 
@@ -48,6 +50,36 @@ fn json_param<T: serde::de::DeserializeOwned + Default>(
         Some(text) => serde_json::from_str(text)
             .map_err(|e| ApiError::invalid(format!("invalid {name} parameter: {e}"))),
     }
+}
+
+/// `X-Registry-Config`: base64 JSON of credentials by registry. As dockerd, a header that
+/// does not decode is ignored.
+fn registry_config(ctx: &Ctx<dyn BuildBackend>) -> HashMap<String, AuthConfig> {
+    use base64::Engine;
+    let Some(v) = ctx
+        .req
+        .headers()
+        .get("x-registry-config")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return HashMap::new();
+    };
+    let engines = [
+        base64::engine::general_purpose::URL_SAFE,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        base64::engine::general_purpose::STANDARD,
+    ];
+    engines
+        .iter()
+        .find_map(|e| e.decode(v.trim()).ok())
+        .and_then(|b| serde_json::from_slice::<HashMap<String, AuthConfig>>(&b).ok())
+        .map(|mut m| {
+            for a in m.values_mut() {
+                a.fill_from_auth();
+            }
+            m
+        })
+        .unwrap_or_default()
 }
 
 fn positive(ctx: &Ctx<dyn BuildBackend>, name: &str) -> Result<Option<i64>, ApiError> {
@@ -91,6 +123,7 @@ pub async fn build(ctx: Ctx<dyn BuildBackend>) -> HandlerResult {
         },
         squash: q.bool("squash"),
         remote: text("remote"),
+        auth_configs: registry_config(&ctx),
     };
     let want_aux = ctx.version >= ApiVersion::new(1, 30);
     let backend = ctx.backend.clone();
@@ -133,6 +166,7 @@ fn encode(m: &BuildMessage, want_aux: bool) -> Option<Bytes> {
         BuildMessage::Stream(s) => json!({ "stream": s }),
         BuildMessage::Aux(id) if want_aux => json!({ "aux": { "ID": id } }),
         BuildMessage::Aux(_) => return None,
+        BuildMessage::Progress(p) => serde_json::to_value(p).unwrap_or(Value::Null),
         BuildMessage::Error { code, message } => {
             let mut detail = serde_json::Map::new();
             if let Some(c) = code {

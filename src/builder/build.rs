@@ -3,7 +3,7 @@
 //! parent is the current image and whose `container_config` matches the step's), else run as a
 //! container and committed through the container manager.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +23,9 @@ use crate::container::manager::WaitCondition;
 use crate::container::ContainerManager;
 use crate::errors::{ErrorKind, Kinded};
 use crate::image::ImageService;
+use crate::registry::client::AuthConfig;
 use crate::util::io::{ByteReceiver, ChannelReader};
+use crate::util::progress::{JsonMessage, Progress};
 use crate::util::stdcopy;
 
 /// dockerd's predefined build args: usable without an `ARG`, never warned about, kept out of
@@ -69,6 +71,8 @@ pub struct BuildOptions {
     pub platform: String,
     pub squash: bool,
     pub remote: String,
+    /// `X-Registry-Config`: credentials by registry, for pulling base images.
+    pub auth_configs: HashMap<String, AuthConfig>,
 }
 
 /// One message of the build's output stream (the API writes dockerd's JSON for each).
@@ -78,6 +82,8 @@ pub enum BuildMessage {
     Stream(String),
     /// `{"aux":{"ID": …}}`.
     Aux(String),
+    /// A progress message of a base image's pull, as the pull endpoint writes it.
+    Progress(JsonMessage),
     /// `{"errorDetail":{…},"error": …}`: the build failed after output began.
     Error { code: Option<i64>, message: String },
 }
@@ -537,24 +543,53 @@ impl Builder {
         Ok(last)
     }
 
-    /// The image a `FROM` names: local, or pulled (always with `pull`).
+    /// The image a `FROM` names: local, or pulled when missing (and always with `pull`),
+    /// its progress in the build's output.
     async fn base_image(
         &self,
         name: &str,
         opts: &BuildOptions,
-        _out: &mut Out,
+        out: &mut Out,
     ) -> Result<String, StepError> {
         if name == "scratch" {
             return Err(err("FROM scratch is not supported by this builder yet"));
         }
         match self.images.get_image(name) {
-            Ok(img) if !opts.pull => Ok(img.id),
-            Ok(img) => Ok(img.id),
-            Err(e) if e.kind() == ErrorKind::NotFound => Err(err(format!(
-                "pull access denied for {name}, repository does not exist or may require 'docker login'"
-            ))),
-            Err(e) => Err(err(e)),
+            Ok(img) if !opts.pull => return Ok(img.id),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(err(e)),
         }
+        let reference = crate::image::reference::Reference::parse_any(name).map_err(err)?;
+        let auth = opts
+            .auth_configs
+            .iter()
+            .find(|(k, _)| {
+                let k = k
+                    .trim_start_matches("https://")
+                    .trim_start_matches("http://");
+                k.split('/').next() == Some(reference.domain.as_str())
+                    || (reference.domain == crate::registry::DEFAULT_INDEX
+                        && k.contains("index.docker.io"))
+            })
+            .map(|(_, a)| a.clone())
+            .unwrap_or_default();
+        let (ptx, mut prx) = mpsc::channel::<JsonMessage>(64);
+        let images = self.images.clone();
+        let n = name.to_string();
+        let pull =
+            tokio::spawn(
+                async move { images.pull(&n, None, None, &auth, Progress::new(ptx)).await },
+            );
+        while let Some(m) = prx.recv().await {
+            if !out.quiet {
+                let _ = out.tx.send(BuildMessage::Progress(m)).await;
+            }
+        }
+        pull.await
+            .map_err(|e| err(format!("pull task: {e}")))?
+            .map_err(err)?;
+        Ok(self.images.get_image(name).map_err(err)?.id)
     }
 
     /// One instruction.
