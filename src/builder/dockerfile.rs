@@ -1153,6 +1153,7 @@ pub fn parse(text: &str) -> Result<Dockerfile, BuilderError> {
         meta_args: Vec::new(),
         stages: Vec::new(),
     };
+    let mut empty_exec_lines = std::collections::HashSet::new();
     for lg in &logical {
         let ci = by_offset.get(&lg.offset).copied();
         match convert(lg, ci, escape)? {
@@ -1168,11 +1169,20 @@ pub fn parse(text: &str) -> Result<Dockerfile, BuilderError> {
                 instructions: Vec::new(),
             }),
             Item::Instr(kind) => match df.stages.last_mut() {
-                Some(stage) => stage.instructions.push(Instruction {
-                    kind,
-                    original: lg.original.trim().to_string(),
-                    line: lg.line,
-                }),
+                Some(stage) => {
+                    if matches!(
+                        &kind,
+                        Kind::Run(Command::Exec(v)) | Kind::Cmd(Command::Exec(v))
+                            | Kind::Entrypoint(Command::Exec(v)) if v.is_empty()
+                    ) {
+                        empty_exec_lines.insert(lg.line);
+                    }
+                    stage.instructions.push(Instruction {
+                        kind,
+                        original: lg.original.trim().to_string(),
+                        line: lg.line,
+                    })
+                }
                 None => match kind {
                     Kind::Arg(decls) => df.meta_args.extend(decls),
                     _ => return Err(BuilderError::invalid("no build stage in current context")),
@@ -1180,8 +1190,20 @@ pub fn parse(text: &str) -> Result<Dockerfile, BuilderError> {
             },
         }
     }
+    let mut names = std::collections::HashSet::new();
+    for name in df.stages.iter().filter_map(|s| s.name.as_deref()) {
+        if !names.insert(name) {
+            return Err(BuilderError::invalid(format!(
+                "{name} stage name already used"
+            )));
+        }
+    }
     if let Err(e) = ast {
-        return Err(crate_error(&e, 0));
+        // parse-dockerfile refuses an empty exec form (`ENTRYPOINT []` clears the entrypoint),
+        // which dockerd accepts.
+        if !empty_exec_lines.contains(&e.line()) {
+            return Err(crate_error(&e, 0));
+        }
     }
     Ok(df)
 }
@@ -1217,7 +1239,14 @@ pub fn parse_instruction(text: &str, escape: char) -> Result<Instruction, Builde
         Item::Instr(kind) => kind,
     };
     if let Err(e) = ast {
-        return Err(crate_error(&e, shift));
+        let empty_exec = matches!(
+            &kind,
+            Kind::Run(Command::Exec(v)) | Kind::Cmd(Command::Exec(v))
+                | Kind::Entrypoint(Command::Exec(v)) if v.is_empty()
+        );
+        if !empty_exec {
+            return Err(crate_error(&e, shift));
+        }
     }
     Ok(Instruction {
         kind,
@@ -1676,5 +1705,80 @@ RUN apt-get update \
         assert!(i[3].original.contains("/var/lib/apt/lists \t&& go get"));
         assert!(i[3].original.ends_with("&& rm -rf $GOPATH"));
         assert_eq!(i[3].line, 14);
+    }
+
+    /// buildkit's parser testfiles/env and its result (the values as the AST holds them).
+    #[test]
+    fn buildkit_testfile_env() {
+        let text = r#"FROM ubuntu
+ENV name value
+ENV name=value
+ENV name=value name2=value2
+ENV name="value value1"
+ENV name=value\ value2
+ENV name="value'quote space'value2"
+ENV name='value"double quote"value2'
+ENV name=value\ value2 name2=value2\ value3
+ENV name="a\"b"
+ENV name="a\'b"
+ENV name='a\'b'
+ENV name='a\'b''
+ENV name='a\"b'
+ENV name="''"
+# don't put anything after the next line - it must be the last line of the
+# Dockerfile and it must end with \
+ENV name=value \
+    name1=value1 \
+    name2="value2a \
+           value2b" \
+    name3="value3a\n\"value3b\"" \
+	name4="value4a\\nvalue4b" \
+"#;
+        let expected: Vec<Vec<(&str, &str)>> = vec![
+            vec![(r#"name"#, r#"value"#)],
+            vec![(r#"name"#, r#"value"#)],
+            vec![(r#"name"#, r#"value"#), (r#"name2"#, r#"value2"#)],
+            vec![(r#"name"#, r#""value value1""#)],
+            vec![(r#"name"#, r#"value\ value2"#)],
+            vec![(r#"name"#, r#""value'quote space'value2""#)],
+            vec![(r#"name"#, r#"'value"double quote"value2'"#)],
+            vec![
+                (r#"name"#, r#"value\ value2"#),
+                (r#"name2"#, r#"value2\ value3"#),
+            ],
+            vec![(r#"name"#, r#""a\"b""#)],
+            vec![(r#"name"#, r#""a\'b""#)],
+            vec![(r#"name"#, r#"'a\'b'"#)],
+            vec![(r#"name"#, r#"'a\'b''"#)],
+            vec![(r#"name"#, r#"'a\"b'"#)],
+            vec![(r#"name"#, r#""''""#)],
+            vec![
+                (r#"name"#, r#"value"#),
+                (r#"name1"#, r#"value1"#),
+                (r#"name2"#, r#""value2a            value2b""#),
+                (r#"name3"#, r#""value3a\n\"value3b\"""#),
+                (r#"name4"#, r#""value4a\\nvalue4b""#),
+            ],
+        ];
+        let got: Vec<Kind> = kinds(text);
+        assert_eq!(got.len(), expected.len());
+        for (g, e) in got.iter().zip(expected) {
+            assert_eq!(g, &Kind::Env(kv(&e)));
+        }
+    }
+
+    #[test]
+    fn empty_exec_and_duplicate_stage() {
+        let k = kinds("FROM scratch\nENTRYPOINT []\nCMD []\n");
+        assert_eq!(k[0], Kind::Entrypoint(Command::Exec(vec![])));
+        assert_eq!(k[1], Kind::Cmd(Command::Exec(vec![])));
+        assert_eq!(
+            err("FROM scratch AS a\nFROM busybox AS A\n"),
+            "a stage name already used"
+        );
+        assert_eq!(
+            parse_instruction("ENTRYPOINT []", '\\').unwrap().kind,
+            Kind::Entrypoint(Command::Exec(vec![]))
+        );
     }
 }
