@@ -1117,9 +1117,18 @@ fn crate_error(e: &pd::Error, line_shift: usize) -> BuilderError {
     ))
 }
 
-/// Parse a Dockerfile's text. Errors carry dockerd's texts (unknown instruction, BuildKit-only
-/// flags such as `RUN --mount`, `COPY --chmod`: "the --mount option requires BuildKit…", a
-/// Dockerfile without FROM: "no build stage in current context", …).
+/// Parse a Dockerfile's text. Errors carry dockerd's texts: `dockerfile parse error on line N:
+/// unknown instruction: FOO` (and the other `instructions.Parse` texts, with that prefix),
+/// BuildKit-only flags (`RUN --mount/--network/--security/--device`, `COPY/ADD --chmod`, and —
+/// where dockerd silently ignores them — `--exclude`, `--parents`, `ADD --checksum/
+/// --keep-git-dir/--unpack`) and heredocs: "the --mount option requires BuildKit…" (unprefixed,
+/// as dockerd reports it at dispatch), an instruction before the first `FROM`: "no build stage
+/// in current context", only `ARG`s: "No image was generated. Is your Dockerfile empty?", an
+/// empty file: "file with no instructions". `COPY --link` is accepted and ignored, as dockerd.
+///
+/// The lines are joined as buildkit's `parser.Parse` does (that gives `original`); the
+/// `parse-dockerfile` AST gives the exec/shell verdicts and exec arrays, and its own errors are
+/// reported (prefixed) when the moby-derived checks pass.
 pub fn parse(text: &str) -> Result<Dockerfile, BuilderError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let escape = escape_directive(text)?;
