@@ -56,12 +56,20 @@ pub struct CopyInput<'a> {
 /// What one source file system entry is.
 #[derive(Debug, Clone)]
 enum Node {
-    File { host: PathBuf, size: u64, sha: String },
+    File {
+        host: PathBuf,
+        size: u64,
+        sha: String,
+    },
     Dir,
     Symlink(PathBuf),
     /// A further name of a file met earlier in the same directory source (its `rel`).
     Hardlink(PathBuf),
-    Device { kind: u8, major: u32, minor: u32 },
+    Device {
+        kind: u8,
+        major: u32,
+        minor: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -160,7 +168,9 @@ pub fn prepare(input: &CopyInput<'_>) -> Result<Prepared, BuilderError> {
         if contains_wildcards(p) {
             let root_real = fs::canonicalize(input.source_root)
                 .map_err(|e| BuilderError::io("resolve the source root", e))?;
-            for m in glob(&root_real, p).map_err(|e| BuilderError::io(format!("{cmd} failed"), e))? {
+            for m in
+                glob(&root_real, p).map_err(|e| BuilderError::io(format!("{cmd} failed"), e))?
+            {
                 sources.push(source_for(&root, &m, input.add, cmd)?);
             }
         } else {
@@ -210,7 +220,11 @@ fn glob(root: &Path, pattern: &str) -> io::Result<Vec<String>> {
             for (name, _) in names {
                 let s = String::from_utf8_lossy(&name).into_owned();
                 if go_match(comp, &s) {
-                    let r = if rel.is_empty() { s.clone() } else { format!("{rel}/{s}") };
+                    let r = if rel.is_empty() {
+                        s.clone()
+                    } else {
+                        format!("{rel}/{s}")
+                    };
                     next.push((dir.join(std::ffi::OsStr::from_bytes(&name)), r));
                 }
             }
@@ -234,7 +248,8 @@ fn source_for(root: &File, p: &str, add: bool, cmd: &str) -> Result<Source, Buil
     })?;
     let real = fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
         .map_err(|e| BuilderError::io(format!("{cmd} failed: resolve {p}"), e))?;
-    let meta = fs::metadata(&real).map_err(|e| BuilderError::io(format!("{cmd} failed: stat {p}"), e))?;
+    let meta =
+        fs::metadata(&real).map_err(|e| BuilderError::io(format!("{cmd} failed: stat {p}"), e))?;
     let err = |e: io::Error| BuilderError::io(format!("{cmd} failed: read {p}"), e);
     if meta.is_dir() {
         let mut entries = Vec::new();
@@ -280,7 +295,12 @@ fn entry_for(host: &Path, rel: PathBuf, meta: &fs::Metadata) -> io::Result<Entry
             libc::S_IFCHR => b'3',
             libc::S_IFBLK => b'4',
             libc::S_IFIFO => b'6',
-            _ => return Err(io::Error::other(format!("{}: unsupported file type", rel.display()))),
+            _ => {
+                return Err(io::Error::other(format!(
+                    "{}: unsupported file type",
+                    rel.display()
+                )))
+            }
         };
         let rdev = meta.rdev();
         Node::Device {
@@ -307,8 +327,9 @@ fn walk(
     out: &mut Vec<Entry>,
     links: &mut HashMap<(u64, u64), PathBuf>,
 ) -> io::Result<()> {
-    let mut names: Vec<std::ffi::OsString> =
-        fs::read_dir(dir)?.map(|e| e.map(|e| e.file_name())).collect::<io::Result<_>>()?;
+    let mut names: Vec<std::ffi::OsString> = fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<io::Result<_>>()?;
     names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     for name in names {
         let host = dir.join(&name);
@@ -365,7 +386,9 @@ fn is_archive(p: &Path) -> bool {
     let Ok(f) = File::open(p) else { return false };
     let Ok(r) = decompress(f) else { return false };
     let mut a = tar::Archive::new(r);
-    let Ok(mut entries) = a.entries() else { return false };
+    let Ok(mut entries) = a.entries() else {
+        return false;
+    };
     matches!(entries.next(), Some(Ok(_)))
 }
 
@@ -383,7 +406,10 @@ fn parse_http_date(s: &str) -> Option<u64> {
     .position(|m| *m == f[2])? as i64
         + 1;
     let year: i64 = f[3].parse().ok()?;
-    let t: Vec<i64> = f[4].split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let t: Vec<i64> = f[4]
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
     if t.len() != 3 {
         return None;
     }
@@ -464,7 +490,9 @@ fn download(url: &str, dest: &str, dir: &Path, cmd: &str) -> Result<Source, Buil
             }
             if name.is_empty() || name == "/" || name == "." || name == ".." {
                 if dest.ends_with('/') {
-                    return Err(failed(format!("cannot determine filename for source {url}")));
+                    return Err(failed(format!(
+                        "cannot determine filename for source {url}"
+                    )));
                 }
                 name = "__unnamed__".into();
             }
@@ -559,11 +587,7 @@ fn scan_chunk(pattern: &str) -> (bool, &str, &str) {
     let mut i = start;
     while i < b.len() {
         match b[i] {
-            b'\\' => {
-                if i + 1 < b.len() {
-                    i += 1;
-                }
-            }
+            b'\\' if i + 1 < b.len() => i += 1,
             b'[' => inrange = true,
             b']' => inrange = false,
             b'*' if !inrange => break,
@@ -727,7 +751,8 @@ impl TarOut<'_, '_> {
             return Ok(());
         }
         let mut h = Self::header(tar::EntryType::Directory, mode, owner, mtime);
-        self.b.append_data(&mut h, format!("{name}/"), io::empty())?;
+        self.b
+            .append_data(&mut h, format!("{name}/"), io::empty())?;
         self.made.insert(path.to_string());
         Ok(())
     }
@@ -741,7 +766,9 @@ impl TarOut<'_, '_> {
             cur.push_str(c);
             match self.kind(&cur) {
                 DestKind::Dir => {}
-                DestKind::Missing => self.dir(&cur.clone(), 0o755, owner, self.now).map_err(tar_err)?,
+                DestKind::Missing => self
+                    .dir(&cur.clone(), 0o755, owner, self.now)
+                    .map_err(tar_err)?,
                 DestKind::Other => {
                     return Err(BuilderError::invalid(format!(
                         "failed to copy files: mkdir {cur}: not a directory"
@@ -752,7 +779,13 @@ impl TarOut<'_, '_> {
         Ok(())
     }
 
-    fn entry(&mut self, path: &str, e: &Entry, owner: (u32, u32), link_base: &str) -> io::Result<()> {
+    fn entry(
+        &mut self,
+        path: &str,
+        e: &Entry,
+        owner: (u32, u32),
+        link_base: &str,
+    ) -> io::Result<()> {
         let name = path.trim_start_matches('/').to_string();
         match &e.node {
             Node::Dir => return self.dir(path, e.mode, owner, e.mtime),
@@ -773,7 +806,8 @@ impl TarOut<'_, '_> {
             Node::Hardlink(first) => {
                 let target = join_abs(link_base, first);
                 let mut h = Self::header(tar::EntryType::Link, e.mode, owner, e.mtime);
-                self.b.append_link(&mut h, &name, target.trim_start_matches('/'))?;
+                self.b
+                    .append_link(&mut h, &name, target.trim_start_matches('/'))?;
             }
             Node::Device { kind, major, minor } => {
                 let mut h = Self::header(tar::EntryType::new(*kind), e.mode, owner, e.mtime);
@@ -805,8 +839,14 @@ impl TarOut<'_, '_> {
             // Lenient with empty numeric fields, as Go's tar reader.
             let mode = h.mode().unwrap_or(0o644) & 0o7777;
             let owner = (
-                h.uid().ok().and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
-                h.gid().ok().and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
+                h.uid()
+                    .ok()
+                    .and_then(|v| u32::try_from(v).ok())
+                    .unwrap_or(0),
+                h.gid()
+                    .ok()
+                    .and_then(|v| u32::try_from(v).ok())
+                    .unwrap_or(0),
             );
             let mtime = h.mtime().unwrap_or(0);
             let kind = h.entry_type();
@@ -820,20 +860,27 @@ impl TarOut<'_, '_> {
                     self.b.append_data(&mut nh, &name, &mut ent)
                 }
                 tar::EntryType::Symlink => {
-                    let target = ent.link_name_bytes().map(|b| b.into_owned()).unwrap_or_default();
+                    let target = ent
+                        .link_name_bytes()
+                        .map(|b| b.into_owned())
+                        .unwrap_or_default();
                     let mut nh = Self::header(tar::EntryType::Symlink, mode, owner, mtime);
                     self.b
                         .append_link(&mut nh, &name, std::ffi::OsStr::from_bytes(&target))
                 }
                 tar::EntryType::Link => {
-                    let target = ent.link_name_bytes().map(|b| b.into_owned()).unwrap_or_default();
+                    let target = ent
+                        .link_name_bytes()
+                        .map(|b| b.into_owned())
+                        .unwrap_or_default();
                     let comps = inroot::components(&target).map_err(|_| {
                         BuilderError::invalid(format!("{cmd} failed: invalid hardlink in archive"))
                     })?;
                     let t = PathBuf::from(std::ffi::OsStr::from_bytes(&inroot::join(&comps)));
                     let t = join_abs(dest, &t);
                     let mut nh = Self::header(tar::EntryType::Link, mode, owner, mtime);
-                    self.b.append_link(&mut nh, &name, t.trim_start_matches('/'))
+                    self.b
+                        .append_link(&mut nh, &name, t.trim_start_matches('/'))
                 }
                 tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                     let mut nh = Self::header(kind, mode, owner, mtime);
@@ -984,7 +1031,8 @@ impl Prepared {
                     }
                     for e in entries {
                         let path = join_abs(&self.dest, &e.rel);
-                        t.entry(&path, e, self.owner(e), &self.dest).map_err(tar_err)?;
+                        t.entry(&path, e, self.owner(e), &self.dest)
+                            .map_err(tar_err)?;
                     }
                 }
                 Source::Archive { host, .. } => t.unpack(host, &self.dest, self.cmd)?,
@@ -1030,7 +1078,8 @@ pub fn resolve_chown(
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
             .find_map(|l| {
                 let f: Vec<&str> = l.split(':').collect();
-                (f.first() == Some(&name)).then(|| f.get(idx).and_then(|v| v.parse::<u32>().ok()))?
+                (f.first() == Some(&name))
+                    .then(|| f.get(idx).and_then(|v| v.parse::<u32>().ok()))?
             })
             .ok_or_else(|| {
                 BuilderError::invalid(format!(
@@ -1076,7 +1125,12 @@ mod tests {
         d
     }
 
-    fn input<'a>(srcs: &'a [String], dest: &'a str, root: &'a Path, scratch: &'a Path) -> CopyInput<'a> {
+    fn input<'a>(
+        srcs: &'a [String],
+        dest: &'a str,
+        root: &'a Path,
+        scratch: &'a Path,
+    ) -> CopyInput<'a> {
         CopyInput {
             srcs,
             dest,
@@ -1117,16 +1171,24 @@ mod tests {
                 tar::EntryType::Link => 'h',
                 _ => 'f',
             };
-            let mut data = String::new();
-            if kind == 'l' || kind == 'h' {
-                data = e.link_name().unwrap().unwrap().to_string_lossy().into_owned();
+            let data = if kind == 'l' || kind == 'h' {
+                e.link_name()
+                    .unwrap()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
             } else {
                 let mut raw = Vec::new();
                 e.read_to_end(&mut raw).unwrap();
-                data = String::from_utf8_lossy(&raw).into_owned();
-            }
+                String::from_utf8_lossy(&raw).into_owned()
+            };
             v.push(Got {
-                path: e.path().unwrap().to_string_lossy().trim_end_matches('/').to_string(),
+                path: e
+                    .path()
+                    .unwrap()
+                    .to_string_lossy()
+                    .trim_end_matches('/')
+                    .to_string(),
                 kind,
                 mode: h.mode().unwrap(),
                 uid: h.uid().unwrap(),
@@ -1175,8 +1237,15 @@ mod tests {
         i.workdir = "/work";
         let p = prepare(&i).unwrap();
         assert_eq!(p.dest(), "/work/rel");
-        assert_eq!(names(&tar_of(&p, &dirs(&["/work"]))), ["dwork/rel", "fwork/rel/a.txt"]);
-        let i = CopyInput { dest: ".", workdir: "/work", ..input(&srcs, ".", t.path(), t.path()) };
+        assert_eq!(
+            names(&tar_of(&p, &dirs(&["/work"]))),
+            ["dwork/rel", "fwork/rel/a.txt"]
+        );
+        let i = CopyInput {
+            dest: ".",
+            workdir: "/work",
+            ..input(&srcs, ".", t.path(), t.path())
+        };
         let p = prepare(&i).unwrap();
         assert_eq!(names(&tar_of(&p, &dirs(&["/work"]))), ["fwork/a.txt"]);
     }
@@ -1187,7 +1256,11 @@ mod tests {
         let srcs = s(&["./d"]);
         let p = prepare(&input(&srcs, "/out", t.path(), t.path())).unwrap();
         let got = tar_of(&p, &dirs(&[]));
-        assert_eq!(names(&got), ["dout", "ffout/f1", "lout/ln", "dout/sub", "fout/sub/f2"].map(|x| x.replacen("ff", "f", 1)));
+        assert_eq!(
+            names(&got),
+            ["dout", "ffout/f1", "lout/ln", "dout/sub", "fout/sub/f2"]
+                .map(|x| x.replacen("ff", "f", 1))
+        );
         assert_eq!(got[2].data, "f1");
         assert_eq!(got[3].mode, 0o750);
         assert!(got.iter().all(|g| g.uid == 0 && g.gid == 0));
@@ -1195,7 +1268,16 @@ mod tests {
         assert_eq!(names(&tar_of(&p, &dirs(&["/out"])))[0], "fout/f1");
         // A file in the way.
         let e = p
-            .write_tar(&|x: &str| if x == "/out" { DestKind::Other } else { DestKind::Dir }, &mut Vec::new())
+            .write_tar(
+                &|x: &str| {
+                    if x == "/out" {
+                        DestKind::Other
+                    } else {
+                        DestKind::Dir
+                    }
+                },
+                &mut Vec::new(),
+            )
             .unwrap_err();
         assert!(e.message().contains("not a directory"), "{e}");
     }
@@ -1226,7 +1308,10 @@ mod tests {
         let t = tree();
         let srcs = s(&["*.txt"]);
         let p = prepare(&input(&srcs, "/w/", t.path(), t.path())).unwrap();
-        assert_eq!(names(&tar_of(&p, &dirs(&[]))), ["dw", "fw/a.txt", "fw/b.txt"]);
+        assert_eq!(
+            names(&tar_of(&p, &dirs(&[]))),
+            ["dw", "fw/a.txt", "fw/b.txt"]
+        );
         let srcs = s(&["d/s?b/*"]);
         let p = prepare(&input(&srcs, "/w", t.path(), t.path())).unwrap();
         // One match: no trailing slash needed (dockerd checks the number of sources).
@@ -1256,7 +1341,10 @@ mod tests {
         i.add = true;
         assert!(err(&i).starts_with("When using ADD with more"));
         let p = prepare(&input(&srcs, "/x/", t.path(), t.path())).unwrap();
-        assert_eq!(names(&tar_of(&p, &dirs(&[]))), ["dx", "fx/a.txt", "fx/b.txt"]);
+        assert_eq!(
+            names(&tar_of(&p, &dirs(&[]))),
+            ["dx", "fx/a.txt", "fx/b.txt"]
+        );
     }
 
     #[test]
@@ -1268,16 +1356,24 @@ mod tests {
             e.message(),
             "COPY failed: file not found in build context or excluded by .dockerignore: stat nope.txt: file does not exist"
         );
-        assert_eq!(crate::errors::Kinded::kind(&e), crate::errors::ErrorKind::NotFound);
+        assert_eq!(
+            crate::errors::Kinded::kind(&e),
+            crate::errors::ErrorKind::NotFound
+        );
         for bad in ["../x", "/../x", "d/../../x"] {
             let srcs = s(&[bad]);
             let m = err(&input(&srcs, "/x", t.path(), t.path()));
-            assert!(m.starts_with("COPY failed: forbidden path outside the build context"), "{bad}: {m}");
+            assert!(
+                m.starts_with("COPY failed: forbidden path outside the build context"),
+                "{bad}: {m}"
+            );
         }
         // An absolute symlink resolves inside the root: no /etc/passwd there.
         symlink("/etc/passwd", t.path().join("pw")).unwrap();
         let srcs = s(&["pw"]);
-        assert!(err(&input(&srcs, "/x", t.path(), t.path())).contains("stat pw: file does not exist"));
+        assert!(
+            err(&input(&srcs, "/x", t.path(), t.path())).contains("stat pw: file does not exist")
+        );
         fs::create_dir(t.path().join("etc")).unwrap();
         fs::write(t.path().join("etc/passwd"), "inside").unwrap();
         symlink("../../../../etc/passwd", t.path().join("d/up")).unwrap();
@@ -1285,7 +1381,10 @@ mod tests {
             let srcs = s(&[src]);
             let p = prepare(&input(&srcs, "/x", t.path(), t.path())).unwrap();
             let got = tar_of(&p, &dirs(&[]));
-            assert_eq!((got[0].path.as_str(), got[0].data.as_str()), ("x", "inside"));
+            assert_eq!(
+                (got[0].path.as_str(), got[0].data.as_str()),
+                ("x", "inside")
+            );
         }
         // A followed symlink keeps the link's name.
         let srcs = s(&["pw"]);
@@ -1343,14 +1442,22 @@ mod tests {
         i.chown = Some((7, 8));
         let got = tar_of(&prepare(&i).unwrap(), &dirs(&[]));
         assert_eq!((got[0].path.as_str(), got[0].uid), ("p", 0));
-        assert_eq!((got[1].path.as_str(), got[1].uid, got[1].gid), ("p/q", 7, 8));
+        assert_eq!(
+            (got[1].path.as_str(), got[1].uid, got[1].gid),
+            ("p/q", 7, 8)
+        );
         assert!(got[2..].iter().all(|g| (g.uid, g.gid) == (7, 8)));
         // COPY --from without --chown keeps the source's owners.
         let srcs = s(&["a.txt"]);
-        let p = prepare(&input(&srcs, "/z", t.path(), t.path())).unwrap().preserve_ownership();
+        let p = prepare(&input(&srcs, "/z", t.path(), t.path()))
+            .unwrap()
+            .preserve_ownership();
         let got = tar_of(&p, &dirs(&[]));
         let m = fs::metadata(t.path().join("a.txt")).unwrap();
-        assert_eq!((got[0].uid, got[0].gid), (u64::from(m.uid()), u64::from(m.gid())));
+        assert_eq!(
+            (got[0].uid, got[0].gid),
+            (u64::from(m.uid()), u64::from(m.gid()))
+        );
     }
 
     fn archive_bytes() -> Vec<u8> {
@@ -1396,7 +1503,11 @@ mod tests {
             i.add = true;
             i.chown = Some((9, 9));
             let got = tar_of(&prepare(&i).unwrap(), &dirs(&[]));
-            assert_eq!(names(&got), ["dopt", "dopt/top", "fopt/top/hello", "lopt/top/ln"], "{src}");
+            assert_eq!(
+                names(&got),
+                ["dopt", "dopt/top", "fopt/top/hello", "lopt/top/ln"],
+                "{src}"
+            );
             assert_eq!((got[0].uid, got[0].mode), (0, 0o755));
             assert_eq!((got[1].uid, got[1].gid, got[1].mode), (5, 6, 0o700));
             assert_eq!(got[2].data, "hello");
@@ -1404,11 +1515,17 @@ mod tests {
         // COPY does not unpack; nor is a text file an archive.
         let srcs = s(&["x.tar.gz", "a.txt"]);
         let p = prepare(&input(&srcs, "/opt/", t.path(), t.path())).unwrap();
-        assert_eq!(names(&tar_of(&p, &dirs(&["/opt"]))), ["fopt/x.tar.gz", "fopt/a.txt"]);
+        assert_eq!(
+            names(&tar_of(&p, &dirs(&["/opt"]))),
+            ["fopt/x.tar.gz", "fopt/a.txt"]
+        );
         let mut i = input(&srcs, "/opt/", t.path(), t.path());
         i.add = true;
         let got = names(&tar_of(&prepare(&i).unwrap(), &dirs(&["/opt"])));
-        assert_eq!(got, ["dopt/top", "fopt/top/hello", "lopt/top/ln", "fopt/a.txt"]);
+        assert_eq!(
+            got,
+            ["dopt/top", "fopt/top/hello", "lopt/top/ln", "fopt/a.txt"]
+        );
     }
 
     /// Serves each response once on 127.0.0.1; returns the base URL.
@@ -1441,7 +1558,9 @@ mod tests {
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
-        let missing = "HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\nConnection: close\r\n\r\nnope\n".to_string();
+        let missing =
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\nConnection: close\r\n\r\nnope\n"
+                .to_string();
         let base = serve(vec![ok.clone(), missing, ok]);
         let srcs = vec![format!("{base}/files/data.bin")];
         let mut i = input(&srcs, "/dl/", t.path(), scratch.path());
@@ -1449,7 +1568,10 @@ mod tests {
         let p = prepare(&i).unwrap();
         let got = tar_of(&p, &dirs(&[]));
         assert_eq!(names(&got), ["ddl", "fdl/data.bin"]);
-        assert_eq!((got[1].mode, got[1].uid, got[1].data.as_str()), (0o600, 0, body));
+        assert_eq!(
+            (got[1].mode, got[1].uid, got[1].data.as_str()),
+            (0o600, 0, body)
+        );
         assert_eq!(got[1].mtime, 784111777);
         let srcs = vec![format!("{base}/missing")];
         let mut i = input(&srcs, "/dl/", t.path(), scratch.path());
@@ -1464,19 +1586,30 @@ mod tests {
         let scratch2 = tempfile::tempdir().unwrap();
         let mut i = input(&srcs, "/dl/", t.path(), scratch2.path());
         i.add = true;
-        assert_eq!(err(&i), format!("ADD failed: cannot determine filename for source {base}/"));
+        assert_eq!(
+            err(&i),
+            format!("ADD failed: cannot determine filename for source {base}/")
+        );
     }
 
     #[test]
     fn checksum_follows_content_not_mtime() {
         let t = tree();
         let srcs = s(&["d", "a.txt"]);
-        let sum = || prepare(&input(&srcs, "/x/", t.path(), t.path())).unwrap().checksum();
+        let sum = || {
+            prepare(&input(&srcs, "/x/", t.path(), t.path()))
+                .unwrap()
+                .checksum()
+        };
         let first = sum();
         assert!(first.starts_with("sha256:"));
         assert_eq!(first, sum());
-        let f = File::options().write(true).open(t.path().join("d/f1")).unwrap();
-        f.set_modified(UNIX_EPOCH + Duration::from_secs(1000)).unwrap();
+        let f = File::options()
+            .write(true)
+            .open(t.path().join("d/f1"))
+            .unwrap();
+        f.set_modified(UNIX_EPOCH + Duration::from_secs(1000))
+            .unwrap();
         assert_eq!(first, sum(), "mtime is not part of the checksum");
         fs::write(t.path().join("d/sub/f2"), "TWO").unwrap();
         let second = sum();
@@ -1494,9 +1627,15 @@ mod tests {
 
     #[test]
     fn http_dates_parse() {
-        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784111777));
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784111777)
+        );
         assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
         assert_eq!(parse_http_date("garbage"), None);
-        assert_eq!(disposition_filename("attachment; filename=\"x.bin\""), Some("x.bin".into()));
+        assert_eq!(
+            disposition_filename("attachment; filename=\"x.bin\""),
+            Some("x.bin".into())
+        );
     }
 }
