@@ -1497,7 +1497,20 @@ mod tests {
         bz.write_all(&raw).unwrap();
         fs::write(t.path().join("x.tar.bz2"), bz.finish().unwrap()).unwrap();
         fs::write(t.path().join("x.tar"), &raw).unwrap();
-        for src in ["x.tar.gz", "x.tar.bz2", "x.tar"] {
+        let mut srcs_all = vec!["x.tar.gz", "x.tar.bz2", "x.tar"];
+        // xz and zstd archives made by the tools, where installed.
+        for (tool, ext) in [("xz", "xz"), ("zstd", "zst")] {
+            let out = std::process::Command::new(tool)
+                .args(["-q", "-k", "-f"])
+                .arg(t.path().join("x.tar"))
+                .status();
+            if out.is_ok_and(|s| s.success()) {
+                srcs_all.push(if ext == "xz" { "x.tar.xz" } else { "x.tar.zst" });
+            } else {
+                eprintln!("skipping the {ext} archive: no {tool} tool");
+            }
+        }
+        for src in srcs_all {
             let srcs = s(&[src]);
             let mut i = input(&srcs, "/opt/", t.path(), t.path());
             i.add = true;
