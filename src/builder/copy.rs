@@ -920,7 +920,8 @@ impl Prepared {
     }
 
     /// A digest of the sources' content and metadata (names, modes, ownership, link targets;
-    /// not mtimes): the same files give the same checksum.
+    /// not mtimes): the same files give the same checksum. 64 lower-case hex digits (a
+    /// sha256).
     pub fn checksum(&self) -> String {
         let mut h = Sha256::new();
         let mut line = |e: &Entry| {
@@ -977,7 +978,19 @@ impl Prepared {
                 }
             }
         }
-        format!("sha256:{}", hex::encode(h.finalize()))
+        hex::encode(h.finalize())
+    }
+
+    /// [`Self::checksum`] named as dockerd names the sources in a COPY/ADD step's
+    /// `#(nop)` comment: `file:<hex>` for one file, `dir:<hex>` for one directory,
+    /// `multi:<hex>` for several sources (an archive counts as a file).
+    pub fn source_hash(&self) -> String {
+        let kind = match self.sources.as_slice() {
+            [Source::Dir { .. }] => "dir",
+            [_] => "file",
+            _ => "multi",
+        };
+        format!("{kind}:{}", self.checksum())
     }
 
     /// The tar to extract at `/` in the step's container: parents of the destination,
@@ -1615,7 +1628,12 @@ mod tests {
                 .checksum()
         };
         let first = sum();
-        assert!(first.starts_with("sha256:"));
+        assert_eq!(first.len(), 64);
+        let p = prepare(&input(&srcs, "/x/", t.path(), t.path())).unwrap();
+        assert_eq!(p.source_hash(), format!("multi:{first}"));
+        let one = s(&["d"]);
+        let p = prepare(&input(&one, "/x/", t.path(), t.path())).unwrap();
+        assert!(p.source_hash().starts_with("dir:"));
         assert_eq!(first, sum());
         let f = File::options()
             .write(true)
