@@ -1155,6 +1155,7 @@ impl Builder {
                 p
             }
         };
+        let from_image = spec.from.is_some();
         let parent_root = self.image_root(&st.image)?;
         let scratch = self
             .work_dir
@@ -1189,8 +1190,12 @@ impl Builder {
                     chown: owner,
                     scratch: &scratch_c,
                 };
-                let prepared = copy::prepare(&input)?;
-                let sum = prepared.checksum();
+                let mut prepared = copy::prepare(&input)?;
+                // moby: COPY --from without --chown keeps the source's owners.
+                if from_image && owner.is_none() {
+                    prepared = prepared.preserve_ownership();
+                }
+                let sum = prepared.source_hash();
                 let kind = |p: &str| dest_kind(&parent_path, p);
                 let mut tar = Vec::new();
                 prepared.write_tar(&kind, &mut tar)?;
@@ -1202,7 +1207,7 @@ impl Builder {
         drop(parent_root);
         crate::util::tree::remove_all(&scratch);
         let chown_comment = chown.map(|c| format!("--chown={c} ")).unwrap_or_default();
-        let comment = format!("{name} {chown_comment}file:{checksum} in {dest} ");
+        let comment = format!("{name} {chown_comment}{checksum} in {dest} ");
         let mut probe = st.config.clone();
         let mut cmd = st.shell();
         cmd.push(format!("#(nop) {comment}"));
