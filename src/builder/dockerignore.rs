@@ -155,10 +155,7 @@ impl Pattern {
             Kind::Prefix => path.starts_with(&self.cleaned[..self.cleaned.len() - 2]),
             Kind::Suffix => {
                 let suffix = &self.cleaned[2..];
-                path.ends_with(suffix)
-                    || suffix
-                        .strip_prefix('/')
-                        .is_some_and(|rest| path == rest)
+                path.ends_with(suffix) || suffix.strip_prefix('/').is_some_and(|rest| path == rest)
             }
             Kind::Regexp(re) => re.is_match(path),
         }
@@ -261,7 +258,10 @@ fn class(chars: &[char], mut pos: usize, re: &mut String) -> Result<usize, Strin
         match chars.get(*pos) {
             None | Some('-') | Some(']') => Err(BAD.into()),
             Some('\\') => {
-                let c = chars.get(*pos + 1).copied().ok_or_else(|| BAD.to_string())?;
+                let c = chars
+                    .get(*pos + 1)
+                    .copied()
+                    .ok_or_else(|| BAD.to_string())?;
                 *pos += 2;
                 Ok(c)
             }
@@ -383,7 +383,11 @@ mod tests {
             ("a\\*b", "a*b", true),
         ];
         for (pattern, text, pass) in tests {
-            assert_eq!(one(pattern, text), *pass, "pattern={pattern:?} text={text:?}");
+            assert_eq!(
+                one(pattern, text),
+                *pass,
+                "pattern={pattern:?} text={text:?}"
+            );
         }
         let multi: &[(&[&str], &str, bool)] = &[
             (&["**", "!util/docker/web"], "util/docker/web/foo", false),
@@ -393,7 +397,10 @@ mod tests {
                 true,
             ),
             (
-                &["**", "!dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl"],
+                &[
+                    "**",
+                    "!dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+                ],
                 "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
                 false,
             ),
@@ -405,7 +412,11 @@ mod tests {
         ];
         for (patterns, text, pass) in multi {
             let m = Matcher::new(patterns).unwrap();
-            assert_eq!(m.excluded(text), *pass, "patterns={patterns:?} text={text:?}");
+            assert_eq!(
+                m.excluded(text),
+                *pass,
+                "patterns={patterns:?} text={text:?}"
+            );
         }
     }
 
@@ -424,9 +435,19 @@ mod tests {
         assert!(Matcher::new(&["!"]).is_err());
         assert!(!m(&[], "/any/path/there"));
         assert!(Matcher::new(&["["]).is_err());
-        assert!(Matcher::new(&["docs", "config", ""]).unwrap().patterns.len() == 2);
-        assert!(Matcher::new(&["docs", "  !docs/README.md"]).unwrap().has_exclusions());
-        assert!(Matcher::new(&["docs", "!docs/README.md  "]).unwrap().has_exclusions());
+        assert!(
+            Matcher::new(&["docs", "config", ""])
+                .unwrap()
+                .patterns
+                .len()
+                == 2
+        );
+        assert!(Matcher::new(&["docs", "  !docs/README.md"])
+            .unwrap()
+            .has_exclusions());
+        assert!(Matcher::new(&["docs", "!docs/README.md  "])
+            .unwrap()
+            .has_exclusions());
     }
 
     // patternmatcher_test.go TestMatch (Go's filepath.Match table through Matches).
@@ -474,12 +495,19 @@ mod tests {
             ("*x", "xxx", true),
         ];
         for (pattern, text, pass) in ok {
-            assert_eq!(one(pattern, text), *pass, "pattern={pattern:?} text={text:?}");
+            assert_eq!(
+                one(pattern, text),
+                *pass,
+                "pattern={pattern:?} text={text:?}"
+            );
         }
         for bad in [
             "[]a]", "[-]", "[x-]", "[-x]", "\\", "[a-b-c]", "[", "[^", "[^bc", "a[",
         ] {
-            assert!(Matcher::new(&[bad]).is_err(), "pattern {bad:?} should be refused");
+            assert!(
+                Matcher::new(&[bad]).is_err(),
+                "pattern {bad:?} should be refused"
+            );
         }
     }
 
