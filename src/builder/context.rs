@@ -553,6 +553,10 @@ async fn git(dir: &Path, allow_file: bool, args: &[&str]) -> Result<(), String> 
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("HOME", "/dev/null")
         .env("GIT_TERMINAL_PROMPT", "0")
+        .env(
+            "GIT_SSH_COMMAND",
+            std::env::var("GIT_SSH_COMMAND").unwrap_or_else(|_| "ssh -o BatchMode=yes".into()),
+        )
         .stdin(std::process::Stdio::null())
         .output()
         .await;
@@ -581,6 +585,7 @@ async fn download(url: &str, work_dir: &Path) -> Result<(File, PathBuf), Builder
     let _ = rustls::crypto::ring::default_provider().install_default();
     let wrap = |e: String| format!("error downloading remote context {url}: {e}");
     let client = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(30))
         .build()
         .map_err(|e| BuilderError::internal(format!("http client: {e}")))?;
     let resp = client
