@@ -61,7 +61,7 @@ impl BuildContext {
         }
         let mut ctx = BuildContext::empty(work_dir)?;
         let root = open_dir_fd(&ctx.root)?;
-        let reader = io::Cursor::new(head).chain(stream);
+        let reader = TarPad::new(io::Cursor::new(head).chain(stream));
         extract_plain_at(reader, root, ExtractOptions::default()).map_err(apply_error)?;
         ctx.locate(dockerfile)?;
         Ok(ctx)
@@ -243,6 +243,48 @@ fn decompress_with<'a, R: BufRead + 'a>(
     } else {
         Box::new(reader)
     })
+}
+
+/// The docker CLI's `-f` from outside the context (`ReplaceFileTarWrapper`) ends the tar right
+/// after the last entry's data: no padding, no end-of-archive blocks. Go's tar reader takes
+/// that as the end; for the tar parser, the stream is completed with zeros to the next block
+/// plus the two end blocks.
+struct TarPad<R> {
+    inner: R,
+    total: u64,
+    padding: Option<u64>,
+}
+
+impl<R: Read> TarPad<R> {
+    fn new(inner: R) -> Self {
+        TarPad {
+            inner,
+            total: 0,
+            padding: None,
+        }
+    }
+}
+
+impl<R: Read> Read for TarPad<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.padding.is_none() {
+            let n = self.inner.read(buf)?;
+            if n > 0 {
+                self.total += n as u64;
+                return Ok(n);
+            }
+            let unaligned = (512 - self.total % 512) % 512;
+            self.padding = Some(unaligned + 1024);
+        }
+        let left = self.padding.unwrap_or(0);
+        let n = (left.min(buf.len() as u64)) as usize;
+        buf[..n].fill(0);
+        self.padding = Some(left - n as u64);
+        Ok(n)
+    }
 }
 
 /// Whether `head` is a tar header block: all zeros (an empty archive) or a header whose
@@ -863,6 +905,27 @@ mod tests {
         assert!(!ctx.root.join(name).exists());
         assert!(!ctx.root.join(".dockerignore").exists());
         assert!(ctx.root.join("app.txt").exists());
+    }
+
+    #[test]
+    fn unterminated_tar_from_cli() {
+        // As the docker CLI sends it with `-f` outside the context: the last entry unpadded,
+        // no end blocks.
+        let w = work();
+        let name = ".dockerfile.abc";
+        let mut body = tar_of(&[("keep", b"k"), (".dockerignore", b".dockerfile.abc\n")]);
+        body.truncate(body.len() - 1024);
+        let mut h = tar::Header::new_gnu();
+        h.set_path(name).unwrap();
+        h.set_size(7);
+        h.set_mode(0o600);
+        h.set_cksum();
+        body.extend_from_slice(h.as_bytes());
+        body.extend_from_slice(b"FROM x\n");
+        let ctx = BuildContext::from_tar(&body[..], name, w.path()).unwrap();
+        assert_eq!(ctx.dockerfile, "FROM x\n");
+        assert!(!ctx.root.join(name).exists());
+        assert!(ctx.root.join("keep").exists());
     }
 
     #[test]
