@@ -181,6 +181,21 @@ pub fn extract_at<R: Read>(
     detect_and_apply(reader, root, None, None, Some(opts))
 }
 
+/// Like [`extract_at`] for a stream that is already an uncompressed tar (no magic detection:
+/// an entry whose name starts like a compression magic must not be mistaken for one).
+pub fn extract_plain_at<R: Read>(
+    reader: R,
+    root: OwnedFd,
+    opts: ExtractOptions,
+) -> Result<ApplyStats, ApplyError> {
+    let failed = Rc::new(Cell::new(false));
+    let source = SourceReader {
+        inner: reader,
+        failed: Rc::clone(&failed),
+    };
+    apply_stream(source, root, None, &failed, None, Some(opts))
+}
+
 fn open_root(root: &Path, recording: bool) -> Result<(OwnedFd, Option<PathBuf>), ApplyError> {
     let root_file = OpenOptions::new()
         .read(true)
