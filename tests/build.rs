@@ -325,7 +325,11 @@ fn stdin_dockerfile_outside_context_and_dockerignore() {
         &["-t", "ign:1", "-f", outside.to_str().unwrap()],
     ));
     let list = ok(b.docker_out(&["run", "--rm", "ign:1"]));
-    assert_eq!(list, "/ctx/keep.txt\n/ctx/logs/important.log\n", "{list}");
+    // The .dockerignore itself is sent and kept unless it ignores itself, as with dockerd.
+    assert_eq!(
+        list, "/ctx/.dockerignore\n/ctx/keep.txt\n/ctx/logs/important.log\n",
+        "{list}"
+    );
 }
 
 #[test]

@@ -18,7 +18,6 @@ use super::dockerfile::{self, ArgDecl, Command, CopySpec, Healthcheck, Instructi
 use super::shell::ShellLex;
 use super::BuilderError;
 use crate::container::archive::PutOptions;
-use crate::container::logs::LogsOptions;
 use crate::container::manager::WaitCondition;
 use crate::container::ContainerManager;
 use crate::errors::{ErrorKind, Kinded};
@@ -319,17 +318,16 @@ impl Builder {
         let work = self.work_dir.clone();
         let dockerfile_name = opts.dockerfile.clone();
         let remote = opts.remote.clone();
-        let context = tokio::task::spawn_blocking(move || {
-            if remote.is_empty() {
+        let context = if remote.is_empty() {
+            tokio::task::spawn_blocking(move || {
                 BuildContext::from_tar(ChannelReader::new(body), &dockerfile_name, &work)
-            } else {
-                Err(BuilderError::invalid(format!(
-                    "remote build contexts are not supported yet: {remote}"
-                )))
-            }
-        })
-        .await
-        .map_err(|e| BuilderError::internal(format!("context task: {e}")))??;
+            })
+            .await
+            .map_err(|e| BuilderError::internal(format!("context task: {e}")))??
+        } else {
+            drop(body);
+            BuildContext::from_remote(&remote, &dockerfile_name, &work).await?
+        };
         let parsed = dockerfile::parse(&context.dockerfile)?;
         let mut stages = parsed.stages.clone();
         if !opts.target.is_empty() {
@@ -723,8 +721,18 @@ impl Builder {
                 };
                 let dir = clean_path(&dir);
                 st.config.working_dir = Some(dir.clone());
-                self.commit_nop(st, &format!("WORKDIR {dir}"), opts, out)
-                    .await
+                // moby's `ContainerCreateWorkdir`: the directory is made (0755, root) in the
+                // step's layer when the image lacks it.
+                let files = {
+                    let root = self.image_root(&st.image)?;
+                    workdir_tar(&root.path, &dir).map_err(err)?
+                };
+                let mut probe = st.config.clone();
+                let mut cmd = st.shell();
+                cmd.push("#(nop) ".to_string());
+                cmd.push(format!("WORKDIR {dir}"));
+                probe.cmd = Some(cmd);
+                self.probe_create_commit(st, probe, files, opts, out).await
             }
             Kind::StopSignal(s) => {
                 let s = expand(s)?;
@@ -834,7 +842,8 @@ impl Builder {
     ) -> Result<(), StepError> {
         let mut probe = st.config.clone();
         let mut cmd = st.shell();
-        cmd.push(format!("#(nop) {comment}"));
+        cmd.push("#(nop) ".to_string());
+        cmd.push(comment.to_string());
         probe.cmd = Some(cmd);
         self.probe_create_commit(st, probe, None, opts, out).await
     }
@@ -1032,7 +1041,8 @@ impl Builder {
         }
         let mut run = st.config.clone();
         run.cmd = Some(cmd.clone());
-        run.entrypoint = Some(Vec::new());
+        // moby: `[""]` resets the image's entrypoint for the step.
+        run.entrypoint = Some(vec![String::new()]);
         let mut env = st.env();
         for (k, v) in &args {
             env.push(format!("{k}={v}"));
@@ -1065,31 +1075,18 @@ impl Builder {
             .containers
             .wait(id, WaitCondition::NextExit)
             .map_err(err)?;
-        self.containers.start(id).await.map_err(err)?;
-        let (_, mut logs) = self
-            .containers
-            .logs(
-                id,
-                LogsOptions {
-                    follow: true,
-                    stdout: true,
-                    stderr: true,
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(err)?;
+        let stdio = self.containers.start_attached(id).await.map_err(err)?;
+        let (mut output, _stdin) = stdio.split();
         let mut pending: Vec<u8> = Vec::new();
         loop {
             let chunk = tokio::select! {
-                c = logs.recv() => c,
+                c = output.next(false) => c,
                 _ = out.tx.closed() => {
                     let _ = self.containers.remove(id, true, true).await;
                     return Err(err("Build cancelled"));
                 }
             };
             let Some(chunk) = chunk else { break };
-            let Ok(chunk) = chunk else { break };
             pending.extend_from_slice(&chunk);
             while let Some((kind, len)) = stdcopy::frame_len(&pending) {
                 let payload =
@@ -1207,10 +1204,24 @@ impl Builder {
         drop(parent_root);
         crate::util::tree::remove_all(&scratch);
         let chown_comment = chown.map(|c| format!("--chown={c} ")).unwrap_or_default();
+        // The destination as moby's `normalizeDest` makes it: under the workdir, cleaned, its
+        // trailing slash kept.
+        let dest = if dest.starts_with('/') {
+            dest
+        } else {
+            let wd = st.config.working_dir.clone().unwrap_or_default();
+            let joined = clean_path(&format!("/{wd}/{dest}"));
+            if dest.ends_with('/') && joined != "/" {
+                format!("{joined}/")
+            } else {
+                joined
+            }
+        };
         let comment = format!("{name} {chown_comment}{checksum} in {dest} ");
         let mut probe = st.config.clone();
         let mut cmd = st.shell();
-        cmd.push(format!("#(nop) {comment}"));
+        cmd.push("#(nop) ".to_string());
+        cmd.push(comment.to_string());
         probe.cmd = Some(cmd);
         self.probe_create_commit(st, probe, Some(tar), opts, out)
             .await
@@ -1301,6 +1312,48 @@ fn clean_path(p: &str) -> String {
         }
     }
     format!("/{}", out.join("/"))
+}
+
+/// A tar of the directories of `dir` that `root` lacks (0755, owned by root), or `None`.
+fn workdir_tar(root: &Path, dir: &str) -> std::io::Result<Option<Vec<u8>>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut path = String::new();
+    let mut any = false;
+    for part in dir.split('/').filter(|p| !p.is_empty()) {
+        path.push('/');
+        path.push_str(part);
+        match dest_kind(root, &path) {
+            DestKind::Dir => continue,
+            DestKind::Other if !any => {
+                return Err(std::io::Error::other(format!(
+                    "mkdir {path}: not a directory"
+                )))
+            }
+            _ => {}
+        }
+        any = true;
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_size(0);
+        h.set_mtime(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        );
+        builder.append_data(
+            &mut h,
+            format!("{}/", path.trim_start_matches('/')),
+            std::io::empty(),
+        )?;
+    }
+    if !any {
+        return Ok(None);
+    }
+    builder.into_inner().map(Some)
 }
 
 /// A file of an image root read in-root (for `--chown` names).

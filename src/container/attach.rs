@@ -114,6 +114,23 @@ impl ContainerManager {
         })
     }
 
+    /// Start a created container with its output attached first (nothing is missed), as
+    /// dockerd's builder runs a step (`ContainerAttachRaw`, then start). The stream carries
+    /// stdout and stderr frames and ends with the process.
+    pub async fn start_attached(
+        self: &Arc<Self>,
+        name: &str,
+    ) -> Result<crate::runtime::StdioConn, ContainerError> {
+        let rx = self.attach_stdio(name, false, true, true).await?;
+        self.start(name).await?;
+        match rx.await {
+            Ok(Some(s)) => Ok(s),
+            _ => Err(ContainerError::internal(format!(
+                "container {name} ended before its output was attached"
+            ))),
+        }
+    }
+
     /// The container's stdio for an attach: at once for a running container, at start for
     /// a created one. Resolves to `None` if the container ends or goes first.
     async fn attach_stdio(
