@@ -407,3 +407,90 @@ fn compose_builds_with_build_args() {
         "spicy\n"
     );
 }
+
+#[test]
+fn scratch_add_archives_urls_and_network_options() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    let dir = b.dir.path().join("add");
+    // A local archive (gzip) that ADD unpacks, and a URL it downloads from 127.0.0.1.
+    let staging = b.dir.path().join("staging");
+    write(&staging, "inner/one.txt", "one\n");
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = std::process::Command::new("tar")
+        .args(["-czf", dir.join("bundle.tar.gz").to_str().unwrap(), "-C"])
+        .arg(&staging)
+        .arg("inner")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten().take(4) {
+            use std::io::{Read, Write};
+            let mut conn = conn;
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let body = "downloaded\n";
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    write(
+        &dir,
+        "Dockerfile",
+        &format!(
+            "FROM busybox\nADD bundle.tar.gz /unpacked/\nADD http://127.0.0.1:{port}/remote.txt /fetched/\n\
+             RUN cat /etc/hosts > /hosts.txt; ip -o link | wc -l > /links.txt\n\
+             FROM scratch\nCOPY --from=0 /unpacked/inner/one.txt /fetched/remote.txt /hosts.txt /links.txt /\n"
+        ),
+    );
+    built(&build(
+        &b,
+        &dir,
+        &[
+            "-t",
+            "added:1",
+            "--network",
+            "none",
+            "--add-host",
+            "buildhost:10.1.2.3",
+        ],
+    ));
+    // The final image is a scratch one: no parent layers, just the copied files.
+    assert_eq!(inspect(&b, "added:1", "{{len .RootFS.Layers}}"), "1");
+    ok(b.docker_out(&["create", "--name", "out", "added:1", "x"]));
+    let tar = b.docker().args(["cp", "out:/", "-"]).output().unwrap();
+    assert!(tar.status.success(), "{}", stderr(&tar));
+    let mut archive = tar::Archive::new(&tar.stdout[..]);
+    let mut files = std::collections::BTreeMap::new();
+    for e in archive.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().display().to_string();
+        let mut text = String::new();
+        if e.header().entry_type().is_file() {
+            std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+            files.insert(path, text);
+        }
+    }
+    assert_eq!(
+        files.get("/one.txt").map(String::as_str),
+        Some("one\n"),
+        "{files:?}"
+    );
+    assert_eq!(
+        files.get("/remote.txt").map(String::as_str),
+        Some("downloaded\n"),
+        "{files:?}"
+    );
+    assert!(
+        files["/hosts.txt"].contains("10.1.2.3\tbuildhost"),
+        "{files:?}"
+    );
+    // --network none: only lo.
+    assert_eq!(files["/links.txt"].trim(), "1", "{files:?}");
+}

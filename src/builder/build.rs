@@ -42,6 +42,9 @@ const PREDEFINED_ARGS: &[&str] = &[
     "all_proxy",
 ];
 
+/// The PATH a stage gets when its image has none (moby's `oci.DefaultPathEnv`).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// The parameters of `POST /build`.
 #[derive(Debug, Clone, Default)]
 pub struct BuildOptions {
@@ -262,12 +265,16 @@ impl Out {
 struct ImageRoot {
     path: PathBuf,
     mounted: bool,
+    /// The directory is the builder's own (an overlay mount point or an empty root).
+    owned: bool,
 }
 
 impl Drop for ImageRoot {
     fn drop(&mut self) {
         if self.mounted {
             let _ = nix::mount::umount2(&self.path, nix::mount::MntFlags::MNT_DETACH);
+        }
+        if self.owned {
             let _ = std::fs::remove_dir(&self.path);
         }
     }
@@ -445,11 +452,21 @@ impl Builder {
                 Some((_, id)) => id.clone(),
                 None => self.base_image(&base, opts, out).await?,
             };
-            let img = self.images.get_image(&base_id).map_err(err)?;
-            let run = img.config.config.clone().unwrap_or_default();
-            let mut config: ContainerConfig = serde_json::to_value(&run)
-                .and_then(serde_json::from_value)
-                .map_err(|e| err(format!("base image config: {e}")))?;
+            let mut config: ContainerConfig = if base_id.is_empty() {
+                ContainerConfig::default()
+            } else {
+                let img = self.images.get_image(&base_id).map_err(err)?;
+                let run = img.config.config.clone().unwrap_or_default();
+                serde_json::to_value(&run)
+                    .and_then(serde_json::from_value)
+                    .map_err(|e| err(format!("base image config: {e}")))?
+            };
+            // moby's `setDefaultPath`: every stage has a PATH.
+            let mut env = config.env.take().unwrap_or_default();
+            if env_get(&env, "PATH").is_none() {
+                env.push(format!("PATH={DEFAULT_PATH}"));
+            }
+            config.env = Some(env);
             let triggers = config.on_build.take().unwrap_or_default();
             let mut stage = Stage {
                 image: base_id.clone(),
@@ -550,7 +567,8 @@ impl Builder {
         out: &mut Out,
     ) -> Result<String, StepError> {
         if name == "scratch" {
-            return Err(err("FROM scratch is not supported by this builder yet"));
+            // No image: the steps start from an empty root file system.
+            return Ok(String::new());
         }
         match self.images.get_image(name) {
             Ok(img) if !opts.pull => return Ok(img.id),
@@ -894,7 +912,17 @@ impl Builder {
             return None;
         }
         let want = cache_key(&serde_json::to_value(probe).ok()?);
-        let mut children = self.images.store().children(&st.image);
+        let mut children = if st.image.is_empty() {
+            // After `FROM scratch`: images without a parent.
+            self.images
+                .store()
+                .images()
+                .into_iter()
+                .filter(|i| i.parent.is_none())
+                .collect()
+        } else {
+            self.images.store().children(&st.image)
+        };
         // The newest match wins.
         children.sort_by(|a, b| b.config.created.cmp(&a.config.created));
         children.into_iter().find_map(|img| {
@@ -932,7 +960,12 @@ impl Builder {
             host_config: Some(self.host_config(opts)),
             ..Default::default()
         };
-        let (id, warnings) = self.containers.create(None, body).await.map_err(err)?;
+        let created = if st.image.is_empty() {
+            self.containers.create_scratch(body).await
+        } else {
+            self.containers.create(None, body).await
+        };
+        let (id, warnings) = created.map_err(err)?;
         for w in warnings {
             out.say(format!(" ---> [Warning] {w}\n")).await;
         }
@@ -1229,10 +1262,14 @@ impl Builder {
 
     /// A read-only view of `image`'s root file system.
     fn image_root(&self, image: &str) -> Result<ImageRoot, StepError> {
-        let img = self.images.get_image(image).map_err(err)?;
-        let mut lowers = match img.chain.last() {
-            Some(top) => self.images.store().lower_dirs(top).map_err(err)?,
-            None => Vec::new(),
+        let mut lowers = if image.is_empty() {
+            Vec::new()
+        } else {
+            let img = self.images.get_image(image).map_err(err)?;
+            match img.chain.last() {
+                Some(top) => self.images.store().lower_dirs(top).map_err(err)?,
+                None => Vec::new(),
+            }
         };
         match lowers.len() {
             0 => {
@@ -1243,11 +1280,13 @@ impl Builder {
                 Ok(ImageRoot {
                     path,
                     mounted: false,
+                    owned: true,
                 })
             }
             1 => Ok(ImageRoot {
                 path: lowers.remove(0),
                 mounted: false,
+                owned: false,
             }),
             _ => {
                 let path = self
@@ -1273,6 +1312,7 @@ impl Builder {
                 Ok(ImageRoot {
                     path,
                     mounted: true,
+                    owned: true,
                 })
             }
         }

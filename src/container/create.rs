@@ -366,9 +366,7 @@ impl ContainerManager {
                 "config cannot be empty in order to create a container",
             ));
         }
-        let networking = body.networking_config.clone();
-        let (mut config, mut host) = split_body(body);
-        super::health::validate(config.healthcheck.as_ref())?;
+        super::health::validate(body.healthcheck.as_ref())?;
         let image = self.images.get_image(&image_name).map_err(|e| {
             if e.kind() == ErrorKind::NotFound {
                 ContainerError::new(ErrorKind::NotFound, format!("No such image: {image_name}"))
@@ -376,6 +374,40 @@ impl ContainerManager {
                 e.into()
             }
         })?;
+        self.create_with(name, body, image).await
+    }
+
+    /// A build step's container on no image at all (`FROM scratch`): an empty root file
+    /// system, no parent for its commit.
+    pub async fn create_scratch(
+        self: &Arc<Self>,
+        body: ContainerCreateBody,
+    ) -> Result<(String, Vec<String>), ContainerError> {
+        let config = crate::image::config::ImageConfigFile {
+            architecture: crate::version::go_arch().to_string(),
+            os: "linux".to_string(),
+            ..Default::default()
+        };
+        let image = crate::image::store::Image {
+            id: String::new(),
+            config,
+            raw_config: Arc::new(Vec::new()),
+            chain: Vec::new(),
+            last_tag_time: None,
+            parent: None,
+        };
+        self.create_with(None, body, image).await
+    }
+
+    async fn create_with(
+        self: &Arc<Self>,
+        name: Option<String>,
+        body: ContainerCreateBody,
+        image: crate::image::store::Image,
+    ) -> Result<(String, Vec<String>), ContainerError> {
+        let networking = body.networking_config.clone();
+        let (mut config, mut host) = split_body(body);
+        super::health::validate(config.healthcheck.as_ref())?;
         let log = verify_host_config(&mut host, self.cfg.ncpu, &self.cfg.default_log)?;
         if let Some(run) = &image.config.config {
             merge_image_config(&mut config, run);
