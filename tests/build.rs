@@ -494,3 +494,47 @@ fn scratch_add_archives_urls_and_network_options() {
     // --network none: only lo.
     assert_eq!(files["/links.txt"].trim(), "1", "{files:?}");
 }
+
+#[test]
+fn a_client_that_goes_away_cancels_the_build() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    // The context: a tar with a Dockerfile whose RUN would take long.
+    let mut tar = tar::Builder::new(Vec::new());
+    let df = b"FROM busybox\nRUN echo started; sleep 300\n";
+    let mut h = tar::Header::new_gnu();
+    h.set_size(df.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "Dockerfile", &df[..]).unwrap();
+    let body = tar.into_inner().unwrap();
+    let mut conn = std::os::unix::net::UnixStream::connect(&b.socket).unwrap();
+    use std::io::{Read, Write};
+    write!(
+        conn,
+        "POST /v1.51/build?t=never:1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    conn.write_all(&body).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The RUN's own output (not the Step line that shows the command).
+    while !String::from_utf8_lossy(&seen).contains(r#"{"stream":"started\n"}"#) {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(ok(b.docker_out(&["ps", "-q"])).lines().count(), 1);
+    drop(conn);
+    // The step's container is killed and removed; no image is tagged.
+    common::wait_for(
+        "the step container to go",
+        std::time::Duration::from_secs(20),
+        || ok(b.docker_out(&["ps", "-aq"])).trim().is_empty(),
+    );
+    let o = b.docker_out(&["image", "inspect", "never:1"]);
+    assert!(!o.status.success());
+}

@@ -151,7 +151,11 @@ pub async fn build(ctx: Ctx<dyn BuildBackend>) -> HandlerResult {
                     return;
                 }
             }
-            next = messages.recv().await;
+            // A client that goes away while a step is quiet cancels the build too.
+            next = tokio::select! {
+                m = messages.recv() => m,
+                _ = tx.closed() => return,
+            };
         }
     });
     let mut r = Response::new(channel_body(rx));
