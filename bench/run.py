@@ -225,8 +225,9 @@ class System:
             return f"tcp://127.0.0.1:{self.port}"
         return f"unix://{self.sock}"
 
-    def docker(self, *args, check=True, **kw):
+    def docker(self, *args, check=True, extra_env=None, **kw):
         env = dict(os.environ, DOCKER_HOST=self.host, DOCKER_CONFIG=os.path.join(self.dir, "cli"))
+        env.update(extra_env or {})
         env.pop("DOCKER_CONTEXT", None)
         if "stdout" in kw:
             kw.setdefault("stderr", subprocess.PIPE)
@@ -632,6 +633,46 @@ class Bench:
                     self.failed(s, "storage", e)
         self.stop_all()
 
+    def scenario_build(self):
+        """The classic builder (`DOCKER_BUILDKIT=0`): a 10-step Dockerfile (5 RUN, 3 COPY of
+        20 MB each, 2 metadata steps) built cold (`--no-cache`) and again fully cached."""
+        self.start_all("build")
+        mb = 2 if self.args.quick else 20
+        ctx = os.path.join(self.work, "build-ctx")
+        if not os.path.exists(ctx):
+            os.makedirs(ctx)
+            for i in range(3):
+                with open(os.path.join(ctx, f"blob{i}"), "wb") as f:
+                    f.write(os.urandom(mb * 1000000))
+            with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+                f.write("FROM bench-busybox\n"
+                        "ENV STAGE=bench\n"
+                        "RUN mkdir -p /work && echo one > /work/one\n"
+                        "COPY blob0 /work/\n"
+                        "RUN echo two > /work/two\n"
+                        "COPY blob1 /work/\n"
+                        "RUN echo three > /work/three\n"
+                        "COPY blob2 /work/\n"
+                        "RUN echo four > /work/four\n"
+                        "RUN echo five > /work/five\n"
+                        "LABEL bench=build\n")
+        for run in range(self.runs(3)):
+            for s in self.live("build", run):
+                try:
+                    env = {"DOCKER_BUILDKIT": "0"}
+                    t0 = time.monotonic()
+                    s.docker("build", "--no-cache", "-q", "-t", f"bench-built:{run}", ctx, extra_env=env)
+                    self.add(f"`docker build` cold, 10 steps ({mb * 3} MB copied)", s,
+                             (time.monotonic() - t0) * 1000, "ms")
+                    t0 = time.monotonic()
+                    s.docker("build", "-q", "-t", f"bench-built:{run}", ctx, extra_env=env)
+                    self.add("`docker build` fully cached, 10 steps", s,
+                             (time.monotonic() - t0) * 1000, "ms")
+                    s.docker("rmi", f"bench-built:{run}")
+                except Exception as e:
+                    self.failed(s, "build", e)
+        self.stop_all()
+
     def scenario_network(self):
         """Networking, each daemon in a network namespace of its own: `docker run` on the default
         bridge and with `--network none`; network create + connect + disconnect + rm; TCP
@@ -839,7 +880,7 @@ def main():
     ap.add_argument("--install-anchors", action="store_true")
     ap.add_argument("--runs", type=int, default=0, help="override the runs of every scenario")
     ap.add_argument("--no-docs", action="store_true")
-    ap.add_argument("--only", default="start,run,wrk,many,logs,images,storage,network,stats")
+    ap.add_argument("--only", default="start,run,wrk,many,logs,images,storage,network,stats,build")
     ap.add_argument("--berthd", default="")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -870,7 +911,7 @@ def main():
     scenarios = {"start": b.scenario_start, "run": b.scenario_run_and_api, "wrk": b.scenario_wrk,
                  "many": b.scenario_many, "logs": b.scenario_logs, "images": b.scenario_images,
                  "storage": b.scenario_storage, "network": b.scenario_network,
-                 "stats": b.scenario_stats}
+                 "stats": b.scenario_stats, "build": b.scenario_build}
     failed = []
     try:
         for name in args.only.split(","):
