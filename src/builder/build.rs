@@ -399,9 +399,13 @@ impl Builder {
         out: &mut Out,
     ) -> Result<String, StepError> {
         let lex = ShellLex::new(parsed.escape);
+        // `--label`s become one LABEL step at the end of the last stage (counted from the start,
+        // as moby adds it before dispatching).
+        let label_step = usize::from(!opts.labels.is_empty());
         let total = parsed.meta_args.len()
             + stages.len()
-            + stages.iter().map(|s| s.instructions.len()).sum::<usize>();
+            + stages.iter().map(|s| s.instructions.len()).sum::<usize>()
+            + label_step;
         let mut step = 0usize;
         // Build args: what the user passed; `used` tracks which were consumed.
         let mut used: HashSet<String> = HashSet::new();
@@ -518,13 +522,12 @@ impl Builder {
                     line: 0,
                 });
             }
-            let total_here = total + instructions.len() - s.instructions.len();
             for ins in &instructions {
                 if out.gone() {
                     return Err(err("Build cancelled"));
                 }
                 step += 1;
-                out.say(format!("Step {step}/{total_here} : {}\n", ins.original))
+                out.say(format!("Step {step}/{total} : {}\n", ins.original))
                     .await;
                 self.dispatch(
                     ins, &mut stage, &lex, context, opts, out, &results, &meta, &mut used,
@@ -636,8 +639,8 @@ impl Builder {
                 let mut new_env = st.env();
                 for (k, v) in pairs {
                     let k = expand(k)?;
-                    let v = lex
-                        .process_word(v, &|x| env_get(&new_env, x).or_else(|| env_get(&env, x)))?;
+                    // moby expands every pair against the environment before the instruction.
+                    let v = expand(v)?;
                     set_env(&mut new_env, &k, &v);
                     parts.push(format!("{k}={v}"));
                 }
