@@ -335,12 +335,8 @@ fn stdin_dockerfile_outside_context_and_dockerignore() {
 #[test]
 fn docker_py_builds() {
     require!(ready(), NOT_READY);
-    let python = std::env::var("BERTH_TEST_PYTHON")
-        .unwrap_or_else(|_| "/var/tmp/berth-venv/bin/python".to_string());
-    require!(
-        Path::new(&python).exists(),
-        "needs docker-py in a venv at /var/tmp/berth-venv (.ci/run makes it) or BERTH_TEST_PYTHON"
-    );
+    let python = common::docker_py();
+    require!(python.is_some(), common::DOCKER_PY_MISSING);
     let b = berthd_with_busybox(&[]);
     let dir = b.dir.path().join("py");
     write(
@@ -359,15 +355,7 @@ out = c.containers.run("py:1", ["cat", "/who"], remove=True)
 assert out == b"built-by-py\n", out
 print("ok")
 "#;
-    let out = std::process::Command::new(&python)
-        .arg("-c")
-        .arg(script)
-        .arg(&b.socket)
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    assert_eq!(stdout(&out).trim(), "ok");
+    common::run_docker_py(python.as_deref().unwrap(), &b, script, &[&dir]);
 }
 
 #[test]
@@ -389,17 +377,7 @@ fn compose_builds_with_build_args() {
         "docker-compose.yml",
         "version: \"2.4\"\nservices:\n  app:\n    build:\n      context: ./app\n      args:\n        FLAVOUR: spicy\n    image: composed:1\n    network_mode: none\n",
     );
-    let compose = |args: &[&str]| {
-        std::process::Command::new("docker-compose")
-            .current_dir(&dir)
-            .env("DOCKER_HOST", format!("unix://{}", b.socket.display()))
-            .env("COMPOSE_DOCKER_CLI_BUILD", "0")
-            .env("DOCKER_BUILDKIT", "0")
-            .args(["-p", "bp"])
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let compose = |args: &[&str]| common::compose(&b, &dir, "bp", args);
     let o = compose(&["build"]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     assert_eq!(

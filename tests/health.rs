@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::{berthd_with_busybox, inspect, ok, stderr, stdout, wait_for, Berthd};
@@ -415,12 +414,8 @@ fn probes_resume_after_a_berthd_restart() {
 #[test]
 fn docker_py_sees_health() {
     require!(ready(), NOT_READY);
-    let python = std::env::var("BERTH_TEST_PYTHON")
-        .unwrap_or_else(|_| "/var/tmp/berth-venv/bin/python".to_string());
-    require!(
-        Path::new(&python).exists(),
-        "needs docker-py in a venv at /var/tmp/berth-venv (.ci/run makes it) or BERTH_TEST_PYTHON"
-    );
+    let python = common::docker_py();
+    require!(python.is_some(), common::DOCKER_PY_MISSING);
     let b = berthd_with_busybox(&[]);
     let script = r#"
 import docker, sys, time
@@ -439,14 +434,7 @@ assert ct.attrs["State"]["Health"]["Log"][0]["ExitCode"] == 0
 assert [x.name for x in c.containers.list(filters={"health": "healthy"})] == ["pyhc"]
 print("ok")
 "#;
-    let out = std::process::Command::new(&python)
-        .arg("-c")
-        .arg(script)
-        .arg(&b.socket)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    assert_eq!(stdout(&out).trim(), "ok");
+    common::run_docker_py(python.as_deref().unwrap(), &b, script, &[]);
 }
 
 #[test]
@@ -481,15 +469,7 @@ services:
 "#,
     )
     .unwrap();
-    let compose = |args: &[&str]| {
-        std::process::Command::new("docker-compose")
-            .current_dir(&dir)
-            .env("DOCKER_HOST", format!("unix://{}", b.socket.display()))
-            .args(["-p", "hc"])
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let compose = |args: &[&str]| common::compose(&b, &dir, "hc", args);
     let o = compose(&["up", "-d"]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     // app was created only once db had passed its check.

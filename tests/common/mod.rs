@@ -850,3 +850,41 @@ pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The python of the docker-py venv (`BERTH_TEST_PYTHON`, else `/var/tmp/berth-venv`), if it
+/// exists; tests that need it skip with [`DOCKER_PY_MISSING`] otherwise.
+pub fn docker_py() -> Option<String> {
+    let python = std::env::var("BERTH_TEST_PYTHON")
+        .unwrap_or_else(|_| "/var/tmp/berth-venv/bin/python".to_string());
+    Path::new(&python).exists().then_some(python)
+}
+
+pub const DOCKER_PY_MISSING: &str =
+    "needs docker-py in a venv at /var/tmp/berth-venv (.ci/run makes it) or BERTH_TEST_PYTHON";
+
+/// Run a docker-py `script` with berthd's socket and `args` as its arguments; the script must
+/// print `ok`.
+pub fn run_docker_py(python: &str, b: &Berthd, script: &str, args: &[&Path]) {
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(&b.socket)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(stdout(&out).trim(), "ok");
+}
+
+/// `docker-compose -p project args` in `dir`, on berthd's socket (classic builds).
+pub fn compose(b: &Berthd, dir: &Path, project: &str, args: &[&str]) -> Output {
+    Command::new("docker-compose")
+        .current_dir(dir)
+        .env("DOCKER_HOST", format!("unix://{}", b.socket.display()))
+        .env("COMPOSE_DOCKER_CLI_BUILD", "0")
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["-p", project])
+        .args(args)
+        .output()
+        .unwrap()
+}
