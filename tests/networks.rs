@@ -878,12 +878,9 @@ fn many_runs_leave_nothing_behind() {
 #[test]
 fn docker_py_networks() {
     require!(ready(), NOT_READY);
-    let python = std::env::var("BERTH_TEST_PYTHON")
-        .unwrap_or_else(|_| "/var/tmp/berth-venv/bin/python".to_string());
-    require!(
-        std::path::Path::new(&python).exists(),
-        "needs docker-py in a venv at /var/tmp/berth-venv (.ci/run makes it) or BERTH_TEST_PYTHON"
-    );
+    let python = common::docker_py();
+    require!(python.is_some(), common::DOCKER_PY_MISSING);
+    let python = python.unwrap_or_default();
     let b = berthd(&[]);
     let script = r#"
 import docker, sys
@@ -919,14 +916,7 @@ r = c.networks.prune()
 assert r["NetworksDeleted"] is None or r["NetworksDeleted"] == [], r
 print("ok")
 "#;
-    let out = std::process::Command::new(&python)
-        .arg("-c")
-        .arg(script)
-        .arg(&b.socket)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}{}", stdout_of(&out), stderr(&out));
-    assert_eq!(stdout_of(&out).trim(), "ok");
+    common::run_docker_py(&python, &b, script, &[]);
 }
 
 #[test]
@@ -963,15 +953,7 @@ networks:
 "#,
     )
     .unwrap();
-    let compose = |args: &[&str]| {
-        std::process::Command::new("docker-compose")
-            .current_dir(&dir)
-            .env("DOCKER_HOST", format!("unix://{}", b.socket.display()))
-            .args(["-p", "proj"])
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let compose = |args: &[&str]| common::compose(&b, &dir, "proj", args);
     let o = compose(&["up", "-d"]);
     assert!(o.status.success(), "{}{}", stdout_of(&o), stderr(&o));
     let net = inspect(&b, "proj_front", "{{(index .IPAM.Config 0).Subnet}}");

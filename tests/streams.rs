@@ -7,7 +7,6 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -493,12 +492,9 @@ fn disconnected_clients_leak_nothing() {
 #[test]
 fn docker_py_streams() {
     require!(ready(), NOT_READY);
-    let python = std::env::var("BERTH_TEST_PYTHON")
-        .unwrap_or_else(|_| "/var/tmp/berth-venv/bin/python".to_string());
-    require!(
-        Path::new(&python).exists(),
-        "needs docker-py in a venv at /var/tmp/berth-venv (.ci/run makes it) or BERTH_TEST_PYTHON"
-    );
+    let python = common::docker_py();
+    require!(python.is_some(), common::DOCKER_PY_MISSING);
+    let python = python.unwrap_or_default();
     let b = berthd_with_busybox(&[]);
     let script = r#"
 import docker, os, socket, sys, time
@@ -536,19 +532,7 @@ assert code == 0 and out == b"plain\n", (code, out)
 ctr.remove(force=True)
 print("ok")
 "#;
-    let out = std::process::Command::new(&python)
-        .arg("-c")
-        .arg(script)
-        .arg(&b.socket)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    common::run_docker_py(&python, &b, script, &[]);
 }
 
 #[test]

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{ok, stderr, stdout, Berthd};
+use common::{ok, stderr, Berthd};
 
 fn ready() -> bool {
     common::is_root() && common::have_docker_cli()
@@ -347,12 +347,9 @@ fn events_for_volumes() {
 #[test]
 fn docker_py_volumes() {
     require!(ready(), NOT_READY);
-    let python = std::env::var("BERTH_TEST_PYTHON")
-        .unwrap_or_else(|_| "/var/tmp/berth-venv/bin/python".to_string());
-    require!(
-        Path::new(&python).exists(),
-        "needs docker-py in a venv at /var/tmp/berth-venv (.ci/run makes it) or BERTH_TEST_PYTHON"
-    );
+    let python = common::docker_py();
+    require!(python.is_some(), common::DOCKER_PY_MISSING);
+    let python = python.unwrap_or_default();
     let b = Berthd::start(&[]);
     let script = r#"
 import docker, sys
@@ -374,12 +371,5 @@ v.remove()
 assert c.volumes.list() == []
 print("ok")
 "#;
-    let out = std::process::Command::new(&python)
-        .arg("-c")
-        .arg(script)
-        .arg(&b.socket)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    assert_eq!(stdout(&out).trim(), "ok");
+    common::run_docker_py(&python, &b, script, &[]);
 }
