@@ -884,6 +884,19 @@ impl Builder {
             st.image = hit;
             return Ok(());
         }
+        self.create_commit(st, probe, files, opts, out).await
+    }
+
+    /// Create a container with `probe` (plus `files` put into it), commit it with the
+    /// stage's config and remove it.
+    async fn create_commit(
+        &self,
+        st: &mut Stage,
+        probe: ContainerConfig,
+        files: Option<Vec<u8>>,
+        opts: &BuildOptions,
+        out: &mut Out,
+    ) -> Result<(), StepError> {
         let id = self.create(st, probe.clone(), opts, out).await?;
         let result = async {
             if let Some(tar) = files {
@@ -1196,49 +1209,46 @@ impl Builder {
         let _ = std::fs::create_dir_all(&scratch);
         let workdir = st.config.working_dir.clone().unwrap_or_default();
         let parent_path = parent_root.path.clone();
-        let (checksum, tar) = {
+        let (checksum, prepared) = {
             let srcs = srcs.clone();
             let dest = dest.clone();
             let scratch_c = scratch.clone();
             let chown = chown.clone();
-            tokio::task::spawn_blocking(move || -> Result<(String, Vec<u8>), BuilderError> {
-                let owner = match &chown {
-                    Some(spec) => {
-                        let passwd = read_in_root(&parent_path, "etc/passwd");
-                        let group = read_in_root(&parent_path, "etc/group");
-                        Some(copy::resolve_chown(
-                            spec,
-                            passwd.as_deref(),
-                            group.as_deref(),
-                        )?)
+            tokio::task::spawn_blocking(
+                move || -> Result<(String, copy::Prepared), BuilderError> {
+                    let owner = match &chown {
+                        Some(spec) => {
+                            let passwd = read_in_root(&parent_path, "etc/passwd");
+                            let group = read_in_root(&parent_path, "etc/group");
+                            Some(copy::resolve_chown(
+                                spec,
+                                passwd.as_deref(),
+                                group.as_deref(),
+                            )?)
+                        }
+                        None => None,
+                    };
+                    let input = CopyInput {
+                        srcs: &srcs,
+                        dest: &dest,
+                        workdir: &workdir,
+                        source_root: &source_root,
+                        add,
+                        chown: owner,
+                        scratch: &scratch_c,
+                    };
+                    let mut prepared = copy::prepare(&input)?;
+                    // moby: COPY --from without --chown keeps the source's owners.
+                    if from_image && owner.is_none() {
+                        prepared = prepared.preserve_ownership();
                     }
-                    None => None,
-                };
-                let input = CopyInput {
-                    srcs: &srcs,
-                    dest: &dest,
-                    workdir: &workdir,
-                    source_root: &source_root,
-                    add,
-                    chown: owner,
-                    scratch: &scratch_c,
-                };
-                let mut prepared = copy::prepare(&input)?;
-                // moby: COPY --from without --chown keeps the source's owners.
-                if from_image && owner.is_none() {
-                    prepared = prepared.preserve_ownership();
-                }
-                let sum = prepared.source_hash();
-                let kind = |p: &str| dest_kind(&parent_path, p);
-                let mut tar = Vec::new();
-                prepared.write_tar(&kind, &mut tar)?;
-                Ok((sum, tar))
-            })
+                    let sum = prepared.source_hash();
+                    Ok((sum, prepared))
+                },
+            )
             .await
             .map_err(|e| err(format!("copy task: {e}")))??
         };
-        drop(parent_root);
-        crate::util::tree::remove_all(&scratch);
         let chown_comment = chown.map(|c| format!("--chown={c} ")).unwrap_or_default();
         // The destination as moby's `normalizeDest` makes it: under the workdir, cleaned, its
         // trailing slash kept.
@@ -1259,8 +1269,29 @@ impl Builder {
         cmd.push("#(nop) ".to_string());
         cmd.push(comment.to_string());
         probe.cmd = Some(cmd);
-        self.probe_create_commit(st, probe, Some(tar), opts, out)
+        // The tar is made only on a miss: a cached COPY reads its sources once, to hash them.
+        let result = if let Some(hit) = self.probe_cache(st, &probe, opts) {
+            out.say(" ---> Using cache\n").await;
+            st.image = hit;
+            Ok(())
+        } else {
+            let parent_path = parent_root.path.clone();
+            let tar = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, BuilderError> {
+                let kind = |p: &str| dest_kind(&parent_path, p);
+                let mut tar = Vec::new();
+                prepared.write_tar(&kind, &mut tar)?;
+                Ok(tar)
+            })
             .await
+            .map_err(|e| err(format!("copy task: {e}")))?;
+            match tar {
+                Ok(tar) => self.create_commit(st, probe, Some(tar), opts, out).await,
+                Err(e) => Err(e.into()),
+            }
+        };
+        drop(parent_root);
+        crate::util::tree::remove_all(&scratch);
+        result
     }
 
     /// A read-only view of `image`'s root file system.
