@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! <data-root>/image/overlay2/imagedb/content/sha256/<id>     image configs (ID = their digest)
-//! <data-root>/image/overlay2/imagedb/metadata/sha256/<id>/   lastUpdated
+//! <data-root>/image/overlay2/imagedb/metadata/sha256/<id>/   lastUpdated, parent
 //! <data-root>/image/overlay2/layerdb/sha256/<chain-id>/      diff, parent, cache-id, size, tar-size, tar-split
 //! <data-root>/image/overlay2/layerdb/tmp/                    layer records being written
 //! <data-root>/image/overlay2/repositories.json               name:tag and name@digest -> image ID
