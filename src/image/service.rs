@@ -1154,6 +1154,73 @@ mod tests {
     }
 
     #[test]
+    fn parent_links_list_history_and_delete_as_dockerd() {
+        use super::super::commit::ChildConfig;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let svc = ImageService::new(store, Arc::new(EventBus::new()));
+        let child = |by: &str| ChildConfig {
+            container_id: None,
+            author: None,
+            comment: None,
+            created_by: by.to_string(),
+            config: Default::default(),
+            container_config: None,
+        };
+        let a = svc
+            .commit_layer(None, None::<std::io::Empty>, child("a"))
+            .unwrap();
+        let b = svc
+            .commit_layer(Some(&a.id), None::<std::io::Empty>, child("b"))
+            .unwrap();
+        let c = svc
+            .commit_layer(Some(&b.id), None::<std::io::Empty>, child("c"))
+            .unwrap();
+        assert_eq!(c.parent.as_deref(), Some(b.id.as_str()));
+        svc.tag(&c.id, "top", Some("1")).unwrap();
+        // Intermediate images show with `all` only.
+        let ids = |all: bool| -> Vec<String> {
+            let opts = ListOptions {
+                all,
+                ..Default::default()
+            };
+            let mut v: Vec<String> = svc.list(&opts).unwrap().into_iter().map(|i| i.id).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(ids(false), vec![c.id.clone()]);
+        assert_eq!(ids(true).len(), 3);
+        // History names each parent's entry.
+        let h: Vec<String> = svc
+            .history("top:1")
+            .unwrap()
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(h, vec![c.id.clone(), b.id.clone(), a.id.clone()]);
+        // The links survive a restart.
+        let reopened = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            reopened.image(&b.id).unwrap().parent.as_deref(),
+            Some(a.id.as_str())
+        );
+        // By ID, an image with children is refused; the top's delete takes its parents along.
+        let e = svc.delete(&b.id, true, false).unwrap_err();
+        assert!(
+            e.to_string().contains("image has dependent child images"),
+            "{e}"
+        );
+        let deleted: Vec<String> = svc
+            .delete("top:1", false, false)
+            .unwrap()
+            .into_iter()
+            .filter_map(|i| i.deleted)
+            .collect();
+        assert_eq!(deleted, vec![c.id.clone(), b.id.clone(), a.id.clone()]);
+        assert!(svc.store().images().is_empty());
+    }
+
+    #[test]
     fn globs_like_path_match() {
         assert!(glob("busy*", "busybox"));
         assert!(glob("busybox:*", "busybox:latest"));
