@@ -452,3 +452,47 @@ fn a_hostile_registry_cannot_write_outside_the_data_root() {
     assert!(!target.exists(), "the pull wrote outside the data root");
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn a_build_pulls_its_missing_base_with_the_clis_credentials() {
+    require!(
+        ready() && common::have_command("htpasswd"),
+        "needs root, the docker CLI, busybox-static, docker-registry and htpasswd (apache2-utils)"
+    );
+    let reg = Registry::start(Some(("builder", "s3cret")));
+    let b = berthd_with_busybox(&[]);
+    let name = format!("{}/private/base:1", reg.host());
+    ok(b.docker_out(&["tag", "busybox", &name]));
+    ok(b.docker_out(&["login", "-u", "builder", "-p", "s3cret", &reg.host()]));
+    ok(b.docker_out(&["push", &name]));
+    let id = image_id(&b, &name);
+    ok(b.docker_out(&["rmi", "-f", &id]));
+    // The build finds no base locally: it pulls it, with the credentials the CLI sends in
+    // X-Registry-Config, and shows the pull's progress.
+    let dir = b.dir.path().join("ctx");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!("FROM {name}\nRUN echo on-pulled-base > /f\n"),
+    )
+    .unwrap();
+    let out = b
+        .docker()
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-t", "from-registry:1"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("Pull complete") || text.contains("Downloaded newer image"),
+        "{text}"
+    );
+    assert_eq!(image_id(&b, &name), id);
+    assert_eq!(
+        ok(b.docker_out(&["run", "--rm", "from-registry:1", "cat", "/f"])),
+        "on-pulled-base\n"
+    );
+    ok(b.docker_out(&["logout", &reg.host()]));
+}
