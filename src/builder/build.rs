@@ -21,8 +21,10 @@ use crate::container::archive::PutOptions;
 use crate::container::manager::WaitCondition;
 use crate::container::ContainerManager;
 use crate::errors::{ErrorKind, Kinded};
+use crate::image::short_id;
 use crate::image::ImageService;
 use crate::registry::client::AuthConfig;
+use crate::util::inroot::clean;
 use crate::util::io::{ByteReceiver, ChannelReader};
 use crate::util::progress::{JsonMessage, Progress};
 use crate::util::stdcopy;
@@ -118,11 +120,6 @@ fn err(e: impl std::fmt::Display) -> StepError {
         code: None,
         message: e.to_string(),
     }
-}
-
-/// The 12-hex short form of an image or container ID.
-fn short(id: &str) -> String {
-    id.trim_start_matches("sha256:").chars().take(12).collect()
 }
 
 /// Go's `%q` of a string list (`["a" "b"]`), as dockerd writes CMD and friends in history.
@@ -496,7 +493,7 @@ impl Builder {
                     .await?;
                 }
             }
-            out.say(format!(" ---> {}\n", short(&stage.image))).await;
+            out.say(format!(" ---> {}\n", short_id(&stage.image))).await;
             let is_last = index + 1 == stages.len();
             let mut instructions = s.instructions.clone();
             if is_last && !opts.labels.is_empty() {
@@ -533,7 +530,7 @@ impl Builder {
                     ins, &mut stage, &lex, context, opts, out, &results, &meta, &mut used,
                 )
                 .await?;
-                out.say(format!(" ---> {}\n", short(&stage.image))).await;
+                out.say(format!(" ---> {}\n", short_id(&stage.image))).await;
             }
             out.aux(&stage.image).await;
             results.push((s.name.clone(), stage.image.clone()));
@@ -551,7 +548,7 @@ impl Builder {
             ))
             .await;
         }
-        out.say(format!("Successfully built {}\n", short(&last)))
+        out.say(format!("Successfully built {}\n", short_id(&last)))
             .await;
         for t in &opts.tags {
             let r = self.images.tag(&last, t, None).map_err(err)?;
@@ -740,20 +737,25 @@ impl Builder {
                 } else {
                     format!("{}/{w}", if current.is_empty() { "/" } else { &current })
                 };
-                let dir = clean_path(&dir);
+                let dir = clean(&dir);
                 st.config.working_dir = Some(dir.clone());
-                // moby's `ContainerCreateWorkdir`: the directory is made (0755, root) in the
-                // step's layer when the image lacks it.
-                let files = {
-                    let root = self.image_root(&st.image)?;
-                    workdir_tar(&root.path, &dir).map_err(err)?
-                };
                 let mut probe = st.config.clone();
                 let mut cmd = st.shell();
                 cmd.push("#(nop) ".to_string());
                 cmd.push(format!("WORKDIR {dir}"));
                 probe.cmd = Some(cmd);
-                self.probe_create_commit(st, probe, files, opts, out).await
+                if let Some(hit) = self.probe_cache(st, &probe, opts) {
+                    out.say(" ---> Using cache\n").await;
+                    st.image = hit;
+                    return Ok(());
+                }
+                // moby's `ContainerCreateWorkdir`: the directory is made (0755, root) in the
+                // step's layer when the image lacks it (looked at only on a miss).
+                let files = {
+                    let root = self.image_root(&st.image)?;
+                    workdir_tar(&root.path, &dir).map_err(err)?
+                };
+                self.create_commit(st, probe, files, opts, out).await
             }
             Kind::StopSignal(s) => {
                 let s = expand(s)?;
@@ -985,7 +987,8 @@ impl Builder {
         for w in warnings {
             out.say(format!(" ---> [Warning] {w}\n")).await;
         }
-        out.say(format!(" ---> Running in {}\n", short(&id))).await;
+        out.say(format!(" ---> Running in {}\n", short_id(&id)))
+            .await;
         Ok(id)
     }
 
@@ -1039,14 +1042,14 @@ impl Builder {
                 Ok(()) => {
                     out.say(format!(
                         " ---> Removed intermediate container {}\n",
-                        short(id)
+                        short_id(id)
                     ))
                     .await
                 }
                 Err(e) => {
                     out.say(format!(
                         "Removing intermediate container {}: {e}\n",
-                        short(id)
+                        short_id(id)
                     ))
                     .await
                 }
@@ -1202,13 +1205,18 @@ impl Builder {
             }
         };
         let from_image = spec.from.is_some();
-        let parent_root = self.image_root(&st.image)?;
+        // The parent image's files are looked at for `--chown` names, and on a miss for what
+        // the destinations are: mounted only then (a cached step mounts nothing).
+        let mut parent_root = match &spec.chown {
+            Some(_) => Some(self.image_root(&st.image)?),
+            None => None,
+        };
         let scratch = self
             .work_dir
             .join(format!("dl-{}", crate::util::rand::random_hex(12)));
         let _ = std::fs::create_dir_all(&scratch);
         let workdir = st.config.working_dir.clone().unwrap_or_default();
-        let parent_path = parent_root.path.clone();
+        let parent_path = parent_root.as_ref().map(|r| r.path.clone());
         let (checksum, prepared) = {
             let srcs = srcs.clone();
             let dest = dest.clone();
@@ -1216,17 +1224,17 @@ impl Builder {
             let chown = chown.clone();
             tokio::task::spawn_blocking(
                 move || -> Result<(String, copy::Prepared), BuilderError> {
-                    let owner = match &chown {
-                        Some(spec) => {
-                            let passwd = read_in_root(&parent_path, "etc/passwd");
-                            let group = read_in_root(&parent_path, "etc/group");
+                    let owner = match (&chown, &parent_path) {
+                        (Some(spec), Some(root)) => {
+                            let passwd = read_in_root(root, "etc/passwd");
+                            let group = read_in_root(root, "etc/group");
                             Some(copy::resolve_chown(
                                 spec,
                                 passwd.as_deref(),
                                 group.as_deref(),
                             )?)
                         }
-                        None => None,
+                        _ => None,
                     };
                     let input = CopyInput {
                         srcs: &srcs,
@@ -1256,7 +1264,7 @@ impl Builder {
             dest
         } else {
             let wd = st.config.working_dir.clone().unwrap_or_default();
-            let joined = clean_path(&format!("/{wd}/{dest}"));
+            let joined = clean(&format!("/{wd}/{dest}"));
             if dest.ends_with('/') && joined != "/" {
                 format!("{joined}/")
             } else {
@@ -1275,18 +1283,29 @@ impl Builder {
             st.image = hit;
             Ok(())
         } else {
-            let parent_path = parent_root.path.clone();
-            let tar = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, BuilderError> {
-                let kind = |p: &str| dest_kind(&parent_path, p);
-                let mut tar = Vec::new();
-                prepared.write_tar(&kind, &mut tar)?;
-                Ok(tar)
-            })
-            .await
-            .map_err(|e| err(format!("copy task: {e}")))?;
-            match tar {
-                Ok(tar) => self.create_commit(st, probe, Some(tar), opts, out).await,
-                Err(e) => Err(e.into()),
+            let root = match parent_root.take() {
+                Some(r) => Ok(r),
+                None => self.image_root(&st.image),
+            };
+            match root {
+                Ok(root) => {
+                    let parent_path = root.path.clone();
+                    let tar =
+                        tokio::task::spawn_blocking(move || -> Result<Vec<u8>, BuilderError> {
+                            let kind = |p: &str| dest_kind(&parent_path, p);
+                            let mut tar = Vec::new();
+                            prepared.write_tar(&kind, &mut tar)?;
+                            Ok(tar)
+                        })
+                        .await;
+                    drop(root);
+                    match tar {
+                        Ok(Ok(tar)) => self.create_commit(st, probe, Some(tar), opts, out).await,
+                        Ok(Err(e)) => Err(e.into()),
+                        Err(e) => Err(err(format!("copy task: {e}"))),
+                    }
+                }
+                Err(e) => Err(e),
             }
         };
         drop(parent_root);
@@ -1373,21 +1392,6 @@ fn go_dur(ns: Option<i64>) -> String {
     crate::util::time::go_duration_string(Duration::from_nanos(ns.unwrap_or(0).max(0) as u64))
 }
 
-/// `path.Clean` of an absolute path.
-fn clean_path(p: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    for part in p.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            x => out.push(x),
-        }
-    }
-    format!("/{}", out.join("/"))
-}
-
 /// A tar of the directories of `dir` that `root` lacks (0755, owned by root), or `None`.
 fn workdir_tar(root: &Path, dir: &str) -> std::io::Result<Option<Vec<u8>>> {
     let mut builder = tar::Builder::new(Vec::new());
@@ -1469,8 +1473,6 @@ mod tests {
             r#"["/bin/sh" "-c" "echo \"hi\""]"#
         );
         assert_eq!(go_list(&["/data".into(), "/x".into()]), "[/data /x]");
-        assert_eq!(short("sha256:0123456789abcdef"), "0123456789ab");
-        assert_eq!(clean_path("/a/./b/../c/"), "/a/c");
     }
 
     #[test]
