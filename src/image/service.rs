@@ -604,23 +604,31 @@ impl ImageService {
             // container (dockerd would delete it and keep the layers through the container).
             return Ok(out);
         }
-        let deleted_layers = self.store.delete_image(&img.id)?;
-        out.push(ImageDeleteResponseItem {
-            untagged: None,
-            deleted: Some(img.id.clone()),
-        });
-        for l in deleted_layers {
-            out.push(ImageDeleteResponseItem {
-                untagged: None,
-                deleted: Some(l),
-            });
-        }
-        // The image is gone: no labels any more (as in moby).
-        self.event("delete", &img.id, Some(&img.id), None);
+        self.delete_record(&img.id, &mut out)?;
         if !noprune {
             self.delete_unused_parents(img.parent.as_deref(), &mut out);
         }
         Ok(out)
+    }
+
+    /// Delete an image record and the layers only it used: the response items (the image, then
+    /// each layer) and the `delete` event (without labels: the image is gone, as in moby).
+    fn delete_record(
+        &self,
+        id: &str,
+        out: &mut Vec<ImageDeleteResponseItem>,
+    ) -> Result<(), ImageError> {
+        let layers = self.store.delete_image(id)?;
+        out.push(ImageDeleteResponseItem {
+            untagged: None,
+            deleted: Some(id.to_string()),
+        });
+        out.extend(layers.into_iter().map(|l| ImageDeleteResponseItem {
+            untagged: None,
+            deleted: Some(l),
+        }));
+        self.event("delete", id, Some(id), None);
+        Ok(())
     }
 
     /// moby's parent pruning after a delete: each untagged parent that no other image and no
@@ -638,20 +646,9 @@ impl ImageService {
             {
                 return;
             }
-            let Ok(layers) = self.store.delete_image(id) else {
+            if self.delete_record(id, out).is_err() {
                 return;
-            };
-            out.push(ImageDeleteResponseItem {
-                untagged: None,
-                deleted: Some(id.to_string()),
-            });
-            for l in layers {
-                out.push(ImageDeleteResponseItem {
-                    untagged: None,
-                    deleted: Some(l),
-                });
             }
-            self.event("delete", id, Some(id), None);
             parent = img.parent;
         }
     }
