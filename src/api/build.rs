@@ -55,7 +55,6 @@ fn json_param<T: serde::de::DeserializeOwned + Default>(
 /// `X-Registry-Config`: base64 JSON of credentials by registry. As dockerd, a header that
 /// does not decode is ignored.
 fn registry_config(ctx: &Ctx<dyn BuildBackend>) -> HashMap<String, AuthConfig> {
-    use base64::Engine;
     let Some(v) = ctx
         .req
         .headers()
@@ -64,14 +63,7 @@ fn registry_config(ctx: &Ctx<dyn BuildBackend>) -> HashMap<String, AuthConfig> {
     else {
         return HashMap::new();
     };
-    let engines = [
-        base64::engine::general_purpose::URL_SAFE,
-        base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        base64::engine::general_purpose::STANDARD,
-    ];
-    engines
-        .iter()
-        .find_map(|e| e.decode(v.trim()).ok())
+    crate::registry::client::decode_header_base64(v)
         .and_then(|b| serde_json::from_slice::<HashMap<String, AuthConfig>>(&b).ok())
         .map(|mut m| {
             for a in m.values_mut() {

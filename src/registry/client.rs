@@ -41,6 +41,19 @@ pub struct AuthConfig {
     pub registry_token: String,
 }
 
+/// The bytes of a base64 request header (`X-Registry-Auth`, `X-Registry-Config`): URL-safe or
+/// standard alphabet, padded or not, as the clients send them.
+pub fn decode_header_base64(value: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let engines = [
+        base64::engine::general_purpose::URL_SAFE,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+    ];
+    engines.iter().find_map(|e| e.decode(value.trim()).ok())
+}
+
 impl AuthConfig {
     /// Decode an `X-Registry-Auth` header: base64url (padded or not) of JSON. An empty header
     /// or `{}` means anonymous.
@@ -49,21 +62,12 @@ impl AuthConfig {
         if value.is_empty() {
             return Ok(AuthConfig::default());
         }
-        let engines = [
-            base64::engine::general_purpose::URL_SAFE,
-            base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            base64::engine::general_purpose::STANDARD,
-            base64::engine::general_purpose::STANDARD_NO_PAD,
-        ];
-        let bytes = engines
-            .iter()
-            .find_map(|e| e.decode(value).ok())
-            .ok_or_else(|| {
-                RegistryError::new(
-                    ErrorKind::InvalidParameter,
-                    "invalid X-Registry-Auth header: not base64",
-                )
-            })?;
+        let bytes = decode_header_base64(value).ok_or_else(|| {
+            RegistryError::new(
+                ErrorKind::InvalidParameter,
+                "invalid X-Registry-Auth header: not base64",
+            )
+        })?;
         let mut a: AuthConfig = serde_json::from_slice(&bytes).map_err(|e| {
             RegistryError::new(
                 ErrorKind::InvalidParameter,
