@@ -13,8 +13,6 @@
 //! berth, so any manager may hold an `Arc<Metrics>`.
 
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
-use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -183,15 +181,6 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Time an action: the duration is observed when the returned guard is dropped.
-    pub fn time_action(self: &Arc<Self>, action: &'static str) -> ActionTimer {
-        ActionTimer {
-            metrics: self.clone(),
-            action,
-            start: Instant::now(),
-        }
-    }
-
     /// A health check probe ran (and failed, if `failed`).
     pub fn health_check(&self, failed: bool) {
         self.health_checks.inc();
@@ -296,21 +285,6 @@ impl Metrics {
         let containers = root.sub_registry_with_prefix("berth_container");
         register_samples(containers, &source.container_samples());
         root
-    }
-}
-
-/// Observes the time since its creation as a container action when dropped.
-#[derive(Debug)]
-pub struct ActionTimer {
-    metrics: Arc<Metrics>,
-    action: &'static str,
-    start: Instant,
-}
-
-impl Drop for ActionTimer {
-    fn drop(&mut self) {
-        self.metrics
-            .observe_action(self.action, self.start.elapsed().as_secs_f64());
     }
 }
 
@@ -590,9 +564,9 @@ mod tests {
     }
 
     #[test]
-    fn the_timer_observes_on_drop() {
-        let m = Arc::new(Metrics::new());
-        drop(m.time_action("commit"));
+    fn observed_actions_are_counted() {
+        let m = Metrics::new();
+        m.observe_action("commit", 0.25);
         let text = m.encode(&Fake { samples: vec![] });
         assert!(
             text.lines()
