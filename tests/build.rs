@@ -516,3 +516,72 @@ fn a_client_that_goes_away_cancels_the_build() {
     let o = b.docker_out(&["image", "inspect", "never:1"]);
     assert!(!o.status.success());
 }
+
+/// `--cache-from`: an image that came from elsewhere (`docker save`/`load`, so it has no
+/// parent links and was not built here) serves as the cache only when named, and then every
+/// step hits and the build ends at that very image, as dockerd's `ImageCache` does.
+#[test]
+fn cache_from_a_loaded_image() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    let dir = b.dir.path().join("ctx");
+    write(&dir, "a.txt", "content a\n");
+    write(
+        &dir,
+        "Dockerfile",
+        "FROM busybox\nENV STAGE=one\nCOPY a.txt /a.txt\nRUN echo built > /b.txt\nWORKDIR /w\nCMD [\"cat\", \"/b.txt\"]\n",
+    );
+    let first = built(&build(&b, &dir, &["-t", "cached:src"]));
+    assert!(!first.contains("Using cache"), "{first}");
+    let src = common::image_id(&b, "cached:src");
+    let tar = b.dir.path().join("src.tar");
+    ok(b.docker_out(&["save", "-o", tar.to_str().unwrap(), "cached:src"]));
+    ok(b.docker_out(&["rmi", "cached:src"]));
+    // The intermediate images went with it: nothing of the first build is left.
+    let left = ok(b.docker_out(&["images", "-aq"]));
+    assert_eq!(left.lines().count(), 1, "{left}");
+    ok(b.docker_out(&["load", "-i", tar.to_str().unwrap()]));
+
+    // Without --cache-from the loaded image is no cache (it was not built here).
+    let o = built(&build(&b, &dir, &["-t", "cached:plain"]));
+    assert!(!o.contains("Using cache"), "{o}");
+    assert_ne!(common::image_id(&b, "cached:plain"), src);
+    ok(b.docker_out(&["rmi", "cached:plain"]));
+
+    // With it: every step hits, and the result is the loaded image itself.
+    let o = built(&build(
+        &b,
+        &dir,
+        &["--cache-from", "cached:src", "-t", "cached:again"],
+    ));
+    assert_eq!(o.matches(" ---> Using cache").count(), 5, "{o}");
+    assert_eq!(common::image_id(&b, "cached:again"), src);
+    // Linked now: the image's parent is a restored image of the same history.
+    let parent = inspect(&b, "cached:again", "{{.Parent}}");
+    assert!(parent.starts_with("sha256:"), "{parent}");
+    let history = ok(b.docker_out(&["history", "-q", "cached:again"]));
+    assert!(
+        history.lines().nth(1).is_some_and(|l| l.len() == 12),
+        "{history}"
+    );
+
+    // A changed file: the steps before the COPY still hit, the COPY and all after run.
+    write(&dir, "a.txt", "content b\n");
+    let o = built(&build(
+        &b,
+        &dir,
+        &["--cache-from", "cached:src", "-t", "cached:changed"],
+    ));
+    assert_eq!(o.matches(" ---> Using cache").count(), 1, "{o}");
+    assert!(o.contains(" ---> Running in "), "{o}");
+    let out = ok(b.docker_out(&["run", "--rm", "cached:changed", "cat", "/a.txt"]));
+    assert_eq!(out, "content b\n");
+
+    // A --cache-from that names nothing: no cache at all, not even the local one (moby).
+    let o = built(&build(
+        &b,
+        &dir,
+        &["--cache-from", "nothing:here", "-t", "cached:none"],
+    ));
+    assert!(!o.contains("Using cache"), "{o}");
+}

@@ -40,7 +40,7 @@ pub fn routes(backend: Arc<dyn BuildBackend>) -> Vec<Route> {
     ]
 }
 
-/// A JSON object parameter (`buildargs`, `labels`); absent or empty is empty.
+/// A JSON parameter (`buildargs`, `labels`, `cachefrom`); absent or empty is empty.
 fn json_param<T: serde::de::DeserializeOwned + Default>(
     ctx: &Ctx<dyn BuildBackend>,
     name: &str,
@@ -115,6 +115,7 @@ pub async fn build(ctx: Ctx<dyn BuildBackend>) -> HandlerResult {
         },
         squash: q.bool("squash"),
         remote: text("remote"),
+        cache_from: json_param(&ctx, "cachefrom")?,
         auth_configs: registry_config(&ctx),
     };
     let want_aux = ctx.version >= ApiVersion::new(1, 30);

@@ -4,8 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bollard_stubs::models::{
-    ImageDeleteResponseItem, ImageHistoryResponseItem, ImageInspect, ImagePruneResponse,
-    ImageSummary,
+    ImageDeleteResponseItem, ImageHistoryResponseItem, ImagePruneResponse, ImageSummary,
 };
 use bytes::Bytes;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
@@ -18,19 +17,20 @@ use super::router::{Ctx, HandlerResult, Route};
 use crate::errors::ErrorKind;
 use crate::filters::Filters;
 use crate::image::archive::SaveItem;
-use crate::image::service::{ImportOptions, ListOptions};
+use crate::image::service::{ImportOptions, InspectData, ListOptions};
 use crate::image::ImageError;
 use crate::registry::client::AuthConfig;
 use crate::registry::RegistryError;
 use crate::util::io::{ByteReceiver, ChannelWriter};
 use crate::util::progress::{JsonMessage, Progress};
+use crate::version::ApiVersion;
 use bollard_stubs::models::{DistributionInspect, ImageSearchResponseItem};
 
 /// What the image endpoints need: the image service.
 #[async_trait]
 pub trait ImageBackend: Send + Sync {
     fn image_list(&self, opts: ListOptions) -> Result<Vec<ImageSummary>, ImageError>;
-    fn image_inspect(&self, name: &str) -> Result<ImageInspect, ImageError>;
+    fn image_inspect(&self, name: &str) -> Result<InspectData, ImageError>;
     fn image_history(&self, name: &str) -> Result<Vec<ImageHistoryResponseItem>, ImageError>;
     async fn image_tag(
         &self,
@@ -144,10 +144,49 @@ pub async fn list(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
 }
 
 pub async fn inspect(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
+    let data = ctx.backend.image_inspect(ctx.param("name"))?;
     Ok(json_response(
         StatusCode::OK,
-        &ctx.backend.image_inspect(ctx.param("name"))?,
+        &inspect_json(data, ctx.version),
     ))
+}
+
+/// moby's `getImagesByName`: below API 1.52 `Parent`, `Comment`, `DockerVersion` and `Author`
+/// are always there (from 1.52 `Parent` and `DockerVersion` only when set), below 1.45
+/// `Container` and `ContainerConfig`, below 1.44 `VirtualSize`.
+fn inspect_json(data: InspectData, version: ApiVersion) -> serde_json::Value {
+    let InspectData { inspect, legacy } = data;
+    let mut v = serde_json::to_value(&inspect).unwrap_or_default();
+    let Some(m) = v.as_object_mut() else {
+        return v;
+    };
+    let s = |t: &str| serde_json::Value::String(t.to_string());
+    if version < ApiVersion::new(1, 52) {
+        m.insert("Parent".into(), s(&legacy.parent));
+        m.insert("DockerVersion".into(), s(&legacy.docker_version));
+        m.entry("Comment").or_insert_with(|| s(""));
+        m.entry("Author").or_insert_with(|| s(""));
+    } else {
+        if !legacy.parent.is_empty() {
+            m.insert("Parent".into(), s(&legacy.parent));
+        }
+        if !legacy.docker_version.is_empty() {
+            m.insert("DockerVersion".into(), s(&legacy.docker_version));
+        }
+    }
+    if version < ApiVersion::new(1, 45) {
+        m.insert("Container".into(), s(&legacy.container));
+        m.insert(
+            "ContainerConfig".into(),
+            legacy.container_config.unwrap_or(serde_json::Value::Null),
+        );
+    }
+    if version < ApiVersion::new(1, 44) {
+        if let Some(size) = m.get("Size").cloned() {
+            m.insert("VirtualSize".into(), size);
+        }
+    }
+    v
 }
 
 pub async fn history(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {

@@ -22,6 +22,7 @@ use crate::container::manager::WaitCondition;
 use crate::container::ContainerManager;
 use crate::errors::{ErrorKind, Kinded};
 use crate::image::short_id;
+use crate::image::store::Image;
 use crate::image::ImageService;
 use crate::registry::client::AuthConfig;
 use crate::util::inroot::clean;
@@ -75,6 +76,9 @@ pub struct BuildOptions {
     pub platform: String,
     pub squash: bool,
     pub remote: String,
+    /// `cachefrom`: images whose history may serve as the cache (moby's `ImageCache`); when
+    /// given, local images serve only where they are ancestors of one of these.
+    pub cache_from: Vec<String>,
     /// `X-Registry-Config`: credentials by registry, for pulling base images.
     pub auth_configs: HashMap<String, AuthConfig>,
 }
@@ -189,6 +193,21 @@ fn cache_key(c: &Value) -> Value {
     Value::Object(out)
 }
 
+/// moby's `isValidParent`: `img`'s history and layers begin with `parent`'s (any image
+/// continues scratch).
+fn valid_cache_parent(img: &Image, parent: Option<&Image>) -> bool {
+    let (h, d) = (&img.config.history, &img.config.rootfs.diff_ids);
+    if h.is_empty() {
+        return false;
+    }
+    let Some(p) = parent else { return true };
+    let (ph, pd) = (&p.config.history, &p.config.rootfs.diff_ids);
+    if ph.is_empty() && pd.is_empty() {
+        return true;
+    }
+    ph.len() < h.len() && pd.len() <= d.len() && h.starts_with(ph) && d.starts_with(pd)
+}
+
 /// The state of the stage being built (moby's `dispatchState`).
 struct Stage {
     image: String,
@@ -197,6 +216,9 @@ struct Stage {
     /// ARGs declared in this stage: name -> value (None: declared without a value).
     args: Vec<(String, Option<String>)>,
     cmd_set: bool,
+    /// The `cachefrom` images still in play (`None`: no `cachefrom`, the local cache alone).
+    /// Carried from stage to stage: a restore narrows them to its image, as moby does.
+    cache_from: Option<Vec<Image>>,
 }
 
 impl Stage {
@@ -436,6 +458,13 @@ impl Builder {
             .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
             .collect();
 
+        // moby's `cache.New`: `cachefrom` names that resolve to no image are skipped.
+        let mut cache_from = (!opts.cache_from.is_empty()).then(|| {
+            opts.cache_from
+                .iter()
+                .filter_map(|r| self.images.get_image(r).ok())
+                .collect::<Vec<_>>()
+        });
         let mut results: Vec<(Option<String>, String)> = Vec::new();
         let mut last = String::new();
         for (index, s) in stages.iter().enumerate() {
@@ -475,6 +504,7 @@ impl Builder {
                 author: None,
                 args: Vec::new(),
                 cmd_set: false,
+                cache_from: cache_from.take(),
             };
             // Meta args are visible in the stage only when redeclared; the user's build args
             // too (through ARG).
@@ -533,6 +563,7 @@ impl Builder {
                 out.say(format!(" ---> {}\n", short_id(&stage.image))).await;
             }
             out.aux(&stage.image).await;
+            cache_from = stage.cache_from.take();
             results.push((s.name.clone(), stage.image.clone()));
             last = stage.image.clone();
         }
@@ -744,9 +775,7 @@ impl Builder {
                 cmd.push("#(nop) ".to_string());
                 cmd.push(format!("WORKDIR {dir}"));
                 probe.cmd = Some(cmd);
-                if let Some(hit) = self.probe_cache(st, &probe, opts) {
-                    out.say(" ---> Using cache\n").await;
-                    st.image = hit;
+                if self.use_cache(st, &probe, opts, out).await? {
                     return Ok(());
                 }
                 // moby's `ContainerCreateWorkdir`: the directory is made (0755, root) in the
@@ -881,9 +910,7 @@ impl Builder {
         opts: &BuildOptions,
         out: &mut Out,
     ) -> Result<(), StepError> {
-        if let Some(hit) = self.probe_cache(st, &probe, opts) {
-            out.say(" ---> Using cache\n").await;
-            st.image = hit;
+        if self.use_cache(st, &probe, opts, out).await? {
             return Ok(());
         }
         self.create_commit(st, probe, files, opts, out).await
@@ -918,19 +945,41 @@ impl Builder {
         result
     }
 
-    /// moby's `getLocalCachedImage`: a child of the current image whose `container_config`
-    /// matches the step's.
-    fn probe_cache(
+    /// Probe the cache for a step whose `container_config` is `probe`; on a hit, say so and
+    /// make the hit the stage's image.
+    async fn use_cache(
         &self,
-        st: &Stage,
+        st: &mut Stage,
         probe: &ContainerConfig,
         opts: &BuildOptions,
-    ) -> Option<String> {
+        out: &mut Out,
+    ) -> Result<bool, StepError> {
         if opts.nocache {
-            return None;
+            return Ok(false);
         }
+        let hit = match st.cache_from.take() {
+            None => self.local_cache(&st.image, probe),
+            Some(mut sources) => {
+                let hit = self.cache_from(&st.image, probe, &mut sources).await;
+                st.cache_from = Some(sources);
+                hit?
+            }
+        };
+        match hit {
+            Some(id) => {
+                out.say(" ---> Using cache\n").await;
+                st.image = id;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// moby's `getLocalCachedImage`: the newest image built here whose parent is `parent` and
+    /// whose `container_config` matches `probe`.
+    fn local_cache(&self, parent: &str, probe: &ContainerConfig) -> Option<String> {
         let want = cache_key(&serde_json::to_value(probe).ok()?);
-        let mut children = if st.image.is_empty() {
+        let mut children = if parent.is_empty() {
             // After `FROM scratch`: images without a parent.
             self.images
                 .store()
@@ -939,14 +988,102 @@ impl Builder {
                 .filter(|i| i.parent.is_none())
                 .collect()
         } else {
-            self.images.store().children(&st.image)
+            self.images.store().children(parent)
         };
         // The newest match wins.
         children.sort_by(|a, b| b.config.created.cmp(&a.config.created));
         children.into_iter().find_map(|img| {
+            if !img.built_locally {
+                return None;
+            }
             let cc = img.config.other.get("container_config")?;
             (cache_key(cc) == want).then_some(img.id)
         })
+    }
+
+    /// moby's `ImageCache.GetCache` (`cachefrom`): a local hit that is an ancestor of one of
+    /// `sources`; else a source whose history continues `parent`'s with this step (compared
+    /// by `created_by`, the step's command joined). At a source's last entry the source itself
+    /// is the hit (linked to `parent`); inside its history an image is restored from it, and
+    /// only that source stays in play.
+    async fn cache_from(
+        &self,
+        parent: &str,
+        probe: &ContainerConfig,
+        sources: &mut Vec<Image>,
+    ) -> Result<Option<String>, StepError> {
+        let store = self.images.store();
+        if let Some(local) = self.local_cache(parent, probe) {
+            let is_ancestor = |source: &Image| {
+                let mut seen = HashSet::new();
+                let mut next = source.parent.clone();
+                while let Some(p) = next {
+                    if p == local {
+                        return true;
+                    }
+                    if !seen.insert(p.clone()) {
+                        return false;
+                    }
+                    next = store.image(&p).and_then(|i| i.parent);
+                }
+                false
+            };
+            if sources.iter().any(is_ancestor) {
+                return Ok(Some(local));
+            }
+        }
+        let parent = match parent {
+            "" => None,
+            id => Some(
+                store
+                    .image(id)
+                    .ok_or_else(|| err(format!("unable to find image {id}")))?,
+            ),
+        };
+        let index = parent.as_ref().map_or(0, |p| p.config.history.len());
+        let created_by = probe.cmd.clone().unwrap_or_default().join(" ");
+        let Some(target) = sources
+            .iter()
+            .find(|t| {
+                valid_cache_parent(t, parent.as_ref())
+                    && t.config
+                        .history
+                        .get(index)
+                        .map(|h| h.created_by.as_deref().unwrap_or(""))
+                        == Some(created_by.as_str())
+            })
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        if index + 1 == target.config.history.len() {
+            if let Some(p) = &parent {
+                store.set_parent(&target.id, &p.id).map_err(|e| {
+                    err(format!(
+                        "failed to set parent for {} to {}: {e}",
+                        target.id, p.id
+                    ))
+                })?;
+            }
+            return Ok(Some(target.id));
+        }
+        let config = serde_json::to_value(probe)
+            .and_then(serde_json::from_value)
+            .map_err(|e| err(format!("convert config: {e}")))?;
+        let images = self.images.clone();
+        let t = target.clone();
+        let restored =
+            tokio::task::spawn_blocking(move || images.restore_cached(parent.as_ref(), &t, config))
+                .await
+                .map_err(|e| err(format!("cache task: {e}")))?
+                .map_err(|e| {
+                    err(format!(
+                        "failed to restore cached image from {}: {e}",
+                        target.id
+                    ))
+                })?;
+        *sources = vec![target];
+        Ok(Some(restored.id))
     }
 
     /// Create a step container from the current image.
@@ -1086,9 +1223,7 @@ impl Builder {
         let mut probe = st.config.clone();
         probe.cmd = Some(save_cmd);
         probe.entrypoint = None;
-        if let Some(hit) = self.probe_cache(st, &probe, opts) {
-            out.say(" ---> Using cache\n").await;
-            st.image = hit;
+        if self.use_cache(st, &probe, opts, out).await? {
             return Ok(());
         }
         let mut run = st.config.clone();
@@ -1278,9 +1413,7 @@ impl Builder {
         cmd.push(comment.to_string());
         probe.cmd = Some(cmd);
         // The tar is made only on a miss: a cached COPY reads its sources once, to hash them.
-        let result = if let Some(hit) = self.probe_cache(st, &probe, opts) {
-            out.say(" ---> Using cache\n").await;
-            st.image = hit;
+        let result = if self.use_cache(st, &probe, opts, out).await? {
             Ok(())
         } else {
             let root = match parent_root.take() {

@@ -395,6 +395,7 @@ impl ContainerManager {
             chain: Vec::new(),
             last_tag_time: None,
             parent: None,
+            built_locally: false,
         };
         self.create_with(None, body, image).await
     }

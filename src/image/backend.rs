@@ -6,12 +6,12 @@
 
 use async_trait::async_trait;
 use bollard_stubs::models::{
-    DistributionInspect, ImageDeleteResponseItem, ImageHistoryResponseItem, ImageInspect,
-    ImagePruneResponse, ImageSearchResponseItem, ImageSummary,
+    DistributionInspect, ImageDeleteResponseItem, ImageHistoryResponseItem, ImagePruneResponse,
+    ImageSearchResponseItem, ImageSummary,
 };
 
 use super::archive::SaveItem;
-use super::service::{ImportOptions, ListOptions};
+use super::service::{ImportOptions, InspectData, ListOptions};
 use super::{ImageError, ImageService};
 use crate::api::ImageBackend;
 use crate::filters::Filters;
@@ -39,7 +39,7 @@ impl ImageBackend for std::sync::Arc<ImageService> {
         self.list(&opts)
     }
 
-    fn image_inspect(&self, name: &str) -> Result<ImageInspect, ImageError> {
+    fn image_inspect(&self, name: &str) -> Result<InspectData, ImageError> {
         self.inspect(name)
     }
 

@@ -153,8 +153,88 @@ impl ImageService {
             self.store().set_parent(&img.id, p)?;
             img.parent = Some(p.clone());
         }
+        self.store().set_built_locally(&img.id)?;
+        img.built_locally = true;
         // moby's `CommitImage` (commit and each build step): an image `create` event.
         self.event("create", &img.id, Some(&img.id), Some(&img));
+        Ok(img)
+    }
+}
+
+impl ImageService {
+    /// moby's `restoreCachedImage`, for a `cachefrom` hit inside `target`'s history: an image
+    /// made of `parent` (`None`: scratch) and the next entry of `target`'s history with its
+    /// layer (registered already: it is in `target`'s chain), `config` as its config. Linked to
+    /// `parent`; not marked built locally. Blocking.
+    pub fn restore_cached(
+        &self,
+        parent: Option<&Image>,
+        target: &Image,
+        config: RunConfig,
+    ) -> Result<Image, ImageError> {
+        let (mut history, mut diff_ids) = match parent {
+            Some(p) => (p.config.history.clone(), p.config.rootfs.diff_ids.clone()),
+            None => (Vec::new(), Vec::new()),
+        };
+        let index = history.len();
+        let missing = || {
+            ImageError::internal(format!(
+                "image {} has no history entry {index} to restore",
+                target.id
+            ))
+        };
+        let entry = target
+            .config
+            .history
+            .get(index)
+            .ok_or_else(missing)?
+            .clone();
+        if !entry.empty_layer {
+            // The layer of entry `index`: one per earlier entry that has a layer.
+            let layer = target.config.history[..index]
+                .iter()
+                .filter(|h| !h.empty_layer)
+                .count();
+            diff_ids.push(
+                target
+                    .config
+                    .rootfs
+                    .diff_ids
+                    .get(layer)
+                    .ok_or_else(missing)?
+                    .clone(),
+            );
+        }
+        let created = entry.created.clone();
+        history.push(entry);
+        let restored = ImageConfigFile {
+            architecture: target.config.architecture.clone(),
+            os: target.config.os.clone(),
+            os_version: target.config.os_version.clone(),
+            variant: target.config.variant.clone(),
+            created,
+            author: target.config.author.clone(),
+            config: Some(config),
+            rootfs: RootFs {
+                typ: "layers".to_string(),
+                diff_ids,
+            },
+            history,
+            other: target
+                .config
+                .other
+                .get("os.features")
+                .map(|v| HashMap::from([("os.features".to_string(), v.clone())]))
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        let raw = serde_json::to_vec(&restored)
+            .map_err(|e| ImageError::internal(format!("encode config: {e}")))?;
+        let (mut img, _) = self.store().register_image(raw)?;
+        if let Some(p) = parent {
+            self.store().set_parent(&img.id, &p.id)?;
+            img.parent = Some(p.id.clone());
+        }
         Ok(img)
     }
 }

@@ -9,6 +9,8 @@ use bollard_stubs::models::{
     ImageInspectMetadata, ImageInspectRootFs, ImagePruneResponse, ImageSummary,
 };
 
+use serde_json::Value;
+
 use super::changes::apply_changes;
 use super::config::{History, ImageConfigFile, RootFs, RunConfig};
 use super::reference::{is_id_prefix, Reference};
@@ -66,6 +68,26 @@ impl Drop for PruneGuard<'_> {
 
 const LIST_FILTERS: &[&str] = &["before", "dangling", "label", "reference", "since", "until"];
 const PRUNE_FILTERS: &[&str] = &["dangling", "label", "label!", "until"];
+
+/// What image inspect answers: today's shape and the deprecated fields that API versions
+/// below 1.52 still carry (moby's `compat.WithExtraFields` in `getImagesByName`).
+#[derive(Debug, Clone)]
+pub struct InspectData {
+    pub inspect: ImageInspect,
+    pub legacy: LegacyInspect,
+}
+
+/// The deprecated fields of image inspect.
+#[derive(Debug, Clone, Default)]
+pub struct LegacyInspect {
+    /// The image it was committed or built on (the classic builder's parent link).
+    pub parent: String,
+    pub docker_version: String,
+    /// The committed container (below API 1.45).
+    pub container: String,
+    /// The committed container's config (below API 1.45).
+    pub container_config: Option<Value>,
+}
 
 impl ImageService {
     pub fn new(store: Arc<Store>, events: Arc<EventBus>) -> Self {
@@ -344,9 +366,28 @@ impl ImageService {
         Ok((layers.values().sum(), images))
     }
 
-    /// `GET /images/{name}/json`.
-    pub fn inspect(&self, name: &str) -> Result<ImageInspect, ImageError> {
+    /// `GET /images/{name}/json`: the answer, and the fields API versions below 1.52 (1.45,
+    /// 1.44) add to it.
+    pub fn inspect(&self, name: &str) -> Result<InspectData, ImageError> {
         let img = self.get_image(name)?;
+        Ok(InspectData {
+            legacy: LegacyInspect {
+                parent: img.parent.clone().unwrap_or_default(),
+                docker_version: img.config.docker_version.clone().unwrap_or_default(),
+                container: img
+                    .config
+                    .other
+                    .get("container")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                container_config: img.config.other.get("container_config").cloned(),
+            },
+            inspect: self.inspect_current(&img),
+        })
+    }
+
+    fn inspect_current(&self, img: &Image) -> ImageInspect {
         let (tags, digests) = self.tags_and_digests(&img.id);
         let c = &img.config;
         let run = c.config.clone().unwrap_or_default();
@@ -377,7 +418,7 @@ impl ImageService {
         if !layers.is_empty() {
             data.insert("LowerDir".to_string(), layers.join(":"));
         }
-        Ok(ImageInspect {
+        ImageInspect {
             id: Some(img.id.clone()),
             repo_tags: Some(tags),
             repo_digests: Some(digests),
@@ -389,7 +430,7 @@ impl ImageService {
             variant: c.variant.clone(),
             os: Some(c.os.clone()),
             os_version: c.os_version.clone(),
-            size: Some(self.size_of(&img)),
+            size: Some(self.size_of(img)),
             graph_driver: Some(DriverData {
                 name: "overlay2".to_string(),
                 data,
@@ -402,7 +443,7 @@ impl ImageService {
                 last_tag_time: img.last_tag_time.clone(),
             }),
             ..Default::default()
-        })
+        }
     }
 
     /// `GET /images/{name}/history`: newest first.

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! <data-root>/image/overlay2/imagedb/content/sha256/<id>     image configs (ID = their digest)
-//! <data-root>/image/overlay2/imagedb/metadata/sha256/<id>/   lastUpdated, parent
+//! <data-root>/image/overlay2/imagedb/metadata/sha256/<id>/   lastUpdated, parent, builtLocally
 //! <data-root>/image/overlay2/layerdb/sha256/<chain-id>/      diff, parent, cache-id, size, tar-size, tar-split
 //! <data-root>/image/overlay2/layerdb/tmp/                    layer records being written
 //! <data-root>/image/overlay2/repositories.json               name:tag and name@digest -> image ID
@@ -56,6 +56,9 @@ pub struct Image {
     pub last_tag_time: Option<String>,
     /// The image it was committed or built on (`metadata/…/parent`), as dockerd links them.
     pub parent: Option<String>,
+    /// Made here by a commit or a build step (`metadata/…/builtLocally`): only such images
+    /// serve the builder's local cache (moby's `IsBuiltLocally`).
+    pub built_locally: bool,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -249,6 +252,8 @@ impl Store {
                 .ok()
                 .map(|p| p.trim().to_string())
                 .filter(|p| p.starts_with("sha256:"));
+            let built_locally =
+                fs::read(meta.join("builtLocally")).is_ok_and(|b| b.first() == Some(&1));
             state.images.insert(
                 id.clone(),
                 Image {
@@ -258,6 +263,7 @@ impl Store {
                     chain,
                     last_tag_time,
                     parent,
+                    built_locally,
                 },
             );
         }
@@ -484,22 +490,36 @@ impl Store {
             chain,
             last_tag_time: None,
             parent: None,
+            built_locally: false,
         };
         state.images.insert(id, img.clone());
         Ok((img, true))
     }
 
-    /// Link `id` to the image it was made from (moby's `SetParent`), on disk and in memory.
-    pub fn set_parent(&self, id: &str, parent: &str) -> Result<(), ImageError> {
+    /// Write the metadata file `key` of image `id`.
+    fn set_metadata(&self, id: &str, key: &str, value: &[u8]) -> Result<(), ImageError> {
         let meta = self
             .image_root()
             .join("imagedb/metadata/sha256")
             .join(digest_hex(id));
         fs::create_dir_all(&meta).map_err(io(format!("create {}", meta.display())))?;
-        atomic_write(&meta.join("parent"), parent.as_bytes(), 0o600)
-            .map_err(io(format!("write parent of {id}")))?;
+        atomic_write(&meta.join(key), value, 0o600).map_err(io(format!("write {key} of {id}")))
+    }
+
+    /// Link `id` to the image it was made from (moby's `SetParent`), on disk and in memory.
+    pub fn set_parent(&self, id: &str, parent: &str) -> Result<(), ImageError> {
+        self.set_metadata(id, "parent", parent.as_bytes())?;
         if let Some(img) = self.lock().images.get_mut(id) {
             img.parent = Some(parent.to_string());
+        }
+        Ok(())
+    }
+
+    /// Mark `id` as made here (moby's `SetBuiltLocally`): the builder's local cache uses it.
+    pub fn set_built_locally(&self, id: &str) -> Result<(), ImageError> {
+        self.set_metadata(id, "builtLocally", &[1])?;
+        if let Some(img) = self.lock().images.get_mut(id) {
+            img.built_locally = true;
         }
         Ok(())
     }
