@@ -135,10 +135,17 @@ impl Daemon {
             events.clone(),
         );
         containers.set_metrics(metrics.clone());
+        let build_cache = crate::builder::cache::ContextCache::open(
+            &data_root.join("buildcache"),
+            crate::builder::cache::DEFAULT_MAX_BYTES,
+        )
+        .map_err(|e| SystemError::new(e.kind(), format!("open the build cache: {e}")))?;
         let builder = crate::builder::build::Builder::new(
             containers.clone(),
             images.clone(),
             data_root.join("builder"),
+            build_cache,
+            events.clone(),
         );
         let weak = Arc::downgrade(&containers);
         images.set_usage_check(Box::new(move |image_id| {
@@ -534,10 +541,12 @@ impl SystemBackend for Daemon {
             None
         };
         let volumes = opts.volumes.then(|| self.volumes.disk_usage());
+        let build_cache = opts.build_cache.then(|| self.builder.cache_usage());
         Ok(DiskUsage {
             images,
             volumes,
             containers,
+            build_cache,
         })
     }
 }

@@ -585,3 +585,67 @@ fn cache_from_a_loaded_image() {
     ));
     assert!(!o.contains("Using cache"), "{o}");
 }
+
+/// The build-context cache: a second build of the same context reuses its files (one
+/// `source.local` record, used twice, in `/system/df`), `docker builder prune` empties it, and
+/// a bad filter gets dockerd's text.
+#[test]
+fn context_cache_in_df_and_builder_prune() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    let dir = b.dir.path().join("ctx");
+    write(&dir, "a.txt", "cached content\n");
+    write(&dir, "Dockerfile", "FROM busybox\nCOPY a.txt /a.txt\n");
+    // Files of this very second are never cached (their header could stay the same through
+    // a change): these are an hour old.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for f in ["a.txt", "Dockerfile"] {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(dir.join(f))
+            .unwrap();
+        file.set_modified(old).unwrap();
+    }
+    built(&build(&b, &dir, &["-t", "ctxcache:1"]));
+    let o = built(&build(&b, &dir, &["-t", "ctxcache:1"]));
+    assert!(o.contains(" ---> Using cache"), "{o}");
+    let files = b.data_root().join("buildcache/files");
+    assert_eq!(std::fs::read_dir(&files).unwrap().count(), 2);
+
+    let mut c = common::Conn::unix(&b.socket);
+    let df = c.request("GET", "/v1.51/system/df", None).json();
+    let cache = df["BuildCache"].as_array().unwrap();
+    assert_eq!(cache.len(), 1, "{df}");
+    assert_eq!(cache[0]["Type"], "source.local");
+    assert_eq!(cache[0]["UsageCount"], 2);
+    assert_eq!(cache[0]["InUse"], false);
+    assert_eq!(cache[0]["Size"], 15 + 31);
+    let id = cache[0]["ID"].as_str().unwrap().to_string();
+    let old_df = c.request("GET", "/v1.41/system/df", None).json();
+    assert_eq!(old_df["BuilderSize"], 46, "{old_df}");
+    let text = ok(b.docker_out(&["system", "df"]));
+    assert!(
+        text.lines().any(|l| l.starts_with("Build Cache") && l.contains(" 1 ")),
+        "{text}"
+    );
+
+    let o = b.docker_out(&["builder", "prune", "-f", "--filter", "until=soon"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("\"until\" filter expects a duration (e.g., '24h') or a timestamp"),
+        "{}",
+        stderr(&o)
+    );
+    // Used just now: an `until` of an hour keeps it.
+    let o = ok(b.docker_out(&["builder", "prune", "-f", "--filter", "until=1h"]));
+    assert!(o.contains("Total reclaimed space: 0B"), "{o}");
+    let o = ok(b.docker_out(&["builder", "prune", "-f"]));
+    assert!(o.contains(&id), "{o}");
+    assert!(o.contains("Total reclaimed space: 46B"), "{o}");
+    let df = c.request("GET", "/v1.51/system/df", None).json();
+    assert_eq!(df["BuildCache"], serde_json::json!([]));
+    assert_eq!(std::fs::read_dir(&files).unwrap().count(), 0);
+    // The image cache is not the context cache: the next build still hits its steps.
+    let o = built(&build(&b, &dir, &["-t", "ctxcache:1"]));
+    assert!(o.contains(" ---> Using cache"), "{o}");
+}

@@ -15,7 +15,9 @@ use super::body::{body_channel, channel_body, json_response};
 use super::error::ApiError;
 use super::router::{Ctx, HandlerResult, Route};
 use crate::builder::build::{BuildMessage, BuildOptions};
+use crate::builder::cache::{PruneOptions, PruneReport};
 use crate::builder::BuilderError;
+use crate::filters::Filters;
 use crate::registry::client::AuthConfig;
 use crate::util::io::ByteReceiver;
 use crate::version::ApiVersion;
@@ -29,6 +31,8 @@ pub trait BuildBackend: Send + Sync {
         context: ByteReceiver,
         opts: BuildOptions,
     ) -> Result<mpsc::Receiver<BuildMessage>, BuilderError>;
+    /// `POST /build/prune`.
+    async fn build_prune(&self, opts: PruneOptions) -> Result<PruneReport, BuilderError>;
 }
 
 /// The build routes over `backend`.
@@ -178,12 +182,46 @@ fn encode(m: &BuildMessage, want_aux: bool) -> Option<Bytes> {
     Some(Bytes::from(line))
 }
 
-/// `POST /build/prune`: the classic builder keeps no cache apart from images (its cache is
-/// the intermediate images, pruned with them), as dockerd's without BuildKit.
-pub async fn prune(_ctx: Ctx<dyn BuildBackend>) -> HandlerResult {
+/// `POST /build/prune` as moby's `postPrune`: `all`, `filters`, and the sizes to keep
+/// (`keep-storage`; from API 1.48 `reserved-space`, `max-used-space`, `min-free-space`).
+pub async fn prune(ctx: Ctx<dyn BuildBackend>) -> HandlerResult {
+    let bytes = |name: &str| -> Result<u64, ApiError> {
+        match ctx.query.get(name).filter(|v| !v.is_empty()) {
+            None => Ok(0),
+            Some(v) => v.parse::<u64>().map_err(|_| {
+                ApiError::invalid(format!(
+                    "{name} is in bytes and expects an integer, got {v}: strconv.Atoi: parsing {v:?}: invalid syntax"
+                ))
+            }),
+        }
+    };
+    let (reserved_space, max_used_space) = if ctx.version >= ApiVersion::new(1, 48) {
+        let mut reserved = bytes("reserved-space")?;
+        if reserved == 0 {
+            reserved = bytes("keep-storage")?;
+        }
+        let max = bytes("max-used-space")?;
+        // Accepted; the cache has no free-space target of its own.
+        bytes("min-free-space")?;
+        (reserved, max)
+    } else {
+        (bytes("keep-storage")?, 0)
+    };
+    let opts = PruneOptions {
+        all: ctx.query.bool("all"),
+        reserved_space,
+        max_used_space,
+        filters: Filters::parse(ctx.query.get("filters").unwrap_or(""))?,
+    };
+    let report = ctx.backend.build_prune(opts).await?;
+    let deleted = if report.deleted.is_empty() {
+        Value::Null
+    } else {
+        json!(report.deleted)
+    };
     Ok(json_response(
         StatusCode::OK,
-        &json!({ "CachesDeleted": null, "SpaceReclaimed": 0 }),
+        &json!({ "CachesDeleted": deleted, "SpaceReclaimed": report.reclaimed }),
     ))
 }
 

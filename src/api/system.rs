@@ -8,6 +8,7 @@ use hyper::{Method, Response, StatusCode};
 
 use super::body::{empty, json_response, text_response};
 use super::router::{Ctx, HandlerResult, Route};
+use crate::builder::cache::CacheItem;
 use crate::system::SystemError;
 use crate::version::ApiVersion;
 
@@ -29,6 +30,8 @@ pub struct DiskUsage {
     pub volumes: Option<Vec<Volume>>,
     /// Every container with `SizeRw` and `SizeRootFs`, when containers were asked for.
     pub containers: Option<Vec<ContainerSummary>>,
+    /// The build cache's records, when asked for.
+    pub build_cache: Option<Vec<CacheItem>>,
 }
 
 /// What the system endpoints need from the daemon: system-wide and cross-manager facts.
@@ -93,7 +96,7 @@ pub async fn info(ctx: Ctx<dyn SystemBackend>) -> HandlerResult {
 
 /// `GET /system/df` as dockerd's `getDiskUsage`: every kind, or from API 1.42 on those the
 /// `type` parameters name (an unknown one is a 400). Every field is present; a kind not asked
-/// for is `null`. The build cache is empty until the builder exists.
+/// for is `null`.
 pub async fn disk_usage(ctx: Ctx<dyn SystemBackend>) -> HandlerResult {
     let types: Vec<String> = ctx.query.get_all("type").map(str::to_string).collect();
     let opts = if ctx.version < ApiVersion::new(1, 42) || types.is_empty() {
@@ -127,16 +130,12 @@ pub async fn disk_usage(ctx: Ctx<dyn SystemBackend>) -> HandlerResult {
         .map_err(|e| super::error::ApiError::internal(format!("disk usage task: {e}")))??;
     Ok(json_response(
         StatusCode::OK,
-        &disk_usage_json(usage, opts, ctx.version),
+        &disk_usage_json(usage, ctx.version),
     ))
 }
 
 /// The body of `GET /system/df`: moby's `types.DiskUsage`.
-fn disk_usage_json(
-    usage: DiskUsage,
-    opts: DiskUsageOptions,
-    version: ApiVersion,
-) -> serde_json::Value {
+fn disk_usage_json(usage: DiskUsage, version: ApiVersion) -> serde_json::Value {
     let (layers, images) = match usage.images {
         Some((layers, images)) => {
             let mut images = serde_json::to_value(images).unwrap_or_default();
@@ -153,13 +152,22 @@ fn disk_usage_json(
         None => (0, serde_json::Value::Null),
     };
     let or_null = |v: Option<serde_json::Value>| v.unwrap_or(serde_json::Value::Null);
-    serde_json::json!({
+    // `BuilderSize` (deprecated) below API 1.42: the build cache's total.
+    let builder_size: i64 = match (&usage.build_cache, version < ApiVersion::new(1, 42)) {
+        (Some(b), true) => b.iter().map(|i| i.size).sum(),
+        _ => 0,
+    };
+    let mut v = serde_json::json!({
         "LayersSize": layers,
         "Images": images,
         "Containers": or_null(usage.containers.map(|c| serde_json::to_value(c).unwrap_or_default())),
         "Volumes": or_null(usage.volumes.map(|v| serde_json::to_value(v).unwrap_or_default())),
-        "BuildCache": if opts.build_cache { serde_json::json!([]) } else { serde_json::Value::Null },
-    })
+        "BuildCache": or_null(usage.build_cache.map(|b| serde_json::to_value(b).unwrap_or_default())),
+    });
+    if builder_size != 0 {
+        v["BuilderSize"] = builder_size.into();
+    }
+    v
 }
 
 #[cfg(test)]
@@ -172,12 +180,9 @@ mod tests {
             images: None,
             volumes: Some(Vec::new()),
             containers: None,
+            build_cache: None,
         };
-        let opts = DiskUsageOptions {
-            volumes: true,
-            ..Default::default()
-        };
-        let v = disk_usage_json(usage, opts, ApiVersion::new(1, 51));
+        let v = disk_usage_json(usage, ApiVersion::new(1, 51));
         assert_eq!(v["LayersSize"], 0);
         assert!(v["Images"].is_null());
         assert!(v["Containers"].is_null());

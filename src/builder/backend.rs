@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::build::{BuildMessage, BuildOptions, Builder};
+use super::cache::{PruneOptions, PruneReport};
 use super::BuilderError;
 use crate::api::BuildBackend;
 use crate::util::io::ByteReceiver;
@@ -17,5 +18,9 @@ impl BuildBackend for Arc<Builder> {
         opts: BuildOptions,
     ) -> Result<mpsc::Receiver<BuildMessage>, BuilderError> {
         Builder::build(self, context, opts).await
+    }
+
+    async fn build_prune(&self, opts: PruneOptions) -> Result<PruneReport, BuilderError> {
+        self.prune(opts).await
     }
 }

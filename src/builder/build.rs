@@ -12,6 +12,7 @@ use bollard_stubs::models::{ContainerConfig, ContainerCreateBody, HealthConfig, 
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::cache::{CacheItem, ContextCache, PruneOptions, PruneReport};
 use super::context::BuildContext;
 use super::copy::{self, CopyInput, DestKind};
 use super::dockerfile::{self, ArgDecl, Command, CopySpec, Healthcheck, Instruction, Kind};
@@ -21,6 +22,7 @@ use crate::container::archive::PutOptions;
 use crate::container::manager::WaitCondition;
 use crate::container::ContainerManager;
 use crate::errors::{ErrorKind, Kinded};
+use crate::events::{Event, EventBus};
 use crate::image::short_id;
 use crate::image::store::Image;
 use crate::image::ImageService;
@@ -102,6 +104,9 @@ pub struct Builder {
     images: Arc<ImageService>,
     /// Contexts, downloads and read-only image mounts go under it.
     work_dir: PathBuf,
+    /// Files of recent contexts, reused by header.
+    cache: Arc<ContextCache>,
+    events: Arc<EventBus>,
 }
 
 /// An error of a step, with the exit code of a failed RUN.
@@ -304,6 +309,8 @@ impl Builder {
         containers: Arc<ContainerManager>,
         images: Arc<ImageService>,
         work_dir: PathBuf,
+        cache: Arc<ContextCache>,
+        events: Arc<EventBus>,
     ) -> Arc<Builder> {
         // Leftovers of builds a crash interrupted.
         if let Ok(entries) = std::fs::read_dir(&work_dir) {
@@ -316,7 +323,26 @@ impl Builder {
             containers,
             images,
             work_dir,
+            cache,
+            events,
         })
+    }
+
+    /// The `BuildCache` part of `/system/df`.
+    pub fn cache_usage(&self) -> Vec<CacheItem> {
+        self.cache.usage()
+    }
+
+    /// `POST /build/prune`, and dockerd's `builder prune` event with what it reclaimed.
+    pub async fn prune(&self, opts: PruneOptions) -> Result<PruneReport, BuilderError> {
+        let cache = self.cache.clone();
+        let report = tokio::task::spawn_blocking(move || cache.prune(&opts))
+            .await
+            .map_err(|e| BuilderError::internal(format!("prune task: {e}")))??;
+        self.events.publish(
+            Event::new("builder", "prune", "").attribute("reclaimed", report.reclaimed.to_string()),
+        );
+        Ok(report)
     }
 
     /// `POST /build`: read the context and the Dockerfile, check what can be checked before
@@ -345,8 +371,14 @@ impl Builder {
         let dockerfile_name = opts.dockerfile.clone();
         let remote = opts.remote.clone();
         let context = if remote.is_empty() {
+            let cache = self.cache.clone();
             tokio::task::spawn_blocking(move || {
-                BuildContext::from_tar(ChannelReader::new(body), &dockerfile_name, &work)
+                BuildContext::from_tar(
+                    ChannelReader::new(body),
+                    &dockerfile_name,
+                    &work,
+                    Some(&cache),
+                )
             })
             .await
             .map_err(|e| BuilderError::internal(format!("context task: {e}")))??
@@ -1357,6 +1389,7 @@ impl Builder {
             let dest = dest.clone();
             let scratch_c = scratch.clone();
             let chown = chown.clone();
+            let known = spec.from.is_none().then(|| context.hashes.clone());
             tokio::task::spawn_blocking(
                 move || -> Result<(String, copy::Prepared), BuilderError> {
                     let owner = match (&chown, &parent_path) {
@@ -1379,6 +1412,7 @@ impl Builder {
                         add,
                         chown: owner,
                         scratch: &scratch_c,
+                        known: known.as_deref(),
                     };
                     let mut prepared = copy::prepare(&input)?;
                     // moby: COPY --from without --chown keeps the source's owners.

@@ -9,11 +9,14 @@
 //! shallow fetch) is not supported; an HTTP remote's Content-Type is not checked, its content
 //! decides (tar or Dockerfile).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use super::cache::{ContextCache, RecordGuard};
 use super::dockerignore::Matcher;
 use super::BuilderError;
 use crate::errors::ErrorKind;
@@ -36,6 +39,10 @@ pub struct BuildContext {
     /// Its path inside the context, as found (`Dockerfile`, `dockerfile`, or the `dockerfile`
     /// parameter).
     pub dockerfile_path: String,
+    /// The content hash of each regular file the extraction wrote or reused, by real path.
+    pub hashes: Arc<HashMap<PathBuf, String>>,
+    /// The build cache's record of this context, in use while the context lives.
+    _record: Option<RecordGuard>,
 }
 
 impl BuildContext {
@@ -46,6 +53,7 @@ impl BuildContext {
         body: impl Read,
         dockerfile: &str,
         work_dir: &Path,
+        cache: Option<&Arc<ContextCache>>,
     ) -> Result<BuildContext, BuilderError> {
         let mut stream = decompress(body)?;
         // A tar starts with a 512-byte header whose checksum is valid (or, empty, with zeros).
@@ -62,7 +70,26 @@ impl BuildContext {
         let mut ctx = BuildContext::empty(work_dir)?;
         let root = open_dir_fd(&ctx.root)?;
         let reader = TarPad::new(io::Cursor::new(head).chain(stream));
-        extract_plain_at(reader, root, ExtractOptions::default()).map_err(apply_error)?;
+        match cache {
+            None => {
+                extract_plain_at(reader, root, ExtractOptions::default(), None)
+                    .map_err(apply_error)?;
+            }
+            Some(cache) => {
+                let mut hook = cache.hook();
+                extract_plain_at(reader, root, ExtractOptions::default(), Some(&mut hook))
+                    .map_err(apply_error)?;
+                let real = std::fs::canonicalize(&ctx.root)
+                    .map_err(|e| BuilderError::io(format!("resolve {}", ctx.root.display()), e))?;
+                ctx.hashes = Arc::new(
+                    hook.hashes
+                        .into_iter()
+                        .map(|(rel, sha)| (real.join(rel), sha))
+                        .collect(),
+                );
+                ctx._record = Some(cache.commit(hook.keys));
+            }
+        }
         ctx.locate(dockerfile)?;
         Ok(ctx)
     }
@@ -90,6 +117,8 @@ impl BuildContext {
                     root,
                     dockerfile: String::new(),
                     dockerfile_path: String::new(),
+                    hashes: Arc::default(),
+                    _record: None,
                 };
                 ctx.locate(&dockerfile)?;
                 Ok(ctx)
@@ -106,7 +135,7 @@ impl BuildContext {
         blocking(move || {
             let (file, path) = file;
             let _ = std::fs::remove_file(&path);
-            BuildContext::from_tar(BufReader::new(file), &dockerfile, &work_dir)
+            BuildContext::from_tar(BufReader::new(file), &dockerfile, &work_dir, None)
         })
         .await
     }
@@ -125,6 +154,8 @@ impl BuildContext {
             root,
             dockerfile: String::new(),
             dockerfile_path: String::new(),
+            hashes: Arc::default(),
+            _record: None,
         })
     }
 
@@ -732,7 +763,7 @@ mod tests {
             ("a/b/", b""),
             ("a/b/c.txt", b"hello"),
         ]);
-        let ctx = BuildContext::from_tar(&body[..], "", w.path()).unwrap();
+        let ctx = BuildContext::from_tar(&body[..], "", w.path(), None).unwrap();
         assert_eq!(ctx.dockerfile, "FROM scratch\nCOPY . /\n");
         assert_eq!(ctx.dockerfile_path, "Dockerfile");
         assert!(ctx.root.starts_with(w.path()));
@@ -754,7 +785,7 @@ mod tests {
         let zs = zstd::encode_all(&body[..], 3).unwrap();
         for data in [gz, bz, zs] {
             let w = work();
-            let ctx = BuildContext::from_tar(&data[..], "", w.path()).unwrap();
+            let ctx = BuildContext::from_tar(&data[..], "", w.path(), None).unwrap();
             // Only `Dockerfile` falls back to the lower-case name.
             assert_eq!(ctx.dockerfile_path, "dockerfile");
             assert_eq!(ctx.dockerfile, "FROM x\n");
@@ -778,14 +809,15 @@ mod tests {
         child.stdin.take().unwrap().write_all(&body).unwrap();
         let out = child.wait_with_output().unwrap();
         let w = work();
-        let ctx = BuildContext::from_tar(&out.stdout[..], "", w.path()).unwrap();
+        let ctx = BuildContext::from_tar(&out.stdout[..], "", w.path(), None).unwrap();
         assert_eq!(ctx.dockerfile, "FROM x\n");
     }
 
     #[test]
     fn bare_dockerfile_body() {
         let w = work();
-        let ctx = BuildContext::from_tar(&b"FROM busybox\nRUN true\n"[..], "", w.path()).unwrap();
+        let ctx =
+            BuildContext::from_tar(&b"FROM busybox\nRUN true\n"[..], "", w.path(), None).unwrap();
         assert_eq!(ctx.dockerfile, "FROM busybox\nRUN true\n");
         assert_eq!(ctx.dockerfile_path, "Dockerfile");
         assert_eq!(std::fs::read_dir(&ctx.root).unwrap().count(), 0);
@@ -793,7 +825,7 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(b"FROM a\n").unwrap();
         let gz = gz.finish().unwrap();
-        let ctx = BuildContext::from_tar(&gz[..], "", w.path()).unwrap();
+        let ctx = BuildContext::from_tar(&gz[..], "", w.path(), None).unwrap();
         assert_eq!(ctx.dockerfile, "FROM a\n");
         let ctx = BuildContext::from_dockerfile_text("FROM b\n", w.path()).unwrap();
         assert_eq!(ctx.dockerfile, "FROM b\n");
@@ -805,22 +837,22 @@ mod tests {
     fn dockerfile_parameter_and_missing() {
         let w = work();
         let body = tar_of(&[("sub/Dockerfile.dev", b"FROM dev\n"), ("x", b"x")]);
-        let ctx = BuildContext::from_tar(&body[..], "sub/Dockerfile.dev", w.path()).unwrap();
+        let ctx = BuildContext::from_tar(&body[..], "sub/Dockerfile.dev", w.path(), None).unwrap();
         assert_eq!(ctx.dockerfile, "FROM dev\n");
         assert_eq!(ctx.dockerfile_path, "sub/Dockerfile.dev");
-        let ctx2 =
-            BuildContext::from_tar(&body[..], "./sub/../sub/Dockerfile.dev", w.path()).unwrap();
+        let ctx2 = BuildContext::from_tar(&body[..], "./sub/../sub/Dockerfile.dev", w.path(), None)
+            .unwrap();
         assert_eq!(ctx2.dockerfile_path, "sub/Dockerfile.dev");
         drop((ctx, ctx2));
-        let e = BuildContext::from_tar(&body[..], "", w.path()).unwrap_err();
+        let e = BuildContext::from_tar(&body[..], "", w.path(), None).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidParameter);
         assert_eq!(
             e.message(),
             "Cannot locate specified Dockerfile: Dockerfile"
         );
-        let e = BuildContext::from_tar(&body[..], "nope", w.path()).unwrap_err();
+        let e = BuildContext::from_tar(&body[..], "nope", w.path(), None).unwrap_err();
         assert_eq!(e.message(), "Cannot locate specified Dockerfile: nope");
-        let e = BuildContext::from_tar(&body[..], "../x", w.path()).unwrap_err();
+        let e = BuildContext::from_tar(&body[..], "../x", w.path(), None).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidParameter);
         // Every failed context is cleaned up.
         assert_eq!(std::fs::read_dir(w.path()).unwrap().count(), 0);
@@ -832,7 +864,7 @@ mod tests {
         let outside = w.path().join("escaped");
         for name in ["../escaped", "/../escaped"] {
             let body = raw_tar(name, b"bad");
-            let r = BuildContext::from_tar(&body[..], "", w.path());
+            let r = BuildContext::from_tar(&body[..], "", w.path(), None);
             assert!(r.is_err(), "{name} should fail");
             assert!(!outside.exists(), "{name} escaped the context");
         }
@@ -852,7 +884,7 @@ mod tests {
         b.append_data(&mut h, "Dockerfile", &b"FROM x\n"[..])
             .unwrap();
         let body = b.into_inner().unwrap();
-        let _ = BuildContext::from_tar(&body[..], "", w.path());
+        let _ = BuildContext::from_tar(&body[..], "", w.path(), None);
         assert!(!outside.exists(), "symlink escape");
     }
 
@@ -864,14 +896,14 @@ mod tests {
             (".dockerignore", b"Dockerfile\n.dockerignore\n"),
             ("keep", b"k"),
         ]);
-        let ctx = BuildContext::from_tar(&body[..], "", w.path()).unwrap();
+        let ctx = BuildContext::from_tar(&body[..], "", w.path(), None).unwrap();
         assert_eq!(ctx.dockerfile, "FROM x\n");
         assert!(!ctx.root.join("Dockerfile").exists());
         assert!(!ctx.root.join(".dockerignore").exists());
         assert!(ctx.root.join("keep").exists());
         // Not excluded: both stay.
         let body = tar_of(&[("Dockerfile", b"FROM x\n"), (".dockerignore", b"*.log\n")]);
-        let ctx = BuildContext::from_tar(&body[..], "", w.path()).unwrap();
+        let ctx = BuildContext::from_tar(&body[..], "", w.path(), None).unwrap();
         assert!(ctx.root.join("Dockerfile").exists());
         assert!(ctx.root.join(".dockerignore").exists());
         // Excluded through its directory, re-included file stays.
@@ -880,7 +912,7 @@ mod tests {
             ("sub/keep", b"k"),
             (".dockerignore", b"sub\n!sub/keep\n"),
         ]);
-        let ctx = BuildContext::from_tar(&body[..], "sub/Dockerfile", w.path()).unwrap();
+        let ctx = BuildContext::from_tar(&body[..], "sub/Dockerfile", w.path(), None).unwrap();
         assert_eq!(ctx.dockerfile, "FROM y\n");
         assert!(!ctx.root.join("sub/Dockerfile").exists());
         assert!(ctx.root.join("sub/keep").exists());
@@ -899,7 +931,7 @@ mod tests {
             (name, b"FROM outside\n"),
             (".dockerignore", ignore.as_bytes()),
         ]);
-        let ctx = BuildContext::from_tar(&body[..], name, w.path()).unwrap();
+        let ctx = BuildContext::from_tar(&body[..], name, w.path(), None).unwrap();
         assert_eq!(ctx.dockerfile, "FROM outside\n");
         assert_eq!(ctx.dockerfile_path, name);
         assert!(!ctx.root.join(name).exists());
@@ -922,7 +954,7 @@ mod tests {
         h.set_cksum();
         body.extend_from_slice(h.as_bytes());
         body.extend_from_slice(b"FROM x\n");
-        let ctx = BuildContext::from_tar(&body[..], name, w.path()).unwrap();
+        let ctx = BuildContext::from_tar(&body[..], name, w.path(), None).unwrap();
         assert_eq!(ctx.dockerfile, "FROM x\n");
         assert!(!ctx.root.join(name).exists());
         assert!(ctx.root.join("keep").exists());

@@ -51,6 +51,21 @@ pub struct CopyInput<'a> {
     pub chown: Option<(u32, u32)>,
     /// Where downloads go while the step runs.
     pub scratch: &'a Path,
+    /// Content hashes already known (the context's, from its extraction), by real path.
+    pub known: Option<&'a HashMap<PathBuf, String>>,
+}
+
+/// Content hashes known already, else computed.
+#[derive(Debug, Clone, Copy)]
+struct Known<'a>(Option<&'a HashMap<PathBuf, String>>);
+
+impl Known<'_> {
+    fn sha(&self, p: &Path) -> io::Result<String> {
+        match self.0.and_then(|m| m.get(p)) {
+            Some(sha) => Ok(sha.clone()),
+            None => sha256_file(p),
+        }
+    }
 }
 
 /// What one source file system entry is.
@@ -151,6 +166,7 @@ pub fn prepare(input: &CopyInput<'_>) -> Result<Prepared, BuilderError> {
     let cmd = if input.add { "ADD" } else { "COPY" };
     let root = File::open(input.source_root)
         .map_err(|e| BuilderError::io(format!("open {}", input.source_root.display()), e))?;
+    let known = Known(input.known);
     let mut sources = Vec::new();
     for (i, orig) in input.srcs.iter().enumerate() {
         if is_url(orig) {
@@ -171,10 +187,10 @@ pub fn prepare(input: &CopyInput<'_>) -> Result<Prepared, BuilderError> {
             for m in
                 glob(&root_real, p).map_err(|e| BuilderError::io(format!("{cmd} failed"), e))?
             {
-                sources.push(source_for(&root, &m, input.add, cmd)?);
+                sources.push(source_for(&root, &m, input.add, cmd, known)?);
             }
         } else {
-            sources.push(source_for(&root, p, input.add, cmd)?);
+            sources.push(source_for(&root, p, input.add, cmd, known)?);
         }
     }
     if sources.is_empty() {
@@ -234,7 +250,13 @@ fn glob(root: &Path, pattern: &str) -> io::Result<Vec<String>> {
     Ok(level.into_iter().map(|(_, r)| r).collect())
 }
 
-fn source_for(root: &File, p: &str, add: bool, cmd: &str) -> Result<Source, BuilderError> {
+fn source_for(
+    root: &File,
+    p: &str,
+    add: bool,
+    cmd: &str,
+    known: Known<'_>,
+) -> Result<Source, BuilderError> {
     if inroot::components(p.as_bytes()).is_err() {
         return Err(BuilderError::forbidden(format!(
             "{cmd} failed: forbidden path outside the build context: {p} ()"
@@ -254,14 +276,14 @@ fn source_for(root: &File, p: &str, add: bool, cmd: &str) -> Result<Source, Buil
     if meta.is_dir() {
         let mut entries = Vec::new();
         let mut links = HashMap::new();
-        walk(&real, Path::new(""), &mut entries, &mut links).map_err(err)?;
+        walk(&real, Path::new(""), &mut entries, &mut links, known).map_err(err)?;
         return Ok(Source::Dir { entries });
     }
     if add && meta.is_file() && is_archive(&real) {
-        let sha = sha256_file(&real).map_err(err)?;
+        let sha = known.sha(&real).map_err(err)?;
         return Ok(Source::Archive { host: real, sha });
     }
-    let entry = entry_for(&real, PathBuf::new(), &meta).map_err(err)?;
+    let entry = entry_for(&real, PathBuf::new(), &meta, known).map_err(err)?;
     Ok(Source::File {
         name: go_base(p),
         entry,
@@ -278,7 +300,12 @@ fn sha256_file(p: &Path) -> io::Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
-fn entry_for(host: &Path, rel: PathBuf, meta: &fs::Metadata) -> io::Result<Entry> {
+fn entry_for(
+    host: &Path,
+    rel: PathBuf,
+    meta: &fs::Metadata,
+    known: Known<'_>,
+) -> io::Result<Entry> {
     let ft = meta.file_type();
     let node = if ft.is_dir() {
         Node::Dir
@@ -288,7 +315,7 @@ fn entry_for(host: &Path, rel: PathBuf, meta: &fs::Metadata) -> io::Result<Entry
         Node::File {
             host: host.to_path_buf(),
             size: meta.len(),
-            sha: sha256_file(host)?,
+            sha: known.sha(host)?,
         }
     } else {
         let kind = match meta.mode() & libc::S_IFMT {
@@ -326,6 +353,7 @@ fn walk(
     rel: &Path,
     out: &mut Vec<Entry>,
     links: &mut HashMap<(u64, u64), PathBuf>,
+    known: Known<'_>,
 ) -> io::Result<()> {
     let mut names: Vec<std::ffi::OsString> = fs::read_dir(dir)?
         .map(|e| e.map(|e| e.file_name()))
@@ -352,9 +380,9 @@ fn walk(
             }
             links.insert((meta.dev(), meta.ino()), r.clone());
         }
-        out.push(entry_for(&host, r.clone(), &meta)?);
+        out.push(entry_for(&host, r.clone(), &meta, known)?);
         if meta.is_dir() {
-            walk(&host, &r, out, links)?;
+            walk(&host, &r, out, links, known)?;
         }
     }
     Ok(())
@@ -527,7 +555,7 @@ fn download(url: &str, dest: &str, dir: &Path, cmd: &str) -> Result<Source, Buil
         .map_err(|_| BuilderError::internal("download thread panicked"))??;
     let meta = fs::symlink_metadata(&file_path)
         .map_err(|e| BuilderError::io(format!("stat {}", file_path.display()), e))?;
-    let entry = entry_for(&file_path, PathBuf::new(), &meta)
+    let entry = entry_for(&file_path, PathBuf::new(), &meta, Known(None))
         .map_err(|e| BuilderError::io(format!("read {}", file_path.display()), e))?;
     Ok(Source::File { name, entry })
 }
@@ -1152,6 +1180,7 @@ mod tests {
             add: false,
             chown: None,
             scratch,
+            known: None,
         }
     }
 

@@ -20,7 +20,7 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -187,13 +187,38 @@ pub fn extract_plain_at<R: Read>(
     reader: R,
     root: OwnedFd,
     opts: ExtractOptions,
+    hook: Option<&mut dyn FileHook>,
 ) -> Result<ApplyStats, ApplyError> {
     let failed = Rc::new(Cell::new(false));
     let source = SourceReader {
         inner: reader,
         failed: Rc::clone(&failed),
     };
-    apply_stream(source, root, None, &failed, None, Some(opts))
+    apply_stream(source, root, None, &failed, None, Some(opts), hook)
+}
+
+/// A regular file's identity in an archive: its header's size, mode, owner and time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    pub size: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Seconds and nanoseconds.
+    pub mtime: (i64, i64),
+}
+
+/// What an extraction tells its caller about plain regular files without xattrs (the
+/// builder's context cache); other entries never reach it.
+pub trait FileHook {
+    /// A file about to be written at `path` (cleaned, relative to the root): an existing file
+    /// with the same content and [`FileKey`] to hard-link there instead, if the caller has one.
+    /// The entry's content is then read and dropped.
+    fn reuse(&mut self, path: &str, key: &FileKey) -> Option<PathBuf>;
+    /// The content of the file being written, chunk by chunk (a reused file has none).
+    fn content(&mut self, chunk: &[u8]);
+    /// The file at `path` is complete: `written` is the new file (`None`: it was reused).
+    fn finished(&mut self, path: &str, key: &FileKey, written: Option<&OwnedFd>);
 }
 
 fn open_root(root: &Path, recording: bool) -> Result<(OwnedFd, Option<PathBuf>), ApplyError> {
@@ -260,17 +285,17 @@ fn detect_and_apply<R: Read>(
     );
     if head.starts_with(&[0x1f, 0x8b]) {
         let decoder = flate2::bufread::MultiGzDecoder::new(stream);
-        apply_stream(decoder, root, root_path, &failed, recorder, cp)
+        apply_stream(decoder, root, root_path, &failed, recorder, cp, None)
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         let decoder = zstd::stream::read::Decoder::with_buffer(stream)
             .map_err(|e| ApplyError::Read { source: e })?;
-        apply_stream(decoder, root, root_path, &failed, recorder, cp)
+        apply_stream(decoder, root, root_path, &failed, recorder, cp, None)
     } else if head.starts_with(b"BZh") {
         Err(ApplyError::UnsupportedCompression("bzip2"))
     } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
         Err(ApplyError::UnsupportedCompression("xz"))
     } else {
-        apply_stream(stream, root, root_path, &failed, recorder, cp)
+        apply_stream(stream, root, root_path, &failed, recorder, cp, None)
     }
 }
 
@@ -282,7 +307,7 @@ pub fn apply_tar<R: Read>(reader: R, root: &Path) -> Result<ApplyStats, ApplyErr
         failed: Rc::clone(&failed),
     };
     let (root, _) = open_root(root, false)?;
-    apply_stream(source, root, None, &failed, None, None)
+    apply_stream(source, root, None, &failed, None, None, None)
 }
 
 /// Records whether the caller's reader itself failed, so that an error surfacing through the
@@ -309,7 +334,8 @@ impl<R: Read> Read for SourceReader<R> {
 /// recorder before its bytes go by.
 struct HashingReader<'a, R> {
     inner: R,
-    hasher: Sha256,
+    /// `None` for an extraction (`docker cp`, a build context): no DiffID is wanted.
+    hasher: Option<Sha256>,
     count: u64,
     recorder: Option<&'a RefCell<Recorder>>,
 }
@@ -317,7 +343,9 @@ struct HashingReader<'a, R> {
 impl<R: Read> Read for HashingReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
         self.count += n as u64;
         if let Some(recorder) = self.recorder {
             recorder.borrow_mut().observe(&buf[..n]);
@@ -334,13 +362,14 @@ fn stream_error(source: io::Error, context: String, failed: &Cell<bool>) -> Appl
     }
 }
 
-fn apply_stream<R: Read>(
+fn apply_stream<'a, R: Read>(
     reader: R,
     root: OwnedFd,
     root_path: Option<PathBuf>,
     failed: &Cell<bool>,
-    recorder: Option<&RefCell<Recorder>>,
+    recorder: Option<&'a RefCell<Recorder>>,
     cp: Option<ExtractOptions>,
+    hook: Option<&'a mut dyn FileHook>,
 ) -> Result<ApplyStats, ApplyError> {
     let mut applier = Applier {
         root,
@@ -350,10 +379,11 @@ fn apply_stream<R: Read>(
         content_size: 0,
         buf: vec![0u8; BUF_SIZE],
         recorder,
+        hook,
     };
     let hashing = HashingReader {
         inner: BufReader::with_capacity(BUF_SIZE, reader),
-        hasher: Sha256::new(),
+        hasher: cp.is_none().then(Sha256::new),
         count: 0,
         recorder,
     };
@@ -385,7 +415,10 @@ fn apply_stream<R: Read>(
     }
     applier.finish_dirs()?;
     Ok(ApplyStats {
-        diff_id: format!("sha256:{}", hex::encode(rest.hasher.finalize())),
+        diff_id: rest
+            .hasher
+            .map(|h| format!("sha256:{}", hex::encode(h.finalize())))
+            .unwrap_or_default(),
         tar_size: rest.count,
         content_size: applier.content_size,
     })
@@ -411,6 +444,8 @@ struct Applier<'a> {
     root_path: Option<PathBuf>,
     /// Set for a `docker cp` archive: no whiteouts, owner and overwrite rules.
     cp: Option<ExtractOptions>,
+    /// Sees regular files' content, or supplies an identical file to link.
+    hook: Option<&'a mut dyn FileHook>,
 }
 
 fn invalid(entry: &str, reason: impl Into<String>) -> ApplyError {
@@ -756,6 +791,58 @@ impl Applier<'_> {
     ) -> Result<(), ApplyError> {
         let (dir, last) = self.parent(comps, name)?;
         remove_existing(&dir, last, false).map_err(fs_err(name, "removing existing entry"))?;
+        let expected = entry.size();
+        // Plain files without xattrs go by the hook, which may have the same file already.
+        let plain = entry.header().entry_type() != EntryType::GNUSparse;
+        let hooked = match &mut self.hook {
+            Some(_) if plain && meta.xattrs.is_empty() => {
+                let key = FileKey {
+                    size: expected,
+                    mode: meta.mode,
+                    uid: meta.uid.as_raw(),
+                    gid: meta.gid.as_raw(),
+                    mtime: (meta.mtime.tv_sec(), meta.mtime.tv_nsec()),
+                };
+                let rel = comps
+                    .iter()
+                    .map(|c| String::from_utf8_lossy(c.as_bytes()))
+                    .collect::<Vec<_>>()
+                    .join("/");
+                Some((rel, key))
+            }
+            _ => None,
+        };
+        if let (Some((rel, key)), Some(hook)) = (&hooked, &mut self.hook) {
+            let existing = hook
+                .reuse(rel, key)
+                .and_then(|p| CString::new(p.into_os_string().into_vec()).ok());
+            if let Some(existing) = existing {
+                let linked = linkat(
+                    None,
+                    existing.as_c_str(),
+                    Some(dir.as_raw_fd()),
+                    last,
+                    AtFlags::empty(),
+                );
+                if linked.is_ok() {
+                    let n = io::copy(&mut *entry, &mut io::sink()).map_err(|e| {
+                        stream_error(e, format!("reading content of {name:?}"), failed)
+                    })?;
+                    if n != expected {
+                        return Err(ApplyError::Malformed {
+                            context: format!("reading content of {name:?}"),
+                            source: io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                format!("archive ends after {n} of {expected} bytes"),
+                            ),
+                        });
+                    }
+                    hook.finished(rel, key, None);
+                    self.content_size += n;
+                    return Ok(());
+                }
+            }
+        }
         let flags =
             OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd = openat(
@@ -766,10 +853,8 @@ impl Applier<'_> {
         )
         .map_err(fs_err(name, "creating file"))?;
         let mut file = File::from(own(fd));
-        let expected = entry.size();
         // Sparse entries keep their (compact) stream bytes in the tar-split, and so do files
         // whose place cannot be named in UTF-8.
-        let plain = entry.header().entry_type() != EntryType::GNUSparse;
         if let (Some(recorder), true) = (self.recorder, plain) {
             if let Some(path) = self.real_path(&dir, last) {
                 recorder
@@ -793,6 +878,9 @@ impl Applier<'_> {
             };
             file.write_all(&self.buf[..n])
                 .map_err(|e| fs_err(name, "writing file")(io_errno(&e)))?;
+            if let (Some(hook), Some(_)) = (&mut self.hook, &hooked) {
+                hook.content(&self.buf[..n]);
+            }
             written += n as u64;
         }
         if written != expected {
@@ -808,6 +896,9 @@ impl Applier<'_> {
         self.set_fd_meta(&fd, meta, name)?;
         futimens(fd.as_raw_fd(), &meta.mtime, &meta.mtime)
             .map_err(fs_err(name, "setting times"))?;
+        if let (Some(hook), Some((rel, key))) = (&mut self.hook, &hooked) {
+            hook.finished(rel, key, Some(&fd));
+        }
         self.content_size += written;
         Ok(())
     }
