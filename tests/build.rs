@@ -625,7 +625,8 @@ fn context_cache_in_df_and_builder_prune() {
     assert_eq!(old_df["BuilderSize"], 46, "{old_df}");
     let text = ok(b.docker_out(&["system", "df"]));
     assert!(
-        text.lines().any(|l| l.starts_with("Build Cache") && l.contains(" 1 ")),
+        text.lines()
+            .any(|l| l.starts_with("Build Cache") && l.contains(" 1 ")),
         "{text}"
     );
 

@@ -27,6 +27,7 @@ use crate::image::short_id;
 use crate::image::store::Image;
 use crate::image::ImageService;
 use crate::registry::client::AuthConfig;
+use crate::util::env;
 use crate::util::inroot::clean;
 use crate::util::io::{ByteReceiver, ChannelReader};
 use crate::util::progress::{JsonMessage, Progress};
@@ -145,25 +146,6 @@ fn go_list(v: &[String]) -> String {
     format!("[{}]", v.join(" "))
 }
 
-/// Replace or append `KEY=value` in an environment list.
-fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
-    let entry = format!("{key}={value}");
-    match env
-        .iter_mut()
-        .find(|e| e.split_once('=').map(|(k, _)| k) == Some(key) || e.as_str() == key)
-    {
-        Some(e) => *e = entry,
-        None => env.push(entry),
-    }
-}
-
-fn env_get(env: &[String], key: &str) -> Option<String> {
-    env.iter().rev().find_map(|e| {
-        let (k, v) = e.split_once('=')?;
-        (k == key).then(|| v.to_string())
-    })
-}
-
 /// What the cache compares of a step's config (moby's `compare`): the command, environment,
 /// labels, ports, entrypoint, volumes, user and the stdio flags.
 fn cache_key(c: &Value) -> Value {
@@ -237,7 +219,7 @@ impl Stage {
         let mut out: Vec<(String, String)> = Vec::new();
         for (k, v) in &self.args {
             if let Some(v) = v {
-                if env_get(&env, k).is_none() {
+                if env::get(&env, k).is_none() {
                     out.retain(|(x, _)| x != k);
                     out.push((k.clone(), v.clone()));
                 }
@@ -472,7 +454,7 @@ impl Builder {
                 .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
                 .collect();
             let default = match &a.default {
-                Some(d) => Some(lex.process_word(d, &|k| env_get(&env, k))?),
+                Some(d) => Some(lex.process_word(d, &|k| env::get(&env, k))?),
                 None => None,
             };
             let value = match user_args.get(&a.name) {
@@ -503,7 +485,7 @@ impl Builder {
             step += 1;
             out.say(format!("Step {step}/{total} : {}\n", s.original))
                 .await;
-            let base = lex.process_word(&s.base, &|k| env_get(&meta_env, k))?;
+            let base = lex.process_word(&s.base, &|k| env::get(&meta_env, k))?;
             if base.is_empty() {
                 return Err(err(format!("base name ({}) should not be blank", s.base)));
             }
@@ -525,7 +507,7 @@ impl Builder {
             };
             // moby's `setDefaultPath`: every stage has a PATH.
             let mut env = config.env.take().unwrap_or_default();
-            if env_get(&env, "PATH").is_none() {
+            if env::get(&env, "PATH").is_none() {
                 env.push(format!("PATH={DEFAULT_PATH}"));
             }
             config.env = Some(env);
@@ -691,7 +673,7 @@ impl Builder {
             env.push(format!("{k}={v}"));
         }
         let expand = |w: &str| -> Result<String, StepError> {
-            Ok(lex.process_word(w, &|k| env_get(&env, k))?)
+            Ok(lex.process_word(w, &|k| env::get(&env, k))?)
         };
         match &ins.kind {
             Kind::Env(pairs) => {
@@ -701,7 +683,7 @@ impl Builder {
                     let k = expand(k)?;
                     // moby expands every pair against the environment before the instruction.
                     let v = expand(v)?;
-                    set_env(&mut new_env, &k, &v);
+                    new_env = env::replace_or_append(new_env, &[format!("{k}={v}")]);
                     parts.push(format!("{k}={v}"));
                 }
                 st.config.env = Some(new_env);
@@ -751,7 +733,7 @@ impl Builder {
             Kind::Expose(ports) => {
                 let mut words = Vec::new();
                 for p in ports {
-                    words.extend(lex.process_words(p, &|k| env_get(&env, k))?);
+                    words.extend(lex.process_words(p, &|k| env::get(&env, k))?);
                 }
                 let mut exposed = st.config.exposed_ports.clone().unwrap_or_default();
                 for w in &words {
@@ -1649,15 +1631,6 @@ mod tests {
         assert_eq!(cache_key(&a), cache_key(&b));
         let c = serde_json::json!({"Cmd":["b"]});
         assert_ne!(cache_key(&a), cache_key(&c));
-    }
-
-    #[test]
-    fn env_replace_or_append() {
-        let mut env = vec!["A=1".to_string(), "B=2".to_string()];
-        set_env(&mut env, "A", "3");
-        set_env(&mut env, "C", "4");
-        assert_eq!(env, ["A=3", "B=2", "C=4"]);
-        assert_eq!(env_get(&env, "C").as_deref(), Some("4"));
     }
 
     #[test]

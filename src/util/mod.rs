@@ -1,8 +1,9 @@
-//! Small helpers shared by the managers: atomic files, paths resolved inside a root, byte
+//! Small helpers shared by the managers: environment lists, atomic files, paths resolved inside a root, byte
 //! channels, progress messages, Docker's stream framing, time formatting, sha256 digests,
 //! random identifiers and tree removal.
 
 pub mod digest;
+pub mod env;
 pub mod fs;
 pub mod inroot;
 pub mod io;

@@ -43,6 +43,7 @@ use serde::de::DeserializeOwned;
 use super::{seccomp, user, CgroupVersion};
 #[cfg(test)]
 use crate::errors::{ErrorKind, Kinded};
+use crate::util::env::replace_or_append;
 use crate::util::inroot;
 
 mod devices;

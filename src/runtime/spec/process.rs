@@ -114,43 +114,6 @@ pub(super) fn daemon_env(config_env: &[String], hostname: &str, tty: bool) -> Ve
     replace_or_append(env, config_env)
 }
 
-/// moby's `ReplaceOrAppendEnvValues`: `K=V` replaces `K` or is appended; a bare `K` removes it.
-pub(super) fn replace_or_append(mut defaults: Vec<String>, overrides: &[String]) -> Vec<String> {
-    let key = |e: &str| e.split('=').next().unwrap_or("").to_string();
-    let mut index: HashMap<String, usize> = defaults
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (key(e), i))
-        .collect();
-    let mut removed = vec![false; defaults.len()];
-    for value in overrides {
-        match value.split_once('=') {
-            None => {
-                if let Some(&i) = index.get(value.as_str()) {
-                    removed[i] = true;
-                }
-            }
-            Some((k, _)) => match index.get(k) {
-                Some(&i) => {
-                    defaults[i] = value.clone();
-                    removed[i] = false;
-                }
-                None => {
-                    index.insert(k.to_string(), defaults.len());
-                    defaults.push(value.clone());
-                    removed.push(false);
-                }
-            },
-        }
-    }
-    defaults
-        .into_iter()
-        .zip(removed)
-        .filter(|(_, r)| !r)
-        .map(|(e, _)| e)
-        .collect()
-}
-
 pub(super) fn check_working_dir(wd: &str) -> Result<(), SpecError> {
     if !wd.is_empty() && !wd.starts_with('/') {
         return Err(SpecError::invalid(format!(
