@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard_stubs::models::{ContainerConfig, ContainerCreateBody, HealthConfig, HostConfig};
+use bollard_stubs::models::{ContainerConfig, HealthConfig, HostConfig};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -19,6 +19,7 @@ use super::dockerfile::{self, ArgDecl, Command, CopySpec, Healthcheck, Instructi
 use super::shell::ShellLex;
 use super::BuilderError;
 use crate::container::archive::PutOptions;
+use crate::container::create::join_body;
 use crate::container::manager::WaitCondition;
 use crate::container::ContainerManager;
 use crate::errors::{ErrorKind, Kinded};
@@ -1108,27 +1109,21 @@ impl Builder {
         opts: &BuildOptions,
         out: &mut Out,
     ) -> Result<String, StepError> {
-        let body = ContainerCreateBody {
-            image: Some(st.image.clone()),
-            user: config.user.clone(),
-            env: config.env.clone(),
-            cmd: config.cmd.clone(),
-            entrypoint: config.entrypoint.clone(),
-            working_dir: config.working_dir.clone(),
-            labels: config.labels.clone(),
-            exposed_ports: config.exposed_ports.clone(),
-            volumes: config.volumes.clone(),
-            shell: config.shell.clone(),
-            stop_signal: config.stop_signal.clone(),
-            healthcheck: Some(HealthConfig {
-                test: Some(vec!["NONE".to_string()]),
-                ..Default::default()
-            }),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            host_config: Some(self.host_config(opts)),
-            ..Default::default()
-        };
+        // moby's `containerManager.Create(runConfig, hostConfig)`: the step's whole config,
+        // without a health check, its output attached.
+        let body = join_body(
+            ContainerConfig {
+                image: Some(st.image.clone()),
+                healthcheck: Some(HealthConfig {
+                    test: Some(vec!["NONE".to_string()]),
+                    ..Default::default()
+                }),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..config
+            },
+            self.host_config(opts),
+        );
         let created = if st.image.is_empty() {
             self.containers.create_scratch(body).await
         } else {

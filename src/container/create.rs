@@ -59,6 +59,39 @@ pub fn split_body(body: ContainerCreateBody) -> (ContainerConfig, HostConfig) {
     (config, host)
 }
 
+/// The reverse of [`split_body`]: a create body of a container config and a host config (the
+/// builder's step containers).
+pub fn join_body(c: ContainerConfig, host: HostConfig) -> ContainerCreateBody {
+    ContainerCreateBody {
+        hostname: c.hostname,
+        domainname: c.domainname,
+        user: c.user,
+        attach_stdin: c.attach_stdin,
+        attach_stdout: c.attach_stdout,
+        attach_stderr: c.attach_stderr,
+        exposed_ports: c.exposed_ports,
+        tty: c.tty,
+        open_stdin: c.open_stdin,
+        stdin_once: c.stdin_once,
+        env: c.env,
+        cmd: c.cmd,
+        healthcheck: c.healthcheck,
+        args_escaped: c.args_escaped,
+        image: c.image,
+        volumes: c.volumes,
+        working_dir: c.working_dir,
+        entrypoint: c.entrypoint,
+        network_disabled: c.network_disabled,
+        on_build: c.on_build,
+        labels: c.labels,
+        stop_signal: c.stop_signal,
+        stop_timeout: c.stop_timeout,
+        shell: c.shell,
+        host_config: Some(host),
+        networking_config: None,
+    }
+}
+
 fn env_key(e: &str) -> &str {
     e.split_once('=').map(|(k, _)| k).unwrap_or(e)
 }
