@@ -279,7 +279,7 @@ struct ImageRoot {
 impl Drop for ImageRoot {
     fn drop(&mut self) {
         if self.mounted {
-            let _ = nix::mount::umount2(&self.path, nix::mount::MntFlags::MNT_DETACH);
+            let _ = crate::runtime::host::unmount(&self.path);
         }
         if self.owned {
             let _ = std::fs::remove_dir(&self.path);
@@ -1490,22 +1490,10 @@ impl Builder {
                     .work_dir
                     .join(format!("root-{}", crate::util::rand::random_hex(12)));
                 std::fs::create_dir_all(&path).map_err(err)?;
-                let data = format!(
-                    "lowerdir={}",
-                    lowers
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(":")
-                );
-                nix::mount::mount(
-                    Some("overlay"),
-                    &path,
-                    Some("overlay"),
-                    nix::mount::MsFlags::MS_RDONLY,
-                    Some(data.as_str()),
-                )
-                .map_err(|e| err(format!("mount image {image}: {e}")))?;
+                if let Err(e) = crate::runtime::host::mount_overlay_ro(&lowers, &path) {
+                    let _ = std::fs::remove_dir(&path);
+                    return Err(err(format!("mount image {image}: {e}")));
+                }
                 Ok(ImageRoot {
                     path,
                     mounted: true,

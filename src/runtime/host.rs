@@ -57,30 +57,38 @@ pub fn mount_overlay(
     work: &Path,
     merged: &Path,
 ) -> io::Result<()> {
+    let data = format!(
+        "{},upperdir={},workdir={}",
+        lowerdir(lowers),
+        upper.display(),
+        work.display()
+    );
+    overlay(&data, merged, MsFlags::empty())
+}
+
+/// Mount a read-only overlay of `lowers` (top first, at least two) on `merged`: an image's
+/// file system as it is (the builder's view of a stage or a parent image).
+pub fn mount_overlay_ro(lowers: &[std::path::PathBuf], merged: &Path) -> io::Result<()> {
+    overlay(&lowerdir(lowers), merged, MsFlags::MS_RDONLY)
+}
+
+fn lowerdir(lowers: &[std::path::PathBuf]) -> String {
     let lower = lowers
         .iter()
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(":");
-    let data = format!(
-        "lowerdir={lower},upperdir={},workdir={}",
-        upper.display(),
-        work.display()
-    );
+    format!("lowerdir={lower}")
+}
+
+fn overlay(data: &str, merged: &Path, flags: MsFlags) -> io::Result<()> {
     if data.len() >= 4096 {
         return Err(io::Error::other(format!(
             "overlay mount options are {} bytes, more than a page: too many layers",
             data.len()
         )));
     }
-    mount(
-        Some("overlay"),
-        merged,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(data.as_str()),
-    )
-    .map_err(io::Error::from)
+    mount(Some("overlay"), merged, Some("overlay"), flags, Some(data)).map_err(io::Error::from)
 }
 
 /// Unmount `path` if it is a mount point (lazily: a process may still hold it).
