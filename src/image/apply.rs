@@ -467,6 +467,20 @@ fn io_errno(e: &io::Error) -> Errno {
     Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
+/// An entry's content must be as long as its header says.
+fn check_length(name: &str, got: u64, expected: u64) -> Result<(), ApplyError> {
+    if got == expected {
+        return Ok(());
+    }
+    Err(ApplyError::Malformed {
+        context: format!("reading content of {name:?}"),
+        source: io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("archive ends after {got} of {expected} bytes"),
+        ),
+    })
+}
+
 /// Take ownership of a descriptor a syscall just returned.
 fn own(fd: RawFd) -> OwnedFd {
     // SAFETY: `fd` was just returned by a successful open call and nothing else owns it.
@@ -828,15 +842,7 @@ impl Applier<'_> {
                     let n = io::copy(&mut *entry, &mut io::sink()).map_err(|e| {
                         stream_error(e, format!("reading content of {name:?}"), failed)
                     })?;
-                    if n != expected {
-                        return Err(ApplyError::Malformed {
-                            context: format!("reading content of {name:?}"),
-                            source: io::Error::new(
-                                io::ErrorKind::UnexpectedEof,
-                                format!("archive ends after {n} of {expected} bytes"),
-                            ),
-                        });
-                    }
+                    check_length(name, n, expected)?;
                     hook.finished(rel, key, None);
                     self.content_size += n;
                     return Ok(());
@@ -883,15 +889,7 @@ impl Applier<'_> {
             }
             written += n as u64;
         }
-        if written != expected {
-            return Err(ApplyError::Malformed {
-                context: format!("reading content of {name:?}"),
-                source: io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("archive ends after {written} of {expected} bytes"),
-                ),
-            });
-        }
+        check_length(name, written, expected)?;
         let fd = OwnedFd::from(file);
         self.set_fd_meta(&fd, meta, name)?;
         futimens(fd.as_raw_fd(), &meta.mtime, &meta.mtime)
@@ -1233,6 +1231,70 @@ mod tests {
         };
         buf.truncate(Errno::result(n)? as usize);
         Ok(buf)
+    }
+
+    /// A hook that offers `have` for the path `a/reused` and records what it is told.
+    struct TestHook {
+        have: PathBuf,
+        content: Vec<u8>,
+        finished: Vec<(String, FileKey, bool)>,
+    }
+
+    impl FileHook for TestHook {
+        fn reuse(&mut self, path: &str, _key: &FileKey) -> Option<PathBuf> {
+            (path == "a/reused").then(|| self.have.clone())
+        }
+        fn content(&mut self, chunk: &[u8]) {
+            self.content.extend_from_slice(chunk);
+        }
+        fn finished(&mut self, path: &str, key: &FileKey, written: Option<&OwnedFd>) {
+            self.finished
+                .push((path.to_string(), *key, written.is_some()));
+        }
+    }
+
+    #[test]
+    fn file_hook_links_offered_files_and_sees_written_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let have = tmp.path().join("have");
+        std::fs::write(&have, b"cached").unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let tar = Layer::default()
+            .dir("a", 0o755)
+            .file("a/reused", 0o644, b"sent!!")
+            .file("./a/../a/new", 0o600, b"fresh data")
+            .build();
+        let mut hook = TestHook {
+            have: have.clone(),
+            content: Vec::new(),
+            finished: Vec::new(),
+        };
+        let fd = OwnedFd::from(File::open(&root).unwrap());
+        let stats =
+            extract_plain_at(&tar[..], fd, ExtractOptions::default(), Some(&mut hook)).unwrap();
+        // The offered file is linked (the stream's bytes are read past), the other written.
+        let reused = std::fs::metadata(root.join("a/reused")).unwrap();
+        assert_eq!(reused.ino(), std::fs::metadata(&have).unwrap().ino());
+        assert_eq!(std::fs::read(root.join("a/new")).unwrap(), b"fresh data");
+        assert_eq!(hook.content, b"fresh data");
+        let key = |size, mode| FileKey {
+            size,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime: (MTIME as i64, 0),
+        };
+        assert_eq!(
+            hook.finished,
+            [
+                ("a/reused".to_string(), key(6, 0o644), false),
+                ("a/new".to_string(), key(10, 0o600), true),
+            ]
+        );
+        // An extraction wants no DiffID: the stream is not hashed.
+        assert_eq!(stats.diff_id, "");
+        assert_eq!(stats.content_size, 16);
     }
 
     #[test]
