@@ -24,13 +24,24 @@ use crate::registry::client::AuthConfig;
 use crate::registry::RegistryError;
 use crate::util::io::{ByteReceiver, ChannelWriter};
 use crate::util::progress::{JsonMessage, Progress};
+use crate::version::ApiVersion;
 use bollard_stubs::models::{DistributionInspect, ImageSearchResponseItem};
+
+/// `Container` and `ContainerConfig` of an image (moby's `compat.WithExtraFields` below v1.45).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegacyImageFields {
+    pub container: String,
+    pub container_config: serde_json::Value,
+}
 
 /// What the image endpoints need: the image service.
 #[async_trait]
 pub trait ImageBackend: Send + Sync {
     fn image_list(&self, opts: ListOptions) -> Result<Vec<ImageSummary>, ImageError>;
     fn image_inspect(&self, name: &str) -> Result<ImageInspect, ImageError>;
+    /// The deprecated `Container` and `ContainerConfig` of an image, which dockerd still sends
+    /// to clients older than API 1.45 (docker-compose 1.29 reads `ContainerConfig.Volumes`).
+    fn image_inspect_legacy(&self, name: &str) -> Result<LegacyImageFields, ImageError>;
     fn image_history(&self, name: &str) -> Result<Vec<ImageHistoryResponseItem>, ImageError>;
     async fn image_tag(
         &self,
@@ -144,10 +155,19 @@ pub async fn list(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
 }
 
 pub async fn inspect(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
-    Ok(json_response(
-        StatusCode::OK,
-        &ctx.backend.image_inspect(ctx.param("name"))?,
-    ))
+    let inspect = ctx.backend.image_inspect(ctx.param("name"))?;
+    if ctx.version >= ApiVersion::new(1, 45) {
+        return Ok(json_response(StatusCode::OK, &inspect));
+    }
+    // As moby's image router: below v1.45 the deprecated fields are still sent.
+    let legacy = ctx.backend.image_inspect_legacy(ctx.param("name"))?;
+    let mut v = serde_json::to_value(&inspect)
+        .map_err(|e| ApiError::internal(format!("encode image inspect: {e}")))?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("Container".into(), legacy.container.into());
+        o.insert("ContainerConfig".into(), legacy.container_config);
+    }
+    Ok(json_response(StatusCode::OK, &v))
 }
 
 pub async fn history(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {

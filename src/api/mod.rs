@@ -25,7 +25,7 @@ use std::sync::Arc;
 pub use build::BuildBackend;
 pub use container::{ContainerBackend, WaitFuture};
 pub use events::EventsBackend;
-pub use image::ImageBackend;
+pub use image::{ImageBackend, LegacyImageFields};
 pub use network::NetworkBackend;
 pub use router::{Api, Ctx, HandlerResult, Route};
 pub use system::{DiskUsage, DiskUsageOptions, SystemBackend};

@@ -13,7 +13,7 @@ use bollard_stubs::models::{
 use super::archive::SaveItem;
 use super::service::{ImportOptions, ListOptions};
 use super::{ImageError, ImageService};
-use crate::api::ImageBackend;
+use crate::api::{ImageBackend, LegacyImageFields};
 use crate::filters::Filters;
 use crate::registry::client::AuthConfig;
 use crate::registry::RegistryError;
@@ -41,6 +41,10 @@ impl ImageBackend for std::sync::Arc<ImageService> {
 
     fn image_inspect(&self, name: &str) -> Result<ImageInspect, ImageError> {
         self.inspect(name)
+    }
+
+    fn image_inspect_legacy(&self, name: &str) -> Result<LegacyImageFields, ImageError> {
+        Ok(legacy_fields(&self.get_image(name)?.config.other))
     }
 
     fn image_history(&self, name: &str) -> Result<Vec<ImageHistoryResponseItem>, ImageError> {
@@ -147,5 +151,65 @@ impl ImageBackend for std::sync::Arc<ImageService> {
         auth: AuthConfig,
     ) -> Result<Vec<ImageSearchResponseItem>, RegistryError> {
         self.search(&term, limit, &auth).await
+    }
+}
+
+/// An image config's `container` and `container_config` as dockerd reports them: a
+/// `container.Config` always (Go's zero value when the image has none, as for imported or
+/// pulled images), the stored fields over its zero value.
+fn legacy_fields(
+    other: &std::collections::HashMap<String, serde_json::Value>,
+) -> LegacyImageFields {
+    let mut config = serde_json::json!({
+        "Hostname": "", "Domainname": "", "User": "",
+        "AttachStdin": false, "AttachStdout": false, "AttachStderr": false,
+        "Tty": false, "OpenStdin": false, "StdinOnce": false,
+        "Env": null, "Cmd": null, "Image": "", "Volumes": null, "WorkingDir": "",
+        "Entrypoint": null, "Labels": null
+    });
+    if let (Some(zero), Some(serde_json::Value::Object(stored))) =
+        (config.as_object_mut(), other.get("container_config"))
+    {
+        for (k, v) in stored {
+            zero.insert(k.clone(), v.clone());
+        }
+    }
+    LegacyImageFields {
+        container: other
+            .get("container")
+            .and_then(|c| c.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        container_config: config,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_fields_default_to_go_zero_values() {
+        let l = legacy_fields(&Default::default());
+        assert_eq!(l.container, "");
+        assert_eq!(l.container_config["Volumes"], serde_json::Value::Null);
+        assert_eq!(l.container_config["Hostname"], "");
+        let other = [
+            ("container".to_string(), serde_json::json!("abc")),
+            (
+                "container_config".to_string(),
+                serde_json::json!({"Cmd": ["sh"], "Volumes": {"/data": {}}}),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let l = legacy_fields(&other);
+        assert_eq!(l.container, "abc");
+        assert_eq!(
+            l.container_config["Volumes"],
+            serde_json::json!({"/data": {}})
+        );
+        assert_eq!(l.container_config["Cmd"], serde_json::json!(["sh"]));
+        assert_eq!(l.container_config["Tty"], false);
     }
 }
