@@ -843,3 +843,90 @@ fn compose_exec_run_lifecycle_and_scale() {
 
     p.down_and_check_clean(&before);
 }
+
+#[test]
+fn compose_sidecar_in_a_service_network_namespace() {
+    require!(ready(), NOT_READY);
+    // `network_mode: service:main` is `--network container:<main>`: as with dockerd, the
+    // sidecar shares main's namespace and its hostname, hosts and resolv.conf files, so it
+    // reaches main's server on 127.0.0.1 and resolves the project's names through 127.0.0.11.
+    let b = Berthd::start_netns(&[]);
+    let rootfs = common::busybox_rootfs_tar(b.dir.path());
+    ok(b.docker_out(&["import", rootfs.to_str().unwrap(), "busybox:latest"]));
+    let dir = b.dir.path().join("side");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("docker-compose.yml"),
+        r#"version: "2.4"
+services:
+  main:
+    image: busybox:latest
+    hostname: mainhost
+    domainname: example.test
+    extra_hosts: ["gw.test:10.9.9.9"]
+    command: ["sh", "-c", "trap 'exit 0' TERM; echo main-page > /index.html; httpd -f -p 8080 -h / & wait"]
+    networks:
+      default:
+        ipv4_address: 10.214.0.50
+  sidecar:
+    image: busybox:latest
+    network_mode: "service:main"
+    command: ["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"]
+networks:
+  default:
+    ipam:
+      config:
+        - subnet: 10.214.0.0/24
+"#,
+    )
+    .unwrap();
+    let compose = |args: &[&str]| {
+        let o = common::compose(&b, &dir, "side", args);
+        assert!(
+            o.status.success(),
+            "docker-compose {args:?}: {}{}",
+            common::stdout(&o),
+            common::stderr(&o)
+        );
+        common::stdout(&o)
+    };
+    compose(&["up", "-d"]);
+    let main_id = inspect(&b, "side_main_1", "{{.Id}}");
+    assert_eq!(
+        inspect(&b, "side_sidecar_1", "{{.HostConfig.NetworkMode}}"),
+        format!("container:{main_id}")
+    );
+    let out = compose(&[
+        "exec",
+        "-T",
+        "sidecar",
+        "sh",
+        "-c",
+        "hostname; hostname -d; echo $HOSTNAME; grep gw.test /etc/hosts; \
+         grep nameserver /etc/resolv.conf; wget -qO- http://127.0.0.1:8080/; \
+         nslookup main | grep 'Address: '",
+    ]);
+    assert_eq!(
+        out,
+        "mainhost\nexample.test\nmainhost\n10.9.9.9\tgw.test\nnameserver 127.0.0.11\nmain-page\n\
+         Address: 10.214.0.50\n"
+    );
+    for field in ["HostsPath", "ResolvConfPath", "HostnamePath"] {
+        let f = format!("{{{{.{field}}}}}");
+        assert_eq!(
+            inspect(&b, "side_sidecar_1", &f),
+            inspect(&b, "side_main_1", &f),
+            "{field}"
+        );
+    }
+    assert_eq!(
+        inspect(&b, "side_sidecar_1", "{{.Config.Hostname}}"),
+        "mainhost"
+    );
+    compose(&["down"]);
+    assert_eq!(
+        ok(b.docker_out(&["ps", "-aq"])).trim(),
+        "",
+        "down left containers"
+    );
+}
