@@ -412,6 +412,15 @@ fn compose_project_comes_up_wired_and_goes_without_a_trace() {
     let (q, _) = p.ok(&["ps", "-q", "worker"]);
     assert_eq!(q.lines().count(), 3, "{q}");
 
+    // The project's bridges, veths and rules exist now (and must go with `down`).
+    let during = p.host_net_state();
+    assert!(during.2, "no rule names the project's subnets");
+    assert!(
+        during.0.len() >= before.0.len() + 2 + 6,
+        "two bridges and six veths: {:?}",
+        during.0
+    );
+
     // The published port, from berthd's namespace, and `port`.
     assert_eq!(p.curl(), "hello-from-web\n");
     let (port, _) = p.ok(&["port", "web", "80"]);
