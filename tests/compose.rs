@@ -651,6 +651,25 @@ fn compose_project_comes_up_wired_and_goes_without_a_trace() {
         "{old}"
     );
     assert_eq!(old["ContainerConfig"]["Hostname"], "", "{old}");
+    // A built image's ContainerConfig is its last step's container config.
+    let r = common::Conn::unix(&b.socket).request(
+        "GET",
+        "/v1.44/images/composeproj_built:v1/json",
+        None,
+    );
+    let cc = &r.json()["ContainerConfig"];
+    assert_eq!(
+        cc["Cmd"],
+        serde_json::json!([
+            "|1",
+            "FLAVOUR=spicy",
+            "/bin/sh",
+            "-c",
+            "echo \"$FLAVOUR\" > /flavour"
+        ]),
+        "{cc}"
+    );
+    assert_eq!(cc["Tty"], false, "{cc}");
     let new = legacy("1.45");
     assert!(new.get("ContainerConfig").is_none(), "{new}");
     assert!(new.get("Container").is_none(), "{new}");
