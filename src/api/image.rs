@@ -176,10 +176,7 @@ fn inspect_json(data: InspectData, version: ApiVersion) -> serde_json::Value {
     }
     if version < ApiVersion::new(1, 45) {
         m.insert("Container".into(), s(&legacy.container));
-        m.insert(
-            "ContainerConfig".into(),
-            legacy.container_config.unwrap_or(serde_json::Value::Null),
-        );
+        m.insert("ContainerConfig".into(), legacy.container_config);
     }
     if version < ApiVersion::new(1, 44) {
         if let Some(size) = m.get("Size").cloned() {

@@ -70,7 +70,7 @@ impl ContainerManager {
     }
 
     async fn start_run(self: &Arc<Self>, c: &Arc<Container>) -> Result<(), ContainerError> {
-        let record = c.record();
+        let mut record = c.record();
         let id = record.id.clone();
         // A supervisor left from a start berthd never recorded (it was killed meanwhile) would
         // hold the netns, the cgroup and libcontainer's state: end it first.
@@ -85,6 +85,20 @@ impl ContainerManager {
                 return Err(e);
             }
         };
+        if let Some(other) = record
+            .host_config
+            .network_mode
+            .as_deref()
+            .and_then(|m| m.strip_prefix("container:"))
+        {
+            match self.share_network_files(c, other) {
+                Ok(r) => record = r,
+                Err(e) => {
+                    self.fail_start(c, &e, 0);
+                    return Err(e);
+                }
+            }
+        }
         let prepared = {
             let this = self.clone();
             let mut record = record.clone();
@@ -161,6 +175,20 @@ impl ContainerManager {
         self.spawn_watcher(c.clone(), watch, generation);
         self.health_init(c);
         Ok(())
+    }
+
+    /// dockerd's `initializeNetworking` for `--network container:<other>`: the container uses
+    /// the other's `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` files and takes its host
+    /// and domain names (recorded, as dockerd does, so inspect shows them).
+    fn share_network_files(&self, c: &Container, other: &str) -> Result<Record, ContainerError> {
+        let o = self.get(other)?.record();
+        self.update(c, |r| {
+            r.hostname_path = o.hostname_path.clone();
+            r.hosts_path = o.hosts_path.clone();
+            r.resolv_conf_path = o.resolv_conf_path.clone();
+            r.config.hostname = o.config.hostname.clone();
+            r.config.domainname = o.config.domainname.clone();
+        })
     }
 
     /// Everything before the supervisor: rootfs, namespaces, the OCI bundle (written by the

@@ -85,8 +85,28 @@ pub struct LegacyInspect {
     pub docker_version: String,
     /// The committed container (below API 1.45).
     pub container: String,
-    /// The committed container's config (below API 1.45).
-    pub container_config: Option<Value>,
+    /// The committed container's config (below API 1.45): a Go `container.Config` always,
+    /// its zero value under the stored fields.
+    pub container_config: Value,
+}
+
+/// An image config's `container_config` as dockerd reports it: a `container.Config` always
+/// (Go's zero value when the image has none, as imported or pulled images), the stored fields
+/// over that zero value. docker-compose 1.29 reads `ContainerConfig.Volumes`.
+fn legacy_container_config(stored: Option<&Value>) -> Value {
+    let mut config = serde_json::json!({
+        "Hostname": "", "Domainname": "", "User": "",
+        "AttachStdin": false, "AttachStdout": false, "AttachStderr": false,
+        "Tty": false, "OpenStdin": false, "StdinOnce": false,
+        "Env": null, "Cmd": null, "Image": "", "Volumes": null, "WorkingDir": "",
+        "Entrypoint": null, "Labels": null
+    });
+    if let (Some(zero), Some(Value::Object(stored))) = (config.as_object_mut(), stored) {
+        for (k, v) in stored {
+            zero.insert(k.clone(), v.clone());
+        }
+    }
+    config
 }
 
 impl ImageService {
@@ -381,7 +401,7 @@ impl ImageService {
                     .and_then(|v| v.as_str())
                     .unwrap_or_default()
                     .to_string(),
-                container_config: img.config.other.get("container_config").cloned(),
+                container_config: legacy_container_config(img.config.other.get("container_config")),
             },
             inspect: self.inspect_current(&img),
         })
@@ -1189,6 +1209,18 @@ mod tests {
             svc.prune(&Filters::default()).is_ok(),
             "the flag is cleared after a prune"
         );
+    }
+
+    #[test]
+    fn legacy_container_config_defaults_to_go_zero_values() {
+        let c = legacy_container_config(None);
+        assert_eq!(c["Volumes"], Value::Null);
+        assert_eq!(c["Hostname"], "");
+        let stored = serde_json::json!({"Cmd": ["sh"], "Volumes": {"/data": {}}});
+        let c = legacy_container_config(Some(&stored));
+        assert_eq!(c["Volumes"], serde_json::json!({"/data": {}}));
+        assert_eq!(c["Cmd"], serde_json::json!(["sh"]));
+        assert_eq!(c["Tty"], false);
     }
 
     #[test]
