@@ -398,14 +398,17 @@ impl SystemBackend for Daemon {
         let exe = std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "berthd".to_string());
-        let mut runtimes = HashMap::new();
-        runtimes.insert(
-            runtime::RUNTIME_NAME.to_string(),
-            Runtime {
-                path: Some(exe),
-                ..Default::default()
-            },
-        );
+        // berth's runtime, and dockerd's names for its default runtime that create accepts.
+        let runtimes: HashMap<String, Runtime> = crate::container::create::RUNTIME_NAMES
+            .iter()
+            .map(|name| {
+                let rt = Runtime {
+                    path: Some(exe.clone()),
+                    ..Default::default()
+                };
+                (name.to_string(), rt)
+            })
+            .collect();
         let proxy = |name: &str| system::mask_credentials(&system::proxy_env(name));
         Ok(SystemInfo {
             id: Some(self.engine_id.clone()),

@@ -272,11 +272,18 @@ pub async fn create(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
     }
 }
 
+/// `POST /images/load`: as dockerd's `postImagesLoad`, `quiet` unless `quiet=0`, and every
+/// failure of the load (an archive that is not one among them) is the last message of a 200
+/// stream, where `docker load` and docker-py's `ImageLoadError` find it.
 pub async fn load(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
-    let quiet = ctx.query.bool("quiet");
+    let quiet = ctx.query.bool_or("quiet", true);
     let backend = ctx.backend.clone();
     let body = body_channel(ctx.req.into_body());
-    progress_response(move |p| async move { backend.image_load(body, quiet, p).await }).await
+    progress_stream(
+        move |p| async move { backend.image_load(body, quiet, p).await },
+        true,
+    )
+    .await
 }
 
 pub async fn push(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
@@ -368,6 +375,16 @@ where
     F: FnOnce(Progress) -> Fut,
     Fut: std::future::Future<Output = Result<(), ImageError>> + Send + 'static,
 {
+    progress_stream(op, false).await
+}
+
+/// The progress stream of `op`. An error before the first message is an ordinary error
+/// response, unless `always_stream` (dockerd's load: a 200 whose stream carries the error).
+async fn progress_stream<F, Fut>(op: F, always_stream: bool) -> HandlerResult
+where
+    F: FnOnce(Progress) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ImageError>> + Send + 'static,
+{
     let (ptx, mut prx) = mpsc::channel::<JsonMessage>(64);
     let mut task = tokio::spawn(op(Progress::new(ptx)));
     let first = tokio::select! {
@@ -390,7 +407,7 @@ where
                 early.push(m);
             }
             match done {
-                Ok(Err(e)) if early.is_empty() => return Err(e.into()),
+                Ok(Err(e)) if early.is_empty() && !always_stream => return Err(e.into()),
                 Ok(Err(e)) => early.push(JsonMessage::error(e.to_string())),
                 Ok(Ok(())) => {}
                 Err(e) => return Err(ApiError::internal(format!("task failed: {e}"))),

@@ -7,6 +7,8 @@
 //! implement the traits (`image::backend`, `events::backend`, `container::backend`,
 //! `volume::backend`), and
 //! `crate::daemon::Daemon` implements [`SystemBackend`], the cross-manager one.
+//! `swarm` has no backend: without Swarm mode its answers are fixed (dockerd's for a node in
+//! no swarm).
 
 pub mod body;
 mod build;
@@ -17,6 +19,7 @@ mod image;
 mod network;
 pub mod query;
 mod router;
+mod swarm;
 mod system;
 mod volume;
 
@@ -60,6 +63,7 @@ impl Api {
         routes.extend(volume::routes(backends.volumes));
         routes.extend(network::routes(backends.networks));
         routes.extend(build::routes(backends.build));
+        routes.extend(swarm::routes());
         Api::from_routes(routes)
     }
 }

@@ -27,6 +27,15 @@ use crate::util::time::rfc3339_nano;
 /// The default `/dev/shm` size (64 MiB), as dockerd stores it in `HostConfig.ShmSize`.
 pub const DEFAULT_SHM_SIZE: i64 = 64 << 20;
 
+/// The runtime names a container may ask for in `HostConfig.Runtime`: berth's own (what
+/// `/info` reports as `DefaultRuntime`, recorded when none is given) and dockerd's names for
+/// its default runtime, which berth's runtime stands in for.
+pub const RUNTIME_NAMES: &[&str] = &[
+    crate::runtime::RUNTIME_NAME,
+    "runc",
+    "io.containerd.runc.v2",
+];
+
 /// Split the create body into the container config and the host config.
 pub fn split_body(body: ContainerCreateBody) -> (ContainerConfig, HostConfig) {
     let host = body.host_config.unwrap_or_default();
@@ -288,6 +297,16 @@ pub fn verify_host_config(
             return Err(ContainerError::invalid(format!(
                 "Invalid value {a}, range for oom score adj is [-1000, 1000]"
             )));
+        }
+    }
+    // Runtime: recorded as given, berth's own name when none is.
+    match h.runtime.as_deref().unwrap_or("") {
+        "" => h.runtime = Some(crate::runtime::RUNTIME_NAME.to_string()),
+        name if RUNTIME_NAMES.contains(&name) => {}
+        name => {
+            return Err(ContainerError::invalid(format!(
+                "unknown or invalid runtime name: {name}"
+            )))
         }
     }
     // Network mode.
@@ -704,6 +723,31 @@ mod tests {
         assert_eq!(h.shm_size, Some(DEFAULT_SHM_SIZE));
         assert_eq!(h.network_mode.as_deref(), Some("bridge"));
         assert_eq!(h.log_config.unwrap().typ.as_deref(), Some("json-file"));
+        assert_eq!(h.runtime.as_deref(), Some(crate::runtime::RUNTIME_NAME));
+    }
+
+    #[test]
+    fn runtime_names_are_recorded_or_refused() {
+        let log = ("json-file".to_string(), HashMap::new());
+        for name in [
+            "runc",
+            "io.containerd.runc.v2",
+            crate::runtime::RUNTIME_NAME,
+        ] {
+            let mut h = HostConfig {
+                runtime: Some(name.to_string()),
+                ..Default::default()
+            };
+            verify_host_config(&mut h, 2, &log).unwrap();
+            assert_eq!(h.runtime.as_deref(), Some(name));
+        }
+        let mut h = HostConfig {
+            runtime: Some("kata".to_string()),
+            ..Default::default()
+        };
+        let e = verify_host_config(&mut h, 2, &log).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidParameter);
+        assert_eq!(e.to_string(), "unknown or invalid runtime name: kata");
     }
 
     #[test]

@@ -420,7 +420,17 @@ pub fn unpack_to_scratch<R: Read>(store: &Store, src: R) -> Result<ScratchDir, I
     std::fs::create_dir(&dir)
         .map_err(|e| ImageError::io(format!("create {}", dir.display()), e))?;
     let scratch = ScratchDir(dir);
-    super::apply::apply_tar(src, &scratch.0)?;
+    super::apply::apply_tar(src, &scratch.0).map_err(|e| match e {
+        // The archive itself is no tar: say so without calling it a layer.
+        super::apply::ApplyError::Malformed { .. } => {
+            let text = e.to_string();
+            let text = text
+                .strip_prefix("invalid layer archive: ")
+                .unwrap_or(&text);
+            ImageError::invalid(text.to_string())
+        }
+        e => e.into(),
+    })?;
     Ok(scratch)
 }
 

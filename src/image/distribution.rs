@@ -728,14 +728,42 @@ impl<R: std::io::Read> std::io::Read for CountingReader<R> {
 
 /// `GET /distribution/{name}/json`: the descriptor the registry has for a reference and the
 /// platforms it offers.
+///
+/// The endpoints are a pull's (moby's `GetRepositories` over `LookupPullEndpoints`): for Docker
+/// Hub its `--registry-mirror`s in order, then Hub itself; each failure moves on to the next
+/// endpoint and the last one's error is the answer.
 pub async fn inspect(
     opts: &RegistryOptions,
     r: &Reference,
     auth: &AuthConfig,
 ) -> Result<bollard_stubs::models::DistributionInspect, ImageError> {
+    let candidates = if r.domain == crate::registry::DEFAULT_INDEX {
+        endpoints(opts, &r.domain)
+    } else {
+        vec![pick_endpoint(opts, &r.domain).await?]
+    };
+    let mut last_err = None;
+    for ep in candidates {
+        let host = ep.host.clone();
+        match inspect_at(Session::new(ep, auth), r).await {
+            Ok(d) => return Ok(d),
+            Err(e) => {
+                tracing::info!(
+                    "distribution inspect at {host} failed: {e}; trying the next endpoint"
+                );
+                last_err = Some(e);
+            }
+        }
+    }
+    Err(last_err.unwrap_or_else(|| ImageError::internal("no registry endpoint".to_string())))
+}
+
+/// The descriptor and platforms of `r` at one endpoint.
+async fn inspect_at(
+    s: Session,
+    r: &Reference,
+) -> Result<bollard_stubs::models::DistributionInspect, ImageError> {
     use bollard_stubs::models::{DistributionInspect, OciDescriptor, OciPlatform};
-    let ep = pick_endpoint(opts, &r.domain).await?;
-    let s = Session::new(ep, auth);
     let what = r
         .digest
         .clone()
