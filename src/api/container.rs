@@ -706,13 +706,60 @@ pub async fn exec_create(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let limit = ctx.max_json_body;
     let backend = ctx.backend.clone();
     let (parts, body) = ctx.req.into_parts();
-    let cfg: ExecConfig = read_json(&parts.headers, body, limit).await?;
+    let cfg: serde_json::Value = read_json(&parts.headers, body, limit).await?;
+    let cfg: ExecConfig = serde_json::from_value(fold_keys(cfg, EXEC_CONFIG_KEYS))
+        .map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
     let id = backend.exec_create(n, cfg)?;
     // Docker's exact key: the model's `IdResponse` serialises it in lower case.
     Ok(json_response(
         StatusCode::CREATED,
         &serde_json::json!({ "Id": id }),
     ))
+}
+
+/// The fields of an exec create body, spelled as dockerd's types name them.
+const EXEC_CONFIG_KEYS: &[&str] = &[
+    "User",
+    "Privileged",
+    "Tty",
+    "ConsoleSize",
+    "AttachStdin",
+    "AttachStderr",
+    "AttachStdout",
+    "DetachKeys",
+    "Env",
+    "WorkingDir",
+    "Cmd",
+];
+
+/// Go's `encoding/json` matches object keys to fields without regard to case (an exact
+/// match first): docker-py sends `detachKeys`. Each top-level key that equals one of `names`
+/// but for case is renamed to it, unless the exact name is given too.
+fn fold_keys(v: serde_json::Value, names: &[&str]) -> serde_json::Value {
+    let serde_json::Value::Object(m) = v else {
+        return v;
+    };
+    let exact: Vec<String> = m
+        .keys()
+        .filter(|k| names.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    let mut out = serde_json::Map::new();
+    for (k, val) in m {
+        let name = names
+            .iter()
+            .find(|n| n.eq_ignore_ascii_case(&k))
+            .filter(|n| **n != k && !exact.iter().any(|e| e == **n));
+        match name {
+            Some(n) => {
+                out.insert(n.to_string(), val);
+            }
+            None => {
+                out.insert(k, val);
+            }
+        }
+    }
+    serde_json::Value::Object(out)
 }
 
 pub async fn exec_inspect(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
@@ -758,13 +805,16 @@ pub async fn exec_start(mut ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
         backend.exec_start(id, cfg.tty, console_size).await?;
         return Ok(Response::new(empty()));
     }
+    // The start request's `Tty` frames the stream (and names its type), as dockerd's.
     let session = backend.exec_attach(id, cfg.tty, console_size)?;
-    let ct = stream_content_type(session.tty(), version);
+    let ct = stream_content_type(session.raw(), version);
     let Some(on_upgrade) = on_upgrade else {
-        // No hijack: the output is the body.
+        // No hijack: the output is the body, announced as raw whatever its framing (dockerd).
         let mut r = Response::new(channel_body(session.into_body().await?));
-        r.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/vnd.docker.raw-stream"),
+        );
         return Ok(r);
     };
     tokio::spawn(async move {
@@ -773,4 +823,21 @@ pub async fn exec_start(mut ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
         }
     });
     Ok(switching_protocols(ct))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_create_keys_fold_as_go_json() {
+        let v = serde_json::json!({"detachKeys": "ctrl-x", "tty": true, "Cmd": ["sh"], "Container": "c"});
+        let cfg: ExecConfig = serde_json::from_value(fold_keys(v, EXEC_CONFIG_KEYS)).unwrap();
+        assert_eq!(cfg.detach_keys.as_deref(), Some("ctrl-x"));
+        assert_eq!(cfg.tty, Some(true));
+        // The exact spelling wins over a folded one.
+        let v = serde_json::json!({"detachkeys": "ctrl-x", "DetachKeys": "ctrl-y"});
+        let cfg: ExecConfig = serde_json::from_value(fold_keys(v, EXEC_CONFIG_KEYS)).unwrap();
+        assert_eq!(cfg.detach_keys.as_deref(), Some("ctrl-y"));
+    }
 }

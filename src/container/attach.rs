@@ -267,6 +267,7 @@ impl AttachSession {
         };
         let stdin = StdinMode {
             forward: stdin,
+            tty,
             close_with_client: stdin_once,
             detach_keys,
         };
@@ -386,33 +387,32 @@ where
     rx
 }
 
-/// moby's `term.ToBytes`: `ctrl-p,ctrl-q` and the like into the bytes they type.
+/// moby's `term.ToBytes`: `ctrl-p,ctrl-q` and the like into the bytes they type. Each
+/// comma-separated key is one character, `DEL`, or `ctrl-` with one of `@`, `a`…`z`, `[`,
+/// `\\`, `]`, `^`, `_` (lower case only, no spaces, as moby's table).
 pub fn parse_detach_keys(keys: &str) -> Result<Vec<u8>, ContainerError> {
     let bad = || ContainerError::invalid(format!("Invalid detach keys ({keys}) provided"));
     let mut out = Vec::new();
-    for key in keys.split(',') {
-        let k = key.trim();
-        if let Some(c) = k.strip_prefix("ctrl-") {
-            let b = match c.as_bytes() {
-                [x] if x.is_ascii_lowercase() => x - b'a' + 1,
-                [x] if x.is_ascii_uppercase() => x - b'A' + 1,
-                [b'@'] => 0,
-                [b'['] => 27,
-                [b'\\'] => 28,
-                [b']'] => 29,
-                [b'^'] => 30,
-                [b'_'] => 31,
-                _ => return Err(bad()),
-            };
-            out.push(b);
-        } else if k.len() == 1 {
+    for k in keys.split(',') {
+        if k.len() == 1 {
             out.push(k.as_bytes()[0]);
-        } else {
-            return Err(bad());
+            continue;
         }
-    }
-    if out.is_empty() {
-        return Err(bad());
+        if k == "DEL" {
+            out.push(127);
+            continue;
+        }
+        let b = match k.strip_prefix("ctrl-").map(str::as_bytes) {
+            Some([x]) if x.is_ascii_lowercase() => x - b'a' + 1,
+            Some([b'@']) => 0,
+            Some([b'[']) => 27,
+            Some([b'\\']) => 28,
+            Some([b']']) => 29,
+            Some([b'^']) => 30,
+            Some([b'_']) => 31,
+            _ => return Err(bad()),
+        };
+        out.push(b);
     }
     Ok(out)
 }
@@ -441,14 +441,11 @@ impl DetachFilter {
                 }
                 continue;
             }
-            // A mismatch: the held-back prefix was ordinary input after all.
+            // A mismatch: the held-back prefix was ordinary input after all, and so is this
+            // byte (moby's escape proxy does not start a new match on it).
             out.extend_from_slice(&self.keys[..self.matched]);
             self.matched = 0;
-            if !self.keys.is_empty() && b == self.keys[0] {
-                self.matched = 1;
-            } else {
-                out.push(b);
-            }
+            out.push(b);
         }
         false
     }
@@ -469,6 +466,8 @@ pub enum PumpEnd {
 pub(super) struct StdinMode {
     /// Forward it at all (`stdin=1`).
     pub(super) forward: bool,
+    /// The process has a TTY: detach keys apply and the client's EOF ends the attach.
+    pub(super) tty: bool,
     /// The client's EOF closes the process's stdin (`StdinOnce`, and every exec) rather than
     /// ending the attach; ignored with a TTY.
     pub(super) close_with_client: bool,
@@ -476,12 +475,13 @@ pub(super) struct StdinMode {
     pub(super) detach_keys: Vec<u8>,
 }
 
-/// Copy between a client's connection and a process's stdio; `before_close` runs after the
-/// output ended and before the client's stream is closed.
+/// Copy between a client's connection and a process's stdio (its output `raw`, or stdcopy
+/// frames); `before_close` runs after the output ended and before the client's stream is
+/// closed.
 pub(super) async fn pump<F>(
     client: ClientConn,
     stdio: StdioConn,
-    tty: bool,
+    raw: bool,
     stdin: StdinMode,
     before_close: F,
 ) -> PumpEnd
@@ -491,9 +491,9 @@ where
     let ClientConn { io, early, fd } = client;
     let (client_r, mut client_w) = tokio::io::split(io);
     let (output, sup_stdin) = stdio.split();
-    let input = forward_stdin(client_r, early, fd, sup_stdin, tty, stdin);
+    let input = forward_stdin(client_r, early, fd, sup_stdin, stdin);
     let output = async move {
-        let end = copy_output(output, &mut client_w, tty).await;
+        let end = copy_output(output, &mut client_w, raw).await;
         if end == PumpEnd::Output {
             let _ = client_w.flush().await;
             before_close.await;
@@ -527,16 +527,21 @@ async fn forward_stdin<R: AsyncRead + Unpin>(
     early: Bytes,
     fd: Option<RawFd>,
     mut sup: crate::runtime::Stdin,
-    tty: bool,
     mode: StdinMode,
 ) -> PumpEnd {
+    let tty = mode.tty;
     if !mode.forward {
         // Nothing to forward: wait for the output side to end, or the client to go.
         hung_up(fd).await;
         return PumpEnd::Gone;
     }
+    // moby's `copyEscapable`: with a TTY, no keys means the default sequence.
+    let keys = match mode.detach_keys {
+        k if k.is_empty() => DEFAULT_DETACH_KEYS.to_vec(),
+        k => k,
+    };
     let mut filter = DetachFilter {
-        keys: if tty { mode.detach_keys } else { Vec::new() },
+        keys: if tty { keys } else { Vec::new() },
         matched: 0,
     };
     let mut buf = vec![0u8; 32 * 1024];
@@ -614,6 +619,16 @@ mod tests {
         assert_eq!(parse_detach_keys("ctrl-a,z").unwrap(), vec![1, b'z']);
         assert!(parse_detach_keys("ctrl-").is_err());
         assert!(parse_detach_keys("abc").is_err());
+        assert_eq!(parse_detach_keys("ctrl-p").unwrap(), vec![16]);
+        assert_eq!(
+            parse_detach_keys("ctrl-@,ctrl-[,ctrl-\\,ctrl-],ctrl-^,ctrl-_,DEL").unwrap(),
+            vec![0, 27, 28, 29, 30, 31, 127]
+        );
+        // moby's table: lower case only, no spaces, no empty keys.
+        assert!(parse_detach_keys("ctrl-P").is_err());
+        assert!(parse_detach_keys("ctrl-p, ctrl-q").is_err());
+        assert!(parse_detach_keys("a,,b").is_err());
+        assert!(parse_detach_keys(",").is_err());
         let mut f = DetachFilter {
             keys: vec![16, 17],
             matched: 0,
@@ -627,5 +642,13 @@ mod tests {
         out.clear();
         assert!(f.feed(b"\x11", &mut out));
         assert!(out.is_empty());
+        // As moby's proxy: ctrl-p ctrl-p ctrl-q is input, the second ctrl-p starts nothing.
+        let mut f = DetachFilter {
+            keys: vec![16, 17],
+            matched: 0,
+        };
+        out.clear();
+        assert!(!f.feed(b"\x10\x10\x11", &mut out));
+        assert_eq!(out, b"\x10\x10\x11");
     }
 }

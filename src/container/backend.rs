@@ -252,11 +252,11 @@ impl ContainerBackend for Arc<ContainerManager> {
         console_size: Option<[u16; 2]>,
     ) -> Result<(), ContainerError> {
         let m = self.clone();
-        detached(
-            async move { ContainerManager::exec_start(&m, &id, true, tty, console_size).await },
-        )
-        .await
-        .map(drop)
+        // dockerd: no console size without the start request's `Tty`.
+        let console_size = console_size.filter(|_| tty == Some(true));
+        detached(async move { ContainerManager::exec_start(&m, &id, true, console_size).await })
+            .await
+            .map(drop)
     }
 
     fn exec_attach(

@@ -467,6 +467,7 @@ impl ContainerManager {
         }
         let (path, args) = path_and_args(&config)?;
         let networks = self.networks_at_create(&host, networking.as_ref())?;
+        let links = self.register_links(&host)?;
         let mut points = super::mounts::validate_create(&config, &host)?;
         self.add_volumes_from(&mut points, &host)?;
         super::mounts::add_image_volumes(&mut points, &config);
@@ -485,6 +486,9 @@ impl ContainerManager {
             }
         };
         let name = self.reserve_name(name, &id)?;
+        if !links.is_empty() {
+            host.links = Some(super::network::stored_links(&links, &name));
+        }
         if let Err(e) = self.attach_volumes(&id, &mut points) {
             lock(&self.names).remove(&name);
             return Err(e);

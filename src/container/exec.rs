@@ -9,9 +9,7 @@ use bollard_stubs::models::{ExecConfig, ExecInspectResponse, ProcessConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
-use super::attach::{
-    output_body, parse_detach_keys, pump, ClientConn, StdinMode, DEFAULT_DETACH_KEYS,
-};
+use super::attach::{output_body, parse_detach_keys, pump, ClientConn, StdinMode};
 use super::manager::{lock, ContainerManager};
 use super::record::Status;
 use super::ContainerError;
@@ -33,6 +31,10 @@ pub struct ExecRecord {
     pub pid: i64,
     /// When it ended (records are collected a while after).
     pub finished: Option<std::time::Instant>,
+    /// `DetachKeys` parsed at create (empty: the default, ctrl-p ctrl-q).
+    pub detach_keys: Vec<u8>,
+    /// The legacy links' variables, resolved at create as dockerd does.
+    pub link_env: Vec<String>,
 }
 
 /// An exec record and the channel that tells its end.
@@ -47,7 +49,8 @@ impl Exec {
     }
 }
 
-/// What starting an exec gives: whether it has a TTY and stdin, and its stdio unless detached.
+/// What starting an exec gives: whether its process has a TTY and stdin, and its stdio unless
+/// detached.
 pub struct ExecStream {
     pub tty: bool,
     pub stdin: bool,
@@ -55,30 +58,33 @@ pub struct ExecStream {
 }
 
 /// An attached `POST /exec/{id}/start`, ready to serve a client.
+///
+/// As dockerd's `postContainerExecStart`, the start request's `Tty` decides the framing of
+/// the stream (raw with it, stdcopy frames without), while the process gets a TTY from the
+/// exec's create `Tty` alone; detach keys apply when the process has a TTY.
 pub struct ExecSession {
     manager: Arc<ContainerManager>,
     id: String,
-    tty: bool,
-    start_tty: Option<bool>,
+    /// The start request's `Tty`: raw output.
+    raw: bool,
     console_size: Option<[u16; 2]>,
     detach_keys: Vec<u8>,
 }
 
 impl ExecSession {
-    /// Whether the exec has a TTY (then the stream is raw, not multiplexed).
-    pub fn tty(&self) -> bool {
-        self.tty
+    /// Whether the stream is raw (the start request's `Tty`), not multiplexed.
+    pub fn raw(&self) -> bool {
+        self.raw
     }
 
     /// Start the process, in a task of its own: a client that goes away meanwhile cannot
     /// leave it half started.
     async fn start(&self) -> Result<(bool, bool, StdioConn), ContainerError> {
         let (m, id) = (self.manager.clone(), self.id.clone());
-        let (tty, console_size) = (self.start_tty, self.console_size);
-        let started =
-            tokio::spawn(async move { m.exec_start(&id, false, tty, console_size).await })
-                .await
-                .map_err(|e| ContainerError::internal(format!("exec task: {e}")))??;
+        let console_size = self.console_size;
+        let started = tokio::spawn(async move { m.exec_start(&id, false, console_size).await })
+            .await
+            .map_err(|e| ContainerError::internal(format!("exec task: {e}")))??;
         match started {
             ExecStream {
                 tty,
@@ -104,10 +110,11 @@ impl ExecSession {
                 // An exec's stdin always closes with the client's (no TTY).
                 let mode = StdinMode {
                     forward: stdin,
+                    tty,
                     close_with_client: true,
                     detach_keys: self.detach_keys,
                 };
-                let end = pump(client, stdio, tty, mode, done).await;
+                let end = pump(client, stdio, self.raw, mode, done).await;
                 if end == super::attach::PumpEnd::Detached {
                     self.manager.exec_detached(&self.id);
                 }
@@ -115,7 +122,7 @@ impl ExecSession {
             Err(e) => {
                 let (_, mut w) = tokio::io::split(client.io);
                 let mut text = format!("{e}\r\n").into_bytes();
-                if !self.tty {
+                if !self.raw {
                     text = stdcopy::frame(stdcopy::STDOUT, &text);
                 }
                 let _ = w.write_all(&text).await;
@@ -126,7 +133,7 @@ impl ExecSession {
 
     /// Output only, as a response body.
     pub async fn into_body(self) -> Result<ByteReceiver, ContainerError> {
-        let (tty, _stdin, stdio) = self
+        let (_tty, _stdin, stdio) = self
             .start()
             .await
             .map_err(|e| ContainerError::internal(e.to_string()))?;
@@ -136,7 +143,7 @@ impl ExecSession {
         let done = async move {
             let _ = m.exec_wait(&id, Duration::from_secs(5)).await;
         };
-        Ok(output_body(Vec::new(), Some(rx), tty, done))
+        Ok(output_body(Vec::new(), Some(rx), self.raw, done))
     }
 }
 
@@ -241,6 +248,14 @@ impl ContainerManager {
         if cfg.cmd.as_ref().is_none_or(|c| c.is_empty()) {
             return Err(ContainerError::invalid("No exec command specified"));
         }
+        // dockerd's text, and a plain error there (500), unlike attach's 400.
+        let detach_keys = match cfg.detach_keys.as_deref().filter(|k| !k.is_empty()) {
+            Some(k) => parse_detach_keys(k).map_err(|_| {
+                ContainerError::internal(format!("Invalid escape keys ({k}) provided"))
+            })?,
+            None => Vec::new(),
+        };
+        let link_env = self.link_env(&r)?;
         self.collect_execs(&r.id);
         let id = random_hex(64);
         let record = ExecRecord {
@@ -252,6 +267,8 @@ impl ContainerManager {
             exit_code: None,
             pid: 0,
             finished: None,
+            detach_keys,
+            link_env,
         };
         lock(&self.execs).insert(
             id.clone(),
@@ -267,8 +284,9 @@ impl ContainerManager {
         Ok(id)
     }
 
-    /// An attached `POST /exec/{id}/start`: the exec's TTY (`tty` overrides) and detach keys
-    /// are known before the connection is taken over.
+    /// An attached `POST /exec/{id}/start`: `tty` is the start request's (the framing of the
+    /// stream), known before the connection is taken over; its console size counts only
+    /// with it, as dockerd's.
     pub fn exec_session(
         self: &Arc<Self>,
         id: &str,
@@ -276,17 +294,13 @@ impl ContainerManager {
         console_size: Option<[u16; 2]>,
     ) -> Result<ExecSession, ContainerError> {
         let r = self.exec_get(id)?.snapshot();
-        let detach_keys = match r.config.detach_keys.as_deref().filter(|k| !k.is_empty()) {
-            Some(k) => parse_detach_keys(k)?,
-            None => DEFAULT_DETACH_KEYS.to_vec(),
-        };
+        let raw = tty.unwrap_or(false);
         Ok(ExecSession {
             manager: self.clone(),
             id: id.to_string(),
-            tty: tty.unwrap_or(false) || r.config.tty.unwrap_or(false),
-            start_tty: tty,
-            console_size,
-            detach_keys,
+            raw,
+            console_size: console_size.filter(|_| raw),
+            detach_keys: r.detach_keys,
         })
     }
 
@@ -296,7 +310,8 @@ impl ContainerManager {
         let cmd = r.config.cmd.clone().unwrap_or_default();
         Ok(ExecInspectResponse {
             can_remove: Some(false),
-            detach_keys: Some(r.config.detach_keys.clone().unwrap_or_default()),
+            // dockerd's `[]byte`: the parsed keys, base64 in JSON.
+            detach_keys: Some(base64_std(&r.detach_keys)),
             id: Some(r.id.clone()),
             running: Some(r.running),
             exit_code: r.exit_code,
@@ -366,7 +381,6 @@ impl ContainerManager {
         self: &Arc<Self>,
         id: &str,
         detach: bool,
-        tty_override: Option<bool>,
         console_size: Option<[u16; 2]>,
     ) -> Result<ExecStream, ContainerError> {
         let exec = self.exec_get(id)?;
@@ -401,13 +415,22 @@ impl ContainerManager {
         if rec.state.status != Status::Running {
             return Err(fail(ContainerError::not_running(&container_id)));
         }
-        let tty = tty_override.unwrap_or(false) || cfg.tty.unwrap_or(false);
+        // The process's TTY is the create request's (the start's only frames the stream);
+        // without a console size at start, the create's.
+        let tty = cfg.tty.unwrap_or(false);
+        let console_size = console_size.or_else(|| {
+            cfg.console_size
+                .as_ref()
+                .filter(|v| v.len() == 2 && v[0] > 0 && v[1] > 0)
+                .map(|v| [v[0] as u16, v[1] as u16])
+        });
+        let link_env = lock(&exec.record).link_env.clone();
         let stdin = cfg.attach_stdin.unwrap_or(false);
         let prepared = {
             let this = self.clone();
             let rec = rec.clone();
             let cfg = cfg.clone();
-            tokio::task::spawn_blocking(move || this.exec_process(&rec, &cfg, tty))
+            tokio::task::spawn_blocking(move || this.exec_process(&rec, &cfg, &link_env, tty))
                 .await
                 .map_err(|e| ContainerError::internal(format!("exec task: {e}")))
                 .and_then(|r| r)
@@ -459,8 +482,22 @@ impl ContainerManager {
         &self,
         r: &super::record::Record,
         cfg: &ExecConfig,
+        link_env: &[String],
         tty: bool,
     ) -> Result<PreparedExec, ContainerError> {
+        // The links' variables come before the container's own, which override them
+        // (moby's `CreateDaemonEnvironment`).
+        let with_links;
+        let r = if link_env.is_empty() {
+            r
+        } else {
+            let mut c = r.clone();
+            let mut env = link_env.to_vec();
+            env.extend(c.config.env.take().unwrap_or_default());
+            c.config.env = Some(env);
+            with_links = c;
+            &with_links
+        };
         let inputs = self.spec_inputs(r);
         let opts = inputs.options(r, [0; 4].map(|_| spec::Namespace::Host), None);
         let p = ExecProcess {
@@ -504,6 +541,12 @@ impl ContainerManager {
     }
 }
 
+/// Go's encoding of a `[]byte` in JSON: standard base64 with padding.
+fn base64_std(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
 /// Exec instances of every container, by ID.
 pub type ExecTable = HashMap<String, Arc<Exec>>;
 
@@ -518,5 +561,13 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(cmd_text(&cfg), "sh -c true");
+    }
+
+    #[test]
+    fn detach_keys_show_as_go_bytes() {
+        assert_eq!(base64_std(&[16, 17]), "EBE=");
+        assert_eq!(base64_std(&[16]), "EA==");
+        assert_eq!(base64_std(b"abc"), "YWJj");
+        assert_eq!(base64_std(&[]), "");
     }
 }

@@ -350,7 +350,7 @@ impl ContainerManager {
             done: false,
         };
         let started =
-            tokio::time::timeout(START_TIMEOUT, self.exec_start(&exec_id, false, None, None)).await;
+            tokio::time::timeout(START_TIMEOUT, self.exec_start(&exec_id, false, None)).await;
         let stream = match started {
             Err(_) => {
                 return Err(format!(

@@ -177,6 +177,7 @@ impl ContainerManager {
             }
         };
         self.write_network_files(r, &attached)?;
+        self.update_link_parents(r);
         Ok(Some(netns))
     }
 
@@ -213,10 +214,9 @@ impl ContainerManager {
                 }
             }
         }
-        for link in r.host_config.links.iter().flatten() {
-            if let Some((target, ip)) = self.link_target(link) {
-                hosts.push_str(&format!("{ip}\t{target}\n"));
-            }
+        // Legacy links, on the default bridge only (moby's `addLegacyLinks`).
+        if attached.iter().any(|a| a.network_name == "bridge") {
+            hosts.push_str(&self.link_hosts(r)?);
         }
         let domain = r.config.domainname.clone().unwrap_or_default();
         for a in attached {
@@ -290,70 +290,233 @@ impl ContainerManager {
             .and_then(|n| n.pool_v4().map(|p| p.gateway))
     }
 
-    /// A legacy `--link name:alias`: the alias and the linked container's default-bridge IP.
-    fn link_target(&self, link: &str) -> Option<(String, IpAddr)> {
-        let (name, alias) = parse_link(link);
-        let c = self.get(name).ok()?;
-        let ip = self
-            .network
-            .attached(&c.id)
-            .into_iter()
-            .find_map(|a| a.endpoint.ipv4)?;
-        let label = if alias == name {
-            name.to_string()
-        } else {
-            format!("{alias} {name}")
+    /// At create, moby's `registerLinks`: each `HostConfig.Links` entry names an existing
+    /// container (followed through `container:` network modes), which is stored as
+    /// `/<child ID>:/<name>/<alias>` so that renames and inspect find it again. Links are not
+    /// registered on user-defined networks (there the CLI sends them as the endpoint's
+    /// `Links`, aliases for the embedded DNS).
+    pub(super) fn register_links(
+        &self,
+        host: &HostConfig,
+    ) -> Result<Vec<(String, String)>, ContainerError> {
+        let links = host.links.as_deref().unwrap_or(&[]);
+        let mode = host.network_mode.clone().unwrap_or_default();
+        if links.is_empty() || is_user_defined(&mode) {
+            return Ok(Vec::new());
+        }
+        if mode == "host" {
+            return Err(ContainerError::invalid(CONFLICT_HOST_LINKS));
+        }
+        if mode == "container" || mode.starts_with("container:") {
+            return Err(ContainerError::invalid(
+                "conflicting options: container type network can't be used with links. This would result in undefined behavior",
+            ));
+        }
+        let get = |name: &str| {
+            self.get(name).map_err(|e| {
+                let kind = if e.kind() == ErrorKind::NotFound {
+                    // Not a 404: the CLI would take it for a missing image and pull.
+                    ErrorKind::InvalidParameter
+                } else {
+                    e.kind()
+                };
+                ContainerError::new(kind, format!("could not get container for {name}: {e}"))
+            })
         };
-        Some((label, IpAddr::V4(ip)))
+        let mut out: Vec<(String, String)> = Vec::new();
+        for l in links {
+            let (name, alias) = parse_link(l)?;
+            let mut child = get(&name)?.record();
+            while let Some(cid) = child
+                .host_config
+                .network_mode
+                .as_deref()
+                .and_then(|m| m.strip_prefix("container:"))
+                .map(str::to_string)
+            {
+                child = get(&cid)?.record();
+            }
+            if child.host_config.network_mode.as_deref() == Some("host") {
+                return Err(ContainerError::invalid(CONFLICT_HOST_LINKS));
+            }
+            // A second link under the same alias is ignored, as dockerd's name reservation.
+            if !out.iter().any(|(_, a)| *a == alias) {
+                out.push((child.id.clone(), alias));
+            }
+        }
+        Ok(out)
     }
 
-    /// The environment of legacy links (moby's `links.Link.ToEnv`): for `--link db:alias`,
-    /// `ALIAS_NAME=/<me>/alias`, the linked container's own variables as `ALIAS_ENV_<KEY>`,
-    /// and per exposed port `ALIAS_PORT_<port>_<PROTO>[_ADDR|_PORT|_PROTO]`, with
-    /// `ALIAS_PORT` for the lowest one.
-    pub(super) fn link_env(&self, r: &Record) -> Vec<String> {
-        let mut env = Vec::new();
-        for link in r.host_config.links.iter().flatten() {
-            let (name, alias) = parse_link(link);
-            let Ok(c) = self.get(name) else { continue };
-            let other = c.record();
-            let Some(ip) = self
-                .network
-                .attached(&other.id)
+    /// A container's registered legacy links: the linked container and the alias. Links to
+    /// containers that are gone are left out.
+    fn links_of(&self, r: &Record) -> Vec<(Arc<super::manager::Container>, String)> {
+        let mode = r.host_config.network_mode.clone().unwrap_or_default();
+        if is_user_defined(&mode) {
+            return Vec::new();
+        }
+        r.host_config
+            .links
+            .iter()
+            .flatten()
+            .filter_map(|l| parse_link(l).ok())
+            .filter_map(|(name, alias)| self.get(&name).ok().map(|c| (c, alias)))
+            .collect()
+    }
+
+    /// The names legacy links give containers (dockerd reserves `/<parent>/<alias>` for the
+    /// linked container): by linked container ID, for `ps`'s `Names`.
+    pub(super) fn link_names(&self) -> HashMap<String, Vec<String>> {
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        for parent in self.all().into_iter().map(|c| c.record()) {
+            for (c, alias) in self.links_of(&parent) {
+                out.entry(c.id.clone())
+                    .or_default()
+                    .push(format!("/{}/{alias}", parent.name));
+            }
+        }
+        out
+    }
+
+    /// Inspect's `HostConfig.Links`: `/<child name>:/<name>/<alias>` per registered link, as
+    /// dockerd builds them from its link index (`None` without any).
+    pub(super) fn links_view(&self, r: &Record) -> Option<Vec<String>> {
+        let v: Vec<String> = self
+            .links_of(r)
+            .into_iter()
+            .map(|(c, alias)| format!("/{}:/{}/{alias}", c.record().name, r.name))
+            .collect();
+        (!v.is_empty()).then_some(v)
+    }
+
+    /// The `/etc/hosts` lines of legacy links (moby's `addLegacyLinks`): the linked
+    /// container's default-bridge addresses as `<ip>\t<alias> <hostname>[ <name>]`.
+    fn link_hosts(&self, r: &Record) -> Result<String, ContainerError> {
+        let mut out = String::new();
+        for (c, alias) in self.links_of(r) {
+            let child = c.record();
+            if !child.networks.contains_key("bridge") {
+                return Err(ContainerError::internal(format!(
+                    "Cannot link to /{}, as it does not belong to the default network",
+                    child.name
+                )));
+            }
+            let mut names = format!(
+                "{alias} {}",
+                child.config.hostname.clone().unwrap_or_default()
+            );
+            if alias != child.name {
+                names.push(' ');
+                names.push_str(&child.name);
+            }
+            if let Some(e) = self.bridge_endpoint(&child.id) {
+                if let Some(ip) = e.ipv4 {
+                    out.push_str(&format!("{ip}\t{names}\n"));
+                }
+                if let Some(ip) = e.ipv6 {
+                    out.push_str(&format!("{ip}\t{names}\n"));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A container's endpoint on the default bridge, while it runs.
+    fn bridge_endpoint(&self, id: &str) -> Option<crate::network::record::Endpoint> {
+        self.network
+            .attached(id)
+            .into_iter()
+            .find(|a| a.network_name == "bridge")
+            .map(|a| a.endpoint)
+    }
+
+    /// A container joined the default bridge: the running containers that link to it get
+    /// its new address in their `/etc/hosts` (moby's `UpdateHostsEntry` for each parent),
+    /// written in place, as the file is bind-mounted.
+    pub(super) fn update_link_parents(&self, r: &Record) {
+        let Some(e) = self.bridge_endpoint(&r.id) else {
+            return;
+        };
+        for parent in self.all().into_iter().map(|c| c.record()) {
+            if parent.id == r.id || !parent.state.status.is_running() {
+                continue;
+            }
+            let aliases: Vec<String> = self
+                .links_of(&parent)
                 .into_iter()
-                .find_map(|a| a.endpoint.ipv4)
-            else {
+                .filter(|(c, _)| c.id == r.id)
+                .map(|(_, a)| a)
+                .collect();
+            if aliases.is_empty() {
+                continue;
+            }
+            let Ok(mut text) = std::fs::read_to_string(&parent.hosts_path) else {
                 continue;
             };
-            let prefix = alias.to_ascii_uppercase().replace('-', "_");
-            env.push(format!("{prefix}_NAME=/{}/{alias}", r.name));
-            let mut ports: Vec<(u16, Proto)> = other
+            for alias in &aliases {
+                if let Some(ip) = e.ipv4 {
+                    text = update_hosts_entry(&text, alias, &ip.to_string());
+                }
+                if let Some(ip) = e.ipv6 {
+                    text = update_hosts_entry(&text, alias, &ip.to_string());
+                }
+            }
+            if let Err(err) = std::fs::write(&parent.hosts_path, text) {
+                tracing::warn!(
+                    "update /etc/hosts of {} for link {}: {err}",
+                    parent.id,
+                    r.id
+                );
+            }
+        }
+    }
+
+    /// The environment of legacy links (moby's `setupLinkedContainers` and
+    /// `links.Link.ToEnv`), for a container on the default bridge: per link, the linked
+    /// container's ports, name and variables. A linked container that is not running fails
+    /// the start (or exec) with dockerd's text.
+    pub(super) fn link_env(&self, r: &Record) -> Result<Vec<String>, ContainerError> {
+        if !r.networks.contains_key("bridge") {
+            return Ok(Vec::new());
+        }
+        let mut env = Vec::new();
+        for (c, alias) in self.links_of(r) {
+            let child = c.record();
+            let full = format!("/{}/{alias}", r.name);
+            if !child.state.status.is_running() {
+                return Err(ContainerError::internal(format!(
+                    "Cannot link to a non running container: /{} AS {full}",
+                    child.name
+                )));
+            }
+            if !child.networks.contains_key("bridge") {
+                return Err(ContainerError::internal(format!(
+                    "container {} not attached to default bridge network",
+                    child.id
+                )));
+            }
+            let ip = self
+                .bridge_endpoint(&child.id)
+                .and_then(|e| e.ipv4)
+                .map(|i| i.to_string())
+                .unwrap_or_default();
+            let ports: Vec<(u16, String)> = child
                 .config
                 .exposed_ports
                 .iter()
                 .flatten()
-                .filter_map(|p| split_port(p))
+                .filter_map(|p| {
+                    let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+                    Some((port.parse().ok()?, proto.to_string()))
+                })
                 .collect();
-            ports.sort();
-            if let Some((p, proto)) = ports.first() {
-                env.push(format!("{prefix}_PORT={}://{ip}:{p}", proto.as_str()));
-            }
-            for (p, proto) in &ports {
-                let key = format!("{prefix}_PORT_{p}_{}", proto.as_str().to_ascii_uppercase());
-                env.push(format!("{key}={}://{ip}:{p}", proto.as_str()));
-                env.push(format!("{key}_ADDR={ip}"));
-                env.push(format!("{key}_PORT={p}"));
-                env.push(format!("{key}_PROTO={}", proto.as_str()));
-            }
-            for kv in other.config.env.iter().flatten() {
-                let key = kv.split('=').next().unwrap_or("");
-                if matches!(key, "HOME" | "PATH" | "HOSTNAME") || key.is_empty() {
-                    continue;
-                }
-                env.push(format!("{prefix}_ENV_{kv}"));
-            }
+            env.extend(link_to_env(
+                &full,
+                &ip,
+                ports,
+                child.config.env.as_deref().unwrap_or(&[]),
+            ));
         }
-        env
+        Ok(env)
     }
 
     /// Inspect's `NetworkSettings.Networks` and `Ports`.
@@ -495,12 +658,128 @@ impl ContainerManager {
     }
 }
 
-/// A legacy `--link name:alias` (`/name:/me/alias` as the API stores it): name and alias.
-fn parse_link(link: &str) -> (&str, &str) {
-    match link.split_once(':') {
-        Some((n, a)) => (n.trim_start_matches('/'), a.rsplit('/').next().unwrap_or(a)),
-        None => (link.trim_start_matches('/'), link.trim_start_matches('/')),
+/// Registered links as the record keeps them: `/<child ID>:/<name>/<alias>`.
+pub(super) fn stored_links(links: &[(String, String)], name: &str) -> Vec<String> {
+    links
+        .iter()
+        .map(|(id, alias)| format!("/{id}:/{name}/{alias}"))
+        .collect()
+}
+
+const CONFLICT_HOST_LINKS: &str = "conflicting options: host type networking can't be used with links. This would result in undefined behavior";
+
+/// moby's `NetworkMode.IsUserDefined`.
+fn is_user_defined(mode: &str) -> bool {
+    !matches!(
+        mode,
+        "" | "default" | "bridge" | "host" | "none" | "container"
+    ) && !mode.starts_with("container:")
+}
+
+/// moby's `opts.ParseLink`: `name:alias`, `name`, or `/name:/me/alias` as stored; the
+/// name (without its `/`) and the alias (its last path element).
+pub(super) fn parse_link(link: &str) -> Result<(String, String), ContainerError> {
+    if link.is_empty() {
+        return Err(ContainerError::internal("empty string specified for links"));
     }
+    let parts: Vec<&str> = link.split(':').collect();
+    let base = |a: &str| a.rsplit('/').next().unwrap_or(a).to_string();
+    match parts.as_slice() {
+        [one] => Ok((one.trim_start_matches('/').to_string(), base(one))),
+        [name, alias] => match name.strip_prefix('/') {
+            Some(n) => Ok((n.to_string(), base(alias))),
+            None => Ok((name.to_string(), base(alias))),
+        },
+        _ => Err(ContainerError::internal(format!(
+            "bad format for links: {link}"
+        ))),
+    }
+}
+
+/// moby's `links.Link.ToEnv` for the link `full` (`/<me>/<alias>`) to a container at `ip`
+/// with these exposed ports and variables.
+fn link_to_env(
+    full: &str,
+    ip: &str,
+    mut ports: Vec<(u16, String)>,
+    child_env: &[String],
+) -> Vec<String> {
+    let alias = full
+        .rsplit('/')
+        .next()
+        .unwrap_or(full)
+        .to_uppercase()
+        .replace('-', "_");
+    // TCP first, then by protocol name; by number within one.
+    ports.sort_by(|(pa, a), (pb, b)| {
+        let (ta, tb) = (a.eq_ignore_ascii_case("tcp"), b.eq_ignore_ascii_case("tcp"));
+        if a.eq_ignore_ascii_case(b) {
+            pa.cmp(pb)
+        } else if ta {
+            std::cmp::Ordering::Less
+        } else if tb {
+            std::cmp::Ordering::Greater
+        } else {
+            a.to_lowercase().cmp(&b.to_lowercase())
+        }
+    });
+    let mut env = Vec::new();
+    let mut start = 0usize;
+    let mut end = 0usize;
+    for (i, (num, proto)) in ports.iter().enumerate() {
+        if i == 0 {
+            env.push(format!("{alias}_PORT={proto}://{ip}:{num}"));
+        }
+        let prefix = format!("{alias}_PORT_{num}_{}", proto.to_uppercase());
+        env.push(format!("{prefix}={proto}://{ip}:{num}"));
+        env.push(format!("{prefix}_ADDR={ip}"));
+        env.push(format!("{prefix}_PORT={num}"));
+        env.push(format!("{prefix}_PROTO={proto}"));
+        // A range: consecutive numbers of the same protocol.
+        let (end_num, _) = &ports[end];
+        if *num as u32 == *end_num as u32 + 1 && proto.eq_ignore_ascii_case(&ports[start].1) {
+            end = i;
+            if i < ports.len() - 1 {
+                continue;
+            }
+        }
+        if ports[end] != ports[start] {
+            let (sn, sp) = &ports[start];
+            let (en, ep) = &ports[end];
+            let prefix = format!("{alias}_PORT_{sn}_{}", sp.to_uppercase());
+            env.push(format!("{prefix}_START={sp}://{ip}:{sn}"));
+            env.push(format!("{prefix}_PORT_START={sn}"));
+            env.push(format!("{prefix}_END={ep}://{ip}:{en}"));
+            env.push(format!("{prefix}_PORT_END={en}"));
+        }
+        start = i;
+        end = i;
+    }
+    env.push(format!("{alias}_NAME={full}"));
+    for kv in child_env {
+        let Some((k, v)) = kv.split_once('=') else {
+            continue;
+        };
+        if k == "HOME" || k == "PATH" {
+            continue;
+        }
+        env.push(format!("{alias}_ENV_{k}={v}"));
+    }
+    env
+}
+
+/// libnetwork's `etchosts.Update`: the address of each line whose first name is `name`.
+fn update_hosts_entry(text: &str, name: &str, ip: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let replaced = line.split_once('\t').and_then(|(_, rest)| {
+            let first = rest.split(|c: char| c.is_whitespace() || c == '.').next()?;
+            let after = &rest[first.len()..];
+            (first == name && !after.is_empty()).then(|| format!("{ip}\t{rest}"))
+        });
+        out.push_str(replaced.as_deref().unwrap_or(line));
+    }
+    out
 }
 
 fn mode_is(mode: &str, name: &str, m: &ContainerManager) -> bool {
@@ -540,6 +819,13 @@ pub(super) fn endpoint_request(name: &str, s: &EndpointSettings) -> EndpointRequ
             .filter(|i| !i.is_empty())
             .unwrap_or_else(|| name.to_string()),
         aliases: s.aliases.clone().unwrap_or_default(),
+        links: s
+            .links
+            .iter()
+            .flatten()
+            .filter_map(|l| parse_link(l).ok())
+            .map(|(name, alias)| (alias, name))
+            .collect(),
         ipv4: ipam.ipv4_address.as_deref().and_then(|a| a.parse().ok()),
         ipv6: ipam.ipv6_address.as_deref().and_then(|a| a.parse().ok()),
         mac: s.mac_address.clone().filter(|m| !m.is_empty()),
@@ -648,4 +934,89 @@ pub(super) fn port_requests(r: &Record) -> Result<Vec<PortRequest>, ContainerErr
 fn parse_port(s: &str) -> Result<u16, ContainerError> {
     s.parse::<u16>()
         .map_err(|_| ContainerError::invalid(format!("invalid port specification: \"{s}\"")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_parse_as_moby() {
+        let p = |l: &str| parse_link(l).unwrap();
+        assert_eq!(p("db:alias"), ("db".into(), "alias".into()));
+        assert_eq!(p("db"), ("db".into(), "db".into()));
+        assert_eq!(p("/db:/web/alias"), ("db".into(), "alias".into()));
+        assert_eq!(
+            parse_link("a:b:c").unwrap_err().to_string(),
+            "bad format for links: a:b:c"
+        );
+        assert_eq!(
+            parse_link("").unwrap_err().to_string(),
+            "empty string specified for links"
+        );
+        assert!(is_user_defined("mynet"));
+        assert!(!is_user_defined("bridge") && !is_user_defined("container:x"));
+    }
+
+    #[test]
+    fn link_env_as_moby_to_env() {
+        let ports = vec![
+            (6380, "udp".to_string()),
+            (6379, "tcp".to_string()),
+            (6381, "tcp".to_string()),
+            (6380, "tcp".to_string()),
+        ];
+        let env = link_to_env(
+            "/web/my-db",
+            "172.17.0.2",
+            ports,
+            &[
+                "PATH=/bin".into(),
+                "A=b=c".into(),
+                "HOME=/root".into(),
+                "BARE".into(),
+            ],
+        );
+        let want = [
+            "MY_DB_PORT=tcp://172.17.0.2:6379",
+            "MY_DB_PORT_6379_TCP=tcp://172.17.0.2:6379",
+            "MY_DB_PORT_6379_TCP_ADDR=172.17.0.2",
+            "MY_DB_PORT_6379_TCP_PORT=6379",
+            "MY_DB_PORT_6379_TCP_PROTO=tcp",
+            "MY_DB_PORT_6380_TCP=tcp://172.17.0.2:6380",
+            "MY_DB_PORT_6380_TCP_ADDR=172.17.0.2",
+            "MY_DB_PORT_6380_TCP_PORT=6380",
+            "MY_DB_PORT_6380_TCP_PROTO=tcp",
+            "MY_DB_PORT_6381_TCP=tcp://172.17.0.2:6381",
+            "MY_DB_PORT_6381_TCP_ADDR=172.17.0.2",
+            "MY_DB_PORT_6381_TCP_PORT=6381",
+            "MY_DB_PORT_6381_TCP_PROTO=tcp",
+            // The range is told at the first port after it (moby's loop), here the UDP one.
+            "MY_DB_PORT_6380_UDP=udp://172.17.0.2:6380",
+            "MY_DB_PORT_6380_UDP_ADDR=172.17.0.2",
+            "MY_DB_PORT_6380_UDP_PORT=6380",
+            "MY_DB_PORT_6380_UDP_PROTO=udp",
+            "MY_DB_PORT_6379_TCP_START=tcp://172.17.0.2:6379",
+            "MY_DB_PORT_6379_TCP_PORT_START=6379",
+            "MY_DB_PORT_6379_TCP_END=tcp://172.17.0.2:6381",
+            "MY_DB_PORT_6379_TCP_PORT_END=6381",
+            "MY_DB_NAME=/web/my-db",
+            "MY_DB_ENV_A=b=c",
+        ];
+        assert_eq!(env, want);
+        assert_eq!(
+            link_to_env("/web/db", "", Vec::new(), &[]),
+            ["DB_NAME=/web/db"]
+        );
+    }
+
+    #[test]
+    fn hosts_entries_update_by_first_name() {
+        let text =
+            "127.0.0.1\tlocalhost\n172.17.0.2\tdb abc db2\n172.17.0.3\tdbx\n172.17.0.4\tother db\n";
+        assert_eq!(
+            update_hosts_entry(text, "db", "172.17.0.9"),
+            "127.0.0.1\tlocalhost\n172.17.0.9\tdb abc db2\n172.17.0.3\tdbx\n172.17.0.4\tother db\n"
+        );
+    }
 }

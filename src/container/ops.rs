@@ -65,6 +65,10 @@ impl ContainerManager {
                 size_root_fs,
             };
             let mut v = inspect(&r, &x);
+            // dockerd's view of its link index (`/<child>:/<name>/<alias>`), not the stored form.
+            if let Some(h) = v.get_mut("HostConfig").and_then(|h| h.as_object_mut()) {
+                h.insert("Links".to_string(), serde_json::json!(this.links_view(&r)));
+            }
             let ids = this.exec_ids(&r.id);
             if !ids.is_empty() {
                 v["ExecIDs"] = serde_json::json!(ids);
@@ -98,6 +102,7 @@ impl ContainerManager {
         let before = f.get("before").next().map(created_of).transpose()?;
         let since = f.get("since").next().map(created_of).transpose()?;
         let all = opts.all || opts.limit.is_some() || before.is_some() || since.is_some();
+        let link_names = self.link_names();
         let mut out = Vec::new();
         for (_, c) in containers {
             let picked = c.with_record(|r| {
@@ -114,6 +119,12 @@ impl ContainerManager {
                     return None;
                 }
                 let mut s = list::summary(r, now);
+                if let Some(more) = link_names.get(&r.id) {
+                    // dockerd's names of a container, sorted: its own and its link names.
+                    let names = s.names.get_or_insert_with(Vec::new);
+                    names.extend(more.iter().cloned());
+                    names.sort();
+                }
                 let ports = self.port_summary(r);
                 if f.contains("publish") && !f.get("publish").any(|p| port_filter(p, &ports, true))
                 {

@@ -102,10 +102,19 @@ impl ContainerManager {
         let prepared = {
             let this = self.clone();
             let mut record = record.clone();
-            // Legacy links' variables join the process environment of this run only.
-            let links = self.link_env(&record);
+            // Legacy links' variables join the process environment of this run only,
+            // before the container's own (which override them, as moby's
+            // `CreateDaemonEnvironment`).
+            let mut links = match self.link_env(&record) {
+                Ok(l) => l,
+                Err(e) => {
+                    self.fail_start(c, &e, 0);
+                    return Err(e);
+                }
+            };
             if !links.is_empty() {
-                record.config.env.get_or_insert_with(Vec::new).extend(links);
+                links.extend(record.config.env.take().unwrap_or_default());
+                record.config.env = Some(links);
             }
             tokio::task::spawn_blocking(move || this.prepare_start(&record, joined))
                 .await

@@ -40,6 +40,9 @@ pub struct Endpoint {
     /// The names the embedded DNS answers for (container name, aliases, short ID, hostname).
     pub dns_names: Vec<String>,
     pub aliases: Vec<String>,
+    /// Link aliases of this container's lookups (alias → container name), user networks.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub links: BTreeMap<String, String>,
     pub ifname: String,
     pub host_veth: String,
     pub mac: String,

@@ -55,6 +55,9 @@ pub struct EndpointRequest {
     /// The network's name or ID.
     pub network: String,
     pub aliases: Vec<String>,
+    /// The endpoint's `Links` (`name:alias`, user networks): alias → container name, for
+    /// this container's lookups only (libnetwork's `CreateOptionAlias`).
+    pub links: BTreeMap<String, String>,
     pub ipv4: Option<Ipv4Addr>,
     pub ipv6: Option<std::net::Ipv6Addr>,
     pub mac: Option<String>,
@@ -1157,6 +1160,11 @@ impl NetworkService {
                     dns_names
                 },
                 aliases: nreq.aliases.clone(),
+                links: if net.is_default_bridge() {
+                    BTreeMap::new()
+                } else {
+                    nreq.links.clone()
+                },
                 ifname: ifname.to_string(),
                 host_veth: format!("veth{}", &random_hex(8)[..7]),
                 mac: ipam::mac_string(&mac),
@@ -1565,6 +1573,36 @@ impl NetworkService {
             .values()
             .filter(|n| !n.predefined && n.endpoints.contains_key(asker))
             .collect();
+        let ip_of = |e: &Endpoint| {
+            if v6 {
+                e.ipv6.map(IpAddr::V6)
+            } else {
+                e.ipv4.map(IpAddr::V4)
+            }
+        };
+        // The asker's link aliases first (libnetwork's `resolveName` with `lookupAlias`):
+        // `alias` (or `alias.<network>`) is the linked container's name on that network.
+        for n in &mine {
+            let bare = name
+                .strip_suffix(&format!(".{}", n.name.to_ascii_lowercase()))
+                .unwrap_or(&name);
+            let Some(target) = n.endpoints.get(asker).and_then(|e| {
+                e.links
+                    .iter()
+                    .find(|(a, _)| a.to_ascii_lowercase() == bare)
+                    .map(|(_, t)| t.to_ascii_lowercase())
+            }) else {
+                continue;
+            };
+            let hits: Vec<&Endpoint> = n
+                .endpoints
+                .values()
+                .filter(|e| e.dns_names.iter().any(|d| d.to_ascii_lowercase() == target))
+                .collect();
+            if !hits.is_empty() {
+                return Some(hits.into_iter().filter_map(ip_of).collect());
+            }
+        }
         let mut found = false;
         let mut ips = Vec::new();
         for n in &mine {
