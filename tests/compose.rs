@@ -362,16 +362,12 @@ fn compose_project_comes_up_wired_and_goes_without_a_trace() {
     ] {
         assert!(err.contains(want), "{want}: {err}");
     }
-    let until = (common::now_secs() + 1).to_string();
-    let events = ok(b.docker_out(&[
-        "events",
-        "--since",
+    let events = common::events_text(
+        &b,
         &since,
-        "--until",
-        &until,
-        "--format",
+        &[],
         "{{.TimeNano}} {{.Action}} {{.Actor.Attributes.name}}",
-    ]));
+    );
     let at = |what: &str| -> u128 {
         events
             .lines()

@@ -26,16 +26,7 @@ fn now_nanos() -> String {
 
 /// `docker events --since since --until <now+1s> <filters>` as JSON objects.
 fn events(b: &Berthd, since: &str, filters: &[&str]) -> Vec<Value> {
-    let until = (common::now_secs() + 1).to_string();
-    let mut args = vec!["events", "--since", since, "--until", &until];
-    for f in filters {
-        args.push("--filter");
-        args.push(f);
-    }
-    args.extend_from_slice(&["--format", "{{json .}}"]);
-    let out = b.docker_out(&args);
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out)
+    common::events_text(b, since, filters, "{{json .}}")
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()

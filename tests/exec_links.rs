@@ -289,18 +289,12 @@ fn exec_detach_keys_from_create() {
     std::thread::sleep(Duration::from_millis(300));
     let i = exec_inspect(&b, &id);
     assert_eq!(i["Running"], true, "{i}");
-    let until = (common::now_secs() + 1).to_string();
-    let events = stdout(&b.docker_out(&[
-        "events",
-        "--since",
+    let events = common::events_text(
+        &b,
         &since,
-        "--until",
-        &until,
-        "--filter",
-        "event=exec_detach",
-        "--format",
+        &["event=exec_detach"],
         "{{.Action}} {{.Actor.Attributes.execID}}",
-    ]));
+    );
     assert_eq!(events.trim(), format!("exec_detach {id}"));
 
     // Without keys, the default ctrl-p ctrl-q; a ctrl-p that is not followed by ctrl-q is

@@ -158,18 +158,7 @@ fn passing_failing_and_start_period_checks() {
     );
 
     // Events: the status changes, and the probes' execs as dockerd reports them.
-    let until = (common::now_secs() + 1).to_string();
-    let events = stdout(&b.docker_out(&[
-        "events",
-        "--since",
-        &since,
-        "--until",
-        &until,
-        "--filter",
-        "container=hc-bad",
-        "--format",
-        "{{.Action}}",
-    ]));
+    let events = common::events_text(&b, &since, &["container=hc-bad"], "{{.Action}}");
     let actions: Vec<&str> = events.lines().collect();
     assert!(actions.contains(&"health_status: unhealthy"), "{events}");
     assert!(!actions.contains(&"health_status: healthy"), "{events}");
@@ -182,17 +171,12 @@ fn passing_failing_and_start_period_checks() {
         "{events}"
     );
     assert!(actions.contains(&"exec_die"), "{events}");
-    let filtered = stdout(&b.docker_out(&[
-        "events",
-        "--since",
+    let filtered = common::events_text(
+        &b,
         &since,
-        "--until",
-        &until,
-        "--filter",
-        "event=health_status",
-        "--format",
+        &["event=health_status"],
         "{{.Actor.Attributes.name}} {{.Action}}",
-    ]));
+    );
     let mut lines: Vec<&str> = filtered.lines().collect();
     lines.sort();
     assert_eq!(

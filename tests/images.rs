@@ -418,18 +418,12 @@ fn image_events_are_published() {
     let b = berthd_with_busybox(&[]);
     ok(b.docker_out(&["tag", "busybox", "ev:1"]));
     ok(b.docker_out(&["rmi", "ev:1"]));
-    let until = (common::now_secs() + 1).to_string();
-    let out = ok(b.docker_out(&[
-        "events",
-        "--since",
+    let out = common::events_text(
+        &b,
         "0",
-        "--until",
-        &until,
-        "--filter",
-        "type=image",
-        "--format",
+        &["type=image"],
         "{{.Action}} {{index .Actor.Attributes \"name\"}}",
-    ]));
+    );
     let lines: Vec<&str> = out.lines().collect();
     // As dockerd: only `tag` names the reference; import and untag name the image ID.
     let id = image_id(&b, "busybox");

@@ -1080,18 +1080,12 @@ fn ipv6_events_and_a_container_on_port_53() {
     ok(b.docker_out(&["network", "disconnect", "-f", "v6net", "a6"]));
     ok(b.docker_out(&["rm", "-f", "a6", "dns53"]));
     ok(b.docker_out(&["network", "rm", "v6net"]));
-    let until = (common::now_secs() + 1).to_string();
-    let ev = ok(b.docker_out(&[
-        "events",
-        "--since",
+    let ev = common::events_text(
+        &b,
         &since,
-        "--until",
-        &until,
-        "--filter",
-        "type=network",
-        "--format",
+        &["type=network"],
         "{{.Action}} {{.Actor.Attributes.name}}",
-    ]));
+    );
     let actions: Vec<&str> = ev.lines().collect();
     assert_eq!(actions.first().copied(), Some("create v6net"), "{ev}");
     assert_eq!(actions.last().copied(), Some("destroy v6net"), "{ev}");

@@ -119,20 +119,7 @@ fn push_rmi_pull_by_tag_and_by_digest() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["Descriptor"]["digest"], digest.as_str());
     // Pull and push events.
-    let until = (common::now_secs() + 1).to_string();
-    let ev = ok(b.docker_out(&[
-        "events",
-        "--since",
-        "0",
-        "--until",
-        &until,
-        "--filter",
-        "event=push",
-        "--filter",
-        "event=pull",
-        "--format",
-        "{{.Action}}",
-    ]));
+    let ev = common::events_text(&b, "0", &["event=push", "event=pull"], "{{.Action}}");
     assert!(
         ev.lines().filter(|l| *l == "push").count() >= 3 && ev.lines().any(|l| l == "pull"),
         "{ev}"

@@ -264,18 +264,12 @@ fn attach_and_detach_with_ctrl_p_ctrl_q() {
         .unwrap();
     let mut rest = Vec::new();
     let _ = conn.read_to_end(&mut rest);
-    let until = (common::now_secs() + 1).to_string();
-    let events = stdout(&b.docker_out(&[
-        "events",
-        "--since",
+    let events = common::events_text(
+        &b,
         &since,
-        "--until",
-        &until,
-        "--filter",
-        "event=exec_detach",
-        "--format",
+        &["event=exec_detach"],
         "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.execID}}",
-    ]));
+    );
     assert_eq!(
         events.trim(),
         format!("exec_detach att2 {exec_id}"),
@@ -545,18 +539,12 @@ fn stream_events() {
     let o = b.docker_out(&["exec", "se2", "sh", "-c", "exit 4"]);
     assert_eq!(o.status.code(), Some(4));
     ok(b.docker_out(&["rm", "-f", "se2"]));
-    let until = common::now_secs() + 1;
-    let out = ok(b.docker_out(&[
-        "events",
-        "--since",
-        &since.to_string(),
-        "--until",
-        &until.to_string(),
-        "--filter",
-        "type=container",
-        "--format",
+    let out = common::events_text(
+        &b,
+        &since,
+        &["type=container"],
         "{{.Action}} {{index .Actor.Attributes \"exitCode\"}}",
-    ]));
+    );
     assert!(out.contains("attach "), "{out}");
     assert!(
         out.lines()

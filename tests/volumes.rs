@@ -326,18 +326,12 @@ fn events_for_volumes() {
     ok(b.docker_out(&["volume", "create", "ev1"]));
     ok(b.docker_out(&["volume", "rm", "ev1"]));
     ok(b.docker_out(&["volume", "prune", "-f"]));
-    let until = common::now_secs() + 1;
-    let out = ok(b.docker_out(&[
-        "events",
-        "--since",
-        &since.to_string(),
-        "--until",
-        &until.to_string(),
-        "--filter",
-        "type=volume",
-        "--format",
+    let out = common::events_text(
+        &b,
+        &since,
+        &["type=volume"],
         "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.driver}}",
-    ]));
+    );
     let got: Vec<&str> = out.lines().collect();
     assert_eq!(got[0], "create ev1 local", "{out}");
     assert_eq!(got[1], "destroy ev1 local", "{out}");

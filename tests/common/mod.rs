@@ -888,3 +888,22 @@ pub fn compose(b: &Berthd, dir: &Path, project: &str, args: &[&str]) -> Output {
         .output()
         .unwrap()
 }
+
+/// `docker events --since <since> --until <now + 1 s> --filter … --format <format>`: its
+/// output, the command having succeeded.
+#[allow(dead_code)]
+pub fn events_text(
+    b: &Berthd,
+    since: impl std::fmt::Display,
+    filters: &[&str],
+    format: &str,
+) -> String {
+    let since = since.to_string();
+    let until = (now_secs() + 1).to_string();
+    let mut args = vec!["events", "--since", &since, "--until", &until];
+    for f in filters {
+        args.extend_from_slice(&["--filter", f]);
+    }
+    args.extend_from_slice(&["--format", format]);
+    ok(b.docker_out(&args))
+}
