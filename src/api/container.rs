@@ -247,13 +247,28 @@ fn filters(ctx: &Ctx<dyn ContainerBackend>) -> Result<Filters, ApiError> {
     Ok(Filters::parse(ctx.query.get("filters").unwrap_or(""))?)
 }
 
+/// A create request: bollard's body and the deprecated container-wide `MacAddress` it lacks.
+#[derive(serde::Deserialize)]
+struct CreateRequest {
+    #[serde(flatten)]
+    body: ContainerCreateBody,
+    #[serde(rename = "MacAddress", default)]
+    mac_address: Option<String>,
+}
+
 pub async fn create(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let name = opt(&ctx, "name");
     let limit = ctx.max_json_body;
     let backend = ctx.backend.clone();
     let (parts, body) = ctx.req.into_parts();
-    let body: ContainerCreateBody = read_json(&parts.headers, body, limit).await?;
-    let resp = backend.container_create(name, body).await?;
+    let CreateRequest {
+        mut body,
+        mac_address,
+    } = read_json(&parts.headers, body, limit).await?;
+    let warning =
+        crate::container::create::migrate_mac_address(&mut body, mac_address, ctx.version)?;
+    let mut resp = backend.container_create(name, body).await?;
+    resp.warnings.extend(warning);
     Ok(json_response(StatusCode::CREATED, &resp))
 }
 

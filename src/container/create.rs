@@ -23,6 +23,7 @@ use crate::image::config::RunConfig;
 use crate::util::fs::{atomic_write, ensure_dir};
 use crate::util::rand::random_hex;
 use crate::util::time::rfc3339_nano;
+use crate::version::ApiVersion;
 
 /// The default `/dev/shm` size (64 MiB), as dockerd stores it in `HostConfig.ShmSize`.
 pub const DEFAULT_SHM_SIZE: i64 = 64 << 20;
@@ -100,6 +101,93 @@ pub fn join_body(c: ContainerConfig, host: HostConfig) -> ContainerCreateBody {
         networking_config: None,
     }
 }
+
+/// moby's `handleMACAddressBC`: the container-wide `MacAddress` of a create request
+/// (deprecated since API 1.44; bollard's body has no field for it) moves to the endpoint
+/// config of the container's main network. Below 1.44 it is the only way to set a MAC (an
+/// endpoint's own is dropped); from 1.44 it must agree with the endpoint's, and the answer
+/// carries dockerd's deprecation warning.
+pub fn migrate_mac_address(
+    body: &mut ContainerCreateBody,
+    mac: Option<String>,
+    version: ApiVersion,
+) -> Result<Option<String>, ContainerError> {
+    let mac = mac.filter(|m| !m.is_empty());
+    let mode = body
+        .host_config
+        .as_ref()
+        .and_then(|h| h.network_mode.clone())
+        .unwrap_or_default();
+    let bridge_or_user =
+        !matches!(mode.as_str(), "host" | "none") && !mode.starts_with("container:");
+    let endpoints = body
+        .networking_config
+        .get_or_insert_with(Default::default)
+        .endpoints_config
+        .get_or_insert_with(HashMap::new);
+    let old_api = version < ApiVersion::new(1, 44);
+    let Some(mac) = mac else {
+        if old_api {
+            // The old API ignored endpoint MACs.
+            for ep in endpoints.values_mut() {
+                ep.mac_address = None;
+            }
+        }
+        return Ok(None);
+    };
+    if !bridge_or_user {
+        if old_api {
+            return Err(ContainerError::invalid(
+                "conflicting options: mac-address and the network mode",
+            ));
+        }
+        return Ok(Some(MAC_DEPRECATED.to_string()));
+    }
+    // moby's `epConfigForNetMode`.
+    let name = if mode.is_empty() {
+        "default".to_string()
+    } else {
+        mode.clone()
+    };
+    if endpoints.is_empty() {
+        endpoints.insert(name.clone(), Default::default());
+    }
+    let key = if old_api {
+        endpoints.keys().next().cloned()
+    } else {
+        // The CLI keys the default mode's endpoint `default`; create maps it to `bridge`.
+        let names: &[&str] = match name.as_str() {
+            "default" | "bridge" => &["default", "bridge"],
+            n => &[n],
+        };
+        names
+            .iter()
+            .find(|k| endpoints.contains_key(**k))
+            .map(|k| k.to_string())
+    };
+    let Some(ep) = key.and_then(|k| endpoints.get_mut(&k)) else {
+        return Err(ContainerError::invalid(
+            "unable to migrate container-wide MAC address to a specific network: HostConfig.NetworkMode must match the identity of a network in NetworkSettings.Networks",
+        ));
+    };
+    match ep.mac_address.as_deref().filter(|m| !m.is_empty()) {
+        None => ep.mac_address = Some(mac),
+        Some(m) if old_api || m.eq_ignore_ascii_case(&mac) => {
+            if old_api {
+                ep.mac_address = Some(mac);
+            }
+        }
+        Some(_) => {
+            return Err(ContainerError::invalid(
+                "the container-wide MAC address must match the endpoint-specific MAC address for the main network, or be left empty",
+            ))
+        }
+    }
+    Ok((!old_api).then(|| MAC_DEPRECATED.to_string()))
+}
+
+const MAC_DEPRECATED: &str =
+    "The container-wide MacAddress field is now deprecated. It should be specified in EndpointsConfig instead.";
 
 fn env_key(e: &str) -> &str {
     e.split_once('=').map(|(k, _)| k).unwrap_or(e)
@@ -642,6 +730,54 @@ impl ContainerManager {
         };
         record.save(&dir)?;
         Ok(record)
+    }
+}
+
+#[cfg(test)]
+mod mac_tests {
+    use super::*;
+
+    fn body(mode: &str) -> ContainerCreateBody {
+        ContainerCreateBody {
+            host_config: Some(HostConfig {
+                network_mode: Some(mode.to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn mac_of(b: &ContainerCreateBody, key: &str) -> Option<String> {
+        b.networking_config
+            .as_ref()?
+            .endpoints_config
+            .as_ref()?
+            .get(key)?
+            .mac_address
+            .clone()
+    }
+
+    #[test]
+    fn container_wide_mac_moves_to_the_main_endpoint() {
+        let v151 = ApiVersion::new(1, 51);
+        let mac = Some("02:42:ac:11:00:0a".to_string());
+        let mut b = body("");
+        let w = migrate_mac_address(&mut b, mac.clone(), v151).unwrap();
+        assert!(w.unwrap().contains("deprecated"));
+        assert_eq!(mac_of(&b, "default"), mac);
+        let mut b = body("mynet");
+        migrate_mac_address(&mut b, mac.clone(), ApiVersion::new(1, 43)).unwrap();
+        assert_eq!(mac_of(&b, "mynet"), mac);
+        // A different endpoint MAC is refused from 1.44; host networking takes none below it.
+        let mut b = body("mynet");
+        migrate_mac_address(&mut b, Some("02:00:00:00:00:01".into()), v151).unwrap();
+        assert!(migrate_mac_address(&mut b, mac.clone(), v151).is_err());
+        assert!(migrate_mac_address(&mut body("host"), mac, ApiVersion::new(1, 43)).is_err());
+        // Below 1.44 without one, endpoint MACs are dropped.
+        let mut b = body("mynet");
+        migrate_mac_address(&mut b, Some("02:00:00:00:00:01".into()), v151).unwrap();
+        migrate_mac_address(&mut b, None, ApiVersion::new(1, 43)).unwrap();
+        assert_eq!(mac_of(&b, "mynet"), None);
     }
 }
 
