@@ -536,7 +536,8 @@ impl ContainerManager {
                 driver_opts: cfg.driver_opts.clone(),
                 gw_priority: Some(cfg.gw_priority.unwrap_or(0)),
                 network_id: cfg.network_id.clone().or(Some(String::new())),
-                mac_address: Some(String::new()),
+                // The MAC asked for shows before the endpoint exists, as dockerd's.
+                mac_address: Some(cfg.mac_address.clone().unwrap_or_default()),
                 endpoint_id: Some(String::new()),
                 gateway: Some(String::new()),
                 ip_address: Some(String::new()),
