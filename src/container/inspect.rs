@@ -172,6 +172,11 @@ pub fn inspect(r: &Record, x: &InspectExtras) -> Value {
         m.insert("Created".to_string(), Value::String(r.created.clone()));
         if let Some(Value::Object(ns)) = m.get_mut("NetworkSettings") {
             legacy_network_fields(ns, x.networks.get("bridge"));
+            if let Some(Value::Object(nets)) = ns.get_mut("Networks") {
+                for e in nets.values_mut() {
+                    endpoint_nulls(e);
+                }
+            }
         }
         m.entry("ExecIDs").or_insert(Value::Null);
         // `State.Health`, likewise (its results carry dates).
@@ -183,6 +188,16 @@ pub fn inspect(r: &Record, x: &InspectExtras) -> Value {
         }
     }
     v
+}
+
+/// Go's `EndpointSettings` has no `omitempty`: every field is there, unset lists and maps as
+/// `null` (docker-py reads `Networks[n]['Aliases']` of a created container).
+fn endpoint_nulls(e: &mut Value) {
+    if let Value::Object(m) = e {
+        for k in ["IPAMConfig", "Links", "Aliases", "DriverOpts", "DNSNames"] {
+            m.entry(k).or_insert(Value::Null);
+        }
+    }
 }
 
 /// go-units' `HumanDuration`, as `docker ps` prints it.
