@@ -99,8 +99,7 @@ impl Daemon {
         let images = Arc::new(ImageService::new(Arc::new(store), events.clone()));
         images.set_registry_options(config.registry.clone());
         let host = HostInfo::probe();
-        let supervisor_exe = std::env::current_exe()
-            .map_err(|e| SystemError::io("find berthd's own binary".to_string(), e))?;
+        let supervisor_exe = crate::util::exe::self_exe();
         let network = NetworkService::open(
             config.network.clone(),
             &data_root,
@@ -395,9 +394,7 @@ impl SystemBackend for Daemon {
         if cg.version == CgroupVersion::V2 {
             security.push("name=cgroupns".to_string());
         }
-        let exe = std::env::current_exe()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "berthd".to_string());
+        let exe = crate::util::exe::name().to_string_lossy().into_owned();
         // berth's runtime, and dockerd's names for its default runtime that create accepts.
         let runtimes: HashMap<String, Runtime> = crate::container::create::RUNTIME_NAMES
             .iter()

@@ -363,7 +363,7 @@ fn compose_project_comes_up_wired_and_goes_without_a_trace() {
         assert!(err.contains(want), "{want}: {err}");
     }
     let events = common::events_text(
-        &b,
+        b,
         &since,
         &[],
         "{{.TimeNano}} {{.Action}} {{.Actor.Attributes.name}}",

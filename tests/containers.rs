@@ -837,3 +837,35 @@ fn network_none_gets_a_namespace_of_its_own_with_loopback_only() {
     ok(b.docker_out(&["rm", "-f", "isolated"]));
     assert!(!file.exists(), "{}", file.display());
 }
+
+/// A package upgrade replaces berthd's binary while it runs: containers still start and
+/// `docker cp` still works, because the helpers (supervisors, archive helpers) run the binary
+/// the daemon runs (`/proc/self/exe`), not whatever its path names now.
+#[test]
+fn helpers_run_even_when_the_binary_file_is_gone() {
+    require!(
+        common::is_root() && common::have_docker_cli() && common::have_busybox(),
+        "needs root, the docker CLI and Debian's busybox-static"
+    );
+    let mut b = Berthd::prepare();
+    let copy = b.dir.path().join("berthd-copy");
+    std::fs::copy(common::berthd_bin(), &copy).unwrap();
+    b.bin = copy.clone();
+    b.spawn_with_host(&[]);
+    let rootfs = common::busybox_rootfs_tar(b.dir.path());
+    ok(b.docker_out(&["import", rootfs.to_str().unwrap(), "busybox:latest"]));
+    std::fs::remove_file(&copy).unwrap();
+    assert_eq!(
+        ok(b.docker_out(&["run", "--rm", "busybox", "echo", "still-runs"])),
+        "still-runs\n"
+    );
+    ok(b.docker_out(&["run", "-d", "--name", "gone-bin", "busybox", "sleep", "30"]));
+    let file = b.dir.path().join("in.txt");
+    std::fs::write(&file, "copied\n").unwrap();
+    ok(b.docker_out(&["cp", file.to_str().unwrap(), "gone-bin:/in.txt"]));
+    assert_eq!(
+        ok(b.docker_out(&["exec", "gone-bin", "cat", "/in.txt"])),
+        "copied\n"
+    );
+    ok(b.docker_out(&["rm", "-f", "gone-bin"]));
+}

@@ -541,7 +541,7 @@ fn stream_events() {
     ok(b.docker_out(&["rm", "-f", "se2"]));
     let out = common::events_text(
         &b,
-        &since,
+        since,
         &["type=container"],
         "{{.Action}} {{index .Actor.Attributes \"exitCode\"}}",
     );

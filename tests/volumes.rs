@@ -328,7 +328,7 @@ fn events_for_volumes() {
     ok(b.docker_out(&["volume", "prune", "-f"]));
     let out = common::events_text(
         &b,
-        &since,
+        since,
         &["type=volume"],
         "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.driver}}",
     );

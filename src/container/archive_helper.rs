@@ -14,7 +14,7 @@
 use std::io::{self, BufRead, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 use nix::fcntl::OFlag;
 use nix::mount::{mount, MsFlags};
@@ -272,11 +272,9 @@ pub(crate) struct Helper {
 impl Helper {
     /// Start the helper (blocking: call from `spawn_blocking`).
     pub fn spawn(req: &HelperRequest) -> Result<Self, ContainerError> {
-        let exe = std::env::current_exe()
-            .map_err(|e| ContainerError::io("find berthd's own binary", e))?;
         let json = serde_json::to_string(req)
             .map_err(|e| ContainerError::internal(format!("archive request: {e}")))?;
-        let child = Command::new(exe)
+        let child = crate::util::exe::command(&crate::util::exe::self_exe())
             .arg(SUBCOMMAND)
             .arg(json)
             .env_clear()

@@ -24,7 +24,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -317,7 +317,7 @@ pub fn spawn_owned(
     // Above every target slot, so that moving one socket never overwrites another.
     let base = 3 + sources.len() as RawFd;
     let mut parked: Vec<RawFd> = vec![-1; sources.len()];
-    let mut cmd = Command::new(exe);
+    let mut cmd = crate::util::exe::command(exe);
     cmd.arg(SUBCOMMAND).arg(&json);
     if !owner.is_empty() {
         cmd.arg(owner);

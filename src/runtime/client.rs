@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
 use tokio::net::UnixStream;
@@ -39,7 +39,7 @@ fn launch_blocking(
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| RuntimeError::failed(format!("create status pipe: {e}")))?;
     let w_fd = w.as_raw_fd();
-    let mut cmd = Command::new(exe);
+    let mut cmd = crate::util::exe::command(exe);
     cmd.arg(SUBCOMMAND)
         .arg(state_dir)
         .env_clear()

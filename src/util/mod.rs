@@ -4,6 +4,7 @@
 
 pub mod digest;
 pub mod env;
+pub mod exe;
 pub mod fs;
 pub mod inroot;
 pub mod io;

@@ -61,6 +61,8 @@ pub struct Berthd {
     /// otherwise in the host's, with `--bridge=none --iptables=false` so that it touches no
     /// host network state.
     pub netns: bool,
+    /// The binary started (the build's berthd unless a test swaps it).
+    pub bin: PathBuf,
 }
 
 impl Berthd {
@@ -88,6 +90,7 @@ impl Berthd {
             child: None,
             log,
             netns: false,
+            bin: PathBuf::from(berthd_bin()),
         }
     }
 
@@ -178,10 +181,10 @@ impl Berthd {
                 "-c",
                 "ip link set lo up && exec \"$0\" \"$@\"",
             ])
-            .arg(berthd_bin());
+            .arg(&self.bin);
             c
         } else {
-            Command::new(berthd_bin())
+            Command::new(&self.bin)
         };
         let child = cmd
             .args(args)
