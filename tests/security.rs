@@ -20,7 +20,8 @@ fn ready() -> bool {
         && common::have_busybox()
         && common::have_command("gcc")
 }
-const NOT_READY: &str = "needs root, the docker CLI, Debian's busybox-static and gcc (with a static libc)";
+const NOT_READY: &str =
+    "needs root, the docker CLI, Debian's busybox-static and gcc (with a static libc)";
 
 /// Build the probe into `dir` and an image `probe` (busybox + `/probe`, setuid root).
 fn probe_image(b: &Berthd) {
@@ -118,7 +119,11 @@ fn default_profile_blocks_dangerous_syscalls() {
         "clock_settime",
         "open_by_handle_at",
     ] {
-        assert_eq!(r.get(name).map(String::as_str), Some("EPERM"), "{name}: {r:?}");
+        assert_eq!(
+            r.get(name).map(String::as_str),
+            Some("EPERM"),
+            "{name}: {r:?}"
+        );
     }
     // A process outside the container: invisible in its own pid namespace, and refused when
     // the host's pids are shared (no CAP_SYS_PTRACE over a process with more capabilities).
@@ -129,7 +134,12 @@ fn default_profile_blocks_dangerous_syscalls() {
         matches!(r["ptrace"].as_str(), "ESRCH" | "EPERM"),
         "ptrace: {r:?}"
     );
-    let r = results(&run(&b, &["--pid=host"], "probe", &["/probe", "ptrace", &pid]));
+    let r = results(&run(
+        &b,
+        &["--pid=host"],
+        "probe",
+        &["/probe", "ptrace", &pid],
+    ));
     assert_eq!(r["ptrace"], "EPERM");
 
     // --privileged: every call reaches the kernel (the probe asks for what cannot change
@@ -209,7 +219,12 @@ fn capabilities_and_no_new_privileges() {
     ok(b.docker_out(&["rm", "-f", "capsc"]));
 
     // --privileged: everything the kernel has, no seccomp.
-    let st = run(&b, &["--privileged"], "busybox", &["cat", "/proc/self/status"]);
+    let st = run(
+        &b,
+        &["--privileged"],
+        "busybox",
+        &["cat", "/proc/self/status"],
+    );
     assert_eq!(hex(&status_field(&st, "CapEff")), caps_of_host(), "{st}");
     assert_eq!(hex(&status_field(&st, "CapBnd")), caps_of_host(), "{st}");
     assert_eq!(status_field(&st, "Seccomp"), "0");
@@ -222,7 +237,12 @@ fn capabilities_and_no_new_privileges() {
     assert_eq!(out.trim(), "uid=1000 euid=1000");
     let st = run(&b, &nnp, "probe", &["cat", "/proc/self/status"]);
     assert_eq!(status_field(&st, "NoNewPrivs"), "1");
-    let st = run(&b, &["--security-opt", "no-new-privileges:true"], "probe", &["cat", "/proc/self/status"]);
+    let st = run(
+        &b,
+        &["--security-opt", "no-new-privileges:true"],
+        "probe",
+        &["cat", "/proc/self/status"],
+    );
     assert_eq!(status_field(&st, "NoNewPrivs"), "1");
 }
 
@@ -247,7 +267,11 @@ fn no_daemon_descriptor_leaks_in() {
         &b,
         &[],
         "busybox",
-        &["sh", "-c", "ls -l /proc/1/fd; echo cwd $(readlink /proc/1/cwd)"],
+        &[
+            "sh",
+            "-c",
+            "ls -l /proc/1/fd; echo cwd $(readlink /proc/1/cwd)",
+        ],
     );
     let f = fds(&out);
     assert_eq!(f.keys().copied().collect::<Vec<_>>(), [0, 1, 2], "{out}");
@@ -256,18 +280,45 @@ fn no_daemon_descriptor_leaks_in() {
         &b,
         &["-w", "/tmp"],
         "busybox",
-        &["sh", "-c", "ls -l /proc/$$/fd; echo cwd $(readlink /proc/$$/cwd)"],
+        &[
+            "sh",
+            "-c",
+            "ls -l /proc/$$/fd; echo cwd $(readlink /proc/$$/cwd)",
+        ],
     );
-    assert_eq!(fds(&out).keys().copied().collect::<Vec<_>>(), [0, 1, 2], "{out}");
+    assert_eq!(
+        fds(&out).keys().copied().collect::<Vec<_>>(),
+        [0, 1, 2],
+        "{out}"
+    );
     assert!(out.contains("cwd /tmp\n"), "{out}");
     // With a tty too.
-    let o = b.docker_out(&["run", "--rm", "-t", "busybox", "sh", "-c", "ls -l /proc/1/fd"]);
+    let o = b.docker_out(&[
+        "run",
+        "--rm",
+        "-t",
+        "busybox",
+        "sh",
+        "-c",
+        "ls -l /proc/1/fd",
+    ]);
     let out = stdout(&o).replace('\r', "");
-    assert_eq!(fds(&out).keys().copied().collect::<Vec<_>>(), [0, 1, 2], "{out}");
+    assert_eq!(
+        fds(&out).keys().copied().collect::<Vec<_>>(),
+        [0, 1, 2],
+        "{out}"
+    );
 
     // An exec, and PID 1 seen from an exec; a file the container opened itself is listed.
     ok(b.docker_out(&[
-        "run", "-d", "--name", "fdleak", "busybox", "sh", "-c", "exec 7>/tmp/mine; exec sleep 300",
+        "run",
+        "-d",
+        "--name",
+        "fdleak",
+        "busybox",
+        "sh",
+        "-c",
+        "exec 7>/tmp/mine; exec sleep 300",
     ]));
     common::wait_for("fd 7", std::time::Duration::from_secs(10), || {
         stdout(&b.docker_out(&["exec", "fdleak", "ls", "/proc/1/fd"])).contains('7')
@@ -277,15 +328,35 @@ fn no_daemon_descriptor_leaks_in() {
     assert_eq!(f.keys().copied().collect::<Vec<_>>(), [0, 1, 2, 7], "{out}");
     assert_eq!(f[&7], "/tmp/mine");
     let out = ok(b.docker_out(&[
-        "exec", "fdleak", "sh", "-c", "ls -l /proc/$$/fd; echo cwd $(readlink /proc/$$/cwd)",
+        "exec",
+        "fdleak",
+        "sh",
+        "-c",
+        "ls -l /proc/$$/fd; echo cwd $(readlink /proc/$$/cwd)",
     ]));
-    assert_eq!(fds(&out).keys().copied().collect::<Vec<_>>(), [0, 1, 2], "{out}");
+    assert_eq!(
+        fds(&out).keys().copied().collect::<Vec<_>>(),
+        [0, 1, 2],
+        "{out}"
+    );
     assert!(out.contains("cwd /\n"), "{out}");
     let o = b.docker_out(&["exec", "-t", "fdleak", "sh", "-c", "ls -l /proc/$$/fd"]);
     let out = stdout(&o).replace('\r', "");
-    assert_eq!(fds(&out).keys().copied().collect::<Vec<_>>(), [0, 1, 2], "{out}");
+    assert_eq!(
+        fds(&out).keys().copied().collect::<Vec<_>>(),
+        [0, 1, 2],
+        "{out}"
+    );
     // No stdio target is a host path: pipes, /dev/null or a pty.
-    for target in fds(&ok(b.docker_out(&["exec", "fdleak", "ls", "-l", "/proc/1/fd"]))).values() {
+    for target in fds(&ok(b.docker_out(&[
+        "exec",
+        "fdleak",
+        "ls",
+        "-l",
+        "/proc/1/fd",
+    ])))
+    .values()
+    {
         assert!(
             target.starts_with("pipe:")
                 || target.starts_with("/dev/")
@@ -300,8 +371,31 @@ fn no_daemon_descriptor_leaks_in() {
     for n in 3..=12 {
         let w = format!("/proc/self/fd/{n}");
         for (what, o) in [
-            ("run", b.docker_out(&["run", "--rm", "-w", &w, "busybox", "sh", "-c", "readlink /proc/self/cwd; ls ../../.. | head -50"])),
-            ("exec", b.docker_out(&["exec", "-w", &w, "fdleak", "sh", "-c", "readlink /proc/self/cwd; ls ../../.. | head -50"])),
+            (
+                "run",
+                b.docker_out(&[
+                    "run",
+                    "--rm",
+                    "-w",
+                    &w,
+                    "busybox",
+                    "sh",
+                    "-c",
+                    "readlink /proc/self/cwd; ls ../../.. | head -50",
+                ]),
+            ),
+            (
+                "exec",
+                b.docker_out(&[
+                    "exec",
+                    "-w",
+                    &w,
+                    "fdleak",
+                    "sh",
+                    "-c",
+                    "readlink /proc/self/cwd; ls ../../.. | head -50",
+                ]),
+            ),
         ] {
             if o.status.success() {
                 let out = stdout(&o);
@@ -314,7 +408,6 @@ fn no_daemon_descriptor_leaks_in() {
     }
     ok(b.docker_out(&["rm", "-f", "fdleak"]));
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // --userns-remap
@@ -347,14 +440,15 @@ fn find_under(dir: &Path, part: &str, name: &str) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             let Ok(ft) = e.file_type() else { continue };
             if ft.is_dir() {
                 stack.push(p);
-            } else if p.file_name().is_some_and(|n| n == name)
-                && p.to_string_lossy().contains(part)
+            } else if p.file_name().is_some_and(|n| n == name) && p.to_string_lossy().contains(part)
             {
                 out.push(p);
             }
@@ -366,12 +460,18 @@ fn find_under(dir: &Path, part: &str, name: &str) -> Vec<std::path::PathBuf> {
 #[test]
 fn userns_remap_runs_root_as_an_unprivileged_host_uid() {
     require!(ready(), NOT_READY);
-    require!(common::have_command("useradd"), "needs useradd (userns-remap=default creates dockremap)");
+    require!(
+        common::have_command("useradd"),
+        "needs useradd (userns-remap=default creates dockremap)"
+    );
     // The remapped root walks from / to the data root (as with dockerd, whose remapped root
     // needs traversable ancestors): the test's directory may not be 0700.
     let mut b = Berthd::prepare();
-    std::fs::set_permissions(b.dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711))
-        .unwrap();
+    std::fs::set_permissions(
+        b.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .unwrap();
     b.spawn_with_host(&["--userns-remap=default"]);
     let rootfs = common::busybox_rootfs_tar(b.dir.path());
     ok(b.docker_out(&["import", rootfs.to_str().unwrap(), "busybox:latest"]));
@@ -401,7 +501,10 @@ fn userns_remap_runs_root_as_an_unprivileged_host_uid() {
     let o = b.docker_out(&["exec", "remapped", "id", "-u"]);
     assert!(!o.status.success());
     let said = format!("{}{}", stdout(&o), stderr(&o));
-    assert!(said.contains("user namespace (--userns-remap) is not supported"), "{said}");
+    assert!(
+        said.contains("user namespace (--userns-remap) is not supported"),
+        "{said}"
+    );
     let maps = run(
         &b,
         &[],
@@ -454,16 +557,47 @@ fn userns_remap_runs_root_as_an_unprivileged_host_uid() {
     let dir = b.dir.path().join("bind");
     std::fs::create_dir(&dir).unwrap();
     std::fs::write(dir.join("secret"), "s").unwrap();
-    std::fs::set_permissions(dir.join("secret"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(
+        dir.join("secret"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let bind = format!("{}:/b", dir.display());
-    let o = b.docker_out(&["run", "--rm", "-v", &bind, "busybox", "sh", "-c", "cat /b/secret; echo w > /b/written"]);
+    let o = b.docker_out(&[
+        "run",
+        "--rm",
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "cat /b/secret; echo w > /b/written",
+    ]);
     assert!(stderr(&o).contains("Permission denied"), "{}", stderr(&o));
     assert_eq!(file_uid(&dir.join("written")), uid);
 
     // Named volumes: written by one container, read by the next.
-    ok(b.docker_out(&["run", "--rm", "-v", "remapvol:/data", "busybox", "sh", "-c", "echo kept > /data/f"]));
-    let out = ok(b.docker_out(&["run", "--rm", "-v", "remapvol:/data", "busybox", "sh", "-c", "cat /data/f; stat -c %u /data/f"]));
+    ok(b.docker_out(&[
+        "run",
+        "--rm",
+        "-v",
+        "remapvol:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ]));
+    let out = ok(b.docker_out(&[
+        "run",
+        "--rm",
+        "-v",
+        "remapvol:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /data/f; stat -c %u /data/f",
+    ]));
     assert_eq!(out, "kept\n0\n");
 
     // docker cp in and out, and logs.
@@ -477,26 +611,50 @@ fn userns_remap_runs_root_as_an_unprivileged_host_uid() {
     let o = b.docker_out(&["cp", "remapped:/tmp/in.txt", "-"]);
     let mut ar = tar::Archive::new(o.stdout.as_slice());
     let e = ar.entries().unwrap().next().unwrap().unwrap();
-    assert_eq!((e.header().uid().unwrap(), e.header().gid().unwrap()), (0, 0));
+    assert_eq!(
+        (e.header().uid().unwrap(), e.header().gid().unwrap()),
+        (0, 0)
+    );
     let in_diff = find_under(&data, "/layer/diff/tmp", "in.txt");
     assert_eq!(in_diff.len(), 1, "{in_diff:?}");
     assert_eq!(file_uid(&in_diff[0]), 0);
     // Out of a stopped remapped container.
     ok(b.docker_out(&["cp", "writer:/etc/remapped-file", dst.to_str().unwrap()]));
     assert_eq!(std::fs::read_to_string(&dst).unwrap(), "new\n");
-    ok(b.docker_out(&["run", "--name", "remaplogs", "busybox", "sh", "-c", "echo to-logs; id -u"]));
+    ok(b.docker_out(&[
+        "run",
+        "--name",
+        "remaplogs",
+        "busybox",
+        "sh",
+        "-c",
+        "echo to-logs; id -u",
+    ]));
     assert_eq!(ok(b.docker_out(&["logs", "remaplogs"])), "to-logs\n0\n");
 
     // --userns=host opts out; privileged needs it.
-    let map = run(&b, &["--userns=host"], "busybox", &["cat", "/proc/self/uid_map"]);
-    assert_eq!(map.split_whitespace().collect::<Vec<_>>(), ["0", "0", "4294967295"]);
+    let map = run(
+        &b,
+        &["--userns=host"],
+        "busybox",
+        &["cat", "/proc/self/uid_map"],
+    );
+    assert_eq!(
+        map.split_whitespace().collect::<Vec<_>>(),
+        ["0", "0", "4294967295"]
+    );
     let o = b.docker_out(&["run", "--rm", "--privileged", "busybox", "true"]);
     assert!(
         stderr(&o).contains("privileged mode is incompatible with user namespaces"),
         "{}",
         stderr(&o)
     );
-    let map = run(&b, &["--userns=host", "--privileged"], "busybox", &["cat", "/proc/self/uid_map"]);
+    let map = run(
+        &b,
+        &["--userns=host", "--privileged"],
+        "busybox",
+        &["cat", "/proc/self/uid_map"],
+    );
     assert!(map.contains("4294967295"), "{map}");
     ok(b.docker_out(&["rm", "-f", "remapped", "remaplogs", "writer"]));
 }

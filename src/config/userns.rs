@@ -46,7 +46,10 @@ fn resolve_in(value: &str, etc: &Path) -> Result<UsernsRemap, ConfigError> {
         if etc == Path::new("/etc") {
             ensure_default_user()?;
         }
-        (DEFAULT_REMAP_USER.to_string(), DEFAULT_REMAP_USER.to_string())
+        (
+            DEFAULT_REMAP_USER.to_string(),
+            DEFAULT_REMAP_USER.to_string(),
+        )
     } else {
         let user = name_of(&user, &etc.join("passwd"))?;
         let group = if group.is_empty() {
@@ -205,9 +208,21 @@ mod tests {
             "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n",
         )
         .unwrap();
-        std::fs::write(d.path().join("group"), "root:x:0:\nalice:x:1000:\nstaff:x:50:\n").unwrap();
-        std::fs::write(d.path().join("subuid"), "bob:100000:65536\nalice:165536:65536\n").unwrap();
-        std::fs::write(d.path().join("subgid"), "50:300000:1000\nalice:165536:65536\n").unwrap();
+        std::fs::write(
+            d.path().join("group"),
+            "root:x:0:\nalice:x:1000:\nstaff:x:50:\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("subuid"),
+            "bob:100000:65536\nalice:165536:65536\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("subgid"),
+            "50:300000:1000\nalice:165536:65536\n",
+        )
+        .unwrap();
         d
     }
 
@@ -238,7 +253,10 @@ mod tests {
         let e = resolve_in("carol", d.path()).unwrap_err().to_string();
         assert!(e.contains("no such user"), "{e}");
         let e = resolve_in("root", d.path()).unwrap_err().to_string();
-        assert!(e.contains("no subuid ranges found for user \"root\""), "{e}");
+        assert!(
+            e.contains("no subuid ranges found for user \"root\""),
+            "{e}"
+        );
         assert!(resolve_in(":x", d.path()).is_err());
     }
 }

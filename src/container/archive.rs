@@ -621,7 +621,10 @@ impl ContainerManager {
         let r = c.record();
         if c.status().is_running() && r.state.pid > 0 {
             let merged = self.rootfs(&r.id);
-            return Ok((r.clone(), Source::Proc(r.state.pid, merged, self.userns_of(&r))));
+            return Ok((
+                r.clone(),
+                Source::Proc(r.state.pid, merged, self.userns_of(&r)),
+            ));
         }
         let layer = self.layer_dir(&r.id);
         for sub in ["diff", "work", "merged"] {

@@ -277,7 +277,10 @@ impl ContainerManager {
         if let Some(map) = inputs.userns {
             // The container's root walks to its rootfs and files through these directories
             // (0710): their group becomes the remapped root's, as dockerd's remapped root dir.
-            for dir in [self.cfg.data_root.join("containers"), self.container_dir(id)] {
+            for dir in [
+                self.cfg.data_root.join("containers"),
+                self.container_dir(id),
+            ] {
                 std::os::unix::fs::chown(&dir, None, Some(map.gid)).map_err(|e| {
                     ContainerError::io(format!("chgrp {} to the remapped root", dir.display()), e)
                 })?;
@@ -542,8 +545,11 @@ fn remap_owned_files(
     let (uid, gid) = (map.uid, map.gid);
     let chown = |p: &Path| -> Result<(), ContainerError> {
         match std::fs::metadata(p) {
-            Ok(m) if m.uid() == 0 && m.gid() == 0 => std::os::unix::fs::chown(p, Some(uid), Some(gid))
-                .map_err(|e| ContainerError::io(format!("chown {} to the remapped root", p.display()), e)),
+            Ok(m) if m.uid() == 0 && m.gid() == 0 => {
+                std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(|e| {
+                    ContainerError::io(format!("chown {} to the remapped root", p.display()), e)
+                })
+            }
             _ => Ok(()),
         }
     };

@@ -143,7 +143,13 @@ impl Runtime {
         }
         let oci = spec::build(opts)?;
         if let (Some(_), spec::Namespace::Path(netns)) = (&opts.userns, opts.network) {
-            if opts.host_config.network_mode.as_deref().unwrap_or("").starts_with("container:") {
+            if opts
+                .host_config
+                .network_mode
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("container:")
+            {
                 // The other container's namespace has its settings already.
             } else {
                 super::host::set_netns_sysctls(netns, &spec::DEFAULT_NET_SYSCTLS)

@@ -102,7 +102,8 @@ pub fn set_netns_sysctls(netns: &Path, sysctls: &[(&str, &str)]) -> io::Result<(
         .collect();
     std::thread::scope(|s| {
         s.spawn(move || -> io::Result<()> {
-            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(io::Error::from)?;
             for (k, v) in sysctls {
                 let path = Path::new("/proc/sys").join(k.replace('.', "/"));
                 match fs::write(&path, &v) {

@@ -300,7 +300,15 @@ mod tests {
         assert_eq!(std::fs::metadata(merged.join("f")).unwrap().uid(), 300000);
         // A write by the remapped root lands as uid 0 in the upper directory.
         let st = std::process::Command::new("setpriv")
-            .args(["--reuid", "300000", "--regid", "300000", "--clear-groups", "sh", "-c"])
+            .args([
+                "--reuid",
+                "300000",
+                "--regid",
+                "300000",
+                "--clear-groups",
+                "sh",
+                "-c",
+            ])
             .arg(format!("echo y > {0}/g && rm {0}/f", merged.display()))
             .status();
         let ran = matches!(st, Ok(s) if s.success());

@@ -34,9 +34,10 @@ use bollard_stubs::models::{
 };
 use oci_spec::runtime::{
     BoxBuilder, Capabilities, Capability, LinuxBlockIo, LinuxCapabilities, LinuxCpu, LinuxDevice,
-    LinuxDeviceCgroup, LinuxDeviceType, LinuxIdMapping, LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxPids,
-    LinuxResources, LinuxSeccomp, LinuxThrottleDeviceBuilder, LinuxWeightDeviceBuilder, Mount,
-    PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec, User,
+    LinuxDeviceCgroup, LinuxDeviceType, LinuxIdMapping, LinuxMemory, LinuxNamespace,
+    LinuxNamespaceType, LinuxPids, LinuxResources, LinuxSeccomp, LinuxThrottleDeviceBuilder,
+    LinuxWeightDeviceBuilder, Mount, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Process,
+    Root, Spec, User,
 };
 use serde::de::DeserializeOwned;
 

@@ -266,7 +266,12 @@ pub(super) fn mounts(
         // and berthd makes that namespace before the container's user namespace exists: the
         // host's /sys is bound read-only instead (as runc does when the mount is refused).
         if dest == "/sys" && opts.userns.is_some() {
-            m = oci_mount("/sys", "bind", "/sys", &["rbind", "nosuid", "noexec", "nodev", "ro"]);
+            m = oci_mount(
+                "/sys",
+                "bind",
+                "/sys",
+                &["rbind", "nosuid", "noexec", "nodev", "ro"],
+            );
         }
         if user_dests.contains(&dest.as_str())
             || (mount_dev && dest.starts_with("/dev/"))

@@ -272,7 +272,10 @@ mod tests {
         let ns = l.namespaces().as_ref().unwrap();
         assert_eq!(ns[0].typ(), LinuxNamespaceType::User);
         let u = &l.uid_mappings().as_ref().unwrap()[0];
-        assert_eq!((u.container_id(), u.host_id(), u.size()), (0, 100000, 65536));
+        assert_eq!(
+            (u.container_id(), u.host_id(), u.size()),
+            (0, 100000, 65536)
+        );
         let g = &l.gid_mappings().as_ref().unwrap()[0];
         assert_eq!((g.container_id(), g.host_id(), g.size()), (0, 200000, 1000));
         let sys = spec
@@ -398,4 +401,3 @@ mod tests {
         );
     }
 }
-
