@@ -113,6 +113,27 @@ impl Daemon {
                 std::io::Error::other(e.to_string()),
             )
         })?;
+        let userns_remap = match config.userns_remap.as_deref() {
+            Some(v) => {
+                let r = crate::config::userns::resolve(v).map_err(|e| {
+                    SystemError::io(
+                        "configure user namespace remapping".to_string(),
+                        std::io::Error::other(e.to_string()),
+                    )
+                })?;
+                tracing::info!(
+                    "user namespaces: container root is {}:{} ({} uids, {} gids from {}:{})",
+                    r.map.uid,
+                    r.map.gid,
+                    r.map.uid_size,
+                    r.map.gid_size,
+                    r.user,
+                    r.group
+                );
+                Some(r)
+            }
+            None => None,
+        };
         let cgroups = runtime::probe_cgroups();
         let runtime = Arc::new(runtime::Runtime::new(RuntimeConfig {
             exec_root: config.exec_root.clone(),
@@ -126,6 +147,7 @@ impl Daemon {
                 init_path: config.init_path.clone(),
                 default_log: (config.log_driver.clone(), config.log_opts.clone()),
                 ncpu: host.ncpu,
+                userns_remap: userns_remap.as_ref().map(|r| r.map),
             },
             runtime,
             images.clone(),
@@ -390,6 +412,9 @@ impl SystemBackend for Daemon {
         let mut security = Vec::new();
         if self.host.seccomp {
             security.push("name=seccomp,profile=builtin".to_string());
+        }
+        if config.userns_remap.is_some() {
+            security.push("name=userns".to_string());
         }
         if cg.version == CgroupVersion::V2 {
             security.push("name=cgroupns".to_string());

@@ -5,6 +5,7 @@
 //! applies the keys listed in [`RELOADABLE_KEYS`].
 
 pub mod host;
+pub mod userns;
 
 pub use host::Host;
 
@@ -72,6 +73,7 @@ const KEYS: &[(&str, &str)] = &[
     ("dns-search", "dns-search"),
     ("dns-opts", "dns-opt"),
     ("metrics-addr", "metrics-addr"),
+    ("userns-remap", "userns-remap"),
 ];
 
 /// berthd's command line, named as dockerd's.
@@ -200,6 +202,9 @@ pub struct Flags {
     /// Set default address and port to serve the metrics api on
     #[arg(long = "metrics-addr", value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
+    /// User/Group setting for user namespaces
+    #[arg(long = "userns-remap", value_name = "USER[:GROUP]")]
+    pub userns_remap: Option<String>,
 }
 
 impl Flags {
@@ -246,6 +251,7 @@ impl Flags {
             "dns-search" => list(&self.dns_search),
             "dns-opts" => list(&self.dns_opts),
             "metrics-addr" => self.metrics_addr.clone(),
+            "userns-remap" => self.userns_remap.clone(),
             _ => None,
         }
     }
@@ -306,6 +312,8 @@ struct FileConfig {
     dns_opts: Option<Vec<String>>,
     #[serde(rename = "metrics-addr")]
     metrics_addr: Option<String>,
+    #[serde(rename = "userns-remap")]
+    userns_remap: Option<String>,
 }
 
 /// A `default-address-pools` entry (`{"base": "10.10.0.0/16", "size": 24}`).
@@ -504,6 +512,9 @@ pub struct Config {
     pub network: NetOptions,
     /// `--metrics-addr`: where `GET /metrics` is served (`HOST:PORT`); `None` serves nothing.
     pub metrics_addr: Option<String>,
+    /// `--userns-remap` as given (`default` or `user[:group]`); resolved at start with
+    /// [`userns::resolve`]. `None` or empty: no remapping.
+    pub userns_remap: Option<String>,
 }
 
 impl Config {
@@ -632,7 +643,13 @@ impl Config {
             Some(a) => Some(parse_metrics_addr(&a)?),
             None => None,
         };
+        let userns_remap = flags
+            .userns_remap
+            .clone()
+            .or(file.userns_remap.clone())
+            .filter(|v| !v.is_empty());
         Ok(Config {
+            userns_remap,
             metrics_addr,
             network,
             config_file,

@@ -325,11 +325,27 @@ fn pseudo_fs(fd: &OwnedFd) -> bool {
     }
 }
 
+thread_local! {
+    /// Set while archiving a remapped container's running rootfs (seen from the host with the
+    /// remapped ids): headers carry the container's ids.
+    static ID_SHIFT: std::cell::Cell<Option<crate::runtime::IdMap>> =
+        const { std::cell::Cell::new(None) };
+}
+
 fn header_for(st: &FileStat) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_mode(st.st_mode & 0o7777);
-    h.set_uid(u64::from(st.st_uid));
-    h.set_gid(u64::from(st.st_gid));
+    let (mut uid, mut gid) = (st.st_uid, st.st_gid);
+    if let Some(m) = ID_SHIFT.with(|s| s.get()) {
+        if uid >= m.uid && uid - m.uid < m.uid_size {
+            uid -= m.uid;
+        }
+        if gid >= m.gid && gid - m.gid < m.gid_size {
+            gid -= m.gid;
+        }
+    }
+    h.set_uid(u64::from(uid));
+    h.set_gid(u64::from(gid));
     h.set_mtime(st.st_mtime.max(0) as u64);
     h.set_size(0);
     h
@@ -495,6 +511,18 @@ pub(crate) fn extract(
     input: impl Read,
     opts: PutOptions,
 ) -> Result<(), ContainerError> {
+    extract_owned(root, path, container, input, opts, (0, 0))
+}
+
+/// [`extract`], entries owned by `owner` unless `opts.copy_uid_gid`.
+fn extract_owned(
+    root: &OwnedFd,
+    path: &str,
+    container: &str,
+    input: impl Read,
+    opts: PutOptions,
+    owner: (u32, u32),
+) -> Result<(), ContainerError> {
     let cleaned = inroot::clean(&format!("/{path}"));
     let dir = match inroot::resolve(
         root,
@@ -510,11 +538,7 @@ pub(crate) fn extract(
         Err(e) => return Err(errno_error(e, path, container)),
     };
     let eopts = ExtractOptions {
-        owner: if opts.copy_uid_gid {
-            None
-        } else {
-            Some((0, 0))
-        },
+        owner: if opts.copy_uid_gid { None } else { Some(owner) },
         no_overwrite_dir_non_dir: opts.no_overwrite_dir_non_dir,
     };
     extract_at(input, dir, eopts).map_err(|e| {
@@ -553,7 +577,8 @@ pub(crate) fn word_kind(w: &str) -> ErrorKind {
 /// Where a request's root comes from.
 enum Source {
     /// A running container's init: `/proc/<pid>/root`, and its mounted rootfs.
-    Proc(i64, std::path::PathBuf),
+    /// With the remapping the rootfs is mounted with (`--userns-remap`), if any.
+    Proc(i64, std::path::PathBuf, Option<crate::runtime::IdMap>),
     /// A stopped or created container: the helper's private view.
     Helper(Box<HelperRequest>),
 }
@@ -596,7 +621,10 @@ impl ContainerManager {
         let r = c.record();
         if c.status().is_running() && r.state.pid > 0 {
             let merged = self.rootfs(&r.id);
-            return Ok((r.clone(), Source::Proc(r.state.pid, merged)));
+            return Ok((
+                r.clone(),
+                Source::Proc(r.state.pid, merged, self.userns_of(&r)),
+            ));
         }
         let layer = self.layer_dir(&r.id);
         for sub in ["diff", "work", "merged"] {
@@ -669,7 +697,7 @@ impl ContainerManager {
         let (name, path) = (name.to_string(), path.to_string());
         joined(
             tokio::task::spawn_blocking(move || match source {
-                Source::Proc(pid, merged) => {
+                Source::Proc(pid, merged, _) => {
                     let root = open_proc_root(pid, &merged)?;
                     stat_path(&root, &path, &name).map(|(_, s)| s)
                 }
@@ -704,7 +732,10 @@ impl ContainerManager {
         tokio::task::spawn_blocking(move || {
             let mut w = ChannelWriter::new(tx);
             match source {
-                Source::Proc(pid, merged) => {
+                Source::Proc(pid, merged, map) => {
+                    // The host sees a remapped rootfs with host ids: the archive gets the
+                    // container's.
+                    ID_SHIFT.with(|s| s.set(map));
                     let t = open_proc_root(pid, &merged)
                         .and_then(|root| stat_path(&root, &path, &name));
                     let t = match t {
@@ -720,6 +751,7 @@ impl ContainerManager {
                     if let Err(e) = write_archive(&t, &mut w) {
                         w.fail(e);
                     }
+                    ID_SHIFT.with(|s| s.set(None));
                 }
                 Source::Helper(req) => {
                     let mut h = match Helper::spawn(&req) {
@@ -789,9 +821,22 @@ impl ContainerManager {
             tokio::task::spawn_blocking(move || {
                 let input = ChannelReader::new(body);
                 match source {
-                    Source::Proc(pid, merged) => {
+                    Source::Proc(pid, merged, None) => {
                         let root = open_proc_root(pid, &merged)?;
                         extract(&root, &path, &name, input, opts)
+                    }
+                    // A remapped rootfs takes writes only from ids the remapping knows: extract
+                    // as the remapped root, every entry owned by it (`-a` keeps no ids here).
+                    Source::Proc(pid, merged, Some(map)) => {
+                        let root = open_proc_root(pid, &merged)?;
+                        let opts = PutOptions {
+                            copy_uid_gid: false,
+                            ..opts
+                        };
+                        crate::runtime::idmap::with_fs_ids(map.uid, map.gid, || {
+                            extract_owned(&root, &path, &name, input, opts, (map.uid, map.gid))
+                        })
+                        .map_err(|e| ContainerError::io("extract as the remapped root", e))?
                     }
                     Source::Helper(mut req) => {
                         put_in_held_view(&mut req, input, &name, &path, opts)

@@ -189,6 +189,38 @@ pub fn migrate_mac_address(
 const MAC_DEPRECATED: &str =
     "The container-wide MacAddress field is now deprecated. It should be specified in EndpointsConfig instead.";
 
+/// What dockerd refuses when `--userns-remap` is on and the container does not opt out with
+/// `--userns=host` (moby's `verifyPlatformContainerSettings`): `UsernsMode` other than `host`
+/// or empty, and privileged or host-namespace containers in the remapped namespace.
+fn check_userns(hc: &HostConfig) -> Result<(), ContainerError> {
+    let mode = hc.userns_mode.as_deref().unwrap_or("");
+    match mode {
+        "host" => return Ok(()),
+        "" => {}
+        other => {
+            return Err(ContainerError::invalid(format!(
+                "invalid USER mode: {other}"
+            )))
+        }
+    }
+    if hc.privileged == Some(true) {
+        return Err(ContainerError::invalid(
+            "privileged mode is incompatible with user namespaces.  You must run the container in the host namespace when running privileged mode",
+        ));
+    }
+    if hc.network_mode.as_deref() == Some("host") {
+        return Err(ContainerError::invalid(
+            "cannot share the host's network namespace when user namespaces are enabled",
+        ));
+    }
+    if hc.pid_mode.as_deref() == Some("host") {
+        return Err(ContainerError::invalid(
+            "cannot share the host PID namespace when user namespaces are enabled",
+        ));
+    }
+    Ok(())
+}
+
 fn env_key(e: &str) -> &str {
     e.split_once('=').map(|(k, _)| k).unwrap_or(e)
 }
@@ -550,6 +582,9 @@ impl ContainerManager {
         let (mut config, mut host) = split_body(body);
         super::health::validate(config.healthcheck.as_ref())?;
         let log = verify_host_config(&mut host, self.cfg.ncpu, &self.cfg.default_log)?;
+        if self.cfg.userns_remap.is_some() {
+            check_userns(&host)?;
+        }
         if let Some(run) = &image.config.config {
             merge_image_config(&mut config, run);
         }

@@ -29,6 +29,8 @@ pub struct ManagerConfig {
     pub init_path: Option<PathBuf>,
     pub default_log: (String, HashMap<String, String>),
     pub ncpu: i64,
+    /// `--userns-remap`: the host ids container root maps to (`None`: no remapping).
+    pub userns_remap: Option<crate::runtime::IdMap>,
 }
 
 /// What the manager reports to the daemon's metrics: moby's `container_actions` timings

@@ -16,8 +16,18 @@ use crate::util::fs::ensure_dir;
 use crate::util::time::rfc3339_nano;
 
 impl ContainerManager {
+    /// The ids a container's root maps to: the daemon's `--userns-remap` unless the container
+    /// opted out (`--userns=host`).
+    pub(super) fn userns_of(&self, r: &Record) -> Option<crate::runtime::IdMap> {
+        if r.host_config.userns_mode.as_deref() == Some("host") {
+            return None;
+        }
+        self.cfg.userns_remap
+    }
+
     pub(super) fn spec_inputs(&self, r: &Record) -> SpecInputs {
         SpecInputs {
+            userns: self.userns_of(r),
             rootfs: self.rootfs(&r.id),
             hostname: PathBuf::from(&r.hostname_path),
             hosts: PathBuf::from(&r.hosts_path),
@@ -210,7 +220,11 @@ impl ContainerManager {
         let id = &r.id;
         self.mount_rootfs(r)?;
         let rootfs = self.rootfs(id);
-        spec::prepare_rootfs(&rootfs, r.config.working_dir.as_deref().unwrap_or(""))?;
+        spec::prepare_rootfs_as(
+            &rootfs,
+            r.config.working_dir.as_deref().unwrap_or(""),
+            self.userns_of(r),
+        )?;
         let h = &r.host_config;
         let net_mode = h.network_mode.clone().unwrap_or_default();
         // berthd makes every private network namespace (network_up), with its endpoints if
@@ -260,6 +274,19 @@ impl ContainerManager {
         let mut inputs = self.spec_inputs(r);
         // A failure from here on unmounts them again (`fail_start`).
         inputs.mounts = Some(self.mount_volumes(r)?);
+        if let Some(map) = inputs.userns {
+            // The container's root walks to its rootfs and files through these directories
+            // (0710): their group becomes the remapped root's, as dockerd's remapped root dir.
+            for dir in [
+                self.cfg.data_root.join("containers"),
+                self.container_dir(id),
+            ] {
+                std::os::unix::fs::chown(&dir, None, Some(map.gid)).map_err(|e| {
+                    ContainerError::io(format!("chgrp {} to the remapped root", dir.display()), e)
+                })?;
+            }
+            remap_owned_files(r, inputs.mounts.as_deref().unwrap_or_default(), &map)?;
+        }
         let opts = inputs.options(
             r,
             [
@@ -352,8 +379,15 @@ impl ContainerManager {
                 vec![empty]
             }
         };
-        host::mount_overlay(&lowers, &layer.join("diff"), &layer.join("work"), &merged)
-            .map_err(|e| ContainerError::io(format!("mount rootfs of {}", r.id), e))
+        match self.userns_of(r) {
+            // Layers and the container's own directory seen through the remapping: nothing is
+            // copied or chowned, and the container's writes land with its own ids on disk.
+            Some(map) => crate::runtime::idmap::mount_overlay_idmapped(
+                &lowers, &layer, "diff", "work", &merged, &map,
+            ),
+            None => host::mount_overlay(&lowers, &layer.join("diff"), &layer.join("work"), &merged),
+        }
+        .map_err(|e| ContainerError::io(format!("mount rootfs of {}", r.id), e))
     }
 
     pub(super) fn unmount_rootfs(&self, id: &str) {
@@ -445,6 +479,7 @@ pub(super) struct SpecInputs {
     cgroup_version: crate::runtime::CgroupVersion,
     /// This run's mount points, volumes mounted (else the record's).
     mounts: Option<Vec<MountPoint>>,
+    userns: Option<crate::runtime::IdMap>,
 }
 
 impl SpecInputs {
@@ -475,6 +510,7 @@ impl SpecInputs {
                 None => r.spec_mounts(),
             },
             init_path,
+            userns: self.userns,
         }
     }
 }
@@ -494,4 +530,36 @@ impl NsChoice {
             NsChoice::Path(p) => spec::Namespace::Path(p),
         }
     }
+}
+
+/// For a remapped container, what berth made for it belongs to its root, as dockerd makes it
+/// in its per-remapping data root: `/etc/hostname`, `/etc/hosts`, `/etc/resolv.conf`, and the
+/// top directory of a named volume still owned by the host's root. Bind-mounted host paths
+/// keep their host owners (as with dockerd).
+fn remap_owned_files(
+    r: &Record,
+    mounts: &[MountPoint],
+    map: &crate::runtime::IdMap,
+) -> Result<(), ContainerError> {
+    use std::os::unix::fs::MetadataExt;
+    let (uid, gid) = (map.uid, map.gid);
+    let chown = |p: &Path| -> Result<(), ContainerError> {
+        match std::fs::metadata(p) {
+            Ok(m) if m.uid() == 0 && m.gid() == 0 => {
+                std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(|e| {
+                    ContainerError::io(format!("chown {} to the remapped root", p.display()), e)
+                })
+            }
+            _ => Ok(()),
+        }
+    };
+    for f in [&r.hostname_path, &r.hosts_path, &r.resolv_conf_path] {
+        if !f.is_empty() {
+            chown(Path::new(f))?;
+        }
+    }
+    for m in mounts.iter().filter(|m| m.is_volume()) {
+        chown(Path::new(&m.source))?;
+    }
+    Ok(())
 }

@@ -142,6 +142,20 @@ impl Runtime {
             let _ = std::fs::remove_dir_all(self.lc_root().join(id));
         }
         let oci = spec::build(opts)?;
+        if let (Some(_), spec::Namespace::Path(netns)) = (&opts.userns, opts.network) {
+            if opts
+                .host_config
+                .network_mode
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("container:")
+            {
+                // The other container's namespace has its settings already.
+            } else {
+                super::host::set_netns_sysctls(netns, &spec::DEFAULT_NET_SYSCTLS)
+                    .map_err(|e| io("set the network namespace's sysctls", e))?;
+            }
+        }
         let json = serde_json::to_vec(&oci)
             .map_err(|e| RuntimeError::failed(format!("encode OCI spec: {e}")))?;
         atomic_write(&state_dir.join("config.json"), &json, 0o600)

@@ -91,6 +91,34 @@ fn overlay(data: &str, merged: &Path, flags: MsFlags) -> io::Result<()> {
     mount(Some("overlay"), merged, Some("overlay"), flags, Some(data)).map_err(io::Error::from)
 }
 
+/// Write `sysctls` (`net.…` names) in the network namespace bound at `netns`, from a thread of
+/// its own that joins it (never a tokio worker) and ends with the write; a sysctl the kernel
+/// does not have is skipped.
+pub fn set_netns_sysctls(netns: &Path, sysctls: &[(&str, &str)]) -> io::Result<()> {
+    let ns = fs::File::open(netns)?;
+    let sysctls: Vec<(String, String)> = sysctls
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    std::thread::scope(|s| {
+        s.spawn(move || -> io::Result<()> {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(io::Error::from)?;
+            for (k, v) in sysctls {
+                let path = Path::new("/proc/sys").join(k.replace('.', "/"));
+                match fs::write(&path, &v) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io::Error::new(e.kind(), format!("{k}: {e}"))),
+                }
+            }
+            Ok(())
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("sysctl thread panicked")))
+    })
+}
+
 /// Unmount `path` if it is a mount point (lazily: a process may still hold it).
 pub fn unmount(path: &Path) -> io::Result<()> {
     match umount2(path, MntFlags::MNT_DETACH) {

@@ -14,6 +14,7 @@ mod client;
 mod error;
 mod handle;
 pub mod host;
+pub mod idmap;
 pub mod proto;
 pub mod seccomp;
 pub mod spec;
@@ -25,6 +26,7 @@ pub mod user;
 pub use client::Watch;
 pub use error::RuntimeError;
 pub use handle::{ExecProcess, ExecStdio, LaunchOptions, PreparedExec, Runtime, RuntimeConfig};
+pub use idmap::IdMap;
 pub use proto::{Event, ExitStatus, ProcessIo, SupervisorState};
 pub use stdio::{Output, Stdin, StdioConn};
 

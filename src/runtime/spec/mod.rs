@@ -34,9 +34,10 @@ use bollard_stubs::models::{
 };
 use oci_spec::runtime::{
     BoxBuilder, Capabilities, Capability, LinuxBlockIo, LinuxCapabilities, LinuxCpu, LinuxDevice,
-    LinuxDeviceCgroup, LinuxDeviceType, LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxPids,
-    LinuxResources, LinuxSeccomp, LinuxThrottleDeviceBuilder, LinuxWeightDeviceBuilder, Mount,
-    PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec, User,
+    LinuxDeviceCgroup, LinuxDeviceType, LinuxIdMapping, LinuxMemory, LinuxNamespace,
+    LinuxNamespaceType, LinuxPids, LinuxResources, LinuxSeccomp, LinuxThrottleDeviceBuilder,
+    LinuxWeightDeviceBuilder, Mount, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Process,
+    Root, Spec, User,
 };
 use serde::de::DeserializeOwned;
 
@@ -61,7 +62,7 @@ use resources::*;
 use security::*;
 
 pub use mounts::{tmpfs_options, MountPoint};
-pub use namespaces::default_masked_paths;
+pub use namespaces::{default_masked_paths, DEFAULT_NET_SYSCTLS, NETNS_ANNOTATION};
 pub use security::{capabilities, DEFAULT_CAPABILITIES};
 
 // ---------------------------------------------------------------------------------------------
@@ -112,6 +113,9 @@ pub struct SpecOptions<'a> {
     /// The user's mounts, resolved from `Binds`, `Mounts` and `Tmpfs` at create, or why they
     /// could not be (an old record whose `HostConfig` does not parse); only [`build`] needs them.
     pub mounts: Result<&'a [MountPoint], SpecError>,
+    /// `--userns-remap`: the container gets a user namespace with these ids (`None`: the
+    /// host's, as for `--userns=host`).
+    pub userns: Option<super::IdMap>,
 }
 
 /// Docker's default `PATH`.
@@ -183,6 +187,11 @@ pub fn build(opts: &SpecOptions) -> Result<Spec, SpecError> {
     let mut linux: oci_spec::runtime::Linux = empty(serde_json::json!({}))?;
     linux.set_cgroups_path(Some(PathBuf::from(&opts.cgroup_path)));
     linux.set_namespaces(Some(namespaces(opts)?));
+    if let Some(map) = &opts.userns {
+        let (uids, gids) = id_mappings(map)?;
+        linux.set_uid_mappings(Some(uids));
+        linux.set_gid_mappings(Some(gids));
+    }
     check_device_requests(hc)?;
     let (devices, device_rules) = devices(hc, privileged)?;
     if !devices.is_empty() {
@@ -220,8 +229,12 @@ pub fn build(opts: &SpecOptions) -> Result<Spec, SpecError> {
     spec.set_process(Some(process));
     spec.set_mounts(Some(mounts));
     spec.set_linux(Some(linux));
-    if let Some(a) = hc.annotations.as_ref().filter(|a| !a.is_empty()) {
-        spec.set_annotations(Some(a.clone()));
+    let mut annotations = hc.annotations.clone().unwrap_or_default();
+    if let Some(p) = supervisor_netns(opts) {
+        annotations.insert(NETNS_ANNOTATION.to_string(), p.display().to_string());
+    }
+    if !annotations.is_empty() {
+        spec.set_annotations(Some(annotations));
     }
     Ok(spec)
 }
@@ -241,6 +254,14 @@ pub fn exec_process(
 ) -> Result<Process, SpecError> {
     if cmd.is_empty() {
         return Err(SpecError::invalid("No exec command specified"));
+    }
+    if opts.userns.is_some() {
+        // libcontainer 0.7's tenant builder joins ipc, uts, net, pid, mnt and cgroup but never
+        // the user namespace: the process would run as the host's root inside the container.
+        return Err(SpecError::new(
+            crate::errors::ErrorKind::NotImplemented,
+            "exec in a container with a user namespace (--userns-remap) is not supported: the runtime cannot join its user namespace; use --userns=host for containers you exec into",
+        ));
     }
     let cfg = opts.config;
     let hc = opts.host_config;
@@ -315,6 +336,26 @@ pub fn validate(config: &ContainerConfig, host_config: &HostConfig) -> Result<()
 /// Create `WorkingDir` inside the rootfs if it is missing (0755, owned by root, like Docker),
 /// resolving every component inside the root: no symlink or `..` leads outside it.
 pub fn prepare_rootfs(rootfs: &Path, working_dir: &str) -> Result<(), SpecError> {
+    prepare_rootfs_as(rootfs, working_dir, None)
+}
+
+/// [`prepare_rootfs`] for a rootfs mounted with `userns` (`--userns-remap`): the directories
+/// are made by, and owned by, the remapped root, the only ids such a mount takes.
+pub fn prepare_rootfs_as(
+    rootfs: &Path,
+    working_dir: &str,
+    userns: Option<super::IdMap>,
+) -> Result<(), SpecError> {
+    match userns {
+        None => make_working_dir(rootfs, working_dir, (0, 0)),
+        Some(m) => super::idmap::with_fs_ids(m.uid, m.gid, || {
+            make_working_dir(rootfs, working_dir, (m.uid, m.gid))
+        })
+        .map_err(|e| SpecError::io("creating the working directory as the remapped root", e))?,
+    }
+}
+
+fn make_working_dir(rootfs: &Path, working_dir: &str, owner: (u32, u32)) -> Result<(), SpecError> {
     if working_dir.is_empty() {
         return Ok(());
     }
@@ -343,8 +384,8 @@ pub fn prepare_rootfs(rootfs: &Path, working_dir: &str) -> Result<(), SpecError>
         match nix::sys::stat::mkdirat(Some(cur.as_raw_fd()), name, mode) {
             Ok(()) => {
                 let root_id = (
-                    Some(nix::unistd::Uid::from_raw(0)),
-                    Some(nix::unistd::Gid::from_raw(0)),
+                    Some(nix::unistd::Uid::from_raw(owner.0)),
+                    Some(nix::unistd::Gid::from_raw(owner.1)),
                 );
                 nix::unistd::fchownat(
                     Some(cur.as_raw_fd()),
@@ -465,6 +506,7 @@ pub(crate) mod test_support {
             // No user mounts: tests that need some set `mounts` to literal `MountPoint`s (the
             // runtime never sees `Binds` / `Mounts` / `Tmpfs`).
             mounts: Ok(&[]),
+            userns: None,
         }
     }
 

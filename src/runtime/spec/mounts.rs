@@ -260,8 +260,19 @@ pub(super) fn mounts(
             &["bind", "ro"],
         ));
     }
-    for m in defaults {
+    for mut m in defaults {
         let dest = m.destination().to_string_lossy().into_owned();
+        // In a user namespace sysfs can only be mounted by the owner of the network namespace,
+        // and berthd makes that namespace before the container's user namespace exists: the
+        // host's /sys is bound read-only instead (as runc does when the mount is refused).
+        if dest == "/sys" && opts.userns.is_some() {
+            m = oci_mount(
+                "/sys",
+                "bind",
+                "/sys",
+                &["rbind", "nosuid", "noexec", "nodev", "ro"],
+            );
+        }
         if user_dests.contains(&dest.as_str())
             || (mount_dev && dest.starts_with("/dev/"))
             || (dest == "/dev/shm" && ipc_mode == "none")

@@ -5,6 +5,18 @@ use super::*;
 // ---------------------------------------------------------------------------------------------
 // Namespaces, sysctls, system paths
 
+/// The annotation naming the network namespace the supervisor joins itself before it creates
+/// a container with a user namespace (the spec then has no network namespace entry).
+pub const NETNS_ANNOTATION: &str = "io.berth.netns";
+
+/// The network namespace a user-namespaced container gets through its supervisor, if any.
+pub(super) fn supervisor_netns(opts: &SpecOptions) -> Option<PathBuf> {
+    match (opts.userns, opts.network) {
+        (Some(_), Namespace::Path(p)) => Some(p.to_path_buf()),
+        _ => None,
+    }
+}
+
 pub(super) fn namespaces(opts: &SpecOptions) -> Result<Vec<LinuxNamespace>, SpecError> {
     let cgroup_private = match opts.host_config.cgroupns_mode {
         Some(HostConfigCgroupnsModeEnum::PRIVATE) => true,
@@ -17,6 +29,11 @@ pub(super) fn namespaces(opts: &SpecOptions) -> Result<Vec<LinuxNamespace>, Spec
         Namespace::Host
     };
     let mut out = Vec::new();
+    if opts.userns.is_some() {
+        let mut n: LinuxNamespace = empty(serde_json::json!({ "type": "user" }))?;
+        n.set_typ(LinuxNamespaceType::User);
+        out.push(n);
+    }
     for (typ, ns) in [
         (LinuxNamespaceType::Mount, Namespace::Private),
         (LinuxNamespaceType::Network, opts.network),
@@ -25,6 +42,16 @@ pub(super) fn namespaces(opts: &SpecOptions) -> Result<Vec<LinuxNamespace>, Spec
         (LinuxNamespaceType::Ipc, opts.ipc),
         (LinuxNamespaceType::Cgroup, cgroup),
     ] {
+        // libcontainer enters a new user namespace before it joins namespaces by path, and a
+        // network namespace berthd made belongs to the host's user namespace: from inside the
+        // container's it cannot be joined (EPERM). The supervisor joins it instead, before
+        // libcontainer clones the container, which inherits it (see [`NETNS_ANNOTATION`]).
+        if typ == LinuxNamespaceType::Network
+            && opts.userns.is_some()
+            && matches!(ns, Namespace::Path(_))
+        {
+            continue;
+        }
         let path = match ns {
             Namespace::Host => continue,
             Namespace::Private => None,
@@ -38,6 +65,12 @@ pub(super) fn namespaces(opts: &SpecOptions) -> Result<Vec<LinuxNamespace>, Spec
     Ok(out)
 }
 
+/// Docker's default network sysctls of a container's own network namespace.
+pub const DEFAULT_NET_SYSCTLS: [(&str, &str); 2] = [
+    ("net.ipv4.ping_group_range", "0 2147483647"),
+    ("net.ipv4.ip_unprivileged_port_start", "0"),
+];
+
 /// Docker's default network sysctls for a container with its own network namespace, then
 /// `HostConfig.Sysctls`, checked as runc checks them.
 pub(super) fn sysctls(opts: &SpecOptions) -> Result<HashMap<String, String>, SpecError> {
@@ -49,12 +82,13 @@ pub(super) fn sysctls(opts: &SpecOptions) -> Result<HashMap<String, String>, Spe
             .as_deref()
             .unwrap_or("")
             .starts_with("container:");
-    if own_netns {
+    // In a user namespace the container cannot write the sysctls of a network namespace
+    // berthd made (it belongs to the host's user namespace): the runtime writes the defaults
+    // from the host (`host::set_netns_sysctls`).
+    let netns_from_host = opts.userns.is_some() && matches!(opts.network, Namespace::Path(_));
+    if own_netns && !netns_from_host {
         let exists = |k: &str| Path::new("/proc/sys").join(k.replace('.', "/")).exists();
-        for (k, v) in [
-            ("net.ipv4.ping_group_range", "0 2147483647"),
-            ("net.ipv4.ip_unprivileged_port_start", "0"),
-        ] {
+        for (k, v) in DEFAULT_NET_SYSCTLS {
             if exists(k) {
                 out.insert(k.to_string(), v.to_string());
             }
@@ -201,10 +235,64 @@ pub(super) const DEFAULT_READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
+/// `linux.uidMappings` and `linux.gidMappings` for a remapped container: container ids
+/// `0..size` on the host range.
+pub(super) fn id_mappings(
+    map: &super::super::IdMap,
+) -> Result<(Vec<LinuxIdMapping>, Vec<LinuxIdMapping>), SpecError> {
+    let one = |host: u32, size: u32| -> Result<Vec<LinuxIdMapping>, SpecError> {
+        Ok(vec![empty(serde_json::json!({
+            "containerID": 0,
+            "hostID": host,
+            "size": size,
+        }))?])
+    };
+    Ok((one(map.uid, map.uid_size)?, one(map.gid, map.gid_size)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::runtime::spec::test_support::*;
+
+    #[test]
+    fn remapped_container_gets_a_user_namespace_and_sys_bound() {
+        let fx = fixture();
+        let cfg = sh();
+        let hc = HostConfig::default();
+        let mut opts = options(&fx, &cfg, &hc);
+        opts.userns = Some(crate::runtime::IdMap {
+            uid: 100000,
+            uid_size: 65536,
+            gid: 200000,
+            gid_size: 1000,
+        });
+        let spec = build(&opts).unwrap();
+        let l = linux(&spec);
+        let ns = l.namespaces().as_ref().unwrap();
+        assert_eq!(ns[0].typ(), LinuxNamespaceType::User);
+        let u = &l.uid_mappings().as_ref().unwrap()[0];
+        assert_eq!(
+            (u.container_id(), u.host_id(), u.size()),
+            (0, 100000, 65536)
+        );
+        let g = &l.gid_mappings().as_ref().unwrap()[0];
+        assert_eq!((g.container_id(), g.host_id(), g.size()), (0, 200000, 1000));
+        let sys = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == Path::new("/sys"))
+            .unwrap();
+        assert_eq!(sys.typ().as_deref(), Some("bind"));
+        assert!(sys.options().as_ref().unwrap().iter().any(|o| o == "ro"));
+        // Without remapping: no user namespace, sysfs.
+        let spec = build(&options(&fx, &cfg, &hc)).unwrap();
+        let ns = linux(&spec).namespaces().as_ref().unwrap();
+        assert!(ns.iter().all(|n| n.typ() != LinuxNamespaceType::User));
+        assert!(linux(&spec).uid_mappings().is_none());
+    }
 
     #[test]
     fn namespaces_hostname_and_sysctls() {

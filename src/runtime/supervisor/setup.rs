@@ -225,6 +225,7 @@ fn create_container(cfg: &SupervisorConfig, state_dir: &Path) -> Result<NewConta
     } else {
         io.pipes(cfg.io.open_stdin)?
     };
+    join_netns_of_bundle(state_dir)?;
     let created = lc::create(&cfg.id, &cfg.lc_root, state_dir, executor, stdio);
     drop(report_w);
     match created {
@@ -289,4 +290,23 @@ fn init_logging(path: &Path) {
             .with_max_level(tracing::Level::INFO)
             .try_init();
     }
+}
+
+/// A container with a user namespace cannot join a network namespace of the host's user
+/// namespace itself: the supervisor (single-threaded) joins the one the bundle names, and the
+/// container, and every exec libcontainer starts from here, inherit it.
+fn join_netns_of_bundle(state_dir: &Path) -> Result<(), String> {
+    let Ok(spec) = oci_spec::runtime::Spec::load(state_dir.join("config.json")) else {
+        return Ok(());
+    };
+    let Some(path) = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(crate::runtime::spec::NETNS_ANNOTATION))
+    else {
+        return Ok(());
+    };
+    let f = std::fs::File::open(path).map_err(|e| format!("open network namespace {path}: {e}"))?;
+    nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| format!("join network namespace {path}: {e}"))
 }
