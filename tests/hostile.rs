@@ -124,7 +124,7 @@ fn malformed_requests_get_4xx_and_change_nothing() {
             "unknown volume driver",
             json("/volumes/create", br#"{"Name":"v1","Driver":"nosuch"}"#),
             404,
-            "plugin \"nosuch\" not found",
+            "error looking up volume plugin nosuch",
         ),
         (
             "bad subnet",

@@ -50,12 +50,12 @@ fi
 REPORT_DIR=${REPORT_DIR:-/var/tmp/berth-schemathesis-report}
 mkdir -p "$REPORT_DIR"
 WORK=$(mktemp -d /tmp/berth-schemathesis.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT INT TERM
 
 export BERTHD VENV SPEC SECONDS_BUDGET WORK REPORT_DIR
 # schemathesis keeps its cache (.schemathesis/) in the working directory: the temporary one.
 cd "$WORK"
-exec unshare --net -- sh -eu -c '
+set +e
+unshare --net -- sh -eu -c '
 ip link set lo up
 PORT=23751
 "$BERTHD" --data-root "$WORK/data" --exec-root "$WORK/exec" --pidfile "$WORK/berthd.pid" \
@@ -83,3 +83,6 @@ kill -TERM $BPID; wait $BPID || true
 cp "$WORK/berthd.log" "$REPORT_DIR/berthd.log"
 exit $RC
 ' sh "$@"
+RC=$?
+rm -rf "$WORK"
+exit $RC
