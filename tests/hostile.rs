@@ -228,7 +228,11 @@ fn malformed_requests_get_4xx_and_change_nothing() {
         b"POST /containers/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 99999999999999999999\r\n\r\n{}",
     );
     assert_eq!(status, 400);
-    assert_eq!(snapshot(&b.data_root()), before, "a refused request changed the data root");
+    assert_eq!(
+        snapshot(&b.data_root()),
+        before,
+        "a refused request changed the data root"
+    );
 
     // `rm --link` of a container that is no link: dockerd's conflict, and it stays.
     if common::have_busybox() {
@@ -318,7 +322,10 @@ fn slowloris_headers_and_stalled_bodies_are_cut_off() {
 /// body idle timeout.
 #[test]
 fn a_stalled_upload_does_not_block_stop_or_rm() {
-    require!(ready() && common::have_busybox(), "needs root, the docker CLI and busybox-static");
+    require!(
+        ready() && common::have_busybox(),
+        "needs root, the docker CLI and busybox-static"
+    );
     let b = start_with_busybox();
     ok(b.docker_out(&["run", "-d", "--name", "stall1", "busybox", "sleep", "1000"]));
     // A tar header promising a 1 MiB file, a little of its content, and then nothing.
@@ -384,7 +391,11 @@ fn a_stalled_upload_does_not_block_stop_or_rm() {
     let t0 = Instant::now();
     ok(b.docker_out(&["start", "stall2"]));
     ok(b.docker_out(&["wait", "stall2"]));
-    assert!(t0.elapsed() < Duration::from_secs(BODY_IDLE_SECS), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(BODY_IDLE_SECS),
+        "{:?}",
+        t0.elapsed()
+    );
     let mut buf = [0u8; 512];
     let _ = raw.read(&mut buf);
     ok(b.docker_out(&["rm", "stall2"]));
@@ -425,7 +436,10 @@ fn huge_pax_tar(size: u64, send: usize) -> Vec<u8> {
 /// by — it is never read into memory — through `import`, `load` and `cp`.
 #[test]
 fn huge_pax_headers_are_refused_at_the_header() {
-    require!(ready() && common::have_busybox(), "needs root, the docker CLI and busybox-static");
+    require!(
+        ready() && common::have_busybox(),
+        "needs root, the docker CLI and busybox-static"
+    );
     let b = start_with_busybox();
     let before_images = ok(b.docker_out(&["images", "-q"]));
     let p = b.dir.path().join("pax.tar");
@@ -508,7 +522,11 @@ fn sparse_entries_device_nodes_and_setuid_files_are_contained() {
     let t0 = Instant::now();
     let imp = docker_with_stdin(&b, &["import", "-", "sparse:1"], &p);
     assert!(imp.status.success(), "{}", stderr(&imp));
-    assert!(t0.elapsed() < Duration::from_secs(120), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(120),
+        "{:?}",
+        t0.elapsed()
+    );
     let upper = ok(b.docker_out(&[
         "image",
         "inspect",
@@ -564,7 +582,12 @@ fn hostile_build_contexts_stay_inside() {
         ),
         (
             "absolute",
-            vec![(format!("/{tpath}"), tar::EntryType::Regular, String::new(), b"x".to_vec())],
+            vec![(
+                format!("/{tpath}"),
+                tar::EntryType::Regular,
+                String::new(),
+                b"x".to_vec(),
+            )],
         ),
         (
             "symlink then file",
@@ -575,7 +598,12 @@ fn hostile_build_contexts_stay_inside() {
                     outside.path().display().to_string(),
                     vec![],
                 ),
-                ("l/evil".into(), tar::EntryType::Regular, String::new(), b"x".to_vec()),
+                (
+                    "l/evil".into(),
+                    tar::EntryType::Regular,
+                    String::new(),
+                    b"x".to_vec(),
+                ),
             ],
         ),
         (
@@ -619,7 +647,11 @@ fn hostile_build_contexts_stay_inside() {
         let r = c.read_response(false);
         assert!(r.status < 500, "{what}: {} {}", r.status, r.text());
         assert!(!target.exists(), "{what}: wrote outside");
-        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "{what}");
+        assert_eq!(
+            std::fs::read_dir(outside.path()).unwrap().count(),
+            0,
+            "{what}"
+        );
         let _ = b.docker_out(&["rmi", "-f", "ctx:1"]);
     }
     assert_eq!(std::fs::read("/etc/shadow").ok(), shadow);
@@ -678,7 +710,8 @@ fn fake_registry(size: usize, chunked: bool) -> (u16, std::thread::JoinHandle<()
                     let _ = s.write_all(fill);
                     let _ = s.write_all(b"\r\n");
                     while sent < size {
-                        if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_err()
+                        if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                            .is_err()
                             || s.write_all(&chunk).is_err()
                             || s.write_all(b"\r\n").is_err()
                         {

@@ -22,7 +22,8 @@ pub type Body = BoxBody<Bytes, std::io::Error>;
 pub const MAX_JSON_BODY: usize = 8 << 20;
 
 /// How long a request body may send nothing before the request fails (milliseconds).
-static BODY_IDLE_TIMEOUT_MS: AtomicU64 = AtomicU64::new(DEFAULT_BODY_IDLE_TIMEOUT.as_millis() as u64);
+static BODY_IDLE_TIMEOUT_MS: AtomicU64 =
+    AtomicU64::new(DEFAULT_BODY_IDLE_TIMEOUT.as_millis() as u64);
 
 /// The default body idle timeout: a client whose body sends nothing for this long is cut off,
 /// so a stalled upload cannot hold a request (and what it holds) forever. dockerd has none.

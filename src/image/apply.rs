@@ -1760,12 +1760,9 @@ mod tests {
         tar.extend_from_slice(&[0u8; 4096]);
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&tar).unwrap();
-        let (stats, rec) = apply_layer_recorded(
-            gz.finish().unwrap().as_slice(),
-            tmp.path(),
-            Recorder::new(),
-        )
-        .unwrap();
+        let (stats, rec) =
+            apply_layer_recorded(gz.finish().unwrap().as_slice(), tmp.path(), Recorder::new())
+                .unwrap();
         assert_eq!(stats.diff_id, sha(&tar));
         let segments = super::super::tarsplit::decode(&rec.finish().unwrap()).unwrap();
         let files: Vec<_> = segments

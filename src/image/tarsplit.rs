@@ -551,9 +551,12 @@ mod tests {
             .iter()
             .all(|s| matches!(s, Segment::Raw(b) if b.len() <= RAW_CHUNK)));
         let mut out = Vec::new();
-        assemble_from(dir.path(), std::fs::File::open(dir.path().join("split")).unwrap())
-            .read_to_end(&mut out)
-            .unwrap();
+        assemble_from(
+            dir.path(),
+            std::fs::File::open(dir.path().join("split")).unwrap(),
+        )
+        .read_to_end(&mut out)
+        .unwrap();
         assert_eq!(out, big);
     }
 }

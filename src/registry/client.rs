@@ -385,8 +385,14 @@ impl Session {
                 "Expected HTTP Status 200 OK, got {s} instead"
             ))),
             s => Some(
-                match serde_json::from_slice::<OciEnvelope>(&body).ok().filter(|_| s.is_client_error()) {
-                    Some(envelope) => E::RegistryError { envelope, url: url_s },
+                match serde_json::from_slice::<OciEnvelope>(&body)
+                    .ok()
+                    .filter(|_| s.is_client_error())
+                {
+                    Some(envelope) => E::RegistryError {
+                        envelope,
+                        url: url_s,
+                    },
                     None => E::ServerError {
                         code: s.as_u16(),
                         url: url_s,
