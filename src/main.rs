@@ -160,7 +160,7 @@ async fn run(
         listeners,
         Api::new(daemon.backends()),
         shutdown,
-        ServerOptions::default(),
+        ServerOptions::from_env(),
     )
     .await;
     if let Some(task) = metrics_task {

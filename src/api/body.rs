@@ -1,5 +1,8 @@
 //! Request and response bodies: bounded JSON reads, JSON and text responses, streams.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full, StreamBody};
 use hyper::body::Frame;
@@ -17,6 +20,39 @@ pub type Body = BoxBody<Bytes, std::io::Error>;
 
 /// The default bound on JSON request bodies.
 pub const MAX_JSON_BODY: usize = 8 << 20;
+
+/// How long a request body may send nothing before the request fails (milliseconds).
+static BODY_IDLE_TIMEOUT_MS: AtomicU64 =
+    AtomicU64::new(DEFAULT_BODY_IDLE_TIMEOUT.as_millis() as u64);
+
+/// The default body idle timeout: a client whose body sends nothing for this long is cut off,
+/// so a stalled upload cannot hold a request (and what it holds) forever. dockerd has none.
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Set the body idle timeout of every request from now on (the server does, from its options).
+pub fn set_body_idle_timeout(t: Duration) {
+    BODY_IDLE_TIMEOUT_MS.store(t.as_millis().max(1) as u64, Ordering::Relaxed);
+}
+
+fn body_idle_timeout() -> Duration {
+    Duration::from_millis(BODY_IDLE_TIMEOUT_MS.load(Ordering::Relaxed))
+}
+
+/// The next frame of `body`, or an error once it has been idle for the body idle timeout.
+async fn next_frame<B>(body: &mut B) -> Option<Result<Frame<Bytes>, String>>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let idle = body_idle_timeout();
+    match tokio::time::timeout(idle, body.frame()).await {
+        Ok(f) => f.map(|r| r.map_err(|e| e.to_string())),
+        Err(_) => Some(Err(format!(
+            "timed out: the client sent nothing for {}s",
+            idle.as_secs_f64()
+        ))),
+    }
+}
 
 pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
@@ -48,7 +84,7 @@ pub fn body_channel(mut body: hyper::body::Incoming) -> crate::util::io::ByteRec
     tokio::spawn(async move {
         let mut draining = None::<u64>;
         loop {
-            match body.frame().await {
+            match next_frame(&mut body).await {
                 None => break,
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
@@ -156,7 +192,7 @@ where
         }
     }
     let mut buf = BytesMut::new();
-    while let Some(frame) = body.frame().await {
+    while let Some(frame) = next_frame(&mut body).await {
         let frame = frame.map_err(|e| ApiError::invalid(format!("read request body: {e}")))?;
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > limit {

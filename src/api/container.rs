@@ -375,6 +375,16 @@ pub async fn top(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
 
 pub async fn remove(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     if ctx.query.bool("link") {
+        // As moby's `containerRm`: the container is looked up first (404), and a name that is
+        // no link (`/parent/child`) is refused with dockerd's words.
+        ctx.backend.container_inspect(name(&ctx), false).await?;
+        let full = format!("/{}", name(&ctx).trim_start_matches('/'));
+        if full.rfind('/') == Some(0) {
+            return Err(ApiError::new(
+                crate::errors::ErrorKind::Conflict,
+                "Conflict, cannot remove the default link name of the container",
+            ));
+        }
         return Err(ApiError::new(
             crate::errors::ErrorKind::NotImplemented,
             "legacy links are not supported",

@@ -453,11 +453,18 @@ fn read_error(context: &str, e: io::Error) -> BuilderError {
 }
 
 fn apply_error(e: ApplyError) -> BuilderError {
-    match e {
-        ApplyError::Root { .. } | ApplyError::Fs { .. } => {
-            BuilderError::internal(format!("unpacking the build context: {e}"))
-        }
-        _ => BuilderError::invalid(format!("unpacking the build context: {e}")),
+    // A context whose entries cannot be placed (a file through a symlink out of the context,
+    // a dangling hard link) is the client's fault: a 400, as the layer code classifies it.
+    // A failed read of the context is the client's too.
+    let client = matches!(e, ApplyError::Read { .. })
+        || matches!(
+            crate::errors::Kinded::kind(&e),
+            crate::errors::ErrorKind::InvalidParameter | crate::errors::ErrorKind::NotImplemented
+        );
+    if client {
+        BuilderError::invalid(format!("unpacking the build context: {e}"))
+    } else {
+        BuilderError::internal(format!("unpacking the build context: {e}"))
     }
 }
 

@@ -249,8 +249,9 @@ fn open_root(root: &Path, recording: bool) -> Result<(OwnedFd, Option<PathBuf>),
 pub fn apply_layer_recorded<R: Read>(
     reader: R,
     root: &Path,
+    recorder: Recorder,
 ) -> Result<(ApplyStats, Recorder), ApplyError> {
-    let recorder = RefCell::new(Recorder::new());
+    let recorder = RefCell::new(recorder);
     let (root, root_path) = open_root(root, true)?;
     let stats = detect_and_apply(reader, root, root_path, Some(&recorder), None)?;
     Ok((stats, recorder.into_inner()))
@@ -387,7 +388,9 @@ fn apply_stream<'a, R: Read>(
         count: 0,
         recorder,
     };
-    let mut archive = tar::Archive::new(hashing);
+    // Special members (PAX headers, GNU long names) above Go's 1 MiB are refused before the
+    // tar crate reads one whole into memory.
+    let mut archive = tar::Archive::new(crate::util::targuard::HeaderGuard::new(hashing));
     let entries = archive
         .entries()
         .map_err(|e| stream_error(e, "reading entries".into(), failed))?;
@@ -414,6 +417,7 @@ fn apply_stream<'a, R: Read>(
         }
     }
     applier.finish_dirs()?;
+    let rest = rest.into_inner();
     Ok(ApplyStats {
         diff_id: rest
             .hasher
@@ -895,14 +899,25 @@ impl Applier<'_> {
                     ))
                 }
             };
-            file.write_all(&self.buf[..n])
-                .map_err(|e| fs_err(name, "writing file")(io_errno(&e)))?;
+            // A sparse entry's holes stay holes: a huge sparse file takes the disk space of
+            // its data, not of its size.
+            if !plain && self.buf[..n].iter().all(|b| *b == 0) {
+                io::Seek::seek(&mut file, io::SeekFrom::Current(n as i64))
+                    .map_err(|e| fs_err(name, "writing file")(io_errno(&e)))?;
+            } else {
+                file.write_all(&self.buf[..n])
+                    .map_err(|e| fs_err(name, "writing file")(io_errno(&e)))?;
+            }
             if let (Some(hook), Some(_)) = (&mut self.hook, &hooked) {
                 hook.content(&self.buf[..n]);
             }
             written += n as u64;
         }
         check_length(name, written, expected)?;
+        if !plain {
+            file.set_len(written)
+                .map_err(|e| fs_err(name, "writing file")(io_errno(&e)))?;
+        }
         let fd = OwnedFd::from(file);
         self.set_fd_meta(&fd, meta, name)?;
         futimens(fd.as_raw_fd(), &meta.mtime, &meta.mtime)
@@ -1759,10 +1774,11 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&tar).unwrap();
         let (stats, rec) =
-            apply_layer_recorded(gz.finish().unwrap().as_slice(), tmp.path()).unwrap();
+            apply_layer_recorded(gz.finish().unwrap().as_slice(), tmp.path(), Recorder::new())
+                .unwrap();
         assert_eq!(stats.diff_id, sha(&tar));
-        let files: Vec<_> = rec
-            .segments()
+        let segments = super::super::tarsplit::decode(&rec.finish().unwrap()).unwrap();
+        let files: Vec<_> = segments
             .iter()
             .filter_map(|s| match s {
                 super::super::tarsplit::Segment::File { path, .. } => Some(path.clone()),
@@ -1772,7 +1788,7 @@ mod tests {
         let long = format!("d/{}", "n".repeat(150));
         assert_eq!(files, ["d/a", "d/through", long.as_str()]);
         let mut out = Vec::new();
-        super::super::tarsplit::assemble(tmp.path(), rec.segments().to_vec())
+        super::super::tarsplit::assemble(tmp.path(), segments)
             .read_to_end(&mut out)
             .unwrap();
         assert!(out == tar, "reassembled tar differs");

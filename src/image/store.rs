@@ -325,8 +325,12 @@ impl Store {
         let diff = layer_dir.join("diff");
         fs::create_dir_all(&diff).map_err(io(format!("create {}", diff.display())))?;
         let result = (|| {
+            // The tar-split record is streamed to a file beside the layer as it is made (a
+            // layer with millions of entries or huge headers does not make it big in memory).
+            let spool = layer_dir.join("tar-split.spool");
+            let spool_file = fs::File::create(&spool).map_err(io("create tar-split"))?;
             let (stats, recorder): (ApplyStats, Recorder) =
-                apply::apply_layer_recorded(blob, &diff)?;
+                apply::apply_layer_recorded(blob, &diff, Recorder::to_file(spool_file))?;
             if let Some(want) = expected_diff_id {
                 if stats.diff_id != want {
                     return Err(ImageError::invalid(format!(
@@ -356,22 +360,24 @@ impl Store {
                 atomic_write(&layer_dir.join("lower"), lower.as_bytes(), 0o644)
                     .map_err(io("write lower"))?;
             }
-            let split = recorder.encode().map_err(io("encode tar-split"))?;
+            recorder.finish().map_err(io("write tar-split"))?;
             // The record: written in tmp, then renamed into place in one step.
             let tmp = self.layer_tmp().join(random_hex(16));
             fs::create_dir(&tmp).map_err(io("create layer record"))?;
-            let files: [(&str, Vec<u8>); 6] = [
+            let files: [(&str, Vec<u8>); 5] = [
                 ("diff", stats.diff_id.clone().into_bytes()),
                 ("parent", parent.unwrap_or("").as_bytes().to_vec()),
                 ("cache-id", cache_id.clone().into_bytes()),
                 ("size", stats.content_size.to_string().into_bytes()),
                 ("tar-size", stats.tar_size.to_string().into_bytes()),
-                ("tar-split", split),
             ];
             for (name, data) in files {
                 atomic_write(&tmp.join(name), &data, 0o600)
                     .map_err(io(format!("write layer {name}")))?;
             }
+            fs::set_permissions(&spool, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .map_err(io("write layer tar-split"))?;
+            fs::rename(&spool, tmp.join("tar-split")).map_err(io("write layer tar-split"))?;
             let layer = Layer {
                 chain_id: chain_id.clone(),
                 diff_id: stats.diff_id,
@@ -453,12 +459,10 @@ impl Store {
         layer: &Layer,
     ) -> Result<tarsplit::Verified<tarsplit::Assembler>, ImageError> {
         let dir = self.layerdb().join(digest_hex(&layer.chain_id));
-        let split = fs::read(dir.join("tar-split"))
+        let split = fs::File::open(dir.join("tar-split"))
             .map_err(io(format!("read tar-split of {}", layer.chain_id)))?;
-        let segments = tarsplit::decode(&split)
-            .map_err(io(format!("decode tar-split of {}", layer.chain_id)))?;
         Ok(tarsplit::Verified::new(
-            tarsplit::assemble(&self.layer_diff(layer), segments),
+            tarsplit::assemble_from(&self.layer_diff(layer), split),
             &layer.diff_id,
             layer.tar_size,
         ))

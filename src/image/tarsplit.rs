@@ -22,19 +22,81 @@ pub enum Segment {
     File { path: String, size: u64 },
 }
 
-/// Collects the segments of a tar stream as it passes by.
-#[derive(Debug, Default)]
+/// Kept bytes are written out in records of at most this size, so neither recording nor
+/// reassembly holds more than this of them in memory, whatever the layer (a huge PAX header,
+/// millions of entries).
+const RAW_CHUNK: usize = 64 << 10;
+
+/// The longest file path a record may name.
+const MAX_PATH: u64 = 1 << 20;
+
+/// Where the encoded record goes.
+enum Sink {
+    Mem(Vec<u8>),
+    File(io::BufWriter<std::fs::File>),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Mem(v) => v.write(buf),
+            Sink::File(f) => f.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Mem(_) => Ok(()),
+            Sink::File(f) => f.flush(),
+        }
+    }
+}
+
+/// Records the segments of a tar stream as it passes by, writing them out (gzip-compressed)
+/// as it goes: to memory ([`Recorder::new`]) or to a file ([`Recorder::to_file`]).
 pub struct Recorder {
-    segments: Vec<Segment>,
+    out: GzEncoder<Sink>,
+    /// Kept bytes not written out yet (at most [`RAW_CHUNK`]).
+    pending: Vec<u8>,
     /// Stream offset of the next byte.
     pos: u64,
     /// The content range being skipped: `[start, end)`.
     skip: Option<(u64, u64)>,
+    /// The first write error; [`Recorder::finish`] reports it.
+    err: Option<io::Error>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder").field("pos", &self.pos).finish()
+    }
 }
 
 impl Recorder {
+    /// A recorder that keeps its (compressed) record in memory.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_sink(Sink::Mem(Vec::new()))
+    }
+
+    /// A recorder that streams its record into `file`.
+    pub fn to_file(file: std::fs::File) -> Self {
+        Self::with_sink(Sink::File(io::BufWriter::new(file)))
+    }
+
+    fn with_sink(sink: Sink) -> Self {
+        Recorder {
+            out: GzEncoder::new(sink, flate2::Compression::fast()),
+            pending: Vec::new(),
+            pos: 0,
+            skip: None,
+            err: None,
+        }
     }
 
     /// Bytes `[pos, pos+n)` of the stream went by.
@@ -63,13 +125,38 @@ impl Recorder {
         }
     }
 
-    fn raw(&mut self, bytes: &[u8]) {
+    fn raw(&mut self, mut bytes: &[u8]) {
         self.pos += bytes.len() as u64;
-        if let Some(Segment::Raw(v)) = self.segments.last_mut() {
-            v.extend_from_slice(bytes);
-        } else {
-            self.segments.push(Segment::Raw(bytes.to_vec()));
+        while !bytes.is_empty() {
+            let n = (RAW_CHUNK - self.pending.len()).min(bytes.len());
+            self.pending.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.pending.len() >= RAW_CHUNK {
+                self.flush_raw();
+            }
         }
+    }
+
+    fn emit(&mut self, parts: &[&[u8]]) {
+        if self.err.is_some() {
+            return;
+        }
+        for p in parts {
+            if let Err(e) = self.out.write_all(p) {
+                self.err = Some(e);
+                return;
+            }
+        }
+    }
+
+    fn flush_raw(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.emit(&[b"R", &(pending.len() as u64).to_le_bytes(), &pending]);
+        self.pending = pending;
+        self.pending.clear();
     }
 
     /// The content of the file `path` occupies `[start, start+size)` of the stream. Must be
@@ -78,76 +165,113 @@ impl Recorder {
         if size == 0 {
             return;
         }
-        self.segments.push(Segment::File {
-            path: path.to_string(),
-            size,
-        });
+        self.flush_raw();
+        self.emit(&[
+            b"F",
+            &size.to_le_bytes(),
+            &(path.len() as u64).to_le_bytes(),
+            path.as_bytes(),
+        ]);
         self.skip = Some((start, start + size));
     }
 
-    pub fn segments(&self) -> &[Segment] {
-        &self.segments
-    }
-
-    /// Serialise (gzip-compressed) for storage next to the layer.
-    pub fn encode(&self) -> io::Result<Vec<u8>> {
-        let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        for s in &self.segments {
-            match s {
-                Segment::Raw(b) => {
-                    enc.write_all(b"R")?;
-                    enc.write_all(&(b.len() as u64).to_le_bytes())?;
-                    enc.write_all(b)?;
-                }
-                Segment::File { path, size } => {
-                    enc.write_all(b"F")?;
-                    enc.write_all(&size.to_le_bytes())?;
-                    enc.write_all(&(path.len() as u64).to_le_bytes())?;
-                    enc.write_all(path.as_bytes())?;
-                }
+    /// Write out the rest. A memory recorder gives its record; a file recorder flushes and
+    /// syncs its file and gives nothing.
+    pub fn finish(mut self) -> io::Result<Vec<u8>> {
+        self.flush_raw();
+        if let Some(e) = self.err.take() {
+            return Err(e);
+        }
+        match self.out.finish()? {
+            Sink::Mem(v) => Ok(v),
+            Sink::File(f) => {
+                let f = f.into_inner().map_err(|e| e.into_error())?;
+                f.sync_all()?;
+                Ok(Vec::new())
             }
         }
-        enc.finish()
     }
 }
 
-/// Decode what [`Recorder::encode`] wrote.
+/// Encode `segments` the way a [`Recorder`] does.
+pub fn encode(segments: &[Segment]) -> io::Result<Vec<u8>> {
+    let mut r = Recorder::new();
+    for s in segments {
+        match s {
+            Segment::Raw(b) => {
+                for c in b.chunks(RAW_CHUNK) {
+                    r.emit(&[b"R", &(c.len() as u64).to_le_bytes(), c]);
+                }
+            }
+            Segment::File { path, size } => r.emit(&[
+                b"F",
+                &size.to_le_bytes(),
+                &(path.len() as u64).to_le_bytes(),
+                path.as_bytes(),
+            ]),
+        }
+    }
+    r.finish()
+}
+
+fn corrupt() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "corrupt tar-split data")
+}
+
+fn read_u64(r: &mut impl Read) -> io::Result<u64> {
+    let mut a = [0u8; 8];
+    r.read_exact(&mut a).map_err(|_| corrupt())?;
+    Ok(u64::from_le_bytes(a))
+}
+
+/// One record's head: a tag and what follows it, or `None` at the end.
+enum Head {
+    Raw(u64),
+    File { path: String, size: u64 },
+}
+
+fn read_head(r: &mut impl Read) -> io::Result<Option<Head>> {
+    let mut tag = [0u8; 1];
+    loop {
+        match r.read(&mut tag) {
+            Ok(0) => return Ok(None),
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    match tag[0] {
+        b'R' => Ok(Some(Head::Raw(read_u64(r)?))),
+        b'F' => {
+            let size = read_u64(r)?;
+            let n = read_u64(r)?;
+            if n > MAX_PATH {
+                return Err(corrupt());
+            }
+            let mut b = vec![0u8; n as usize];
+            r.read_exact(&mut b).map_err(|_| corrupt())?;
+            let path = String::from_utf8(b).map_err(|_| corrupt())?;
+            Ok(Some(Head::File { path, size }))
+        }
+        _ => Err(corrupt()),
+    }
+}
+
+/// Decode a whole record into memory (tests and small records; reassembly streams instead).
 pub fn decode(data: &[u8]) -> io::Result<Vec<Segment>> {
-    let mut raw = Vec::new();
-    GzDecoder::new(data).read_to_end(&mut raw)?;
-    let bad = || io::Error::new(io::ErrorKind::InvalidData, "corrupt tar-split data");
+    let mut r = GzDecoder::new(data);
     let mut out = Vec::new();
-    let mut i = 0usize;
-    let take_u64 = |i: &mut usize| -> io::Result<u64> {
-        let b = raw.get(*i..*i + 8).ok_or_else(bad)?;
-        *i += 8;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(u64::from_le_bytes(a))
-    };
-    while i < raw.len() {
-        let tag = raw[i];
-        i += 1;
-        match tag {
-            b'R' => {
-                let n = take_u64(&mut i)? as usize;
-                let b = raw
-                    .get(i..i.checked_add(n).ok_or_else(bad)?)
-                    .ok_or_else(bad)?;
-                out.push(Segment::Raw(b.to_vec()));
-                i += n;
+    while let Some(h) = read_head(&mut r)? {
+        match h {
+            Head::Raw(n) => {
+                let mut b = Vec::new();
+                (&mut r).take(n).read_to_end(&mut b)?;
+                if b.len() as u64 != n {
+                    return Err(corrupt());
+                }
+                out.push(Segment::Raw(b));
             }
-            b'F' => {
-                let size = take_u64(&mut i)?;
-                let n = take_u64(&mut i)? as usize;
-                let b = raw
-                    .get(i..i.checked_add(n).ok_or_else(bad)?)
-                    .ok_or_else(bad)?;
-                let path = String::from_utf8(b.to_vec()).map_err(|_| bad())?;
-                out.push(Segment::File { path, size });
-                i += n;
-            }
-            _ => return Err(bad()),
+            Head::File { path, size } => out.push(Segment::File { path, size }),
         }
     }
     Ok(out)
@@ -173,25 +297,59 @@ impl<R: Read> Read for TeeReader<'_, R> {
     }
 }
 
-/// Rebuild the tar stream of the layer extracted at `root` from its segments.
+/// Rebuild the tar stream of the layer extracted at `root` from its record, read as it goes:
+/// memory stays bounded by a read buffer, whatever the size of the record.
 pub struct Assembler {
     root: PathBuf,
-    segments: std::vec::IntoIter<Segment>,
-    current: Option<Box<dyn Read + Send>>,
+    record: Box<dyn Read + Send>,
+    /// Kept bytes of the current record still to copy.
+    raw_left: u64,
+    current: Option<ExactReader<io::Take<std::fs::File>>>,
 }
 
-/// Rebuild a layer's tar stream from `root` and its segments.
+/// Rebuild a layer's tar stream from `root` and its segments (held in memory).
 pub fn assemble(root: &Path, segments: Vec<Segment>) -> Assembler {
+    let record: Box<dyn Read + Send> = match encode(&segments) {
+        Ok(v) => Box::new(io::Cursor::new(v)),
+        Err(e) => Box::new(FailingReader(Some(e))),
+    };
+    assemble_from(root, record)
+}
+
+/// Rebuild a layer's tar stream from `root` and its stored record (as [`Recorder`] wrote it),
+/// streamed from `record`.
+pub fn assemble_from(root: &Path, record: impl Read + Send + 'static) -> Assembler {
     Assembler {
         root: root.to_path_buf(),
-        segments: segments.into_iter(),
+        record: Box::new(GzDecoder::new(io::BufReader::new(record))),
+        raw_left: 0,
         current: None,
+    }
+}
+
+struct FailingReader(Option<io::Error>);
+
+impl Read for FailingReader {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(self.0.take().unwrap_or_else(corrupt))
     }
 }
 
 impl Read for Assembler {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
         loop {
+            if self.raw_left > 0 {
+                let want = (self.raw_left.min(buf.len() as u64)) as usize;
+                let n = self.record.read(&mut buf[..want])?;
+                if n == 0 {
+                    return Err(corrupt());
+                }
+                self.raw_left -= n as u64;
+                return Ok(n);
+            }
             if let Some(cur) = self.current.as_mut() {
                 let n = cur.read(buf)?;
                 if n > 0 {
@@ -199,21 +357,21 @@ impl Read for Assembler {
                 }
                 self.current = None;
             }
-            match self.segments.next() {
+            match read_head(&mut self.record)? {
                 None => return Ok(0),
-                Some(Segment::Raw(b)) => self.current = Some(Box::new(io::Cursor::new(b))),
-                Some(Segment::File { path, size }) => {
+                Some(Head::Raw(n)) => self.raw_left = n,
+                Some(Head::File { path, size }) => {
                     let full = self.root.join(path.trim_start_matches('/'));
                     // Resolved inside the layer: a symlink in the layer cannot lead a save
                     // out to host files.
                     let f = crate::util::fs::open_in_root(&self.root, &path).map_err(|e| {
                         io::Error::new(e.kind(), format!("open {}: {e}", full.display()))
                     })?;
-                    self.current = Some(Box::new(ExactReader {
+                    self.current = Some(ExactReader {
                         inner: f.take(size),
                         left: size,
                         path: full,
-                    }));
+                    });
                 }
             }
         }
@@ -338,19 +496,25 @@ mod tests {
             let mut rest = ar.into_inner();
             std::io::copy(&mut rest, &mut std::io::sink()).unwrap();
         }
-        let rec = rec.into_inner();
-        let files = rec
-            .segments()
+        let encoded = rec.into_inner().finish().unwrap();
+        let segs = decode(&encoded).unwrap();
+        let files = segs
             .iter()
             .filter(|s| matches!(s, Segment::File { .. }))
             .count();
         assert_eq!(files, 2);
-        let encoded = rec.encode().unwrap();
         assert!(encoded.len() < bytes.len());
-        let segs = decode(&encoded).unwrap();
-        assert_eq!(segs, rec.segments());
+        assert_eq!(decode(&encode(&segs).unwrap()).unwrap(), segs);
         let mut out = Vec::new();
         assemble(dir.path(), segs).read_to_end(&mut out).unwrap();
+        assert_eq!(out, bytes);
+        // Streamed from a file as the store does.
+        let split = dir.path().join("split");
+        std::fs::write(&split, &encoded).unwrap();
+        let mut out = Vec::new();
+        assemble_from(dir.path(), std::fs::File::open(&split).unwrap())
+            .read_to_end(&mut out)
+            .unwrap();
         assert_eq!(out, bytes);
         assert_eq!(digest_of(&out[..]).unwrap(), digest_of(&bytes[..]).unwrap());
     }
@@ -366,5 +530,33 @@ mod tests {
         let mut out = Vec::new();
         assert!(assemble(dir.path(), segs).read_to_end(&mut out).is_err());
         assert!(decode(b"garbage").is_err());
+    }
+
+    #[test]
+    fn kept_bytes_are_written_out_in_bounded_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = std::fs::File::create(dir.path().join("split")).unwrap();
+        let mut rec = Recorder::to_file(f);
+        // A 1 MiB PAX header's worth of kept bytes, fed in odd pieces.
+        let big: Vec<u8> = (0..(1 << 20)).map(|i| (i % 251) as u8).collect();
+        for c in big.chunks(7777) {
+            rec.observe(c);
+            assert!(rec.pending.len() <= RAW_CHUNK);
+        }
+        assert!(rec.finish().unwrap().is_empty());
+        let data = std::fs::read(dir.path().join("split")).unwrap();
+        let segs = decode(&data).unwrap();
+        assert!(segs.len() >= 16);
+        assert!(segs
+            .iter()
+            .all(|s| matches!(s, Segment::Raw(b) if b.len() <= RAW_CHUNK)));
+        let mut out = Vec::new();
+        assemble_from(
+            dir.path(),
+            std::fs::File::open(dir.path().join("split")).unwrap(),
+        )
+        .read_to_end(&mut out)
+        .unwrap();
+        assert_eq!(out, big);
     }
 }

@@ -24,6 +24,13 @@ pub const MANIFEST_TYPES: &[&str] = &[
     "application/vnd.oci.image.index.v1+json",
 ];
 
+/// The largest manifest accepted from a registry: containerd's `MaxManifestSize`
+/// (`4 * 1048 * 1048` bytes, sic), which dockerd's containerd image store applies.
+pub const MAX_MANIFEST_SIZE: u64 = 4 * 1048 * 1048;
+
+/// How much of an error response's body is read.
+const MAX_ERROR_BODY: u64 = 64 << 10;
+
 /// Credentials as the docker CLI sends them (`X-Registry-Auth`, `POST /auth`).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct AuthConfig {
@@ -251,20 +258,15 @@ impl Session {
             .map_err(|e| self.error(e, &format!("{}/{repo}", self.endpoint.host)))
     }
 
-    /// Fetch a manifest by tag or digest; the digest is verified.
+    /// Fetch a manifest by tag or digest; the digest is verified. Manifests larger than
+    /// [`MAX_MANIFEST_SIZE`] are refused before they are read whole.
     pub async fn manifest(
         &self,
         repo: &str,
         tag_or_digest: &str,
     ) -> Result<FetchedManifest, RegistryError> {
-        let r = self.oci_ref(repo, tag_or_digest);
-        let (bytes, digest) = self
-            .client
-            .pull_manifest_raw(&r, &self.auth, MANIFEST_TYPES)
-            .await
-            .map_err(|e| {
-                self.error(e, &format!("{}/{repo}:{tag_or_digest}", self.endpoint.host))
-            })?;
+        let what = format!("{}/{repo}:{tag_or_digest}", self.endpoint.host);
+        let (bytes, digest) = self.get_manifest_capped(repo, tag_or_digest, &what).await?;
         let computed = crate::util::digest::sha256_digest(&bytes);
         if tag_or_digest.starts_with("sha256:") && computed != tag_or_digest {
             return Err(RegistryError::new(
@@ -281,6 +283,137 @@ impl Session {
             digest: if digest.is_empty() { computed } else { digest },
             media_type,
         })
+    }
+
+    /// `GET /v2/<repo>/manifests/<ref>` with the session's credentials, reading at most
+    /// [`MAX_MANIFEST_SIZE`] bytes (`oci-client` would read any size into memory). Returns the
+    /// body and the `Docker-Content-Digest` header (empty when absent).
+    async fn get_manifest_capped(
+        &self,
+        repo: &str,
+        tag_or_digest: &str,
+        what: &str,
+    ) -> Result<(bytes::Bytes, String), RegistryError> {
+        use oci_client::errors::{OciDistributionError as E, OciEnvelope};
+        let r = self.oci_ref(repo, tag_or_digest);
+        // A bearer token when the registry wants one (fetched and cached by oci-client).
+        let token = self
+            .client
+            .auth(&r, &self.auth, RegistryOperation::Pull)
+            .await
+            .map_err(|e| self.error(e, what))?;
+        let url = format!(
+            "{}://{}/v2/{repo}/manifests/{tag_or_digest}",
+            self.endpoint.scheme(),
+            self.endpoint.host
+        );
+        let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(self.endpoint.insecure_tls)
+            .build()
+            .map_err(|e| RegistryError::new(ErrorKind::Internal, format!("http client: {e}")))?;
+        let mut req = http.get(&url).header("Accept", MANIFEST_TYPES.join(", "));
+        match (&token, &self.auth) {
+            (Some(t), _) => req = req.bearer_auth(t),
+            (None, RegistryAuth::Basic(u, p)) => req = req.basic_auth(u, Some(p)),
+            _ => {}
+        }
+        let mut resp = req.send().await.map_err(|e| {
+            RegistryError::new(
+                ErrorKind::Unavailable,
+                format!("Get \"{url}\": {}", error_chain(&e)),
+            )
+        })?;
+        let status = resp.status();
+        let header_digest = resp
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        let too_large = |size: Option<u64>| {
+            RegistryError::new(
+                ErrorKind::NotFound,
+                match size {
+                    Some(n) => format!(
+                        "rejecting {n} byte manifest for {}: the limit is {MAX_MANIFEST_SIZE} bytes",
+                        self.familiar(what)
+                    ),
+                    None => format!(
+                        "rejecting manifest for {}: larger than the limit of {MAX_MANIFEST_SIZE} bytes",
+                        self.familiar(what)
+                    ),
+                },
+            )
+        };
+        // Error bodies are read to a smaller bound.
+        let limit = if status.is_success() {
+            MAX_MANIFEST_SIZE
+        } else {
+            MAX_ERROR_BODY
+        };
+        if let Some(n) = resp.content_length() {
+            if n > limit && status.is_success() {
+                return Err(too_large(Some(n)));
+            }
+        }
+        let mut body = bytes::BytesMut::new();
+        loop {
+            let chunk = resp.chunk().await.map_err(|e| {
+                RegistryError::new(
+                    ErrorKind::Unavailable,
+                    format!("Get \"{url}\": {}", error_chain(&e)),
+                )
+            })?;
+            let Some(chunk) = chunk else { break };
+            if (body.len() + chunk.len()) as u64 > limit {
+                if status.is_success() {
+                    return Err(too_large(None));
+                }
+                let room = (limit as usize).saturating_sub(body.len());
+                body.extend_from_slice(&chunk[..room.min(chunk.len())]);
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body = body.freeze();
+        let url_s = url.clone();
+        let err = match status {
+            reqwest::StatusCode::OK => None,
+            reqwest::StatusCode::UNAUTHORIZED => Some(E::UnauthorizedError { url: url_s }),
+            s if s.is_success() => Some(E::SpecViolationError(format!(
+                "Expected HTTP Status 200 OK, got {s} instead"
+            ))),
+            s => Some(
+                match serde_json::from_slice::<OciEnvelope>(&body)
+                    .ok()
+                    .filter(|_| s.is_client_error())
+                {
+                    Some(envelope) => E::RegistryError {
+                        envelope,
+                        url: url_s,
+                    },
+                    None => E::ServerError {
+                        code: s.as_u16(),
+                        url: url_s,
+                        message: String::from_utf8_lossy(&body).to_string(),
+                    },
+                },
+            ),
+        };
+        if let Some(e) = err {
+            return Err(self.error(e, what));
+        }
+        if !header_digest.is_empty()
+            && header_digest.starts_with("sha256:")
+            && header_digest != crate::util::digest::sha256_digest(&body)
+        {
+            return Err(RegistryError::new(
+                ErrorKind::InvalidParameter,
+                format!("manifest verification failed for digest {header_digest}"),
+            ));
+        }
+        Ok((body, header_digest))
     }
 
     /// Stream a blob.

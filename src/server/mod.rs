@@ -34,6 +34,32 @@ pub struct ServerOptions {
     pub tls_handshake_timeout: Duration,
     /// How long in-flight requests may run on after shutdown begins.
     pub drain_timeout: Duration,
+    /// How long a request body may send nothing before the request fails and the connection
+    /// is closed (a stalled upload holds nothing forever).
+    pub body_idle_timeout: Duration,
+}
+
+impl ServerOptions {
+    /// The defaults, with the header and body timeouts shortened by the environment variables
+    /// `BERTH_TEST_HEADER_READ_TIMEOUT` and `BERTH_TEST_BODY_IDLE_TIMEOUT` (seconds, may be
+    /// fractional): knobs for tests, which cannot wait five minutes for a slow client.
+    pub fn from_env() -> Self {
+        let secs = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .map(Duration::from_secs_f64)
+        };
+        let mut o = ServerOptions::default();
+        if let Some(t) = secs("BERTH_TEST_HEADER_READ_TIMEOUT") {
+            o.header_read_timeout = t;
+        }
+        if let Some(t) = secs("BERTH_TEST_BODY_IDLE_TIMEOUT") {
+            o.body_idle_timeout = t;
+        }
+        o
+    }
 }
 
 impl Default for ServerOptions {
@@ -44,6 +70,7 @@ impl Default for ServerOptions {
             header_read_timeout: Duration::from_secs(300),
             tls_handshake_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(15),
+            body_idle_timeout: crate::api::body::DEFAULT_BODY_IDLE_TIMEOUT,
         }
     }
 }
@@ -53,6 +80,7 @@ pub async fn run<F>(listeners: Vec<Listener>, api: Arc<Api>, shutdown: F, opts: 
 where
     F: Future<Output = ()>,
 {
+    crate::api::body::set_body_idle_timeout(opts.body_idle_timeout);
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection holds a sender; when all are gone, the drain is over.
     let (conn_tx, mut conn_rx) = mpsc::channel::<()>(1);

@@ -11,5 +11,6 @@ pub mod io;
 pub mod progress;
 pub mod rand;
 pub mod stdcopy;
+pub mod targuard;
 pub mod time;
 pub mod tree;
