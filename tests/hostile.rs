@@ -562,6 +562,9 @@ fn sparse_entries_device_nodes_and_setuid_files_are_contained() {
 }
 
 /// Build contexts with `..`, absolute names and symlink escapes write nothing outside.
+/// A tar entry to craft: name, type, link target, content.
+type TarEntry = (String, tar::EntryType, String, Vec<u8>);
+
 #[test]
 fn hostile_build_contexts_stay_inside() {
     require!(ready(), NOT_READY);
@@ -570,7 +573,7 @@ fn hostile_build_contexts_stay_inside() {
     let target = outside.path().join("evil");
     let tpath = target.to_str().unwrap().trim_start_matches('/').to_string();
     let df = b"FROM scratch\nCOPY . /\n";
-    let cases: Vec<(&str, Vec<(String, tar::EntryType, String, Vec<u8>)>)> = vec![
+    let cases: Vec<(&str, Vec<TarEntry>)> = vec![
         (
             "dotdot",
             vec![(

@@ -295,7 +295,15 @@ mod tests {
             gid: 300000,
             gid_size: 65536,
         };
-        mount_overlay_idmapped(&[lower.clone()], &layer, "diff", "work", &merged, &map).unwrap();
+        mount_overlay_idmapped(
+            std::slice::from_ref(&lower),
+            &layer,
+            "diff",
+            "work",
+            &merged,
+            &map,
+        )
+        .unwrap();
         // The host sees the layer's root-owned file as the remapped root's.
         assert_eq!(std::fs::metadata(merged.join("f")).unwrap().uid(), 300000);
         // A write by the remapped root lands as uid 0 in the upper directory.
