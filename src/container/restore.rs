@@ -97,8 +97,11 @@ impl ContainerManager {
                 }
                 _ => {
                     self.reap_unstarted(&r.id).await;
-                    // An auto-remove container that ended just before berthd did.
-                    if r.state.status == Status::Exited && r.host_config.auto_remove == Some(true) {
+                    // An auto-remove container that is not running goes, as dockerd's
+                    // `restore` removes it: one that ended just before berthd did, or one
+                    // created and never started (its `docker run --rm` client went with the
+                    // daemon).
+                    if r.host_config.auto_remove == Some(true) {
                         self.spawn_auto_remove(c);
                     }
                 }
