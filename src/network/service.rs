@@ -130,7 +130,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn io_err(ctx: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> NetworkError {
-    move |e| NetworkError::internal(format!("{ctx}: {e}"))
+    move |e| NetworkError::io(ctx, e)
 }
 
 /// Predefined network names (they cannot be created, removed or pruned).
