@@ -21,6 +21,10 @@ impl ContainerManager {
             if !path.is_dir() {
                 continue;
             }
+            // Records being replaced when berthd died (the old one is whole).
+            if let Err(err) = crate::util::fs::remove_temp_files(&path) {
+                tracing::warn!("clean {}: {err}", path.display());
+            }
             match Record::load(&path) {
                 Ok(r) => loaded.push(r),
                 Err(err) => {

@@ -149,6 +149,11 @@ impl NetworkService {
         let root = data_root.join("network");
         ensure_dir(&root, 0o700).map_err(io_err(format!("create {}", root.display())))?;
         ensure_dir(&root.join("ports"), 0o700).map_err(io_err("create ports dir"))?;
+        // Records being replaced when berthd died (the old ones are whole).
+        for dir in [root.clone(), root.join("ports")] {
+            crate::util::fs::remove_temp_files(&dir)
+                .map_err(io_err(format!("clean {}", dir.display())))?;
+        }
         let mut warnings = Vec::new();
         let fw: Box<dyn FirewallDriver> = if opts.iptables {
             match Nft::locate("berth") {
