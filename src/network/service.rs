@@ -178,7 +178,11 @@ impl NetworkService {
             .flatten()
         {
             let p = entry.path();
-            if p.extension().is_some_and(|x| x == "json") {
+            // `bridges.json` is the list of berth's own bridges, not a network: a JSON array
+            // of four or more names would otherwise load as a record, field by field.
+            if p.extension().is_some_and(|x| x == "json")
+                && p.file_name().is_some_and(|n| n != "bridges.json")
+            {
                 match fs::read(&p).map_err(|e| e.to_string()).and_then(|b| {
                     serde_json::from_slice::<NetworkRecord>(&b).map_err(|e| e.to_string())
                 }) {
