@@ -796,6 +796,14 @@ fn crash_consistency_under_load() {
             std::thread::spawn(move || client(k, host, dir, files, gate, stop, done, networking))
         })
         .collect();
+    // A failing check stops the clients before the daemon's clean-up runs.
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let _stop_guard = StopOnDrop(stop.clone());
     let mut rng = Rng::new(99);
     let started = Instant::now();
     let mut max_running = 0;
