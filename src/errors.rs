@@ -109,7 +109,7 @@ macro_rules! module_error {
 
             /// An I/O failure with what was being done.
             pub fn io(context: impl ::std::fmt::Display, e: ::std::io::Error) -> Self {
-                Self::internal(format!("{context}: {e}"))
+                Self::internal(format!("{context}: {}", $crate::errors::io_text(&e)))
             }
 
             /// The message alone, as clients see it.
@@ -136,6 +136,25 @@ macro_rules! module_error {
 
 pub use crate::module_error;
 
+/// An I/O error's text for a message. A full disk reads as Go's (dockerd's) words, which users
+/// and scripts look for: `no space left on device`, `disk quota exceeded`; other errors keep
+/// Rust's text.
+pub fn io_text(e: &std::io::Error) -> String {
+    match e.raw_os_error().and_then(full_disk_text) {
+        Some(t) => t.to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// Go's text of `ENOSPC` and `EDQUOT` (see [`io_text`]).
+pub fn full_disk_text(errno: i32) -> Option<&'static str> {
+    match errno {
+        libc::ENOSPC => Some("no space left on device"),
+        libc::EDQUOT => Some("disk quota exceeded"),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{ErrorKind, Kinded};
@@ -155,5 +174,7 @@ mod tests {
             ErrorKind::InvalidParameter
         );
         assert_eq!(TestError::not_found("gone").message(), "gone");
+        let full = TestError::io("write x", std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert_eq!(full.to_string(), "write x: no space left on device");
     }
 }

@@ -21,6 +21,10 @@ impl ContainerManager {
             if !path.is_dir() {
                 continue;
             }
+            // Records being replaced when berthd died (the old one is whole).
+            if let Err(err) = crate::util::fs::remove_temp_files(&path) {
+                tracing::warn!("clean {}: {err}", path.display());
+            }
             match Record::load(&path) {
                 Ok(r) => loaded.push(r),
                 Err(err) => {
@@ -97,8 +101,11 @@ impl ContainerManager {
                 }
                 _ => {
                     self.reap_unstarted(&r.id).await;
-                    // An auto-remove container that ended just before berthd did.
-                    if r.state.status == Status::Exited && r.host_config.auto_remove == Some(true) {
+                    // An auto-remove container that is not running goes, as dockerd's
+                    // `restore` removes it: one that ended just before berthd did, or one
+                    // created and never started (its `docker run --rm` client went with the
+                    // daemon).
+                    if r.host_config.auto_remove == Some(true) {
                         self.spawn_auto_remove(c);
                     }
                 }

@@ -102,7 +102,11 @@ impl fmt::Display for ApplyError {
                 write!(f, "invalid layer entry {entry:?}: {reason}")
             }
             ApplyError::Fs { entry, op, source } => {
-                write!(f, "applying layer entry {entry:?}: {op}: {}", source.desc())
+                write!(
+                    f,
+                    "applying layer entry {entry:?}: {op}: {}",
+                    crate::errors::full_disk_text(*source as i32).unwrap_or(source.desc())
+                )
             }
         }
     }

@@ -130,7 +130,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn io_err(ctx: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> NetworkError {
-    move |e| NetworkError::internal(format!("{ctx}: {e}"))
+    move |e| NetworkError::io(ctx, e)
 }
 
 /// Predefined network names (they cannot be created, removed or pruned).
@@ -149,6 +149,11 @@ impl NetworkService {
         let root = data_root.join("network");
         ensure_dir(&root, 0o700).map_err(io_err(format!("create {}", root.display())))?;
         ensure_dir(&root.join("ports"), 0o700).map_err(io_err("create ports dir"))?;
+        // Records being replaced when berthd died (the old ones are whole).
+        for dir in [root.clone(), root.join("ports")] {
+            crate::util::fs::remove_temp_files(&dir)
+                .map_err(io_err(format!("clean {}", dir.display())))?;
+        }
         let mut warnings = Vec::new();
         let fw: Box<dyn FirewallDriver> = if opts.iptables {
             match Nft::locate("berth") {
@@ -173,7 +178,11 @@ impl NetworkService {
             .flatten()
         {
             let p = entry.path();
-            if p.extension().is_some_and(|x| x == "json") {
+            // `bridges.json` is the list of berth's own bridges, not a network: a JSON array
+            // of four or more names would otherwise load as a record, field by field.
+            if p.extension().is_some_and(|x| x == "json")
+                && p.file_name().is_some_and(|n| n != "bridges.json")
+            {
                 match fs::read(&p).map_err(|e| e.to_string()).and_then(|b| {
                     serde_json::from_slice::<NetworkRecord>(&b).map_err(|e| e.to_string())
                 }) {
