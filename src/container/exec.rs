@@ -13,6 +13,7 @@ use super::attach::{output_body, parse_detach_keys, pump, ClientConn, StdinMode}
 use super::manager::{lock, ContainerManager};
 use super::record::Status;
 use super::ContainerError;
+use crate::runtime::RuntimeError;
 use crate::errors::{ErrorKind, Kinded};
 use crate::runtime::{spec, ExecProcess, ExecStdio, PreparedExec, StdioConn};
 use crate::util::io::ByteReceiver;
@@ -445,6 +446,14 @@ impl ContainerManager {
         let started = self.runtime.exec(&container_id, id, prepared, stdio).await;
         let (pid, stream) = match started {
             Ok(x) => x,
+            Err(e @ (RuntimeError::Gone(_) | RuntimeError::NotRunning)) => {
+                // The container ended after the check: dockerd's `errNotRunning` (409).
+                tracing::debug!("exec {id}: {e}");
+                self.exec_finished(id, 126);
+                return Err(ContainerError::conflict(format!(
+                    "container {container_id} is not running"
+                )));
+            }
             Err(e) => {
                 let code = if e.exit_code() != 0 {
                     e.exit_code() as i64

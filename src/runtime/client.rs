@@ -114,10 +114,14 @@ async fn send_request(stream: &mut UnixStream, req: &Request) -> Result<(), Runt
     let mut line = serde_json::to_vec(req)
         .map_err(|e| RuntimeError::failed(format!("encode request: {e}")))?;
     line.push(b'\n');
-    stream
-        .write_all(&line)
-        .await
-        .map_err(|e| RuntimeError::failed(format!("send to supervisor: {e}")))
+    stream.write_all(&line).await.map_err(|e| match e.kind() {
+        // The supervisor ended (with its container) between the connect and the request: the
+        // same as finding none.
+        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => {
+            RuntimeError::Gone(format!("send to supervisor: {e}"))
+        }
+        _ => RuntimeError::failed(format!("send to supervisor: {e}")),
+    })
 }
 
 /// How long a supervisor may take to answer a request (a start or an exec includes
