@@ -197,9 +197,18 @@ pub fn reference(data: &[u8]) {
     let full = r.to_string();
     let back = Reference::parse(&full).unwrap_or_else(|e| panic!("{s:?} -> {full:?}: {e}"));
     assert_eq!(back, r, "{s:?} -> {full:?}");
+    // Docker's familiar form is ambiguous for `docker.io/<host-like>/…` (`docker.io/a.io/b` is
+    // shown as `a.io/b`, which names the registry a.io): distribution/reference's
+    // `FamiliarName` does the same, so those are not checked.
     let familiar = r.familiar();
-    let back = Reference::parse(&familiar).unwrap_or_else(|e| panic!("{s:?} -> {familiar:?}: {e}"));
-    assert_eq!(back, r, "{s:?} -> {familiar:?}");
+    let first = familiar.split('/').next().unwrap_or("");
+    let host_like = familiar.contains('/')
+        && (first.contains('.') || first.contains(':') || first == "localhost");
+    if r.domain != crate::image::reference::DEFAULT_DOMAIN || !host_like {
+        let back =
+            Reference::parse(&familiar).unwrap_or_else(|e| panic!("{s:?} -> {familiar:?}: {e}"));
+        assert_eq!(back, r, "{s:?} -> {familiar:?}");
+    }
     assert_eq!(
         Reference::parse_repository(&r.familiar_repository()).map(|x| x.repository()).ok(),
         Some(r.repository())
@@ -411,7 +420,8 @@ pub fn dockerfile(data: &[u8]) {
             for w in &words {
                 if let Ok(one) = lex.process_word(w, &lookup) {
                     let many = lex.process_words(w, &lookup).expect("word expanded once");
-                    if many.len() == 1 && !w.contains(char::is_whitespace) {
+                    // Words split at white space the expansion produced too (moby).
+                    if !one.contains(char::is_whitespace) && !one.is_empty() {
                         assert_eq!(many[0], one, "{w:?}");
                     }
                 }
@@ -478,10 +488,10 @@ pub fn dockerignore(data: &[u8]) {
     let patterns = read_all(file);
     let m2 = Matcher::new(&patterns).expect("read_all's patterns compile again");
     assert_eq!(m.is_empty(), patterns.is_empty());
-    for p in paths.split('\0').chain(["", ".", "/", "a", "a/b/c"]) {
+    for p in paths.split('\0').chain(["", ".", "a", "a/b/c"]) {
         let e = m.excluded(p);
         assert_eq!(e, m2.excluded(p), "{p:?}");
-        if p.is_empty() || p == "." || p == "/" {
+        if p.is_empty() || p == "." {
             assert!(!e, "the context root is never excluded");
         }
         if !m.has_exclusions() && e && !p.is_empty() {
