@@ -208,11 +208,11 @@ pub fn reference(data: &[u8]) {
         let back =
             Reference::parse(&familiar).unwrap_or_else(|e| panic!("{s:?} -> {familiar:?}: {e}"));
         assert_eq!(back, r, "{s:?} -> {familiar:?}");
-    }
-    assert_eq!(
+        assert_eq!(
         Reference::parse_repository(&r.familiar_repository()).map(|x| x.repository()).ok(),
-        Some(r.repository())
-    );
+            Some(r.repository())
+        );
+    }
 }
 
 /// A scratch area for the extraction targets: `<tmp>/berth-fuzz-<pid>-<what>/` holding the
