@@ -13,6 +13,8 @@ pub mod daemon;
 pub mod errors;
 pub mod events;
 pub mod filters;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod image;
 pub mod logger;
 pub mod metrics;

@@ -18,7 +18,7 @@ mod events;
 mod image;
 mod network;
 pub mod query;
-mod router;
+pub(crate) mod router;
 mod swarm;
 mod system;
 mod volume;

@@ -70,7 +70,7 @@ type Handler = Box<dyn Fn(Matched) -> HandlerFuture + Send + Sync>;
 
 /// One segment of a route pattern.
 #[derive(Debug, Clone, PartialEq)]
-enum Seg {
+pub(crate) enum Seg {
     Lit(&'static str),
     /// `{name}`: exactly one path segment.
     Param(&'static str),
@@ -103,7 +103,7 @@ impl Route {
     }
 }
 
-fn parse_pattern(p: &'static str) -> Vec<Seg> {
+pub(crate) fn parse_pattern(p: &'static str) -> Vec<Seg> {
     p.trim_start_matches('/')
         .split('/')
         .map(|s| {
@@ -120,7 +120,7 @@ fn parse_pattern(p: &'static str) -> Vec<Seg> {
 }
 
 /// Match `path` (already split) against `pattern`, filling `params`.
-fn match_segments(
+pub(crate) fn match_segments(
     pattern: &[Seg],
     path: &[&str],
     params: &mut HashMap<&'static str, String>,
@@ -164,7 +164,7 @@ fn decode(s: &str) -> String {
 
 /// Split `/v1.41/containers/json` into the version and the rest of the path. A first segment
 /// of `v` and digits-and-dots is a version prefix, as moby's `/v{version:[0-9.]+}`.
-fn split_version(path: &str) -> (Option<&str>, &str) {
+pub(crate) fn split_version(path: &str) -> (Option<&str>, &str) {
     let trimmed = path.trim_start_matches('/');
     if let Some(rest) = trimmed.strip_prefix('v') {
         let (v, tail) = match rest.find('/') {
@@ -270,7 +270,7 @@ impl Api {
 }
 
 /// Refuse versions outside what berth speaks, with dockerd's words.
-fn check_version(text: &str) -> Result<ApiVersion, ApiError> {
+pub(crate) fn check_version(text: &str) -> Result<ApiVersion, ApiError> {
     let v = ApiVersion::parse(text).ok_or_else(|| {
         ApiError::invalid(format!("client version {text} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"))
     })?;
