@@ -6,7 +6,9 @@ use std::fs;
 use std::path::Path;
 
 fn replay(kind: &str) -> usize {
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz").join(kind);
+    let base = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz")
+        .join(kind);
     let mut count = 0;
     let Ok(dirs) = fs::read_dir(&base) else {
         return 0;
@@ -46,7 +48,9 @@ fn corpus_and_regressions_replay() {
 fn every_target_has_a_corpus() {
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
     for (name, _) in berth::fuzzing::TARGETS {
-        let n = fs::read_dir(base.join(name)).map(|d| d.count()).unwrap_or(0);
+        let n = fs::read_dir(base.join(name))
+            .map(|d| d.count())
+            .unwrap_or(0);
         assert!(n > 0, "fuzz/corpus/{name} is empty");
     }
 }

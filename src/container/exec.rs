@@ -13,8 +13,8 @@ use super::attach::{output_body, parse_detach_keys, pump, ClientConn, StdinMode}
 use super::manager::{lock, ContainerManager};
 use super::record::Status;
 use super::ContainerError;
-use crate::runtime::RuntimeError;
 use crate::errors::{ErrorKind, Kinded};
+use crate::runtime::RuntimeError;
 use crate::runtime::{spec, ExecProcess, ExecStdio, PreparedExec, StdioConn};
 use crate::util::io::ByteReceiver;
 use crate::util::rand::random_hex;
