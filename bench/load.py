@@ -24,7 +24,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -34,16 +33,8 @@ import threading
 import time
 
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path, timeout=60):
-        super().__init__("localhost", timeout=timeout)
-        self.path = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.path)
-        self.sock = s
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import UnixHTTP as UnixHTTPConnection  # noqa: E402  (HTTP over a Unix socket)
 
 
 def request(conn, method, path, body=None, ctype="application/json"):
