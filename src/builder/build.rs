@@ -229,6 +229,18 @@ impl Stage {
         out
     }
 
+    /// The `container_config` of a step that runs nothing: the stage's config with
+    /// `<shell> #(nop) <comment>` as its command (what the cache compares and history shows).
+    fn nop_probe(&self, comment: &str) -> ContainerConfig {
+        let mut cmd = self.shell();
+        cmd.push("#(nop) ".to_string());
+        cmd.push(comment.to_string());
+        ContainerConfig {
+            cmd: Some(cmd),
+            ..self.config.clone()
+        }
+    }
+
     fn shell(&self) -> Vec<String> {
         self.config
             .shell
@@ -785,11 +797,7 @@ impl Builder {
                 };
                 let dir = clean(&dir);
                 st.config.working_dir = Some(dir.clone());
-                let mut probe = st.config.clone();
-                let mut cmd = st.shell();
-                cmd.push("#(nop) ".to_string());
-                cmd.push(format!("WORKDIR {dir}"));
-                probe.cmd = Some(cmd);
+                let probe = st.nop_probe(&format!("WORKDIR {dir}"));
                 if self.use_cache(st, &probe, opts, out).await? {
                     return Ok(());
                 }
@@ -907,11 +915,7 @@ impl Builder {
         opts: &BuildOptions,
         out: &mut Out,
     ) -> Result<(), StepError> {
-        let mut probe = st.config.clone();
-        let mut cmd = st.shell();
-        cmd.push("#(nop) ".to_string());
-        cmd.push(comment.to_string());
-        probe.cmd = Some(cmd);
+        let probe = st.nop_probe(comment);
         self.probe_create_commit(st, probe, None, opts, out).await
     }
 
@@ -1417,12 +1421,7 @@ impl Builder {
                 joined
             }
         };
-        let comment = format!("{name} {chown_comment}{checksum} in {dest} ");
-        let mut probe = st.config.clone();
-        let mut cmd = st.shell();
-        cmd.push("#(nop) ".to_string());
-        cmd.push(comment.to_string());
-        probe.cmd = Some(cmd);
+        let probe = st.nop_probe(&format!("{name} {chown_comment}{checksum} in {dest} "));
         // The tar is made only on a miss: a cached COPY reads its sources once, to hash them.
         let result = if self.use_cache(st, &probe, opts, out).await? {
             Ok(())
