@@ -237,7 +237,9 @@ def start_all(d, ids):
             time.sleep(0.1)
 
 
-def settle(d, seconds=5):
+def settle(d, seconds=16):
+    """The figures once berthd has been idle for `seconds`: long enough for tokio's idle
+    blocking threads to exit (10 s) and for berthd's idle heap trim (5-10 s)."""
     time.sleep(seconds)
     return d.figures()
 
@@ -281,7 +283,7 @@ def main():
         sys.stdout.flush()
         for cid in ids:
             request(d.conn(), "DELETE", "/containers/%s?force=1" % cid)
-        base = settle(d, 3)
+        base = settle(d)
         t0 = time.time()
         fails = 0
         for i in range(args.cycles):
@@ -307,7 +309,7 @@ def main():
             c.close()
             if (i + 1) % 100 == 0:
                 print("  cycle %d, %.1f s" % (i + 1, time.time() - t0), file=sys.stderr)
-        end = settle(d, 5)
+        end = settle(d)
         print("## cycles: %d create/start/exec/rm in %.0f s, %d failed steps" % (args.cycles, time.time() - t0, fails))
         print("baseline: %s" % base)
         print("after:    %s" % end)

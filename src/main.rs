@@ -38,6 +38,7 @@ fn main() -> ExitCode {
     // Before any thread exists: take systemd's sockets and clear its environment, and make new
     // files (the API sockets before their chmod) private to root, as dockerd does.
     let activated = SystemdSockets::from_env();
+    berth::util::mem::limit_arenas();
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let flags = match Flags::try_parse() {
         Ok(f) => f,
@@ -126,6 +127,8 @@ async fn run(
     for l in &listeners {
         tracing::info!("API listen on {}", l.describe());
     }
+    // Free heap pages go back to the kernel once the daemon has been quiet for a while.
+    tokio::spawn(berth::util::mem::trim_when_idle(std::time::Duration::from_secs(5)));
     let (metrics_stop, mut metrics_stopped) = tokio::sync::watch::channel(false);
     let metrics_task = metrics_listener.map(|l| {
         tracing::info!("metrics API listening on {}", l.describe());

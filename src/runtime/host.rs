@@ -144,10 +144,7 @@ pub fn is_mounted(path: &Path) -> bool {
 /// container. A mapping with any private (copied-on-write) page, such as relocated data, is
 /// left alone: the file does not hold what it holds.
 pub fn shed_memory() {
-    // SAFETY: malloc_trim only returns free heap memory to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    crate::util::mem::trim_heap();
     let Ok(smaps) = fs::read_to_string("/proc/self/smaps") else {
         return;
     };

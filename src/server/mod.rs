@@ -175,7 +175,10 @@ async fn serve_connection<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| api.clone().handle(req));
+    let service = service_fn(move |req| {
+        crate::util::mem::note_activity();
+        api.clone().handle(req)
+    });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout)

@@ -1,6 +1,6 @@
 //! Small helpers shared by the managers: environment lists, atomic files, paths resolved inside a root, byte
 //! channels, progress messages, Docker's stream framing, time formatting, sha256 digests,
-//! random identifiers and tree removal.
+//! random identifiers, tree removal and the heap's upkeep.
 
 pub mod digest;
 pub mod env;
@@ -8,6 +8,7 @@ pub mod exe;
 pub mod fs;
 pub mod inroot;
 pub mod io;
+pub mod mem;
 pub mod progress;
 pub mod rand;
 pub mod stdcopy;

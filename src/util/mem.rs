@@ -1,0 +1,93 @@
+//! The process's heap: fewer glibc arenas, and free pages given back after a burst of work.
+//!
+//! glibc gives each thread that allocates under contention an arena of its own (up to eight
+//! per core) and keeps the freed memory of every arena. After a burst of requests served on
+//! many blocking-pool threads, berthd's RSS stayed at its high-water mark (17 → 56 MB after
+//! 200 clients for 60 s). Capping the arenas and trimming once the daemon is idle brings it
+//! back down; both only return free memory, so nothing in use changes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The most arenas glibc may create (its default is 8 × cores).
+const ARENA_MAX: libc::c_int = 4;
+
+/// Requests seen so far (bumped by the server for each request).
+static ACTIVITY: AtomicU64 = AtomicU64::new(0);
+
+/// Cap glibc's arenas. Call it first thing in `main`, before threads exist.
+pub fn limit_arenas() {
+    // SAFETY: mallopt only changes a tuning parameter of the allocator; it is called before
+    // any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, ARENA_MAX);
+    }
+}
+
+/// Give free heap pages (in every arena) back to the kernel.
+pub fn trim_heap() {
+    // SAFETY: malloc_trim only returns free heap memory to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Note that a request came in.
+pub fn note_activity() {
+    ACTIVITY.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Trim the heap once the daemon has been idle for `quiet` after some activity. Runs forever.
+pub async fn trim_when_idle(quiet: Duration) {
+    let mut idle = Idle::new(ACTIVITY.load(Ordering::Relaxed));
+    loop {
+        tokio::time::sleep(quiet).await;
+        if idle.tick(ACTIVITY.load(Ordering::Relaxed)) {
+            let _ = tokio::task::spawn_blocking(trim_heap).await;
+        }
+    }
+}
+
+/// When to trim: at the first quiet tick after a tick that saw activity, once per burst.
+struct Idle {
+    seen: u64,
+    dirty: bool,
+}
+
+impl Idle {
+    fn new(seen: u64) -> Idle {
+        Idle { seen, dirty: false }
+    }
+
+    /// One tick, with the activity counter as it is now: whether to trim.
+    fn tick(&mut self, now: u64) -> bool {
+        if now != self.seen {
+            self.seen = now;
+            self.dirty = true;
+            false
+        } else {
+            std::mem::replace(&mut self.dirty, false)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trims_once_per_burst_after_a_quiet_tick() {
+        let mut idle = Idle::new(0);
+        // Quiet from the start: nothing to give back.
+        assert!(!idle.tick(0));
+        // A burst over two ticks, then quiet: one trim.
+        assert!(!idle.tick(5));
+        assert!(!idle.tick(9));
+        assert!(idle.tick(9));
+        assert!(!idle.tick(9));
+        assert!(!idle.tick(9));
+        // The next burst trims again.
+        assert!(!idle.tick(10));
+        assert!(idle.tick(10));
+    }
+}
