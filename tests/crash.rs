@@ -765,10 +765,6 @@ fn client(
 #[test]
 fn crash_consistency_under_load() {
     require!(net_ready(), NOT_READY);
-    require!(
-        std::env::var("BERTH_CRASH").is_ok(),
-        "set BERTH_CRASH=1 to run the crash loop (BERTH_CRASH_KILLS, BERTH_CRASH_CLIENTS)"
-    );
     let kills = env_usize("BERTH_CRASH_KILLS", 4);
     let clients = env_usize("BERTH_CRASH_CLIENTS", 4);
     let networking = std::env::var("BERTH_CRASH_NO_NET").is_err();

@@ -54,6 +54,23 @@ impl ContainerManager {
             .map(|r| (r.id.clone(), self.netns_file(&r.id)))
             .collect();
         self.network.retain(&netns_of_running).await;
+        // A `network connect` cut by the kill between the endpoint's creation and the
+        // container's record: the client never got an answer, so the endpoint goes (its
+        // veth with it) rather than appearing in the container's networks unasked.
+        for r in loaded.iter().filter(|r| netns_of_running.contains_key(&r.id)) {
+            for a in self.network.attached(&r.id) {
+                if !r.networks.contains_key(&a.network_name) {
+                    tracing::info!(
+                        "container {}: drop the endpoint on {} its record does not list",
+                        r.id,
+                        a.network_name
+                    );
+                    if let Err(e) = self.network.disconnect(&r.id, &a.network_id).await {
+                        tracing::warn!("container {}: {e}", r.id);
+                    }
+                }
+            }
+        }
         if let Some(dir) = self.netns_file("x").parent() {
             for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
                 let id = e.file_name().to_string_lossy().into_owned();
