@@ -621,7 +621,7 @@ pub fn jsonfile(data: &[u8]) {
         let _ = fs::remove_file(root.join("c-json.log.1"));
         let back = read(&path, &ReadOptions::default()).unwrap();
         if e.line.is_empty() || std::str::from_utf8(&e.line).is_ok() {
-            assert_eq!(back, [e.clone()], "{}", String::from_utf8_lossy(&buf));
+            assert_eq!(back, std::slice::from_ref(e), "{}", String::from_utf8_lossy(&buf));
         }
     }
     s.check_contained();
@@ -717,8 +717,11 @@ pub fn stdcopy(data: &[u8]) {
     assert_eq!(frame_len(&f), Some((STDOUT, rest.len())));
 }
 
+/// A fuzz target: its name and the function that takes one input.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// The names of the targets, as `fuzz/fuzz_targets/<name>.rs` and `fuzz/corpus/<name>/`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[Target] = &[
     ("router", router),
     ("filters", filters),
     ("registry_auth", registry_auth),
