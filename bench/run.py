@@ -1219,12 +1219,12 @@ class Bench:
         return "\n".join(rows)
 
 
-def write_scale(data, out):
+def write_scale(data, out, meta=None):
     """scale.json and the plots (matplotlib): time and memory against the number of running
     containers, berth beside dockerd."""
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "scale.json"), "w") as f:
-        json.dump(dict(data, date=time.strftime("%Y-%m-%d", time.gmtime())), f, indent=1)
+        json.dump(dict(data, date=time.strftime("%Y-%m-%d", time.gmtime()), **(meta or {})), f, indent=1)
         f.write("\n")
     try:
         import matplotlib
@@ -1356,7 +1356,10 @@ def main():
     if b.scale and not args.quick:
         out = args.plot_dir or (None if args.no_docs else os.path.join(TOP, "docs", "bench"))
         if out:
-            write_scale(b.scale, out)
+            write_scale(b.scale, out, {
+                "versions": versions([s for s in systems if s.name != "podman"], berthd),
+                "machine": f"{os.cpu_count()} CPUs, kernel {os.uname().release}",
+                "load_average": os.getloadavg()})
     if failed and args.quick:
         sys.exit(1)
     if args.quick or args.no_docs:
