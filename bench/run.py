@@ -327,11 +327,21 @@ class System:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         self.proc = None
-        for g in self.old_pgids:
+        # What a restarted daemon left in its process group (dockerd's containerd): only
+        # processes of that group that run on this system's paths.
+        for p in os.listdir("/proc") if self.old_pgids else []:
+            if not p.isdigit():
+                continue
             try:
-                os.killpg(g, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+                pgid = int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[2])
+                cmd = open(f"/proc/{p}/cmdline", "rb").read()
+            except (OSError, IndexError, ValueError):
+                continue
+            if pgid in self.old_pgids and self.dir.encode() in cmd:
+                try:
+                    os.kill(int(p), signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
         self.old_pgids = []
         self.drop_netns()
 
