@@ -537,7 +537,7 @@ class Bench:
         its own."""
         if not self.floor or not os.path.exists(self.floor):
             raise RuntimeError(f"no container-floor binary ({self.floor or 'not built'}): "
-                               "cargo build --release --example container-floor")
+                               "cargo build --release --example container-floor (or --floor PATH)")
         cid = s.docker("run", "-d", "--network", "none", "--name", "floor-src", "bench-busybox",
                        "sleep", "100000").stdout.decode().strip()
         try:
