@@ -6,24 +6,38 @@ systems so that ratios hold on a noisy machine. Prints min / median / max per sy
 ratios berth/dockerd and berth/podman, and rewrites the table in docs/benchmarks.md.
 
 Usage (root): bench/run.sh [--quick] [--install-anchors] [--runs N] [--no-docs] [--only a,b]
+                           [--scale-sizes 10,100,500] [--berthd PATH] [--floor PATH]
   --quick            every scenario once, berth alone, small sizes (CI runs this)
   --install-anchors  apt-get install docker.io, podman and wrk first
-Scenarios: start, run, api, wrk, many, logs, images, storage, network (each daemon in its own
-network namespace, with networking on), stats (one streaming `GET /containers/{id}/stats` per
-running container; the daemon's CPU time while they stream).
+Scenarios: start, run (the headline `docker run --rm busybox true` with the defaults, on the
+default bridge and with `--network none`, the raw API lifecycle, and the CLI and container
+floors), wrk, many, logs, images, storage, network (each daemon in its own network namespace,
+with networking on), stats (one streaming `GET /containers/{id}/stats` per running container;
+the daemon's CPU time while they stream), build, scale (10, 100 and 500 running containers:
+memory, latencies, restart; plots into docs/bench/).
+
+berthd and dockerd get the options a user types. Only podman's containers get `PODMAN_OPTS`:
+`--network none` (its networking would act on the host's namespace) and file and process
+limits its runc may set without CAP_SYS_RESOURCE (podman 4.3's defaults are refused).
 """
 import argparse, http.client, json, os, re, shutil, signal, socket, statistics, subprocess
 import sys, tempfile, threading, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# The same for every system: no network, and file and process limits any daemon may grant
-# (without CAP_SYS_RESOURCE, podman's defaults above the hard limits are refused).
+# podman only: no network (its bridges would be the host's), and file and process limits its
+# runc may set (without CAP_SYS_RESOURCE, podman 4.3's defaults above the hard limits are
+# refused). berthd and dockerd get the defaults a user types: nothing.
 import resource
 _NPROC = resource.getrlimit(resource.RLIMIT_NPROC)[1]
 _NPROC = 65536 if _NPROC in (resource.RLIM_INFINITY, -1) else _NPROC
-RUN_OPTS = ["--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", f"nproc={_NPROC}:{_NPROC}"]
-API_HOST_CONFIG = {"NetworkMode": "none", "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 1024},
-                                                      {"Name": "nproc", "Soft": _NPROC, "Hard": _NPROC}]}
+PODMAN_OPTS = ["--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", f"nproc={_NPROC}:{_NPROC}"]
+PODMAN_HOST_CONFIG = {"NetworkMode": "none", "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 1024},
+                                                         {"Name": "nproc", "Soft": _NPROC, "Hard": _NPROC}]}
+
+
+def run_opts(s):
+    """The `docker run` options of system `s`: none but podman's."""
+    return PODMAN_OPTS if s.name == "podman" else []
 TOP = os.path.dirname(HERE)
 
 
@@ -150,9 +164,16 @@ class System:
         self.proc = None
         self.berthd = berthd
         self.tcp = False
-        # Networking on, in a network namespace of its own (`unshare --net`): the network
-        # scenario. Otherwise both daemons run without a bridge and without firewall rules.
+        # Networking on (the default bridge), in a network namespace of its own: the run, many,
+        # network and scale scenarios. Otherwise both daemons run without a bridge and without
+        # firewall rules. The namespace is kept by a bind mount (`unshare --net=<file>`) so that
+        # a restarted daemon finds its bridge and its containers' veths again.
         self.netns = False
+        self.nsfile = None
+        # `--live-restore` (the scale scenario's restart): dockerd's containers survive it.
+        self.live_restore = False
+        self.spawned = 0.0
+        self.old_pgids = []  # process groups of restarted daemons (dockerd's containerd may live on)
 
     def command(self, tcp):
         d = self.dir
@@ -162,6 +183,8 @@ class System:
                    "--config-file", f"{d}/daemon.json", "--cgroup-parent", "berth-bench"]
             if not self.netns:
                 cmd += ["--bridge=none", "--iptables=false"]
+            if self.live_restore:
+                cmd += ["--live-restore"]
             if tcp:
                 cmd += ["-H", f"tcp://127.0.0.1:{self.port}"]
             return self.wrap(cmd)
@@ -171,6 +194,8 @@ class System:
                    "--config-file", f"{d}/daemon.json", "--cgroup-parent", "dockerd-bench"]
             if not self.netns:
                 cmd += ["--bridge=none", "--iptables=false", "--ip-masq=false"]
+            if self.live_restore:
+                cmd += ["--live-restore"]
             if tcp:
                 cmd += ["-H", f"tcp://127.0.0.1:{self.port}"]
             return self.wrap(cmd)
@@ -182,7 +207,20 @@ class System:
     def wrap(self, cmd):
         if not self.netns:
             return cmd
-        return ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', *cmd]
+        if not self.nsfile:
+            self.nsfile = os.path.join(self.dir, "netns")
+            open(self.nsfile, "w").close()
+            subprocess.run(["unshare", f"--net={self.nsfile}", "ip", "link", "set", "lo", "up"], check=True)
+        return ["nsenter", f"--net={self.nsfile}", "--", *cmd]
+
+    def drop_netns(self):
+        if self.nsfile:
+            subprocess.run(["umount", self.nsfile], stderr=subprocess.DEVNULL)
+            try:
+                os.unlink(self.nsfile)
+            except OSError:
+                pass
+            self.nsfile = None
 
     def in_netns(self, *cmd, **kw):
         """A command in the daemon's network namespace (clients of published ports)."""
@@ -194,8 +232,10 @@ class System:
         if os.path.exists(self.sock):
             os.unlink(self.sock)
         logf = open(os.path.join(self.dir, "daemon.log"), "ab")
+        cmd = self.command(tcp)
         t0 = time.monotonic()
-        self.proc = subprocess.Popen(self.command(tcp), stdout=logf, stderr=logf,
+        self.spawned = t0
+        self.proc = subprocess.Popen(cmd, stdout=logf, stderr=logf,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         self.tcp = tcp
         deadline = t0 + 60
@@ -206,6 +246,18 @@ class System:
                 raise RuntimeError(f"{self.name} exited; see {self.dir}/daemon.log")
             time.sleep(0.002)
         raise RuntimeError(f"{self.name} did not answer /_ping within 60 s")
+
+    def restart(self):
+        """SIGTERM to the daemon alone (containers keep running: berth always, dockerd with
+        `--live-restore`), then start it again; returns the ms to its first `/_ping`."""
+        self.old_pgids.append(self.proc.pid)
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return self.start(self.tcp)
 
     def ready(self):
         if self.name == "podman" and self.tcp:
@@ -275,6 +327,23 @@ class System:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         self.proc = None
+        # What a restarted daemon left in its process group (dockerd's containerd): only
+        # processes of that group that run on this system's paths.
+        for p in os.listdir("/proc") if self.old_pgids else []:
+            if not p.isdigit():
+                continue
+            try:
+                pgid = int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[2])
+                cmd = open(f"/proc/{p}/cmdline", "rb").read()
+            except (OSError, IndexError, ValueError):
+                continue
+            if pgid in self.old_pgids and self.dir.encode() in cmd:
+                try:
+                    os.kill(int(p), signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        self.old_pgids = []
+        self.drop_netns()
 
 
 # ----- helpers -----
@@ -316,6 +385,9 @@ class Bench:
         self.better = {}  # scenario -> "lower" | "higher"
         self.notes = []
         self.skip = set()
+        self.checks = []  # (target, value, "met" | "**missed**")
+        self.floor = None  # the container-floor binary (bench/floor.rs)
+        self.scale = None  # the scale scenario's medians, for scale.json and the plots
 
     def add(self, scenario, system, value, unit, better="lower"):
         self.results.setdefault((scenario, system.name if hasattr(system, "name") else system), []).append(value)
@@ -378,24 +450,60 @@ class Bench:
                     self.failed(s, "start", e)
 
     def scenario_run_and_api(self):
+        """The headline: `docker run --rm busybox true` with the defaults a user types, on the
+        default bridge and with `--network none` (berthd and dockerd each in a network namespace
+        of their own with their bridge), the raw API lifecycle with the defaults, and the two
+        floors of issue 17: the CLI floor (`docker version` against the daemon) and the
+        container floor (libcontainer alone: create → start → wait → delete of the bundle berth
+        generated, `bench/floor.rs`)."""
+        for s in self.systems:
+            s.netns = s.name != "podman"
+        try:
+            self._run_and_api()
+        finally:
+            self.stop_all()
+            for s in self.systems:
+                s.netns = False
+
+    def _run_and_api(self):
         self.start_all("run_and_api")
         n = self.runs(20)
         cli_ok = {}
+        variants = [("on the default bridge", []), ("with `--network none`", ["--network", "none"])]
         for s in self.live("run_and_api", 0):  # warm up; does the CLI's run work at all?
-            r = s.docker("run", "--rm", *RUN_OPTS, "bench-busybox", "true", check=False)
+            r = s.docker("run", "--rm", *run_opts(s), "bench-busybox", "true", check=False)
             cli_ok[s.name] = r.returncode == 0
             if r.returncode != 0:
                 self.notes.append(f"{s.name}: `docker run` fails through its API: {r.stderr.decode().strip()[:160]}")
+        if any(s.name == "podman" for s in self.live("run_and_api", 0)):
+            self.notes.append("podman: its `docker run` and API rows use `" + " ".join(PODMAN_OPTS) +
+                              "` (its runc needs the limits; its networking would act on the host)")
+        bundle = None
+        berth = [s for s in self.live("run_and_api", 0) if s.name == "berth"]
+        if berth:
+            try:
+                bundle = self.floor_bundle(berth[0])
+            except Exception as e:
+                self.notes.append(f"container floor not measured: {str(e)[:200]}")
+                log(self.notes[-1])
         for run in range(n):
             for s in self.live("run_and_api", run):
                 try:
                     if cli_ok[s.name]:
-                        t0 = time.monotonic()
-                        s.docker("run", "--rm", *RUN_OPTS, "bench-busybox", "true")
-                        self.add("`docker run --rm busybox true`", s, (time.monotonic() - t0) * 1000, "ms")
+                        for label, extra in variants:
+                            if s.name == "podman" and extra == []:
+                                continue  # podman's containers only ever get `--network none`
+                            t0 = time.monotonic()
+                            s.docker("run", "--rm", *(run_opts(s) or extra), "bench-busybox", "true")
+                            self.add(f"`docker run --rm busybox true` {label}", s, (time.monotonic() - t0) * 1000, "ms")
+                    t0 = time.monotonic()
+                    s.docker("version")
+                    self.add("CLI floor: `docker version`", s, (time.monotonic() - t0) * 1000, "ms")
                     t = [time.monotonic()]
-                    r = s.api("POST", "/v1.41/containers/create",
-                              {"Image": "bench-busybox", "Cmd": ["true"], "HostConfig": API_HOST_CONFIG})
+                    body = {"Image": "bench-busybox", "Cmd": ["true"]}
+                    if s.name == "podman":
+                        body["HostConfig"] = PODMAN_HOST_CONFIG
+                    r = s.api("POST", "/v1.41/containers/create", body)
                     t.append(time.monotonic())
                     cid = r["Id"]
                     s.api("POST", f"/v1.41/containers/{cid}/start")
@@ -407,9 +515,81 @@ class Bench:
                     self.add("API create → start → wait → delete", s, (t[4] - t[0]) * 1000, "ms")
                     for name, a, b in [("create", 0, 1), ("start", 1, 2), ("wait", 2, 3), ("delete", 3, 4)]:
                         self.add(f"… {name}", s, (t[b] - t[a]) * 1000, "ms")
+                    if s.name == "berth" and bundle:
+                        # One container per process, as each supervisor builds one.
+                        out = subprocess.run([self.floor, bundle, "1"], capture_output=True, text=True,
+                                             timeout=60)
+                        if out.returncode != 0:
+                            raise RuntimeError(f"container floor: {out.stderr.strip()[-200:]}")
+                        v = [float(x) for x in out.stdout.split()]
+                        self.add("container floor: libcontainer create → start → wait → delete", s, v[0], "ms")
+                        for name, k in [("create", 1), ("start", 2), ("wait", 3), ("delete", 4)]:
+                            self.add(f"… floor {name}", s, v[k], "ms")
                 except Exception as e:
                     self.failed(s, "run_and_api", e)
-        self.stop_all()
+        self.run_checks()
+
+    def floor_bundle(self, s):
+        """The container floor's bundle: the config.json berth generated for a running busybox
+        container (`--network none`), with `true` as its command, its rootfs copied to
+        `rootfs/`, the files it bind-mounts from berth's directories (hostname, hosts,
+        resolv.conf) copied beside it, no namespace paths (every namespace new) and a cgroup of
+        its own."""
+        if not self.floor or not os.path.exists(self.floor):
+            raise RuntimeError(f"no container-floor binary ({self.floor or 'not built'}): "
+                               "cargo build --release --example container-floor (or --floor PATH)")
+        cid = s.docker("run", "-d", "--network", "none", "--name", "floor-src", "bench-busybox",
+                       "sleep", "100000").stdout.decode().strip()
+        try:
+            cfg_path = os.path.join(s.dir, "exec", "c", cid, "config.json")
+            spec = json.load(open(cfg_path))
+            bundle = os.path.join(self.work, "floor-bundle")
+            shutil.rmtree(bundle, ignore_errors=True)
+            os.makedirs(os.path.join(bundle, "files"))
+            subprocess.run(["cp", "-a", spec["root"]["path"] + "/.", os.path.join(bundle, "rootfs")], check=True)
+            spec["root"]["path"] = "rootfs"
+            spec["process"]["args"] = ["true"]
+            spec["process"]["terminal"] = False
+            for i, m in enumerate(spec.get("mounts", [])):
+                src = m.get("source", "")
+                if src.startswith(s.dir + "/") and os.path.isfile(src):
+                    dst = os.path.join(bundle, "files", f"{i}-{os.path.basename(src)}")
+                    shutil.copy2(src, dst)
+                    m["source"] = dst
+            lin = spec.setdefault("linux", {})
+            for ns in lin.get("namespaces", []):
+                ns.pop("path", None)
+            lin["cgroupsPath"] = "/berth-bench-floor"
+            spec.pop("hooks", None)
+            with open(os.path.join(bundle, "config.json"), "w") as f:
+                json.dump(spec, f)
+        finally:
+            s.docker("rm", "-f", "floor-src", check=False)
+        # A first container off the clock: page cache, the cgroup's parent.
+        out = subprocess.run([self.floor, bundle, "1"], capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            raise RuntimeError(f"container floor: {out.stderr.strip()[-300:]}")
+        return bundle
+
+    def med(self, scenario, system):
+        v = self.results.get((scenario, system))
+        return statistics.median(v) if v else None
+
+    def check(self, target, value, ok):
+        self.checks.append((target, value, "met" if ok else "**missed**"))
+
+    def run_checks(self):
+        cli = self.med("CLI floor: `docker version`", "berth")
+        box = self.med("container floor: libcontainer create → start → wait → delete", "berth")
+        for label in ("on the default bridge", "with `--network none`"):
+            sc = f"`docker run --rm busybox true` {label}"
+            b, d = self.med(sc, "berth"), self.med(sc, "dockerd")
+            if b is not None and d:
+                self.check(f"{sc} ≤ 0.25 of dockerd", f"{b / d:.2f} ({b:.0f} vs {d:.0f} ms)", b <= 0.25 * d)
+            if b is not None and cli is not None and box is not None:
+                floor = cli + 2 * box
+                self.check(f"{sc} ≤ CLI floor + 2 × container floor",
+                           f"{b:.0f} ms vs {cli:.0f} + 2 × {box:.0f} = {floor:.0f} ms", b <= floor)
 
     def scenario_wrk(self):
         wrk = shutil.which("wrk")
@@ -435,7 +615,7 @@ class Bench:
                 try:
                     have = len(s.docker("ps", "-aq").stdout.split())
                     for _ in range(fill - have):
-                        cid = s.docker("run", "-d", *RUN_OPTS, "bench-busybox", "true").stdout.decode().strip()
+                        cid = s.docker("run", "-d", *run_opts(s), "bench-busybox", "true").stdout.decode().strip()
                         s.docker("wait", cid)
                 except Exception as e:
                     self.failed(s, "wrk", e)
@@ -450,6 +630,19 @@ class Bench:
         self.stop_all()
 
     def scenario_many(self):
+        """50 × `docker run -d busybox sleep` with the defaults (berthd and dockerd on their
+        default bridge, each in a network namespace of its own), one by one and at once, and
+        the memory of 50 running containers."""
+        for s in self.systems:
+            s.netns = s.name != "podman"
+        try:
+            self._many()
+        finally:
+            self.stop_all()
+            for s in self.systems:
+                s.netns = False
+
+    def _many(self):
         self.start_all("many")
         n = 5 if self.args.quick else 50
         for s in self.live("many", 0):
@@ -458,7 +651,7 @@ class Bench:
                 idle = sum(rss_kib(p) for p in s.daemon_pids())
                 t0 = time.monotonic()
                 for i in range(n):
-                    s.docker("run", "-d", *RUN_OPTS, "--name", f"seq{i}", "bench-busybox", "sleep", "1000")
+                    s.docker("run", "-d", *run_opts(s), "--name", f"seq{i}", "bench-busybox", "sleep", "1000")
                 self.add(f"{n} × `docker run -d … sleep` one by one", s, (time.monotonic() - t0) * 1000, "ms")
                 time.sleep(1)
                 ids = s.docker("ps", "-q", "--no-trunc").stdout.decode().split()
@@ -475,7 +668,7 @@ class Bench:
                 errors = []
 
                 def one(i):
-                    r = s.docker("run", "-d", *RUN_OPTS, "--name", f"par{i}", "bench-busybox", "sleep", "1000", check=False)
+                    r = s.docker("run", "-d", *run_opts(s), "--name", f"par{i}", "bench-busybox", "sleep", "1000", check=False)
                     if r.returncode != 0:
                         errors.append(r.stderr.decode()[:200])
 
@@ -502,7 +695,7 @@ class Bench:
                     name = f"logs{run}"
                     t0 = time.monotonic()
                     # Detached and waited for: no attach stream competes with the log.
-                    s.docker("run", "-d", *RUN_OPTS, "--name", name, "bench-busybox", "sh", "-c",
+                    s.docker("run", "-d", *run_opts(s), "--name", name, "bench-busybox", "sh", "-c",
                              f"yes 0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstu | head -c {mb * 1000000}")
                     s.docker("wait", name)
                     self.add(f"write {mb} MB to stdout (run to exit)", s, (time.monotonic() - t0) * 1000, "ms")
@@ -526,7 +719,7 @@ class Bench:
             conns = []
             try:
                 for i in range(n):
-                    s.docker("run", "-d", *RUN_OPTS, "--name", f"st{i}", "bench-busybox", "sleep", "1000")
+                    s.docker("run", "-d", *run_opts(s), "--name", f"st{i}", "bench-busybox", "sleep", "1000")
                 ids = s.docker("ps", "-q", "--no-trunc").stdout.decode().split()
                 per = set()
                 for cid in ids:
@@ -604,7 +797,7 @@ class Bench:
                     s.docker("rm", "-v", name)
                     s.docker("volume", "rm", *[f"bench{run}v{i}" for i in range(5)])
                     name = f"commit{run}"
-                    s.docker("run", *RUN_OPTS, "--name", name, "bench-busybox", "sh", "-c",
+                    s.docker("run", *run_opts(s), "--name", name, "bench-busybox", "sh", "-c",
                              f"mkdir /big && for i in $(seq {mb}); do head -c 1000000 /dev/urandom > /big/f$i; done")
                     t0 = time.monotonic()
                     s.docker("commit", name, f"bench-commit:{run}")
@@ -619,7 +812,7 @@ class Bench:
                             with open(os.path.join(src, f"f{i}"), "wb") as f:
                                 f.write(os.urandom(1000000))
                     name = f"cp{run}"
-                    s.docker("create", *RUN_OPTS, "--name", name, "bench-busybox", "true")
+                    s.docker("create", *run_opts(s), "--name", name, "bench-busybox", "true")
                     t0 = time.monotonic()
                     s.docker("cp", src, f"{name}:/data")
                     self.add(f"`docker cp` of {mb * 2} MB in", s, (time.monotonic() - t0) * 1000, "ms")
@@ -674,8 +867,9 @@ class Bench:
         self.stop_all()
 
     def scenario_network(self):
-        """Networking, each daemon in a network namespace of its own: `docker run` on the default
-        bridge and with `--network none`; network create + connect + disconnect + rm; TCP
+        """Networking, each daemon in a network namespace of its own (the run scenario measures
+        `docker run` on the default bridge and with `--network none`): network create + connect
+        + disconnect + rm; TCP
         throughput of a stream through a published port from loopback (berth's proxy, dockerd's
         docker-proxy); connections per second to busybox httpd through a published port (wrk)."""
         for s in self.systems:
@@ -709,18 +903,8 @@ class Bench:
                 s.docker("run", "--rm", "bench-busybox", "true")  # warm up
             except Exception as e:
                 self.failed(s, "network", e)
-        # The runs first, the network churn after: a network rm leaves the kernel's bridge
-        # teardown (tens of ms, under the rtnl lock) to run on after it answers, which would
-        # land on a run that follows at once.
-        for run in range(self.runs(10)):
-            for s in self.live("network", run):
-                try:
-                    for label, extra in [("on the default bridge", []), ("with `--network none`", ["--network", "none"])]:
-                        t0 = time.monotonic()
-                        s.docker("run", "--rm", *extra, "bench-busybox", "true")
-                        self.add(f"`docker run --rm busybox true` {label}", s, (time.monotonic() - t0) * 1000, "ms")
-                except Exception as e:
-                    self.failed(s, "network", e)
+        # `docker run --rm busybox true` on the default bridge and with `--network none` is the
+        # run scenario's headline (the same daemons, the same namespaces).
         for run in range(self.runs(10)):
             for s in self.live("network", run):
                 try:
@@ -776,6 +960,179 @@ class Bench:
             except Exception as e:
                 self.failed(s, "network", e)
 
+    # ----- scale -----
+
+    SCALE_METRICS = [  # (key, row label, unit)
+        ("rss", "RSS, daemon + per-container processes", "MiB"),
+        ("per", "per-container overhead", "MiB"),
+        ("ps", "`docker ps`", "ms"),
+        ("inspect", "`docker inspect <one>`", "ms"),
+        ("stats", "`docker stats --no-stream`", "ms"),
+        ("run", "`docker run --rm busybox true`", "ms"),
+        ("ping", "restart → first `/_ping`", "ms"),
+        ("reattach", "restart → every container running again", "ms"),
+    ]
+
+    def scenario_scale(self):
+        """How cost grows: with N running busybox `sleep` containers (N = 10, 100, 500; 2 and
+        5 with `--quick`), for berthd and dockerd (each on its default bridge in a network
+        namespace of its own, `--live-restore`): the RSS of the daemon-side processes plus the
+        per-container ones and the per-container overhead, the latency of `docker ps`,
+        `docker inspect <one>`, `docker stats --no-stream` and `docker run --rm busybox true`,
+        and the time a restarted daemon takes to answer `/_ping` and to list every container
+        as running again."""
+        for s in self.systems:
+            if s.name == "podman":
+                self.skip.add(("scale", s.name))
+                self.notes.append("podman: scale scenario not run (its containers do not run here)")
+            s.netns = s.name != "podman"
+            s.live_restore = True
+        try:
+            self._scale()
+        finally:
+            self.stop_all()
+            for s in self.systems:
+                s.netns = False
+                s.live_restore = False
+
+    def _scale(self):
+        sizes = [2, 5] if self.args.quick else [int(x) for x in self.args.scale_sizes.split(",")]
+        systems = [s for s in self.systems if s.name != "podman"]
+        idle = {}
+        for s in systems:
+            try:
+                s.start()
+                self.image(s)
+                s.docker("run", "--rm", "bench-busybox", "true")  # warm up
+                time.sleep(1)
+                idle[s.name] = sum(rss_kib(p) for p in s.daemon_pids())
+            except Exception as e:
+                self.failed(s, "scale", e)
+        data = {"sizes": [], "unit": {k: u for k, _, u in self.SCALE_METRICS}, "label":
+                {k: l for k, l, _ in self.SCALE_METRICS}, "systems": {s.name: {} for s in systems}}
+        have = {s.name: 0 for s in systems}
+        for n in sizes:
+            data["sizes"].append(n)
+            for s in self.live("scale", 0):
+                try:
+                    t0 = time.monotonic()
+                    self.fill(s, have[s.name], n)
+                    have[s.name] = n
+                    log(f"scale: {s.name}: {n} running ({time.monotonic() - t0:.0f} s to fill)")
+                except Exception as e:
+                    self.failed(s, "scale", e)
+            time.sleep(2)
+            vals = {s.name: {k: [] for k, _, _ in self.SCALE_METRICS} for s in systems}
+            for s in self.live("scale", 0):
+                try:
+                    ids = s.docker("ps", "-q", "--no-trunc").stdout.decode().split()
+                    if len(ids) != n:
+                        raise RuntimeError(f"{len(ids)} running, {n} expected")
+                    pids = s.docker("inspect", "--format", "{{.State.Pid}}", *ids).stdout.decode().split()
+                    per = {ppid(int(p)) for p in pids if int(p)}
+                    kib = sum(rss_kib(p) for p in s.daemon_pids()) + sum(rss_kib(p) for p in per)
+                    vals[s.name]["rss"].append(kib / 1024)
+                    vals[s.name]["per"].append((kib - idle[s.name]) / n / 1024)
+                except Exception as e:
+                    self.failed(s, "scale", e)
+            one = "scale0"
+            for run in range(self.runs(5)):
+                for s in self.live("scale", run):
+                    try:
+                        for key, args in [("ps", ["ps"]), ("inspect", ["inspect", one]),
+                                          ("stats", ["stats", "--no-stream"]),
+                                          ("run", ["run", "--rm", "bench-busybox", "true"])]:
+                            t0 = time.monotonic()
+                            s.docker(*args, stdout=subprocess.DEVNULL, timeout=600)
+                            vals[s.name][key].append((time.monotonic() - t0) * 1000)
+                    except Exception as e:
+                        self.failed(s, "scale", e)
+            for s in self.live("scale", 0):
+                try:
+                    vals[s.name]["ping"].append(s.restart())
+                    deadline = time.monotonic() + 600
+                    while True:
+                        running = [c for c in s.api("GET", "/containers/json") if c.get("State") == "running"]
+                        if len(running) >= n:
+                            break
+                        if time.monotonic() > deadline:
+                            raise RuntimeError(f"after the restart only {len(running)} of {n} running")
+                        time.sleep(0.005)
+                    vals[s.name]["reattach"].append((time.monotonic() - s.spawned) * 1000)
+                    s.docker("run", "--rm", "bench-busybox", "true")  # serves containers again
+                except Exception as e:
+                    self.failed(s, "scale", e)
+            for s in systems:
+                for key, label, unit in self.SCALE_METRICS:
+                    for v in vals[s.name][key]:
+                        self.add(f"scale {n}: {label}", s, v, unit)
+                    data["systems"][s.name].setdefault(key, []).append(
+                        statistics.median(vals[s.name][key]) if vals[s.name][key] else None)
+        self.scale = data
+        self.scale_checks(data)
+        for s in systems:
+            try:
+                self.empty(s)
+            except Exception as e:
+                self.notes.append(f"{s.name}: scale clean-up: {str(e)[:200]}")
+
+    def fill(self, s, have, n, parallel=4):
+        """Containers scale<have>..scale<n-1>: `docker run -d busybox sleep`, `parallel` at a
+        time."""
+        todo = list(range(have, n))
+        errors = []
+        lock = threading.Lock()
+
+        def worker():
+            while True:
+                with lock:
+                    if not todo or errors:
+                        return
+                    i = todo.pop(0)
+                r = s.docker("run", "-d", "--name", f"scale{i}", "bench-busybox", "sleep", "100000", check=False)
+                if r.returncode != 0:
+                    errors.append(f"scale{i}: {r.stderr.decode().strip()[:200]}")
+
+        threads = [threading.Thread(target=worker) for _ in range(parallel)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise RuntimeError(errors[0])
+
+    def empty(self, s):
+        ids = s.docker("ps", "-aq").stdout.decode().split()
+        for k in range(0, len(ids), 50):
+            s.docker("rm", "-f", *ids[k:k + 50], check=False, timeout=600)
+
+    def scale_checks(self, data):
+        sizes = data["sizes"]
+        if len(sizes) < 2:
+            return
+        a, b = sizes[-2], sizes[-1]
+        sysd = data["systems"]
+        growth = []
+        for key, label, unit in self.SCALE_METRICS:
+            for name, m in sysd.items():
+                v = m.get(key) or []
+                if len(v) == len(sizes) and v[-2] and v[-1] is not None:
+                    growth.append((name, key, v[-1] / v[-2]))
+        data["growth"] = {f"{name} {key}": round(g, 2) for name, key, g in growth}
+        bad = [f"{name} {key} ×{g:.1f}" for name, key, g in growth if name == "berth" and g > b / a]
+        self.check(f"scale: nothing of berth's grows faster than linearly ({a} → {b}: factor ≤ {b / a:g})",
+                   ", ".join(f"{key} ×{g:.2f}" for name, key, g in growth if name == "berth"), not bad)
+        if "dockerd" in sysd and "berth" in sysd:
+            worse = []
+            parts = []
+            for key, label, unit in self.SCALE_METRICS:
+                bv, dv = (sysd["berth"].get(key) or [None])[-1], (sysd["dockerd"].get(key) or [None])[-1]
+                if bv is not None and dv:
+                    parts.append(f"{key} {bv / dv:.2f}")
+                    if bv > 0.25 * dv:
+                        worse.append(key)
+            self.check(f"scale: at {b} containers berth ≤ 1/4 of dockerd", ", ".join(parts), not worse)
+
     def scenario_images(self):
         self.start_all("images")
         mb = 20 if self.args.quick else 200
@@ -828,6 +1185,16 @@ class Bench:
 
     # ----- report -----
 
+    def checks_header(self):
+        return "#### Targets in this run\n\n| target | result | |\n|---|---|---|"
+
+    def checks_table(self):
+        if not self.checks:
+            return ""
+        rows = self.checks_header().split("\n")
+        rows += [f"| {t} | {v} | {ok} |" for t, v, ok in self.checks]
+        return "\n".join(rows)
+
     def table(self):
         names = [s.name for s in self.systems]
         head = "| scenario | unit | " + " | ".join(f"{n} min / median / max" for n in names)
@@ -862,6 +1229,53 @@ class Bench:
         return "\n".join(rows)
 
 
+def write_scale(data, out, meta=None):
+    """scale.json and the plots (matplotlib): time and memory against the number of running
+    containers, berth beside dockerd."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "scale.json"), "w") as f:
+        json.dump(dict(data, date=time.strftime("%Y-%m-%d", time.gmtime()), **(meta or {})), f, indent=1)
+        f.write("\n")
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("plots skipped: matplotlib is missing (apt-get install python3-matplotlib)")
+        return
+    sizes = data["sizes"]
+    colors = {"berth": "tab:blue", "dockerd": "tab:orange"}
+
+    def draw(keys, name, cols):
+        rows = (len(keys) + cols - 1) // cols
+        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+        for ax, key in zip(axes.flat, keys):
+            for system, m in data["systems"].items():
+                pts = [(n, v) for n, v in zip(sizes, m.get(key) or []) if v is not None]
+                if pts:
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=system,
+                            color=colors.get(system))
+            ax.set_title(data["label"][key], fontsize=10)
+            ax.set_xlabel("running containers")
+            ax.set_ylabel(data["unit"][key])
+            # A linear axis: linear growth draws a straight line.
+            ax.set_xticks(sizes)
+            ax.set_xlim(left=0)
+            ax.set_ylim(bottom=0)
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=8)
+        for ax in list(axes.flat)[len(keys):]:
+            ax.axis("off")
+        fig.tight_layout()
+        path = os.path.join(out, name)
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        log(f"wrote {path}")
+
+    draw(["ps", "inspect", "stats", "run", "ping", "reattach"], "scale-time.png", 3)
+    draw(["rss", "per"], "scale-memory.png", 2)
+
+
 def versions(systems, berthd):
     v = []
     for s in systems:
@@ -880,8 +1294,12 @@ def main():
     ap.add_argument("--install-anchors", action="store_true")
     ap.add_argument("--runs", type=int, default=0, help="override the runs of every scenario")
     ap.add_argument("--no-docs", action="store_true")
-    ap.add_argument("--only", default="start,run,wrk,many,logs,images,storage,network,stats,build")
+    ap.add_argument("--plot-dir", default="", help="write scale.json and the plots here (default: "
+                    "docs/bench/, not with --no-docs or --quick)")
+    ap.add_argument("--only", default="start,run,wrk,many,logs,images,storage,network,stats,build,scale")
     ap.add_argument("--berthd", default="")
+    ap.add_argument("--floor", default="", help="the container-floor binary (bench/floor.rs)")
+    ap.add_argument("--scale-sizes", default="10,100,500", help="the scale scenario's numbers of containers")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/run.sh needs root")
@@ -898,6 +1316,16 @@ def main():
             berthd = debug
         else:
             subprocess.run(["cargo", "build", "--release", "--locked"], cwd=TOP, check=True)
+    floor = args.floor or os.path.join(target, "release", "examples", "container-floor")
+    if not args.floor and args.berthd:  # the one built beside that berthd
+        floor = os.path.join(os.path.dirname(os.path.abspath(berthd)), "examples", "container-floor")
+    if not args.floor and not os.path.exists(floor):
+        debug = os.path.join(target, "debug", "examples", "container-floor")
+        if args.quick:
+            floor = debug  # `cargo test` builds the examples; CI does not build a release one
+        elif "run" in args.only.split(","):
+            subprocess.run(["cargo", "build", "--release", "--locked", "--example", "container-floor"],
+                           cwd=TOP, check=True)
     work = tempfile.mkdtemp(prefix="berth-bench.", dir="/var/tmp")
     systems = [System("berth", work, berthd)]
     if not args.quick:
@@ -906,12 +1334,13 @@ def main():
         if shutil.which("podman"):
             systems.append(System("podman", work))
     b = Bench(args, work, systems)
+    b.floor = floor
     if args.runs:
         b.runs = lambda n: args.runs
     scenarios = {"start": b.scenario_start, "run": b.scenario_run_and_api, "wrk": b.scenario_wrk,
                  "many": b.scenario_many, "logs": b.scenario_logs, "images": b.scenario_images,
                  "storage": b.scenario_storage, "network": b.scenario_network,
-                 "stats": b.scenario_stats, "build": b.scenario_build}
+                 "stats": b.scenario_stats, "build": b.scenario_build, "scale": b.scenario_scale}
     failed = []
     try:
         for name in args.only.split(","):
@@ -929,8 +1358,18 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
     table = b.table()
     print(table)
+    checks = b.checks_table()
+    if checks:
+        print("\n" + checks)
     for n in b.notes + failed:
         print(f"- {n}")
+    if b.scale and not args.quick:
+        out = args.plot_dir or (None if args.no_docs else os.path.join(TOP, "docs", "bench"))
+        if out:
+            write_scale(b.scale, out, {
+                "versions": versions([s for s in systems if s.name != "podman"], berthd),
+                "machine": f"{os.cpu_count()} CPUs, kernel {os.uname().release}",
+                "load_average": os.getloadavg()})
     if failed and args.quick:
         sys.exit(1)
     if args.quick or args.no_docs:
@@ -938,30 +1377,43 @@ def main():
     kernel = os.uname().release
     mem = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)
     cg = "v2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "v1"
-    block = ("<!-- bench:begin -->\n### All scenarios\n\n"
-             f"Measured by `bench/run.sh` on {time.strftime('%Y-%m-%d', time.gmtime())}: {os.cpu_count()} CPUs, "
-             f"{mem} GiB, kernel {kernel}, cgroup {cg}; {'; '.join(versions(systems, berthd))}. "
-             "dockerd runs with `--bridge=none --iptables=false --ip-masq=false`, podman as "
-             "`podman system service` with private `--root`/`--runroot`; containers use `--network none`. "
-             "Medians in bold; a ratio below 1 means berth is lower (for req/s: higher is better).\n\n"
-             + table + "\n" + "".join(f"\n- {n}" for n in b.notes + failed) + "\n<!-- bench:end -->")
     path = os.path.join(TOP, "docs", "benchmarks.md")
     text = open(path).read()
     if args.only != ap.get_default("only"):
-        # A partial run keeps the rows of the scenarios it did not measure.
+        # A partial run keeps the rows (and the target lines) of the scenarios it did not measure.
         m = re.search(r"<!-- bench:begin -->(.*?)<!-- bench:end -->", text, flags=re.S)
         new_scenarios = {sc for (sc, _) in b.results}
-        kept = []
+        mine = {c[0] for c in b.checks}
+        kept, old = [], []
         if m:
-            for line in m.group(1).splitlines():
+            main_part, _, check_part = m.group(1).partition("#### Targets in this run")
+            for line in main_part.splitlines():
                 cells = [c.strip() for c in line.strip().strip("|").split("|")]
                 if line.startswith("| ") and len(cells) > 2 and cells[0] not in ("scenario",) \
                         and not cells[0].startswith("---") and cells[0] not in new_scenarios:
                     kept.append(line)
+            for line in check_part.splitlines():
+                cells = [c.strip() for c in line.strip().strip("|").split("|")]
+                if line.startswith("| ") and len(cells) == 3 and cells[0] not in mine | {"target"}:
+                    old.append(line)
         if kept:
             lines = table.split("\n")
             table = "\n".join(lines[:2] + kept + lines[2:])
-            block = block.replace(b.table(), table)
+        if old:
+            lines = (checks or b.checks_header()).split("\n")
+            checks = "\n".join(lines[:4] + old + lines[4:])
+    block = ("<!-- bench:begin -->\n### All scenarios\n\n"
+             f"Measured by `bench/run.sh` on {time.strftime('%Y-%m-%d', time.gmtime())}: {os.cpu_count()} CPUs, "
+             f"{mem} GiB, kernel {kernel}, cgroup {cg}; {'; '.join(versions(systems, berthd))}. "
+             "berthd and dockerd get the options a user types: in the run, many, network and scale "
+             "scenarios each runs in a network namespace of its own with its default bridge (berth0, "
+             "docker0), elsewhere with `--bridge=none --iptables=false` (dockerd also "
+             "`--ip-masq=false`); podman runs as `podman system service` with private "
+             "`--root`/`--runroot`, and only its containers get `--network none --ulimit nofile=1024:1024 "
+             f"--ulimit nproc={_NPROC}:{_NPROC}` (its runc needs the limits). "
+             "Medians in bold; a ratio below 1 means berth is lower (for req/s: higher is better).\n\n"
+             + table + "\n" + (f"\n{checks}\n" if checks else "")
+             + "".join(f"\n- {n}" for n in b.notes + failed) + "\n<!-- bench:end -->")
     if "<!-- bench:begin -->" in text:
         text = re.sub(r"<!-- bench:begin -->.*?<!-- bench:end -->", lambda m: block, text, flags=re.S)
     else:
