@@ -328,8 +328,7 @@ pub(super) fn seccomp_program(
     let Some(path) = a.get(PROGRAM_ANNOTATION) else {
         return Ok(None);
     };
-    let program =
-        std::fs::read(path).map_err(|e| format!("read seccomp program {path}: {e}"))?;
+    let program = std::fs::read(path).map_err(|e| format!("read seccomp program {path}: {e}"))?;
     let mut drop_caps = Vec::new();
     for name in a
         .get(DROP_CAPS_ANNOTATION)
