@@ -68,7 +68,7 @@ pub fn program(dir: &Path, profile: &LinuxSeccomp) -> Result<PathBuf, String> {
         ctx.export_bpf(&f).map_err(|e| e.to_string())?;
         f.flush().map_err(|e| e.to_string())?;
         let len = f.metadata().map_err(|e| e.to_string())?.len();
-        if len == 0 || len % 8 != 0 {
+        if len == 0 || !len.is_multiple_of(8) {
             return Err(format!("{len} bytes is no BPF program"));
         }
         std::fs::rename(&tmp, &path).map_err(|e| e.to_string())
@@ -202,7 +202,10 @@ fn translate_arch(arch: Arch) -> ScmpArch {
 /// Load a compiled program into the calling thread (the container's init or an exec'd
 /// process, single-threaded): what libseccomp's `seccomp_load` does for a filter without flags.
 pub fn load(program: &[u8]) -> Result<(), String> {
-    if program.is_empty() || program.len() % 8 != 0 || program.len() / 8 > u16::MAX as usize {
+    if program.is_empty()
+        || !program.len().is_multiple_of(8)
+        || program.len() / 8 > u16::MAX as usize
+    {
         return Err(format!("{} bytes is no BPF program", program.len()));
     }
     // The program as the kernel's sock_filter array; copied so that it is aligned.

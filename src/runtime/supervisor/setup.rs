@@ -315,12 +315,13 @@ fn join_netns_of_bundle(spec: &oci_spec::runtime::Spec) -> Result<(), String> {
         .map_err(|e| format!("join network namespace {path}: {e}"))
 }
 
+/// A compiled seccomp program and the capabilities held only to load it.
+pub(super) type Program = (std::sync::Arc<[u8]>, Vec<caps::Capability>);
+
 /// The compiled seccomp program the bundle names (`runtime/seccomp_cache.rs`), and the
 /// capabilities the init holds only to load it. A named program that cannot be read is an
 /// error: the container never runs without its filter.
-pub(super) fn seccomp_program(
-    spec: &oci_spec::runtime::Spec,
-) -> Result<Option<(std::sync::Arc<[u8]>, Vec<caps::Capability>)>, String> {
+pub(super) fn seccomp_program(spec: &oci_spec::runtime::Spec) -> Result<Option<Program>, String> {
     use crate::runtime::seccomp_cache::{DROP_CAPS_ANNOTATION, PROGRAM_ANNOTATION};
     let Some(a) = spec.annotations().as_ref() else {
         return Ok(None);
