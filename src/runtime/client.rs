@@ -13,7 +13,7 @@ use tokio::net::UnixStream;
 use super::error::RuntimeError;
 use super::proto::{self, Created, Event, Reply, Request, SupervisorConfig};
 use super::supervisor::{self, SUBCOMMAND};
-use crate::util::fs::atomic_write;
+use crate::util::fs::replace_file;
 
 /// Start a supervisor for the bundle in `state_dir` (whose `config.json` is written) and wait
 /// until the container is created. Returns the init's pid.
@@ -34,7 +34,7 @@ fn launch_blocking(
 ) -> Result<i32, RuntimeError> {
     let json = serde_json::to_vec(config)
         .map_err(|e| RuntimeError::failed(format!("encode supervisor config: {e}")))?;
-    atomic_write(&supervisor::config_path(state_dir), &json, 0o600)
+    replace_file(&supervisor::config_path(state_dir), &json, 0o600)
         .map_err(|e| RuntimeError::failed(format!("write supervisor config: {e}")))?;
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| RuntimeError::failed(format!("create status pipe: {e}")))?;

@@ -14,8 +14,8 @@ use super::proto::{
     ExecRequest, ExitStatus, ProcessIo, Request, SupervisorConfig, SupervisorState,
 };
 use super::stdio::StdioConn;
-use super::{host, spec, supervisor, CgroupInfo, CgroupVersion};
-use crate::util::fs::{atomic_write, ensure_dir};
+use super::{host, seccomp_cache, spec, supervisor, CgroupInfo, CgroupVersion};
+use crate::util::fs::{ensure_dir, replace_file};
 use crate::util::time::rfc3339_nano;
 
 /// What the runtime needs from the daemon's configuration.
@@ -141,7 +141,8 @@ impl Runtime {
         if self.lc_root().join(id).exists() {
             let _ = std::fs::remove_dir_all(self.lc_root().join(id));
         }
-        let oci = spec::build(opts)?;
+        let mut oci = spec::build(opts)?;
+        self.use_seccomp_program(&mut oci)?;
         if let (Some(_), spec::Namespace::Path(netns)) = (&opts.userns, opts.network) {
             if opts
                 .host_config
@@ -158,8 +159,65 @@ impl Runtime {
         }
         let json = serde_json::to_vec(&oci)
             .map_err(|e| RuntimeError::failed(format!("encode OCI spec: {e}")))?;
-        atomic_write(&state_dir.join("config.json"), &json, 0o600)
+        replace_file(&state_dir.join("config.json"), &json, 0o600)
             .map_err(|e| io("write config.json", e))
+    }
+
+    /// Blocking. Replace the bundle's seccomp profile by its compiled program (see
+    /// [`seccomp_cache`]): the init loads it right before exec instead of libcontainer
+    /// compiling the profile in every container. Without `no_new_privileges` that load needs
+    /// CAP_SYS_ADMIN, so the init keeps it (and CAP_SETPCAP, to take it out of the bounding set
+    /// again) until then, as an exec'd process does.
+    fn use_seccomp_program(&self, oci: &mut oci_spec::runtime::Spec) -> Result<(), RuntimeError> {
+        use oci_spec::runtime::Capability;
+        let Some(linux) = oci.linux_mut() else {
+            return Ok(());
+        };
+        let Some(profile) = linux.seccomp().as_ref() else {
+            return Ok(());
+        };
+        if !seccomp_cache::cacheable(profile) {
+            return Ok(());
+        }
+        let program = seccomp_cache::program(&self.cfg.exec_root.join("seccomp"), profile)
+            .map_err(RuntimeError::failed)?;
+        linux.set_seccomp(None);
+        let mut added = Vec::new();
+        if let Some(process) = oci.process_mut() {
+            if process.no_new_privileges() != Some(true) {
+                let mut caps = process.capabilities().clone().unwrap_or_default();
+                for (cap, name) in [
+                    (Capability::SysAdmin, "CAP_SYS_ADMIN"),
+                    (Capability::Setpcap, "CAP_SETPCAP"),
+                ] {
+                    if caps.bounding().as_ref().is_some_and(|b| b.contains(&cap)) {
+                        continue;
+                    }
+                    added.push(name);
+                    let with = |set: &Option<oci_spec::runtime::Capabilities>| {
+                        let mut set = set.clone().unwrap_or_default();
+                        set.insert(cap);
+                        Some(set)
+                    };
+                    caps.set_bounding(with(caps.bounding()));
+                    caps.set_effective(with(caps.effective()));
+                    caps.set_permitted(with(caps.permitted()));
+                }
+                process.set_capabilities(Some(caps));
+            }
+        }
+        let annotations = oci.annotations_mut().get_or_insert_with(Default::default);
+        annotations.insert(
+            seccomp_cache::PROGRAM_ANNOTATION.to_string(),
+            program.display().to_string(),
+        );
+        if !added.is_empty() {
+            annotations.insert(
+                seccomp_cache::DROP_CAPS_ANNOTATION.to_string(),
+                added.join(","),
+            );
+        }
+        Ok(())
     }
 
     /// Start the supervisor of a prepared container and wait until the container is created.
@@ -315,8 +373,12 @@ impl Runtime {
     fn has_seccomp(&self, id: &str) -> bool {
         oci_spec::runtime::Spec::load(self.state_dir(id).join("config.json"))
             .ok()
-            .and_then(|s| s.linux().as_ref().and_then(|l| l.seccomp().clone()))
-            .is_some()
+            .is_some_and(|s| {
+                s.linux().as_ref().is_some_and(|l| l.seccomp().is_some())
+                    || s.annotations()
+                        .as_ref()
+                        .is_some_and(|a| a.contains_key(seccomp_cache::PROGRAM_ANNOTATION))
+            })
     }
 
     /// Start an exec process in the running container: its pid, and the connection that

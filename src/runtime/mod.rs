@@ -17,6 +17,7 @@ pub mod host;
 pub mod idmap;
 pub mod proto;
 pub mod seccomp;
+mod seccomp_cache;
 pub mod spec;
 pub mod stats;
 mod stdio;

@@ -9,13 +9,13 @@ use nix::unistd::Pid;
 
 use super::clients::Kind;
 use super::dispatch::failed;
-use super::executor::BerthExecutor;
+use super::executor::{BerthExecutor, Filter};
 use super::reap::pidfd_open;
 use super::stdio::{console_socket, pipe, Io};
 use super::{lc, read_failure, Supervisor};
 use crate::runtime::proto::ExecRequest;
 use crate::runtime::proto::Reply;
-use crate::util::fs::atomic_write;
+use crate::util::fs::replace_file;
 
 /// A `docker exec` process.
 pub(super) struct ExecProc {
@@ -51,7 +51,7 @@ impl Supervisor {
             Ok(b) => b,
             Err(e) => return Reply::error(format!("encode exec process: {e}")),
         };
-        if let Err(e) = atomic_write(&process_path, &bytes, 0o600) {
+        if let Err(e) = replace_file(&process_path, &bytes, 0o600) {
             return Reply::error(format!("write exec process: {e}"));
         }
         let result = self.exec_inner(id, &process_path, tty, open_stdin, console_size, add_caps);
@@ -96,12 +96,17 @@ impl Supervisor {
             .iter()
             .filter_map(|c| c.parse::<caps::Capability>().ok())
             .collect();
+        let seccomp = match &self.seccomp {
+            Some(f) => f.clone(),
+            None => {
+                let f = load_seccomp(&self.state_dir).map_err(plain)?;
+                self.seccomp = Some(f.clone());
+                f
+            }
+        };
         let executor = BerthExecutor {
             report_fd: report_w.as_raw_fd(),
-            seccomp: self
-                .seccomp
-                .get_or_insert_with(|| load_seccomp(&self.state_dir))
-                .clone(),
+            seccomp,
             drop_caps,
         };
         let mut io = Io::new(true);
@@ -165,8 +170,14 @@ fn close_new_fds(before: &[i32]) {
     }
 }
 
-/// The container's seccomp profile, from the bundle.
-fn load_seccomp(state_dir: &Path) -> Option<oci_spec::runtime::LinuxSeccomp> {
-    let spec = oci_spec::runtime::Spec::load(state_dir.join("config.json")).ok()?;
-    spec.linux().as_ref()?.seccomp().clone()
+/// The container's seccomp filter, from the bundle: its profile, or the compiled program it
+/// names. A program that cannot be read fails the exec (never an exec without the filter).
+fn load_seccomp(state_dir: &Path) -> Result<Option<Filter>, String> {
+    let Ok(spec) = oci_spec::runtime::Spec::load(state_dir.join("config.json")) else {
+        return Ok(None);
+    };
+    if let Some(p) = spec.linux().as_ref().and_then(|l| l.seccomp().clone()) {
+        return Ok(Some(Filter::Profile(p)));
+    }
+    super::setup::seccomp_program(&spec).map(|p| p.map(|(program, _)| Filter::Program(program)))
 }

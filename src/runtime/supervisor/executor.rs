@@ -26,11 +26,22 @@ pub struct ExecFailure {
 #[derive(Clone)]
 pub struct BerthExecutor {
     pub report_fd: RawFd,
-    /// For `docker exec`: the container's seccomp profile, which libcontainer's tenant path
-    /// does not apply. Loaded right before exec while the process still holds the
-    /// capabilities listed in `drop_caps`, which are then given up (as runc orders it).
-    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// The container's seccomp filter when libcontainer does not load it: for `docker exec`
+    /// (libcontainer's tenant path does not apply the profile) and for the init of a bundle
+    /// whose profile was compiled in advance (`runtime/seccomp_cache.rs`). Loaded right before
+    /// exec while the process still holds the capabilities listed in `drop_caps`, which are
+    /// then given up (as runc orders it).
+    pub seccomp: Option<Filter>,
     pub drop_caps: Vec<caps::Capability>,
+}
+
+/// A seccomp filter the executor loads.
+#[derive(Clone)]
+pub enum Filter {
+    /// An OCI profile, compiled by libcontainer (libseccomp) in the process.
+    Profile(oci_spec::runtime::LinuxSeccomp),
+    /// A compiled BPF program (`runtime/seccomp_cache.rs`).
+    Program(std::sync::Arc<[u8]>),
 }
 
 impl BerthExecutor {
@@ -137,10 +148,15 @@ pub fn errno_text(e: nix::errno::Errno) -> String {
 impl BerthExecutor {
     /// Load the container's seccomp filter into an exec'd process, then drop the capabilities
     /// that were only granted to make that possible.
-    fn apply_exec_seccomp(&self, profile: &oci_spec::runtime::LinuxSeccomp) -> Result<(), String> {
+    fn apply_exec_seccomp(&self, filter: &Filter) -> Result<(), String> {
         use caps::CapSet;
-        libcontainer::seccomp::initialize_seccomp(profile)
-            .map_err(|e| format!("load seccomp profile: {e}"))?;
+        match filter {
+            Filter::Profile(profile) => {
+                libcontainer::seccomp::initialize_seccomp(profile)
+                    .map_err(|e| format!("load seccomp profile: {e}"))?;
+            }
+            Filter::Program(program) => crate::runtime::seccomp_cache::load(program)?,
+        }
         // Bounding first (needs CAP_SETPCAP in the effective set), then the other sets.
         let mut ordered = self.drop_caps.clone();
         ordered.sort_by_key(|c| *c == caps::Capability::CAP_SETPCAP);

@@ -33,7 +33,7 @@ use nix::unistd::Pid;
 
 use crate::logger;
 use crate::runtime::proto::{SupervisorConfig, SupervisorState};
-use crate::util::fs::atomic_write;
+use crate::util::fs::replace_file;
 use clients::{Client, Kind};
 use exec::ExecProc;
 use executor::ExecFailure;
@@ -85,7 +85,7 @@ struct Supervisor {
     execs: Vec<ExecProc>,
     /// The container's seccomp profile, applied to exec'd processes too; read from the bundle
     /// at the first exec (most containers never see one).
-    seccomp: Option<Option<oci_spec::runtime::LinuxSeccomp>>,
+    seccomp: Option<Option<executor::Filter>>,
     log: Option<logger::jsonfile::Writer>,
     state: SupervisorState,
     report: Option<File>,
@@ -141,7 +141,7 @@ impl Ready {
 impl Supervisor {
     fn save_state(&self) {
         if let Ok(b) = serde_json::to_vec(&self.state) {
-            if let Err(e) = atomic_write(&state_path(&self.state_dir), &b, 0o600) {
+            if let Err(e) = replace_file(&state_path(&self.state_dir), &b, 0o600) {
                 tracing::error!("write state: {e}");
             }
         }

@@ -11,7 +11,7 @@ use super::clients::{push_event, Kind};
 use super::{exit_path, lc, Src, Supervisor};
 use crate::runtime::host;
 use crate::runtime::proto::{Event, ExitStatus};
-use crate::util::fs::atomic_write;
+use crate::util::fs::replace_file;
 use crate::util::time::rfc3339_nano;
 
 /// A pidfd for `pid` (readable once it exits), if the kernel has them.
@@ -122,7 +122,7 @@ impl Supervisor {
     /// Record the exit status in the state dir (berthd reads it when the supervisor is gone).
     fn write_exit(&self, status: &ExitStatus) {
         if let Ok(b) = serde_json::to_vec(status) {
-            if let Err(e) = atomic_write(&exit_path(&self.state_dir), &b, 0o600) {
+            if let Err(e) = replace_file(&exit_path(&self.state_dir), &b, 0o600) {
                 tracing::error!("write exit status: {e}");
             }
         }

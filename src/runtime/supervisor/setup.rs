@@ -13,7 +13,7 @@ use libcontainer::container::Container;
 use nix::fcntl::{fcntl, FcntlArg};
 use nix::unistd::Pid;
 
-use super::executor::BerthExecutor;
+use super::executor::{BerthExecutor, Filter};
 use super::reap::pidfd_open;
 use super::stdio::{console_socket, nonblocking, pipe, Io};
 use super::{config_path, lc, read_failure, socket_path, Supervisor, SUBCOMMAND};
@@ -210,11 +210,16 @@ fn bind_socket(state_dir: &Path) -> Result<UnixListener, String> {
 
 /// The init's stdio (pipes, or a console socket with a TTY) and the container created with it.
 fn create_container(cfg: &SupervisorConfig, state_dir: &Path) -> Result<NewContainer, SetupError> {
+    let spec = oci_spec::runtime::Spec::load(state_dir.join("config.json")).ok();
+    let (seccomp, drop_caps) = match spec.as_ref().map(seccomp_program).transpose()?.flatten() {
+        Some((program, drop_caps)) => (Some(Filter::Program(program)), drop_caps),
+        None => (None, Vec::new()),
+    };
     let (report_r, report_w) = pipe()?;
     let executor = BerthExecutor {
         report_fd: report_w.as_raw_fd(),
-        seccomp: None,
-        drop_caps: Vec::new(),
+        seccomp,
+        drop_caps,
     };
     let mut io = Io::new(cfg.io.stdin_once);
     let mut console = None;
@@ -225,7 +230,9 @@ fn create_container(cfg: &SupervisorConfig, state_dir: &Path) -> Result<NewConta
     } else {
         io.pipes(cfg.io.open_stdin)?
     };
-    join_netns_of_bundle(state_dir)?;
+    if let Some(spec) = &spec {
+        join_netns_of_bundle(spec)?;
+    }
     let created = lc::create(&cfg.id, &cfg.lc_root, state_dir, executor, stdio);
     drop(report_w);
     match created {
@@ -295,10 +302,7 @@ fn init_logging(path: &Path) {
 /// A container with a user namespace cannot join a network namespace of the host's user
 /// namespace itself: the supervisor (single-threaded) joins the one the bundle names, and the
 /// container, and every exec libcontainer starts from here, inherit it.
-fn join_netns_of_bundle(state_dir: &Path) -> Result<(), String> {
-    let Ok(spec) = oci_spec::runtime::Spec::load(state_dir.join("config.json")) else {
-        return Ok(());
-    };
+fn join_netns_of_bundle(spec: &oci_spec::runtime::Spec) -> Result<(), String> {
     let Some(path) = spec
         .annotations()
         .as_ref()
@@ -309,4 +313,35 @@ fn join_netns_of_bundle(state_dir: &Path) -> Result<(), String> {
     let f = std::fs::File::open(path).map_err(|e| format!("open network namespace {path}: {e}"))?;
     nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
         .map_err(|e| format!("join network namespace {path}: {e}"))
+}
+
+/// A compiled seccomp program and the capabilities held only to load it.
+pub(super) type Program = (std::sync::Arc<[u8]>, Vec<caps::Capability>);
+
+/// The compiled seccomp program the bundle names (`runtime/seccomp_cache.rs`), and the
+/// capabilities the init holds only to load it. A named program that cannot be read is an
+/// error: the container never runs without its filter.
+pub(super) fn seccomp_program(spec: &oci_spec::runtime::Spec) -> Result<Option<Program>, String> {
+    use crate::runtime::seccomp_cache::{DROP_CAPS_ANNOTATION, PROGRAM_ANNOTATION};
+    let Some(a) = spec.annotations().as_ref() else {
+        return Ok(None);
+    };
+    let Some(path) = a.get(PROGRAM_ANNOTATION) else {
+        return Ok(None);
+    };
+    let program = std::fs::read(path).map_err(|e| format!("read seccomp program {path}: {e}"))?;
+    let mut drop_caps = Vec::new();
+    for name in a
+        .get(DROP_CAPS_ANNOTATION)
+        .map(String::as_str)
+        .unwrap_or("")
+        .split(',')
+        .filter(|n| !n.is_empty())
+    {
+        drop_caps.push(
+            name.parse::<caps::Capability>()
+                .map_err(|e| format!("capability {name}: {e}"))?,
+        );
+    }
+    Ok(Some((program.into(), drop_caps)))
 }
