@@ -87,13 +87,8 @@ pub fn write_save<W: Write>(
                 .ok_or_else(|| ImageError::internal(format!("layer {chain} is missing")))?;
             let path = format!("blobs/sha256/{}", digest_hex(&layer.diff_id));
             if written.insert(path.clone()) {
-                let mut h = tar::Header::new_ustar();
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_mode(0o644);
-                h.set_mtime(0);
-                h.set_size(layer.tar_size);
                 let data = store.layer_tar(&layer)?;
-                tar.append_data(&mut h, &path, data).map_err(io(&path))?;
+                append_layer(&mut tar, &path, layer.tar_size, data).map_err(io(&path))?;
             }
             layer_descs.push(json!({"mediaType": MEDIA_OCI_LAYER, "digest": layer.diff_id, "size": layer.tar_size}));
             layer_paths.push(path);
@@ -149,6 +144,57 @@ pub fn write_save<W: Write>(
 
 fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, ImageError> {
     serde_json::to_vec(v).map_err(|e| ImageError::internal(format!("encode archive index: {e}")))
+}
+
+/// Bytes moved per read and write when a layer's tar is copied into the archive.
+const COPY_BUF: usize = 1 << 20;
+
+/// Append a layer's tar as one entry, copied in whole 1 MiB pieces (the tar crate's own copy
+/// goes 8 KiB at a time: a read of a file and a write to the client for each).
+fn append_layer<W: Write, R: Read>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    size: u64,
+    mut data: R,
+) -> std::io::Result<()> {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_size(size);
+    if h.set_path(path).is_err() {
+        // Not a `blobs/sha256/<hex>` name: let the tar crate write the long name.
+        return tar.append_data(&mut h, path, data);
+    }
+    h.set_cksum();
+    let out = tar.get_mut();
+    out.write_all(h.as_bytes())?;
+    let mut buf = vec![0u8; COPY_BUF];
+    let mut copied = 0u64;
+    loop {
+        let mut n = 0;
+        while n < buf.len() {
+            match data.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])?;
+        copied += n as u64;
+    }
+    if copied != size {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("layer tar is {copied} bytes, its record says {size}"),
+        ));
+    }
+    let pad = (512 - (size % 512) as usize) % 512;
+    out.write_all(&[0u8; 512][..pad])
 }
 
 fn append_bytes<W: Write>(
