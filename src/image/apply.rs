@@ -198,7 +198,7 @@ pub fn extract_plain_at<R: Read>(
         inner: reader,
         failed: Rc::clone(&failed),
     };
-    apply_stream(source, root, None, &failed, None, Some(opts), hook)
+    apply_stream(source, root, None, &failed, None, Some(opts), hook, false)
 }
 
 /// A regular file's identity in an archive: its header's size, mode, owner and time.
@@ -290,17 +290,44 @@ fn detect_and_apply<R: Read>(
     );
     if head.starts_with(&[0x1f, 0x8b]) {
         let decoder = flate2::bufread::MultiGzDecoder::new(stream);
-        apply_stream(decoder, root, root_path, &failed, recorder, cp, None)
+        apply_stream(
+            decoder,
+            root,
+            root_path,
+            &failed,
+            recorder,
+            cp,
+            None,
+            cp.is_none(),
+        )
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         let decoder = zstd::stream::read::Decoder::with_buffer(stream)
             .map_err(|e| ApplyError::Read { source: e })?;
-        apply_stream(decoder, root, root_path, &failed, recorder, cp, None)
+        apply_stream(
+            decoder,
+            root,
+            root_path,
+            &failed,
+            recorder,
+            cp,
+            None,
+            cp.is_none(),
+        )
     } else if head.starts_with(b"BZh") {
         Err(ApplyError::UnsupportedCompression("bzip2"))
     } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
         Err(ApplyError::UnsupportedCompression("xz"))
     } else {
-        apply_stream(stream, root, root_path, &failed, recorder, cp, None)
+        apply_stream(
+            stream,
+            root,
+            root_path,
+            &failed,
+            recorder,
+            cp,
+            None,
+            cp.is_none(),
+        )
     }
 }
 
@@ -312,7 +339,19 @@ pub fn apply_tar<R: Read>(reader: R, root: &Path) -> Result<ApplyStats, ApplyErr
         failed: Rc::clone(&failed),
     };
     let (root, _) = open_root(root, false)?;
-    apply_stream(source, root, None, &failed, None, None, None)
+    apply_stream(source, root, None, &failed, None, None, None, true)
+}
+
+/// Like [`apply_tar`] without the DiffID (`ApplyStats::diff_id` comes back empty): an archive
+/// unpacked to read its files (`docker load`), where hashing it would be wasted work.
+pub fn unpack_tar<R: Read>(reader: R, root: &Path) -> Result<ApplyStats, ApplyError> {
+    let failed = Rc::new(Cell::new(false));
+    let source = SourceReader {
+        inner: reader,
+        failed: Rc::clone(&failed),
+    };
+    let (root, _) = open_root(root, false)?;
+    apply_stream(source, root, None, &failed, None, None, None, false)
 }
 
 /// Records whether the caller's reader itself failed, so that an error surfacing through the
@@ -375,6 +414,7 @@ fn apply_stream<'a, R: Read>(
     recorder: Option<&'a RefCell<Recorder>>,
     cp: Option<ExtractOptions>,
     hook: Option<&'a mut dyn FileHook>,
+    digest: bool,
 ) -> Result<ApplyStats, ApplyError> {
     let mut applier = Applier {
         root,
@@ -388,7 +428,7 @@ fn apply_stream<'a, R: Read>(
     };
     let hashing = HashingReader {
         inner: BufReader::with_capacity(BUF_SIZE, reader),
-        hasher: cp.is_none().then(Sha256::new),
+        hasher: digest.then(Sha256::new),
         count: 0,
         recorder,
     };

@@ -5,13 +5,14 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Write};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::reference::Reference;
-use super::store::{Image, Store};
+use super::store::{ExtractedLayer, Image, Store};
 use super::{digest_hex, sha256_digest, ImageError};
 use crate::util::fs::open_in_root;
 use crate::util::progress::{JsonMessage, Progress};
@@ -86,13 +87,8 @@ pub fn write_save<W: Write>(
                 .ok_or_else(|| ImageError::internal(format!("layer {chain} is missing")))?;
             let path = format!("blobs/sha256/{}", digest_hex(&layer.diff_id));
             if written.insert(path.clone()) {
-                let mut h = tar::Header::new_ustar();
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_mode(0o644);
-                h.set_mtime(0);
-                h.set_size(layer.tar_size);
                 let data = store.layer_tar(&layer)?;
-                tar.append_data(&mut h, &path, data).map_err(io(&path))?;
+                append_layer(&mut tar, &path, layer.tar_size, data).map_err(io(&path))?;
             }
             layer_descs.push(json!({"mediaType": MEDIA_OCI_LAYER, "digest": layer.diff_id, "size": layer.tar_size}));
             layer_paths.push(path);
@@ -148,6 +144,57 @@ pub fn write_save<W: Write>(
 
 fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, ImageError> {
     serde_json::to_vec(v).map_err(|e| ImageError::internal(format!("encode archive index: {e}")))
+}
+
+/// Bytes moved per read and write when a layer's tar is copied into the archive.
+const COPY_BUF: usize = 1 << 20;
+
+/// Append a layer's tar as one entry, copied in whole 1 MiB pieces (the tar crate's own copy
+/// goes 8 KiB at a time: a read of a file and a write to the client for each).
+fn append_layer<W: Write, R: Read>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    size: u64,
+    mut data: R,
+) -> std::io::Result<()> {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_size(size);
+    if h.set_path(path).is_err() {
+        // Not a `blobs/sha256/<hex>` name: let the tar crate write the long name.
+        return tar.append_data(&mut h, path, data);
+    }
+    h.set_cksum();
+    let out = tar.get_mut();
+    out.write_all(h.as_bytes())?;
+    let mut buf = vec![0u8; COPY_BUF];
+    let mut copied = 0u64;
+    loop {
+        let mut n = 0;
+        while n < buf.len() {
+            match data.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])?;
+        copied += n as u64;
+    }
+    if copied != size {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("layer tar is {copied} bytes, its record says {size}"),
+        ));
+    }
+    let pad = (512 - (size % 512) as usize) % 512;
+    out.write_all(&[0u8; 512][..pad])
 }
 
 fn append_bytes<W: Write>(
@@ -342,34 +389,62 @@ fn register(
     }
     let chain = super::config::chain_ids(&cfg.rootfs.diff_ids);
     let _lease = store.lease(&chain);
-    let mut parent: Option<String> = None;
-    for (i, (path, digest)) in layers.iter().enumerate() {
-        if store.layer(&chain[i]).is_none() {
-            let f = open_in_root(dir, path)
-                .map_err(|e| ImageError::invalid(format!("invalid archive: open {path}: {e}")))?;
-            let mut hashing = HashingReader::new(f);
-            progress.send_blocking(JsonMessage {
-                status: Some("Loading layer".to_string()),
-                id: Some(super::short_id(&cfg.rootfs.diff_ids[i]).to_string()),
-                ..Default::default()
-            });
-            let (layer, _held) = store.register_layer(
-                parent.as_deref(),
-                &mut hashing,
-                Some(&cfg.rootfs.diff_ids[i]),
-            )?;
-            std::io::copy(&mut hashing, &mut std::io::sink())
-                .map_err(|e| ImageError::invalid(format!("invalid archive: read {path}: {e}")))?;
-            if let Some(d) = digest {
-                let got = hashing.digest();
-                if &got != d {
-                    // The content matched its DiffID, so the layer itself is sound; the blob
-                    // was misnamed.
-                    return Err(ImageError::invalid(format!(
-                        "invalid archive: blob {d} has digest {got}"
-                    )));
+    // The missing layers are extracted a few at once (a layer's files do not depend on the
+    // layers below it), then registered in order.
+    let todo: Vec<usize> = (0..layers.len())
+        .filter(|&i| store.layer(&chain[i]).is_none())
+        .collect();
+    let results: Vec<Mutex<Option<Result<ExtractedLayer, ImageError>>>> =
+        todo.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let workers = super::distribution::extract_parallelism().min(todo.len());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                if failed.load(Ordering::Relaxed) {
+                    break;
                 }
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&i) = todo.get(k) else { break };
+                let (path, digest) = &layers[i];
+                let r = extract_one(
+                    store,
+                    dir,
+                    path,
+                    digest.as_deref(),
+                    &cfg.rootfs.diff_ids[i],
+                    progress,
+                );
+                if r.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                if let Ok(mut slot) = results[k].lock() {
+                    *slot = Some(r);
+                }
+            });
+        }
+    });
+    let mut extracted: HashMap<usize, ExtractedLayer> = HashMap::new();
+    for (k, slot) in results.into_iter().enumerate() {
+        match slot.into_inner().ok().flatten() {
+            Some(Ok(x)) => {
+                extracted.insert(todo[k], x);
             }
+            Some(Err(e)) => return Err(e),
+            // Not reached: another layer failed first.
+            None => {}
+        }
+    }
+    if extracted.len() != todo.len() {
+        return Err(ImageError::internal(
+            "a layer was not extracted".to_string(),
+        ));
+    }
+    let mut parent: Option<String> = None;
+    for (i, (path, _)) in layers.iter().enumerate() {
+        if let Some(x) = extracted.remove(&i) {
+            let (layer, _held) = store.commit_layer(x, parent.as_deref())?;
             if layer.chain_id != chain[i] {
                 return Err(ImageError::internal(format!(
                     "layer {path} registered as {}, expected {}",
@@ -383,23 +458,63 @@ fn register(
     Ok(img.id)
 }
 
-/// Hashes what passes through.
+/// Extract one layer blob of the archive, checking its DiffID and, when the archive names it by
+/// digest, its blob digest.
+fn extract_one(
+    store: &Arc<Store>,
+    dir: &Path,
+    path: &str,
+    digest: Option<&str>,
+    diff_id: &str,
+    progress: &Progress,
+) -> Result<ExtractedLayer, ImageError> {
+    let f = open_in_root(dir, path)
+        .map_err(|e| ImageError::invalid(format!("invalid archive: open {path}: {e}")))?;
+    // A blob named by a digest other than its DiffID (a compressed one) is hashed as it is
+    // read; an uncompressed blob's digest is its DiffID, which the extraction checks.
+    let digest = digest.filter(|d| *d != diff_id);
+    let mut hashing = HashingReader::new(f, digest.is_some());
+    progress.send_blocking(JsonMessage {
+        status: Some("Loading layer".to_string()),
+        id: Some(super::short_id(diff_id).to_string()),
+        ..Default::default()
+    });
+    let x = store.extract_layer(&mut hashing, Some(diff_id))?;
+    std::io::copy(&mut hashing, &mut std::io::sink())
+        .map_err(|e| ImageError::invalid(format!("invalid archive: read {path}: {e}")))?;
+    if let Some(d) = digest {
+        let got = hashing.digest();
+        if got != d {
+            // The content matched its DiffID, so the layer itself is sound; the blob was
+            // misnamed.
+            return Err(ImageError::invalid(format!(
+                "invalid archive: blob {d} has digest {got}"
+            )));
+        }
+    }
+    Ok(x)
+}
+
+/// Hashes what passes through (when asked to).
 struct HashingReader<R> {
     inner: R,
-    hash: sha2::Sha256,
+    hash: Option<sha2::Sha256>,
 }
 
 impl<R> HashingReader<R> {
-    fn new(inner: R) -> Self {
+    fn new(inner: R, hash: bool) -> Self {
         use sha2::Digest;
         HashingReader {
             inner,
-            hash: sha2::Sha256::new(),
+            hash: hash.then(sha2::Sha256::new),
         }
     }
     fn digest(&self) -> String {
         use sha2::Digest;
-        format!("sha256:{}", hex::encode(self.hash.clone().finalize()))
+        match &self.hash {
+            Some(h) => format!("sha256:{}", hex::encode(h.clone().finalize())),
+            None => String::new(),
+        }
     }
 }
 
@@ -407,7 +522,9 @@ impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         use sha2::Digest;
         let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
+        if let Some(h) = &mut self.hash {
+            h.update(&buf[..n]);
+        }
         Ok(n)
     }
 }
@@ -420,7 +537,7 @@ pub fn unpack_to_scratch<R: Read>(store: &Store, src: R) -> Result<ScratchDir, I
     std::fs::create_dir(&dir)
         .map_err(|e| ImageError::io(format!("create {}", dir.display()), e))?;
     let scratch = ScratchDir(dir);
-    super::apply::apply_tar(src, &scratch.0).map_err(|e| match e {
+    super::apply::unpack_tar(src, &scratch.0).map_err(|e| match e {
         // The archive itself is no tar: say so without calling it a layer.
         super::apply::ApplyError::Malformed { .. } => {
             let text = e.to_string();

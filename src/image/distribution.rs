@@ -28,6 +28,12 @@ use crate::util::rand::random_hex;
 
 /// Layers downloaded at once, as dockerd's `max-concurrent-downloads` default.
 const CONCURRENT_DOWNLOADS: usize = 3;
+/// Layers uploaded at once, as dockerd's `max-concurrent-uploads` default.
+const CONCURRENT_UPLOADS: usize = 5;
+/// The gzip level of pushed layers: dockerd's (Go's `gzip.DefaultCompression`, level 6).
+const PUSH_GZIP_LEVEL: u32 = 6;
+/// Bytes of compressed layer per message to the upload (and per HTTP chunk).
+const UPLOAD_CHUNK: usize = 1 << 20;
 const MEDIA_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 const MEDIA_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
@@ -315,6 +321,9 @@ async fn pull_from(
         super::archive::ScratchDir(store.tmp_root().join(format!("pull-{}", random_hex(16))));
     std::fs::create_dir(&scratch.0).map_err(|e| ImageError::io("create pull scratch", e))?;
     let sem = Arc::new(Semaphore::new(CONCURRENT_DOWNLOADS));
+    // Each layer is extracted as soon as it is downloaded, a few at once (a layer's files do
+    // not depend on the layers below it); they are registered in order below.
+    let extractors = Arc::new(Semaphore::new(extract_parallelism()));
     let mut downloads = Vec::new();
     // If the pull fails or is cancelled, the downloads still running stop too.
     let mut abort_all = AbortAll(Vec::new());
@@ -326,54 +335,58 @@ async fn pull_from(
             continue;
         }
         progress.send(msg("Pulling fs layer", &id)).await;
-        let (s, sem, progress, digest, size) = (
+        let (s, sem, extractors, progress, digest, size) = (
             s.clone(),
             sem.clone(),
+            extractors.clone(),
             progress.clone(),
             digest.clone(),
             *size,
         );
         let path = scratch.0.join(digest_hex(&digest));
         let repo = repo.to_string();
+        let (store2, diff) = (store.clone(), cfg.rootfs.diff_ids[i].clone());
         let handle = tokio::spawn(async move {
-            let _permit = sem
+            {
+                let _permit = sem
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| ImageError::internal("download queue closed".to_string()))?;
+                download(&s, &repo, &digest, size, &path, &progress).await?;
+            }
+            let _permit = extractors
                 .acquire_owned()
                 .await
-                .map_err(|_| ImageError::internal("download queue closed".to_string()))?;
-            download(&s, &repo, &digest, size, &path, &progress)
-                .await
-                .map(|_| path)
-        });
-        abort_all.0.push(handle.abort_handle());
-        downloads.push(Some(handle));
-    }
-    // Extraction, in order, as each download completes.
-    let mut parent: Option<String> = None;
-    for (i, d) in downloads.into_iter().enumerate() {
-        if let Some(handle) = d {
-            let path = handle
-                .await
-                .map_err(|e| ImageError::internal(format!("download task: {e}")))??;
-            let id = short_id(&layers[i].0).to_string();
-            progress.send(msg("Extracting", &id)).await;
-            let (store2, parent2, diff) = (
-                store.clone(),
-                parent.clone(),
-                cfg.rootfs.diff_ids[i].clone(),
-            );
-            let (layer, _held) = tokio::task::spawn_blocking(move || {
+                .map_err(|_| ImageError::internal("extraction queue closed".to_string()))?;
+            progress.send(msg("Extracting", short_id(&digest))).await;
+            tokio::task::spawn_blocking(move || {
                 let f = std::fs::File::open(&path)
                     .map_err(|e| ImageError::io(format!("open {}", path.display()), e))?;
-                let l = store2.register_layer(
-                    parent2.as_deref(),
-                    std::io::BufReader::with_capacity(1 << 20, f),
-                    Some(&diff),
-                );
+                let l = store2
+                    .extract_layer(std::io::BufReader::with_capacity(1 << 20, f), Some(&diff));
                 let _ = std::fs::remove_file(&path);
                 l
             })
             .await
-            .map_err(|e| ImageError::internal(format!("extract task: {e}")))??;
+            .map_err(|e| ImageError::internal(format!("extract task: {e}")))?
+        });
+        abort_all.0.push(handle.abort_handle());
+        downloads.push(Some(handle));
+    }
+    // Registration, in order, as each extraction completes.
+    let mut parent: Option<String> = None;
+    for (i, d) in downloads.into_iter().enumerate() {
+        if let Some(handle) = d {
+            let extracted = handle
+                .await
+                .map_err(|e| ImageError::internal(format!("download task: {e}")))??;
+            let id = short_id(&layers[i].0).to_string();
+            let (store2, parent2) = (store.clone(), parent.clone());
+            let (layer, _held) = tokio::task::spawn_blocking(move || {
+                store2.commit_layer(extracted, parent2.as_deref())
+            })
+            .await
+            .map_err(|e| ImageError::internal(format!("register task: {e}")))??;
             if layer.chain_id != chain[i] {
                 return Err(ImageError::internal(format!(
                     "layer {} registered as {}",
@@ -525,38 +538,79 @@ pub async fn push(
     let _lease = store.lease(&chains);
     let mut pushed = Vec::new();
     let mut done_layers: HashMap<String, (String, u64)> = HashMap::new();
+    let sem = Arc::new(Semaphore::new(CONCURRENT_UPLOADS));
     for (r, id) in targets {
         let img = store
             .image(&id)
             .ok_or_else(|| ImageError::no_such_image(&r.familiar()))?;
-        let mut descs = Vec::new();
+        // Every layer the registry may not have yet goes at once, up to five at a time
+        // (dockerd's `max-concurrent-uploads`); the manifest lists them in order.
+        let mut order = Vec::new();
+        let mut uploads: HashMap<
+            String,
+            tokio::task::JoinHandle<Result<(String, u64), ImageError>>,
+        > = HashMap::new();
+        // If the push fails or is cancelled, the uploads still running stop too.
+        let mut abort_all = AbortAll(Vec::new());
         for chain in &img.chain {
             let layer = store
                 .layer(chain)
                 .ok_or_else(|| ImageError::internal(format!("layer {chain} is missing")))?;
-            let lid = short_id(&layer.diff_id).to_string();
-            if let Some((digest, size)) = done_layers.get(&layer.diff_id) {
-                descs.push(
-                    json!({"mediaType": MEDIA_DOCKER_LAYER_GZIP, "size": size, "digest": digest}),
-                );
+            order.push(layer.diff_id.clone());
+            if done_layers.contains_key(&layer.diff_id) || uploads.contains_key(&layer.diff_id) {
                 continue;
             }
+            let lid = short_id(&layer.diff_id).to_string();
             progress.send(msg("Preparing", &lid)).await;
-            let (digest, size) = push_layer(&store, &s, &r, &layer, &lid, progress).await?;
-            add_blob_source(
-                &store,
-                &layer.diff_id,
-                BlobSource {
-                    digest: digest.clone(),
-                    repository: r.repository(),
-                    size,
-                },
+            let (store, s, r, progress, sem) = (
+                store.clone(),
+                s.clone(),
+                r.clone(),
+                progress.clone(),
+                sem.clone(),
             );
-            done_layers.insert(layer.diff_id.clone(), (digest.clone(), size));
+            let diff_id = layer.diff_id.clone();
+            let handle = tokio::spawn(async move {
+                let _permit = match sem.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    Err(_) => {
+                        progress.send(msg("Waiting", &lid)).await;
+                        sem.acquire_owned()
+                            .await
+                            .map_err(|_| ImageError::internal("upload queue closed".to_string()))?
+                    }
+                };
+                let (digest, size) = push_layer(&store, &s, &r, &layer, &lid, &progress).await?;
+                add_blob_source(
+                    &store,
+                    &layer.diff_id,
+                    BlobSource {
+                        digest: digest.clone(),
+                        repository: r.repository(),
+                        size,
+                    },
+                );
+                Ok((digest, size))
+            });
+            abort_all.0.push(handle.abort_handle());
+            uploads.insert(diff_id, handle);
+        }
+        let mut descs = Vec::new();
+        for diff_id in &order {
+            if let Some(handle) = uploads.remove(diff_id) {
+                let done = handle
+                    .await
+                    .map_err(|e| ImageError::internal(format!("upload task: {e}")))??;
+                done_layers.insert(diff_id.clone(), done);
+            }
+            let (digest, size) = done_layers
+                .get(diff_id)
+                .ok_or_else(|| ImageError::internal(format!("layer {diff_id} was not pushed")))?;
             descs.push(
                 json!({"mediaType": MEDIA_DOCKER_LAYER_GZIP, "size": size, "digest": digest}),
             );
         }
+        drop(abort_all);
         if !s.blob_exists(&repo, &img.id).await.unwrap_or(false) {
             s.upload_bytes(&repo, img.raw_config.as_ref().clone(), &img.id)
                 .await?;
@@ -625,15 +679,17 @@ async fn push_layer(
             return Ok((src.digest.clone(), src.size));
         }
     }
-    // Compress the reassembled layer on the fly and upload it in chunks.
+    // Compress the reassembled layer on the fly (on a blocking thread, which also hashes the
+    // compressed bytes) and stream it to the registry in one request.
+    let mut upload = s.begin_upload(repo).await?;
     let (tx, rx) = mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
     let store2 = store.clone();
     let layer2 = layer.clone();
     let total = layer.tar_size;
     let prog = progress.clone();
     let id = lid.to_string();
-    let producer = tokio::task::spawn_blocking(move || -> Result<(), ImageError> {
-        let produce = || -> Result<(), ImageError> {
+    let producer = tokio::task::spawn_blocking(move || -> Result<(String, u64), ImageError> {
+        let produce = || -> Result<(String, u64), ImageError> {
             let tar = store2.layer_tar(&layer2)?;
             let counted = CountingReader {
                 inner: tar,
@@ -643,18 +699,31 @@ async fn push_layer(
                 progress: prog,
                 id,
             };
-            let mut gz = flate2::read::GzEncoder::new(counted, flate2::Compression::default());
-            let mut buf = vec![0u8; 256 * 1024];
+            let mut gz = flate2::read::GzEncoder::new(
+                std::io::BufReader::with_capacity(UPLOAD_CHUNK, counted),
+                flate2::Compression::new(PUSH_GZIP_LEVEL),
+            );
+            let mut hash = sha2::Sha256::new();
+            let mut size = 0u64;
             loop {
-                let n = std::io::Read::read(&mut gz, &mut buf)
-                    .map_err(|e| ImageError::io("compress layer", e))?;
-                if n == 0 {
-                    return Ok(());
+                // Whole chunks: one channel message and one HTTP chunk per MiB.
+                let mut buf = vec![0u8; UPLOAD_CHUNK];
+                let mut n = 0;
+                while n < buf.len() {
+                    match std::io::Read::read(&mut gz, &mut buf[n..]) {
+                        Ok(0) => break,
+                        Ok(k) => n += k,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(ImageError::io("compress layer", e)),
+                    }
                 }
-                if tx
-                    .blocking_send(Ok(bytes::Bytes::copy_from_slice(&buf[..n])))
-                    .is_err()
-                {
+                if n == 0 {
+                    return Ok((format!("sha256:{}", hex::encode(hash.finalize())), size));
+                }
+                buf.truncate(n);
+                hash.update(&buf);
+                size += n as u64;
+                if tx.blocking_send(Ok(bytes::Bytes::from(buf))).is_err() {
                     return Err(ImageError::internal(UPLOAD_STOPPED.to_string()));
                 }
             }
@@ -668,17 +737,19 @@ async fn push_layer(
     });
     let stream =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
-    let uploaded = s.upload(repo, stream).await;
+    let sent = upload.send(stream).await;
     let produced = producer
         .await
         .map_err(|e| ImageError::internal(format!("compress task: {e}")))?;
     // A real producer failure explains an upload failure better than the upload's own error;
     // "upload stopped" is only the echo of a failed upload.
-    let (digest, size) = match (produced, uploaded) {
-        (Ok(()), up) => up?,
+    let (digest, size) = match (produced, sent) {
+        (Ok(done), Ok(())) => done,
+        (Ok(_), Err(u)) => return Err(u.into()),
         (Err(p), Err(u)) if p.to_string() == UPLOAD_STOPPED => return Err(u.into()),
         (Err(p), _) => return Err(p),
     };
+    upload.commit(&digest).await?;
     progress.send(msg("Pushed", lid)).await;
     Ok((digest, size))
 }
@@ -687,6 +758,14 @@ const UPLOAD_STOPPED: &str = "upload stopped";
 /// The largest image config berth downloads (configs are kilobytes; this stops a hostile
 /// registry from filling memory).
 const MAX_CONFIG_SIZE: usize = 16 << 20;
+
+/// How many layers a pull or a load extracts at once: one per CPU, at most four.
+pub(super) fn extract_parallelism() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4)
+}
 
 /// Aborts the tasks it holds when dropped.
 struct AbortAll(Vec<tokio::task::AbortHandle>);

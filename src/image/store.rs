@@ -102,6 +102,37 @@ impl Drop for Lease {
     }
 }
 
+/// A layer extracted by [`Store::extract_layer`], waiting for [`Store::commit_layer`]. Dropped
+/// uncommitted, its directory is removed.
+pub struct ExtractedLayer {
+    cache_id: String,
+    /// `overlay2/<cache-id>`; empty once the layer is registered.
+    layer_dir: PathBuf,
+    stats: ApplyStats,
+    recorder: Option<Recorder>,
+}
+
+impl ExtractedLayer {
+    /// The layer's DiffID (the digest of its uncompressed tar).
+    pub fn diff_id(&self) -> &str {
+        &self.stats.diff_id
+    }
+
+    fn spool(&self) -> PathBuf {
+        self.layer_dir.join("tar-split.spool")
+    }
+}
+
+impl Drop for ExtractedLayer {
+    fn drop(&mut self) {
+        // The record file is closed before its directory goes.
+        self.recorder = None;
+        if !self.layer_dir.as_os_str().is_empty() {
+            remove_all(&self.layer_dir);
+        }
+    }
+}
+
 /// The image and layer store.
 pub struct Store {
     root: PathBuf,
@@ -320,39 +351,79 @@ impl Store {
         blob: R,
         expected_diff_id: Option<&str>,
     ) -> Result<(Layer, Lease), ImageError> {
+        let extracted = self.extract_layer(blob, expected_diff_id)?;
+        self.commit_layer(extracted, parent)
+    }
+
+    /// The first half of [`Store::register_layer`]: extract a layer blob into a directory of
+    /// its own, without a parent (a layer's files do not depend on the layers below it). Pulls
+    /// and loads extract several layers at once this way and register them in order with
+    /// [`Store::commit_layer`]. Nothing is visible until then; dropping the result removes the
+    /// directory, and so does the next start after a crash.
+    pub fn extract_layer<R: Read>(
+        &self,
+        blob: R,
+        expected_diff_id: Option<&str>,
+    ) -> Result<ExtractedLayer, ImageError> {
         let cache_id = random_hex(32);
         let layer_dir = self.overlay_root().join(&cache_id);
         let diff = layer_dir.join("diff");
         fs::create_dir_all(&diff).map_err(io(format!("create {}", diff.display())))?;
+        let mut x = ExtractedLayer {
+            cache_id,
+            layer_dir,
+            stats: ApplyStats {
+                diff_id: String::new(),
+                tar_size: 0,
+                content_size: 0,
+            },
+            recorder: None,
+        };
+        // The tar-split record is streamed to a file beside the layer as it is made (a layer
+        // with millions of entries or huge headers does not make it big in memory).
+        let spool_file = fs::File::create(x.spool()).map_err(io("create tar-split"))?;
+        let (stats, recorder): (ApplyStats, Recorder) =
+            apply::apply_layer_recorded(blob, &diff, Recorder::to_file(spool_file))?;
+        if let Some(want) = expected_diff_id {
+            if stats.diff_id != want {
+                return Err(ImageError::invalid(format!(
+                    "layer content does not match its DiffID: expected {want}, got {}",
+                    stats.diff_id
+                )));
+            }
+        }
+        x.stats = stats;
+        x.recorder = Some(recorder);
+        Ok(x)
+    }
+
+    /// The second half of [`Store::register_layer`]: register an extracted layer on top of
+    /// `parent`, or lease the registered one if that chain is already there.
+    pub fn commit_layer(
+        self: &Arc<Self>,
+        mut x: ExtractedLayer,
+        parent: Option<&str>,
+    ) -> Result<(Layer, Lease), ImageError> {
+        let stats = x.stats.clone();
+        let chain_id = match parent {
+            None => stats.diff_id.clone(),
+            Some(p) => sha256_digest(format!("{p} {}", stats.diff_id).as_bytes()),
+        };
+        if let Some(found) = self.lease_existing(&chain_id) {
+            return Ok(found);
+        }
+        let (cache_id, layer_dir, spool) = (x.cache_id.clone(), x.layer_dir.clone(), x.spool());
+        let recorder = x.recorder.take().ok_or_else(|| {
+            ImageError::internal("layer extracted without its record".to_string())
+        })?;
+        // overlay2 bookkeeping: a short link and the lower chain for mounts.
+        let short = random_hex(13).to_uppercase();
+        std::os::unix::fs::symlink(
+            format!("../{cache_id}/diff"),
+            self.overlay_root().join("l").join(&short),
+        )
+        .map_err(io("create layer link"))?;
         let result = (|| {
-            // The tar-split record is streamed to a file beside the layer as it is made (a
-            // layer with millions of entries or huge headers does not make it big in memory).
-            let spool = layer_dir.join("tar-split.spool");
-            let spool_file = fs::File::create(&spool).map_err(io("create tar-split"))?;
-            let (stats, recorder): (ApplyStats, Recorder) =
-                apply::apply_layer_recorded(blob, &diff, Recorder::to_file(spool_file))?;
-            if let Some(want) = expected_diff_id {
-                if stats.diff_id != want {
-                    return Err(ImageError::invalid(format!(
-                        "layer content does not match its DiffID: expected {want}, got {}",
-                        stats.diff_id
-                    )));
-                }
-            }
-            let chain_id = match parent {
-                None => stats.diff_id.clone(),
-                Some(p) => sha256_digest(format!("{p} {}", stats.diff_id).as_bytes()),
-            };
-            if let Some(found) = self.lease_existing(&chain_id) {
-                return Ok((found, false));
-            }
-            // overlay2 bookkeeping: a short link and the lower chain for mounts.
-            let short = random_hex(13).to_uppercase();
-            std::os::unix::fs::symlink(
-                format!("../{cache_id}/diff"),
-                self.overlay_root().join("l").join(&short),
-            )
-            .map_err(io("create layer link"))?;
             atomic_write(&layer_dir.join("link"), short.as_bytes(), 0o644)
                 .map_err(io("write layer link"))?;
             if let Some(p) = parent {
@@ -380,7 +451,7 @@ impl Store {
             fs::rename(&spool, tmp.join("tar-split")).map_err(io("write layer tar-split"))?;
             let layer = Layer {
                 chain_id: chain_id.clone(),
-                diff_id: stats.diff_id,
+                diff_id: stats.diff_id.clone(),
                 parent: parent.map(str::to_string),
                 cache_id: cache_id.clone(),
                 size: stats.content_size,
@@ -391,7 +462,6 @@ impl Store {
                 // Registered concurrently by someone else.
                 drop(state);
                 remove_all(&tmp);
-                let _ = fs::remove_file(self.overlay_root().join("l").join(&short));
                 return match self.lease_existing(&chain_id) {
                     Some(found) => Ok((found, false)),
                     None => Err(ImageError::new(
@@ -413,13 +483,17 @@ impl Store {
             Ok(((layer, lease), true))
         })();
         match result {
-            Ok((found, true)) => Ok(found),
+            Ok((found, true)) => {
+                // Registered: the directory is the layer's now.
+                x.layer_dir = PathBuf::new();
+                Ok(found)
+            }
             Ok((found, false)) => {
-                remove_all(&layer_dir);
+                let _ = fs::remove_file(self.overlay_root().join("l").join(&short));
                 Ok(found)
             }
             Err(e) => {
-                remove_all(&layer_dir);
+                let _ = fs::remove_file(self.overlay_root().join("l").join(&short));
                 Err(e)
             }
         }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use base64::Engine;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference as OciRef, RegistryOperation};
@@ -294,7 +294,6 @@ impl Session {
         tag_or_digest: &str,
         what: &str,
     ) -> Result<(bytes::Bytes, String), RegistryError> {
-        use oci_client::errors::{OciDistributionError as E, OciEnvelope};
         let r = self.oci_ref(repo, tag_or_digest);
         // A bearer token when the registry wants one (fetched and cached by oci-client).
         let token = self
@@ -377,31 +376,7 @@ impl Session {
             body.extend_from_slice(&chunk);
         }
         let body = body.freeze();
-        let url_s = url.clone();
-        let err = match status {
-            reqwest::StatusCode::OK => None,
-            reqwest::StatusCode::UNAUTHORIZED => Some(E::UnauthorizedError { url: url_s }),
-            s if s.is_success() => Some(E::SpecViolationError(format!(
-                "Expected HTTP Status 200 OK, got {s} instead"
-            ))),
-            s => Some(
-                match serde_json::from_slice::<OciEnvelope>(&body)
-                    .ok()
-                    .filter(|_| s.is_client_error())
-                {
-                    Some(envelope) => E::RegistryError {
-                        envelope,
-                        url: url_s,
-                    },
-                    None => E::ServerError {
-                        code: s.as_u16(),
-                        url: url_s,
-                        message: String::from_utf8_lossy(&body).to_string(),
-                    },
-                },
-            ),
-        };
-        if let Some(e) = err {
+        if let Some(e) = status_error(status, reqwest::StatusCode::OK, &body, &url) {
             return Err(self.error(e, what));
         }
         if !header_digest.is_empty()
@@ -451,19 +426,55 @@ impl Session {
             .map_err(|e| self.error(e, &format!("{}/{repo}", self.endpoint.host)))
     }
 
-    /// Upload a blob in chunks, computing its digest on the way. Returns (digest, size).
-    pub async fn upload<S>(&self, repo: &str, data: S) -> Result<(String, u64), RegistryError>
-    where
-        S: Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
-    {
-        let r = self.oci_ref(repo, "latest");
-        let data = data.map(|c| c.map_err(oci_client::errors::OciDistributionError::IoError));
-        let resp = self
+    /// Open a blob upload session in `repo` (`POST /v2/<repo>/blobs/uploads/`), to send a blob
+    /// whose digest is known only once it is sent: [`BlobUpload::send`] streams it in one
+    /// `PATCH`, [`BlobUpload::commit`] names its digest (distribution's "stream upload", what
+    /// dockerd's push does).
+    pub async fn begin_upload(&self, repo: &str) -> Result<BlobUpload, RegistryError> {
+        let what = format!("{}/{repo}", self.endpoint.host);
+        // A bearer token when the registry wants one (fetched and cached by oci-client).
+        let token = self
             .client
-            .push_blob_stream_chunked(&r, data)
+            .auth(
+                &self.oci_ref(repo, "latest"),
+                &self.auth,
+                RegistryOperation::Push,
+            )
             .await
-            .map_err(|e| self.error(e, &format!("{}/{repo}", self.endpoint.host)))?;
-        Ok((resp.blob_digest, resp.size))
+            .map_err(|e| self.error(e, &what))?;
+        let auth = match (token, &self.auth) {
+            (Some(t), _) => UploadAuth::Bearer(t),
+            (None, RegistryAuth::Basic(u, p)) => UploadAuth::Basic(u.clone(), p.clone()),
+            _ => UploadAuth::None,
+        };
+        let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(self.endpoint.insecure_tls)
+            .build()
+            .map_err(|e| RegistryError::new(ErrorKind::Internal, format!("http client: {e}")))?;
+        let base = format!("{}://{}/", self.endpoint.scheme(), self.endpoint.host);
+        let base = url::Url::parse(&base)
+            .map_err(|e| RegistryError::new(ErrorKind::InvalidParameter, format!("{base}: {e}")))?;
+        let mut upload = BlobUpload {
+            session: self.clone(),
+            http,
+            auth,
+            location: base.clone(),
+            base,
+            what,
+        };
+        let url = format!(
+            "{}://{}/v2/{repo}/blobs/uploads/",
+            self.endpoint.scheme(),
+            self.endpoint.host
+        );
+        let req = upload
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_LENGTH, "0");
+        upload
+            .request("Post", &url, req, reqwest::StatusCode::ACCEPTED)
+            .await?;
+        Ok(upload)
     }
 
     /// Upload a small blob whole.
@@ -591,6 +602,147 @@ impl Session {
             ),
             _ => RegistryError::new(ErrorKind::Unavailable, format!("{what}: {e}")),
         }
+    }
+}
+
+/// How an upload session's requests are authorised.
+enum UploadAuth {
+    None,
+    Bearer(String),
+    Basic(String, String),
+}
+
+/// A blob upload session: the registry's `Location` for its next request.
+pub struct BlobUpload {
+    session: Session,
+    http: reqwest::Client,
+    auth: UploadAuth,
+    base: url::Url,
+    location: url::Url,
+    /// `host/repo`, for errors.
+    what: String,
+}
+
+impl BlobUpload {
+    /// Send the whole blob as one `PATCH` without `Content-Range` (the body goes with chunked
+    /// transfer encoding, each item one chunk). An `Err` item fails the request: a short stream
+    /// never becomes a blob.
+    pub async fn send<S>(&mut self, data: S) -> Result<(), RegistryError>
+    where
+        S: Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
+    {
+        let url = self.location.clone();
+        let req = self
+            .http
+            .patch(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(data));
+        self.request("Patch", url.as_str(), req, reqwest::StatusCode::ACCEPTED)
+            .await
+    }
+
+    /// Close the session with the blob's digest (`PUT <location>?digest=`); the registry checks
+    /// it against what it received.
+    pub async fn commit(mut self, digest: &str) -> Result<(), RegistryError> {
+        let mut url = self.location.clone();
+        url.query_pairs_mut().append_pair("digest", digest);
+        let req = self
+            .http
+            .put(url.clone())
+            .header(reqwest::header::CONTENT_LENGTH, "0");
+        self.request("Put", url.as_str(), req, reqwest::StatusCode::CREATED)
+            .await
+    }
+
+    /// Send one request of the session; on the expected status, follow its `Location`.
+    async fn request(
+        &mut self,
+        method: &str,
+        url: &str,
+        req: reqwest::RequestBuilder,
+        expected: reqwest::StatusCode,
+    ) -> Result<(), RegistryError> {
+        let req = match &self.auth {
+            UploadAuth::None => req,
+            UploadAuth::Bearer(t) => req.bearer_auth(t),
+            UploadAuth::Basic(u, p) => req.basic_auth(u, Some(p)),
+        };
+        let unavailable = |e: &reqwest::Error| {
+            RegistryError::new(
+                ErrorKind::Unavailable,
+                format!("{method} \"{url}\": {}", error_chain(e)),
+            )
+        };
+        let resp = req.send().await.map_err(|e| unavailable(&e))?;
+        let status = resp.status();
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if status == expected {
+            if let Some(l) = location {
+                self.location = self.base.join(&l).map_err(|e| {
+                    RegistryError::new(
+                        ErrorKind::Unavailable,
+                        format!("{method} \"{url}\": invalid Location {l:?}: {e}"),
+                    )
+                })?;
+            } else if expected == reqwest::StatusCode::ACCEPTED {
+                return Err(RegistryError::new(
+                    ErrorKind::Unavailable,
+                    format!("{method} \"{url}\": the registry gave no upload location"),
+                ));
+            }
+            return Ok(());
+        }
+        let mut body = bytes::BytesMut::new();
+        let mut resp = resp;
+        while let Some(chunk) = resp.chunk().await.map_err(|e| unavailable(&e))? {
+            let room = (MAX_ERROR_BODY as usize).saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..room.min(chunk.len())]);
+            if room <= chunk.len() {
+                break;
+            }
+        }
+        let e = status_error(status, expected, &body, url).unwrap_or_else(|| {
+            oci_client::errors::OciDistributionError::SpecViolationError(format!(
+                "Expected HTTP Status {expected}, got {status} instead"
+            ))
+        });
+        Err(self.session.error(e, &self.what))
+    }
+}
+
+/// The error of a registry response whose status is not `expected`, from its body: the
+/// registry's error envelope for client errors, else the status and body text.
+fn status_error(
+    status: reqwest::StatusCode,
+    expected: reqwest::StatusCode,
+    body: &[u8],
+    url: &str,
+) -> Option<oci_client::errors::OciDistributionError> {
+    use oci_client::errors::{OciDistributionError as E, OciEnvelope};
+    let url = url.to_string();
+    match status {
+        s if s == expected => None,
+        reqwest::StatusCode::UNAUTHORIZED => Some(E::UnauthorizedError { url }),
+        s if s.is_success() => Some(E::SpecViolationError(format!(
+            "Expected HTTP Status {expected}, got {s} instead"
+        ))),
+        s => Some(
+            match serde_json::from_slice::<OciEnvelope>(body)
+                .ok()
+                .filter(|_| s.is_client_error())
+            {
+                Some(envelope) => E::RegistryError { envelope, url },
+                None => E::ServerError {
+                    code: s.as_u16(),
+                    url,
+                    message: String::from_utf8_lossy(body).to_string(),
+                },
+            },
+        ),
     }
 }
 
