@@ -173,9 +173,10 @@ pub(crate) fn v1_mount_point(c: ControllerType) -> Option<PathBuf> {
     static MOUNTS: std::sync::OnceLock<Vec<(String, PathBuf)>> = std::sync::OnceLock::new();
     let mounts = MOUNTS.get_or_init(|| {
         let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let cgroups = cgroup_v1_mounts(&text);
         V1_CONTROLLERS
             .iter()
-            .filter_map(|name| Some((name.to_string(), find_v1_mount(&text, name)?)))
+            .filter_map(|name| Some((name.to_string(), pick_v1_mount(&cgroups, name)?)))
             .collect()
     });
     let name = c.to_string();
@@ -201,17 +202,9 @@ const V1_CONTROLLERS: &[&str] = &[
     "perf_event",
 ];
 
-/// libcgroups' `get_subsystem_mount_point` over mountinfo text: the first `cgroup` mount whose
-/// mount point's last component names the controller (`cpu` and `cpuacct` also in
-/// `cpu,cpuacct`, `net_cls`/`net_prio` also in either pairing).
-fn find_v1_mount(mountinfo: &str, controller: &str) -> Option<PathBuf> {
-    let names: &[&str] = match controller {
-        "net_cls" => &["net_cls,net_prio", "net_prio,net_cls", "net_cls"],
-        "net_prio" => &["net_cls,net_prio", "net_prio,net_cls", "net_prio"],
-        "cpu" => &["cpu,cpuacct", "cpu"],
-        "cpuacct" => &["cpu,cpuacct", "cpuacct"],
-        _ => &[],
-    };
+/// The mount points of the `cgroup` (v1) file systems, in mountinfo's order: one pass.
+fn cgroup_v1_mounts(mountinfo: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
     for line in mountinfo.lines() {
         // `id parent major:minor root mount-point options [optional…] - fstype source super`
         let Some((left, right)) = line.split_once(" - ") else {
@@ -220,20 +213,34 @@ fn find_v1_mount(mountinfo: &str, controller: &str) -> Option<PathBuf> {
         if right.split(' ').next() != Some("cgroup") {
             continue;
         }
-        let Some(point) = left.split(' ').nth(4) else {
-            continue;
-        };
-        let point = PathBuf::from(unescape_mountinfo(point));
-        let hit = if names.is_empty() {
-            point.ends_with(controller)
-        } else {
-            names.iter().any(|n| point.ends_with(n))
-        };
-        if hit {
-            return Some(point);
+        if let Some(point) = left.split(' ').nth(4) {
+            out.push(PathBuf::from(unescape_mountinfo(point)));
         }
     }
-    None
+    out
+}
+
+/// libcgroups' `get_subsystem_mount_point` over the cgroup mounts: the first whose mount
+/// point's last component names the controller (`cpu` and `cpuacct` also in `cpu,cpuacct`,
+/// `net_cls`/`net_prio` also in either pairing).
+fn pick_v1_mount(cgroups: &[PathBuf], controller: &str) -> Option<PathBuf> {
+    let names: &[&str] = match controller {
+        "net_cls" => &["net_cls,net_prio", "net_prio,net_cls", "net_cls"],
+        "net_prio" => &["net_cls,net_prio", "net_prio,net_cls", "net_prio"],
+        "cpu" => &["cpu,cpuacct", "cpu"],
+        "cpuacct" => &["cpu,cpuacct", "cpuacct"],
+        _ => &[],
+    };
+    cgroups
+        .iter()
+        .find(|point| {
+            if names.is_empty() {
+                point.ends_with(controller)
+            } else {
+                names.iter().any(|n| point.ends_with(n))
+            }
+        })
+        .cloned()
 }
 
 /// mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
@@ -347,7 +354,8 @@ mod tests {
 37 31 0:34 / /mnt/my\\040cg/pids rw - cgroup cgroup rw,pids
 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
 ";
-        let p = |c| find_v1_mount(text, c).map(|p| p.display().to_string());
+        let mounts = cgroup_v1_mounts(text);
+        let p = |c| pick_v1_mount(&mounts, c).map(|p| p.display().to_string());
         assert_eq!(p("cpu").as_deref(), Some("/sys/fs/cgroup/cpu,cpuacct"));
         assert_eq!(p("cpuacct").as_deref(), Some("/sys/fs/cgroup/cpu,cpuacct"));
         assert_eq!(p("memory").as_deref(), Some("/sys/fs/cgroup/memory"));
