@@ -111,7 +111,6 @@ async fn run(
     let daemon = Daemon::new(flags, config.clone(), Some(log_control))
         .await
         .map_err(|e| e.to_string())?;
-    daemon.restore().await;
     // Before the API sockets: a refused metrics address leaves no socket file behind.
     let metrics_listener = match &config.metrics_addr {
         Some(addr) => Some(
@@ -146,8 +145,18 @@ async fn run(
     spawn_reloader(daemon.clone(), async move {
         hup.recv().await;
     });
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    tracing::info!("daemon has completed initialization");
+    // The sockets answer `/_ping` at once; every other request waits for live restore (the
+    // containers loaded and reattached), as it would have before the socket was bound.
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    {
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            daemon.restore().await;
+            let _ = ready_tx.send(true);
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+            tracing::info!("daemon has completed initialization");
+        });
+    }
     let bus = daemon.events().clone();
     let shutdown = async move {
         tokio::select! {
@@ -159,13 +168,11 @@ async fn run(
         let _ = metrics_stop.send(true);
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     };
-    server::run(
-        listeners,
-        Api::new(daemon.backends()),
-        shutdown,
-        ServerOptions::from_env(),
-    )
-    .await;
+    let opts = ServerOptions {
+        ready: Some(ready_rx),
+        ..ServerOptions::from_env()
+    };
+    server::run(listeners, Api::new(daemon.backends()), shutdown, opts).await;
     if let Some(task) = metrics_task {
         let _ = task.await;
     }

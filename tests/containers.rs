@@ -276,6 +276,98 @@ fn ps_filters_formats_and_inspect() {
     ok(b.docker_out(&["rm", "-f", "up"]));
 }
 
+/// `docker ps` answers from each container's cached entry: every change shows at once.
+#[test]
+fn ps_shows_each_change_after_it_was_listed() {
+    require!(ready(), NOT_READY);
+    let (b, _cg) = daemon();
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "cache-a",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "100",
+    ]));
+    ok(b.docker_out(&["create", "--name", "cache-b", "busybox", "true"]));
+    let ps = || {
+        let mut v: Vec<String> = ok(b.docker_out(&[
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}|{{.State}}|{{.Status}}|{{.Networks}}",
+        ]))
+        .lines()
+        .map(str::to_string)
+        .collect();
+        v.sort();
+        v
+    };
+    let first = ps();
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert!(first[0].starts_with("cache-a|running|Up "), "{first:?}");
+    assert!(
+        first[1].starts_with("cache-b|created|Created|"),
+        "{first:?}"
+    );
+    // Listed again unchanged: the same answer.
+    assert_eq!(ps()[1], first[1]);
+    ok(b.docker_out(&["rename", "cache-a", "cache-renamed"]));
+    let v = ps();
+    assert!(v[0].starts_with("cache-b|"), "{v:?}");
+    assert!(v[1].starts_with("cache-renamed|running|Up "), "{v:?}");
+    ok(b.docker_out(&["stop", "-t", "0", "cache-renamed"]));
+    let v = ps();
+    assert!(
+        v[1].starts_with("cache-renamed|exited|Exited (137) "),
+        "{v:?}"
+    );
+    ok(b.docker_out(&["start", "cache-b"]));
+    wait_for("cache-b to exit", Duration::from_secs(10), || {
+        ps()[0].starts_with("cache-b|exited|Exited (0) ")
+    });
+    // The running filter and the API's own JSON agree with the CLI's view; HostConfig's
+    // Annotations only from API 1.46 on.
+    assert_eq!(ok(b.docker_out(&["ps", "-q"])).trim(), "");
+    let mut conn = common::Conn::unix(&b.socket);
+    let all = conn
+        .request("GET", "/v1.51/containers/json?all=1&limit=1", None)
+        .json();
+    assert_eq!(all.as_array().map(Vec::len), Some(1), "{all}");
+    assert_eq!(all[0]["Names"][0], "/cache-b", "{all}");
+    ok(b.docker_out(&["rm", "cache-b"]));
+    ok(b.docker_out(&[
+        "create",
+        "--name",
+        "cache-b",
+        "--annotation",
+        "k=v",
+        "busybox",
+        "true",
+    ]));
+    let new = conn
+        .request("GET", "/v1.51/containers/json?all=1", None)
+        .json();
+    let old = conn
+        .request("GET", "/v1.45/containers/json?all=1", None)
+        .json();
+    let b_of = |v: &serde_json::Value| {
+        v.as_array()
+            .and_then(|a| a.iter().find(|c| c["Names"][0] == "/cache-b").cloned())
+            .unwrap_or_default()
+    };
+    assert_eq!(b_of(&new)["HostConfig"]["Annotations"]["k"], "v", "{new}");
+    assert!(
+        b_of(&old)["HostConfig"].get("Annotations").is_none(),
+        "{old}"
+    );
+    ok(b.docker_out(&["rm", "-f", "cache-renamed", "cache-b"]));
+    assert!(ps().is_empty());
+}
+
 #[test]
 fn config_options_reach_the_process() {
     require!(ready(), NOT_READY);

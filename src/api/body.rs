@@ -194,6 +194,15 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Re
     }
 }
 
+/// A JSON response already encoded (with its newline) by a backend.
+pub fn json_bytes_response(status: StatusCode, encoded: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(full(encoded));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
 /// A `text/plain` response.
 pub fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut r = Response::new(full(text));

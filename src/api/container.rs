@@ -6,9 +6,9 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 use bollard_stubs::models::{
-    ContainerCreateBody, ContainerCreateResponse, ContainerPruneResponse, ContainerSummary,
-    ContainerTopResponse, ContainerUpdateBody, ContainerUpdateResponse, ContainerWaitResponse,
-    ExecConfig, ExecInspectResponse, ExecStartConfig, FilesystemChange,
+    ContainerCreateBody, ContainerCreateResponse, ContainerPruneResponse, ContainerTopResponse,
+    ContainerUpdateBody, ContainerUpdateResponse, ContainerWaitResponse, ExecConfig,
+    ExecInspectResponse, ExecStartConfig, FilesystemChange,
 };
 use bytes::Bytes;
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, UPGRADE};
@@ -17,14 +17,14 @@ use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
-use super::body::{channel_body, empty, json_response, read_json};
+use super::body::{channel_body, empty, json_bytes_response, json_response, read_json};
 use super::error::ApiError;
 use super::router::{Ctx, HandlerResult, Route};
 use crate::container::archive::{PathStat, PutOptions};
 use crate::container::attach::{AttachOptions, AttachSession, ClientConn};
 use crate::container::commit::CommitOptions;
 use crate::container::exec::ExecSession;
-use crate::container::list::ListOptions;
+use crate::container::list::{ListOptions, Variant};
 use crate::container::logs::LogsOptions;
 use crate::container::manager::WaitCondition;
 use crate::container::stats::StatsOptions;
@@ -44,7 +44,8 @@ pub trait ContainerBackend: Send + Sync {
         name: Option<String>,
         body: ContainerCreateBody,
     ) -> Result<ContainerCreateResponse, ContainerError>;
-    fn container_list(&self, opts: ListOptions) -> Result<Vec<ContainerSummary>, ContainerError>;
+    /// The encoded JSON array (the manager keeps each container's entry encoded).
+    fn container_list_json(&self, opts: ListOptions) -> Result<Vec<u8>, ContainerError>;
     async fn container_inspect(
         &self,
         name: String,
@@ -283,10 +284,11 @@ pub async fn list(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
         limit,
         size: ctx.query.bool("size"),
         filters: filters(&ctx)?,
+        variant: Variant::for_version(ctx.version),
     };
-    Ok(json_response(
+    Ok(json_bytes_response(
         StatusCode::OK,
-        &ctx.backend.container_list(opts)?,
+        ctx.backend.container_list_json(opts)?,
     ))
 }
 

@@ -30,11 +30,8 @@ impl ContainerBackend for Arc<ContainerManager> {
         Ok(bollard_stubs::models::ContainerCreateResponse { id, warnings })
     }
 
-    fn container_list(
-        &self,
-        opts: ListOptions,
-    ) -> Result<Vec<bollard_stubs::models::ContainerSummary>, ContainerError> {
-        self.list(&opts)
+    fn container_list_json(&self, opts: ListOptions) -> Result<Vec<u8>, ContainerError> {
+        self.list_json(&opts)
     }
 
     async fn container_inspect(

@@ -231,7 +231,7 @@ impl ContainerManager {
         }
         lock(&c.health).take();
         {
-            let mut r = lock(&c.record);
+            let mut r = c.record.write();
             let h = r.state.health.get_or_insert_with(HealthState::default);
             h.status = STARTING.to_string();
             h.failing_streak = 0;
@@ -268,7 +268,7 @@ impl ContainerManager {
     /// Stop the monitor, if one runs; the status is then `unhealthy`, as dockerd leaves it.
     pub(super) fn health_stop(&self, c: &Container) {
         if lock(&c.health).take().is_some() {
-            if let Some(h) = lock(&c.record).state.health.as_mut() {
+            if let Some(h) = c.record.write().state.health.as_mut() {
                 h.status = UNHEALTHY.to_string();
             }
         }
@@ -422,7 +422,7 @@ impl ContainerManager {
         probe_start: SystemTime,
     ) {
         let changed = {
-            let mut r = lock(&c.record);
+            let mut r = c.record.write();
             let Some(h) = r.state.health.as_mut() else {
                 return;
             };

@@ -24,6 +24,95 @@ pub struct ListOptions {
     pub limit: Option<usize>,
     pub size: bool,
     pub filters: Filters,
+    /// The form the client's API version gets.
+    pub variant: Variant,
+}
+
+/// The forms of a summary that differ by API version: part of the cache key of a
+/// [`Fragment`]. dockerd shows `HostConfig.Annotations` from API 1.46 on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Variant {
+    #[default]
+    Current,
+    /// API < 1.46: no `HostConfig.Annotations`.
+    Before146,
+}
+
+/// How many [`Variant`]s there are (the slots of each record's summary cache).
+pub const VARIANTS: usize = 2;
+
+impl Variant {
+    pub fn for_version(v: crate::version::ApiVersion) -> Self {
+        if v < crate::version::ApiVersion::new(1, 46) {
+            Variant::Before146
+        } else {
+            Variant::Current
+        }
+    }
+
+    pub fn index(self) -> usize {
+        match self {
+            Variant::Current => 0,
+            Variant::Before146 => 1,
+        }
+    }
+}
+
+/// One container's serialised `docker ps` entry, without its `Status` (which says how long
+/// ago, so changes by itself): `head` is `{"Id":…,"State":"…"`, `tail` is
+/// `,"HostConfig":…}`. Kept per record generation and variant (`RecordRead::cached_summary`),
+/// so it is rebuilt after any change of the record or of its endpoints.
+#[derive(Debug)]
+pub struct Fragment {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+impl Fragment {
+    /// Split a summary (its `Status`, `SizeRw` and `SizeRootFs` are not part of it).
+    pub fn new(s: ContainerSummary) -> Result<Fragment, ContainerError> {
+        let head = ContainerSummary {
+            id: s.id,
+            names: s.names,
+            image: s.image,
+            image_id: s.image_id,
+            image_manifest_descriptor: s.image_manifest_descriptor,
+            command: s.command,
+            created: s.created,
+            ports: s.ports,
+            labels: s.labels,
+            state: s.state,
+            ..Default::default()
+        };
+        let tail = ContainerSummary {
+            host_config: s.host_config,
+            network_settings: s.network_settings,
+            mounts: s.mounts,
+            health: s.health,
+            ..Default::default()
+        };
+        let enc = |v: &ContainerSummary| {
+            serde_json::to_vec(v)
+                .map_err(|e| ContainerError::internal(format!("encode container summary: {e}")))
+        };
+        let mut head = enc(&head)?;
+        let mut tail = enc(&tail)?;
+        // `{…}` minus its closing brace, and `{…}` minus its opening one: the `Id` and the
+        // `HostConfig` are always there, so neither object is empty.
+        head.pop();
+        tail.remove(0);
+        Ok(Fragment { head, tail })
+    }
+
+    /// Append the entry with its `Status`.
+    pub fn write(&self, out: &mut Vec<u8>, status: &str) {
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(b",\"Status\":");
+        // A string always encodes.
+        let _ = serde_json::to_writer(&mut *out, status);
+        out.push(b',');
+        out.extend_from_slice(&self.tail);
+    }
 }
 
 fn summary_state(s: Status) -> ContainerSummaryStateEnum {
@@ -38,7 +127,9 @@ fn summary_state(s: Status) -> ContainerSummaryStateEnum {
     }
 }
 
-pub fn summary(r: &Record, now: SystemTime) -> ContainerSummary {
+/// A container's `docker ps` entry from its record alone (`Status` for `now`; the caller adds
+/// links' names, ports, live endpoints and sizes).
+pub fn summary(r: &Record, now: SystemTime, variant: Variant) -> ContainerSummary {
     let created = parse_timestamp(&r.created, now)
         .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
         .map(|d| d.as_secs() as i64)
@@ -62,7 +153,10 @@ pub fn summary(r: &Record, now: SystemTime) -> ContainerSummary {
         status: Some(status_text(r, now)),
         host_config: Some(ContainerSummaryHostConfig {
             network_mode: Some(net_mode),
-            ..Default::default()
+            annotations: match variant {
+                Variant::Current => r.host_config.annotations.clone().filter(|a| !a.is_empty()),
+                Variant::Before146 => None,
+            },
         }),
         network_settings: Some(ContainerSummaryNetworkSettings {
             networks: Some(Default::default()),
@@ -106,16 +200,20 @@ pub fn validate(f: &Filters) -> Result<(), ContainerError> {
 /// Whether one container passes the filters (`before`/`since` are applied by the caller).
 /// `ancestor` holds image IDs already resolved by the caller.
 pub fn matches(r: &Record, f: &Filters, ancestors: &[String]) -> bool {
-    let name = format!("/{}", r.name);
+    if f.is_empty() {
+        return true;
+    }
     if f.contains("id") && !f.get("id").any(|v| r.id.starts_with(v)) {
         return false;
     }
-    if f.contains("name")
-        && !f
+    if f.contains("name") {
+        let name = format!("/{}", r.name);
+        if !f
             .get("name")
             .any(|v| name.contains(v.trim_start_matches('/')) || regex_like(&name, v))
-    {
-        return false;
+        {
+            return false;
+        }
     }
     if f.contains("label")
         && !f.match_kv_list("label", &r.config.labels.clone().unwrap_or_default())
@@ -223,6 +321,148 @@ pub fn created_before(r: &Record, until: &str, now: SystemTime) -> Result<bool, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::container::manager::RecordCell;
+    use crate::container::record::State;
+    use bollard_stubs::models::{ContainerConfig, HostConfig};
+
+    fn record() -> Record {
+        Record {
+            id: "c".repeat(64),
+            name: "web".into(),
+            created: "2024-01-01T00:00:00Z".into(),
+            image: "sha256:b".into(),
+            chain: vec![],
+            path: "sleep".into(),
+            args: vec!["60".into()],
+            config: ContainerConfig {
+                image: Some("busybox".into()),
+                ..Default::default()
+            },
+            host_config: HostConfig {
+                network_mode: Some("bridge".into()),
+                ..Default::default()
+            },
+            state: State {
+                status: Status::Created,
+                ..Default::default()
+            },
+            restart_count: 0,
+            log_path: String::new(),
+            hostname_path: String::new(),
+            hosts_path: String::new(),
+            resolv_conf_path: String::new(),
+            log: None,
+            mount_points: Some(vec![]),
+            mount_error: None,
+            networks: Default::default(),
+        }
+    }
+
+    /// What `list_json` does for one entry: the cached fragment if the generation still
+    /// holds, else a new one, stored.
+    fn entry(cell: &RecordCell, variant: Variant, now: SystemTime) -> (String, bool) {
+        let mut rd = cell.read();
+        let (frag, hit) = match rd.cached_summary(variant.index()) {
+            Some(f) => (f, true),
+            None => {
+                let mut s = summary(&rd, now, variant);
+                s.status = None;
+                // As the manager shows them (without live endpoints here).
+                s.network_settings = Some(ContainerSummaryNetworkSettings {
+                    networks: Some(rd.networks.clone().into_iter().collect()),
+                });
+                let f = std::sync::Arc::new(Fragment::new(s).unwrap());
+                rd.store_summary(variant.index(), f.clone());
+                (f, false)
+            }
+        };
+        let mut out = Vec::new();
+        frag.write(&mut out, &status_text(&rd, now));
+        (String::from_utf8(out).unwrap(), hit)
+    }
+
+    #[test]
+    fn fragment_bytes_are_the_whole_summary() {
+        let now = SystemTime::now();
+        let mut r = record();
+        r.config.labels = Some([("a\"b".to_string(), "\"Status\":".to_string())].into());
+        r.host_config.annotations = Some([("k".to_string(), "v".to_string())].into());
+        for v in [Variant::Current, Variant::Before146] {
+            let whole = serde_json::to_string(&summary(&r, now, v)).unwrap();
+            let cell = RecordCell::new(r.clone());
+            assert_eq!(entry(&cell, v, now).0, whole);
+            let parsed: serde_json::Value = serde_json::from_str(&whole).unwrap();
+            assert_eq!(parsed["Status"], "Created");
+            assert_eq!(
+                parsed["HostConfig"]["Annotations"].is_null(),
+                v == Variant::Before146
+            );
+        }
+    }
+
+    #[test]
+    fn cached_until_the_record_changes() {
+        let now = SystemTime::now();
+        let cell = RecordCell::new(record());
+        let (first, hit) = entry(&cell, Variant::Current, now);
+        assert!(!hit);
+        let (again, hit) = entry(&cell, Variant::Current, now);
+        assert!(hit);
+        assert_eq!(first, again);
+        // Each variant is its own entry.
+        assert!(!entry(&cell, Variant::Before146, now).1);
+        assert!(entry(&cell, Variant::Before146, now).1);
+
+        let step = |change: &dyn Fn(&mut Record), expect: &str| {
+            let g = cell.generation();
+            change(&mut cell.write());
+            assert!(cell.generation() > g);
+            let (text, hit) = entry(&cell, Variant::Current, now);
+            assert!(!hit, "stale entry after a change to show {expect}");
+            assert!(text.contains(expect), "{expect} not in {text}");
+            assert!(entry(&cell, Variant::Current, now).1);
+        };
+        // rename
+        step(&|r| r.name = "renamed".into(), "\"/renamed\"");
+        // start, then stop
+        step(
+            &|r| {
+                r.state.status = Status::Running;
+                r.state.started_at = "2024-01-01T00:00:00Z".into();
+            },
+            "\"State\":\"running\"",
+        );
+        step(
+            &|r| {
+                r.state.status = Status::Exited;
+                r.state.exit_code = 137;
+                r.state.finished_at = "2024-01-01T00:01:00Z".into();
+            },
+            "Exited (137)",
+        );
+        // network connect
+        step(
+            &|r| {
+                r.networks.insert(
+                    "backend".into(),
+                    bollard_stubs::models::EndpointSettings::default(),
+                );
+            },
+            "\"backend\"",
+        );
+        // a label
+        step(
+            &|r| {
+                r.config.labels = Some([("tier".to_string(), "db".to_string())].into());
+            },
+            "\"tier\":\"db\"",
+        );
+        // Something kept outside the record (the run's endpoints) changed.
+        let g = cell.generation();
+        cell.touch();
+        assert!(cell.generation() > g);
+        assert!(!entry(&cell, Variant::Current, now).1);
+    }
 
     #[test]
     fn name_patterns() {

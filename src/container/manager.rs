@@ -63,9 +63,106 @@ pub enum WaitCondition {
 /// An attach waiting for its container to start.
 pub(super) type PendingAttach = tokio::sync::oneshot::Sender<Option<StdioConn>>;
 
+/// A container's record and its generation. Reading gives `&Record`; the only way to change
+/// it is [`RecordCell::write`], which bumps the generation, so a cached view of the record
+/// (`docker ps`'s serialised summary, `list::Fragment`) cannot outlive a change: it is kept
+/// with the generation it was built from and used only while that still holds.
+pub struct RecordCell {
+    inner: Mutex<Versioned>,
+}
+
+struct Versioned {
+    record: Record,
+    generation: u64,
+    /// `docker ps`'s summary of this generation, per variant (`list::Variant`).
+    summary: [Option<(u64, Arc<super::list::Fragment>)>; super::list::VARIANTS],
+}
+
+/// Read access to a record: no `DerefMut`, so nothing can change it unseen.
+pub struct RecordRead<'a>(MutexGuard<'a, Versioned>);
+
+/// Write access to a record; taking it has already bumped the generation.
+pub struct RecordWrite<'a>(MutexGuard<'a, Versioned>);
+
+impl std::ops::Deref for RecordRead<'_> {
+    type Target = Record;
+    fn deref(&self) -> &Record {
+        &self.0.record
+    }
+}
+
+impl RecordRead<'_> {
+    pub fn generation(&self) -> u64 {
+        self.0.generation
+    }
+
+    /// The cached summary of `variant`, if it was built from this generation.
+    pub(super) fn cached_summary(&self, variant: usize) -> Option<Arc<super::list::Fragment>> {
+        match self.0.summary.get(variant)? {
+            Some((g, f)) if *g == self.0.generation => Some(f.clone()),
+            _ => None,
+        }
+    }
+
+    /// Keep `f`, built from this generation's record (under this same lock).
+    pub(super) fn store_summary(&mut self, variant: usize, f: Arc<super::list::Fragment>) {
+        let g = self.0.generation;
+        if let Some(slot) = self.0.summary.get_mut(variant) {
+            *slot = Some((g, f));
+        }
+    }
+}
+
+impl std::ops::Deref for RecordWrite<'_> {
+    type Target = Record;
+    fn deref(&self) -> &Record {
+        &self.0.record
+    }
+}
+
+impl std::ops::DerefMut for RecordWrite<'_> {
+    fn deref_mut(&mut self) -> &mut Record {
+        &mut self.0.record
+    }
+}
+
+impl RecordCell {
+    pub fn new(record: Record) -> Self {
+        RecordCell {
+            inner: Mutex::new(Versioned {
+                record,
+                generation: 0,
+                summary: Default::default(),
+            }),
+        }
+    }
+
+    pub fn read(&self) -> RecordRead<'_> {
+        RecordRead(lock(&self.inner))
+    }
+
+    /// Change the record: the generation is bumped before the caller sees it.
+    pub fn write(&self) -> RecordWrite<'_> {
+        let mut g = lock(&self.inner);
+        g.generation = g.generation.wrapping_add(1);
+        g.summary = Default::default();
+        RecordWrite(g)
+    }
+
+    /// Something shown with the record but kept elsewhere changed (the run's network
+    /// endpoints and published ports, which the network service holds).
+    pub fn touch(&self) {
+        drop(self.write());
+    }
+
+    pub fn generation(&self) -> u64 {
+        lock(&self.inner).generation
+    }
+}
+
 pub struct Container {
     pub id: String,
-    pub(super) record: Mutex<Record>,
+    pub(super) record: RecordCell,
     /// Serialises start, stop, restart, pause and remove.
     pub(super) op: tokio::sync::Mutex<()>,
     pub(super) snapshot: watch::Sender<Snapshot>,
@@ -88,16 +185,16 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Container {
     pub fn record(&self) -> Record {
-        lock(&self.record).clone()
+        self.record.read().clone()
     }
 
     /// Look at the record without copying it (`docker ps` on many containers).
     pub fn with_record<T>(&self, f: impl FnOnce(&Record) -> T) -> T {
-        f(&lock(&self.record))
+        f(&self.record.read())
     }
 
     pub fn status(&self) -> Status {
-        lock(&self.record).state.status
+        self.record.read().state.status
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Snapshot> {
@@ -265,7 +362,7 @@ impl ContainerManager {
     pub fn image_user(&self, image_id: &str) -> Option<(String, bool)> {
         let mut found = None;
         for c in self.all() {
-            let r = lock(&c.record);
+            let r = c.record.read();
             if r.image == image_id {
                 let running = r.state.status.is_running();
                 if running || found.is_none() {
@@ -302,14 +399,14 @@ impl ContainerManager {
         c: &Container,
         f: impl FnOnce(&mut Record),
     ) -> Result<Record, ContainerError> {
-        let mut r = lock(&c.record);
+        let mut r = c.record.write();
         f(&mut r);
         r.save(&self.container_dir(&c.id))?;
         Ok(r.clone())
     }
 
     pub(super) fn insert(&self, c: Arc<Container>) {
-        let name = lock(&c.record).name.clone();
+        let name = c.record.read().name.clone();
         lock(&self.names).insert(name, c.id.clone());
         match self.containers.write() {
             Ok(mut m) => m.insert(c.id.clone(), c),
@@ -332,7 +429,7 @@ impl ContainerManager {
         };
         Arc::new(Container {
             id: record.id.clone(),
-            record: Mutex::new(record),
+            record: RecordCell::new(record),
             op: tokio::sync::Mutex::new(()),
             snapshot: watch::channel(snap).0,
             pending_attach: Mutex::new(Vec::new()),

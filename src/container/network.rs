@@ -167,7 +167,9 @@ impl ContainerManager {
                 .filter_map(|d| d.parse().ok())
                 .collect(),
         };
-        let attached = match self.network.join(&req).await {
+        let joined = self.network.join(&req).await;
+        self.network_changed(&r.id);
+        let attached = match joined {
             Ok(a) => a,
             Err(e) => {
                 let p = netns.clone();
@@ -181,16 +183,27 @@ impl ContainerManager {
         Ok(Some(netns))
     }
 
+    /// The network service changed what a container's summary and inspect show (its
+    /// endpoints, addresses, published ports): a new record generation, as for a change of
+    /// the record itself. `network_up` and `network_down` call it; connect and disconnect
+    /// change the record right after.
+    pub(super) fn network_changed(&self, id: &str) {
+        if let Ok(c) = self.get(id) {
+            c.record.touch();
+        }
+    }
+
     /// The run ended (or failed to start): leave the networks and drop the namespace.
     pub(super) async fn network_down(&self, id: &str) {
         let mode = self
             .get(id)
             .ok()
-            .and_then(|c| c.record().host_config.network_mode);
+            .and_then(|c| c.with_record(|r| r.host_config.network_mode.clone()));
         if let Some(mode) = mode.filter(|m| m == "host" || m == "none") {
             self.network.announce("disconnect", &mode, id);
         }
         self.network.leave(id).await;
+        self.network_changed(id);
         let p = self.netns_file(id);
         let _ = tokio::task::spawn_blocking(move || crate::network::netns::remove(&p)).await;
     }
@@ -367,7 +380,21 @@ impl ContainerManager {
     /// linked container): by linked container ID, for `ps`'s `Names`.
     pub(super) fn link_names(&self) -> HashMap<String, Vec<String>> {
         let mut out: HashMap<String, Vec<String>> = HashMap::new();
-        for parent in self.all().into_iter().map(|c| c.record()) {
+        // Only containers with links are copied (most have none: `docker ps` on many).
+        let parents: Vec<Record> = self
+            .all()
+            .into_iter()
+            .filter_map(|c| {
+                c.with_record(|r| {
+                    r.host_config
+                        .links
+                        .as_ref()
+                        .is_some_and(|l| !l.is_empty())
+                        .then(|| r.clone())
+                })
+            })
+            .collect();
+        for parent in parents {
             for (c, alias) in self.links_of(&parent) {
                 out.entry(c.id.clone())
                     .or_default()

@@ -8,7 +8,7 @@ use bollard_stubs::models::{ContainerPruneResponse, ContainerSummary, Filesystem
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::inspect::{dir_size, inspect, InspectExtras};
+use super::inspect::{dir_size, inspect, status_text, InspectExtras};
 use super::list::{self, ListOptions};
 pub use super::logs::LogsOptions;
 use super::manager::ContainerManager;
@@ -79,18 +79,17 @@ impl ContainerManager {
         .map_err(|e| ContainerError::internal(format!("inspect task: {e}")))
     }
 
-    /// `GET /containers/json`.
-    pub fn list(&self, opts: &ListOptions) -> Result<Vec<ContainerSummary>, ContainerError> {
+    /// Which containers `GET /containers/json` shows, newest first, and what deciding takes.
+    fn list_plan(&self, opts: &ListOptions) -> Result<ListPlan, ContainerError> {
         let f = &opts.filters;
         list::validate(f)?;
-        let now = SystemTime::now();
         // Newest first, as dockerd lists them; records are read in place, not copied.
         let mut containers: Vec<_> = self
             .list_all()
             .into_iter()
-            .map(|c| (c.with_record(|r| (r.created.clone(), r.id.clone())), c))
+            .map(|c| (c.with_record(|r| r.created.clone()), c))
             .collect();
-        containers.sort_by(|a, b| b.0.cmp(&a.0));
+        containers.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.id.cmp(&a.1.id)));
         let mut ancestors = Vec::new();
         for a in f.get("ancestor") {
             if let Ok(img) = self.image_service().get_image(a) {
@@ -102,61 +101,145 @@ impl ContainerManager {
         let before = f.get("before").next().map(created_of).transpose()?;
         let since = f.get("since").next().map(created_of).transpose()?;
         let all = opts.all || opts.limit.is_some() || before.is_some() || since.is_some();
-        let link_names = self.link_names();
+        Ok(ListPlan {
+            containers: containers.into_iter().map(|(_, c)| c).collect(),
+            ancestors,
+            before,
+            since,
+            all,
+            link_names: self.link_names(),
+            now: SystemTime::now(),
+        })
+    }
+
+    /// A container's whole summary as `GET /containers/json` shows it; `None` when the
+    /// `publish` filter leaves it out.
+    fn full_summary(
+        &self,
+        r: &super::record::Record,
+        plan: &ListPlan,
+        opts: &ListOptions,
+    ) -> Option<ContainerSummary> {
+        let f = &opts.filters;
+        let mut s = list::summary(r, plan.now, opts.variant);
+        if let Some(more) = plan.link_names.get(&r.id) {
+            // dockerd's names of a container, sorted: its own and its link names.
+            let names = s.names.get_or_insert_with(Vec::new);
+            names.extend(more.iter().cloned());
+            names.sort();
+        }
+        let ports = self.port_summary(r);
+        if f.contains("publish") && !f.get("publish").any(|p| port_filter(p, &ports, true)) {
+            return None;
+        }
+        s.ports = Some(ports);
+        let (nets, _) = self.network_view(r);
+        if !nets.is_empty() {
+            s.network_settings = Some(bollard_stubs::models::ContainerSummaryNetworkSettings {
+                networks: Some(nets),
+            });
+        }
+        Some(s)
+    }
+
+    fn add_sizes(&self, s: &mut ContainerSummary, id: &str, chain: &[String]) {
+        let rw = dir_size(&self.upper_dir(id));
+        let img: i64 = chain
+            .iter()
+            .filter_map(|ch| self.image_layer_size(ch))
+            .sum();
+        s.size_rw = Some(rw);
+        s.size_root_fs = Some(rw + img);
+    }
+
+    /// `GET /containers/json` as summaries (`/system/df`).
+    pub fn list(&self, opts: &ListOptions) -> Result<Vec<ContainerSummary>, ContainerError> {
+        let plan = self.list_plan(opts)?;
         let mut out = Vec::new();
-        for (_, c) in containers {
+        for c in &plan.containers {
             let picked = c.with_record(|r| {
-                if !(all || r.state.status.is_running() || r.state.status == Status::Restarting) {
+                if !plan.shows(r, &opts.filters) {
                     return None;
                 }
-                if before.as_ref().is_some_and(|b| r.created >= *b) {
-                    return None;
-                }
-                if since.as_ref().is_some_and(|s| r.created <= *s) {
-                    return None;
-                }
-                if !list::matches(r, f, &ancestors) {
-                    return None;
-                }
-                let mut s = list::summary(r, now);
-                if let Some(more) = link_names.get(&r.id) {
-                    // dockerd's names of a container, sorted: its own and its link names.
-                    let names = s.names.get_or_insert_with(Vec::new);
-                    names.extend(more.iter().cloned());
-                    names.sort();
-                }
-                let ports = self.port_summary(r);
-                if f.contains("publish") && !f.get("publish").any(|p| port_filter(p, &ports, true))
-                {
-                    return None;
-                }
-                s.ports = Some(ports);
-                let (nets, _) = self.network_view(r);
-                if !nets.is_empty() {
-                    s.network_settings =
-                        Some(bollard_stubs::models::ContainerSummaryNetworkSettings {
-                            networks: Some(nets),
-                        });
-                }
-                Some((s, r.id.clone(), r.chain.clone()))
+                self.full_summary(r, &plan, opts)
+                    .map(|s| (s, r.id.clone(), r.chain.clone()))
             });
             let Some((mut s, id, chain)) = picked else {
                 continue;
             };
             if opts.size {
-                let rw = dir_size(&self.upper_dir(&id));
-                let img: i64 = chain
-                    .iter()
-                    .filter_map(|ch| self.image_layer_size(ch))
-                    .sum();
-                s.size_rw = Some(rw);
-                s.size_root_fs = Some(rw + img);
+                self.add_sizes(&mut s, &id, &chain);
             }
             out.push(s);
             if opts.limit.is_some_and(|l| out.len() >= l) {
                 break;
             }
         }
+        Ok(out)
+    }
+
+    /// `GET /containers/json`, encoded: each entry from its record's cached [`list::Fragment`]
+    /// (rebuilt only when the record's generation moved) plus its `Status` of now. Entries
+    /// with sizes or legacy link names are encoded whole.
+    pub fn list_json(&self, opts: &ListOptions) -> Result<Vec<u8>, ContainerError> {
+        let plan = self.list_plan(opts)?;
+        let f = &opts.filters;
+        let variant = opts.variant.index();
+        let mut out = Vec::with_capacity(64 + plan.containers.len() * 1024);
+        out.push(b'[');
+        let mut n = 0usize;
+        for c in &plan.containers {
+            let mut rd = c.record.read();
+            if !plan.shows(&rd, f) {
+                continue;
+            }
+            if opts.size || plan.link_names.contains_key(&rd.id) {
+                let Some(mut s) = self.full_summary(&rd, &plan, opts) else {
+                    continue;
+                };
+                let (id, chain) = (rd.id.clone(), rd.chain.clone());
+                drop(rd);
+                if opts.size {
+                    self.add_sizes(&mut s, &id, &chain);
+                }
+                if n > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut out, &s).map_err(|e| {
+                    ContainerError::internal(format!("encode container summary: {e}"))
+                })?;
+            } else {
+                if f.contains("publish") {
+                    let ports = self.port_summary(&rd);
+                    if !f.get("publish").any(|p| port_filter(p, &ports, true)) {
+                        continue;
+                    }
+                }
+                let frag = match rd.cached_summary(variant) {
+                    Some(frag) => frag,
+                    None => {
+                        let Some(mut s) = self.full_summary(&rd, &plan, opts) else {
+                            continue;
+                        };
+                        s.status = None;
+                        let frag = Arc::new(list::Fragment::new(s)?);
+                        rd.store_summary(variant, frag.clone());
+                        frag
+                    }
+                };
+                let status = status_text(&rd, plan.now);
+                drop(rd);
+                if n > 0 {
+                    out.push(b',');
+                }
+                frag.write(&mut out, &status);
+            }
+            n += 1;
+            if opts.limit.is_some_and(|l| n >= l) {
+                break;
+            }
+        }
+        out.extend_from_slice(b"]\n");
         Ok(out)
     }
 
@@ -351,4 +434,32 @@ fn port_filter(f: &str, ports: &[bollard_stubs::models::PortSummary], public: bo
         port.is_some_and(|n| n >= lo && n <= hi)
             && proto.is_none_or(|pr| p.typ.map(|t| t.to_string()).as_deref() == Some(pr))
     })
+}
+
+/// What `GET /containers/json` decided before looking at each container.
+struct ListPlan {
+    /// Newest first.
+    containers: Vec<Arc<super::manager::Container>>,
+    ancestors: Vec<String>,
+    before: Option<String>,
+    since: Option<String>,
+    all: bool,
+    link_names: std::collections::HashMap<String, Vec<String>>,
+    now: SystemTime,
+}
+
+impl ListPlan {
+    /// Whether a container is listed (all filters but `publish`).
+    fn shows(&self, r: &super::record::Record, f: &Filters) -> bool {
+        if !(self.all || r.state.status.is_running() || r.state.status == Status::Restarting) {
+            return false;
+        }
+        if self.before.as_ref().is_some_and(|b| r.created >= *b) {
+            return false;
+        }
+        if self.since.as_ref().is_some_and(|s| r.created <= *s) {
+            return false;
+        }
+        list::matches(r, f, &self.ancestors)
+    }
 }

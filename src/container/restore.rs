@@ -3,9 +3,14 @@
 
 use std::sync::Arc;
 
+use futures_util::StreamExt;
+
 use super::manager::{lock, Container, ContainerManager};
 use super::record::{Record, Status};
 use crate::runtime::host;
+
+/// How many supervisors restore talks to at once.
+const REATTACH_AT_ONCE: usize = 64;
 
 impl ContainerManager {
     /// Load every container from disk and reattach to the running ones.
@@ -79,6 +84,10 @@ impl ContainerManager {
                 }
             }
         }
+        // Which root filesystems are mounted, read once (not once per stopped container).
+        let mounted = host::mount_points();
+        // Reattaching is two round trips to each supervisor: many at once, not one by one.
+        let mut reattach = Vec::new();
         for r in loaded {
             let c = self.new_container(r.clone());
             self.insert(c.clone());
@@ -90,13 +99,13 @@ impl ContainerManager {
                 }
             }
             match r.state.status {
-                Status::Running | Status::Paused => self.reattach(c).await,
+                Status::Running | Status::Paused => reattach.push(self.reattach(c)),
                 Status::Restarting if r.state.manually_stopped => {
                     let _ = self.update(&c, |r| {
                         r.state.status = Status::Exited;
                         r.state.restart_pending = false;
                     });
-                    self.reap_unstarted(&r.id).await;
+                    self.reap_unstarted_at_restore(&r.id, &mounted).await;
                 }
                 Status::Restarting => {
                     let this = self.clone();
@@ -117,7 +126,7 @@ impl ContainerManager {
                     });
                 }
                 _ => {
-                    self.reap_unstarted(&r.id).await;
+                    self.reap_unstarted_at_restore(&r.id, &mounted).await;
                     // An auto-remove container that is not running goes, as dockerd's
                     // `restore` removes it: one that ended just before berthd did, or one
                     // created and never started (its `docker run --rm` client went with the
@@ -127,6 +136,22 @@ impl ContainerManager {
                     }
                 }
             }
+        }
+        futures_util::stream::iter(reattach)
+            .buffer_unordered(REATTACH_AT_ONCE)
+            .collect::<Vec<()>>()
+            .await;
+    }
+
+    /// `reap_unstarted` with the mount table read once for all containers.
+    async fn reap_unstarted_at_restore(
+        &self,
+        id: &str,
+        mounted: &std::collections::HashSet<String>,
+    ) {
+        self.runtime.reap_unstarted(id).await;
+        if mounted.contains(&self.rootfs(id).display().to_string()) {
+            self.unmount_rootfs(id);
         }
     }
 

@@ -30,11 +30,9 @@ pub fn oom_kills(cgroup_path: &str) -> u64 {
             vec![Path::new("/sys/fs/cgroup").join(rel).join("memory.events")]
         }
         crate::runtime::CgroupVersion::V1 => {
-            match libcgroups::v1::util::get_subsystem_mount_point(
-                &libcgroups::v1::ControllerType::Memory,
-            ) {
-                Ok(mnt) => vec![mnt.join(rel).join("memory.oom_control")],
-                Err(_) => Vec::new(),
+            match crate::runtime::v1_mount_point(libcgroups::v1::ControllerType::Memory) {
+                Some(mnt) => vec![mnt.join(rel).join("memory.oom_control")],
+                None => Vec::new(),
             }
         }
     };
@@ -128,6 +126,15 @@ pub fn unmount(path: &Path) -> io::Result<()> {
 }
 
 /// Whether `path` is a mount point (its device differs from its parent's, or mountinfo says so).
+/// Every mount point (as mountinfo spells it), for many `is_mounted` questions at once.
+pub fn mount_points() -> std::collections::HashSet<String> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .collect()
+}
+
 pub fn is_mounted(path: &Path) -> bool {
     let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else {
         return false;

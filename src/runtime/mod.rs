@@ -34,7 +34,7 @@ pub use stdio::{Output, Stdin, StdioConn};
 use std::path::{Path, PathBuf};
 
 use libcgroups::common::{get_cgroup_setup, CgroupSetup, DEFAULT_CGROUP_ROOT};
-use libcgroups::v1::{util::get_subsystem_mount_point, ControllerType};
+use libcgroups::v1::ControllerType;
 
 /// The name berth reports for its OCI runtime.
 pub const RUNTIME_NAME: &str = "libcontainer";
@@ -167,8 +167,111 @@ pub fn probe_cgroups() -> CgroupInfo {
     }
 }
 
+/// The v1 controllers' mount points, from one read of `/proc/self/mountinfo` for them all
+/// (libcgroups' `get_subsystem_mount_point` reads and parses the whole file per controller,
+/// which was half of berthd's start-up instructions). Read once per process.
+pub(crate) fn v1_mount_point(c: ControllerType) -> Option<PathBuf> {
+    static MOUNTS: std::sync::OnceLock<Vec<(String, PathBuf)>> = std::sync::OnceLock::new();
+    let mounts = MOUNTS.get_or_init(|| {
+        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let cgroups = cgroup_v1_mounts(&text);
+        V1_CONTROLLERS
+            .iter()
+            .filter_map(|name| Some((name.to_string(), pick_v1_mount(&cgroups, name)?)))
+            .collect()
+    });
+    let name = c.to_string();
+    mounts
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, p)| p.clone())
+}
+
+/// The controllers berth looks up (libcgroups' names).
+const V1_CONTROLLERS: &[&str] = &[
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "pids",
+    "freezer",
+    "blkio",
+    "devices",
+    "hugetlb",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+];
+
+/// The mount points of the `cgroup` (v1) file systems, in mountinfo's order: one pass.
+fn cgroup_v1_mounts(mountinfo: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for line in mountinfo.lines() {
+        // `id parent major:minor root mount-point options [optional…] - fstype source super`
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        if right.split(' ').next() != Some("cgroup") {
+            continue;
+        }
+        if let Some(point) = left.split(' ').nth(4) {
+            out.push(PathBuf::from(unescape_mountinfo(point)));
+        }
+    }
+    out
+}
+
+/// libcgroups' `get_subsystem_mount_point` over the cgroup mounts: the first whose mount
+/// point's last component names the controller (`cpu` and `cpuacct` also in `cpu,cpuacct`,
+/// `net_cls`/`net_prio` also in either pairing).
+fn pick_v1_mount(cgroups: &[PathBuf], controller: &str) -> Option<PathBuf> {
+    let names: &[&str] = match controller {
+        "net_cls" => &["net_cls,net_prio", "net_prio,net_cls", "net_cls"],
+        "net_prio" => &["net_cls,net_prio", "net_prio,net_cls", "net_prio"],
+        "cpu" => &["cpu,cpuacct", "cpu"],
+        "cpuacct" => &["cpu,cpuacct", "cpuacct"],
+        _ => &[],
+    };
+    cgroups
+        .iter()
+        .find(|point| {
+            if names.is_empty() {
+                point.ends_with(controller)
+            } else {
+                names.iter().any(|n| point.ends_with(n))
+            }
+        })
+        .cloned()
+}
+
+/// mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
+fn unescape_mountinfo(s: &str) -> String {
+    if !s.contains('\\') {
+        return s.to_string();
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 4 <= b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn probe_v1() -> CgroupInfo {
-    let mount = |c: ControllerType| get_subsystem_mount_point(&c).ok();
+    let mount = v1_mount_point;
     let has = |c: ControllerType, file: &str| mount(c).is_some_and(|m| m.join(file).exists());
     CgroupInfo {
         version: CgroupVersion::V1,
@@ -241,6 +344,44 @@ mod tests {
         };
         assert_eq!(info.version, expect);
         assert!(!version().is_empty());
+    }
+
+    #[test]
+    fn v1_mounts_from_one_pass() {
+        let text = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:9 - cgroup cgroup rw,cpu,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+36 31 0:33 / /sys/fs/cgroup/net_cls,net_prio rw - cgroup cgroup rw,net_cls,net_prio
+37 31 0:34 / /mnt/my\\040cg/pids rw - cgroup cgroup rw,pids
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+        let mounts = cgroup_v1_mounts(text);
+        let p = |c| pick_v1_mount(&mounts, c).map(|p| p.display().to_string());
+        assert_eq!(p("cpu").as_deref(), Some("/sys/fs/cgroup/cpu,cpuacct"));
+        assert_eq!(p("cpuacct").as_deref(), Some("/sys/fs/cgroup/cpu,cpuacct"));
+        assert_eq!(p("memory").as_deref(), Some("/sys/fs/cgroup/memory"));
+        assert_eq!(
+            p("net_prio").as_deref(),
+            Some("/sys/fs/cgroup/net_cls,net_prio")
+        );
+        assert_eq!(p("pids").as_deref(), Some("/mnt/my cg/pids"));
+        assert_eq!(p("blkio"), None);
+        // The same answers as libcgroups' own lookup on this host.
+        for c in [
+            ControllerType::Cpu,
+            ControllerType::CpuAcct,
+            ControllerType::Memory,
+            ControllerType::Pids,
+            ControllerType::Blkio,
+            ControllerType::Freezer,
+            ControllerType::CpuSet,
+        ] {
+            assert_eq!(
+                v1_mount_point(c),
+                libcgroups::v1::util::get_subsystem_mount_point(&c).ok(),
+                "{c}"
+            );
+        }
     }
 
     #[test]

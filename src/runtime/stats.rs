@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use libcgroups::common::DEFAULT_CGROUP_ROOT;
-use libcgroups::v1::{util::get_subsystem_mount_point, ControllerType};
+use libcgroups::v1::ControllerType;
 
 use super::CgroupVersion;
 
@@ -226,7 +226,7 @@ struct V1Mounts {
 fn v1_mounts() -> &'static V1Mounts {
     static MOUNTS: OnceLock<V1Mounts> = OnceLock::new();
     MOUNTS.get_or_init(|| {
-        let m = |c: ControllerType| get_subsystem_mount_point(&c).ok();
+        let m = super::v1_mount_point;
         V1Mounts {
             cpu: m(ControllerType::Cpu),
             cpuacct: m(ControllerType::CpuAcct),

@@ -37,6 +37,10 @@ pub struct ServerOptions {
     /// How long a request body may send nothing before the request fails and the connection
     /// is closed (a stalled upload holds nothing forever).
     pub body_idle_timeout: Duration,
+    /// Until this holds `true`, only `/_ping` is answered and every other request waits
+    /// (berthd serves its socket while live restore still reattaches containers); `None`:
+    /// ready from the start.
+    pub ready: Option<watch::Receiver<bool>>,
 }
 
 impl ServerOptions {
@@ -71,6 +75,7 @@ impl Default for ServerOptions {
             tls_handshake_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(15),
             body_idle_timeout: crate::api::body::DEFAULT_BODY_IDLE_TIMEOUT,
+            ready: None,
         }
     }
 }
@@ -175,9 +180,20 @@ async fn serve_connection<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| {
+    let ready = opts.ready.clone();
+    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         crate::util::mem::note_activity();
-        api.clone().handle(req)
+        let api = api.clone();
+        let mut ready = ready.clone();
+        async move {
+            if let Some(r) = ready.as_mut() {
+                if !is_ping(req.uri().path()) {
+                    // A sender gone without saying ready: serve anyway.
+                    let _ = r.wait_for(|ok| *ok).await;
+                }
+            }
+            api.handle(req).await
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -198,6 +214,11 @@ async fn serve_connection<I>(
             tracing::debug!("connection closed: {e}");
         }
     }
+}
+
+/// `/_ping` with or without a `/vX.Y` prefix: answered before the daemon is ready.
+fn is_ping(path: &str) -> bool {
+    crate::api::router::split_version(path).1 == "/_ping"
 }
 
 /// Resolves once shutdown has begun (or the server is gone).
