@@ -534,7 +534,15 @@ fn userns_remap_runs_root_as_an_unprivileged_host_uid() {
         ["0", &uid.to_string(), &uid_size.to_string()],
         "{out}"
     );
-    for field in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "Seccomp", "NoNewPrivs"] {
+    for field in [
+        "CapInh",
+        "CapPrm",
+        "CapEff",
+        "CapBnd",
+        "CapAmb",
+        "Seccomp",
+        "NoNewPrivs",
+    ] {
         assert_eq!(
             status_field(&out, field),
             status_field(&init_st, field),
@@ -551,10 +559,14 @@ fn userns_remap_runs_root_as_an_unprivileged_host_uid() {
         args.extend_from_slice(&["remapped", "sleep", tag]);
         ok(b.docker_out(&args));
         let mut found = None;
-        common::wait_for("the exec'd sleep", std::time::Duration::from_secs(10), || {
-            found = sleeping(tag);
-            found.is_some()
-        });
+        common::wait_for(
+            "the exec'd sleep",
+            std::time::Duration::from_secs(10),
+            || {
+                found = sleeping(tag);
+                found.is_some()
+            },
+        );
         let p = found.unwrap();
         let st = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap();
         let ns = std::fs::read_link(format!("/proc/{p}/ns/user")).unwrap();
@@ -588,6 +600,9 @@ fn userns_remap_runs_root_as_an_unprivileged_host_uid() {
         [want_user.as_str(); 4]
     );
     assert_eq!(ns, init_ns);
+    // A terminal belongs to container root, as without remapping.
+    let out = ok(b.docker_out(&["exec", "-t", "remapped", "sh", "-c", "stat -c %u:%g $(tty)"]));
+    assert_eq!(out.trim(), "0:5", "{out}");
     // A failing command keeps Docker's exit codes.
     let o = b.docker_out(&["exec", "remapped", "nosuchcmd"]);
     assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));

@@ -108,8 +108,7 @@ impl Supervisor {
     ) -> Result<Option<(OwnedFd, UsernsJoin)>, String> {
         use std::os::unix::fs::MetadataExt;
         let ns_path = format!("/proc/{}/ns/user", self.init);
-        let theirs = std::fs::metadata(&ns_path)
-            .map_err(|e| format!("stat {ns_path}: {e}"))?;
+        let theirs = std::fs::metadata(&ns_path).map_err(|e| format!("stat {ns_path}: {e}"))?;
         let ours = std::fs::metadata("/proc/self/ns/user")
             .map_err(|e| format!("stat /proc/self/ns/user: {e}"))?;
         if (theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()) {
@@ -137,6 +136,17 @@ impl Supervisor {
         let fd: OwnedFd = File::open(&ns_path)
             .map_err(|e| format!("open {ns_path}: {e}"))?
             .into();
+        let uid_map = format!("/proc/{}/uid_map", self.init);
+        let root_host_uid = std::fs::read_to_string(&uid_map)
+            .map_err(|e| format!("read {uid_map}: {e}"))?
+            .lines()
+            .find_map(|l| {
+                let mut f = l.split_whitespace().map(|v| v.parse::<u32>().ok());
+                match (f.next()??, f.next()??) {
+                    (0, outside) => Some(outside),
+                    _ => None,
+                }
+            });
         Ok(Some((
             fd,
             UsernsJoin {
@@ -144,6 +154,7 @@ impl Supervisor {
                 uid: join_uid,
                 gid: join_gid,
                 additional_gids,
+                root_host_uid,
             },
         )))
     }

@@ -50,6 +50,9 @@ pub struct UsernsJoin {
     pub uid: u32,
     pub gid: u32,
     pub additional_gids: Vec<u32>,
+    /// The host uid of the container's root: the owner given to an exec's terminal, which
+    /// libcontainer opened as host root (unmapped: `nobody` inside) before the join.
+    pub root_host_uid: Option<u32>,
 }
 
 /// A seccomp filter the executor loads.
@@ -198,6 +201,14 @@ impl BerthExecutor {
         use caps::CapSet;
         use libcontainer::capabilities::CapabilityExt;
         use nix::unistd::{Gid, Uid};
+        if let Some(owner) = join.root_host_uid {
+            for fd in 0..=2 {
+                if nix::unistd::isatty(fd).unwrap_or(false) {
+                    // Best effort (needs CAP_CHOWN, which the exec may have dropped).
+                    let _ = nix::unistd::fchown(fd, Some(Uid::from_raw(owner)), None);
+                }
+            }
+        }
         // SAFETY: the fd is the namespace file the supervisor opened for this exec and keeps
         // open until the process has started; it is only borrowed for the call.
         let ns = unsafe { std::os::fd::BorrowedFd::borrow_raw(join.fd) };
@@ -272,10 +283,10 @@ impl BerthExecutor {
             .map_err(|e| format!("set permitted capabilities: {e}"))?;
         caps::set(None, CapSet::Inheritable, &inheritable)
             .map_err(|e| format!("set inheritable capabilities: {e}"))?;
-        caps::clear(None, CapSet::Ambient).map_err(|e| format!("clear ambient capabilities: {e}"))?;
+        caps::clear(None, CapSet::Ambient)
+            .map_err(|e| format!("clear ambient capabilities: {e}"))?;
         for c in ambient {
-            caps::raise(None, CapSet::Ambient, c)
-                .map_err(|e| format!("raise ambient {c}: {e}"))?;
+            caps::raise(None, CapSet::Ambient, c).map_err(|e| format!("raise ambient {c}: {e}"))?;
         }
         Ok(())
     }
