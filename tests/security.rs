@@ -457,6 +457,26 @@ fn find_under(dir: &Path, part: &str, name: &str) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// The host pid of a `sleep <tag>` process, if one runs.
+fn sleeping(tag: &str) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        (cmd == format!("sleep\0{tag}\0").as_bytes()).then_some(pid)
+    })
+}
+
+fn nix_kill(pid: i32) -> std::io::Result<()> {
+    let st = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status()?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("kill failed"))
+    }
+}
+
 #[test]
 fn userns_remap_runs_root_as_an_unprivileged_host_uid() {
     require!(ready(), NOT_READY);
@@ -496,15 +516,130 @@ fn userns_remap_runs_root_as_an_unprivileged_host_uid() {
         status_field(&st, "Gid").split_whitespace().next().unwrap(),
         gid.to_string()
     );
-    // Exec is refused: libcontainer 0.7 cannot join the user namespace (the process would be
-    // the host's root).
-    let o = b.docker_out(&["exec", "remapped", "id", "-u"]);
-    assert!(!o.status.success());
-    let said = format!("{}{}", stdout(&o), stderr(&o));
-    assert!(
-        said.contains("user namespace (--userns-remap) is not supported"),
-        "{said}"
+    // Exec joins the container's user namespace: root inside, the remapped uid outside, with
+    // the init's capabilities and seccomp filter.
+    let init_st = st.clone();
+    let out = ok(b.docker_out(&[
+        "exec",
+        "remapped",
+        "sh",
+        "-c",
+        "id -u; id -g; cat /proc/self/uid_map; grep -E '^(Cap|Seccomp:|NoNewPrivs)' /proc/self/status",
+    ]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0", "{out}");
+    assert_eq!(lines[1], "0", "{out}");
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        ["0", &uid.to_string(), &uid_size.to_string()],
+        "{out}"
     );
+    for field in [
+        "CapInh",
+        "CapPrm",
+        "CapEff",
+        "CapBnd",
+        "CapAmb",
+        "Seccomp",
+        "NoNewPrivs",
+    ] {
+        assert_eq!(
+            status_field(&out, field),
+            status_field(&init_st, field),
+            "{field}: {out}"
+        );
+    }
+    assert_eq!(hex(&status_field(&out, "CapEff")), DEFAULT_CAPS, "{out}");
+    assert_eq!(status_field(&out, "Seccomp"), "2", "{out}");
+    // Seen from the host: the remapped uid, in the init's user namespace.
+    let init_ns = std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+    let host_view = |user: &[&str], tag: &str| -> (String, std::path::PathBuf) {
+        let mut args = vec!["exec", "-d"];
+        args.extend_from_slice(user);
+        args.extend_from_slice(&["remapped", "sleep", tag]);
+        ok(b.docker_out(&args));
+        let mut found = None;
+        common::wait_for(
+            "the exec'd sleep",
+            std::time::Duration::from_secs(10),
+            || {
+                found = sleeping(tag);
+                found.is_some()
+            },
+        );
+        let p = found.unwrap();
+        let st = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap();
+        let ns = std::fs::read_link(format!("/proc/{p}/ns/user")).unwrap();
+        let _ = nix_kill(p);
+        (status_field(&st, "Uid"), ns)
+    };
+    let (uids, ns) = host_view(&[], "3131");
+    assert_eq!(
+        uids.split_whitespace().collect::<Vec<_>>(),
+        [uid.to_string().as_str(); 4]
+    );
+    assert_eq!(ns, init_ns);
+    // --user: the given ids inside the namespace, start+1000 outside, no capabilities.
+    let out = ok(b.docker_out(&[
+        "exec",
+        "--user",
+        "1000:1000",
+        "remapped",
+        "sh",
+        "-c",
+        "id -u; id -g; grep -E '^(CapEff|Seccomp):' /proc/self/status",
+    ]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..2], ["1000", "1000"], "{out}");
+    assert_eq!(hex(&status_field(&out, "CapEff")), 0, "{out}");
+    assert_eq!(status_field(&out, "Seccomp"), "2", "{out}");
+    let (uids, ns) = host_view(&["--user", "1000"], "3132");
+    let want_user = (uid + 1000).to_string();
+    assert_eq!(
+        uids.split_whitespace().collect::<Vec<_>>(),
+        [want_user.as_str(); 4]
+    );
+    assert_eq!(ns, init_ns);
+    // A terminal belongs to container root, as without remapping.
+    let out = ok(b.docker_out(&["exec", "-t", "remapped", "sh", "-c", "stat -c %u:%g $(tty)"]));
+    assert_eq!(out.trim(), "0:5", "{out}");
+    // A failing command keeps Docker's exit codes.
+    let o = b.docker_out(&["exec", "remapped", "nosuchcmd"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    // --privileged: every capability, inside the namespace only.
+    let out = ok(b.docker_out(&[
+        "exec",
+        "--privileged",
+        "remapped",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]));
+    assert_eq!(hex(&status_field(&out, "CapEff")), caps_of_host(), "{out}");
+    // Health checks run through exec.
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "remaphealth",
+        "--health-cmd",
+        "id -u",
+        "--health-interval",
+        "1s",
+        "busybox",
+        "sleep",
+        "300",
+    ]));
+    common::wait_for("healthy", std::time::Duration::from_secs(30), || {
+        common::inspect(&b, "remaphealth", "{{.State.Health.Status}}") == "healthy"
+    });
+    let log = common::inspect(
+        &b,
+        "remaphealth",
+        "{{(index .State.Health.Log 0).ExitCode}} {{(index .State.Health.Log 0).Output}}",
+    );
+    assert_eq!(log, "0 0", "{log}");
+    ok(b.docker_out(&["rm", "-f", "remaphealth"]));
     let maps = run(
         &b,
         &[],

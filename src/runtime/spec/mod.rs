@@ -255,14 +255,6 @@ pub fn exec_process(
     if cmd.is_empty() {
         return Err(SpecError::invalid("No exec command specified"));
     }
-    if opts.userns.is_some() {
-        // libcontainer 0.7's tenant builder joins ipc, uts, net, pid, mnt and cgroup but never
-        // the user namespace: the process would run as the host's root inside the container.
-        return Err(SpecError::new(
-            crate::errors::ErrorKind::NotImplemented,
-            "exec in a container with a user namespace (--userns-remap) is not supported: the runtime cannot join its user namespace; use --userns=host for containers you exec into",
-        ));
-    }
     let cfg = opts.config;
     let hc = opts.host_config;
     let sec = SecurityOptions::parse(hc.security_opt.as_deref().unwrap_or_default())?;

@@ -9,7 +9,7 @@ use nix::unistd::Pid;
 
 use super::clients::Kind;
 use super::dispatch::failed;
-use super::executor::{BerthExecutor, Filter};
+use super::executor::{BerthExecutor, Filter, UsernsJoin};
 use super::reap::pidfd_open;
 use super::stdio::{console_socket, pipe, Io};
 use super::{lc, read_failure, Supervisor};
@@ -34,7 +34,7 @@ impl Supervisor {
     pub(super) fn exec(&mut self, client: usize, req: ExecRequest) -> Reply {
         let ExecRequest {
             exec_id,
-            process,
+            mut process,
             tty,
             stdin: open_stdin,
             attach,
@@ -47,6 +47,10 @@ impl Supervisor {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let process_path = self.state_dir.join(format!("exec-{id}.json"));
+        let userns = match self.userns_join(&mut process) {
+            Ok(j) => j,
+            Err(e) => return Reply::error(e),
+        };
         let bytes = match serde_json::to_vec(&process) {
             Ok(b) => b,
             Err(e) => return Reply::error(format!("encode exec process: {e}")),
@@ -54,7 +58,19 @@ impl Supervisor {
         if let Err(e) = replace_file(&process_path, &bytes, 0o600) {
             return Reply::error(format!("write exec process: {e}"));
         }
-        let result = self.exec_inner(id, &process_path, tty, open_stdin, console_size, add_caps);
+        let result = self.exec_inner(
+            id,
+            &process_path,
+            tty,
+            open_stdin,
+            console_size,
+            add_caps,
+            userns.as_ref().map(|(fd, j)| UsernsJoin {
+                fd: fd.as_raw_fd(),
+                ..j.clone()
+            }),
+        );
+        drop(userns);
         let _ = std::fs::remove_file(&process_path);
         match result {
             Ok((pid, io)) => {
@@ -81,6 +97,69 @@ impl Supervisor {
         }
     }
 
+    /// For a container with its own user namespace (`--userns-remap`): libcontainer's tenant
+    /// builder joins every namespace but that one, so the process is started as host root
+    /// (which owns the namespace) and its executor joins the namespace and becomes the exec's
+    /// user there. Rewrites `process`'s user to 0:0 and returns the namespace (open) and the
+    /// real user; `None` for a container in the host's user namespace.
+    fn userns_join(
+        &self,
+        process: &mut serde_json::Value,
+    ) -> Result<Option<(OwnedFd, UsernsJoin)>, String> {
+        use std::os::unix::fs::MetadataExt;
+        let ns_path = format!("/proc/{}/ns/user", self.init);
+        let theirs = std::fs::metadata(&ns_path).map_err(|e| format!("stat {ns_path}: {e}"))?;
+        let ours = std::fs::metadata("/proc/self/ns/user")
+            .map_err(|e| format!("stat /proc/self/ns/user: {e}"))?;
+        if (theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()) {
+            return Ok(None);
+        }
+        let user = process
+            .get_mut("user")
+            .and_then(|u| u.as_object_mut())
+            .ok_or("exec process without a user")?;
+        let id = |v: Option<&serde_json::Value>| {
+            v.and_then(|v| v.as_u64())
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(0)
+        };
+        let join_uid = id(user.get("uid"));
+        let join_gid = id(user.get("gid"));
+        let additional_gids = user
+            .get("additionalGids")
+            .and_then(|g| g.as_array())
+            .map(|a| a.iter().map(|g| id(Some(g))).collect())
+            .unwrap_or_default();
+        user.clear();
+        user.insert("uid".into(), 0.into());
+        user.insert("gid".into(), 0.into());
+        let fd: OwnedFd = File::open(&ns_path)
+            .map_err(|e| format!("open {ns_path}: {e}"))?
+            .into();
+        let uid_map = format!("/proc/{}/uid_map", self.init);
+        let root_host_uid = std::fs::read_to_string(&uid_map)
+            .map_err(|e| format!("read {uid_map}: {e}"))?
+            .lines()
+            .find_map(|l| {
+                let mut f = l.split_whitespace().map(|v| v.parse::<u32>().ok());
+                match (f.next()??, f.next()??) {
+                    (0, outside) => Some(outside),
+                    _ => None,
+                }
+            });
+        Ok(Some((
+            fd,
+            UsernsJoin {
+                fd: -1,
+                uid: join_uid,
+                gid: join_gid,
+                additional_gids,
+                root_host_uid,
+            },
+        )))
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn exec_inner(
         &mut self,
         id: u64,
@@ -89,6 +168,7 @@ impl Supervisor {
         open_stdin: bool,
         console_size: Option<[u16; 2]>,
         add_caps: Vec<String>,
+        userns: Option<UsernsJoin>,
     ) -> Result<(Pid, Io), (String, i32)> {
         let plain = |e: String| (e, 0);
         let (report_r, report_w) = pipe().map_err(plain)?;
@@ -108,6 +188,7 @@ impl Supervisor {
             report_fd: report_w.as_raw_fd(),
             seccomp,
             drop_caps,
+            userns,
         };
         let mut io = Io::new(true);
         let mut console = None;

@@ -33,6 +33,26 @@ pub struct BerthExecutor {
     /// then given up (as runc orders it).
     pub seccomp: Option<Filter>,
     pub drop_caps: Vec<caps::Capability>,
+    /// For `docker exec` in a container with its own user namespace (`--userns-remap`):
+    /// libcontainer's tenant path does not join it, so the process is started as host root
+    /// and the executor joins it itself before anything else (see [`UsernsJoin`]).
+    pub userns: Option<UsernsJoin>,
+}
+
+/// The container's user namespace and the exec's real user (ids as seen inside it).
+/// libcontainer runs the tenant as host root (uid 0, which owns the namespace and so may join
+/// it); the executor then joins, switches to these ids, loads seccomp and sets the process's
+/// capability sets, the order runc's setns path uses.
+#[derive(Clone)]
+pub struct UsernsJoin {
+    /// `/proc/<init>/ns/user`, opened by the supervisor (inherited across the fork).
+    pub fd: RawFd,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    /// The host uid of the container's root: the owner given to an exec's terminal, which
+    /// libcontainer opened as host root (unmapped: `nobody` inside) before the join.
+    pub root_host_uid: Option<u32>,
 }
 
 /// A seccomp filter the executor loads.
@@ -173,6 +193,105 @@ impl BerthExecutor {
     }
 }
 
+impl BerthExecutor {
+    /// Join the container's user namespace and become the exec's user there, with the
+    /// container's seccomp filter and the process's capabilities (those of `spec`, minus the
+    /// ones only added to load seccomp).
+    fn enter_userns(&self, join: &UsernsJoin, spec: &Spec) -> Result<(), String> {
+        use caps::CapSet;
+        use libcontainer::capabilities::CapabilityExt;
+        use nix::unistd::{Gid, Uid};
+        if let Some(owner) = join.root_host_uid {
+            for fd in 0..=2 {
+                if nix::unistd::isatty(fd).unwrap_or(false) {
+                    // Best effort (needs CAP_CHOWN, which the exec may have dropped).
+                    let _ = nix::unistd::fchown(fd, Some(Uid::from_raw(owner)), None);
+                }
+            }
+        }
+        // SAFETY: the fd is the namespace file the supervisor opened for this exec and keeps
+        // open until the process has started; it is only borrowed for the call.
+        let ns = unsafe { std::os::fd::BorrowedFd::borrow_raw(join.fd) };
+        // Host root owns the namespace: it holds CAP_SYS_ADMIN there whatever its own
+        // capability sets. The joiner gets every capability inside, nothing outside.
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWUSER)
+            .map_err(|e| format!("join the container's user namespace: {}", errno_text(e)))?;
+        // Keep the permitted set across the switch to a non-zero uid: seccomp and the
+        // capability sets below still need it.
+        // SAFETY: prctl with integer arguments only changes this thread's flags.
+        if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
+            return Err(format!(
+                "set keep capabilities: {}",
+                errno_text(nix::errno::Errno::last())
+            ));
+        }
+        let groups: Vec<Gid> = join
+            .additional_gids
+            .iter()
+            .map(|g| Gid::from_raw(*g))
+            .collect();
+        nix::unistd::setgroups(&groups)
+            .map_err(|e| format!("set supplementary groups {groups:?}: {}", errno_text(e)))?;
+        let gid = Gid::from_raw(join.gid);
+        nix::unistd::setresgid(gid, gid, gid)
+            .map_err(|e| format!("set gid {gid}: {}", errno_text(e)))?;
+        let uid = Uid::from_raw(join.uid);
+        nix::unistd::setresuid(uid, uid, uid)
+            .map_err(|e| format!("set uid {uid}: {}", errno_text(e)))?;
+        let permitted =
+            caps::read(None, CapSet::Permitted).map_err(|e| format!("read capabilities: {e}"))?;
+        caps::set(None, CapSet::Effective, &permitted)
+            .map_err(|e| format!("raise effective capabilities: {e}"))?;
+        match &self.seccomp {
+            Some(Filter::Profile(profile)) => {
+                libcontainer::seccomp::initialize_seccomp(profile)
+                    .map_err(|e| format!("load seccomp profile: {e}"))?;
+            }
+            Some(Filter::Program(program)) => crate::runtime::seccomp_cache::load(program)?,
+            None => {}
+        }
+        let wanted = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.capabilities().clone());
+        let set_of = |list: Option<&oci_spec::runtime::Capabilities>| -> caps::CapsHashSet {
+            list.into_iter()
+                .flatten()
+                .map(|c| c.to_cap())
+                .filter(|c| !self.drop_caps.contains(c))
+                .collect()
+        };
+        let w = wanted.as_ref();
+        let bounding = set_of(w.and_then(|c| c.bounding().as_ref()));
+        // Bounding first (needs CAP_SETPCAP in the effective set, so it goes last).
+        let mut drop: Vec<caps::Capability> = caps::all().difference(&bounding).copied().collect();
+        drop.sort_by_key(|c| *c == caps::Capability::CAP_SETPCAP);
+        for c in drop {
+            // Capabilities newer than the running kernel are not in its bounding set.
+            if caps::has_cap(None, CapSet::Bounding, c).unwrap_or(false) {
+                caps::drop(None, CapSet::Bounding, c)
+                    .map_err(|e| format!("drop {c} from the bounding set: {e}"))?;
+            }
+        }
+        let effective = set_of(w.and_then(|c| c.effective().as_ref()));
+        let permitted = set_of(w.and_then(|c| c.permitted().as_ref()));
+        let inheritable = set_of(w.and_then(|c| c.inheritable().as_ref()));
+        let ambient = set_of(w.and_then(|c| c.ambient().as_ref()));
+        caps::set(None, CapSet::Effective, &effective)
+            .map_err(|e| format!("set effective capabilities: {e}"))?;
+        caps::set(None, CapSet::Permitted, &permitted)
+            .map_err(|e| format!("set permitted capabilities: {e}"))?;
+        caps::set(None, CapSet::Inheritable, &inheritable)
+            .map_err(|e| format!("set inheritable capabilities: {e}"))?;
+        caps::clear(None, CapSet::Ambient)
+            .map_err(|e| format!("clear ambient capabilities: {e}"))?;
+        for c in ambient {
+            caps::raise(None, CapSet::Ambient, c).map_err(|e| format!("raise ambient {c}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
 impl Executor for BerthExecutor {
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
         let (args, path) = args_and_path(spec);
@@ -194,8 +313,13 @@ impl Executor for BerthExecutor {
     }
 
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
-        if let Some(profile) = &self.seccomp {
-            if let Err(e) = self.apply_exec_seccomp(profile) {
+        let prepared = match (&self.userns, &self.seccomp) {
+            (Some(join), _) => self.enter_userns(join, spec),
+            (None, Some(profile)) => self.apply_exec_seccomp(profile),
+            (None, None) => Ok(()),
+        };
+        {
+            if let Err(e) = prepared {
                 let failure = ExecFailure {
                     code: 0,
                     message: e.clone(),

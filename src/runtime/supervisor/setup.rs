@@ -220,6 +220,7 @@ fn create_container(cfg: &SupervisorConfig, state_dir: &Path) -> Result<NewConta
         report_fd: report_w.as_raw_fd(),
         seccomp,
         drop_caps,
+        userns: None,
     };
     let mut io = Io::new(cfg.io.stdin_once);
     let mut console = None;
