@@ -112,7 +112,11 @@ class Daemon:
     def figures(self):
         pid = self.proc.pid
         st = open("/proc/%d/status" % pid).read()
-        rss = int([l for l in st.splitlines() if l.startswith("VmRSS:")][0].split()[1])
+        field = lambda name: int([l for l in st.splitlines() if l.startswith(name + ":")][0].split()[1])
+        rss = field("VmRSS")
+        # The heap (anonymous) apart from the binary's pages (file): code paths first run under
+        # load page in more of the 25 MB binary, which is not memory berthd holds on to.
+        rss_anon, rss_file = field("RssAnon"), field("RssFile")
         threads = int([l for l in st.splitlines() if l.startswith("Threads:")][0].split()[1])
         fds = len(os.listdir("/proc/%d/fd" % pid))
         mounts = sum(1 for l in open("/proc/self/mountinfo") if self.data in l)
@@ -140,7 +144,7 @@ class Daemon:
                 procs += len(open("/proc/%s/task/%s/children" % (p, p)).read().split())
             except OSError:
                 pass
-        return {"rss_kib": rss, "threads": threads, "fds": fds, "mounts": mounts,
+        return {"rss_kib": rss, "rss_anon_kib": rss_anon, "rss_file_kib": rss_file, "threads": threads, "fds": fds, "mounts": mounts,
                 "cgroups": cg, "supervisors": sups, "container_procs": procs}
 
     def stop(self):

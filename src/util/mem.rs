@@ -43,7 +43,9 @@ pub async fn trim_when_idle(quiet: Duration) {
     loop {
         tokio::time::sleep(quiet).await;
         if idle.tick(ACTIVITY.load(Ordering::Relaxed)) {
-            let _ = tokio::task::spawn_blocking(trim_heap).await;
+            // Inline: a trim of berthd's small heap takes well under a millisecond, and a
+            // blocking-pool thread started for it would itself stay for 10 s.
+            trim_heap();
         }
     }
 }
