@@ -149,6 +149,10 @@ async fn read_reply_inner(stream: &mut UnixStream) -> Result<Reply, RuntimeError
             }
             Ok(_) if b[0] == b'\n' => break,
             Ok(_) => line.push(b[0]),
+            // Reset: the supervisor ended with the request unread (its container ended).
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Err(RuntimeError::Gone(format!("read from supervisor: {e}")))
+            }
             Err(e) => return Err(RuntimeError::failed(format!("read from supervisor: {e}"))),
         }
         if line.len() > 1 << 20 {
