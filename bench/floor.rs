@@ -66,7 +66,8 @@ fn main() {
         }
         let t3 = Instant::now();
         let _ = c.refresh_status();
-        c.delete(true).unwrap_or_else(|e| panic!("delete {id}: {e}"));
+        c.delete(true)
+            .unwrap_or_else(|e| panic!("delete {id}: {e}"));
         let t4 = Instant::now();
         println!(
             "{:.2} {:.2} {:.2} {:.2} {:.2}",

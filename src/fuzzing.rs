@@ -621,7 +621,12 @@ pub fn jsonfile(data: &[u8]) {
         let _ = fs::remove_file(root.join("c-json.log.1"));
         let back = read(&path, &ReadOptions::default()).unwrap();
         if e.line.is_empty() || std::str::from_utf8(&e.line).is_ok() {
-            assert_eq!(back, std::slice::from_ref(e), "{}", String::from_utf8_lossy(&buf));
+            assert_eq!(
+                back,
+                std::slice::from_ref(e),
+                "{}",
+                String::from_utf8_lossy(&buf)
+            );
         }
     }
     s.check_contained();

@@ -127,7 +127,9 @@ async fn run(
         tracing::info!("API listen on {}", l.describe());
     }
     // Free heap pages go back to the kernel once the daemon has been quiet for a while.
-    tokio::spawn(berth::util::mem::trim_when_idle(std::time::Duration::from_secs(5)));
+    tokio::spawn(berth::util::mem::trim_when_idle(
+        std::time::Duration::from_secs(5),
+    ));
     let (metrics_stop, mut metrics_stopped) = tokio::sync::watch::channel(false);
     let metrics_task = metrics_listener.map(|l| {
         tracing::info!("metrics API listening on {}", l.describe());

@@ -564,7 +564,6 @@ fn base64_std(data: &[u8]) -> String {
 /// Exec instances of every container, by ID.
 pub type ExecTable = HashMap<String, Arc<Exec>>;
 
-
 /// Whether the container's init (`pid`, as recorded) has ended: no such process, or a zombie
 /// its supervisor has not reaped yet.
 fn init_gone(pid: i64) -> bool {

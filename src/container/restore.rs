@@ -62,7 +62,10 @@ impl ContainerManager {
         // A `network connect` cut by the kill between the endpoint's creation and the
         // container's record: the client never got an answer, so the endpoint goes (its
         // veth with it) rather than appearing in the container's networks unasked.
-        for r in loaded.iter().filter(|r| netns_of_running.contains_key(&r.id)) {
+        for r in loaded
+            .iter()
+            .filter(|r| netns_of_running.contains_key(&r.id))
+        {
             for a in self.network.attached(&r.id) {
                 if !r.networks.contains_key(&a.network_name) {
                     tracing::info!(
