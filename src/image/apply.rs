@@ -198,7 +198,8 @@ pub fn extract_plain_at<R: Read>(
         inner: reader,
         failed: Rc::clone(&failed),
     };
-    apply_stream(source, root, None, &failed, None, Some(opts), hook, false)
+    let applier = Applier::new(root, None, None, Some(opts), hook);
+    apply_stream(source, applier, &failed, false)
 }
 
 /// A regular file's identity in an archive: its header's size, mode, owner and time.
@@ -288,70 +289,49 @@ fn detect_and_apply<R: Read>(
         BUF_SIZE,
         io::Cursor::new(magic).take(have as u64).chain(source),
     );
-    if head.starts_with(&[0x1f, 0x8b]) {
-        let decoder = flate2::bufread::MultiGzDecoder::new(stream);
-        apply_stream(
-            decoder,
-            root,
-            root_path,
-            &failed,
-            recorder,
-            cp,
-            None,
-            cp.is_none(),
-        )
+    let decoded: Box<dyn Read + '_> = if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(stream))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        let decoder = zstd::stream::read::Decoder::with_buffer(stream)
-            .map_err(|e| ApplyError::Read { source: e })?;
-        apply_stream(
-            decoder,
-            root,
-            root_path,
-            &failed,
-            recorder,
-            cp,
-            None,
-            cp.is_none(),
+        Box::new(
+            zstd::stream::read::Decoder::with_buffer(stream)
+                .map_err(|e| ApplyError::Read { source: e })?,
         )
     } else if head.starts_with(b"BZh") {
-        Err(ApplyError::UnsupportedCompression("bzip2"))
+        return Err(ApplyError::UnsupportedCompression("bzip2"));
     } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
-        Err(ApplyError::UnsupportedCompression("xz"))
+        return Err(ApplyError::UnsupportedCompression("xz"));
     } else {
-        apply_stream(
-            stream,
-            root,
-            root_path,
-            &failed,
-            recorder,
-            cp,
-            None,
-            cp.is_none(),
-        )
-    }
+        Box::new(stream)
+    };
+    let digest = cp.is_none();
+    let applier = Applier::new(root, root_path, recorder, cp, None);
+    apply_stream(decoded, applier, &failed, digest)
 }
 
 /// Like apply_layer but without decompression detection: `reader` is already an uncompressed tar.
 pub fn apply_tar<R: Read>(reader: R, root: &Path) -> Result<ApplyStats, ApplyError> {
-    let failed = Rc::new(Cell::new(false));
-    let source = SourceReader {
-        inner: reader,
-        failed: Rc::clone(&failed),
-    };
-    let (root, _) = open_root(root, false)?;
-    apply_stream(source, root, None, &failed, None, None, None, true)
+    plain_tar(reader, root, true)
 }
 
 /// Like [`apply_tar`] without the DiffID (`ApplyStats::diff_id` comes back empty): an archive
 /// unpacked to read its files (`docker load`), where hashing it would be wasted work.
 pub fn unpack_tar<R: Read>(reader: R, root: &Path) -> Result<ApplyStats, ApplyError> {
+    plain_tar(reader, root, false)
+}
+
+fn plain_tar<R: Read>(reader: R, root: &Path, digest: bool) -> Result<ApplyStats, ApplyError> {
     let failed = Rc::new(Cell::new(false));
     let source = SourceReader {
         inner: reader,
         failed: Rc::clone(&failed),
     };
     let (root, _) = open_root(root, false)?;
-    apply_stream(source, root, None, &failed, None, None, None, false)
+    apply_stream(
+        source,
+        Applier::new(root, None, None, None, None),
+        &failed,
+        digest,
+    )
 }
 
 /// Records whether the caller's reader itself failed, so that an error surfacing through the
@@ -406,26 +386,35 @@ fn stream_error(source: io::Error, context: String, failed: &Cell<bool>) -> Appl
     }
 }
 
-fn apply_stream<'a, R: Read>(
+impl<'a> Applier<'a> {
+    fn new(
+        root: OwnedFd,
+        root_path: Option<PathBuf>,
+        recorder: Option<&'a RefCell<Recorder>>,
+        cp: Option<ExtractOptions>,
+        hook: Option<&'a mut dyn FileHook>,
+    ) -> Self {
+        Applier {
+            root,
+            root_path,
+            cp,
+            dirs: Vec::new(),
+            content_size: 0,
+            buf: vec![0u8; BUF_SIZE],
+            recorder,
+            hook,
+        }
+    }
+}
+
+/// Apply the tar `reader` with `applier`; `digest` asks for the stream's sha256 (the DiffID).
+fn apply_stream<R: Read>(
     reader: R,
-    root: OwnedFd,
-    root_path: Option<PathBuf>,
+    mut applier: Applier<'_>,
     failed: &Cell<bool>,
-    recorder: Option<&'a RefCell<Recorder>>,
-    cp: Option<ExtractOptions>,
-    hook: Option<&'a mut dyn FileHook>,
     digest: bool,
 ) -> Result<ApplyStats, ApplyError> {
-    let mut applier = Applier {
-        root,
-        root_path,
-        cp,
-        dirs: Vec::new(),
-        content_size: 0,
-        buf: vec![0u8; BUF_SIZE],
-        recorder,
-        hook,
-    };
+    let recorder = applier.recorder;
     let hashing = HashingReader {
         inner: BufReader::with_capacity(BUF_SIZE, reader),
         hasher: digest.then(Sha256::new),

@@ -28,6 +28,9 @@ use crate::util::rand::random_hex;
 
 /// Layers downloaded at once, as dockerd's `max-concurrent-downloads` default.
 const CONCURRENT_DOWNLOADS: usize = 3;
+/// A layer's upload in flight: it ends with the blob's digest and size.
+type Upload = tokio::task::JoinHandle<Result<(String, u64), ImageError>>;
+
 /// Layers uploaded at once, as dockerd's `max-concurrent-uploads` default.
 const CONCURRENT_UPLOADS: usize = 5;
 /// The gzip level of pushed layers: dockerd's (Go's `gzip.DefaultCompression`, level 6).
@@ -546,10 +549,7 @@ pub async fn push(
         // Every layer the registry may not have yet goes at once, up to five at a time
         // (dockerd's `max-concurrent-uploads`); the manifest lists them in order.
         let mut order = Vec::new();
-        let mut uploads: HashMap<
-            String,
-            tokio::task::JoinHandle<Result<(String, u64), ImageError>>,
-        > = HashMap::new();
+        let mut uploads: HashMap<String, Upload> = HashMap::new();
         // If the push fails or is cancelled, the uploads still running stop too.
         let mut abort_all = AbortAll(Vec::new());
         for chain in &img.chain {

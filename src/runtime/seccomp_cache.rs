@@ -254,7 +254,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p1 = program(dir.path(), &profile).unwrap();
         let len = std::fs::metadata(&p1).unwrap().len();
-        assert!(len > 800 && len % 8 == 0, "{len}");
+        assert!(len > 800 && len.is_multiple_of(8), "{len}");
         let mtime = std::fs::metadata(&p1).unwrap().modified().unwrap();
         let p2 = program(dir.path(), &profile).unwrap();
         assert_eq!(p1, p2);
