@@ -449,7 +449,8 @@ impl ContainerManager {
             Err(e)
                 if matches!(e, RuntimeError::Gone(_) | RuntimeError::NotRunning)
                     || (e.exit_code() == 0
-                        && (!c.status().is_running() || init_gone(rec.state.pid))) =>
+                        && (!c.status().is_running()
+                            || crate::runtime::host::process_ended(rec.state.pid as i32))) =>
             {
                 // The container ended after the check (its supervisor is gone, or libcontainer
                 // failed because the init died under it): dockerd's `errNotRunning` (409).
@@ -564,43 +565,9 @@ fn base64_std(data: &[u8]) -> String {
 /// Exec instances of every container, by ID.
 pub type ExecTable = HashMap<String, Arc<Exec>>;
 
-/// Whether the container's init (`pid`, as recorded) has ended: no such process, or a zombie
-/// its supervisor has not reaped yet.
-fn init_gone(pid: i64) -> bool {
-    if pid <= 0 {
-        return true;
-    }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the command, which is in parentheses and may contain any byte.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_none_or(|state| state == "Z" || state == "X"),
-        Err(_) => true,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_init_is_gone_when_it_has_exited_or_is_a_zombie() {
-        assert!(!init_gone(std::process::id() as i64));
-        assert!(init_gone(0));
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id() as i64;
-        // Exited, not yet reaped: a zombie.
-        for _ in 0..200 {
-            if init_gone(pid) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        assert!(init_gone(pid));
-        child.wait().unwrap();
-        assert!(init_gone(pid));
-    }
 
     #[test]
     fn command_text_for_events() {

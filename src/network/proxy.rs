@@ -428,17 +428,6 @@ fn wait_ready(r: OwnedFd, timeout: Duration) -> Result<(), String> {
     }
 }
 
-/// The state letter and the start time of `pid` from `/proc/<pid>/stat`.
-fn proc_state(pid: i32) -> Option<(char, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses: skip past the last ')'.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let start = fields.nth(18)?.parse().ok()?;
-    Some((state, start))
-}
-
 /// The running proxies whose owner argument starts with `prefix`: (pid, owner).
 pub fn owned_by(prefix: &str) -> Vec<(i32, String)> {
     let mut out = Vec::new();
@@ -469,7 +458,7 @@ pub fn owned_by(prefix: &str) -> Vec<(i32, String)> {
 /// not a zombie waiting to be reaped.
 pub fn alive(p: &ProxyProcess) -> bool {
     p.pid > 0
-        && matches!(proc_state(p.pid), Some((state, start))
+        && matches!(crate::runtime::host::proc_state(p.pid), Some((state, start))
             if start == p.start_time && state != 'Z' && state != 'X')
 }
 
@@ -1331,7 +1320,8 @@ mod tests {
 
     #[test]
     fn proc_state_reads_this_process() {
-        let (state, start) = proc_state(std::process::id() as i32).expect("stat");
+        let (state, start) =
+            crate::runtime::host::proc_state(std::process::id() as i32).expect("stat");
         // The test runs on another thread than the main one, which /proc/<pid>/stat shows.
         assert!(state != 'Z' && state != 'X', "state {state}");
         assert_eq!(

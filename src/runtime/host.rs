@@ -10,10 +10,24 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 /// Field 22 of `/proc/<pid>/stat` (start time in clock ticks since boot), which tells a pid
 /// apart from a later process that reuses it.
 pub fn proc_start_time(pid: i32) -> Option<u64> {
+    proc_state(pid).map(|(_, start)| start)
+}
+
+/// The state letter (field 3: `R`, `S`, `Z`…) and the start time (field 22) of `pid` from
+/// `/proc/<pid>/stat`.
+pub fn proc_state(pid: i32) -> Option<(char, u64)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses: skip past the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// Whether `pid` has ended: no such process, or a zombie its parent has not reaped yet.
+pub fn process_ended(pid: i32) -> bool {
+    pid <= 0 || proc_state(pid).is_none_or(|(state, _)| state == 'Z' || state == 'X')
 }
 
 /// Whether `pid` is still the process that started at `start_time`.
@@ -206,6 +220,24 @@ pub fn shed_memory() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_has_ended_when_it_has_exited_or_is_a_zombie() {
+        assert!(!process_ended(std::process::id() as i32));
+        assert!(process_ended(0));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        // Exited, not yet reaped: a zombie.
+        for _ in 0..200 {
+            if process_ended(pid) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(process_ended(pid));
+        child.wait().unwrap();
+        assert!(process_ended(pid));
+    }
 
     #[test]
     fn shedding_code_pages_keeps_the_process_working() {
