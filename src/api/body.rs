@@ -1,5 +1,7 @@
 //! Request and response bodies: bounded JSON reads, JSON and text responses, streams.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -14,6 +16,7 @@ use tokio::sync::mpsc;
 
 use super::error::ApiError;
 use crate::errors::ErrorKind;
+use crate::util::io::{BodyPart, BodyReceiver};
 
 /// The body type of every response.
 pub type Body = BoxBody<Bytes, std::io::Error>;
@@ -78,17 +81,18 @@ pub fn channel_body(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Body {
 /// does the same, with a smaller bound).
 const DRAIN_LIMIT: u64 = 64 << 20;
 
-/// How much of a request body is gathered into one chunk before it is handed on. Clients
+/// How much of a request body is gathered into one part before it is handed on. Clients
 /// send bulk bodies (contexts, archives) in small frames (the docker CLI's chunks are 32 KiB);
-/// handing each one on costs two task switches, which dominated a cached build.
+/// handing each one on costs a wake-up of the blocking reader, which dominated a cached build.
 const BATCH: usize = 512 << 10;
 
-/// Hand a request body to a manager as a channel of chunks of up to [`BATCH`] bytes. Every
-/// user of it reads a whole upload (a context or an archive), so a chunk waits for the frames
+/// Hand a request body to a manager: the receiving end of a channel of parts of up to
+/// [`BATCH`] bytes (the client's frames, not copied), and the [`Pump`] that fills it. Every
+/// user of it reads a whole upload (a context or an archive), so a part waits for the frames
 /// that fill it; the body's end or an error sends what was gathered first.
-pub fn body_channel(mut body: hyper::body::Incoming) -> crate::util::io::ByteReceiver {
+pub fn body_channel(mut body: hyper::body::Incoming) -> (BodyReceiver, Pump) {
     let (tx, rx) = mpsc::channel(8);
-    tokio::spawn(async move {
+    let pump = async move {
         let mut draining = None::<u64>;
         let mut batch = Batch::default();
         loop {
@@ -104,14 +108,14 @@ pub fn body_channel(mut body: hyper::body::Incoming) -> crate::util::io::ByteRec
                             return;
                         }
                     } else if let Some(full) = batch.push(data) {
-                        if tx.send(Ok(full)).await.is_err() {
+                        if tx.send(Ok(BodyPart::Data(full))).await.is_err() {
                             draining = Some(0);
                         }
                     }
                 }
                 Some(Err(e)) => {
                     if let Some(rest) = batch.take() {
-                        let _ = tx.send(Ok(rest)).await;
+                        let _ = tx.send(Ok(BodyPart::Data(rest))).await;
                     }
                     let _ = tx
                         .send(Err(std::io::Error::new(
@@ -124,37 +128,56 @@ pub fn body_channel(mut body: hyper::body::Incoming) -> crate::util::io::ByteRec
             }
         }
         if let Some(rest) = batch.take() {
-            let _ = tx.send(Ok(rest)).await;
+            let _ = tx.send(Ok(BodyPart::Data(rest))).await;
         }
-    });
-    rx
+        let _ = tx.send(Ok(BodyPart::End)).await;
+    };
+    (rx, Pump(Box::pin(pump)))
 }
 
-/// Frames gathered into one chunk: the first frame is kept as it is (no copy when it alone
-/// fills a chunk or is the whole body), later ones are copied behind it.
+/// What moves a request body from hyper into the channel [`body_channel`] returned.
+pub struct Pump(Pin<Box<dyn Future<Output = ()> + Send>>);
+
+impl Pump {
+    /// Run `work` (what reads the body) while this task pumps the body. Handlers run in the
+    /// connection's task, so each frame passes from hyper's reader to the pump without a task
+    /// switch. If `work` finishes first, the rest of the body is pumped (or drained, so that
+    /// the client reads the response rather than a broken pipe) by a task of its own. If the
+    /// request is cancelled, the pump goes with it and the reader sees the body cut off.
+    pub async fn drive<T>(self, work: impl Future<Output = T>) -> T {
+        let mut pump = self.0;
+        let mut pumped = false;
+        tokio::pin!(work);
+        let out = loop {
+            tokio::select! {
+                biased;
+                out = &mut work => break out,
+                () = &mut pump, if !pumped => pumped = true,
+            }
+        };
+        if !pumped {
+            tokio::spawn(pump);
+        }
+        out
+    }
+}
+
+/// Frames gathered into one part, in order and without copying them.
 #[derive(Default)]
 struct Batch {
-    first: Option<Bytes>,
-    buf: BytesMut,
+    frames: Vec<Bytes>,
+    len: usize,
 }
 
 impl Batch {
-    /// Add a frame; a full chunk comes back.
-    fn push(&mut self, data: Bytes) -> Option<Bytes> {
+    /// Add a frame; a full part comes back.
+    fn push(&mut self, data: Bytes) -> Option<Vec<Bytes>> {
         if data.is_empty() {
             return None;
         }
-        match self.first.take() {
-            None if self.buf.is_empty() => self.first = Some(data),
-            None => self.buf.extend_from_slice(&data),
-            Some(first) => {
-                self.buf.reserve(BATCH.max(first.len() + data.len()));
-                self.buf.extend_from_slice(&first);
-                self.buf.extend_from_slice(&data);
-            }
-        }
-        let len = self.first.as_ref().map_or(self.buf.len(), Bytes::len);
-        if len >= BATCH {
+        self.len += data.len();
+        self.frames.push(data);
+        if self.len >= BATCH {
             self.take()
         } else {
             None
@@ -162,11 +185,9 @@ impl Batch {
     }
 
     /// What has been gathered, if anything.
-    fn take(&mut self) -> Option<Bytes> {
-        if let Some(first) = self.first.take() {
-            return Some(first);
-        }
-        (!self.buf.is_empty()).then(|| self.buf.split().freeze())
+    fn take(&mut self) -> Option<Vec<Bytes>> {
+        self.len = 0;
+        (!self.frames.is_empty()).then(|| std::mem::take(&mut self.frames))
     }
 }
 
@@ -311,24 +332,96 @@ mod tests {
     }
 
     #[test]
-    fn batches_gather_frames_into_chunks_in_order() {
+    fn batches_gather_frames_into_parts_in_order() {
         let mut b = Batch::default();
         assert!(b.push(Bytes::new()).is_none());
         assert!(b.push(Bytes::from_static(b"ab")).is_none());
         assert!(b.push(Bytes::from_static(b"cd")).is_none());
-        assert_eq!(b.take().as_deref(), Some(&b"abcd"[..]));
+        assert_eq!(
+            b.take(),
+            Some(vec![Bytes::from_static(b"ab"), Bytes::from_static(b"cd")])
+        );
         assert!(b.take().is_none());
-        // A lone frame is handed on as it is; a big one fills a chunk at once.
-        assert!(b.push(Bytes::from_static(b"x")).is_none());
-        assert_eq!(b.take().as_deref(), Some(&b"x"[..]));
         let big = Bytes::from(vec![7u8; BATCH]);
-        assert_eq!(b.push(big.clone()), Some(big));
-        // Frames that fill a chunk together come back as one, then gathering starts afresh.
+        assert_eq!(b.push(big.clone()), Some(vec![big]));
+        // Frames that fill a part together come back as one, then gathering starts afresh.
         let half = Bytes::from(vec![1u8; BATCH / 2]);
         assert!(b.push(half.clone()).is_none());
-        let full = b.push(half.clone()).expect("a full chunk");
-        assert_eq!(full.len(), BATCH);
+        let full = b.push(half.clone()).expect("a full part");
+        assert_eq!(full.iter().map(Bytes::len).sum::<usize>(), BATCH);
         assert!(b.take().is_none());
+    }
+
+    /// A server on one end of a socket pair whose handler reads the whole upload through
+    /// `body_channel`, `Pump::drive` and a blocking `ChannelReader`, and reports what it read.
+    fn upload_server() -> (
+        tokio::net::UnixStream,
+        mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    ) {
+        use std::io::Read;
+        let (server, client) = tokio::net::UnixStream::pair().unwrap();
+        let (done_tx, done_rx) = mpsc::channel(1);
+        let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let done_tx = done_tx.clone();
+            async move {
+                let (rx, pump) = body_channel(req.into_body());
+                // The reader reports itself: hyper drops this future when the client goes.
+                let reader = tokio::task::spawn_blocking(move || {
+                    let mut v = Vec::new();
+                    let got = crate::util::io::ChannelReader::new(rx)
+                        .read_to_end(&mut v)
+                        .map(|_| v);
+                    let _ = done_tx.blocking_send(got);
+                });
+                pump.drive(reader).await.unwrap();
+                Ok::<_, std::convert::Infallible>(Response::new(empty()))
+            }
+        });
+        tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(server), svc),
+        );
+        (client, done_rx)
+    }
+
+    #[tokio::test]
+    async fn uploads_are_pumped_whole_and_in_order() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, mut done) = upload_server();
+        client
+            .write_all(b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        let mut sent = Vec::new();
+        // More than two parts' worth, in frames of odd sizes.
+        for i in 0..300u32 {
+            let frame = vec![(i % 251) as u8; 4000 + (i as usize % 7) * 1000];
+            client
+                .write_all(format!("{:x}\r\n", frame.len()).as_bytes())
+                .await
+                .unwrap();
+            client.write_all(&frame).await.unwrap();
+            client.write_all(b"\r\n").await.unwrap();
+            sent.extend_from_slice(&frame);
+        }
+        client.write_all(b"0\r\n\r\n").await.unwrap();
+        let got = done.recv().await.unwrap().unwrap();
+        assert!(sent.len() > 2 * BATCH);
+        assert!(got == sent, "{} bytes read of {}", got.len(), sent.len());
+    }
+
+    #[tokio::test]
+    async fn an_upload_cut_off_is_an_error_for_its_reader() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, mut done) = upload_server();
+        client
+            .write_all(b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        client.write_all(b"5\r\nhello\r\n").await.unwrap();
+        drop(client);
+        let got = done.recv().await.unwrap();
+        assert!(got.is_err(), "a cut-off body read as complete: {got:?}");
     }
 
     #[tokio::test]

@@ -19,7 +19,7 @@ use crate::builder::cache::{PruneOptions, PruneReport};
 use crate::builder::BuilderError;
 use crate::filters::Filters;
 use crate::registry::client::AuthConfig;
-use crate::util::io::ByteReceiver;
+use crate::util::io::BodyReceiver;
 use crate::version::ApiVersion;
 
 /// What the build endpoints need: the builder.
@@ -28,7 +28,7 @@ pub trait BuildBackend: Send + Sync {
     /// Start a build; an error before any output is the request's error.
     async fn build(
         &self,
-        context: ByteReceiver,
+        context: BodyReceiver,
         opts: BuildOptions,
     ) -> Result<mpsc::Receiver<BuildMessage>, BuilderError>;
     /// `POST /build/prune`.
@@ -124,11 +124,18 @@ pub async fn build(ctx: Ctx<dyn BuildBackend>) -> HandlerResult {
     };
     let want_aux = ctx.version >= ApiVersion::new(1, 30);
     let backend = ctx.backend.clone();
-    let body = body_channel(ctx.req.into_body());
-    let mut messages = backend.build(body, opts).await?;
+    let (body, pump) = body_channel(ctx.req.into_body());
+    // The context is read before the first message (the build runs in this task until then).
+    let (mut messages, first) = pump
+        .drive(async {
+            let mut messages = backend.build(body, opts).await?;
+            let first = messages.recv().await;
+            Ok::<_, ApiError>((messages, first))
+        })
+        .await?;
     // Nothing is written before the first message: a build that fails at once is an
     // ordinary error response, as dockerd's (its output is not flushed yet).
-    let first = match messages.recv().await {
+    let first = match first {
         None => return Err(ApiError::internal("the build ended without a word")),
         Some(BuildMessage::Error { code, message }) => {
             return Err(match code {

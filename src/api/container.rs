@@ -30,7 +30,7 @@ use crate::container::manager::WaitCondition;
 use crate::container::stats::StatsOptions;
 use crate::container::ContainerError;
 use crate::filters::Filters;
-use crate::util::io::ByteReceiver;
+use crate::util::io::{BodyReceiver, ByteReceiver};
 use crate::util::time::parse_timestamp;
 use crate::version::ApiVersion;
 
@@ -129,7 +129,7 @@ pub trait ContainerBackend: Send + Sync {
         name: String,
         path: String,
         opts: PutOptions,
-        body: ByteReceiver,
+        body: BodyReceiver,
     ) -> Result<(), ContainerError>;
     /// `POST /commit`: the new image's ID.
     async fn container_commit(
@@ -488,9 +488,8 @@ pub async fn archive_put(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     };
     let container = name(&ctx);
     let backend = ctx.backend.clone();
-    let body = super::body::body_channel(ctx.req.into_body());
-    backend
-        .container_extract(container, path, opts, body)
+    let (body, pump) = super::body::body_channel(ctx.req.into_body());
+    pump.drive(backend.container_extract(container, path, opts, body))
         .await?;
     Ok(Response::new(empty()))
 }

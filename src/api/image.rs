@@ -21,7 +21,7 @@ use crate::image::service::{ImportOptions, InspectData, ListOptions};
 use crate::image::ImageError;
 use crate::registry::client::AuthConfig;
 use crate::registry::RegistryError;
-use crate::util::io::{ByteReceiver, ChannelWriter};
+use crate::util::io::{BodyReceiver, ChannelWriter};
 use crate::util::progress::{JsonMessage, Progress};
 use crate::version::ApiVersion;
 use bollard_stubs::models::{DistributionInspect, ImageSearchResponseItem};
@@ -47,13 +47,13 @@ pub trait ImageBackend: Send + Sync {
     async fn image_prune(&self, filters: Filters) -> Result<ImagePruneResponse, ImageError>;
     async fn image_import(
         &self,
-        body: ByteReceiver,
+        body: BodyReceiver,
         opts: ImportOptions,
         progress: Progress,
     ) -> Result<(), ImageError>;
     async fn image_load(
         &self,
-        body: ByteReceiver,
+        body: BodyReceiver,
         quiet: bool,
         progress: Progress,
     ) -> Result<(), ImageError>;
@@ -245,9 +245,11 @@ pub async fn create(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
                 platform: q.get("platform").map(str::to_string),
             };
             let backend = ctx.backend.clone();
-            let body = body_channel(ctx.req.into_body());
-            progress_response(move |p| async move { backend.image_import(body, opts, p).await })
-                .await
+            let (body, pump) = body_channel(ctx.req.into_body());
+            pump.drive(progress_response(move |p| async move {
+                backend.image_import(body, opts, p).await
+            }))
+            .await
         }
         (Some(src), _) if !src.is_empty() => Err(ApiError::new(
             ErrorKind::NotImplemented,
@@ -278,11 +280,11 @@ pub async fn create(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
 pub async fn load(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
     let quiet = ctx.query.bool_or("quiet", true);
     let backend = ctx.backend.clone();
-    let body = body_channel(ctx.req.into_body());
-    progress_stream(
+    let (body, pump) = body_channel(ctx.req.into_body());
+    pump.drive(progress_stream(
         move |p| async move { backend.image_load(body, quiet, p).await },
         true,
-    )
+    ))
     .await
 }
 

@@ -8,13 +8,13 @@ use super::build::{BuildMessage, BuildOptions, Builder};
 use super::cache::{PruneOptions, PruneReport};
 use super::BuilderError;
 use crate::api::BuildBackend;
-use crate::util::io::ByteReceiver;
+use crate::util::io::BodyReceiver;
 
 #[async_trait::async_trait]
 impl BuildBackend for Arc<Builder> {
     async fn build(
         &self,
-        context: ByteReceiver,
+        context: BodyReceiver,
         opts: BuildOptions,
     ) -> Result<mpsc::Receiver<BuildMessage>, BuilderError> {
         Builder::build(self, context, opts).await

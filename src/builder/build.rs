@@ -30,7 +30,7 @@ use crate::image::ImageService;
 use crate::registry::client::AuthConfig;
 use crate::util::env;
 use crate::util::inroot::clean;
-use crate::util::io::{ByteReceiver, ChannelReader};
+use crate::util::io::{BodyReceiver, ChannelReader};
 use crate::util::progress::{JsonMessage, Progress};
 use crate::util::stdcopy;
 
@@ -345,7 +345,7 @@ impl Builder {
     /// messages the returned channel carries. Dropping the receiver cancels the build.
     pub async fn build(
         self: &Arc<Self>,
-        body: ByteReceiver,
+        body: BodyReceiver,
         opts: BuildOptions,
     ) -> Result<mpsc::Receiver<BuildMessage>, BuilderError> {
         if opts.squash {
@@ -948,11 +948,9 @@ impl Builder {
         let id = self.create(st, probe.clone(), opts, out).await?;
         let result = async {
             if let Some(tar) = files {
-                let (tx, rx) = mpsc::channel(1);
-                let _ = tx.send(Ok(bytes::Bytes::from(tar))).await;
-                drop(tx);
+                let body = crate::util::io::body_of(vec![bytes::Bytes::from(tar)]);
                 self.containers
-                    .archive_put(&id, "/", PutOptions::default(), rx)
+                    .archive_put(&id, "/", PutOptions::default(), body)
                     .await
                     .map_err(err)?;
             }

@@ -38,7 +38,7 @@ use super::ContainerError;
 use crate::errors::{ErrorKind, Kinded};
 use crate::image::apply::{extract_at, ExtractOptions};
 use crate::util::inroot;
-use crate::util::io::{ByteReceiver, ChannelReader, ChannelWriter};
+use crate::util::io::{BodyReceiver, ByteReceiver, ChannelReader, ChannelWriter};
 
 /// moby's `container.PathStat`, the JSON in `X-Docker-Container-Path-Stat`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -809,7 +809,7 @@ impl ContainerManager {
         name: &str,
         path: &str,
         opts: PutOptions,
-        body: ByteReceiver,
+        body: BodyReceiver,
     ) -> Result<(), ContainerError> {
         if path.is_empty() {
             return Err(empty_path());

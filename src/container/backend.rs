@@ -15,7 +15,7 @@ use super::manager::WaitCondition;
 use super::{ContainerError, ContainerManager};
 use crate::api::{ContainerBackend, WaitFuture};
 use crate::filters::Filters;
-use crate::util::io::ByteReceiver;
+use crate::util::io::{BodyReceiver, ByteReceiver};
 
 #[async_trait::async_trait]
 impl ContainerBackend for Arc<ContainerManager> {
@@ -204,7 +204,7 @@ impl ContainerBackend for Arc<ContainerManager> {
         name: String,
         path: String,
         opts: PutOptions,
-        body: ByteReceiver,
+        body: BodyReceiver,
     ) -> Result<(), ContainerError> {
         let m = self.clone();
         detached(async move { m.archive_put(&name, &path, opts, body).await }).await

@@ -17,7 +17,7 @@ use crate::api::ImageBackend;
 use crate::filters::Filters;
 use crate::registry::client::AuthConfig;
 use crate::registry::RegistryError;
-use crate::util::io::{ByteReceiver, ChannelWriter};
+use crate::util::io::{BodyReceiver, ChannelWriter};
 use crate::util::progress::Progress;
 
 /// Run a blocking store operation off the async threads. `what` names it in a join error.
@@ -78,7 +78,7 @@ impl ImageBackend for std::sync::Arc<ImageService> {
 
     async fn image_import(
         &self,
-        body: ByteReceiver,
+        body: BodyReceiver,
         opts: ImportOptions,
         progress: Progress,
     ) -> Result<(), ImageError> {
@@ -87,7 +87,7 @@ impl ImageBackend for std::sync::Arc<ImageService> {
 
     async fn image_load(
         &self,
-        body: ByteReceiver,
+        body: BodyReceiver,
         quiet: bool,
         progress: Progress,
     ) -> Result<(), ImageError> {

@@ -20,7 +20,7 @@ use crate::events::{Event, EventBus};
 use crate::filters::Filters;
 use crate::registry::client::AuthConfig;
 use crate::registry::{RegistryError, RegistryOptions};
-use crate::util::io::{ByteReceiver, ChannelReader};
+use crate::util::io::{BodyReceiver, ChannelReader};
 use crate::util::progress::{JsonMessage, Progress};
 use crate::util::time::{parse_timestamp, rfc3339_nano};
 
@@ -798,7 +798,7 @@ impl ImageService {
     /// the options. Progress (the new ID) goes to `progress`.
     pub async fn import(
         &self,
-        body: ByteReceiver,
+        body: BodyReceiver,
         opts: ImportOptions,
         progress: Progress,
     ) -> Result<String, ImageError> {
@@ -940,7 +940,7 @@ impl ImageService {
     /// `POST /images/load`: register every image of the archive and give it its names.
     pub async fn load(
         &self,
-        body: ByteReceiver,
+        body: BodyReceiver,
         quiet: bool,
         progress: Progress,
     ) -> Result<(), ImageError> {

@@ -6,36 +6,89 @@ use std::io::{self, Read, Write};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-/// A request body as the API layer hands it over: chunks, or the error that ended it.
+/// A stream of bytes as a manager hands it to the API layer (a response body): chunks, or the
+/// error that ended it.
 pub type ByteReceiver = mpsc::Receiver<Result<Bytes, io::Error>>;
 
-/// Blocking reader over a [`ByteReceiver`]. Use it only inside `spawn_blocking`.
+/// A piece of a request body as the API layer hands it to a manager.
+#[derive(Debug)]
+pub enum BodyPart {
+    /// The client's frames, in order, gathered without copying them.
+    Data(Vec<Bytes>),
+    /// The body ended here. A channel that closes without it was cut off (the request was
+    /// cancelled), which a reader reports as an error rather than as the end of the data.
+    End,
+}
+
+/// A request body as the API layer hands it over: parts, or the error that ended it.
+pub type BodyReceiver = mpsc::Receiver<Result<BodyPart, io::Error>>;
+
+/// A request body of `data` (in tests and for bodies already in memory): the parts a client
+/// would send, then the end.
+pub fn body_of(data: Vec<Bytes>) -> BodyReceiver {
+    let (tx, rx) = mpsc::channel(2);
+    // The channel has room for both: the sends cannot fail or wait.
+    let _ = tx.try_send(Ok(BodyPart::Data(data)));
+    let _ = tx.try_send(Ok(BodyPart::End));
+    rx
+}
+
+/// Blocking reader over a [`BodyReceiver`]. Use it only inside `spawn_blocking`.
 pub struct ChannelReader {
-    rx: ByteReceiver,
-    cur: Bytes,
+    rx: BodyReceiver,
+    /// The frames not read yet, the first one partly read, in reverse order (the next is last).
+    frames: Vec<Bytes>,
+    ended: bool,
 }
 
 impl ChannelReader {
-    pub fn new(rx: ByteReceiver) -> Self {
+    pub fn new(rx: BodyReceiver) -> Self {
         ChannelReader {
             rx,
-            cur: Bytes::new(),
+            frames: Vec::new(),
+            ended: false,
         }
+    }
+
+    /// The next unread bytes, waiting for them; `None` at the body's end.
+    fn current(&mut self) -> io::Result<Option<&mut Bytes>> {
+        while self.frames.last().is_none_or(Bytes::is_empty) {
+            if self.frames.pop().is_some() {
+                continue;
+            }
+            if self.ended {
+                return Ok(None);
+            }
+            match self.rx.blocking_recv() {
+                Some(Ok(BodyPart::Data(mut frames))) => {
+                    frames.reverse();
+                    self.frames = frames;
+                }
+                Some(Ok(BodyPart::End)) => self.ended = true,
+                Some(Err(e)) => return Err(e),
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the request body was cut off",
+                    ))
+                }
+            }
+        }
+        Ok(self.frames.last_mut())
     }
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.cur.is_empty() {
-            match self.rx.blocking_recv() {
-                None => return Ok(0),
-                Some(Ok(b)) => self.cur = b,
-                Some(Err(e)) => return Err(e),
-            }
+        if buf.is_empty() {
+            return Ok(0);
         }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
-        let _ = self.cur.split_to(n);
+        let Some(cur) = self.current()? else {
+            return Ok(0);
+        };
+        let n = buf.len().min(cur.len());
+        buf[..n].copy_from_slice(&cur[..n]);
+        let _ = cur.split_to(n);
         Ok(n)
     }
 }
@@ -87,5 +140,50 @@ impl ChannelWriter {
     pub fn fail(mut self, e: io::Error) {
         self.buf.clear();
         let _ = self.tx.blocking_send(Err(e));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reader_reads_parts_in_order_then_ends() {
+        let (tx, rx) = mpsc::channel(4);
+        tx.try_send(Ok(BodyPart::Data(vec![
+            Bytes::from_static(b"ab"),
+            Bytes::new(),
+            Bytes::from_static(b"cde"),
+        ])))
+        .unwrap();
+        tx.try_send(Ok(BodyPart::Data(vec![Bytes::from_static(b"f")])))
+            .unwrap();
+        tx.try_send(Ok(BodyPart::End)).unwrap();
+        drop(tx);
+        let mut r = ChannelReader::new(rx);
+        let mut small = [0u8; 2];
+        assert_eq!(r.read(&mut small).unwrap(), 2);
+        assert_eq!(&small, b"ab");
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, b"cdef");
+        assert_eq!(r.read(&mut small).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_body_cut_off_is_an_error_not_an_end() {
+        let (tx, rx) = mpsc::channel(4);
+        tx.try_send(Ok(BodyPart::Data(vec![Bytes::from_static(b"ab")])))
+            .unwrap();
+        drop(tx);
+        let mut out = Vec::new();
+        let e = ChannelReader::new(rx).read_to_end(&mut out).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(out, b"ab");
+        let mut all = Vec::new();
+        ChannelReader::new(body_of(vec![Bytes::from_static(b"xyz")]))
+            .read_to_end(&mut all)
+            .unwrap();
+        assert_eq!(all, b"xyz");
     }
 }
