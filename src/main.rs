@@ -38,7 +38,7 @@ fn main() -> ExitCode {
     // Before any thread exists: take systemd's sockets and clear its environment, and make new
     // files (the API sockets before their chmod) private to root, as dockerd does.
     let activated = SystemdSockets::from_env();
-    berth::util::mem::limit_arenas();
+    berth::util::mem::tune_allocator();
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let flags = match Flags::try_parse() {
         Ok(f) => f,
