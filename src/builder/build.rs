@@ -1357,10 +1357,10 @@ impl Builder {
             Some(_) => Some(self.image_root(&st.image)?),
             None => None,
         };
+        // Made by the first download only (ADD of a URL).
         let scratch = self
             .work_dir
             .join(format!("dl-{}", crate::util::rand::random_hex(12)));
-        let _ = std::fs::create_dir_all(&scratch);
         let workdir = st.config.working_dir.clone().unwrap_or_default();
         let parent_path = parent_root.as_ref().map(|r| r.path.clone());
         let (checksum, prepared) = {

@@ -11,8 +11,9 @@
 //!   `POST /build/prune` removes. A build replaces its record's files; files no record names
 //!   are deleted.
 //!
-//! Everything is written atomically (a link is; records by rename) and rebuilt from the
-//! directory at start, so a crash leaves at worst an unreferenced file, deleted then.
+//! Everything is written atomically (a link is; records by rename, without fsync: a cache)
+//! and rebuilt from the directory at start, so a crash leaves at worst an unreferenced file
+//! or an unreadable record, deleted then.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
@@ -29,7 +30,7 @@ use sha2::{Digest, Sha256};
 use super::BuilderError;
 use crate::filters::Filters;
 use crate::image::apply::{FileHook, FileKey};
-use crate::util::fs::{atomic_write, ensure_dir};
+use crate::util::fs::{ensure_dir, replace_file};
 use crate::util::time::{parse_timestamp, rfc3339_nano};
 
 /// The most the cache keeps after a build (least recently used records go first).
@@ -239,10 +240,13 @@ impl ContextCache {
                 files: keys,
             },
         };
+        // Renamed into place but not fsynced: after a power loss a record may be empty or
+        // missing, which `open` treats as no record (its files are then deleted): a cache
+        // miss, never a wrong hit. Every build rewrites its record (last use, count).
         let written = serde_json::to_vec(&record)
             .map_err(std::io::Error::other)
             .and_then(|b| {
-                atomic_write(
+                replace_file(
                     &self.root.join("records").join(format!("{id}.json")),
                     &b,
                     0o600,

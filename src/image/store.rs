@@ -733,9 +733,12 @@ impl Store {
                 return Err(ImageError::no_such_image(id));
             }
             let previous = state.refs.insert(r.to_string(), id.to_string());
-            (previous, state.refs.clone())
+            // A tag that already names `id` (a rebuild that hit the cache) leaves the file
+            // as it is; only its time is written.
+            let snapshot = (previous.as_deref() != Some(id)).then(|| state.refs.clone());
+            (previous, snapshot)
         };
-        if let Err(e) = self.save_refs(&snapshot) {
+        if let Err(e) = snapshot.map_or(Ok(()), |s| self.save_refs(&s)) {
             let mut state = self.lock();
             match &previous {
                 Some(p) => state.refs.insert(r.to_string(), p.clone()),
