@@ -449,11 +449,11 @@ impl ContainerManager {
             Err(e)
                 if matches!(e, RuntimeError::Gone(_) | RuntimeError::NotRunning)
                     || (e.exit_code() == 0
-                        && (!c.status().is_running()
-                            || crate::runtime::host::process_ended(rec.state.pid as i32))) =>
+                        && init_ends(|| c.status().is_running(), rec.state.pid as i32).await) =>
             {
                 // The container ended after the check (its supervisor is gone, or libcontainer
-                // failed because the init died under it): dockerd's `errNotRunning` (409).
+                // failed because the init was dying under it, killed by another client's stop
+                // or kill): dockerd's `errNotRunning` (409).
                 tracing::debug!("exec {id}: {e}");
                 self.exec_finished(id, 126);
                 return Err(ContainerError::conflict(format!(
@@ -557,6 +557,26 @@ impl ContainerManager {
 }
 
 /// Go's encoding of a `[]byte` in JSON: standard base64 with padding.
+/// How long an exec that failed waits for a dying init to end before its failure counts as
+/// the runtime's.
+const INIT_END_GRACE: Duration = Duration::from_secs(1);
+
+/// Whether the container's init (`pid`) has ended, or ends within [`INIT_END_GRACE`], or the
+/// container stopped running (`running` turned false): an exec start that failed then raced
+/// with the container's end rather than failing on its own.
+async fn init_ends(running: impl Fn() -> bool, pid: i32) -> bool {
+    let deadline = tokio::time::Instant::now() + INIT_END_GRACE;
+    loop {
+        if !running() || crate::runtime::host::process_ended(pid) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn base64_std(data: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(data)
@@ -568,6 +588,29 @@ pub type ExecTable = HashMap<String, Arc<Exec>>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_failed_exec_waits_for_a_dying_init() {
+        // Stopped or ended: at once.
+        assert!(init_ends(|| false, std::process::id() as i32).await);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        assert!(init_ends(|| true, pid).await);
+        // Ending within the grace: the exec raced with the end.
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.2")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let reaper = std::thread::spawn(move || child.wait());
+        assert!(init_ends(|| true, pid).await);
+        reaper.join().unwrap().unwrap();
+        // Alive past the grace: the failure is the runtime's.
+        let start = std::time::Instant::now();
+        assert!(!init_ends(|| true, std::process::id() as i32).await);
+        assert!(start.elapsed() >= INIT_END_GRACE);
+    }
 
     #[test]
     fn command_text_for_events() {

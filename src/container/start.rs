@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::manager::{lock, Container, ContainerManager};
 use super::mounts::MountPoint;
@@ -14,6 +14,9 @@ use crate::errors::ErrorKind;
 use crate::runtime::{host, spec, LaunchOptions, ProcessIo, RuntimeError};
 use crate::util::fs::ensure_dir;
 use crate::util::time::rfc3339_nano;
+
+/// How long a start waits for the cleanup of the container's previous run.
+const EXIT_CLEANUP_WAIT: Duration = Duration::from_secs(10);
 
 impl ContainerManager {
     /// The ids a container's root maps to: the daemon's `--userns-remap` unless the container
@@ -80,6 +83,17 @@ impl ContainerManager {
     }
 
     async fn start_run(self: &Arc<Self>, c: &Arc<Container>) -> Result<(), ContainerError> {
+        // The previous run's exit may be recorded but its run not yet cleaned up (rootfs,
+        // state directory): `on_exit` says it is done last, through the snapshot, and does not
+        // take the container's lock. A start that came in between (another client's, after a
+        // kill) waits for it rather than have its new run torn down by that cleanup.
+        let mut snap = c.snapshot.subscribe();
+        if tokio::time::timeout(EXIT_CLEANUP_WAIT, snap.wait_for(|s| !s.running))
+            .await
+            .is_err()
+        {
+            tracing::warn!("start {}: the previous run's cleanup is still going", c.id);
+        }
         let mut record = c.record();
         let id = record.id.clone();
         // A supervisor left from a start berthd never recorded (it was killed meanwhile) would
