@@ -121,10 +121,13 @@ impl Reference {
     /// `busybox`, `localhost:5000/x`: the short form the CLI shows.
     pub fn familiar_repository(&self) -> String {
         if self.domain == DEFAULT_DOMAIN {
-            self.path
-                .strip_prefix(OFFICIAL_PREFIX)
-                .unwrap_or(&self.path)
-                .to_string()
+            // distribution/reference's `familiarizeName`: `library/` goes only before a
+            // single component (`docker.io/library/a/b` is `library/a/b`, as `a/b` would
+            // name `docker.io/a/b`). Found by the `reference` fuzz target.
+            match self.path.strip_prefix(OFFICIAL_PREFIX) {
+                Some(rest) if !rest.contains('/') => rest.to_string(),
+                _ => self.path.clone(),
+            }
         } else {
             self.repository()
         }
@@ -296,6 +299,17 @@ pub fn familiar_repository(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn familiar_form_keeps_library_before_a_nested_path() {
+        let r = Reference::parse("docker.io/library/a/b").unwrap();
+        assert_eq!(r.familiar_repository(), "library/a/b");
+        assert_eq!(Reference::parse(&r.familiar()).unwrap(), r);
+        assert_eq!(
+            Reference::parse("library/busybox").unwrap().familiar_repository(),
+            "busybox"
+        );
+    }
 
     #[test]
     fn familiar_repository_drops_tag_and_default_domain() {
