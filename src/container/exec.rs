@@ -159,13 +159,16 @@ impl ContainerManager {
         })
     }
 
-    /// The IDs of a container's exec instances (`ExecIDs` in inspect).
+    /// The IDs of a container's exec instances that have not ended (`ExecIDs` in inspect):
+    /// dockerd drops an exec from its container's list when it exits, and keeps it only for
+    /// `GET /exec/{id}/json` (as berth does, see `collect_execs`).
     pub fn exec_ids(&self, container_id: &str) -> Vec<String> {
         let mut ids: Vec<String> = lock(&self.execs)
             .values()
-            .map(|e| e.snapshot())
-            .filter(|r| r.container_id == container_id)
-            .map(|r| r.id)
+            .filter_map(|e| {
+                let r = lock(&e.record);
+                (r.container_id == container_id && r.exit_code.is_none()).then(|| r.id.clone())
+            })
             .collect();
         ids.sort();
         ids
