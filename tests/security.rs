@@ -686,6 +686,27 @@ fn userns_remap_runs_root_as_an_unprivileged_host_uid() {
     let merged = find_under(&data, "/merged/bin", "busybox");
     assert_eq!(merged.len(), 1, "{merged:?}");
     assert_eq!(file_uid(&merged[0]), uid);
+    // docker export gives the container's ids, running (that remapped view) or not.
+    for (name, file) in [("remapped", "bin/busybox"), ("writer", "etc/remapped-file")] {
+        let o = b.docker_out(&["export", name]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let mut owners = std::collections::HashMap::new();
+        for e in tar::Archive::new(&o.stdout[..]).entries().unwrap() {
+            let e = e.unwrap();
+            let h = e.header();
+            owners.insert(
+                e.path().unwrap().display().to_string(),
+                (h.uid().unwrap(), h.gid().unwrap()),
+            );
+        }
+        for p in [file, "etc", "bin/sh"] {
+            assert_eq!(owners.get(p), Some(&(0, 0)), "{name}: {p}: {owners:?}");
+        }
+        assert!(
+            owners.values().all(|(u, _)| *u < 65536),
+            "{name}: {owners:?}"
+        );
+    }
 
     // Root in the container is nobody special on the host: a root-only host file bound in
     // cannot be read, and what it writes to a bound host directory is owned by the remapped uid.

@@ -327,13 +327,19 @@ impl ContainerManager {
         let (tx, rx) = mpsc::channel(16);
         let root = self.rootfs(&r.id);
         let event = this.event_for(&r, "export");
+        let userns = self.userns_of(&r);
         tokio::task::spawn_blocking(move || {
             let mut out = ChannelWriter::new(tx);
             let result = (|| -> std::io::Result<()> {
+                // A remapped rootfs mounted for its run shows the host's ids (its root
+                // directory is the remapped root's): the archive gets the container's, as a
+                // stopped container's does and as dockerd's export does.
+                use std::os::unix::fs::MetadataExt;
+                let shift = userns
+                    .filter(|m| std::fs::symlink_metadata(&root).is_ok_and(|md| md.uid() == m.uid));
                 let mut b = tar::Builder::new(&mut out);
                 b.follow_symlinks(false);
-                b.mode(tar::HeaderMode::Complete);
-                append_tree(&mut b, &root, Path::new(""))?;
+                append_tree(&mut b, &root, Path::new(""), shift.as_ref())?;
                 b.finish()?;
                 drop(b);
                 std::io::Write::flush(&mut out)
@@ -358,11 +364,13 @@ fn this_lowers(m: &ContainerManager, chain: &str) -> Option<Vec<String>> {
         .map(|v| v.iter().map(|p| p.display().to_string()).collect())
 }
 
-/// Append `dir` (relative name `rel`) and everything below it, without following links.
+/// Append `dir` (relative name `rel`) and everything below it, without following links, with
+/// the files' own ids, or the container's ids of a remapped rootfs's host ids (`shift`).
 fn append_tree<W: std::io::Write>(
     b: &mut tar::Builder<W>,
     root: &Path,
     rel: &Path,
+    shift: Option<&crate::runtime::IdMap>,
 ) -> std::io::Result<()> {
     let full = root.join(rel);
     let mut entries: Vec<_> = std::fs::read_dir(&full)?.flatten().collect();
@@ -371,12 +379,45 @@ fn append_tree<W: std::io::Write>(
         let name = rel.join(e.file_name());
         let path = e.path();
         let md = path.symlink_metadata()?;
-        b.append_path_with_name(&path, &name)?;
-        if md.is_dir() {
-            append_tree(b, root, &name)?;
+        let mut h = tar::Header::new_gnu();
+        h.set_metadata_in_mode(&md, tar::HeaderMode::Complete);
+        if let Some(m) = shift {
+            if let (Ok(uid), Ok(gid)) = (h.uid(), h.gid()) {
+                h.set_uid(container_id(uid, m.uid, m.uid_size));
+                h.set_gid(container_id(gid, m.gid, m.gid_size));
+            }
+        }
+        let ft = md.file_type();
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        if ft.is_symlink() {
+            b.append_link(&mut h, &name, std::fs::read_link(&path)?)?;
+        } else if ft.is_file() {
+            b.append_data(&mut h, &name, std::fs::File::open(&path)?)?;
+        } else if ft.is_socket() {
+            // Not archived, as moby's archive skips them.
+            continue;
+        } else {
+            if ft.is_char_device() || ft.is_block_device() {
+                h.set_device_major(nix::sys::stat::major(md.rdev()) as u32)?;
+                h.set_device_minor(nix::sys::stat::minor(md.rdev()) as u32)?;
+            }
+            // Directories, devices and fifos: the header alone.
+            b.append_data(&mut h, &name, std::io::empty())?;
+        }
+        if ft.is_dir() {
+            append_tree(b, root, &name, shift)?;
         }
     }
     Ok(())
+}
+
+/// The container's id of host id `id` under a mapping of `size` ids from `base` (an id outside
+/// the mapping stays as it is).
+fn container_id(id: u64, base: u32, size: u32) -> u64 {
+    match id.checked_sub(u64::from(base)) {
+        Some(d) if d < u64::from(size) => d,
+        _ => id,
+    }
 }
 
 /// The writable layer's entries (without the runtime's placeholders): whiteouts are
