@@ -613,18 +613,19 @@ fn verify_image(d: &Daemon, id: &str, ctx: &str) {
     }
 }
 
-/// One client's loop: a random mix of lifecycle, volume, network, load, build and commit
-/// operations on its own names. Failures are expected (berthd is killed under it).
-fn client(
-    k: usize,
-    host: String,
-    dir: PathBuf,
-    files: PathBuf,
+/// What the crash loop's clients share with it: the gate a kill holds for writing, the flag
+/// that stops them, and the count of operations done.
+#[derive(Clone)]
+struct Shared {
     gate: Arc<RwLock<()>>,
     stop: Arc<AtomicBool>,
     done: Arc<AtomicUsize>,
-    networking: bool,
-) {
+}
+
+/// One client's loop: a random mix of lifecycle, volume, network, load, build and commit
+/// operations on its own names. Failures are expected (berthd is killed under it).
+fn client(k: usize, host: String, dir: PathBuf, files: PathBuf, shared: Shared, networking: bool) {
+    let Shared { gate, stop, done } = shared;
     let mut rng = Rng::new(k as u64 + 1);
     let mut mine: Vec<String> = Vec::new();
     let mut vols: Vec<String> = Vec::new();
@@ -788,8 +789,12 @@ fn crash_consistency_under_load() {
     let workers: Vec<_> = (0..clients)
         .map(|k| {
             let (host, dir, files) = (host.clone(), d.b.dir.path().to_path_buf(), files.clone());
-            let (gate, stop, done) = (gate.clone(), stop.clone(), done.clone());
-            std::thread::spawn(move || client(k, host, dir, files, gate, stop, done, networking))
+            let shared = Shared {
+                gate: gate.clone(),
+                stop: stop.clone(),
+                done: done.clone(),
+            };
+            std::thread::spawn(move || client(k, host, dir, files, shared, networking))
         })
         .collect();
     // A failing check stops the clients before the daemon's clean-up runs.
