@@ -72,11 +72,6 @@ impl Reference {
         if name.is_empty() {
             return Err(invalid());
         }
-        if name.len() > NAME_TOTAL_MAX {
-            return Err(ImageError::invalid(format!(
-                "invalid reference format: repository name must not be more than {NAME_TOTAL_MAX} characters"
-            )));
-        }
         let (mut domain, mut path) = match name.split_once('/') {
             Some((first, remainder))
                 if first.contains('.')
@@ -104,6 +99,14 @@ impl Reference {
             if !valid_path_component(component) {
                 return Err(invalid());
             }
+        }
+        // distribution/reference checks the length of the normalised name
+        // (`docker.io/library/busybox`), not of the name as written: a name that fits only
+        // without its domain is refused (found by the `reference` fuzz target).
+        if domain.len() + 1 + path.len() > NAME_TOTAL_MAX {
+            return Err(ImageError::invalid(format!(
+                "invalid reference format: repository name must not be more than {NAME_TOTAL_MAX} characters"
+            )));
         }
         Ok(Reference {
             domain,
@@ -301,12 +304,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_length_bound_is_on_the_normalised_name() {
+        // 245 characters: with `docker.io/` 255, with `docker.io/library/` more.
+        let two = format!("a/{}", "b".repeat(243));
+        assert!(Reference::parse(&two).is_ok());
+        assert!(Reference::parse(&format!("a{two}")).is_err());
+        let one = "c".repeat(237);
+        assert!(Reference::parse(&one).is_ok());
+        let e = Reference::parse(&format!("c{one}")).unwrap_err();
+        assert!(e.to_string().contains("must not be more than 255"), "{e}");
+    }
+
+    #[test]
     fn familiar_form_keeps_library_before_a_nested_path() {
         let r = Reference::parse("docker.io/library/a/b").unwrap();
         assert_eq!(r.familiar_repository(), "library/a/b");
         assert_eq!(Reference::parse(&r.familiar()).unwrap(), r);
         assert_eq!(
-            Reference::parse("library/busybox").unwrap().familiar_repository(),
+            Reference::parse("library/busybox")
+                .unwrap()
+                .familiar_repository(),
             "busybox"
         );
     }
