@@ -707,6 +707,27 @@ fn userns_remap_runs_root_as_an_unprivileged_host_uid() {
             "{name}: {owners:?}"
         );
     }
+    // docker cp -a into the running remapped container keeps the archive's ids (the host
+    // sees them shifted); without -a the entries are container root's.
+    let src = b.dir.path().join("owned");
+    std::fs::write(&src, "o").unwrap();
+    std::os::unix::fs::chown(&src, Some(1000), Some(1001)).unwrap();
+    let src = src.to_str().unwrap();
+    ok(b.docker_out(&["cp", "-a", src, "remapped:/tmp/owned-a"]));
+    ok(b.docker_out(&["cp", src, "remapped:/tmp/owned-plain"]));
+    let out = ok(b.docker_out(&[
+        "exec",
+        "remapped",
+        "stat",
+        "-c",
+        "%u:%g",
+        "/tmp/owned-a",
+        "/tmp/owned-plain",
+    ]));
+    assert_eq!(out, "1000:1001\n0:0\n");
+    let on_host = find_under(&data, "/merged/tmp", "owned-a");
+    assert_eq!(on_host.len(), 1, "{on_host:?}");
+    assert_eq!(file_uid(&on_host[0]), uid + 1000);
 
     // Root in the container is nobody special on the host: a root-only host file bound in
     // cannot be read, and what it writes to a bound host directory is owned by the remapped uid.

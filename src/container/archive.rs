@@ -36,7 +36,7 @@ use super::manager::ContainerManager;
 use super::record::Record;
 use super::ContainerError;
 use crate::errors::{ErrorKind, Kinded};
-use crate::image::apply::{extract_at, ExtractOptions};
+use crate::image::apply::{extract_at, ExtractOptions, IdShift};
 use crate::util::inroot;
 use crate::util::io::{BodyReceiver, ByteReceiver, ChannelReader, ChannelWriter};
 
@@ -511,17 +511,21 @@ pub(crate) fn extract(
     input: impl Read,
     opts: PutOptions,
 ) -> Result<(), ContainerError> {
-    extract_owned(root, path, container, input, opts, (0, 0))
+    let eopts = ExtractOptions {
+        owner: (!opts.copy_uid_gid).then_some((0, 0)),
+        shift: None,
+        no_overwrite_dir_non_dir: opts.no_overwrite_dir_non_dir,
+    };
+    extract_with(root, path, container, input, eopts)
 }
 
-/// [`extract`], entries owned by `owner` unless `opts.copy_uid_gid`.
-fn extract_owned(
+/// [`extract`] with the extractor's options (who owns the entries).
+fn extract_with(
     root: &OwnedFd,
     path: &str,
     container: &str,
     input: impl Read,
-    opts: PutOptions,
-    owner: (u32, u32),
+    eopts: ExtractOptions,
 ) -> Result<(), ContainerError> {
     let cleaned = inroot::clean(&format!("/{path}"));
     let dir = match inroot::resolve(
@@ -536,10 +540,6 @@ fn extract_owned(
             ))
         }
         Err(e) => return Err(errno_error(e, path, container)),
-    };
-    let eopts = ExtractOptions {
-        owner: if opts.copy_uid_gid { None } else { Some(owner) },
-        no_overwrite_dir_non_dir: opts.no_overwrite_dir_non_dir,
     };
     extract_at(input, dir, eopts).map_err(|e| {
         // The extractor speaks of layers; here it is the client's archive.
@@ -826,15 +826,22 @@ impl ContainerManager {
                         extract(&root, &path, &name, input, opts)
                     }
                     // A remapped rootfs takes writes only from ids the remapping knows: extract
-                    // as the remapped root, every entry owned by it (`-a` keeps no ids here).
+                    // as the remapped root, every entry owned by it, or with `-a` by the
+                    // archive's ids as the mapping's host ids.
                     Source::Proc(pid, merged, Some(map)) => {
                         let root = open_proc_root(pid, &merged)?;
-                        let opts = PutOptions {
-                            copy_uid_gid: false,
-                            ..opts
+                        let eopts = ExtractOptions {
+                            owner: (!opts.copy_uid_gid).then_some((map.uid, map.gid)),
+                            shift: opts.copy_uid_gid.then_some(IdShift {
+                                uid: map.uid,
+                                uid_size: map.uid_size,
+                                gid: map.gid,
+                                gid_size: map.gid_size,
+                            }),
+                            no_overwrite_dir_non_dir: opts.no_overwrite_dir_non_dir,
                         };
                         crate::runtime::idmap::with_fs_ids(map.uid, map.gid, || {
-                            extract_owned(&root, &path, &name, input, opts, (map.uid, map.gid))
+                            extract_with(&root, &path, &name, input, eopts)
                         })
                         .map_err(|e| ContainerError::io("extract as the remapped root", e))?
                     }

@@ -171,8 +171,36 @@ pub fn apply_layer<R: Read>(reader: R, root: &Path) -> Result<ApplyStats, ApplyE
 pub struct ExtractOptions {
     /// Owner of every entry (uid, gid) instead of the archive's (`copyUIDGID` unset).
     pub owner: Option<(u32, u32)>,
+    /// The archive's ids as the host ids of a remapped container (`copyUIDGID` into a rootfs
+    /// seen through its idmapped mount): container id `n` is written as `base + n`.
+    pub shift: Option<IdShift>,
     /// Refuse to replace a directory with a non-directory and the reverse.
     pub no_overwrite_dir_non_dir: bool,
+}
+
+/// Container ids `0..size` stored as host ids `base..base + size` (`--userns-remap`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdShift {
+    pub uid: u32,
+    pub uid_size: u32,
+    pub gid: u32,
+    pub gid_size: u32,
+}
+
+impl IdShift {
+    /// The host ids of container ids `uid`, `gid`; an id outside the mapping is moby's
+    /// `idtools` error.
+    fn to_host(self, uid: u32, gid: u32) -> Result<(u32, u32), String> {
+        let one = |id: u32, base: u32, size: u32| {
+            (id < size)
+                .then(|| base + id)
+                .ok_or_else(|| format!("Container ID {id} cannot be mapped to a host ID"))
+        };
+        Ok((
+            one(uid, self.uid, self.uid_size)?,
+            one(gid, self.gid, self.gid_size)?,
+        ))
+    }
 }
 
 /// Extract a (possibly compressed) tar into the open directory `root` for `docker cp`: the
@@ -625,6 +653,12 @@ impl Applier<'_> {
         let comps = clean_name(&raw).map_err(|r| invalid(&name, r))?;
         let mut meta = read_meta(entry, &name)?;
         if let Some((uid, gid)) = self.cp.and_then(|o| o.owner) {
+            meta.uid = Uid::from_raw(uid);
+            meta.gid = Gid::from_raw(gid);
+        } else if let Some(shift) = self.cp.and_then(|o| o.shift) {
+            let (uid, gid) = shift
+                .to_host(meta.uid.as_raw(), meta.gid.as_raw())
+                .map_err(|r| invalid(&name, r))?;
             meta.uid = Uid::from_raw(uid);
             meta.gid = Gid::from_raw(gid);
         }
@@ -1222,6 +1256,23 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shifted_ids_stay_in_the_mapping() {
+        let s = IdShift {
+            uid: 100_000,
+            uid_size: 65536,
+            gid: 200_000,
+            gid_size: 1000,
+        };
+        assert_eq!(s.to_host(0, 0), Ok((100_000, 200_000)));
+        assert_eq!(s.to_host(1000, 999), Ok((101_000, 200_999)));
+        assert_eq!(
+            s.to_host(1000, 1000),
+            Err("Container ID 1000 cannot be mapped to a host ID".to_string())
+        );
+        assert!(s.to_host(65536, 0).is_err());
+    }
     use std::collections::BTreeMap;
     use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
     use tar::{Builder, Header};
