@@ -699,6 +699,7 @@ impl Builder {
                     new_env = env::replace_or_append(new_env, &[format!("{k}={v}")]);
                     parts.push(format!("{k}={v}"));
                 }
+                check_config_size(new_env.iter().map(String::len), st.config.labels.as_ref())?;
                 st.config.env = Some(new_env);
                 self.commit_nop(st, &format!("ENV {}", parts.join(" ")), opts, out)
                     .await
@@ -712,6 +713,8 @@ impl Builder {
                     parts.push(format!("{k}={v}"));
                     labels.insert(k, v);
                 }
+                let env_sizes = st.config.env.iter().flatten().map(String::len);
+                check_config_size(env_sizes, Some(&labels))?;
                 st.config.labels = Some(labels);
                 self.commit_nop(st, &format!("LABEL {}", parts.join(" ")), opts, out)
                     .await
@@ -1509,6 +1512,25 @@ fn platform_ok(p: &str) -> bool {
     os == "linux" && arch.is_none_or(|a| a == crate::version::go_arch())
 }
 
+/// The most a build stage's environment and labels may hold together (bytes). Each value is
+/// bounded by the shell lexer's longest word, but every ENV or LABEL line can add one: a
+/// Dockerfile of short lines repeating a long value would grow the image config (and berthd's
+/// memory) without end. dockerd has no bound.
+const MAX_CONFIG_VALUES: usize = 16 << 20;
+
+fn check_config_size(
+    env: impl Iterator<Item = usize>,
+    labels: Option<&std::collections::HashMap<String, String>>,
+) -> Result<(), StepError> {
+    let labels = labels.map_or(0, |l| l.iter().map(|(k, v)| k.len() + v.len()).sum());
+    if env.sum::<usize>() + labels > MAX_CONFIG_VALUES {
+        return Err(err(format!(
+            "the stage's environment and labels are larger than {MAX_CONFIG_VALUES} bytes"
+        )));
+    }
+    Ok(())
+}
+
 fn arg_text(a: &ArgDecl) -> String {
     match &a.default {
         Some(d) => format!("{}={d}", a.name),
@@ -1594,6 +1616,21 @@ fn dest_kind(root: &Path, path: &str) -> DestKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stage_config_values_are_bounded() {
+        let mut labels = std::collections::HashMap::new();
+        labels.insert("l".to_string(), "v".repeat(1 << 20));
+        let env = vec![1 << 20; 14];
+        assert!(check_config_size(env.iter().copied(), Some(&labels)).is_ok());
+        let env = vec![1 << 20; 16];
+        let e = check_config_size(env.iter().copied(), Some(&labels)).unwrap_err();
+        assert!(
+            e.message.contains("larger than 16777216 bytes"),
+            "{}",
+            e.message
+        );
+    }
 
     #[test]
     fn history_formats() {

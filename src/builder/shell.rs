@@ -99,6 +99,27 @@ fn lex_err(message: impl Into<String>) -> LexError {
 /// What Go prints for `string(rune)` of the scanner's EOF (-1): the replacement character.
 const EOF_TEXT: char = '\u{FFFD}';
 
+/// The longest result of a `${NAME//pattern/replacement}` (bytes). The replacement is itself
+/// expanded and lands at every match, so nesting multiplies the length at each level: a
+/// 300-byte word reached gigabytes (found by the `shell` fuzz target). BuildKit has no bound.
+const MAX_REPLACEMENT_RESULT: usize = 1 << 20;
+
+/// The longest expanded word (bytes). `ENV A=$A$A` doubles a value at each line, and a word
+/// of many `$A` repeats it: a Dockerfile of a few hundred bytes reached gigabytes (found by
+/// the `dockerfile` fuzz target). BuildKit has no bound.
+const MAX_WORD: usize = 1 << 20;
+
+/// `piece` appended to `result`, unless the word grows past [`MAX_WORD`].
+fn grow(result: &mut String, piece: &str) -> Result<(), LexError> {
+    if result.len() + piece.len() > MAX_WORD {
+        return Err(lex_err(format!(
+            "the expanded word is longer than {MAX_WORD} bytes"
+        )));
+    }
+    result.push_str(piece);
+    Ok(())
+}
+
 /// A character reader with one character of look-ahead, like Go's `text/scanner` as lex.go
 /// uses it (`Peek`/`Next` only; a leading byte order mark is skipped as that scanner does).
 struct Scanner {
@@ -218,7 +239,7 @@ impl ShellWord<'_> {
                 '$' => {
                     // An expanded value is split like unquoted text.
                     let value = self.process_dollar()?;
-                    result.push_str(&value);
+                    grow(&mut result, &value)?;
                     words.add_string(&value);
                     continue;
                 }
@@ -229,7 +250,7 @@ impl ShellWord<'_> {
                         '\'' => self.process_single_quote()?,
                         _ => self.process_double_quote()?,
                     };
-                    result.push_str(&text);
+                    grow(&mut result, &text)?;
                     words.add_raw_string(&text);
                     continue;
                 }
@@ -298,7 +319,7 @@ impl ShellWord<'_> {
                 }
                 Some('$') => {
                     let value = self.process_dollar()?;
-                    result.push_str(&value);
+                    grow(&mut result, &value)?;
                 }
                 Some(mut ch) => {
                     self.scanner.next();
@@ -438,11 +459,17 @@ impl ShellWord<'_> {
         let pattern_tokens = parse_pattern(&pattern).map_err(|e| invalid_pattern(&pattern, &e))?;
         let value: Vec<char> = value.chars().collect();
         let mut matcher = Matcher::new(&pattern_tokens, &value, true);
-        Ok(if replace_all {
-            matcher.replace_all(&replacement)
+        let result = if replace_all {
+            matcher.replace_all(&replacement, MAX_REPLACEMENT_RESULT)
         } else {
-            matcher.replace_first(&replacement)
-        })
+            Some(matcher.replace_first(&replacement))
+        };
+        match result {
+            Some(r) if r.len() <= MAX_REPLACEMENT_RESULT => Ok(r),
+            _ => Err(lex_err(format!(
+                "{name}: the replacement's result is longer than {MAX_REPLACEMENT_RESULT} bytes"
+            ))),
+        }
     }
 
     /// The word up to the closing `}` of a `${…}`, with BuildKit's error when it's missing.
@@ -655,8 +682,9 @@ impl<'a> Matcher<'a> {
 
     /// Go's `Regexp.ReplaceAllString`: every non-overlapping match replaced by `template`
     /// expanded (`$0` is the match, `$$` a `$`), an empty match right after another match
-    /// ignored, and the search always advancing by at least one character.
-    fn replace_all(&mut self, template: &str) -> String {
+    /// ignored, and the search always advancing by at least one character. `None` once the
+    /// result is longer than `max` bytes.
+    fn replace_all(&mut self, template: &str, max: usize) -> Option<String> {
         let text = self.text;
         let mut out = String::new();
         let mut last_match_end = 0;
@@ -669,6 +697,9 @@ impl<'a> Matcher<'a> {
             if end > last_match_end || start == 0 {
                 expand_template(&mut out, template, &text[start..end]);
             }
+            if out.len() > max {
+                return None;
+            }
             last_match_end = end;
             let width = usize::from(search_pos < text.len());
             if search_pos + width > end {
@@ -680,7 +711,7 @@ impl<'a> Matcher<'a> {
             }
         }
         out.extend(&text[last_match_end.min(text.len())..]);
-        out
+        Some(out)
     }
 }
 
@@ -1441,6 +1472,40 @@ hello'$there' | hello$there
             "failed to process \"\\\"a\\\\\\tb\": unexpected end of statement while looking for matching double-quote"
         );
         assert_eq!(go_quote("a\u{a0}b\u{1}"), "\"a\\u00a0b\\x01\"");
+    }
+
+    #[test]
+    fn nested_replacements_are_bounded() {
+        let lex = ShellLex::new('\\');
+        let envs = envs_from_slice(&["B=b e t a"]);
+        let env = |k: &str| envs.get(k).cloned();
+        // An empty pattern matches at each of the 8 positions: every level multiplies by 8.
+        let mut word = "x".to_string();
+        for _ in 0..3 {
+            word = format!("${{B///{word}}}");
+        }
+        assert_eq!(
+            lex.process_word(&word, &env).map(|w| w.len()),
+            Ok(7 + 8 * (7 + 8 * 15))
+        );
+        for _ in 0..6 {
+            word = format!("${{B///{word}}}");
+        }
+        let start = std::time::Instant::now();
+        let e = lex.process_word(&word, &env).unwrap_err();
+        assert!(e.to_string().contains("longer than 1048576 bytes"), "{e}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        // A word repeating a long value, bare or quoted.
+        let big = "v".repeat(300_000);
+        let env = |k: &str| (k == "V").then(|| big.clone());
+        assert_eq!(
+            lex.process_word("$V$V$V", &env).map(|w| w.len()),
+            Ok(900_000)
+        );
+        for word in ["$V$V$V$V", "\"$V$V$V$V\"", "a${V}b${V}c${V}d${V}"] {
+            let e = lex.process_word(word, &env).unwrap_err();
+            assert!(e.to_string().contains("longer than 1048576 bytes"), "{e}");
+        }
     }
 
     #[test]
