@@ -193,7 +193,8 @@ impl IdShift {
     fn to_host(self, uid: u32, gid: u32) -> Result<(u32, u32), String> {
         let one = |id: u32, base: u32, size: u32| {
             (id < size)
-                .then(|| base + id)
+                .then(|| base.checked_add(id))
+                .flatten()
                 .ok_or_else(|| format!("Container ID {id} cannot be mapped to a host ID"))
         };
         Ok((
