@@ -1621,9 +1621,9 @@ mod tests {
     fn stage_config_values_are_bounded() {
         let mut labels = std::collections::HashMap::new();
         labels.insert("l".to_string(), "v".repeat(1 << 20));
-        let env = vec![1 << 20; 14];
+        let env = [1 << 20; 14];
         assert!(check_config_size(env.iter().copied(), Some(&labels)).is_ok());
-        let env = vec![1 << 20; 16];
+        let env = [1 << 20; 16];
         let e = check_config_size(env.iter().copied(), Some(&labels)).unwrap_err();
         assert!(
             e.message.contains("larger than 16777216 bytes"),
