@@ -217,6 +217,16 @@ impl Store {
         }
         remove_temp_files(&self.image_root()).map_err(io("clean image root"))?;
         remove_temp_files(&self.imagedb()).map_err(io("clean imagedb"))?;
+        // And each image's metadata directory (`lastUpdated`, `parent`, `builtLocally`): a
+        // kill during their atomic write leaves its temporary file (found by the crash loop).
+        let metadata = self.image_root().join("imagedb/metadata/sha256");
+        if let Ok(dirs) = fs::read_dir(&metadata) {
+            for d in dirs.flatten() {
+                if d.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove_temp_files(&d.path()).map_err(io("clean image metadata"))?;
+                }
+            }
+        }
         let mut state = State::default();
         for e in fs::read_dir(self.layerdb()).map_err(io("read layerdb"))? {
             let e = e.map_err(io("read layerdb entry"))?;
@@ -835,4 +845,28 @@ enum ReadLayer {
     Missing,
     /// Anything else: maybe passing; not a reason to delete.
     Failed(ImageError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_temporary_metadata_file_left_by_a_kill_goes_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let store = Store::open(dir.path()).unwrap();
+        let meta = store
+            .image_root()
+            .join("imagedb/metadata/sha256")
+            .join("ab".repeat(32));
+        fs::create_dir_all(&meta).unwrap();
+        let tmp = meta.join(format!("{}parent-1-2", crate::util::fs::TEMP_PREFIX));
+        fs::write(&tmp, "sha256:").unwrap();
+        fs::write(meta.join("parent"), "sha256:x").unwrap();
+        drop(store);
+        drop(Store::open(dir.path()).unwrap());
+        assert!(!tmp.exists());
+        assert!(meta.join("parent").exists());
+    }
 }
