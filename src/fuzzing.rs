@@ -358,7 +358,7 @@ pub fn apply_tar(data: &[u8]) {
         let dir = fs::File::open(&root).unwrap();
         let opts = ExtractOptions {
             owner: (mode & 2 != 0).then_some((1000, 1000)),
-            shift: (mode & 8 != 0).then_some(apply::IdShift {
+            shift: (mode & 8 != 0).then_some(crate::util::ids::IdMap {
                 uid: 100_000,
                 uid_size: 65536,
                 gid: 100_000,

@@ -353,8 +353,9 @@ mod tests {
     }
 
     /// A server on one end of a socket pair whose handler reads the whole upload through
-    /// `body_channel`, `Pump::drive` and a blocking `ChannelReader`, and reports what it read.
-    fn upload_server() -> (
+    /// `body_channel`, `Pump::drive` and a blocking `ChannelReader`, and reports what it read;
+    /// the other end, with a chunked request's head sent.
+    async fn upload_server() -> (
         tokio::net::UnixStream,
         mpsc::Receiver<std::io::Result<Vec<u8>>>,
     ) {
@@ -381,17 +382,20 @@ mod tests {
             hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(server), svc),
         );
+        let mut client = client;
+        tokio::io::AsyncWriteExt::write_all(
+            &mut client,
+            b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+        )
+        .await
+        .unwrap();
         (client, done_rx)
     }
 
     #[tokio::test]
     async fn uploads_are_pumped_whole_and_in_order() {
         use tokio::io::AsyncWriteExt;
-        let (mut client, mut done) = upload_server();
-        client
-            .write_all(b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
-            .await
-            .unwrap();
+        let (mut client, mut done) = upload_server().await;
         let mut sent = Vec::new();
         // More than two parts' worth, in frames of odd sizes.
         for i in 0..300u32 {
@@ -413,11 +417,7 @@ mod tests {
     #[tokio::test]
     async fn an_upload_cut_off_is_an_error_for_its_reader() {
         use tokio::io::AsyncWriteExt;
-        let (mut client, mut done) = upload_server();
-        client
-            .write_all(b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
-            .await
-            .unwrap();
+        let (mut client, mut done) = upload_server().await;
         client.write_all(b"5\r\nhello\r\n").await.unwrap();
         drop(client);
         let got = done.recv().await.unwrap();

@@ -36,7 +36,7 @@ use super::manager::ContainerManager;
 use super::record::Record;
 use super::ContainerError;
 use crate::errors::{ErrorKind, Kinded};
-use crate::image::apply::{extract_at, ExtractOptions, IdShift};
+use crate::image::apply::{extract_at, ExtractOptions};
 use crate::util::inroot;
 use crate::util::io::{BodyReceiver, ByteReceiver, ChannelReader, ChannelWriter};
 
@@ -337,12 +337,8 @@ fn header_for(st: &FileStat) -> tar::Header {
     h.set_mode(st.st_mode & 0o7777);
     let (mut uid, mut gid) = (st.st_uid, st.st_gid);
     if let Some(m) = ID_SHIFT.with(|s| s.get()) {
-        if uid >= m.uid && uid - m.uid < m.uid_size {
-            uid -= m.uid;
-        }
-        if gid >= m.gid && gid - m.gid < m.gid_size {
-            gid -= m.gid;
-        }
+        uid = m.container_uid(uid).unwrap_or(uid);
+        gid = m.container_gid(gid).unwrap_or(gid);
     }
     h.set_uid(u64::from(uid));
     h.set_gid(u64::from(gid));
@@ -832,12 +828,7 @@ impl ContainerManager {
                         let root = open_proc_root(pid, &merged)?;
                         let eopts = ExtractOptions {
                             owner: (!opts.copy_uid_gid).then_some((map.uid, map.gid)),
-                            shift: opts.copy_uid_gid.then_some(IdShift {
-                                uid: map.uid,
-                                uid_size: map.uid_size,
-                                gid: map.gid,
-                                gid_size: map.gid_size,
-                            }),
+                            shift: opts.copy_uid_gid.then_some(map),
                             no_overwrite_dir_non_dir: opts.no_overwrite_dir_non_dir,
                         };
                         crate::runtime::idmap::with_fs_ids(map.uid, map.gid, || {

@@ -372,6 +372,7 @@ fn append_tree<W: std::io::Write>(
     rel: &Path,
     shift: Option<&crate::runtime::IdMap>,
 ) -> std::io::Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let full = root.join(rel);
     let mut entries: Vec<_> = std::fs::read_dir(&full)?.flatten().collect();
     entries.sort_by_key(|e| e.file_name());
@@ -382,13 +383,11 @@ fn append_tree<W: std::io::Write>(
         let mut h = tar::Header::new_gnu();
         h.set_metadata_in_mode(&md, tar::HeaderMode::Complete);
         if let Some(m) = shift {
-            if let (Ok(uid), Ok(gid)) = (h.uid(), h.gid()) {
-                h.set_uid(container_id(uid, m.uid, m.uid_size));
-                h.set_gid(container_id(gid, m.gid, m.gid_size));
-            }
+            let (uid, gid) = (md.uid(), md.gid());
+            h.set_uid(u64::from(m.container_uid(uid).unwrap_or(uid)));
+            h.set_gid(u64::from(m.container_gid(gid).unwrap_or(gid)));
         }
         let ft = md.file_type();
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
         if ft.is_symlink() {
             b.append_link(&mut h, &name, std::fs::read_link(&path)?)?;
         } else if ft.is_file() {
@@ -409,15 +408,6 @@ fn append_tree<W: std::io::Write>(
         }
     }
     Ok(())
-}
-
-/// The container's id of host id `id` under a mapping of `size` ids from `base` (an id outside
-/// the mapping stays as it is).
-fn container_id(id: u64, base: u32, size: u32) -> u64 {
-    match id.checked_sub(u64::from(base)) {
-        Some(d) if d < u64::from(size) => d,
-        _ => id,
-    }
 }
 
 /// The writable layer's entries (without the runtime's placeholders): whiteouts are

@@ -38,6 +38,7 @@ use tar::EntryType;
 
 use super::tarsplit::Recorder;
 use crate::errors::{ErrorKind, Kinded};
+use crate::util::ids::IdMap;
 use crate::util::inroot::{self, join};
 
 const BUF_SIZE: usize = 128 * 1024;
@@ -172,36 +173,20 @@ pub struct ExtractOptions {
     /// Owner of every entry (uid, gid) instead of the archive's (`copyUIDGID` unset).
     pub owner: Option<(u32, u32)>,
     /// The archive's ids as the host ids of a remapped container (`copyUIDGID` into a rootfs
-    /// seen through its idmapped mount): container id `n` is written as `base + n`.
-    pub shift: Option<IdShift>,
+    /// seen through its idmapped mount).
+    pub shift: Option<IdMap>,
     /// Refuse to replace a directory with a non-directory and the reverse.
     pub no_overwrite_dir_non_dir: bool,
 }
 
-/// Container ids `0..size` stored as host ids `base..base + size` (`--userns-remap`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IdShift {
-    pub uid: u32,
-    pub uid_size: u32,
-    pub gid: u32,
-    pub gid_size: u32,
-}
-
-impl IdShift {
-    /// The host ids of container ids `uid`, `gid`; an id outside the mapping is moby's
-    /// `idtools` error.
-    fn to_host(self, uid: u32, gid: u32) -> Result<(u32, u32), String> {
-        let one = |id: u32, base: u32, size: u32| {
-            (id < size)
-                .then(|| base.checked_add(id))
-                .flatten()
-                .ok_or_else(|| format!("Container ID {id} cannot be mapped to a host ID"))
-        };
-        Ok((
-            one(uid, self.uid, self.uid_size)?,
-            one(gid, self.gid, self.gid_size)?,
-        ))
-    }
+/// The host ids of container ids `uid`, `gid` under `map`; an id outside the mapping is
+/// moby's `idtools` error.
+fn host_ids(map: &IdMap, uid: u32, gid: u32) -> Result<(u32, u32), String> {
+    let unmapped = |id: u32| format!("Container ID {id} cannot be mapped to a host ID");
+    Ok((
+        map.host_uid(uid).ok_or_else(|| unmapped(uid))?,
+        map.host_gid(gid).ok_or_else(|| unmapped(gid))?,
+    ))
 }
 
 /// Extract a (possibly compressed) tar into the open directory `root` for `docker cp`: the
@@ -656,9 +641,8 @@ impl Applier<'_> {
         if let Some((uid, gid)) = self.cp.and_then(|o| o.owner) {
             meta.uid = Uid::from_raw(uid);
             meta.gid = Gid::from_raw(gid);
-        } else if let Some(shift) = self.cp.and_then(|o| o.shift) {
-            let (uid, gid) = shift
-                .to_host(meta.uid.as_raw(), meta.gid.as_raw())
+        } else if let Some(map) = self.cp.and_then(|o| o.shift) {
+            let (uid, gid) = host_ids(&map, meta.uid.as_raw(), meta.gid.as_raw())
                 .map_err(|r| invalid(&name, r))?;
             meta.uid = Uid::from_raw(uid);
             meta.gid = Gid::from_raw(gid);
@@ -1260,19 +1244,19 @@ mod tests {
 
     #[test]
     fn shifted_ids_stay_in_the_mapping() {
-        let s = IdShift {
+        let s = IdMap {
             uid: 100_000,
             uid_size: 65536,
             gid: 200_000,
             gid_size: 1000,
         };
-        assert_eq!(s.to_host(0, 0), Ok((100_000, 200_000)));
-        assert_eq!(s.to_host(1000, 999), Ok((101_000, 200_999)));
+        assert_eq!(host_ids(&s, 0, 0), Ok((100_000, 200_000)));
+        assert_eq!(host_ids(&s, 1000, 999), Ok((101_000, 200_999)));
         assert_eq!(
-            s.to_host(1000, 1000),
+            host_ids(&s, 1000, 1000),
             Err("Container ID 1000 cannot be mapped to a host ID".to_string())
         );
-        assert!(s.to_host(65536, 0).is_err());
+        assert!(host_ids(&s, 65536, 0).is_err());
     }
     use std::collections::BTreeMap;
     use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};

@@ -17,15 +17,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
-/// The host ids the container's ids `0..size` map to (one range each, from `/etc/subuid` and
-/// `/etc/subgid`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IdMap {
-    pub uid: u32,
-    pub uid_size: u32,
-    pub gid: u32,
-    pub gid_size: u32,
-}
+pub use crate::util::ids::IdMap;
 
 impl IdMap {
     /// `/proc/<pid>/uid_map` text.
@@ -35,15 +27,6 @@ impl IdMap {
 
     fn gid_map(&self) -> String {
         format!("0 {} {}\n", self.gid, self.gid_size)
-    }
-
-    /// The host uid of a container uid (`None` outside the range).
-    pub fn host_uid(&self, uid: u32) -> Option<u32> {
-        (uid < self.uid_size).then(|| self.uid + uid)
-    }
-
-    pub fn host_gid(&self, gid: u32) -> Option<u32> {
-        (gid < self.gid_size).then(|| self.gid + gid)
     }
 }
 

@@ -6,6 +6,7 @@ pub mod digest;
 pub mod env;
 pub mod exe;
 pub mod fs;
+pub mod ids;
 pub mod inroot;
 pub mod io;
 pub mod mem;
