@@ -212,7 +212,9 @@ pub fn extract_plain_at<R: Read>(
         inner: reader,
         failed: Rc::clone(&failed),
     };
-    let applier = Applier::new(root, None, None, Some(opts), hook);
+    let mut applier = Applier::new(root, None, None, Some(opts), hook);
+    // No DiffID and no recorder: nothing between the parser and the source looks at content.
+    applier.skip_copies = true;
     apply_stream(source, applier, &failed, false)
 }
 
@@ -417,6 +419,7 @@ impl<'a> Applier<'a> {
             buf: vec![0u8; BUF_SIZE],
             recorder,
             hook,
+            skip_copies: false,
         }
     }
 }
@@ -497,6 +500,10 @@ struct Applier<'a> {
     cp: Option<ExtractOptions>,
     /// Sees regular files' content, or supplies an identical file to link.
     hook: Option<&'a mut dyn FileHook>,
+    /// Nothing between the parser and the source looks at content bytes (no DiffID, no
+    /// recorder): a reused file's content is read past without being copied (a source that
+    /// can, [`crate::util::io::ChannelReader`], only advances).
+    skip_copies: bool,
 }
 
 fn invalid(entry: &str, reason: impl Into<String>) -> ApplyError {
@@ -895,7 +902,11 @@ impl Applier<'_> {
                     AtFlags::empty(),
                 );
                 if linked.is_ok() {
-                    // The content is read past in whole buffers (io::copy's are 8 KiB).
+                    // The content is read past in whole buffers (io::copy's are 8 KiB), and
+                    // not even copied into them where the source can skip.
+                    let _skip = self
+                        .skip_copies
+                        .then(|| crate::util::io::Discarding::new(&mut self.buf));
                     let mut n = 0u64;
                     loop {
                         match entry.read(&mut self.buf) {

@@ -1,6 +1,7 @@
 //! Bridges between async byte channels (what the API layer hands managers) and blocking
 //! `Read`/`Write` (what tar extraction and archive writing use).
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 
 use bytes::Bytes;
@@ -31,6 +32,43 @@ pub fn body_of(data: Vec<Bytes>) -> BodyReceiver {
     let _ = tx.try_send(Ok(BodyPart::Data(data)));
     let _ = tx.try_send(Ok(BodyPart::End));
     rx
+}
+
+thread_local! {
+    /// The buffer (start address, length) registered by [`Discarding`] on this thread.
+    static DISCARD: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+}
+
+/// While it lives, a [`ChannelReader`] read on this thread whose destination lies inside the
+/// registered buffer only advances past the bytes instead of copying them: the caller drops
+/// what it reads there (an extraction reading past the content of a file it reuses).
+///
+/// A reader stacked on the channel reader that reads into a buffer of its own (a decompressor,
+/// a `BufReader` refilling) is not affected: only reads passed straight through into this
+/// buffer are. So a layer between the two may count the bytes but must not look at them (no
+/// hashing, no recording): whoever registers the buffer knows the stack it reads through.
+pub struct Discarding {
+    previous: (usize, usize),
+}
+
+impl Discarding {
+    pub fn new(buf: &mut [u8]) -> Discarding {
+        let previous = DISCARD.with(|d| d.replace((buf.as_ptr() as usize, buf.len())));
+        Discarding { previous }
+    }
+}
+
+impl Drop for Discarding {
+    fn drop(&mut self) {
+        DISCARD.with(|d| d.set(self.previous));
+    }
+}
+
+/// Whether `buf` lies inside the buffer a [`Discarding`] registered on this thread.
+fn discarded(buf: &[u8]) -> bool {
+    let (start, len) = DISCARD.with(Cell::get);
+    let at = buf.as_ptr() as usize;
+    len != 0 && at >= start && at + buf.len() <= start + len
 }
 
 /// Blocking reader over a [`BodyReceiver`]. Use it only inside `spawn_blocking`.
@@ -87,7 +125,9 @@ impl Read for ChannelReader {
             return Ok(0);
         };
         let n = buf.len().min(cur.len());
-        buf[..n].copy_from_slice(&cur[..n]);
+        if !discarded(buf) {
+            buf[..n].copy_from_slice(&cur[..n]);
+        }
         let _ = cur.split_to(n);
         Ok(n)
     }
@@ -168,6 +208,29 @@ mod tests {
         r.read_to_end(&mut rest).unwrap();
         assert_eq!(rest, b"cdef");
         assert_eq!(r.read(&mut small).unwrap(), 0);
+    }
+
+    #[test]
+    fn reads_into_a_discarding_buffer_advance_without_copying() {
+        let mut r = ChannelReader::new(body_of(vec![
+            Bytes::from_static(b"abcdef"),
+            Bytes::from_static(b"ghij"),
+        ]));
+        let mut skip = [b'.'; 4];
+        {
+            let _d = Discarding::new(&mut skip);
+            assert_eq!(r.read(&mut skip).unwrap(), 4);
+            // Another buffer is still copied into while the first is registered.
+            let mut other = [0u8; 1];
+            assert_eq!(r.read(&mut other).unwrap(), 1);
+            assert_eq!(&other, b"e");
+            assert_eq!(r.read(&mut skip[1..3]).unwrap(), 1);
+        }
+        assert_eq!(&skip, b"....");
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, b"ghij");
+        assert_eq!(r.read(&mut skip).unwrap(), 0);
     }
 
     #[test]
