@@ -121,12 +121,13 @@ impl Daemon {
                         std::io::Error::other(e.to_string()),
                     )
                 })?;
+                let (uid, gid) = r.map.root();
+                let (uids, gids) = r.map.sizes();
                 tracing::info!(
-                    "user namespaces: container root is {}:{} ({} uids, {} gids from {}:{})",
-                    r.map.uid,
-                    r.map.gid,
-                    r.map.uid_size,
-                    r.map.gid_size,
+                    "user namespaces: container root is {uid}:{gid} ({uids} uids in {} ranges, \
+                     {gids} gids in {} ranges, from {}:{})",
+                    r.map.uids.len(),
+                    r.map.gids.len(),
                     r.user,
                     r.group
                 );
@@ -147,7 +148,7 @@ impl Daemon {
                 init_path: config.init_path.clone(),
                 default_log: (config.log_driver.clone(), config.log_opts.clone()),
                 ncpu: host.ncpu,
-                userns_remap: userns_remap.as_ref().map(|r| r.map),
+                userns_remap: userns_remap.as_ref().map(|r| r.map.clone()),
             },
             runtime,
             images.clone(),

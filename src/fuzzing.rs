@@ -358,12 +358,8 @@ pub fn apply_tar(data: &[u8]) {
         let dir = fs::File::open(&root).unwrap();
         let opts = ExtractOptions {
             owner: (mode & 2 != 0).then_some((1000, 1000)),
-            shift: (mode & 8 != 0).then_some(crate::util::ids::IdMap {
-                uid: 100_000,
-                uid_size: 65536,
-                gid: 100_000,
-                gid_size: 65536,
-            }),
+            shift: (mode & 8 != 0)
+                .then(|| crate::util::ids::IdMap::single(100_000, 65536, 100_000, 65536)),
             no_overwrite_dir_non_dir: mode & 4 != 0,
         };
         let _ = apply::extract_plain_at(tar, dir.into(), opts, None);

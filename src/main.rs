@@ -20,6 +20,17 @@ fn main() -> ExitCode {
     // A container's supervisor is this binary under a hidden subcommand; it must stay
     // single-threaded, so it is dispatched before anything else happens.
     let args: Vec<String> = std::env::args().collect();
+    // libcontainer runs `newuidmap`/`newgidmap` for maps of several ranges: in a supervisor,
+    // links to this binary (`runtime::idmap::provide_map_helpers`).
+    let called = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    if berth::runtime::idmap::MAP_HELPERS.contains(&called) {
+        let code = berth::runtime::idmap::map_helper_main(called, &args[1..]);
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
     if args.get(1).map(String::as_str) == Some(berth::runtime::supervisor::SUBCOMMAND) {
         let code = berth::runtime::supervisor::main(&args[2..]);
         return ExitCode::from(code.clamp(0, 255) as u8);

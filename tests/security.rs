@@ -477,6 +477,174 @@ fn nix_kill(pid: i32) -> std::io::Result<()> {
     }
 }
 
+/// The tests that read or write `/etc/subuid` and `/etc/subgid` (through berthd or directly)
+/// take turns.
+static USERNS_FILES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A system user with subordinate ranges of the test's own, removed (user and lines) on drop.
+struct RangedUser {
+    name: &'static str,
+}
+
+impl RangedUser {
+    fn create(name: &'static str, uids: &[(u64, u64)], gids: &[(u64, u64)]) -> RangedUser {
+        let exists = std::process::Command::new("id")
+            .arg(name)
+            .output()
+            .unwrap()
+            .status
+            .success();
+        if !exists {
+            let st = std::process::Command::new("useradd")
+                .args([
+                    "--system",
+                    "--no-create-home",
+                    "--user-group",
+                    "-s",
+                    "/bin/false",
+                    name,
+                ])
+                .status()
+                .unwrap();
+            assert!(st.success(), "useradd {name}");
+        }
+        let user = RangedUser { name };
+        user.set_lines("/etc/subuid", uids);
+        user.set_lines("/etc/subgid", gids);
+        user
+    }
+
+    /// Replace this user's lines of `file` with `ranges` (temp file and rename, as shadow's
+    /// tools do).
+    fn set_lines(&self, file: &str, ranges: &[(u64, u64)]) {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let prefix = format!("{}:", self.name);
+        let mut out: String = text
+            .lines()
+            .filter(|l| !l.starts_with(&prefix))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        for (start, count) in ranges {
+            out.push_str(&format!("{}{start}:{count}\n", prefix));
+        }
+        let tmp = format!("{file}.berth-test");
+        std::fs::write(&tmp, out).unwrap();
+        std::fs::rename(&tmp, file).unwrap();
+    }
+}
+
+impl Drop for RangedUser {
+    fn drop(&mut self) {
+        self.set_lines("/etc/subuid", &[]);
+        self.set_lines("/etc/subgid", &[]);
+        let _ = std::process::Command::new("userdel")
+            .arg(self.name)
+            .status();
+    }
+}
+
+#[test]
+fn userns_remap_maps_every_subordinate_range() {
+    require!(ready(), NOT_READY);
+    require!(
+        common::have_command("useradd") && common::have_command("userdel"),
+        "needs useradd and userdel (a user with subordinate ranges of its own)"
+    );
+    let _serial = USERNS_FILES.lock().unwrap_or_else(|e| e.into_inner());
+    // Two uid ranges, listed out of order: container root is the lowest, and the container's
+    // ids follow on into the second (moby's createIDMap). Far above any range useradd hands out.
+    let _user = RangedUser::create(
+        "berthranges",
+        &[(3_000_000_000, 1000), (2_900_000_000, 65536)],
+        &[(2_900_000_000, 65536), (3_000_000_000, 1000)],
+    );
+    let mut b = Berthd::prepare();
+    std::fs::set_permissions(
+        b.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .unwrap();
+    b.spawn_with_host(&["--userns-remap=berthranges"]);
+    let rootfs = common::busybox_rootfs_tar(b.dir.path());
+    ok(b.docker_out(&["import", rootfs.to_str().unwrap(), "busybox:latest"]));
+    ok(b.docker_out(&["run", "-d", "--name", "ranges", "busybox", "sleep", "300"]));
+    let out = ok(b.docker_out(&[
+        "exec",
+        "ranges",
+        "cat",
+        "/proc/self/uid_map",
+        "/proc/self/gid_map",
+    ]));
+    let maps: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let want = [
+        ["0", "2900000000", "65536"],
+        ["65536", "3000000000", "1000"],
+    ];
+    assert_eq!(maps[..2], want, "{out}");
+    assert_eq!(maps[2..], want, "{out}");
+    // An id of the second range runs as that range's host id.
+    ok(b.docker_out(&["exec", "-d", "-u", "65600:65600", "ranges", "sleep", "3133"]));
+    let mut found = None;
+    common::wait_for(
+        "the exec'd sleep",
+        std::time::Duration::from_secs(10),
+        || {
+            found = sleeping("3133");
+            found.is_some()
+        },
+    );
+    let st = std::fs::read_to_string(format!("/proc/{}/status", found.unwrap())).unwrap();
+    assert_eq!(
+        status_field(&st, "Uid").split_whitespace().next(),
+        Some("3000000064"),
+        "{st}"
+    );
+    assert_eq!(
+        status_field(&st, "Gid").split_whitespace().next(),
+        Some("3000000064"),
+        "{st}"
+    );
+    // `docker cp -a` keeps an id of the second range; without -a the file is container root's.
+    let src = b.dir.path().join("owned.txt");
+    std::fs::write(&src, "x").unwrap();
+    std::os::unix::fs::chown(&src, Some(65600), Some(65601)).unwrap();
+    let src = src.to_str().unwrap();
+    ok(b.docker_out(&["cp", "-a", src, "ranges:/owned.txt"]));
+    ok(b.docker_out(&["cp", src, "ranges:/plain.txt"]));
+    let out = ok(b.docker_out(&[
+        "exec",
+        "ranges",
+        "stat",
+        "-c",
+        "%u:%g",
+        "/owned.txt",
+        "/plain.txt",
+    ]));
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["65600:65601", "0:0"],
+        "{out}"
+    );
+    // And `docker export` of the running container gives the container's ids back.
+    let tar = b.dir.path().join("export.tar");
+    ok(b.docker_out(&["export", "-o", tar.to_str().unwrap(), "ranges"]));
+    let listing = std::process::Command::new("tar")
+        .args([
+            "-tvf",
+            tar.to_str().unwrap(),
+            "--numeric-owner",
+            "owned.txt",
+        ])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout).to_string();
+    assert!(listing.contains("65600/65601"), "{listing}");
+    ok(b.docker_out(&["rm", "-f", "ranges"]));
+}
+
 #[test]
 fn userns_remap_runs_root_as_an_unprivileged_host_uid() {
     require!(ready(), NOT_READY);
@@ -484,6 +652,7 @@ fn userns_remap_runs_root_as_an_unprivileged_host_uid() {
         common::have_command("useradd"),
         "needs useradd (userns-remap=default creates dockremap)"
     );
+    let _serial = USERNS_FILES.lock().unwrap_or_else(|e| e.into_inner());
     // The remapped root walks from / to the data root (as with dockerd, whose remapped root
     // needs traversable ancestors): the test's directory may not be 0700.
     let mut b = Berthd::prepare();

@@ -23,7 +23,8 @@ pub struct UsernsRemap {
 impl UsernsRemap {
     /// The directory name dockerd uses for this remapping under its data root.
     pub fn dir_name(&self) -> String {
-        format!("{}.{}", self.map.uid, self.map.gid)
+        let (uid, gid) = self.map.root();
+        format!("{uid}.{gid}")
     }
 }
 
@@ -64,18 +65,16 @@ fn resolve_in(value: &str, etc: &Path) -> Result<UsernsRemap, ConfigError> {
     }
     let uid_of = id_of(&user, &etc.join("passwd"));
     let gid_of = id_of(&group, &etc.join("group"));
-    let (uid, uid_size) = first_range(&etc.join("subuid"), &user, uid_of)?;
-    let (gid, gid_size) = first_range(&etc.join("subgid"), &group, gid_of)?;
-    Ok(UsernsRemap {
-        user,
-        group,
-        map: IdMap {
-            uid,
-            uid_size,
-            gid,
-            gid_size,
-        },
-    })
+    let uids = all_ranges(&etc.join("subuid"), "user", &user, uid_of)?;
+    let gids = all_ranges(&etc.join("subgid"), "group", &group, gid_of)?;
+    let map = IdMap::from_ranges(&uids, &gids).ok_or_else(|| {
+        ConfigError::invalid(format!(
+            "Can't create ID mappings: the subordinate ranges of {user:?} and {group:?} overlap, \
+             end past the last id, or are more than {} per file",
+            crate::util::ids::MAX_RANGES
+        ))
+    })?;
+    Ok(UsernsRemap { user, group, map })
 }
 
 /// `name:x:id:…` lines of `/etc/passwd` or `/etc/group`.
@@ -131,18 +130,27 @@ fn ranges(file: &Path) -> Vec<(String, u32, u32)> {
         .collect()
 }
 
-/// The first subordinate range of `name` (berth maps one range; dockerd maps them all).
-fn first_range(file: &Path, name: &str, id: Option<u32>) -> Result<(u32, u32), ConfigError> {
-    ranges(file)
+/// Every subordinate range (`(start, count)`) of `name` (a `kind`: user or group) in `file`,
+/// listed by name or by id, as dockerd maps them all.
+fn all_ranges(
+    file: &Path,
+    kind: &str,
+    name: &str,
+    id: Option<u32>,
+) -> Result<Vec<(u32, u32)>, ConfigError> {
+    let found: Vec<(u32, u32)> = ranges(file)
         .into_iter()
-        .find(|(n, _, c)| *c > 0 && (n == name || id.is_some_and(|i| n == &i.to_string())))
+        .filter(|(n, _, c)| *c > 0 && (n == name || id.is_some_and(|i| n == &i.to_string())))
         .map(|(_, s, c)| (s, c))
-        .ok_or_else(|| {
-            ConfigError::invalid(format!(
-                "Can't create ID mappings: no subuid ranges found for user {name:?} in {}",
-                file.display()
-            ))
-        })
+        .collect();
+    if found.is_empty() {
+        let sub = if kind == "user" { "subuid" } else { "subgid" };
+        return Err(ConfigError::invalid(format!(
+            "Can't create ID mappings: no {sub} ranges found for {kind} {name:?} in {}",
+            file.display()
+        )));
+    }
+    Ok(found)
 }
 
 /// Create the `dockremap` user and group (a system user, no login), as dockerd does.
@@ -231,20 +239,37 @@ mod tests {
         let d = etc();
         let r = resolve_in("alice", d.path()).unwrap();
         assert_eq!((r.user.as_str(), r.group.as_str()), ("alice", "alice"));
-        assert_eq!(
-            r.map,
-            IdMap {
-                uid: 165536,
-                uid_size: 65536,
-                gid: 165536,
-                gid_size: 65536
-            }
-        );
+        assert_eq!(r.map, IdMap::single(165536, 65536, 165536, 65536));
         assert_eq!(r.dir_name(), "165536.165536");
         // Numeric ids, and a group whose range is listed by id.
         let r = resolve_in("1000:50", d.path()).unwrap();
         assert_eq!((r.user.as_str(), r.group.as_str()), ("alice", "staff"));
-        assert_eq!((r.map.gid, r.map.gid_size), (300000, 1000));
+        assert_eq!(r.map.gids, IdMap::single(0, 0, 300000, 1000).gids);
+    }
+
+    #[test]
+    fn maps_every_range_of_the_user() {
+        let d = etc();
+        // A second range for alice, listed by id and below the first: container root moves
+        // to the lowest range, as with dockerd.
+        std::fs::write(
+            d.path().join("subuid"),
+            "alice:165536:65536\nbob:100000:65536\n1000:300000:1000\nalice:400000:0\n",
+        )
+        .unwrap();
+        let r = resolve_in("alice", d.path()).unwrap();
+        let (uids, _) = r.map.sizes();
+        assert_eq!(uids, 66536);
+        assert_eq!(r.map.host_uid(0), Some(165536));
+        assert_eq!(r.map.host_uid(65536), Some(300000));
+        assert_eq!(r.dir_name(), "165536.165536");
+        std::fs::write(
+            d.path().join("subuid"),
+            "alice:165536:65536\nalice:165537:10\n",
+        )
+        .unwrap();
+        let e = resolve_in("alice", d.path()).unwrap_err().to_string();
+        assert!(e.contains("overlap"), "{e}");
     }
 
     #[test]
@@ -255,6 +280,11 @@ mod tests {
         let e = resolve_in("root", d.path()).unwrap_err().to_string();
         assert!(
             e.contains("no subuid ranges found for user \"root\""),
+            "{e}"
+        );
+        let e = resolve_in("alice:root", d.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("no subgid ranges found for group \"root\""),
             "{e}"
         );
         assert!(resolve_in(":x", d.path()).is_err());

@@ -328,18 +328,20 @@ fn pseudo_fs(fd: &OwnedFd) -> bool {
 thread_local! {
     /// Set while archiving a remapped container's running rootfs (seen from the host with the
     /// remapped ids): headers carry the container's ids.
-    static ID_SHIFT: std::cell::Cell<Option<crate::runtime::IdMap>> =
-        const { std::cell::Cell::new(None) };
+    static ID_SHIFT: std::cell::RefCell<Option<crate::runtime::IdMap>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 fn header_for(st: &FileStat) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_mode(st.st_mode & 0o7777);
     let (mut uid, mut gid) = (st.st_uid, st.st_gid);
-    if let Some(m) = ID_SHIFT.with(|s| s.get()) {
-        uid = m.container_uid(uid).unwrap_or(uid);
-        gid = m.container_gid(gid).unwrap_or(gid);
-    }
+    ID_SHIFT.with(|s| {
+        if let Some(m) = s.borrow().as_ref() {
+            uid = m.container_uid(uid).unwrap_or(uid);
+            gid = m.container_gid(gid).unwrap_or(gid);
+        }
+    });
     h.set_uid(u64::from(uid));
     h.set_gid(u64::from(gid));
     h.set_mtime(st.st_mtime.max(0) as u64);
@@ -731,7 +733,7 @@ impl ContainerManager {
                 Source::Proc(pid, merged, map) => {
                     // The host sees a remapped rootfs with host ids: the archive gets the
                     // container's.
-                    ID_SHIFT.with(|s| s.set(map));
+                    ID_SHIFT.with(|s| s.replace(map));
                     let t = open_proc_root(pid, &merged)
                         .and_then(|root| stat_path(&root, &path, &name));
                     let t = match t {
@@ -747,7 +749,7 @@ impl ContainerManager {
                     if let Err(e) = write_archive(&t, &mut w) {
                         w.fail(e);
                     }
-                    ID_SHIFT.with(|s| s.set(None));
+                    ID_SHIFT.with(|s| s.replace(None));
                 }
                 Source::Helper(req) => {
                     let mut h = match Helper::spawn(&req) {
@@ -826,12 +828,13 @@ impl ContainerManager {
                     // archive's ids as the mapping's host ids.
                     Source::Proc(pid, merged, Some(map)) => {
                         let root = open_proc_root(pid, &merged)?;
+                        let (uid, gid) = map.root();
                         let eopts = ExtractOptions {
-                            owner: (!opts.copy_uid_gid).then_some((map.uid, map.gid)),
+                            owner: (!opts.copy_uid_gid).then_some((uid, gid)),
                             shift: opts.copy_uid_gid.then_some(map),
                             no_overwrite_dir_non_dir: opts.no_overwrite_dir_non_dir,
                         };
-                        crate::runtime::idmap::with_fs_ids(map.uid, map.gid, || {
+                        crate::runtime::idmap::with_fs_ids(uid, gid, || {
                             extract_with(&root, &path, &name, input, eopts)
                         })
                         .map_err(|e| ContainerError::io("extract as the remapped root", e))?

@@ -335,8 +335,9 @@ impl ContainerManager {
                 // directory is the remapped root's): the archive gets the container's, as a
                 // stopped container's does and as dockerd's export does.
                 use std::os::unix::fs::MetadataExt;
-                let shift = userns
-                    .filter(|m| std::fs::symlink_metadata(&root).is_ok_and(|md| md.uid() == m.uid));
+                let shift = userns.filter(|m| {
+                    std::fs::symlink_metadata(&root).is_ok_and(|md| Some(md.uid()) == m.host_uid(0))
+                });
                 let mut b = tar::Builder::new(&mut out);
                 b.follow_symlinks(false);
                 append_tree(&mut b, &root, Path::new(""), shift.as_ref())?;

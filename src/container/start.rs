@@ -25,7 +25,7 @@ impl ContainerManager {
         if r.host_config.userns_mode.as_deref() == Some("host") {
             return None;
         }
-        self.cfg.userns_remap
+        self.cfg.userns_remap.clone()
     }
 
     pub(super) fn spec_inputs(&self, r: &Record) -> SpecInputs {
@@ -288,18 +288,18 @@ impl ContainerManager {
         let mut inputs = self.spec_inputs(r);
         // A failure from here on unmounts them again (`fail_start`).
         inputs.mounts = Some(self.mount_volumes(r)?);
-        if let Some(map) = inputs.userns {
+        if let Some(map) = inputs.userns.as_ref() {
             // The container's root walks to its rootfs and files through these directories
             // (0710): their group becomes the remapped root's, as dockerd's remapped root dir.
             for dir in [
                 self.cfg.data_root.join("containers"),
                 self.container_dir(id),
             ] {
-                std::os::unix::fs::chown(&dir, None, Some(map.gid)).map_err(|e| {
+                std::os::unix::fs::chown(&dir, None, Some(map.root().1)).map_err(|e| {
                     ContainerError::io(format!("chgrp {} to the remapped root", dir.display()), e)
                 })?;
             }
-            remap_owned_files(r, inputs.mounts.as_deref().unwrap_or_default(), &map)?;
+            remap_owned_files(r, inputs.mounts.as_deref().unwrap_or_default(), map)?;
         }
         let opts = inputs.options(
             r,
@@ -524,7 +524,7 @@ impl SpecInputs {
                 None => r.spec_mounts(),
             },
             init_path,
-            userns: self.userns,
+            userns: self.userns.clone(),
         }
     }
 }
@@ -556,7 +556,7 @@ fn remap_owned_files(
     map: &crate::runtime::IdMap,
 ) -> Result<(), ContainerError> {
     use std::os::unix::fs::MetadataExt;
-    let (uid, gid) = (map.uid, map.gid);
+    let (uid, gid) = map.root();
     let chown = |p: &Path| -> Result<(), ContainerError> {
         match std::fs::metadata(p) {
             Ok(m) if m.uid() == 0 && m.gid() == 0 => {

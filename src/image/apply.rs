@@ -168,7 +168,7 @@ pub fn apply_layer<R: Read>(reader: R, root: &Path) -> Result<ApplyStats, ApplyE
 }
 
 /// How [`extract_at`] treats a `docker cp` archive (moby's `TarOptions` for `CopyToContainer`).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ExtractOptions {
     /// Owner of every entry (uid, gid) instead of the archive's (`copyUIDGID` unset).
     pub owner: Option<(u32, u32)>,
@@ -645,11 +645,11 @@ impl Applier<'_> {
         }
         let comps = clean_name(&raw).map_err(|r| invalid(&name, r))?;
         let mut meta = read_meta(entry, &name)?;
-        if let Some((uid, gid)) = self.cp.and_then(|o| o.owner) {
+        if let Some((uid, gid)) = self.cp.as_ref().and_then(|o| o.owner) {
             meta.uid = Uid::from_raw(uid);
             meta.gid = Gid::from_raw(gid);
-        } else if let Some(map) = self.cp.and_then(|o| o.shift) {
-            let (uid, gid) = host_ids(&map, meta.uid.as_raw(), meta.gid.as_raw())
+        } else if let Some(map) = self.cp.as_ref().and_then(|o| o.shift.as_ref()) {
+            let (uid, gid) = host_ids(map, meta.uid.as_raw(), meta.gid.as_raw())
                 .map_err(|r| invalid(&name, r))?;
             meta.uid = Uid::from_raw(uid);
             meta.gid = Gid::from_raw(gid);
@@ -658,11 +658,11 @@ impl Applier<'_> {
         if self.cp.is_some() && comps.is_empty() && kind == EntryType::Directory {
             return Ok(());
         }
-        if self.cp.is_some_and(|o| o.no_overwrite_dir_non_dir) {
+        if self.cp.as_ref().is_some_and(|o| o.no_overwrite_dir_non_dir) {
             self.check_overwrite(&comps, kind == EntryType::Directory, &name)?;
         }
 
-        if let (Some((last, parents)), None) = (comps.split_last(), self.cp) {
+        if let (Some((last, parents)), None) = (comps.split_last(), self.cp.as_ref()) {
             if last.as_bytes() == WHITEOUT_OPAQUE {
                 return self.opaque(parents, &name);
             }
@@ -1255,12 +1255,7 @@ mod tests {
 
     #[test]
     fn shifted_ids_stay_in_the_mapping() {
-        let s = IdMap {
-            uid: 100_000,
-            uid_size: 65536,
-            gid: 200_000,
-            gid_size: 1000,
-        };
+        let s = IdMap::single(100_000, 65536, 200_000, 1000);
         assert_eq!(host_ids(&s, 0, 0), Ok((100_000, 200_000)));
         assert_eq!(host_ids(&s, 1000, 999), Ok((101_000, 200_999)));
         assert_eq!(

@@ -22,12 +22,20 @@ pub use crate::util::ids::IdMap;
 impl IdMap {
     /// `/proc/<pid>/uid_map` text.
     fn uid_map(&self) -> String {
-        format!("0 {} {}\n", self.uid, self.uid_size)
+        map_text(&self.uids)
     }
 
     fn gid_map(&self) -> String {
-        format!("0 {} {}\n", self.gid, self.gid_size)
+        map_text(&self.gids)
     }
+}
+
+/// `container host size` lines (one write: the kernel takes a map once).
+fn map_text(ranges: &[crate::util::ids::IdRange]) -> String {
+    ranges
+        .iter()
+        .map(|r| format!("{} {} {}\n", r.container, r.host, r.size))
+        .collect()
 }
 
 /// A user namespace carrying `map`, held open by its descriptor: a child cloned into a new
@@ -62,6 +70,80 @@ pub fn userns_fd(map: &IdMap) -> io::Result<OwnedFd> {
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
     let _ = nix::sys::wait::waitpid(pid, None);
     result
+}
+
+/// The names libcontainer looks for on `PATH` to write a map of more than one range (it writes
+/// a single range itself). shadow's tools would check `/etc/subuid` against the caller, root,
+/// which has no ranges; berth's own stand-ins (this binary under those names) write the map
+/// directly, as root may.
+pub const MAP_HELPERS: [&str; 2] = ["newuidmap", "newgidmap"];
+
+/// For a supervisor about to create a container whose user namespace has maps of more than
+/// one range: `dir` gets `newuidmap` and `newgidmap` as links to this binary, and becomes the
+/// process's `PATH`. Call it only while the process has one thread (the supervisor's setup).
+pub fn provide_map_helpers(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for name in MAP_HELPERS {
+        let link = dir.join(name);
+        match std::os::unix::fs::symlink("/proc/self/exe", &link) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+    }
+    // Only the map helpers are looked up on this PATH: the container's own processes get the
+    // spec's environment, not the supervisor's.
+    std::env::set_var("PATH", dir);
+    Ok(())
+}
+
+/// `newuidmap <pid> <container-id> <host-id> <count>…` (or `newgidmap`) as this binary: write
+/// the ranges to `/proc/<pid>/uid_map` (`gid_map`) in one write. Returns the exit code.
+pub fn map_helper_main(name: &str, args: &[String]) -> i32 {
+    let file = if name == "newgidmap" {
+        "gid_map"
+    } else {
+        "uid_map"
+    };
+    let parsed = (|| -> Result<(i32, String), String> {
+        let (pid, rest) = args
+            .split_first()
+            .ok_or_else(|| format!("usage: {name} <pid> <id> <host id> <count>…"))?;
+        let pid: i32 = pid
+            .parse()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("invalid pid {pid:?}"))?;
+        if rest.is_empty() || rest.len() % 3 != 0 || rest.len() / 3 > crate::util::ids::MAX_RANGES {
+            return Err(format!(
+                "expected 1 to {} triples of ids",
+                crate::util::ids::MAX_RANGES
+            ));
+        }
+        let mut text = String::new();
+        for t in rest.chunks(3) {
+            let n: Vec<u32> = t
+                .iter()
+                .map(|v| v.parse().map_err(|_| format!("invalid id {v:?}")))
+                .collect::<Result<_, _>>()?;
+            text.push_str(&format!("{} {} {}\n", n[0], n[1], n[2]));
+        }
+        Ok((pid, text))
+    })();
+    let (pid, text) = match parsed {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return 1;
+        }
+    };
+    let path = format!("/proc/{pid}/{file}");
+    match std::fs::write(&path, text) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{name}: write {path}: {e}");
+            1
+        }
+    }
 }
 
 /// A detached clone of the mount tree at `path`, idmapped through `userns`.
@@ -164,7 +246,8 @@ pub fn mount_overlay_idmapped(
             data.len()
         )));
     }
-    with_fs_ids(map.uid, map.gid, || {
+    let (uid, gid) = map.root();
+    with_fs_ids(uid, gid, || {
         nix::mount::mount(
             Some("overlay"),
             merged,
@@ -246,15 +329,71 @@ mod tests {
 
     #[test]
     fn maps_ids() {
-        let m = IdMap {
-            uid: 100000,
-            uid_size: 65536,
-            gid: 200000,
-            gid_size: 10,
-        };
+        let m = IdMap::single(100000, 65536, 200000, 10);
         assert_eq!(m.uid_map(), "0 100000 65536\n");
         assert_eq!(m.host_uid(0), Some(100000));
         assert_eq!(m.host_gid(10), None);
+        let two = IdMap::from_ranges(&[(300000, 5), (100000, 10)], &[(7, 1)]).unwrap();
+        assert_eq!(two.uid_map(), "0 100000 10\n10 300000 5\n");
+        assert_eq!(two.gid_map(), "0 7 1\n");
+    }
+
+    #[test]
+    fn map_helper_refuses_bad_arguments() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(map_helper_main("newuidmap", &[]), 1);
+        assert_eq!(
+            map_helper_main("newuidmap", &args(&["0", "0", "1", "1"])),
+            1
+        );
+        assert_eq!(map_helper_main("newuidmap", &args(&["1", "0", "1"])), 1);
+        assert_eq!(
+            map_helper_main("newgidmap", &args(&["1", "0", "x", "1"])),
+            1
+        );
+    }
+
+    #[test]
+    fn map_helper_writes_every_range_of_a_new_user_namespace() {
+        if !root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let mut stack = vec![0u8; 64 * 1024];
+        // SAFETY: the child only calls pause() in a loop on its own stack; it is killed below.
+        let pid = unsafe {
+            nix::sched::clone(
+                Box::new(|| loop {
+                    libc::pause();
+                }),
+                &mut stack,
+                nix::sched::CloneFlags::CLONE_NEWUSER,
+                Some(libc::SIGCHLD),
+            )
+        }
+        .unwrap();
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let p = pid.to_string();
+        let uid = map_helper_main(
+            "newuidmap",
+            &args(&[&p, "0", "300000", "10", "10", "400000", "5"]),
+        );
+        let gid = map_helper_main("newgidmap", &args(&[&p, "0", "300000", "15"]));
+        let uid_map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
+        let gid_map = std::fs::read_to_string(format!("/proc/{pid}/gid_map")).unwrap();
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
+        assert_eq!((uid, gid), (0, 0));
+        let lines = |t: &str| -> Vec<Vec<String>> {
+            t.lines()
+                .map(|l| l.split_whitespace().map(String::from).collect())
+                .collect()
+        };
+        assert_eq!(
+            lines(&uid_map),
+            [["0", "300000", "10"], ["10", "400000", "5"]]
+        );
+        assert_eq!(lines(&gid_map), [["0", "300000", "15"]]);
     }
 
     #[test]
@@ -272,12 +411,7 @@ mod tests {
             std::fs::create_dir_all(p).unwrap();
         }
         std::fs::write(lower.join("f"), "x").unwrap();
-        let map = IdMap {
-            uid: 300000,
-            uid_size: 65536,
-            gid: 300000,
-            gid_size: 65536,
-        };
+        let map = IdMap::single(300000, 65536, 300000, 65536);
         mount_overlay_idmapped(
             std::slice::from_ref(&lower),
             &layer,

@@ -340,9 +340,12 @@ pub fn prepare_rootfs_as(
 ) -> Result<(), SpecError> {
     match userns {
         None => make_working_dir(rootfs, working_dir, (0, 0)),
-        Some(m) => super::idmap::with_fs_ids(m.uid, m.gid, || {
-            make_working_dir(rootfs, working_dir, (m.uid, m.gid))
-        })
+        Some(m) => {
+            let (uid, gid) = m.root();
+            super::idmap::with_fs_ids(uid, gid, || {
+                make_working_dir(rootfs, working_dir, (uid, gid))
+            })
+        }
         .map_err(|e| SpecError::io("creating the working directory as the remapped root", e))?,
     }
 }

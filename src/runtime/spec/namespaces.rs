@@ -11,7 +11,7 @@ pub const NETNS_ANNOTATION: &str = "io.berth.netns";
 
 /// The network namespace a user-namespaced container gets through its supervisor, if any.
 pub(super) fn supervisor_netns(opts: &SpecOptions) -> Option<PathBuf> {
-    match (opts.userns, opts.network) {
+    match (opts.userns.as_ref(), opts.network) {
         (Some(_), Namespace::Path(p)) => Some(p.to_path_buf()),
         _ => None,
     }
@@ -235,19 +235,23 @@ pub(super) const DEFAULT_READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
-/// `linux.uidMappings` and `linux.gidMappings` for a remapped container: container ids
-/// `0..size` on the host range.
+/// `linux.uidMappings` and `linux.gidMappings` for a remapped container: one per range.
 pub(super) fn id_mappings(
     map: &super::super::IdMap,
 ) -> Result<(Vec<LinuxIdMapping>, Vec<LinuxIdMapping>), SpecError> {
-    let one = |host: u32, size: u32| -> Result<Vec<LinuxIdMapping>, SpecError> {
-        Ok(vec![empty(serde_json::json!({
-            "containerID": 0,
-            "hostID": host,
-            "size": size,
-        }))?])
+    let all = |ranges: &[crate::util::ids::IdRange]| -> Result<Vec<LinuxIdMapping>, SpecError> {
+        ranges
+            .iter()
+            .map(|r| {
+                empty(serde_json::json!({
+                    "containerID": r.container,
+                    "hostID": r.host,
+                    "size": r.size,
+                }))
+            })
+            .collect()
     };
-    Ok((one(map.uid, map.uid_size)?, one(map.gid, map.gid_size)?))
+    Ok((all(&map.uids)?, all(&map.gids)?))
 }
 
 #[cfg(test)]
@@ -261,12 +265,7 @@ mod tests {
         let cfg = sh();
         let hc = HostConfig::default();
         let mut opts = options(&fx, &cfg, &hc);
-        opts.userns = Some(crate::runtime::IdMap {
-            uid: 100000,
-            uid_size: 65536,
-            gid: 200000,
-            gid_size: 1000,
-        });
+        opts.userns = Some(crate::runtime::IdMap::single(100000, 65536, 200000, 1000));
         let spec = build(&opts).unwrap();
         let l = linux(&spec);
         let ns = l.namespaces().as_ref().unwrap();

@@ -233,6 +233,14 @@ fn create_container(cfg: &SupervisorConfig, state_dir: &Path) -> Result<NewConta
     };
     if let Some(spec) = &spec {
         join_netns_of_bundle(spec)?;
+        let ranges =
+            |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| m.as_ref().map_or(0, Vec::len);
+        let linux = spec.linux().as_ref();
+        if linux.is_some_and(|l| ranges(l.uid_mappings()) > 1 || ranges(l.gid_mappings()) > 1) {
+            // The supervisor is still single-threaded here (PATH is set for it).
+            crate::runtime::idmap::provide_map_helpers(&state_dir.join("idmap-bin"))
+                .map_err(|e| SetupError::from(format!("prepare the id map helpers: {e}")))?;
+        }
     }
     let created = lc::create(&cfg.id, &cfg.lc_root, state_dir, executor, stdio);
     drop(report_w);
