@@ -752,6 +752,65 @@ fn logs_tail_since_timestamps_and_rotation() {
 }
 
 #[test]
+fn restore_thaws_a_container_a_crashed_commit_paused() {
+    require!(ready(), NOT_READY);
+    let (mut b, parent) = daemon();
+    ok(b.docker_out(&["run", "-d", "--name", "cm", "busybox", "sleep", "300"]));
+    let id = inspect(&b, "cm", "{{.Id}}");
+    let record = b
+        .data_root()
+        .join("containers")
+        .join(&id)
+        .join("config.v2.json");
+    let read = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap()
+    };
+    let crash = |b: &mut Berthd| {
+        b.signal(nix::sys::signal::Signal::SIGKILL);
+        b.wait_exit(Duration::from_secs(10));
+    };
+    // What a kill in the middle of `docker commit` leaves: the container paused by the
+    // commit, its record marked before the pause.
+    ok(b.docker_out(&["pause", "cm"]));
+    crash(&mut b);
+    let mut v = read();
+    v["State"]["PausedForCommit"] = true.into();
+    std::fs::write(&record, serde_json::to_vec(&v).unwrap()).unwrap();
+    b.spawn_with_host(&["--cgroup-parent", &*parent]);
+    assert_eq!(
+        inspect(&b, "cm", "{{.State.Status}} {{.State.Paused}}"),
+        "running false"
+    );
+    assert_eq!(
+        stdout(&b.docker_out(&["exec", "cm", "echo", "thawed"])),
+        "thawed\n"
+    );
+    assert!(
+        read()["State"].get("PausedForCommit").is_none(),
+        "{}",
+        read()
+    );
+    // A container the user paused stays paused across a restart.
+    ok(b.docker_out(&["pause", "cm"]));
+    crash(&mut b);
+    b.spawn_with_host(&["--cgroup-parent", &*parent]);
+    assert_eq!(
+        inspect(&b, "cm", "{{.State.Status}} {{.State.Paused}}"),
+        "paused true"
+    );
+    // And a commit that completes leaves no mark and the container running.
+    ok(b.docker_out(&["unpause", "cm"]));
+    ok(b.docker_out(&["commit", "cm", "cm-image"]));
+    assert_eq!(inspect(&b, "cm", "{{.State.Status}}"), "running");
+    assert!(
+        read()["State"].get("PausedForCommit").is_none(),
+        "{}",
+        read()
+    );
+    ok(b.docker_out(&["rm", "-f", "cm"]));
+}
+
+#[test]
 fn live_restore_after_kill_9() {
     require!(ready(), NOT_READY);
     let (mut b, parent) = daemon();

@@ -111,7 +111,14 @@ impl ContainerManager {
             container_config: serde_json::to_value(&r.config).ok(),
         };
 
-        let paused_here = opts.pause && r.state.status == Status::Running && {
+        // The record says so before the pause, so that a restore after a crash in between
+        // thaws the container (`restore.rs`).
+        let marked = opts.pause
+            && r.state.status == Status::Running
+            && self
+                .update(&c, |r| r.state.paused_for_commit = true)
+                .is_ok();
+        let paused_here = marked && {
             match self.pause(&r.id, true).await {
                 Ok(()) => true,
                 Err(e) => {
@@ -125,6 +132,9 @@ impl ContainerManager {
             if let Err(e) = self.pause(&r.id, false).await {
                 tracing::warn!("commit {}: unpause: {e}", r.id);
             }
+        }
+        if marked {
+            let _ = self.update(&c, |r| r.state.paused_for_commit = false);
         }
         let id = result?;
 

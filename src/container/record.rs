@@ -66,6 +66,11 @@ pub struct State {
     /// The health check's state (`State.Health`), once a container with a check has started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<super::health::HealthState>,
+    /// A `commit` is about to pause (or has paused) the container and will unpause it. Set
+    /// before the pause, cleared after the unpause: a daemon killed in between finds it at
+    /// restore and thaws the container (dockerd leaves it paused). Not part of the API.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused_for_commit: bool,
 }
 
 /// Everything berth persists about one container.

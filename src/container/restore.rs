@@ -177,9 +177,26 @@ impl ContainerManager {
                     *g
                 };
                 if let Some(st) = self.runtime.state(&c.id).await {
-                    if st.paused != (c.status() == Status::Paused) {
+                    let mut paused = st.paused;
+                    // A commit that paused the container did not get to unpause it.
+                    if c.record().state.paused_for_commit {
+                        if paused {
+                            match self.runtime.resume(&c.id).await {
+                                Ok(()) => {
+                                    paused = false;
+                                    tracing::info!(
+                                        "container {}: unpaused (a commit was interrupted)",
+                                        c.id
+                                    );
+                                }
+                                Err(e) => tracing::warn!("container {}: unpause: {e}", c.id),
+                            }
+                        }
+                        let _ = self.update(&c, |r| r.state.paused_for_commit = false);
+                    }
+                    if paused != (c.status() == Status::Paused) {
                         let _ = self.update(&c, |r| {
-                            r.state.status = if st.paused {
+                            r.state.status = if paused {
                                 Status::Paused
                             } else {
                                 Status::Running
@@ -193,6 +210,9 @@ impl ContainerManager {
             }
             Err(_) => {
                 // The supervisor is gone: it recorded the exit, or it died with the container.
+                if c.record().state.paused_for_commit {
+                    let _ = self.update(&c, |r| r.state.paused_for_commit = false);
+                }
                 let why = "the container's supervisor exited while berthd was down";
                 let status = self.runtime.exit_of_gone(&c.id, why).await;
                 self.on_exit(&c, status).await;

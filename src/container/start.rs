@@ -62,6 +62,7 @@ impl ContainerManager {
         // A manual start begins a fresh restart-policy history (moby's ResetRestartManager).
         self.update(&c, |r| {
             r.state.manually_stopped = false;
+            r.state.paused_for_commit = false;
             r.restart_count = 0;
         })?;
         *lock(&c.backoff) = None;
