@@ -405,8 +405,22 @@ fn check_invariants(d: &Daemon, round: usize) -> usize {
         );
     }
 
-    // Nothing leaked, counted against the records. A paused container (a commit interrupted
-    // by the kill leaves it paused, as dockerd's does) holds its run's resources too.
+    // No client pauses containers: a commit interrupted by the kill paused its container,
+    // and the restore thawed it (dockerd leaves it paused).
+    let paused: Vec<&str> = containers
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["State"] == "paused")
+        .filter_map(|c| c["Id"].as_str())
+        .collect();
+    assert!(
+        paused.is_empty(),
+        "{ctx}: containers left paused: {paused:?}"
+    );
+
+    // Nothing leaked, counted against the records (a paused container would hold its run's
+    // resources too).
     let running_ids: BTreeSet<String> = containers
         .as_array()
         .unwrap()
