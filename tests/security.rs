@@ -481,6 +481,40 @@ fn nix_kill(pid: i32) -> std::io::Result<()> {
 /// take turns.
 static USERNS_FILES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// A berthd with `--userns-remap=<remap>` and busybox imported. The remapped root walks from
+/// / to the data root (as with dockerd, whose remapped root needs traversable ancestors): the
+/// test's directory may not be 0700.
+fn remapped_berthd(remap: &str) -> Berthd {
+    let mut b = Berthd::prepare();
+    std::fs::set_permissions(
+        b.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .unwrap();
+    b.spawn_with_host(&[&format!("--userns-remap={remap}")]);
+    let rootfs = common::busybox_rootfs_tar(b.dir.path());
+    ok(b.docker_out(&["import", rootfs.to_str().unwrap(), "busybox:latest"]));
+    b
+}
+
+/// `docker cp` a host file owned by `ids` into `container`, with `-a` to `with_a` and without
+/// to `plain`; the two files' `uid:gid` as the container sees them, one line each.
+fn cp_owned_file(
+    b: &Berthd,
+    container: &str,
+    with_a: &str,
+    plain: &str,
+    ids: (u32, u32),
+) -> String {
+    let src = b.dir.path().join(format!("owned-{container}"));
+    std::fs::write(&src, "o").unwrap();
+    std::os::unix::fs::chown(&src, Some(ids.0), Some(ids.1)).unwrap();
+    let src = src.to_str().unwrap();
+    ok(b.docker_out(&["cp", "-a", src, &format!("{container}:{with_a}")]));
+    ok(b.docker_out(&["cp", src, &format!("{container}:{plain}")]));
+    ok(b.docker_out(&["exec", container, "stat", "-c", "%u:%g", with_a, plain]))
+}
+
 /// A system user with subordinate ranges of the test's own, removed (user and lines) on drop.
 struct RangedUser {
     name: &'static str,
@@ -558,15 +592,7 @@ fn userns_remap_maps_every_subordinate_range() {
         &[(3_000_000_000, 1000), (2_900_000_000, 65536)],
         &[(2_900_000_000, 65536), (3_000_000_000, 1000)],
     );
-    let mut b = Berthd::prepare();
-    std::fs::set_permissions(
-        b.dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o711),
-    )
-    .unwrap();
-    b.spawn_with_host(&["--userns-remap=berthranges"]);
-    let rootfs = common::busybox_rootfs_tar(b.dir.path());
-    ok(b.docker_out(&["import", rootfs.to_str().unwrap(), "busybox:latest"]));
+    let b = remapped_berthd("berthranges");
     ok(b.docker_out(&["run", "-d", "--name", "ranges", "busybox", "sleep", "300"]));
     let out = ok(b.docker_out(&[
         "exec",
@@ -608,26 +634,8 @@ fn userns_remap_maps_every_subordinate_range() {
         "{st}"
     );
     // `docker cp -a` keeps an id of the second range; without -a the file is container root's.
-    let src = b.dir.path().join("owned.txt");
-    std::fs::write(&src, "x").unwrap();
-    std::os::unix::fs::chown(&src, Some(65600), Some(65601)).unwrap();
-    let src = src.to_str().unwrap();
-    ok(b.docker_out(&["cp", "-a", src, "ranges:/owned.txt"]));
-    ok(b.docker_out(&["cp", src, "ranges:/plain.txt"]));
-    let out = ok(b.docker_out(&[
-        "exec",
-        "ranges",
-        "stat",
-        "-c",
-        "%u:%g",
-        "/owned.txt",
-        "/plain.txt",
-    ]));
-    assert_eq!(
-        out.lines().collect::<Vec<_>>(),
-        ["65600:65601", "0:0"],
-        "{out}"
-    );
+    let out = cp_owned_file(&b, "ranges", "/owned.txt", "/plain.txt", (65600, 65601));
+    assert_eq!(out, "65600:65601\n0:0\n");
     // And `docker export` of the running container gives the container's ids back.
     let tar = b.dir.path().join("export.tar");
     ok(b.docker_out(&["export", "-o", tar.to_str().unwrap(), "ranges"]));
@@ -653,17 +661,7 @@ fn userns_remap_runs_root_as_an_unprivileged_host_uid() {
         "needs useradd (userns-remap=default creates dockremap)"
     );
     let _serial = USERNS_FILES.lock().unwrap_or_else(|e| e.into_inner());
-    // The remapped root walks from / to the data root (as with dockerd, whose remapped root
-    // needs traversable ancestors): the test's directory may not be 0700.
-    let mut b = Berthd::prepare();
-    std::fs::set_permissions(
-        b.dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o711),
-    )
-    .unwrap();
-    b.spawn_with_host(&["--userns-remap=default"]);
-    let rootfs = common::busybox_rootfs_tar(b.dir.path());
-    ok(b.docker_out(&["import", rootfs.to_str().unwrap(), "busybox:latest"]));
+    let b = remapped_berthd("default");
     let (uid, uid_size) = sub_range("/etc/subuid", "dockremap");
     let (gid, gid_size) = sub_range("/etc/subgid", "dockremap");
     assert!(uid > 0 && uid_size >= 65536, "{uid} {uid_size}");
@@ -878,21 +876,13 @@ fn userns_remap_runs_root_as_an_unprivileged_host_uid() {
     }
     // docker cp -a into the running remapped container keeps the archive's ids (the host
     // sees them shifted); without -a the entries are container root's.
-    let src = b.dir.path().join("owned");
-    std::fs::write(&src, "o").unwrap();
-    std::os::unix::fs::chown(&src, Some(1000), Some(1001)).unwrap();
-    let src = src.to_str().unwrap();
-    ok(b.docker_out(&["cp", "-a", src, "remapped:/tmp/owned-a"]));
-    ok(b.docker_out(&["cp", src, "remapped:/tmp/owned-plain"]));
-    let out = ok(b.docker_out(&[
-        "exec",
+    let out = cp_owned_file(
+        &b,
         "remapped",
-        "stat",
-        "-c",
-        "%u:%g",
         "/tmp/owned-a",
         "/tmp/owned-plain",
-    ]));
+        (1000, 1001),
+    );
     assert_eq!(out, "1000:1001\n0:0\n");
     let on_host = find_under(&data, "/merged/tmp", "owned-a");
     assert_eq!(on_host.len(), 1, "{on_host:?}");
