@@ -1,12 +1,24 @@
 //! The daemon's PID file: refuses to start while another live daemon holds it.
+//!
+//! "Holds" is an exclusive `flock` on the file, kept for the daemon's lifetime (close-on-exec,
+//! so no supervisor or helper inherits it). The kernel drops it when the daemon dies, even by
+//! `kill -9`, so a PID file left behind is stale exactly when nobody holds its lock. dockerd
+//! asks whether the PID written in the file is alive instead, which a busy host can answer
+//! wrongly: after a `kill -9` the PID may already belong to another process (pid_max is 32768
+//! here), and the restart is refused. The crash loop hit that.
 
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::util::fs::atomic_write;
+use nix::fcntl::{Flock, FlockArg};
 
-/// A written PID file, removed on drop.
+/// A written and locked PID file, removed on drop.
 pub struct PidFile {
     path: PathBuf,
+    /// The lock (and the file) for the daemon's lifetime.
+    _lock: Flock<File>,
 }
 
 impl PidFile {
@@ -17,36 +29,53 @@ impl PidFile {
                 path.display()
             ))
         };
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if let Ok(pid) = text.trim().parse::<i32>() {
-                if pid > 0 && pid as u32 != std::process::id() && process_alive(pid) {
-                    return Err(fail(format!("process with PID {pid} is still running")));
-                }
-            }
-        }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| fail(format!("failed to create pidfile directory: {e}")))?;
         }
-        atomic_write(path, std::process::id().to_string().as_bytes(), 0o644)
+        // In place, not replaced: the lock belongs to this file.
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(path)
             .map_err(|e| fail(e.to_string()))?;
+        let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                let holder = text.trim();
+                return Err(fail(if holder.is_empty() {
+                    "another process holds it".to_string()
+                } else {
+                    format!("process with PID {holder} is still running")
+                }));
+            }
+            Err((_, e)) => return Err(fail(format!("lock: {e}"))),
+        };
+        // Nobody holds it: whatever PID it names is gone (or is someone else's by now).
+        let pid = std::process::id().to_string();
+        (|| -> std::io::Result<()> {
+            lock.set_len(0)?;
+            lock.rewind()?;
+            lock.write_all(pid.as_bytes())?;
+            lock.sync_all()
+        })()
+        .map_err(|e| fail(format!("write: {e}")))?;
         Ok(PidFile {
             path: path.to_path_buf(),
+            _lock: lock,
         })
     }
 }
 
 impl Drop for PidFile {
     fn drop(&mut self) {
+        // Removed while still locked; the lock goes with the descriptor right after.
         let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-fn process_alive(pid: i32) -> bool {
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
-        Ok(()) => true,
-        Err(nix::errno::Errno::EPERM) => true,
-        Err(_) => false,
     }
 }
 
@@ -60,7 +89,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn refuses_a_live_pid_and_replaces_a_dead_one() {
+    fn refuses_a_held_file_and_takes_over_a_stale_one() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("run/berthd.pid");
         {
@@ -69,18 +98,32 @@ mod tests {
                 std::fs::read_to_string(&p).unwrap(),
                 std::process::id().to_string()
             );
+            // Held: a second daemon is refused, whatever the file says.
+            let e = PidFile::create(&p).err().unwrap();
+            assert!(
+                e.to_string().contains(&format!(
+                    "process with PID {} is still running",
+                    std::process::id()
+                )),
+                "{e}"
+            );
         }
         assert!(!p.exists(), "removed on drop");
-        // PID 1 is always alive.
+        // Left behind by a daemon that was killed: its PID now names another live process
+        // (PID 1 here), but nobody holds the lock, so the file is stale.
         std::fs::write(&p, "1").unwrap();
-        let e = PidFile::create(&p).err().unwrap();
-        assert!(
-            e.to_string()
-                .contains("process with PID 1 is still running"),
-            "{e}"
+        let f = PidFile::create(&p).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            std::process::id().to_string()
         );
-        // A PID that cannot exist.
-        std::fs::write(&p, "999999999").unwrap();
-        assert!(PidFile::create(&p).is_ok());
+        drop(f);
+        // A longer stale content is replaced whole.
+        std::fs::write(&p, "123456789\n").unwrap();
+        let _f = PidFile::create(&p).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            std::process::id().to_string()
+        );
     }
 }

@@ -42,16 +42,26 @@ fn map_text(ranges: &[crate::util::ids::IdRange]) -> String {
 /// user namespace, its maps written, its namespace opened, the child killed.
 pub fn userns_fd(map: &IdMap) -> io::Result<OwnedFd> {
     let mut stack = vec![0u8; 64 * 1024];
-    let child = Box::new(|| -> isize {
-        loop {
-            // SAFETY: pause() only waits for a signal; the child is killed by its parent.
-            unsafe {
+    let parent = std::process::id() as libc::pid_t;
+    let child = Box::new(move || -> isize {
+        // SAFETY: close_range, prctl, getppid and pause are plain system calls
+        // (async-signal-safe). The child closes its copies of the parent's descriptors (the
+        // data root's and the PID file's locks among them: a child left behind by a daemon
+        // killed right now must not hold them) and dies with the parent.
+        unsafe {
+            libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() != parent {
+                return 0;
+            }
+            loop {
+                // Killed by its parent once the namespace is open.
                 libc::pause();
             }
         }
     });
-    // SAFETY: the child runs only `child`, which calls pause() (async-signal-safe) in a loop on
-    // its own stack, and touches no memory shared with other threads of this process.
+    // SAFETY: the child runs only `child`, which makes async-signal-safe system calls on its
+    // own stack and touches no memory shared with other threads of this process.
     let pid = unsafe {
         nix::sched::clone(
             child,
