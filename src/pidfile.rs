@@ -9,7 +9,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -33,28 +33,44 @@ impl PidFile {
             std::fs::create_dir_all(dir)
                 .map_err(|e| fail(format!("failed to create pidfile directory: {e}")))?;
         }
-        // In place, not replaced: the lock belongs to this file.
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(path)
-            .map_err(|e| fail(e.to_string()))?;
-        let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => lock,
-            Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                let holder = text.trim();
-                return Err(fail(if holder.is_empty() {
-                    "another process holds it".to_string()
-                } else {
-                    format!("process with PID {holder} is still running")
-                }));
+        // In place, not replaced: the lock belongs to this file. A daemon that was exiting
+        // may remove the path between our open and our lock: then the file we locked is no
+        // longer the one at the path, and we try again.
+        let mut attempts = 0;
+        let mut lock = loop {
+            let file = File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o644)
+                .open(path)
+                .map_err(|e| fail(e.to_string()))?;
+            let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => lock,
+                Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+                    let mut text = String::new();
+                    let _ = file.read_to_string(&mut text);
+                    let holder = text.trim();
+                    return Err(fail(if holder.is_empty() {
+                        "another process holds it".to_string()
+                    } else {
+                        format!("process with PID {holder} is still running")
+                    }));
+                }
+                Err((_, e)) => return Err(fail(format!("lock: {e}"))),
+            };
+            let same = match (lock.metadata(), std::fs::metadata(path)) {
+                (Ok(held), Ok(now)) => held.dev() == now.dev() && held.ino() == now.ino(),
+                _ => false,
+            };
+            attempts += 1;
+            if same {
+                break lock;
             }
-            Err((_, e)) => return Err(fail(format!("lock: {e}"))),
+            if attempts == 3 {
+                return Err(fail("the file keeps being replaced".to_string()));
+            }
         };
         // Nobody holds it: whatever PID it names is gone (or is someone else's by now).
         let pid = std::process::id().to_string();
