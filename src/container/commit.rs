@@ -112,13 +112,14 @@ impl ContainerManager {
         };
 
         // The record says so before the pause, so that a restore after a crash in between
-        // thaws the container (`restore.rs`).
-        let marked = opts.pause
-            && r.state.status == Status::Running
+        // thaws the container (`restore.rs`). A record that cannot be written (a full disk)
+        // does not stop the pause: the commit pauses as it always did, only unprotected.
+        let pausing = opts.pause && r.state.status == Status::Running;
+        let marked = pausing
             && self
                 .update(&c, |r| r.state.paused_for_commit = true)
                 .is_ok();
-        let paused_here = marked && {
+        let paused_here = pausing && {
             match self.pause(&r.id, true).await {
                 Ok(()) => true,
                 Err(e) => {
