@@ -202,6 +202,7 @@ impl Daemon {
     /// Load the containers from disk and reattach to the running ones.
     pub async fn restore(&self) {
         self.containers.restore().await;
+        tokio::spawn(self.containers.clone().collect_execs_periodically());
     }
 
     pub fn events(&self) -> &Arc<EventBus> {

@@ -174,13 +174,38 @@ impl ContainerManager {
         ids
     }
 
-    /// Records of execs that ended more than five minutes ago go (dockerd's exec GC).
+    /// A container's records of execs that ended more than [`EXEC_KEEP`] ago go (dockerd's
+    /// exec GC); at each exec create.
     fn collect_execs(&self, container_id: &str) {
-        const KEEP: Duration = Duration::from_secs(300);
         lock(&self.execs).retain(|_, e| {
-            let r = e.snapshot();
-            r.container_id != container_id || r.finished.is_none_or(|t| t.elapsed() < KEEP)
+            let r = lock(&e.record);
+            r.container_id != container_id || !ended_long_ago(&r)
         });
+    }
+
+    /// Every container's records of execs that ended more than [`EXEC_KEEP`] ago go, and the
+    /// table shrinks after a burst: a container that stops running execs does not keep its
+    /// old ones until its next exec. [`ContainerManager::collect_execs_periodically`] calls
+    /// it.
+    fn collect_all_execs(&self) {
+        let mut execs = lock(&self.execs);
+        let before = execs.len();
+        execs.retain(|_, e| !ended_long_ago(&lock(&e.record)));
+        if execs.capacity() > 4 * execs.len().max(64) {
+            execs.shrink_to_fit();
+        }
+        if execs.len() < before {
+            // What was freed goes back to the kernel at the daemon's next quiet moment.
+            crate::util::mem::note_activity();
+        }
+    }
+
+    /// Collect ended execs once a minute, for the daemon's life.
+    pub async fn collect_execs_periodically(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            self.collect_all_execs();
+        }
     }
 
     /// The container ended: its running execs ended with it (137), their records stay until
@@ -588,6 +613,14 @@ fn base64_std(data: &[u8]) -> String {
 /// Exec instances of every container, by ID.
 pub type ExecTable = HashMap<String, Arc<Exec>>;
 
+/// How long the record of an exec that ended stays for `GET /exec/{id}/json`.
+const EXEC_KEEP: Duration = Duration::from_secs(300);
+
+/// Whether an exec ended more than [`EXEC_KEEP`] ago.
+fn ended_long_ago(r: &ExecRecord) -> bool {
+    r.finished.is_some_and(|t| t.elapsed() >= EXEC_KEEP)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,6 +655,28 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(cmd_text(&cfg), "sh -c true");
+    }
+
+    #[test]
+    fn an_exec_record_goes_five_minutes_after_the_exec_ended() {
+        let record = |finished: Option<std::time::Instant>| ExecRecord {
+            id: "e".into(),
+            container_id: "c".into(),
+            config: ExecConfig::default(),
+            started: true,
+            running: false,
+            exit_code: finished.map(|_| 0),
+            pid: 1,
+            finished,
+            detach_keys: Vec::new(),
+            link_env: Vec::new(),
+        };
+        let now = std::time::Instant::now();
+        assert!(!ended_long_ago(&record(None)));
+        assert!(!ended_long_ago(&record(Some(now))));
+        if let Some(then) = now.checked_sub(EXEC_KEEP + Duration::from_secs(1)) {
+            assert!(ended_long_ago(&record(Some(then))));
+        }
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub fn trim_heap() {
     }
 }
 
-/// Note that a request came in.
+/// Note that a request came in (or that memory was freed outside one).
 pub fn note_activity() {
     ACTIVITY.fetch_add(1, Ordering::Relaxed);
 }
