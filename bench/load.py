@@ -2,7 +2,7 @@
 """Load and leaks (issue 16), run by hand as root, not in CI:
 
   bench/load.py --berthd target/release/berthd [--clients 200] [--seconds 60]
-                [--containers 50] [--cycles 1000]
+                [--containers 50] [--cycles 1000] [--warmup 5]
 
 Starts its own berthd (temporary data and exec roots, --bridge=none --iptables=false, a cgroup
 parent of its own), imports a busybox-static image, then:
@@ -11,7 +11,8 @@ parent of its own), imports a busybox-static image, then:
    a mix of reads (ping, version, info, lists, inspect, top, logs) and lifecycle operations
    (stop, start, restart, kill, exec) on C containers. Counts 5xx and dropped connections, prints
    p50/p99 latency, and berthd's RSS and open fds before and after (all containers running
-   again in both measures).
+   again in both measures; "before" after a short warm-up, which pages in each operation's code,
+   and the cold figures before it).
 2. cycles: K create -> start -> exec -> rm cycles; fds, threads, RSS, overlay mounts, cgroups and
    processes (supervisors, their children) before and after.
 
@@ -255,6 +256,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--containers", type=int, default=50)
     ap.add_argument("--cycles", type=int, default=1000)
+    ap.add_argument("--warmup", type=int, default=5, help="seconds of an 8-client load before the baseline (0: none)")
     args = ap.parse_args()
     d = Daemon(os.path.abspath(args.berthd))
     try:
@@ -270,6 +272,13 @@ def main():
             st, body = request(d.conn(), "POST", "/containers/%s/start" % cid)
             assert st == 204, body
             ids.append(cid)
+        cold = settle(d)
+        # A short warm-up first, so that "before" is taken with every operation's code paged in
+        # and its first-use state made (the cold figures are printed too): what the load adds
+        # after it is what a leak check is after.
+        if args.warmup:
+            load_phase(d, ids, 8, args.warmup)
+            start_all(d, ids)
         before = settle(d)
         t0 = time.time()
         s = load_phase(d, ids, args.clients, args.seconds)
@@ -280,7 +289,8 @@ def main():
         print("requests %d (%.0f/s), 5xx %d, dropped connections %d" % (s["requests"], s["requests"] / elapsed, s["5xx"], s["dropped"]))
         print("status codes: %s" % dict(sorted(s["codes"].items())))
         print("latency p50 %.1f ms, p99 %.1f ms, max %.1f ms" % (pct(s["lat"], 50) * 1e3, pct(s["lat"], 99) * 1e3, max(s["lat"] or [0]) * 1e3))
-        print("before: %s" % before)
+        print("cold:   %s" % cold)
+        print("before: %s (after a %d s warm-up with 8 clients)" % (before, args.warmup))
         print("after:  %s" % after)
         for e in s["errors"][:10]:
             print("  error: %s" % e)
