@@ -209,7 +209,8 @@ impl ContainerManager {
     }
 
     /// The container ended: its running execs ended with it (137), their records stay until
-    /// the container starts again or goes, so that clients can still inspect them.
+    /// the container starts again or goes, or for [`EXEC_KEEP`], so that clients can still
+    /// inspect them.
     pub(super) fn finish_execs(&self, container_id: &str) {
         let running: Vec<String> = lock(&self.execs)
             .values()
