@@ -158,35 +158,107 @@ pub fn is_mounted(path: &Path) -> bool {
         .any(|l| l.split_whitespace().nth(4).is_some_and(|m| m == want))
 }
 
-/// Give back memory a long-lived process no longer needs: free heap pages, and the resident
-/// pages of its read-only file mappings (code and constants: the kernel reads them again from
-/// the file when they are next used). The supervisor calls this once its container runs, so
-/// that libcontainer's code, used only to create the container, stops counting against every
-/// container. A mapping with any private (copied-on-write) page, such as relocated data, is
-/// left alone: the file does not hold what it holds.
+/// Give back memory a long-lived process no longer needs: free heap pages, the resident pages
+/// of its read-only file mappings (code and constants: the kernel reads them again from the
+/// file when they are next used), and the dead part of the main thread's stack. The supervisor
+/// calls this once its container runs, so that libcontainer's code, used only to create the
+/// container, stops counting against every container.
+///
+/// A read-only mapping may hold private (copied-on-write) pages, such as the global offset
+/// table the dynamic loader filled in: the file does not hold what they hold, so those pages
+/// stay, and only the others are dropped (`/proc/self/pagemap` tells them apart). Writable
+/// mappings are left alone: a page written between the look and the drop would be lost.
+///
+/// Never inlined: the stack below a local of its own frame, past a margin, holds no live
+/// frame (a caller's locals would be above it).
+#[inline(never)]
 pub fn shed_memory() {
     crate::util::mem::trim_heap();
     let Ok(smaps) = fs::read_to_string("/proc/self/smaps") else {
         return;
     };
-    // Each mapping: its header line, then its counters; a mapping qualifies when it is
-    // read-only, file-backed and holds no private (copied-on-write) pages.
-    let mut mappings: Vec<(String, String, u64)> = Vec::new();
+    let on_main_thread = nix::unistd::gettid() == nix::unistd::getpid();
+    for m in parse_smaps(&smaps) {
+        match m.kind {
+            MappingKind::ReadOnlyFile if m.anonymous_kb == 0 => drop_pages(m.start, m.end),
+            MappingKind::ReadOnlyFile => drop_file_pages(m.start, m.end),
+            MappingKind::MainStack if on_main_thread => {
+                let here = 0u8;
+                let sp = std::hint::black_box(&here) as *const u8 as usize;
+                if let Some((start, end)) = dead_stack(m.start, sp) {
+                    drop_pages(start, end);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+const PAGE: usize = 4096;
+
+/// How far below a local of `shed_memory` the stack stays untouched: the rest of its frame
+/// (a few hundred bytes) and those of the calls made while the pages below are dropped
+/// (`madvise` and the code around it) live there.
+const STACK_MARGIN: usize = 16 << 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MappingKind {
+    /// A private, read-only mapping of a file (`r--p` or `r-xp`).
+    ReadOnlyFile,
+    /// `[stack]`: the main thread's stack.
+    MainStack,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Mapping {
+    start: usize,
+    end: usize,
+    kind: MappingKind,
+    /// The `Anonymous:` counter: pages of this mapping that are private copies.
+    anonymous_kb: u64,
+}
+
+/// The mappings of an smaps text (`/proc/<pid>/smaps`): each is a header line, then its
+/// counters. A mapping whose counters cannot be read counts as holding private pages.
+fn parse_smaps(smaps: &str) -> Vec<Mapping> {
+    let mut mappings: Vec<Mapping> = Vec::new();
     for line in smaps.lines() {
         let first = line.split_whitespace().next().unwrap_or("");
         if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
             let mut f = line.split_whitespace();
-            let range = f.next().unwrap_or("").to_string();
-            let perms = f.next().unwrap_or("").to_string();
+            let range = f.next().unwrap_or("");
+            let perms = f.next().unwrap_or("");
             let path = f.nth(3).unwrap_or("");
-            if path.starts_with('/') && (perms == "r-xp" || perms == "r--p") {
-                mappings.push((range, perms, 0));
+            let (start, end) = range
+                .split_once('-')
+                .and_then(|(a, b)| {
+                    Some((
+                        usize::from_str_radix(a, 16).ok()?,
+                        usize::from_str_radix(b, 16).ok()?,
+                    ))
+                })
+                .unwrap_or((0, 0));
+            let kind = if path.starts_with('/') && (perms == "r-xp" || perms == "r--p") {
+                MappingKind::ReadOnlyFile
+            } else if path == "[stack]" && perms == "rw-p" {
+                MappingKind::MainStack
             } else {
-                mappings.push((String::new(), String::new(), 0));
-            }
+                MappingKind::Other
+            };
+            mappings.push(Mapping {
+                start,
+                end,
+                kind: if start < end {
+                    kind
+                } else {
+                    MappingKind::Other
+                },
+                anonymous_kb: u64::MAX,
+            });
         } else if let Some(v) = line.strip_prefix("Anonymous:") {
             if let Some(m) = mappings.last_mut() {
-                m.2 = v
+                m.anonymous_kb = v
                     .trim()
                     .trim_end_matches("kB")
                     .trim()
@@ -195,26 +267,71 @@ pub fn shed_memory() {
             }
         }
     }
-    for (range, _perms, anonymous) in mappings {
-        if range.is_empty() || anonymous != 0 {
+    mappings
+}
+
+/// Drop the resident pages of [start, end).
+fn drop_pages(start: usize, end: usize) {
+    // SAFETY: every caller passes either pages of a private, read-only file mapping that hold
+    // the file's content (faulted in again, unchanged, on the next use), or pages of the main
+    // thread's stack below its live frames (zero-filled on the next use, and unused until
+    // written again).
+    unsafe {
+        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+    }
+}
+
+/// Drop the pages of a read-only file mapping [start, end) that hold the file's content,
+/// keeping its private copies.
+fn drop_file_pages(start: usize, end: usize) {
+    use std::os::unix::fs::FileExt;
+    let Ok(pagemap) = fs::File::open("/proc/self/pagemap") else {
+        return;
+    };
+    let pages = (end - start) / PAGE;
+    let mut raw = vec![0u8; pages * 8];
+    if pagemap
+        .read_exact_at(&mut raw, (start / PAGE * 8) as u64)
+        .is_err()
+    {
+        return;
+    }
+    let entries: Vec<u64> = raw
+        .chunks_exact(8)
+        .map(|c| u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect();
+    for (s, e) in file_page_runs(start, &entries) {
+        drop_pages(s, e);
+    }
+}
+
+/// The runs of pages, from `start`, that may be dropped given their pagemap entries
+/// (`Documentation/admin-guide/mm/pagemap.rst`): all but the private copies, which are pages
+/// present and not file pages (bit 63 set, bit 61 clear) or swapped out (bit 62).
+fn file_page_runs(start: usize, entries: &[u64]) -> Vec<(usize, usize)> {
+    const PRESENT: u64 = 1 << 63;
+    const SWAPPED: u64 = 1 << 62;
+    const FILE: u64 = 1 << 61;
+    let private = |e: u64| e & SWAPPED != 0 || (e & PRESENT != 0 && e & FILE == 0);
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (i, &e) in entries.iter().enumerate() {
+        if private(e) {
             continue;
         }
-        let Some((start, end)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(start), Ok(end)) = (
-            usize::from_str_radix(start, 16),
-            usize::from_str_radix(end, 16),
-        ) else {
-            continue;
-        };
-        // SAFETY: [start, end) is a read-only, file-backed private mapping of this process
-        // without a single private (written) page: MADV_DONTNEED drops its resident pages,
-        // which are faulted in again, unchanged, from the file on the next use.
-        unsafe {
-            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+        let page = start + i * PAGE;
+        match runs.last_mut() {
+            Some(run) if run.1 == page => run.1 = page + PAGE,
+            _ => runs.push((page, page + PAGE)),
         }
     }
+    runs
+}
+
+/// The part of the main thread's stack [stack_start, …) that holds no live frame, given a
+/// stack pointer: every page from more than [`STACK_MARGIN`] below it down to the bottom.
+fn dead_stack(stack_start: usize, sp: usize) -> Option<(usize, usize)> {
+    let end = (sp & !(PAGE - 1)).checked_sub(STACK_MARGIN)?;
+    (end > stack_start).then_some((stack_start, end))
 }
 
 #[cfg(test)]
@@ -255,6 +372,116 @@ mod tests {
         // Code runs again after its pages were dropped.
         assert_eq!(format!("{}", 6 * 7), "42");
         assert!(proc_start_time(std::process::id() as i32).is_some());
+    }
+
+    #[test]
+    fn smaps_mappings_are_classified() {
+        let smaps = "\
+00200000-0055f000 r--p 00000000 fe:00 12 /usr/bin/berthd
+Rss:                 128 kB
+Anonymous:             0 kB
+016c4000-0173a000 r--p 014c2000 fe:00 12 /usr/bin/berthd
+Anonymous:             8 kB
+0173a000-01740000 rw-p 01538000 fe:00 12 /usr/bin/berthd
+Anonymous:            12 kB
+13780000-13796000 rw-p 00000000 00:00 0                                  [heap]
+Anonymous:            84 kB
+7ffc2dd8a000-7ffc2ddab000 rw-p 00000000 00:00 0                          [stack]
+Anonymous:           104 kB
+7f5148fd7000-7f514912d000 r-xp 00028000 fe:00 34 /usr/lib/x86_64-linux-gnu/libc.so.6
+";
+        let m = parse_smaps(smaps);
+        let got: Vec<_> = m
+            .iter()
+            .map(|m| (m.start, m.kind, m.anonymous_kb))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0x200000, MappingKind::ReadOnlyFile, 0),
+                (0x16c4000, MappingKind::ReadOnlyFile, 8),
+                (0x173a000, MappingKind::Other, 12),
+                (0x13780000, MappingKind::Other, 84),
+                (0x7ffc2dd8a000, MappingKind::MainStack, 104),
+                // No counters read: counted as holding private pages.
+                (0x7f5148fd7000, MappingKind::ReadOnlyFile, u64::MAX),
+            ]
+        );
+        assert_eq!(m[0].end, 0x55f000);
+    }
+
+    #[test]
+    fn only_pages_holding_the_files_content_are_dropped() {
+        const PRESENT: u64 = 1 << 63;
+        const SWAPPED: u64 = 1 << 62;
+        const FILE: u64 = 1 << 61;
+        let entries = [
+            PRESENT | FILE, // the file's page
+            0,              // not resident
+            PRESENT,        // a private copy (the loader wrote it)
+            PRESENT | FILE,
+            SWAPPED, // a private copy, swapped out
+            PRESENT | FILE,
+            PRESENT | FILE,
+        ];
+        assert_eq!(
+            file_page_runs(0x1000, &entries),
+            vec![(0x1000, 0x3000), (0x4000, 0x5000), (0x6000, 0x8000)]
+        );
+        assert_eq!(file_page_runs(0x1000, &[PRESENT]), vec![]);
+    }
+
+    #[test]
+    fn the_stack_is_dropped_only_below_the_live_frames() {
+        let bottom = 0x7ff0_0000_0000;
+        let sp = bottom + (200 << 10) + 0x123;
+        assert_eq!(
+            dead_stack(bottom, sp),
+            Some((bottom, bottom + (200 << 10) - STACK_MARGIN))
+        );
+        // Less than the margin in use below the stack pointer: nothing.
+        assert_eq!(dead_stack(bottom, bottom + STACK_MARGIN), None);
+        assert_eq!(dead_stack(bottom, 100), None);
+    }
+
+    #[test]
+    fn shedding_a_private_copy_keeps_its_content() {
+        // A private, read-only mapping of a file with one page changed after mapping (as the
+        // dynamic loader changes relocated data): the changed page survives the shedding.
+        let dir = std::env::temp_dir().join(format!("berth-shed-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f");
+        fs::write(&path, vec![7u8; 4 * PAGE]).unwrap();
+        let file = fs::File::open(&path).unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: a fresh private mapping of a file this test owns, unmapped at the end.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4 * PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        let bytes = base as *mut u8;
+        // SAFETY: within the mapping; then made read-only, as RELRO is.
+        unsafe {
+            *bytes.add(PAGE) = 42;
+            let _ = std::ptr::read_volatile(bytes.add(2 * PAGE));
+            assert_eq!(libc::mprotect(base, 4 * PAGE, libc::PROT_READ), 0);
+        }
+        shed_memory();
+        // SAFETY: within the mapping, which is still mapped.
+        unsafe {
+            assert_eq!(*bytes.add(PAGE), 42);
+            assert_eq!(*bytes.add(PAGE + 1), 7);
+            assert_eq!(*bytes.add(2 * PAGE), 7);
+            libc::munmap(base, 4 * PAGE);
+        }
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
