@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Instant, SystemTime};
 
-use super::stdio::nonblocking;
+use super::stdio::{nonblocking, ReadBuf};
 use super::{Src, Supervisor, HIGH_WATER, STALL_LIMIT};
 use crate::logger::Stream;
 use crate::runtime::proto::{self, Event, Reply};
@@ -177,18 +177,20 @@ impl Supervisor {
 
     /// Read one chunk of output `i` of `src` and deliver it; false when nothing was read.
     pub(super) fn read_output(&mut self, src: Src, i: usize) -> bool {
-        let mut buf = [0u8; 64 * 1024];
+        let mut buf = self.readbuf.take().unwrap_or_else(ReadBuf::new);
         let got = match self.io_mut(src) {
-            Some(io) if i < io.outputs.len() => io.read(i, &mut buf),
+            Some(io) if i < io.outputs.len() => io.read(i, buf.as_mut_slice()),
             _ => None,
         };
-        match got {
+        let read = match got {
             Some((stream, n)) => {
-                self.deliver(src, stream, &buf[..n]);
+                self.deliver(src, stream, &buf.as_mut_slice()[..n]);
                 true
             }
             None => false,
-        }
+        };
+        self.readbuf = Some(buf);
+        read
     }
 
     fn deliver(&mut self, src: Src, stream: Stream, data: &[u8]) {
@@ -249,8 +251,14 @@ impl Supervisor {
     /// Read from client `i` into its buffer; false when nothing was read (an EOF or error
     /// marks it gone, and EOF on an attached stdin counts as the stdin's end).
     fn read_client(&mut self, i: usize) -> bool {
-        let mut buf = [0u8; 64 * 1024];
-        let n = match self.clients[i].sock.read(&mut buf) {
+        let mut buf = self.readbuf.take().unwrap_or_else(ReadBuf::new);
+        let read = self.read_client_into(i, buf.as_mut_slice());
+        self.readbuf = Some(buf);
+        read
+    }
+
+    fn read_client_into(&mut self, i: usize, buf: &mut [u8]) -> bool {
+        let n = match self.clients[i].sock.read(buf) {
             Ok(0) => {
                 match self.clients[i].kind {
                     Kind::Attach { stdin: true, .. } => self.io.on_stdin_eof(),

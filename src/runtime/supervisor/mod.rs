@@ -37,7 +37,7 @@ use crate::util::fs::replace_file;
 use clients::{Client, Kind};
 use exec::ExecProc;
 use executor::ExecFailure;
-use stdio::Io;
+use stdio::{Io, ReadBuf};
 
 pub use setup::main;
 
@@ -92,6 +92,8 @@ struct Supervisor {
     exited_at: Option<Instant>,
     /// When a client last took bytes.
     last_progress: Instant,
+    /// The buffer reads go through (made at the first read, and taken out while in use).
+    readbuf: Option<ReadBuf>,
 }
 
 /// Which process an output, a stdin or a client belongs to.

@@ -178,6 +178,7 @@ impl Supervisor {
             report: Some(report),
             exited_at: None,
             last_progress: Instant::now(),
+            readbuf: None,
         })
     }
 }

@@ -181,3 +181,75 @@ pub(super) fn console_socket(path: &Path) -> Result<UnixListener, String> {
 pub(super) fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
     nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("create pipe: {e}"))
 }
+
+/// The supervisor's read buffer, for process output and client requests: 64 KiB of
+/// anonymous memory of which only the pages a read fills become resident. As an array on the
+/// stack it was touched whole at every read (the stack probes of a large frame) and kept
+/// 64 KiB of stack resident for the container's life; a zeroed `Vec` would touch it whole on
+/// the heap instead.
+pub(super) struct ReadBuf(Mem);
+
+enum Mem {
+    Mapped(std::ptr::NonNull<u8>),
+    /// When the mapping could not be made.
+    Heap(Vec<u8>),
+}
+
+impl ReadBuf {
+    pub(super) const LEN: usize = 64 * 1024;
+
+    pub(super) fn new() -> ReadBuf {
+        // SAFETY: a new private anonymous mapping, owned by the returned value and unmapped in
+        // its `Drop`.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                Self::LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        match std::ptr::NonNull::new(ptr as *mut u8) {
+            Some(p) if ptr != libc::MAP_FAILED => ReadBuf(Mem::Mapped(p)),
+            _ => ReadBuf(Mem::Heap(vec![0; Self::LEN])),
+        }
+    }
+
+    pub(super) fn as_mut_slice(&mut self) -> &mut [u8] {
+        match &mut self.0 {
+            // SAFETY: the mapping is LEN bytes, readable and writable (zero-filled when
+            // first touched), and lives as long as `self`, which this borrow cannot outlive.
+            Mem::Mapped(p) => unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), Self::LEN) },
+            Mem::Heap(v) => v,
+        }
+    }
+}
+
+impl Drop for ReadBuf {
+    fn drop(&mut self) {
+        if let Mem::Mapped(p) = self.0 {
+            // SAFETY: the mapping made in `new`, no longer borrowed.
+            unsafe {
+                libc::munmap(p.as_ptr() as *mut libc::c_void, Self::LEN);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_buffer_is_zeroed_writable_and_whole() {
+        let mut b = ReadBuf::new();
+        let s = b.as_mut_slice();
+        assert_eq!(s.len(), ReadBuf::LEN);
+        assert!(s.iter().all(|&x| x == 0));
+        s[0] = 1;
+        s[ReadBuf::LEN - 1] = 2;
+        assert_eq!((s[0], s[ReadBuf::LEN - 1]), (1, 2));
+    }
+}
