@@ -139,7 +139,6 @@ pub fn unmount(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Whether `path` is a mount point (its device differs from its parent's, or mountinfo says so).
 /// Every mount point (as mountinfo spells it), for many `is_mounted` questions at once.
 pub fn mount_points() -> std::collections::HashSet<String> {
     fs::read_to_string("/proc/self/mountinfo")
@@ -149,13 +148,9 @@ pub fn mount_points() -> std::collections::HashSet<String> {
         .collect()
 }
 
+/// Whether `path` is a mount point ([`crate::util::fs::is_mount_point`]).
 pub fn is_mounted(path: &Path) -> bool {
-    let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = path.display().to_string();
-    text.lines()
-        .any(|l| l.split_whitespace().nth(4).is_some_and(|m| m == want))
+    crate::util::fs::is_mount_point(path)
 }
 
 /// Give back memory a long-lived process no longer needs: free heap pages, the resident pages

@@ -215,7 +215,7 @@ fn cgroup_v1_mounts(mountinfo: &str) -> Vec<PathBuf> {
             continue;
         }
         if let Some(point) = left.split(' ').nth(4) {
-            out.push(PathBuf::from(unescape_mountinfo(point)));
+            out.push(PathBuf::from(crate::util::fs::unescape_mountinfo(point)));
         }
     }
     out
@@ -242,32 +242,6 @@ fn pick_v1_mount(cgroups: &[PathBuf], controller: &str) -> Option<PathBuf> {
             }
         })
         .cloned()
-}
-
-/// mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
-fn unescape_mountinfo(s: &str) -> String {
-    if !s.contains('\\') {
-        return s.to_string();
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 4 <= b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') as u32 * 64
-                + (b[i + 2] - b'0') as u32 * 8
-                + (b[i + 3] - b'0') as u32;
-            out.push(v as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn probe_v1() -> CgroupInfo {

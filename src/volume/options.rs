@@ -272,35 +272,9 @@ pub fn unmount(target: &Path) -> Result<(), VolumeError> {
     }
 }
 
-/// Whether something is mounted at `path` (from `/proc/self/mountinfo`).
+/// Whether something is mounted at `path`.
 pub fn is_mounted(path: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = path.to_string_lossy();
-    text.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|mp| unescape_octal(mp) == want)
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_octal(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() {
-            let oct = std::str::from_utf8(&b[i + 1..i + 4]).ok();
-            if let Some(v) = oct.and_then(|o| u8::from_str_radix(o, 8).ok()) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::util::fs::is_mount_point(path)
 }
 
 #[cfg(test)]
@@ -413,11 +387,5 @@ mod tests {
             ("type", "tmpfs"),
             ("device", "tmpfs")
         ])));
-    }
-
-    #[test]
-    fn mountinfo_escapes_are_decoded() {
-        assert_eq!(unescape_octal("/a\\040b"), "/a b");
-        assert_eq!(unescape_octal("/plain"), "/plain");
     }
 }
