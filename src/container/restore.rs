@@ -87,8 +87,6 @@ impl ContainerManager {
                 }
             }
         }
-        // Which root filesystems are mounted, read once (not once per stopped container).
-        let mounted = host::mount_points();
         // Reattaching is two round trips to each supervisor: many at once, not one by one.
         let mut reattach = Vec::new();
         for r in loaded {
@@ -108,7 +106,7 @@ impl ContainerManager {
                         r.state.status = Status::Exited;
                         r.state.restart_pending = false;
                     });
-                    self.reap_unstarted_at_restore(&r.id, &mounted).await;
+                    self.reap_unstarted(&r.id).await;
                 }
                 Status::Restarting => {
                     let this = self.clone();
@@ -129,7 +127,7 @@ impl ContainerManager {
                     });
                 }
                 _ => {
-                    self.reap_unstarted_at_restore(&r.id, &mounted).await;
+                    self.reap_unstarted(&r.id).await;
                     // An auto-remove container that is not running goes, as dockerd's
                     // `restore` removes it: one that ended just before berthd did, or one
                     // created and never started (its `docker run --rm` client went with the
@@ -144,18 +142,6 @@ impl ContainerManager {
             .buffer_unordered(REATTACH_AT_ONCE)
             .collect::<Vec<()>>()
             .await;
-    }
-
-    /// `reap_unstarted` with the mount table read once for all containers.
-    async fn reap_unstarted_at_restore(
-        &self,
-        id: &str,
-        mounted: &std::collections::HashSet<String>,
-    ) {
-        self.runtime.reap_unstarted(id).await;
-        if mounted.contains(&self.rootfs(id).display().to_string()) {
-            self.unmount_rootfs(id);
-        }
     }
 
     /// A container recorded as not running may still have a supervisor: berthd died between

@@ -174,15 +174,6 @@ pub fn unmount(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Every mount point (as mountinfo spells it), for many `is_mounted` questions at once.
-pub fn mount_points() -> std::collections::HashSet<String> {
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
-        .collect()
-}
-
 /// Whether `path` is a mount point ([`crate::util::fs::is_mount_point`]).
 pub fn is_mounted(path: &Path) -> bool {
     crate::util::fs::is_mount_point(path)
