@@ -75,28 +75,29 @@ pub fn mount_overlay(
     work: &Path,
     merged: &Path,
 ) -> io::Result<()> {
-    let dir = upper.parent().filter(|d| !d.as_os_str().is_empty());
-    if let (Some(dir), Some(u), Some(w)) = (dir, upper.file_name(), work.file_name()) {
-        if work.parent() == Some(dir)
-            && merged.is_absolute()
-            && lowers.iter().all(|l| l.is_absolute())
+    // (directory, upper's name, work's name) when both sit in one directory.
+    let relative = match (upper.parent(), upper.file_name(), work.file_name()) {
+        (Some(dir), Some(u), Some(w))
+            if !dir.as_os_str().is_empty()
+                && work.parent() == Some(dir)
+                && merged.is_absolute()
+                && lowers.iter().all(|l| l.is_absolute()) =>
         {
-            let data = format!(
-                "{},upperdir={},workdir={}",
-                lowerdir(lowers),
-                u.to_string_lossy(),
-                w.to_string_lossy()
-            );
-            return in_dir(dir, || overlay(&data, merged, MsFlags::empty()));
+            Some((dir, Path::new(u), Path::new(w)))
         }
-    }
+        _ => None,
+    };
+    let (u, w) = relative.map_or((upper, work), |(_, u, w)| (u, w));
     let data = format!(
         "{},upperdir={},workdir={}",
         lowerdir(lowers),
-        upper.display(),
-        work.display()
+        u.display(),
+        w.display()
     );
-    overlay(&data, merged, MsFlags::empty())
+    match relative {
+        Some((dir, ..)) => in_dir(dir, || overlay(&data, merged, MsFlags::empty())),
+        None => overlay(&data, merged, MsFlags::empty()),
+    }
 }
 
 /// `f` on a thread of its own whose working directory is `dir` (`unshare(CLONE_FS)`: the
