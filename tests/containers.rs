@@ -1020,3 +1020,32 @@ fn helpers_run_even_when_the_binary_file_is_gone() {
     );
     ok(b.docker_out(&["rm", "-f", "gone-bin"]));
 }
+
+/// A container's rootfs overlay names its upper and work directories relative to its layer
+/// directory (`runtime::host::mount_overlay`), so each running container adds a short line to
+/// the mount table that libcontainer reads at every container start; the overlay works as
+/// before.
+#[test]
+fn a_running_containers_overlay_has_short_options() {
+    require!(ready(), NOT_READY);
+    let (b, _cg) = daemon();
+    let id = ok(b.docker_out(&["run", "-d", "--name", "short", "busybox", "sleep", "600"]));
+    let id = id.trim();
+    let lines = mounts_mentioning(&format!("{id}/layer/merged"));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains(",upperdir=diff,workdir=work"),
+        "{}",
+        lines[0]
+    );
+    assert!(!lines[0].contains("upperdir=/"), "{}", lines[0]);
+    ok(b.docker_out(&["exec", "short", "sh", "-c", "echo w > /written"]));
+    let diff = ok(b.docker_out(&["diff", "short"]));
+    assert!(diff.lines().any(|l| l == "A /written"), "{diff}");
+    assert_eq!(
+        ok(b.docker_out(&["exec", "short", "cat", "/written"])),
+        "w\n"
+    );
+    ok(b.docker_out(&["rm", "-f", "short"]));
+    assert!(mounts_mentioning(id).is_empty());
+}
