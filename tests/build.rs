@@ -650,3 +650,100 @@ fn context_cache_in_df_and_builder_prune() {
     let o = built(&build(&b, &dir, &["-t", "ctxcache:1"]));
     assert!(o.contains(" ---> Using cache"), "{o}");
 }
+
+#[test]
+fn ulimits_and_the_parameters_dockerd_refuses_on_linux() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    let dir = b.dir.path().join("limits");
+    write(
+        &dir,
+        "Dockerfile",
+        "FROM busybox\nRUN echo \"nofile $(ulimit -S -n) $(ulimit -H -n)\" > /limits.txt\n",
+    );
+    // `--ulimit` reaches every RUN container.
+    built(&build(
+        &b,
+        &dir,
+        &["-t", "limited:1", "--ulimit", "nofile=1024:2048"],
+    ));
+    let out = ok(b.docker_out(&["run", "--rm", "limited:1", "cat", "/limits.txt"]));
+    assert_eq!(out.trim(), "nofile 1024 2048");
+
+    // What dockerd refuses on Linux, with its texts, before any output.
+    for (args, text) in [
+        (
+            &["--security-opt", "seccomp=unconfined"][..],
+            "security options are not supported on linux",
+        ),
+        (
+            &["--isolation", "hyperv"][..],
+            "unsupported isolation: \"hyperv\"",
+        ),
+    ] {
+        let o = build(&b, &dir, args);
+        assert!(!o.status.success(), "{args:?} built:\n{}", stdout(&o));
+        assert!(
+            stderr(&o).contains(&format!("Error response from daemon: {text}")),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        assert!(!stdout(&o).contains("Step 1/"), "{}", stdout(&o));
+    }
+    // The default isolation, in any case, builds.
+    let o = built(&build(&b, &dir, &["-q", "--isolation", "Default"]));
+    assert!(o.trim().starts_with("sha256:"), "{o}");
+
+    // The parameters the CLI's classic builder never sends, over the API.
+    let mut c = common::Conn::unix(&b.socket);
+    for (query, text) in [
+        ("version=2", "buildkit is not enabled on daemon".to_string()),
+        ("version=3", "invalid version \"3\"".to_string()),
+        (
+            "outputs=%7Bnot-json",
+            "invalid outputs specified: ".to_string(),
+        ),
+        (
+            "outputs=%5B%7B%22Type%22%3A1%7D%5D",
+            "invalid outputs specified: ".to_string(),
+        ),
+        (
+            "ulimits=%5B1%5D",
+            "error reading ulimit settings: ".to_string(),
+        ),
+        ("buildargs=%5B%5D", "error reading build args: ".to_string()),
+        ("labels=x", "error reading labels: ".to_string()),
+        ("cachefrom=%7B%7D", "error reading cache-from: ".to_string()),
+    ] {
+        let r = c.request("POST", &format!("/v1.51/build?{query}"), Some(b""));
+        assert_eq!(r.status, 400, "{query}: {}", r.text());
+        let message = r.json()["message"].as_str().unwrap_or("").to_string();
+        assert!(message.starts_with(&text), "{query}: {message}");
+    }
+    // Valid outputs are read and ignored by the classic builder, as dockerd's.
+    let tar = {
+        let mut t = tar::Builder::new(Vec::new());
+        let df = b"FROM busybox\nLABEL built=with-outputs\n";
+        let mut h = tar::Header::new_gnu();
+        h.set_size(df.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        t.append_data(&mut h, "Dockerfile", &df[..]).unwrap();
+        t.into_inner().unwrap()
+    };
+    let r = c.request(
+        "POST",
+        "/v1.51/build?t=outputs:1&version=1&outputs=%5B%7B%22Type%22%3A%22local%22%2C%22Attrs%22%3A%7B%22dest%22%3A%22%2Ftmp%2Fx%22%7D%7D%5D",
+        Some(&tar),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text().contains("Successfully tagged outputs:1"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        inspect(&b, "outputs:1", "{{index .Config.Labels \"built\"}}"),
+        "with-outputs"
+    );
+}

@@ -44,15 +44,60 @@ pub fn routes(backend: Arc<dyn BuildBackend>) -> Vec<Route> {
     ]
 }
 
-/// A JSON parameter (`buildargs`, `labels`, `cachefrom`); absent or empty is empty.
+/// A JSON parameter (`buildargs`, `labels`, `cachefrom`, `ulimits`, `outputs`); absent or
+/// empty is empty. `what` begins the error, as dockerd's (`error reading build args: …`).
 fn json_param<T: serde::de::DeserializeOwned + Default>(
     ctx: &Ctx<dyn BuildBackend>,
     name: &str,
+    what: &str,
 ) -> Result<T, ApiError> {
     match ctx.query.get(name).filter(|s| !s.is_empty()) {
         None => Ok(T::default()),
-        Some(text) => serde_json::from_str(text)
-            .map_err(|e| ApiError::invalid(format!("invalid {name} parameter: {e}"))),
+        Some(text) => {
+            serde_json::from_str(text).map_err(|e| ApiError::invalid(format!("{what}: {e}")))
+        }
+    }
+}
+
+/// One entry of `outputs` (BuildKit's exporters). The classic builder reads and ignores them,
+/// as dockerd's does.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct BuildOutput {
+    #[serde(rename = "Type", default)]
+    typ: String,
+    #[serde(rename = "Attrs", default)]
+    attrs: HashMap<String, String>,
+}
+
+/// The parameters dockerd refuses on Linux or with its classic builder, in the order of moby's
+/// `newImageBuildOptions`: `securityopt` (Windows only), malformed `outputs`, an `isolation`
+/// other than the default, and a `version` other than the classic builder's.
+fn refused_parameters(ctx: &Ctx<dyn BuildBackend>) -> Result<(), ApiError> {
+    let q = &ctx.query;
+    if q.get_all("securityopt").next().is_some() {
+        return Err(ApiError::invalid(
+            "security options are not supported on linux",
+        ));
+    }
+    if ctx.version >= ApiVersion::new(1, 40) {
+        json_param::<Vec<BuildOutput>>(ctx, "outputs", "invalid outputs specified")?;
+    }
+    if let Some(i) = q.get("isolation").filter(|i| !i.is_empty()) {
+        if !i.eq_ignore_ascii_case("default") {
+            return Err(ApiError::invalid(format!("unsupported isolation: {i:?}")));
+        }
+    }
+    Ok(())
+}
+
+/// `version`: the builder a client asks for. Only the classic one (`1`) builds here; BuildKit
+/// (`2`) gets dockerd's answer when it runs without BuildKit.
+fn builder_version(ctx: &Ctx<dyn BuildBackend>) -> Result<(), ApiError> {
+    match ctx.query.get("version").unwrap_or("") {
+        "" | "1" => Ok(()),
+        "2" => Err(ApiError::invalid("buildkit is not enabled on daemon")),
+        v => Err(ApiError::invalid(format!("invalid version {v:?}"))),
     }
 }
 
@@ -82,10 +127,12 @@ fn positive(ctx: &Ctx<dyn BuildBackend>, name: &str) -> Result<Option<i64>, ApiE
     Ok(ctx.query.int(name)?.filter(|v| *v != 0))
 }
 
-pub async fn build(ctx: Ctx<dyn BuildBackend>) -> HandlerResult {
+/// The build's parameters, checked as moby's `newImageBuildOptions` checks them.
+fn build_options(ctx: &Ctx<dyn BuildBackend>) -> Result<BuildOptions, ApiError> {
     let q = &ctx.query;
     let text = |n: &str| q.get(n).unwrap_or("").to_string();
     let force_remove = q.bool("forcerm");
+    refused_parameters(ctx)?;
     let opts = BuildOptions {
         dockerfile: text("dockerfile"),
         tags: q
@@ -98,17 +145,18 @@ pub async fn build(ctx: Ctx<dyn BuildBackend>) -> HandlerResult {
         remove: force_remove || q.bool_or("rm", true),
         force_remove,
         pull: q.bool("pull"),
-        build_args: json_param(&ctx, "buildargs")?,
-        labels: json_param(&ctx, "labels")?,
+        build_args: json_param(ctx, "buildargs", "error reading build args")?,
+        labels: json_param(ctx, "labels", "error reading labels")?,
         target: text("target"),
         network_mode: text("networkmode"),
         extra_hosts: q.get_all("extrahosts").map(str::to_string).collect(),
-        shm_size: positive(&ctx, "shmsize")?,
-        memory: positive(&ctx, "memory")?,
-        memory_swap: positive(&ctx, "memswap")?,
-        cpu_shares: positive(&ctx, "cpushares")?,
-        cpu_period: positive(&ctx, "cpuperiod")?,
-        cpu_quota: positive(&ctx, "cpuquota")?,
+        shm_size: positive(ctx, "shmsize")?,
+        ulimits: json_param(ctx, "ulimits", "error reading ulimit settings")?,
+        memory: positive(ctx, "memory")?,
+        memory_swap: positive(ctx, "memswap")?,
+        cpu_shares: positive(ctx, "cpushares")?,
+        cpu_period: positive(ctx, "cpuperiod")?,
+        cpu_quota: positive(ctx, "cpuquota")?,
         cpuset_cpus: text("cpusetcpus"),
         cpuset_mems: text("cpusetmems"),
         cgroup_parent: text("cgroupparent"),
@@ -119,16 +167,24 @@ pub async fn build(ctx: Ctx<dyn BuildBackend>) -> HandlerResult {
         },
         squash: q.bool("squash"),
         remote: text("remote"),
-        cache_from: json_param(&ctx, "cachefrom")?,
-        auth_configs: registry_config(&ctx),
+        cache_from: json_param(ctx, "cachefrom", "error reading cache-from")?,
+        auth_configs: registry_config(ctx),
     };
+    builder_version(ctx)?;
+    Ok(opts)
+}
+
+pub async fn build(ctx: Ctx<dyn BuildBackend>) -> HandlerResult {
+    let opts = build_options(&ctx);
     let want_aux = ctx.version >= ApiVersion::new(1, 30);
     let backend = ctx.backend.clone();
     let (body, pump) = body_channel(ctx.req.into_body());
     // The context is read before the first message (the build runs in this task until then).
+    // A refused parameter is answered inside the drive too, so that the context the client is
+    // still sending is drained and it reads the answer rather than a broken pipe.
     let (mut messages, first) = pump
         .drive(async {
-            let mut messages = backend.build(body, opts).await?;
+            let mut messages = backend.build(body, opts?).await?;
             let first = messages.recv().await;
             Ok::<_, ApiError>((messages, first))
         })

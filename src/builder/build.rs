@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard_stubs::models::{ContainerConfig, HealthConfig, HostConfig};
+use bollard_stubs::models::{ContainerConfig, HealthConfig, HostConfig, ResourcesUlimits};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -69,6 +69,8 @@ pub struct BuildOptions {
     pub network_mode: String,
     pub extra_hosts: Vec<String>,
     pub shm_size: Option<i64>,
+    /// `ulimits`: the RUN containers' `HostConfig.Ulimits`.
+    pub ulimits: Vec<ResourcesUlimits>,
     pub memory: Option<i64>,
     pub memory_swap: Option<i64>,
     pub cpu_shares: Option<i64>,
@@ -1153,6 +1155,7 @@ impl Builder {
             }),
             extra_hosts: Some(opts.extra_hosts.clone()).filter(|h| !h.is_empty()),
             shm_size: opts.shm_size.filter(|s| *s > 0),
+            ulimits: Some(opts.ulimits.clone()).filter(|u| !u.is_empty()),
             memory: opts.memory.filter(|m| *m > 0),
             memory_swap: opts.memory_swap.filter(|m| *m != 0),
             cpu_shares: opts.cpu_shares.filter(|c| *c > 0),
