@@ -1049,3 +1049,63 @@ fn a_running_containers_overlay_has_short_options() {
     ok(b.docker_out(&["rm", "-f", "short"]));
     assert!(mounts_mentioning(id).is_empty());
 }
+
+#[test]
+fn an_ended_containers_cgroup_goes_from_every_hierarchy() {
+    require!(ready(), NOT_READY);
+    let (b, parent) = daemon();
+    // Every cgroup directory the container could have: each v1 hierarchy's, or the v2 one.
+    let dirs_of = |id: &str| -> Vec<PathBuf> {
+        let mut roots: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        roots.push(PathBuf::from("/sys/fs/cgroup"));
+        roots.iter().map(|r| r.join(&*parent).join(id)).collect()
+    };
+    // An ordinary container, stopped while it runs.
+    let id = ok(b.docker_out(&["run", "-d", "--name", "plain", "busybox", "sleep", "100"]))
+        .trim()
+        .to_string();
+    let present: Vec<PathBuf> = dirs_of(&id).into_iter().filter(|d| d.exists()).collect();
+    assert!(!present.is_empty(), "no cgroup for {id}");
+    ok(b.docker_out(&["stop", "-t", "0", "plain"]));
+    let left: Vec<_> = present.iter().filter(|d| d.exists()).collect();
+    assert!(left.is_empty(), "cgroups left: {left:?}");
+    assert_eq!(inspect(&b, "plain", "{{.State.Status}}"), "exited");
+    // A container in the host's pid namespace whose init leaves a child behind: the child
+    // stays in the cgroup after the init ends, and goes with it, as with libcontainer's delete.
+    let o = b.docker_out(&[
+        "run",
+        "--name",
+        "leaver",
+        "--pid",
+        "host",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 7654321 >/dev/null 2>&1 & echo left",
+    ]);
+    assert_eq!(stdout(&o).trim(), "left", "{}", stderr(&o));
+    let id = inspect(&b, "leaver", "{{.Id}}");
+    common::wait_for("the cgroup to go", Duration::from_secs(10), || {
+        dirs_of(&id).iter().all(|d| !d.exists())
+    });
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&ps.stdout).contains("sleep 7654321"),
+        "the container's child outlived it"
+    );
+    assert_eq!(
+        inspect(&b, "leaver", "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 0"
+    );
+    // The supervisors removed libcontainer's records too.
+    let runtime = b.dir.path().join("exec/runtime");
+    let records: Vec<_> = std::fs::read_dir(&runtime)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(records.is_empty(), "{records:?}");
+}

@@ -223,11 +223,15 @@ impl Runtime {
     /// Start the supervisor of a prepared container and wait until the container is created.
     /// Returns its init's pid.
     pub async fn launch(&self, id: &str, opts: LaunchOptions) -> Result<i32, RuntimeError> {
+        let cgroup_path = self.cgroup_path(id);
+        let version = self.cgroup_version();
         let cfg = SupervisorConfig {
             id: id.to_string(),
             lc_root: self.lc_root(),
             io: opts.io,
-            cgroup_path: self.cgroup_path(id),
+            cgroup_dirs: Some(super::cgroup_dirs(version, &cgroup_path)),
+            oom_file: super::oom_file(version, &cgroup_path),
+            cgroup_path,
         };
         client::launch(self.cfg.supervisor_exe.clone(), self.state_dir(id), cfg).await
     }

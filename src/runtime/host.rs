@@ -35,31 +35,17 @@ pub fn same_process(pid: i32, start_time: u64) -> bool {
     pid > 0 && proc_start_time(pid) == Some(start_time)
 }
 
-/// How many processes of the cgroup the kernel's OOM killer has killed (v2 `memory.events`,
-/// v1 `memory.oom_control`), or 0 when unknown.
-pub fn oom_kills(cgroup_path: &str) -> u64 {
-    let rel = cgroup_path.trim_start_matches('/');
-    let candidates = match crate::runtime::cgroup_version() {
-        crate::runtime::CgroupVersion::V2 => {
-            vec![Path::new("/sys/fs/cgroup").join(rel).join("memory.events")]
-        }
-        crate::runtime::CgroupVersion::V1 => {
-            match crate::runtime::v1_mount_point(libcgroups::v1::ControllerType::Memory) {
-                Some(mnt) => vec![mnt.join(rel).join("memory.oom_control")],
-                None => Vec::new(),
-            }
-        }
+/// How many processes of a cgroup the kernel's OOM killer has killed, from its `oom_file`
+/// (v2 `memory.events`, v1 `memory.oom_control`: both have an `oom_kill` line), or 0 when
+/// unknown.
+pub fn oom_kills(oom_file: &Path) -> u64 {
+    let Ok(text) = fs::read_to_string(oom_file) else {
+        return 0;
     };
-    for file in candidates {
-        if let Ok(text) = fs::read_to_string(&file) {
-            for line in text.lines() {
-                if let Some(n) = line.strip_prefix("oom_kill ") {
-                    return n.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-    }
-    0
+    text.lines()
+        .find_map(|line| line.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Mount an overlay of `lowers` (top first) with `upper`/`work` on `merged`.

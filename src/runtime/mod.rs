@@ -171,20 +171,63 @@ pub fn probe_cgroups() -> CgroupInfo {
 /// (libcgroups' `get_subsystem_mount_point` reads and parses the whole file per controller,
 /// which was half of berthd's start-up instructions). Read once per process.
 pub(crate) fn v1_mount_point(c: ControllerType) -> Option<PathBuf> {
+    let name = c.to_string();
+    v1_mount_points()
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, p)| p.clone())
+}
+
+/// Every v1 controller berth knows with its mount point, in [`V1_CONTROLLERS`]' order.
+fn v1_mount_points() -> &'static [(String, PathBuf)] {
     static MOUNTS: std::sync::OnceLock<Vec<(String, PathBuf)>> = std::sync::OnceLock::new();
-    let mounts = MOUNTS.get_or_init(|| {
+    MOUNTS.get_or_init(|| {
         let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let cgroups = cgroup_v1_mounts(&text);
         V1_CONTROLLERS
             .iter()
             .filter_map(|name| Some((name.to_string(), pick_v1_mount(&cgroups, name)?)))
             .collect()
-    });
-    let name = c.to_string();
-    mounts
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, p)| p.clone())
+    })
+}
+
+/// The directories of the cgroup `cgroup_path` (absolute, e.g. `/berth/<id>`): the v2 one, or
+/// one in each v1 hierarchy libcgroups makes it in (every controller's mount, co-mounted
+/// controllers once). The supervisor removes them when its container ends, without reading
+/// the mount table (see `supervisor::lc::release`).
+pub(crate) fn cgroup_dirs(version: CgroupVersion, cgroup_path: &str) -> Vec<PathBuf> {
+    let rel = cgroup_path.trim_start_matches('/');
+    match version {
+        CgroupVersion::V2 => vec![Path::new(DEFAULT_CGROUP_ROOT).join(rel)],
+        CgroupVersion::V1 => dirs_under(v1_mount_points().iter().map(|(_, m)| m), rel),
+    }
+}
+
+/// `rel` under each of `mounts`, each directory once.
+fn dirs_under<'a>(mounts: impl Iterator<Item = &'a PathBuf>, rel: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for m in mounts {
+        let dir = m.join(rel);
+        if !out.contains(&dir) {
+            out.push(dir);
+        }
+    }
+    out
+}
+
+/// The file that counts the cgroup's OOM kills: v2 `memory.events`, v1 `memory.oom_control`.
+pub(crate) fn oom_file(version: CgroupVersion, cgroup_path: &str) -> Option<PathBuf> {
+    let rel = cgroup_path.trim_start_matches('/');
+    match version {
+        CgroupVersion::V2 => Some(
+            Path::new(DEFAULT_CGROUP_ROOT)
+                .join(rel)
+                .join("memory.events"),
+        ),
+        CgroupVersion::V1 => {
+            v1_mount_point(ControllerType::Memory).map(|m| m.join(rel).join("memory.oom_control"))
+        }
+    }
 }
 
 /// The controllers berth looks up (libcgroups' names).
@@ -306,6 +349,39 @@ fn first_child(root: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup_dirs_name_each_hierarchy_once() {
+        let mounts = [
+            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"),
+            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"),
+            PathBuf::from("/sys/fs/cgroup/memory"),
+        ];
+        assert_eq!(
+            dirs_under(mounts.iter(), "berth/abc"),
+            [
+                PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/berth/abc"),
+                PathBuf::from("/sys/fs/cgroup/memory/berth/abc"),
+            ]
+        );
+        let v2 = cgroup_dirs(CgroupVersion::V2, "/berth/abc");
+        assert_eq!(v2, [PathBuf::from("/sys/fs/cgroup/berth/abc")]);
+        assert_eq!(
+            oom_file(CgroupVersion::V2, "/berth/abc"),
+            Some(PathBuf::from("/sys/fs/cgroup/berth/abc/memory.events"))
+        );
+        // On this host: the memory controller's directory is among the dirs, and the OOM
+        // counter lives in it.
+        if probe_cgroups().version == CgroupVersion::V1 {
+            if let Some(oom) = oom_file(CgroupVersion::V1, "/berth/abc") {
+                let dirs = cgroup_dirs(CgroupVersion::V1, "/berth/abc");
+                assert!(
+                    dirs.iter().any(|d| oom.parent() == Some(d.as_path())),
+                    "{dirs:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn probes_this_host() {

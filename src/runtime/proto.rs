@@ -25,8 +25,16 @@ pub struct SupervisorConfig {
     pub lc_root: PathBuf,
     #[serde(flatten)]
     pub io: ProcessIo,
-    /// The container's absolute cgroup path (for the OOM counter).
+    /// The container's absolute cgroup path.
     pub cgroup_path: String,
+    /// The cgroup's directories (see `runtime::cgroup_dirs`), which the supervisor removes when
+    /// the container ends. A config written by an older berthd has none: libcontainer's
+    /// delete then finds them itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_dirs: Option<Vec<PathBuf>>,
+    /// The file that counts the cgroup's OOM kills (see `runtime::oom_file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_file: Option<PathBuf>,
 }
 
 /// The container's stdio and log, as the container manager asks for them.

@@ -7,7 +7,7 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use libcontainer::container::builder::ContainerBuilder;
-use libcontainer::container::Container;
+use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::syscall::syscall::SyscallType;
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 
@@ -122,6 +122,71 @@ pub fn resume(c: &mut Container) -> Result<(), String> {
 pub fn delete(c: &mut Container) -> Result<(), String> {
     let _ = c.refresh_status();
     c.delete(true).map_err(|e| e.to_string())
+}
+
+/// Release a container whose init has ended without libcontainer's delete: remove its cgroup's
+/// `dirs` (from berthd, see `runtime::cgroup_dirs`) and libcontainer's record. libcontainer's
+/// delete finds the directories itself, and libcgroups' lookup reads `/proc/self/mountinfo`
+/// whole for each v1 controller a host has not mounted: a cost that grows with every running
+/// container's mounts, paid at every container's end (docs/benchmarks.md). What is left in the
+/// cgroup (processes outside the container's pid namespace) is killed, as libcgroups' remove
+/// does. A container whose init still runs goes through libcontainer's delete.
+pub fn release(c: &mut Container, dirs: &[PathBuf]) -> Result<(), String> {
+    let _ = c.refresh_status();
+    if c.status() != ContainerStatus::Stopped {
+        return delete(c);
+    }
+    let mut failed = Vec::new();
+    for dir in dirs {
+        if let Err(e) = remove_cgroup_dir(dir) {
+            failed.push(format!("remove cgroup {}: {e}", dir.display()));
+        }
+    }
+    match std::fs::remove_dir_all(&c.root) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            failed.push(format!("remove {}: {e}", c.root.display()));
+        }
+        _ => {}
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
+    }
+}
+
+/// Remove one cgroup directory. A cgroup that still has members (exiting, or outside the
+/// container's pid namespace) is busy: its members are killed and the removal retried, with
+/// libcgroups' back-off (10, 20, 60 ms).
+fn remove_cgroup_dir(dir: &Path) -> std::io::Result<()> {
+    let mut delay = std::time::Duration::from_millis(10);
+    for attempt in 1..=4u32 {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 4 => {
+                kill_members(dir);
+                std::thread::sleep(delay);
+                delay *= attempt + 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// SIGKILL every member of a cgroup: `cgroup.kill` where the kernel has it (v2), else each pid
+/// of `cgroup.procs`.
+fn kill_members(dir: &Path) {
+    if std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
+    let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) else {
+        return;
+    };
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    }
 }
 
 /// Remove a record left behind by a supervisor that died (`<lc-root>/<id>`).

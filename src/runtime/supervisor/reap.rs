@@ -92,7 +92,10 @@ impl Supervisor {
         if let Some(log) = &mut self.log {
             let _ = log.flush(SystemTime::now());
         }
-        let oom_killed = host::oom_kills(&self.cfg.cgroup_path) > 0;
+        let oom_file = self.cfg.oom_file.clone().or_else(|| {
+            crate::runtime::oom_file(crate::runtime::cgroup_version(), &self.cfg.cgroup_path)
+        });
+        let oom_killed = oom_file.is_some_and(|f| host::oom_kills(&f) > 0);
         self.release_container();
         let status = ExitStatus {
             exit_code: code,
@@ -112,9 +115,13 @@ impl Supervisor {
         self.exited_at = Some(Instant::now());
     }
 
-    /// Delete the container and its network namespace.
+    /// Remove the ended container's cgroup and libcontainer's record of it.
     fn release_container(&mut self) {
-        if let Err(e) = lc::delete(&mut self.container) {
+        let released = match &self.cfg.cgroup_dirs {
+            Some(dirs) => lc::release(&mut self.container, dirs),
+            None => lc::delete(&mut self.container),
+        };
+        if let Err(e) = released {
             tracing::warn!("delete container: {e}");
         }
     }
