@@ -1109,3 +1109,150 @@ fn an_ended_containers_cgroup_goes_from_every_hierarchy() {
         .unwrap_or_default();
     assert!(records.is_empty(), "{records:?}");
 }
+
+#[test]
+fn a_containers_own_cgroup_parent_is_used() {
+    require!(ready(), NOT_READY);
+    let (b, _parent) = daemon();
+    let own = CgroupParent(format!("berth-test-own-{}", uuid_like()));
+    let id = ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "own",
+        "--cgroup-parent",
+        &format!("/{}", &*own),
+        "--memory",
+        "32m",
+        "busybox",
+        "sleep",
+        "100",
+    ]))
+    .trim()
+    .to_string();
+    assert_eq!(
+        inspect(&b, "own", "{{.HostConfig.CgroupParent}}"),
+        format!("/{}", &*own)
+    );
+    // The container's processes are in the cgroup under its own parent, with its limits.
+    let mem = cgroup_dir(&own, &id, "memory");
+    let limit = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        mem.join("memory.max")
+    } else {
+        mem.join("memory.limit_in_bytes")
+    };
+    assert_eq!(std::fs::read_to_string(&limit).unwrap().trim(), "33554432");
+    let cgroup = ok(b.docker_out(&["exec", "own", "cat", "/proc/1/cgroup"]));
+    assert!(cgroup.contains(&format!("/{}/{id}", &*own)), "{cgroup}");
+    // top, stats and update find it there.
+    let top = ok(b.docker_out(&["top", "own"]));
+    assert!(top.contains("sleep 100"), "{top}");
+    let stats = ok(b.docker_out(&["stats", "--no-stream", "--format", "{{.MemUsage}}", "own"]));
+    assert!(stats.contains("/ 32MiB"), "{stats}");
+    ok(b.docker_out(&["update", "--memory", "48m", "--memory-swap", "-1", "own"]));
+    assert_eq!(std::fs::read_to_string(&limit).unwrap().trim(), "50331648");
+    ok(b.docker_out(&["rm", "-f", "own"]));
+    assert!(!mem.exists(), "cgroup {} left behind", mem.display());
+    // A parent that climbs out of the hierarchy is refused at create.
+    let o = b.docker_out(&["create", "--cgroup-parent", "a/../../x", "busybox"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("invalid cgroup parent \"a/../../x\": it must not contain \"..\""),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn update_changes_only_what_it_sets() {
+    require!(ready(), NOT_READY);
+    let (b, parent) = daemon();
+    let id = ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "upd",
+        "--cpus",
+        "0.5",
+        "--cpu-shares",
+        "512",
+        "--memory",
+        "32m",
+        "--restart",
+        "on-failure:3",
+        "busybox",
+        "sleep",
+        "100",
+    ]))
+    .trim()
+    .to_string();
+    // The CLI sends every resource, the unset ones as zero: they stay as they were.
+    ok(b.docker_out(&["update", "--memory", "64m", "--memory-swap", "-1", "upd"]));
+    assert_eq!(
+        inspect(
+            &b,
+            "upd",
+            "{{.HostConfig.NanoCpus}} {{.HostConfig.CpuShares}} {{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}} [{{.HostConfig.CgroupParent}}]"
+        ),
+        "500000000 512 67108864 -1 on-failure:3 []"
+    );
+    // What dockerd refuses, with its texts (409).
+    let refused = [
+        (
+            &["update", "--cpu-quota", "40000", "upd"][..],
+            "Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set",
+        ),
+        (
+            &["update", "--cpu-period", "50000", "upd"][..],
+            "Conflicting options: CPU Period cannot be updated as NanoCPUs has already been set",
+        ),
+        (
+            &["update", "--memory", "128m", "upd"][..],
+            "Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time",
+        ),
+    ];
+    for (args, text) in refused {
+        let o = b.docker_out(args);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(
+            stderr(&o).contains(&format!("Cannot update container {id}: {text}")),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    // Nothing of the refused updates was kept.
+    assert_eq!(
+        inspect(&b, "upd", "{{.HostConfig.Memory}} {{.HostConfig.CpuQuota}}"),
+        "67108864 0"
+    );
+    // The CPU limit is still in the cgroup after a restart.
+    ok(b.docker_out(&["restart", "-t", "0", "upd"]));
+    if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        let cpu = cgroup_dir(&parent, &id, "cpu,cpuacct");
+        let cpu = if cpu.exists() {
+            cpu
+        } else {
+            cgroup_dir(&parent, &id, "cpu")
+        };
+        assert_eq!(
+            std::fs::read_to_string(cpu.join("cpu.cfs_quota_us"))
+                .unwrap()
+                .trim(),
+            "50000"
+        );
+    }
+    // With --rm, the restart policy cannot become one that restarts.
+    ok(b.docker_out(&[
+        "run", "-d", "--rm", "--name", "gone", "busybox", "sleep", "100",
+    ]));
+    let rm_id = inspect(&b, "gone", "{{.Id}}");
+    let o = b.docker_out(&["update", "--restart", "always", "gone"]);
+    assert!(
+        stderr(&o).contains(&format!(
+            "Cannot update container {rm_id}: Restart policy cannot be updated because AutoRemove is enabled for the container"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    ok(b.docker_out(&["rm", "-f", "upd", "gone"]));
+}

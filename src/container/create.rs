@@ -325,6 +325,14 @@ pub fn verify_host_config(
     ncpu: i64,
     default_log: &(String, HashMap<String, String>),
 ) -> Result<crate::logger::LogConfig, ContainerError> {
+    // A cgroup parent may not climb out of the hierarchy (dockerd leaves it to runc).
+    if let Some(parent) = h.cgroup_parent.as_deref() {
+        if parent.split('/').any(|c| c == "..") {
+            return Err(ContainerError::invalid(format!(
+                "invalid cgroup parent {parent:?}: it must not contain \"..\""
+            )));
+        }
+    }
     // Restart policy.
     let policy = h.restart_policy.clone().unwrap_or_default();
     let name = policy.name.map(|n| n.to_string()).unwrap_or_default();

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use bollard_stubs::models::{
     ContainerInspectResponse, ContainerState, ContainerStateStatusEnum, ContainerUpdateBody,
-    DriverData, EndpointSettings, HostConfig, MountPoint, NetworkSettings,
+    DriverData, EndpointSettings, HostConfig, MountPoint, NetworkSettings, RestartPolicy,
 };
 use serde_json::Value;
 
@@ -255,40 +255,88 @@ pub fn status_text(r: &Record, now: SystemTime) -> String {
     }
 }
 
-/// `docker update`: the non-empty fields of the update replace the host config's.
-pub fn apply_update(h: &mut HostConfig, u: &ContainerUpdateBody) {
-    macro_rules! set {
+/// `docker update`, as moby's `Container.UpdateContainer`: the update's non-zero resources
+/// (and its restart policy) replace the host config's; clients send every resource field, the
+/// unset ones as zero, so a zero never clears a limit. `CgroupParent` and `OomKillDisable` are
+/// not updatable. NanoCpus and CpuPeriod/CpuQuota exclude each other across updates, and a
+/// memory limit above the swap limit already set needs the swap limit in the same update
+/// (409s with dockerd's texts; the caller adds `Cannot update container <id>: `).
+pub fn apply_update(h: &mut HostConfig, u: &ContainerUpdateBody) -> Result<(), ContainerError> {
+    let set = |v: Option<i64>| v.filter(|v| *v != 0);
+    let positive = |v: Option<i64>| v.unwrap_or(0) > 0;
+    let conflicts = [
+        (
+            positive(u.nano_cpus) && positive(h.cpu_period),
+            "Nano CPUs cannot be updated as CPU Period has already been set",
+        ),
+        (
+            positive(u.nano_cpus) && positive(h.cpu_quota),
+            "Nano CPUs cannot be updated as CPU Quota has already been set",
+        ),
+        (
+            positive(u.cpu_period) && positive(h.nano_cpus),
+            "CPU Period cannot be updated as NanoCPUs has already been set",
+        ),
+        (
+            positive(u.cpu_quota) && positive(h.nano_cpus),
+            "CPU Quota cannot be updated as NanoCPUs has already been set",
+        ),
+    ];
+    if let Some((_, text)) = conflicts.iter().find(|(hit, _)| *hit) {
+        return Err(ContainerError::conflict(format!(
+            "Conflicting options: {text}"
+        )));
+    }
+    if let Some(w) = u.blkio_weight.filter(|w| *w != 0) {
+        h.blkio_weight = Some(w);
+    }
+    macro_rules! lists {
         ($($f:ident),*) => { $( if u.$f.is_some() { h.$f = u.$f.clone(); } )* };
     }
-    set!(
-        cpu_shares,
-        memory,
-        cgroup_parent,
-        blkio_weight,
-        cpu_period,
-        cpu_quota,
-        cpu_realtime_period,
-        cpu_realtime_runtime,
-        cpuset_cpus,
-        cpuset_mems,
-        memory_reservation,
-        memory_swap,
-        nano_cpus,
-        oom_kill_disable,
-        pids_limit
+    lists!(
+        blkio_weight_device,
+        blkio_device_read_bps,
+        blkio_device_write_bps,
+        blkio_device_read_iops,
+        blkio_device_write_iops
     );
-    if let Some(p) = &u.restart_policy {
+    macro_rules! numbers {
+        ($($f:ident),*) => { $( if let Some(v) = set(u.$f) { h.$f = Some(v); } )* };
+    }
+    numbers!(cpu_shares, nano_cpus, cpu_period, cpu_quota);
+    if let Some(c) = u.cpuset_cpus.as_ref().filter(|c| !c.is_empty()) {
+        h.cpuset_cpus = Some(c.clone());
+    }
+    if let Some(m) = u.cpuset_mems.as_ref().filter(|m| !m.is_empty()) {
+        h.cpuset_mems = Some(m.clone());
+    }
+    if let Some(memory) = set(u.memory) {
+        if memory > h.memory_swap.unwrap_or(0) && set(u.memory_swap).is_none() {
+            return Err(ContainerError::conflict(
+                "Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time",
+            ));
+        }
+        h.memory = Some(memory);
+    }
+    numbers!(
+        memory_swap,
+        memory_reservation,
+        cpu_realtime_period,
+        cpu_realtime_runtime
+    );
+    if u.pids_limit.is_some() {
+        h.pids_limit = u.pids_limit;
+    }
+    let name = |p: &RestartPolicy| p.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+    if let Some(p) = u.restart_policy.as_ref().filter(|p| !name(p).is_empty()) {
+        if h.auto_remove == Some(true) && name(p) != "no" {
+            return Err(ContainerError::conflict(
+                "Restart policy cannot be updated because AutoRemove is enabled for the container",
+            ));
+        }
         h.restart_policy = Some(p.clone());
     }
-    // dockerd: raising the memory limit above an unset swap limit keeps swap at twice memory
-    // only when swap was set; a memory limit alone leaves swap as it was.
-    if u.memory.is_some() && u.memory_swap.is_none() {
-        if let (Some(m), Some(s)) = (h.memory, h.memory_swap) {
-            if s > 0 && s < m {
-                h.memory_swap = Some(-1);
-            }
-        }
-    }
+    Ok(())
 }
 
 /// `docker top`: the `ps` output limited to `pids`, with the header split as dockerd does.

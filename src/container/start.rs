@@ -28,6 +28,12 @@ impl ContainerManager {
         self.cfg.userns_remap.clone()
     }
 
+    /// The run's cgroup: under the container's `CgroupParent`, else the daemon's.
+    pub(super) fn cgroup_path(&self, r: &Record) -> String {
+        self.runtime
+            .cgroup_path(r.host_config.cgroup_parent.as_deref(), &r.id)
+    }
+
     pub(super) fn spec_inputs(&self, r: &Record) -> SpecInputs {
         SpecInputs {
             userns: self.userns_of(r),
@@ -35,7 +41,7 @@ impl ContainerManager {
             hostname: PathBuf::from(&r.hostname_path),
             hosts: PathBuf::from(&r.hosts_path),
             resolv_conf: PathBuf::from(&r.resolv_conf_path),
-            cgroup_path: self.runtime.cgroup_path(&r.id),
+            cgroup_path: self.cgroup_path(r),
             cgroup_version: self.runtime.cgroup_version(),
             mounts: None,
         }
@@ -328,6 +334,7 @@ impl ContainerManager {
                 stdin_once: r.config.stdin_once.unwrap_or(false),
                 console_size,
             },
+            cgroup_path: self.cgroup_path(r),
         })
     }
 

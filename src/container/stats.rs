@@ -89,7 +89,7 @@ impl ContainerManager {
         let c = self.get(name)?;
         let id = c.id.clone();
         let with_net = reports_networks(&c);
-        let source = Arc::new(self.runtime.stats_source(&id));
+        let source = Arc::new(self.runtime.stats_source(&self.cgroup_path(&c.record())));
         let (tx, rx) = mpsc::channel(4);
 
         if !opts.stream {
@@ -165,7 +165,7 @@ impl ContainerManager {
         let with_net = reports_networks(c);
         let raw = self
             .runtime
-            .stats_source(&c.id)
+            .stats_source(&self.cgroup_path(&c.record()))
             .sample(with_net.then_some(pid));
         Some(usage_of(&raw))
     }

@@ -7,6 +7,7 @@ use super::manager::{lock, ContainerManager};
 use super::names;
 use super::record::Record;
 use super::ContainerError;
+use crate::errors::Kinded;
 use crate::runtime::spec;
 
 impl ContainerManager {
@@ -57,20 +58,14 @@ impl ContainerManager {
         let c = self.get(name)?;
         let _op = c.op.lock().await;
         let mut h = c.record().host_config;
-        super::inspect::apply_update(&mut h, &upd);
+        super::inspect::apply_update(&mut h, &upd).map_err(|e| {
+            ContainerError::new(
+                e.kind(),
+                format!("Cannot update container {}: {}", c.id, e.message()),
+            )
+        })?;
         let mut check = h.clone();
         verify_host_config(&mut check, self.cfg.ncpu, &self.cfg.default_log)?;
-        if h.auto_remove == Some(true)
-            && upd
-                .restart_policy
-                .as_ref()
-                .and_then(|p| p.name.as_ref())
-                .is_some_and(|n| n.to_string() != "no" && !n.to_string().is_empty())
-        {
-            return Err(ContainerError::invalid(
-                "Restart policy cannot be updated because AutoRemove is enabled for the container",
-            ));
-        }
         let r = c.record();
         if r.state.status.is_running() {
             let mut rec = r.clone();
@@ -89,7 +84,7 @@ impl ContainerManager {
         // Only the resources are used: the namespaces do not matter here.
         let inputs = self.spec_inputs(r);
         let opts = inputs.options(r, [0; 4].map(|_| spec::Namespace::Host), None);
-        Ok(self.runtime.update_resources(&r.id, &opts)?)
+        Ok(self.runtime.update_resources(&opts)?)
     }
 
     /// `GET /containers/{id}/top`: `ps` on the host, limited to the container's processes.
@@ -106,7 +101,7 @@ impl ContainerManager {
                 r.id
             )));
         }
-        let pids = self.runtime.pids(&r.id);
+        let pids = self.runtime.pids(&self.cgroup_path(&r));
         let args = ps_args
             .filter(|a| !a.is_empty())
             .unwrap_or_else(|| "-ef".to_string());

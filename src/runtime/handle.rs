@@ -34,6 +34,8 @@ pub struct RuntimeConfig {
 #[derive(Debug, Clone)]
 pub struct LaunchOptions {
     pub io: ProcessIo,
+    /// The run's cgroup ([`Runtime::cgroup_path`]), as in the bundle.
+    pub cgroup_path: String,
 }
 
 /// The process of a `docker exec`, before [`Runtime::exec_process`] resolves it.
@@ -84,15 +86,20 @@ impl Runtime {
         self.cfg.cgroups.version
     }
 
-    /// A container's cgroup, e.g. `/berth/<id>`.
-    pub fn cgroup_path(&self, id: &str) -> String {
-        format!("{}/{id}", self.cfg.cgroup_parent.trim_end_matches('/'))
+    /// A container's cgroup: `<parent>/<id>` under its own `HostConfig.CgroupParent`, or the
+    /// daemon's (`/berth/<id>` by default). A parent without a leading `/` is taken from the
+    /// root of each hierarchy, as the daemon's `--cgroup-parent` is.
+    pub fn cgroup_path(&self, parent: Option<&str>, id: &str) -> String {
+        let parent = parent
+            .filter(|p| !p.is_empty())
+            .unwrap_or(&self.cfg.cgroup_parent);
+        format!("{}/{id}", parent.trim_end_matches('/'))
     }
 
     /// Where a container's resource usage is read from (`docker stats`): resolved once per
     /// stream, then [`super::stats::StatsSource::sample`] each second.
-    pub fn stats_source(&self, id: &str) -> super::stats::StatsSource {
-        super::stats::StatsSource::for_cgroup(self.cgroup_version(), &self.cgroup_path(id))
+    pub fn stats_source(&self, cgroup_path: &str) -> super::stats::StatsSource {
+        super::stats::StatsSource::for_cgroup(self.cgroup_version(), cgroup_path)
     }
 
     /// The state directory of a container's current run: bundle, supervisor socket and files.
@@ -223,7 +230,7 @@ impl Runtime {
     /// Start the supervisor of a prepared container and wait until the container is created.
     /// Returns its init's pid.
     pub async fn launch(&self, id: &str, opts: LaunchOptions) -> Result<i32, RuntimeError> {
-        let cgroup_path = self.cgroup_path(id);
+        let cgroup_path = opts.cgroup_path;
         let version = self.cgroup_version();
         let cfg = SupervisorConfig {
             id: id.to_string(),
@@ -409,14 +416,14 @@ impl Runtime {
 
     /// Blocking. Apply the resources of `opts` to a running container's cgroup (`docker
     /// update`); only file writes, so safe on berthd's threads.
-    pub fn update_resources(&self, id: &str, opts: &spec::SpecOptions) -> Result<(), RuntimeError> {
+    pub fn update_resources(&self, opts: &spec::SpecOptions) -> Result<(), RuntimeError> {
         let oci = spec::build(opts)?;
-        super::update_resources(&self.cgroup_path(id), &oci).map_err(RuntimeError::Failed)
+        super::update_resources(&opts.cgroup_path, &oci).map_err(RuntimeError::Failed)
     }
 
     /// The pids in a container's cgroup (`docker top`).
-    pub fn pids(&self, id: &str) -> Vec<i32> {
-        super::cgroup_pids(&self.cgroup_path(id))
+    pub fn pids(&self, cgroup_path: &str) -> Vec<i32> {
+        super::cgroup_pids(cgroup_path)
     }
 
     /// The exit the supervisor recorded, if it did.
