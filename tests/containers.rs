@@ -1256,3 +1256,87 @@ fn update_changes_only_what_it_sets() {
     );
     ok(b.docker_out(&["rm", "-f", "upd", "gone"]));
 }
+
+#[test]
+fn blkio_limits_the_host_cannot_apply_are_discarded_with_dockerds_warning() {
+    require!(ready(), NOT_READY);
+    let (b, parent) = daemon();
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let weight_supported = if v2 {
+        std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+            .unwrap_or_default()
+            .split_whitespace()
+            .any(|c| c == "io")
+    } else {
+        Path::new("/sys/fs/cgroup/blkio/blkio.weight").exists()
+    };
+    let o = b.docker_out(&[
+        "create",
+        "--name",
+        "weighted",
+        "--blkio-weight",
+        "300",
+        "busybox",
+        "true",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let warning = "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.";
+    if weight_supported {
+        assert!(!stderr(&o).contains(warning), "{}", stderr(&o));
+        assert_eq!(
+            inspect(&b, "weighted", "{{.HostConfig.BlkioWeight}}"),
+            "300"
+        );
+        // Out of range is refused where the weight applies.
+        let o = b.docker_out(&["create", "--blkio-weight", "5", "busybox", "true"]);
+        assert!(
+            stderr(&o).contains("Range of blkio weight is from 10 to 1000"),
+            "{}",
+            stderr(&o)
+        );
+    } else {
+        // As dockerd: discarded with its warning, so the container starts.
+        assert!(
+            stderr(&o).contains(&format!("WARNING: {warning}")),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(inspect(&b, "weighted", "{{.HostConfig.BlkioWeight}}"), "0");
+        let o = b.docker_out(&["start", "-a", "weighted"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        // The same on update, with the warning in the answer.
+        ok(b.docker_out(&["run", "-d", "--name", "running", "busybox", "sleep", "100"]));
+        let o = b.docker_out(&["update", "--blkio-weight", "300", "running"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        // The CLI prints an update's warnings on stdout.
+        assert!(stdout(&o).contains(warning), "{}", stdout(&o));
+        assert_eq!(inspect(&b, "running", "{{.HostConfig.BlkioWeight}}"), "0");
+        ok(b.docker_out(&["rm", "-f", "running"]));
+    }
+    // A throttle the host has reaches the cgroup (v1 here: blkio.throttle.*).
+    if !v2 && Path::new("/sys/fs/cgroup/blkio/blkio.throttle.read_bps_device").exists() {
+        let dev = std::fs::read_dir("/sys/block")
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| !n.starts_with("loop") && !n.starts_with("ram") && !n.starts_with("zram"));
+        if let Some(dev) = dev {
+            let id = ok(b.docker_out(&[
+                "run",
+                "-d",
+                "--device-read-bps",
+                &format!("/dev/{dev}:1mb"),
+                "busybox",
+                "sleep",
+                "100",
+            ]))
+            .trim()
+            .to_string();
+            let file = cgroup_dir(&parent, &id, "blkio").join("blkio.throttle.read_bps_device");
+            let text = std::fs::read_to_string(&file).unwrap();
+            assert!(text.contains(" 1048576"), "{text}");
+            ok(b.docker_out(&["rm", "-f", &id]));
+        }
+    }
+    ok(b.docker_out(&["rm", "-f", "weighted"]));
+}

@@ -320,6 +320,69 @@ pub fn path_and_args(c: &ContainerConfig) -> Result<(String, Vec<String>), Conta
 }
 
 /// dockerd's host config checks and defaults.
+/// The block I/O part of moby's `verifyPlatformContainerResources`: a limit the host's cgroups
+/// cannot apply is discarded with dockerd's warning (libcontainer would fail the start on the
+/// missing file), and a weight outside 10–1000 is refused.
+pub(super) fn check_blkio(
+    h: &mut HostConfig,
+    caps: &crate::runtime::CgroupInfo,
+) -> Result<Vec<String>, ContainerError> {
+    let mut warnings = Vec::new();
+    if h.blkio_weight.unwrap_or(0) > 0 && !caps.io_weight {
+        warnings.push("Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.".to_string());
+        h.blkio_weight = Some(0);
+    }
+    if let Some(w) = h.blkio_weight.filter(|w| *w > 0) {
+        if !(10..=1000).contains(&w) {
+            return Err(ContainerError::invalid(
+                "Range of blkio weight is from 10 to 1000",
+            ));
+        }
+    }
+    if h.io_maximum_bandwidth.unwrap_or(0) != 0 || h.io_maximum_iops.unwrap_or(0) != 0 {
+        return Err(ContainerError::invalid(
+            "Invalid QoS settings: linux does not support Maximum IO Bandwidth or Maximum IO IOps",
+        ));
+    }
+    if h.blkio_weight_device
+        .as_ref()
+        .is_some_and(|d| !d.is_empty())
+        && !caps.io_weight_device
+    {
+        warnings.push("Your kernel does not support Block I/O weight_device or the cgroup is not mounted. Weight-device discarded.".to_string());
+        h.blkio_weight_device = Some(Vec::new());
+    }
+    let throttles = [
+        (
+            &mut h.blkio_device_read_bps,
+            caps.io_read_bps,
+            "BPS Block I/O read limit or the cgroup is not mounted. Block I/O BPS read limit",
+        ),
+        (
+            &mut h.blkio_device_write_bps,
+            caps.io_write_bps,
+            "BPS Block I/O write limit or the cgroup is not mounted. Block I/O BPS write limit",
+        ),
+        (
+            &mut h.blkio_device_read_iops,
+            caps.io_read_iops,
+            "IOPS Block read limit or the cgroup is not mounted. Block I/O IOPS read limit",
+        ),
+        (
+            &mut h.blkio_device_write_iops,
+            caps.io_write_iops,
+            "IOPS Block write limit or the cgroup is not mounted. Block I/O IOPS write limit",
+        ),
+    ];
+    for (limits, ok, what) in throttles {
+        if limits.as_ref().is_some_and(|l| !l.is_empty()) && !ok {
+            warnings.push(format!("Your kernel does not support {what} discarded."));
+            *limits = Some(Vec::new());
+        }
+    }
+    Ok(warnings)
+}
+
 pub fn verify_host_config(
     h: &mut HostConfig,
     ncpu: i64,
@@ -590,6 +653,7 @@ impl ContainerManager {
         let (mut config, mut host) = split_body(body);
         super::health::validate(config.healthcheck.as_ref())?;
         let log = verify_host_config(&mut host, self.cfg.ncpu, &self.cfg.default_log)?;
+        let blkio_warnings = check_blkio(&mut host, self.runtime.cgroups())?;
         if self.cfg.userns_remap.is_some() {
             check_userns(&host)?;
         }
@@ -609,6 +673,7 @@ impl ContainerManager {
         {
             warnings.push("Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap.".to_string());
         }
+        warnings.extend(blkio_warnings);
         let id = loop {
             let id = random_hex(64);
             // Like dockerd: a short ID that parses as a number would be ambiguous.

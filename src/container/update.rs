@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::create::verify_host_config;
+use super::create::{check_blkio, verify_host_config};
 use super::manager::{lock, ContainerManager};
 use super::names;
 use super::record::Record;
@@ -66,6 +66,7 @@ impl ContainerManager {
         })?;
         let mut check = h.clone();
         verify_host_config(&mut check, self.cfg.ncpu, &self.cfg.default_log)?;
+        let warnings = check_blkio(&mut h, self.runtime.cgroups())?;
         let r = c.record();
         if r.state.status.is_running() {
             let mut rec = r.clone();
@@ -77,7 +78,7 @@ impl ContainerManager {
         }
         let r = self.update(&c, |r| r.host_config = h)?;
         self.publish(&r, "update");
-        Ok(Vec::new())
+        Ok(warnings)
     }
 
     pub(super) fn apply_resources(&self, r: &Record) -> Result<(), ContainerError> {

@@ -75,7 +75,16 @@ pub struct CgroupInfo {
     pub cpuset: bool,
     pub pids_limit: bool,
     pub freezer: bool,
+    /// `BlkioWeight` (v1 `blkio.weight`, v2 the `io` controller).
     pub io_weight: bool,
+    /// `BlkioWeightDevice` (v1 `blkio.weight_device`, v2 `io`).
+    pub io_weight_device: bool,
+    /// `BlkioDeviceReadBps`, `…WriteBps`, `…ReadIOps`, `…WriteIOps` (v1 the
+    /// `blkio.throttle.*_device` files, v2 `io`).
+    pub io_read_bps: bool,
+    pub io_write_bps: bool,
+    pub io_read_iops: bool,
+    pub io_write_iops: bool,
 }
 
 impl CgroupInfo {
@@ -97,8 +106,40 @@ impl CgroupInfo {
         check(self.cpu_cfs_period, "No cpu cfs period support");
         check(self.cpu_shares, "No cpu shares support");
         check(self.cpuset, "No cpuset support");
-        if self.version == CgroupVersion::V2 {
+        // blkio weights: on v1 only where the kernel lacks them since 5.0, and nothing a user can
+        // do about it, so dockerd says nothing.
+        let v2 = self.version == CgroupVersion::V2;
+        if v2 {
             check(self.io_weight, "No io.weight support");
+            check(self.io_weight_device, "No io.weight (per device) support");
+        }
+        let throttles = [
+            (
+                self.io_read_bps,
+                "io.max (rbps)",
+                "blkio throttle.read_bps_device",
+            ),
+            (
+                self.io_write_bps,
+                "io.max (wbps)",
+                "blkio throttle.write_bps_device",
+            ),
+            (
+                self.io_read_iops,
+                "io.max (riops)",
+                "blkio throttle.read_iops_device",
+            ),
+            (
+                self.io_write_iops,
+                "io.max (wiops)",
+                "blkio throttle.write_iops_device",
+            ),
+        ];
+        for (ok, on_v2, on_v1) in throttles {
+            check(
+                ok,
+                &format!("No {} support", if v2 { on_v2 } else { on_v1 }),
+            );
         }
         w
     }
@@ -304,6 +345,11 @@ fn probe_v1() -> CgroupInfo {
         freezer: has(ControllerType::Freezer, "freezer.state")
             || mount(ControllerType::Freezer).is_some(),
         io_weight: has(ControllerType::Blkio, "blkio.weight"),
+        io_weight_device: has(ControllerType::Blkio, "blkio.weight_device"),
+        io_read_bps: has(ControllerType::Blkio, "blkio.throttle.read_bps_device"),
+        io_write_bps: has(ControllerType::Blkio, "blkio.throttle.write_bps_device"),
+        io_read_iops: has(ControllerType::Blkio, "blkio.throttle.read_iops_device"),
+        io_write_iops: has(ControllerType::Blkio, "blkio.throttle.write_iops_device"),
     }
 }
 
@@ -328,6 +374,11 @@ fn probe_v2(root: &Path) -> CgroupInfo {
         pids_limit: has("pids"),
         freezer: true,
         io_weight: has("io"),
+        io_weight_device: has("io"),
+        io_read_bps: has("io"),
+        io_write_bps: has("io"),
+        io_read_iops: has("io"),
+        io_write_iops: has("io"),
     }
 }
 
@@ -448,13 +499,19 @@ mod tests {
             cpuset: false,
             pids_limit: true,
             freezer: true,
-            io_weight: true,
+            io_weight: false,
+            io_weight_device: false,
+            io_read_bps: true,
+            io_write_bps: false,
+            io_read_iops: true,
+            io_write_iops: true,
         };
         assert_eq!(
             info.warnings(),
             vec![
                 "WARNING: No swap limit support",
-                "WARNING: No cpuset support"
+                "WARNING: No cpuset support",
+                "WARNING: No blkio throttle.write_bps_device support",
             ]
         );
     }
