@@ -72,6 +72,20 @@ fn cgroup_dir(parent: &str, id: &str, controller: &str) -> PathBuf {
     }
 }
 
+/// A v1 container's `cpu.cfs_quota_us` (`cpu` co-mounted with `cpuacct` or alone).
+fn v1_cfs_quota(parent: &str, id: &str) -> String {
+    let cpu = cgroup_dir(parent, id, "cpu,cpuacct");
+    let cpu = if cpu.exists() {
+        cpu
+    } else {
+        cgroup_dir(parent, id, "cpu")
+    };
+    std::fs::read_to_string(cpu.join("cpu.cfs_quota_us"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
 fn mounts_mentioning(s: &str) -> Vec<String> {
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
@@ -532,17 +546,7 @@ fn resources_are_in_the_cgroup() {
                 .trim(),
             "50"
         );
-        let cpu = if cpu.exists() {
-            cpu
-        } else {
-            cgroup_dir(&parent, &id, "cpu")
-        };
-        assert_eq!(
-            std::fs::read_to_string(cpu.join("cpu.cfs_quota_us"))
-                .unwrap()
-                .trim(),
-            "50000"
-        );
+        assert_eq!(v1_cfs_quota(&parent, &id), "50000");
     }
     assert_eq!(
         inspect(
@@ -1228,18 +1232,7 @@ fn update_changes_only_what_it_sets() {
     // The CPU limit is still in the cgroup after a restart.
     ok(b.docker_out(&["restart", "-t", "0", "upd"]));
     if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        let cpu = cgroup_dir(&parent, &id, "cpu,cpuacct");
-        let cpu = if cpu.exists() {
-            cpu
-        } else {
-            cgroup_dir(&parent, &id, "cpu")
-        };
-        assert_eq!(
-            std::fs::read_to_string(cpu.join("cpu.cfs_quota_us"))
-                .unwrap()
-                .trim(),
-            "50000"
-        );
+        assert_eq!(v1_cfs_quota(&parent, &id), "50000");
     }
     // With --rm, the restart policy cannot become one that restarts.
     ok(b.docker_out(&[
