@@ -101,6 +101,9 @@ impl ContainerManager {
         {
             tracing::warn!("start {}: the previous run's cleanup is still going", c.id);
         }
+        // Off the critical path: the grace period the container's first cgroup move waits for.
+        let runtime = self.runtime.clone();
+        tokio::task::spawn_blocking(move || runtime.warm_cgroup_migration());
         let mut record = c.record();
         let id = record.id.clone();
         // A supervisor left from a start berthd never recorded (it was killed meanwhile) would

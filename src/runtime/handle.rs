@@ -96,6 +96,12 @@ impl Runtime {
         format!("{}/{id}", parent.trim_end_matches('/'))
     }
 
+    /// Blocking for up to an RCU grace period: see [`super::warm_cgroup_migration`]. Call it on
+    /// a thread of its own when a container's start begins.
+    pub fn warm_cgroup_migration(&self) {
+        super::warm_cgroup_migration();
+    }
+
     /// Where a container's resource usage is read from (`docker stats`): resolved once per
     /// stream, then [`super::stats::StatsSource::sample`] each second.
     pub fn stats_source(&self, cgroup_path: &str) -> super::stats::StatsSource {

@@ -212,10 +212,13 @@ pub fn probe_cgroups() -> CgroupInfo {
 /// (libcgroups' `get_subsystem_mount_point` reads and parses the whole file per controller,
 /// which was half of berthd's start-up instructions). Read once per process.
 pub(crate) fn v1_mount_point(c: ControllerType) -> Option<PathBuf> {
-    let name = c.to_string();
+    v1_mount_point_named(&c.to_string())
+}
+
+fn v1_mount_point_named(name: &str) -> Option<PathBuf> {
     v1_mount_points()
         .iter()
-        .find(|(n, _)| *n == name)
+        .find(|(n, _)| n == name)
         .map(|(_, p)| p.clone())
 }
 
@@ -230,6 +233,63 @@ fn v1_mount_points() -> &'static [(String, PathBuf)] {
             .filter_map(|name| Some((name.to_string(), pick_v1_mount(&cgroups, name)?)))
             .collect()
     })
+}
+
+/// Start the kernel's wait for an RCU grace period that the first move of a process into a
+/// cgroup pays, so that it overlaps berthd's and the supervisor's work before libcontainer's
+/// move of the new container's process instead of following it.
+///
+/// A write into a `cgroup.procs` file takes the cgroup threadgroup semaphore for writing; a
+/// writer that finds it idle first waits for a full RCU grace period (`rcu_sync_enter`, 8–17
+/// ms on the test machine), and writers that follow within about one more grace period do not
+/// (docs/benchmarks.md, *Where a container's create goes now*). This writes berthd's own pid
+/// into the `cgroup.procs` of the cgroup it is already in: a move to where it is, which
+/// changes nothing but takes the semaphore. Blocking for that grace period: run it on a
+/// thread of its own, at the start of a container's start. A failure changes nothing and is
+/// ignored.
+pub fn warm_cgroup_migration() {
+    if let Some(p) = own_procs() {
+        let _ = std::fs::write(p, std::process::id().to_string());
+    }
+}
+
+/// The `cgroup.procs` of berthd's own cgroup, found once.
+fn own_procs() -> Option<&'static PathBuf> {
+    static OWN_PROCS: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    OWN_PROCS
+        .get_or_init(|| {
+            let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+            own_procs_file(&own, cgroup_version(), v1_mount_point_named)
+        })
+        .as_ref()
+}
+
+/// The `cgroup.procs` of the process's own cgroup, from its `/proc/self/cgroup`: the v2 one, or
+/// the memory controller's (any v1 hierarchy would do: the semaphore is global).
+fn own_procs_file(
+    own: &str,
+    version: CgroupVersion,
+    mount_of: impl Fn(&str) -> Option<PathBuf>,
+) -> Option<PathBuf> {
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let rel = path.trim_start_matches('/');
+        match version {
+            CgroupVersion::V2 if controllers.is_empty() => {
+                return Some(
+                    Path::new(DEFAULT_CGROUP_ROOT)
+                        .join(rel)
+                        .join("cgroup.procs"),
+                );
+            }
+            CgroupVersion::V1 if controllers.split(',').any(|c| c == "memory") => {
+                return Some(mount_of("memory")?.join(rel).join("cgroup.procs"));
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The directories of the cgroup `cgroup_path` (absolute, e.g. `/berth/<id>`): the v2 one, or
@@ -400,6 +460,39 @@ fn first_child(root: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_procs_file_is_the_memory_or_unified_cgroups() {
+        let v1 =
+            "12:pids:/user.slice\n4:memory:/system.slice/berth.service\n1:name=systemd:/x\n0::/y\n";
+        let mount = |c: &str| Some(PathBuf::from(format!("/sys/fs/cgroup/{c}")));
+        assert_eq!(
+            own_procs_file(v1, CgroupVersion::V1, mount),
+            Some(PathBuf::from(
+                "/sys/fs/cgroup/memory/system.slice/berth.service/cgroup.procs"
+            ))
+        );
+        assert_eq!(own_procs_file(v1, CgroupVersion::V1, |_| None), None);
+        assert_eq!(
+            own_procs_file("0::/system.slice/berth.service\n", CgroupVersion::V2, mount),
+            Some(PathBuf::from(
+                "/sys/fs/cgroup/system.slice/berth.service/cgroup.procs"
+            ))
+        );
+        assert_eq!(own_procs_file("", CgroupVersion::V2, mount), None);
+        // On this host: the file exists and lists this process, and the warm-up's write of
+        // our own pid leaves us where we were.
+        if let Some(p) = own_procs() {
+            let me = std::process::id().to_string();
+            let before = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+            assert!(std::fs::read_to_string(p).unwrap().lines().any(|l| l == me));
+            warm_cgroup_migration();
+            assert_eq!(
+                std::fs::read_to_string("/proc/self/cgroup").unwrap(),
+                before
+            );
+        }
+    }
 
     #[test]
     fn cgroup_dirs_name_each_hierarchy_once() {
