@@ -212,7 +212,7 @@ pub fn probe_cgroups() -> CgroupInfo {
 /// (libcgroups' `get_subsystem_mount_point` reads and parses the whole file per controller,
 /// which was half of berthd's start-up instructions). Read once per process.
 pub(crate) fn v1_mount_point(c: ControllerType) -> Option<PathBuf> {
-    v1_mount_point_named(&c.to_string())
+    v1_mount_point_named(c.as_ref())
 }
 
 fn v1_mount_point_named(name: &str) -> Option<PathBuf> {
