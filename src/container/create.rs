@@ -319,7 +319,6 @@ pub fn path_and_args(c: &ContainerConfig) -> Result<(String, Vec<String>), Conta
     Ok((path, all))
 }
 
-/// dockerd's host config checks and defaults.
 /// The block I/O part of moby's `verifyPlatformContainerResources`: a limit the host's cgroups
 /// cannot apply is discarded with dockerd's warning (libcontainer would fail the start on the
 /// missing file), and a weight outside 10–1000 is refused.
@@ -383,6 +382,7 @@ pub(super) fn check_blkio(
     Ok(warnings)
 }
 
+/// dockerd's host config checks and defaults.
 pub fn verify_host_config(
     h: &mut HostConfig,
     ncpu: i64,
