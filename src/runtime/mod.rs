@@ -106,8 +106,8 @@ impl CgroupInfo {
         check(self.cpu_cfs_period, "No cpu cfs period support");
         check(self.cpu_shares, "No cpu shares support");
         check(self.cpuset, "No cpuset support");
-        // blkio weights: on v1 only where the kernel lacks them since 5.0, and nothing a user can
-        // do about it, so dockerd says nothing.
+        // Missing blkio weights are reported on v2 only: on v1 the kernel has lacked them since
+        // 5.0 and a user can do nothing about it, so dockerd says nothing.
         let v2 = self.version == CgroupVersion::V2;
         if v2 {
             check(self.io_weight, "No io.weight support");
@@ -245,8 +245,8 @@ fn v1_mount_points() -> &'static [(String, PathBuf)] {
 /// (docs/benchmarks.md, *Where a container's create goes now*). This writes berthd's own pid
 /// into the `cgroup.procs` of the cgroup it is already in: a move to where it is, which
 /// changes nothing but takes the semaphore. Blocking for that grace period: run it on a
-/// thread of its own, at the start of a container's start. A failure changes nothing and is
-/// ignored.
+/// thread of its own, when a container is created and when its start begins. A failure
+/// changes nothing and is ignored.
 pub fn warm_cgroup_migration() {
     if let Some(p) = own_procs() {
         let _ = std::fs::write(p, std::process::id().to_string());
