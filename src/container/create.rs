@@ -650,10 +650,9 @@ impl ContainerManager {
         image: crate::image::store::Image,
     ) -> Result<(String, Vec<String>), ContainerError> {
         // A start usually follows at once (`docker run`): begin the grace period its first
-        // cgroup move waits for (see `Runtime::warm_cgroup_migration`); the start begins
-        // another, which keeps the window open if this one has passed.
-        let runtime = self.runtime.clone();
-        tokio::task::spawn_blocking(move || runtime.warm_cgroup_migration());
+        // cgroup move waits for; the start begins another, which keeps the window open if this
+        // one has passed.
+        self.warm_cgroup_migration();
         let networking = body.networking_config.clone();
         let (mut config, mut host) = split_body(body);
         super::health::validate(config.healthcheck.as_ref())?;
