@@ -397,10 +397,13 @@ impl<S: Read + Write> Conn<S> {
             ));
         }
         req.push_str("\r\n");
-        self.stream.write_all(req.as_bytes()).expect("write");
+        // Head and body in one write: a server that answers from the head alone (a refusal)
+        // must not race a second write.
+        let mut bytes = req.into_bytes();
         if let Some(b) = body {
-            self.stream.write_all(b).expect("write body");
+            bytes.extend_from_slice(b);
         }
+        self.stream.write_all(&bytes).expect("write request");
         self.read_response(method == "HEAD")
     }
 
