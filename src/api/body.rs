@@ -135,6 +135,14 @@ pub fn body_channel(mut body: hyper::body::Incoming) -> (BodyReceiver, Pump) {
     (rx, Pump(Box::pin(pump)))
 }
 
+/// Drop a request body the handler answers without reading: a task of its own reads it to the
+/// end (up to [`DRAIN_LIMIT`]), so that the client reads the answer rather than a broken pipe
+/// on its next write.
+pub fn drain(body: hyper::body::Incoming) {
+    let (_, pump) = body_channel(body);
+    tokio::spawn(pump.0);
+}
+
 /// What moves a request body from hyper into the channel [`body_channel`] returned.
 pub struct Pump(Pin<Box<dyn Future<Output = ()> + Send>>);
 

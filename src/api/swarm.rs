@@ -14,7 +14,7 @@ use std::sync::Arc;
 use hyper::body::Incoming;
 use hyper::{Method, Request};
 
-use super::body::{check_json_content_type, parse_json, read_limited};
+use super::body::{check_json_content_type, drain, parse_json, read_limited};
 use super::error::ApiError;
 use super::router::{Ctx, HandlerResult, Route};
 use crate::errors::ErrorKind;
@@ -300,19 +300,11 @@ pub async fn object_list(ctx: C, o: Objects) -> HandlerResult {
     not_manager()
 }
 
-/// A refusal of a request whose body is still coming: the body is read (up to `limit`) and
-/// dropped first, as Go's server does after a handler, so that the client gets the answer
-/// rather than a broken pipe on its next write.
-async fn refuse_after_body(req: Request<Incoming>, limit: usize, e: ApiError) -> HandlerResult {
-    let (parts, body) = req.into_parts();
-    let _ = read_limited(&parts.headers, body, limit).await;
-    Err(e)
-}
-
 /// `POST /secrets/create`, `POST /configs/create`: the spec, whose `Templating` needs API 1.37.
 pub async fn object_create(ctx: C, o: Objects) -> HandlerResult {
     if let Err(e) = require_version(&ctx, o, o.create) {
-        return refuse_after_body(ctx.req, ctx.max_json_body, e).await;
+        drain(ctx.req.into_body());
+        return Err(e);
     }
     let version = ctx.version;
     let (parts, body) = ctx.req.into_parts();
@@ -340,7 +332,8 @@ pub async fn object_by_id(ctx: C, o: Objects) -> HandlerResult {
 /// `POST /secrets/{id}/update`, `POST /configs/{id}/update`: the spec, then `version`.
 pub async fn object_update(ctx: C, o: Objects) -> HandlerResult {
     if let Err(e) = require_version(&ctx, o, o.update) {
-        return refuse_after_body(ctx.req, ctx.max_json_body, e).await;
+        drain(ctx.req.into_body());
+        return Err(e);
     }
     let version = object_version(&ctx);
     read_json(ctx.req, ctx.max_json_body).await?;
