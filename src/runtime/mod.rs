@@ -271,25 +271,27 @@ fn own_procs_file(
     version: CgroupVersion,
     mount_of: impl Fn(&str) -> Option<PathBuf>,
 ) -> Option<PathBuf> {
-    for line in own.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let rel = path.trim_start_matches('/');
-        match version {
-            CgroupVersion::V2 if controllers.is_empty() => {
-                return Some(
-                    Path::new(DEFAULT_CGROUP_ROOT)
-                        .join(rel)
-                        .join("cgroup.procs"),
-                );
-            }
-            CgroupVersion::V1 if controllers.split(',').any(|c| c == "memory") => {
-                return Some(mount_of("memory")?.join(rel).join("cgroup.procs"));
-            }
-            _ => {}
+    let dir = match version {
+        CgroupVersion::V2 => {
+            Path::new(DEFAULT_CGROUP_ROOT).join(own_cgroup_in(own, str::is_empty)?)
         }
-    }
-    None
+        CgroupVersion::V1 => {
+            let rel = own_cgroup_in(own, |c| c.split(',').any(|c| c == "memory"))?;
+            mount_of("memory")?.join(rel)
+        }
+    };
+    Some(dir.join("cgroup.procs"))
+}
+
+/// A process's cgroup (without the leading `/`) in the hierarchy whose controller list
+/// `controllers` accepts, from its `/proc/<pid>/cgroup` text (`id:controllers:path` lines; the
+/// v2 hierarchy's list is empty).
+fn own_cgroup_in(text: &str, controllers: impl Fn(&str) -> bool) -> Option<&str> {
+    text.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_, list, path) = (parts.next()?, parts.next()?, parts.next()?);
+        controllers(list).then(|| path.trim_start_matches('/'))
+    })
 }
 
 /// The directories of the cgroup `cgroup_path` (absolute, e.g. `/berth/<id>`): the v2 one, or
@@ -444,8 +446,7 @@ fn probe_v2(root: &Path) -> CgroupInfo {
 
 fn own_v2_cgroup(root: &Path) -> Option<PathBuf> {
     let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?;
-    let rel = rel.trim_start_matches('/');
+    let rel = own_cgroup_in(&text, str::is_empty)?;
     (!rel.is_empty()).then(|| root.join(rel))
 }
 
