@@ -89,7 +89,10 @@ impl ContainerManager {
         let c = self.get(name)?;
         let id = c.id.clone();
         let with_net = reports_networks(&c);
-        let source = Arc::new(self.runtime.stats_source(&self.cgroup_path(&c.record())));
+        let source = Arc::new(
+            self.runtime
+                .stats_source(&c.with_record(|r| self.cgroup_path(r))),
+        );
         let (tx, rx) = mpsc::channel(4);
 
         if !opts.stream {
@@ -165,7 +168,7 @@ impl ContainerManager {
         let with_net = reports_networks(c);
         let raw = self
             .runtime
-            .stats_source(&self.cgroup_path(&c.record()))
+            .stats_source(&c.with_record(|r| self.cgroup_path(r)))
             .sample(with_net.then_some(pid));
         Some(usage_of(&raw))
     }
