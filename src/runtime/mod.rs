@@ -176,13 +176,47 @@ fn update_resources(cgroup_path: &str, spec: &oci_spec::runtime::Spec) -> Result
         .map_err(|e| format!("update cgroup {cgroup_path}: {e}"))
 }
 
-/// The pids in a container's cgroup (`docker top`).
+/// The pids in a container's cgroup and the cgroups below it (`docker top`), read from the
+/// `cgroup.procs` files of one hierarchy (v1: the devices controller's, as libcgroups reads
+/// them). Found from the mount points read once per process: a libcgroups manager would read
+/// the whole mount table for every controller, per call.
 fn cgroup_pids(cgroup_path: &str) -> Vec<i32> {
-    use libcgroups::common::CgroupManager;
-    cgroup_manager(cgroup_path)
-        .and_then(|m| m.get_all_pids().map_err(|e| e.to_string()))
-        .map(|v| v.into_iter().map(|p| p.as_raw()).collect())
-        .unwrap_or_default()
+    let rel = cgroup_path.trim_start_matches('/');
+    let dir = match cgroup_version() {
+        CgroupVersion::V2 => Some(Path::new(DEFAULT_CGROUP_ROOT).join(rel)),
+        CgroupVersion::V1 => [
+            ControllerType::Devices,
+            ControllerType::Pids,
+            ControllerType::Memory,
+        ]
+        .into_iter()
+        .find_map(v1_mount_point)
+        .map(|m| m.join(rel)),
+    };
+    let mut pids = Vec::new();
+    if let Some(dir) = dir {
+        procs_below(&dir, &mut pids, 0);
+    }
+    pids
+}
+
+/// Append the pids of `dir`'s `cgroup.procs` and of every cgroup below it.
+fn procs_below(dir: &Path, out: &mut Vec<i32>, depth: usize) {
+    // Nesting is bounded by the kernel's own limits; this only guards the recursion.
+    if depth > 64 {
+        return;
+    }
+    if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            procs_below(&e.path(), out, depth + 1);
+        }
+    }
 }
 
 /// Remove what a supervisor that died left of a container: libcontainer's record and the
