@@ -128,8 +128,23 @@ fn run_prints_output_and_exit_codes() {
     );
     let o = b.docker_out(&["run", "--rm", "busybox", "/etc/passwd"]);
     assert_eq!(o.status.code(), Some(126), "{}", stderr(&o));
-    let o = b.docker_out(&["run", "--rm", "nosuchimage"]);
+    // A missing image: the CLI asks for a pull, which must fail without leaving this machine
+    // (nothing listens on port 9 of 127.0.0.1; a bare `nosuchimage` would be looked up on
+    // Docker Hub through the host's resolver).
+    let o = b.docker_out(&["run", "--rm", "127.0.0.1:9/nosuchimage"]);
     assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("Unable to find image '127.0.0.1:9/nosuchimage:latest' locally"),
+        "{}",
+        stderr(&o)
+    );
+    let o = b.docker_out(&["run", "--rm", "--pull", "never", "nosuchimage"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("No such image: nosuchimage:latest"),
+        "{}",
+        stderr(&o)
+    );
     // --rm removed the containers above.
     let all = ok(b.docker_out(&["ps", "-aq"]));
     assert_eq!(all.lines().count(), 1, "{all}");

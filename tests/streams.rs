@@ -310,6 +310,17 @@ fn exec_variants() {
     let o = b.docker_out(&["exec", "ex", "nosuchcmd"]);
     assert_eq!(o.status.code(), Some(127), "{}{}", stdout(&o), stderr(&o));
     assert!(format!("{}{}", stdout(&o), stderr(&o)).contains("executable file not found"));
+    // A working directory that is not in the container: runc's words (libcontainer's own are
+    // "failed to unix syscall") and 126.
+    let o = b.docker_out(&["exec", "-w", "/nonexistent", "ex", "pwd"]);
+    assert_eq!(o.status.code(), Some(126), "{}{}", stdout(&o), stderr(&o));
+    let said = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        said.contains(
+            "chdir to cwd (\"/nonexistent\") set in config.json failed: no such file or directory"
+        ),
+        "{said}"
+    );
     // -i with piped stdin.
     let mut cmd = b.docker();
     cmd.args(["exec", "-i", "ex", "sh", "-c", "cat; echo done"])

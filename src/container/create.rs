@@ -18,7 +18,6 @@ use super::manager::{lock, ContainerManager};
 use super::mounts::MountPoint;
 use super::names;
 use super::record::{Record, State};
-use crate::errors::{ErrorKind, Kinded};
 use crate::image::config::RunConfig;
 use crate::util::fs::{atomic_write, ensure_dir};
 use crate::util::rand::random_hex;
@@ -610,13 +609,12 @@ impl ContainerManager {
             ));
         }
         super::health::validate(body.healthcheck.as_ref())?;
-        let image = self.images.get_image(&image_name).map_err(|e| {
-            if e.kind() == ErrorKind::NotFound {
-                ContainerError::new(ErrorKind::NotFound, format!("No such image: {image_name}"))
-            } else {
-                e.into()
-            }
-        })?;
+        // The image side's `No such image: name:latest` (moby's `ErrImageDoesNotExist` names
+        // the reference with its tag), which the CLI prints before pulling.
+        let image = self
+            .images
+            .get_image(&image_name)
+            .map_err(ContainerError::from)?;
         self.create_with(name, body, image).await
     }
 
@@ -896,6 +894,7 @@ mod mac_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::errors::{ErrorKind, Kinded};
 
     fn img() -> RunConfig {
         RunConfig {

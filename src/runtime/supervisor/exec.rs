@@ -44,6 +44,9 @@ impl Supervisor {
         if self.exited() || !self.state.started {
             return Reply::error("container is not running");
         }
+        if let Some(message) = self.missing_cwd(&process) {
+            return failed(message, 126);
+        }
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let process_path = self.state_dir.join(format!("exec-{id}.json"));
@@ -94,6 +97,26 @@ impl Supervisor {
                 }
             }
             Err((message, code)) => failed(message, code),
+        }
+    }
+
+    /// runc's words for an exec whose working directory is not in the container (`docker exec
+    /// -w /nonexistent`): libcontainer's own failure at its `chdir` says only "failed to unix
+    /// syscall". Looked up in the container's root as its init sees it, nothing followed out.
+    fn missing_cwd(&self, process: &serde_json::Value) -> Option<String> {
+        use nix::errno::Errno;
+        let cwd = process.get("cwd")?.as_str()?;
+        let root = std::fs::File::open(format!("/proc/{}/root", self.init)).ok()?;
+        match crate::util::inroot::open_dir(&root, cwd.as_bytes()) {
+            Err(e @ (Errno::ENOENT | Errno::ENOTDIR)) => {
+                let text = e.desc();
+                let mut go = text[..1].to_lowercase();
+                go.push_str(&text[1..]);
+                Some(format!(
+                    "chdir to cwd ({cwd:?}) set in config.json failed: {go}"
+                ))
+            }
+            _ => None,
         }
     }
 
