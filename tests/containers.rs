@@ -672,6 +672,21 @@ fn pause_rename_top_diff_export_prune() {
     assert!(diff.contains("A /new.txt"), "{diff}");
     assert!(diff.contains("D /etc/group"), "{diff}");
     assert!(diff.contains("C /etc"), "{diff}");
+    // moby's init-layer files are there, and not changes of the container.
+    assert_eq!(
+        ok(b.docker_out(&[
+            "exec",
+            "pz",
+            "sh",
+            "-c",
+            "stat -c '%A %s' /.dockerenv; readlink /etc/mtab"
+        ])),
+        "-rwxr-xr-x 0\n/proc/mounts\n"
+    );
+    assert!(
+        !diff.contains("dockerenv") && !diff.contains("mtab"),
+        "{diff}"
+    );
     ok(b.docker_out(&["pause", "pz"]));
     assert_eq!(
         inspect(&b, "pz", "{{.State.Status}} {{.State.Paused}}"),
@@ -695,6 +710,8 @@ fn pause_rename_top_diff_export_prune() {
     assert!(names.iter().any(|n| n == "new.txt"), "{names:?}");
     assert!(names.iter().any(|n| n == "bin/busybox"), "{names:?}");
     assert!(!names.iter().any(|n| n == "etc/group"), "{names:?}");
+    assert!(names.iter().any(|n| n == ".dockerenv"), "{names:?}");
+    assert!(names.iter().any(|n| n == "etc/mtab"), "{names:?}");
     // As dockerd 28: stopping a paused container signals it and thaws it.
     ok(b.docker_out(&["pause", "qz"]));
     ok(b.docker_out(&["stop", "-t", "1", "qz"]));

@@ -31,14 +31,16 @@ pub struct CommitOptions {
     pub config: Option<ContainerConfig>,
 }
 
-/// Files and mount targets the runtime creates in a container's writable layer: left out of
-/// `docker diff` and `docker commit` when they are empty and not in the image.
+/// Files, links and mount targets the runtime creates in a container's writable layer (moby
+/// keeps them in its init layer): left out of `docker diff` and `docker commit` when they are
+/// empty files (or `/etc/mtab`'s link to `/proc/mounts`) and not in the image.
 pub(super) fn placeholders(r: &Record) -> HashSet<PathBuf> {
     let mut out: HashSet<PathBuf> = [
         "etc/hosts",
         "etc/hostname",
         "etc/resolv.conf",
         ".dockerenv",
+        "etc/mtab",
         "proc",
         "sys",
         "dev",

@@ -259,8 +259,8 @@ pub enum EntryKind {
 }
 
 /// Walk the overlay upper dir `upper` over `lowers` (top first), leaving out `placeholders`
-/// (relative paths: the files and mount points the runtime creates) when they are empty and
-/// not in the image, and directories that hold nothing else and exist only because of them
+/// (relative paths: the files, links and mount points the runtime creates) when they are
+/// empty files or the `/proc/mounts` link and not in the image, and directories that hold nothing else and exist only because of them
 /// (not in the image, or copied up with their mode and owner unchanged).
 pub fn upper_entries(
     upper: &Path,
@@ -332,9 +332,12 @@ fn walk(
             }
             continue;
         }
+        // The runtime's placeholders: empty files (mount targets, `/.dockerenv`) and the
+        // `/etc/mtab` link to `/proc/mounts`.
         if ph.contains(&child)
-            && ft.is_file()
-            && md.len() == 0
+            && ((ft.is_file() && md.len() == 0)
+                || (ft.is_symlink()
+                    && std::fs::read_link(&path).is_ok_and(|t| t == Path::new("/proc/mounts"))))
             && lower_meta(lowers, &child).is_none()
         {
             continue;

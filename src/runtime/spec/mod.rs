@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::fmt;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -339,14 +339,70 @@ pub fn prepare_rootfs_as(
     userns: Option<super::IdMap>,
 ) -> Result<(), SpecError> {
     match userns {
-        None => make_working_dir(rootfs, working_dir, (0, 0)),
+        None => {
+            make_init_files(rootfs)?;
+            make_working_dir(rootfs, working_dir, (0, 0))
+        }
         Some(m) => {
             let (uid, gid) = m.root();
             super::idmap::with_fs_ids(uid, gid, || {
+                make_init_files(rootfs)?;
                 make_working_dir(rootfs, working_dir, (uid, gid))
             })
         }
         .map_err(|e| SpecError::io("creating the working directory as the remapped root", e))?,
+    }
+}
+
+/// The files moby's init layer gives every container, when the image has none there: an
+/// empty `/.dockerenv` (mode 0755; programs test for it to know they run in a container) and
+/// `/etc/mtab` as a link to `/proc/mounts`. Made by the caller's ids in the mounted rootfs,
+/// through descriptors resolved inside it; `docker diff` and `commit` leave them out
+/// (`container::commit::placeholders`).
+fn make_init_files(rootfs: &Path) -> Result<(), SpecError> {
+    use nix::errno::Errno;
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    let context = |what: &str| format!("creating {what} in the container's root");
+    let io = |what: &str, e: Errno| SpecError::io(context(what), std::io::Error::from(e));
+    let root = std::fs::File::open(rootfs).map_err(|e| SpecError::io(context("/.dockerenv"), e))?;
+    let root_dir = resolve_dir(&root, &[]).map_err(|e| io("/.dockerenv", e))?;
+    match nix::fcntl::openat(
+        Some(root_dir.as_raw_fd()),
+        ".dockerenv",
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o755),
+    ) {
+        Ok(fd) => {
+            // SAFETY: openat returned a new descriptor that nothing else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            // Not the umask's mode.
+            nix::sys::stat::fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(0o755))
+                .map_err(|e| io("/.dockerenv", e))?;
+        }
+        Err(Errno::EEXIST) => {}
+        Err(e) => return Err(io("/.dockerenv", e)),
+    }
+    let etc = match resolve_dir(&root, &[c"etc".to_owned()]) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => {
+            match nix::sys::stat::mkdirat(
+                Some(root_dir.as_raw_fd()),
+                "etc",
+                Mode::from_bits_truncate(0o755),
+            ) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(io("/etc", e)),
+            }
+            resolve_dir(&root, &[c"etc".to_owned()]).map_err(|e| io("/etc", e))?
+        }
+        // `/etc` is not a directory in this image: nothing to add there.
+        Err(Errno::ENOTDIR) => return Ok(()),
+        Err(e) => return Err(io("/etc", e)),
+    };
+    match nix::unistd::symlinkat("/proc/mounts", Some(etc.as_raw_fd()), "mtab") {
+        Ok(()) | Err(Errno::EEXIST) => Ok(()),
+        Err(e) => Err(io("/etc/mtab", e)),
     }
 }
 
