@@ -248,6 +248,16 @@ fn ps_filters_formats_and_inspect() {
         vec!["down", "fresh"]
     );
     assert_eq!(names(&["-a", "-n", "1"]), vec!["fresh"]);
+    // inspect shows the system paths recorded at create, as dockerd's does.
+    let paths = inspect(
+        &b,
+        "up",
+        "{{json .HostConfig.MaskedPaths}} {{json .HostConfig.ReadonlyPaths}}",
+    );
+    assert!(
+        paths.contains("\"/proc/kcore\"") && paths.contains("\"/proc/sysrq-trigger\"]"),
+        "{paths}"
+    );
     let o = b.docker_out(&["ps", "--filter", "bogus=1"]);
     assert!(
         !o.status.success() && stderr(&o).contains("invalid filter"),

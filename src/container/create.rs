@@ -482,6 +482,16 @@ pub fn verify_host_config(
     if h.shm_size.unwrap_or(0) == 0 {
         h.shm_size = Some(DEFAULT_SHM_SIZE);
     }
+    // As moby's `createContainerOSSpecificSettings`: the defaults are recorded (and shown by
+    // inspect) unless the container is privileged or names its own.
+    if !h.privileged.unwrap_or(false) {
+        if h.masked_paths.is_none() {
+            h.masked_paths = Some(crate::runtime::spec::default_masked_paths());
+        }
+        if h.readonly_paths.is_none() {
+            h.readonly_paths = Some(crate::runtime::spec::default_readonly_paths());
+        }
+    }
     if let Some(a) = h.oom_score_adj {
         if !(-1000..=1000).contains(&a) {
             return Err(ContainerError::invalid(format!(
@@ -975,6 +985,16 @@ mod tests {
         assert_eq!(h.network_mode.as_deref(), Some("bridge"));
         assert_eq!(h.log_config.unwrap().typ.as_deref(), Some("json-file"));
         assert_eq!(h.runtime.as_deref(), Some(crate::runtime::RUNTIME_NAME));
+        // The system paths are recorded as moby records them: the defaults unless privileged.
+        let masked = h.masked_paths.clone().unwrap();
+        assert!(masked.iter().any(|p| p == "/proc/kcore"), "{masked:?}");
+        assert!(h.readonly_paths.unwrap().iter().any(|p| p == "/proc/sys"));
+        let mut h = HostConfig {
+            privileged: Some(true),
+            ..Default::default()
+        };
+        verify_host_config(&mut h, 2, &log).unwrap();
+        assert_eq!((h.masked_paths, h.readonly_paths), (None, None));
     }
 
     #[test]

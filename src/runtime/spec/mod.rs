@@ -62,7 +62,9 @@ use resources::*;
 use security::*;
 
 pub use mounts::{tmpfs_options, MountPoint};
-pub use namespaces::{default_masked_paths, DEFAULT_NET_SYSCTLS, NETNS_ANNOTATION};
+pub use namespaces::{
+    default_masked_paths, default_readonly_paths, DEFAULT_NET_SYSCTLS, NETNS_ANNOTATION,
+};
 pub use security::{capabilities, DEFAULT_CAPABILITIES};
 
 // ---------------------------------------------------------------------------------------------

@@ -185,12 +185,17 @@ pub(super) fn system_paths(
     let readonly = match &hc.readonly_paths {
         Some(p) => p.clone(),
         None if privileged => Vec::new(),
-        None => DEFAULT_READONLY_PATHS
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        None => default_readonly_paths(),
     };
     (masked, readonly)
+}
+
+/// Docker's default read-only paths.
+pub fn default_readonly_paths() -> Vec<String> {
+    DEFAULT_READONLY_PATHS
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// Docker's default masked paths, with each CPU's `thermal_throttle` directory the host has.
