@@ -493,6 +493,42 @@ fn published_ports_through_the_proxy_and_their_errors() {
         curl(&b, &format!("http://127.0.0.1:{host_port}/")),
         "random\n"
     );
+    // As dockerd with its proxy: a port published on every IPv4 address is on every IPv6
+    // address too, the proxy forwarding to the container's IPv4 address.
+    if std::path::Path::new("/proc/net/if_inet6").exists() {
+        assert_eq!(
+            port.trim(),
+            format!("0.0.0.0:{host_port}\n[::]:{host_port}"),
+            "{port}"
+        );
+        assert_eq!(curl(&b, &format!("http://[::1]:{host_port}/")), "random\n");
+        let ps = ok(b.docker_out(&["ps", "--format", "{{.Ports}}", "--filter", "name=p3"]));
+        assert_eq!(
+            ps.trim(),
+            format!("0.0.0.0:{host_port}->80/tcp, [::]:{host_port}->80/tcp")
+        );
+        // The same port for another container: dockerd 28's whole text.
+        let o = b.docker_out(&[
+            "run",
+            "-d",
+            "--name",
+            "p4",
+            "-p",
+            &format!("{host_port}:80"),
+            "busybox",
+            "true",
+        ]);
+        assert!(
+            stderr(&o).contains(
+                "failed to set up container networking: driver failed programming external \
+                 connectivity on endpoint p4 ("
+            ) && stderr(&o).contains(&format!(
+                "): Bind for 0.0.0.0:{host_port} failed: port is already allocated"
+            )),
+            "{}",
+            stderr(&o)
+        );
+    }
     // Inspect's Ports.
     let ports = inspect(&b, "p1", "{{json .NetworkSettings.Ports}}");
     assert_eq!(

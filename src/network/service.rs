@@ -573,6 +573,8 @@ impl NetworkService {
             .ports
             .values()
             .flat_map(|p| p.bindings.iter())
+            // An IPv6 host address to an IPv4 container is the proxy's alone.
+            .filter(|b| b.host_ip.is_ipv4() || b.container_ip.is_ipv6())
             .map(|b| FwPort {
                 proto: b.proto,
                 host_ip: (!b.host_ip.is_unspecified()).then_some(b.host_ip),
@@ -1035,12 +1037,30 @@ impl NetworkService {
             let target = out.iter().find_map(|a| {
                 let st = lock(&self.state);
                 let n = st.nets.get(&a.network_id)?;
-                (!n.internal).then(|| (n.bridge.clone(), a.endpoint.ipv4, n.host_binding()))
+                (!n.internal).then(|| {
+                    (
+                        n.bridge.clone(),
+                        a.endpoint.ipv4,
+                        n.host_binding(),
+                        a.endpoint.id.clone(),
+                    )
+                })
             });
-            if let Some((bridge, Some(ip), binding)) = target {
+            if let Some((bridge, Some(ip), binding, endpoint_id)) = target {
                 // Binding and starting the proxy block briefly (the proxy reports ready).
                 tokio::task::block_in_place(|| {
                     self.publish_ports(&req.container_id, &req.ports, &bridge, ip, binding)
+                })
+                .map_err(|e| {
+                    // dockerd 28's words around the binding's own error.
+                    NetworkError::new(
+                        crate::errors::Kinded::kind(&e),
+                        format!(
+                            "failed to set up container networking: driver failed programming \
+                             external connectivity on endpoint {} ({endpoint_id}): {e}",
+                            req.container_name
+                        ),
+                    )
                 })?;
             }
         }
@@ -1284,10 +1304,22 @@ impl NetworkService {
         let mut bound: Vec<(proxy::PortSpec, std::os::fd::OwnedFd)> = Vec::new();
         for r in reqs {
             let host_ip = r.host_ip.or(binding).unwrap_or(self.opts.ip);
+            // As dockerd with its userland proxy: a port published on every IPv4 address is
+            // published on every IPv6 address too (`[::]:port`), the proxy forwarding to the
+            // container's IPv4 address; skipped where the host has no IPv6.
+            let dual = self.opts.userland_proxy
+                && r.host_ip.is_none()
+                && host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED);
             let (lo, hi) = (r.host_port, r.host_port_end.max(r.host_port));
+            // A port of the kernel's choice that is taken on IPv6 only is chosen again.
+            let tries: Vec<u16> = if lo == 0 {
+                vec![0; 16]
+            } else {
+                (lo..=hi).collect()
+            };
             let mut last_err = None;
             let mut done = false;
-            for port in lo..=hi {
+            for port in tries {
                 // The same port twice in one request (e.g. a range) is skipped.
                 if port != 0
                     && bound.iter().any(|(s, _)| {
@@ -1303,18 +1335,36 @@ impl NetworkService {
                     container_ip: IpAddr::V4(container_ip),
                     container_port: r.container_port,
                 };
-                match proxy::bind(&spec) {
-                    Ok((fd, real)) => {
-                        spec.host_port = real;
-                        bound.push((spec, fd));
-                        done = true;
-                        break;
+                let (fd, real) = match proxy::bind(&spec) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        last_err = Some(e);
+                        continue;
                     }
-                    Err(e) => last_err = Some(e),
+                };
+                spec.host_port = real;
+                let mut v6 = None;
+                if dual {
+                    let spec6 = proxy::PortSpec {
+                        host_ip: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+                        ..spec.clone()
+                    };
+                    match proxy::bind(&spec6) {
+                        Ok((fd6, _)) => v6 = Some((spec6, fd6)),
+                        Err(e)
+                            if crate::errors::Kinded::kind(&e)
+                                == crate::errors::ErrorKind::Conflict =>
+                        {
+                            last_err = Some(e);
+                            continue;
+                        }
+                        Err(e) => tracing::debug!("no IPv6 binding for {real}: {e}"),
+                    }
                 }
-                if port == hi {
-                    break;
-                }
+                bound.push((spec, fd));
+                bound.extend(v6);
+                done = true;
+                break;
             }
             if !done {
                 return Err(last_err.unwrap_or_else(|| NetworkError::internal("no port to bind")));
