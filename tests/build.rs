@@ -279,6 +279,27 @@ fn multi_stage_target_failures_quiet_and_tags() {
     // -q: only the ID.
     let q = built(&build(&b, &dir, &["-q", "--target", "final"]));
     assert_eq!(q.trim(), common::image_id(&b, "a:1"), "{q}");
+
+    // EXPOSE as dockerd parses it: a range is one port each, a protocol is checked.
+    let ex = b.dir.path().join("ex");
+    write(&ex, "Dockerfile", "FROM busybox\nEXPOSE 8000-8002 53/UDP\n");
+    built(&build(&b, &ex, &["-t", "ex:1"]));
+    assert_eq!(
+        ok(b.docker_out(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{json .Config.ExposedPorts}}",
+            "ex:1"
+        ]))
+        .trim(),
+        r#"{"53/udp":{},"8000/tcp":{},"8001/tcp":{},"8002/tcp":{}}"#
+    );
+    write(&ex, "Dockerfile", "FROM busybox\nEXPOSE 80/tcp 90/bogus\n");
+    let o = build(&b, &ex, &[]);
+    assert!(!o.status.success());
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(text.contains("Invalid proto: bogus"), "{text}");
 }
 
 #[test]
