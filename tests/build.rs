@@ -185,6 +185,18 @@ CMD ["cat /app/built.txt"]
             .any(|l| l.starts_with("|2 FROM_CLI=cli VERSION=1.0 /bin/sh -c echo")),
         "{history}"
     );
+    // WORKDIR, COPY and ADD keep moby's one-argument comment (one space): it is their cache
+    // key, which images dockerd built must match.
+    for want in [
+        "/bin/sh -c #(nop) WORKDIR /app|",
+        "/bin/sh -c #(nop) COPY file:",
+        "/bin/sh -c #(nop) COPY dir:",
+    ] {
+        assert!(
+            history.lines().any(|l| l.starts_with(want)),
+            "no {want} in {history}"
+        );
+    }
     let ids = ok(b.docker_out(&["history", "-q", "built:1"]));
     assert!(!ids.lines().next().unwrap().contains("missing"), "{ids}");
 

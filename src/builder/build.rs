@@ -243,6 +243,18 @@ impl Stage {
         }
     }
 
+    /// [`Self::nop_probe`] in the one-argument form dockerd keeps for WORKDIR, COPY and ADD
+    /// (moby's `withCmdCommentString`: `<shell> "#(nop) <comment>"`, one space where the
+    /// others show two), so that their cache keys match images dockerd built (`--cache-from`).
+    fn nop_probe_single(&self, comment: &str) -> ContainerConfig {
+        let mut cmd = self.shell();
+        cmd.push(format!("#(nop) {comment}"));
+        ContainerConfig {
+            cmd: Some(cmd),
+            ..self.config.clone()
+        }
+    }
+
     fn shell(&self) -> Vec<String> {
         self.config
             .shell
@@ -799,7 +811,7 @@ impl Builder {
                 };
                 let dir = clean(&dir);
                 st.config.working_dir = Some(dir.clone());
-                let probe = st.nop_probe(&format!("WORKDIR {dir}"));
+                let probe = st.nop_probe_single(&format!("WORKDIR {dir}"));
                 if self.use_cache(st, &probe, opts, out).await? {
                     return Ok(());
                 }
@@ -1408,7 +1420,9 @@ impl Builder {
             .await
             .map_err(|e| err(format!("copy task: {e}")))??
         };
-        let chown_comment = chown.map(|c| format!("--chown={c} ")).unwrap_or_default();
+        // No space after it: moby's `performCopy` writes `--chown=1:2dir:<hex>`, and the comment
+        // is part of the cache key.
+        let chown_comment = chown.map(|c| format!("--chown={c}")).unwrap_or_default();
         // The destination as moby's `normalizeDest` makes it: under the workdir, cleaned, its
         // trailing slash kept.
         let dest = if dest.starts_with('/') {
@@ -1422,7 +1436,7 @@ impl Builder {
                 joined
             }
         };
-        let probe = st.nop_probe(&format!("{name} {chown_comment}{checksum} in {dest} "));
+        let probe = st.nop_probe_single(&format!("{name} {chown_comment}{checksum} in {dest} "));
         // The tar is made only on a miss: a cached COPY reads its sources once, to hash them.
         let result = if self.use_cache(st, &probe, opts, out).await? {
             Ok(())
