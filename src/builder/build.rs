@@ -1413,7 +1413,7 @@ impl Builder {
                     if from_image && owner.is_none() {
                         prepared = prepared.preserve_ownership();
                     }
-                    let sum = prepared.source_hash();
+                    let sum = prepared.source_hash()?;
                     Ok((sum, prepared))
                 },
             )

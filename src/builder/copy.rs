@@ -101,11 +101,27 @@ struct Entry {
 #[derive(Debug)]
 enum Source {
     /// A file (a followed symlink, a download) placed by the destination rules as `name`.
-    File { name: String, entry: Entry },
+    File {
+        name: String,
+        entry: Entry,
+        /// Its path below the source root, symlinks resolved (what dockerd hashes it as).
+        ctx_rel: String,
+    },
     /// A directory: its contents go into the destination.
-    Dir { entries: Vec<Entry> },
+    Dir {
+        entries: Vec<Entry>,
+        /// As for `File`; empty for the source root itself.
+        ctx_rel: String,
+        /// The directory's own mode and owner (hashed as dockerd hashes it).
+        own: Entry,
+    },
     /// ADD: a local tar archive unpacked into the destination.
-    Archive { host: PathBuf, sha: String },
+    Archive {
+        host: PathBuf,
+        /// The archive file, hashed as a file.
+        entry: Entry,
+        ctx_rel: String,
+    },
 }
 
 /// The sources found, ready to be checksummed and written.
@@ -167,6 +183,8 @@ pub fn prepare(input: &CopyInput<'_>) -> Result<Prepared, BuilderError> {
     let root = File::open(input.source_root)
         .map_err(|e| BuilderError::io(format!("open {}", input.source_root.display()), e))?;
     let known = Known(input.known);
+    let root_real = fs::read_link(format!("/proc/self/fd/{}", root.as_raw_fd()))
+        .map_err(|e| BuilderError::io("resolve the source root", e))?;
     let mut sources = Vec::new();
     for (i, orig) in input.srcs.iter().enumerate() {
         if is_url(orig) {
@@ -182,15 +200,13 @@ pub fn prepare(input: &CopyInput<'_>) -> Result<Prepared, BuilderError> {
         let p = orig.strip_prefix('/').unwrap_or(orig);
         let p = p.strip_prefix("./").unwrap_or(p);
         if contains_wildcards(p) {
-            let root_real = fs::canonicalize(input.source_root)
-                .map_err(|e| BuilderError::io("resolve the source root", e))?;
             for m in
                 glob(&root_real, p).map_err(|e| BuilderError::io(format!("{cmd} failed"), e))?
             {
-                sources.push(source_for(&root, &m, input.add, cmd, known)?);
+                sources.push(source_for(&root, &root_real, &m, input.add, cmd, known)?);
             }
         } else {
-            sources.push(source_for(&root, p, input.add, cmd, known)?);
+            sources.push(source_for(&root, &root_real, p, input.add, cmd, known)?);
         }
     }
     if sources.is_empty() {
@@ -252,6 +268,7 @@ fn glob(root: &Path, pattern: &str) -> io::Result<Vec<String>> {
 
 fn source_for(
     root: &File,
+    root_real: &Path,
     p: &str,
     add: bool,
     cmd: &str,
@@ -273,20 +290,34 @@ fn source_for(
     let meta =
         fs::metadata(&real).map_err(|e| BuilderError::io(format!("{cmd} failed: stat {p}"), e))?;
     let err = |e: io::Error| BuilderError::io(format!("{cmd} failed: read {p}"), e);
+    // The resolved path below the root (the root's own path resolves to itself).
+    let ctx_rel = real
+        .strip_prefix(root_real)
+        .map(|r| r.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if meta.is_dir() {
         let mut entries = Vec::new();
         let mut links = HashMap::new();
         walk(&real, Path::new(""), &mut entries, &mut links, known).map_err(err)?;
-        return Ok(Source::Dir { entries });
-    }
-    if add && meta.is_file() && is_archive(&real) {
-        let sha = known.sha(&real).map_err(err)?;
-        return Ok(Source::Archive { host: real, sha });
+        let own = entry_for(&real, PathBuf::new(), &meta, known).map_err(err)?;
+        return Ok(Source::Dir {
+            entries,
+            ctx_rel,
+            own,
+        });
     }
     let entry = entry_for(&real, PathBuf::new(), &meta, known).map_err(err)?;
+    if add && meta.is_file() && is_archive(&real) {
+        return Ok(Source::Archive {
+            host: real,
+            entry,
+            ctx_rel,
+        });
+    }
     Ok(Source::File {
         name: go_base(p),
         entry,
+        ctx_rel,
     })
 }
 
@@ -557,7 +588,11 @@ fn download(url: &str, dest: &str, dir: &Path, cmd: &str) -> Result<Source, Buil
         .map_err(|e| BuilderError::io(format!("stat {}", file_path.display()), e))?;
     let entry = entry_for(&file_path, PathBuf::new(), &meta, Known(None))
         .map_err(|e| BuilderError::io(format!("read {}", file_path.display()), e))?;
-    Ok(Source::File { name, entry })
+    Ok(Source::File {
+        ctx_rel: name.clone(),
+        name,
+        entry,
+    })
 }
 
 /// Go's `filepath.Match` (Unix) of one name against one pattern; a bad pattern matches
@@ -947,78 +982,48 @@ impl Prepared {
         }
     }
 
-    /// A digest of the sources' content and metadata (names, modes, ownership, link targets;
-    /// not mtimes): the same files give the same checksum. 64 lower-case hex digits (a
-    /// sha256).
-    pub fn checksum(&self) -> String {
-        let mut h = Sha256::new();
-        let mut line = |e: &Entry| {
-            let (uid, gid) = self.owner(e);
-            let (kind, size, link, sha) = match &e.node {
-                Node::File { size, sha, .. } => ("file", *size, Vec::new(), sha.as_str()),
-                Node::Dir => ("dir", 0, Vec::new(), ""),
-                Node::Symlink(t) => ("symlink", 0, t.as_os_str().as_bytes().to_vec(), ""),
-                Node::Hardlink(t) => ("hardlink", 0, t.as_os_str().as_bytes().to_vec(), ""),
-                Node::Device { kind, major, minor } => {
-                    h.update(format!("dev {kind} {major} {minor}\0"));
-                    ("device", 0, Vec::new(), "")
+    /// The sources named as dockerd names them in a COPY/ADD step's `#(nop)` comment, which
+    /// is the step's cache key: `file:<hex>` for one file (an ADD archive is one), `dir:<hex>`
+    /// for one directory, `multi:<hex>` for several sources (moby's `calcCopyInfo`,
+    /// `walkSource`, `hashStringSlice` and `getSourceHashFromInfos`). Each entry is hashed as
+    /// moby's build context hashes it ([`tarsum_v1`]), so an image dockerd built from the same
+    /// files hits the cache (`--cache-from`). Content and metadata count, mtimes do not.
+    pub fn source_hash(&self) -> Result<String, BuilderError> {
+        let io =
+            |e: io::Error| BuilderError::io(format!("{} failed: hash the sources", self.cmd), e);
+        let mut infos = Vec::with_capacity(self.sources.len());
+        for src in &self.sources {
+            infos.push(match src {
+                Source::File { entry, ctx_rel, .. } | Source::Archive { entry, ctx_rel, .. } => {
+                    format!("file:{}", entry_tarsum(ctx_rel, entry, &[]).map_err(io)?)
                 }
-            };
-            h.update(e.rel.as_os_str().as_bytes());
-            h.update(format!("\0{kind}\0{:o}\0{uid}\0{gid}\0{size}\0", e.mode));
-            h.update(&link);
-            h.update(format!("\0{sha}\n"));
-        };
-        for s in &self.sources {
-            match s {
-                Source::File { name, entry } => {
-                    line(&Entry {
-                        rel: PathBuf::from(format!("file:{name}")),
-                        ..entry.clone()
-                    });
-                }
-                Source::Dir { entries } => {
-                    line(&Entry {
-                        rel: PathBuf::from("dir:"),
-                        node: Node::Dir,
-                        mode: 0,
-                        uid: 0,
-                        gid: 0,
-                        mtime: 0,
-                    });
-                    for e in entries {
-                        line(e);
+                Source::Dir {
+                    entries,
+                    ctx_rel,
+                    own,
+                } => {
+                    let mut sums = Vec::with_capacity(entries.len() + 1);
+                    // The directory itself, unless it is the root (moby skips `.`).
+                    if !ctx_rel.is_empty() {
+                        sums.push(entry_tarsum(ctx_rel, own, &[]).map_err(io)?);
                     }
+                    for e in entries {
+                        let name = if ctx_rel.is_empty() {
+                            e.rel.to_string_lossy().into_owned()
+                        } else {
+                            format!("{ctx_rel}/{}", e.rel.to_string_lossy())
+                        };
+                        sums.push(entry_tarsum(&name, e, entries).map_err(io)?);
+                    }
+                    sums.sort();
+                    hash_string_slice("dir", &sums)
                 }
-                Source::Archive { sha, .. } => {
-                    line(&Entry {
-                        rel: PathBuf::from("archive:"),
-                        node: Node::File {
-                            host: PathBuf::new(),
-                            size: 0,
-                            sha: sha.clone(),
-                        },
-                        mode: 0,
-                        uid: 0,
-                        gid: 0,
-                        mtime: 0,
-                    });
-                }
-            }
+            });
         }
-        hex::encode(h.finalize())
-    }
-
-    /// [`Self::checksum`] named as dockerd names the sources in a COPY/ADD step's
-    /// `#(nop)` comment: `file:<hex>` for one file, `dir:<hex>` for one directory,
-    /// `multi:<hex>` for several sources (an archive counts as a file).
-    pub fn source_hash(&self) -> String {
-        let kind = match self.sources.as_slice() {
-            [Source::Dir { .. }] => "dir",
-            [_] => "file",
-            _ => "multi",
-        };
-        format!("{kind}:{}", self.checksum())
+        Ok(match infos.len() {
+            1 => infos.pop().unwrap_or_default(),
+            _ => hash_string_slice("multi", &infos),
+        })
     }
 
     /// The tar to extract at `/` in the step's container: parents of the destination,
@@ -1046,7 +1051,7 @@ impl Prepared {
         };
         for s in &self.sources {
             match s {
-                Source::File { name, entry } => {
+                Source::File { name, entry, .. } => {
                     let target = if self.dest_slash || t.kind(&self.dest) == DestKind::Dir {
                         join_abs(&self.dest, Path::new(name))
                     } else {
@@ -1056,7 +1061,7 @@ impl Prepared {
                     t.entry(&target, entry, self.owner(entry), &self.dest)
                         .map_err(tar_err)?;
                 }
-                Source::Dir { entries } => {
+                Source::Dir { entries, .. } => {
                     t.parents(&self.dest, (0, 0))?;
                     match t.kind(&self.dest) {
                         DestKind::Dir => {}
@@ -1082,6 +1087,103 @@ impl Prepared {
         t.b.finish().map_err(tar_err)?;
         Ok(())
     }
+}
+
+/// moby's `hashStringSlice`: `<prefix>:` and the sha256 of the items joined by commas.
+fn hash_string_slice(prefix: &str, items: &[String]) -> String {
+    let mut h = Sha256::new();
+    h.update(items.join(",").as_bytes());
+    format!("{prefix}:{}", hex::encode(h.finalize()))
+}
+
+/// The hash moby's build context gives one entry named `name` (relative to the source root):
+/// [`tarsum_v1`] of the header dockerd's `archive.FileInfoHeader` makes for it, then the
+/// content of a regular file. A further link to a file met earlier in a directory source
+/// (`siblings`) is hashed as that file, as a `Lstat` sees it.
+fn entry_tarsum(name: &str, e: &Entry, siblings: &[Entry]) -> io::Result<String> {
+    let mut node = &e.node;
+    if let Node::Hardlink(first) = node {
+        if let Some(f) = siblings.iter().find(|s| &s.rel == first) {
+            node = &f.node;
+        }
+    }
+    let mode = u64::from(e.mode & 0o7777);
+    let (typeflag, size, link, dev, content) = match node {
+        Node::File { host, size, sha } => (b'0', *size, Vec::new(), (0, 0), Some((host, sha))),
+        Node::Dir => (b'5', 0, Vec::new(), (0, 0), None),
+        Node::Symlink(t) => (b'2', 0, t.as_os_str().as_bytes().to_vec(), (0, 0), None),
+        Node::Hardlink(_) => (b'0', 0, Vec::new(), (0, 0), None),
+        Node::Device { kind, major, minor } => (*kind, 0, Vec::new(), (*major, *minor), None),
+    };
+    let name = if matches!(node, Node::Dir) && !name.ends_with('/') {
+        format!("{name}/")
+    } else {
+        name.to_string()
+    };
+    let mut header = Vec::with_capacity(128 + name.len() + link.len());
+    header.extend_from_slice(b"name");
+    header.extend_from_slice(name.as_bytes());
+    header.extend_from_slice(
+        format!(
+            "mode{mode}uid{}gid{}size{size}typeflag{}linkname",
+            e.uid, e.gid, typeflag as char
+        )
+        .as_bytes(),
+    );
+    header.extend_from_slice(&link);
+    header.extend_from_slice(format!("unamegnamedevmajor{}devminor{}", dev.0, dev.1).as_bytes());
+    match content {
+        None => {
+            let mut h = Sha256::new();
+            h.update(&header);
+            Ok(hex::encode(h.finalize()))
+        }
+        Some((host, sha)) => tarsum_memo(&header, sha, host),
+    }
+}
+
+/// [`tarsum_v1`] of a file's header and content, remembered by the header and the content's
+/// own sha256 (which the context cache already knows): a cached build reads no file again.
+fn tarsum_memo(header: &[u8], content_sha: &str, host: &Path) -> io::Result<String> {
+    use std::sync::{Mutex, OnceLock};
+    // 64 bytes and the table's overhead per file; emptied when it reaches MAX (a miss only
+    // costs a read of the file).
+    static MEMO: OnceLock<Mutex<HashMap<[u8; 32], [u8; 32]>>> = OnceLock::new();
+    const MAX: usize = 1 << 16;
+    let memo = MEMO.get_or_init(|| Mutex::new(HashMap::new()));
+    let key: [u8; 32] = {
+        let mut h = Sha256::new();
+        h.update(header);
+        h.update(b"\0");
+        h.update(content_sha.as_bytes());
+        h.finalize().into()
+    };
+    if let Some(v) = memo.lock().ok().and_then(|m| m.get(&key).copied()) {
+        return Ok(hex::encode(v));
+    }
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(host)?;
+    let sum = tarsum_v1(header, &mut f)?;
+    if let Ok(mut m) = memo.lock() {
+        if m.len() >= MAX {
+            m.clear();
+        }
+        m.insert(key, sum);
+    }
+    Ok(hex::encode(sum))
+}
+
+/// tarsum version 1 of one entry as moby's `tarsumHash` computes it: the sha256 of the
+/// selected header fields (`name`, `mode`, `uid`, `gid`, `size`, `typeflag`, `linkname`,
+/// `uname`, `gname`, `devmajor`, `devminor`, each key then its value, no mtime) followed by
+/// the content.
+fn tarsum_v1(header: &[u8], content: &mut dyn Read) -> io::Result<[u8; 32]> {
+    let mut h = Sha256::new();
+    h.update(header);
+    io::copy(content, &mut h)?;
+    Ok(h.finalize().into())
 }
 
 /// moby's `parseChownFlag`: `user[:group]` as names or numbers, names looked up in the
@@ -1654,15 +1756,17 @@ mod tests {
         let sum = || {
             prepare(&input(&srcs, "/x/", t.path(), t.path()))
                 .unwrap()
-                .checksum()
+                .source_hash()
+                .unwrap()
         };
         let first = sum();
-        assert_eq!(first.len(), 64);
-        let p = prepare(&input(&srcs, "/x/", t.path(), t.path())).unwrap();
-        assert_eq!(p.source_hash(), format!("multi:{first}"));
+        assert!(first.starts_with("multi:") && first.len() == 70, "{first}");
         let one = s(&["d"]);
         let p = prepare(&input(&one, "/x/", t.path(), t.path())).unwrap();
-        assert!(p.source_hash().starts_with("dir:"));
+        assert!(p.source_hash().unwrap().starts_with("dir:"));
+        let one = s(&["a.txt"]);
+        let p = prepare(&input(&one, "/x/", t.path(), t.path())).unwrap();
+        assert!(p.source_hash().unwrap().starts_with("file:"));
         assert_eq!(first, sum());
         let f = File::options()
             .write(true)
@@ -1677,12 +1781,53 @@ mod tests {
         fs::set_permissions(t.path().join("a.txt"), fs::Permissions::from_mode(0o600)).unwrap();
         let third = sum();
         assert_ne!(second, third);
+        // --chown is in the step's comment beside the hash, not in it (moby's `performCopy`).
         let mut i = input(&srcs, "/x/", t.path(), t.path());
         i.chown = Some((1, 1));
-        assert_ne!(prepare(&i).unwrap().checksum(), third);
+        assert_eq!(prepare(&i).unwrap().source_hash().unwrap(), third);
         fs::remove_file(t.path().join("d/ln")).unwrap();
         symlink("sub", t.path().join("d/ln")).unwrap();
         assert_ne!(sum(), third);
+    }
+
+    #[test]
+    fn sources_hash_as_dockerd_hashes_its_context() {
+        // Hashes dockerd (20.10, whose build context hashing is moby 28's) printed in the
+        // history of `COPY a.txt /x` and `COPY sub /y/` for these files, owned by root.
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("a.txt"), "hello\n").unwrap();
+        fs::create_dir(t.path().join("sub")).unwrap();
+        fs::write(t.path().join("sub/s.txt"), "s\n").unwrap();
+        fs::set_permissions(t.path().join("a.txt"), fs::Permissions::from_mode(0o644)).unwrap();
+        fs::set_permissions(t.path().join("sub"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(
+            t.path().join("sub/s.txt"),
+            fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        for p in ["a.txt", "sub", "sub/s.txt"] {
+            std::os::unix::fs::lchown(t.path().join(p), Some(0), Some(0)).unwrap();
+        }
+        let hash = |srcs: &[&str], dest: &str| {
+            let srcs = s(srcs);
+            prepare(&input(&srcs, dest, t.path(), t.path()))
+                .unwrap()
+                .source_hash()
+                .unwrap()
+        };
+        assert_eq!(
+            hash(&["a.txt"], "/x"),
+            "file:00ec16333078d287782d462baefc8bb9eb0231dc3aefba3ca3e2f7e5cf0cadda"
+        );
+        assert_eq!(
+            hash(&["sub"], "/y/"),
+            "dir:8e432a8215162bdfe06a27645da8f5533f6fedd42fb8024177f35ea42369bccf"
+        );
+        // A wildcard and `./` name the same file.
+        assert_eq!(hash(&["./a.t?t"], "/x"), hash(&["a.txt"], "/x"));
     }
 
     #[test]
