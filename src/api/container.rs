@@ -249,12 +249,39 @@ fn filters(ctx: &Ctx<dyn ContainerBackend>) -> Result<Filters, ApiError> {
 }
 
 /// A create request: bollard's body and the deprecated container-wide `MacAddress` it lacks.
+/// `Cmd`, `Entrypoint` and `Shell` are read here as moby's `strslice.StrSlice`, which also
+/// takes a lone string (`"Cmd": "top"` is `["top"]`), and moved into the body.
 #[derive(serde::Deserialize)]
 struct CreateRequest {
     #[serde(flatten)]
     body: ContainerCreateBody,
     #[serde(rename = "MacAddress", default)]
     mac_address: Option<String>,
+    #[serde(rename = "Cmd", default, deserialize_with = "str_slice")]
+    cmd: Option<Vec<String>>,
+    #[serde(rename = "Entrypoint", default, deserialize_with = "str_slice")]
+    entrypoint: Option<Vec<String>>,
+    #[serde(rename = "Shell", default, deserialize_with = "str_slice")]
+    shell: Option<Vec<String>>,
+}
+
+/// moby's `StrSlice`: a list of strings, a single string, or null.
+fn str_slice<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        Many(Vec<String>),
+        One(String),
+    }
+    Ok(
+        match <Option<OneOrMany> as serde::Deserialize>::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("invalid type: expected a string or a list of strings")
+        })? {
+            None => None,
+            Some(OneOrMany::Many(v)) => Some(v),
+            Some(OneOrMany::One(s)) => Some(vec![s]),
+        },
+    )
 }
 
 pub async fn create(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
@@ -265,7 +292,26 @@ pub async fn create(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let CreateRequest {
         mut body,
         mac_address,
-    } = read_json(&parts.headers, body, limit).await?;
+        cmd,
+        entrypoint,
+        shell,
+    } = {
+        // Go's JSON decoding matches keys in any case (`{"image": …}` works with dockerd).
+        let mut v: serde_json::Value = read_json(&parts.headers, body, limit).await?;
+        if let Some(hc) = v.as_object_mut().and_then(|m| {
+            m.keys()
+                .find(|k| k.eq_ignore_ascii_case("HostConfig"))
+                .cloned()
+                .and_then(|k| m.get_mut(&k))
+        }) {
+            *hc = fold_keys(hc.take(), HOST_CONFIG_KEYS);
+        }
+        serde_json::from_value(fold_keys(v, CREATE_KEYS))
+            .map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?
+    };
+    body.cmd = cmd;
+    body.entrypoint = entrypoint;
+    body.shell = shell;
     let warning =
         crate::container::create::migrate_mac_address(&mut body, mac_address, ctx.version)?;
     let mut resp = backend.container_create(name, body).await?;
@@ -744,6 +790,112 @@ pub async fn exec_create(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
 }
 
 /// The fields of an exec create body, spelled as dockerd's types name them.
+/// The keys of a create body (moby's `ContainerConfigWrapper`: the container config, then
+/// `HostConfig` and `NetworkingConfig`), for [`fold_keys`].
+const CREATE_KEYS: &[&str] = &[
+    "Hostname",
+    "Domainname",
+    "User",
+    "AttachStdin",
+    "AttachStdout",
+    "AttachStderr",
+    "ExposedPorts",
+    "Tty",
+    "OpenStdin",
+    "StdinOnce",
+    "Env",
+    "Cmd",
+    "Healthcheck",
+    "ArgsEscaped",
+    "Image",
+    "Volumes",
+    "WorkingDir",
+    "Entrypoint",
+    "NetworkDisabled",
+    "MacAddress",
+    "OnBuild",
+    "Labels",
+    "StopSignal",
+    "StopTimeout",
+    "Shell",
+    "HostConfig",
+    "NetworkingConfig",
+];
+
+/// The keys of a `HostConfig` (API v1.51), for [`fold_keys`].
+const HOST_CONFIG_KEYS: &[&str] = &[
+    "CpuShares",
+    "Memory",
+    "CgroupParent",
+    "BlkioWeight",
+    "BlkioWeightDevice",
+    "BlkioDeviceReadBps",
+    "BlkioDeviceWriteBps",
+    "BlkioDeviceReadIOps",
+    "BlkioDeviceWriteIOps",
+    "CpuPeriod",
+    "CpuQuota",
+    "CpuRealtimePeriod",
+    "CpuRealtimeRuntime",
+    "CpusetCpus",
+    "CpusetMems",
+    "Devices",
+    "DeviceCgroupRules",
+    "DeviceRequests",
+    "KernelMemoryTCP",
+    "MemoryReservation",
+    "MemorySwap",
+    "MemorySwappiness",
+    "NanoCpus",
+    "OomKillDisable",
+    "Init",
+    "PidsLimit",
+    "Ulimits",
+    "CpuCount",
+    "CpuPercent",
+    "IOMaximumIOps",
+    "IOMaximumBandwidth",
+    "Binds",
+    "ContainerIDFile",
+    "LogConfig",
+    "NetworkMode",
+    "PortBindings",
+    "RestartPolicy",
+    "AutoRemove",
+    "VolumeDriver",
+    "VolumesFrom",
+    "Mounts",
+    "ConsoleSize",
+    "Annotations",
+    "CapAdd",
+    "CapDrop",
+    "CgroupnsMode",
+    "Dns",
+    "DnsOptions",
+    "DnsSearch",
+    "ExtraHosts",
+    "GroupAdd",
+    "IpcMode",
+    "Cgroup",
+    "Links",
+    "OomScoreAdj",
+    "PidMode",
+    "Privileged",
+    "PublishAllPorts",
+    "ReadonlyRootfs",
+    "SecurityOpt",
+    "StorageOpt",
+    "Tmpfs",
+    "UTSMode",
+    "UsernsMode",
+    "ShmSize",
+    "Sysctls",
+    "Runtime",
+    "Isolation",
+    "MaskedPaths",
+    "ReadonlyPaths",
+];
+
 const EXEC_CONFIG_KEYS: &[&str] = &[
     "User",
     "Privileged",
@@ -854,6 +1006,28 @@ pub async fn exec_start(mut ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cmd_entrypoint_and_shell_are_str_slices() {
+        let r: CreateRequest = serde_json::from_str(
+            r#"{"Image":"b","Cmd":"top","Entrypoint":["sh","-c"],"Shell":null}"#,
+        )
+        .unwrap();
+        assert_eq!(r.cmd, Some(vec!["top".to_string()]));
+        assert_eq!(r.entrypoint, Some(vec!["sh".to_string(), "-c".to_string()]));
+        assert_eq!(r.shell, None);
+        let r: CreateRequest = serde_json::from_str(r#"{"Image":"b","Cmd":[]}"#).unwrap();
+        assert_eq!(r.cmd, Some(vec![]));
+        // Keys in any case, as Go reads them, at the top and in HostConfig.
+        let mut v = serde_json::json!({"image": "b", "cmd": "x", "hostconfig": {"memory": 5}});
+        let hc = v["hostconfig"].take();
+        v["hostconfig"] = fold_keys(hc, HOST_CONFIG_KEYS);
+        let r: CreateRequest = serde_json::from_value(fold_keys(v, CREATE_KEYS)).unwrap();
+        assert_eq!(r.body.image.as_deref(), Some("b"));
+        assert_eq!(r.cmd, Some(vec!["x".to_string()]));
+        assert_eq!(r.body.host_config.and_then(|h| h.memory), Some(5));
+        assert!(serde_json::from_str::<CreateRequest>(r#"{"Cmd":3}"#).is_err());
+    }
 
     #[test]
     fn exec_create_keys_fold_as_go_json() {
