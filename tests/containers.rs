@@ -760,6 +760,12 @@ fn logs_tail_since_timestamps_and_rotation() {
         first.ends_with(" line1") && first.contains('T') && first.contains("Z "),
         "{first}"
     );
+    // --details: the line's attributes (none here) and a space, as dockerd writes it.
+    let o = b.docker_out(&["logs", "--details", "--tail", "2", "lg"]);
+    assert_eq!(
+        (stdout(&o).as_str(), stderr(&o).as_str()),
+        (" line5\n", " oops\n")
+    );
     let o = b.docker_out(&["logs", "--since", "2000-01-01T00:00:00Z", "lg"]);
     assert!(stdout(&o).starts_with("line1\n"));
     let o = b.docker_out(&["logs", "--since", "2100-01-01T00:00:00Z", "lg"]);

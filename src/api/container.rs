@@ -614,6 +614,7 @@ pub async fn logs(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
         until: time("until")?,
         tail,
         timestamps: q.bool("timestamps"),
+        details: q.bool("details"),
     };
     let (tty, rx) = ctx.backend.container_logs(name(&ctx), opts).await?;
     let mut r = Response::new(channel_body(rx));

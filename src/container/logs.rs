@@ -29,6 +29,10 @@ pub struct LogsOptions {
     pub tail: Option<usize>,
     /// Prefix every line with its RFC 3339 time.
     pub timestamps: bool,
+    /// Prefix every line with its attributes and a space (`--details`). berth records no
+    /// per-line attributes (`logger` module), so that is the space alone, as dockerd writes a
+    /// line without any.
+    pub details: bool,
 }
 
 impl ContainerManager {
@@ -58,6 +62,7 @@ impl ContainerManager {
         opts: LogsOptions,
     ) -> Result<(bool, ByteReceiver), ContainerError> {
         let timestamps = opts.timestamps;
+        let details = opts.details;
         let (tty, mut entries) = self.log_entries(name, opts).await?;
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
@@ -73,6 +78,9 @@ impl ContainerManager {
                 let mut payload = Vec::with_capacity(e.line.len() + 40);
                 if timestamps {
                     payload.extend_from_slice(format_timestamp(e.time).as_bytes());
+                    payload.push(b' ');
+                }
+                if details {
                     payload.push(b' ');
                 }
                 payload.extend_from_slice(&e.line);
