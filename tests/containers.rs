@@ -248,6 +248,10 @@ fn ps_filters_formats_and_inspect() {
         vec!["down", "fresh"]
     );
     assert_eq!(names(&["-a", "-n", "1"]), vec!["fresh"]);
+    // A container that wrote nothing has a writable layer of 0 bytes (the runtime's
+    // /etc/mtab link is not counted, as moby's init layer is not).
+    let size = ok(b.docker_out(&["ps", "-s", "--format", "{{.Size}}", "--filter", "name=up"]));
+    assert!(size.starts_with("0B "), "{size}");
     // inspect shows the system paths recorded at create, as dockerd's does.
     let paths = inspect(
         &b,

@@ -379,6 +379,19 @@ pub fn parse_ps(
     Ok((titles, procs))
 }
 
+/// `SizeRw`: the bytes of a container's writable layer `upper`, without the `/etc/mtab` link
+/// the runtime puts there (moby keeps it in its init layer, which the size leaves out).
+pub fn rw_size(upper: &Path) -> i64 {
+    let mut total = dir_size(upper);
+    let mtab = upper.join("etc/mtab");
+    if std::fs::read_link(&mtab).is_ok_and(|t| t == Path::new("/proc/mounts")) {
+        if let Ok(md) = mtab.symlink_metadata() {
+            total -= md.len() as i64;
+        }
+    }
+    total.max(0)
+}
+
 /// Bytes in a directory tree (regular files and symlinks, each inode once).
 pub fn dir_size(root: &Path) -> i64 {
     use std::os::unix::fs::MetadataExt;

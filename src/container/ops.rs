@@ -8,7 +8,7 @@ use bollard_stubs::models::{ContainerPruneResponse, ContainerSummary, Filesystem
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::inspect::{dir_size, inspect, status_text, InspectExtras};
+use super::inspect::{inspect, rw_size, status_text, InspectExtras};
 use super::list::{self, ListOptions};
 pub use super::logs::LogsOptions;
 use super::manager::ContainerManager;
@@ -36,7 +36,7 @@ impl ContainerManager {
             let layer = this.upper_dir(&r.id);
             let base = layer.parent().map(Path::to_path_buf).unwrap_or_default();
             let (size_rw, size_root_fs) = if size {
-                let rw = dir_size(&layer);
+                let rw = rw_size(&layer);
                 let img: i64 = r
                     .chain
                     .iter()
@@ -143,7 +143,7 @@ impl ContainerManager {
     }
 
     fn add_sizes(&self, s: &mut ContainerSummary, id: &str, chain: &[String]) {
-        let rw = dir_size(&self.upper_dir(id));
+        let rw = rw_size(&self.upper_dir(id));
         let img: i64 = chain
             .iter()
             .filter_map(|ch| self.image_layer_size(ch))
@@ -277,7 +277,7 @@ impl ContainerManager {
             if keep {
                 continue;
             }
-            let size = dir_size(&self.upper_dir(&r.id));
+            let size = rw_size(&self.upper_dir(&r.id));
             if self.remove(&r.id, false, false).await.is_ok() {
                 deleted.push(r.id.clone());
                 reclaimed += size;
