@@ -217,6 +217,39 @@ fn volumes_from_and_mount_type_volume() {
         ])),
         "v\n"
     );
+    // A missing source container is dockerd's 400, not a 404 the CLI would take for a
+    // missing image and pull (the image is named after a closed port on 127.0.0.1, so that
+    // even then nothing would leave this machine).
+    ok(b.docker_out(&["tag", "busybox", "127.0.0.1:9/bb"]));
+    let o = b.docker_out(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "nosuch",
+        "127.0.0.1:9/bb",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("No such container: nosuch")
+            && !stderr(&o).contains("Unable to find image"),
+        "{}",
+        stderr(&o)
+    );
+    // Unknown enumeration values: dockerd's words.
+    let o = b.docker_out(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=bogus,dst=/x",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        stderr(&o).contains("invalid mount config for type \"bogus\": mount type unknown"),
+        "{}",
+        stderr(&o)
+    );
     ok(b.docker_out(&[
         "run",
         "--rm",

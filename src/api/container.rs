@@ -265,6 +265,29 @@ struct CreateRequest {
     shell: Option<Vec<String>>,
 }
 
+/// The enumerations of a `HostConfig` that the typed body cannot hold an unknown value of,
+/// refused with dockerd's words instead of a decoding error.
+fn check_host_config_enums(hc: &serde_json::Value) -> Result<(), ApiError> {
+    if let Some(name) = hc["RestartPolicy"]["Name"].as_str() {
+        if !["", "no", "always", "unless-stopped", "on-failure"].contains(&name) {
+            return Err(ApiError::invalid(format!(
+                "invalid restart policy: unknown policy '{name}'; use one of 'no', 'always', \
+                 'on-failure', or 'unless-stopped'"
+            )));
+        }
+    }
+    for m in hc["Mounts"].as_array().into_iter().flatten() {
+        if let Some(t) = m["Type"].as_str() {
+            if !["bind", "volume", "tmpfs", "npipe", "cluster", "image"].contains(&t) {
+                return Err(ApiError::invalid(format!(
+                    "invalid mount config for type {t:?}: mount type unknown"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// moby's `StrSlice`: a list of strings, a single string, or null.
 fn str_slice<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
     #[derive(serde::Deserialize)]
@@ -306,8 +329,9 @@ pub async fn create(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
         }) {
             *hc = fold_keys(hc.take(), HOST_CONFIG_KEYS);
         }
-        serde_json::from_value(fold_keys(v, CREATE_KEYS))
-            .map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?
+        let v = fold_keys(v, CREATE_KEYS);
+        check_host_config_enums(&v["HostConfig"])?;
+        serde_json::from_value(v).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?
     };
     body.cmd = cmd;
     body.entrypoint = entrypoint;
@@ -1027,6 +1051,21 @@ mod tests {
         assert_eq!(r.body.image.as_deref(), Some("b"));
         assert_eq!(r.cmd, Some(vec!["x".to_string()]));
         assert_eq!(r.body.host_config.and_then(|h| h.memory), Some(5));
+        // Unknown enumeration values get dockerd's words.
+        let e = check_host_config_enums(&serde_json::json!({"RestartPolicy": {"Name": "x"}}));
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "invalid restart policy: unknown policy 'x'; use one of 'no', 'always', \
+             'on-failure', or 'unless-stopped'"
+        );
+        let e = check_host_config_enums(&serde_json::json!({"Mounts": [{"Type": "bogus"}]}));
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "invalid mount config for type \"bogus\": mount type unknown"
+        );
+        assert!(
+            check_host_config_enums(&serde_json::json!({"RestartPolicy": {"Name": ""}})).is_ok()
+        );
         assert!(serde_json::from_str::<CreateRequest>(r#"{"Cmd":3}"#).is_err());
     }
 

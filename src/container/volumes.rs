@@ -15,6 +15,7 @@ use super::manager::ContainerManager;
 use super::mounts::{self, MountPoint};
 use super::record::Record;
 use super::ContainerError;
+use crate::errors::{ErrorKind, Kinded};
 use crate::util::inroot;
 use crate::volume::CreateOptions;
 
@@ -31,7 +32,15 @@ impl ContainerManager {
     ) -> Result<(), ContainerError> {
         for spec in hc.volumes_from.iter().flatten() {
             let (other, rw) = mounts::parse_volumes_from(spec)?;
-            let c = self.get(other)?;
+            // A 400 as dockerd's, never a 404: the CLI takes any 404 from create for a
+            // missing image and pulls.
+            let c = self.get(other).map_err(|e| {
+                if e.kind() == ErrorKind::NotFound {
+                    ContainerError::invalid(e.message().to_string())
+                } else {
+                    e
+                }
+            })?;
             let theirs =
                 c.with_record(|r| mounts::of_record(r.mount_points.as_deref(), &r.host_config))?;
             for mut p in theirs {
