@@ -814,7 +814,6 @@ pub async fn exec_create(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     ))
 }
 
-/// The fields of an exec create body, spelled as dockerd's types name them.
 /// The keys of a create body (moby's `ContainerConfigWrapper`: the container config, then
 /// `HostConfig` and `NetworkingConfig`), for [`fold_keys`].
 const CREATE_KEYS: &[&str] = &[
@@ -921,6 +920,7 @@ const HOST_CONFIG_KEYS: &[&str] = &[
     "ReadonlyPaths",
 ];
 
+/// The fields of an exec create body, spelled as dockerd's types name them.
 const EXEC_CONFIG_KEYS: &[&str] = &[
     "User",
     "Privileged",

@@ -1554,7 +1554,7 @@ fn exposed_keys(word: &str) -> Result<Vec<String>, String> {
     // SplitProtoPort.
     let mut parts = container.split('/');
     let port = parts.next().unwrap_or("");
-    let proto = match parts.next() {
+    let written = match parts.next() {
         None | Some("") => "tcp",
         Some(p) => p,
     };
@@ -1576,16 +1576,11 @@ fn exposed_keys(word: &str) -> Result<Vec<String>, String> {
             (a, b)
         }
     };
-    let proto = proto.to_lowercase();
+    let proto = written.to_lowercase();
     if !["tcp", "udp", "sctp"].contains(&proto.as_str()) {
-        return Err(format!("Invalid proto: {}", parts_proto(container)));
+        return Err(format!("Invalid proto: {written}"));
     }
     Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
-}
-
-/// The protocol as written (for the error text).
-fn parts_proto(container: &str) -> &str {
-    container.split('/').nth(1).unwrap_or("")
 }
 
 fn arg_text(a: &ArgDecl) -> String {
