@@ -90,7 +90,8 @@ fn bad_settings_fail_at_create() {
         run[0] = "run";
         refused(&b, &run, message);
     }
-    // Through the API: the CLI takes any 404 from create for a missing image and pulls.
+    // Through the API as well: dockerd's 400 (moby wraps the lookup in `InvalidParameter`);
+    // a 404 would make the CLI take it for a missing image and pull.
     let body =
         r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"VolumesFrom":["nosuch-berth"]}}"#;
     let resp = common::http(
@@ -101,7 +102,7 @@ fn bad_settings_fail_at_create() {
         ),
     )
     .unwrap();
-    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
     assert!(resp.contains("No such container: nosuch-berth"), "{resp}");
     // The CLI itself refuses `--security-opt bogus` and sysctls outside its list; the API
     // gets dockerd's texts.
