@@ -106,7 +106,7 @@ fn malformed_requests_get_4xx_and_change_nothing() {
                 br#"{"Image":"x","HostConfig":{"RestartPolicy":{"Name":"sometimes"}}}"#,
             ),
             400,
-            "unknown variant `sometimes`",
+            "invalid restart policy: unknown policy 'sometimes'; use one of",
         ),
         (
             "null body",
