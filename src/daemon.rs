@@ -393,7 +393,9 @@ impl SystemBackend for Daemon {
             os: Some("linux".to_string()),
             arch: Some(go_arch().to_string()),
             kernel_version: Some(self.host.kernel_version.clone()),
-            experimental: Some(false),
+            // `Experimental bool json:",omitempty"` in moby's `types.Version`: absent when
+            // false (the Engine component's details still say "false").
+            experimental: None,
             build_time: Some(BUILD_TIME.to_string()),
         }
     }

@@ -189,3 +189,56 @@ fn records_without_mount_points_keep_working() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "old\n");
 }
+
+#[test]
+fn a_sparse_create_body_inspects_with_every_host_config_field() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    // As docker-py sends it: only what was asked for, keys in any case, `Cmd` as a string.
+    let body = r#"{"image":"busybox","Cmd":"true","HostConfig":{"memory":67108864}}"#;
+    let resp = common::http(
+        &b.socket,
+        &format!(
+            "POST /containers/create?name=sparse HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .unwrap();
+    assert!(resp.starts_with("HTTP/1.1 201"), "{resp}");
+    let hc: serde_json::Value =
+        serde_json::from_str(&inspect(&b, "sparse", "{{json .HostConfig}}")).unwrap();
+    // Set, recorded at create, and Go's zero values for the rest (moby's HostConfig has
+    // no `omitempty` on these).
+    assert_eq!(hc["Memory"], 67108864, "{hc}");
+    assert_eq!(hc["IpcMode"], "private", "{hc}");
+    assert!(
+        hc["CgroupnsMode"] == "host" || hc["CgroupnsMode"] == "private",
+        "{hc}"
+    );
+    assert_eq!(hc["CpuShares"], 0, "{hc}");
+    assert_eq!(hc["Privileged"], false, "{hc}");
+    assert_eq!(hc["OomKillDisable"], false, "{hc}");
+    assert_eq!(hc["ConsoleSize"], serde_json::json!([0, 0]), "{hc}");
+    for k in [
+        "Binds",
+        "PortBindings",
+        "CapAdd",
+        "Dns",
+        "Devices",
+        "Ulimits",
+        "PidsLimit",
+    ] {
+        assert!(hc.get(k).is_some_and(|v| v.is_null()), "{k}: {hc}");
+    }
+    assert_eq!(inspect(&b, "sparse", "{{json .Config.Cmd}}"), r#"["true"]"#);
+    // No change yet: Go's nil slice, `null`.
+    let resp = common::http(
+        &b.socket,
+        "GET /containers/sparse/changes HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert!(
+        resp.starts_with("HTTP/1.1 200") && resp.trim_end().ends_with("null"),
+        "{resp}"
+    );
+}

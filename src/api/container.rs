@@ -477,9 +477,11 @@ pub async fn prune(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
 }
 
 pub async fn changes(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
+    let changes = ctx.backend.container_changes(name(&ctx)).await?;
+    // No change is Go's nil slice: `null`, as dockerd writes it (docker-py returns it as None).
     Ok(json_response(
         StatusCode::OK,
-        &ctx.backend.container_changes(name(&ctx)).await?,
+        &(!changes.is_empty()).then_some(changes),
     ))
 }
 

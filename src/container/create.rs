@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use bollard_stubs::models::{
-    ContainerConfig, ContainerCreateBody, HostConfig, HostConfigLogConfig, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerConfig, ContainerCreateBody, HostConfig, HostConfigCgroupnsModeEnum,
+    HostConfigLogConfig, RestartPolicy, RestartPolicyNameEnum,
 };
 
 use super::ContainerError;
@@ -481,6 +481,18 @@ pub fn verify_host_config(
     }
     if h.shm_size.unwrap_or(0) == 0 {
         h.shm_size = Some(DEFAULT_SHM_SIZE);
+    }
+    // As moby's `adaptContainerSettings`: the namespace modes the container gets by default
+    // are recorded (inspect shows them): a private IPC namespace, and the cgroup namespace
+    // of the host on cgroup v1, a private one on v2 (what the spec builder does for none).
+    if h.ipc_mode.as_deref().unwrap_or("").is_empty() {
+        h.ipc_mode = Some("private".to_string());
+    }
+    if h.cgroupns_mode.is_none() {
+        h.cgroupns_mode = Some(match crate::runtime::cgroup_version() {
+            crate::runtime::CgroupVersion::V2 => HostConfigCgroupnsModeEnum::PRIVATE,
+            crate::runtime::CgroupVersion::V1 => HostConfigCgroupnsModeEnum::HOST,
+        });
     }
     // As moby's `createContainerOSSpecificSettings`: the defaults are recorded (and shown by
     // inspect) unless the container is privileged or names its own.

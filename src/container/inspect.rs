@@ -179,6 +179,9 @@ pub fn inspect(r: &Record, x: &InspectExtras) -> Value {
             }
         }
         m.entry("ExecIDs").or_insert(Value::Null);
+        if let Some(Value::Object(hc)) = m.get_mut("HostConfig") {
+            host_config_zeros(hc);
+        }
         // `State.Health`, likewise (its results carry dates).
         if let (Some(h), Some(Value::Object(st))) = (&r.state.health, m.get_mut("State")) {
             st.insert(
@@ -188,6 +191,95 @@ pub fn inspect(r: &Record, x: &InspectExtras) -> Value {
         }
     }
     v
+}
+
+/// moby's `HostConfig` (and its `Resources`) serialise every field but a few `omitempty`
+/// ones: a field the create body did not set shows Go's zero value (scripts read, say,
+/// `attrs['HostConfig']['Memory']` of a container docker-py created with a sparse body).
+fn host_config_zeros(hc: &mut serde_json::Map<String, Value>) {
+    const STRINGS: &[&str] = &[
+        "ContainerIDFile",
+        "NetworkMode",
+        "VolumeDriver",
+        "CgroupnsMode",
+        "IpcMode",
+        "Cgroup",
+        "PidMode",
+        "UTSMode",
+        "UsernsMode",
+        "Isolation",
+        "CgroupParent",
+        "CpusetCpus",
+        "CpusetMems",
+    ];
+    const NUMBERS: &[&str] = &[
+        "OomScoreAdj",
+        "ShmSize",
+        "CpuShares",
+        "Memory",
+        "NanoCpus",
+        "BlkioWeight",
+        "CpuPeriod",
+        "CpuQuota",
+        "CpuRealtimePeriod",
+        "CpuRealtimeRuntime",
+        "MemoryReservation",
+        "MemorySwap",
+        "CpuCount",
+        "CpuPercent",
+        "IOMaximumIOps",
+        "IOMaximumBandwidth",
+    ];
+    const BOOLS: &[&str] = &[
+        "AutoRemove",
+        "Privileged",
+        "PublishAllPorts",
+        "ReadonlyRootfs",
+        "OomKillDisable",
+    ];
+    const NULLS: &[&str] = &[
+        "Binds",
+        "PortBindings",
+        "VolumesFrom",
+        "CapAdd",
+        "CapDrop",
+        "Dns",
+        "DnsOptions",
+        "DnsSearch",
+        "ExtraHosts",
+        "GroupAdd",
+        "Links",
+        "SecurityOpt",
+        "BlkioWeightDevice",
+        "BlkioDeviceReadBps",
+        "BlkioDeviceWriteBps",
+        "BlkioDeviceReadIOps",
+        "BlkioDeviceWriteIOps",
+        "Devices",
+        "DeviceCgroupRules",
+        "DeviceRequests",
+        "MemorySwappiness",
+        "PidsLimit",
+        "Ulimits",
+        "MaskedPaths",
+        "ReadonlyPaths",
+    ];
+    for k in STRINGS {
+        hc.entry(*k).or_insert_with(|| Value::String(String::new()));
+    }
+    for k in NUMBERS {
+        hc.entry(*k).or_insert_with(|| Value::from(0));
+    }
+    for k in BOOLS {
+        hc.entry(*k).or_insert(Value::Bool(false));
+    }
+    for k in NULLS {
+        hc.entry(*k).or_insert(Value::Null);
+    }
+    hc.entry("ConsoleSize")
+        .or_insert_with(|| serde_json::json!([0, 0]));
+    hc.entry("RestartPolicy")
+        .or_insert_with(|| serde_json::json!({"Name": "no", "MaximumRetryCount": 0}));
 }
 
 /// Go's `EndpointSettings` has no `omitempty`: every field is there, unset lists and maps as
