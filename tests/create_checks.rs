@@ -231,6 +231,13 @@ fn a_sparse_create_body_inspects_with_every_host_config_field() {
         assert!(hc.get(k).is_some_and(|v| v.is_null()), "{k}: {hc}");
     }
     assert_eq!(inspect(&b, "sparse", "{{json .Config.Cmd}}"), r#"["true"]"#);
+    // The container's Config likewise.
+    let c: serde_json::Value =
+        serde_json::from_str(&inspect(&b, "sparse", "{{json .Config}}")).unwrap();
+    assert_eq!(c["Tty"], false, "{c}");
+    assert_eq!(c["Domainname"], "", "{c}");
+    assert!(c.get("Entrypoint").is_some_and(|v| v.is_null()), "{c}");
+    assert!(c.get("Labels").is_some_and(|v| v.is_object()), "{c}");
     // No change yet: Go's nil slice, `null`.
     let resp = common::http(
         &b.socket,

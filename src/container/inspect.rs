@@ -182,6 +182,9 @@ pub fn inspect(r: &Record, x: &InspectExtras) -> Value {
         if let Some(Value::Object(hc)) = m.get_mut("HostConfig") {
             host_config_zeros(hc);
         }
+        if let Some(Value::Object(c)) = m.get_mut("Config") {
+            config_zeros(c);
+        }
         // `State.Health`, likewise (its results carry dates).
         if let (Some(h), Some(Value::Object(st))) = (&r.state.health, m.get_mut("State")) {
             st.insert(
@@ -280,6 +283,30 @@ fn host_config_zeros(hc: &mut serde_json::Map<String, Value>) {
         .or_insert_with(|| serde_json::json!([0, 0]));
     hc.entry("RestartPolicy")
         .or_insert_with(|| serde_json::json!({"Name": "no", "MaximumRetryCount": 0}));
+}
+
+/// moby's container `Config`, likewise: the fields without `omitempty` are always there
+/// (docker-py reads `attrs['Config']['Env']` of a container whose image has no environment).
+fn config_zeros(c: &mut serde_json::Map<String, Value>) {
+    for k in ["Hostname", "Domainname", "User", "Image", "WorkingDir"] {
+        c.entry(k).or_insert_with(|| Value::String(String::new()));
+    }
+    for k in [
+        "AttachStdin",
+        "AttachStdout",
+        "AttachStderr",
+        "Tty",
+        "OpenStdin",
+        "StdinOnce",
+    ] {
+        c.entry(k).or_insert(Value::Bool(false));
+    }
+    for k in ["Env", "Cmd", "Volumes", "Entrypoint", "OnBuild"] {
+        c.entry(k).or_insert(Value::Null);
+    }
+    // moby makes the map at create: `{}`, never `null`.
+    c.entry("Labels")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
 }
 
 /// Go's `EndpointSettings` has no `omitempty`: every field is there, unset lists and maps as
