@@ -9,7 +9,7 @@ use nix::unistd::Pid;
 
 use super::clients::Kind;
 use super::dispatch::failed;
-use super::executor::{BerthExecutor, Filter, UsernsJoin};
+use super::executor::{errno_text, BerthExecutor, Filter, UsernsJoin};
 use super::reap::pidfd_open;
 use super::stdio::{console_socket, pipe, Io};
 use super::{lc, read_failure, Supervisor};
@@ -108,14 +108,10 @@ impl Supervisor {
         let cwd = process.get("cwd")?.as_str()?;
         let root = std::fs::File::open(format!("/proc/{}/root", self.init)).ok()?;
         match crate::util::inroot::open_dir(&root, cwd.as_bytes()) {
-            Err(e @ (Errno::ENOENT | Errno::ENOTDIR)) => {
-                let text = e.desc();
-                let mut go = text[..1].to_lowercase();
-                go.push_str(&text[1..]);
-                Some(format!(
-                    "chdir to cwd ({cwd:?}) set in config.json failed: {go}"
-                ))
-            }
+            Err(e @ (Errno::ENOENT | Errno::ENOTDIR)) => Some(format!(
+                "chdir to cwd ({cwd:?}) set in config.json failed: {}",
+                errno_text(e)
+            )),
             _ => None,
         }
     }
