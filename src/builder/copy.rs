@@ -322,13 +322,20 @@ fn source_for(
 }
 
 fn sha256_file(p: &Path) -> io::Result<String> {
+    hash_file(&[], p).map(hex::encode)
+}
+
+/// The sha256 of `prefix` followed by the content of the file `p` (not followed if it is a
+/// symlink).
+fn hash_file(prefix: &[u8], p: &Path) -> io::Result<[u8; 32]> {
     let mut f = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(p)?;
     let mut h = Sha256::new();
+    h.update(prefix);
     io::copy(&mut f, &mut h)?;
-    Ok(hex::encode(h.finalize()))
+    Ok(h.finalize().into())
 }
 
 fn entry_for(
@@ -986,7 +993,7 @@ impl Prepared {
     /// is the step's cache key: `file:<hex>` for one file (an ADD archive is one), `dir:<hex>`
     /// for one directory, `multi:<hex>` for several sources (moby's `calcCopyInfo`,
     /// `walkSource`, `hashStringSlice` and `getSourceHashFromInfos`). Each entry is hashed as
-    /// moby's build context hashes it ([`tarsum_v1`]), so an image dockerd built from the same
+    /// moby's build context hashes it ([`entry_tarsum`]), so an image dockerd built from the same
     /// files hits the cache (`--cache-from`). Content and metadata count, mtimes do not.
     pub fn source_hash(&self) -> Result<String, BuilderError> {
         let io =
@@ -1097,9 +1104,11 @@ fn hash_string_slice(prefix: &str, items: &[String]) -> String {
 }
 
 /// The hash moby's build context gives one entry named `name` (relative to the source root):
-/// [`tarsum_v1`] of the header dockerd's `archive.FileInfoHeader` makes for it, then the
-/// content of a regular file. A further link to a file met earlier in a directory source
-/// (`siblings`) is hashed as that file, as a `Lstat` sees it.
+/// tarsum version 1 (moby's `tarsumHash`), the sha256 of the selected fields of the header
+/// dockerd's `archive.FileInfoHeader` makes for it (`name`, `mode`, `uid`, `gid`, `size`,
+/// `typeflag`, `linkname`, `uname`, `gname`, `devmajor`, `devminor`, each key then its
+/// value, no mtime), then the content of a regular file. A further link to a file met earlier
+/// in a directory source (`siblings`) is hashed as that file, as a `Lstat` sees it.
 fn entry_tarsum(name: &str, e: &Entry, siblings: &[Entry]) -> io::Result<String> {
     let mut node = &e.node;
     if let Node::Hardlink(first) = node {
@@ -1142,7 +1151,7 @@ fn entry_tarsum(name: &str, e: &Entry, siblings: &[Entry]) -> io::Result<String>
     }
 }
 
-/// [`tarsum_v1`] of a file's header and content, remembered by the header and the content's
+/// The tarsum of a file's header and content, remembered by the header and the content's
 /// own sha256 (which the context cache already knows): a cached build reads no file again.
 fn tarsum_memo(header: &[u8], content_sha: &str, host: &Path) -> io::Result<String> {
     use std::sync::{Mutex, OnceLock};
@@ -1161,11 +1170,9 @@ fn tarsum_memo(header: &[u8], content_sha: &str, host: &Path) -> io::Result<Stri
     if let Some(v) = memo.lock().ok().and_then(|m| m.get(&key).copied()) {
         return Ok(hex::encode(v));
     }
-    let mut f = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(host)?;
-    let sum = tarsum_v1(header, &mut f)?;
+    // tarsum version 1 of one entry, as moby's `tarsumHash` computes it: the sha256 of the
+    // selected header fields, then the content.
+    let sum = hash_file(header, host)?;
     if let Ok(mut m) = memo.lock() {
         if m.len() >= MAX {
             m.clear();
@@ -1173,17 +1180,6 @@ fn tarsum_memo(header: &[u8], content_sha: &str, host: &Path) -> io::Result<Stri
         m.insert(key, sum);
     }
     Ok(hex::encode(sum))
-}
-
-/// tarsum version 1 of one entry as moby's `tarsumHash` computes it: the sha256 of the
-/// selected header fields (`name`, `mode`, `uid`, `gid`, `size`, `typeflag`, `linkname`,
-/// `uname`, `gname`, `devmajor`, `devminor`, each key then its value, no mtime) followed by
-/// the content.
-fn tarsum_v1(header: &[u8], content: &mut dyn Read) -> io::Result<[u8; 32]> {
-    let mut h = Sha256::new();
-    h.update(header);
-    io::copy(content, &mut h)?;
-    Ok(h.finalize().into())
 }
 
 /// moby's `parseChownFlag`: `user[:group]` as names or numbers, names looked up in the
