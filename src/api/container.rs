@@ -266,23 +266,14 @@ struct CreateRequest {
 }
 
 /// The enumerations of a `HostConfig` that the typed body cannot hold an unknown value of,
-/// refused with dockerd's words instead of a decoding error.
+/// refused with the container module's (dockerd's) words instead of a decoding error.
 fn check_host_config_enums(hc: &serde_json::Value) -> Result<(), ApiError> {
     if let Some(name) = hc["RestartPolicy"]["Name"].as_str() {
-        if !["", "no", "always", "unless-stopped", "on-failure"].contains(&name) {
-            return Err(ApiError::invalid(format!(
-                "invalid restart policy: unknown policy '{name}'; use one of 'no', 'always', \
-                 'on-failure', or 'unless-stopped'"
-            )));
-        }
+        crate::container::create::check_restart_policy_name(name)?;
     }
     for m in hc["Mounts"].as_array().into_iter().flatten() {
         if let Some(t) = m["Type"].as_str() {
-            if !["bind", "volume", "tmpfs", "npipe", "cluster", "image"].contains(&t) {
-                return Err(ApiError::invalid(format!(
-                    "invalid mount config for type {t:?}: mount type unknown"
-                )));
-            }
+            crate::container::mounts::check_mount_type(t)?;
         }
     }
     Ok(())

@@ -382,6 +382,17 @@ pub(super) fn check_blkio(
 }
 
 /// dockerd's host config checks and defaults.
+/// A `RestartPolicy.Name` dockerd knows, or its 400. The API checks the raw name with it too,
+/// since the typed body cannot hold an unknown one.
+pub fn check_restart_policy_name(name: &str) -> Result<(), ContainerError> {
+    match name {
+        "" | "no" | "always" | "unless-stopped" | "on-failure" => Ok(()),
+        other => Err(ContainerError::invalid(format!(
+            "invalid restart policy: unknown policy '{other}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+        ))),
+    }
+}
+
 pub fn verify_host_config(
     h: &mut HostConfig,
     ncpu: i64,
@@ -399,6 +410,7 @@ pub fn verify_host_config(
     let policy = h.restart_policy.clone().unwrap_or_default();
     let name = policy.name.map(|n| n.to_string()).unwrap_or_default();
     let max = policy.maximum_retry_count.unwrap_or(0);
+    check_restart_policy_name(&name)?;
     match name.as_str() {
         "" | "no" | "always" | "unless-stopped" => {
             if max != 0 {
@@ -414,11 +426,8 @@ pub fn verify_host_config(
                 ));
             }
         }
-        other => {
-            return Err(ContainerError::invalid(format!(
-                "invalid restart policy: unknown policy '{other}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
-            )))
-        }
+        // Refused above.
+        _ => {}
     }
     if h.auto_remove == Some(true) && !matches!(name.as_str(), "" | "no") {
         return Err(ContainerError::invalid(

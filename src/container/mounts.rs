@@ -31,6 +31,15 @@ fn mount_config_err(typ: &str, msg: impl fmt::Display) -> ContainerError {
     ))
 }
 
+/// A `Mounts[].Type` dockerd knows, or its 400 (`mount type unknown`). The API checks the raw
+/// type with it, since the typed body cannot hold an unknown one.
+pub fn check_mount_type(typ: &str) -> Result<(), ContainerError> {
+    match typ {
+        "bind" | "volume" | "tmpfs" | "npipe" | "cluster" | "image" => Ok(()),
+        other => Err(mount_config_err(other, "mount type unknown")),
+    }
+}
+
 fn invalid_mount_path(p: &str) -> String {
     format!("invalid mount path: '{p}' mount path must be absolute")
 }
