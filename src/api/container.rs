@@ -311,16 +311,10 @@ pub async fn create(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
         shell,
     } = {
         // Go's JSON decoding matches keys in any case (`{"image": …}` works with dockerd).
-        let mut v: serde_json::Value = read_json(&parts.headers, body, limit).await?;
-        if let Some(hc) = v.as_object_mut().and_then(|m| {
-            m.keys()
-                .find(|k| k.eq_ignore_ascii_case("HostConfig"))
-                .cloned()
-                .and_then(|k| m.get_mut(&k))
-        }) {
+        let mut v = fold_keys(read_json(&parts.headers, body, limit).await?, CREATE_KEYS);
+        if let Some(hc) = v.get_mut("HostConfig") {
             *hc = fold_keys(hc.take(), HOST_CONFIG_KEYS);
         }
-        let v = fold_keys(v, CREATE_KEYS);
         check_host_config_enums(&v["HostConfig"])?;
         serde_json::from_value(v).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?
     };
