@@ -503,7 +503,7 @@ pub fn parse_ps(
 pub fn rw_size(upper: &Path) -> i64 {
     let mut total = dir_size(upper);
     let mtab = upper.join("etc/mtab");
-    if std::fs::read_link(&mtab).is_ok_and(|t| t == Path::new("/proc/mounts")) {
+    if crate::image::commit::is_mtab_link(&mtab) {
         if let Ok(md) = mtab.symlink_metadata() {
             total -= md.len() as i64;
         }

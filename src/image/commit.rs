@@ -336,9 +336,7 @@ fn walk(
         // The runtime's placeholders: empty files (mount targets, `/.dockerenv`) and the
         // `/etc/mtab` link to `/proc/mounts`.
         if ph.contains(&child)
-            && ((ft.is_file() && md.len() == 0)
-                || (ft.is_symlink()
-                    && std::fs::read_link(&path).is_ok_and(|t| t == Path::new("/proc/mounts"))))
+            && ((ft.is_file() && md.len() == 0) || (ft.is_symlink() && is_mtab_link(&path)))
             && lower_meta(lowers, &child).is_none()
         {
             continue;
@@ -350,6 +348,12 @@ fn walk(
         });
     }
     Ok(())
+}
+
+/// Whether `path` is the `/etc/mtab` link the runtime puts in every container (to
+/// `/proc/mounts`, moby's init layer's).
+pub fn is_mtab_link(path: &Path) -> bool {
+    std::fs::read_link(path).is_ok_and(|t| t == Path::new("/proc/mounts"))
 }
 
 fn getxattr(path: &Path, key: &CStr) -> Option<Vec<u8>> {
