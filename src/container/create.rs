@@ -412,21 +412,18 @@ pub fn verify_host_config(
     let max = policy.maximum_retry_count.unwrap_or(0);
     check_restart_policy_name(&name)?;
     match name.as_str() {
-        "" | "no" | "always" | "unless-stopped" => {
-            if max != 0 {
-                return Err(ContainerError::invalid(
-                    "invalid restart policy: maximum retry count can only be used with 'on-failure'",
-                ));
-            }
+        "on-failure" if max < 0 => {
+            return Err(ContainerError::invalid(
+                "invalid restart policy: maximum retry count cannot be negative",
+            ));
         }
-        "on-failure" => {
-            if max < 0 {
-                return Err(ContainerError::invalid(
-                    "invalid restart policy: maximum retry count cannot be negative",
-                ));
-            }
+        "on-failure" => {}
+        // The other known names (an unknown one was refused above) take no retry count.
+        _ if max != 0 => {
+            return Err(ContainerError::invalid(
+                "invalid restart policy: maximum retry count can only be used with 'on-failure'",
+            ));
         }
-        // Refused above.
         _ => {}
     }
     if h.auto_remove == Some(true) && !matches!(name.as_str(), "" | "no") {
