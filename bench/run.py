@@ -987,8 +987,8 @@ class Bench:
 
     def scenario_scale(self):
         """How cost grows: with N running busybox `sleep` containers (N = 10, 100, 500; 2 and
-        5 with `--quick`), for berthd and dockerd (each on its default bridge in a network
-        namespace of its own, `--live-restore`): the RSS of the daemon-side processes plus the
+        5 with `--quick`), for berthd and then for dockerd (one at a time, each on its default
+        bridge in a network namespace of its own, `--live-restore`): the RSS of the daemon-side processes plus the
         per-container ones and the per-container overhead, the latency of `docker ps`,
         `docker inspect <one>`, `docker stats --no-stream` and `docker run --rm busybox true`,
         and the time a restarted daemon takes to answer `/_ping` and to list every container
@@ -1010,83 +1010,77 @@ class Bench:
     def _scale(self):
         sizes = [2, 5] if self.args.quick else [int(x) for x in self.args.scale_sizes.split(",")]
         systems = [s for s in self.systems if s.name != "podman"]
-        idle = {}
+        data = {"sizes": sizes, "unit": {k: u for k, _, u in self.SCALE_METRICS}, "label":
+                {k: l for k, l, _ in self.SCALE_METRICS}, "systems": {s.name: {} for s in systems}}
+        vals = {s.name: {n: {k: [] for k, _, _ in self.SCALE_METRICS} for n in sizes} for s in systems}
+        # One daemon at a time, the others stopped with no container left: every running
+        # container adds its mounts to the host's table and its processes to the host, and a
+        # container's start slows with the host's mount count whoever owns the mounts (see
+        # docs/benchmarks.md, *Why `docker run` slows as containers accumulate*). Filled side
+        # by side, each daemon was measured at N with the other's N running as well.
         for s in systems:
             try:
-                s.start()
-                self.image(s)
-                s.docker("run", "--rm", "bench-busybox", "true")  # warm up
-                time.sleep(1)
-                idle[s.name] = sum(rss_kib(p) for p in s.daemon_pids())
+                self._scale_one(s, sizes, vals[s.name])
             except Exception as e:
                 self.failed(s, "scale", e)
-        data = {"sizes": [], "unit": {k: u for k, _, u in self.SCALE_METRICS}, "label":
-                {k: l for k, l, _ in self.SCALE_METRICS}, "systems": {s.name: {} for s in systems}}
-        have = {s.name: 0 for s in systems}
-        for n in sizes:
-            data["sizes"].append(n)
-            for s in self.live("scale", 0):
-                try:
-                    t0 = time.monotonic()
-                    self.fill(s, have[s.name], n)
-                    have[s.name] = n
-                    log(f"scale: {s.name}: {n} running ({time.monotonic() - t0:.0f} s to fill)")
-                except Exception as e:
-                    self.failed(s, "scale", e)
-            time.sleep(2)
-            vals = {s.name: {k: [] for k, _, _ in self.SCALE_METRICS} for s in systems}
-            for s in self.live("scale", 0):
-                try:
-                    ids = s.docker("ps", "-q", "--no-trunc").stdout.decode().split()
-                    if len(ids) != n:
-                        raise RuntimeError(f"{len(ids)} running, {n} expected")
-                    pids = s.docker("inspect", "--format", "{{.State.Pid}}", *ids).stdout.decode().split()
-                    per = {ppid(int(p)) for p in pids if int(p)}
-                    kib = sum(rss_kib(p) for p in s.daemon_pids()) + sum(rss_kib(p) for p in per)
-                    vals[s.name]["rss"].append(kib / 1024)
-                    vals[s.name]["per"].append((kib - idle[s.name]) / n / 1024)
-                except Exception as e:
-                    self.failed(s, "scale", e)
-            one = "scale0"
-            for run in range(self.runs(5)):
-                for s in self.live("scale", run):
-                    try:
-                        for key, args in [("ps", ["ps"]), ("inspect", ["inspect", one]),
-                                          ("stats", ["stats", "--no-stream"]),
-                                          ("run", ["run", "--rm", "bench-busybox", "true"])]:
-                            t0 = time.monotonic()
-                            s.docker(*args, stdout=subprocess.DEVNULL, timeout=600)
-                            vals[s.name][key].append((time.monotonic() - t0) * 1000)
-                    except Exception as e:
-                        self.failed(s, "scale", e)
-            for s in self.live("scale", 0):
-                try:
-                    vals[s.name]["ping"].append(s.restart())
-                    deadline = time.monotonic() + 600
-                    while True:
-                        running = [c for c in s.api("GET", "/containers/json") if c.get("State") == "running"]
-                        if len(running) >= n:
-                            break
-                        if time.monotonic() > deadline:
-                            raise RuntimeError(f"after the restart only {len(running)} of {n} running")
-                        time.sleep(0.005)
-                    vals[s.name]["reattach"].append((time.monotonic() - s.spawned) * 1000)
-                    s.docker("run", "--rm", "bench-busybox", "true")  # serves containers again
-                except Exception as e:
-                    self.failed(s, "scale", e)
-            for s in systems:
-                for key, label, unit in self.SCALE_METRICS:
-                    for v in vals[s.name][key]:
-                        self.add(f"scale {n}: {label}", s, v, unit)
-                    data["systems"][s.name].setdefault(key, []).append(
-                        statistics.median(vals[s.name][key]) if vals[s.name][key] else None)
-        self.scale = data
-        self.scale_checks(data)
-        for s in systems:
             try:
                 self.empty(s)
             except Exception as e:
                 self.notes.append(f"{s.name}: scale clean-up: {str(e)[:200]}")
+            s.stop()
+        for n in sizes:
+            for s in systems:
+                for key, label, unit in self.SCALE_METRICS:
+                    got = vals[s.name][n][key]
+                    for v in got:
+                        self.add(f"scale {n}: {label}", s, v, unit)
+                    data["systems"][s.name].setdefault(key, []).append(
+                        statistics.median(got) if got else None)
+        self.scale = data
+        self.scale_checks(data)
+
+    def _scale_one(self, s, sizes, vals):
+        """The whole series of one daemon: its idle RSS, then at each size its figures."""
+        s.start()
+        self.image(s)
+        s.docker("run", "--rm", "bench-busybox", "true")  # warm up
+        time.sleep(1)
+        idle = sum(rss_kib(p) for p in s.daemon_pids())
+        have = 0
+        for n in sizes:
+            t0 = time.monotonic()
+            self.fill(s, have, n)
+            have = n
+            log(f"scale: {s.name}: {n} running ({time.monotonic() - t0:.0f} s to fill)")
+            time.sleep(2)
+            got = vals[n]
+            ids = s.docker("ps", "-q", "--no-trunc").stdout.decode().split()
+            if len(ids) != n:
+                raise RuntimeError(f"{len(ids)} running, {n} expected")
+            pids = s.docker("inspect", "--format", "{{.State.Pid}}", *ids).stdout.decode().split()
+            per = {ppid(int(p)) for p in pids if int(p)}
+            kib = sum(rss_kib(p) for p in s.daemon_pids()) + sum(rss_kib(p) for p in per)
+            got["rss"].append(kib / 1024)
+            got["per"].append((kib - idle) / n / 1024)
+            one = "scale0"
+            for _ in range(self.runs(5)):
+                for key, args in [("ps", ["ps"]), ("inspect", ["inspect", one]),
+                                  ("stats", ["stats", "--no-stream"]),
+                                  ("run", ["run", "--rm", "bench-busybox", "true"])]:
+                    t0 = time.monotonic()
+                    s.docker(*args, stdout=subprocess.DEVNULL, timeout=600)
+                    got[key].append((time.monotonic() - t0) * 1000)
+            got["ping"].append(s.restart())
+            deadline = time.monotonic() + 600
+            while True:
+                running = [c for c in s.api("GET", "/containers/json") if c.get("State") == "running"]
+                if len(running) >= n:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"after the restart only {len(running)} of {n} running")
+                time.sleep(0.005)
+            got["reattach"].append((time.monotonic() - s.spawned) * 1000)
+            s.docker("run", "--rm", "bench-busybox", "true")  # serves containers again
 
     def fill(self, s, have, n, parallel=4):
         """Containers scale<have>..scale<n-1>: `docker run -d busybox sleep`, `parallel` at a
