@@ -177,6 +177,38 @@ fn commit_errors_and_a_running_container() {
         "{}",
         stderr(&o)
     );
+    // EXPOSE as dockerd's builder reads it: ranges, any-case protocols, `ip:host:port`.
+    let o = b.docker_out(&["commit", "--change", "EXPOSE abc", "rr"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("Error response from daemon: Invalid containerPort: abc"),
+        "{}",
+        stderr(&o)
+    );
+    let o = b.docker_out(&["commit", "--change", "EXPOSE 90/bogus", "rr"]);
+    assert!(
+        stderr(&o).contains("Invalid proto: bogus"),
+        "{}",
+        stderr(&o)
+    );
+    ok(b.docker_out(&[
+        "commit",
+        "--change",
+        "EXPOSE 8000-8002/tcp 53/UDP 127.0.0.1:80:90/sctp",
+        "rr",
+        "exposed:1",
+    ]));
+    let out = ok(b.docker_out(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.ExposedPorts}}",
+        "exposed:1",
+    ]));
+    assert_eq!(
+        out.trim(),
+        r#"{"53/udp":{},"8000/tcp":{},"8001/tcp":{},"8002/tcp":{},"90/sctp":{}}"#
+    );
     let o = b.docker_out(&["commit", "rr", "Bad"]);
     assert!(!o.status.success());
     assert!(

@@ -767,7 +767,9 @@ impl Builder {
                 }
                 let mut exposed = st.config.exposed_ports.clone().unwrap_or_default();
                 for w in &words {
-                    for key in exposed_keys(w).map_err(BuilderError::invalid)? {
+                    for key in
+                        crate::image::changes::exposed_keys(w).map_err(BuilderError::invalid)?
+                    {
                         if !exposed.contains(&key) {
                             exposed.push(key);
                         }
@@ -1545,44 +1547,6 @@ fn check_config_size(
     Ok(())
 }
 
-/// The `ExposedPorts` keys of one EXPOSE word, as go-connections' `nat.ParsePortSpecs` reads
-/// it (dockerd's `dispatchExpose`): `[ip:[hostPort]:]port[-end][/proto]`, each port of a range
-/// its own `port/proto` key, the protocol `tcp`, `udp` or `sctp` (any case).
-fn exposed_keys(word: &str) -> Result<Vec<String>, String> {
-    // splitParts: the container port is the last of up to three `:`-separated parts.
-    let container = word.rsplit(':').next().unwrap_or(word);
-    // SplitProtoPort.
-    let mut parts = container.split('/');
-    let port = parts.next().unwrap_or("");
-    let written = match parts.next() {
-        None | Some("") => "tcp",
-        Some(p) => p,
-    };
-    if port.is_empty() {
-        return Err(format!("No port specified: {word}<empty>"));
-    }
-    let bad_port = || format!("Invalid containerPort: {port}");
-    let (start, end) = match port.split_once('-') {
-        None => {
-            let p: u16 = port.parse().map_err(|_| bad_port())?;
-            (p, p)
-        }
-        Some((a, b)) => {
-            let a: u16 = a.parse().map_err(|_| bad_port())?;
-            let b: u16 = b.parse().map_err(|_| bad_port())?;
-            if b < a {
-                return Err(bad_port());
-            }
-            (a, b)
-        }
-    };
-    let proto = written.to_lowercase();
-    if !["tcp", "udp", "sctp"].contains(&proto.as_str()) {
-        return Err(format!("Invalid proto: {written}"));
-    }
-    Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
-}
-
 fn arg_text(a: &ArgDecl) -> String {
     match &a.default {
         Some(d) => format!("{}={d}", a.name),
@@ -1668,30 +1632,6 @@ fn dest_kind(root: &Path, path: &str) -> DestKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn expose_words_as_go_connections_reads_them() {
-        assert_eq!(exposed_keys("80").unwrap(), ["80/tcp"]);
-        assert_eq!(exposed_keys("53/UDP").unwrap(), ["53/udp"]);
-        assert_eq!(exposed_keys("80/").unwrap(), ["80/tcp"]);
-        assert_eq!(
-            exposed_keys("8000-8002/tcp").unwrap(),
-            ["8000/tcp", "8001/tcp", "8002/tcp"]
-        );
-        assert_eq!(exposed_keys("127.0.0.1:80:90/sctp").unwrap(), ["90/sctp"]);
-        assert_eq!(
-            exposed_keys("90/bogus").unwrap_err(),
-            "Invalid proto: bogus"
-        );
-        assert_eq!(
-            exposed_keys("abc").unwrap_err(),
-            "Invalid containerPort: abc"
-        );
-        assert_eq!(
-            exposed_keys("9-8").unwrap_err(),
-            "Invalid containerPort: 9-8"
-        );
-    }
 
     #[test]
     fn stage_config_values_are_bounded() {

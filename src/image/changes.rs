@@ -44,12 +44,10 @@ pub fn apply_changes(config: &mut RunConfig, changes: &[String]) -> Result<(), I
             "EXPOSE" => {
                 let ports = config.exposed_ports.get_or_insert_with(HashMap::new);
                 for p in words(args).map_err(|e| bad(&e))? {
-                    let (num, proto) = p.split_once('/').unwrap_or((&p, "tcp"));
-                    let valid_num = num.split('-').all(|n| n.parse::<u16>().is_ok());
-                    if !valid_num || !matches!(proto, "tcp" | "udp" | "sctp") {
-                        return Err(bad(&format!("invalid port {p:?}")));
+                    // dockerd's text alone, as its builder gives it for the same word.
+                    for key in exposed_keys(&p).map_err(ImageError::invalid)? {
+                        ports.insert(key, Value::Object(Default::default()));
                     }
-                    ports.insert(format!("{num}/{proto}"), Value::Object(Default::default()));
                 }
             }
             "VOLUME" => {
@@ -95,6 +93,44 @@ pub fn apply_changes(config: &mut RunConfig, changes: &[String]) -> Result<(), I
         }
     }
     Ok(())
+}
+
+/// The `ExposedPorts` keys of one EXPOSE word, as go-connections' `nat.ParsePortSpecs` reads
+/// it (dockerd's `dispatchExpose`, for a build's EXPOSE and for a `--change` alike): `[ip:[hostPort]:]port[-end][/proto]`, each port of a range
+/// its own `port/proto` key, the protocol `tcp`, `udp` or `sctp` (any case).
+pub fn exposed_keys(word: &str) -> Result<Vec<String>, String> {
+    // splitParts: the container port is the last of up to three `:`-separated parts.
+    let container = word.rsplit(':').next().unwrap_or(word);
+    // SplitProtoPort.
+    let mut parts = container.split('/');
+    let port = parts.next().unwrap_or("");
+    let written = match parts.next() {
+        None | Some("") => "tcp",
+        Some(p) => p,
+    };
+    if port.is_empty() {
+        return Err(format!("No port specified: {word}<empty>"));
+    }
+    let bad_port = || format!("Invalid containerPort: {port}");
+    let (start, end) = match port.split_once('-') {
+        None => {
+            let p: u16 = port.parse().map_err(|_| bad_port())?;
+            (p, p)
+        }
+        Some((a, b)) => {
+            let a: u16 = a.parse().map_err(|_| bad_port())?;
+            let b: u16 = b.parse().map_err(|_| bad_port())?;
+            if b < a {
+                return Err(bad_port());
+            }
+            (a, b)
+        }
+    };
+    let proto = written.to_lowercase();
+    if !["tcp", "udp", "sctp"].contains(&proto.as_str()) {
+        return Err(format!("Invalid proto: {written}"));
+    }
+    Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
 }
 
 /// moby's `parseHealthcheck`: `NONE`, or `[--interval=D] [--timeout=D] [--start-period=D]
@@ -299,7 +335,7 @@ mod tests {
             "ENV C 3 4",
             "ENV A=override",
             "LABEL org.x=y z=\"q r\"",
-            "EXPOSE 80 53/udp",
+            "EXPOSE 80 53/UDP 8000-8001 127.0.0.1::90/sctp",
             "VOLUME /data /logs",
             "WORKDIR /srv",
             "WORKDIR app",
@@ -314,7 +350,12 @@ mod tests {
         assert_eq!(labels["org.x"], "y");
         assert_eq!(labels["z"], "q r");
         let ports = c.exposed_ports.unwrap();
-        assert!(ports.contains_key("80/tcp") && ports.contains_key("53/udp"));
+        let mut keys: Vec<&String> = ports.keys().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["53/udp", "80/tcp", "8000/tcp", "8001/tcp", "90/sctp"]
+        );
         assert_eq!(c.volumes.unwrap().len(), 2);
         assert_eq!(c.working_dir.unwrap(), "/srv/app");
         assert_eq!(c.user.unwrap(), "1000:1000");
@@ -327,7 +368,10 @@ mod tests {
             apply(&["RUN echo"]).unwrap_err().to_string(),
             "run is not a valid change command"
         );
-        assert!(apply(&["EXPOSE abc"]).is_err());
+        assert_eq!(
+            apply(&["EXPOSE abc"]).unwrap_err().to_string(),
+            "Invalid containerPort: abc"
+        );
         assert!(apply(&["ENV"]).is_err());
         assert!(apply(&["LABEL novalue"]).is_err());
         assert!(apply(&["ENV A=\"open"]).is_err());
@@ -337,6 +381,30 @@ mod tests {
         );
         assert!(apply(&["HEALTHCHECK --interval=1us CMD true"]).is_err());
         assert!(apply(&["HEALTHCHECK SHELL true"]).is_err());
+    }
+
+    #[test]
+    fn expose_words_as_go_connections_reads_them() {
+        assert_eq!(exposed_keys("80").unwrap(), ["80/tcp"]);
+        assert_eq!(exposed_keys("53/UDP").unwrap(), ["53/udp"]);
+        assert_eq!(exposed_keys("80/").unwrap(), ["80/tcp"]);
+        assert_eq!(
+            exposed_keys("8000-8002/tcp").unwrap(),
+            ["8000/tcp", "8001/tcp", "8002/tcp"]
+        );
+        assert_eq!(exposed_keys("127.0.0.1:80:90/sctp").unwrap(), ["90/sctp"]);
+        assert_eq!(
+            exposed_keys("90/bogus").unwrap_err(),
+            "Invalid proto: bogus"
+        );
+        assert_eq!(
+            exposed_keys("abc").unwrap_err(),
+            "Invalid containerPort: abc"
+        );
+        assert_eq!(
+            exposed_keys("9-8").unwrap_err(),
+            "Invalid containerPort: 9-8"
+        );
     }
 
     #[test]
