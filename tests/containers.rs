@@ -252,6 +252,16 @@ fn ps_filters_formats_and_inspect() {
     // /etc/mtab link is not counted, as moby's init layer is not).
     let size = ok(b.docker_out(&["ps", "-s", "--format", "{{.Size}}", "--filter", "name=up"]));
     assert!(size.starts_with("0B "), "{size}");
+    // The list leaves a zero `SizeRw` out, as moby's `omitempty` does.
+    let list = common::Conn::unix(&b.socket)
+        .request(
+            "GET",
+            "/v1.51/containers/json?size=1&filters=%7B%22name%22%3A%5B%22up%22%5D%7D",
+            None,
+        )
+        .json();
+    assert!(list[0].get("SizeRw").is_none(), "{list}");
+    assert!(list[0]["SizeRootFs"].as_i64().unwrap() > 0, "{list}");
     // inspect shows the system paths recorded at create, as dockerd's does.
     let paths = inspect(
         &b,

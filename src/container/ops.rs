@@ -148,8 +148,10 @@ impl ContainerManager {
             .iter()
             .filter_map(|ch| self.image_layer_size(ch))
             .sum();
-        s.size_rw = Some(rw);
-        s.size_root_fs = Some(rw + img);
+        // moby's `container.Summary` has both as `int64` with `omitempty`: a zero is left out
+        // (inspect's are pointers and show it).
+        s.size_rw = (rw != 0).then_some(rw);
+        s.size_root_fs = (rw + img != 0).then_some(rw + img);
     }
 
     /// `GET /containers/json` as summaries (`/system/df`).
