@@ -46,6 +46,9 @@ fn main() -> ExitCode {
         let code = berth::network::proxy::main(&args[2..]);
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
+    // Before anything else: glibc reads its tunables at a program's start only, so the daemon
+    // starts itself again with its own (`util::mem`).
+    berth::util::mem::apply_tunables();
     // Before any thread exists: take systemd's sockets and clear its environment, and make new
     // files (the API sockets before their chmod) private to root, as dockerd does.
     let activated = SystemdSockets::from_env();

@@ -148,6 +148,39 @@ fn run_prints_output_and_exit_codes() {
     // --rm removed the containers above.
     let all = ok(b.docker_out(&["ps", "-aq"]));
     assert_eq!(all.lines().count(), 1, "{all}");
+
+    // The daemon started itself again with its glibc tunable (util::mem), and neither a
+    // container nor a supervisor inherits it.
+    let environ = std::fs::read(format!("/proc/{}/environ", b.pid())).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(
+        environ
+            .split('\0')
+            .any(|v| v == "GLIBC_TUNABLES=glibc.malloc.tcache_max=128"),
+        "{environ}"
+    );
+    let env = ok(b.docker_out(&["run", "--rm", "busybox", "env"]));
+    assert!(
+        !env.contains("GLIBC_TUNABLES") && !env.contains("BERTH_"),
+        "{env}"
+    );
+    ok(b.docker_out(&["run", "-d", "--name", "envsup", "busybox", "sleep", "60"]));
+    let pid: i32 = inspect(&b, "envsup", "{{.State.Pid}}").parse().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let ppid = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap();
+    let sup = std::fs::read(format!("/proc/{ppid}/environ")).unwrap();
+    let sup = String::from_utf8_lossy(&sup);
+    assert!(
+        !sup.contains("GLIBC_TUNABLES") && !sup.contains("BERTH_"),
+        "{sup}"
+    );
+    ok(b.docker_out(&["rm", "-f", "envsup"]));
 }
 
 #[test]
