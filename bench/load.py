@@ -2,7 +2,7 @@
 """Load and leaks (issue 16), run by hand as root, not in CI:
 
   bench/load.py --berthd target/release/berthd [--clients 200] [--seconds 60]
-                [--containers 50] [--cycles 1000] [--warmup 5]
+                [--containers 50] [--cycles 1000] [--warmup 5] [--linger 0]
 
 Starts its own berthd (temporary data and exec roots, --bridge=none --iptables=false, a cgroup
 parent of its own), imports a busybox-static image, then:
@@ -257,6 +257,9 @@ def main():
     ap.add_argument("--containers", type=int, default=50)
     ap.add_argument("--cycles", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=5, help="seconds of an 8-client load before the baseline (0: none)")
+    ap.add_argument("--linger", type=int, default=0,
+                    help="seconds to stay idle after the load, printing the RSS every 30 s (ended execs are "
+                         "kept five minutes, as dockerd keeps them)")
     args = ap.parse_args()
     d = Daemon(os.path.abspath(args.berthd))
     try:
@@ -295,6 +298,12 @@ def main():
         for e in s["errors"][:10]:
             print("  error: %s" % e)
         sys.stdout.flush()
+        quiet = time.time()
+        while time.time() - quiet < args.linger:
+            time.sleep(min(30, args.linger - (time.time() - quiet)))
+            f = d.figures()
+            print("idle %3.0f s more: rss %d KiB, anonymous %d KiB" % (time.time() - quiet, f["rss_kib"], f["rss_anon_kib"]))
+            sys.stdout.flush()
         for cid in ids:
             request(d.conn(), "DELETE", "/containers/%s?force=1" % cid)
         base = settle(d)
