@@ -96,8 +96,9 @@ pub fn apply_changes(config: &mut RunConfig, changes: &[String]) -> Result<(), I
 }
 
 /// The `ExposedPorts` keys of one EXPOSE word, as go-connections' `nat.ParsePortSpecs` reads
-/// it (dockerd's `dispatchExpose`, for a build's EXPOSE and for a `--change` alike): `[ip:[hostPort]:]port[-end][/proto]`, each port of a range
-/// its own `port/proto` key, the protocol `tcp`, `udp` or `sctp` (any case).
+/// it (dockerd's `dispatchExpose`, for a build's EXPOSE and for a `--change` alike):
+/// `[ip:[hostPort]:]port[-end][/proto]`, each port of a range its own `port/proto` key, the
+/// protocol `tcp`, `udp` or `sctp` (any case).
 pub fn exposed_keys(word: &str) -> Result<Vec<String>, String> {
     // splitParts: the container port is the last of up to three `:`-separated parts.
     let container = word.rsplit(':').next().unwrap_or(word);
