@@ -381,7 +381,6 @@ pub(super) fn check_blkio(
     Ok(warnings)
 }
 
-/// dockerd's host config checks and defaults.
 /// A `RestartPolicy.Name` dockerd knows, or its 400. The API checks the raw name with it too,
 /// since the typed body cannot hold an unknown one.
 pub fn check_restart_policy_name(name: &str) -> Result<(), ContainerError> {
@@ -393,6 +392,7 @@ pub fn check_restart_policy_name(name: &str) -> Result<(), ContainerError> {
     }
 }
 
+/// dockerd's host config checks and defaults.
 pub fn verify_host_config(
     h: &mut HostConfig,
     ncpu: i64,

@@ -261,8 +261,8 @@ pub enum EntryKind {
 /// Walk the overlay upper dir `upper` over `lowers` (top first), leaving out `placeholders`
 /// (relative paths: the files, links and mount points the runtime creates) when they are
 /// empty files or the `/proc/mounts` link and not in the image, and directories that hold
-/// nothing else and exist only because of them
-/// (not in the image, or copied up with their mode and owner unchanged).
+/// nothing else and exist only because of them (not in the image, or copied up with their
+/// mode and owner unchanged).
 pub fn upper_entries(
     upper: &Path,
     lowers: &[PathBuf],
