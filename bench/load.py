@@ -161,6 +161,9 @@ class Daemon:
                 os.rmdir(os.path.join("/sys/fs/cgroup", ctl, self.parent))
             except OSError:
                 pass
+        # berthd's bind mounts of <data-root>/containers and <exec-root>/netns outlive it.
+        subprocess.run(["sh", "-c", f"grep -o '{self.dir}[^ ]*' /proc/self/mounts | sort -r | xargs -r umount -l"],
+                       stderr=subprocess.DEVNULL)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -86,6 +86,25 @@ fn v1_cfs_quota(parent: &str, id: &str) -> String {
         .to_string()
 }
 
+/// The mount points below `dir`, in the kernel's order.
+fn mounts_below(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(dir))
+        .collect()
+}
+
+/// berthd's binds of its two directories on themselves (`runtime::subtree`).
+fn own_binds(b: &Berthd) -> Vec<PathBuf> {
+    vec![
+        b.data_root().join("containers"),
+        b.dir.path().join("exec").join("netns"),
+    ]
+}
+
 fn mounts_mentioning(s: &str) -> Vec<String> {
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
@@ -991,17 +1010,11 @@ fn twenty_parallel_containers_leave_nothing_behind() {
         assert!(o.status.success(), "{}", stderr(&o));
     }
     assert_eq!(ok(b.docker_out(&["ps", "-aq"])).trim(), "");
-    let data = b.data_root().display().to_string();
-    assert!(
-        mounts_mentioning(&data).is_empty(),
-        "{:?}",
-        mounts_mentioning(&data)
-    );
     let exec = b.dir.path().join("exec").display().to_string();
-    assert!(
-        mounts_mentioning(&exec).is_empty(),
-        "{:?}",
-        mounts_mentioning(&exec)
+    assert_eq!(
+        mounts_below(b.dir.path()),
+        own_binds(&b),
+        "only berthd's own binds stay"
     );
     let mem = cgroup_dir(&parent, "", "memory");
     let left: Vec<_> = std::fs::read_dir(&mem)
@@ -1021,6 +1034,125 @@ fn twenty_parallel_containers_leave_nothing_behind() {
             .any(|l| l.contains("__supervise") && l.contains(&exec)),
         "{ps}"
     );
+}
+
+/// With containers running, a start creates its container in a copy of the host's mount
+/// namespace without their mounts (`runtime::subtree`; the bar lowered from 100 to 1 here):
+/// the container gets its own root, its namespace files and another container's network, the
+/// host's mounts stay as they were, and berthd's two binds survive a `kill -9` unstacked.
+#[test]
+fn starts_among_running_containers_shed_their_mounts() {
+    require!(ready(), NOT_READY);
+    let parent = CgroupParent(format!("berth-test-{}", &uuid_like()));
+    let mut b = Berthd::prepare();
+    b.env
+        .push(("BERTH_TEST_SHED_ABOVE".to_string(), "1".to_string()));
+    b.spawn_with_host(&["--cgroup-parent", &parent]);
+    let mut b = common::with_busybox(b);
+    let exec = b.dir.path().join("exec");
+    let sup_log = |id: &str| {
+        std::fs::read_to_string(exec.join("c").join(id).join("supervisor.log")).unwrap_or_default()
+    };
+    let first = ok(b.docker_out(&["run", "-d", "--name", "first", "busybox", "sleep", "300"]));
+    let first = first.trim().to_string();
+    assert!(
+        !sup_log(&first).contains("create in a mount namespace without"),
+        "none ran before the first: {}",
+        sup_log(&first)
+    );
+    assert_eq!(
+        mounts_below(b.dir.path()).len(),
+        4,
+        "two binds, an overlay and a netns"
+    );
+
+    let second = ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "second",
+        "--hostname",
+        "two",
+        "busybox",
+        "sleep",
+        "300",
+    ]));
+    let second = second.trim().to_string();
+    let log = sup_log(&second);
+    let rootfs = b
+        .data_root()
+        .join(format!("containers/{second}/layer/merged"));
+    let netns = exec.join(format!("netns/{second}"));
+    assert!(
+        log.contains("create in a mount namespace without")
+            && log.contains(&format!("keeping [{:?}, {:?}]", rootfs, netns)),
+        "{log}"
+    );
+    // The container has its own root and network, and the host's table is as it was. Its
+    // execs start without the others' mounts too.
+    assert_eq!(
+        ok(b.docker_out(&["exec", "second", "hostname"])).trim(),
+        "two"
+    );
+    let log = sup_log(&second);
+    assert!(
+        log.contains("exec in a mount namespace without")
+            && log.contains(&format!("keeping [{:?}, {:?}]", rootfs, netns)),
+        "{log}"
+    );
+    ok(b.docker_out(&["exec", "second", "sh", "-c", "echo w > /written"]));
+    assert_eq!(
+        std::fs::read_to_string(
+            b.data_root()
+                .join(format!("containers/{second}/layer/diff/written"))
+        )
+        .unwrap(),
+        "w\n"
+    );
+    let pid_of = |name: &str| inspect(&b, name, "{{.State.Pid}}");
+    let net_of = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    assert_ne!(net_of(&pid_of("first")), net_of(&pid_of("second")));
+    for id in [&first, &second] {
+        assert_eq!(
+            mounts_mentioning(&format!("{id}/layer/merged")).len(),
+            1,
+            "{id}"
+        );
+    }
+    // A third joins the second's network namespace, whose file was kept in the copy.
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "third",
+        "--network",
+        "container:second",
+        "busybox",
+        "sleep",
+        "300",
+    ]));
+    let third = inspect(&b, "third", "{{.Id}}");
+    assert!(
+        sup_log(&third).contains(&format!("{:?}]", netns)),
+        "{}",
+        sup_log(&third)
+    );
+    assert_eq!(net_of(&pid_of("third")), net_of(&pid_of("second")));
+    assert_eq!(mounts_below(b.dir.path()).len(), 2 + 2 * 2 + 1);
+
+    // A restart of berthd finds its binds and does not stack them; starts still shed.
+    b.signal(nix::sys::signal::Signal::SIGKILL);
+    b.wait_exit(Duration::from_secs(10));
+    b.spawn_with_host(&["--cgroup-parent", &parent]);
+    ok(b.docker_out(&["restart", "-t", "1", "first"]));
+    let log = sup_log(&first);
+    assert!(log.contains("create in a mount namespace without"), "{log}");
+    assert_eq!(
+        ok(b.docker_out(&["exec", "first", "echo", "up"])).trim(),
+        "up"
+    );
+    ok(b.docker_out(&["rm", "-f", "first", "second", "third"]));
+    assert_eq!(mounts_below(b.dir.path()), own_binds(&b));
 }
 
 #[test]

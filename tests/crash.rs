@@ -135,6 +135,9 @@ impl Daemon {
             .arg("--")
             .arg(common::berthd_bin())
             .args(&args)
+            // Starts with three or more running create in a copy of the mount namespace
+            // without the others' mounts (`runtime::subtree`): both ways are killed at random.
+            .env("BERTH_TEST_SHED_ABOVE", "3")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -440,6 +443,17 @@ fn check_invariants(d: &Daemon, round: usize) -> usize {
         .iter()
         .map(|id| format!("{data_s}/containers/{id}/layer/merged"))
         .collect();
+    // berthd's binds of its two directories on themselves: one each, however often it died.
+    for own in [
+        format!("{data_s}/containers"),
+        d.exec_root().join("netns").display().to_string(),
+    ] {
+        let n = mountinfo
+            .lines()
+            .filter(|l| l.split(' ').nth(4) == Some(own.as_str()))
+            .count();
+        assert_eq!(n, 1, "{ctx}: mounts on {own}");
+    }
     let stray: Vec<&String> = overlays.difference(&expected).collect();
     if !stray.is_empty() {
         let states: Vec<String> = stray

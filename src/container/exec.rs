@@ -472,7 +472,10 @@ impl ContainerManager {
             attach: !detach,
             console_size,
         };
-        let started = self.runtime.exec(&container_id, id, prepared, stdio).await;
+        let started = self
+            .runtime
+            .exec(&container_id, id, prepared, stdio, self.counts().1 as usize)
+            .await;
         let (pid, stream) = match started {
             Ok(x) => x,
             Err(e)

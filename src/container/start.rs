@@ -349,6 +349,7 @@ impl ContainerManager {
                 console_size,
             },
             cgroup_path: self.cgroup_path(r),
+            running: self.counts().1 as usize,
         })
     }
 

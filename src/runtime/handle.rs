@@ -28,6 +28,12 @@ pub struct RuntimeConfig {
     pub supervisor_exe: PathBuf,
     /// The host's cgroups, probed once by the daemon.
     pub cgroups: CgroupInfo,
+    /// The directories made private bind mounts of themselves ([`super::subtree::own`]) that
+    /// a container's create sheds when many run.
+    pub subtrees: Vec<PathBuf>,
+    /// The number of running containers from which a create sheds them
+    /// ([`super::subtree::SHED_ABOVE`]; `BERTH_TEST_SHED_ABOVE` for tests).
+    pub shed_above: usize,
 }
 
 /// How a container's supervisor runs it (besides the bundle written by [`Runtime::prepare`]).
@@ -36,6 +42,9 @@ pub struct LaunchOptions {
     pub io: ProcessIo,
     /// The run's cgroup ([`Runtime::cgroup_path`]), as in the bundle.
     pub cgroup_path: String,
+    /// How many containers run already: each holds mounts that libcontainer's create reads
+    /// through, shed above [`RuntimeConfig::shed_above`].
+    pub running: usize,
 }
 
 /// The process of a `docker exec`, before [`Runtime::exec_process`] resolves it.
@@ -245,8 +254,19 @@ impl Runtime {
             cgroup_dirs: Some(super::cgroup_dirs(version, &cgroup_path)),
             oom_file: super::oom_file(version, &cgroup_path),
             cgroup_path,
+            shed: self.shed_list(opts.running),
         };
         client::launch(self.cfg.supervisor_exe.clone(), self.state_dir(id), cfg).await
+    }
+
+    /// The directories whose mounts a supervisor sheds to create a container or start an exec
+    /// while `running` containers run ([`super::subtree`]).
+    fn shed_list(&self, running: usize) -> Vec<PathBuf> {
+        if running >= self.cfg.shed_above {
+            self.cfg.subtrees.clone()
+        } else {
+            Vec::new()
+        }
     }
 
     /// The supervisor's events (exits of the container and its execs) until it goes.
@@ -406,8 +426,10 @@ impl Runtime {
         exec_id: &str,
         prepared: PreparedExec,
         stdio: ExecStdio,
+        running: usize,
     ) -> Result<(i32, StdioConn), RuntimeError> {
         let req = Request::Exec(ExecRequest {
+            shed: self.shed_list(running),
             exec_id: exec_id.to_string(),
             process: prepared.process,
             tty: stdio.tty,

@@ -21,6 +21,7 @@ mod seccomp_cache;
 pub mod spec;
 pub mod stats;
 mod stdio;
+pub mod subtree;
 pub mod supervisor;
 pub mod user;
 

@@ -35,6 +35,10 @@ pub struct SupervisorConfig {
     /// The file that counts the cgroup's OOM kills (see `runtime::oom_file`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oom_file: Option<PathBuf>,
+    /// Directories whose mounts the container's create does not need to see
+    /// ([`crate::runtime::subtree`]); none when few containers run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shed: Vec<PathBuf>,
 }
 
 /// The container's stdio and log, as the container manager asks for them.
@@ -102,6 +106,9 @@ pub struct ExecRequest {
     /// profile; dropped before it runs the command.
     #[serde(default)]
     pub add_caps: Vec<String>,
+    /// As [`SupervisorConfig::shed`], for starting this process.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shed: Vec<PathBuf>,
 }
 
 /// The answer to every request.

@@ -156,6 +156,50 @@ fn mountinfo_mount_points() -> Vec<PathBuf> {
         .collect()
 }
 
+/// One line of `/proc/self/mountinfo`, the fields berth reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    pub id: u32,
+    /// The id of the mount this one sits on.
+    pub parent: u32,
+    /// `major:minor` of the file system.
+    pub dev: String,
+    /// The directory of the file system this mount shows (`/` for a whole file system).
+    pub root: PathBuf,
+    pub mount_point: PathBuf,
+    /// No `shared:` or `master:` tag: mounts under it propagate nowhere and nothing
+    /// propagates into it.
+    pub private: bool,
+}
+
+/// The mount table of berth's own mount namespace, in the kernel's order (a mount over
+/// another comes after it). Lines that do not parse are skipped.
+pub fn mount_table() -> Vec<MountEntry> {
+    parse_mount_table(&fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+}
+
+fn parse_mount_table(text: &str) -> Vec<MountEntry> {
+    text.lines()
+        .filter_map(|l| {
+            let (before, _) = l.split_once(" - ")?;
+            let f: Vec<&str> = before.split(' ').collect();
+            if f.len() < 6 {
+                return None;
+            }
+            Some(MountEntry {
+                id: f[0].parse().ok()?,
+                parent: f[1].parse().ok()?,
+                dev: f[2].to_string(),
+                root: PathBuf::from(unescape_mountinfo(f[3])),
+                mount_point: PathBuf::from(unescape_mountinfo(f[4])),
+                private: !f[6..]
+                    .iter()
+                    .any(|t| t.starts_with("shared:") || t.starts_with("master:")),
+            })
+        })
+        .collect()
+}
+
 /// mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
 pub fn unescape_mountinfo(s: &str) -> String {
     if !s.contains('\\') {
@@ -185,6 +229,25 @@ pub fn unescape_mountinfo(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_table_lines_are_read() {
+        let text = "22 1 253:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n\
+                    90 22 253:0 /var/lib/b\\040x/containers /var/lib/b\\040x/containers rw - ext4 /dev/vda rw\n\
+                    91 90 0:4 net:[4026532] /run/b/netns/a rw master:3 - nsfs nsfs rw\n\
+                    bad line\n";
+        let t = parse_mount_table(text);
+        assert_eq!(t.len(), 3);
+        assert_eq!(t[0].mount_point, Path::new("/"));
+        assert!(!t[0].private);
+        assert_eq!(t[1].root, Path::new("/var/lib/b x/containers"));
+        assert_eq!(t[1].mount_point, Path::new("/var/lib/b x/containers"));
+        assert_eq!(t[1].dev, "253:0");
+        assert_eq!((t[1].id, t[1].parent), (90, 22));
+        assert!(t[1].private);
+        assert!(!t[2].private);
+        assert_eq!(t[2].root, Path::new("net:[4026532]"));
+    }
 
     #[test]
     fn mount_points_are_told_by_statx_as_by_mountinfo() {

@@ -63,6 +63,8 @@ pub struct Berthd {
     pub netns: bool,
     /// The binary started (the build's berthd unless a test swaps it).
     pub bin: PathBuf,
+    /// Variables added to berthd's environment.
+    pub env: Vec<(String, String)>,
 }
 
 impl Berthd {
@@ -91,6 +93,7 @@ impl Berthd {
             log,
             netns: false,
             bin: PathBuf::from(berthd_bin()),
+            env: Vec::new(),
         }
     }
 
@@ -188,6 +191,7 @@ impl Berthd {
         };
         let child = cmd
             .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log"))
             .stderr(log)
@@ -301,6 +305,27 @@ impl Drop for Berthd {
             let _ = c.kill();
             let _ = c.wait();
         }
+        unmount_below(self.dir.path());
+    }
+}
+
+/// Lazily unmount every mount below `dir`, deepest first: berthd leaves its own bind mounts of
+/// `<data-root>/containers` and `<exec-root>/netns` in place when it stops (live restore), and
+/// a test's directory cannot be removed under them.
+pub fn unmount_below(dir: &Path) {
+    let Ok(dir) = dir.canonicalize() else {
+        return;
+    };
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<PathBuf> = table
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(&dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
     }
 }
 
@@ -599,6 +624,7 @@ impl Drop for InProcess {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
+        unmount_below(self.dir.path());
     }
 }
 
@@ -821,7 +847,11 @@ pub fn free_port() -> u16 {
 
 /// A berthd (with `extra` flags) that has `busybox:latest` imported from busybox-static.
 pub fn berthd_with_busybox(extra: &[&str]) -> Berthd {
-    let b = Berthd::start(extra);
+    with_busybox(Berthd::start(extra))
+}
+
+/// Import busybox into a started berthd.
+pub fn with_busybox(b: Berthd) -> Berthd {
     let rootfs = busybox_rootfs_tar(b.dir.path());
     let id = ok(b.docker_out(&["import", rootfs.to_str().unwrap(), "busybox:latest"]));
     assert!(id.trim().starts_with("sha256:"), "{id}");

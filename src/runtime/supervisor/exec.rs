@@ -40,6 +40,7 @@ impl Supervisor {
             attach,
             console_size,
             add_caps,
+            shed,
         } = req;
         if self.exited() || !self.state.started {
             return Reply::error("container is not running");
@@ -72,6 +73,7 @@ impl Supervisor {
                 fd: fd.as_raw_fd(),
                 ..j.clone()
             }),
+            &shed,
         );
         drop(userns);
         let _ = std::fs::remove_file(&process_path);
@@ -188,6 +190,7 @@ impl Supervisor {
         console_size: Option<[u16; 2]>,
         add_caps: Vec<String>,
         userns: Option<UsernsJoin>,
+        shed: &[std::path::PathBuf],
     ) -> Result<(Pid, Io), (String, i32)> {
         let plain = |e: String| (e, 0);
         let (report_r, report_w) = pipe().map_err(plain)?;
@@ -219,6 +222,7 @@ impl Supervisor {
             io.pipes(open_stdin).map_err(plain)?
         };
         let fds_before = open_fds();
+        let shed = super::setup::shed_mounts(shed, self.keep.as_deref(), "exec");
         let started = lc::exec(
             &self.cfg.id,
             &self.cfg.lc_root,
@@ -226,6 +230,11 @@ impl Supervisor {
             executor,
             stdio,
         );
+        if let Some(shed) = shed {
+            if let Err(e) = shed.leave() {
+                tracing::warn!("{e}");
+            }
+        }
         drop(report_w);
         if started.is_err() {
             // libcontainer 0.7 leaks its channel fds when a tenant build fails half-way.

@@ -94,6 +94,9 @@ struct Supervisor {
     last_progress: Instant,
     /// The buffer reads go through (made at the first read, and taken out while in use).
     readbuf: Option<ReadBuf>,
+    /// The mounts an exec started without the other containers' mounts keeps
+    /// ([`setup::mounts_to_keep`]); `None` when it must not shed them.
+    keep: Option<Vec<PathBuf>>,
 }
 
 /// Which process an output, a stdin or a client belongs to.

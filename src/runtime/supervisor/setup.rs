@@ -103,6 +103,8 @@ struct NewContainer {
     console: Option<UnixListener>,
     /// The executor's report pipe (read at the start).
     report: File,
+    /// What a process started in a copy of the mount namespace keeps ([`mounts_to_keep`]).
+    keep: Option<Vec<std::path::PathBuf>>,
 }
 
 impl Supervisor {
@@ -148,6 +150,7 @@ impl Supervisor {
             mut io,
             console,
             report,
+            keep,
         } = create_container(&cfg, state_dir)?;
         let (init, log) = match finish_init(&cfg, state_dir, &container, console, &mut io) {
             Ok(done) => done,
@@ -179,6 +182,7 @@ impl Supervisor {
             exited_at: None,
             last_progress: Instant::now(),
             readbuf: None,
+            keep,
         })
     }
 }
@@ -243,7 +247,14 @@ fn create_container(cfg: &SupervisorConfig, state_dir: &Path) -> Result<NewConta
                 .map_err(|e| SetupError::from(format!("prepare the id map helpers: {e}")))?;
         }
     }
+    let keep = spec.as_ref().and_then(|s| mounts_to_keep(state_dir, s));
+    let shed = shed_mounts(&cfg.shed, keep.as_deref(), "create");
     let created = lc::create(&cfg.id, &cfg.lc_root, state_dir, executor, stdio);
+    if let Some(shed) = shed {
+        if let Err(e) = shed.leave() {
+            tracing::warn!("{e}");
+        }
+    }
     drop(report_w);
     match created {
         Ok(container) => Ok(NewContainer {
@@ -251,6 +262,7 @@ fn create_container(cfg: &SupervisorConfig, state_dir: &Path) -> Result<NewConta
             io,
             console,
             report: File::from(report_r),
+            keep,
         }),
         Err(e) => {
             // The executor's report, if any, names Docker's exit code and words.
@@ -263,6 +275,68 @@ fn create_container(cfg: &SupervisorConfig, state_dir: &Path) -> Result<NewConta
                 },
                 None => e.into(),
             })
+        }
+    }
+}
+
+/// The mounts this container needs when it is created, or one of its processes started, in a
+/// copy of the mount namespace without the other containers' mounts
+/// ([`crate::runtime::subtree`]): its root, its namespace files, its mounts' sources. `None`
+/// when it must see the host's own (a mount propagating back to the host through the copy).
+pub(super) fn mounts_to_keep(
+    state_dir: &Path,
+    spec: &oci_spec::runtime::Spec,
+) -> Option<Vec<std::path::PathBuf>> {
+    let mut keep = Vec::new();
+    if let Some(root) = spec.root() {
+        keep.push(state_dir.join(root.path()));
+    }
+    if let Some(linux) = spec.linux() {
+        keep.extend(
+            linux
+                .namespaces()
+                .iter()
+                .flatten()
+                .filter_map(|n| n.path().clone()),
+        );
+    }
+    for m in spec.mounts().iter().flatten() {
+        if m.options()
+            .iter()
+            .flatten()
+            .any(|o| matches!(o.as_str(), "shared" | "rshared"))
+        {
+            // Its propagation back to the host would go through the copy.
+            return None;
+        }
+        keep.extend(m.source().clone().filter(|s| s.is_absolute()));
+    }
+    Some(keep)
+}
+
+/// Enter a copy of the mount namespace without the mounts below `shed` for `what` (a create,
+/// an exec), keeping `keep`. Without one (few containers running, or the copy failed), `what`
+/// runs in the host's namespace, as it always can.
+pub(super) fn shed_mounts(
+    shed: &[std::path::PathBuf],
+    keep: Option<&[std::path::PathBuf]>,
+    what: &str,
+) -> Option<crate::runtime::subtree::Shed> {
+    let keep = keep?;
+    if shed.is_empty() {
+        return None;
+    }
+    match crate::runtime::subtree::Shed::enter(shed, keep) {
+        Ok(s) => {
+            tracing::info!(
+                "{what} in a mount namespace without {shed:?}, keeping {:?}",
+                s.kept
+            );
+            Some(s)
+        }
+        Err(e) => {
+            tracing::warn!("{what} with every mount: {e}");
+            None
         }
     }
 }
