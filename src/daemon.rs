@@ -306,8 +306,6 @@ fn json_list(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".to_string())
 }
 
-/// Hold an exclusive lock on the data root for the daemon's lifetime: two daemons on one data
-/// root would corrupt it.
 /// The directories holding the containers' root filesystems and network namespace files, each
 /// made a private bind mount of itself (`runtime::subtree`). One that cannot be is left as it
 /// is and only costs container starts their speed at scale.
@@ -338,6 +336,8 @@ fn own_subtrees(data_root: &Path, exec_root: &Path) -> Vec<std::path::PathBuf> {
     .collect()
 }
 
+/// Hold an exclusive lock on the data root for the daemon's lifetime: two daemons on one data
+/// root would corrupt it.
 fn lock_data_root(data_root: &Path) -> Result<Flock<File>, SystemError> {
     let path = data_root.join("berthd.lock");
     let file = File::options()

@@ -104,7 +104,7 @@ struct NewContainer {
     /// The executor's report pipe (read at the start).
     report: File,
     /// What a process started in a copy of the mount namespace keeps ([`mounts_to_keep`]).
-    keep: Option<Vec<std::path::PathBuf>>,
+    keep: Option<Vec<PathBuf>>,
 }
 
 impl Supervisor {
@@ -286,7 +286,16 @@ fn create_container(cfg: &SupervisorConfig, state_dir: &Path) -> Result<NewConta
 pub(super) fn mounts_to_keep(
     state_dir: &Path,
     spec: &oci_spec::runtime::Spec,
-) -> Option<Vec<std::path::PathBuf>> {
+) -> Option<Vec<PathBuf>> {
+    let shared = |o: &str| matches!(o, "shared" | "rshared");
+    if spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .is_some_and(shared)
+    {
+        return None;
+    }
     let mut keep = Vec::new();
     if let Some(root) = spec.root() {
         keep.push(state_dir.join(root.path()));
@@ -301,11 +310,7 @@ pub(super) fn mounts_to_keep(
         );
     }
     for m in spec.mounts().iter().flatten() {
-        if m.options()
-            .iter()
-            .flatten()
-            .any(|o| matches!(o.as_str(), "shared" | "rshared"))
-        {
+        if m.options().iter().flatten().any(|o| shared(o)) {
             // Its propagation back to the host would go through the copy.
             return None;
         }
@@ -318,8 +323,8 @@ pub(super) fn mounts_to_keep(
 /// an exec), keeping `keep`. Without one (few containers running, or the copy failed), `what`
 /// runs in the host's namespace, as it always can.
 pub(super) fn shed_mounts(
-    shed: &[std::path::PathBuf],
-    keep: Option<&[std::path::PathBuf]>,
+    shed: &[PathBuf],
+    keep: Option<&[PathBuf]>,
     what: &str,
 ) -> Option<crate::runtime::subtree::Shed> {
     let keep = keep?;
@@ -428,4 +433,56 @@ pub(super) fn seccomp_program(spec: &oci_spec::runtime::Spec) -> Result<Option<P
         );
     }
     Ok(Some((program.into(), drop_caps)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: serde_json::Value) -> oci_spec::runtime::Spec {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn kept_are_the_root_namespace_files_and_mount_sources() {
+        let s = spec(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "linux": {"namespaces": [
+                {"type": "network", "path": "/run/b/netns/x"},
+                {"type": "mount"}
+            ]},
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/etc/hosts", "type": "bind", "source": "/d/containers/x/hosts",
+                 "options": ["rbind", "rprivate"]}
+            ]
+        }));
+        let keep = mounts_to_keep(Path::new("/run/b/c/x"), &s).unwrap();
+        assert_eq!(
+            keep,
+            vec![
+                PathBuf::from("/run/b/c/x/rootfs"),
+                PathBuf::from("/run/b/netns/x"),
+                PathBuf::from("/d/containers/x/hosts"),
+            ]
+        );
+    }
+
+    #[test]
+    fn shared_propagation_keeps_the_hosts_mounts() {
+        let bind = spec(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "/r"},
+            "mounts": [{"destination": "/m", "type": "bind", "source": "/srv/m",
+                        "options": ["rbind", "rshared"]}]
+        }));
+        assert_eq!(mounts_to_keep(Path::new("/b"), &bind), None);
+        let rootfs = spec(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "/r"},
+            "linux": {"rootfsPropagation": "shared"}
+        }));
+        assert_eq!(mounts_to_keep(Path::new("/b"), &rootfs), None);
+    }
 }
