@@ -172,19 +172,22 @@ impl Netlink {
 
     /// Delete a link without waiting for the kernel's teardown (a veth's takes tens of ms);
     /// for names nothing will reuse (a veth's random host end). Failures are logged.
+    ///
+    /// The kernel unregisters the device inside the request's `sendto` (RCU synchronisations
+    /// and, on a bridge with many ports, walks of its ports and of the IPv6 routes: 15–40 ms
+    /// for a veth here), which held an async worker that long, and the tasks queued on it with
+    /// it. So the request goes on a netlink socket of its own from a blocking thread (which is
+    /// in berthd's network namespace, as every thread of the blocking pool).
     pub fn delete_link_detached(&self, name: &str) {
         if check_ifname(name).is_err() {
             return;
         }
-        let handle = self.handle.clone();
         let name = name.to_string();
-        tokio::spawn(async move {
-            let message = LinkUnspec::new_with_name(&name).build();
-            if let Err(e) = handle.link().del_with_message(message).execute().await {
-                if errno(&e) != Some(libc::ENODEV) {
-                    tracing::warn!("delete link {name}: {}", describe(&e));
-                }
+        tokio::task::spawn_blocking(move || match delete_link_blocking(&name) {
+            Err(e) if e.raw_os_error() != Some(libc::ENODEV) => {
+                tracing::warn!("delete link {name}: {e}");
             }
+            _ => {}
         });
     }
 
@@ -553,6 +556,41 @@ pub fn set_sysctl(key: &str, value: &str) -> Result<(), NetworkError> {
         .map_err(|e| NetworkError::io(format!("set sysctl {key} to {value}"), e))
 }
 
+/// Delete link `name` of the calling thread's network namespace and wait for the kernel's
+/// answer, on a netlink socket of its own (blocking).
+fn delete_link_blocking(name: &str) -> io::Result<()> {
+    use rtnetlink::packet_core::{
+        NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST,
+    };
+    use rtnetlink::packet_route::RouteNetlinkMessage;
+    use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    let mut msg = NetlinkMessage::new(
+        NetlinkHeader::default(),
+        NetlinkPayload::from(RouteNetlinkMessage::DelLink(
+            LinkUnspec::new_with_name(name).build(),
+        )),
+    );
+    msg.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    msg.header.sequence_number = 1;
+    msg.finalize();
+    let mut buf = vec![0; msg.buffer_len()];
+    msg.serialize(&mut buf);
+    socket.send(&buf, 0)?;
+    let (reply, _) = socket.recv_from_full()?;
+    let answer = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply)
+        .map_err(|e| io::Error::other(format!("netlink answer: {e}")))?;
+    match answer.payload {
+        NetlinkPayload::Error(e) => match e.code {
+            None => Ok(()),
+            Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
+        },
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::future::Future;
@@ -744,6 +782,33 @@ mod tests {
                 .await
                 .expect_err("dummy is no bridge");
             assert!(err.message().contains("not a bridge"), "{err}");
+        });
+    }
+
+    #[test]
+    fn a_link_is_deleted_from_a_blocking_thread() {
+        in_throwaway_netns(|| async {
+            let nl = Netlink::new().await.expect("netlink");
+            nl.ensure_bridge(&BridgeSpec {
+                name: "br-gone".into(),
+                addresses: vec![],
+                mtu: None,
+            })
+            .await
+            .expect("create");
+            assert_eq!(
+                ip_json(&["link", "show", "dev", "br-gone"])[0]["ifname"],
+                "br-gone"
+            );
+            // This thread is in the throwaway namespace, as the blocking pool's are in berthd's.
+            delete_link_blocking("br-gone").expect("delete");
+            let out = Command::new("ip")
+                .args(["link", "show", "dev", "br-gone"])
+                .output()
+                .expect("run ip");
+            assert!(!out.status.success(), "still there: {out:?}");
+            let e = delete_link_blocking("br-gone").expect_err("gone already");
+            assert_eq!(e.raw_os_error(), Some(libc::ENODEV));
         });
     }
 
