@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -151,6 +152,54 @@ pub fn set_netns_sysctls(netns: &Path, sysctls: &[(&str, &str)]) -> io::Result<(
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("sysctl thread panicked")))
     })
+}
+
+// <linux/mount.h>
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+
+fn c_path(p: &Path) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::other("path contains NUL"))
+}
+
+/// A detached copy of the mount at `path` (`open_tree(OPEN_TREE_CLONE)`), with the mounts
+/// below it when `recursive`.
+pub fn clone_mount(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
+    let c = c_path(path)?;
+    let flags = OPEN_TREE_CLONE
+        | if recursive { AT_RECURSIVE } else { 0 }
+        | libc::O_CLOEXEC as libc::c_uint;
+    // SAFETY: open_tree with a NUL-terminated path; the returned fd is owned below.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: open_tree returned a new descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Attach the detached mount tree `tree` (from [`clone_mount`]) at `target`, an existing
+/// directory or file (`move_mount`).
+pub fn attach_mount(tree: &OwnedFd, target: &Path) -> io::Result<()> {
+    let t = c_path(target)?;
+    let empty = c"";
+    // SAFETY: move_mount of a detached tree by fd onto a NUL-terminated path.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Unmount `path` if it is a mount point (lazily: a process may still hold it).

@@ -14,7 +14,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 pub use crate::util::ids::IdMap;
@@ -158,22 +158,7 @@ pub fn map_helper_main(name: &str, args: &[String]) -> i32 {
 
 /// A detached clone of the mount tree at `path`, idmapped through `userns`.
 fn idmapped_clone(path: &Path, userns: &OwnedFd) -> io::Result<OwnedFd> {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| io::Error::other("path contains NUL"))?;
-    // SAFETY: open_tree with a valid C string; the returned fd is owned below.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: open_tree returned a new descriptor this function now owns.
-    let tree = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let tree = super::host::clone_mount(path, false)?;
     let attr = MountAttr {
         attr_set: MOUNT_ATTR_IDMAP,
         attr_clr: 0,
@@ -207,24 +192,7 @@ fn idmapped_clone(path: &Path, userns: &OwnedFd) -> io::Result<OwnedFd> {
 pub fn bind_idmapped(source: &Path, target: &Path, map: &IdMap) -> io::Result<()> {
     let ns = userns_fd(map)?;
     let tree = idmapped_clone(source, &ns)?;
-    let t = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
-        .map_err(|_| io::Error::other("path contains NUL"))?;
-    let empty = c"";
-    // SAFETY: move_mount of the detached tree onto a path given as a C string.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    super::host::attach_mount(&tree, target)
 }
 
 /// Mount the overlay of `lowers` (top first) with `upper` and `work` (both in `layer_dir`) on
@@ -303,8 +271,6 @@ pub fn with_fs_ids<T: Send>(uid: u32, gid: u32, f: impl FnOnce() -> T + Send) ->
 }
 
 // <linux/mount.h>
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
 #[repr(C)]

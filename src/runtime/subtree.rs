@@ -23,21 +23,17 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 
+use super::host::{attach_mount, clone_mount};
 use crate::util::fs::{ensure_dir, is_mount_point, MountEntry};
 
 /// The number of running containers from which a start sheds the others' mounts.
 pub const SHED_ABOVE: usize = 100;
-
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-const AT_RECURSIVE: libc::c_uint = 0x8000;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 
 /// Make `dir` (created with `mode` if missing) a private bind mount of itself, and return its
 /// canonical path. `table` is the mount table ([`mount_table`], read once for several calls:
@@ -159,7 +155,9 @@ impl Shed {
         let clones = self
             .kept
             .iter()
-            .map(|k| clone_tree(k).map_err(|e| format!("clone the mount at {}: {e}", k.display())))
+            .map(|k| {
+                clone_mount(k, true).map_err(|e| format!("clone the mount at {}: {e}", k.display()))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         for (s, id) in subtrees {
             umount2(s.as_path(), MntFlags::MNT_DETACH)
@@ -169,7 +167,7 @@ impl Shed {
             }
         }
         for (k, tree) in self.kept.iter().zip(clones) {
-            move_tree(&tree, k).map_err(|e| format!("mount {} again: {e}", k.display()))?;
+            attach_mount(&tree, k).map_err(|e| format!("mount {} again: {e}", k.display()))?;
         }
         Ok(())
     }
@@ -220,51 +218,6 @@ fn mount_root_above(path: &Path) -> Option<PathBuf> {
 
 fn dev_ino(p: &Path) -> Option<(u64, u64)> {
     fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
-}
-
-fn c_path(p: &Path) -> io::Result<std::ffi::CString> {
-    std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
-        .map_err(|_| io::Error::other("path contains NUL"))
-}
-
-/// A detached copy of the mount tree at `path`.
-fn clone_tree(path: &Path) -> io::Result<OwnedFd> {
-    let c = c_path(path)?;
-    // SAFETY: open_tree with a NUL-terminated path; the returned fd is owned below.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            OPEN_TREE_CLONE | AT_RECURSIVE | libc::O_CLOEXEC as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: open_tree returned a new descriptor nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-/// Attach the detached tree `tree` at `path`.
-fn move_tree(tree: &OwnedFd, path: &Path) -> io::Result<()> {
-    let c = c_path(path)?;
-    let empty = c"";
-    // SAFETY: move_mount of a detached tree by fd onto a NUL-terminated path.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]
