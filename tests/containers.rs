@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{berthd_with_busybox, inspect, ok, stderr, stdout, wait_for, Berthd};
+use common::{berthd_with_busybox, inspect, mounts_below, ok, stderr, stdout, wait_for, Berthd};
 
 fn ready() -> bool {
     common::is_root() && common::have_docker_cli() && common::have_busybox()
@@ -84,17 +84,6 @@ fn v1_cfs_quota(parent: &str, id: &str) -> String {
         .unwrap()
         .trim()
         .to_string()
-}
-
-/// The mount points below `dir`, in the kernel's order.
-fn mounts_below(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(PathBuf::from)
-        .filter(|p| p.starts_with(dir))
-        .collect()
 }
 
 /// berthd's binds of its two directories on themselves (`runtime::subtree`).

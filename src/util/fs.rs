@@ -148,12 +148,7 @@ fn statx_mount_root(path: &Path) -> Option<bool> {
 
 /// Every mount point of this process's mount namespace, from `/proc/self/mountinfo`.
 fn mountinfo_mount_points() -> Vec<PathBuf> {
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(unescape_mountinfo(p)))
-        .collect()
+    mount_table().into_iter().map(|e| e.mount_point).collect()
 }
 
 /// One line of `/proc/self/mountinfo`, the fields berth reads.

@@ -309,20 +309,23 @@ impl Drop for Berthd {
     }
 }
 
+/// The mount points at or below `dir` (canonicalised), in the kernel's order.
+pub fn mounts_below(dir: &Path) -> Vec<PathBuf> {
+    let Ok(dir) = dir.canonicalize() else {
+        return Vec::new();
+    };
+    berth::util::fs::mount_table()
+        .into_iter()
+        .map(|e| e.mount_point)
+        .filter(|p| p.starts_with(&dir))
+        .collect()
+}
+
 /// Lazily unmount every mount below `dir`, deepest first: berthd leaves its own bind mounts of
 /// `<data-root>/containers` and `<exec-root>/netns` in place when it stops (live restore), and
 /// a test's directory cannot be removed under them.
 pub fn unmount_below(dir: &Path) {
-    let Ok(dir) = dir.canonicalize() else {
-        return;
-    };
-    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut points: Vec<PathBuf> = table
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(PathBuf::from)
-        .filter(|p| p.starts_with(&dir))
-        .collect();
+    let mut points = mounts_below(dir);
     points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for p in points {
         let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
