@@ -790,6 +790,94 @@ fn pause_rename_top_diff_export_prune() {
     assert_eq!(left.trim(), "");
 }
 
+/// `--log-opt labels/labels-regex/env/env-regex/tag`: json-file records the attributes with
+/// every entry as dockerd 20.10 does, and `docker logs --details` prints them.
+#[test]
+fn logs_record_labels_env_and_tag() {
+    require!(ready(), NOT_READY);
+    let (b, _cg) = daemon();
+    ok(b.docker_out(&[
+        "run",
+        "--name",
+        "lt",
+        "--label",
+        "com.x=1",
+        "--label",
+        "other=a b",
+        "-e",
+        "APP_A=a/b",
+        "-e",
+        "NOPE=1",
+        "--log-opt",
+        "labels=other",
+        "--log-opt",
+        "env=APP_A",
+        "--log-opt",
+        "labels-regex=^com",
+        "--log-opt",
+        "tag={{.ImageName}}/{{.Name}}/{{.ID}}",
+        "busybox",
+        "echo",
+        "hi",
+    ]));
+    let id = inspect(&b, "lt", "{{.Id}}");
+    let short = &id[..12];
+    let path = inspect(&b, "lt", "{{.LogPath}}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let want = format!(
+        "{{\"log\":\"hi\\n\",\"stream\":\"stdout\",\"attrs\":{{\"APP_A\":\"a/b\",\"com.x\":\"1\",\"other\":\"a b\",\"tag\":\"busybox/lt/{short}\"}},\"time\":\""
+    );
+    assert!(text.starts_with(&want), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let details = format!("APP_A=a%2Fb,com.x=1,other=a+b,tag=busybox%2Flt%2F{short} hi\n");
+    assert_eq!(ok(b.docker_out(&["logs", "--details", "lt"])), details);
+    let t = ok(b.docker_out(&["logs", "-t", "--details", "lt"]));
+    let (stamp, rest) = t.split_once(' ').unwrap();
+    assert!(stamp.ends_with('Z') && stamp.contains('T'), "{t}");
+    assert_eq!(rest, details);
+    // Without --details the line is as written.
+    assert_eq!(ok(b.docker_out(&["logs", "lt"])), "hi\n");
+    // The tag is rendered when the logger starts: after a rename, the next start shows it.
+    ok(b.docker_out(&["rename", "lt", "lt2"]));
+    ok(b.docker_out(&["start", "-a", "lt2"]));
+    let o = ok(b.docker_out(&["logs", "--details", "--tail", "1", "lt2"]));
+    assert!(
+        o.ends_with(&format!("tag=busybox%2Flt2%2F{short} hi\n")),
+        "{o}"
+    );
+    // dockerd's errors, at start (the create succeeds).
+    let o = b.docker_out(&["run", "--log-opt", "tag={{.Nope}}", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("failed to initialize logging driver: template: log-tag:1:2: executing \"log-tag\" at <.Nope>: can't evaluate field Nope in type *logger.Info"),
+        "{}",
+        stderr(&o)
+    );
+    let o = b.docker_out(&["run", "--log-opt", "env-regex=(", "busybox", "true"]);
+    assert!(
+        stderr(&o).contains(
+            "failed to initialize logging driver: error parsing regexp: missing closing ): `(`"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    // The local driver takes none of these options, as dockerd's.
+    let o = b.docker_out(&[
+        "run",
+        "--log-driver",
+        "local",
+        "--log-opt",
+        "tag=abc",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        stderr(&o).contains("unknown log opt 'tag' for log driver local"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn logs_tail_since_timestamps_and_rotation() {
     require!(ready(), NOT_READY);

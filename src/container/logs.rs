@@ -29,9 +29,8 @@ pub struct LogsOptions {
     pub tail: Option<usize>,
     /// Prefix every line with its RFC 3339 time.
     pub timestamps: bool,
-    /// Prefix every line with its attributes and a space (`--details`). berth records no
-    /// per-line attributes (`logger` module), so that is the space alone, as dockerd writes a
-    /// line without any.
+    /// Prefix every line with its attributes and a space (`--details`): `k=v` pairs, sorted,
+    /// query-escaped and comma-joined (the space alone for a line without attributes).
     pub details: bool,
 }
 
@@ -81,7 +80,7 @@ impl ContainerManager {
                     payload.push(b' ');
                 }
                 if details {
-                    payload.push(b' ');
+                    crate::logger::attrs::details_prefix(&e.attrs, &mut payload);
                 }
                 payload.extend_from_slice(&e.line);
                 let chunk = if tty {

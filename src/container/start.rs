@@ -253,6 +253,10 @@ impl ContainerManager {
         joined_netns: Option<PathBuf>,
     ) -> Result<LaunchOptions, ContainerError> {
         let id = &r.id;
+        // The logger's attributes first: a bad `tag` template or regex fails the start before
+        // anything is mounted, as dockerd fails it when the logger starts.
+        let log = r.log_config()?;
+        let log_attrs = log_attributes(r, &log)?;
         self.mount_rootfs(r)?;
         let rootfs = self.rootfs(id);
         spec::prepare_rootfs_as(
@@ -333,7 +337,6 @@ impl ContainerManager {
             init_path.as_deref(),
         );
         self.runtime.prepare(id, &opts)?;
-        let log = r.log_config()?;
         let console_size = h
             .console_size
             .as_ref()
@@ -343,6 +346,7 @@ impl ContainerManager {
             io: ProcessIo {
                 log_path: PathBuf::from(&r.log_path),
                 log,
+                log_attrs,
                 tty: r.config.tty.unwrap_or(false),
                 open_stdin: r.config.open_stdin.unwrap_or(false),
                 stdin_once: r.config.stdin_once.unwrap_or(false),
@@ -599,4 +603,35 @@ fn remap_owned_files(
         chown(Path::new(&m.source))?;
     }
     Ok(())
+}
+
+/// The attributes json-file records with each entry, from the container as it starts
+/// (dockerd's `logger.Info` at the logger's start). The other drivers record none.
+fn log_attributes(
+    r: &Record,
+    log: &crate::logger::LogConfig,
+) -> Result<std::collections::BTreeMap<String, String>, ContainerError> {
+    if log.driver != crate::logger::Driver::JsonFile {
+        return Ok(Default::default());
+    }
+    let Some(opts) = r
+        .host_config
+        .log_config
+        .as_ref()
+        .and_then(|l| l.config.as_ref())
+    else {
+        return Ok(Default::default());
+    };
+    let info = crate::logger::attrs::LogInfo {
+        id: &r.id,
+        name: &r.name,
+        image_id: &r.image,
+        image_name: r.config.image.as_deref().unwrap_or(""),
+        path: &r.path,
+        args: &r.args,
+        labels: r.config.labels.as_ref(),
+        env: r.config.env.as_deref().unwrap_or_default(),
+    };
+    crate::logger::attrs::attributes(opts, &info)
+        .map_err(|e| ContainerError::invalid(format!("failed to initialize logging driver: {e}")))
 }

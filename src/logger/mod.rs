@@ -7,9 +7,10 @@
 //!
 //! Divergence from dockerd: the `local` driver is accepted with its own defaults and
 //! validation, but berth stores its logs in the json-file format (dockerd uses a protobuf
-//! based format there). Clients cannot tell: they only read logs through the API. The
-//! per-entry attributes (`labels`, `env`, `tag` options) are accepted but not recorded.
+//! based format there). Clients cannot tell: they only read logs through the API. As with
+//! dockerd's `local` driver, its entries carry no attributes; json-file's do ([`attrs`]).
 
+pub mod attrs;
 pub mod jsonfile;
 
 use std::collections::HashMap;
@@ -169,7 +170,10 @@ impl LogConfig {
             .collect();
         keys.sort_unstable();
         for key in keys {
-            if !matches!(key, "max-size" | "max-file" | "compress") && !COMMON_OPTS.contains(&key) {
+            // The local driver's validator knows its three options only (dockerd 20.10 to 28:
+            // `unknown log opt 'tag' for log driver local`).
+            let common = driver == Driver::JsonFile && COMMON_OPTS.contains(&key);
+            if !matches!(key, "max-size" | "max-file" | "compress") && !common {
                 return Err(LogError::invalid(match driver {
                     Driver::Local => format!("unknown log opt '{key}' for log driver local"),
                     _ => format!("unknown log opt '{key}' for json-file log driver"),
@@ -444,6 +448,10 @@ mod tests {
         assert_eq!(
             err("local", &[("foo", "1")]),
             "unknown log opt 'foo' for log driver local"
+        );
+        assert_eq!(
+            err("local", &[("tag", "x")]),
+            "unknown log opt 'tag' for log driver local"
         );
         assert_eq!(
             err("json-file", &[("max-file", "0"), ("max-size", "1k")]),

@@ -6,6 +6,7 @@
 //! big-endian `u32` length, the payload): output of kind [`STDOUT`]/[`STDERR`] and [`EVENT`]s
 //! from the supervisor, stdin ([`STDIN`], [`STDIN_CLOSE`]) from the client.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,9 @@ pub struct SupervisorConfig {
 pub struct ProcessIo {
     pub log_path: PathBuf,
     pub log: LogConfig,
+    /// The attributes every log entry records (`labels`, `env`, `tag` log options).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub log_attrs: BTreeMap<String, String>,
     pub tty: bool,
     pub open_stdin: bool,
     /// Close the container's stdin when the first attached client closes its stdin.

@@ -2,6 +2,7 @@
 //! encoding an entry byte for byte as dockerd, parsing one back, the names of rotated files
 //! and finding the last complete lines of a file.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
@@ -16,8 +17,16 @@ use crate::logger::{format_rfc3339_nano, Stream};
 const SCAN_BLOCK: usize = 64 * 1024;
 
 /// Append one entry (with its trailing newline) to `buf`, byte for byte as dockerd's
-/// `jsonlog.JSONLogs.MarshalJSONBuf` does (an empty `line` omits `"log"`).
-pub fn encode_entry(buf: &mut Vec<u8>, line: &[u8], stream: Stream, time: SystemTime) {
+/// `jsonlog.JSONLogs.MarshalJSONBuf` does (an empty `line` omits `"log"`). `attrs` is the
+/// entry's attributes already encoded as a JSON object ([`crate::logger::attrs::encode`]),
+/// or empty for none.
+pub fn encode_entry(
+    buf: &mut Vec<u8>,
+    line: &[u8],
+    stream: Stream,
+    attrs: &[u8],
+    time: SystemTime,
+) {
     buf.push(b'{');
     if !line.is_empty() {
         buf.extend_from_slice(b"\"log\":");
@@ -26,7 +35,13 @@ pub fn encode_entry(buf: &mut Vec<u8>, line: &[u8], stream: Stream, time: System
     }
     buf.extend_from_slice(b"\"stream\":\"");
     buf.extend_from_slice(stream.as_str().as_bytes());
-    buf.extend_from_slice(b"\",\"time\":\"");
+    if !attrs.is_empty() {
+        buf.extend_from_slice(b"\",\"attrs\":");
+        buf.extend_from_slice(attrs);
+        buf.extend_from_slice(b",\"time\":\"");
+    } else {
+        buf.extend_from_slice(b"\",\"time\":\"");
+    }
     buf.extend_from_slice(format_rfc3339_nano(time).as_bytes());
     buf.extend_from_slice(b"\"}\n");
 }
@@ -104,6 +119,8 @@ pub struct LogEntry {
     pub time: SystemTime,
     /// The output bytes (a complete line ends with `\n`; a partial piece does not).
     pub line: Vec<u8>,
+    /// The entry's attributes (`labels`, `env`, `tag` log options); empty when it has none.
+    pub attrs: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -112,6 +129,8 @@ struct RawEntry {
     log: String,
     #[serde(default)]
     stream: String,
+    #[serde(default)]
+    attrs: BTreeMap<String, String>,
     time: String,
 }
 
@@ -127,6 +146,7 @@ pub(super) fn parse_line(line: &[u8]) -> Option<LogEntry> {
         stream,
         time: parse_time(&raw.time)?,
         line: raw.log.into_bytes(),
+        attrs: raw.attrs,
     })
 }
 
@@ -271,6 +291,21 @@ mod tests {
         assert_eq!(
             entry(b"", Stream::Stdout, t(0, 0)),
             "{\"stream\":\"stdout\",\"time\":\"2024-01-02T03:04:05Z\"}\n"
+        );
+        // Attributes sit between the stream and the time, and read back.
+        let mut buf = Vec::new();
+        encode_entry(&mut buf, b"a\n", Stream::Stdout, b"{\"k\":\"v\"}", t(0, 0));
+        assert_eq!(
+            String::from_utf8(buf.clone()).unwrap(),
+            "{\"log\":\"a\\n\",\"stream\":\"stdout\",\"attrs\":{\"k\":\"v\"},\"time\":\"2024-01-02T03:04:05Z\"}\n"
+        );
+        let back = parse_line(&buf).unwrap();
+        assert_eq!(back.attrs.get("k").map(String::as_str), Some("v"));
+        assert!(
+            parse_line(entry(b"a\n", Stream::Stdout, t(0, 0)).as_bytes())
+                .unwrap()
+                .attrs
+                .is_empty()
         );
         // What we write parses back to the same bytes (modulo U+FFFD replacement).
         let back = parse_line(entry(&raw, Stream::Stdout, t(1, 2)).as_bytes()).unwrap();

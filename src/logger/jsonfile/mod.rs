@@ -57,7 +57,7 @@ mod testutil {
 
     pub(super) fn entry(line: &[u8], stream: Stream, time: SystemTime) -> String {
         let mut buf = Vec::new();
-        encode_entry(&mut buf, line, stream, time);
+        encode_entry(&mut buf, line, stream, &[], time);
         String::from_utf8(buf).unwrap()
     }
 

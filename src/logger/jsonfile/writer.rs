@@ -2,6 +2,7 @@
 //! appends them to the current file and rotates (and compresses) files as configured.
 //! Single-threaded, plain std I/O.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -42,6 +43,8 @@ struct Sink {
     file: Option<File>,
     size: u64,
     last_time: Option<SystemTime>,
+    /// The attributes every entry carries, encoded; empty for none.
+    attrs: Vec<u8>,
     buf: Vec<u8>,
 }
 
@@ -62,6 +65,7 @@ impl Writer {
                 file: Some(file),
                 size,
                 last_time,
+                attrs: Vec::new(),
                 buf: Vec::with_capacity(256),
             })
         };
@@ -69,6 +73,18 @@ impl Writer {
             sink,
             pending: Default::default(),
         })
+    }
+
+    /// Record `attrs` with every entry from now on (json-file's `attrs`); none when empty.
+    pub fn with_attrs(mut self, attrs: &BTreeMap<String, String>) -> Writer {
+        if let Some(sink) = self.sink.as_mut() {
+            sink.attrs = if attrs.is_empty() {
+                Vec::new()
+            } else {
+                crate::logger::attrs::encode(attrs)
+            };
+        }
+        self
     }
 
     /// Log raw output of one stream: one entry per line (its `log` ends with the newline).
@@ -148,7 +164,7 @@ impl Sink {
     /// Encode and append one entry, rotating first if the current file is full.
     fn emit(&mut self, stream: Stream, line: &[u8], ts: SystemTime) -> io::Result<()> {
         self.buf.clear();
-        encode_entry(&mut self.buf, line, stream, ts);
+        encode_entry(&mut self.buf, line, stream, &self.attrs, ts);
         if let Some(max) = self.max_size {
             if self.size >= max && self.size > 0 {
                 self.rotate()?;

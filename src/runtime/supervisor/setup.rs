@@ -365,7 +365,7 @@ fn finish_init(
     let log = if cfg.io.log.readable() {
         let w = logger::jsonfile::Writer::open(&cfg.io.log_path, &cfg.io.log)
             .map_err(|e| format!("open log {}: {e}", cfg.io.log_path.display()))?;
-        Some(w)
+        Some(w.with_attrs(&cfg.io.log_attrs))
     } else {
         None
     };
