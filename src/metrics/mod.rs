@@ -3,7 +3,7 @@
 //! `prometheus-client`.
 //!
 //! [`Metrics`] (one per daemon, shared as `Arc<Metrics>`) owns what is counted as it happens:
-//! container action durations ([`Metrics::observe_action`], [`Metrics::time_action`]), health
+//! container action durations ([`Metrics::observe_action`]), health
 //! checks ([`Metrics::health_check`]) and published events ([`Metrics::event`]). Everything
 //! else is a sample of live state taken at scrape time from a [`MetricsSource`] (the daemon):
 //! [`Metrics::encode`] builds a fresh registry for each scrape, so a removed container's series
