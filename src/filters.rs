@@ -93,9 +93,14 @@ impl Filters {
 
     /// For label-style filters: every value (`k` or `k=v`) must be present in `labels`.
     pub fn match_kv_list(&self, key: &str, labels: &HashMap<String, String>) -> bool {
+        self.match_kv(key, |k| labels.get(k).map(String::as_str))
+    }
+
+    /// [`Filters::match_kv_list`] over any lookup of a label's value.
+    pub fn match_kv<'a>(&self, key: &str, label: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.get(key).all(|v| match v.split_once('=') {
-            Some((k, want)) => labels.get(k).is_some_and(|have| have == want),
-            None => labels.contains_key(v),
+            Some((k, want)) => label(k).is_some_and(|have| have == want),
+            None => label(v).is_some(),
         })
     }
 }

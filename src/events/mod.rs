@@ -6,7 +6,7 @@
 
 pub mod backend;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -31,7 +31,7 @@ pub struct Event {
     /// The object's ID.
     pub actor_id: String,
     /// Extra facts, such as `name` and `image`, and the object's labels.
-    pub attributes: HashMap<String, String>,
+    pub attributes: Attributes,
     /// Nanoseconds since the epoch.
     pub time_nano: i128,
     seq: u64,
@@ -43,26 +43,31 @@ impl Event {
             kind,
             action: action.into(),
             actor_id: actor_id.into(),
-            attributes: HashMap::new(),
+            attributes: Attributes::default(),
             time_nano: unix_nanos(SystemTime::now()),
             seq: 0,
         }
     }
 
-    pub fn attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.attributes.insert(key.into(), value.into());
+    pub fn attribute(mut self, key: impl AsRef<str>, value: impl AsRef<str>) -> Self {
+        self.attributes.insert(key.as_ref(), value.as_ref());
         self
+    }
+
+    /// Its strings in allocations of their exact sizes, and its attributes sorted: what the
+    /// ring keeps for a long time should not hold spare capacity, and should be few blocks
+    /// (see [`Attributes`]).
+    fn compact(&mut self) {
+        self.action.shrink_to_fit();
+        self.actor_id.shrink_to_fit();
+        self.attributes.compact();
     }
 
     /// Whether the event passes `f`, as moby's `events.Filter.Include` decides.
     /// `image_repository` gives an image name's repository in its familiar form, for the
     /// `image` filter. Filter names moby does not know are ignored.
     fn matches(&self, f: &Filters, image_repository: ImageRepository) -> bool {
-        let name = self
-            .attributes
-            .get("name")
-            .map(String::as_str)
-            .unwrap_or("");
+        let name = self.attributes.get("name").unwrap_or("");
         // moby's matchEvent: `health_status`, `exec_create` or `exec_start` among the values
         // makes every value a prefix (`health_status` matches `health_status: healthy`).
         let event_ok = if f
@@ -81,11 +86,7 @@ impl Event {
         let image_ok = !f.contains("image") || {
             let image_name = match self.kind {
                 "image" => name,
-                _ => self
-                    .attributes
-                    .get("image")
-                    .map(String::as_str)
-                    .unwrap_or(""),
+                _ => self.attributes.get("image").unwrap_or(""),
             };
             f.exact_match("image", &self.actor_id)
                 || f.exact_match("image", image_name)
@@ -109,7 +110,90 @@ impl Event {
             .iter()
             .all(|k| by_name(k))
             && image_ok
-            && f.match_kv_list("label", &self.attributes)
+            && f.match_kv("label", |k| self.attributes.get(k))
+    }
+}
+
+/// An event's attributes, packed: every key and value in one string, and where each ends.
+///
+/// The ring keeps the last [`RING_SIZE`] events for as long as the daemon runs, and events
+/// come and go all through a busy period. As a map of `String`s each event was a dozen small
+/// blocks spread over the heap, and the ring's turnover kept pages of it resident after the
+/// load had gone (docs/hardening.md, *Load and leaks*); packed, an event is a handful.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attributes {
+    text: String,
+    /// For each pair, where its key ends and where its value ends in `text`.
+    ends: Vec<(u32, u32)>,
+}
+
+impl Attributes {
+    /// Set `key` to `value` (replacing an earlier value, as a map does).
+    pub fn insert(&mut self, key: &str, value: &str) {
+        if self.get(key).is_some() {
+            let pairs: Vec<(String, String)> = self
+                .iter()
+                .filter(|(k, _)| *k != key)
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            self.text.clear();
+            self.ends.clear();
+            for (k, v) in &pairs {
+                self.push(k, v);
+            }
+        }
+        self.push(key, value);
+    }
+
+    fn push(&mut self, key: &str, value: &str) {
+        self.text.push_str(key);
+        let k = self.text.len() as u32;
+        self.text.push_str(value);
+        self.ends.push((k, self.text.len() as u32));
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// The pairs, in insertion order (sorted by key once published).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        let mut start = 0usize;
+        self.ends.iter().map(move |&(k, v)| {
+            let (k, v) = (k as usize, v as usize);
+            let pair = (&self.text[start..k], &self.text[k..v]);
+            start = v;
+            pair
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Sorted by key, in blocks of exactly the size needed.
+    fn compact(&mut self) {
+        let mut pairs: Vec<(&str, &str)> = self.iter().collect();
+        pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut packed = Attributes {
+            text: String::with_capacity(self.text.len()),
+            ends: Vec::with_capacity(pairs.len()),
+        };
+        for (k, v) in pairs {
+            packed.push(k, v);
+        }
+        *self = packed;
+    }
+}
+
+impl serde::Serialize for Attributes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
     }
 }
 
@@ -277,6 +361,7 @@ impl EventBus {
         if inner.ring.len() == RING_SIZE {
             inner.ring.pop_front();
         }
+        event.compact();
         let event = Arc::new(event);
         inner.ring.push_back(event.clone());
         // Sending under the lock keeps ring order and channel order the same.
@@ -419,7 +504,30 @@ mod tests {
         assert_eq!(sub.next().await.unwrap().action, "pull");
         let live = sub.next().await.unwrap();
         assert_eq!(live.action, "start");
-        assert_eq!(live.attributes["image"], "busybox");
+        assert_eq!(live.attributes.get("image"), Some("busybox"));
+    }
+
+    #[test]
+    fn attributes_pack_replace_and_sort() {
+        let mut e = Event::new("container", "start", "c1")
+            .attribute("name", "web")
+            .attribute("image", "busybox")
+            .attribute("", "empty key")
+            .attribute("name", "db");
+        assert_eq!(e.attributes.len(), 3);
+        assert_eq!(e.attributes.get("name"), Some("db"));
+        assert_eq!(e.attributes.get(""), Some("empty key"));
+        assert_eq!(e.attributes.get("nope"), None);
+        e.compact();
+        assert_eq!(
+            e.attributes.iter().collect::<Vec<_>>(),
+            [("", "empty key"), ("image", "busybox"), ("name", "db")]
+        );
+        assert_eq!(
+            serde_json::to_string(&e.attributes).unwrap(),
+            r#"{"":"empty key","image":"busybox","name":"db"}"#
+        );
+        assert!(Attributes::default().is_empty());
     }
 
     #[tokio::test]

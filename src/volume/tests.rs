@@ -368,21 +368,21 @@ async fn events_carry_dockerds_attributes() {
     s.prune(&Filters::default(), false).unwrap();
     let e = sub.next().await.unwrap();
     assert_eq!((e.action.as_str(), e.actor_id.as_str()), ("create", "ev"));
-    assert_eq!(e.attributes["driver"], "local");
+    assert_eq!(e.attributes.get("driver"), Some("local"));
     let e = sub.next().await.unwrap();
     assert_eq!(e.action, "mount");
-    assert_eq!(e.attributes["container"], "c1");
-    assert_eq!(e.attributes["destination"], "/data");
-    assert_eq!(e.attributes["read/write"], "false");
-    assert_eq!(e.attributes["driver"], "local");
+    assert_eq!(e.attributes.get("container"), Some("c1"));
+    assert_eq!(e.attributes.get("destination"), Some("/data"));
+    assert_eq!(e.attributes.get("read/write"), Some("false"));
+    assert_eq!(e.attributes.get("driver"), Some("local"));
     let e = sub.next().await.unwrap();
     assert_eq!(e.action, "unmount");
-    assert_eq!(e.attributes["container"], "c1");
+    assert_eq!(e.attributes.get("container"), Some("c1"));
     let e = sub.next().await.unwrap();
     assert_eq!((e.action.as_str(), e.actor_id.as_str()), ("destroy", "ev"));
     let e = sub.next().await.unwrap();
     assert_eq!(e.action, "prune");
-    assert_eq!(e.attributes["reclaimed"], "0");
+    assert_eq!(e.attributes.get("reclaimed"), Some("0"));
 }
 
 #[test]
