@@ -305,9 +305,11 @@ impl ContainerManager {
                 return;
             }
             let start = SystemTime::now();
+            // Boxed, as the exit handling in `spawn_watcher`: the task lives as long as the
+            // container runs, in one block of its future's largest size.
             let result = tokio::select! {
                 _ = &mut stop => return,
-                r = self.run_probe(&c, &probe) => r,
+                r = Box::pin(self.run_probe(&c, &probe)) => r,
             };
             if let Some(m) = self.metrics.get() {
                 m.health_check(result.is_err());

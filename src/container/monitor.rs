@@ -41,7 +41,11 @@ impl ContainerManager {
             if *lock(&c.generation) != generation {
                 return;
             }
-            this.on_exit(&c, status).await;
+            // Boxed: the task waits above for as long as the container runs, and tokio keeps
+            // a task in one block of its future's largest size. Inline, the exit's handling
+            // (the restart policy's whole start path) would make every running container's
+            // watcher that large.
+            Box::pin(this.on_exit(&c, status)).await;
         });
     }
 
@@ -127,7 +131,8 @@ impl ContainerManager {
                     return;
                 }
                 let _ = this.update(&c, |r| r.restart_count += 1);
-                if let Err(e) = this.start_locked(&c).await {
+                // Boxed: the task may sleep through a long back-off (see `spawn_watcher`).
+                if let Err(e) = Box::pin(this.start_locked(&c)).await {
                     tracing::warn!("restart {}: {e}", c.id);
                 }
             });
