@@ -157,14 +157,15 @@ fn run_prints_output_and_exit_codes() {
     let all = ok(b.docker_out(&["ps", "-aq"]));
     assert_eq!(all.lines().count(), 1, "{all}");
 
-    // The daemon started itself again with its glibc tunable (util::mem), and neither a
-    // container nor a supervisor inherits it.
+    // The daemon started itself again with its glibc tunables (util::mem), and neither a
+    // container nor a supervisor inherits them.
     let environ = std::fs::read(format!("/proc/{}/environ", b.pid())).unwrap();
     let environ = String::from_utf8_lossy(&environ);
     assert!(
         environ
             .split('\0')
-            .any(|v| v == "GLIBC_TUNABLES=glibc.malloc.tcache_max=128"),
+            .any(|v| v
+                == "GLIBC_TUNABLES=glibc.malloc.tcache_max=128:glibc.pthread.stack_cache_size=0"),
         "{environ}"
     );
     let env = ok(b.docker_out(&["run", "--rm", "busybox", "env"]));
