@@ -250,7 +250,7 @@ impl ContainerManager {
         if let Ok(c) = self.get(&container_id) {
             self.events_bus().publish(
                 self.event_for(&c.record(), "exec_detach")
-                    .attribute("execID", exec_id.to_string()),
+                    .attribute("execID", exec_id),
             );
         }
     }
@@ -515,7 +515,7 @@ impl ContainerManager {
         }
         self.events_bus().publish(
             self.event_for(&rec, &format!("exec_start: {}", cmd_text(&cfg)))
-                .attribute("execID", id.to_string()),
+                .attribute("execID", id),
         );
         Ok(ExecStream {
             tty,
@@ -580,7 +580,7 @@ impl ContainerManager {
             if let Ok(c) = self.get(&r.container_id) {
                 self.events_bus().publish(
                     self.event_for(&c.record(), "exec_die")
-                        .attribute("execID", exec_id.to_string())
+                        .attribute("execID", exec_id)
                         .attribute("exitCode", code.to_string()),
                 );
             }

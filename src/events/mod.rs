@@ -22,7 +22,7 @@ const RING_SIZE: usize = 1024;
 const CHANNEL_SIZE: usize = 1024;
 
 /// One event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Event {
     /// Object kind: `container`, `image`, `daemon`, ...
     pub kind: &'static str,
@@ -35,6 +35,29 @@ pub struct Event {
     /// Nanoseconds since the epoch.
     pub time_nano: i128,
     seq: u64,
+}
+
+impl Clone for Event {
+    fn clone(&self) -> Self {
+        Event {
+            kind: self.kind,
+            action: self.action.clone(),
+            actor_id: self.actor_id.clone(),
+            attributes: self.attributes.clone(),
+            time_nano: self.time_nano,
+            seq: self.seq,
+        }
+    }
+
+    /// Into the buffers `self` already has (the ring's slots are overwritten this way).
+    fn clone_from(&mut self, source: &Self) {
+        self.kind = source.kind;
+        self.action.clone_from(&source.action);
+        self.actor_id.clone_from(&source.actor_id);
+        self.attributes.clone_from(&source.attributes);
+        self.time_nano = source.time_nano;
+        self.seq = source.seq;
+    }
 }
 
 impl Event {
@@ -52,15 +75,6 @@ impl Event {
     pub fn attribute(mut self, key: impl AsRef<str>, value: impl AsRef<str>) -> Self {
         self.attributes.insert(key.as_ref(), value.as_ref());
         self
-    }
-
-    /// Its strings in allocations of their exact sizes, and its attributes sorted: what the
-    /// ring keeps for a long time should not hold spare capacity, and should be few blocks
-    /// (see [`Attributes`]).
-    fn compact(&mut self) {
-        self.action.shrink_to_fit();
-        self.actor_id.shrink_to_fit();
-        self.attributes.compact();
     }
 
     /// Whether the event passes `f`, as moby's `events.Filter.Include` decides.
@@ -114,13 +128,9 @@ impl Event {
     }
 }
 
-/// An event's attributes, packed: every key and value in one string, and where each ends.
-///
-/// The ring keeps the last [`RING_SIZE`] events for as long as the daemon runs, and events
-/// come and go all through a busy period. As a map of `String`s each event was a dozen small
-/// blocks spread over the heap, and the ring's turnover kept pages of it resident after the
-/// load had gone (docs/hardening.md, *Load and leaks*); packed, an event is a handful.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// An event's attributes, packed: every key and value in one string, and where each ends, so
+/// that an event is a few buffers the ring can reuse (see [`EventBus`]).
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Attributes {
     text: String,
     /// For each pair, where its key ends and where its value ends in `text`.
@@ -176,18 +186,35 @@ impl Attributes {
         self.ends.is_empty()
     }
 
-    /// Sorted by key, in blocks of exactly the size needed.
-    fn compact(&mut self) {
+    /// Sorted by key.
+    fn sort(&mut self) {
         let mut pairs: Vec<(&str, &str)> = self.iter().collect();
+        if pairs.windows(2).all(|w| w[0].0 <= w[1].0) {
+            return;
+        }
         pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut packed = Attributes {
+        let mut sorted = Attributes {
             text: String::with_capacity(self.text.len()),
             ends: Vec::with_capacity(pairs.len()),
         };
         for (k, v) in pairs {
-            packed.push(k, v);
+            sorted.push(k, v);
         }
-        *self = packed;
+        *self = sorted;
+    }
+}
+
+impl Clone for Attributes {
+    fn clone(&self) -> Self {
+        Attributes {
+            text: self.text.clone(),
+            ends: self.ends.clone(),
+        }
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        self.text.clone_from(&source.text);
+        self.ends.clone_from(&source.ends);
     }
 }
 
@@ -303,24 +330,64 @@ fn parse_unix_timestamp(value: &str) -> Result<SystemTime, String> {
         .ok_or_else(|| format!("invalid seconds {s:?}: value out of range"))
 }
 
+/// The ring: event `seq` sits in slot `(seq - 1) % RING_SIZE` until a later event takes the
+/// slot over.
 struct Inner {
-    ring: VecDeque<Arc<Event>>,
+    ring: Vec<Event>,
+    /// The slots not yet used, made with the bus.
+    spare: Vec<Event>,
     next_seq: u64,
 }
 
+impl Inner {
+    /// The oldest sequence number still in the ring.
+    fn oldest(&self) -> u64 {
+        self.next_seq - self.ring.len() as u64
+    }
+
+    fn get(&self, seq: u64) -> Option<&Event> {
+        if seq < self.oldest() || seq >= self.next_seq {
+            return None;
+        }
+        self.ring.get(((seq - 1) % RING_SIZE as u64) as usize)
+    }
+}
+
 /// The event bus.
+///
+/// The ring's [`RING_SIZE`] slots are allocated when the bus is made and then overwritten in
+/// place, each into the buffers it already has ([`Event::clone_from`]); subscribers learn of a
+/// new event by its sequence number and copy it out of the ring. So publishing allocates
+/// nothing that outlives the call. Events are published all through a busy period: as objects
+/// of their own, the last thousand of them stayed spread over the heap after a load had gone,
+/// each keeping a page of it resident (heaptrack: half of what a load left allocated;
+/// docs/hardening.md, *Load and leaks*).
 pub struct EventBus {
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
     image_repository: ImageRepository,
-    tx: broadcast::Sender<Arc<Event>>,
+    tx: broadcast::Sender<u64>,
     closed: tokio::sync::watch::Sender<bool>,
     /// Called for every event published (the daemon's `engine_daemon_events_total`).
     on_publish: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
+/// The buffers each slot starts with, sized for a typical event (a container's ID, a short
+/// action, its name and image and a few labels), so that most events fit without growing them.
+const SLOT_ACTION: usize = 16;
+const SLOT_ACTOR: usize = 64;
+const SLOT_TEXT: usize = 160;
+const SLOT_PAIRS: usize = 6;
+
 impl Default for EventBus {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+fn lock_inner(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
@@ -333,12 +400,26 @@ impl EventBus {
     /// A bus whose `image` filter also matches the repository `image_repository` gives.
     pub fn with_image_repository(image_repository: ImageRepository) -> Self {
         let (tx, _) = broadcast::channel(CHANNEL_SIZE);
+        let ring = (0..RING_SIZE)
+            .map(|_| Event {
+                kind: "",
+                action: String::with_capacity(SLOT_ACTION),
+                actor_id: String::with_capacity(SLOT_ACTOR),
+                attributes: Attributes {
+                    text: String::with_capacity(SLOT_TEXT),
+                    ends: Vec::with_capacity(SLOT_PAIRS),
+                },
+                time_nano: 0,
+                seq: 0,
+            })
+            .collect::<Vec<_>>();
         EventBus {
             image_repository,
-            inner: Mutex::new(Inner {
-                ring: VecDeque::with_capacity(RING_SIZE),
+            inner: Arc::new(Mutex::new(Inner {
+                ring: Vec::with_capacity(RING_SIZE),
+                spare: ring,
                 next_seq: 1,
-            }),
+            })),
             tx,
             closed: tokio::sync::watch::channel(false).0,
             on_publish: std::sync::OnceLock::new(),
@@ -352,20 +433,21 @@ impl EventBus {
 
     /// Record an event and hand it to every subscriber.
     pub fn publish(&self, mut event: Event) {
-        let mut inner = match self.inner.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        event.seq = inner.next_seq;
+        event.attributes.sort();
+        let mut inner = lock_inner(&self.inner);
+        let seq = inner.next_seq;
+        event.seq = seq;
         inner.next_seq += 1;
-        if inner.ring.len() == RING_SIZE {
-            inner.ring.pop_front();
+        let slot = ((seq - 1) % RING_SIZE as u64) as usize;
+        if slot < inner.ring.len() {
+            inner.ring[slot].clone_from(&event);
+        } else {
+            let mut e = inner.spare.pop().unwrap_or_else(|| event.clone());
+            e.clone_from(&event);
+            inner.ring.push(e);
         }
-        event.compact();
-        let event = Arc::new(event);
-        inner.ring.push_back(event.clone());
         // Sending under the lock keeps ring order and channel order the same.
-        let _ = self.tx.send(event);
+        let _ = self.tx.send(seq);
         drop(inner);
         if let Some(f) = self.on_publish.get() {
             f();
@@ -385,21 +467,17 @@ impl EventBus {
 
     /// Subscribe: past events in `[since, until]` first, then live ones until `until`.
     pub fn subscribe(&self, query: EventQuery) -> Subscription {
-        let inner = match self.inner.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let inner = lock_inner(&self.inner);
         let rx = self.tx.subscribe();
         let mut replay = VecDeque::new();
         if query.since.is_some() || query.until.is_some() {
             let since = query.since.map(unix_nanos).unwrap_or(0);
             let until = query.until.map(unix_nanos).unwrap_or(i128::MAX);
             replay.extend(
-                inner
-                    .ring
-                    .iter()
+                (inner.oldest()..inner.next_seq)
+                    .filter_map(|seq| inner.get(seq))
                     .filter(|e| e.time_nano >= since && e.time_nano <= until)
-                    .cloned(),
+                    .map(|e| Arc::new(e.clone())),
             );
         }
         let last_seq = inner.next_seq - 1;
@@ -407,6 +485,7 @@ impl EventBus {
         Subscription {
             replay,
             rx: live.then_some(rx),
+            ring: self.inner.clone(),
             last_seq,
             query,
             image_repository: self.image_repository,
@@ -418,7 +497,8 @@ impl EventBus {
 /// One client's view of the bus.
 pub struct Subscription {
     replay: VecDeque<Arc<Event>>,
-    rx: Option<broadcast::Receiver<Arc<Event>>>,
+    rx: Option<broadcast::Receiver<u64>>,
+    ring: Arc<Mutex<Inner>>,
     last_seq: u64,
     query: EventQuery,
     image_repository: ImageRepository,
@@ -455,8 +535,13 @@ impl Subscription {
                 }
             };
             match received {
-                Ok(e) if e.seq <= self.last_seq => continue,
-                Ok(e) => {
+                Ok(seq) if seq <= self.last_seq => continue,
+                Ok(seq) => {
+                    // Copied out under the lock; gone if the ring has come round since.
+                    let Some(e) = lock_inner(&self.ring).get(seq).cloned() else {
+                        tracing::warn!("events subscriber fell behind and skipped an event");
+                        continue;
+                    };
                     if let Some(until) = self.query.until {
                         if e.time_nano > unix_nanos(until) {
                             self.rx = None;
@@ -464,7 +549,7 @@ impl Subscription {
                         }
                     }
                     if e.matches(&self.query.filters, self.image_repository) {
-                        return Some(e);
+                        return Some(Arc::new(e));
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -518,7 +603,7 @@ mod tests {
         assert_eq!(e.attributes.get("name"), Some("db"));
         assert_eq!(e.attributes.get(""), Some("empty key"));
         assert_eq!(e.attributes.get("nope"), None);
-        e.compact();
+        e.attributes.sort();
         assert_eq!(
             e.attributes.iter().collect::<Vec<_>>(),
             [("", "empty key"), ("image", "busybox"), ("name", "db")]
@@ -685,7 +770,49 @@ mod tests {
         }
         let inner = bus.inner.lock().unwrap();
         assert_eq!(inner.ring.len(), RING_SIZE);
+        assert!(inner.spare.is_empty());
         const { assert!(RING_SIZE >= 1000) };
-        assert_eq!(inner.ring.front().unwrap().actor_id, "v10");
+        assert_eq!(inner.get(inner.oldest()).unwrap().actor_id, "v10");
+        assert_eq!(inner.get(inner.oldest() - 1), None);
+        assert_eq!(
+            inner.get(inner.next_seq - 1).unwrap().actor_id,
+            format!("v{}", RING_SIZE + 9)
+        );
+        assert_eq!(inner.get(inner.next_seq), None);
+    }
+
+    #[tokio::test]
+    async fn overwritten_slots_reuse_their_buffers_and_lagging_readers_skip() {
+        let bus = EventBus::new();
+        let mut sub = bus.subscribe(q(None, None, None));
+        bus.publish(
+            Event::new("container", "start", "c".repeat(64))
+                .attribute("name", "web")
+                .attribute("image", "busybox"),
+        );
+        let first = sub.next().await.unwrap();
+        assert_eq!(first.attributes.get("name"), Some("web"));
+        // The same slot, RING_SIZE events later: its buffers are kept, not made anew.
+        let (text, actor) = {
+            let inner = bus.inner.lock().unwrap();
+            (
+                inner.ring[0].attributes.text.as_ptr(),
+                inner.ring[0].actor_id.as_ptr(),
+            )
+        };
+        for i in 0..RING_SIZE {
+            bus.publish(Event::new("container", "die", format!("{i:064}")).attribute("name", "x"));
+        }
+        {
+            let inner = bus.inner.lock().unwrap();
+            assert_eq!(inner.ring[0].actor_id, format!("{:064}", RING_SIZE - 1));
+            assert_eq!(inner.ring[0].attributes.text.as_ptr(), text);
+            assert_eq!(inner.ring[0].actor_id.as_ptr(), actor);
+        }
+        // The subscriber read one event; the rest of the channel has been overwritten but
+        // the newest RING_SIZE are still there: it reads them in order.
+        let next = sub.next().await.unwrap();
+        assert_eq!(next.action, "die");
+        assert_eq!(next.actor_id, format!("{:064}", 0));
     }
 }
