@@ -7,11 +7,14 @@
 //! The `tag` option is a Go template over the container (`{{.Name}}`, `{{.ID}}`, ...). berth
 //! renders the forms Docker documents: text, `{{.Field}}` (with `-` trim markers) and the
 //! `lower`, `upper` and `title` functions, piped (`{{.Name | upper}}`) or called
-//! (`{{upper .Name}}`). Any other template action is refused with a message that says so.
+//! (`{{upper .Name}}`). A tag with any other template action is left out (with a warning):
+//! the container still starts. What dockerd refuses (an unknown field or function, an
+//! unclosed action, a bad regex) fails the start with dockerd's text.
 
 use std::collections::{BTreeMap, HashMap};
 
 use super::LogError;
+use crate::errors::{ErrorKind, Kinded};
 
 /// The container as its logger sees it (dockerd's `logger.Info`).
 #[derive(Debug, Clone, Default)]
@@ -75,9 +78,17 @@ pub fn attributes(
     }
     // json-file has no default tag: only one the user asked for.
     if let Some(t) = opts.get("tag").filter(|s| !s.is_empty()) {
-        let tag = render_tag(t, info)?;
-        if !tag.is_empty() {
-            extra.insert("tag".to_string(), tag);
+        match render_tag(t, info) {
+            Ok(tag) if !tag.is_empty() => {
+                extra.insert("tag".to_string(), tag);
+            }
+            Ok(_) => {}
+            // A template dockerd would render but berth cannot: the log goes on without the
+            // tag rather than the container not starting.
+            Err(e) if e.kind() == ErrorKind::NotImplemented => {
+                tracing::warn!(container = info.id, "log tag left out: {e}");
+            }
+            Err(e) => return Err(e),
         }
     }
     Ok(extra)
@@ -259,10 +270,14 @@ fn title(s: &str) -> String {
     out
 }
 
+/// A template action dockerd knows and berth does not render ([`ErrorKind::NotImplemented`]).
 fn unsupported(action: &str) -> LogError {
-    tag_error(format!(
-        "log-tag: {{{{{action}}}}} is not supported by berth: a log tag may use {{{{.Field}}}} and the lower, upper and title functions"
-    ))
+    LogError::new(
+        ErrorKind::NotImplemented,
+        format!(
+            "template: log-tag: {{{{{action}}}}} is not supported by berth: a log tag may use {{{{.Field}}}} and the lower, upper and title functions"
+        ),
+    )
 }
 
 /// The attributes as dockerd's json-file logger stores them: Go's `json.Marshal` of the map
@@ -344,13 +359,7 @@ fn query_escape(s: &str, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn opts(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::logger::tests::opts;
 
     fn info<'a>(labels: &'a HashMap<String, String>, env: &'a [String]) -> LogInfo<'a> {
         LogInfo {
@@ -447,6 +456,10 @@ mod tests {
             .contains("is not supported by berth"));
         let a = attributes(&opts(&[("tag", "{{.Name}}")]), &i).unwrap();
         assert_eq!(a["tag"], "web");
+        // What berth cannot render leaves the tag out; what dockerd refuses fails.
+        let a = attributes(&opts(&[("tag", "{{if .Name}}x{{end}}"), ("env", "")]), &i).unwrap();
+        assert!(a.is_empty(), "{a:?}");
+        assert!(attributes(&opts(&[("tag", "{{.Nope}}")]), &i).is_err());
     }
 
     #[test]

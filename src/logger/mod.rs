@@ -383,7 +383,8 @@ mod tests {
     use crate::errors::{ErrorKind, Kinded};
     use std::time::{Duration, UNIX_EPOCH};
 
-    fn opts(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    /// Log options from pairs (shared with the `attrs` tests).
+    pub(super) fn opts(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
