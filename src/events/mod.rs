@@ -1,8 +1,9 @@
 //! The daemon's event bus: every manager publishes here, `GET /events` subscribes.
 //!
-//! Recent events are kept in a ring so that `since` can replay them; live events fan out through
-//! a broadcast channel. Ring and channel share each event (`Arc`). A subscriber that falls too
-//! far behind skips what it missed rather than slowing publishers down.
+//! Recent events are kept in a ring so that `since` can replay them; a broadcast channel tells
+//! live subscribers each new event's sequence number, and they copy the event out of the ring
+//! (see [`EventBus`]). A subscriber that falls too far behind skips what it missed rather than
+//! slowing publishers down.
 
 pub mod backend;
 
