@@ -35,7 +35,6 @@ pub struct Event {
     pub attributes: Attributes,
     /// Nanoseconds since the epoch.
     pub time_nano: i128,
-    seq: u64,
 }
 
 impl Clone for Event {
@@ -46,7 +45,6 @@ impl Clone for Event {
             actor_id: self.actor_id.clone(),
             attributes: self.attributes.clone(),
             time_nano: self.time_nano,
-            seq: self.seq,
         }
     }
 
@@ -57,7 +55,6 @@ impl Clone for Event {
         self.actor_id.clone_from(&source.actor_id);
         self.attributes.clone_from(&source.attributes);
         self.time_nano = source.time_nano;
-        self.seq = source.seq;
     }
 }
 
@@ -69,7 +66,6 @@ impl Event {
             actor_id: actor_id.into(),
             attributes: Attributes::default(),
             time_nano: unix_nanos(SystemTime::now()),
-            seq: 0,
         }
     }
 
@@ -142,18 +138,17 @@ impl Attributes {
     /// Set `key` to `value` (replacing an earlier value, as a map does).
     pub fn insert(&mut self, key: &str, value: &str) {
         if self.get(key).is_some() {
-            let pairs: Vec<(String, String)> = self
-                .iter()
-                .filter(|(k, _)| *k != key)
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            self.text.clear();
-            self.ends.clear();
-            for (k, v) in &pairs {
-                self.push(k, v);
-            }
+            *self = Attributes::from_pairs(self.iter().filter(|(k, _)| *k != key));
         }
         self.push(key, value);
+    }
+
+    fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Attributes {
+        let mut a = Attributes::default();
+        for (k, v) in pairs {
+            a.push(k, v);
+        }
+        a
     }
 
     fn push(&mut self, key: &str, value: &str) {
@@ -194,14 +189,7 @@ impl Attributes {
             return;
         }
         pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut sorted = Attributes {
-            text: String::with_capacity(self.text.len()),
-            ends: Vec::with_capacity(pairs.len()),
-        };
-        for (k, v) in pairs {
-            sorted.push(k, v);
-        }
-        *self = sorted;
+        *self = Attributes::from_pairs(pairs);
     }
 }
 
@@ -331,19 +319,17 @@ fn parse_unix_timestamp(value: &str) -> Result<SystemTime, String> {
         .ok_or_else(|| format!("invalid seconds {s:?}: value out of range"))
 }
 
-/// The ring: event `seq` sits in slot `(seq - 1) % RING_SIZE` until a later event takes the
-/// slot over.
+/// The ring: [`RING_SIZE`] slots, made with the bus; event `seq` sits in slot
+/// `(seq - 1) % RING_SIZE` until a later event takes the slot over.
 struct Inner {
     ring: Vec<Event>,
-    /// The slots not yet used, made with the bus.
-    spare: Vec<Event>,
     next_seq: u64,
 }
 
 impl Inner {
-    /// The oldest sequence number still in the ring.
+    /// The oldest sequence number still in the ring (`next_seq` while it is empty).
     fn oldest(&self) -> u64 {
-        self.next_seq - self.ring.len() as u64
+        self.next_seq - (self.next_seq - 1).min(RING_SIZE as u64)
     }
 
     fn get(&self, seq: u64) -> Option<&Event> {
@@ -411,16 +397,11 @@ impl EventBus {
                     ends: Vec::with_capacity(SLOT_PAIRS),
                 },
                 time_nano: 0,
-                seq: 0,
             })
             .collect::<Vec<_>>();
         EventBus {
             image_repository,
-            inner: Arc::new(Mutex::new(Inner {
-                ring: Vec::with_capacity(RING_SIZE),
-                spare: ring,
-                next_seq: 1,
-            })),
+            inner: Arc::new(Mutex::new(Inner { ring, next_seq: 1 })),
             tx,
             closed: tokio::sync::watch::channel(false).0,
             on_publish: std::sync::OnceLock::new(),
@@ -437,16 +418,9 @@ impl EventBus {
         event.attributes.sort();
         let mut inner = lock_inner(&self.inner);
         let seq = inner.next_seq;
-        event.seq = seq;
         inner.next_seq += 1;
         let slot = ((seq - 1) % RING_SIZE as u64) as usize;
-        if slot < inner.ring.len() {
-            inner.ring[slot].clone_from(&event);
-        } else {
-            let mut e = inner.spare.pop().unwrap_or_else(|| event.clone());
-            e.clone_from(&event);
-            inner.ring.push(e);
-        }
+        inner.ring[slot].clone_from(&event);
         // Sending under the lock keeps ring order and channel order the same.
         let _ = self.tx.send(seq);
         drop(inner);
@@ -771,7 +745,7 @@ mod tests {
         }
         let inner = bus.inner.lock().unwrap();
         assert_eq!(inner.ring.len(), RING_SIZE);
-        assert!(inner.spare.is_empty());
+        assert_eq!(inner.next_seq - inner.oldest(), RING_SIZE as u64);
         const { assert!(RING_SIZE >= 1000) };
         assert_eq!(inner.get(inner.oldest()).unwrap().actor_id, "v10");
         assert_eq!(inner.get(inner.oldest() - 1), None);
