@@ -649,11 +649,7 @@ pub fn jsonfile(data: &[u8]) {
         }
         // An entry written again reads back the same.
         let mut buf = Vec::new();
-        let attrs = if e.attrs.is_empty() {
-            Vec::new()
-        } else {
-            crate::logger::attrs::encode(&e.attrs)
-        };
+        let attrs = crate::logger::attrs::encode(&e.attrs);
         encode_entry(&mut buf, &e.line, e.stream, &attrs, e.time);
         fs::write(&path, &buf).unwrap();
         let _ = fs::remove_file(root.join("c-json.log.1"));

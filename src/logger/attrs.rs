@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::jsonfile::write_json_string;
 use super::LogError;
 use crate::errors::{ErrorKind, Kinded};
 
@@ -42,40 +43,16 @@ pub fn attributes(
     info: &LogInfo<'_>,
 ) -> Result<BTreeMap<String, String>, LogError> {
     let mut extra = BTreeMap::new();
-    let empty = HashMap::new();
-    let labels = info.labels.unwrap_or(&empty);
-    if let Some(list) = opts.get("labels").filter(|s| !s.is_empty()) {
-        for key in list.split(',') {
-            if let Some(v) = labels.get(key) {
-                extra.insert(key.to_string(), v.clone());
-            }
-        }
-    }
-    if let Some(re) = opts.get("labels-regex").filter(|s| !s.is_empty()) {
-        let re = compile(re)?;
-        for (k, v) in labels {
-            if re.is_match(k) {
-                extra.insert(k.clone(), v.clone());
-            }
-        }
-    }
+    let labels: HashMap<&str, &str> = info
+        .labels
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    pick(&mut extra, opts, "labels", "labels-regex", &labels)?;
     // The last of repeated keys wins, as in Go's map.
     let env: HashMap<&str, &str> = info.env.iter().filter_map(|e| e.split_once('=')).collect();
-    if let Some(list) = opts.get("env").filter(|s| !s.is_empty()) {
-        for key in list.split(',') {
-            if let Some(v) = env.get(key) {
-                extra.insert(key.to_string(), v.to_string());
-            }
-        }
-    }
-    if let Some(re) = opts.get("env-regex").filter(|s| !s.is_empty()) {
-        let re = compile(re)?;
-        for (k, v) in &env {
-            if re.is_match(k) {
-                extra.insert(k.to_string(), v.to_string());
-            }
-        }
-    }
+    pick(&mut extra, opts, "env", "env-regex", &env)?;
     // json-file has no default tag: only one the user asked for.
     if let Some(t) = opts.get("tag").filter(|s| !s.is_empty()) {
         match render_tag(t, info) {
@@ -92,6 +69,33 @@ pub fn attributes(
         }
     }
     Ok(extra)
+}
+
+/// Into `extra`: the entries of `from` named in the comma-separated option `list`, then those
+/// whose names match the option `regex` (dockerd's order: a later one overwrites).
+fn pick(
+    extra: &mut BTreeMap<String, String>,
+    opts: &HashMap<String, String>,
+    list: &str,
+    regex: &str,
+    from: &HashMap<&str, &str>,
+) -> Result<(), LogError> {
+    if let Some(names) = opts.get(list).filter(|s| !s.is_empty()) {
+        for key in names.split(',') {
+            if let Some(v) = from.get(key) {
+                extra.insert(key.to_string(), v.to_string());
+            }
+        }
+    }
+    if let Some(re) = opts.get(regex).filter(|s| !s.is_empty()) {
+        let re = compile(re)?;
+        for (k, v) in from {
+            if re.is_match(k) {
+                extra.insert(k.to_string(), v.to_string());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A Go `regexp` (RE2 syntax, which the `regex` crate shares), with Go's error prefix.
@@ -281,48 +285,24 @@ fn unsupported(action: &str) -> LogError {
 }
 
 /// The attributes as dockerd's json-file logger stores them: Go's `json.Marshal` of the map
-/// (keys sorted; `<`, `>`, `&` escaped).
+/// (keys sorted; `<`, `>`, `&` escaped), or nothing at all when there are none (dockerd writes
+/// no `attrs` then).
 pub fn encode(attrs: &BTreeMap<String, String>) -> Vec<u8> {
+    if attrs.is_empty() {
+        return Vec::new();
+    }
     let mut buf = Vec::with_capacity(64);
     buf.push(b'{');
     for (i, (k, v)) in attrs.iter().enumerate() {
         if i > 0 {
             buf.push(b',');
         }
-        go_json_string(&mut buf, k);
+        write_json_string(&mut buf, k.as_bytes(), true);
         buf.push(b':');
-        go_json_string(&mut buf, v);
+        write_json_string(&mut buf, v.as_bytes(), true);
     }
     buf.push(b'}');
     buf
-}
-
-/// A string as Go's `encoding/json` writes it (HTML-safe).
-fn go_json_string(buf: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    buf.push(b'"');
-    for c in s.chars() {
-        match c {
-            '"' => buf.extend_from_slice(b"\\\""),
-            '\\' => buf.extend_from_slice(b"\\\\"),
-            '\n' => buf.extend_from_slice(b"\\n"),
-            '\r' => buf.extend_from_slice(b"\\r"),
-            '\t' => buf.extend_from_slice(b"\\t"),
-            '\u{2028}' => buf.extend_from_slice(b"\\u2028"),
-            '\u{2029}' => buf.extend_from_slice(b"\\u2029"),
-            c if (c as u32) < 0x20 || matches!(c, '<' | '>' | '&') => {
-                let b = c as u8;
-                buf.extend_from_slice(b"\\u00");
-                buf.push(HEX[usize::from(b >> 4)]);
-                buf.push(HEX[usize::from(b & 0xf)]);
-            }
-            c => {
-                let mut tmp = [0u8; 4];
-                buf.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
-            }
-        }
-    }
-    buf.push(b'"');
 }
 
 /// What `docker logs --details` prints before a line (dockerd's `attrsByteSlice` and the
@@ -480,6 +460,6 @@ mod tests {
         let mut out = Vec::new();
         details_prefix(&BTreeMap::new(), &mut out);
         assert_eq!(out, b" ");
-        assert_eq!(encode(&BTreeMap::new()), b"{}");
+        assert_eq!(encode(&BTreeMap::new()), b"");
     }
 }

@@ -18,8 +18,7 @@ const SCAN_BLOCK: usize = 64 * 1024;
 
 /// Append one entry (with its trailing newline) to `buf`, byte for byte as dockerd's
 /// `jsonlog.JSONLogs.MarshalJSONBuf` does (an empty `line` omits `"log"`). `attrs` is the
-/// entry's attributes already encoded as a JSON object ([`crate::logger::attrs::encode`]),
-/// or empty for none.
+/// entry's attributes as [`crate::logger::attrs::encode`] gives them (empty for none).
 pub fn encode_entry(
     buf: &mut Vec<u8>,
     line: &[u8],
@@ -30,26 +29,27 @@ pub fn encode_entry(
     buf.push(b'{');
     if !line.is_empty() {
         buf.extend_from_slice(b"\"log\":");
-        write_json_string(buf, line);
+        write_json_string(buf, line, false);
         buf.push(b',');
     }
     buf.extend_from_slice(b"\"stream\":\"");
     buf.extend_from_slice(stream.as_str().as_bytes());
+    buf.push(b'"');
     if !attrs.is_empty() {
-        buf.extend_from_slice(b"\",\"attrs\":");
+        buf.extend_from_slice(b",\"attrs\":");
         buf.extend_from_slice(attrs);
-        buf.extend_from_slice(b",\"time\":\"");
-    } else {
-        buf.extend_from_slice(b"\",\"time\":\"");
     }
+    buf.extend_from_slice(b",\"time\":\"");
     buf.extend_from_slice(format_rfc3339_nano(time).as_bytes());
     buf.extend_from_slice(b"\"}\n");
 }
 
 /// A JSON string as dockerd's `ffjsonWriteJSONBytesAsString`: `"`, `\` escaped; `\n`, `\r`
 /// short; other control characters and `<`, `>`, `&` as `\u00XX`; U+2028/U+2029 escaped;
-/// each byte that does not start a valid UTF-8 sequence becomes `\ufffd`.
-fn write_json_string(buf: &mut Vec<u8>, s: &[u8]) {
+/// each byte that does not start a valid UTF-8 sequence becomes `\ufffd`. With `short_tab`, a
+/// tab is `\t`: Go's `encoding/json`, which writes the same for a valid UTF-8 string otherwise
+/// (the attributes, [`crate::logger::attrs::encode`]).
+pub(in crate::logger) fn write_json_string(buf: &mut Vec<u8>, s: &[u8], short_tab: bool) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     buf.push(b'"');
     let mut start = 0;
@@ -69,6 +69,7 @@ fn write_json_string(buf: &mut Vec<u8>, s: &[u8]) {
                 }
                 b'\n' => buf.extend_from_slice(b"\\n"),
                 b'\r' => buf.extend_from_slice(b"\\r"),
+                b'\t' if short_tab => buf.extend_from_slice(b"\\t"),
                 _ => {
                     buf.extend_from_slice(b"\\u00");
                     buf.push(HEX[usize::from(b >> 4)]);

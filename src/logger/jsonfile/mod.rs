@@ -21,6 +21,7 @@ mod format;
 mod reader;
 mod writer;
 
+pub(in crate::logger) use format::write_json_string;
 pub use format::{encode_entry, LogEntry};
 pub use reader::{read, read_and_follow, Follower, ReadOptions};
 pub use writer::{Writer, BUF_SIZE};

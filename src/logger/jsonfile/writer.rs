@@ -78,11 +78,7 @@ impl Writer {
     /// Record `attrs` with every entry from now on (json-file's `attrs`); none when empty.
     pub fn with_attrs(mut self, attrs: &BTreeMap<String, String>) -> Writer {
         if let Some(sink) = self.sink.as_mut() {
-            sink.attrs = if attrs.is_empty() {
-                Vec::new()
-            } else {
-                crate::logger::attrs::encode(attrs)
-            };
+            sink.attrs = crate::logger::attrs::encode(attrs);
         }
         self
     }
