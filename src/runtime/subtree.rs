@@ -36,8 +36,9 @@ use crate::util::fs::{ensure_dir, is_mount_point, MountEntry};
 pub const SHED_ABOVE: usize = 100;
 
 /// Make `dir` (created with `mode` if missing) a private bind mount of itself, and return its
-/// canonical path. `table` is the mount table ([`crate::util::fs::mount_table`], read once for several calls:
-/// it is long on a host with many containers). `None` when `dir` stays as it is:
+/// canonical path. `table` is the mount table ([`crate::util::fs::mount_table`], read once
+/// for several calls: it is long on a host with many containers). `None` when `dir` stays as
+/// it is:
 /// - it is a mount point of another shape (the host's own mount, or a shared one);
 /// - it is not a mount point but has mounts below it (left by a berthd from before this
 ///   existed, still in use): a bind over it would hide them.
