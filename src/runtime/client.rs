@@ -7,7 +7,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
 use super::error::RuntimeError;
@@ -200,14 +200,15 @@ fn reply_error(reply: Reply) -> RuntimeError {
 }
 
 /// A `watch` connection: events until the supervisor goes.
+///
+/// The connection is read without a buffer of its own: its frames are a few small events over
+/// the container's life (two reads each), and every running container keeps the connection
+/// for as long as it runs. A buffer (tokio's default is 8 KiB; 512 bytes later) was one more
+/// object per container remade at each restart wherever the heap had room, each keeping a page
+/// of it resident after a load (docs/hardening.md, *Load and leaks*).
 pub struct Watch {
-    reader: AsyncBufReader<UnixStream>,
+    stream: UnixStream,
 }
-
-/// A watch connection's read buffer. Its frames are a few small events over the container's
-/// life, and every running container keeps one for as long as it runs: tokio's default of
-/// 8 KiB was 400 KB with 50 containers, remade wherever the heap had room at each restart.
-const WATCH_BUFFER: usize = 512;
 
 pub(super) async fn watch(state_dir: &Path) -> Result<Watch, RuntimeError> {
     let mut s = connect(state_dir).await?;
@@ -216,9 +217,7 @@ pub(super) async fn watch(state_dir: &Path) -> Result<Watch, RuntimeError> {
     if !reply.ok {
         return Err(reply_error(reply));
     }
-    Ok(Watch {
-        reader: AsyncBufReader::with_capacity(WATCH_BUFFER, s),
-    })
+    Ok(Watch { stream: s })
 }
 
 impl Watch {
@@ -226,13 +225,13 @@ impl Watch {
     pub async fn next(&mut self) -> Option<Event> {
         loop {
             let mut header = [0u8; proto::HEADER];
-            self.reader.read_exact(&mut header).await.ok()?;
+            self.stream.read_exact(&mut header).await.ok()?;
             let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
             if len > 1 << 20 {
                 return None;
             }
             let mut payload = vec![0u8; len];
-            self.reader.read_exact(&mut payload).await.ok()?;
+            self.stream.read_exact(&mut payload).await.ok()?;
             if header[0] == proto::EVENT {
                 if let Ok(ev) = serde_json::from_slice(&payload) {
                     return Some(ev);
@@ -243,8 +242,8 @@ impl Watch {
 
     /// Wait for the supervisor to close the connection (after the last event).
     pub async fn closed(&mut self) {
-        let mut sink = Vec::new();
-        let _ = self.reader.read_until(0xff, &mut sink).await;
+        let mut sink = [0u8; 64];
+        while matches!(self.stream.read(&mut sink).await, Ok(n) if n > 0) {}
     }
 }
 
