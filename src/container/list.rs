@@ -59,13 +59,15 @@ impl Variant {
 }
 
 /// One container's serialised `docker ps` entry, without its `Status` (which says how long
-/// ago, so changes by itself): `head` is `{"Id":…,"State":"…"`, `tail` is
+/// ago, so changes by itself): `bytes[..split]` is `{"Id":…,"State":"…"`, `bytes[split..]` is
 /// `,"HostConfig":…}`. Kept per record generation and variant (`RecordRead::cached_summary`),
-/// so it is rebuilt after any change of the record or of its endpoints.
+/// so it is rebuilt after any change of the record or of its endpoints. One buffer, not two:
+/// fragments rebuilt during a busy period outlive it, and each object made then keeps a page
+/// of the heap resident (docs/hardening.md, *Load and leaks*).
 #[derive(Debug)]
 pub struct Fragment {
-    head: Vec<u8>,
-    tail: Vec<u8>,
+    bytes: Box<[u8]>,
+    split: usize,
 }
 
 impl Fragment {
@@ -91,27 +93,33 @@ impl Fragment {
             health: s.health,
             ..Default::default()
         };
-        let enc = |v: &ContainerSummary| {
-            serde_json::to_vec(v)
+        let enc = |out: &mut Vec<u8>, v: &ContainerSummary| {
+            serde_json::to_writer(out, v)
                 .map_err(|e| ContainerError::internal(format!("encode container summary: {e}")))
         };
-        let mut head = enc(&head)?;
-        let mut tail = enc(&tail)?;
-        // `{…}` minus its closing brace, and `{…}` minus its opening one: the `Id` and the
+        // `{…}` minus its closing brace, then `{…}` minus its opening one: the `Id` and the
         // `HostConfig` are always there, so neither object is empty.
-        head.pop();
-        tail.remove(0);
-        Ok(Fragment { head, tail })
+        let mut bytes = Vec::with_capacity(1024);
+        enc(&mut bytes, &head)?;
+        bytes.pop();
+        let split = bytes.len();
+        enc(&mut bytes, &tail)?;
+        bytes.remove(split);
+        Ok(Fragment {
+            bytes: bytes.into_boxed_slice(),
+            split,
+        })
     }
 
     /// Append the entry with its `Status`.
     pub fn write(&self, out: &mut Vec<u8>, status: &str) {
-        out.extend_from_slice(&self.head);
+        let (head, tail) = self.bytes.split_at(self.split);
+        out.extend_from_slice(head);
         out.extend_from_slice(b",\"Status\":");
         // A string always encodes.
         let _ = serde_json::to_writer(&mut *out, status);
         out.push(b',');
-        out.extend_from_slice(&self.tail);
+        out.extend_from_slice(tail);
     }
 }
 

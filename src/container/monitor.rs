@@ -75,10 +75,10 @@ impl ContainerManager {
                 Status::Exited
             };
             r.state.exit_code = status.exit_code as i64;
-            r.state.finished_at = status.finished_at.clone();
+            r.state.finished_at.clone_from(&status.finished_at);
             r.state.oom_killed = status.oom_killed;
             r.state.pid = 0;
-            r.state.error = status.error.clone();
+            r.state.error.clone_from(&status.error);
             r.state.restart_pending = will_restart;
         });
         let r = match r {

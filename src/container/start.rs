@@ -210,7 +210,8 @@ impl ContainerManager {
         let saved = self.update(c, |r| {
             r.state.status = Status::Running;
             r.state.pid = pid as i64;
-            r.state.started_at = now.clone();
+            // Into the buffer the record has: a start allocates nothing that outlives it.
+            r.state.started_at.clone_from(&now);
             r.state.has_been_started = true;
             r.state.error.clear();
             r.state.exit_code = 0;
