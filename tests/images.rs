@@ -15,6 +15,99 @@ fn ready() -> bool {
 }
 const NOT_READY: &str = "needs root, the docker CLI and Debian's busybox-static";
 
+/// `docker import <URL>`: berthd downloads the archive (here from a server of the test's own on
+/// 127.0.0.1), with dockerd's messages, comment and errors.
+#[test]
+fn import_from_a_url() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    let rootfs = std::fs::read(busybox_rootfs_tar(b.dir.path())).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            use std::io::{BufRead, Write};
+            let mut conn = conn;
+            let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            // The rest of the head.
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) <= 2 {
+                    break;
+                }
+            }
+            let (status, body): (&str, &[u8]) = if line.starts_with("GET /rootfs.tar ") {
+                ("200 OK", &rootfs)
+            } else {
+                ("404 Not Found", b"no such file\n")
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(body);
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/rootfs.tar");
+    let out = ok(b.docker_out(&["import", &url, "fromurl:1"]));
+    // As with dockerd: where it downloads from, then the ID.
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[0], format!("Downloading from {url}"));
+    let id = lines[1];
+    assert!(id.starts_with("sha256:"), "{out}");
+    assert_eq!(image_id(&b, "fromurl:1"), id);
+    let ran = ok(b.docker_out(&["run", "--rm", "fromurl:1", "/bin/sh", "-c", "echo from-url"]));
+    assert_eq!(ran.trim(), "from-url");
+    let comment = ok(b.docker_out(&["history", "--format", "{{.Comment}}", "fromurl:1"]));
+    assert_eq!(comment.trim(), format!("Imported from {url}"));
+
+    // Not there: dockerd's error, and nothing imported.
+    let before = ok(b.docker_out(&["images", "-q", "--no-trunc"]));
+    let missing = format!("http://127.0.0.1:{port}/missing.tar");
+    let out = b.docker_out(&["import", &missing, "missing:1"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!(
+            "failed to GET {missing} with status 404 Not Found: no such file"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(ok(b.docker_out(&["images", "-q", "--no-trunc"])), before);
+
+    // Without a scheme (the API; the CLI takes such a name for a file): http, as dockerd.
+    let mut conn = common::Conn::unix(&b.socket);
+    let r = conn.request(
+        "POST",
+        &format!("/images/create?fromSrc=127.0.0.1:{port}/rootfs.tar&repo=bare&tag=1"),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text()
+            .contains(&format!("\"status\":\"Downloading from {url}\"")),
+        "{}",
+        r.text()
+    );
+    assert!(image_id(&b, "bare:1").starts_with("sha256:"));
+    // A URL nothing listens on: a 500 that says why.
+    let r = conn.request(
+        "POST",
+        "/images/create?fromSrc=http://127.0.0.1:1/x.tar",
+        None,
+    );
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(
+        r.text().contains("http://127.0.0.1:1/x.tar"),
+        "{}",
+        r.text()
+    );
+}
+
 #[test]
 fn import_from_file_and_stdin_with_changes() {
     require!(ready(), NOT_READY);

@@ -14,7 +14,6 @@ use tokio::sync::mpsc;
 use super::body::{body_channel, channel_body, empty, json_response};
 use super::error::ApiError;
 use super::router::{Ctx, HandlerResult, Route};
-use crate::errors::ErrorKind;
 use crate::filters::Filters;
 use crate::image::archive::SaveItem;
 use crate::image::service::{ImportOptions, InspectData, ListOptions};
@@ -48,6 +47,12 @@ pub trait ImageBackend: Send + Sync {
     async fn image_import(
         &self,
         body: BodyReceiver,
+        opts: ImportOptions,
+        progress: Progress,
+    ) -> Result<(), ImageError>;
+    /// Import the archive a URL serves (`fromSrc=<URL>`, in `opts.src`).
+    async fn image_import_url(
+        &self,
         opts: ImportOptions,
         progress: Progress,
     ) -> Result<(), ImageError>;
@@ -236,8 +241,9 @@ pub async fn prune(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
 pub async fn create(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
     let q = &ctx.query;
     match (q.get("fromSrc"), q.get("fromImage")) {
-        (Some("-"), _) => {
+        (Some(src), _) if !src.is_empty() => {
             let opts = ImportOptions {
+                src: src.to_string(),
                 repo: q.get("repo").map(str::to_string),
                 tag: q.get("tag").map(str::to_string),
                 message: q.get("message").map(str::to_string),
@@ -245,18 +251,18 @@ pub async fn create(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
                 platform: q.get("platform").map(str::to_string),
             };
             let backend = ctx.backend.clone();
+            if src != "-" {
+                return progress_response(move |p| async move {
+                    backend.image_import_url(opts, p).await
+                })
+                .await;
+            }
             let (body, pump) = body_channel(ctx.req.into_body());
             pump.drive(progress_response(move |p| async move {
                 backend.image_import(body, opts, p).await
             }))
             .await
         }
-        (Some(src), _) if !src.is_empty() => Err(ApiError::new(
-            ErrorKind::NotImplemented,
-            format!(
-                "importing from a URL ({src}) is not supported: pipe the archive in with fromSrc=-"
-            ),
-        )),
         (_, Some(image)) if !image.is_empty() => {
             let auth = registry_auth(&ctx)?;
             let (image, tag, platform) = (

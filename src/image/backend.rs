@@ -85,6 +85,14 @@ impl ImageBackend for std::sync::Arc<ImageService> {
         self.import(body, opts, progress).await.map(|_| ())
     }
 
+    async fn image_import_url(
+        &self,
+        opts: ImportOptions,
+        progress: Progress,
+    ) -> Result<(), ImageError> {
+        self.import_url(opts, progress).await.map(|_| ())
+    }
+
     async fn image_load(
         &self,
         body: BodyReceiver,
