@@ -19,7 +19,6 @@ use std::sync::Arc;
 use super::cache::{ContextCache, RecordGuard};
 use super::dockerignore::Matcher;
 use super::BuilderError;
-use crate::errors::ErrorKind;
 use crate::image::apply::{extract_plain_at, ApplyError, ExtractOptions};
 use crate::util::inroot;
 
@@ -662,33 +661,10 @@ async fn download(url: &str, work_dir: &Path) -> Result<(File, PathBuf), Builder
     use futures_util::StreamExt;
     use tokio::io::AsyncWriteExt;
 
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let wrap = |e: String| format!("error downloading remote context {url}: {e}");
-    let client = reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(30))
-        .build()
-        .map_err(|e| BuilderError::internal(format!("http client: {e}")))?;
-    let resp = client
-        .get(url)
-        .send()
+    let wrap = |e: &str| format!("error downloading remote context {url}: {e}");
+    let resp = crate::util::http::get(url)
         .await
-        .map_err(|e| BuilderError::invalid(wrap(e.to_string())))?;
-    let status = resp.status();
-    if status.as_u16() >= 400 {
-        let body = resp.text().await.unwrap_or_default();
-        let msg = wrap(format!(
-            "failed to GET {url} with status {status}: {}",
-            body.trim()
-        ));
-        let kind = match status.as_u16() {
-            404 => ErrorKind::NotFound,
-            400 => ErrorKind::InvalidParameter,
-            401 => ErrorKind::Unauthorized,
-            403 => ErrorKind::Forbidden,
-            _ => ErrorKind::Internal,
-        };
-        return Err(BuilderError::new(kind, msg));
-    }
+        .map_err(|e| BuilderError::new(e.kind(), wrap(e.message())))?;
     let work = work_dir.to_path_buf();
     tokio::fs::create_dir_all(&work)
         .await
@@ -701,7 +677,7 @@ async fn download(url: &str, work_dir: &Path) -> Result<(File, PathBuf), Builder
     let mut total = 0u64;
     let fail = |e: String, path: &Path| {
         let _ = std::fs::remove_file(path);
-        BuilderError::invalid(wrap(e))
+        BuilderError::invalid(wrap(&e))
     };
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| fail(e.to_string(), &path))?;
@@ -722,6 +698,7 @@ async fn download(url: &str, work_dir: &Path) -> Result<(File, PathBuf), Builder
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::errors::ErrorKind;
     use crate::errors::Kinded as _;
     use std::io::Write;
 

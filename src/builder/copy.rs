@@ -517,31 +517,16 @@ fn download(url: &str, dest: &str, dir: &Path, cmd: &str) -> Result<Source, Buil
             .build()
             .map_err(|e| BuilderError::io("start a download runtime", e))?;
         rt.block_on(async {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let client = reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(30))
-                .build()
-                .map_err(|e| BuilderError::internal(format!("http client: {e}")))?;
-            let mut resp = client
-                .get(url)
-                .send()
-                .await
-                .map_err(|e| failed(format!("Get {url:?}: {e}")))?;
-            let status = resp.status();
-            if status.as_u16() >= 400 {
-                let body = resp.text().await.unwrap_or_default();
-                let msg = format!(
-                    "failed to GET {url} with status {} {}: {}",
-                    status.as_u16(),
-                    status.canonical_reason().unwrap_or(""),
-                    body.trim()
-                );
-                return Err(match status.as_u16() {
-                    404 => BuilderError::not_found(format!("{cmd} failed: {msg}")),
-                    403 => BuilderError::forbidden(format!("{cmd} failed: {msg}")),
-                    _ => failed(msg),
-                });
-            }
+            use crate::util::http::GetError;
+            let mut resp = crate::util::http::get(url).await.map_err(|e| match e {
+                GetError::Status { code: 404, .. } => {
+                    BuilderError::not_found(format!("{cmd} failed: {}", e.message()))
+                }
+                GetError::Status { code: 403, .. } => {
+                    BuilderError::forbidden(format!("{cmd} failed: {}", e.message()))
+                }
+                e => failed(e.message().to_string()),
+            })?;
             let mut name = String::new();
             if !path.is_empty() && !path.ends_with('/') {
                 name = go_base(&path);
@@ -575,11 +560,12 @@ fn download(url: &str, dest: &str, dir: &Path, cmd: &str) -> Result<Source, Buil
                 .mode(0o600)
                 .open(&file_path)
                 .map_err(|e| BuilderError::io(format!("create {}", file_path.display()), e))?;
-            while let Some(chunk) = resp
-                .chunk()
-                .await
-                .map_err(|e| failed(format!("read {url}: {e}")))?
-            {
+            while let Some(chunk) = resp.chunk().await.map_err(|e| {
+                failed(format!(
+                    "read {url}: {}",
+                    crate::util::http::error_chain(&e)
+                ))
+            })? {
                 f.write_all(&chunk)
                     .map_err(|e| BuilderError::io(format!("write {}", file_path.display()), e))?;
             }

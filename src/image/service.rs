@@ -899,7 +899,9 @@ impl ImageService {
         };
         let url = url::Url::parse(&src)
             .map_err(|e| ImageError::invalid(format!("parse {src:?}: {e}")))?;
-        let mut resp = fetch_import_source(&url).await?;
+        let mut resp = crate::util::http::get(url.as_str())
+            .await
+            .map_err(|e| ImageError::new(e.kind(), e.message().to_string()))?;
         progress
             .send(JsonMessage::status(format!("Downloading from {url}")))
             .await;
@@ -928,7 +930,7 @@ impl ImageService {
                     }
                     Err(e) => Err(std::io::Error::other(format!(
                         "read {what}: {}",
-                        error_chain(&e)
+                        crate::util::http::error_chain(&e)
                     ))),
                 };
                 let last = !matches!(part, Ok(crate::util::io::BodyPart::Data(_)));
@@ -941,43 +943,6 @@ impl ImageService {
     }
 }
 
-/// moby's `remotecontext.GetWithStatusError`: the response of a GET of `url` below 400, or
-/// the error dockerd gives (404 → not found, 400 → invalid, 401, 403, anything else → 500).
-async fn fetch_import_source(url: &url::Url) -> Result<reqwest::Response, ImageError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(30))
-        .build()
-        .map_err(|e| ImageError::internal(format!("http client: {e}")))?;
-    let resp = client.get(url.as_str()).send().await.map_err(|e| {
-        ImageError::internal(format!("Get {:?}: {}", url.as_str(), error_chain(&e)))
-    })?;
-    let status = resp.status();
-    if status.as_u16() < 400 {
-        return Ok(resp);
-    }
-    let mut msg = format!(
-        "failed to GET {url} with status {} {}",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
-    match resp.text().await {
-        Ok(body) => {
-            msg.push_str(": ");
-            msg.push_str(body.trim());
-        }
-        Err(_) => msg.push_str(": error reading body"),
-    }
-    let kind = match status.as_u16() {
-        404 => ErrorKind::NotFound,
-        400 => ErrorKind::InvalidParameter,
-        401 => ErrorKind::Unauthorized,
-        403 => ErrorKind::Forbidden,
-        _ => ErrorKind::Internal,
-    };
-    Err(ImageError::new(kind, msg))
-}
-
 /// dockerd's progress message of a URL import (`Importing`, with the bytes so far).
 fn importing(current: i64, total: Option<i64>) -> JsonMessage {
     JsonMessage {
@@ -988,18 +953,6 @@ fn importing(current: i64, total: Option<i64>) -> JsonMessage {
         }),
         ..Default::default()
     }
-}
-
-/// An error and its sources, `: `-joined (reqwest's own text leaves out the cause).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 impl ImageService {

@@ -1,11 +1,12 @@
 //! Small helpers shared by the managers: environment lists, atomic files, paths resolved inside a root, byte
 //! channels, progress messages, Docker's stream framing, time formatting, sha256 digests,
-//! random identifiers, tree removal and the heap's upkeep.
+//! random identifiers, tree removal, the heap's upkeep and GETs of URLs users name.
 
 pub mod digest;
 pub mod env;
 pub mod exe;
 pub mod fs;
+pub mod http;
 pub mod ids;
 pub mod inroot;
 pub mod io;
