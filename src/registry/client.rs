@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::{RegistryError, RegistryOptions, DEFAULT_INDEX};
 use crate::errors::ErrorKind;
+use crate::util::http::error_chain;
 
 /// Where Docker Hub's API lives.
 const DOCKER_HUB_REGISTRY: &str = "registry-1.docker.io";
@@ -744,17 +745,6 @@ fn status_error(
             },
         ),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// `POST /auth`: check credentials against a registry as dockerd does. Returns the status text.
