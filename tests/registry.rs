@@ -164,6 +164,58 @@ fn login_push_and_pull_with_credentials() {
     assert!(stderr(&out).contains("unauthorized"), "{}", stderr(&out));
 }
 
+/// `docker pull -a`: every tag the registry lists, each announced as dockerd does, then one
+/// status line for the repository.
+#[test]
+fn pull_all_tags_of_a_repository() {
+    require!(ready(), NOT_READY);
+    let reg = Registry::start(None);
+    let b = berthd_with_busybox(&[]);
+    let repo = format!("{}/all/bb", reg.host());
+    ok(b.docker_out(&["tag", "busybox", &format!("{repo}:1")]));
+    ok(b.docker_out(&["tag", "busybox", &format!("{repo}:2")]));
+    // A third tag naming another image.
+    let rootfs = busybox_rootfs_tar(b.dir.path());
+    ok(docker_with_stdin(
+        &b,
+        &["import", "--change", "ENV X=1", "-", &format!("{repo}:3")],
+        &rootfs,
+    ));
+    let third = image_id(&b, &format!("{repo}:3"));
+    ok(b.docker_out(&["push", "--all-tags", &repo]));
+    ok(b.docker_out(&["rmi", "-f", &third]));
+    ok(b.docker_out(&["rmi", &format!("{repo}:1"), &format!("{repo}:2")]));
+    let tags = |b: &Berthd| {
+        let mut t: Vec<String> = ok(b.docker_out(&["images", "--format", "{{.Tag}}", &repo]))
+            .lines()
+            .map(str::to_string)
+            .collect();
+        t.sort();
+        t
+    };
+    assert!(tags(&b).is_empty());
+
+    let out = ok(b.docker_out(&["pull", "-a", &repo]));
+    for t in ["1", "2", "3"] {
+        assert!(out.contains(&format!("{t}: Pulling from all/bb")), "{out}");
+    }
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {repo}\n")),
+        "{out}"
+    );
+    assert_eq!(tags(&b), ["1", "2", "3"]);
+    assert_eq!(image_id(&b, &format!("{repo}:3")), third);
+    let out = ok(b.docker_out(&["pull", "-a", &repo]));
+    assert!(
+        out.contains(&format!("Status: Image is up to date for {repo}\n")),
+        "{out}"
+    );
+    // A repository the registry does not have: its error, nothing pulled.
+    let out = b.docker_out(&["pull", "-a", &format!("{}/all/none", reg.host())]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+}
+
 /// A manifest of the registry, by tag: (digest, bytes).
 fn registry_manifest(reg: &Registry, repo: &str, tag: &str) -> (String, Vec<u8>) {
     let (status, body) = reg.request(

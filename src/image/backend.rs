@@ -122,7 +122,7 @@ impl ImageBackend for std::sync::Arc<ImageService> {
         auth: AuthConfig,
         progress: Progress,
     ) -> Result<(), ImageError> {
-        self.pull(&image, tag.as_deref(), platform.as_deref(), &auth, progress)
+        self.pull_request(&image, tag.as_deref(), platform.as_deref(), &auth, progress)
             .await
     }
 

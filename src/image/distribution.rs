@@ -184,18 +184,11 @@ pub async fn pull(
         let session = Session::new(ep, auth);
         // dockerd answers a registry's "unauthorized" on pull with a 500 (errdefs.Unknown); a
         // 401 would make the docker CLI stop and prompt for a login.
-        let result = pull_from(&store, &session, &reference, platform, progress)
+        let result = pull_from(&store, &session, &reference, platform, progress, true)
             .await
-            .map_err(|e| {
-                use crate::errors::Kinded;
-                if e.kind() == crate::errors::ErrorKind::Unauthorized {
-                    ImageError::internal(e.to_string())
-                } else {
-                    e
-                }
-            });
+            .map_err(unauthorized_as_internal);
         match result {
-            Ok(id) => return Ok((id, reference)),
+            Ok((id, _)) => return Ok((id, reference)),
             Err(e) if mirror => {
                 tracing::info!(
                     "pull from mirror {} failed: {e}; trying the next endpoint",
@@ -209,13 +202,86 @@ pub async fn pull(
     Err(last_err.unwrap_or_else(|| ImageError::internal("no registry endpoint".to_string())))
 }
 
+/// dockerd answers a registry's "unauthorized" on pull with a 500 (errdefs.Unknown); a 401
+/// would make the docker CLI stop and prompt for a login.
+fn unauthorized_as_internal(e: ImageError) -> ImageError {
+    use crate::errors::Kinded;
+    if e.kind() == crate::errors::ErrorKind::Unauthorized {
+        ImageError::internal(e.to_string())
+    } else {
+        e
+    }
+}
+
+/// `POST /images/create?fromImage=<name>` with neither a tag nor a digest (`docker pull -a`):
+/// every tag the registry lists, one after the other as dockerd's `pullRepository` does (each
+/// `<tag>: Pulling from …` and `Digest: …`), then one `Status:` line for the repository.
+/// Returns the tags pulled.
+pub async fn pull_all_tags(
+    store: Arc<Store>,
+    opts: &RegistryOptions,
+    reference: &Reference,
+    platform: Option<&str>,
+    auth: &AuthConfig,
+    progress: &Progress,
+) -> Result<Vec<String>, ImageError> {
+    let mut last_err = None;
+    let candidates = if reference.domain == crate::registry::DEFAULT_INDEX {
+        endpoints(opts, &reference.domain)
+    } else {
+        vec![pick_endpoint(opts, &reference.domain).await?]
+    };
+    for ep in candidates {
+        let mirror = ep.mirror;
+        let session = Session::new(ep, auth);
+        let result = async {
+            let tags = session.tags(&reference.path).await?;
+            let mut newer = false;
+            for t in &tags {
+                let r = reference.with_tag(t);
+                let (_, up_to_date) =
+                    pull_from(&store, &session, &r, platform, progress, false).await?;
+                newer |= !up_to_date;
+            }
+            Ok::<_, ImageError>((tags, newer))
+        }
+        .await
+        .map_err(unauthorized_as_internal);
+        match result {
+            Ok((tags, newer)) => {
+                let shown = reference.familiar();
+                progress
+                    .send(JsonMessage::status(if newer {
+                        format!("Status: Downloaded newer image for {shown}")
+                    } else {
+                        format!("Status: Image is up to date for {shown}")
+                    }))
+                    .await;
+                return Ok(tags);
+            }
+            Err(e) if mirror => {
+                tracing::info!(
+                    "pull from mirror {} failed: {e}; trying the next endpoint",
+                    session.endpoint.host
+                );
+                last_err = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| ImageError::internal("no registry endpoint".to_string())))
+}
+
+/// Pull `r` (a tag or a digest) from one endpoint: the image ID, and whether the name
+/// already pointed at it ("up to date"). With `status`, the closing `Status:` line.
 async fn pull_from(
     store: &Arc<Store>,
     s: &Session,
     r: &Reference,
     platform: Option<&str>,
     progress: &Progress,
-) -> Result<String, ImageError> {
+    status: bool,
+) -> Result<(String, bool), ImageError> {
     let repo = r.path.as_str();
     let what = r.digest.clone().or(r.tag.clone()).unwrap_or_default();
     let top = s.manifest(repo, &what).await?;
@@ -418,19 +484,21 @@ async fn pull_from(
     progress
         .send(JsonMessage::status(format!("Digest: {}", top.digest)))
         .await;
-    let shown = if r.tag.is_some() {
-        r.familiar()
-    } else {
-        r.with_digest(&top.digest).familiar()
-    };
-    progress
-        .send(JsonMessage::status(if up_to_date {
-            format!("Status: Image is up to date for {shown}")
+    if status {
+        let shown = if r.tag.is_some() {
+            r.familiar()
         } else {
-            format!("Status: Downloaded newer image for {shown}")
-        }))
-        .await;
-    Ok(img.id)
+            r.with_digest(&top.digest).familiar()
+        };
+        progress
+            .send(JsonMessage::status(if up_to_date {
+                format!("Status: Image is up to date for {shown}")
+            } else {
+                format!("Status: Downloaded newer image for {shown}")
+            }))
+            .await;
+    }
+    Ok((img.id, up_to_date))
 }
 
 /// Download an image config: bounded to `MAX_CONFIG_SIZE` and checked against its digest.

@@ -1138,6 +1138,29 @@ impl ImageService {
         Ok(())
     }
 
+    /// `POST /images/create?fromImage=…` as a client asks for it: a name with neither a tag
+    /// nor a digest and no `tag` pulls every tag of the repository, as dockerd does (`docker
+    /// pull -a`, docker-py's `api.pull(name)`); anything else is [`ImageService::pull`], where a
+    /// name alone means `latest` (a build's `FROM`).
+    pub async fn pull_request(
+        &self,
+        image: &str,
+        tag: Option<&str>,
+        platform: Option<&str>,
+        auth: &AuthConfig,
+        progress: Progress,
+    ) -> Result<(), ImageError> {
+        let r = Reference::parse_any(image)?;
+        if tag.is_some_and(|t| !t.is_empty()) || r.tag.is_some() || r.digest.is_some() {
+            return self.pull(image, tag, platform, auth, progress).await;
+        }
+        let opts = &self.registry_options();
+        super::distribution::pull_all_tags(self.store.clone(), opts, &r, platform, auth, &progress)
+            .await?;
+        self.event("pull", &r.familiar(), Some(&r.familiar_repository()), None);
+        Ok(())
+    }
+
     /// `POST /images/{name}/push`.
     pub async fn push(
         &self,

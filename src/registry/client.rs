@@ -259,6 +259,17 @@ impl Session {
             .map_err(|e| self.error(e, &format!("{}/{repo}", self.endpoint.host)))
     }
 
+    /// `GET /v2/<repo>/tags/list`: the repository's tags, as the registry lists them unasked
+    /// (the whole list for Distribution's registry; no `n`/`last` pages are requested).
+    pub async fn tags(&self, repo: &str) -> Result<Vec<String>, RegistryError> {
+        let r = self.oci_ref(repo, "latest");
+        self.client
+            .list_tags(&r, &self.auth, None, None)
+            .await
+            .map(|t| t.tags)
+            .map_err(|e| self.error(e, &format!("{}/{repo}", self.endpoint.host)))
+    }
+
     /// Fetch a manifest by tag or digest; the digest is verified. Manifests larger than
     /// [`MAX_MANIFEST_SIZE`] are refused before they are read whole.
     pub async fn manifest(
