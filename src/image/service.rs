@@ -1140,8 +1140,8 @@ impl ImageService {
 
     /// `POST /images/create?fromImage=…` as a client asks for it: a name with neither a tag
     /// nor a digest and no `tag` pulls every tag of the repository, as dockerd does (`docker
-    /// pull -a`, docker-py's `images.pull(name, all_tags=True)`); anything else is [`ImageService::pull`], where a
-    /// name alone means `latest` (a build's `FROM`).
+    /// pull -a`, docker-py's `images.pull(name, all_tags=True)`); anything else is
+    /// [`ImageService::pull`], where a name alone means `latest` (a build's `FROM`).
     pub async fn pull_request(
         &self,
         image: &str,
