@@ -171,46 +171,14 @@ pub async fn pull(
     auth: &AuthConfig,
     progress: &Progress,
 ) -> Result<(String, Reference), ImageError> {
-    let mut last_err = None;
-    // Docker Hub: its mirrors, then Hub itself. Another registry: the one endpoint it answers
-    // on (HTTPS, or plain HTTP for insecure registries that do not speak TLS).
-    let candidates = if reference.domain == crate::registry::DEFAULT_INDEX {
-        endpoints(opts, &reference.domain)
-    } else {
-        vec![pick_endpoint(opts, &reference.domain).await?]
-    };
-    for ep in candidates {
-        let mirror = ep.mirror;
-        let session = Session::new(ep, auth);
-        // dockerd answers a registry's "unauthorized" on pull with a 500 (errdefs.Unknown); a
-        // 401 would make the docker CLI stop and prompt for a login.
-        let result = pull_from(&store, &session, &reference, platform, progress, true)
+    let (store, r) = (&store, &reference);
+    let id = from_endpoints(opts, &reference.domain, auth, |s| async move {
+        pull_from(store, &s, r, platform, progress, true)
             .await
-            .map_err(unauthorized_as_internal);
-        match result {
-            Ok((id, _)) => return Ok((id, reference)),
-            Err(e) if mirror => {
-                tracing::info!(
-                    "pull from mirror {} failed: {e}; trying the next endpoint",
-                    session.endpoint.host
-                );
-                last_err = Some(e);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last_err.unwrap_or_else(|| ImageError::internal("no registry endpoint".to_string())))
-}
-
-/// dockerd answers a registry's "unauthorized" on pull with a 500 (errdefs.Unknown); a 401
-/// would make the docker CLI stop and prompt for a login.
-fn unauthorized_as_internal(e: ImageError) -> ImageError {
-    use crate::errors::Kinded;
-    if e.kind() == crate::errors::ErrorKind::Unauthorized {
-        ImageError::internal(e.to_string())
-    } else {
-        e
-    }
+            .map(|(id, _)| id)
+    })
+    .await?;
+    Ok((id, reference))
 }
 
 /// `POST /images/create?fromImage=<name>` with neither a tag nor a digest (`docker pull -a`):
@@ -225,51 +193,68 @@ pub async fn pull_all_tags(
     auth: &AuthConfig,
     progress: &Progress,
 ) -> Result<Vec<String>, ImageError> {
-    let mut last_err = None;
-    let candidates = if reference.domain == crate::registry::DEFAULT_INDEX {
-        endpoints(opts, &reference.domain)
-    } else {
-        vec![pick_endpoint(opts, &reference.domain).await?]
-    };
-    for ep in candidates {
-        let mirror = ep.mirror;
-        let session = Session::new(ep, auth);
-        let result = async {
-            let tags = session.tags(&reference.path).await?;
-            let mut newer = false;
-            for t in &tags {
-                let r = reference.with_tag(t);
-                let (_, up_to_date) =
-                    pull_from(&store, &session, &r, platform, progress, false).await?;
-                newer |= !up_to_date;
-            }
-            Ok::<_, ImageError>((tags, newer))
+    let store = &store;
+    let (tags, newer) = from_endpoints(opts, &reference.domain, auth, |s| async move {
+        let tags = s.tags(&reference.path).await?;
+        let mut newer = false;
+        for t in &tags {
+            let r = reference.with_tag(t);
+            let (_, up_to_date) = pull_from(store, &s, &r, platform, progress, false).await?;
+            newer |= !up_to_date;
         }
-        .await
-        .map_err(unauthorized_as_internal);
-        match result {
-            Ok((tags, newer)) => {
-                let shown = reference.familiar();
-                progress
-                    .send(JsonMessage::status(if newer {
-                        format!("Status: Downloaded newer image for {shown}")
-                    } else {
-                        format!("Status: Image is up to date for {shown}")
-                    }))
-                    .await;
-                return Ok(tags);
-            }
+        Ok((tags, newer))
+    })
+    .await?;
+    progress
+        .send(pull_status(&reference.familiar(), !newer))
+        .await;
+    Ok(tags)
+}
+
+/// Run `op` against the registry of `domain`: Docker Hub's mirrors, then Hub itself (a
+/// mirror's failure moves on to the next endpoint); another registry's one endpoint (HTTPS, or
+/// plain HTTP for insecure registries that do not speak TLS). dockerd answers a registry's
+/// "unauthorized" on pull with a 500 (errdefs.Unknown): a 401 would make the docker CLI stop
+/// and prompt for a login.
+async fn from_endpoints<T, F, Fut>(
+    opts: &RegistryOptions,
+    domain: &str,
+    auth: &AuthConfig,
+    mut op: F,
+) -> Result<T, ImageError>
+where
+    F: FnMut(Session) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ImageError>>,
+{
+    let candidates = if domain == crate::registry::DEFAULT_INDEX {
+        endpoints(opts, domain)
+    } else {
+        vec![pick_endpoint(opts, domain).await?]
+    };
+    let mut last_err = None;
+    for ep in candidates {
+        let (mirror, host) = (ep.mirror, ep.host.clone());
+        match op(Session::new(ep, auth)).await {
+            Ok(v) => return Ok(v),
             Err(e) if mirror => {
-                tracing::info!(
-                    "pull from mirror {} failed: {e}; trying the next endpoint",
-                    session.endpoint.host
-                );
+                tracing::info!("pull from mirror {host} failed: {e}; trying the next endpoint");
                 last_err = Some(e);
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(unauthorized_as_internal(e)),
         }
     }
-    Err(last_err.unwrap_or_else(|| ImageError::internal("no registry endpoint".to_string())))
+    Err(last_err
+        .map(unauthorized_as_internal)
+        .unwrap_or_else(|| ImageError::internal("no registry endpoint".to_string())))
+}
+
+fn unauthorized_as_internal(e: ImageError) -> ImageError {
+    use crate::errors::Kinded;
+    if e.kind() == crate::errors::ErrorKind::Unauthorized {
+        ImageError::internal(e.to_string())
+    } else {
+        e
+    }
 }
 
 /// Pull `r` (a tag or a digest) from one endpoint: the image ID, and whether the name
@@ -490,15 +475,18 @@ async fn pull_from(
         } else {
             r.with_digest(&top.digest).familiar()
         };
-        progress
-            .send(JsonMessage::status(if up_to_date {
-                format!("Status: Image is up to date for {shown}")
-            } else {
-                format!("Status: Downloaded newer image for {shown}")
-            }))
-            .await;
+        progress.send(pull_status(&shown, up_to_date)).await;
     }
     Ok((img.id, up_to_date))
+}
+
+/// The last line of a pull (moby's `writeStatus`).
+fn pull_status(shown: &str, up_to_date: bool) -> JsonMessage {
+    JsonMessage::status(if up_to_date {
+        format!("Status: Image is up to date for {shown}")
+    } else {
+        format!("Status: Downloaded newer image for {shown}")
+    })
 }
 
 /// Download an image config: bounded to `MAX_CONFIG_SIZE` and checked against its digest.
