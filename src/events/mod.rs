@@ -336,8 +336,13 @@ impl Inner {
         if seq < self.oldest() || seq >= self.next_seq {
             return None;
         }
-        self.ring.get(((seq - 1) % RING_SIZE as u64) as usize)
+        self.ring.get(slot(seq))
     }
+}
+
+/// The ring slot of event `seq` (sequence numbers start at 1).
+fn slot(seq: u64) -> usize {
+    ((seq - 1) % RING_SIZE as u64) as usize
 }
 
 /// The event bus.
@@ -422,8 +427,7 @@ impl EventBus {
         let mut inner = lock_inner(&self.inner);
         let seq = inner.next_seq;
         inner.next_seq += 1;
-        let slot = ((seq - 1) % RING_SIZE as u64) as usize;
-        inner.ring[slot].clone_from(&event);
+        inner.ring[slot(seq)].clone_from(&event);
         // Sending under the lock keeps ring order and channel order the same.
         let _ = self.tx.send(seq);
         drop(inner);
