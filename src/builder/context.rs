@@ -658,11 +658,10 @@ async fn git(dir: &Path, allow_file: bool, args: &[&str]) -> Result<(), String> 
 
 /// GET `url` into a new (unlinked on use) file under `work_dir` (moby's `downloadRemote`).
 async fn download(url: &str, work_dir: &Path) -> Result<(File, PathBuf), BuilderError> {
-    use futures_util::StreamExt;
     use tokio::io::AsyncWriteExt;
 
     let wrap = |e: &str| format!("error downloading remote context {url}: {e}");
-    let resp = crate::util::http::get(url)
+    let mut resp = crate::util::http::get(url)
         .await
         .map_err(|e| BuilderError::new(e.kind(), wrap(e.message())))?;
     let work = work_dir.to_path_buf();
@@ -673,14 +672,12 @@ async fn download(url: &str, work_dir: &Path) -> Result<(File, PathBuf), Builder
     let mut out = tokio::fs::File::create(&path)
         .await
         .map_err(|e| BuilderError::io(format!("creating {}", path.display()), e))?;
-    let mut stream = resp.bytes_stream();
     let mut total = 0u64;
     let fail = |e: String, path: &Path| {
         let _ = std::fs::remove_file(path);
         BuilderError::invalid(wrap(&e))
     };
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| fail(e.to_string(), &path))?;
+    while let Some(chunk) = resp.chunk().await.map_err(|e| fail(e, &path))? {
         total += chunk.len() as u64;
         out.write_all(&chunk)
             .await

@@ -533,9 +533,7 @@ fn download(url: &str, dest: &str, dir: &Path, cmd: &str) -> Result<Source, Buil
             }
             if name.is_empty() || name == "/" || name == "." {
                 name = resp
-                    .headers()
-                    .get("content-disposition")
-                    .and_then(|v| v.to_str().ok())
+                    .header("content-disposition")
                     .and_then(disposition_filename)
                     .unwrap_or_default();
             }
@@ -548,9 +546,7 @@ fn download(url: &str, dest: &str, dir: &Path, cmd: &str) -> Result<Source, Buil
                 name = "__unnamed__".into();
             }
             let mtime = resp
-                .headers()
-                .get("last-modified")
-                .and_then(|v| v.to_str().ok())
+                .header("last-modified")
                 .and_then(parse_http_date)
                 .unwrap_or(0);
             let file_path = dir.join(&name);
@@ -560,12 +556,11 @@ fn download(url: &str, dest: &str, dir: &Path, cmd: &str) -> Result<Source, Buil
                 .mode(0o600)
                 .open(&file_path)
                 .map_err(|e| BuilderError::io(format!("create {}", file_path.display()), e))?;
-            while let Some(chunk) = resp.chunk().await.map_err(|e| {
-                failed(format!(
-                    "read {url}: {}",
-                    crate::util::http::error_chain(&e)
-                ))
-            })? {
+            while let Some(chunk) = resp
+                .chunk()
+                .await
+                .map_err(|e| failed(format!("read {url}: {e}")))?
+            {
                 f.write_all(&chunk)
                     .map_err(|e| BuilderError::io(format!("write {}", file_path.display()), e))?;
             }

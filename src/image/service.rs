@@ -928,10 +928,7 @@ impl ImageService {
                         bar.send(importing(current, total)).await;
                         Ok(crate::util::io::BodyPart::End)
                     }
-                    Err(e) => Err(std::io::Error::other(format!(
-                        "read {what}: {}",
-                        crate::util::http::error_chain(&e)
-                    ))),
+                    Err(e) => Err(std::io::Error::other(format!("read {what}: {e}"))),
                 };
                 let last = !matches!(part, Ok(crate::util::io::BodyPart::Data(_)));
                 if tx.send(part).await.is_err() || last {

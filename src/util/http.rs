@@ -36,8 +36,31 @@ impl GetError {
     }
 }
 
+/// A response below 400, as the managers read it: its length, a header, its body in chunks
+/// (they never see the HTTP client's types).
+pub struct Download {
+    resp: reqwest::Response,
+}
+
+impl Download {
+    /// `Content-Length`, when the server sent one.
+    pub fn content_length(&self) -> Option<u64> {
+        self.resp.content_length()
+    }
+
+    /// The header `name`, when present and text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.resp.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The next piece of the body; `None` at its end. An error is its text with its causes.
+    pub async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, String> {
+        self.resp.chunk().await.map_err(|e| error_chain(&e))
+    }
+}
+
 /// GET `url` (30 s to connect, no overall bound: bodies may be large).
-pub async fn get(url: &str) -> Result<reqwest::Response, GetError> {
+pub async fn get(url: &str) -> Result<Download, GetError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(30))
@@ -50,7 +73,7 @@ pub async fn get(url: &str) -> Result<reqwest::Response, GetError> {
         .map_err(|e| GetError::Request(format!("Get {url:?}: {}", error_chain(&e))))?;
     let status = resp.status();
     if status.as_u16() < 400 {
-        return Ok(resp);
+        return Ok(Download { resp });
     }
     let mut message = format!(
         "failed to GET {url} with status {} {}",
