@@ -588,18 +588,18 @@ impl ContainerManager {
     }
 }
 
-/// Go's encoding of a `[]byte` in JSON: standard base64 with padding.
-/// How long an exec that failed waits for a dying init to end before its failure counts as
-/// the runtime's.
+/// How long an exec that failed waits for the init to start ending before its failure counts
+/// as the runtime's.
 const INIT_END_GRACE: Duration = Duration::from_secs(1);
 
-/// Whether the container's init (`pid`) has ended, or ends within [`INIT_END_GRACE`], or the
-/// container stopped running (`running` turned false): an exec start that failed then raced
-/// with the container's end rather than failing on its own.
+/// Whether the container's init (`pid`) has ended or is ending (inside its exit, or with a
+/// SIGKILL pending), or starts to within [`INIT_END_GRACE`], or the container stopped running
+/// (`running` turned false): an exec start that failed then raced with the container's end
+/// rather than failing on its own.
 async fn init_ends(running: impl Fn() -> bool, pid: i32) -> bool {
     let deadline = tokio::time::Instant::now() + INIT_END_GRACE;
     loop {
-        if !running() || crate::runtime::host::process_ended(pid) {
+        if !running() || crate::runtime::host::process_ending(pid) {
             return true;
         }
         if tokio::time::Instant::now() >= deadline {
@@ -609,6 +609,7 @@ async fn init_ends(running: impl Fn() -> bool, pid: i32) -> bool {
     }
 }
 
+/// Go's encoding of a `[]byte` in JSON: standard base64 with padding.
 fn base64_std(data: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(data)

@@ -31,6 +31,52 @@ pub fn process_ended(pid: i32) -> bool {
     pid <= 0 || proc_state(pid).is_none_or(|(state, _)| state == 'Z' || state == 'X')
 }
 
+/// `PF_EXITING` among a task's flags (field 9 of `/proc/<pid>/stat`): it is inside the
+/// kernel's `do_exit`.
+const PF_EXITING: u64 = 0x4;
+
+/// Whether `pid` has ended or is ending: [`process_ended`], or inside the kernel's exit, or
+/// with a SIGKILL pending. An init killed while other processes of its pid namespace remain
+/// waits inside its exit (`zap_pid_ns_processes`) until their parents reap them, which under
+/// load can take longer than any fixed grace.
+pub fn process_ending(pid: i32) -> bool {
+    if pid <= 0 {
+        return true;
+    }
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    let Some((state, flags)) = stat_state_flags(&stat) else {
+        return true;
+    };
+    if state == 'Z' || state == 'X' || flags & PF_EXITING != 0 {
+        return true;
+    }
+    fs::read_to_string(format!("/proc/{pid}/status")).map_or(true, |s| sigkill_pending(&s))
+}
+
+/// The state letter (field 3) and the flags (field 9) of a `/proc/<pid>/stat` line.
+fn stat_state_flags(stat: &str) -> Option<(char, u64)> {
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let flags = fields.nth(5)?.parse().ok()?;
+    Some((state, flags))
+}
+
+/// Whether a `/proc/<pid>/status` text shows a SIGKILL pending, for the thread (`SigPnd`) or
+/// the process (`ShdPnd`).
+fn sigkill_pending(status: &str) -> bool {
+    let bit = 1u64 << (libc::SIGKILL - 1);
+    status.lines().any(|line| {
+        let mask = line
+            .strip_prefix("SigPnd:")
+            .or_else(|| line.strip_prefix("ShdPnd:"));
+        mask.and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .is_some_and(|m| m & bit != 0)
+    })
+}
+
 /// Whether `pid` is still the process that started at `start_time`.
 pub fn same_process(pid: i32, start_time: u64) -> bool {
     pid > 0 && proc_start_time(pid) == Some(start_time)
@@ -411,6 +457,111 @@ mod tests {
         assert!(process_ended(pid));
         child.wait().unwrap();
         assert!(process_ended(pid));
+    }
+
+    #[test]
+    fn a_process_is_ending_inside_its_exit_or_with_a_sigkill_pending() {
+        assert!(!process_ending(std::process::id() as i32));
+        assert!(process_ending(0));
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194564 0 0 0 0 0 0 0 0 20 0 1 0 777 0 0";
+        assert_eq!(stat_state_flags(stat), Some(('S', 4194564)));
+        assert_ne!(4194564 & PF_EXITING, 0);
+        assert_eq!(stat_state_flags("42 (x) R 1 42"), None);
+        let status = |sig: &str, shd: &str| {
+            format!("Name:\tsh\nSigPnd:\t{sig}\nShdPnd:\t{shd}\nSigBlk:\t0000000000000100\n")
+        };
+        assert!(!sigkill_pending(&status(
+            "0000000000000000",
+            "0000000000000000"
+        )));
+        assert!(sigkill_pending(&status(
+            "0000000000000000",
+            "0000000000000100"
+        )));
+        assert!(sigkill_pending(&status(
+            "0000000000000102",
+            "0000000000000000"
+        )));
+        assert!(!sigkill_pending(&status(
+            "0000000000000002",
+            "0000000000004000"
+        )));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        assert!(process_ending(child.id() as i32));
+    }
+
+    /// The state an exec racing a kill leaves: the container's init, killed, waits inside its
+    /// exit for a process that joined its pid namespace from outside (setns, fork) until that
+    /// process's parent reaps it. It is neither gone nor a zombie then, but it is ending.
+    #[test]
+    fn a_killed_init_waiting_for_its_namespace_is_ending() {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: a pid namespace needs root");
+            return;
+        }
+        let Ok(mut holder) = std::process::Command::new("unshare")
+            .args(["--pid", "--fork", "--kill-child", "sleep", "1000"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        else {
+            eprintln!("skipped: no unshare");
+            return;
+        };
+        let children = format!("/proc/{0}/task/{0}/children", holder.id());
+        let mut init = 0;
+        for _ in 0..400 {
+            let text = fs::read_to_string(&children).unwrap_or_default();
+            if let Some(pid) = text.split_whitespace().next() {
+                // The forked child execs `sleep` after unshare's own setup.
+                let pid: i32 = pid.parse().unwrap();
+                if fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default() == "sleep\n"
+                {
+                    init = pid;
+                    break;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(init > 0, "no init under unshare");
+        // Join its pid namespace from a thread of our own (the setns changes only that
+        // thread's children) and fork a process into it that only waits.
+        let ns = fs::File::open(format!("/proc/{init}/ns/pid")).unwrap();
+        let joined = std::thread::spawn(move || {
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWPID).unwrap();
+            // SAFETY: the child calls only async-signal-safe functions (pause, _exit).
+            match unsafe { nix::unistd::fork() }.unwrap() {
+                nix::unistd::ForkResult::Child => unsafe {
+                    libc::pause();
+                    libc::_exit(0)
+                },
+                nix::unistd::ForkResult::Parent { child } => child,
+            }
+        })
+        .join()
+        .unwrap();
+        assert!(!process_ending(init));
+        kill(Pid::from_raw(init), Signal::SIGKILL).unwrap();
+        // The joined process dies with the namespace and stays a zombie of ours; the init
+        // waits for it inside its exit.
+        for _ in 0..400 {
+            if process_ended(joined.as_raw()) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(process_ended(joined.as_raw()));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            !process_ended(init),
+            "the init ended before its namespace emptied"
+        );
+        assert!(process_ending(init));
+        nix::sys::wait::waitpid(joined, None).unwrap();
+        holder.wait().unwrap();
+        assert!(process_ended(init));
     }
 
     #[test]

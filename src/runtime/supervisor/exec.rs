@@ -13,6 +13,7 @@ use super::executor::{errno_text, BerthExecutor, Filter, UsernsJoin};
 use super::reap::pidfd_open;
 use super::stdio::{console_socket, pipe, Io};
 use super::{lc, read_failure, Supervisor};
+use crate::runtime::host;
 use crate::runtime::proto::ExecRequest;
 use crate::runtime::proto::Reply;
 use crate::util::fs::replace_file;
@@ -42,7 +43,9 @@ impl Supervisor {
             add_caps,
             shed,
         } = req;
-        if self.exited() || !self.state.started {
+        // A killed init that is still inside its exit (or has the SIGKILL pending) would fail
+        // the tenant build half-way: the container is not running any more.
+        if self.exited() || !self.state.started || host::process_ending(self.init.as_raw()) {
             return Reply::error("container is not running");
         }
         if let Some(message) = self.missing_cwd(&process) {
@@ -98,7 +101,12 @@ impl Supervisor {
                     ..Default::default()
                 }
             }
-            Err((message, code)) => failed(message, code),
+            Err((message, code)) => {
+                // libcontainer returns without reaping the processes of a build that failed
+                // half-way, and they are not in `execs`.
+                self.strays_until = Some(std::time::Instant::now() + super::STRAY_WINDOW);
+                failed(message, code)
+            }
         }
     }
 

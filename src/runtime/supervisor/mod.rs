@@ -55,6 +55,11 @@ const STALL_LIMIT: Duration = Duration::from_secs(5);
 /// How long a supervisor waits for its clients after the container exited.
 const LINGER: Duration = Duration::from_secs(5);
 
+/// How long after a failed exec start the loop keeps reaping the processes it left, and how
+/// often (ms).
+pub(super) const STRAY_WINDOW: Duration = Duration::from_secs(5);
+const STRAY_POLL_MS: u16 = 10;
+
 pub fn config_path(state_dir: &Path) -> PathBuf {
     state_dir.join("supervisor.json")
 }
@@ -90,6 +95,10 @@ struct Supervisor {
     state: SupervisorState,
     report: Option<File>,
     exited_at: Option<Instant>,
+    /// Until when the loop wakes often to reap children it has no pidfd for: the processes of
+    /// a failed exec start, which libcontainer leaves unreaped. One killed inside the
+    /// container's pid namespace holds the init's exit until it is reaped.
+    strays_until: Option<Instant>,
     /// When a client last took bytes.
     last_progress: Instant,
     /// The buffer reads go through (made at the first read, and taken out while in use).
@@ -165,6 +174,9 @@ impl Supervisor {
             }
             self.poll_once();
             self.reap();
+            if self.strays_until.is_some_and(|t| t <= Instant::now()) {
+                self.strays_until = None;
+            }
         }
         tracing::debug!("supervisor done");
     }
@@ -296,7 +308,9 @@ impl Supervisor {
     /// Short while clients are stalled or the container has exited (both end on a timer).
     fn poll_timeout(&self) -> u16 {
         let stalled = self.clients.iter().any(|c| c.stalled_since.is_some());
-        if self.exited_at.is_some() || stalled {
+        if self.strays_until.is_some() {
+            STRAY_POLL_MS
+        } else if self.exited_at.is_some() || stalled {
             200u16
         } else {
             10_000

@@ -180,6 +180,7 @@ impl Supervisor {
             state,
             report: Some(report),
             exited_at: None,
+            strays_until: None,
             last_progress: Instant::now(),
             readbuf: None,
             keep,
