@@ -172,8 +172,7 @@ fn multi_layer_docker_archive_with_whiteouts_and_an_opaque_dir() {
 
 /// A legacy docker-archive (`<id>/layer.tar`, as dockerd before 25 writes it) where one blob
 /// is two layers of the image (the second a symlink to the first, on another parent), with a
-/// broken gzip blob no image uses. berthd extracts layers as the archive streams by, so the
-/// second use is read back from the store.
+/// broken gzip blob no image uses: it fails only a manifest that uses it, naming it.
 #[test]
 fn a_legacy_archive_with_one_blob_used_twice() {
     require!(ready(), NOT_READY);

@@ -1031,14 +1031,14 @@ impl ImageService {
         let loaded = tokio::task::spawn_blocking(move || {
             // The archive's faults are the client's (400, "invalid archive"); a full disk or
             // an I/O error of the data root keeps its own kind and words (500).
-            let mut archive = super::archive::read_archive(&store, ChannelReader::new(body), &p)
+            let scratch = super::archive::unpack_to_scratch(&store, ChannelReader::new(body))
                 .map_err(|e| match e.kind() {
                     ErrorKind::InvalidParameter => {
                         ImageError::invalid(format!("invalid archive: {e}"))
                     }
                     _ => e,
                 })?;
-            super::archive::load_images(&store, &mut archive, &p)
+            super::archive::load_dir(&store, &scratch.0, &p)
         })
         .await
         .map_err(|e| ImageError::internal(format!("load task: {e}")))??;
