@@ -123,13 +123,6 @@ impl ContainerManager {
         // A new run: the previous run's exec records go.
         self.drop_execs(&id);
         let t0 = Instant::now();
-        let joined = match self.network_up(&record).await {
-            Ok(j) => j,
-            Err(e) => {
-                self.fail_start(c, &e, 0);
-                return Err(e);
-            }
-        };
         if let Some(other) = record
             .host_config
             .network_mode
@@ -144,30 +137,52 @@ impl ContainerManager {
                 }
             }
         }
-        let prepared = {
+        // Legacy links' variables join the process environment of this run only, before the
+        // container's own (which override them, as moby's `CreateDaemonEnvironment`).
+        let mut run_record = record.clone();
+        match self.link_env(&record) {
+            Ok(links) if !links.is_empty() => {
+                let mut env = links;
+                env.extend(run_record.config.env.take().unwrap_or_default());
+                run_record.config.env = Some(env);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.fail_start(c, &e, 0);
+                return Err(e);
+            }
+        }
+        let prepare = |joined: Option<PathBuf>| {
             let this = self.clone();
-            let mut record = record.clone();
-            // Legacy links' variables join the process environment of this run only,
-            // before the container's own (which override them, as moby's
-            // `CreateDaemonEnvironment`).
-            let mut links = match self.link_env(&record) {
-                Ok(l) => l,
+            let record = run_record.clone();
+            tokio::task::spawn_blocking(move || this.prepare_start(&record, joined))
+        };
+        // A container that joins networks has its endpoints made (veth, addresses, routes,
+        // ports) while its rootfs is mounted and its bundle written: the bundle needs only the
+        // namespace's path, where `network_up` makes it, and the supervisor starts after both.
+        // Under a remapped root the prepare gives the network files to that root, so it waits
+        // for them.
+        let mode = record.host_config.network_mode.clone().unwrap_or_default();
+        let overlap = super::network::joins_networks(&mode) && self.userns_of(&record).is_none();
+        let (joined, prepared) = if overlap {
+            let task = prepare(Some(self.netns_file(&id)));
+            let joined = self.network_up(&record).await;
+            (joined, task.await)
+        } else {
+            match self.network_up(&record).await {
+                Ok(j) => (Ok(j.clone()), prepare(j).await),
                 Err(e) => {
                     self.fail_start(c, &e, 0);
                     return Err(e);
                 }
-            };
-            if !links.is_empty() {
-                links.extend(record.config.env.take().unwrap_or_default());
-                record.config.env = Some(links);
             }
-            tokio::task::spawn_blocking(move || this.prepare_start(&record, joined))
-                .await
-                .map_err(|e| ContainerError::internal(format!("prepare task: {e}")))?
         };
-        let launch = match prepared {
-            Ok(cfg) => cfg,
-            Err(e) => {
+        let prepared = prepared
+            .map_err(|e| ContainerError::internal(format!("prepare task: {e}")))
+            .and_then(|p| p);
+        let launch = match (joined, prepared) {
+            (Ok(_), Ok(cfg)) => cfg,
+            (Err(e), _) | (_, Err(e)) => {
                 self.fail_start(c, &e, 0);
                 return Err(e);
             }
