@@ -349,11 +349,46 @@ fn exec_variants() {
     // The container's seccomp profile applies to exec'd processes too.
     let st = ok(b.docker_out(&["exec", "ex", "grep", "Seccomp:", "/proc/self/status"]));
     assert!(st.contains("2"), "{st}");
+    // An exec created and not started when its container stops: as in moby it keeps no exit
+    // code, and its start is refused because the container is not running (not "has
+    // already run").
+    let mut conn = common::Conn::unix(&b.socket);
+    let created = conn.request(
+        "POST",
+        "/v1.51/containers/ex/exec",
+        Some(br#"{"Cmd":["true"]}"#),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let pending = created.json()["Id"].as_str().unwrap().to_string();
     // Into a stopped container.
     ok(b.docker_out(&["stop", "-t", "1", "ex"]));
     let o = b.docker_out(&["exec", "ex", "true"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
+    let mut conn = common::Conn::unix(&b.socket);
+    let seen = conn.request("GET", &format!("/v1.51/exec/{pending}/json"), None);
+    assert_eq!(seen.status, 200);
+    assert_eq!(
+        seen.json()["ExitCode"],
+        serde_json::Value::Null,
+        "{}",
+        seen.text()
+    );
+    assert_eq!(seen.json()["Running"], false);
+    let start = conn.request(
+        "POST",
+        &format!("/v1.51/exec/{pending}/start"),
+        Some(br#"{"Detach":true}"#),
+    );
+    assert_eq!(start.status, 409, "{}", start.text());
+    assert!(
+        start.json()["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("is not running"),
+        "{}",
+        start.text()
+    );
     ok(b.docker_out(&["run", "-d", "--name", "pz", "busybox", "sleep", "100"]));
     ok(b.docker_out(&["pause", "pz"]));
     let o = b.docker_out(&["exec", "pz", "true"]);

@@ -210,12 +210,13 @@ impl ContainerManager {
 
     /// The container ended: its running execs ended with it (137), their records stay until
     /// the container starts again or goes, or for [`EXEC_KEEP`], so that clients can still
-    /// inspect them.
+    /// inspect them. One created and never started keeps no exit code (as in moby), and a
+    /// start of it is refused because the container is not running.
     pub(super) fn finish_execs(&self, container_id: &str) {
         let running: Vec<String> = lock(&self.execs)
             .values()
             .map(|e| e.snapshot())
-            .filter(|r| r.container_id == container_id && r.exit_code.is_none())
+            .filter(|r| r.container_id == container_id && r.started && r.exit_code.is_none())
             .map(|r| r.id)
             .collect();
         for id in running {
@@ -414,7 +415,27 @@ impl ContainerManager {
         console_size: Option<[u16; 2]>,
     ) -> Result<ExecStream, ContainerError> {
         let exec = self.exec_get(id)?;
-        let (cfg, container_id) = {
+        let container_id = lock(&exec.record).container_id.clone();
+        // The container's state first, then the exec's own (moby's `getExecConfig`, then
+        // `ContainerExecStart`): an exec whose container ended is refused as such, however
+        // the exec's record ended. One that never started ends with 126.
+        let refuse = |e: ContainerError| {
+            if !lock(&exec.record).started {
+                self.exec_finished(id, 126);
+            }
+            e
+        };
+        let c = self.get(&container_id).map_err(refuse)?;
+        let rec = c.record();
+        if rec.state.status == Status::Paused {
+            return Err(refuse(ContainerError::conflict(format!(
+                "Container {container_id} is paused, unpause the container before exec"
+            ))));
+        }
+        if rec.state.status != Status::Running {
+            return Err(refuse(ContainerError::not_running(&container_id)));
+        }
+        let cfg = {
             let mut r = lock(&exec.record);
             if r.running || (r.started && r.exit_code.is_none()) {
                 return Err(ContainerError::conflict(format!(
@@ -429,22 +450,12 @@ impl ContainerManager {
             r.started = true;
             // Running from now on: the exit may be reported before the start's reply is.
             r.running = true;
-            (r.config.clone(), r.container_id.clone())
+            r.config.clone()
         };
         let fail = |e: ContainerError| {
             self.exec_finished(id, 126);
             e
         };
-        let c = self.get(&container_id).map_err(fail)?;
-        let rec = c.record();
-        if rec.state.status == Status::Paused {
-            return Err(fail(ContainerError::conflict(format!(
-                "Container {container_id} is paused, unpause the container before exec"
-            ))));
-        }
-        if rec.state.status != Status::Running {
-            return Err(fail(ContainerError::not_running(&container_id)));
-        }
         // The process's TTY is the create request's (the start's only frames the stream);
         // without a console size at start, the create's.
         let tty = cfg.tty.unwrap_or(false);
