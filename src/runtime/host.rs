@@ -533,6 +533,7 @@ mod tests {
             nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWPID).unwrap();
             // SAFETY: the child calls only async-signal-safe functions (pause, _exit).
             match unsafe { nix::unistd::fork() }.unwrap() {
+                // SAFETY: pause and _exit take no pointers and are async-signal-safe.
                 nix::unistd::ForkResult::Child => unsafe {
                     libc::pause();
                     libc::_exit(0)
