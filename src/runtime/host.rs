@@ -18,12 +18,16 @@ pub fn proc_start_time(pid: i32) -> Option<u64> {
 /// `/proc/<pid>/stat`.
 pub fn proc_state(pid: i32) -> Option<(char, u64)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses: skip past the last ')'.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let mut fields = rest.split_whitespace();
+    let mut fields = stat_fields(&stat)?;
     let state = fields.next()?.chars().next()?;
     let start = fields.nth(18)?.parse().ok()?;
     Some((state, start))
+}
+
+/// The fields of a `/proc/<pid>/stat` line from field 3 (the state) on. The command name
+/// before them may contain spaces and parentheses: they start past the last ')'.
+fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
+    Some(stat.get(stat.rfind(')')? + 2..)?.split_whitespace())
 }
 
 /// Whether `pid` has ended: no such process, or a zombie its parent has not reaped yet.
@@ -57,8 +61,7 @@ pub fn process_ending(pid: i32) -> bool {
 
 /// The state letter (field 3) and the flags (field 9) of a `/proc/<pid>/stat` line.
 fn stat_state_flags(stat: &str) -> Option<(char, u64)> {
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let mut fields = rest.split_whitespace();
+    let mut fields = stat_fields(stat)?;
     let state = fields.next()?.chars().next()?;
     let flags = fields.nth(5)?.parse().ok()?;
     Some((state, flags))
