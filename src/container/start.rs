@@ -166,11 +166,11 @@ impl ContainerManager {
         let overlap = super::network::joins_networks(&mode) && self.userns_of(&record).is_none();
         let (joined, prepared) = if overlap {
             let task = prepare(Some(self.netns_file(&id)));
-            let joined = self.network_up(&record).await;
+            let joined = self.network_up(&record).await.map(drop);
             (joined, task.await)
         } else {
             match self.network_up(&record).await {
-                Ok(j) => (Ok(j.clone()), prepare(j).await),
+                Ok(j) => (Ok(()), prepare(j).await),
                 Err(e) => {
                     self.fail_start(c, &e, 0);
                     return Err(e);
