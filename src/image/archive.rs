@@ -480,15 +480,9 @@ fn extract_one(
         id: Some(super::short_id(diff_id).to_string()),
         ..Default::default()
     });
-    // The archive's fault names its member; the data root's keeps its own words.
     let x = store
         .extract_layer(&mut hashing, Some(diff_id))
-        .map_err(|e| match e.kind() {
-            crate::errors::ErrorKind::InvalidParameter => {
-                ImageError::invalid(format!("invalid archive: {path}: {e}"))
-            }
-            _ => e,
-        })?;
+        .map_err(|e| archive_fault(e, Some(path)))?;
     std::io::copy(&mut hashing, &mut std::io::sink())
         .map_err(|e| ImageError::invalid(format!("invalid archive: read {path}: {e}")))?;
     if let Some(d) = digest {
@@ -502,6 +496,21 @@ fn extract_one(
         }
     }
     Ok(x)
+}
+
+/// A load's error as it is reported: the archive's fault (an invalid parameter) says
+/// `invalid archive: [<member>: ]…` (a 400); a full disk or another fault of the data root
+/// keeps its own kind and words (a 500).
+pub(super) fn archive_fault(e: ImageError, member: Option<&str>) -> ImageError {
+    match (e.kind(), member) {
+        (crate::errors::ErrorKind::InvalidParameter, Some(m)) => {
+            ImageError::invalid(format!("invalid archive: {m}: {e}"))
+        }
+        (crate::errors::ErrorKind::InvalidParameter, None) => {
+            ImageError::invalid(format!("invalid archive: {e}"))
+        }
+        _ => e,
+    }
 }
 
 /// Hashes what passes through (when asked to).

@@ -16,7 +16,6 @@ use super::config::{History, ImageConfigFile, RootFs, RunConfig};
 use super::reference::{is_id_prefix, Reference};
 use super::store::{Image, Store};
 use super::{short_id, ImageError};
-use crate::errors::{ErrorKind, Kinded};
 use crate::events::{Event, EventBus};
 use crate::filters::Filters;
 use crate::registry::client::AuthConfig;
@@ -1029,15 +1028,8 @@ impl ImageService {
             progress.clone()
         };
         let loaded = tokio::task::spawn_blocking(move || {
-            // The archive's faults are the client's (400, "invalid archive"); a full disk or
-            // an I/O error of the data root keeps its own kind and words (500).
             let scratch = super::archive::unpack_to_scratch(&store, ChannelReader::new(body))
-                .map_err(|e| match e.kind() {
-                    ErrorKind::InvalidParameter => {
-                        ImageError::invalid(format!("invalid archive: {e}"))
-                    }
-                    _ => e,
-                })?;
+                .map_err(|e| super::archive::archive_fault(e, None))?;
             super::archive::load_dir(&store, &scratch.0, &p)
         })
         .await
