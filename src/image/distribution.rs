@@ -184,7 +184,6 @@ pub async fn pull(
 /// `POST /images/create?fromImage=<name>` with neither a tag nor a digest (`docker pull -a`):
 /// every tag the registry lists, one after the other as dockerd's `pullRepository` does (each
 /// `<tag>: Pulling from …` and `Digest: …`), then one `Status:` line for the repository.
-/// Returns the tags pulled.
 pub async fn pull_all_tags(
     store: Arc<Store>,
     opts: &RegistryOptions,
@@ -192,23 +191,22 @@ pub async fn pull_all_tags(
     platform: Option<&str>,
     auth: &AuthConfig,
     progress: &Progress,
-) -> Result<Vec<String>, ImageError> {
+) -> Result<(), ImageError> {
     let store = &store;
-    let (tags, newer) = from_endpoints(opts, &reference.domain, auth, |s| async move {
-        let tags = s.tags(&reference.path).await?;
+    let newer = from_endpoints(opts, &reference.domain, auth, |s| async move {
         let mut newer = false;
-        for t in &tags {
+        for t in &s.tags(&reference.path).await? {
             let r = reference.with_tag(t);
             let (_, up_to_date) = pull_from(store, &s, &r, platform, progress, false).await?;
             newer |= !up_to_date;
         }
-        Ok((tags, newer))
+        Ok(newer)
     })
     .await?;
     progress
         .send(pull_status(&reference.familiar(), !newer))
         .await;
-    Ok(tags)
+    Ok(())
 }
 
 /// Run `op` against the registry of `domain`: Docker Hub's mirrors, then Hub itself (a
