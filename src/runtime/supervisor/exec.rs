@@ -219,6 +219,7 @@ impl Supervisor {
             seccomp,
             drop_caps,
             userns,
+            console_size: console_size.filter(|_| tty),
         };
         let mut io = Io::new(true);
         let mut console = None;

@@ -37,6 +37,10 @@ pub struct BerthExecutor {
     /// libcontainer's tenant path does not join it, so the process is started as host root
     /// and the executor joins it itself before anything else (see [`UsernsJoin`]).
     pub userns: Option<UsernsJoin>,
+    /// With a TTY, the size the client asked for (height, width): set on the terminal right
+    /// before exec, as runc's init sets it, so that the process never sees it unset (the
+    /// supervisor sets it on the master too, but only once libcontainer has handed it over).
+    pub console_size: Option<[u16; 2]>,
 }
 
 /// The container's user namespace and the exec's real user (ids as seen inside it).
@@ -313,6 +317,11 @@ impl Executor for BerthExecutor {
     }
 
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        if let Some([h, w]) = self.console_size {
+            if nix::unistd::isatty(0).unwrap_or(false) {
+                let _ = super::lc::resize(0, h, w);
+            }
+        }
         let prepared = match (&self.userns, &self.seccomp) {
             (Some(join), _) => self.enter_userns(join, spec),
             (None, Some(profile)) => self.apply_exec_seccomp(profile),

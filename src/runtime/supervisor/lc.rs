@@ -239,7 +239,8 @@ pub fn resize(fd: RawFd, height: u16, width: u16) -> Result<(), String> {
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
-    // SAFETY: fd is an open pty master owned by the caller; ws lives across the call.
+    // SAFETY: fd is an open terminal (a pty's master, or its slave in the container's
+    // process) the caller holds; ws lives across the call.
     unsafe { tiocswinsz(fd, &ws) }
         .map(|_| ())
         .map_err(|e| format!("resize tty: {e}"))

@@ -227,6 +227,7 @@ fn create_container(cfg: &SupervisorConfig, state_dir: &Path) -> Result<NewConta
         seccomp,
         drop_caps,
         userns: None,
+        console_size: cfg.io.console_size.filter(|_| cfg.io.tty),
     };
     let mut io = Io::new(cfg.io.stdin_once);
     let mut console = None;
