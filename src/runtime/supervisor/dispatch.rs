@@ -8,7 +8,6 @@ use nix::sys::signal::Signal;
 
 use super::clients::{push_event, Kind};
 use super::{lc, read_failure, Supervisor};
-use crate::runtime::host;
 use crate::runtime::proto::{Event, Reply, Request};
 use crate::util::time::rfc3339_nano;
 
@@ -103,8 +102,9 @@ impl Supervisor {
         self.state.started = true;
         self.state.started_at = rfc3339_nano(SystemTime::now());
         self.save_state();
-        // libcontainer's work is done: its code need not stay resident for the container's life.
-        host::shed_memory();
+        // libcontainer's work is done: its code need not stay resident for the container's
+        // life. Given back a little later, not before this reply.
+        self.shed_at = Some(std::time::Instant::now() + super::SHED_DELAY);
         match failure {
             Some(f) => failed(f.message, f.code),
             None => Reply::ok(),

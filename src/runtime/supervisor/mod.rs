@@ -60,6 +60,11 @@ const LINGER: Duration = Duration::from_secs(5);
 pub(super) const STRAY_WINDOW: Duration = Duration::from_secs(5);
 const STRAY_POLL_MS: u16 = 10;
 
+/// How long after its start a container must still run before the supervisor gives back the
+/// memory only the create needed ([`crate::runtime::host::shed_memory`]): off the start's
+/// reply, and never for a container that ends sooner (`docker run --rm … true`).
+pub(super) const SHED_DELAY: Duration = Duration::from_millis(200);
+
 pub fn config_path(state_dir: &Path) -> PathBuf {
     state_dir.join("supervisor.json")
 }
@@ -99,6 +104,8 @@ struct Supervisor {
     /// a failed exec start, which libcontainer leaves unreaped. One killed inside the
     /// container's pid namespace holds the init's exit until it is reaped.
     strays_until: Option<Instant>,
+    /// When the memory only the create needed is given back ([`SHED_DELAY`]).
+    shed_at: Option<Instant>,
     /// When a client last took bytes.
     last_progress: Instant,
     /// The buffer reads go through (made at the first read, and taken out while in use).
@@ -176,6 +183,12 @@ impl Supervisor {
             self.reap();
             if self.strays_until.is_some_and(|t| t <= Instant::now()) {
                 self.strays_until = None;
+            }
+            if self.shed_at.is_some_and(|t| t <= Instant::now()) {
+                self.shed_at = None;
+                if !self.exited() {
+                    crate::runtime::host::shed_memory();
+                }
             }
         }
         tracing::debug!("supervisor done");
@@ -308,12 +321,19 @@ impl Supervisor {
     /// Short while clients are stalled or the container has exited (both end on a timer).
     fn poll_timeout(&self) -> u16 {
         let stalled = self.clients.iter().any(|c| c.stalled_since.is_some());
-        if self.strays_until.is_some() {
+        let timeout = if self.strays_until.is_some() {
             STRAY_POLL_MS
         } else if self.exited_at.is_some() || stalled {
             200u16
         } else {
             10_000
+        };
+        match self.shed_at {
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now()).as_millis();
+                timeout.min(u16::try_from(left).unwrap_or(u16::MAX))
+            }
+            None => timeout,
         }
     }
 

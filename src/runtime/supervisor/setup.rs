@@ -181,6 +181,7 @@ impl Supervisor {
             report: Some(report),
             exited_at: None,
             strays_until: None,
+            shed_at: None,
             last_progress: Instant::now(),
             readbuf: None,
             keep,
