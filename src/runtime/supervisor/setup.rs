@@ -378,16 +378,53 @@ fn finish_init(
 /// The supervisor's own log (libcontainer logs through `tracing` too): never fd 2, which the
 /// container's init would inherit.
 fn init_logging(path: &Path) {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path);
-    if let Ok(file) = file {
-        let _ = tracing_subscriber::fmt()
-            .with_writer(std::sync::Mutex::new(file))
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .try_init();
+    // libcgroups' notes on every create (which cgroup version it uses, controllers this host
+    // lacks) say nothing about the container; its errors still come.
+    let filter = tracing_subscriber::EnvFilter::new("info,libcgroups=error");
+    let _ = tracing_subscriber::fmt()
+        .with_writer(LazyLog {
+            path: path.to_path_buf(),
+            file: std::sync::Mutex::new(None),
+        })
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .try_init();
+}
+
+/// The supervisor's log file, made at the first line written: a container whose supervisor
+/// has nothing to say costs no file.
+struct LazyLog {
+    path: PathBuf,
+    file: std::sync::Mutex<Option<File>>,
+}
+
+impl std::io::Write for &LazyLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if file.is_none() {
+            *file = Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)?,
+            );
+        }
+        match file.as_mut() {
+            Some(f) => f.write(buf),
+            None => Ok(buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LazyLog {
+    type Writer = &'a LazyLog;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self
     }
 }
 
