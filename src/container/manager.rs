@@ -67,6 +67,10 @@ pub(super) type PendingAttach = tokio::sync::oneshot::Sender<Option<StdioConn>>;
 /// it is [`RecordCell::write`], which bumps the generation, so a cached view of the record
 /// (`docker ps`'s serialised summary, `list::Fragment`) cannot outlive a change: it is kept
 /// with the generation it was built from and used only while that still holds.
+/// The name of the trash directory among the containers' directories; no container ID
+/// starts with a dot.
+pub(super) const TRASH: &str = ".trash";
+
 pub struct RecordCell {
     inner: Mutex<Versioned>,
 }
@@ -258,6 +262,13 @@ impl ContainerManager {
         Record::dir(&self.cfg.data_root, id)
     }
 
+    /// Where removed containers' directories wait for their files to be removed
+    /// ([`crate::util::tree::move_to_trash`]): inside `containers`, which berthd binds on
+    /// itself ([`crate::runtime::subtree`]), so that the rename stays within one mount.
+    pub(super) fn trash_dir(&self) -> PathBuf {
+        self.cfg.data_root.join("containers").join(TRASH)
+    }
+
     pub(super) fn layer_dir(&self, id: &str) -> PathBuf {
         self.container_dir(id).join("layer")
     }
@@ -391,6 +402,14 @@ impl ContainerManager {
 
     pub(super) fn publish(&self, r: &Record, action: &str) {
         self.events.publish(self.event(r, action));
+    }
+
+    /// Mutate a container's record in memory only: for a state that must not outlive berthd
+    /// (a removal's `removing`, which a crash leaves undone as a whole).
+    pub(super) fn update_unsaved(&self, c: &Container, f: impl FnOnce(&mut Record)) -> Record {
+        let mut r = c.record.write();
+        f(&mut r);
+        r.clone()
     }
 
     /// Mutate a container's record and persist it.

@@ -55,22 +55,36 @@ impl ContainerManager {
             let _ = self.signal(c, nix::sys::signal::Signal::SIGKILL).await;
             Self::wait_stopped(c, Some(Duration::from_secs(30))).await;
         }
-        let r = self.update(c, |r| {
+        // Not saved: the directory goes in one rename below, so a crash before it leaves the
+        // container as it was recorded, and one after leaves nothing to finish.
+        let r = self.update_unsaved(c, |r| {
             r.state.status = Status::Removing;
             r.state.restart_pending = false;
-        })?;
+        });
         let this = self.clone();
         let id = c.id.clone();
-        tokio::task::spawn_blocking(move || {
+        let trashed = tokio::task::spawn_blocking(move || {
             this.unmount_rootfs(&id);
             this.runtime.cleanup(&id);
-            // The record first: a crash half-way leaves no record pointing at missing files.
             let dir = this.container_dir(&id);
-            let _ = std::fs::remove_file(Record::file(&dir));
-            crate::util::tree::remove_all(&dir);
+            match crate::util::tree::move_to_trash(&dir, &this.trash_dir()) {
+                Ok(moved) => Some(moved),
+                Err(e) => {
+                    tracing::debug!("move {} to the trash: {e}", dir.display());
+                    // The record first: a crash half-way leaves no record pointing at
+                    // missing files.
+                    let _ = std::fs::remove_file(Record::file(&dir));
+                    crate::util::tree::remove_all(&dir);
+                    None
+                }
+            }
         })
         .await
         .map_err(|e| ContainerError::internal(format!("remove task: {e}")))?;
+        if let Some(moved) = trashed {
+            // The files (a large writable layer may hold many) go after the answer.
+            tokio::task::spawn_blocking(move || crate::util::tree::remove_all(&moved));
+        }
         match self.containers.write() {
             Ok(mut m) => m.remove(&c.id),
             Err(p) => p.into_inner().remove(&c.id),

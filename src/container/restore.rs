@@ -15,6 +15,9 @@ const REATTACH_AT_ONCE: usize = 64;
 impl ContainerManager {
     /// Load every container from disk and reattach to the running ones.
     pub async fn restore(self: &Arc<Self>) {
+        // What removals before a crash or a restart left to delete.
+        let trash = self.trash_dir();
+        tokio::task::spawn_blocking(move || crate::util::tree::empty(&trash));
         let dir = self.cfg.data_root.join("containers");
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
@@ -23,7 +26,7 @@ impl ContainerManager {
         let mut loaded = Vec::new();
         for e in entries.flatten() {
             let path = e.path();
-            if !path.is_dir() {
+            if !path.is_dir() || e.file_name() == super::manager::TRASH {
                 continue;
             }
             // Records being replaced when berthd died (the old one is whole).

@@ -14,3 +14,65 @@ pub fn remove_all(p: &Path) {
         tracing::warn!("remove {}: {e}", p.display());
     }
 }
+
+/// Take the tree at `p` out of its place at once: rename it into `trash` (a directory on the
+/// same file system), where [`empty`] removes it later. The rename is one atomic step, so a
+/// crash leaves either the whole tree in place or none of it there; the removal of its files,
+/// which can take long for a large tree, is left to a background task. Fails (and leaves `p`)
+/// when it cannot be renamed, such as across file systems.
+pub fn move_to_trash(p: &Path, trash: &Path) -> std::io::Result<std::path::PathBuf> {
+    fs::create_dir_all(trash)?;
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = p
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let to = trash.join(format!("{name}-{}-{n}", std::process::id()));
+    fs::rename(p, &to)?;
+    Ok(to)
+}
+
+/// Remove everything in `trash` ([`move_to_trash`]), logging what cannot be removed. A tree
+/// that a removal of this process is deleting at the same time may vanish under it: that is
+/// not an error.
+pub fn empty(trash: &Path) {
+    for e in fs::read_dir(trash).into_iter().flatten().flatten() {
+        let p = e.path();
+        let r = match e.file_type() {
+            Ok(t) if t.is_dir() => fs::remove_dir_all(&p),
+            Ok(_) => fs::remove_file(&p),
+            Err(e) => Err(e),
+        };
+        match r {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!("remove {}: {e}", p.display());
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_moved_to_the_trash_is_gone_at_once_and_removed_when_emptied() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tree = tmp.path().join("c1");
+        fs::create_dir_all(tree.join("layer/diff/a")).unwrap();
+        fs::write(tree.join("layer/diff/a/f"), b"x").unwrap();
+        let trash = tmp.path().join("trash");
+        let moved = move_to_trash(&tree, &trash).unwrap();
+        assert!(!tree.exists());
+        assert!(moved.starts_with(&trash));
+        assert_eq!(fs::read(moved.join("layer/diff/a/f")).unwrap(), b"x");
+        // The same name again (a new container reusing nothing but the name) gets its own slot.
+        fs::create_dir_all(&tree).unwrap();
+        let again = move_to_trash(&tree, &trash).unwrap();
+        assert_ne!(again, moved);
+        empty(&trash);
+        assert_eq!(fs::read_dir(&trash).unwrap().count(), 0);
+    }
+}
