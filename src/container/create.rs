@@ -19,7 +19,7 @@ use super::mounts::MountPoint;
 use super::names;
 use super::record::{Record, State};
 use crate::image::config::RunConfig;
-use crate::util::fs::{atomic_write, ensure_dir};
+use crate::util::fs::{ensure_dir, replace_file};
 use crate::util::rand::random_hex;
 use crate::util::time::rfc3339_nano;
 use crate::version::ApiVersion;
@@ -822,8 +822,11 @@ impl ContainerManager {
         let hostname_path = dir.join("hostname");
         let hosts_path = dir.join("hosts");
         let resolv_path = dir.join("resolv.conf");
+        // Replaced atomically but not fsynced, as dockerd writes them: the record's fsync
+        // below, on a journaled file system, commits them too; a start on a network remakes
+        // `hosts` and `resolv.conf` anyway.
         let write = |p: &Path, s: &str| {
-            atomic_write(p, s.as_bytes(), 0o644)
+            replace_file(p, s.as_bytes(), 0o644)
                 .map_err(|e| ContainerError::io(format!("write {}", p.display()), e))
         };
         write(&hostname_path, &format!("{hostname}\n"))?;

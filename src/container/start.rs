@@ -77,12 +77,16 @@ impl ContainerManager {
             }
             _ => {}
         }
-        // A manual start begins a fresh restart-policy history (moby's ResetRestartManager).
-        self.update(&c, |r| {
-            r.state.manually_stopped = false;
-            r.state.paused_for_commit = false;
-            r.restart_count = 0;
-        })?;
+        // A manual start begins a fresh restart-policy history (moby's ResetRestartManager);
+        // a record that has none (a new container's) is not written again for it.
+        let r = c.record();
+        if r.state.manually_stopped || r.state.paused_for_commit || r.restart_count != 0 {
+            self.update(&c, |r| {
+                r.state.manually_stopped = false;
+                r.state.paused_for_commit = false;
+                r.restart_count = 0;
+            })?;
+        }
         *lock(&c.backoff) = None;
         self.start_locked(&c).await.map(|_| true)
     }
@@ -158,12 +162,13 @@ impl ContainerManager {
             tokio::task::spawn_blocking(move || this.prepare_start(&record, joined))
         };
         // A container that joins networks has its endpoints made (veth, addresses, routes,
-        // ports) while its rootfs is mounted and its bundle written: the bundle needs only the
-        // namespace's path, where `network_up` makes it, and the supervisor starts after both.
-        // Under a remapped root the prepare gives the network files to that root, so it waits
-        // for them.
+        // ports) while its rootfs is mounted and its bundle written, and one with `none` its
+        // empty namespace: the bundle needs only the namespace's path, where `network_up`
+        // makes it, and the supervisor starts after both. Under a remapped root the prepare
+        // gives the network files to that root, so it waits for them.
         let mode = record.host_config.network_mode.clone().unwrap_or_default();
-        let overlap = super::network::joins_networks(&mode) && self.userns_of(&record).is_none();
+        let overlap = (super::network::joins_networks(&mode) || mode == "none")
+            && self.userns_of(&record).is_none();
         let (joined, prepared) = if overlap {
             let task = prepare(Some(self.netns_file(&id)));
             let joined = self.network_up(&record).await.map(drop);
