@@ -297,10 +297,21 @@ class System:
         return api(self.sock, method, path, body)
 
     def daemon_pids(self):
-        """The daemon-side processes that are not per container."""
+        """The daemon-side processes that are not per container: berthd's spare supervisor
+        (`__spare`, detached like every supervisor, so not in the daemon's tree) counts too."""
         if not self.proc:
             return []
         pids = tree(self.proc.pid)
+        if self.name == "berth":
+            mark = f"{self.dir}/exec/".encode()
+            for e in os.listdir("/proc"):
+                if e.isdigit() and int(e) not in pids:
+                    try:
+                        cmd = open(f"/proc/{e}/cmdline", "rb").read()
+                    except OSError:
+                        continue
+                    if b"__spare" in cmd and mark in cmd:
+                        pids.append(int(e))
         return [p for p in pids if not self.per_container(p)]
 
     def per_container(self, pid):

@@ -35,6 +35,10 @@ fn main() -> ExitCode {
         let code = berth::runtime::supervisor::main(&args[2..]);
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
+    if args.get(1).map(String::as_str) == Some(berth::runtime::supervisor::SPARE_SUBCOMMAND) {
+        let code = berth::runtime::supervisor::spare_main(&args[2..]);
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
     // `docker cp` of a container that is not running: a single-threaded helper that builds a
     // private mount namespace.
     if args.get(1).map(String::as_str) == Some(berth::container::archive_helper::SUBCOMMAND) {

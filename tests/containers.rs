@@ -1640,3 +1640,86 @@ fn blkio_limits_the_host_cannot_apply_are_discarded_with_dockerds_warning() {
     }
     ok(b.docker_out(&["rm", "-f", "weighted"]));
 }
+
+/// The processes whose command line holds `word` and `dir`, with their command lines.
+fn processes_with(word: &str, dir: &str) -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(word) && cmd.contains(dir) {
+            out.push((pid, cmd.trim_end().to_string()));
+        }
+    }
+    out
+}
+
+/// After a start, berthd keeps a spare supervisor (`__spare`) ready; the next start hands it
+/// its container, and from then on it is that container's supervisor, named so in `ps`. A
+/// spare goes with berthd, even killed.
+#[test]
+fn a_spare_supervisor_takes_the_next_start_and_goes_with_berthd() {
+    require!(ready(), NOT_READY);
+    let (mut b, _parent) = daemon();
+    let exec = b.dir.path().join("exec").display().to_string();
+    ok(b.docker_out(&["run", "-d", "--name", "s1", "busybox", "sleep", "100"]));
+    let mut spare = 0;
+    wait_for("a spare supervisor", Duration::from_secs(10), || {
+        let found = processes_with("__spare", &exec);
+        spare = found.first().map_or(0, |p| p.0);
+        found.len() == 1
+    });
+    ok(b.docker_out(&["run", "-d", "--name", "s2", "busybox", "sleep", "100"]));
+    let id = inspect(&b, "s2", "{{.Id}}");
+    let pid: i32 = inspect(&b, "s2", "{{.State.Pid}}").parse().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let ppid: i32 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(ppid, spare, "s2's init is the spare's child");
+    let cmd = String::from_utf8(std::fs::read(format!("/proc/{spare}/cmdline")).unwrap()).unwrap();
+    let args: Vec<&str> = cmd.split('\0').filter(|a| !a.is_empty()).collect();
+    assert_eq!(
+        &args[1..],
+        ["__supervise", &format!("{exec}/c/{id}")],
+        "{cmd:?}"
+    );
+    assert_eq!(inspect(&b, "s2", "{{.State.Status}}"), "running");
+    ok(b.docker_out(&["exec", "s2", "true"]));
+    ok(b.docker_out(&["stop", "-t", "1", "s2"]));
+    assert_eq!(inspect(&b, "s2", "{{.State.ExitCode}}"), "137");
+    // A new spare for the start after.
+    let mut next = 0;
+    wait_for("the next spare", Duration::from_secs(10), || {
+        let found = processes_with("__spare", &exec);
+        next = found.first().map_or(0, |p| p.0);
+        found.len() == 1 && next != spare
+    });
+    ok(b.docker_out(&["rm", "-f", "s1", "s2"]));
+    b.signal(nix::sys::signal::Signal::SIGKILL);
+    b.wait_exit(Duration::from_secs(10));
+    wait_for(
+        "the spare to go with berthd",
+        Duration::from_secs(5),
+        || {
+            !Path::new(&format!("/proc/{next}")).exists()
+                || std::fs::read_to_string(format!("/proc/{next}/stat")).is_ok_and(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .is_some_and(|r| r.trim_start().starts_with('Z'))
+                })
+        },
+    );
+    assert!(processes_with("__spare", &exec).is_empty());
+}

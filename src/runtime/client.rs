@@ -1,68 +1,109 @@
 //! berthd's side of the supervisor protocol: launch a supervisor, send it requests, keep a
 //! `watch` connection for its events and `attach` connections for output.
 
-use std::io::{BufRead, BufReader};
-use std::os::fd::AsRawFd;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
 use super::error::RuntimeError;
 use super::proto::{self, Created, Event, Reply, Request, SupervisorConfig};
-use super::supervisor::{self, SUBCOMMAND};
+use super::supervisor::{self, SPARE_SUBCOMMAND, SUBCOMMAND};
 use crate::util::fs::replace_file;
 
 /// Start a supervisor for the bundle in `state_dir` (whose `config.json` is written) and wait
-/// until the container is created. Returns the init's pid.
+/// until the container is created. Returns the init's pid. A spare supervisor takes the
+/// container when there is one; a new spare is then made for the next start.
 pub(super) async fn launch(
     exe: PathBuf,
     state_dir: PathBuf,
     config: SupervisorConfig,
+    spares: Arc<Spares>,
 ) -> Result<i32, RuntimeError> {
-    tokio::task::spawn_blocking(move || launch_blocking(&exe, &state_dir, &config))
-        .await
-        .map_err(|e| RuntimeError::failed(format!("launch task: {e}")))?
+    let taken = spares.clone();
+    let launched =
+        tokio::task::spawn_blocking(move || launch_blocking(&exe, &state_dir, &config, &taken))
+            .await
+            .map_err(|e| RuntimeError::failed(format!("launch task: {e}")))?;
+    // Not at once: the start under way would share the CPU with the spare's start-up.
+    tokio::spawn(async move {
+        tokio::time::sleep(SPARE_DELAY).await;
+        spares.refill();
+    });
+    launched
 }
+
+/// How long after a launch the next spare is started.
+const SPARE_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 
 fn launch_blocking(
     exe: &Path,
     state_dir: &Path,
     config: &SupervisorConfig,
+    spares: &Spares,
 ) -> Result<i32, RuntimeError> {
     let json = serde_json::to_vec(config)
         .map_err(|e| RuntimeError::failed(format!("encode supervisor config: {e}")))?;
     replace_file(&supervisor::config_path(state_dir), &json, 0o600)
         .map_err(|e| RuntimeError::failed(format!("write supervisor config: {e}")))?;
+    let status = match spares.take().map(|s| s.assign(state_dir)) {
+        Some(Ok(status)) => status,
+        // A spare that went (killed, say) leaves the start to a new supervisor.
+        Some(Err(e)) => {
+            tracing::debug!("spare supervisor: {e}");
+            start_supervisor(exe, &[SUBCOMMAND.as_ref(), state_dir.as_os_str()], None)?
+        }
+        None => start_supervisor(exe, &[SUBCOMMAND.as_ref(), state_dir.as_os_str()], None)?,
+    };
+    read_created(status, state_dir)
+}
+
+/// Run `exe args` as a supervisor's launcher, which detaches the supervisor and exits: fd 3
+/// of the supervisor is the returned status pipe, fd 4 `go` if given. Waits for the launcher.
+fn start_supervisor(
+    exe: &Path,
+    args: &[&std::ffi::OsStr],
+    go: Option<OwnedFd>,
+) -> Result<File, RuntimeError> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| RuntimeError::failed(format!("create status pipe: {e}")))?;
     let w_fd = w.as_raw_fd();
+    let go_fd = go.as_ref().map_or(-1, |g| g.as_raw_fd());
     let mut cmd = crate::util::exe::command(exe);
-    cmd.arg(SUBCOMMAND)
-        .arg(state_dir)
+    cmd.args(args)
         .env_clear()
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: between fork and exec the child only calls dup2, fcntl and close_range, which are
-    // async-signal-safe; fd 3 ends up as the status pipe without close-on-exec, and every
-    // descriptor above it is closed.
+    // SAFETY: between fork and exec the child only calls fcntl, dup2 and close_range, which
+    // are async-signal-safe. Both pipes are first copied above fd 9, so that neither dup2
+    // overwrites the other; fd 3 (and fd 4 with `go`) end up without close-on-exec, and every
+    // descriptor above them is closed.
     unsafe {
         cmd.pre_exec(move || {
-            if w_fd == 3 {
-                // Already in place: dup2 would keep close-on-exec set.
-                if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+            let status = libc::fcntl(w_fd, libc::F_DUPFD_CLOEXEC, 10);
+            if status < 0 || libc::dup2(status, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let mut first_closed = 4u32;
+            if go_fd >= 0 {
+                let go = libc::fcntl(go_fd, libc::F_DUPFD_CLOEXEC, 10);
+                if go < 0 || libc::dup2(go, 4) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-            } else if libc::dup2(w_fd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
+                first_closed = 5;
             }
             // Descriptors berthd inherited without close-on-exec must not live on in the
             // supervisor; close_range only fails on old kernels, where nothing is lost.
-            libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
+            libc::syscall(libc::SYS_close_range, first_closed, u32::MAX, 0u32);
             Ok(())
         });
     }
@@ -70,10 +111,16 @@ fn launch_blocking(
         .spawn()
         .map_err(|e| RuntimeError::failed(format!("start supervisor {}: {e}", exe.display())))?;
     drop(w);
+    drop(go);
     // The launched process forks the real supervisor and exits at once.
     let _ = child.wait();
+    Ok(File::from(r))
+}
+
+/// The supervisor's [`Created`] line on its status pipe.
+fn read_created(status: File, state_dir: &Path) -> Result<i32, RuntimeError> {
     let mut line = String::new();
-    let _ = BufReader::new(std::fs::File::from(r)).read_line(&mut line);
+    let _ = BufReader::new(status).read_line(&mut line);
     let created: Created = serde_json::from_str(line.trim()).map_err(|_| {
         let log = std::fs::read_to_string(state_dir.join("supervisor.log")).unwrap_or_default();
         let last = log.lines().last().unwrap_or("").to_string();
@@ -90,6 +137,102 @@ fn launch_blocking(
         } else {
             RuntimeError::Failed(created.error)
         })
+    }
+}
+
+/// A supervisor started before a container needs it ([`supervisor::spare_main`]): it waits
+/// for a state dir on `go`, and answers on `status` as a supervisor started for that dir.
+pub(super) struct Spare {
+    go: File,
+    status: File,
+}
+
+impl Spare {
+    fn start(exe: &Path, exec_root: &Path) -> Result<Spare, RuntimeError> {
+        let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| RuntimeError::failed(format!("create spare pipe: {e}")))?;
+        // As long as a state dir and 4 bytes more (`__supervise` against `__spare`), so that
+        // the taken spare's command line names its container as any supervisor's does.
+        let placeholder = exec_root.join("c").join("_".repeat(64 + 4));
+        let status = start_supervisor(
+            exe,
+            &[SPARE_SUBCOMMAND.as_ref(), placeholder.as_os_str()],
+            Some(go_r),
+        )?;
+        Ok(Spare {
+            go: File::from(go_w),
+            status,
+        })
+    }
+
+    /// Hand the spare `state_dir`; its status pipe then tells how the create went.
+    fn assign(mut self, state_dir: &Path) -> Result<File, RuntimeError> {
+        let mut line = state_dir.as_os_str().as_encoded_bytes().to_vec();
+        line.push(b'\n');
+        self.go.write_all(&line).map_err(|e| {
+            RuntimeError::failed(format!("hand the spare supervisor its container: {e}"))
+        })?;
+        Ok(self.status)
+    }
+}
+
+/// At most one [`Spare`], made again in the background after each start that took it.
+pub struct Spares {
+    exe: PathBuf,
+    exec_root: PathBuf,
+    slot: Mutex<Option<Spare>>,
+    making: AtomicBool,
+}
+
+impl Spares {
+    pub(super) fn new(exe: PathBuf, exec_root: PathBuf) -> Spares {
+        Spares {
+            exe,
+            exec_root,
+            slot: Mutex::new(None),
+            making: AtomicBool::new(false),
+        }
+    }
+
+    fn take(&self) -> Option<Spare> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Start a spare on a blocking thread unless one is there or on its way.
+    pub(super) fn refill(self: &Arc<Self>) {
+        if self
+            .slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+            || self.making.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            match Spare::start(&this.exe, &this.exec_root) {
+                Ok(spare) => {
+                    let mut slot = this.slot.lock().unwrap_or_else(|p| p.into_inner());
+                    // One already there (never, with `making`): this one's pipe closes and
+                    // it exits.
+                    if slot.is_none() {
+                        *slot = Some(spare);
+                    }
+                }
+                Err(e) => tracing::debug!("start a spare supervisor: {e}"),
+            }
+            this.making.store(false, Ordering::Release);
+        });
+    }
+}
+
+impl std::fmt::Debug for Spares {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spares")
+            .field("exe", &self.exe)
+            .field("exec_root", &self.exec_root)
+            .finish_non_exhaustive()
     }
 }
 

@@ -6,6 +6,7 @@
 //! supervisor's files or the OCI types.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::client::{self, Watch};
@@ -75,15 +76,21 @@ pub struct ExecStdio {
     pub console_size: Option<[u16; 2]>,
 }
 
-/// The handle: cheap to share (`Arc`), no state beyond the configuration.
+/// The handle: cheap to share (`Arc`); its state beyond the configuration is the spare
+/// supervisor ([`client::Spares`]).
 #[derive(Debug)]
 pub struct Runtime {
     cfg: RuntimeConfig,
+    spares: Arc<client::Spares>,
 }
 
 impl Runtime {
     pub fn new(cfg: RuntimeConfig) -> Runtime {
-        Runtime { cfg }
+        let spares = Arc::new(client::Spares::new(
+            cfg.supervisor_exe.clone(),
+            cfg.exec_root.clone(),
+        ));
+        Runtime { cfg, spares }
     }
 
     /// The host's cgroups as probed at start.
@@ -256,7 +263,13 @@ impl Runtime {
             cgroup_path,
             shed: self.shed_list(opts.running),
         };
-        client::launch(self.cfg.supervisor_exe.clone(), self.state_dir(id), cfg).await
+        client::launch(
+            self.cfg.supervisor_exe.clone(),
+            self.state_dir(id),
+            cfg,
+            self.spares.clone(),
+        )
+        .await
     }
 
     /// The directories whose mounts a supervisor sheds to create a container or start an exec

@@ -24,6 +24,54 @@ pub fn proc_state(pid: i32) -> Option<(char, u64)> {
     Some((state, start))
 }
 
+/// Make this process's command line read `argv[0] args…`, in the memory its arguments came
+/// in (as `setproctitle` does): what `ps` and `/proc/<pid>/cmdline` show. The new line is
+/// padded with NULs to the old one's length; one longer than that is not set. A spare
+/// supervisor names the container it took this way.
+pub fn set_cmdline(args: &[&str]) {
+    let Some((start, end)) = fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| arg_area(&s))
+    else {
+        return;
+    };
+    let Ok(old) = fs::read("/proc/self/cmdline") else {
+        return;
+    };
+    let argv0 = old.split(|b| *b == 0).next().unwrap_or_default();
+    if let Some(line) = cmdline_bytes(argv0, args, end.saturating_sub(start)) {
+        use std::os::unix::fs::FileExt;
+        // The process's own memory: no other process sees it change half-way but `ps`.
+        if let Ok(mem) = fs::OpenOptions::new().write(true).open("/proc/self/mem") {
+            let _ = mem.write_all_at(&line, start);
+        }
+    }
+}
+
+/// The start and end of the argument area (fields 48 and 49 of `/proc/self/stat`).
+fn arg_area(stat: &str) -> Option<(u64, u64)> {
+    let mut fields = stat_fields(stat)?.skip(45);
+    let start = fields.next()?.parse().ok()?;
+    let end = fields.next()?.parse().ok()?;
+    (end > start).then_some((start, end))
+}
+
+/// `argv0` and `args`, each ended by a NUL, padded with NULs to `len`; `None` if longer.
+fn cmdline_bytes(argv0: &[u8], args: &[&str], len: u64) -> Option<Vec<u8>> {
+    let mut line = argv0.to_vec();
+    line.push(0);
+    for a in args {
+        line.extend_from_slice(a.as_bytes());
+        line.push(0);
+    }
+    let len = usize::try_from(len).ok()?;
+    if line.len() > len {
+        return None;
+    }
+    line.resize(len, 0);
+    Some(line)
+}
+
 /// The fields of a `/proc/<pid>/stat` line from field 3 (the state) on. The command name
 /// before them may contain spaces and parentheses: they start past the last ')'.
 fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
@@ -623,6 +671,23 @@ mod tests {
         assert!(wrote && landed, "a write lands in the upper directory");
         // The process's working directory is untouched.
         assert_eq!(std::env::current_dir().unwrap(), cwd);
+    }
+
+    #[test]
+    fn a_command_line_is_rewritten_in_place_within_its_old_length() {
+        let b = cmdline_bytes(b"/usr/bin/berthd", &["__supervise", "/run/c/ab"], 40).unwrap();
+        assert_eq!(b.len(), 40);
+        assert!(b.starts_with(b"/usr/bin/berthd\0__supervise\0/run/c/ab\0"));
+        assert!(b[38..].iter().all(|c| *c == 0));
+        assert_eq!(
+            cmdline_bytes(b"/usr/bin/berthd", &["__supervise", "/run/c/ab"], 37),
+            None
+        );
+        // Fields 48 and 49 of a real stat line: the argument area.
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let (start, end) = arg_area(&stat).unwrap();
+        let cmdline = std::fs::read("/proc/self/cmdline").unwrap();
+        assert_eq!((end - start) as usize, cmdline.len());
     }
 
     #[test]

@@ -39,10 +39,14 @@ use exec::ExecProc;
 use executor::ExecFailure;
 use stdio::{Io, ReadBuf};
 
-pub use setup::main;
+pub use setup::{main, spare_main};
 
 /// The hidden subcommand.
 pub const SUBCOMMAND: &str = "__supervise";
+
+/// A spare supervisor's subcommand ([`spare_main`]); once it has a container, its command
+/// line reads as [`SUBCOMMAND`]'s.
+pub const SPARE_SUBCOMMAND: &str = "__spare";
 
 /// An attached client's output buffer above which the container's output is no longer read
 /// (back-pressure), and the stdin buffer above which clients are no longer read.

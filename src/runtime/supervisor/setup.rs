@@ -3,7 +3,7 @@
 //! (still single-threaded: it forks), then reporting the outcome to berthd on the status fd.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use nix::unistd::Pid;
 use super::executor::{BerthExecutor, Filter};
 use super::reap::pidfd_open;
 use super::stdio::{console_socket, nonblocking, pipe, Io};
-use super::{config_path, lc, read_failure, socket_path, Supervisor, SUBCOMMAND};
+use super::{config_path, lc, read_failure, socket_path, Supervisor, SPARE_SUBCOMMAND, SUBCOMMAND};
 use crate::logger;
 use crate::runtime::host;
 use crate::runtime::proto::{Created, SupervisorConfig, SupervisorState};
@@ -24,13 +24,71 @@ use crate::runtime::proto::{Created, SupervisorConfig, SupervisorState};
 /// The fd on which berthd reads the [`Created`] line.
 const STATUS_FD: i32 = 3;
 
+/// The fd on which a spare supervisor reads its state dir.
+const GO_FD: i32 = 4;
+
 /// Entry point of the hidden subcommand; called by `main` before any thread exists.
 pub fn main(args: &[String]) -> i32 {
     let Some(dir) = args.first() else {
         eprintln!("usage: berthd {SUBCOMMAND} <state-dir>");
         return 2;
     };
-    let state_dir = PathBuf::from(dir);
+    let status = status_file();
+    match detach() {
+        Ok(true) => serve(&PathBuf::from(dir), status),
+        Ok(false) => 0,
+        Err(e) => {
+            report_created(
+                status,
+                Created {
+                    error: e,
+                    ..Default::default()
+                },
+            );
+            1
+        }
+    }
+}
+
+/// Entry point of a spare supervisor (`berthd __spare <exec-root>/c/<placeholder>`), started
+/// before any container needs it so that a start skips the `execve` and start-up of a new
+/// one: detached like a supervisor, it waits for berthd to write a state dir on [`GO_FD`] and
+/// then becomes that container's supervisor. The end of berthd closes the pipe, and a spare
+/// nobody took just exits.
+pub fn spare_main(args: &[String]) -> i32 {
+    if args.is_empty() {
+        eprintln!("usage: berthd {SPARE_SUBCOMMAND} <placeholder>");
+        return 2;
+    }
+    let status = status_file();
+    // SAFETY: fd 4 is the pipe berthd passed, or nothing (then reading it fails at once).
+    let go = if fcntl(GO_FD, FcntlArg::F_GETFD).is_ok() {
+        Some(unsafe { File::from_raw_fd(GO_FD) })
+    } else {
+        None
+    };
+    match detach() {
+        Ok(true) => {}
+        Ok(false) => return 0,
+        Err(_) => return 1,
+    }
+    let Some(dir) = go.and_then(read_assignment) else {
+        return 0;
+    };
+    host::set_cmdline(&[SUBCOMMAND, &dir]);
+    serve(&PathBuf::from(dir), status)
+}
+
+/// The spare's assignment: one line naming the state dir; `None` at EOF (berthd went).
+fn read_assignment(go: File) -> Option<String> {
+    let mut line = String::new();
+    std::io::BufReader::new(go).read_line(&mut line).ok()?;
+    let dir = line.strip_suffix('\n')?;
+    (!dir.is_empty()).then(|| dir.to_string())
+}
+
+/// The status pipe berthd reads the [`Created`] line from, close-on-exec from here on.
+fn status_file() -> Option<File> {
     // SAFETY: fd 3 is the status pipe berthd passed; if it is not open, fcntl fails and
     // nothing is wrapped.
     let status = if fcntl(STATUS_FD, FcntlArg::F_GETFD).is_ok() {
@@ -44,24 +102,24 @@ pub fn main(args: &[String]) -> i32 {
             FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
         );
     }
-    // Detach: a new session, and a fork so that the supervisor is no child of berthd.
+    status
+}
+
+/// A new session, and a fork so that the supervisor is no child of berthd: `Ok(true)` in the
+/// child, which goes on; `Ok(false)` in the parent, which only exits.
+fn detach() -> Result<bool, String> {
     let _ = nix::unistd::setsid();
     // SAFETY: single-threaded here (no runtime has been built); the parent only exits.
     match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
-        Ok(nix::unistd::ForkResult::Child) => {}
-        Err(e) => {
-            report_created(
-                status,
-                Created {
-                    error: format!("fork supervisor: {e}"),
-                    ..Default::default()
-                },
-            );
-            return 1;
-        }
+        Ok(nix::unistd::ForkResult::Parent { .. }) => Ok(false),
+        Ok(nix::unistd::ForkResult::Child) => Ok(true),
+        Err(e) => Err(format!("fork supervisor: {e}")),
     }
-    match Supervisor::setup(&state_dir, status) {
+}
+
+/// Set the container up in `state_dir` and supervise it until the end.
+fn serve(state_dir: &Path, status: Option<File>) -> i32 {
+    match Supervisor::setup(state_dir, status) {
         Ok(mut sup) => {
             sup.run();
             0
