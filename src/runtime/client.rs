@@ -90,13 +90,17 @@ fn start_supervisor(
     unsafe {
         cmd.pre_exec(move || {
             let status = libc::fcntl(w_fd, libc::F_DUPFD_CLOEXEC, 10);
-            if status < 0 || libc::dup2(status, 3) < 0 {
+            let go = if go_fd >= 0 {
+                libc::fcntl(go_fd, libc::F_DUPFD_CLOEXEC, 10)
+            } else {
+                -1
+            };
+            if status < 0 || (go_fd >= 0 && go < 0) || libc::dup2(status, 3) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             let mut first_closed = 4u32;
-            if go_fd >= 0 {
-                let go = libc::fcntl(go_fd, libc::F_DUPFD_CLOEXEC, 10);
-                if go < 0 || libc::dup2(go, 4) < 0 {
+            if go >= 0 {
+                if libc::dup2(go, 4) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 first_closed = 5;
@@ -177,7 +181,7 @@ impl Spare {
 }
 
 /// At most one [`Spare`], made again in the background after each start that took it.
-pub struct Spares {
+pub(super) struct Spares {
     exe: PathBuf,
     exec_root: PathBuf,
     slot: Mutex<Option<Spare>>,

@@ -41,7 +41,8 @@ pub fn set_cmdline(args: &[&str]) {
     let argv0 = old.split(|b| *b == 0).next().unwrap_or_default();
     if let Some(line) = cmdline_bytes(argv0, args, end.saturating_sub(start)) {
         use std::os::unix::fs::FileExt;
-        // The process's own memory: no other process sees it change half-way but `ps`.
+        // The argument area is ordinary memory of this process; /proc/self/mem writes it
+        // without any unsafe pointer.
         if let Ok(mem) = fs::OpenOptions::new().write(true).open("/proc/self/mem") {
             let _ = mem.write_all_at(&line, start);
         }
