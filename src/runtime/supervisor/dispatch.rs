@@ -55,6 +55,9 @@ impl Supervisor {
             Request::Start => self.start(),
             Request::Watch => {
                 self.clients[i].kind = Kind::Watch;
+                // A watch on a running container is a restarted berthd reattaching: the code
+                // that served it need not stay resident either.
+                self.shed_later();
                 Reply::ok()
             }
             Request::Attach {
@@ -86,7 +89,20 @@ impl Supervisor {
                 state: Some(self.state.clone()),
                 ..Default::default()
             },
-            Request::Exec(req) => self.exec(i, req),
+            Request::Exec(req) => {
+                let reply = self.exec(i, req);
+                // libcontainer's tenant build ran: give back what only it needed.
+                self.shed_later();
+                reply
+            }
+        }
+    }
+
+    /// Give back the memory a rare request needed ([`crate::runtime::host::shed_memory`]) a
+    /// little later, once the container runs.
+    fn shed_later(&mut self) {
+        if self.state.started && !self.exited() && self.shed_at.is_none() {
+            self.shed_at = Some(std::time::Instant::now() + super::SHED_DELAY);
         }
     }
 
@@ -104,7 +120,7 @@ impl Supervisor {
         self.save_state();
         // libcontainer's work is done: its code need not stay resident for the container's
         // life. Given back a little later, not before this reply.
-        self.shed_at = Some(std::time::Instant::now() + super::SHED_DELAY);
+        self.shed_later();
         match failure {
             Some(f) => failed(f.message, f.code),
             None => Reply::ok(),
