@@ -177,14 +177,7 @@ fn run_prints_output_and_exit_codes() {
     );
     ok(b.docker_out(&["run", "-d", "--name", "envsup", "busybox", "sleep", "60"]));
     let pid: i32 = inspect(&b, "envsup", "{{.State.Pid}}").parse().unwrap();
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let ppid = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap();
+    let ppid = &stat_fields(pid).unwrap()[1];
     let sup = std::fs::read(format!("/proc/{ppid}/environ")).unwrap();
     let sup = String::from_utf8_lossy(&sup);
     assert!(
@@ -1641,6 +1634,14 @@ fn blkio_limits_the_host_cannot_apply_are_discarded_with_dockerds_warning() {
     ok(b.docker_out(&["rm", "-f", "weighted"]));
 }
 
+/// The fields of `/proc/<pid>/stat` after the command name (the state first, then the
+/// parent's pid); `None` once the process is gone.
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit(')').next()?;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
 /// The processes whose command line holds `word` and `dir`, with their command lines.
 fn processes_with(word: &str, dir: &str) -> Vec<(i32, String)> {
     let mut out = Vec::new();
@@ -1677,16 +1678,7 @@ fn a_spare_supervisor_takes_the_next_start_and_goes_with_berthd() {
     ok(b.docker_out(&["run", "-d", "--name", "s2", "busybox", "sleep", "100"]));
     let id = inspect(&b, "s2", "{{.Id}}");
     let pid: i32 = inspect(&b, "s2", "{{.State.Pid}}").parse().unwrap();
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let ppid: i32 = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let ppid: i32 = stat_fields(pid).unwrap()[1].parse().unwrap();
     assert_eq!(ppid, spare, "s2's init is the spare's child");
     let cmd = String::from_utf8(std::fs::read(format!("/proc/{spare}/cmdline")).unwrap()).unwrap();
     let args: Vec<&str> = cmd.split('\0').filter(|a| !a.is_empty()).collect();
@@ -1712,14 +1704,7 @@ fn a_spare_supervisor_takes_the_next_start_and_goes_with_berthd() {
     wait_for(
         "the spare to go with berthd",
         Duration::from_secs(5),
-        || {
-            !Path::new(&format!("/proc/{next}")).exists()
-                || std::fs::read_to_string(format!("/proc/{next}/stat")).is_ok_and(|s| {
-                    s.rsplit(')')
-                        .next()
-                        .is_some_and(|r| r.trim_start().starts_with('Z'))
-                })
-        },
+        || stat_fields(next).is_none_or(|f| f[0] == "Z"),
     );
     assert!(processes_with("__spare", &exec).is_empty());
 }
