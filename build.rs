@@ -8,6 +8,18 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=Cargo.lock");
     println!("cargo:rerun-if-changed=.git/HEAD");
+    // A commit moves the branch HEAD names, not HEAD itself: watch that ref too, or the
+    // commit recorded would stay the one of the first build on the branch.
+    // (Only files that exist: cargo reruns the script every time for a missing one.)
+    if let Ok(head) = std::fs::read_to_string(".git/HEAD") {
+        if let Some(r) = head.trim().strip_prefix("ref: ") {
+            for f in [format!(".git/{r}"), ".git/packed-refs".to_string()] {
+                if std::path::Path::new(&f).exists() {
+                    println!("cargo:rerun-if-changed={f}");
+                }
+            }
+        }
+    }
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     // berthd and every supervisor are the same binary. As a position-independent executable,
     // the loader relocates its 465 KiB of constant data with pointers in it (vtables, panic
