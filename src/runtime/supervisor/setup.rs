@@ -450,7 +450,12 @@ fn init_logging(path: &Path) {
 }
 
 /// The supervisor's log file, made at the first line written: a container whose supervisor
-/// has nothing to say costs no file.
+/// has nothing to say costs no file. It is opened by its absolute path, never through a
+/// descriptor of the state dir: libcontainer's processes log through the same subscriber after
+/// their fork, and a directory descriptor open in the container's init before its `execve`
+/// is the way out of the container runc's CVE-2024-21626 took (`process.cwd` set to
+/// `/proc/self/fd/N`). A line the init logs after its `pivot_root`, when the supervisor had
+/// logged nothing before, is lost (its errors also reach the supervisor, which logs them).
 struct LazyLog {
     path: PathBuf,
     file: std::sync::Mutex<Option<File>>,
