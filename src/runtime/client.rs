@@ -55,12 +55,13 @@ fn launch_blocking(
         .map_err(|e| RuntimeError::failed(format!("write supervisor config: {e}")))?;
     let status = match spares.take().map(|s| s.assign(state_dir)) {
         Some(Ok(status)) => status,
-        // A spare that went (killed, say) leaves the start to a new supervisor.
-        Some(Err(e)) => {
-            tracing::debug!("spare supervisor: {e}");
+        // No spare, or one that went (killed, say): a new supervisor.
+        other => {
+            if let Some(Err(e)) = other {
+                tracing::debug!("spare supervisor: {e}");
+            }
             start_supervisor(exe, &[SUBCOMMAND.as_ref(), state_dir.as_os_str()], None)?
         }
-        None => start_supervisor(exe, &[SUBCOMMAND.as_ref(), state_dir.as_os_str()], None)?,
     };
     read_created(status, state_dir)
 }

@@ -5,13 +5,17 @@ use std::path::Path;
 
 /// Remove a file or directory tree, logging (not failing) on error.
 pub fn remove_all(p: &Path) {
-    let r = match fs::symlink_metadata(p) {
+    if let Err(e) = remove_tree(p) {
+        tracing::warn!("remove {}: {e}", p.display());
+    }
+}
+
+/// Remove a file or directory tree; one that is not there is no error.
+fn remove_tree(p: &Path) -> std::io::Result<()> {
+    match fs::symlink_metadata(p) {
         Ok(m) if m.is_dir() => fs::remove_dir_all(p),
         Ok(_) => fs::remove_file(p),
         Err(_) => Ok(()),
-    };
-    if let Err(e) = r {
-        tracing::warn!("remove {}: {e}", p.display());
     }
 }
 
@@ -39,12 +43,7 @@ pub fn move_to_trash(p: &Path, trash: &Path) -> std::io::Result<std::path::PathB
 pub fn empty(trash: &Path) {
     for e in fs::read_dir(trash).into_iter().flatten().flatten() {
         let p = e.path();
-        let r = match e.file_type() {
-            Ok(t) if t.is_dir() => fs::remove_dir_all(&p),
-            Ok(_) => fs::remove_file(&p),
-            Err(e) => Err(e),
-        };
-        match r {
+        match remove_tree(&p) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 tracing::warn!("remove {}: {e}", p.display());
             }

@@ -33,7 +33,7 @@ pub fn main(args: &[String]) -> i32 {
         eprintln!("usage: berthd {SUBCOMMAND} <state-dir>");
         return 2;
     };
-    let status = status_file();
+    let status = inherited(STATUS_FD);
     match detach() {
         Ok(true) => serve(&PathBuf::from(dir), status),
         Ok(false) => 0,
@@ -60,13 +60,8 @@ pub fn spare_main(args: &[String]) -> i32 {
         eprintln!("usage: berthd {SPARE_SUBCOMMAND} <placeholder>");
         return 2;
     }
-    let status = status_file();
-    // SAFETY: fd 4 is the pipe berthd passed, or nothing (then reading it fails at once).
-    let go = if fcntl(GO_FD, FcntlArg::F_GETFD).is_ok() {
-        Some(unsafe { File::from_raw_fd(GO_FD) })
-    } else {
-        None
-    };
+    let status = inherited(STATUS_FD);
+    let go = inherited(GO_FD);
     match detach() {
         Ok(true) => {}
         Ok(false) => return 0,
@@ -87,22 +82,14 @@ fn read_assignment(go: File) -> Option<String> {
     (!dir.is_empty()).then(|| dir.to_string())
 }
 
-/// The status pipe berthd reads the [`Created`] line from, close-on-exec from here on.
-fn status_file() -> Option<File> {
-    // SAFETY: fd 3 is the status pipe berthd passed; if it is not open, fcntl fails and
-    // nothing is wrapped.
-    let status = if fcntl(STATUS_FD, FcntlArg::F_GETFD).is_ok() {
-        Some(unsafe { File::from_raw_fd(STATUS_FD) })
-    } else {
-        None
-    };
-    if let Some(s) = &status {
-        let _ = fcntl(
-            s.as_raw_fd(),
-            FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-        );
-    }
-    status
+/// A pipe berthd passed as `fd` (the status pipe berthd reads the [`Created`] line from, a
+/// spare's assignment pipe), close-on-exec from here on; `None` if it is not open.
+fn inherited(fd: i32) -> Option<File> {
+    fcntl(fd, FcntlArg::F_GETFD).ok()?;
+    let _ = fcntl(fd, FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    // SAFETY: `fd` is open (fcntl just answered for it) and was passed to this process by
+    // berthd for it alone: nothing else here owns or closes it.
+    Some(unsafe { File::from_raw_fd(fd) })
 }
 
 /// A new session, and a fork so that the supervisor is no child of berthd: `Ok(true)` in the
