@@ -31,7 +31,13 @@ impl From<NetworkError> for ContainerError {
 
 /// Network modes without endpoints of their own.
 pub fn joins_networks(mode: &str) -> bool {
-    !(mode == "host" || mode == "none" || mode.starts_with("container:"))
+    owns_namespace(mode) && mode != "none"
+}
+
+/// Network modes whose network namespace is the container's own, made by berthd at its start
+/// (`network_up`): every one but `host` and `container:<other>`.
+pub fn owns_namespace(mode: &str) -> bool {
+    !(mode == "host" || mode.starts_with("container:"))
 }
 
 impl ContainerManager {
@@ -118,7 +124,7 @@ impl ContainerManager {
         if mode == "host" {
             self.network.announce("connect", &mode, &r.id);
         }
-        if mode == "host" || mode.starts_with("container:") {
+        if !owns_namespace(&mode) {
             return Ok(None);
         }
         let netns = self.netns_file(&r.id);

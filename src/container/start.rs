@@ -167,8 +167,7 @@ impl ContainerManager {
         // makes it, and the supervisor starts after both. Under a remapped root the prepare
         // gives the network files to that root, so it waits for them.
         let mode = record.host_config.network_mode.clone().unwrap_or_default();
-        let overlap = (super::network::joins_networks(&mode) || mode == "none")
-            && self.userns_of(&record).is_none();
+        let overlap = super::network::owns_namespace(&mode) && self.userns_of(&record).is_none();
         let (joined, prepared) = if overlap {
             let task = prepare(Some(self.netns_file(&id)));
             let joined = self.network_up(&record).await.map(drop);
