@@ -1642,24 +1642,6 @@ fn stat_fields(pid: i32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_string).collect())
 }
 
-/// The processes whose command line holds `word` and `dir`, with their command lines.
-fn processes_with(word: &str, dir: &str) -> Vec<(i32, String)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if cmd.contains(word) && cmd.contains(dir) {
-            out.push((pid, cmd.trim_end().to_string()));
-        }
-    }
-    out
-}
-
 /// After a start, berthd keeps a spare supervisor (`__spare`) ready; the next start hands it
 /// its container, and from then on it is that container's supervisor, named so in `ps`. A
 /// spare goes with berthd, even killed.
@@ -1671,7 +1653,7 @@ fn a_spare_supervisor_takes_the_next_start_and_goes_with_berthd() {
     ok(b.docker_out(&["run", "-d", "--name", "s1", "busybox", "sleep", "100"]));
     let mut spare = 0;
     wait_for("a spare supervisor", Duration::from_secs(10), || {
-        let found = processes_with("__spare", &exec);
+        let found = common::processes("__spare", &exec);
         spare = found.first().map_or(0, |p| p.0);
         found.len() == 1
     });
@@ -1694,7 +1676,7 @@ fn a_spare_supervisor_takes_the_next_start_and_goes_with_berthd() {
     // A new spare for the start after.
     let mut next = 0;
     wait_for("the next spare", Duration::from_secs(10), || {
-        let found = processes_with("__spare", &exec);
+        let found = common::processes("__spare", &exec);
         next = found.first().map_or(0, |p| p.0);
         found.len() == 1 && next != spare
     });
@@ -1706,5 +1688,5 @@ fn a_spare_supervisor_takes_the_next_start_and_goes_with_berthd() {
         Duration::from_secs(5),
         || stat_fields(next).is_none_or(|f| f[0] == "Z"),
     );
-    assert!(processes_with("__spare", &exec).is_empty());
+    assert!(common::processes("__spare", &exec).is_empty());
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use common::{busybox_rootfs_tar, inspect, ok, stderr, stdout, wait_for, Berthd, Conn};
+use common::{busybox_rootfs_tar, inspect, ok, processes, stderr, stdout, wait_for, Berthd, Conn};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use sha2::Digest;
@@ -193,25 +193,6 @@ impl Drop for Daemon {
             let _ = std::fs::remove_dir(e.path().join(&self.parent));
         }
     }
-}
-
-/// Processes whose command line contains `needle` and `also` (NUL-separated arguments joined
-/// by spaces), as `(pid, cmdline)`.
-fn processes(needle: &str, also: &str) -> Vec<(i32, String)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(c) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let c = String::from_utf8_lossy(&c).replace('\0', " ");
-        if c.contains(needle) && c.contains(also) {
-            out.push((pid, c));
-        }
-    }
-    out
 }
 
 /// Every file under `dir` (recursively, not following symlinks), skipping `skip` subtrees.

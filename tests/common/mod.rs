@@ -949,3 +949,22 @@ pub fn events_text(
     args.extend_from_slice(&["--format", format]);
     ok(b.docker_out(&args))
 }
+
+/// Processes whose command line contains `needle` and `also` (NUL-separated arguments joined
+/// by spaces), as `(pid, cmdline)`.
+pub fn processes(needle: &str, also: &str) -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(c) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let c = String::from_utf8_lossy(&c).replace('\0', " ");
+        if c.contains(needle) && c.contains(also) {
+            out.push((pid, c));
+        }
+    }
+    out
+}
