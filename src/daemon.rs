@@ -75,10 +75,30 @@ impl Daemon {
         let root_lock = lock_data_root(&data_root)?;
         remove_temp_files(&data_root)
             .map_err(|e| SystemError::io(format!("clean data root {}", data_root.display()), e))?;
-        let engine_id = system::load_or_create_engine_id(&data_root)?;
+        // A first start writes its engine ID (two fsyncs) while the rest opens.
+        let engine_id = {
+            let root = data_root.clone();
+            tokio::task::spawn_blocking(move || system::load_or_create_engine_id(&root))
+        };
         let events = Arc::new(EventBus::with_image_repository(
             crate::image::reference::familiar_repository,
         ));
+        {
+            let events = events.clone();
+            tokio::task::spawn_blocking(move || events.make_slots());
+        }
+        let supervisor_exe = crate::util::exe::self_exe();
+        // Networking opens on a worker thread meanwhile: netlink, its records (a first
+        // start's fsyncs), the default bridge and the firewall.
+        let network = tokio::spawn({
+            let (opts, root, exe, events) = (
+                config.network.clone(),
+                data_root.clone(),
+                supervisor_exe.clone(),
+                events.clone(),
+            );
+            async move { NetworkService::open(opts, &root, exe, events).await }
+        });
         let metrics = Arc::new(Metrics::new());
         {
             let m = metrics.clone();
@@ -99,20 +119,7 @@ impl Daemon {
         let images = Arc::new(ImageService::new(Arc::new(store), events.clone()));
         images.set_registry_options(config.registry.clone());
         let host = HostInfo::probe();
-        let supervisor_exe = crate::util::exe::self_exe();
-        let network = NetworkService::open(
-            config.network.clone(),
-            &data_root,
-            supervisor_exe.clone(),
-            events.clone(),
-        )
-        .await
-        .map_err(|e| {
-            SystemError::io(
-                "set up networking".to_string(),
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
+        let cgroups = runtime::probe_cgroups();
         let userns_remap = match config.userns_remap.as_deref() {
             Some(v) => {
                 let r = crate::config::userns::resolve(v).map_err(|e| {
@@ -135,7 +142,6 @@ impl Daemon {
             }
             None => None,
         };
-        let cgroups = runtime::probe_cgroups();
         let runtime = Arc::new(runtime::Runtime::new(RuntimeConfig {
             exec_root: config.exec_root.clone(),
             cgroup_parent: format!("/{}", config.cgroup_parent.trim_matches('/')),
@@ -147,6 +153,20 @@ impl Daemon {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(runtime::subtree::SHED_ABOVE),
         }));
+        let build_cache = crate::builder::cache::ContextCache::open(
+            &data_root.join("buildcache"),
+            crate::builder::cache::DEFAULT_MAX_BYTES,
+        )
+        .map_err(|e| SystemError::new(e.kind(), format!("open the build cache: {e}")))?;
+        let network = network
+            .await
+            .map_err(|e| SystemError::internal(format!("set up networking: {e}")))?
+            .map_err(|e| {
+                SystemError::io(
+                    "set up networking".to_string(),
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
         let containers = ContainerManager::new(
             ManagerConfig {
                 data_root: data_root.clone(),
@@ -162,11 +182,6 @@ impl Daemon {
             events.clone(),
         );
         containers.set_metrics(metrics.clone());
-        let build_cache = crate::builder::cache::ContextCache::open(
-            &data_root.join("buildcache"),
-            crate::builder::cache::DEFAULT_MAX_BYTES,
-        )
-        .map_err(|e| SystemError::new(e.kind(), format!("open the build cache: {e}")))?;
         let builder = crate::builder::build::Builder::new(
             containers.clone(),
             images.clone(),
@@ -178,6 +193,9 @@ impl Daemon {
         images.set_usage_check(Box::new(move |image_id| {
             weak.upgrade().and_then(|m| m.image_user(image_id))
         }));
+        let engine_id = engine_id
+            .await
+            .map_err(|e| SystemError::internal(format!("engine id: {e}")))??;
         Ok(Arc::new(Daemon {
             flags,
             config: RwLock::new(config),

@@ -72,13 +72,14 @@ impl PidFile {
                 return Err(fail("the file keeps being replaced".to_string()));
             }
         };
-        // Nobody holds it: whatever PID it names is gone (or is someone else's by now).
+        // Nobody holds it: whatever PID it names is gone (or is someone else's by now). Not
+        // fsynced (dockerd's neither): the file means something only while the lock is held,
+        // and no lock outlives a reboot.
         let pid = std::process::id().to_string();
         (|| -> std::io::Result<()> {
             lock.set_len(0)?;
             lock.rewind()?;
-            lock.write_all(pid.as_bytes())?;
-            lock.sync_all()
+            lock.write_all(pid.as_bytes())
         })()
         .map_err(|e| fail(format!("write: {e}")))?;
         Ok(PidFile {

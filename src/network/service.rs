@@ -129,6 +129,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+fn encode_record(r: &NetworkRecord) -> Result<Vec<u8>, NetworkError> {
+    serde_json::to_vec(r)
+        .map_err(|e| NetworkError::internal(format!("encode network {}: {e}", r.name)))
+}
+
 fn io_err(ctx: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> NetworkError {
     move |e| NetworkError::io(ctx, e)
 }
@@ -277,11 +282,14 @@ impl NetworkService {
         &self.opts
     }
 
+    fn record_path(&self, r: &NetworkRecord) -> PathBuf {
+        self.root.join(format!("{}.json", r.id))
+    }
+
     fn save(&self, r: &NetworkRecord) -> Result<(), NetworkError> {
-        let path = self.root.join(format!("{}.json", r.id));
-        let data = serde_json::to_vec(r)
-            .map_err(|e| NetworkError::internal(format!("encode network {}: {e}", r.name)))?;
-        atomic_write(&path, &data, 0o600).map_err(io_err(format!("write {}", path.display())))
+        let path = self.record_path(r);
+        atomic_write(&path, &encode_record(r)?, 0o600)
+            .map_err(io_err(format!("write {}", path.display())))
     }
 
     fn save_ports(&self, p: &PortState) -> Result<(), NetworkError> {
@@ -337,6 +345,8 @@ impl NetworkService {
     /// `bridge` (unless `--bridge=none`), `host` and `none`.
     async fn predefine(&self) -> Result<(), NetworkError> {
         let have = |name: &str| lock(&self.state).nets.values().any(|n| n.name == name);
+        // A first start writes both records, with one fsync of the directory for the two.
+        let mut made = Vec::new();
         for (name, driver) in [("host", "host"), ("none", "null")] {
             if !have(name) {
                 let r = NetworkRecord {
@@ -356,10 +366,18 @@ impl NetworkService {
                     predefined: true,
                     endpoints: BTreeMap::new(),
                 };
-                self.save(&r)?;
-                lock(&self.state).nets.insert(r.id.clone(), r);
+                made.push(r);
             }
         }
+        let files = made
+            .iter()
+            .map(|r| Ok((self.record_path(r), encode_record(r)?)))
+            .collect::<Result<Vec<_>, NetworkError>>()?;
+        crate::util::fs::atomic_write_all(&files, 0o600)
+            .map_err(io_err("write the predefined networks"))?;
+        lock(&self.state)
+            .nets
+            .extend(made.into_iter().map(|r| (r.id.clone(), r)));
         if self.opts.bridge == "none" {
             // dockerd without a default bridge: the record goes if no container uses it.
             let id = lock(&self.state)
@@ -472,9 +490,16 @@ impl NetworkService {
             labels: BTreeMap::new(),
             bridge: self.opts.bridge.clone(),
             predefined: true,
-            endpoints: existing.map(|e| e.endpoints).unwrap_or_default(),
+            endpoints: existing
+                .as_ref()
+                .map(|e| e.endpoints.clone())
+                .unwrap_or_default(),
         };
-        self.save(&r)?;
+        // Written only when it changed (a first start, another `--bip`): every start would
+        // otherwise rewrite the same record, two fsyncs on the way to serving.
+        if existing.as_ref() != Some(&r) {
+            self.save(&r)?;
+        }
         lock(&self.state).nets.insert(r.id.clone(), r);
         Ok(())
     }
@@ -512,14 +537,17 @@ impl NetworkService {
             .filter(|b| !named.contains(*b))
             .cloned()
             .collect();
+        let mut removed = false;
         for b in orphans {
             tracing::info!("remove bridge {b}: no network names it");
             if self.netlink.delete_link(&b).await.is_ok() {
-                owned.remove(&b);
+                removed |= owned.remove(&b);
             }
         }
-        if let Err(e) = self.save_owned_bridges(&owned) {
-            tracing::warn!("{e}");
+        if removed {
+            if let Err(e) = self.save_owned_bridges(&owned) {
+                tracing::warn!("{e}");
+            }
         }
     }
 

@@ -15,7 +15,19 @@ pub const TEMP_PREFIX: &str = ".tmp-";
 
 /// Write `data` to `path` atomically with the given mode.
 pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
-    write_and_rename(path, data, mode, true)
+    write_and_rename(path, data, mode, true)?;
+    sync_dir(parent_of(path)?)
+}
+
+/// Write several files as [`atomic_write`] does, each fsynced before its rename, with one
+/// fsync of each directory for the lot instead of one per file.
+pub fn atomic_write_all(files: &[(PathBuf, Vec<u8>)], mode: u32) -> io::Result<()> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for (path, data) in files {
+        write_and_rename(path, data, mode, true)?;
+        dirs.insert(parent_of(path)?);
+    }
+    dirs.into_iter().try_for_each(sync_dir)
 }
 
 /// Replace `path` with `data` (temporary file and rename, no fsync): for files that are
@@ -25,15 +37,19 @@ pub fn replace_file(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     write_and_rename(path, data, mode, false)
 }
 
-/// A temporary file beside `path`, renamed over it; with `durable`, the file and then the
-/// directory are fsynced as well.
-fn write_and_rename(path: &Path, data: &[u8], mode: u32, durable: bool) -> io::Result<()> {
-    let dir = path.parent().ok_or_else(|| {
+fn parent_of(path: &Path) -> io::Result<&Path> {
+    path.parent().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("{} has no parent directory", path.display()),
         )
-    })?;
+    })
+}
+
+/// A temporary file beside `path`, renamed over it; with `durable`, the file is fsynced before
+/// the rename (the caller fsyncs the directory).
+fn write_and_rename(path: &Path, data: &[u8], mode: u32, durable: bool) -> io::Result<()> {
+    let dir = parent_of(path)?;
     let name = path.file_name().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -59,11 +75,7 @@ fn write_and_rename(path: &Path, data: &[u8], mode: u32, durable: bool) -> io::R
             f.sync_all()?;
         }
         drop(f);
-        fs::rename(&tmp, path)?;
-        if durable {
-            sync_dir(dir)?;
-        }
-        Ok(())
+        fs::rename(&tmp, path)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
