@@ -321,57 +321,100 @@ fn endpoint_nulls(e: &mut Value) {
 
 /// go-units' `HumanDuration`, as `docker ps` prints it.
 pub fn human_duration(secs: u64) -> String {
-    let minutes = secs / 60;
-    let hours = minutes / 60;
-    match () {
-        _ if secs < 1 => "Less than a second".to_string(),
-        _ if secs == 1 => "1 second".to_string(),
-        _ if secs < 60 => format!("{secs} seconds"),
-        _ if minutes == 1 => "About a minute".to_string(),
-        _ if minutes < 60 => format!("{minutes} minutes"),
-        _ if hours == 1 => "About an hour".to_string(),
-        _ if hours < 48 => format!("{hours} hours"),
-        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
-        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
-        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
-        _ => format!("{} years", hours / 24 / 365),
-    }
+    let mut s = String::new();
+    write_human_duration(&mut s, secs);
+    s
 }
 
-fn since(ts: &str, now: SystemTime) -> u64 {
-    parse_timestamp(ts, now)
-        .and_then(|t| now.duration_since(t).ok())
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+fn write_human_duration(out: &mut String, secs: u64) {
+    use std::fmt::Write;
+    let minutes = secs / 60;
+    let hours = minutes / 60;
+    // Writing into a String cannot fail.
+    let _ = match () {
+        _ if secs < 1 => out.write_str("Less than a second"),
+        _ if secs == 1 => out.write_str("1 second"),
+        _ if secs < 60 => write!(out, "{secs} seconds"),
+        _ if minutes == 1 => out.write_str("About a minute"),
+        _ if minutes < 60 => write!(out, "{minutes} minutes"),
+        _ if hours == 1 => out.write_str("About an hour"),
+        _ if hours < 48 => write!(out, "{hours} hours"),
+        _ if hours < 24 * 7 * 2 => write!(out, "{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => write!(out, "{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => write!(out, "{} months", hours / 24 / 30),
+        _ => write!(out, "{} years", hours / 24 / 365),
+    };
+}
+
+/// What the `Status` column of `docker ps` says of a record, but for the time that passes: a
+/// fixed text, or a text around the time since a moment, parsed from the record once (a list
+/// of many containers keeps it with each one's cached entry, `list::Fragment`).
+#[derive(Debug)]
+pub enum StatusBase {
+    Fixed(&'static str),
+    Since {
+        head: String,
+        at: Option<SystemTime>,
+        tail: String,
+    },
+}
+
+impl StatusBase {
+    pub fn of(r: &Record) -> StatusBase {
+        let s = &r.state;
+        let since = |head: String, ts: &str, tail: String| StatusBase::Since {
+            head,
+            at: parse_timestamp(ts, SystemTime::now()),
+            tail,
+        };
+        match s.status {
+            Status::Created => StatusBase::Fixed("Created"),
+            Status::Running => since(
+                "Up ".into(),
+                &s.started_at,
+                s.health
+                    .as_ref()
+                    .map(|h| format!(" ({})", super::health::status_suffix(h)))
+                    .unwrap_or_default(),
+            ),
+            Status::Paused => since("Up ".into(), &s.started_at, " (Paused)".into()),
+            Status::Restarting => since(
+                format!("Restarting ({}) ", s.exit_code),
+                &s.finished_at,
+                " ago".into(),
+            ),
+            Status::Removing => StatusBase::Fixed("Removal In Progress"),
+            Status::Exited => since(
+                format!("Exited ({}) ", s.exit_code),
+                &s.finished_at,
+                " ago".into(),
+            ),
+            Status::Dead => StatusBase::Fixed("Dead"),
+        }
+    }
+
+    /// The text at `now`, appended to `out`.
+    pub fn write(&self, out: &mut String, now: SystemTime) {
+        match self {
+            StatusBase::Fixed(t) => out.push_str(t),
+            StatusBase::Since { head, at, tail } => {
+                let secs = at
+                    .and_then(|t| now.duration_since(t).ok())
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                out.push_str(head);
+                write_human_duration(out, secs);
+                out.push_str(tail);
+            }
+        }
+    }
 }
 
 /// The `Status` column of `docker ps`.
 pub fn status_text(r: &Record, now: SystemTime) -> String {
-    let s = &r.state;
-    match s.status {
-        Status::Created => "Created".to_string(),
-        Status::Running => match &s.health {
-            Some(h) => format!(
-                "Up {} ({})",
-                human_duration(since(&s.started_at, now)),
-                super::health::status_suffix(h)
-            ),
-            None => format!("Up {}", human_duration(since(&s.started_at, now))),
-        },
-        Status::Paused => format!("Up {} (Paused)", human_duration(since(&s.started_at, now))),
-        Status::Restarting => format!(
-            "Restarting ({}) {} ago",
-            s.exit_code,
-            human_duration(since(&s.finished_at, now))
-        ),
-        Status::Removing => "Removal In Progress".to_string(),
-        Status::Exited => format!(
-            "Exited ({}) {} ago",
-            s.exit_code,
-            human_duration(since(&s.finished_at, now))
-        ),
-        Status::Dead => "Dead".to_string(),
-    }
+    let mut out = String::new();
+    StatusBase::of(r).write(&mut out, now);
+    out
 }
 
 /// `docker update`, as moby's `Container.UpdateContainer`: the update's non-zero resources

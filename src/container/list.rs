@@ -7,7 +7,7 @@ use bollard_stubs::models::{
     ContainerSummaryStateEnum,
 };
 
-use super::inspect::{record_mount_points, status_text};
+use super::inspect::{record_mount_points, status_text, StatusBase};
 use super::record::{Record, Status};
 use super::ContainerError;
 use crate::filters::Filters;
@@ -68,11 +68,14 @@ impl Variant {
 pub struct Fragment {
     bytes: Box<[u8]>,
     split: usize,
+    /// The `Status` but for the time passed since (parsed from the record once).
+    status: StatusBase,
 }
 
 impl Fragment {
-    /// Split a summary (its `Status`, `SizeRw` and `SizeRootFs` are not part of it).
-    pub fn new(s: ContainerSummary) -> Result<Fragment, ContainerError> {
+    /// Split a summary (its `Status`, `SizeRw` and `SizeRootFs` are not part of it; `status`
+    /// is the record's, written at each [`write`](Self::write)).
+    pub fn new(s: ContainerSummary, status: StatusBase) -> Result<Fragment, ContainerError> {
         let head = ContainerSummary {
             id: s.id,
             names: s.names,
@@ -108,16 +111,20 @@ impl Fragment {
         Ok(Fragment {
             bytes: bytes.into_boxed_slice(),
             split,
+            status,
         })
     }
 
-    /// Append the entry with its `Status`.
-    pub fn write(&self, out: &mut Vec<u8>, status: &str) {
+    /// Append the entry with its `Status` at `now` (made in `scratch`, a buffer the caller
+    /// reuses across entries).
+    pub fn write(&self, out: &mut Vec<u8>, now: SystemTime, scratch: &mut String) {
         let (head, tail) = self.bytes.split_at(self.split);
         out.extend_from_slice(head);
         out.extend_from_slice(b",\"Status\":");
+        scratch.clear();
+        self.status.write(scratch, now);
         // A string always encodes.
-        let _ = serde_json::to_writer(&mut *out, status);
+        let _ = serde_json::to_writer(&mut *out, scratch.as_str());
         out.push(b',');
         out.extend_from_slice(tail);
     }
@@ -379,13 +386,13 @@ mod tests {
                 s.network_settings = Some(ContainerSummaryNetworkSettings {
                     networks: Some(rd.networks.clone().into_iter().collect()),
                 });
-                let f = std::sync::Arc::new(Fragment::new(s).unwrap());
+                let f = std::sync::Arc::new(Fragment::new(s, StatusBase::of(&rd)).unwrap());
                 rd.store_summary(variant.index(), f.clone());
                 (f, false)
             }
         };
         let mut out = Vec::new();
-        frag.write(&mut out, &status_text(&rd, now));
+        frag.write(&mut out, now, &mut String::new());
         (String::from_utf8(out).unwrap(), hit)
     }
 

@@ -166,6 +166,12 @@ impl RecordCell {
 
 pub struct Container {
     pub id: String,
+    /// When it was created (Unix nanoseconds), which never changes: `docker ps` sorts by it
+    /// without reading records.
+    pub(super) created_at: i128,
+    /// Whether it has legacy links (`HostConfig.Links`, set at create only), which give other
+    /// containers more names in `docker ps`.
+    pub(super) has_links: bool,
     pub(super) record: RecordCell,
     /// Serialises start, stop, restart, pause and remove.
     pub(super) op: tokio::sync::Mutex<()>,
@@ -446,8 +452,18 @@ impl ContainerManager {
             error: record.state.error.clone(),
             removed: false,
         };
+        let created_at =
+            crate::util::time::parse_timestamp(&record.created, std::time::SystemTime::now())
+                .map(crate::util::time::unix_nanos)
+                .unwrap_or(0);
         Arc::new(Container {
             id: record.id.clone(),
+            created_at,
+            has_links: record
+                .host_config
+                .links
+                .as_ref()
+                .is_some_and(|l| !l.is_empty()),
             record: RecordCell::new(record),
             op: tokio::sync::Mutex::new(()),
             snapshot: watch::channel(snap).0,

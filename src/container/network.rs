@@ -390,15 +390,8 @@ impl ContainerManager {
         let parents: Vec<Record> = self
             .all()
             .into_iter()
-            .filter_map(|c| {
-                c.with_record(|r| {
-                    r.host_config
-                        .links
-                        .as_ref()
-                        .is_some_and(|l| !l.is_empty())
-                        .then(|| r.clone())
-                })
-            })
+            .filter(|c| c.has_links)
+            .map(|c| c.record())
             .collect();
         for parent in parents {
             for (c, alias) in self.links_of(&parent) {

@@ -8,7 +8,7 @@ use bollard_stubs::models::{ContainerPruneResponse, ContainerSummary, Filesystem
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::inspect::{inspect, rw_size, status_text, InspectExtras};
+use super::inspect::{inspect, rw_size, InspectExtras, StatusBase};
 use super::list::{self, ListOptions};
 pub use super::logs::LogsOptions;
 use super::manager::ContainerManager;
@@ -83,13 +83,13 @@ impl ContainerManager {
     fn list_plan(&self, opts: &ListOptions) -> Result<ListPlan, ContainerError> {
         let f = &opts.filters;
         list::validate(f)?;
-        // Newest first, as dockerd lists them; records are read in place, not copied.
-        let mut containers: Vec<_> = self
-            .list_all()
-            .into_iter()
-            .map(|c| (c.with_record(|r| r.created.clone()), c))
-            .collect();
-        containers.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.id.cmp(&a.1.id)));
+        // Newest first, as dockerd lists them.
+        let mut containers = self.list_all();
+        containers.sort_unstable_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| b.id.cmp(&a.id))
+        });
         let mut ancestors = Vec::new();
         for a in f.get("ancestor") {
             if let Ok(img) = self.image_service().get_image(a) {
@@ -101,13 +101,20 @@ impl ContainerManager {
         let before = f.get("before").next().map(created_of).transpose()?;
         let since = f.get("since").next().map(created_of).transpose()?;
         let all = opts.all || opts.limit.is_some() || before.is_some() || since.is_some();
+        // Only containers with links give others names (most have none: no pass over the
+        // records for them).
+        let link_names = if containers.iter().any(|c| c.has_links) {
+            self.link_names()
+        } else {
+            Default::default()
+        };
         Ok(ListPlan {
-            containers: containers.into_iter().map(|(_, c)| c).collect(),
+            containers,
             ancestors,
             before,
             since,
             all,
-            link_names: self.link_names(),
+            link_names,
             now: SystemTime::now(),
         })
     }
@@ -188,6 +195,7 @@ impl ContainerManager {
         let f = &opts.filters;
         let variant = opts.variant.index();
         let mut out = Vec::with_capacity(64 + plan.containers.len() * 1024);
+        let mut status = String::new();
         out.push(b'[');
         let mut n = 0usize;
         for c in &plan.containers {
@@ -224,17 +232,16 @@ impl ContainerManager {
                             continue;
                         };
                         s.status = None;
-                        let frag = Arc::new(list::Fragment::new(s)?);
+                        let frag = Arc::new(list::Fragment::new(s, StatusBase::of(&rd))?);
                         rd.store_summary(variant, frag.clone());
                         frag
                     }
                 };
-                let status = status_text(&rd, plan.now);
                 drop(rd);
                 if n > 0 {
                     out.push(b',');
                 }
-                frag.write(&mut out, &status);
+                frag.write(&mut out, plan.now, &mut status);
             }
             n += 1;
             if opts.limit.is_some_and(|l| n >= l) {
