@@ -168,6 +168,19 @@ fn multi_layer_docker_archive_with_whiteouts_and_an_opaque_dir() {
         }
     }
     assert_eq!(found, 2);
+    // A layer whose files changed on disk (same size, other bytes) no longer hashes to its
+    // DiffID: the save fails rather than pass the layer off as whole.
+    std::fs::write(upper.join("b/y"), "z").unwrap();
+    let o = b.docker_out(&["save", "-o", saved.to_str().unwrap(), "ml:1"]);
+    assert!(!o.status.success(), "a tampered layer was saved");
+    assert!(
+        b.log_text()
+            .contains(&format!("layer {} cannot be reproduced exactly", diffs[1])),
+        "{}",
+        b.log_text()
+    );
+    std::fs::write(upper.join("b/y"), "y").unwrap();
+    ok(b.docker_out(&["save", "-o", saved.to_str().unwrap(), "ml:1"]));
 }
 
 /// A legacy docker-archive (`<id>/layer.tar`, as dockerd before 25 writes it) where one blob

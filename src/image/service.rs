@@ -997,7 +997,7 @@ impl ImageService {
     }
 
     /// Write the archive of a planned save (blocking: run it off the async threads).
-    pub fn write_save<W: std::io::Write>(
+    pub fn write_save<W: crate::util::io::WriteChunk>(
         &self,
         items: &[super::archive::SaveItem],
         out: W,

@@ -542,14 +542,20 @@ impl Store {
         &self,
         layer: &Layer,
     ) -> Result<tarsplit::Verified<tarsplit::Assembler>, ImageError> {
-        let dir = self.layerdb().join(digest_hex(&layer.chain_id));
-        let split = fs::File::open(dir.join("tar-split"))
-            .map_err(io(format!("read tar-split of {}", layer.chain_id)))?;
         Ok(tarsplit::Verified::new(
-            tarsplit::assemble_from(&self.layer_diff(layer), split),
+            self.layer_tar_unchecked(layer)?,
             &layer.diff_id,
             layer.tar_size,
         ))
+    }
+
+    /// The uncompressed tar of a layer, reassembled from its files; the caller checks it
+    /// against the layer's DiffID (`docker save` does so on a thread of its own).
+    pub fn layer_tar_unchecked(&self, layer: &Layer) -> Result<tarsplit::Assembler, ImageError> {
+        let dir = self.layerdb().join(digest_hex(&layer.chain_id));
+        let split = fs::File::open(dir.join("tar-split"))
+            .map_err(io(format!("read tar-split of {}", layer.chain_id)))?;
+        Ok(tarsplit::assemble_from(&self.layer_diff(layer), split))
     }
 
     /// Register an image config whose layers are all registered. Returns the image and

@@ -155,9 +155,39 @@ impl ChannelWriter {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.deliver(chunk)
+    }
+
+    fn deliver(&self, chunk: Bytes) -> io::Result<()> {
         self.tx
             .blocking_send(Ok(chunk))
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+    }
+}
+
+/// A writer that can take a chunk it may keep, without copying it.
+pub trait WriteChunk: Write {
+    /// Write all of `chunk` (the default copies it like `write_all`).
+    fn write_chunk(&mut self, chunk: Bytes) -> io::Result<()> {
+        self.write_all(&chunk)
+    }
+}
+
+impl<W: WriteChunk + ?Sized> WriteChunk for &mut W {
+    fn write_chunk(&mut self, chunk: Bytes) -> io::Result<()> {
+        (**self).write_chunk(chunk)
+    }
+}
+
+impl WriteChunk for Vec<u8> {}
+
+impl WriteChunk for std::fs::File {}
+
+impl WriteChunk for ChannelWriter {
+    /// What is buffered goes first, then `chunk` as it is.
+    fn write_chunk(&mut self, chunk: Bytes) -> io::Result<()> {
+        self.send()?;
+        self.deliver(chunk)
     }
 }
 
