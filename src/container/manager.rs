@@ -424,9 +424,21 @@ impl ContainerManager {
         c: &Container,
         f: impl FnOnce(&mut Record),
     ) -> Result<Record, ContainerError> {
+        self.update_written(c, f, true)
+    }
+
+    /// Mutate a container's record and write it, fsynced only if `durable`: without, a
+    /// `kill -9` still finds the old record or the new one whole, and only a power loss may
+    /// find the old; for a state restore reaches from the old one as well.
+    pub(super) fn update_written(
+        &self,
+        c: &Container,
+        f: impl FnOnce(&mut Record),
+        durable: bool,
+    ) -> Result<Record, ContainerError> {
         let mut r = c.record.write();
         f(&mut r);
-        r.save(&self.container_dir(&c.id))?;
+        r.write_to(&self.container_dir(&c.id), durable)?;
         Ok(r.clone())
     }
 

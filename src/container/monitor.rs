@@ -68,19 +68,28 @@ impl ContainerManager {
         // comes right after the exit is recorded must not find the old endpoints, nor have
         // its new ones torn down by this exit.
         self.network_down(&id).await;
-        let r = self.update(c, |r| {
-            r.state.status = if will_restart {
-                Status::Restarting
-            } else {
-                Status::Exited
-            };
-            r.state.exit_code = status.exit_code as i64;
-            r.state.finished_at.clone_from(&status.finished_at);
-            r.state.oom_killed = status.oom_killed;
-            r.state.pid = 0;
-            r.state.error.clone_from(&status.error);
-            r.state.restart_pending = will_restart;
-        });
+        // An auto-removed container's exit is written without an fsync (`docker run --rm`
+        // waits on it): the removal right after makes it moot, and a record lost to a power
+        // failure still says the container runs, which restore finds without its supervisor,
+        // records as exited and removes all the same.
+        let auto_removed = !will_restart && rec.host_config.auto_remove == Some(true);
+        let r = self.update_written(
+            c,
+            |r| {
+                r.state.status = if will_restart {
+                    Status::Restarting
+                } else {
+                    Status::Exited
+                };
+                r.state.exit_code = status.exit_code as i64;
+                r.state.finished_at.clone_from(&status.finished_at);
+                r.state.oom_killed = status.oom_killed;
+                r.state.pid = 0;
+                r.state.error.clone_from(&status.error);
+                r.state.restart_pending = will_restart;
+            },
+            !auto_removed,
+        );
         let r = match r {
             Ok(r) => r,
             Err(e) => {

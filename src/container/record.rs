@@ -152,11 +152,21 @@ impl Record {
 
     /// Write the record atomically (temp file, fsync, rename).
     pub fn save(&self, dir: &Path) -> Result<(), ContainerError> {
+        self.write_to(dir, true)
+    }
+
+    /// Write the record, replacing the old one whole; with `durable`, fsynced (file and
+    /// directory) as well.
+    pub fn write_to(&self, dir: &Path, durable: bool) -> Result<(), ContainerError> {
         let bytes = serde_json::to_vec(self)
             .map_err(|e| ContainerError::internal(format!("encode container record: {e}")))?;
         let path = Record::file(dir);
-        atomic_write(&path, &bytes, 0o600)
-            .map_err(|e| ContainerError::io(format!("write {}", path.display()), e))
+        if durable {
+            atomic_write(&path, &bytes, 0o600)
+        } else {
+            crate::util::fs::replace_file(&path, &bytes, 0o600)
+        }
+        .map_err(|e| ContainerError::io(format!("write {}", path.display()), e))
     }
 
     /// The top layer's chain ID (the overlay's upper lower dir); `None` for an image without
