@@ -238,6 +238,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn several_files_are_written_whole_with_their_mode_and_no_temporaries_left() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        fs::create_dir(&sub).unwrap();
+        fs::write(dir.path().join("a"), "old").unwrap();
+        let files = vec![
+            (dir.path().join("a"), b"one".to_vec()),
+            (sub.join("b"), b"two".to_vec()),
+        ];
+        atomic_write_all(&files, 0o600).unwrap();
+        assert_eq!(fs::read_to_string(dir.path().join("a")).unwrap(), "one");
+        assert_eq!(fs::read_to_string(sub.join("b")).unwrap(), "two");
+        let mode = fs::metadata(sub.join("b")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        for d in [dir.path(), sub.as_path()] {
+            assert!(remove_temp_files(d).unwrap().is_empty());
+        }
+        atomic_write_all(&[], 0o600).unwrap();
+    }
+
+    #[test]
     fn mount_table_lines_are_read() {
         let text = "22 1 253:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n\
                     90 22 253:0 /var/lib/b\\040x/containers /var/lib/b\\040x/containers rw - ext4 /dev/vda rw\n\
