@@ -339,7 +339,9 @@ class System:
                 return (time.monotonic() - t0) * 1000
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited; see {self.dir}/daemon.log")
-            time.sleep(0.002)
+            # Polled every 0.5 ms: a start of 8 ms measured in steps of 2 ms was a millisecond
+            # late on average.
+            time.sleep(0.0005)
         raise RuntimeError(f"{self.name} did not answer /_ping within 60 s")
 
     def restart(self):
