@@ -97,7 +97,7 @@ impl ContainerManager {
             }
         }
         let created_of =
-            |name: &str| -> Result<String, ContainerError> { Ok(self.get(name)?.record().created) };
+            |name: &str| -> Result<i128, ContainerError> { Ok(self.get(name)?.created_at) };
         let before = f.get("before").next().map(created_of).transpose()?;
         let since = f.get("since").next().map(created_of).transpose()?;
         let all = opts.all || opts.limit.is_some() || before.is_some() || since.is_some();
@@ -167,7 +167,7 @@ impl ContainerManager {
         let mut out = Vec::new();
         for c in &plan.containers {
             let picked = c.with_record(|r| {
-                if !plan.shows(r, &opts.filters) {
+                if !plan.shows(c, r, &opts.filters) {
                     return None;
                 }
                 self.full_summary(r, &plan, opts)
@@ -200,7 +200,7 @@ impl ContainerManager {
         let mut n = 0usize;
         for c in &plan.containers {
             let mut rd = c.record.read();
-            if !plan.shows(&rd, f) {
+            if !plan.shows(c, &rd, f) {
                 continue;
             }
             if opts.size || plan.link_names.contains_key(&rd.id) {
@@ -482,8 +482,9 @@ struct ListPlan {
     /// Newest first.
     containers: Vec<Arc<super::manager::Container>>,
     ancestors: Vec<String>,
-    before: Option<String>,
-    since: Option<String>,
+    /// Creation times (`Container::created_at`) of the `before` and `since` containers.
+    before: Option<i128>,
+    since: Option<i128>,
     all: bool,
     link_names: std::collections::HashMap<String, Vec<String>>,
     now: SystemTime,
@@ -491,14 +492,14 @@ struct ListPlan {
 
 impl ListPlan {
     /// Whether a container is listed (all filters but `publish`).
-    fn shows(&self, r: &super::record::Record, f: &Filters) -> bool {
+    fn shows(&self, c: &super::manager::Container, r: &super::record::Record, f: &Filters) -> bool {
         if !(self.all || r.state.status.is_running() || r.state.status == Status::Restarting) {
             return false;
         }
-        if self.before.as_ref().is_some_and(|b| r.created >= *b) {
+        if self.before.is_some_and(|b| c.created_at >= b) {
             return false;
         }
-        if self.since.as_ref().is_some_and(|s| r.created <= *s) {
+        if self.since.is_some_and(|s| c.created_at <= s) {
             return false;
         }
         list::matches(r, f, &self.ancestors)
