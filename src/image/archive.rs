@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use super::reference::Reference;
 use super::store::{ExtractedLayer, Image, Store};
+use super::tarsplit::LayerCheck;
 use super::{digest_hex, sha256_digest, ImageError};
 use crate::errors::Kinded;
 use crate::util::fs::open_in_root;
@@ -180,34 +181,22 @@ fn append_layer<W: WriteChunk, R: Read>(
     h.set_cksum();
     let out = tar.get_mut();
     out.write_all(h.as_bytes())?;
-    let (got, copied) = std::thread::scope(|s| -> std::io::Result<(String, u64)> {
+    let check = std::thread::scope(|s| -> std::io::Result<LayerCheck> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(4);
         let hasher = s.spawn(move || {
-            use sha2::Digest;
-            let mut hash = sha2::Sha256::new();
-            let mut len = 0u64;
+            let mut check = LayerCheck::default();
             for chunk in rx {
-                hash.update(&chunk);
-                len += chunk.len() as u64;
+                check.update(&chunk);
             }
-            (format!("sha256:{}", hex::encode(hash.finalize())), len)
+            check
         });
         loop {
-            let mut buf = vec![0u8; COPY_BUF];
-            let mut n = 0;
-            while n < buf.len() {
-                match data.read(&mut buf[n..]) {
-                    Ok(0) => break,
-                    Ok(k) => n += k,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    // Dropping the sender ends the hasher.
-                    Err(e) => return Err(e),
-                }
-            }
-            if n == 0 {
+            let mut buf = Vec::with_capacity(COPY_BUF);
+            // An error returns here, and dropping the sender ends the hasher.
+            (&mut data).take(COPY_BUF as u64).read_to_end(&mut buf)?;
+            if buf.is_empty() {
                 break;
             }
-            buf.truncate(n);
             let chunk = bytes::Bytes::from(buf);
             // The hasher only ends when the sender is dropped.
             let _ = tx.send(chunk.clone());
@@ -218,12 +207,7 @@ fn append_layer<W: WriteChunk, R: Read>(
             .join()
             .map_err(|_| std::io::Error::other("the layer's hasher panicked"))
     })?;
-    if got != diff_id || copied != size {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("layer {diff_id} cannot be reproduced exactly (got {got}, {copied} bytes)"),
-        ));
-    }
+    check.verify(diff_id, size)?;
     let pad = (512 - (size % 512) as usize) % 512;
     out.write_all(&[0u8; 512][..pad])
 }

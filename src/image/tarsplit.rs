@@ -418,12 +418,41 @@ pub fn digest_of<R: Read>(mut r: R) -> io::Result<(String, u64)> {
     Ok((format!("sha256:{}", hex::encode(h.finalize())), total))
 }
 
-/// Checks, at the end of the stream, that what passed through has the expected digest and
-/// length: a layer that cannot be reproduced exactly fails instead of being sent wrong.
-pub struct Verified<R> {
-    inner: R,
+/// A layer's SHA-256 and length so far, checked at its end against its DiffID and size: a
+/// layer that cannot be reproduced exactly fails instead of being sent wrong.
+#[derive(Clone, Default)]
+pub struct LayerCheck {
     hash: Sha256,
     len: u64,
+}
+
+impl LayerCheck {
+    pub fn update(&mut self, data: &[u8]) {
+        self.hash.update(data);
+        self.len += data.len() as u64;
+    }
+
+    /// Whether what passed through is the layer `want` of `want_len` bytes.
+    pub fn verify(&self, want: &str, want_len: u64) -> io::Result<()> {
+        let got = format!("sha256:{}", hex::encode(self.hash.clone().finalize()));
+        if got != want || self.len != want_len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "layer {want} cannot be reproduced exactly (got {got}, {} bytes)",
+                    self.len
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks, at the end of the stream, that what passed through is the expected layer
+/// ([`LayerCheck`]).
+pub struct Verified<R> {
+    inner: R,
+    check: LayerCheck,
     want: String,
     want_len: u64,
 }
@@ -432,8 +461,7 @@ impl<R: Read> Verified<R> {
     pub fn new(inner: R, want: &str, want_len: u64) -> Self {
         Verified {
             inner,
-            hash: Sha256::new(),
-            len: 0,
+            check: LayerCheck::default(),
             want: want.to_string(),
             want_len,
         }
@@ -444,20 +472,10 @@ impl<R: Read> Read for Verified<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         if n == 0 {
-            let got = format!("sha256:{}", hex::encode(self.hash.clone().finalize()));
-            if got != self.want || self.len != self.want_len {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "layer {} cannot be reproduced exactly (got {got}, {} bytes)",
-                        self.want, self.len
-                    ),
-                ));
-            }
+            self.check.verify(&self.want, self.want_len)?;
             return Ok(0);
         }
-        self.hash.update(&buf[..n]);
-        self.len += n as u64;
+        self.check.update(&buf[..n]);
         Ok(n)
     }
 }

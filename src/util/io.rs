@@ -179,10 +179,6 @@ impl<W: WriteChunk + ?Sized> WriteChunk for &mut W {
     }
 }
 
-impl WriteChunk for Vec<u8> {}
-
-impl WriteChunk for std::fs::File {}
-
 impl WriteChunk for ChannelWriter {
     /// What is buffered goes first, then `chunk` as it is.
     fn write_chunk(&mut self, chunk: Bytes) -> io::Result<()> {
