@@ -319,13 +319,7 @@ fn endpoint_nulls(e: &mut Value) {
     }
 }
 
-/// go-units' `HumanDuration`, as `docker ps` prints it.
-pub fn human_duration(secs: u64) -> String {
-    let mut s = String::new();
-    write_human_duration(&mut s, secs);
-    s
-}
-
+/// go-units' `HumanDuration`, as `docker ps` prints it, appended to `out`.
 fn write_human_duration(out: &mut String, secs: u64) {
     use std::fmt::Write;
     let minutes = secs / 60;
@@ -665,6 +659,11 @@ mod tests {
 
     #[test]
     fn human_durations() {
+        let human_duration = |secs| {
+            let mut s = String::new();
+            write_human_duration(&mut s, secs);
+            s
+        };
         assert_eq!(human_duration(0), "Less than a second");
         assert_eq!(human_duration(1), "1 second");
         assert_eq!(human_duration(59), "59 seconds");
