@@ -50,9 +50,6 @@ fn main() -> ExitCode {
         let code = berth::network::proxy::main(&args[2..]);
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
-    // Before anything else: glibc reads its tunables at a program's start only, so the daemon
-    // starts itself again with its own (`util::mem`).
-    berth::util::mem::apply_tunables();
     // Before any thread exists: take systemd's sockets and clear its environment, and make new
     // files (the API sockets before their chmod) private to root, as dockerd does.
     let activated = SystemdSockets::from_env();
@@ -89,6 +86,11 @@ fn main() -> ExitCode {
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Once the daemon is idle, each worker empties its allocator cache, the blocking pool's
+        // threads have ended before the trim, and glibc keeps fewer of their stacks (`util::mem`).
+        .on_thread_park(berth::util::mem::worker_parked)
+        .thread_stack_size(berth::util::mem::THREAD_STACK)
+        .thread_keep_alive(berth::util::mem::BLOCKING_KEEP_ALIVE)
         .build()
     {
         Ok(rt) => rt,

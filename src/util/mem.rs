@@ -27,11 +27,16 @@
 //! The trim cannot give back a page that holds a chunk sitting in a thread's cache (glibc's
 //! tcache: up to seven freed chunks of each size up to 1032 bytes, per thread, emptied only
 //! when the thread ends). After a load, the long-lived tokio workers' caches held chunks spread
-//! over some 4 MB of pages. Caching only chunks up to 128 bytes gives those pages back (the
-//! load test: 3.2 → 11.0 MB of anonymous memory before, 2.7 → 6.9 MB after) and served
-//! `/_ping` and the container list as fast. glibc reads that limit from the environment only,
-//! when a program starts, so the daemon starts itself again with it (`apply_tunables`).
+//! over some 4 MB of pages. So once the daemon is idle, each worker empties its own cache the
+//! next time it parks (`worker_parked`): it takes the cached chunks back out with allocations of
+//! each cached size (a thread's allocations are served from its cache first) and frees them on a
+//! short-lived thread, whose end returns them to the arena, before the trim. Until 2026-12-07 the
+//! daemon started itself again with `glibc.malloc.tcache_max=128` in `GLIBC_TUNABLES` instead
+//! (glibc reads tunables from the environment only, at a program's start): about 0.5 MB less
+//! anonymous memory at idle, for a second `execve` of the binary, 1.8 ms, at every start
+//! (docs/hardening.md, *The threads' caches without a second start*).
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -45,94 +50,17 @@ const MMAP_THRESHOLD: libc::c_int = 1 << 20;
 /// adapting to twice the mmap threshold).
 const TRIM_THRESHOLD: libc::c_int = 16 << 20;
 
-/// The glibc tunables berthd runs with: its threads cache freed chunks of up to 128 bytes only,
-/// and the stacks of ended threads are unmapped rather than kept for the next thread.
-///
-/// glibc keeps up to 40 MiB of ended threads' stacks for reuse, each with the pages it had
-/// touched near its top still resident. tokio's blocking pool starts threads for a burst and
-/// ends them after ten idle seconds, so after the load test some twenty stacks of dead threads
-/// held 0.6 MB. A new blocking thread now maps a fresh stack, a few microseconds once per
-/// thread.
-const TUNABLES: &[&str] = &[
-    "glibc.malloc.tcache_max=128",
-    "glibc.pthread.stack_cache_size=0",
-];
+/// The stack size of the daemon's runtime threads (Rust's default: 2 MiB). glibc keeps the
+/// stacks of ended threads for new ones, up to 40 MiB of them, each with the pages it had
+/// touched near its top still resident: after a burst of blocking-pool threads, twenty 2 MiB
+/// stacks held some 0.6 MB. Only the address space is bigger: a stack's pages are mapped as the
+/// thread touches them.
+pub const THREAD_STACK: usize = 8 << 20;
 
-/// Set for the second start: the `GLIBC_TUNABLES` berthd was started with (empty when none: an
-/// empty one sets nothing either), given back to the environment its children inherit.
-const STARTED_WITH: &str = "BERTH_GLIBC_TUNABLES";
-
-/// What to do about glibc's tunables at the daemon's start, from its environment.
-#[derive(Debug, PartialEq)]
-enum Tunables {
-    /// Start again with this `GLIBC_TUNABLES`, remembering the one it had (if any).
-    Restart {
-        tunables: String,
-        had: Option<String>,
-    },
-    /// This is the second start: give the environment back what it had.
-    Restore(Option<String>),
-    /// The user set a tcache tunable of their own: leave everything as it is.
-    Keep,
-}
-
-fn plan_tunables(current: Option<&str>, started_with: Option<&str>) -> Tunables {
-    if let Some(had) = started_with {
-        return Tunables::Restore((!had.is_empty()).then(|| had.to_string()));
-    }
-    let current = current.filter(|t| !t.is_empty());
-    if current.is_some_and(|t| t.contains("glibc.malloc.tcache")) {
-        return Tunables::Keep;
-    }
-    // A tunable the user set keeps the user's value.
-    let ours = TUNABLES.iter().filter(|t| {
-        let name = t.split('=').next().unwrap_or(t);
-        current.is_none_or(|c| !c.split(':').any(|u| u.split('=').next() == Some(name)))
-    });
-    let tunables = current
-        .into_iter()
-        .chain(ours.copied())
-        .collect::<Vec<_>>()
-        .join(":");
-    Tunables::Restart {
-        tunables,
-        had: current.map(str::to_string),
-    }
-}
-
-/// Start the daemon again (the same process: `execve` of `/proc/self/exe` with the same
-/// arguments) with berthd's glibc tunable, or, in the second start, put the environment back as
-/// it was so that supervisors and helpers inherit the user's. Call it first thing in the
-/// daemon's `main`, before threads exist and before systemd's variables are read (the pid and
-/// the inherited sockets stay the same across `execve`). If the restart fails, berthd goes on
-/// with glibc's defaults.
-pub fn apply_tunables() {
-    let current = std::env::var("GLIBC_TUNABLES").ok();
-    let started_with = std::env::var(STARTED_WITH).ok();
-    match plan_tunables(current.as_deref(), started_with.as_deref()) {
-        Tunables::Keep => {}
-        Tunables::Restore(had) => {
-            // Single-threaded here (see above), so changing the environment races nothing.
-            std::env::remove_var(STARTED_WITH);
-            match had {
-                Some(t) => std::env::set_var("GLIBC_TUNABLES", t),
-                None => std::env::remove_var("GLIBC_TUNABLES"),
-            }
-        }
-        Tunables::Restart { tunables, had } => {
-            use std::os::unix::process::CommandExt;
-            let mut args = std::env::args_os();
-            let arg0 = args.next().unwrap_or_default();
-            let err = std::process::Command::new("/proc/self/exe")
-                .arg0(arg0)
-                .args(args)
-                .env("GLIBC_TUNABLES", tunables)
-                .env(STARTED_WITH, had.as_deref().unwrap_or(""))
-                .exec();
-            eprintln!("berthd: start again with glibc's tunables {TUNABLES:?}: {err}");
-        }
-    }
-}
+/// How long an idle thread of tokio's blocking pool waits for work before it ends (tokio's
+/// default: 10 s). Its cache goes back to the arena when it ends, so it ends before the first
+/// idle trim (`trim_when_idle`, at least 5 s after the last request).
+pub const BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(3);
 
 /// Requests seen so far (bumped by the server for each request).
 static ACTIVITY: AtomicU64 = AtomicU64::new(0);
@@ -162,12 +90,17 @@ pub fn note_activity() {
     ACTIVITY.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Trim the heap once the daemon has been idle for `quiet` after some activity. Runs forever.
+/// Trim the heap once the daemon has been idle for `quiet` after some activity, and again once
+/// the blocking pool's threads of the burst have ended. Runs forever.
 pub async fn trim_when_idle(quiet: Duration) {
     let mut idle = Idle::new(ACTIVITY.load(Ordering::Relaxed));
     loop {
         tokio::time::sleep(quiet).await;
         if idle.tick(ACTIVITY.load(Ordering::Relaxed)) {
+            // Each worker empties its cache the next time it parks: this one right after this
+            // task yields, a parked one once the task below wakes it.
+            CACHE_EPOCH.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async {});
             // Inline: a trim of berthd's small heap takes well under a millisecond, and a
             // blocking-pool thread started for it would itself stay for 10 s.
             trim_heap();
@@ -175,26 +108,102 @@ pub async fn trim_when_idle(quiet: Duration) {
     }
 }
 
-/// When to trim: at the first quiet tick after a tick that saw activity, once per burst.
+/// When to trim: at the first quiet tick after a tick that saw activity, and at the third (the
+/// blocking pool's threads end after 10 idle seconds, their caches going back to the arena).
 struct Idle {
     seen: u64,
-    dirty: bool,
+    /// Quiet ticks since the last one that saw activity, if any activity was seen since the
+    /// last trims.
+    quiet: Option<u32>,
 }
+
+/// The quiet ticks after activity at which the heap is trimmed.
+const TRIM_AT: [u32; 2] = [1, 3];
 
 impl Idle {
     fn new(seen: u64) -> Idle {
-        Idle { seen, dirty: false }
+        Idle { seen, quiet: None }
     }
 
     /// One tick, with the activity counter as it is now: whether to trim.
     fn tick(&mut self, now: u64) -> bool {
         if now != self.seen {
             self.seen = now;
-            self.dirty = true;
-            false
-        } else {
-            std::mem::replace(&mut self.dirty, false)
+            self.quiet = Some(0);
+            return false;
         }
+        let Some(q) = self.quiet.as_mut() else {
+            return false;
+        };
+        *q += 1;
+        let trim = TRIM_AT.contains(q);
+        if *q >= TRIM_AT[TRIM_AT.len() - 1] {
+            self.quiet = None;
+        }
+        trim
+    }
+}
+
+/// Bumped by the idle trim: each runtime worker empties its cache the next time it parks.
+static CACHE_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// The `CACHE_EPOCH` this thread last emptied its cache for.
+    static EMPTIED_FOR: Cell<u64> = const { Cell::new(0) };
+}
+
+/// glibc's per-thread cache: 64 size classes 16 bytes apart, the smallest for requests of up to
+/// 24 bytes, up to 7 chunks each (`TCACHE_MAX_BINS`, `TCACHE_FILL_COUNT` in its malloc.c; they
+/// change only through tunables, which berthd leaves alone).
+const TCACHE_BINS: usize = 64;
+const TCACHE_FILL: usize = 7;
+
+/// The daemon's runtime workers call this before they park (tokio's `on_thread_park`): once
+/// the daemon has gone idle, the first park empties the worker's cache and trims the heap.
+pub fn worker_parked() {
+    let want = CACHE_EPOCH.load(Ordering::Relaxed);
+    if EMPTIED_FOR.with(|e| e.replace(want)) != want {
+        empty_thread_cache();
+        trim_heap();
+    }
+}
+
+/// Chunks taken out of a thread's cache, freed where this is dropped.
+struct Taken(Vec<usize>);
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        for p in self.0.drain(..) {
+            // SAFETY: each pointer came from `libc::malloc` in `empty_thread_cache` and is
+            // freed once, here.
+            unsafe { libc::free(p as *mut libc::c_void) };
+        }
+    }
+}
+
+/// Move the chunks in this thread's cache back to the arena, where the trim can give their
+/// pages back: allocations of each cached size take them out (a thread allocates from its
+/// cache first), and a short-lived thread frees them; its cache takes them, and its end returns
+/// them to the arena. Freed here they would go straight back into this thread's cache.
+fn empty_thread_cache() {
+    let mut taken = Taken(Vec::with_capacity(TCACHE_BINS * TCACHE_FILL));
+    for bin in 0..TCACHE_BINS {
+        for _ in 0..TCACHE_FILL {
+            // SAFETY: a plain allocation, freed when `taken` is dropped.
+            let p = unsafe { libc::malloc(24 + 16 * bin) };
+            if !p.is_null() {
+                taken.0.push(p as usize);
+            }
+        }
+    }
+    // If the thread cannot be made, the closure (and `taken` with it) is dropped here: the
+    // chunks go back to this thread's cache, as they were.
+    let freer = std::thread::Builder::new()
+        .name("berthd-trim".to_string())
+        .stack_size(64 << 10)
+        .spawn(move || drop(taken));
+    if let Ok(t) = freer {
+        let _ = t.join();
     }
 }
 
@@ -203,62 +212,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tunables_are_added_once_and_the_users_kept() {
-        assert_eq!(
-            plan_tunables(None, None),
-            Tunables::Restart {
-                tunables: "glibc.malloc.tcache_max=128:glibc.pthread.stack_cache_size=0".into(),
-                had: None
-            }
-        );
-        assert_eq!(plan_tunables(Some(""), None), plan_tunables(None, None));
-        assert_eq!(
-            plan_tunables(Some("glibc.malloc.arena_max=2"), None),
-            Tunables::Restart {
-                tunables: "glibc.malloc.arena_max=2:glibc.malloc.tcache_max=128:glibc.pthread.stack_cache_size=0".into(),
-                had: Some("glibc.malloc.arena_max=2".into())
-            }
-        );
-        // The user's own stack cache size stays.
-        assert_eq!(
-            plan_tunables(Some("glibc.pthread.stack_cache_size=1048576"), None),
-            Tunables::Restart {
-                tunables: "glibc.pthread.stack_cache_size=1048576:glibc.malloc.tcache_max=128"
-                    .into(),
-                had: Some("glibc.pthread.stack_cache_size=1048576".into())
-            }
-        );
-        assert_eq!(
-            plan_tunables(Some("glibc.malloc.tcache_count=0"), None),
-            Tunables::Keep
-        );
-        // The second start restores what the first one had.
-        assert_eq!(
-            plan_tunables(Some("glibc.malloc.tcache_max=128"), Some("")),
-            Tunables::Restore(None)
-        );
-        assert_eq!(
-            plan_tunables(
-                Some("glibc.malloc.arena_max=2:glibc.malloc.tcache_max=128"),
-                Some("glibc.malloc.arena_max=2")
-            ),
-            Tunables::Restore(Some("glibc.malloc.arena_max=2".into()))
-        );
-    }
-
-    #[test]
-    fn trims_once_per_burst_after_a_quiet_tick() {
+    fn trims_after_a_burst_then_once_its_threads_have_ended() {
         let mut idle = Idle::new(0);
         // Quiet from the start: nothing to give back.
         assert!(!idle.tick(0));
-        // A burst over two ticks, then quiet: one trim.
+        assert!(!idle.tick(0));
+        // A burst over two ticks, then quiet: trims at the first and third quiet ticks only.
         assert!(!idle.tick(5));
         assert!(!idle.tick(9));
-        assert!(idle.tick(9));
-        assert!(!idle.tick(9));
-        assert!(!idle.tick(9));
-        // The next burst trims again.
+        let quiet: Vec<bool> = (0..6).map(|_| idle.tick(9)).collect();
+        assert_eq!(quiet, [true, false, true, false, false, false]);
+        // Activity between the two trims starts the count again.
         assert!(!idle.tick(10));
         assert!(idle.tick(10));
+        assert!(!idle.tick(11));
+        let quiet: Vec<bool> = (0..4).map(|_| idle.tick(11)).collect();
+        assert_eq!(quiet, [true, false, true, false]);
+    }
+
+    #[test]
+    fn a_threads_cache_is_emptied_once_per_idle_period() {
+        // A worker that never saw an idle period does nothing.
+        std::thread::spawn(|| {
+            worker_parked();
+            assert_eq!(EMPTIED_FOR.with(Cell::get), 0);
+        })
+        .join()
+        .unwrap();
+        CACHE_EPOCH.fetch_add(1, Ordering::Relaxed);
+        std::thread::spawn(|| {
+            // Chunks of every cached size freed on this thread, then taken back out: what the
+            // allocator holds stays consistent (a double free would abort the test).
+            let v: Vec<Vec<u8>> = (0..200).map(|i| Vec::with_capacity(8 + 5 * i)).collect();
+            drop(v);
+            let want = CACHE_EPOCH.load(Ordering::Relaxed);
+            worker_parked();
+            assert_eq!(EMPTIED_FOR.with(Cell::get), want);
+            // Parked again in the same period: nothing more to do.
+            worker_parked();
+            let again: Vec<Vec<u8>> = (0..200).map(|i| vec![1u8; 8 + 5 * i]).collect();
+            assert!(again.iter().enumerate().all(|(i, v)| v.len() == 8 + 5 * i));
+        })
+        .join()
+        .unwrap();
     }
 }
