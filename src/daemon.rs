@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use bollard_stubs::models::{
@@ -45,6 +45,8 @@ pub struct Daemon {
     host: HostInfo,
     cgroups: CgroupInfo,
     engine_id: String,
+    /// A first start's save of its engine ID, until `settle` has waited for it.
+    engine_id_saving: Mutex<Option<tokio::task::JoinHandle<()>>>,
     events: Arc<EventBus>,
     images: Arc<ImageService>,
     containers: Arc<ContainerManager>,
@@ -75,10 +77,20 @@ impl Daemon {
         let root_lock = lock_data_root(&data_root)?;
         remove_temp_files(&data_root)
             .map_err(|e| SystemError::io(format!("clean data root {}", data_root.display()), e))?;
-        // A first start writes its engine ID (two fsyncs) while the rest opens.
-        let engine_id = {
-            let root = data_root.clone();
-            tokio::task::spawn_blocking(move || system::load_or_create_engine_id(&root))
+        // A first start makes its engine ID and saves it (two fsyncs) while the daemon starts
+        // and serves: nothing on disk names it, and shutdown waits for the save (`settle`).
+        let (engine_id, engine_id_saving) = match system::load_engine_id(&data_root)? {
+            Some(id) => (id, None),
+            None => {
+                let id = system::new_engine_id();
+                let (root, saved) = (data_root.clone(), id.clone());
+                let saving = tokio::task::spawn_blocking(move || {
+                    if let Err(e) = system::save_engine_id(&root, &saved) {
+                        tracing::error!("{e}");
+                    }
+                });
+                (id, Some(saving))
+            }
         };
         let events = Arc::new(EventBus::with_image_repository(
             crate::image::reference::familiar_repository,
@@ -193,15 +205,13 @@ impl Daemon {
         images.set_usage_check(Box::new(move |image_id| {
             weak.upgrade().and_then(|m| m.image_user(image_id))
         }));
-        let engine_id = engine_id
-            .await
-            .map_err(|e| SystemError::internal(format!("engine id: {e}")))??;
         Ok(Arc::new(Daemon {
             flags,
             config: RwLock::new(config),
             host,
             cgroups,
             engine_id,
+            engine_id_saving: Mutex::new(engine_id_saving),
             events,
             images,
             containers,
@@ -240,6 +250,21 @@ impl Daemon {
     /// The volume service, for the container manager's wiring.
     pub fn volumes(&self) -> &Arc<VolumeService> {
         &self.volumes
+    }
+
+    /// Wait for what a first start writes while the daemon already serves (its engine ID, the
+    /// predefined networks), so that a stop right after a first start keeps them. Called once
+    /// the server has stopped.
+    pub async fn settle(&self) {
+        let saving = self
+            .engine_id_saving
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(saving) = saving {
+            let _ = saving.await;
+        }
+        self.network.predefined_saved().await;
     }
 
     /// Each router's backend: the daemon for the system routes, the event bus, the image

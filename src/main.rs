@@ -195,6 +195,7 @@ async fn run(
         ..ServerOptions::from_env()
     };
     server::run(listeners, Api::new(daemon.backends()), shutdown, opts).await;
+    daemon.settle().await;
     if let Some(task) = metrics_task {
         let _ = task.await;
     }

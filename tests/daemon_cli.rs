@@ -55,7 +55,7 @@ fn docker_version_and_info_print_berths_values() {
         text,
         stderr(&out)
     );
-    let id = std::fs::read_to_string(b.data_root().join("engine-id")).unwrap();
+    let id = common::read_when_written(&b.data_root().join("engine-id"));
     for want in [
         format!("Server Version: {}", env!("CARGO_PKG_VERSION")),
         format!("Docker Root Dir: {}", b.data_root().display()),
@@ -447,4 +447,47 @@ fn socket_group_is_applied_or_refused() {
     assert_eq!(meta.gid(), 12345);
     assert_eq!(meta.uid(), 0);
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+}
+
+/// A first start saves its engine ID and its `host` and `none` networks while it already
+/// serves: a stop right after its first `/_ping` still leaves them on disk, and the next start
+/// has the same ones.
+#[test]
+fn a_first_start_stopped_at_once_keeps_its_id_and_networks() {
+    if !ready() {
+        eprintln!("skipped: {NOT_READY}");
+        return;
+    }
+    let mut b = Berthd::start(&[]);
+    assert!(b.stop().success(), "{}", b.log_text());
+    let id = std::fs::read_to_string(b.data_root().join("engine-id")).unwrap();
+    assert_eq!(id.trim().len(), 36, "{id:?}");
+    let mut saved = Vec::new();
+    for e in std::fs::read_dir(b.data_root().join("network")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".json") && name != "bridges.json" {
+            let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+            saved.push(format!(
+                "{} {}",
+                &r["id"].as_str().unwrap()[..12],
+                r["name"].as_str().unwrap()
+            ));
+        } else {
+            assert!(
+                !name.starts_with(".tmp-"),
+                "a temporary file was left: {name}"
+            );
+        }
+    }
+    saved.sort();
+    assert_eq!(saved.len(), 2, "{saved:?}");
+    b.spawn_with_host(&[]);
+    let out = b.docker_out(&["info", "--format", "{{.ID}}"]);
+    assert_eq!(stdout(&out).trim(), id.trim(), "{}", stderr(&out));
+    let out = b.docker_out(&["network", "ls", "--format", "{{.ID}} {{.Name}}"]);
+    let mut listed: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    listed.sort();
+    assert_eq!(listed, saved, "{}", stderr(&out));
+    b.stop();
 }

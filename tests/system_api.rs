@@ -132,9 +132,7 @@ fn info_reads_the_host() {
     let id = info["ID"].as_str().unwrap().to_string();
     assert!(!id.is_empty());
     assert_eq!(
-        std::fs::read_to_string(s.dir.path().join("data/engine-id"))
-            .unwrap()
-            .trim(),
+        common::read_when_written(&s.dir.path().join("data/engine-id")).trim(),
         id,
         "the ID is persisted in the data root"
     );

@@ -679,6 +679,9 @@ impl ContainerManager {
         // cgroup move waits for; the start begins another, which keeps the window open if this
         // one has passed.
         self.warm_cgroup_migration();
+        // A first start's `host` and `none` networks are written in the background: the
+        // record made below may name them.
+        self.network.predefined_saved().await;
         let networking = body.networking_config.clone();
         let (mut config, mut host) = split_body(body);
         super::health::validate(config.healthcheck.as_ref())?;

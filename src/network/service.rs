@@ -123,6 +123,10 @@ pub struct NetworkService {
     fw_wake: tokio::sync::Notify,
     /// Networks created since the last background apply: the generation that holds them.
     fw_pending: Mutex<HashMap<String, u64>>,
+    /// Whether the predefined networks this start made (a first start's `host` and `none`)
+    /// are on disk: they are written while the daemon goes on starting, and whatever records
+    /// a container's networks waits for them (`predefined_saved`).
+    predefined_saved: tokio::sync::watch::Sender<bool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -227,6 +231,7 @@ impl NetworkService {
             fw_applied: tokio::sync::watch::channel(0).0,
             fw_wake: tokio::sync::Notify::new(),
             fw_pending: Mutex::new(HashMap::new()),
+            predefined_saved: tokio::sync::watch::channel(true).0,
         });
         {
             // The background applier (for the daemon's lifetime): coalesces requests and
@@ -267,6 +272,13 @@ impl NetworkService {
         svc.remove_orphan_bridges().await;
         svc.apply_firewall()?;
         Ok(svc)
+    }
+
+    /// Wait until the predefined networks this start made are on disk (at once on a start that
+    /// made none).
+    pub async fn predefined_saved(&self) {
+        let mut saved = self.predefined_saved.subscribe();
+        let _ = saved.wait_for(|done| *done).await;
     }
 
     /// `docker info` warnings.
@@ -373,11 +385,22 @@ impl NetworkService {
             .iter()
             .map(|r| Ok((self.record_path(r), encode_record(r)?)))
             .collect::<Result<Vec<_>, NetworkError>>()?;
-        crate::util::fs::atomic_write_all(&files, 0o600)
-            .map_err(io_err("write the predefined networks"))?;
         lock(&self.state)
             .nets
             .extend(made.into_iter().map(|r| (r.id.clone(), r)));
+        if !files.is_empty() {
+            // Written (temp file, fsync, rename, fsync of the directory) while the start goes
+            // on: nothing on disk names them until a container is created, which waits. Killed
+            // before the rename, the next start makes them again, as if this one had not been.
+            self.predefined_saved.send_replace(false);
+            let saved = self.predefined_saved.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = crate::util::fs::atomic_write_all(&files, 0o600) {
+                    tracing::error!("write the predefined networks: {e}");
+                }
+                saved.send_replace(true);
+            });
+        }
         if self.opts.bridge == "none" {
             // dockerd without a default bridge: the record goes if no container uses it.
             let id = lock(&self.state)

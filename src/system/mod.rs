@@ -76,13 +76,14 @@ fn mem_total() -> i64 {
         .unwrap_or(0)
 }
 
-/// Load the engine ID from `<data-root>/engine-id`, creating a new UUID the first time.
-pub fn load_or_create_engine_id(data_root: &Path) -> Result<String, SystemError> {
+/// The engine ID in `<data-root>/engine-id`, if a start saved one (an empty file, which a
+/// crash of the host right after a first start may leave, counts as none).
+pub fn load_engine_id(data_root: &Path) -> Result<Option<String>, SystemError> {
     let path = data_root.join("engine-id");
     match std::fs::read_to_string(&path) {
-        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
-        Ok(_) => create_engine_id(&path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_engine_id(&path),
+        Ok(s) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(SystemError::io(
             format!("load engine id {}", path.display()),
             e,
@@ -90,11 +91,16 @@ pub fn load_or_create_engine_id(data_root: &Path) -> Result<String, SystemError>
     }
 }
 
-fn create_engine_id(path: &Path) -> Result<String, SystemError> {
-    let id = uuid::Uuid::new_v4().to_string();
-    atomic_write(path, id.as_bytes(), 0o600)
-        .map_err(|e| SystemError::io(format!("save engine id {}", path.display()), e))?;
-    Ok(id)
+/// A new engine ID, for a first start: a random UUID, as dockerd makes.
+pub fn new_engine_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Save a first start's engine ID (temp file, fsync, rename, fsync of the directory).
+pub fn save_engine_id(data_root: &Path, id: &str) -> Result<(), SystemError> {
+    let path = data_root.join("engine-id");
+    atomic_write(&path, id.as_bytes(), 0o600)
+        .map_err(|e| SystemError::io(format!("save engine id {}", path.display()), e))
 }
 
 /// Mask the credentials of a proxy URL as dockerd does (`http://xxxxx:xxxxx@host`).
@@ -133,12 +139,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn engine_id_is_created_once() {
+    fn engine_id_is_saved_and_loaded() {
         let dir = tempfile::tempdir().unwrap();
-        let a = load_or_create_engine_id(dir.path()).unwrap();
-        let b = load_or_create_engine_id(dir.path()).unwrap();
-        assert_eq!(a, b);
-        assert!(uuid::Uuid::parse_str(&a).is_ok());
+        assert_eq!(load_engine_id(dir.path()).unwrap(), None);
+        let id = new_engine_id();
+        assert!(uuid::Uuid::parse_str(&id).is_ok());
+        assert_ne!(id, new_engine_id());
+        save_engine_id(dir.path(), &id).unwrap();
+        assert_eq!(load_engine_id(dir.path()).unwrap(), Some(id));
+        // What a crash right after a first start may leave: no ID, so a new one is made.
+        std::fs::write(dir.path().join("engine-id"), "").unwrap();
+        assert_eq!(load_engine_id(dir.path()).unwrap(), None);
     }
 
     #[test]
