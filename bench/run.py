@@ -35,6 +35,11 @@ PODMAN_HOST_CONFIG = {"NetworkMode": "none", "Ulimits": [{"Name": "nofile", "Sof
                                                          {"Name": "nproc", "Soft": _NPROC, "Hard": _NPROC}]}
 
 
+# The start scenario's second row: the same daemon started again on the data root its first
+# start left.
+START_AGAIN = "start → /_ping again, on the data root the first start left"
+
+
 def run_opts(s):
     """The `docker run` options of system `s`: none but podman's."""
     return PODMAN_OPTS if s.name == "podman" else []
@@ -547,6 +552,8 @@ class Bench:
             s.stop()
 
     def scenario_start(self):
+        """Start → first `/_ping`: a first start on an empty data root, then a start again on the
+        data root it left (a restart or a reboot: what a daemon does every day after its first)."""
         for run in range(self.runs(5)):
             for s in self.live("start", run):
                 try:
@@ -556,9 +563,16 @@ class Bench:
                     kib = sum(rss_kib(p) for p in s.daemon_pids())
                     self.add("idle RSS (daemon-side processes)", s, kib / 1024, "MiB")
                     s.stop()
+                    ms = s.start()
+                    self.add(START_AGAIN, s, ms, "ms")
+                    s.stop()
                     shutil.rmtree(os.path.join(s.dir, "root"), ignore_errors=True)
                 except Exception as e:
                     self.failed(s, "start", e)
+        for sc in ("start → /_ping", START_AGAIN):
+            b, d = self.med(sc, "berth"), self.med(sc, "dockerd")
+            if b is not None and d:
+                self.check(f"{sc} ≤ 1/20 of dockerd", f"{b / d:.3f} ({b:.1f} vs {d:.0f} ms)", b <= d / 20)
 
     def scenario_run_and_api(self):
         """The headline: `docker run --rm busybox true` with the defaults a user types, on the
