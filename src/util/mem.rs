@@ -108,8 +108,9 @@ pub async fn trim_when_idle(quiet: Duration) {
     }
 }
 
-/// When to trim: at the first quiet tick after a tick that saw activity, and at the third (the
-/// blocking pool's threads end after 10 idle seconds, their caches going back to the arena).
+/// When to trim: at the first quiet tick after a tick that saw activity, and at the third, for
+/// what ended after the first (a blocking-pool thread whose task ran past it returns its cache
+/// to the arena when it ends, `BLOCKING_KEEP_ALIVE` later).
 struct Idle {
     seen: u64,
     /// Quiet ticks since the last one that saw activity, if any activity was seen since the
