@@ -420,7 +420,7 @@ pub fn digest_of<R: Read>(mut r: R) -> io::Result<(String, u64)> {
 
 /// A layer's SHA-256 and length so far, checked at its end against its DiffID and size: a
 /// layer that cannot be reproduced exactly fails instead of being sent wrong.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct LayerCheck {
     hash: Sha256,
     len: u64,

@@ -311,22 +311,17 @@ impl Drop for Berthd {
 
 /// A file a first start writes while berthd already serves (its engine ID, its predefined
 /// networks): its contents once they are there.
-#[allow(dead_code)]
 pub fn read_when_written(path: &Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(s) = std::fs::read_to_string(path) {
-            if !s.trim().is_empty() {
-                return s;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} was not written",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut text = String::new();
+    wait_for(
+        &format!("{} to be written", path.display()),
+        Duration::from_secs(10),
+        || {
+            text = std::fs::read_to_string(path).unwrap_or_default();
+            !text.trim().is_empty()
+        },
+    );
+    text
 }
 
 /// The mount points at or below `dir` (canonicalised), in the kernel's order.
