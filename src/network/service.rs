@@ -97,7 +97,10 @@ pub struct Attached {
 }
 
 struct State {
-    nets: BTreeMap<String, NetworkRecord>,
+    /// Shared snapshots: a lookup hands out the `Arc`, a change copies the record only while
+    /// someone still holds the old one (`Arc::make_mut`), so that reading a network never
+    /// copies its endpoints (hundreds on a busy bridge).
+    nets: BTreeMap<String, Arc<NetworkRecord>>,
     ports: BTreeMap<String, PortState>,
 }
 
@@ -196,7 +199,7 @@ impl NetworkService {
                     serde_json::from_slice::<NetworkRecord>(&b).map_err(|e| e.to_string())
                 }) {
                     Ok(r) => {
-                        nets.insert(r.id.clone(), r);
+                        nets.insert(r.id.clone(), Arc::new(r));
                     }
                     Err(e) => tracing::error!("load network {}: {e}", p.display()),
                 }
@@ -258,7 +261,7 @@ impl NetworkService {
                 tracing::warn!("{e}");
             }
         }
-        let bridges: Vec<NetworkRecord> = lock(&svc.state)
+        let bridges: Vec<Arc<NetworkRecord>> = lock(&svc.state)
             .nets
             .values()
             .filter(|n| n.is_bridge())
@@ -387,7 +390,7 @@ impl NetworkService {
             .collect::<Result<Vec<_>, NetworkError>>()?;
         lock(&self.state)
             .nets
-            .extend(made.into_iter().map(|r| (r.id.clone(), r)));
+            .extend(made.into_iter().map(|r| (r.id.clone(), Arc::new(r))));
         if !files.is_empty() {
             // Written (temp file, fsync, rename, fsync of the directory) while the start goes
             // on: nothing on disk names them until a container is created, which waits. Killed
@@ -520,10 +523,10 @@ impl NetworkService {
         };
         // Written only when it changed (a first start, another `--bip`): every start would
         // otherwise rewrite the same record, two fsyncs on the way to serving.
-        if existing.as_ref() != Some(&r) {
+        if existing.as_deref() != Some(&r) {
             self.save(&r)?;
         }
-        lock(&self.state).nets.insert(r.id.clone(), r);
+        lock(&self.state).nets.insert(r.id.clone(), Arc::new(r));
         Ok(())
     }
 
@@ -678,7 +681,7 @@ impl NetworkService {
     // Lookups
 
     /// dockerd's order: full ID, exact name, then a unique ID prefix.
-    pub fn find(&self, term: &str) -> Result<NetworkRecord, NetworkError> {
+    pub fn find(&self, term: &str) -> Result<Arc<NetworkRecord>, NetworkError> {
         let st = lock(&self.state);
         if let Some(n) = st.nets.get(term) {
             return Ok(n.clone());
@@ -686,7 +689,7 @@ impl NetworkService {
         if let Some(n) = st.nets.values().find(|n| n.name == term) {
             return Ok(n.clone());
         }
-        let matches: Vec<&NetworkRecord> = st
+        let matches: Vec<&Arc<NetworkRecord>> = st
             .nets
             .values()
             .filter(|n| !term.is_empty() && n.id.starts_with(term))
@@ -701,12 +704,12 @@ impl NetworkService {
         }
     }
 
-    pub fn all(&self) -> Vec<NetworkRecord> {
+    pub fn all(&self) -> Vec<Arc<NetworkRecord>> {
         lock(&self.state).nets.values().cloned().collect()
     }
 
     /// `GET /networks` filters: `dangling`, `driver`, `id`, `label`, `name`, `scope`, `type`.
-    pub fn list(&self, f: &Filters) -> Result<Vec<NetworkRecord>, NetworkError> {
+    pub fn list(&self, f: &Filters) -> Result<Vec<Arc<NetworkRecord>>, NetworkError> {
         f.validate(&["dangling", "driver", "id", "label", "name", "scope", "type"])
             .map_err(|e| NetworkError::invalid(e.to_string()))?;
         let mut dangling = None;
@@ -728,7 +731,7 @@ impl NetworkService {
                 )));
             }
         }
-        let mut out: Vec<NetworkRecord> = self
+        let mut out: Vec<Arc<NetworkRecord>> = self
             .all()
             .into_iter()
             .filter(|n| {
@@ -925,7 +928,9 @@ impl NetworkService {
             }
             return Err(e);
         }
-        lock(&self.state).nets.insert(r.id.clone(), r.clone());
+        lock(&self.state)
+            .nets
+            .insert(r.id.clone(), Arc::new(r.clone()));
         // In the background: containers that join it wait for that (`firewall_settled`).
         let g = self.request_apply();
         lock(&self.fw_pending).insert(r.id.clone(), g);
@@ -1068,7 +1073,7 @@ impl NetworkService {
         let ids: Vec<String> = req
             .networks
             .iter()
-            .filter_map(|n| self.find(&n.network).ok().map(|r| r.id))
+            .filter_map(|n| self.find(&n.network).ok().map(|r| r.id.clone()))
             .collect();
         self.firewall_settled(&ids).await;
         let mut out = Vec::new();
@@ -1179,10 +1184,11 @@ impl NetworkService {
         // Allocate under the lock, persist, then set up the link.
         let endpoint = {
             let mut st = lock(&self.state);
-            let net = st
+            let slot = st
                 .nets
                 .get_mut(&n.id)
                 .ok_or_else(|| NetworkError::no_such_network(&nreq.network))?;
+            let net = Arc::make_mut(slot);
             let taken = net.taken();
             let (mut ipv4, mut prefix_v4, mut gw4) = (None, 0, None);
             if let Some((ip, prefix, gw)) =
@@ -1257,7 +1263,7 @@ impl NetworkService {
                 dns: req.dns.clone(),
             };
             net.endpoints.insert(req.container_id.clone(), e.clone());
-            let snapshot = net.clone();
+            let snapshot = slot.clone();
             drop(st);
             self.save(&snapshot)?;
             (e, mac)
@@ -1311,10 +1317,10 @@ impl NetworkService {
         &self,
         network_id: &str,
         container_id: &str,
-    ) -> Option<(NetworkRecord, Endpoint)> {
+    ) -> Option<(Arc<NetworkRecord>, Endpoint)> {
         let mut st = lock(&self.state);
         let net = st.nets.get_mut(network_id)?;
-        let e = net.endpoints.remove(container_id)?;
+        let e = Arc::make_mut(net).endpoints.remove(container_id)?;
         let snapshot = net.clone();
         drop(st);
         if let Err(err) = self.save(&snapshot) {
@@ -1678,7 +1684,7 @@ impl NetworkService {
     fn lookup_names(&self, asker: &str, name: &str, v6: bool) -> Option<Vec<IpAddr>> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         let st = lock(&self.state);
-        let mine: Vec<&NetworkRecord> = st
+        let mine: Vec<&Arc<NetworkRecord>> = st
             .nets
             .values()
             .filter(|n| !n.predefined && n.endpoints.contains_key(asker))
@@ -1755,7 +1761,7 @@ impl NetworkService {
     fn upstreams_for(&self, asker: &str) -> Vec<SocketAddr> {
         let all_internal = {
             let st = lock(&self.state);
-            let mine: Vec<&NetworkRecord> = st
+            let mine: Vec<&Arc<NetworkRecord>> = st
                 .nets
                 .values()
                 .filter(|n| n.endpoints.contains_key(asker))
