@@ -89,10 +89,9 @@ impl ContainerManager {
         let c = self.get(name)?;
         let id = c.id.clone();
         let with_net = reports_networks(&c);
-        let source = Arc::new(
-            self.runtime
-                .stats_source(&c.with_record(|r| self.cgroup_path(r))),
-        );
+        let source = self
+            .runtime
+            .stats_source(&c.with_record(|r| self.cgroup_path(r)));
         let (tx, rx) = mpsc::channel(4);
 
         if !opts.stream {
@@ -122,14 +121,12 @@ impl ContainerManager {
                 }
                 let now = now_of(&c);
                 let line = match now.pid {
-                    Some(pid) => match sample(&source, pid, with_net).await {
-                        Ok(cur) => {
-                            let line = encode(&response(&now.name, &id, &cur, prev.as_ref()));
-                            prev = Some(cur);
-                            line
-                        }
-                        Err(_) => return,
-                    },
+                    Some(pid) => {
+                        let cur = sample(&source, pid, with_net);
+                        let line = encode(&response(&now.name, &id, &cur, prev.as_ref()));
+                        prev = Some(cur);
+                        line
+                    }
                     None => {
                         // dockerd's errNotRunning frame; the next sample's precpu is zero.
                         prev = None;
@@ -217,7 +214,7 @@ fn usage_of(raw: &RawStats) -> Usage {
 async fn once(
     c: &Container,
     id: &str,
-    source: &Arc<StatsSource>,
+    source: &StatsSource,
     with_net: bool,
     one_shot: bool,
 ) -> Result<Vec<u8>, ContainerError> {
@@ -225,7 +222,7 @@ async fn once(
     let Some(pid) = now.pid else {
         return Ok(zero_line(&now.name, id));
     };
-    let first = sample(source, pid, with_net).await?;
+    let first = sample(source, pid, with_net);
     if one_shot {
         return Ok(encode(&response(&now.name, id, &first, None)));
     }
@@ -234,7 +231,7 @@ async fn once(
     let Some(pid) = now.pid else {
         return Ok(zero_line(&now.name, id));
     };
-    let second = sample(source, pid, with_net).await?;
+    let second = sample(source, pid, with_net);
     Ok(encode(&response(&now.name, id, &second, Some(&first))))
 }
 
@@ -244,21 +241,17 @@ struct Sampled {
     read: String,
 }
 
-async fn sample(
-    src: &Arc<StatsSource>,
-    pid: i32,
-    with_net: bool,
-) -> Result<Sampled, ContainerError> {
-    let src = src.clone();
-    tokio::task::spawn_blocking(move || {
-        let read = rfc3339_nano(SystemTime::now());
-        Sampled {
-            raw: src.sample(with_net.then_some(pid)),
-            read,
-        }
-    })
-    .await
-    .map_err(|e| ContainerError::internal(format!("stats task: {e}")))
+/// Read in the calling task: a sample is a dozen reads of cgroup and `/proc` files, which the
+/// kernel generates without waiting on a disk (tens of microseconds in all). Handing each to
+/// the blocking pool cost more than the reads: `docker stats` asks for every container at
+/// once, and 500 requests made hundreds of blocking threads that spent their time waking each
+/// other (about 30% of berthd's CPU for the command at 500 containers).
+fn sample(src: &StatsSource, pid: i32, with_net: bool) -> Sampled {
+    let read = rfc3339_nano(SystemTime::now());
+    Sampled {
+        raw: src.sample(with_net.then_some(pid)),
+        read,
+    }
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {

@@ -142,6 +142,10 @@ impl StatsSource {
     /// A v1 container whose controllers are at `dirs`.
     pub fn v1(dirs: V1Dirs) -> StatsSource {
         let blkio = probe_blkio(dirs.blkio.as_deref());
+        StatsSource::v1_with(dirs, blkio)
+    }
+
+    fn v1_with(dirs: V1Dirs, blkio: BlkioFiles) -> StatsSource {
         StatsSource {
             layout: Layout::V1(dirs, blkio),
             proc_root: PathBuf::from("/proc"),
@@ -166,13 +170,18 @@ impl StatsSource {
             CgroupVersion::V1 => {
                 let m = v1_mounts();
                 let at = |p: &Option<PathBuf>| p.as_ref().map(|m| m.join(rel));
-                StatsSource::v1(V1Dirs {
-                    cpu: at(&m.cpu),
-                    cpuacct: at(&m.cpuacct),
-                    memory: at(&m.memory),
-                    blkio: at(&m.blkio),
-                    pids: at(&m.pids),
-                })
+                let blkio_dir = at(&m.blkio);
+                let blkio = host_blkio(blkio_dir.as_deref());
+                StatsSource::v1_with(
+                    V1Dirs {
+                        cpu: at(&m.cpu),
+                        cpuacct: at(&m.cpuacct),
+                        memory: at(&m.memory),
+                        blkio: blkio_dir,
+                        pids: at(&m.pids),
+                    },
+                    blkio,
+                )
             }
         }
     }
@@ -189,8 +198,9 @@ impl StatsSource {
         self
     }
 
-    /// Blocking. One sample; `net_pid` is a process in the container's network namespace
-    /// whose interfaces are reported (`None`: no `networks`).
+    /// One sample; `net_pid` is a process in the container's network namespace whose
+    /// interfaces are reported (`None`: no `networks`). Reads only files the kernel makes up
+    /// on the spot (cgroup and `/proc`), never a disk: callers read it in async tasks.
     pub fn sample(&self, net_pid: Option<i32>) -> RawStats {
         let mut s = match &self.layout {
             Layout::V1(dirs, blkio) => sample_v1(dirs, blkio),
@@ -288,9 +298,20 @@ fn parse_proc_stat(text: &str) -> Option<(u64, u32)> {
     usage.map(|u| (u, cpus))
 }
 
+/// The whole of a small pseudo-file. Read through a plain `Read` (no size hint): `fs::read`
+/// would first `statx` the file and seek in it, and cgroup and `/proc` files report no useful
+/// size. With `docker stats` asking for hundreds of containers at once, those were a third of
+/// a sample's system calls.
 fn read(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok()
+    use std::io::Read;
+    let f = std::fs::File::open(path).ok()?;
+    let mut buf = Vec::with_capacity(4096);
+    f.take(MAX_FILE).read_to_end(&mut buf).ok()?;
+    String::from_utf8(buf).ok()
 }
+
+/// Larger than any cgroup or `/proc` file read here (`memory.stat` is about 1.5 KB).
+const MAX_FILE: u64 = 1 << 20;
 
 /// A file holding one number; `max` (v2's "no limit") is `max_value`.
 fn read_u64(path: &Path, max_value: u64) -> Option<u64> {
@@ -318,10 +339,40 @@ fn read_keyed(path: &Path) -> Option<HashMap<String, u64>> {
     read(path).map(|t| parse_flat_keyed(&t))
 }
 
+/// The blkio files in `dir`.
 fn probe_blkio(dir: Option<&Path>) -> BlkioFiles {
     let Some(dir) = dir else {
         return BlkioFiles::default();
     };
+    blkio_files(dir, &probe_blkio_names(dir))
+}
+
+/// The host's blkio files (the same in every blkio cgroup of the hierarchy: which ones
+/// depends on the kernel), probed in the first container's directory that has any, then kept:
+/// a probe per `docker stats` request was 8 `statx` calls, most of them failing.
+fn host_blkio(dir: Option<&Path>) -> BlkioFiles {
+    static NAMES: OnceLock<Vec<(BlkioField, &'static str)>> = OnceLock::new();
+    let Some(dir) = dir else {
+        return BlkioFiles::default();
+    };
+    if let Some(names) = NAMES.get() {
+        return blkio_files(dir, names);
+    }
+    let found = probe_blkio_names(dir);
+    // A directory already gone (the container ended) has none: not kept.
+    if found.is_empty() {
+        return BlkioFiles::default();
+    }
+    blkio_files(dir, NAMES.get_or_init(|| found))
+}
+
+fn blkio_files(dir: &Path, names: &[(BlkioField, &'static str)]) -> BlkioFiles {
+    BlkioFiles {
+        files: names.iter().map(|(f, n)| (*f, dir.join(n))).collect(),
+    }
+}
+
+fn probe_blkio_names(dir: &Path) -> Vec<(BlkioField, &'static str)> {
     // The CFQ files are there only with that scheduler; the throttle ones always count.
     let candidates: &[(BlkioField, &[&str])] = &[
         (
@@ -348,13 +399,13 @@ fn probe_blkio(dir: Option<&Path>) -> BlkioFiles {
         (BlkioField::Time, &["blkio.time_recursive"]),
         (BlkioField::Sectors, &["blkio.sectors_recursive"]),
     ];
-    let mut files = Vec::new();
+    let mut found = Vec::new();
     for (field, names) in candidates {
-        if let Some(p) = names.iter().map(|n| dir.join(n)).find(|p| p.exists()) {
-            files.push((*field, p));
+        if let Some(n) = names.iter().find(|n| dir.join(n).exists()) {
+            found.push((*field, *n));
         }
     }
-    BlkioFiles { files }
+    found
 }
 
 /// A v1 blkio file: `MAJ:MIN Op value` lines (`Total` lines skipped), or `MAJ:MIN value` for
