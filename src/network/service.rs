@@ -1181,12 +1181,15 @@ impl NetworkService {
                 "user specified IP address is supported only when connecting to networks with user configured subnets",
             ));
         }
-        // Allocate under the lock, persist, then set up the link.
-        let endpoint = {
+        // Allocate under the lock, persist, then set up the link. The lookup's snapshot goes
+        // first: held, it would make the change below copy the record and all its endpoints.
+        let network_id = n.id.clone();
+        drop(n);
+        let (e, mac, n) = {
             let mut st = lock(&self.state);
             let slot = st
                 .nets
-                .get_mut(&n.id)
+                .get_mut(&network_id)
                 .ok_or_else(|| NetworkError::no_such_network(&nreq.network))?;
             let net = Arc::make_mut(slot);
             let taken = net.taken();
@@ -1266,9 +1269,8 @@ impl NetworkService {
             let snapshot = slot.clone();
             drop(st);
             self.save(&snapshot)?;
-            (e, mac)
+            (e, mac, snapshot)
         };
-        let (e, mac) = endpoint;
         let mut addresses = Vec::new();
         if let Some(a) = e.ipv4 {
             addresses.push(

@@ -348,8 +348,9 @@ fn probe_blkio(dir: Option<&Path>) -> BlkioFiles {
 }
 
 /// The host's blkio files (the same in every blkio cgroup of the hierarchy: which ones
-/// depends on the kernel), probed in the first container's directory that has any, then kept:
-/// a probe per `docker stats` request was 8 `statx` calls, most of them failing.
+/// depends on the kernel's I/O schedulers), probed in the first container's directory that has
+/// any, then kept: a probe per `docker stats` request was 8 `statx` calls, most of them
+/// failing. A scheduler module loaded later shows its files after berthd's next start.
 fn host_blkio(dir: Option<&Path>) -> BlkioFiles {
     static NAMES: OnceLock<Vec<(BlkioField, &'static str)>> = OnceLock::new();
     let Some(dir) = dir else {
