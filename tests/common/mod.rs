@@ -286,6 +286,18 @@ impl Berthd {
 
 impl Drop for Berthd {
     fn drop(&mut self) {
+        // A failed test shows what berthd logged: its directory goes with it.
+        if std::thread::panicking() {
+            if let Ok(text) = std::fs::read_to_string(&self.log) {
+                let lines: Vec<&str> = text.lines().collect();
+                let from = lines.len().saturating_sub(80);
+                eprintln!(
+                    "--- the end of berthd's log ({}) ---\n{}\n---",
+                    self.log.display(),
+                    lines[from..].join("\n")
+                );
+            }
+        }
         // Containers outlive berthd (live restore): remove what a test left running.
         let has_containers = std::fs::read_dir(self.data_root().join("containers"))
             .map(|mut d| d.next().is_some())
