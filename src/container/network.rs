@@ -575,6 +575,10 @@ impl ContainerManager {
             };
             if let Some(a) = attached.get(name) {
                 let e = &a.endpoint;
+                let net = self.network.find(&a.network_id).ok();
+                let gateway = |pool: Option<&crate::network::record::Pool>| {
+                    pool.map(|p| p.gateway.to_string()).unwrap_or_default()
+                };
                 s.network_id = Some(a.network_id.clone());
                 s.endpoint_id = Some(e.id.clone());
                 s.mac_address = Some(e.mac.clone());
@@ -584,26 +588,14 @@ impl ContainerManager {
                 } else {
                     0
                 });
-                s.gateway = Some(
-                    self.network
-                        .find(&a.network_id)
-                        .ok()
-                        .and_then(|n| n.pool_v4().map(|p| p.gateway.to_string()))
-                        .unwrap_or_default(),
-                );
+                s.gateway = Some(gateway(net.as_ref().and_then(|n| n.pool_v4())));
                 s.global_ipv6_address = Some(e.ipv6.map(|i| i.to_string()).unwrap_or_default());
                 s.global_ipv6_prefix_len = Some(if e.ipv6.is_some() {
                     e.prefix_v6 as i64
                 } else {
                     0
                 });
-                s.ipv6_gateway = Some(
-                    self.network
-                        .find(&a.network_id)
-                        .ok()
-                        .and_then(|n| n.pool_v6().map(|p| p.gateway.to_string()))
-                        .unwrap_or_default(),
-                );
+                s.ipv6_gateway = Some(gateway(net.as_ref().and_then(|n| n.pool_v6())));
                 if !e.dns_names.is_empty() {
                     s.dns_names = Some(e.dns_names.clone());
                 }
