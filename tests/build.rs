@@ -314,6 +314,39 @@ fn multi_stage_target_failures_quiet_and_tags() {
     assert!(text.contains("Invalid proto: bogus"), "{text}");
 }
 
+/// Owners as dockerd's classic builder leaves them: COPY from the context is root's unless
+/// `--chown`, `COPY --from` keeps the stage's owners (the directory it creates for a copied
+/// directory's content is root's, as moby's `CopyWithTar` makes it), ADD of a local tar keeps
+/// the archive's.
+#[test]
+fn copied_files_keep_their_owners() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    let dir = b.dir.path().join("own");
+    write(&dir, "f", "f\n");
+    write(&dir, "o/f", "in the tar\n");
+    nix::unistd::chown(&dir.join("f"), Some(77.into()), Some(88.into())).unwrap();
+    let tar = std::process::Command::new("tar")
+        .args(["--owner=1234", "--group=4321", "-cf", "own.tar", "o"])
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    write(
+        &dir,
+        "Dockerfile",
+        "FROM busybox AS a\nRUN mkdir /s && echo s > /s/f && chown -R 555:666 /s\n\
+         FROM busybox\nCOPY --chown=1000:1001 f /f\nCOPY f /plain\nCOPY --from=a /s /s\n\
+         ADD own.tar /t/\nRUN stat -c '%n %u:%g' /f /plain /s /s/f /t/o/f > /owners\n\
+         CMD [\"cat\", \"/owners\"]\n",
+    );
+    built(&build(&b, &dir, &["-t", "owners:1"]));
+    assert_eq!(
+        ok(b.docker_out(&["run", "--rm", "owners:1"])),
+        "/f 1000:1001\n/plain 0:0\n/s 0:0\n/s/f 555:666\n/t/o/f 1234:4321\n"
+    );
+}
+
 #[test]
 fn stdin_dockerfile_outside_context_and_dockerignore() {
     require!(ready(), NOT_READY);

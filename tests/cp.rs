@@ -135,16 +135,26 @@ fn copy_into_running_created_and_volume() {
         ok(b.docker_out(&["exec", "rr", "cat", "/tmp/f", "/tmp/tree/sub/x"])),
         "hello\nx\n"
     );
-    // Without -a: owned by the container's root; with -a: the archive's owner.
+    // As dockerd does (whatever its docs say): the archive's owner, with or without -a when
+    // the container has no configured user; with -a and `--user`, that user (a uid without a
+    // passwd entry gets gid 0).
     assert_eq!(
         ok(b.docker_out(&["exec", "rr", "stat", "-c", "%u:%g", "/tmp/f"])).trim(),
-        "0:0"
+        "1234:5678"
     );
     ok(cp(&b, &["-a", f, "rr:/tmp/g"]));
     assert_eq!(
         ok(b.docker_out(&["exec", "rr", "stat", "-c", "%u:%g", "/tmp/g"])).trim(),
         "1234:5678"
     );
+    run_bg(&b, "ru", &["--user", "4242"], "sleep 1000");
+    ok(cp(&b, &[f, "ru:/tmp/f"]));
+    ok(cp(&b, &["-a", f, "ru:/tmp/g"]));
+    assert_eq!(
+        ok(b.docker_out(&["exec", "ru", "stat", "-c", "%u:%g", "/tmp/f", "/tmp/g"])),
+        "1234:5678\n4242:0\n"
+    );
+    ok(b.docker_out(&["rm", "-f", "ru"]));
     // Through a named volume, seen by another container.
     ok(cp(&b, &[f, "rr:/data/"]));
     let o = b.docker_out(&["run", "--rm", "-v", "vol:/v", "busybox", "cat", "/v/f"]);

@@ -633,9 +633,9 @@ fn userns_remap_maps_every_subordinate_range() {
         Some("3000000064"),
         "{st}"
     );
-    // `docker cp -a` keeps an id of the second range; without -a the file is container root's.
+    // `docker cp` keeps an id of the second range, with -a or without (as dockerd).
     let out = cp_owned_file(&b, "ranges", "/owned.txt", "/plain.txt", (65600, 65601));
-    assert_eq!(out, "65600:65601\n0:0\n");
+    assert_eq!(out, "65600:65601\n65600:65601\n");
     // And `docker export` of the running container gives the container's ids back.
     let tar = b.dir.path().join("export.tar");
     ok(b.docker_out(&["export", "-o", tar.to_str().unwrap(), "ranges"]));
@@ -874,8 +874,8 @@ fn userns_remap_runs_root_as_an_unprivileged_host_uid() {
             "{name}: {owners:?}"
         );
     }
-    // docker cp -a into the running remapped container keeps the archive's ids (the host
-    // sees them shifted); without -a the entries are container root's.
+    // docker cp into the running remapped container keeps the archive's ids, with -a or
+    // without (as dockerd; the host sees them shifted).
     let out = cp_owned_file(
         &b,
         "remapped",
@@ -883,7 +883,7 @@ fn userns_remap_runs_root_as_an_unprivileged_host_uid() {
         "/tmp/owned-plain",
         (1000, 1001),
     );
-    assert_eq!(out, "1000:1001\n0:0\n");
+    assert_eq!(out, "1000:1001\n1000:1001\n");
     let on_host = find_under(&data, "/merged/tmp", "owned-a");
     assert_eq!(on_host.len(), 1, "{on_host:?}");
     assert_eq!(file_uid(&on_host[0]), uid + 1000);

@@ -16,7 +16,9 @@
 //!   view root's descriptor (`/proc/<helper>/fd/<n>`, no copy through a pipe). It exits when
 //!   done, its mounts gone with its namespace.
 //!
-//! No user or group names are ever looked up (CVE-2019-14271): tar headers carry numbers only.
+//! Tar headers carry numbers only, and no name service code runs (CVE-2019-14271): `cp -a`
+//! into a container with a configured user reads its `/etc/passwd` and `/etc/group` as plain
+//! files inside its root.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -501,20 +503,42 @@ fn append_dot<W: Write>(b: &mut tar::Builder<W>, t: &Target) -> io::Result<()> {
     append_at(b, &mut Links::new(), &t.dir, t.name.as_c_str(), &t.st, b".")
 }
 
-/// Extract `input` into the directory `path` of `root` (moby's `containerExtractToDir`).
+/// Extract `input` into the directory `path` of `root` (moby's `containerExtractToDir`):
+/// the entries keep the archive's owners, or with `copyUIDGID` and a configured user
+/// (`Config.User`), that user's.
 pub(crate) fn extract(
     root: &OwnedFd,
     path: &str,
     container: &str,
     input: impl Read,
     opts: PutOptions,
+    user: &str,
 ) -> Result<(), ContainerError> {
     let eopts = ExtractOptions {
-        owner: (!opts.copy_uid_gid).then_some((0, 0)),
+        owner: copy_owner(root, &opts, user)?,
         shift: None,
         no_overwrite_dir_non_dir: opts.no_overwrite_dir_non_dir,
     };
     extract_with(root, path, container, input, eopts)
+}
+
+/// The owner of every extracted entry: with `copyUIDGID` (`docker cp -a`) and a configured
+/// user, that user and group as the container's `/etc/passwd` and `/etc/group` resolve them
+/// (moby's `applyTarCopyUserOptions`: a uid without an entry keeps gid 0); else `None`, the
+/// archive's own ids. Both files are plain files read inside the root: no name service code
+/// runs (CVE-2019-14271).
+fn copy_owner(
+    root: &OwnedFd,
+    opts: &PutOptions,
+    user: &str,
+) -> Result<Option<(u32, u32)>, ContainerError> {
+    if !opts.copy_uid_gid || user.is_empty() {
+        return Ok(None);
+    }
+    let at = std::path::PathBuf::from(format!("/proc/self/fd/{}", root.as_raw_fd()));
+    let u = crate::runtime::user::resolve(&at, user, &[])
+        .map_err(|e| ContainerError::invalid(format!("failed to look up user {user:?} in container: {e}")))?;
+    Ok(Some((u.uid, u.gid)))
 }
 
 /// [`extract`] with the extractor's options (who owns the entries).
@@ -815,23 +839,35 @@ impl ContainerManager {
         let (r, source) = self.archive_source(name, "put", path, opts)?;
         check_writable(&r, path)?;
         let (name, path) = (name.to_string(), path.to_string());
+        let user = r.config.user.clone().unwrap_or_default();
         let done = joined(
             tokio::task::spawn_blocking(move || {
                 let input = ChannelReader::new(body);
                 match source {
                     Source::Proc(pid, merged, None) => {
                         let root = open_proc_root(pid, &merged)?;
-                        extract(&root, &path, &name, input, opts)
+                        extract(&root, &path, &name, input, opts, &user)
                     }
                     // A remapped rootfs takes writes only from ids the remapping knows: extract
-                    // as the remapped root, every entry owned by it, or with `-a` by the
-                    // archive's ids as the mapping's host ids.
+                    // as the remapped root, the archive's ids taken as container ids and
+                    // written as the mapping's host ids (moby's `IDMap`), or with `-a` and a
+                    // configured user, that user's host ids.
                     Source::Proc(pid, merged, Some(map)) => {
                         let root = open_proc_root(pid, &merged)?;
                         let (uid, gid) = map.root();
+                        let owner = match copy_owner(&root, &opts, &user)? {
+                            Some((u, g)) => Some(
+                                map.host_uid(u).zip(map.host_gid(g)).ok_or_else(|| {
+                                    ContainerError::invalid(format!(
+                                        "Container ID {u}:{g} cannot be mapped to a host ID"
+                                    ))
+                                })?,
+                            ),
+                            None => None,
+                        };
                         let eopts = ExtractOptions {
-                            owner: (!opts.copy_uid_gid).then_some((uid, gid)),
-                            shift: opts.copy_uid_gid.then_some(map),
+                            owner,
+                            shift: owner.is_none().then_some(map),
                             no_overwrite_dir_non_dir: opts.no_overwrite_dir_non_dir,
                         };
                         crate::runtime::idmap::with_fs_ids(uid, gid, || {
@@ -840,7 +876,7 @@ impl ContainerManager {
                         .map_err(|e| ContainerError::io("extract as the remapped root", e))?
                     }
                     Source::Helper(mut req) => {
-                        put_in_held_view(&mut req, input, &name, &path, opts)
+                        put_in_held_view(&mut req, input, &name, &path, opts, &user)
                     }
                 }
             })
@@ -862,6 +898,7 @@ fn put_in_held_view(
     name: &str,
     path: &str,
     opts: PutOptions,
+    user: &str,
 ) -> Result<(), ContainerError> {
     req.op = "hold".to_string();
     let mut h = Helper::spawn(req)?;
@@ -876,7 +913,7 @@ fn put_in_held_view(
             return Err(e);
         }
     };
-    let r = extract(&root, path, name, input, opts);
+    let r = extract(&root, path, name, input, opts, user);
     drop(root);
     // Closing its stdin lets the helper exit; its mounts go with its namespace.
     drop(stdin);
