@@ -246,6 +246,62 @@ fn detached_lifecycle_logs_and_signals() {
     assert!(!o.status.success());
 }
 
+/// Docker's whole signal table: real-time signals by name and number (an image's
+/// `STOPSIGNAL SIGRTMIN+3`, as systemd images have), the aliases, and moby's answers for
+/// signals it refuses.
+#[test]
+fn real_time_stop_signals_and_refused_signals() {
+    require!(ready(), NOT_READY);
+    let (b, _cg) = daemon();
+    ok(b.docker_out(&["create", "--name", "base", "busybox", "true"]));
+    ok(b.docker_out(&["commit", "-c", "STOPSIGNAL SIGRTMIN+3", "base", "rtstop:1"]));
+    let script = "trap 'echo got 37; exit 0' 37; trap 'echo got 64' 64; echo started; while true; do sleep 0.1; done";
+    ok(b.docker_out(&["run", "-d", "--name", "rt", "rtstop:1", "sh", "-c", script]));
+    wait_for("started in logs", Duration::from_secs(10), || {
+        stdout(&b.docker_out(&["logs", "rt"])).contains("started")
+    });
+    ok(b.docker_out(&["kill", "-s", "RTMAX", "rt"]));
+    wait_for("rtmax in logs", Duration::from_secs(10), || {
+        stdout(&b.docker_out(&["logs", "rt"])).contains("got 64")
+    });
+    ok(b.docker_out(&["stop", "rt"]));
+    assert_eq!(inspect(&b, "rt", "{{.State.ExitCode}}"), "0");
+    assert!(stdout(&b.docker_out(&["logs", "rt"])).contains("got 37"));
+
+    // Refused: a number outside the table, a name that is not in it, a bad stop signal.
+    ok(b.docker_out(&["start", "rt"]));
+    let o = b.docker_out(&["kill", "-s", "32", "rt"]);
+    assert!(
+        stderr(&o)
+            .contains("Cannot kill container: rt: the linux daemon does not support signal 32"),
+        "{}",
+        stderr(&o)
+    );
+    let o = b.docker_out(&["kill", "-s", "RTMIN+16", "rt"]);
+    assert!(
+        stderr(&o).contains("Cannot kill container: rt: Invalid signal: RTMIN+16"),
+        "{}",
+        stderr(&o)
+    );
+    let o = b.docker_out(&["kill", "nosuch"]);
+    assert!(
+        stderr(&o).contains("Cannot kill container: nosuch: No such container: nosuch"),
+        "{}",
+        stderr(&o)
+    );
+    let o = b.docker_out(&["create", "--stop-signal", "BOGUS", "busybox", "true"]);
+    assert!(
+        stderr(&o).contains("Invalid signal: BOGUS"),
+        "{}",
+        stderr(&o)
+    );
+    // A stop signal the kernel refuses: SIGKILL after moby's two seconds, not the timeout.
+    let started = std::time::Instant::now();
+    ok(b.docker_out(&["stop", "-s", "99", "-t", "30", "rt"]));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(inspect(&b, "rt", "{{.State.ExitCode}}"), "137");
+}
+
 #[test]
 fn ps_filters_formats_and_inspect() {
     require!(ready(), NOT_READY);

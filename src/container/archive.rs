@@ -536,8 +536,9 @@ fn copy_owner(
         return Ok(None);
     }
     let at = std::path::PathBuf::from(format!("/proc/self/fd/{}", root.as_raw_fd()));
-    let u = crate::runtime::user::resolve(&at, user, &[])
-        .map_err(|e| ContainerError::invalid(format!("failed to look up user {user:?} in container: {e}")))?;
+    let u = crate::runtime::user::resolve(&at, user, &[]).map_err(|e| {
+        ContainerError::invalid(format!("failed to look up user {user:?} in container: {e}"))
+    })?;
     Ok(Some((u.uid, u.gid)))
 }
 
@@ -856,13 +857,13 @@ impl ContainerManager {
                         let root = open_proc_root(pid, &merged)?;
                         let (uid, gid) = map.root();
                         let owner = match copy_owner(&root, &opts, &user)? {
-                            Some((u, g)) => Some(
-                                map.host_uid(u).zip(map.host_gid(g)).ok_or_else(|| {
+                            Some((u, g)) => {
+                                Some(map.host_uid(u).zip(map.host_gid(g)).ok_or_else(|| {
                                     ContainerError::invalid(format!(
                                         "Container ID {u}:{g} cannot be mapped to a host ID"
                                     ))
-                                })?,
-                            ),
+                                })?)
+                            }
                             None => None,
                         };
                         let eopts = ExtractOptions {

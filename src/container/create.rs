@@ -685,6 +685,11 @@ impl ContainerManager {
         let networking = body.networking_config.clone();
         let (mut config, mut host) = split_body(body);
         super::health::validate(config.healthcheck.as_ref())?;
+        // moby's `verifyContainerSettings`: the request's stop signal must parse (the image's
+        // is not checked; a stop falls back to SIGTERM when it does not).
+        if let Some(sig) = config.stop_signal.as_deref().filter(|s| !s.is_empty()) {
+            super::stop::parse_signal(sig)?;
+        }
         let log = verify_host_config(&mut host, self.cfg.ncpu, &self.cfg.default_log)?;
         let blkio_warnings = check_blkio(&mut host, self.runtime.cgroups())?;
         if self.cfg.userns_remap.is_some() {

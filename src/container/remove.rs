@@ -52,7 +52,7 @@ impl ContainerManager {
             }
             self.events
                 .publish(self.event(&r, "kill").attribute("signal", "9"));
-            let _ = self.signal(c, nix::sys::signal::Signal::SIGKILL).await;
+            let _ = self.signal(c, libc::SIGKILL).await;
             Self::wait_stopped(c, Some(Duration::from_secs(30))).await;
         }
         // Not saved: the directory goes in one rename below, so a crash before it leaves the

@@ -4,8 +4,6 @@
 use std::os::fd::AsRawFd;
 use std::time::SystemTime;
 
-use nix::sys::signal::Signal;
-
 use super::clients::{push_event, Kind};
 use super::{lc, read_failure, Supervisor};
 use crate::runtime::proto::{Event, Reply, Request};
@@ -131,22 +129,18 @@ impl Supervisor {
         if self.exited() {
             return Reply::error("container is not running");
         }
-        let sig = match Signal::try_from(signal) {
-            Ok(s) => s,
-            Err(_) => return Reply::error(format!("invalid signal: {signal}")),
-        };
-        match nix::sys::signal::kill(self.init, sig) {
-            Ok(()) => Reply::ok(),
+        // A raw number: Docker's names include the real-time signals, which nix's `Signal`
+        // cannot hold.
+        // SAFETY: kill(2) takes a pid and a signal number; it returns 0 or -1 with errno.
+        let rc = unsafe { libc::kill(self.init.as_raw(), signal) };
+        match nix::errno::Errno::result(rc) {
+            Ok(_) => Reply::ok(),
             Err(e) => Reply::error(format!("kill {}: {e}", self.init)),
         }
     }
 
     /// Signal a running exec process, through its pidfd when there is one (no pid reuse).
     fn kill_exec(&mut self, exec_id: &str, signal: i32) -> Reply {
-        let sig = match Signal::try_from(signal) {
-            Ok(s) => s,
-            Err(_) => return Reply::error(format!("invalid signal: {signal}")),
-        };
         let Some(exec) = self.execs.iter().find(|e| e.exec_id == exec_id) else {
             return Reply::error(format!("exec {exec_id} is not running"));
         };
@@ -158,7 +152,7 @@ impl Supervisor {
                     libc::syscall(
                         libc::SYS_pidfd_send_signal,
                         fd.as_raw_fd(),
-                        sig as libc::c_int,
+                        signal as libc::c_int,
                         std::ptr::null::<libc::siginfo_t>(),
                         0,
                     )
@@ -169,7 +163,11 @@ impl Supervisor {
                     Err(nix::errno::Errno::last())
                 }
             }
-            None => nix::sys::signal::kill(exec.pid, sig),
+            None => {
+                // SAFETY: as in `kill`: a pid and a signal number, 0 or -1 with errno.
+                let rc = unsafe { libc::kill(exec.pid.as_raw(), signal) };
+                nix::errno::Errno::result(rc).map(drop)
+            }
         };
         match sent {
             Ok(()) => Reply::ok(),
