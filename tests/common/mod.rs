@@ -380,6 +380,9 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// How long a test's connection waits for the next bytes of a response.
+pub const CONN_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Send raw bytes on a new connection and read until the server closes it.
 pub fn http(socket: &Path, request: &str) -> std::io::Result<String> {
     let mut s = UnixStream::connect(socket)?;
@@ -425,7 +428,7 @@ pub struct Conn<S: Read + Write> {
 impl Conn<UnixStream> {
     pub fn unix(socket: &Path) -> Self {
         let s = UnixStream::connect(socket).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10)))
+        s.set_read_timeout(Some(CONN_READ_TIMEOUT))
             .expect("timeout");
         Conn {
             stream: s,
@@ -466,6 +469,24 @@ impl<S: Read + Write> Conn<S> {
         &mut self.stream
     }
 
+    /// Read more of the response, which must come: a close and a read timeout (a daemon that
+    /// answers slowly, say while a loaded machine restores containers) panic with different
+    /// texts.
+    fn must_fill(&mut self, what: &str) {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => panic!("connection closed {what}"),
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => panic!("no more of the response {what} after the read timeout: {e}"),
+            }
+        }
+    }
+
     fn fill(&mut self) -> bool {
         let mut chunk = [0u8; 8192];
         match self.stream.read(&mut chunk) {
@@ -495,7 +516,7 @@ impl<S: Read + Write> Conn<S> {
                     .collect();
                 return (status, headers);
             }
-            assert!(self.fill(), "connection closed before the response head");
+            self.must_fill("before the response head");
         }
     }
 
@@ -512,7 +533,7 @@ impl<S: Read + Write> Conn<S> {
         }
         if let Some(len) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
             while self.buf.len() < len {
-                assert!(self.fill(), "connection closed inside the body");
+                self.must_fill("inside the body");
             }
             return self.buf.drain(..len).collect();
         }
@@ -523,7 +544,7 @@ impl<S: Read + Write> Conn<S> {
                     if let Some(p) = find(&self.buf, b"\r\n") {
                         break p;
                     }
-                    assert!(self.fill(), "connection closed inside a chunk header");
+                    self.must_fill("inside a chunk header");
                 };
                 let size_text = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
                 let size =
@@ -531,7 +552,7 @@ impl<S: Read + Write> Conn<S> {
                         .expect("chunk size");
                 self.buf.drain(..line_end + 2);
                 while self.buf.len() < size + 2 {
-                    assert!(self.fill(), "connection closed inside a chunk");
+                    self.must_fill("inside a chunk");
                 }
                 body.extend(self.buf.drain(..size));
                 self.buf.drain(..2);
