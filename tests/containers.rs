@@ -697,7 +697,37 @@ fn resources_are_in_the_cgroup() {
     };
     assert_eq!(std::fs::read_to_string(&limit).unwrap().trim(), "100663296");
     assert_eq!(inspect(&b, "lim", "{{.HostConfig.Memory}}"), "100663296");
+    // update --pids-limit -1 lifts the limit (recorded as 0, as dockerd).
+    ok(b.docker_out(&["update", "--pids-limit", "-1", "lim"]));
+    assert_eq!(
+        std::fs::read_to_string(pids.join("pids.max"))
+            .unwrap()
+            .trim(),
+        "max"
+    );
+    assert_eq!(inspect(&b, "lim", "{{.HostConfig.PidsLimit}}"), "0");
     ok(b.docker_out(&["rm", "-f", "lim"]));
+    // --oom-kill-disable reaches the v1 memory controller (v2 has no such switch).
+    if !v2 {
+        let o = b.docker_out(&[
+            "run",
+            "--rm",
+            "--oom-kill-disable",
+            "-m",
+            "64m",
+            "busybox",
+            "cat",
+            "/sys/fs/cgroup/memory/memory.oom_control",
+        ]);
+        assert!(ok(o).contains("oom_kill_disable 1"));
+        let o = b.docker_out(&["create", "--oom-kill-disable", "busybox", "true"]);
+        assert!(
+            stderr(&o)
+                .contains("OOM killer is disabled for the container, but no memory limit is set"),
+            "{}",
+            stderr(&o)
+        );
+    }
     assert!(!mem.exists(), "cgroup {} left behind", mem.display());
     // A process that allocates more than the limit is OOM-killed.
     let o = b.docker_out(&[

@@ -690,6 +690,10 @@ impl ContainerManager {
         if let Some(sig) = config.stop_signal.as_deref().filter(|s| !s.is_empty()) {
             super::stop::parse_signal(sig)?;
         }
+        // moby's router: a pids limit of 0 or less is no limit, recorded as none.
+        if host.pids_limit.is_some_and(|n| n <= 0) {
+            host.pids_limit = None;
+        }
         let log = verify_host_config(&mut host, self.cfg.ncpu, &self.cfg.default_log)?;
         let blkio_warnings = check_blkio(&mut host, self.runtime.cgroups())?;
         if self.cfg.userns_remap.is_some() {
@@ -710,6 +714,9 @@ impl ContainerManager {
             && host.memory_swap.unwrap_or(0) > 0
         {
             warnings.push("Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap.".to_string());
+        }
+        if host.oom_kill_disable == Some(true) && host.memory.unwrap_or(0) == 0 {
+            warnings.push("OOM killer is disabled for the container, but no memory limit is set, this can result in the system running out of resources.".to_string());
         }
         warnings.extend(blkio_warnings);
         let id = loop {

@@ -481,7 +481,8 @@ pub fn apply_update(h: &mut HostConfig, u: &ContainerUpdateBody) -> Result<(), C
         cpu_realtime_runtime
     );
     if u.pids_limit.is_some() {
-        h.pids_limit = u.pids_limit;
+        // moby's router: 0 or negative lifts the limit, recorded as 0.
+        h.pids_limit = u.pids_limit.map(|n| n.max(0));
     }
     let name = |p: &RestartPolicy| p.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
     if let Some(p) = u.restart_policy.as_ref().filter(|p| !name(p).is_empty()) {

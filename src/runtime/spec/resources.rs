@@ -112,10 +112,11 @@ pub(super) fn resources(
         r.set_cpu(Some(cpu));
     }
 
-    // pids: 0 and negative values mean unlimited, which is also the default.
-    if let Some(limit) = pos(hc.pids_limit) {
+    // pids: 0 and negative values mean unlimited, written as -1 (moby's `getPidsLimit`), so
+    // that `docker update --pids-limit -1` lifts an earlier limit; unset leaves the default.
+    if let Some(limit) = hc.pids_limit {
         let mut pids = LinuxPids::default();
-        pids.set_limit(limit);
+        pids.set_limit(if limit > 0 { limit } else { -1 });
         r.set_pids(Some(pids));
     }
 
@@ -230,7 +231,8 @@ mod tests {
                 pids_limit: Some(limit),
                 ..Default::default()
             };
-            assert_eq!(resources(&hc, CgroupVersion::V2).unwrap().pids(), &None);
+            let r = resources(&hc, CgroupVersion::V2).unwrap();
+            assert_eq!(r.pids().as_ref().map(|p| p.limit()), Some(-1));
         }
         let r = resources(
             &HostConfig {

@@ -304,6 +304,13 @@ fn create_container(cfg: &SupervisorConfig, state_dir: &Path) -> Result<NewConta
         }
     }
     drop(report_w);
+    let created = created.and_then(|mut c| match spec.as_ref().map(disable_oom_killer) {
+        Some(Err(e)) => {
+            let _ = lc::delete(&mut c);
+            Err(e)
+        }
+        _ => Ok(c),
+    });
     match created {
         Ok(container) => Ok(NewContainer {
             container,
@@ -325,6 +332,32 @@ fn create_container(cfg: &SupervisorConfig, state_dir: &Path) -> Result<NewConta
             })
         }
     }
+}
+
+/// `--oom-kill-disable` on cgroup v1 (the spec asks for it only there): libcontainer's create
+/// passes its cgroup managers `disable_oom_killer: false` whatever the spec says, so the
+/// created container's `memory.oom_control` is written here, before its start, as runc does.
+fn disable_oom_killer(spec: &oci_spec::runtime::Spec) -> Result<(), String> {
+    let Some(linux) = spec.linux().as_ref() else {
+        return Ok(());
+    };
+    let wanted = linux
+        .resources()
+        .as_ref()
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.disable_oom_killer())
+        == Some(true);
+    let (true, Some(path)) = (wanted, linux.cgroups_path().as_ref()) else {
+        return Ok(());
+    };
+    let Some(mount) = crate::runtime::v1_mount_point(libcgroups::v1::ControllerType::Memory) else {
+        return Err("disable the oom killer: no memory cgroup hierarchy".to_string());
+    };
+    let file = mount
+        .join(path.strip_prefix("/").unwrap_or(path))
+        .join("memory.oom_control");
+    std::fs::write(&file, "1")
+        .map_err(|e| format!("disable the oom killer: write {}: {e}", file.display()))
 }
 
 /// The mounts this container needs when it is created, or one of its processes started, in a
