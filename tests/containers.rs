@@ -302,6 +302,107 @@ fn real_time_stop_signals_and_refused_signals() {
     assert_eq!(inspect(&b, "rt", "{{.State.ExitCode}}"), "137");
 }
 
+/// moby's `validateNetMode` for containers that share another's network namespace, the
+/// shared namespace recorded by ID (a rename keeps the join), and `--add-host` on the host's
+/// network.
+#[test]
+fn shared_network_namespace_rules_and_host_mode_hosts() {
+    require!(ready(), NOT_READY);
+    let (b, _cg) = daemon();
+    ok(b.docker_out(&["run", "-d", "--name", "owner", "busybox", "sleep", "1000"]));
+    let owner = inspect(&b, "owner", "{{.Id}}");
+    for (flags, text) in [
+        (
+            &["-h", "x"][..],
+            "conflicting options: hostname and the network mode",
+        ),
+        (
+            &["--dns", "192.0.2.1"][..],
+            "conflicting options: dns and the network mode",
+        ),
+        (
+            &["--add-host", "a:192.0.2.1"][..],
+            "conflicting options: custom host-to-IP mapping and the network mode",
+        ),
+        (
+            &["-p", "8080:80"][..],
+            "conflicting options: port publishing and the container type network mode",
+        ),
+        (
+            &["--expose", "80"][..],
+            "conflicting options: port exposing and the container type network mode",
+        ),
+    ] {
+        let mut args = vec!["create", "--network", "container:owner"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["busybox", "true"]);
+        let o = b.docker_out(&args);
+        assert!(
+            !o.status.success() && stderr(&o).contains(text),
+            "{flags:?}: {}",
+            stderr(&o)
+        );
+    }
+    let o = b.docker_out(&["create", "--uts", "host", "-h", "x", "busybox", "true"]);
+    assert!(
+        stderr(&o).contains("conflicting options: hostname and the UTS mode"),
+        "{}",
+        stderr(&o)
+    );
+    // Recorded by ID: the join survives a rename of the owner.
+    ok(b.docker_out(&[
+        "create",
+        "--name",
+        "joiner",
+        "--network",
+        "container:owner",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    assert_eq!(
+        inspect(&b, "joiner", "{{.HostConfig.NetworkMode}}"),
+        format!("container:{owner}")
+    );
+    ok(b.docker_out(&["rename", "owner", "owner2"]));
+    ok(b.docker_out(&["start", "joiner"]));
+    let ns = |c: &str| {
+        let pid = inspect(&b, c, "{{.State.Pid}}");
+        std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap()
+    };
+    assert_eq!(ns("joiner"), ns("owner2"));
+    ok(b.docker_out(&["rm", "-f", "joiner", "owner2"]));
+    // The host's network: its own /etc/hosts, or with --add-host the default lines and those;
+    // published ports are discarded with dockerd's warning.
+    let hosts = ok(b.docker_out(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--add-host",
+        "foo:192.0.2.7",
+        "busybox",
+        "cat",
+        "/etc/hosts",
+    ]));
+    assert!(hosts.starts_with("127.0.0.1\tlocalhost\n"), "{hosts}");
+    assert!(hosts.contains("192.0.2.7\tfoo\n"), "{hosts}");
+    let o = b.docker_out(&[
+        "create",
+        "--network",
+        "host",
+        "-p",
+        "8080:80",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        stderr(&o).contains("Published ports are discarded when using host network mode"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn ps_filters_formats_and_inspect() {
     require!(ready(), NOT_READY);

@@ -220,6 +220,59 @@ fn check_userns(hc: &HostConfig) -> Result<(), ContainerError> {
     Ok(())
 }
 
+/// moby's `validateNetMode` (run when a create request is decoded): what a container that
+/// shares another's network namespace (`container:<name|id>`) cannot set, and a hostname
+/// with the host's UTS namespace. Checked on the request, before the image's config merges.
+fn validate_net_mode(c: &ContainerConfig, hc: &HostConfig) -> Result<(), ContainerError> {
+    let bad = |m: &str| Err(ContainerError::invalid(m.to_string()));
+    let mode = hc.network_mode.as_deref().unwrap_or("");
+    let hostname = !c.hostname.as_deref().unwrap_or("").is_empty();
+    let given = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|v| !v.is_empty());
+    if mode == "container" || mode.starts_with("container:") {
+        if mode.strip_prefix("container:").unwrap_or("").is_empty() {
+            return bad("invalid network mode: invalid container format container:<name|id>");
+        }
+        if hostname {
+            return bad("conflicting options: hostname and the network mode");
+        }
+        if given(&hc.links) {
+            return bad("conflicting options: container type network can't be used with links. This would result in undefined behavior");
+        }
+        if given(&hc.dns) {
+            return bad("conflicting options: dns and the network mode");
+        }
+        if given(&hc.extra_hosts) {
+            return bad("conflicting options: custom host-to-IP mapping and the network mode");
+        }
+        if hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty())
+            || hc.publish_all_ports == Some(true)
+        {
+            return bad("conflicting options: port publishing and the container type network mode");
+        }
+        if c.exposed_ports.as_ref().is_some_and(|p| !p.is_empty()) {
+            return bad("conflicting options: port exposing and the container type network mode");
+        }
+    }
+    if hc.uts_mode.as_deref() == Some("host") && hostname {
+        return bad("conflicting options: hostname and the UTS mode");
+    }
+    Ok(())
+}
+
+/// moby's `adaptSharedNamespaceContainer`: `container:<name>` network, IPC and PID modes are
+/// recorded with the other container's ID, so that a rename (or a new container taking the
+/// name) does not change whose namespaces this one joins. A name that finds no container is
+/// left as it is, for the checks that follow.
+fn adapt_shared_namespaces(hc: &mut HostConfig, id_of: impl Fn(&str) -> Option<String>) {
+    for mode in [&mut hc.network_mode, &mut hc.ipc_mode, &mut hc.pid_mode] {
+        if let Some(other) = mode.as_deref().and_then(|m| m.strip_prefix("container:")) {
+            if let Some(id) = id_of(other) {
+                *mode = Some(format!("container:{id}"));
+            }
+        }
+    }
+}
+
 fn env_key(e: &str) -> &str {
     e.split_once('=').map(|(k, _)| k).unwrap_or(e)
 }
@@ -690,6 +743,8 @@ impl ContainerManager {
         if let Some(sig) = config.stop_signal.as_deref().filter(|s| !s.is_empty()) {
             super::stop::parse_signal(sig)?;
         }
+        validate_net_mode(&config, &host)?;
+        adapt_shared_namespaces(&mut host, |name| self.get(name).ok().map(|c| c.id.clone()));
         // moby's router: a pids limit of 0 or less is no limit, recorded as none.
         if host.pids_limit.is_some_and(|n| n <= 0) {
             host.pids_limit = None;
@@ -714,6 +769,11 @@ impl ContainerManager {
             && host.memory_swap.unwrap_or(0) > 0
         {
             warnings.push("Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap.".to_string());
+        }
+        if host.network_mode.as_deref() == Some("host")
+            && host.port_bindings.as_ref().is_some_and(|p| !p.is_empty())
+        {
+            warnings.push("Published ports are discarded when using host network mode".to_string());
         }
         if host.oom_kill_disable == Some(true) && host.memory.unwrap_or(0) == 0 {
             warnings.push("OOM killer is disabled for the container, but no memory limit is set, this can result in the system running out of resources.".to_string());
@@ -846,10 +906,27 @@ impl ContainerManager {
         };
         write(&hostname_path, &format!("{hostname}\n"))?;
         let host_net = net == "host";
-        let hosts = if host_net {
+        let extra = host.extra_hosts.as_deref().unwrap_or(&[]);
+        // The host's own file on the host's network, unless `--add-host` entries are given:
+        // then the default lines and those (moby's `buildHostsFile`).
+        let hosts = if host_net && extra.is_empty() {
             std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else if host_net {
+            let gw = self
+                .host_gateway()
+                .map(|g| g.to_string())
+                .unwrap_or_default();
+            let extra: Vec<String> = extra
+                .iter()
+                .filter_map(|e| match e.split_once(':') {
+                    Some((_, "host-gateway")) if gw.is_empty() => None,
+                    Some((name, "host-gateway")) => Some(format!("{name}:{gw}")),
+                    _ => Some(e.clone()),
+                })
+                .collect();
+            hosts_file(&hostname, &extra)
         } else {
-            hosts_file(&hostname, host.extra_hosts.as_deref().unwrap_or(&[]))
+            hosts_file(&hostname, extra)
         };
         write(&hosts_path, &hosts)?;
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();

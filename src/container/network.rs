@@ -302,7 +302,7 @@ impl ContainerManager {
     }
 
     /// `host-gateway`: the default bridge's gateway (dockerd's default host-gateway-ip).
-    fn host_gateway(&self) -> Option<IpAddr> {
+    pub(super) fn host_gateway(&self) -> Option<IpAddr> {
         self.network
             .find("bridge")
             .ok()
