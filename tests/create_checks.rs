@@ -116,8 +116,33 @@ fn bad_settings_fail_at_create() {
         r#""Sysctls":{"kernel.bogus":"1"}"#,
         r#"sysctl \"kernel.bogus\" is not in a separate kernel namespace"#,
     );
+    // `--entrypoint ""` resets the image's entrypoint and does not take its Cmd (moby's
+    // `merge`): without a command of its own the create fails.
+    ok(b.docker_out(&["create", "--name", "base", "busybox", "true"]));
+    ok(b.docker_out(&[
+        "commit",
+        "-c",
+        "ENTRYPOINT [\"echo\"]",
+        "-c",
+        "CMD [\"from-image\"]",
+        "base",
+        "withcmd",
+    ]));
+    ok(b.docker_out(&["rm", "base"]));
+    assert_eq!(
+        ok(b.docker_out(&["run", "--rm", "withcmd"])),
+        "from-image\n"
+    );
+    let o = b.docker_out(&["create", "--entrypoint", "", "withcmd"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("no command specified"),
+        "{}",
+        stderr(&o)
+    );
     let ps = ok(b.docker_out(&["ps", "-a", "-q"]));
     assert_eq!(ps.trim(), "", "no container is left behind");
+    let out = ok(b.docker_out(&["run", "--rm", "--entrypoint", "", "withcmd", "echo", "hi"]));
+    assert_eq!(out, "hi\n");
 }
 
 #[test]

@@ -312,16 +312,16 @@ pub fn merge_image_config(c: &mut ContainerConfig, img: &RunConfig) {
         labels.extend(c.labels.take().unwrap_or_default());
         c.labels = Some(labels);
     }
-    // `--entrypoint ""` arrives as [""]: reset to no entrypoint at all.
+    // `--entrypoint ""` arrives as [""]: reset to no entrypoint at all (moby's
+    // `mergeAndVerifyConfig`). As in moby's `merge`, [""] is an entrypoint the user gave, so
+    // the image's `Cmd` is not taken either: without a command of its own, the create fails
+    // with `no command specified`.
     let reset = c
         .entrypoint
         .as_ref()
         .is_some_and(|e| e.len() == 1 && e[0].is_empty());
     if reset {
         c.entrypoint = None;
-        if c.cmd.as_ref().is_none_or(|v| v.is_empty()) {
-            c.cmd = img.cmd.clone();
-        }
     } else if c.entrypoint.as_ref().is_none_or(|e| e.is_empty()) {
         if c.cmd.as_ref().is_none_or(|v| v.is_empty()) {
             c.cmd = img.cmd.clone();
@@ -1067,7 +1067,18 @@ mod tests {
         i.entrypoint = Some(vec!["/init".into()]);
         merge_image_config(&mut c, &i);
         assert_eq!(c.entrypoint, None);
-        assert_eq!(path_and_args(&c).unwrap().0, "sh");
+        assert_eq!(c.cmd, None);
+        assert_eq!(
+            path_and_args(&c).unwrap_err().to_string(),
+            "no command specified"
+        );
+        let mut c = ContainerConfig {
+            entrypoint: Some(vec!["".into()]),
+            cmd: Some(vec!["ls".into()]),
+            ..Default::default()
+        };
+        merge_image_config(&mut c, &i);
+        assert_eq!(path_and_args(&c).unwrap().0, "ls");
         let c = ContainerConfig::default();
         assert!(path_and_args(&c).is_err());
     }
