@@ -54,7 +54,15 @@ fn api_refused(b: &Berthd, host_config: &str, message: &str) {
 fn bad_settings_fail_at_create() {
     require!(ready(), NOT_READY);
     let b = berthd_with_busybox(&[]);
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 8] = [
+        (
+            &["create", "--cpuset-cpus", "abc"],
+            "Invalid value abc for cpuset cpus: invalid format: abc",
+        ),
+        (
+            &["create", "--cpuset-cpus", "9999"],
+            "Requested CPUs are not available - requested 9999, available: ",
+        ),
         (
             &["create", "--cap-add", "NOPE"],
             "unknown capability: \"CAP_NOPE\"",

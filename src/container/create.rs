@@ -371,6 +371,57 @@ pub fn path_and_args(c: &ContainerConfig) -> Result<(String, Vec<String>), Conta
     Ok((path, all))
 }
 
+/// moby's `parsers.ParseUintList`: `0-2,4` as ranges; `None` for a malformed list.
+fn parse_uint_list(list: &str) -> Option<Vec<(u64, u64)>> {
+    if list.is_empty() {
+        return Some(Vec::new());
+    }
+    list.split(',')
+        .map(|part| match part.split_once('-') {
+            None => part.parse().ok().map(|v| (v, v)),
+            Some((a, b)) => {
+                let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
+                (a <= b).then_some((a, b))
+            }
+        })
+        .collect()
+}
+
+/// The cpuset part of moby's `verifyPlatformContainerResources`: `CpusetCpus` and
+/// `CpusetMems` must parse and name only CPUs and memory nodes the host's cpuset offers (a
+/// bad list would otherwise surface as a raw cgroup write error at start).
+pub(super) fn check_cpuset(
+    h: &HostConfig,
+    caps: &crate::runtime::CgroupInfo,
+) -> Result<(), ContainerError> {
+    for (given, avail, what, nodes) in [
+        (&h.cpuset_cpus, &caps.cpus, "cpus", "CPUs"),
+        (&h.cpuset_mems, &caps.mems, "mems", "memory nodes"),
+    ] {
+        let given = given.as_deref().unwrap_or("");
+        if given.is_empty() {
+            continue;
+        }
+        let Some(wanted) = parse_uint_list(given) else {
+            return Err(ContainerError::invalid(format!(
+                "Invalid value {given} for cpuset {what}: invalid format: {given}"
+            )));
+        };
+        // An unreadable host list leaves the check to the kernel.
+        let Some(offered) = parse_uint_list(avail).filter(|o| !o.is_empty()) else {
+            continue;
+        };
+        let has = |v: u64| offered.iter().any(|(a, b)| (*a..=*b).contains(&v));
+        let missing = wanted.iter().any(|(a, b)| (*a..=*b).any(|v| !has(v)));
+        if missing {
+            return Err(ContainerError::invalid(format!(
+                "Requested {nodes} are not available - requested {given}, available: {avail}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The block I/O part of moby's `verifyPlatformContainerResources`: a limit the host's cgroups
 /// cannot apply is discarded with dockerd's warning (libcontainer would fail the start on the
 /// missing file), and a weight outside 10–1000 is refused.
@@ -750,6 +801,7 @@ impl ContainerManager {
             host.pids_limit = None;
         }
         let log = verify_host_config(&mut host, self.cfg.ncpu, &self.cfg.default_log)?;
+        check_cpuset(&host, self.runtime.cgroups())?;
         let blkio_warnings = check_blkio(&mut host, self.runtime.cgroups())?;
         if self.cfg.userns_remap.is_some() {
             check_userns(&host)?;
@@ -1046,6 +1098,38 @@ mod tests {
         assert_eq!(c.working_dir.as_deref(), Some("/w"));
         let l = c.labels.unwrap();
         assert_eq!((l["a"].as_str(), l["b"].as_str()), ("1", "2"));
+    }
+
+    #[test]
+    fn cpuset_lists_as_moby_checks_them() {
+        assert_eq!(parse_uint_list("0-2,4"), Some(vec![(0, 2), (4, 4)]));
+        assert_eq!(parse_uint_list(""), Some(vec![]));
+        for bad in ["abc", "2-1", "1,", "-1", "1-"] {
+            assert_eq!(parse_uint_list(bad), None, "{bad}");
+        }
+        let caps = crate::runtime::CgroupInfo {
+            cpus: "0-1".into(),
+            mems: "0".into(),
+            ..crate::runtime::probe_cgroups()
+        };
+        let hc = |cpus: &str, mems: &str| HostConfig {
+            cpuset_cpus: Some(cpus.into()),
+            cpuset_mems: Some(mems.into()),
+            ..Default::default()
+        };
+        assert!(check_cpuset(&hc("0,1", "0"), &caps).is_ok());
+        assert_eq!(
+            check_cpuset(&hc("7", ""), &caps).unwrap_err().to_string(),
+            "Requested CPUs are not available - requested 7, available: 0-1"
+        );
+        assert_eq!(
+            check_cpuset(&hc("abc", ""), &caps).unwrap_err().to_string(),
+            "Invalid value abc for cpuset cpus: invalid format: abc"
+        );
+        assert_eq!(
+            check_cpuset(&hc("", "1"), &caps).unwrap_err().to_string(),
+            "Requested memory nodes are not available - requested 1, available: 0"
+        );
     }
 
     #[test]

@@ -66,6 +66,7 @@ impl ContainerManager {
         })?;
         let mut check = h.clone();
         verify_host_config(&mut check, self.cfg.ncpu, &self.cfg.default_log)?;
+        super::create::check_cpuset(&h, self.runtime.cgroups())?;
         let warnings = check_blkio(&mut h, self.runtime.cgroups())?;
         let r = c.record();
         if r.state.status.is_running() {

@@ -74,6 +74,10 @@ pub struct CgroupInfo {
     pub cpu_cfs_period: bool,
     pub cpu_shares: bool,
     pub cpuset: bool,
+    /// The CPUs and memory nodes a cpuset may name (the root cpuset's lists, as moby's
+    /// `sysinfo` reads them), empty without the controller.
+    pub cpus: String,
+    pub mems: String,
     pub pids_limit: bool,
     pub freezer: bool,
     /// `BlkioWeight` (v1 `blkio.weight`, v2 the `io` controller).
@@ -438,6 +442,8 @@ fn probe_v1() -> CgroupInfo {
         cpu_cfs_period: has(ControllerType::Cpu, "cpu.cfs_period_us"),
         cpu_shares: has(ControllerType::Cpu, "cpu.shares"),
         cpuset: has(ControllerType::CpuSet, "cpuset.cpus"),
+        cpus: read_list(mount(ControllerType::CpuSet).map(|m| m.join("cpuset.cpus"))),
+        mems: read_list(mount(ControllerType::CpuSet).map(|m| m.join("cpuset.mems"))),
         pids_limit: mount(ControllerType::Pids).is_some(),
         freezer: has(ControllerType::Freezer, "freezer.state")
             || mount(ControllerType::Freezer).is_some(),
@@ -468,6 +474,8 @@ fn probe_v2(root: &Path) -> CgroupInfo {
         cpu_cfs_period: has("cpu"),
         cpu_shares: has("cpu"),
         cpuset: has("cpuset"),
+        cpus: read_list(Some(root.join("cpuset.cpus.effective"))),
+        mems: read_list(Some(root.join("cpuset.mems.effective"))),
         pids_limit: has("pids"),
         freezer: true,
         io_weight: has("io"),
@@ -477,6 +485,13 @@ fn probe_v2(root: &Path) -> CgroupInfo {
         io_read_iops: has("io"),
         io_write_iops: has("io"),
     }
+}
+
+/// A cpuset list file's content (`0-1`), empty when it cannot be read.
+fn read_list(path: Option<PathBuf>) -> String {
+    path.and_then(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn own_v2_cgroup(root: &Path) -> Option<PathBuf> {
@@ -626,6 +641,8 @@ mod tests {
             cpu_cfs_period: true,
             cpu_shares: true,
             cpuset: false,
+            cpus: String::new(),
+            mems: String::new(),
             pids_limit: true,
             freezer: true,
             io_weight: false,
