@@ -174,6 +174,47 @@ fn image_volumes_are_anonymous_copied_up_and_removed_with_the_container() {
     // --rm removes anonymous volumes, not named ones.
     ok(b.docker_out(&["run", "--rm", "-v", "/anon", "img:vol", "true"]));
     assert_eq!(volumes(&b), vec!["nc".to_string()]);
+
+    // The copy is made at create (moby's `populateVolumes`): a created, never started
+    // container's volume already holds the image's data, for another container through the
+    // volume's name or `--volumes-from` (the data-container pattern).
+    ok(b.docker_out(&[
+        "create",
+        "--name",
+        "dc",
+        "-v",
+        "dcv:/data",
+        "img:vol",
+        "true",
+    ]));
+    let out = ok(b.docker_out(&["run", "--rm", "-v", "dcv:/x", "busybox", "cat", "/x/f"]));
+    assert_eq!(out, "seeded\n");
+    ok(b.docker_out(&["create", "--name", "holder", "img:vol", "true"]));
+    let out = ok(b.docker_out(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "holder",
+        "busybox",
+        "cat",
+        "/data/f",
+    ]));
+    assert_eq!(out, "seeded\n");
+    // And only then: a volume the container emptied stays empty at its next start.
+    let out = ok(b.docker_out(&[
+        "run",
+        "--name",
+        "emptier",
+        "-v",
+        "ev:/data",
+        "img:vol",
+        "sh",
+        "-c",
+        "ls /data; rm -rf /data/*",
+    ]));
+    assert_eq!(out, "f\n");
+    let out = ok(b.docker_out(&["start", "-a", "emptier"]));
+    assert_eq!(out, "");
 }
 
 #[test]

@@ -992,7 +992,7 @@ impl ContainerManager {
                 host.dns_options.as_deref().unwrap_or(&[]),
             ),
         )?;
-        let record = Record {
+        let mut record = Record {
             id: id.to_string(),
             name: name.to_string(),
             created: rfc3339_nano(SystemTime::now()),
@@ -1013,6 +1013,7 @@ impl ContainerManager {
             mount_error: None,
             networks,
         };
+        self.populate_volumes(&mut record)?;
         record.save(&dir)?;
         Ok(record)
     }

@@ -1,9 +1,10 @@
 //! A container's volumes: at create, `VolumesFrom` and the image's `VOLUME`s join the user's
 //! mount points, anonymous volumes are created and named, named ones created on demand, and
-//! the container becomes a user of each (the volume store's "in use"); at start each is
-//! mounted (the driver's options at its first user) and, while still empty, gets the image's
-//! content at its destination (copy-up, unless `nocopy`); at the end of a run they are
-//! unmounted; `rm -v` and `--rm` remove the anonymous ones.
+//! the container becomes a user of each (the volume store's "in use"), and each that is still
+//! empty gets the image's content at its destination (copy-up, unless `nocopy`; moby's
+//! `populateVolumes`, once, at create); at start each is mounted (the driver's options at its
+//! first user); at the end of a run they are unmounted; `rm -v` and `--rm` remove the
+//! anonymous ones.
 
 use std::fs;
 use std::os::unix::fs::{lchown, MetadataExt, PermissionsExt};
@@ -121,8 +122,49 @@ impl ContainerManager {
             .is_some()
     }
 
-    /// Blocking. Mount the container's volumes for a run and copy the image's content into the
-    /// empty ones: the mount points with their sources for the spec.
+    /// Blocking. moby's `populateVolumes`, at create: the image's content at each volume's
+    /// destination is copied into the volume while it is empty, through the container's rootfs
+    /// mounted for the while, and the mount point then asks for no more copies, so that a
+    /// volume emptied by the container stays empty at the next start. A volume mounted at a
+    /// subpath keeps its copy at start.
+    pub(super) fn populate_volumes(&self, r: &mut Record) -> Result<(), ContainerError> {
+        let wanted = |p: &MountPoint| p.is_volume() && p.copy_data && p.subpath.is_empty();
+        if !r.mount_points.iter().flatten().any(wanted) {
+            return Ok(());
+        }
+        self.mount_rootfs(r)?;
+        let rootfs = self.rootfs(&r.id);
+        let mut result = Ok(());
+        for p in r.mount_points.iter_mut().flatten().filter(|p| wanted(p)) {
+            let path = match self.volumes.mount(&p.name, &r.id, &p.destination, true) {
+                Ok(path) => path,
+                Err(e) => {
+                    result = Err(e.into());
+                    break;
+                }
+            };
+            let copied = if path.is_dir() {
+                copy_up(&rootfs, &p.destination, &path)
+            } else {
+                Ok(())
+            };
+            self.volumes.unmount(&p.name, &r.id);
+            if let Err(e) = copied {
+                result = Err(ContainerError::internal(format!(
+                    "copy {} of the image into volume {}: {e}",
+                    p.destination, p.name
+                )));
+                break;
+            }
+            p.copy_data = false;
+        }
+        self.unmount_rootfs(&r.id);
+        result
+    }
+
+    /// Blocking. Mount the container's volumes for a run (and copy the image's content into
+    /// the empty ones a record still asks it for): the mount points with their sources for
+    /// the spec.
     pub(super) fn mount_volumes(&self, r: &Record) -> Result<Vec<MountPoint>, ContainerError> {
         let mut list = r.spec_mounts()?.to_vec();
         let rootfs = self.rootfs(&r.id);
