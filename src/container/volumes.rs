@@ -132,6 +132,24 @@ impl ContainerManager {
         if !r.mount_points.iter().flatten().any(wanted) {
             return Ok(());
         }
+        // Most volumes sit where the image has nothing (`docker run -v data:/data`): then
+        // there is nothing to copy and no rootfs to mount.
+        let lowers = match r.chain_id() {
+            Some(chain) => self.images.store().lower_dirs(chain)?,
+            None => Vec::new(),
+        };
+        let in_image = r
+            .mount_points
+            .iter()
+            .flatten()
+            .filter(|p| wanted(p))
+            .any(|p| may_exist_in(&lowers, &p.destination));
+        if !in_image {
+            for p in r.mount_points.iter_mut().flatten().filter(|p| wanted(p)) {
+                p.copy_data = false;
+            }
+            return Ok(());
+        }
         self.mount_rootfs(r)?;
         let rootfs = self.rootfs(&r.id);
         let mut result = Ok(());
@@ -214,6 +232,22 @@ impl ContainerManager {
     }
 }
 
+/// Whether `destination` may name something in the image whose layers are `lowers`: it
+/// exists in a layer, or one of its parents is a symlink in one (resolved only in the mounted
+/// rootfs). Whiteouts are not read: a path a later layer deleted still counts, which only
+/// costs a mount.
+fn may_exist_in(lowers: &[std::path::PathBuf], destination: &str) -> bool {
+    let rel = Path::new(destination.trim_start_matches('/'));
+    lowers.iter().any(|lower| {
+        rel.ancestors()
+            .filter(|a| !a.as_os_str().is_empty())
+            .any(|a| match fs::symlink_metadata(lower.join(a)) {
+                Ok(m) => a == rel || m.file_type().is_symlink(),
+                Err(_) => false,
+            })
+    })
+}
+
 /// Copy-up (moby's `copyExistingContents`): while the volume is empty, the image's directory
 /// at `destination` (resolved inside the rootfs: no symlink leads out) is copied into it with
 /// owners, modes and links, and the volume's root takes the directory's owner and mode.
@@ -263,4 +297,25 @@ fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_destination_in_the_image_is_found_in_its_layers() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        fs::create_dir_all(a.join("data/sub")).unwrap();
+        fs::create_dir_all(b.join("etc")).unwrap();
+        std::os::unix::fs::symlink("/srv", b.join("link")).unwrap();
+        let lowers = vec![b, a];
+        assert!(may_exist_in(&lowers, "/data"));
+        assert!(may_exist_in(&lowers, "/data/sub"));
+        assert!(may_exist_in(&lowers, "/link/below"));
+        assert!(!may_exist_in(&lowers, "/nowhere"));
+        assert!(!may_exist_in(&lowers, "/etc/nothing"));
+        assert!(!may_exist_in(&[], "/data"));
+    }
 }
