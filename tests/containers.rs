@@ -442,6 +442,55 @@ fn ps_filters_formats_and_inspect() {
         vec!["down", "fresh"]
     );
     assert_eq!(names(&["-a", "-n", "1"]), vec!["fresh"]);
+    // moby's view of the command: arguments with a space quoted.
+    assert_eq!(
+        ok(b.docker_out(&[
+            "ps",
+            "-a",
+            "--no-trunc",
+            "--filter",
+            "name=down",
+            "--format",
+            "{{.Command}}"
+        ])),
+        "\"sh -c 'exit 2'\"\n"
+    );
+    // Exposed ports show (and match `expose=`) only while the container runs.
+    ok(b.docker_out(&[
+        "create", "--name", "exp", "--expose", "9999", "busybox", "true",
+    ]));
+    assert_eq!(
+        ok(b.docker_out(&[
+            "ps",
+            "-a",
+            "--filter",
+            "name=exp",
+            "--format",
+            "[{{.Ports}}]"
+        ])),
+        "[]\n"
+    );
+    assert!(names(&["-a", "--filter", "expose=9999"]).is_empty());
+    // `ancestor` takes images built on the named one; the `Image` column shows the image's ID
+    // once the name the container was created with names another image (or none).
+    ok(b.docker_out(&["commit", "exp", "child:1"]));
+    ok(b.docker_out(&["create", "--name", "kid", "child:1", "true"]));
+    assert_eq!(
+        names(&["-a", "--filter", "ancestor=busybox"]),
+        vec!["down", "exp", "fresh", "kid", "up"]
+    );
+    assert_eq!(names(&["-a", "--filter", "ancestor=child:1"]), vec!["kid"]);
+    assert_eq!(
+        ok(b.docker_out(&["ps", "-a", "--filter", "name=kid", "--format", "{{.Image}}"])),
+        "child:1\n"
+    );
+    ok(b.docker_out(&["tag", "busybox", "child:1"]));
+    let child_id = ok(b.docker_out(&["inspect", "-f", "{{.Image}}", "kid"]));
+    assert_eq!(
+        ok(b.docker_out(&["ps", "-a", "--filter", "name=kid", "--format", "{{.Image}}"])),
+        format!("{}\n", &child_id.trim()[7..19])
+    );
+    ok(b.docker_out(&["rm", "kid", "exp"]));
     // A container that wrote nothing has a writable layer of 0 bytes (the runtime's
     // /etc/mtab link is not counted, as moby's init layer is not).
     let size = ok(b.docker_out(&["ps", "-s", "--format", "{{.Size}}", "--filter", "name=up"]));

@@ -149,10 +149,17 @@ pub fn summary(r: &Record, now: SystemTime, variant: Variant) -> ContainerSummar
         .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
+    // moby's view: arguments with a space in single quotes.
     let mut command = r.path.clone();
     for a in &r.args {
         command.push(' ');
-        command.push_str(a);
+        if a.contains(' ') {
+            command.push('\'');
+            command.push_str(a);
+            command.push('\'');
+        } else {
+            command.push_str(a);
+        }
     }
     let net_mode = r.host_config.network_mode.clone().unwrap_or_default();
     ContainerSummary {
@@ -289,7 +296,12 @@ pub fn matches(r: &Record, f: &Filters, ancestors: &[String]) -> bool {
         }
     }
     if f.contains("expose") {
-        let ports = r.config.exposed_ports.clone().unwrap_or_default();
+        // moby matches the summary's ports, which only a running container has.
+        let ports = if r.state.status.is_running() {
+            r.config.exposed_ports.clone().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         if !f.get("expose").any(|p| {
             let p = if p.contains('/') {
                 p.to_string()
@@ -377,7 +389,7 @@ mod tests {
     /// holds, else a new one, stored.
     fn entry(cell: &RecordCell, variant: Variant, now: SystemTime) -> (String, bool) {
         let mut rd = cell.read();
-        let (frag, hit) = match rd.cached_summary(variant.index()) {
+        let (frag, hit) = match rd.cached_summary(variant.index(), 0) {
             Some(f) => (f, true),
             None => {
                 let mut s = summary(&rd, now, variant);
@@ -387,7 +399,7 @@ mod tests {
                     networks: Some(rd.networks.clone().into_iter().collect()),
                 });
                 let f = std::sync::Arc::new(Fragment::new(s, StatusBase::of(&rd)).unwrap());
-                rd.store_summary(variant.index(), f.clone());
+                rd.store_summary(variant.index(), 0, f.clone());
                 (f, false)
             }
         };

@@ -79,7 +79,7 @@ struct Versioned {
     record: Record,
     generation: u64,
     /// `docker ps`'s summary of this generation, per variant (`list::Variant`).
-    summary: [Option<(u64, Arc<super::list::Fragment>)>; super::list::VARIANTS],
+    summary: [Option<(u64, u64, Arc<super::list::Fragment>)>; super::list::VARIANTS],
 }
 
 /// Read access to a record: no `DerefMut`, so nothing can change it unseen.
@@ -100,19 +100,30 @@ impl RecordRead<'_> {
         self.0.generation
     }
 
-    /// The cached summary of `variant`, if it was built from this generation.
-    pub(super) fn cached_summary(&self, variant: usize) -> Option<Arc<super::list::Fragment>> {
+    /// The cached summary of `variant`, if it was built from this generation, when the image
+    /// store's references were at `refs` (they decide the `Image` it shows).
+    pub(super) fn cached_summary(
+        &self,
+        variant: usize,
+        refs: u64,
+    ) -> Option<Arc<super::list::Fragment>> {
         match self.0.summary.get(variant)? {
-            Some((g, f)) if *g == self.0.generation => Some(f.clone()),
+            Some((g, r, f)) if *g == self.0.generation && *r == refs => Some(f.clone()),
             _ => None,
         }
     }
 
-    /// Keep `f`, built from this generation's record (under this same lock).
-    pub(super) fn store_summary(&mut self, variant: usize, f: Arc<super::list::Fragment>) {
+    /// Keep `f`, built from this generation's record (under this same lock) with the image
+    /// references at `refs`.
+    pub(super) fn store_summary(
+        &mut self,
+        variant: usize,
+        refs: u64,
+        f: Arc<super::list::Fragment>,
+    ) {
         let g = self.0.generation;
         if let Some(slot) = self.0.summary.get_mut(variant) {
-            *slot = Some((g, f));
+            *slot = Some((g, refs, f));
         }
     }
 }

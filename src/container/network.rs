@@ -646,7 +646,15 @@ impl ContainerManager {
                 });
             }
         }
-        for p in r.config.exposed_ports.iter().flatten() {
+        // moby's summary takes the ports from the network settings, which a container that
+        // does not run has none of: exposed ports show only while it runs.
+        let exposed = r
+            .config
+            .exposed_ports
+            .iter()
+            .flatten()
+            .filter(|_| r.state.status.is_running());
+        for p in exposed {
             if let Some((port, proto)) = split_port(p) {
                 if !published.contains(&(port, proto)) {
                     out.push(Port {

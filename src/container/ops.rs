@@ -90,10 +90,28 @@ impl ContainerManager {
                 .cmp(&a.created_at)
                 .then_with(|| b.id.cmp(&a.id))
         });
+        // Read before any entry is built: an entry cached under it was built from these
+        // references or newer ones.
+        let refs = self.image_service().store().refs_generation();
+        // moby's `ancestor`: the image and every image built on it (its children by parent
+        // link, recursively).
         let mut ancestors = Vec::new();
         for a in f.get("ancestor") {
             if let Ok(img) = self.image_service().get_image(a) {
-                ancestors.push(img.id);
+                let mut todo = vec![img.id];
+                while let Some(id) = todo.pop() {
+                    if ancestors.contains(&id) {
+                        continue;
+                    }
+                    todo.extend(
+                        self.image_service()
+                            .store()
+                            .children(&id)
+                            .into_iter()
+                            .map(|c| c.id),
+                    );
+                    ancestors.push(id);
+                }
             }
         }
         let created_of =
@@ -110,6 +128,7 @@ impl ContainerManager {
         };
         Ok(ListPlan {
             containers,
+            refs,
             ancestors,
             before,
             since,
@@ -129,6 +148,7 @@ impl ContainerManager {
     ) -> Option<ContainerSummary> {
         let f = &opts.filters;
         let mut s = list::summary(r, plan.now, opts.variant);
+        s.image = Some(self.image_shown(r));
         if let Some(more) = plan.link_names.get(&r.id) {
             // dockerd's names of a container, sorted: its own and its link names.
             let names = s.names.get_or_insert_with(Vec::new);
@@ -147,6 +167,20 @@ impl ContainerManager {
             });
         }
         Some(s)
+    }
+
+    /// `docker ps`'s `Image`: the reference the container was created with while it still
+    /// names the container's image, else the image's ID (moby's `refreshImage`: an image
+    /// rebuilt or untagged under that name).
+    fn image_shown(&self, r: &super::record::Record) -> String {
+        let given = r.config.image.as_deref().unwrap_or("");
+        if given.is_empty() || given == r.image {
+            return r.image.clone();
+        }
+        match self.image_service().get_image(given) {
+            Ok(img) if img.id == r.image => given.to_string(),
+            _ => r.image.clone(),
+        }
     }
 
     fn add_sizes(&self, s: &mut ContainerSummary, id: &str, chain: &[String]) {
@@ -225,7 +259,7 @@ impl ContainerManager {
                         continue;
                     }
                 }
-                let frag = match rd.cached_summary(variant) {
+                let frag = match rd.cached_summary(variant, plan.refs) {
                     Some(frag) => frag,
                     None => {
                         let Some(mut s) = self.full_summary(&rd, &plan, opts) else {
@@ -233,7 +267,7 @@ impl ContainerManager {
                         };
                         s.status = None;
                         let frag = Arc::new(list::Fragment::new(s, StatusBase::of(&rd))?);
-                        rd.store_summary(variant, frag.clone());
+                        rd.store_summary(variant, plan.refs, frag.clone());
                         frag
                     }
                 };
@@ -481,6 +515,8 @@ fn port_filter(f: &str, ports: &[bollard_stubs::models::PortSummary], public: bo
 struct ListPlan {
     /// Newest first.
     containers: Vec<Arc<super::manager::Container>>,
+    /// The image store's reference generation when the plan was made.
+    refs: u64,
     ancestors: Vec<String>,
     /// Creation times (`Container::created_at`) of the `before` and `since` containers.
     before: Option<i128>,

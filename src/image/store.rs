@@ -139,6 +139,9 @@ pub struct Store {
     state: Mutex<State>,
     /// Serialises writers of `repositories.json` (held without the state lock).
     refs_writer: Mutex<()>,
+    /// Moves at every change of a reference: what caches a name's resolution (`docker ps`'s
+    /// `Image` column) compares it.
+    refs_generation: std::sync::atomic::AtomicU64,
 }
 
 fn lock_unpoisoned<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -160,6 +163,7 @@ impl Store {
             root: data_root.to_path_buf(),
             state: Mutex::new(State::default()),
             refs_writer: Mutex::new(()),
+            refs_generation: std::sync::atomic::AtomicU64::new(0),
         };
         for d in [
             s.imagedb(),
@@ -749,6 +753,7 @@ impl Store {
                 return Err(ImageError::no_such_image(id));
             }
             let previous = state.refs.insert(r.to_string(), id.to_string());
+            self.refs_changed();
             // A tag that already names `id` (a rebuild that hit the cache) leaves the file
             // as it is; only its time is written.
             let snapshot = (previous.as_deref() != Some(id)).then(|| state.refs.clone());
@@ -760,6 +765,7 @@ impl Store {
                 Some(p) => state.refs.insert(r.to_string(), p.clone()),
                 None => state.refs.remove(&r.to_string()),
             };
+            self.refs_changed();
             return Err(e);
         }
         let now = crate::util::time::rfc3339_nano(std::time::SystemTime::now());
@@ -783,15 +789,29 @@ impl Store {
         let (removed, snapshot) = {
             let mut state = self.lock();
             let removed = state.refs.remove(&r.to_string());
+            self.refs_changed();
             (removed, state.refs.clone())
         };
         if let Some(id) = &removed {
             if let Err(e) = self.save_refs(&snapshot) {
                 self.lock().refs.insert(r.to_string(), id.clone());
+                self.refs_changed();
                 return Err(e);
             }
         }
         Ok(removed)
+    }
+
+    fn refs_changed(&self) {
+        self.refs_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// See [`Store::refs_generation`]'s field: moves whenever a reference is added, moved or
+    /// removed.
+    pub fn refs_generation(&self) -> u64 {
+        self.refs_generation
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn save_refs(&self, refs: &BTreeMap<String, String>) -> Result<(), ImageError> {
