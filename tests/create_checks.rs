@@ -147,6 +147,44 @@ fn bad_settings_fail_at_create() {
         "{}",
         stderr(&o)
     );
+    // `platform`: the image's own is fine; another is moby's 404 (through the API: the CLI
+    // would go and pull). A malformed one is a 400.
+    let arch = ok(b.docker_out(&["image", "inspect", "-f", "{{.Architecture}}", "busybox"]));
+    let o = b.docker_out(&[
+        "create",
+        "--platform",
+        &format!("linux/{}", arch.trim()),
+        "busybox",
+        "true",
+    ]);
+    let made = ok(o);
+    ok(b.docker_out(&["rm", made.trim()]));
+    let other = if arch.trim() == "arm64" {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    let resp = common::http(
+        &b.socket,
+        &format!(
+            "POST /v1.51/containers/create?platform=linux/{other} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 34\r\nConnection: close\r\n\r\n{{\"Image\":\"busybox\",\"Cmd\":[\"true\"]}}"
+        ),
+    )
+    .unwrap();
+    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+    assert!(
+        resp.contains(&format!(
+            "image with reference busybox was found but does not match the specified platform: wanted linux/{other}, actual: linux/{}",
+            arch.trim()
+        )),
+        "{resp}"
+    );
+    let resp = common::http(
+        &b.socket,
+        "POST /v1.51/containers/create?platform=linux/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 34\r\nConnection: close\r\n\r\n{\"Image\":\"busybox\",\"Cmd\":[\"true\"]}",
+    )
+    .unwrap();
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
     let ps = ok(b.docker_out(&["ps", "-a", "-q"]));
     assert_eq!(ps.trim(), "", "no container is left behind");
     let out = ok(b.docker_out(&["run", "--rm", "--entrypoint", "", "withcmd", "echo", "hi"]));

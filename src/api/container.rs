@@ -42,6 +42,7 @@ pub trait ContainerBackend: Send + Sync {
     async fn container_create(
         &self,
         name: Option<String>,
+        platform: Option<String>,
         body: ContainerCreateBody,
     ) -> Result<ContainerCreateResponse, ContainerError>;
     /// The encoded JSON array (the manager keeps each container's entry encoded).
@@ -300,6 +301,8 @@ fn str_slice<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String
 
 pub async fn create(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let name = opt(&ctx, "name");
+    // From API 1.41, as moby's router reads it.
+    let platform = opt(&ctx, "platform").filter(|_| ctx.version >= ApiVersion::new(1, 41));
     let limit = ctx.max_json_body;
     let backend = ctx.backend.clone();
     let (parts, body) = ctx.req.into_parts();
@@ -323,7 +326,7 @@ pub async fn create(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     body.shell = shell;
     let warning =
         crate::container::create::migrate_mac_address(&mut body, mac_address, ctx.version)?;
-    let mut resp = backend.container_create(name, body).await?;
+    let mut resp = backend.container_create(name, platform, body).await?;
     resp.warnings.extend(warning);
     Ok(json_response(StatusCode::CREATED, &resp))
 }

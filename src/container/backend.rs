@@ -22,10 +22,11 @@ impl ContainerBackend for Arc<ContainerManager> {
     async fn container_create(
         &self,
         name: Option<String>,
+        platform: Option<String>,
         body: bollard_stubs::models::ContainerCreateBody,
     ) -> Result<bollard_stubs::models::ContainerCreateResponse, ContainerError> {
         let t = Instant::now();
-        let (id, warnings) = self.create(name, body).await?;
+        let (id, warnings) = self.create(name, platform, body).await?;
         self.observe("create", t);
         Ok(bollard_stubs::models::ContainerCreateResponse { id, warnings })
     }

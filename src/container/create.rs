@@ -273,6 +273,103 @@ fn adapt_shared_namespaces(hc: &mut HostConfig, id_of: impl Fn(&str) -> Option<S
     }
 }
 
+/// An OCI platform as containerd's `platforms.Parse` reads a create's `platform`: `os`,
+/// `os/arch`, `os/arch/variant` or a lone architecture (this host's OS), with the usual
+/// architecture aliases normalized (`x86_64` is `amd64`, `aarch64` `arm64`, `armhf` `arm/v7`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Platform {
+    os: String,
+    arch: String,
+    variant: Option<String>,
+}
+
+/// Known operating systems (Go's `GOOS` list, as containerd checks them).
+const KNOWN_OS: &[&str] = &[
+    "aix",
+    "android",
+    "darwin",
+    "dragonfly",
+    "freebsd",
+    "illumos",
+    "ios",
+    "js",
+    "linux",
+    "netbsd",
+    "openbsd",
+    "plan9",
+    "solaris",
+    "wasip1",
+    "windows",
+];
+
+/// An architecture's normalized name and the variant its alias implies.
+fn normalize_arch(arch: &str) -> (String, Option<String>) {
+    let a = arch.to_ascii_lowercase();
+    let (name, variant) = match a.as_str() {
+        "x86_64" | "x86-64" | "amd64" => ("amd64", None),
+        "aarch64" | "arm64" => ("arm64", None),
+        "armhf" => ("arm", Some("v7")),
+        "armel" => ("arm", Some("v6")),
+        "i386" | "i486" | "i586" | "i686" | "386" => ("386", None),
+        other => return (other.to_string(), None),
+    };
+    (name.to_string(), variant.map(str::to_string))
+}
+
+impl Platform {
+    pub(super) fn parse(p: &str) -> Result<Platform, ContainerError> {
+        let bad = || {
+            ContainerError::invalid(format!(
+                "{p:?}: unknown operating system or architecture: invalid argument"
+            ))
+        };
+        let parts: Vec<&str> = p.split('/').collect();
+        if parts.iter().any(|x| x.is_empty()) || parts.len() > 3 {
+            return Err(bad());
+        }
+        let os_known = |o: &str| KNOWN_OS.contains(&o.to_ascii_lowercase().as_str());
+        let (os, arch, variant) = match parts[..] {
+            [one] if os_known(one) => (one, crate::version::go_arch(), None),
+            [one] => ("linux", one, None),
+            [os, arch] if os_known(os) => (os, arch, None),
+            [os, arch, variant] if os_known(os) => (os, arch, Some(variant)),
+            _ => return Err(bad()),
+        };
+        let (arch, implied) = normalize_arch(arch);
+        Ok(Platform {
+            os: os.to_ascii_lowercase(),
+            arch,
+            variant: variant.map(|v| v.to_ascii_lowercase()).or(implied),
+        })
+    }
+
+    /// containerd's `platforms.Only` for one image: the same OS and architecture, and a
+    /// variant that the wanted one runs (an `arm/v7` host runs `v6` and `v5` images; an image
+    /// without a variant matches any).
+    fn matches(&self, image: &Platform) -> bool {
+        if self.os != image.os || self.arch != image.arch {
+            return false;
+        }
+        match (&self.variant, &image.variant) {
+            (Some(w), Some(i)) if w != i => {
+                let level = |v: &str| v.strip_prefix('v').and_then(|n| n.parse::<u32>().ok());
+                self.arch == "arm" && matches!((level(w), level(i)), (Some(w), Some(i)) if i <= w)
+            }
+            _ => true,
+        }
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.arch)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
 fn env_key(e: &str) -> &str {
     e.split_once('=').map(|(k, _)| k).unwrap_or(e)
 }
@@ -732,6 +829,7 @@ impl ContainerManager {
     pub async fn create(
         self: &Arc<Self>,
         name: Option<String>,
+        platform: Option<String>,
         body: ContainerCreateBody,
     ) -> Result<(String, Vec<String>), ContainerError> {
         let image_name = body.image.clone().unwrap_or_default();
@@ -743,10 +841,29 @@ impl ContainerManager {
         super::health::validate(body.healthcheck.as_ref())?;
         // The image side's `No such image: name:latest` (moby's `ErrImageDoesNotExist` names
         // the reference with its tag), which the CLI prints before pulling.
+        let wanted = platform
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .map(Platform::parse)
+            .transpose()?;
         let image = self
             .images
             .get_image(&image_name)
             .map_err(ContainerError::from)?;
+        if let Some(wanted) = wanted {
+            let c = &image.config;
+            let actual = Platform {
+                os: c.os.clone(),
+                arch: normalize_arch(&c.architecture).0,
+                variant: c.variant.clone().filter(|v| !v.is_empty()),
+            };
+            if !wanted.matches(&actual) {
+                // A 404, as moby's: the CLI then tries to pull the platform's image.
+                return Err(ContainerError::not_found(format!(
+                    "image with reference {image_name} was found but does not match the specified platform: wanted {wanted}, actual: {actual}"
+                )));
+            }
+        }
         self.create_with(name, body, image).await
     }
 
@@ -1131,6 +1248,25 @@ mod tests {
             check_cpuset(&hc("", "1"), &caps).unwrap_err().to_string(),
             "Requested memory nodes are not available - requested 1, available: 0"
         );
+    }
+
+    #[test]
+    fn platforms_parse_and_match_as_containerd() {
+        let p = |s: &str| Platform::parse(s).unwrap();
+        assert_eq!(p("linux/amd64").to_string(), "linux/amd64");
+        assert_eq!(p("linux/x86_64").to_string(), "linux/amd64");
+        assert_eq!(p("aarch64").to_string(), "linux/arm64");
+        assert_eq!(p("linux/armhf").to_string(), "linux/arm/v7");
+        assert_eq!(p("LINUX/ARM/V6").to_string(), "linux/arm/v6");
+        for bad in ["linux/", "/amd64", "a/b/c/d", "bogus/amd64"] {
+            assert!(Platform::parse(bad).is_err(), "{bad}");
+        }
+        assert!(p("linux/amd64").matches(&p("linux/amd64")));
+        assert!(!p("linux/arm64").matches(&p("linux/amd64")));
+        assert!(!p("windows/amd64").matches(&p("linux/amd64")));
+        assert!(p("linux/arm/v7").matches(&p("linux/arm/v6")));
+        assert!(!p("linux/arm/v6").matches(&p("linux/arm/v7")));
+        assert!(p("linux/arm/v7").matches(&p("linux/arm")));
     }
 
     #[test]
