@@ -531,7 +531,8 @@ impl SystemBackend for Daemon {
                 volume: Some(vec![crate::volume::LOCAL_DRIVER.to_string()]),
                 network: Some(vec!["bridge".into(), "host".into(), "null".into()]),
                 authorization: None,
-                log: Some(Vec::new()),
+                // moby's `logger.ListDrivers`: the registered drivers (`none` is not one).
+                log: Some(vec!["json-file".into(), "local".into()]),
             }),
             memory_limit: Some(cg.memory_limit),
             swap_limit: Some(cg.swap_limit),

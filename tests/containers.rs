@@ -403,6 +403,45 @@ fn shared_network_namespace_rules_and_host_mode_hosts() {
     );
 }
 
+/// Error texts clients show, as moby words them.
+#[test]
+fn dockerd_error_texts() {
+    require!(ready(), NOT_READY);
+    let (b, _cg) = daemon();
+    ok(b.docker_out(&["run", "-d", "--name", "t1", "busybox", "sleep", "1000"]));
+    ok(b.docker_out(&["create", "--name", "t2", "busybox", "true"]));
+    let err = |args: &[&str]| {
+        let o = b.docker_out(args);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        stderr(&o)
+    };
+    assert!(err(&["unpause", "t2"]).contains("is not paused"));
+    assert!(err(&["rename", "t2", "t1"]).contains(
+        "Error when allocating new name: Conflict. The container name \"/t1\" is already in use"
+    ));
+    assert!(err(&["rename", "t2", "bad name"]).contains(
+        "Error when allocating new name: Invalid container name (/bad name), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+    ));
+    assert!(
+        err(&["container", "prune", "-f", "--filter", "until=bogus"])
+            .contains("failed to parse value as time or duration: \"bogus\"")
+    );
+    let e = err(&["update", "--restart", "bogus", "t1"]);
+    assert!(
+        e.contains("invalid restart policy: unknown policy 'bogus'"),
+        "{e}"
+    );
+    // top: the first line of ps's complaint, not its usage text.
+    let e = err(&["top", "t1", "-o", "bogus"]);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(e.contains("Error response from daemon: "), "{e}");
+    // /info names the log drivers.
+    assert_eq!(
+        ok(b.docker_out(&["info", "-f", "{{json .Plugins.Log}}"])).trim(),
+        r#"["json-file","local"]"#
+    );
+}
+
 #[test]
 fn ps_filters_formats_and_inspect() {
     require!(ready(), NOT_READY);

@@ -65,11 +65,11 @@ fn bad_settings_fail_at_create() {
         ),
         (
             &["create", "--cap-add", "NOPE"],
-            "unknown capability: \"CAP_NOPE\"",
+            "invalid CapAdd: unknown capability: \"CAP_NOPE\"",
         ),
         (
             &["create", "--cap-drop", "bogus"],
-            "unknown capability: \"CAP_BOGUS\"",
+            "invalid CapDrop: unknown capability: \"CAP_BOGUS\"",
         ),
         (
             &["create", "--security-opt", "nope=1"],

@@ -415,7 +415,12 @@ pub async fn update(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let limit = ctx.max_json_body;
     let backend = ctx.backend.clone();
     let (parts, body) = ctx.req.into_parts();
-    let body: ContainerUpdateBody = read_json(&parts.headers, body, limit).await?;
+    // The restart policy's name is checked before the body is typed, as at create (else
+    // serde's `unknown variant` text instead of moby's).
+    let v: serde_json::Value = read_json(&parts.headers, body, limit).await?;
+    check_host_config_enums(&v)?;
+    let body: ContainerUpdateBody =
+        serde_json::from_value(v).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?;
     let warnings = backend.container_update(n, body).await?;
     Ok(json_response(
         StatusCode::OK,

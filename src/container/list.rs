@@ -340,8 +340,11 @@ fn regex_like(name: &str, pattern: &str) -> bool {
 
 /// `until` for prune: keep containers created after the given time.
 pub fn created_before(r: &Record, until: &str, now: SystemTime) -> Result<bool, ContainerError> {
-    let limit = parse_timestamp(until, now)
-        .ok_or_else(|| ContainerError::invalid(format!("invalid filter 'until={until}'")))?;
+    let limit = parse_timestamp(until, now).ok_or_else(|| {
+        ContainerError::invalid(format!(
+            "failed to parse value as time or duration: \"{until}\""
+        ))
+    })?;
     Ok(parse_timestamp(&r.created, now).is_some_and(|c| c < limit))
 }
 

@@ -12,6 +12,13 @@ impl ContainerManager {
         let _op = c.op.lock().await;
         let r = c.record();
         match (pause, r.state.status) {
+            // moby's unpause asks only whether it is paused, a stopped container included.
+            (false, s) if s != Status::Paused => {
+                return Err(ContainerError::conflict(format!(
+                    "Container {} is not paused",
+                    r.id
+                )))
+            }
             (_, s) if !s.is_running() => return Err(ContainerError::not_running(&r.id)),
             (true, Status::Paused) => {
                 return Err(ContainerError::conflict(format!(

@@ -19,9 +19,10 @@ impl ContainerManager {
                 "Neither old nor new names may be empty",
             ));
         }
+        // moby's `reserveName` failures, wrapped as its rename wraps them.
         if !names::valid(&new_bare) {
             return Err(ContainerError::invalid(format!(
-                "Invalid container name ({new_bare}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                "Error when allocating new name: Invalid container name (/{new_bare}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
             )));
         }
         let old = c.record().name;
@@ -34,7 +35,7 @@ impl ContainerManager {
             let mut names_map = lock(&self.names);
             if let Some(other) = names_map.get(&new_bare) {
                 return Err(ContainerError::conflict(format!(
-                    "Conflict. The container name \"/{new_bare}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+                    "Error when allocating new name: Conflict. The container name \"/{new_bare}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
                 )));
             }
             names_map.insert(new_bare.clone(), c.id.clone());
@@ -113,10 +114,14 @@ impl ContainerManager {
             .await
             .map_err(|e| ContainerError::internal(format!("run ps: {e}")))?;
         if !out.status.success() {
-            return Err(ContainerError::internal(format!(
-                "ps: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
+            // moby: the first line of ps's stderr says why (the rest is its usage text).
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let first = stderr.lines().next().unwrap_or("").trim();
+            return Err(ContainerError::internal(if first.is_empty() {
+                format!("ps: {}", out.status)
+            } else {
+                first.to_string()
+            }));
         }
         let procs = super::inspect::parse_ps(&String::from_utf8_lossy(&out.stdout), &pids)?;
         self.publish(&r, "top");

@@ -165,8 +165,17 @@ pub fn capabilities(hc: &HostConfig) -> Result<Vec<String>, SpecError> {
     if adds.is_empty() && drops.is_empty() {
         return Ok(DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect());
     }
-    let drops = normalize_caps(drops, &unavailable)?;
-    let adds = normalize_caps(adds, &unavailable)?;
+    // moby's `validateCapabilities`: the add list first, each failure named by its field.
+    let named = |field: &'static str| {
+        move |e: SpecError| {
+            SpecError::new(
+                crate::errors::Kinded::kind(&e),
+                format!("invalid {field}: {}", e.message()),
+            )
+        }
+    };
+    let adds = normalize_caps(adds, &unavailable).map_err(named("CapAdd"))?;
+    let drops = normalize_caps(drops, &unavailable).map_err(named("CapDrop"))?;
     let has = |list: &[String], c: &str| list.iter().any(|x| x == c);
     let mut caps: Vec<String> = if has(&adds, "ALL") {
         all.into_iter().filter(|c| !has(&drops, c)).collect()
