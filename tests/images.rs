@@ -220,12 +220,19 @@ fn images_list_filters_digests_and_format() {
         "{{.Repository}}:{{.Tag}}",
     ]));
     assert_eq!(f.trim(), "<none>:<none>");
-    let f = ok(b.docker_out(&["images", "--filter", "dangling=false", "-q"]));
-    assert_eq!(
-        f.lines().count(),
-        3,
-        "dangling=false filters nothing, as in dockerd"
-    );
+    // dangling=false leaves the untagged image out, as dockerd (moby's `Images`).
+    let f = ok(b.docker_out(&[
+        "images",
+        "--filter",
+        "dangling=false",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+    ]));
+    let mut lines: Vec<&str> = f.lines().collect();
+    lines.sort();
+    assert_eq!(lines, vec!["busybox:latest", "web/app:2"], "{f}");
+    let f = ok(b.docker_out(&["images", "-a", "--filter", "dangling=false", "-q"]));
+    assert_eq!(f.lines().count(), 2, "{f}");
     let newest = ok(b.docker_out(&[
         "images",
         "--filter",

@@ -267,7 +267,8 @@ impl ImageService {
             .map_err(|e| ImageError::invalid(e.to_string()))?;
         f.validate_values("dangling", &["true", "false", "1", "0"])
             .map_err(|e| ImageError::invalid(e.to_string()))?;
-        // As in dockerd: dangling=true keeps untagged images only; dangling=false filters nothing.
+        // As moby's `Images`: `dangling=true` keeps untagged images only; `dangling=false`
+        // leaves out the images that have neither a tag nor a digest.
         let dangling_only = f.get("dangling").any(|v| v == "true" || v == "1");
         let mut before = None;
         for b in f.get("before") {
@@ -284,6 +285,8 @@ impl ImageService {
             until = Some(crate::util::time::unix_nanos(t));
         }
         let images = self.store.images();
+        // The images that have children: the others are moby's `imageStore.Heads()`.
+        let parents: HashSet<&str> = images.iter().filter_map(|i| i.parent.as_deref()).collect();
         let mut layer_users: HashMap<&str, usize> = HashMap::new();
         if opts.shared_size {
             for img in &images {
@@ -302,7 +305,12 @@ impl ImageService {
             }
             // An untagged image with children is an intermediate (build) image: shown with
             // `all` only, as dockerd.
-            if refs.is_empty() && !opts.all && !self.store.children(&img.id).is_empty() {
+            let has_children = parents.contains(img.id.as_str());
+            if refs.is_empty() && !opts.all && has_children {
+                continue;
+            }
+            // `dangling=false`: an image without any name is left out.
+            if refs.is_empty() && f.contains("dangling") && !dangling_only {
                 continue;
             }
             let created_ns = img.config.created_nanos();
@@ -1388,6 +1396,79 @@ mod tests {
             .collect();
         assert_eq!(deleted, vec![c.id.clone(), b.id.clone(), a.id.clone()]);
         assert!(svc.store().images().is_empty());
+    }
+
+    /// Images of every kind for the dangling filters: `base:1` with a child (`mid`, untagged)
+    /// under `top:1`; `lone`, untagged without children; `digested`, named by a digest only.
+    fn dangling_fixture() -> (
+        tempfile::TempDir,
+        ImageService,
+        HashMap<&'static str, String>,
+    ) {
+        use super::super::commit::ChildConfig;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let svc = ImageService::new(store, Arc::new(EventBus::new()));
+        let child = |by: &str| ChildConfig {
+            container_id: None,
+            author: None,
+            comment: None,
+            created_by: by.to_string(),
+            config: Default::default(),
+            container_config: None,
+        };
+        let mut ids = HashMap::new();
+        let mut add = |name: &'static str, parent: Option<&str>| -> String {
+            let img = svc
+                .commit_layer(parent, None::<std::io::Empty>, child(name))
+                .unwrap();
+            ids.insert(name, img.id.clone());
+            img.id
+        };
+        let base = add("base", None);
+        let mid = add("mid", Some(&base));
+        let top = add("top", Some(&mid));
+        add("lone", None);
+        let digested = add("digested", None);
+        svc.tag(&base, "base", Some("1")).unwrap();
+        svc.tag(&top, "top", Some("1")).unwrap();
+        let r = Reference::parse(&format!("digested@sha256:{}", "1".repeat(64))).unwrap();
+        svc.store().add_reference(&r, &digested).unwrap();
+        (dir, svc, ids)
+    }
+
+    fn listed(svc: &ImageService, all: bool, filters: &str) -> Vec<String> {
+        let opts = ListOptions {
+            all,
+            filters: Filters::parse(filters).unwrap(),
+            ..Default::default()
+        };
+        let mut v: Vec<String> = svc.list(&opts).unwrap().into_iter().map(|i| i.id).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn dangling_filters_list_as_mobys_images() {
+        let (_dir, svc, ids) = dangling_fixture();
+        let want = |names: &[&str]| -> Vec<String> {
+            let mut v: Vec<String> = names.iter().map(|n| ids[n].clone()).collect();
+            v.sort();
+            v
+        };
+        // dangling=false: the images without any name are left out, `-a` or not; a digest
+        // is a name.
+        let f = r#"{"dangling":["false"]}"#;
+        assert_eq!(listed(&svc, false, f), want(&["base", "top", "digested"]));
+        assert_eq!(listed(&svc, true, f), want(&["base", "top", "digested"]));
+        assert_eq!(
+            listed(&svc, false, ""),
+            want(&["base", "top", "lone", "digested"])
+        );
+        assert_eq!(
+            listed(&svc, true, ""),
+            want(&["base", "mid", "top", "lone", "digested"])
+        );
     }
 
     #[test]
