@@ -276,6 +276,47 @@ fn images_list_filters_digests_and_format() {
     assert!(dfv.contains("web/app"), "{dfv}");
 }
 
+/// `-a -f dangling=true` lists untagged images without children only (moby looks among the
+/// image store's heads): an intermediate image is left out, so that `docker rmi $(docker
+/// images -aqf dangling=true)` meets no conflict.
+#[test]
+fn dangling_with_all_leaves_intermediate_images_out() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    let base = image_id(&b, "busybox");
+    // busybox gets a child, then loses its name: an untagged image with a child.
+    ok(b.docker_out(&["create", "--name", "cc", "busybox", "true"]));
+    ok(b.docker_out(&["commit", "cc", "child:1"]));
+    ok(b.docker_out(&["rm", "cc"]));
+    let out = ok(b.docker_out(&["rmi", "busybox"]));
+    assert_eq!(out.trim(), "Untagged: busybox:latest");
+    // And one truly dangling image.
+    let rootfs = busybox_rootfs_tar(b.dir.path());
+    let dangling = ok(docker_with_stdin(&b, &["import", "-"], &rootfs))
+        .trim()
+        .to_string();
+    let all = ok(b.docker_out(&["images", "-aq", "--no-trunc"]));
+    assert_eq!(all.lines().count(), 3, "{all}");
+    assert!(all.lines().any(|l| l == base), "{all}");
+    for args in [
+        &["images", "-q", "--no-trunc", "-f", "dangling=true"][..],
+        &["images", "-aq", "--no-trunc", "-f", "dangling=true"][..],
+    ] {
+        let out = ok(b.docker_out(args));
+        assert_eq!(out.trim(), dangling, "{args:?}");
+    }
+    let ids: Vec<String> = ok(b.docker_out(&["images", "-aqf", "dangling=true"]))
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut rmi = vec!["rmi"];
+    rmi.extend(ids.iter().map(String::as_str));
+    ok(b.docker_out(&rmi));
+    let left = ok(b.docker_out(&["images", "-aq", "--no-trunc"]));
+    assert_eq!(left.lines().count(), 2, "{left}");
+    assert!(left.lines().any(|l| l == base), "{left}");
+}
+
 #[test]
 fn inspect_history_and_missing_images() {
     require!(ready(), NOT_READY);

@@ -300,12 +300,15 @@ impl ImageService {
             let created = img.config.created_unix();
             let refs = self.store.references_of(&img.id);
             let (tags, digests) = self.tags_and_digests(&img.id);
-            if dangling_only && !tags.is_empty() {
+            let has_children = parents.contains(img.id.as_str());
+            // `dangling=true` looks among the images without children only (moby's
+            // `imageStore.Heads()`), with `all` too: an intermediate image is no dangling
+            // image, and `docker rmi $(docker images -aqf dangling=true)` meets no conflict.
+            if dangling_only && (!tags.is_empty() || has_children) {
                 continue;
             }
             // An untagged image with children is an intermediate (build) image: shown with
             // `all` only, as dockerd.
-            let has_children = parents.contains(img.id.as_str());
             if refs.is_empty() && !opts.all && has_children {
                 continue;
             }
@@ -1469,6 +1472,11 @@ mod tests {
             listed(&svc, true, ""),
             want(&["base", "mid", "top", "lone", "digested"])
         );
+        // dangling=true: untagged images without children (a digest is no tag), `-a` or not:
+        // the intermediate `mid` is never one.
+        let f = r#"{"dangling":["true"]}"#;
+        assert_eq!(listed(&svc, false, f), want(&["lone", "digested"]));
+        assert_eq!(listed(&svc, true, f), want(&["lone", "digested"]));
     }
 
     #[test]
