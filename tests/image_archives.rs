@@ -228,6 +228,9 @@ fn a_legacy_archive_with_one_blob_used_twice() {
         "Layers": ["l1/layer.tar", "l2/layer.tar", "l3/layer.tar"],
     }]);
     add_file(&mut t, "manifest.json", manifest.to_string().as_bytes());
+    // dockerd before 25 names the top layer's v1 directory here; load ignores the file when
+    // there is a manifest.json, as moby's.
+    add_file(&mut t, "repositories", b"{\"twice\":{\"1\":\"l3\"}}\n");
     let path = b.dir.path().join("twice.tar");
     std::fs::write(&path, t.into_inner().unwrap()).unwrap();
     let out = ok(b.docker_out(&["load", "-i", path.to_str().unwrap()]));

@@ -477,7 +477,7 @@ fn save_rmi_load_round_trip() {
         "busybox:latest",
         "busybox:second",
     ]));
-    // The archive has both formats.
+    // The archive has both formats, and moby's legacy `repositories` file.
     let list = std::process::Command::new("tar")
         .arg("-tf")
         .arg(&archive)
@@ -488,6 +488,7 @@ fn save_rmi_load_round_trip() {
         "manifest.json",
         "index.json",
         "oci-layout",
+        "repositories",
         &format!("blobs/sha256/{}", &id[7..]),
     ] {
         assert!(
@@ -495,6 +496,19 @@ fn save_rmi_load_round_trip() {
             "{want} missing from {names}"
         );
     }
+    // As moby's save: familiar repository -> tag -> the top layer's DiffID (hex), one line.
+    let top = ok(b.docker_out(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{index .RootFS.Layers 0}}",
+        "busybox",
+    ]));
+    let top = top.trim().strip_prefix("sha256:").unwrap();
+    assert_eq!(
+        archive_file(&archive, "repositories").as_deref(),
+        Some(format!("{{\"busybox\":{{\"latest\":\"{top}\",\"second\":\"{top}\"}}}}\n").as_bytes()),
+    );
     ok(b.docker_out(&["rmi", "busybox:latest", "busybox:second"]));
     assert_eq!(ok(b.docker_out(&["images", "-q"])).trim(), "");
     let out = ok(b.docker_out(&["load", "-i", archive.to_str().unwrap()]));
@@ -510,6 +524,8 @@ fn save_rmi_load_round_trip() {
     assert!(out.status.success());
     let by_id = b.dir.path().join("by-id.tar");
     std::fs::write(&by_id, &out.stdout).unwrap();
+    // Without a tag saved there is no `repositories` file, as with moby.
+    assert_eq!(archive_file(&by_id, "repositories"), None);
     ok(b.docker_out(&["rmi", "-f", &id]));
     let out = ok(docker_with_stdin(&b, &["load"], &by_id));
     assert!(out.contains(&format!("Loaded image ID: {id}")), "{out}");
@@ -520,6 +536,20 @@ fn save_rmi_load_round_trip() {
         "{}",
         stderr(&out)
     );
+}
+
+/// The content of the entry `name` of the tar at `path`.
+fn archive_file(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let mut ar = tar::Archive::new(std::fs::File::open(path).unwrap());
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().to_str() == Some(name) {
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            return Some(data);
+        }
+    }
+    None
 }
 
 #[test]

@@ -76,6 +76,9 @@ pub fn write_save<W: WriteChunk>(
     }
     let mut manifest_json = Vec::new();
     let mut index_entries = Vec::new();
+    // moby's legacy `repositories` file: familiar repository -> tag -> the top layer's DiffID
+    // (hex), for every tag saved.
+    let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for item in items {
         let img = &item.image;
         let cfg_path = format!("blobs/sha256/{}", digest_hex(&img.id));
@@ -121,6 +124,17 @@ pub fn write_save<W: WriteChunk>(
         if tags.is_empty() {
             index_entries.push(desc(None));
         }
+        if let Some(top) = layer_descs.last().and_then(|d| d["digest"].as_str()) {
+            for r in &tags {
+                repositories
+                    .entry(r.familiar_repository())
+                    .or_default()
+                    .insert(
+                        r.tag.clone().unwrap_or_default(),
+                        digest_hex(top).to_string(),
+                    );
+            }
+        }
         for r in &tags {
             index_entries.push(desc(Some(json!({
                 "io.containerd.image.name": r.to_string(),
@@ -141,6 +155,12 @@ pub fn write_save<W: WriteChunk>(
     append_bytes(&mut tar, "manifest.json", &manifest_bytes).map_err(io("manifest.json"))?;
     append_bytes(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
         .map_err(io("oci-layout"))?;
+    // Written only when a tag was saved, as moby's (Go's `json.Encoder`: a newline ends it).
+    if !repositories.is_empty() {
+        let mut bytes = to_json(&repositories)?;
+        bytes.push(b'\n');
+        append_bytes(&mut tar, "repositories", &bytes).map_err(io("repositories"))?;
+    }
     let mut out = tar.into_inner().map_err(io("end"))?;
     out.flush().map_err(io("flush"))?;
     Ok(())
