@@ -463,6 +463,68 @@ fn prune_dangling_all_and_by_label() {
     assert_eq!(dirs, vec![std::ffi::OsString::from("l")], "{dirs:?}");
 }
 
+/// `image prune -a` removes each image by its names without force, as moby's `ImagePrune`:
+/// a tagged image with children is untagged and kept, an image a container uses loses all its
+/// names but the last, and the conflicts are no errors.
+#[test]
+fn prune_all_untags_what_it_cannot_delete() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    let base = image_id(&b, "busybox");
+    ok(b.docker_out(&["create", "--name", "cc", "busybox", "true"]));
+    ok(b.docker_out(&["commit", "cc", "child:1"]));
+    ok(b.docker_out(&["rm", "cc"]));
+    ok(b.docker_out(&["create", "--name", "uses-child", "child:1", "true"]));
+    let rootfs = busybox_rootfs_tar(b.dir.path());
+    ok(docker_with_stdin(&b, &["import", "-", "multi:1"], &rootfs));
+    ok(b.docker_out(&["tag", "multi:1", "multi:2"]));
+    let multi = image_id(&b, "multi:1");
+    ok(b.docker_out(&["create", "--name", "uses-multi", "multi:1", "true"]));
+    let out = ok(b.docker_out(&["image", "prune", "-a", "-f"]));
+    let mut untagged: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("untagged: "))
+        .collect();
+    untagged.sort();
+    assert_eq!(untagged.len(), 2, "{out}");
+    assert_eq!(untagged[0], "busybox:latest", "{out}");
+    assert!(untagged[1].starts_with("multi:"), "{out}");
+    assert!(!out.contains("deleted: "), "{out}");
+    assert!(out.contains("Total reclaimed space: 0B"), "{out}");
+    // Every image is still there; busybox's is an untagged parent now.
+    let all = ok(b.docker_out(&[
+        "images",
+        "-a",
+        "--format",
+        "{{.ID}} {{.Repository}}:{{.Tag}}",
+    ]));
+    assert_eq!(all.lines().count(), 3, "{all}");
+    assert!(
+        all.lines()
+            .any(|l| l == format!("{} <none>:<none>", &base[7..19])),
+        "{all}"
+    );
+    assert!(all.lines().any(|l| l.ends_with(" child:1")), "{all}");
+    let multi_tags =
+        ok(b.docker_out(&["image", "inspect", "--format", "{{len .RepoTags}}", &multi]));
+    assert_eq!(multi_tags.trim(), "1");
+    // Without the containers, the next prune takes everything, the parent with its child.
+    ok(b.docker_out(&["rm", "uses-child", "uses-multi"]));
+    let out = ok(b.docker_out(&["image", "prune", "-a", "-f"]));
+    assert!(out.contains(&format!("deleted: {base}")), "{out}");
+    assert!(out.contains(&format!("deleted: {multi}")), "{out}");
+    assert!(!out.contains("Total reclaimed space: 0B"), "{out}");
+    assert_eq!(ok(b.docker_out(&["images", "-aq"])).trim(), "");
+    // Nothing to prune: moby's `null` list.
+    let mut conn = common::Conn::unix(&b.socket);
+    let r = conn.request("POST", "/images/prune", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"ImagesDeleted": null, "SpaceReclaimed": 0})
+    );
+}
+
 #[test]
 fn save_rmi_load_round_trip() {
     require!(ready(), NOT_READY);

@@ -231,9 +231,14 @@ pub async fn delete(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
 
 pub async fn prune(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
     let f = filters(&ctx)?;
+    let report = ctx.backend.image_prune(f).await?;
+    // moby's `PruneReport`: `ImagesDeleted` is `null` when nothing went.
     Ok(json_response(
         StatusCode::OK,
-        &ctx.backend.image_prune(f).await?,
+        &serde_json::json!({
+            "ImagesDeleted": report.images_deleted,
+            "SpaceReclaimed": report.space_reclaimed.unwrap_or(0),
+        }),
     ))
 }
 

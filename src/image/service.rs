@@ -16,6 +16,7 @@ use super::config::{History, ImageConfigFile, RootFs, RunConfig};
 use super::reference::{is_id_prefix, Reference};
 use super::store::{Image, Store};
 use super::{short_id, ImageError};
+use crate::errors::Kinded;
 use crate::events::{Event, EventBus};
 use crate::filters::Filters;
 use crate::registry::client::AuthConfig;
@@ -728,7 +729,13 @@ impl ImageService {
         }
     }
 
-    /// `POST /images/prune`.
+    /// `POST /images/prune`, as moby's `ImagePrune`: the candidates are the images without
+    /// children (every image with `dangling=false`), less untagged intermediates and what the
+    /// `until` and label filters leave out; each is removed through [`ImageService::delete`]
+    /// without force, by each of its names (every name with `dangling=false`; with
+    /// `dangling=true` only an image that has no tag, i.e. digests only), or by ID when it has
+    /// none. So a tagged image with children is untagged and stays, an image a container uses
+    /// loses all its names but the last, and conflicts are skipped quietly.
     pub fn prune(&self, filters: &Filters) -> Result<ImagePruneResponse, ImageError> {
         if self.pruning.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return Err(ImageError::conflict("a prune operation is already running"));
@@ -749,61 +756,69 @@ impl ImageService {
         for u in filters.get("until") {
             let t = parse_timestamp(u, SystemTime::now())
                 .ok_or_else(|| ImageError::invalid(format!("invalid filter 'until={u}'")))?;
-            until = Some((crate::util::time::unix_nanos(t) / 1_000_000_000) as i64);
+            until = Some(crate::util::time::unix_nanos(t));
         }
-        let mut deleted = Vec::new();
-        let mut reclaimed = 0i64;
-        for img in self.store.images() {
-            let refs = self.store.references_of(&img.id);
-            let tagged = refs.iter().any(|r| r.tag.is_some());
-            if dangling_only && tagged {
+        let images = self.store.images();
+        let parents: HashSet<&str> = images.iter().filter_map(|i| i.parent.as_deref()).collect();
+        // Every layer before the prune, for the space reclaimed (moby's `layerStore.Map()`).
+        let layer_sizes: HashMap<String, i64> = images
+            .iter()
+            .flat_map(|i| i.chain.iter())
+            .filter_map(|c| self.store.layer(c).map(|l| (c.clone(), l.size as i64)))
+            .collect();
+        let mut top = Vec::new();
+        for img in &images {
+            let has_children = parents.contains(img.id.as_str());
+            // `dangling=true` looks among the heads only (moby's `imageStore.Heads()`).
+            if dangling_only && has_children {
                 continue;
             }
-            // Intermediate images go with the image on top of them (parent pruning), as
-            // dockerd's prune skips them; one deleted earlier in this loop is gone already.
-            if (refs.is_empty() && !self.store.children(&img.id).is_empty())
-                || self.store.image(&img.id).is_none()
+            if has_children && self.store.references_of(&img.id).is_empty() {
+                continue;
+            }
+            if until.is_some_and(|u| img.config.created.is_none() || img.config.created_nanos() > u)
             {
                 continue;
             }
-            if self.user_of(&img.id).is_some() {
-                continue;
-            }
-            if until.is_some_and(|u| img.config.created_unix() >= u) {
-                continue;
-            }
+            // moby's `matchLabels`: every `label` matches, and not every `label!` does.
             let labels = img.config.labels();
-            if !filters.match_kv_list("label", &labels) {
+            if !filters.match_kv_list("label", &labels)
+                || (filters.contains("label!") && filters.match_kv_list("label!", &labels))
+            {
                 continue;
             }
-            if filters.get("label!").any(|l| match l.split_once('=') {
-                Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
-                None => labels.contains_key(l),
-            }) {
-                continue;
-            }
-            // Only the layers that really went count as reclaimed (shared ones stay).
-            let sizes: HashMap<String, i64> = img
-                .chain
-                .iter()
-                .filter_map(|c| self.store.layer(c).map(|l| (c.clone(), l.size as i64)))
-                .collect();
-            match self.delete(&img.id, true, false) {
-                Ok(items) => {
-                    reclaimed += items
-                        .iter()
-                        .filter_map(|i| i.deleted.as_ref().and_then(|d| sizes.get(d)))
-                        .sum::<i64>();
-                    deleted.extend(items);
+            top.push(img.id.as_str());
+        }
+        let mut deleted = Vec::new();
+        for id in top {
+            let refs = self.store.references_of(id);
+            let names: Vec<String> = if refs.is_empty() {
+                vec![super::digest_hex(id).to_string()]
+            } else if !dangling_only || !refs.iter().any(|r| r.tag.is_some()) {
+                refs.iter().map(Reference::to_string).collect()
+            } else {
+                Vec::new()
+            };
+            for name in names {
+                match self.delete(&name, false, false) {
+                    Ok(items) => deleted.extend(items),
+                    // A conflict is no failure of the prune (nor does it say so); a name an
+                    // earlier delete took along is gone.
+                    Err(e) if e.kind() == crate::errors::ErrorKind::Conflict => {}
+                    Err(e) => tracing::warn!("failed to prune image {name}: {e}"),
                 }
-                Err(e) => tracing::warn!("prune {}: {e}", img.id),
             }
         }
+        let reclaimed: i64 = deleted
+            .iter()
+            .filter_map(|i| i.deleted.as_ref().and_then(|d| layer_sizes.get(d)))
+            .sum();
         self.events.publish(
             Event::new("image", "prune", "").attribute("reclaimed", reclaimed.to_string()),
         );
         Ok(ImagePruneResponse {
-            images_deleted: Some(deleted),
+            // moby's nil slice: `null` when nothing went.
+            images_deleted: (!deleted.is_empty()).then_some(deleted),
             space_reclaimed: Some(reclaimed),
         })
     }
@@ -1477,6 +1492,80 @@ mod tests {
         let f = r#"{"dangling":["true"]}"#;
         assert_eq!(listed(&svc, false, f), want(&["lone", "digested"]));
         assert_eq!(listed(&svc, true, f), want(&["lone", "digested"]));
+    }
+
+    fn pruned(svc: &ImageService, filters: &str) -> (Vec<String>, Vec<String>) {
+        let r = svc.prune(&Filters::parse(filters).unwrap()).unwrap();
+        let items = r.images_deleted.unwrap_or_default();
+        let untagged = items.iter().filter_map(|i| i.untagged.clone()).collect();
+        let deleted = items.iter().filter_map(|i| i.deleted.clone()).collect();
+        (untagged, deleted)
+    }
+
+    #[test]
+    fn prune_of_dangling_images_deletes_heads_without_tags() {
+        let (_dir, svc, ids) = dangling_fixture();
+        let (untagged, deleted) = pruned(&svc, "");
+        assert_eq!(
+            untagged,
+            vec![format!("digested@sha256:{}", "1".repeat(64))]
+        );
+        let mut deleted = deleted;
+        deleted.sort();
+        let mut want = vec![ids["lone"].clone(), ids["digested"].clone()];
+        want.sort();
+        assert_eq!(deleted, want);
+        // The intermediate `mid` is no dangling image: it stays with its child.
+        assert!(svc.store().image(&ids["mid"]).is_some());
+        assert!(svc.store().image(&ids["base"]).is_some());
+        // Nothing left to prune: moby's nil list.
+        let r = svc.prune(&Filters::default()).unwrap();
+        assert_eq!(r.images_deleted, None);
+        assert_eq!(r.space_reclaimed, Some(0));
+    }
+
+    #[test]
+    fn prune_all_deletes_by_name_without_force_as_moby() {
+        let (_dir, svc, ids) = dangling_fixture();
+        // `top` is used by a container; `lone` too, and has two tags.
+        svc.tag(&ids["lone"], "multi", Some("1")).unwrap();
+        svc.tag(&ids["lone"], "multi", Some("2")).unwrap();
+        let used = [ids["top"].clone(), ids["lone"].clone()];
+        svc.set_usage_check(Box::new(move |id| {
+            used.contains(&id.to_string())
+                .then(|| ("c0ffee".to_string(), false))
+        }));
+        let (mut untagged, deleted) = pruned(&svc, r#"{"dangling":["false"]}"#);
+        untagged.sort();
+        // `base:1` goes, its image stays for its child; `lone` keeps its last name; `top:1`
+        // is its image's only name while a container uses it: a conflict, skipped.
+        assert_eq!(
+            untagged,
+            vec![
+                "base:1".to_string(),
+                format!("digested@sha256:{}", "1".repeat(64)),
+                "multi:1".to_string(),
+            ]
+        );
+        assert_eq!(deleted, vec![ids["digested"].clone()]);
+        let tags = |id: &str| -> Vec<String> {
+            svc.store()
+                .references_of(id)
+                .iter()
+                .map(Reference::familiar)
+                .collect()
+        };
+        assert!(tags(&ids["base"]).is_empty());
+        assert_eq!(tags(&ids["lone"]), vec!["multi:2".to_string()]);
+        assert_eq!(tags(&ids["top"]), vec!["top:1".to_string()]);
+        for kept in ["base", "mid", "top", "lone"] {
+            assert!(svc.store().image(&ids[kept]).is_some(), "{kept}");
+        }
+        // Without users, the next prune takes everything, parents through their child.
+        svc.set_usage_check(Box::new(|_| None));
+        let (_, deleted) = pruned(&svc, r#"{"dangling":["false"]}"#);
+        assert_eq!(deleted.len(), 4, "{deleted:?}");
+        assert!(svc.store().images().is_empty());
     }
 
     #[test]
