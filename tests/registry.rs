@@ -87,7 +87,21 @@ fn push_rmi_pull_by_tag_and_by_digest() {
     let out = b.docker_out(&["pull", &format!("{}/team/bb:nope", reg.host())]);
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("not found: manifest unknown"),
+        stderr(&out).contains(&format!(
+            "manifest for {}/team/bb:nope not found: manifest unknown",
+            reg.host()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    // A digest that does not exist: named `repo@digest`, as dockerd's `FamiliarString`.
+    let missing = format!("{}/team/bb@sha256:{}", reg.host(), "0".repeat(64));
+    let out = b.docker_out(&["pull", &missing]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!(
+            "manifest for {missing} not found: manifest unknown"
+        )),
         "{}",
         stderr(&out)
     );

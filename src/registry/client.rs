@@ -277,7 +277,13 @@ impl Session {
         repo: &str,
         tag_or_digest: &str,
     ) -> Result<FetchedManifest, RegistryError> {
-        let what = format!("{}/{repo}:{tag_or_digest}", self.endpoint.host);
+        // As dockerd names it (`FamiliarString`): `repo:tag`, or `repo@sha256:…` for a digest.
+        let sep = if tag_or_digest.contains(':') {
+            '@'
+        } else {
+            ':'
+        };
+        let what = format!("{}/{repo}{sep}{tag_or_digest}", self.endpoint.host);
         let (bytes, digest) = self.get_manifest_capped(repo, tag_or_digest, &what).await?;
         let computed = crate::util::digest::sha256_digest(&bytes);
         if tag_or_digest.starts_with("sha256:") && computed != tag_or_digest {
