@@ -45,6 +45,32 @@ fn push_rmi_pull_by_tag_and_by_digest() {
     // Pushing again: the registry has the layer.
     let out = ok(b.docker_out(&["push", &name]));
     assert!(out.contains(": Layer already exists"), "{out}");
+    // A tag the repository does not have, and a repository without names: moby's texts,
+    // after the line naming the repository (moby's `Push` and `pushRepository`).
+    for (missing, repo, why) in [
+        (
+            format!("{}/team/bb:missing", reg.host()),
+            format!("{}/team/bb", reg.host()),
+            format!("tag does not exist: {}/team/bb:missing", reg.host()),
+        ),
+        (
+            format!("{}/nothing/here:1", reg.host()),
+            format!("{}/nothing/here", reg.host()),
+            format!(
+                "An image does not exist locally with the tag: {}/nothing/here",
+                reg.host()
+            ),
+        ),
+    ] {
+        let out = b.docker_out(&["push", &missing]);
+        assert!(!out.status.success());
+        assert!(
+            stdout(&out).contains(&format!("The push refers to repository [{repo}]")),
+            "{}",
+            stdout(&out)
+        );
+        assert!(stderr(&out).contains(&why), "{}", stderr(&out));
+    }
     // Another repository of the same registry: mounted, not uploaded.
     let other = format!("{}/other/bb:2", reg.host());
     ok(b.docker_out(&["tag", "busybox", &other]));

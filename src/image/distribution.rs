@@ -565,28 +565,57 @@ async fn download(
     Ok(())
 }
 
-/// `POST /images/{name}/push`: push every reference in `targets` (all of one repository).
+/// `POST /images/{name}/push`: push `asked` (a tag), or every tag of its repository (a name
+/// alone), in moby's order (`distribution.Push`, `pushRepository`): the "push refers to" line,
+/// the repository's names checked, the registry reached, then the tag looked up.
 pub async fn push(
     store: Arc<Store>,
     opts: &RegistryOptions,
-    targets: Vec<(Reference, String)>,
+    asked: &Reference,
     auth: &AuthConfig,
     progress: &Progress,
 ) -> Result<Vec<(Reference, String)>, ImageError> {
-    let Some((first, _)) = targets.first() else {
-        return Err(ImageError::invalid("nothing to push".to_string()));
-    };
     progress
         .send(JsonMessage::status(format!(
             "The push refers to repository [{}]",
-            first.repository()
+            asked.repository()
         )))
         .await;
-    let ep = pick_endpoint(opts, &first.domain).await?;
+    // moby's `ReferencesByName`: the repository's tags and digests.
+    let names: Vec<(Reference, String)> = store
+        .references()
+        .into_iter()
+        .filter(|(x, _)| x.repository() == asked.repository())
+        .collect();
+    if names.is_empty() {
+        return Err(ImageError::not_found(format!(
+            "An image does not exist locally with the tag: {}",
+            asked.familiar_repository()
+        )));
+    }
+    let ep = pick_endpoint(opts, &asked.domain).await?;
     let s = Session::new(ep, auth);
-    let repo = first.path.clone();
+    let repo = asked.path.clone();
     s.authenticate(&repo, oci_client::RegistryOperation::Push)
         .await?;
+    let targets: Vec<(Reference, String)> = if asked.tag.is_some() {
+        let id = store.resolve_reference(asked).ok_or_else(|| {
+            ImageError::not_found(format!("tag does not exist: {}", asked.familiar()))
+        })?;
+        vec![(asked.clone(), id)]
+    } else if asked.digest.is_some() {
+        return Err(ImageError::invalid(
+            "cannot push a digest reference".to_string(),
+        ));
+    } else {
+        names.into_iter().filter(|(x, _)| x.tag.is_some()).collect()
+    };
+    if targets.is_empty() {
+        return Err(ImageError::not_found(format!(
+            "no tags to push for {}",
+            asked.familiar_repository()
+        )));
+    }
     let chains: Vec<String> = targets
         .iter()
         .filter_map(|(_, id)| store.image(id))

@@ -1186,46 +1186,13 @@ impl ImageService {
     ) -> Result<(), ImageError> {
         let opts = &self.registry_options();
         let r = Reference::parse_any(name)?;
-        let wanted: Vec<Reference> = match (tag.filter(|t| !t.is_empty()), &r.tag) {
-            (Some(t), _) => vec![r.with_tag(t)],
-            (None, Some(_)) => vec![r.clone()],
-            (None, None) => self
-                .store
-                .references()
-                .into_iter()
-                .map(|(x, _)| x)
-                .filter(|x| x.repository() == r.repository() && x.tag.is_some())
-                .collect(),
-        };
-        let mut targets = Vec::new();
-        for w in &wanted {
-            let id = self.store.resolve_reference(w).ok_or_else(|| {
-                ImageError::new(
-                    crate::errors::ErrorKind::NotFound,
-                    format!(
-                        "An image does not exist locally with the tag: {}",
-                        w.familiar_repository()
-                    ),
-                )
-            })?;
-            targets.push((w.clone(), id));
-        }
-        if targets.is_empty() {
-            return Err(ImageError::new(
-                crate::errors::ErrorKind::NotFound,
-                format!(
-                    "An image does not exist locally with the tag: {}",
-                    r.familiar_repository()
-                ),
-            ));
-        }
-        let pushed =
-            super::distribution::push(self.store.clone(), opts, targets, auth, &progress).await?;
-        // One event per push, as moby's: the actor is the reference asked for.
         let asked = match tag.filter(|t| !t.is_empty()) {
             Some(t) => r.with_tag(t),
             None => r.clone(),
         };
+        let pushed =
+            super::distribution::push(self.store.clone(), opts, &asked, auth, &progress).await?;
+        // One event per push, as moby's: the actor is the reference asked for.
         let img = pushed
             .first()
             .and_then(|(p, _)| self.store.resolve_reference(p))
