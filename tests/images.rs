@@ -525,6 +525,37 @@ fn prune_all_untags_what_it_cannot_delete() {
     );
 }
 
+/// Bad filter values of image list and prune: moby's texts, as 400s.
+#[test]
+fn bad_filter_values_are_mobys_errors() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    let until = r#"invalid value for 'until' filter: failed to parse value as time or duration: invalid seconds "xyz": invalid syntax"#;
+    for args in [
+        &["image", "prune", "-f", "--filter", "until=xyz"][..],
+        &["images", "--filter", "until=xyz"][..],
+    ] {
+        let out = b.docker_out(args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr(&out).contains(until), "{args:?}: {}", stderr(&out));
+    }
+    let out = b.docker_out(&[
+        "image", "prune", "-f", "--filter", "until=1h", "--filter", "until=2h",
+    ]);
+    assert!(
+        stderr(&out).contains("more than one until filter specified"),
+        "{}",
+        stderr(&out)
+    );
+    let mut conn = common::Conn::unix(&b.socket);
+    let r = conn.request(
+        "POST",
+        "/images/prune?filters=%7B%22until%22%3A%7B%22xyz%22%3Atrue%7D%7D",
+        None,
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+}
+
 #[test]
 fn save_rmi_load_round_trip() {
     require!(ready(), NOT_READY);

@@ -9,12 +9,12 @@ pub mod backend;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::broadcast;
 
 use crate::filters::Filters;
-use crate::util::time::unix_nanos;
+use crate::util::time::{parse_unix_timestamp, unix_nanos};
 
 /// How many past events `since` can replay (dockerd keeps 256; berth keeps more, each event
 /// shared between the ring and the live channel).
@@ -276,47 +276,6 @@ impl EventQuery {
             filters,
         })
     }
-}
-
-/// moby's `timestamp.ParseUnixTimestamp` (without its `invalid timestamp` prefix): signed
-/// seconds, then optionally `.` and up to 20 digits of which the first 9 are nanoseconds.
-fn parse_unix_timestamp(value: &str) -> Result<SystemTime, String> {
-    let (s, n) = value.split_once('.').unwrap_or((value, ""));
-    let sec: i64 = s.parse().map_err(|e: std::num::ParseIntError| {
-        let why = match e.kind() {
-            std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
-                "value out of range"
-            }
-            _ => "invalid syntax",
-        };
-        format!("invalid seconds {s:?}: {why}")
-    })?;
-    const MAX_FRAC_DIGITS: usize = 20;
-    if n.len() > MAX_FRAC_DIGITS {
-        return Err(format!(
-            "invalid nanoseconds: length {} exceeds maximum {MAX_FRAC_DIGITS}",
-            n.len()
-        ));
-    }
-    if let Some((i, c)) = n.bytes().enumerate().find(|(_, c)| !c.is_ascii_digit()) {
-        return Err(format!(
-            "invalid nanoseconds: invalid character '{}' at position {i}",
-            c.escape_ascii()
-        ));
-    }
-    let digits = &n[..n.len().min(9)];
-    let nanos: u32 = if digits.is_empty() {
-        0
-    } else {
-        format!("{digits:0<9}").parse().unwrap_or(0)
-    };
-    let t = if sec >= 0 {
-        UNIX_EPOCH.checked_add(Duration::from_secs(sec as u64))
-    } else {
-        UNIX_EPOCH.checked_sub(Duration::from_secs(sec.unsigned_abs()))
-    };
-    t.and_then(|t| t.checked_add(Duration::from_nanos(u64::from(nanos))))
-        .ok_or_else(|| format!("invalid seconds {s:?}: value out of range"))
 }
 
 /// The ring: [`RING_SIZE`] slots (see [`EventBus::make_slots`]); event `seq` sits in slot

@@ -23,7 +23,7 @@ use crate::registry::client::AuthConfig;
 use crate::registry::{RegistryError, RegistryOptions};
 use crate::util::io::{BodyReceiver, ChannelReader};
 use crate::util::progress::{JsonMessage, Progress};
-use crate::util::time::{parse_timestamp, rfc3339_nano};
+use crate::util::time::{parse_timestamp_or_error, rfc3339_nano};
 
 /// Options of `GET /images/json`.
 #[derive(Debug, Clone, Default)]
@@ -271,19 +271,25 @@ impl ImageService {
         // As moby's `Images`: `dangling=true` keeps untagged images only; `dangling=false`
         // leaves out the images that have neither a tag nor a digest.
         let dangling_only = f.get("dangling").any(|v| v == "true" || v == "1");
-        let mut before = None;
+        // As moby's `Images`: `before` and `until` make one limit, the earliest of them (an
+        // image created at it or later is left out); `since` the latest of its images.
+        let mut before: Option<i128> = None;
         for b in f.get("before") {
-            before = Some(self.get_image(b)?.config.created_nanos());
+            let t = self.get_image(b)?.config.created_nanos();
+            before = Some(before.map_or(t, |x| x.min(t)));
         }
-        let mut since = None;
-        for s in f.get("since") {
-            since = Some(self.get_image(s)?.config.created_nanos());
-        }
-        let mut until = None;
+        let now = SystemTime::now();
         for u in f.get("until") {
-            let t = parse_timestamp(u, SystemTime::now())
-                .ok_or_else(|| ImageError::invalid(format!("invalid filter 'until={u}'")))?;
-            until = Some(crate::util::time::unix_nanos(t));
+            let t = parse_timestamp_or_error(u, now).map_err(|e| {
+                ImageError::invalid(format!("invalid value for 'until' filter: {e}"))
+            })?;
+            let t = crate::util::time::unix_nanos(t);
+            before = Some(before.map_or(t, |x| x.min(t)));
+        }
+        let mut since: Option<i128> = None;
+        for s in f.get("since") {
+            let t = self.get_image(s)?.config.created_nanos();
+            since = Some(since.map_or(t, |x| x.max(t)));
         }
         let images = self.store.images();
         // The images that have children: the others are moby's `imageStore.Heads()`.
@@ -318,10 +324,7 @@ impl ImageService {
                 continue;
             }
             let created_ns = img.config.created_nanos();
-            if before.is_some_and(|b| created_ns >= b)
-                || since.is_some_and(|s| created_ns <= s)
-                || until.is_some_and(|u| created_ns > u)
-            {
+            if before.is_some_and(|b| created_ns >= b) || since.is_some_and(|s| created_ns <= s) {
                 continue;
             }
             let labels = img.config.labels();
@@ -752,12 +755,21 @@ impl ImageService {
             .next()
             .map(|v| v == "true" || v == "1")
             .unwrap_or(true);
-        let mut until = None;
-        for u in filters.get("until") {
-            let t = parse_timestamp(u, SystemTime::now())
-                .ok_or_else(|| ImageError::invalid(format!("invalid filter 'until={u}'")))?;
-            until = Some(crate::util::time::unix_nanos(t));
+        // moby's `getUntilFromPruneFilters`.
+        let untils: Vec<&str> = filters.get("until").collect();
+        if untils.len() > 1 {
+            return Err(ImageError::invalid(
+                "more than one until filter specified".to_string(),
+            ));
         }
+        let until = match untils.first() {
+            Some(u) => Some(crate::util::time::unix_nanos(
+                parse_timestamp_or_error(u, SystemTime::now()).map_err(|e| {
+                    ImageError::invalid(format!("invalid value for 'until' filter: {e}"))
+                })?,
+            )),
+            None => None,
+        };
         let images = self.store.images();
         let parents: HashSet<&str> = images.iter().filter_map(|i| i.parent.as_deref()).collect();
         // Every layer before the prune, for the space reclaimed (moby's `layerStore.Map()`).
@@ -1286,6 +1298,7 @@ fn glob(pattern: &str, s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::errors::ErrorKind;
 
     #[test]
     fn a_second_prune_is_refused_while_one_runs() {
@@ -1533,6 +1546,36 @@ mod tests {
         let (_, deleted) = pruned(&svc, r#"{"dangling":["false"]}"#);
         assert_eq!(deleted.len(), 4, "{deleted:?}");
         assert!(svc.store().images().is_empty());
+    }
+
+    #[test]
+    fn bad_until_filters_are_mobys_400s() {
+        let (_dir, svc, _) = dangling_fixture();
+        let f = Filters::parse(r#"{"until":["xyz"]}"#).unwrap();
+        let want = r#"invalid value for 'until' filter: failed to parse value as time or duration: invalid seconds "xyz": invalid syntax"#;
+        let e = svc.prune(&f).unwrap_err();
+        assert_eq!(
+            (e.kind(), e.to_string().as_str()),
+            (ErrorKind::InvalidParameter, want)
+        );
+        let opts = ListOptions {
+            filters: f,
+            ..Default::default()
+        };
+        let e = svc.list(&opts).unwrap_err();
+        assert_eq!(
+            (e.kind(), e.to_string().as_str()),
+            (ErrorKind::InvalidParameter, want)
+        );
+        let f = Filters::parse(r#"{"until":["1h","2h"]}"#).unwrap();
+        let e = svc.prune(&f).unwrap_err();
+        assert_eq!(e.to_string(), "more than one until filter specified");
+        // In the list, several `until` values are the earliest.
+        let opts = ListOptions {
+            filters: f,
+            ..Default::default()
+        };
+        assert!(svc.list(&opts).unwrap().is_empty());
     }
 
     #[test]

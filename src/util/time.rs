@@ -60,6 +60,67 @@ fn parse_unix(value: &str) -> Option<SystemTime> {
     UNIX_EPOCH.checked_add(Duration::new(s, nanos))
 }
 
+/// moby's `timestamp.ParseUnixTimestamp` (without its `invalid timestamp` prefix): signed
+/// seconds, then optionally `.` and up to 20 digits of which the first 9 are nanoseconds.
+pub fn parse_unix_timestamp(value: &str) -> Result<SystemTime, String> {
+    let (s, n) = value.split_once('.').unwrap_or((value, ""));
+    let sec: i64 = s.parse().map_err(|e: std::num::ParseIntError| {
+        let why = match e.kind() {
+            std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+                "value out of range"
+            }
+            _ => "invalid syntax",
+        };
+        format!("invalid seconds {s:?}: {why}")
+    })?;
+    const MAX_FRAC_DIGITS: usize = 20;
+    if n.len() > MAX_FRAC_DIGITS {
+        return Err(format!(
+            "invalid nanoseconds: length {} exceeds maximum {MAX_FRAC_DIGITS}",
+            n.len()
+        ));
+    }
+    if let Some((i, c)) = n.bytes().enumerate().find(|(_, c)| !c.is_ascii_digit()) {
+        return Err(format!(
+            "invalid nanoseconds: invalid character '{}' at position {i}",
+            c.escape_ascii()
+        ));
+    }
+    let digits = &n[..n.len().min(9)];
+    let nanos: u32 = if digits.is_empty() {
+        0
+    } else {
+        format!("{digits:0<9}").parse().unwrap_or(0)
+    };
+    let t = if sec >= 0 {
+        UNIX_EPOCH.checked_add(Duration::from_secs(sec as u64))
+    } else {
+        UNIX_EPOCH.checked_sub(Duration::from_secs(sec.unsigned_abs()))
+    };
+    t.and_then(|t| t.checked_add(Duration::from_nanos(u64::from(nanos))))
+        .ok_or_else(|| format!("invalid seconds {s:?}: value out of range"))
+}
+
+/// moby's `timestamp.Parse` as the `until` filters of image list and prune report it: the
+/// time, or moby's error text (`failed to parse value as time or duration: …`). The forms
+/// accepted are [`parse_timestamp`]'s. A value with a `-` that is no RFC 3339 time fails as in
+/// moby, but not in Go's words (`time.Parse`'s layout messages are not reproduced).
+pub fn parse_timestamp_or_error(value: &str, now: SystemTime) -> Result<SystemTime, String> {
+    if value.trim().is_empty() {
+        return Err("failed to parse value as time or duration: value is empty".to_string());
+    }
+    if let Some(t) = parse_timestamp(value, now) {
+        return Ok(t);
+    }
+    if value.contains('-') {
+        return Err(format!("parsing time {value:?}: not a time berth reads"));
+    }
+    // moby's last resort: a Unix time in `ParseUnixTimestamp`'s wider forms (`+5`, more than
+    // nine digits of fraction), or its error.
+    parse_unix_timestamp(value)
+        .map_err(|e| format!("failed to parse value as time or duration: {e}"))
+}
+
 /// Parse a Go duration string such as `300ms`, `1.5h` or `2h45m`.
 pub fn parse_go_duration(value: &str) -> Option<Duration> {
     let mut rest = value;
@@ -128,6 +189,30 @@ pub fn go_duration_string(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn until_values_fail_with_mobys_words() {
+        let now = SystemTime::now();
+        let e = |v: &str| parse_timestamp_or_error(v, now).unwrap_err();
+        assert_eq!(
+            e("xyz"),
+            r#"failed to parse value as time or duration: invalid seconds "xyz": invalid syntax"#
+        );
+        assert_eq!(
+            e("1.x"),
+            "failed to parse value as time or duration: invalid nanoseconds: invalid character 'x' at position 0"
+        );
+        assert_eq!(
+            e(" "),
+            "failed to parse value as time or duration: value is empty"
+        );
+        assert!(e("2020-13-99").starts_with(r#"parsing time "2020-13-99""#));
+        let at = |v: &str| unix_nanos(parse_timestamp_or_error(v, now).unwrap());
+        assert_eq!(at("1700000000.5"), 1_700_000_000_500_000_000);
+        assert_eq!(at("+5"), 5_000_000_000);
+        assert_eq!(at("1.1234567891"), 1_123_456_789);
+        assert_eq!(at("10m"), unix_nanos(now) - 600_000_000_000);
+    }
 
     #[test]
     fn go_duration_strings() {
