@@ -68,6 +68,25 @@ impl Filters {
         }
     }
 
+    /// moby's `GetBoolOrDefault`: `default` when `key` is not given, else whether its values
+    /// say true (`1`, `true`) rather than false (`0`, `false`); none of them, or both, is
+    /// `invalid filter 'key=[v1 v2]'` (Go's rendering of the values; here in sorted order).
+    pub fn get_bool_or_default(&self, key: &str, default: bool) -> Result<bool, FilterError> {
+        let Some(values) = self.0.get(key) else {
+            return Ok(default);
+        };
+        if values.is_empty() {
+            return Err(invalid(key, None));
+        }
+        let is_false = values.contains("0") || values.contains("false");
+        let is_true = values.contains("1") || values.contains("true");
+        if is_false == is_true {
+            let listed: Vec<&str> = values.iter().map(String::as_str).collect();
+            return Err(invalid(key, Some(&format!("[{}]", listed.join(" ")))));
+        }
+        Ok(is_true)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -158,6 +177,33 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "invalid filter 'type=container'"
+        );
+    }
+
+    #[test]
+    fn booleans_as_mobys_get_bool_or_default() {
+        let b = |text: &str, default: bool| {
+            Filters::parse(text)
+                .unwrap()
+                .get_bool_or_default("dangling", default)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(b("", true), Ok(true));
+        assert_eq!(b(r#"{"dangling":["1"]}"#, false), Ok(true));
+        assert_eq!(b(r#"{"dangling":["false"]}"#, true), Ok(false));
+        // An unknown value beside a known one is ignored, as moby does.
+        assert_eq!(b(r#"{"dangling":["true","x"]}"#, false), Ok(true));
+        assert_eq!(
+            b(r#"{"dangling":["x"]}"#, false),
+            Err("invalid filter 'dangling=[x]'".to_string())
+        );
+        assert_eq!(
+            b(r#"{"dangling":["true","0"]}"#, false),
+            Err("invalid filter 'dangling=[0 true]'".to_string())
+        );
+        assert_eq!(
+            b(r#"{"dangling":[]}"#, false),
+            Err("invalid filter 'dangling'".to_string())
         );
     }
 }

@@ -547,13 +547,43 @@ fn bad_filter_values_are_mobys_errors() {
         "{}",
         stderr(&out)
     );
-    let mut conn = common::Conn::unix(&b.socket);
-    let r = conn.request(
-        "POST",
-        "/images/prune?filters=%7B%22until%22%3A%7B%22xyz%22%3Atrue%7D%7D",
-        None,
+    // moby's `GetBoolOrDefault`: Go's rendering of the values. (`docker image prune` adds
+    // `dangling=true`, or `false` with `-a`, to what it is given, which then decides: the API
+    // below shows prune's error.)
+    let out = b.docker_out(&["images", "--filter", "dangling=x"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid filter 'dangling=[x]'"),
+        "{}",
+        stderr(&out)
     );
-    assert_eq!(r.status, 400, "{}", r.text());
+    let mut conn = common::Conn::unix(&b.socket);
+    for (path, want) in [
+        (
+            "/images/prune?filters=%7B%22until%22%3A%7B%22xyz%22%3Atrue%7D%7D",
+            until,
+        ),
+        (
+            "/images/json?filters=%7B%22dangling%22%3A%5B%22true%22%2C%22false%22%5D%7D",
+            "invalid filter 'dangling=[false true]'",
+        ),
+        (
+            "/images/prune?filters=%7B%22dangling%22%3A%5B%22x%22%5D%7D",
+            "invalid filter 'dangling=[x]'",
+        ),
+    ] {
+        let r = conn.request(
+            if path.contains("prune") {
+                "POST"
+            } else {
+                "GET"
+            },
+            path,
+            None,
+        );
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(r.json()["message"], want);
+    }
 }
 
 #[test]

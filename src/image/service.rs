@@ -266,11 +266,11 @@ impl ImageService {
         let f = &opts.filters;
         f.validate(LIST_FILTERS)
             .map_err(|e| ImageError::invalid(e.to_string()))?;
-        f.validate_values("dangling", &["true", "false", "1", "0"])
-            .map_err(|e| ImageError::invalid(e.to_string()))?;
         // As moby's `Images`: `dangling=true` keeps untagged images only; `dangling=false`
         // leaves out the images that have neither a tag nor a digest.
-        let dangling_only = f.get("dangling").any(|v| v == "true" || v == "1");
+        let dangling_only = f
+            .get_bool_or_default("dangling", false)
+            .map_err(|e| ImageError::invalid(e.to_string()))?;
         // As moby's `Images`: `before` and `until` make one limit, the earliest of them (an
         // image created at it or later is left out); `since` the latest of its images.
         let mut before: Option<i128> = None;
@@ -747,14 +747,9 @@ impl ImageService {
         filters
             .validate(PRUNE_FILTERS)
             .map_err(|e| ImageError::invalid(e.to_string()))?;
-        filters
-            .validate_values("dangling", &["true", "false", "1", "0"])
-            .map_err(|e| ImageError::invalid(e.to_string()))?;
         let dangling_only = filters
-            .get("dangling")
-            .next()
-            .map(|v| v == "true" || v == "1")
-            .unwrap_or(true);
+            .get_bool_or_default("dangling", true)
+            .map_err(|e| ImageError::invalid(e.to_string()))?;
         // moby's `getUntilFromPruneFilters`.
         let untils: Vec<&str> = filters.get("until").collect();
         if untils.len() > 1 {
