@@ -341,6 +341,16 @@ fn copied_files_keep_their_owners() {
          CMD [\"cat\", \"/owners\"]\n",
     );
     built(&build(&b, &dir, &["-t", "owners:1"]));
+    // A COPY shows no container, as dockerd copies into a layer without one.
+    let copy_only = b.dir.path().join("copy-only");
+    write(&copy_only, "f", "f\n");
+    write(&copy_only, "Dockerfile", "FROM busybox\nCOPY f /f\n");
+    let out = built(&build(&b, &copy_only, &[]));
+    assert!(
+        !out.contains("Running in") && !out.contains("Removed intermediate"),
+        "{out}"
+    );
+    assert_eq!(ok(b.docker_out(&["ps", "-aq"])), "");
     assert_eq!(
         ok(b.docker_out(&["run", "--rm", "owners:1"])),
         "/f 1000:1001\n/plain 0:0\n/s 0:0\n/s/f 555:666\n/t/o/f 1234:4321\n"

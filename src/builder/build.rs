@@ -961,7 +961,10 @@ impl Builder {
         opts: &BuildOptions,
         out: &mut Out,
     ) -> Result<(), StepError> {
-        let id = self.create(st, probe.clone(), opts, out).await?;
+        // COPY and ADD: dockerd writes the files into a layer of its own, no container, so
+        // none is shown ("Running in", "Removed intermediate container") or left behind.
+        let copying = files.is_some();
+        let id = self.create(st, probe.clone(), opts, out, !copying).await?;
         let result = async {
             if let Some(tar) = files {
                 let body = crate::util::io::body_of(vec![bytes::Bytes::from(tar)]);
@@ -973,8 +976,14 @@ impl Builder {
             self.commit(st, &id, &probe).await
         }
         .await;
-        self.remove_intermediate(&id, result.is_ok(), opts, out)
-            .await;
+        if copying {
+            if let Err(e) = self.containers.remove(&id, true, true).await {
+                tracing::warn!("remove the copy container {id}: {e}");
+            }
+        } else {
+            self.remove_intermediate(&id, result.is_ok(), opts, out)
+                .await;
+        }
         result
     }
 
@@ -1126,6 +1135,7 @@ impl Builder {
         config: ContainerConfig,
         opts: &BuildOptions,
         out: &mut Out,
+        announce: bool,
     ) -> Result<String, StepError> {
         // moby's `containerManager.Create(runConfig, hostConfig)`: the step's whole config,
         // without a health check, its output attached.
@@ -1151,8 +1161,10 @@ impl Builder {
         for w in warnings {
             out.say(format!(" ---> [Warning] {w}\n")).await;
         }
-        out.say(format!(" ---> Running in {}\n", short_id(&id)))
-            .await;
+        if announce {
+            out.say(format!(" ---> Running in {}\n", short_id(&id)))
+                .await;
+        }
         Ok(id)
     }
 
@@ -1263,7 +1275,7 @@ impl Builder {
             env.push(format!("{k}={v}"));
         }
         run.env = Some(env);
-        let id = self.create(st, run, opts, out).await?;
+        let id = self.create(st, run, opts, out, true).await?;
         let result = async {
             let code = self.run_container(&id, out).await?;
             if code != 0 {
