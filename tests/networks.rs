@@ -1208,3 +1208,146 @@ fn internal_networks_and_disconnect_release_ports() {
         stderr(&o)
     );
 }
+
+/// Stop berthd (SIGTERM: containers and proxies go on) and start it again in the same network
+/// namespace, which a process of the test holds meanwhile; returns that holder, to be killed
+/// at the end.
+fn restart_in_same_netns(b: &mut Berthd, extra: &[&str]) -> std::process::Child {
+    let netns = format!("/proc/{}/ns/net", b.pid());
+    let target = std::fs::read_link(&netns).unwrap();
+    let hold = std::process::Command::new("nsenter")
+        .arg(format!("--net={netns}"))
+        .args(["--", "sleep", "600"])
+        .spawn()
+        .unwrap();
+    let hold_ns = format!("/proc/{}/ns/net", hold.id());
+    wait_for(
+        "the holder to enter the namespace",
+        Duration::from_secs(10),
+        || std::fs::read_link(&hold_ns).ok().as_ref() == Some(&target),
+    );
+    assert!(b.stop().success(), "{}", b.log_text());
+    let mut args = vec!["-H".to_string(), format!("unix://{}", b.socket.display())];
+    args.extend(b.base_args());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&b.log)
+        .unwrap();
+    let child = std::process::Command::new("nsenter")
+        .arg(format!("--net={hold_ns}"))
+        .arg("--")
+        .arg(common::berthd_bin())
+        .args(&args)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    b.child = Some(child);
+    b.wait_ready();
+    hold
+}
+
+#[test]
+fn ports_on_ipv6_host_addresses() {
+    require!(ready(), NOT_READY);
+    if !std::path::Path::new("/proc/net/if_inet6").exists() {
+        eprintln!("SKIP: the host has no IPv6");
+        return;
+    }
+    let mut b = berthd(&["--live-restore"]);
+    // An IPv4-only container: the proxy listens on the IPv6 addresses and forwards to its
+    // IPv4 address, as dockerd's.
+    web(
+        &b,
+        &[
+            "--name",
+            "v6p",
+            "-p",
+            "[::1]:18091:80",
+            "-p",
+            "[::]:18092:80",
+            "-p",
+            "127.0.0.1:18093:80",
+        ],
+        "six",
+    );
+    let mut port: Vec<String> = ok(b.docker_out(&["port", "v6p"]))
+        .lines()
+        .map(str::to_string)
+        .collect();
+    port.sort();
+    assert_eq!(
+        port,
+        [
+            "80/tcp -> 127.0.0.1:18093",
+            "80/tcp -> [::1]:18091",
+            "80/tcp -> [::]:18092"
+        ]
+    );
+    let ports: serde_json::Value =
+        serde_json::from_str(&inspect(&b, "v6p", "{{json .NetworkSettings.Ports}}")).unwrap();
+    let mut hosts: Vec<String> = ports["80/tcp"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| format!("{} {}", p["HostIp"].as_str().unwrap(), p["HostPort"]))
+        .collect();
+    hosts.sort();
+    assert_eq!(
+        hosts,
+        ["127.0.0.1 \"18093\"", ":: \"18092\"", "::1 \"18091\""]
+    );
+    assert_eq!(curl(&b, "http://[::1]:18091/"), "six\n");
+    assert_eq!(curl(&b, "http://[::1]:18092/"), "six\n");
+    // `[::]` is IPv6 only: the IPv4 loopback is not served on 18092.
+    let o = b.in_netns(
+        "curl",
+        &["-s", "--max-time", "1", "http://127.0.0.1:18092/"],
+    );
+    assert!(!o.status.success(), "{o:?}");
+    // A container on an IPv6 network: its IPv6 address is the target.
+    ok(b.docker_out(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:91::/64",
+        "--subnet",
+        "10.215.0.0/24",
+        "v6ports",
+    ]));
+    web(
+        &b,
+        &[
+            "--name",
+            "v6n",
+            "--network",
+            "v6ports",
+            "-p",
+            "[::1]:18094:80",
+        ],
+        "native",
+    );
+    assert_eq!(curl(&b, "http://[::1]:18094/"), "native\n");
+    assert_eq!(
+        ok(b.docker_out(&["port", "v6n"])).trim(),
+        "80/tcp -> [::1]:18094"
+    );
+    // They survive a restart of berthd, as other published ports.
+    let mut hold = restart_in_same_netns(&mut b, &["--live-restore"]);
+    assert_eq!(curl(&b, "http://[::1]:18091/"), "six\n");
+    assert_eq!(curl(&b, "http://[::1]:18094/"), "native\n");
+    let mut again: Vec<String> = ok(b.docker_out(&["port", "v6p"]))
+        .lines()
+        .map(str::to_string)
+        .collect();
+    again.sort();
+    assert_eq!(again, port);
+    // They go with the container.
+    ok(b.docker_out(&["rm", "-f", "v6p", "v6n"]));
+    let o = b.in_netns("curl", &["-s", "--max-time", "1", "http://[::1]:18091/"]);
+    assert!(!o.status.success(), "the port is closed after rm");
+    let _ = hold.kill();
+    let _ = hold.wait();
+}

@@ -922,10 +922,6 @@ pub(super) fn port_requests(r: &Record) -> Result<Vec<PortRequest>, ContainerErr
                     (p, p)
                 }
             };
-            // IPv6 host addresses are not served yet: skip them, as dockerd does without ip6.
-            if host_ip.is_some_and(|i| i.is_ipv6()) {
-                continue;
-            }
             out.push(PortRequest {
                 proto,
                 host_ip,

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::SystemTime;
@@ -1097,15 +1097,16 @@ impl NetworkService {
                     (
                         n.bridge.clone(),
                         a.endpoint.ipv4,
+                        a.endpoint.ipv6,
                         n.host_binding(),
                         a.endpoint.id.clone(),
                     )
                 })
             });
-            if let Some((bridge, Some(ip), binding, endpoint_id)) = target {
+            if let Some((bridge, Some(ip), ip6, binding, endpoint_id)) = target {
                 // Binding and starting the proxy block briefly (the proxy reports ready).
                 tokio::task::block_in_place(|| {
-                    self.publish_ports(&req.container_id, &req.ports, &bridge, ip, binding)
+                    self.publish_ports(&req.container_id, &req.ports, &bridge, (ip, ip6), binding)
                 })
                 .map_err(|e| {
                     // dockerd 28's words around the binding's own error.
@@ -1352,21 +1353,42 @@ impl NetworkService {
         Ok(())
     }
 
+    /// Bind the published ports (moby's `sortAndNormPBs`): an IPv4 host address goes to the
+    /// container's IPv4 address; an IPv6 one to its IPv6 address, or, when it has none, to
+    /// its IPv4 address through the proxy alone (without the proxy such a port is skipped,
+    /// as dockerd logs and skips it). A port published on every IPv4 address is published
+    /// on `[::]` as well, likewise; skipped where the host has no IPv6.
     fn publish_ports(
         &self,
         container_id: &str,
         reqs: &[PortRequest],
         bridge: &str,
-        container_ip: Ipv4Addr,
+        (container_ip, container_ip6): (Ipv4Addr, Option<Ipv6Addr>),
         binding: Option<IpAddr>,
     ) -> Result<(), NetworkError> {
+        // Where a port on an IPv6 host address goes, if anywhere.
+        let target6 = match container_ip6 {
+            Some(v6) => Some(IpAddr::V6(v6)),
+            None => self.opts.userland_proxy.then_some(IpAddr::V4(container_ip)),
+        };
         let mut bound: Vec<(proxy::PortSpec, std::os::fd::OwnedFd)> = Vec::new();
         for r in reqs {
             let host_ip = r.host_ip.or(binding).unwrap_or(self.opts.ip);
-            // As dockerd with its userland proxy: a port published on every IPv4 address is
-            // published on every IPv6 address too (`[::]:port`), the proxy forwarding to the
-            // container's IPv4 address; skipped where the host has no IPv6.
-            let dual = self.opts.userland_proxy
+            let target = match host_ip {
+                IpAddr::V4(_) => IpAddr::V4(container_ip),
+                IpAddr::V6(_) => match target6 {
+                    Some(t) => t,
+                    None => {
+                        tracing::info!(
+                            "{container_id}: cannot map {host_ip} port {} to an IPv4-only \
+                             container because the userland proxy is disabled",
+                            r.container_port
+                        );
+                        continue;
+                    }
+                },
+            };
+            let dual = target6.is_some()
                 && r.host_ip.is_none()
                 && host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED);
             let (lo, hi) = (r.host_port, r.host_port_end.max(r.host_port));
@@ -1391,7 +1413,7 @@ impl NetworkService {
                     proto: r.proto,
                     host_ip,
                     host_port: port,
-                    container_ip: IpAddr::V4(container_ip),
+                    container_ip: target,
                     container_port: r.container_port,
                 };
                 let (fd, real) = match proxy::bind(&spec) {
@@ -1403,9 +1425,10 @@ impl NetworkService {
                 };
                 spec.host_port = real;
                 let mut v6 = None;
-                if dual {
+                if let Some(t6) = target6.filter(|_| dual) {
                     let spec6 = proxy::PortSpec {
-                        host_ip: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+                        host_ip: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                        container_ip: t6,
                         ..spec.clone()
                     };
                     match proxy::bind(&spec6) {
