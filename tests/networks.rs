@@ -1351,3 +1351,57 @@ fn ports_on_ipv6_host_addresses() {
     let _ = hold.kill();
     let _ = hold.wait();
 }
+
+/// `docker exec NAME cat FILE`.
+fn cat_in(b: &Berthd, name: &str, file: &str) -> String {
+    ok(b.docker_out(&["exec", name, "cat", file]))
+}
+
+#[test]
+fn hot_plug_rewrites_resolv_conf_and_hosts() {
+    require!(ready(), NOT_READY);
+    let b = berthd(&[]);
+    ok(b.docker_out(&["network", "create", "--subnet", "10.216.0.0/24", "hp1"]));
+    ok(b.docker_out(&["run", "-d", "--name", "hb", "busybox", "sleep", "600"]));
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "peer",
+        "--network",
+        "hp1",
+        "busybox",
+        "sleep",
+        "600",
+    ]));
+    let before = cat_in(&b, "hb", "/etc/resolv.conf");
+    assert!(!before.contains("127.0.0.11"), "{before}");
+    let bridge_ip = inspect(&b, "hb", "{{.NetworkSettings.Networks.bridge.IPAddress}}");
+    // Connected while running: the embedded DNS at once, as dockerd's `rebuildDNS`, and the
+    // new address in /etc/hosts (`addHostsEntries`).
+    ok(b.docker_out(&["network", "connect", "hp1", "hb"]));
+    let resolv = cat_in(&b, "hb", "/etc/resolv.conf");
+    assert!(
+        resolv.contains("nameserver 127.0.0.11\n") && resolv.contains("ndots:0"),
+        "{resolv}"
+    );
+    let ip = inspect(&b, "hb", "{{.NetworkSettings.Networks.hp1.IPAddress}}");
+    let hosts = cat_in(&b, "hb", "/etc/hosts");
+    assert!(
+        hosts.contains(&format!("{ip}\t")) && hosts.contains(&format!("{bridge_ip}\t")),
+        "{hosts}"
+    );
+    let peer_ip = inspect(&b, "peer", "{{.NetworkSettings.Networks.hp1.IPAddress}}");
+    let out = ok(b.docker_out(&["exec", "hb", "nslookup", "peer"]));
+    assert!(out.contains(&peer_ip), "{out}");
+    // Disconnected: its address leaves /etc/hosts; without a user network left, the embedded
+    // resolver stops and /etc/resolv.conf is the default bridge's again.
+    ok(b.docker_out(&["network", "disconnect", "hp1", "hb"]));
+    let hosts = cat_in(&b, "hb", "/etc/hosts");
+    assert!(
+        !hosts.contains(&format!("{ip}\t")) && hosts.contains(&format!("{bridge_ip}\t")),
+        "{hosts}"
+    );
+    let resolv = cat_in(&b, "hb", "/etc/resolv.conf");
+    assert!(!resolv.contains("127.0.0.11"), "{resolv}");
+}

@@ -184,7 +184,7 @@ impl ContainerManager {
                 return Err(e.into());
             }
         };
-        self.write_network_files(r, &attached)?;
+        self.write_network_files(r, &attached, Rewrite::BeforeStart)?;
         self.update_link_parents(r);
         Ok(Some(netns))
     }
@@ -216,8 +216,15 @@ impl ContainerManager {
 
     /// `/etc/hosts` (localhost lines, the container's own addresses, `--add-host` with
     /// `host-gateway`, legacy links) and `/etc/resolv.conf` (the embedded DNS on user
-    /// networks) for this run.
-    fn write_network_files(&self, r: &Record, attached: &[Attached]) -> Result<(), ContainerError> {
+    /// networks) for this run; again when a running container is connected to a network or
+    /// disconnected from one (moby's `addHostsEntries`/`deleteHostsEntries`, and
+    /// `rebuildDNS` when its resolver starts).
+    pub(super) fn write_network_files(
+        &self,
+        r: &Record,
+        attached: &[Attached],
+        how: Rewrite,
+    ) -> Result<(), ContainerError> {
         let hostname = r.config.hostname.clone().unwrap_or_default();
         let mut hosts = super::create::hosts_file(&hostname, &[]);
         let gw = self.host_gateway();
@@ -250,12 +257,22 @@ impl ContainerManager {
                 hosts.push_str(&format!("{ip}\t{hostname}\n"));
             }
         }
-        // Remade at every start: replaced atomically, not fsynced.
+        // Remade at every start: replaced atomically, not fsynced. A running container has
+        // the files bind-mounted: they are rewritten in place, as dockerd's.
+        let in_place = !matches!(how, Rewrite::BeforeStart);
         let write = |p: &str, s: &str| {
-            replace_file(std::path::Path::new(p), s.as_bytes(), 0o644)
-                .map_err(|e| ContainerError::io(format!("write {p}"), e))
+            let path = std::path::Path::new(p);
+            if in_place {
+                std::fs::write(path, s.as_bytes())
+            } else {
+                replace_file(path, s.as_bytes(), 0o644)
+            }
+            .map_err(|e| ContainerError::io(format!("write {p}"), e))
         };
         write(&r.hosts_path, &hosts)?;
+        if matches!(how, Rewrite::HostsOnly) {
+            return Ok(());
+        }
         let user_net = attached.iter().any(|a| a.network_name != "bridge");
         let opts = self.network.options();
         let h = &r.host_config;
@@ -683,6 +700,18 @@ impl ContainerManager {
     pub fn network_service(&self) -> &Arc<crate::network::service::NetworkService> {
         &self.network
     }
+}
+
+/// When [`ContainerManager::write_network_files`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Rewrite {
+    /// Before the container starts: both files replaced.
+    BeforeStart,
+    /// A running container's networks changed: both files rewritten in place.
+    Running,
+    /// A running container's networks changed without starting or stopping its embedded
+    /// resolver: `/etc/hosts` alone, in place.
+    HostsOnly,
 }
 
 /// Registered links as the record keeps them: `/<child ID>:/<name>/<alias>`.

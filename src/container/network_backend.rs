@@ -10,7 +10,7 @@ use bollard_stubs::models::EndpointSettings;
 use serde_json::{json, Map, Value};
 
 use super::manager::ContainerManager;
-use super::network::{endpoint_request, joins_networks};
+use super::network::{endpoint_request, joins_networks, Rewrite};
 use crate::api::NetworkBackend;
 use crate::errors::Kinded;
 use crate::filters::Filters;
@@ -198,7 +198,9 @@ impl ContainerManager {
             ));
         }
         settings.network_id = Some(n.id.clone());
-        if r.state.status.is_running() {
+        let running = r.state.status.is_running();
+        let had_resolver = running && self.on_user_network(&r.id);
+        if running {
             let req = JoinRequest {
                 container_id: r.id.clone(),
                 container_name: r.name.clone(),
@@ -217,10 +219,37 @@ impl ContainerManager {
             self.network.connect(&req).await?;
         }
         let name = n.name.clone();
-        self.update(&c, move |r| {
+        let r = self.update(&c, move |r| {
             r.networks.insert(name, settings);
         })?;
+        if running {
+            self.rewrite_network_files(&r, had_resolver);
+        }
         Ok(())
+    }
+
+    /// Whether the container has an endpoint on a user network now (and so the embedded
+    /// resolver in its `/etc/resolv.conf`).
+    fn on_user_network(&self, id: &str) -> bool {
+        self.network
+            .attached(id)
+            .iter()
+            .any(|a| !crate::network::service::PREDEFINED.contains(&a.network_name.as_str()))
+    }
+
+    /// After a running container's connect or disconnect: `/etc/hosts` with its addresses
+    /// now, and `/etc/resolv.conf` when its embedded resolver started or stopped. A failure
+    /// is logged: the network change itself is done.
+    fn rewrite_network_files(&self, r: &super::record::Record, had_resolver: bool) {
+        let how = if self.on_user_network(&r.id) == had_resolver {
+            Rewrite::HostsOnly
+        } else {
+            Rewrite::Running
+        };
+        let attached = self.network.attached(&r.id);
+        if let Err(e) = self.write_network_files(r, &attached, how) {
+            tracing::warn!("network files of {}: {e}", r.id);
+        }
     }
 
     /// `docker network disconnect`.
@@ -249,13 +278,18 @@ impl ContainerManager {
                 r.id, n.name
             )));
         }
-        if r.state.status.is_running() {
+        let running = r.state.status.is_running();
+        let had_resolver = running && self.on_user_network(&r.id);
+        if running {
             self.network.disconnect(&r.id, &n.id).await?;
         }
         let name = n.name.clone();
-        self.update(&c, move |r| {
+        let r = self.update(&c, move |r| {
             r.networks.remove(&name);
         })?;
+        if running {
+            self.rewrite_network_files(&r, had_resolver);
+        }
         Ok(())
     }
 }
