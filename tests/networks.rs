@@ -1405,3 +1405,75 @@ fn hot_plug_rewrites_resolv_conf_and_hosts() {
     let resolv = cat_in(&b, "hb", "/etc/resolv.conf");
     assert!(!resolv.contains("127.0.0.11"), "{resolv}");
 }
+
+#[test]
+fn rename_updates_the_embedded_dns() {
+    require!(ready(), NOT_READY);
+    let b = berthd(&[]);
+    // Internal: a name the embedded server does not know is never forwarded anywhere.
+    ok(b.docker_out(&[
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        "10.217.0.0/24",
+        "rn",
+    ]));
+    let id = ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "r2",
+        "--network",
+        "rn",
+        "--network-alias",
+        "al",
+        "busybox",
+        "sleep",
+        "600",
+    ]))
+    .trim()
+    .to_string();
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "asker",
+        "--network",
+        "rn",
+        "--link",
+        "r2:lnk",
+        "busybox",
+        "sleep",
+        "600",
+    ]));
+    let ip = inspect(&b, "r2", "{{.NetworkSettings.Networks.rn.IPAddress}}");
+    let lookup = |name: &str| b.docker_out(&["exec", "asker", "nslookup", name]);
+    assert!(stdout_of(&lookup("r2")).contains(&ip));
+    ok(b.docker_out(&["rename", "r2", "r2b"]));
+    // At once, as dockerd's `ContainerRename` (`Sandbox.Rename`, `UpdateDNSNames`).
+    let out = lookup("r2b");
+    assert!(
+        out.status.success() && stdout_of(&out).contains(&ip),
+        "{out:?}"
+    );
+    let out = lookup("r2");
+    assert!(
+        !stdout_of(&out).contains(&ip),
+        "the old name still answers: {out:?}"
+    );
+    // The alias and the short ID stay; the link alias named the old name, as dockerd's
+    // (`CreateOptionAlias` keeps the name given), and no longer resolves.
+    assert!(stdout_of(&lookup("al")).contains(&ip));
+    assert!(stdout_of(&lookup(&id[..12])).contains(&ip));
+    assert!(!stdout_of(&lookup("lnk")).contains(&ip));
+    assert_eq!(
+        inspect(&b, "r2b", "{{json .NetworkSettings.Networks.rn.DNSNames}}"),
+        format!("[\"r2b\",\"al\",\"{}\"]", &id[..12])
+    );
+    assert!(stdout_of(&lookup(&ip)).contains("r2b.rn"));
+    // And after a restart of the container, the same.
+    ok(b.docker_out(&["restart", "-t", "0", "r2b"]));
+    let ip = inspect(&b, "r2b", "{{.NetworkSettings.Networks.rn.IPAddress}}");
+    assert!(stdout_of(&lookup("r2b")).contains(&ip));
+}

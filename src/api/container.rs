@@ -84,7 +84,7 @@ pub trait ContainerBackend: Send + Sync {
         volumes: bool,
     ) -> Result<(), ContainerError>;
     async fn container_pause(&self, name: String, pause: bool) -> Result<(), ContainerError>;
-    fn container_rename(&self, name: String, new_name: String) -> Result<(), ContainerError>;
+    async fn container_rename(&self, name: String, new_name: String) -> Result<(), ContainerError>;
     async fn container_update(
         &self,
         name: String,
@@ -406,7 +406,7 @@ pub async fn unpause(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
 
 pub async fn rename(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let new_name = ctx.query.get("name").unwrap_or("").to_string();
-    ctx.backend.container_rename(name(&ctx), new_name)?;
+    ctx.backend.container_rename(name(&ctx), new_name).await?;
     Ok(no_content())
 }
 

@@ -114,8 +114,9 @@ impl ContainerBackend for Arc<ContainerManager> {
         detached(async move { m.pause(&name, pause).await }).await
     }
 
-    fn container_rename(&self, name: String, new_name: String) -> Result<(), ContainerError> {
-        self.rename(&name, &new_name)
+    async fn container_rename(&self, name: String, new_name: String) -> Result<(), ContainerError> {
+        let m = self.clone();
+        detached(async move { m.rename(&name, &new_name).await }).await
     }
 
     async fn container_update(

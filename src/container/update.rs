@@ -11,8 +11,10 @@ use crate::errors::Kinded;
 use crate::runtime::spec;
 
 impl ContainerManager {
-    pub fn rename(&self, name: &str, new_name: &str) -> Result<(), ContainerError> {
+    pub async fn rename(&self, name: &str, new_name: &str) -> Result<(), ContainerError> {
         let c = self.get(name)?;
+        // The container's lifecycle lock: a start or stop does not race the endpoints' names.
+        let _op = c.op.lock().await;
         let new_bare = new_name.strip_prefix('/').unwrap_or(new_name).to_string();
         if new_bare.is_empty() {
             return Err(ContainerError::invalid(
@@ -42,6 +44,13 @@ impl ContainerManager {
             names_map.remove(&old);
         }
         let r = self.update(&c, |r| r.name = new_bare.clone())?;
+        // As moby's `ContainerRename` for a running container: the endpoints are renamed at
+        // once, so the embedded DNS answers the new name (and `DNSNames` shows it).
+        if r.state.status.is_running() {
+            let hostname = r.config.hostname.clone().unwrap_or_default();
+            self.network.rename(&r.id, &r.name, &hostname).await;
+            self.network_changed(&r.id);
+        }
         self.events.publish(
             self.event(&r, "rename")
                 .attribute("oldName", format!("/{old}")),

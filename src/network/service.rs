@@ -1225,21 +1225,6 @@ impl NetworkService {
                     .ok_or_else(|| NetworkError::invalid(format!("invalid MAC address: {m}")))?,
                 None => ipam::mac_for(ipv4),
             };
-            let short = &req.container_id[..12.min(req.container_id.len())];
-            let mut dns_names = vec![req.container_name.clone()];
-            for a in &nreq.aliases {
-                if !dns_names.contains(a) {
-                    dns_names.push(a.clone());
-                }
-            }
-            if !net.is_default_bridge() {
-                if !dns_names.iter().any(|n| n == short) {
-                    dns_names.push(short.to_string());
-                }
-                if !req.hostname.is_empty() && !dns_names.contains(&req.hostname) {
-                    dns_names.push(req.hostname.clone());
-                }
-            }
             let e = Endpoint {
                 id: random_hex(64),
                 container_id: req.container_id.clone(),
@@ -1247,7 +1232,12 @@ impl NetworkService {
                 dns_names: if net.is_default_bridge() {
                     Vec::new()
                 } else {
-                    dns_names
+                    dns_names(
+                        &req.container_name,
+                        &nreq.aliases,
+                        &req.container_id,
+                        &req.hostname,
+                    )
                 },
                 aliases: nreq.aliases.clone(),
                 links: if net.is_default_bridge() {
@@ -1573,6 +1563,40 @@ impl NetworkService {
                 // waiting for the kernel's teardown (its random name is never reused).
                 self.netlink.delete_link_detached(&e.host_veth);
                 self.publish("disconnect", &n, &[("container", container_id.to_string())]);
+            }
+        }
+    }
+
+    /// A running container was renamed (moby's `Sandbox.Rename` and `UpdateDNSNames`): its
+    /// endpoints carry the new name, and the embedded DNS answers it (and no longer the old
+    /// one) at once; its other DNS names (aliases, short ID, hostname) stay.
+    pub async fn rename(&self, container_id: &str, new: &str, hostname: &str) {
+        let _op = self.op.lock().await;
+        let ids: Vec<String> = lock(&self.state)
+            .nets
+            .values()
+            .filter(|n| n.endpoints.contains_key(container_id))
+            .map(|n| n.id.clone())
+            .collect();
+        for id in ids {
+            let snapshot = {
+                let mut st = lock(&self.state);
+                let Some(slot) = st.nets.get_mut(&id) else {
+                    continue;
+                };
+                let net = Arc::make_mut(slot);
+                let default_bridge = net.is_default_bridge();
+                let Some(e) = net.endpoints.get_mut(container_id) else {
+                    continue;
+                };
+                e.container_name = new.to_string();
+                if !default_bridge {
+                    e.dns_names = dns_names(new, &e.aliases, container_id, hostname);
+                }
+                slot.clone()
+            };
+            if let Err(e) = self.save(&snapshot) {
+                tracing::error!("{e}");
             }
         }
     }
@@ -1908,6 +1932,22 @@ fn allocate(
         prefix,
         (!net.internal && may_route).then_some(gateway),
     )))
+}
+
+/// moby's `buildEndpointDNSNames`: the container's name, its aliases, its short ID and its
+/// hostname, without repeats (the first is the name PTR answers give).
+fn dns_names(name: &str, aliases: &[String], container_id: &str, hostname: &str) -> Vec<String> {
+    let short = &container_id[..12.min(container_id.len())];
+    let mut out: Vec<String> = Vec::new();
+    for n in std::iter::once(name)
+        .chain(aliases.iter().map(String::as_str))
+        .chain([short, hostname])
+    {
+        if !n.is_empty() && !out.iter().any(|o| o == n) {
+            out.push(n.to_string());
+        }
+    }
+    out
 }
 
 /// dockerd's network name check (libnetwork's `NewNetwork`): any name but a blank one.
