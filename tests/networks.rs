@@ -1477,3 +1477,83 @@ fn rename_updates_the_embedded_dns() {
     let ip = inspect(&b, "r2b", "{{.NetworkSettings.Networks.rn.IPAddress}}");
     assert!(stdout_of(&lookup("r2b")).contains(&ip));
 }
+
+#[test]
+fn none_network_disconnect_and_connect() {
+    require!(ready(), NOT_READY);
+    let b = berthd(&[]);
+    ok(b.docker_out(&["network", "create", "--subnet", "10.218.0.0/24", "nn1"]));
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "nn",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "600",
+    ]));
+    const PRIVATE: &str = "container cannot be connected to multiple networks with one of the networks in private (none) mode";
+    let o = b.docker_out(&["network", "connect", "nn1", "nn"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains(PRIVATE),
+        "{}",
+        stderr(&o)
+    );
+    // dockerd's none → disconnect → connect.
+    ok(b.docker_out(&["network", "disconnect", "none", "nn"]));
+    assert_eq!(
+        inspect(&b, "nn", "{{json .NetworkSettings.Networks}}"),
+        "{}"
+    );
+    ok(b.docker_out(&["network", "connect", "nn1", "nn"]));
+    let ip = inspect(&b, "nn", "{{.NetworkSettings.Networks.nn1.IPAddress}}");
+    assert!(ip.starts_with("10.218.0."), "{ip}");
+    let addrs = ok(b.docker_out(&["exec", "nn", "ip", "-o", "addr"]));
+    assert!(
+        addrs.contains("eth0") && addrs.contains(&format!("inet {ip}/24")),
+        "{addrs}"
+    );
+    assert_eq!(inspect(&b, "nn", "{{.HostConfig.NetworkMode}}"), "none");
+    // Its next start joins the network it is on now.
+    ok(b.docker_out(&["restart", "-t", "0", "nn"]));
+    let addrs = ok(b.docker_out(&["exec", "nn", "ip", "-o", "addr"]));
+    assert!(addrs.contains("inet 10.218.0."), "{addrs}");
+    // `none` for a container on another network: the same text.
+    ok(b.docker_out(&["run", "-d", "--name", "c2", "busybox", "sleep", "600"]));
+    let o = b.docker_out(&["network", "connect", "none", "c2"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains(PRIVATE),
+        "{}",
+        stderr(&o)
+    );
+    // A stopped one's texts.
+    ok(b.docker_out(&[
+        "create",
+        "--name",
+        "c3",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]));
+    let o = b.docker_out(&["network", "connect", "nn1", "c3"]);
+    assert!(stderr(&o).contains(PRIVATE), "{}", stderr(&o));
+    ok(b.docker_out(&["network", "disconnect", "none", "c3"]));
+    let o = b.docker_out(&["network", "disconnect", "none", "c3"]);
+    assert!(
+        stderr(&o).contains("is not connected to the network none"),
+        "{}",
+        stderr(&o)
+    );
+    // `host`: dockerd's texts.
+    let o = b.docker_out(&["network", "connect", "host", "c2"]);
+    assert!(
+        stderr(&o).contains(
+            "cannot connect container to host network - container must be created in host network mode"
+        ),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -140,13 +140,21 @@ impl ContainerManager {
             .await
             .map_err(|e| ContainerError::internal(format!("netns task: {e}")))??;
         }
-        if !joins_networks(&mode) {
-            if mode == "none" {
+        // A `none` container that was disconnected from `none` and connected to bridge
+        // networks joins those (moby's `allocateNetwork` walks the record's networks).
+        let bridged = r.networks.keys().any(|n| n != "none" && n != "host");
+        let joins = joins_networks(&mode) || (mode == "none" && bridged);
+        if !joins {
+            if mode == "none" && r.networks.contains_key("none") {
                 self.network.announce("connect", &mode, &r.id);
             }
             return Ok(Some(netns));
         }
-        let mut order: Vec<(&String, &EndpointSettings)> = r.networks.iter().collect();
+        let mut order: Vec<(&String, &EndpointSettings)> = r
+            .networks
+            .iter()
+            .filter(|(name, _)| *name != "none")
+            .collect();
         // The primary network (NetworkMode) first: its endpoint is eth0.
         order.sort_by_key(|(name, _)| {
             (
@@ -201,10 +209,15 @@ impl ContainerManager {
 
     /// The run ended (or failed to start): leave the networks and drop the namespace.
     pub(super) async fn network_down(&self, id: &str) {
-        let mode = self
-            .get(id)
-            .ok()
-            .and_then(|c| c.with_record(|r| r.host_config.network_mode.clone()));
+        // The event of `host` or `none`, unless the container was disconnected from it.
+        let mode = self.get(id).ok().and_then(|c| {
+            c.with_record(|r| {
+                r.host_config
+                    .network_mode
+                    .clone()
+                    .filter(|m| r.networks.contains_key(m))
+            })
+        });
         if let Some(mode) = mode.filter(|m| m == "host" || m == "none") {
             self.network.announce("disconnect", &mode, id);
         }

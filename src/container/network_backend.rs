@@ -10,13 +10,16 @@ use bollard_stubs::models::EndpointSettings;
 use serde_json::{json, Map, Value};
 
 use super::manager::ContainerManager;
-use super::network::{endpoint_request, joins_networks, Rewrite};
+use super::network::{endpoint_request, owns_namespace, Rewrite};
 use crate::api::NetworkBackend;
 use crate::errors::Kinded;
 use crate::filters::Filters;
 use crate::network::record::NetworkRecord;
 use crate::network::service::{CreateRequest, JoinRequest};
 use crate::network::NetworkError;
+
+/// moby's text for a container on `host` or another's namespace (and for `host` itself).
+const SHARED_NAMESPACE: &str = "container sharing network namespace with another container or host cannot be connected to any other network";
 
 /// The network router's backend.
 pub struct NetworkRouter {
@@ -176,15 +179,35 @@ impl ContainerManager {
         let n = self.network.find(network)?;
         let r = c.record();
         let mode = r.host_config.network_mode.clone().unwrap_or_default();
-        if !joins_networks(&mode) {
-            return Err(super::ContainerError::forbidden(
-                "container sharing network namespace with another container or host cannot be connected to any other network",
+        if !owns_namespace(&mode) && mode != "host" {
+            return Err(super::ContainerError::invalid(SHARED_NAMESPACE));
+        }
+        // moby's `updateNetworkSettings`.
+        if mode != "host" && n.driver == "host" {
+            return Err(super::ContainerError::invalid(
+                "cannot connect container to host network - container must be created in host network mode",
             ));
         }
-        if !n.is_bridge() {
-            return Err(super::ContainerError::forbidden(
-                "container cannot be disconnected from host network or connected to host network",
-            ));
+        for (name, s) in &r.networks {
+            let Ok(sn) = self.network.find(
+                s.network_id
+                    .as_deref()
+                    .filter(|i| !i.is_empty())
+                    .unwrap_or(name),
+            ) else {
+                continue;
+            };
+            if sn.name == n.name {
+                continue;
+            }
+            if sn.driver == "host" || n.driver == "host" {
+                return Err(super::ContainerError::invalid(SHARED_NAMESPACE));
+            }
+            if sn.name == "none" || n.name == "none" {
+                return Err(super::ContainerError::invalid(
+                    "container cannot be connected to multiple networks with one of the networks in private (none) mode",
+                ));
+            }
         }
         if r.networks.contains_key(&n.name) {
             return Err(super::ContainerError::forbidden(format!(
@@ -200,6 +223,18 @@ impl ContainerManager {
         settings.network_id = Some(n.id.clone());
         let running = r.state.status.is_running();
         let had_resolver = running && self.on_user_network(&r.id);
+        if !n.is_bridge() {
+            // `none` (the only other network a container can be connected to here): no
+            // endpoint, only the record, and the event a running container's gets.
+            if running {
+                self.network.announce("connect", &n.name, &r.id);
+            }
+            let name = n.name.clone();
+            self.update(&c, move |r| {
+                r.networks.insert(name, settings);
+            })?;
+            return Ok(());
+        }
         if running {
             let req = JoinRequest {
                 container_id: r.id.clone(),
@@ -272,16 +307,27 @@ impl ContainerManager {
         let _op = c.op.lock().await;
         let n = self.network.find(network)?;
         let r = c.record();
+        let running = r.state.status.is_running();
         if !r.networks.contains_key(&n.name) {
+            // dockerd's two texts: a stopped container's record, a running one's endpoint.
+            let the = if running { "" } else { "the " };
             return Err(super::ContainerError::forbidden(format!(
-                "container {} is not connected to network {}",
+                "container {} is not connected to {the}network {}",
                 r.id, n.name
             )));
         }
-        let running = r.state.status.is_running();
+        let mode = r.host_config.network_mode.as_deref().unwrap_or_default();
+        if running && mode == "host" && n.driver == "host" {
+            return Err(super::ContainerError::invalid(
+                "cannot disconnect container from host network - container was created in host network mode",
+            ));
+        }
         let had_resolver = running && self.on_user_network(&r.id);
-        if running {
+        if running && n.is_bridge() {
             self.network.disconnect(&r.id, &n.id).await?;
+        } else if running {
+            // `none` has no endpoint to remove (moby's null driver has nothing to undo).
+            self.network.announce("disconnect", &n.name, &r.id);
         }
         let name = n.name.clone();
         let r = self.update(&c, move |r| {
