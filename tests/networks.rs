@@ -1557,3 +1557,61 @@ fn none_network_disconnect_and_connect() {
         stderr(&o)
     );
 }
+
+#[test]
+fn prune_takes_networks_of_stopped_containers() {
+    require!(ready(), NOT_READY);
+    let b = berthd(&[]);
+    ok(b.docker_out(&["network", "create", "pr1"]));
+    ok(b.docker_out(&["network", "create", "pr2"]));
+    ok(b.docker_out(&[
+        "create",
+        "--name",
+        "st",
+        "--network",
+        "pr1",
+        "busybox",
+        "true",
+    ]));
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "up",
+        "--network",
+        "pr2",
+        "busybox",
+        "sleep",
+        "600",
+    ]));
+    // As moby's `localNetworkPrune`: only endpoints keep a network.
+    let out = ok(b.docker_out(&["network", "prune", "-f"]));
+    assert!(out.contains("pr1") && !out.contains("pr2"), "{out}");
+    assert!(!b
+        .docker_out(&["network", "inspect", "pr1"])
+        .status
+        .success());
+    // The stopped container still names it and fails its start, as dockerd's.
+    assert_eq!(
+        inspect(
+            &b,
+            "st",
+            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}"
+        ),
+        "pr1"
+    );
+    let o = b.docker_out(&["start", "st"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("not found"),
+        "{}",
+        stderr(&o)
+    );
+    // Nothing deleted: `null`, as dockerd's nil slice.
+    let resp = common::http(
+        &b.socket,
+        "POST /networks/prune HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.ends_with("{\"NetworksDeleted\":null}\n"), "{resp}");
+}

@@ -166,6 +166,8 @@ pub async fn remove(ctx: Ctx<dyn NetworkBackend>) -> HandlerResult {
 
 pub async fn prune(ctx: Ctx<dyn NetworkBackend>) -> HandlerResult {
     let names = ctx.backend.network_prune(filters(&ctx)?).await?;
+    // dockerd's nil slice when nothing went.
+    let names = (!names.is_empty()).then_some(names);
     Ok(json_response(
         StatusCode::OK,
         &serde_json::json!({ "NetworksDeleted": names }),

@@ -2,7 +2,6 @@
 //! themselves, and the container manager for connect and disconnect (a container's record
 //! names its networks) and for the `Containers` of inspect.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -121,23 +120,10 @@ impl NetworkBackend for NetworkRouter {
     }
 
     async fn network_prune(&self, filters: Filters) -> Result<Vec<String>, NetworkError> {
-        let used: HashSet<String> = self
-            .containers
-            .list_all()
-            .into_iter()
-            .flat_map(|c| {
-                c.with_record(|r| {
-                    r.networks
-                        .values()
-                        .filter_map(|s| s.network_id.clone())
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        self.containers
-            .network_service()
-            .prune(&filters, &used)
-            .await
+        // As moby's `localNetworkPrune`: only endpoints (running containers) keep a network;
+        // a stopped container that names a pruned one fails its next start with
+        // `network … not found`, as after `network rm`.
+        self.containers.network_service().prune(&filters).await
     }
 
     async fn network_connect(

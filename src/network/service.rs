@@ -982,12 +982,9 @@ impl NetworkService {
         Ok(())
     }
 
-    /// `POST /networks/prune`: unused user networks (filters `until`, `label`, `label!`).
-    pub async fn prune(
-        &self,
-        f: &Filters,
-        used_by_containers: &HashSet<String>,
-    ) -> Result<Vec<String>, NetworkError> {
+    /// `POST /networks/prune`: user networks without endpoints (filters `until`, `label`,
+    /// `label!`).
+    pub async fn prune(&self, f: &Filters) -> Result<Vec<String>, NetworkError> {
         f.validate(&["until", "label", "label!"])
             .map_err(|e| NetworkError::invalid(e.to_string()))?;
         let now = SystemTime::now();
@@ -1002,7 +999,7 @@ impl NetworkService {
         let _op = self.op.lock().await;
         let mut removed = Vec::new();
         for r in self.all() {
-            if r.predefined || !r.endpoints.is_empty() || used_by_containers.contains(&r.id) {
+            if r.predefined || !r.endpoints.is_empty() {
                 continue;
             }
             let labels: HashMap<String, String> = r
