@@ -1615,3 +1615,73 @@ fn prune_takes_networks_of_stopped_containers() {
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(resp.ends_with("{\"NetworksDeleted\":null}\n"), "{resp}");
 }
+
+#[test]
+fn network_create_refuses_what_the_bridge_driver_refuses() {
+    require!(ready(), NOT_READY);
+    let b = berthd(&[]);
+    let refused = |args: &[&str], text: &str| {
+        let mut a = vec!["network", "create"];
+        a.extend_from_slice(args);
+        let o = b.docker_out(&a);
+        assert!(
+            !o.status.success() && stderr(&o).contains(text),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    };
+    refused(
+        &[
+            "--subnet",
+            "10.219.0.0/24",
+            "--subnet",
+            "10.219.1.0/24",
+            "two",
+        ],
+        "bridge driver doesn't support multiple subnets",
+    );
+    refused(
+        &["--subnet", "10.73.0.0/24", "--gateway", "10.73.0.0", "gw0"],
+        "failed to allocate gateway (10.73.0.0): Address already in use",
+    );
+    refused(
+        &[
+            "--subnet",
+            "10.73.0.0/24",
+            "--gateway",
+            "10.73.0.255",
+            "gw255",
+        ],
+        "failed to allocate gateway (10.73.0.255): Address already in use",
+    );
+    refused(&["--config-only", "co"], "configuration-only networks");
+    refused(
+        &["--scope", "swarm", "sw"],
+        "cannot create a swarm scoped network when swarm is not active",
+    );
+    refused(
+        &["--scope", "global", "gl"],
+        "datastore for scope \"global\" is not initialized",
+    );
+    refused(
+        &["--driver", "overlay", "ov"],
+        "This node is not a swarm manager.",
+    );
+    let names = ok(b.docker_out(&["network", "ls", "--format", "{{.Name}}"]));
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(names, ["bridge", "host", "none"]);
+    // The first and last usable addresses are fine, and `--scope local`.
+    ok(b.docker_out(&[
+        "network",
+        "create",
+        "--scope",
+        "local",
+        "--subnet",
+        "10.73.0.0/24",
+        "--gateway",
+        "10.73.0.254",
+        "gwok",
+    ]));
+    assert_eq!(inspect(&b, "gwok", "{{.Scope}}"), "local");
+}

@@ -117,6 +117,18 @@ struct CreateBody {
     options: Option<BTreeMap<String, String>>,
     #[serde(rename = "Labels", default)]
     labels: Option<BTreeMap<String, String>>,
+    #[serde(rename = "Scope", default)]
+    scope: Option<String>,
+    #[serde(rename = "ConfigOnly", default)]
+    config_only: Option<bool>,
+    #[serde(rename = "ConfigFrom", default)]
+    config_from: Option<ConfigFromBody>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ConfigFromBody {
+    #[serde(rename = "Network", default)]
+    network: Option<String>,
 }
 
 pub async fn create(ctx: Ctx<dyn NetworkBackend>) -> HandlerResult {
@@ -147,6 +159,9 @@ pub async fn create(ctx: Ctx<dyn NetworkBackend>) -> HandlerResult {
             .collect(),
         options: b.options.unwrap_or_default(),
         labels: b.labels.unwrap_or_default(),
+        scope: b.scope.unwrap_or_default(),
+        config_only: b.config_only.unwrap_or(false),
+        config_from: b.config_from.and_then(|c| c.network),
     };
     let (id, warning) = backend.network_create(req).await?;
     Ok(json_response(

@@ -39,6 +39,11 @@ pub struct CreateRequest {
     pub pools: Vec<PoolRequest>,
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
+    /// `Scope` (`local` or none; `swarm` and `global` are refused as dockerd outside a swarm).
+    pub scope: String,
+    /// `ConfigOnly`, `ConfigFrom.Network`: refused, berth has no configuration-only networks.
+    pub config_only: bool,
+    pub config_from: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -781,6 +786,34 @@ impl NetworkService {
             )));
         }
         validate_name(&req.name)?;
+        if driver == "overlay" {
+            // moby's `createNetwork` on a node that is not a swarm manager.
+            return Err(NetworkError::forbidden(
+                "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.",
+            ));
+        }
+        if req.config_only || req.config_from.as_deref().is_some_and(|n| !n.is_empty()) {
+            return Err(NetworkError::new(
+                crate::errors::ErrorKind::NotImplemented,
+                "configuration-only networks (ConfigOnly, ConfigFrom) are not supported by berth",
+            ));
+        }
+        match req.scope.as_str() {
+            "" | "local" => {}
+            // libnetwork's `NewNetwork` outside a swarm.
+            "swarm" => {
+                return Err(NetworkError::forbidden(
+                    "cannot create a swarm scoped network when swarm is not active",
+                ))
+            }
+            // dockerd 20.10 goes on to store the network in that scope's store, which only a
+            // cluster store configures.
+            other => {
+                return Err(NetworkError::internal(format!(
+                    "datastore for scope {other:?} is not initialized"
+                )))
+            }
+        }
         match driver.as_str() {
             "bridge" => {}
             "host" | "null" => {
@@ -788,7 +821,7 @@ impl NetworkService {
                     "only one instance of \"{driver}\" network is allowed"
                 )))
             }
-            "overlay" | "ipvlan" | "macvlan" => {
+            "ipvlan" | "macvlan" => {
                 return Err(NetworkError::invalid(format!(
                     "the {driver} driver is not supported by berth"
                 )))
@@ -873,6 +906,19 @@ impl NetworkService {
             if clash {
                 return Err(NetworkError::forbidden(
                     "Pool overlaps with other one on this address space",
+                ));
+            }
+        }
+        // The bridge driver's `processIPAM`: one subnet per family.
+        for v6 in [false, true] {
+            if pools
+                .iter()
+                .filter(|p| matches!(p.subnet, IpNet::V6(_)) == v6)
+                .count()
+                > 1
+            {
+                return Err(NetworkError::forbidden(
+                    "bridge driver doesn't support multiple subnets",
                 ));
             }
         }
@@ -1931,6 +1977,16 @@ fn allocate(
     )))
 }
 
+/// The addresses moby's default IPAM reserves in a pool (`newPoolData`): the first (the IPv4
+/// network address, the IPv6 subnet-router anycast address) and the IPv4 broadcast address,
+/// except in an IPv4 /31 or /32.
+fn ipam_reserved(subnet: &IpNet, ip: IpAddr) -> bool {
+    match subnet {
+        IpNet::V4(n) => n.prefix_len() < 31 && (ip == subnet.network() || ip == subnet.broadcast()),
+        IpNet::V6(_) => ip == subnet.network(),
+    }
+}
+
 /// moby's `buildEndpointDNSNames`: the container's name, its aliases, its short ID and its
 /// hostname, without repeats (the first is the name PTR answers give).
 fn dns_names(name: &str, aliases: &[String], container_id: &str, hostname: &str) -> Vec<String> {
@@ -1993,6 +2049,11 @@ fn parse_pool(p: &PoolRequest) -> Result<Pool, NetworkError> {
             if !subnet.contains(&ip) {
                 return Err(NetworkError::invalid(format!(
                     "invalid gateway address {g}: it does not belong to the subnet {subnet}"
+                )));
+            }
+            if ipam_reserved(&subnet, ip) {
+                return Err(NetworkError::internal(format!(
+                    "failed to allocate gateway ({ip}): Address already in use"
                 )));
             }
             (ip, true)
@@ -2074,6 +2135,18 @@ mod tests {
         assert!(req("nonsense", None, None, &[]).is_err());
         let v6 = req("fd00:1::/64", None, None, &[]).unwrap();
         assert_eq!(v6.gateway.to_string(), "fd00:1::1");
+        // moby's IPAM holds the network and broadcast addresses (not in a /31), and IPv6's
+        // first address.
+        for gw in ["10.1.0.0", "10.1.255.255"] {
+            let e = req("10.1.0.0/16", None, Some(gw), &[]).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("failed to allocate gateway ({gw}): Address already in use")
+            );
+        }
+        assert!(req("10.1.0.0/31", None, Some("10.1.0.0"), &[]).is_ok());
+        assert!(req("10.1.0.0/16", None, Some("10.1.0.1"), &[]).is_ok());
+        assert!(req("fd00:1::/64", None, Some("fd00:1::"), &[]).is_err());
     }
 
     #[test]
