@@ -1685,3 +1685,88 @@ fn network_create_refuses_what_the_bridge_driver_refuses() {
     ]));
     assert_eq!(inspect(&b, "gwok", "{{.Scope}}"), "local");
 }
+
+#[test]
+fn interfaces_of_ipv4_only_networks_have_no_ipv6() {
+    require!(ready(), NOT_READY);
+    if !std::path::Path::new("/proc/net/if_inet6").exists() {
+        eprintln!("SKIP: the host has no IPv6");
+        return;
+    }
+    let b = berthd(&[]);
+    ok(b.docker_out(&["network", "create", "--subnet", "10.220.0.0/24", "v4only"]));
+    ok(b.docker_out(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:220::/64",
+        "--subnet",
+        "10.221.0.0/24",
+        "dual",
+    ]));
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "d4",
+        "--network",
+        "v4only",
+        "busybox",
+        "sleep",
+        "600",
+    ]));
+    let flag = |name: &str, iface: &str| {
+        cat_in(
+            &b,
+            name,
+            &format!("/proc/sys/net/ipv6/conf/{iface}/disable_ipv6"),
+        )
+        .trim()
+        .to_string()
+    };
+    // As moby's `setIPv6`: the interface only; `all`, `default` and `lo` are left alone.
+    assert_eq!(flag("d4", "eth0"), "1");
+    assert_eq!(flag("d4", "all"), "0");
+    assert_eq!(flag("d4", "default"), "0");
+    assert_eq!(flag("d4", "lo"), "0");
+    let addrs = ok(b.docker_out(&["exec", "d4", "ip", "-o", "addr", "show", "eth0"]));
+    assert!(!addrs.contains("inet6"), "{addrs}");
+    // The default bridge likewise, and a hot-plugged interface: eth1 of an IPv6 network
+    // has it, eth0 still not.
+    ok(b.docker_out(&["run", "-d", "--name", "db", "busybox", "sleep", "600"]));
+    assert_eq!(flag("db", "eth0"), "1");
+    ok(b.docker_out(&["network", "connect", "dual", "d4"]));
+    assert_eq!(flag("d4", "eth1"), "0");
+    assert_eq!(flag("d4", "eth0"), "1");
+    let addrs = ok(b.docker_out(&["exec", "d4", "ip", "-o", "addr", "show", "eth1"]));
+    assert!(addrs.contains("inet6 fd00:220::"), "{addrs}");
+    // An IPv6 network's container keeps it.
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "d6",
+        "--network",
+        "dual",
+        "busybox",
+        "sleep",
+        "600",
+    ]));
+    assert_eq!(flag("d6", "eth0"), "0");
+    // The container's own sysctl, applied after the network is set up, wins.
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "dy",
+        "--network",
+        "v4only",
+        "--sysctl",
+        "net.ipv6.conf.all.disable_ipv6=0",
+        "busybox",
+        "sleep",
+        "600",
+    ]));
+    assert_eq!(flag("dy", "eth0"), "0");
+}

@@ -349,12 +349,18 @@ async fn configure_peer(spec: &VethSpec) -> Result<(), NetworkError> {
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|e| NetworkError::internal(format!("{context}: {e}")))?;
     // The socket is made on a thread inside the namespace and keeps it; the runtime is entered
-    // there only to register the socket with the reactor.
-    let (connection, handle, _) = netns::run_in(&spec.netns, move || {
+    // there only to register the socket with the reactor. That thread also sets the link's
+    // IPv6 switch while it is still down, before it could get a link-local address.
+    let ipv6 = spec.addresses.iter().any(|a| a.addr().is_ipv6());
+    let name = ifname.clone();
+    let (connection, ipv6_set) = netns::run_in(&spec.netns, move || {
+        let ipv6_set = set_ipv6(&name, ipv6);
         let _entered = runtime.enter();
-        rtnetlink::new_connection()
-    })?
-    .map_err(|e| NetworkError::io(format!("{context}: open rtnetlink connection"), e))?;
+        (rtnetlink::new_connection(), ipv6_set)
+    })?;
+    ipv6_set.map_err(|e| NetworkError::io(context.clone(), e))?;
+    let (connection, handle, _) = connection
+        .map_err(|e| NetworkError::io(format!("{context}: open rtnetlink connection"), e))?;
     let connection = tokio::spawn(connection);
 
     let result = async {
@@ -404,6 +410,35 @@ async fn configure_peer(spec: &VethSpec) -> Result<(), NetworkError> {
     .await;
     connection.abort();
     result
+}
+
+/// In the calling thread's network namespace (moby's `setIPv6`): IPv6 on the interface if and
+/// only if its network gives it an IPv6 address. An interface on an IPv4-only network would
+/// otherwise join IPv6 multicast groups, get a link-local address and send router
+/// solicitations. `all` and `default` are left alone, so that a container's own `--sysctl
+/// net.ipv6.conf.all.disable_ipv6=0`, applied after this at its start, turns it back on. A
+/// kernel without IPv6 (no such file) is fine.
+fn set_ipv6(ifname: &str, enable: bool) -> io::Result<()> {
+    let path = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
+    let value = if enable { b'0' } else { b'1' };
+    match std::fs::read(&path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io::Error::new(e.kind(), format!("read {path}: {e}"))),
+        Ok(cur) if cur.first() == Some(&value) => return Ok(()),
+        Ok(_) => {}
+    }
+    match std::fs::write(&path, [value, b'\n']) {
+        Err(e) if enable => {
+            // As dockerd: a wish for IPv6 that cannot be met is only logged.
+            tracing::warn!("cannot enable IPv6 on container interface {ifname}: {e}");
+            Ok(())
+        }
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("failed to disable IPv6 on container's interface {ifname}: {e}"),
+        )),
+        Ok(()) => Ok(()),
+    }
 }
 
 /// Add an address (IPv6 ones without DAD); one already there is fine.
