@@ -1516,6 +1516,13 @@ fn none_network_disconnect_and_connect() {
         "{addrs}"
     );
     assert_eq!(inspect(&b, "nn", "{{.HostConfig.NetworkMode}}"), "none");
+    // Its statistics list the interface, as dockerd's sandbox statistics.
+    let stats = common::http(
+        &b.socket,
+        "GET /containers/nn/stats?stream=false&one-shot=true HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert!(stats.contains("\"networks\":{\"eth0\":"), "{stats}");
     // Its next start joins the network it is on now.
     ok(b.docker_out(&["restart", "-t", "0", "nn"]));
     let addrs = ok(b.docker_out(&["exec", "nn", "ip", "-o", "addr"]));

@@ -66,11 +66,12 @@ fn now_of(c: &Container) -> Now {
     })
 }
 
-/// host and none report no interfaces, as dockerd's sandbox statistics.
+/// host and none report no interfaces, as dockerd's sandbox statistics; a `none` container
+/// that was connected to a bridge network (after `network disconnect none`) has them.
 fn reports_networks(c: &Container) -> bool {
     c.with_record(|r| {
         let mode = r.host_config.network_mode.as_deref().unwrap_or("");
-        mode != "host" && mode != "none"
+        mode != "host" && (mode != "none" || r.networks.keys().any(|n| n != "none"))
     })
 }
 
