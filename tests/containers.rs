@@ -435,6 +435,12 @@ fn dockerd_error_texts() {
     let e = err(&["top", "t1", "-o", "bogus"]);
     assert_eq!(e.trim().lines().count(), 1, "{e}");
     assert!(e.contains("Error response from daemon: "), "{e}");
+    // The CLI's empty `CgroupnsMode` is recorded as the default it stands for.
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    assert_eq!(
+        inspect(&b, "t2", "{{.HostConfig.CgroupnsMode}}"),
+        if v2 { "private" } else { "host" }
+    );
     // /info names the log drivers.
     assert_eq!(
         ok(b.docker_out(&["info", "-f", "{{json .Plugins.Log}}"])).trim(),

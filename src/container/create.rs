@@ -695,7 +695,11 @@ pub fn verify_host_config(
     if h.ipc_mode.as_deref().unwrap_or("").is_empty() {
         h.ipc_mode = Some("private".to_string());
     }
-    if h.cgroupns_mode.is_none() {
+    // The CLI sends `"CgroupnsMode": ""` when the flag is not given: the same as none.
+    if matches!(
+        h.cgroupns_mode,
+        None | Some(HostConfigCgroupnsModeEnum::EMPTY)
+    ) {
         h.cgroupns_mode = Some(match crate::runtime::cgroup_version() {
             crate::runtime::CgroupVersion::V2 => HostConfigCgroupnsModeEnum::PRIVATE,
             crate::runtime::CgroupVersion::V1 => HostConfigCgroupnsModeEnum::HOST,
