@@ -148,8 +148,11 @@ impl ExecSession {
     }
 }
 
+/// moby's event text: the entrypoint, a space, the arguments (so `pwd` alone is `pwd `).
 fn cmd_text(cfg: &ExecConfig) -> String {
-    cfg.cmd.clone().unwrap_or_default().join(" ")
+    let cmd = cfg.cmd.as_deref().unwrap_or_default();
+    let (first, rest) = cmd.split_first().map_or(("", &[][..]), |(f, r)| (f.as_str(), r));
+    format!("{first} {}", rest.join(" "))
 }
 
 impl ContainerManager {
@@ -640,6 +643,16 @@ fn ended_long_ago(r: &ExecRecord) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_text_is_mobys() {
+        let cfg = |cmd: &[&str]| ExecConfig {
+            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        };
+        assert_eq!(cmd_text(&cfg(&["pwd"])), "pwd ");
+        assert_eq!(cmd_text(&cfg(&["sh", "-c", "exit 4"])), "sh -c exit 4");
+    }
 
     #[tokio::test]
     async fn a_failed_exec_waits_for_a_dying_init() {
