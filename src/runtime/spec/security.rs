@@ -343,10 +343,16 @@ mod tests {
         assert_eq!(with(&["KILL"], &[]).unwrap().len(), 14);
 
         let err = with(&["CAP_FOO"], &[]).unwrap_err();
-        assert_eq!(err.to_string(), r#"unknown capability: "CAP_FOO""#);
+        assert_eq!(
+            err.to_string(),
+            r#"invalid CapAdd: unknown capability: "CAP_FOO""#
+        );
         assert_eq!(err.kind(), ErrorKind::InvalidParameter);
         let err = with(&[], &["foo"]).unwrap_err();
-        assert_eq!(err.to_string(), r#"unknown capability: "CAP_FOO""#);
+        assert_eq!(
+            err.to_string(),
+            r#"invalid CapDrop: unknown capability: "CAP_FOO""#
+        );
 
         // The seccomp profile follows the capabilities.
         let hc = HostConfig {
