@@ -151,7 +151,9 @@ impl ExecSession {
 /// moby's event text: the entrypoint, a space, the arguments (so `pwd` alone is `pwd `).
 fn cmd_text(cfg: &ExecConfig) -> String {
     let cmd = cfg.cmd.as_deref().unwrap_or_default();
-    let (first, rest) = cmd.split_first().map_or(("", &[][..]), |(f, r)| (f.as_str(), r));
+    let (first, rest) = cmd
+        .split_first()
+        .map_or(("", &[][..]), |(f, r)| (f.as_str(), r));
     format!("{first} {}", rest.join(" "))
 }
 
