@@ -1295,6 +1295,18 @@ mod tests {
     use super::*;
     use crate::errors::ErrorKind;
 
+    /// A child image's config made by `by` (its history's `created_by`).
+    fn child(by: &str) -> super::super::commit::ChildConfig {
+        super::super::commit::ChildConfig {
+            container_id: None,
+            author: None,
+            comment: None,
+            created_by: by.to_string(),
+            config: Default::default(),
+            container_config: None,
+        }
+    }
+
     #[test]
     fn a_second_prune_is_refused_while_one_runs() {
         let dir = tempfile::tempdir().unwrap();
@@ -1326,18 +1338,9 @@ mod tests {
 
     #[test]
     fn parent_links_list_history_and_delete_as_dockerd() {
-        use super::super::commit::ChildConfig;
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path()).unwrap());
         let svc = ImageService::new(store, Arc::new(EventBus::new()));
-        let child = |by: &str| ChildConfig {
-            container_id: None,
-            author: None,
-            comment: None,
-            created_by: by.to_string(),
-            config: Default::default(),
-            container_config: None,
-        };
         let a = svc
             .commit_layer(None, None::<std::io::Empty>, child("a"))
             .unwrap();
@@ -1398,18 +1401,9 @@ mod tests {
         ImageService,
         HashMap<&'static str, String>,
     ) {
-        use super::super::commit::ChildConfig;
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path()).unwrap());
         let svc = ImageService::new(store, Arc::new(EventBus::new()));
-        let child = |by: &str| ChildConfig {
-            container_id: None,
-            author: None,
-            comment: None,
-            created_by: by.to_string(),
-            config: Default::default(),
-            container_config: None,
-        };
         let mut ids = HashMap::new();
         let mut add = |name: &'static str, parent: Option<&str>| -> String {
             let img = svc

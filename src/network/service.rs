@@ -1594,12 +1594,7 @@ impl NetworkService {
                 tracing::error!("firewall after {container_id} left: {e}");
             }
         }
-        let ids: Vec<String> = lock(&self.state)
-            .nets
-            .values()
-            .filter(|n| n.endpoints.contains_key(container_id))
-            .map(|n| n.id.clone())
-            .collect();
+        let ids = self.networks_with_endpoint(container_id);
         for id in ids {
             if let Some((n, e)) = self.forget_endpoint(&id, container_id) {
                 // The pair goes with the namespace; the host end is deleted as well, without
@@ -1610,17 +1605,22 @@ impl NetworkService {
         }
     }
 
+    /// The IDs of the networks where `container_id` has an endpoint.
+    fn networks_with_endpoint(&self, container_id: &str) -> Vec<String> {
+        lock(&self.state)
+            .nets
+            .values()
+            .filter(|n| n.endpoints.contains_key(container_id))
+            .map(|n| n.id.clone())
+            .collect()
+    }
+
     /// A running container was renamed (moby's `Sandbox.Rename` and `UpdateDNSNames`): its
     /// endpoints carry the new name, and the embedded DNS answers it (and no longer the old
     /// one) at once; its other DNS names (aliases, short ID, hostname) stay.
     pub async fn rename(&self, container_id: &str, new: &str, hostname: &str) {
         let _op = self.op.lock().await;
-        let ids: Vec<String> = lock(&self.state)
-            .nets
-            .values()
-            .filter(|n| n.endpoints.contains_key(container_id))
-            .map(|n| n.id.clone())
-            .collect();
+        let ids = self.networks_with_endpoint(container_id);
         for id in ids {
             let snapshot = {
                 let mut st = lock(&self.state);
