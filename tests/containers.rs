@@ -441,6 +441,21 @@ fn dockerd_error_texts() {
         inspect(&b, "t2", "{{.HostConfig.CgroupnsMode}}"),
         if v2 { "private" } else { "host" }
     );
+    // moby records the CLI's swappiness of -1 as unset, and names a log file for json-file
+    // only.
+    ok(b.docker_out(&[
+        "create",
+        "--name",
+        "t3",
+        "--log-driver",
+        "local",
+        "busybox",
+        "true",
+    ]));
+    assert_eq!(
+        inspect(&b, "t3", "{{.HostConfig.MemorySwappiness}}|{{.LogPath}}"),
+        "<nil>|"
+    );
     // /info names the log drivers.
     assert_eq!(
         ok(b.docker_out(&["info", "-f", "{{json .Plugins.Log}}"])).trim(),

@@ -683,6 +683,10 @@ pub fn verify_host_config(
             )));
         }
     }
+    // moby's `fixMemorySwappiness`: the CLI's -1 (the kernel's default) is recorded as unset.
+    if h.memory_swappiness == Some(-1) {
+        h.memory_swappiness = None;
+    }
     if h.shm_size.unwrap_or(0) < 0 {
         return Err(ContainerError::invalid("SHM size can not be less than 0"));
     }

@@ -145,7 +145,11 @@ pub fn inspect(r: &Record, x: &InspectExtras) -> Value {
         resolv_conf_path: Some(r.resolv_conf_path.clone()),
         hostname_path: Some(r.hostname_path.clone()),
         hosts_path: Some(r.hosts_path.clone()),
-        log_path: Some(r.log_path.clone()),
+        // moby names a file for json-file only (berth keeps `local` logs in the same form).
+        log_path: Some(match r.log.as_ref().map(|l| l.driver) {
+            None | Some(crate::logger::Driver::JsonFile) => r.log_path.clone(),
+            Some(_) => String::new(),
+        }),
         name: Some(format!("/{}", r.name)),
         restart_count: Some(r.restart_count),
         driver: Some("overlay2".to_string()),
