@@ -752,13 +752,7 @@ fn ports_and_dns_survive_kill_9_of_berthd() {
     let ip = inspect(&b, "w1", "{{.NetworkSettings.Networks.keep.IPAddress}}");
     // A process of the test's holds berthd's namespace, so that berthd can be killed and
     // started again inside it.
-    let netns = format!("/proc/{}/ns/net", b.pid());
-    let hold = std::process::Command::new("nsenter")
-        .arg(format!("--net={netns}"))
-        .args(["--", "sleep", "600"])
-        .spawn()
-        .unwrap();
-    let hold_ns = format!("/proc/{}/ns/net", hold.id());
+    let (hold, hold_ns) = hold_netns(&b);
     // A network whose record is lost (as if berthd died before writing it): its bridge goes
     // at the restart.
     let lost = ok(b.docker_out(&[
@@ -768,12 +762,6 @@ fn ports_and_dns_survive_kill_9_of_berthd() {
         "com.docker.network.bridge.name=brlost",
         "lost",
     ]));
-    let target = std::fs::read_link(&netns).unwrap();
-    wait_for(
-        "the holder to enter the namespace",
-        Duration::from_secs(10),
-        || std::fs::read_link(&hold_ns).ok().as_ref() == Some(&target),
-    );
     b.signal(nix::sys::signal::Signal::SIGKILL);
     let _ = b.wait_exit(Duration::from_secs(10));
     // Published port still answers without berthd (the proxy is its own process).
@@ -806,24 +794,7 @@ fn ports_and_dns_survive_kill_9_of_berthd() {
         }
     }
     // Restart berthd in the same namespace.
-    let mut args = vec!["-H".to_string(), format!("unix://{}", b.socket.display())];
-    args.extend(b.base_args());
-    args.push("--live-restore".into());
-    let log = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&b.log)
-        .unwrap();
-    let child = std::process::Command::new("nsenter")
-        .arg(format!("--net={hold_ns}"))
-        .arg("--")
-        .arg(common::berthd_bin())
-        .args(&args)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    b.child = Some(child);
-    b.wait_ready();
+    respawn_in_netns(&mut b, &hold_ns, &["--live-restore"]);
     assert_eq!(inspect(&b, "w1", "{{.State.Running}}"), "true");
     assert_eq!(
         inspect(&b, "w1", "{{.NetworkSettings.Networks.keep.IPAddress}}"),
@@ -1209,10 +1180,10 @@ fn internal_networks_and_disconnect_release_ports() {
     );
 }
 
-/// Stop berthd (SIGTERM: containers and proxies go on) and start it again in the same network
-/// namespace, which a process of the test holds meanwhile; returns that holder, to be killed
-/// at the end.
-fn restart_in_same_netns(b: &mut Berthd, extra: &[&str]) -> std::process::Child {
+/// A process of the test's that holds berthd's network namespace, so that berthd can be
+/// stopped (or killed) and started again inside it; returns the holder (to be killed at the
+/// end) and its namespace's path.
+fn hold_netns(b: &Berthd) -> (std::process::Child, String) {
     let netns = format!("/proc/{}/ns/net", b.pid());
     let target = std::fs::read_link(&netns).unwrap();
     let hold = std::process::Command::new("nsenter")
@@ -1226,7 +1197,11 @@ fn restart_in_same_netns(b: &mut Berthd, extra: &[&str]) -> std::process::Child 
         Duration::from_secs(10),
         || std::fs::read_link(&hold_ns).ok().as_ref() == Some(&target),
     );
-    assert!(b.stop().success(), "{}", b.log_text());
+    (hold, hold_ns)
+}
+
+/// Start berthd again on its roots inside the held namespace `hold_ns`, with `extra` flags.
+fn respawn_in_netns(b: &mut Berthd, hold_ns: &str, extra: &[&str]) {
     let mut args = vec!["-H".to_string(), format!("unix://{}", b.socket.display())];
     args.extend(b.base_args());
     args.extend(extra.iter().map(|s| s.to_string()));
@@ -1245,6 +1220,15 @@ fn restart_in_same_netns(b: &mut Berthd, extra: &[&str]) -> std::process::Child 
         .unwrap();
     b.child = Some(child);
     b.wait_ready();
+}
+
+/// Stop berthd (SIGTERM: containers and proxies go on) and start it again in the same network
+/// namespace, which a process of the test holds meanwhile; returns that holder, to be killed
+/// at the end.
+fn restart_in_same_netns(b: &mut Berthd, extra: &[&str]) -> std::process::Child {
+    let (hold, hold_ns) = hold_netns(b);
+    assert!(b.stop().success(), "{}", b.log_text());
+    respawn_in_netns(b, &hold_ns, extra);
     hold
 }
 

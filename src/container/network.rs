@@ -353,13 +353,9 @@ impl ContainerManager {
         if links.is_empty() || is_user_defined(&mode) {
             return Ok(Vec::new());
         }
+        // A `container:` mode with links was refused before (`create::validate_net_mode`).
         if mode == "host" {
             return Err(ContainerError::invalid(CONFLICT_HOST_LINKS));
-        }
-        if mode == "container" || mode.starts_with("container:") {
-            return Err(ContainerError::invalid(
-                "conflicting options: container type network can't be used with links. This would result in undefined behavior",
-            ));
         }
         let get = |name: &str| {
             self.get(name).map_err(|e| {
@@ -660,41 +656,34 @@ impl ContainerManager {
 
     /// `docker ps`'s `Ports`.
     pub(super) fn port_summary(&self, r: &Record) -> Vec<Port> {
+        // moby's summary takes the ports from the network settings, which a container that
+        // does not run has none of: its bindings and exposed ports show only while it runs.
+        if !r.state.status.is_running() {
+            return Vec::new();
+        }
+        let typ = |proto: Proto| match proto {
+            Proto::Tcp => PortTypeEnum::TCP,
+            Proto::Udp => PortTypeEnum::UDP,
+        };
         let mut out = Vec::new();
         let mut published = std::collections::HashSet::new();
-        if r.state.status.is_running() {
-            for b in self.network.ports_of(&r.id) {
-                published.insert((b.container_port, b.proto));
-                out.push(Port {
-                    ip: Some(b.host_ip.to_string()),
-                    private_port: b.container_port,
-                    public_port: Some(b.host_port),
-                    typ: Some(match b.proto {
-                        Proto::Tcp => PortTypeEnum::TCP,
-                        Proto::Udp => PortTypeEnum::UDP,
-                    }),
-                });
-            }
+        for b in self.network.ports_of(&r.id) {
+            published.insert((b.container_port, b.proto));
+            out.push(Port {
+                ip: Some(b.host_ip.to_string()),
+                private_port: b.container_port,
+                public_port: Some(b.host_port),
+                typ: Some(typ(b.proto)),
+            });
         }
-        // moby's summary takes the ports from the network settings, which a container that
-        // does not run has none of: exposed ports show only while it runs.
-        let exposed = r
-            .config
-            .exposed_ports
-            .iter()
-            .flatten()
-            .filter(|_| r.state.status.is_running());
-        for p in exposed {
+        for p in r.config.exposed_ports.iter().flatten() {
             if let Some((port, proto)) = split_port(p) {
                 if !published.contains(&(port, proto)) {
                     out.push(Port {
                         ip: None,
                         private_port: port,
                         public_port: None,
-                        typ: Some(match proto {
-                            Proto::Tcp => PortTypeEnum::TCP,
-                            Proto::Udp => PortTypeEnum::UDP,
-                        }),
+                        typ: Some(typ(proto)),
                     });
                 }
             }
