@@ -622,6 +622,50 @@ print("ok")
 }
 
 #[test]
+fn removing_a_legacy_link() {
+    require!(net_ready(), NET_NOT_READY);
+    let b = net_berthd();
+    ok(b.docker_out(&["run", "-d", "--name", "db", "busybox", "sleep", "600"]));
+    let db_id = inspect(&b, "db", "{{.Id}}");
+    ok(b.docker_out(&[
+        "run", "-d", "--name", "app", "--link", "db:my-db", "busybox", "sleep", "600",
+    ]));
+    let hosts = ok(b.docker_out(&["exec", "app", "cat", "/etc/hosts"]));
+    assert!(hosts.contains("\tmy-db "), "{hosts}");
+    // The link's name is one of the linked container's names (moby's name registry).
+    assert_eq!(inspect(&b, "app/my-db", "{{.Id}}"), db_id);
+    assert_eq!(inspect(&b, "/app/my-db", "{{.Name}}"), "/db");
+    let names = ok(b.docker_out(&["ps", "--no-trunc", "--format", "{{.Names}}"]));
+    assert!(names.contains("app/my-db"), "{names}");
+
+    // `docker rm --link parent/alias`: the link goes, both containers stay.
+    ok(b.docker_out(&["rm", "--link", "app/my-db"]));
+    assert_eq!(inspect(&b, "app", "{{json .HostConfig.Links}}"), "null");
+    let hosts = ok(b.docker_out(&["exec", "app", "cat", "/etc/hosts"]));
+    assert!(!hosts.contains("my-db"), "{hosts}");
+    let names = ok(b.docker_out(&["ps", "--no-trunc", "--format", "{{.Names}}"]));
+    assert!(!names.contains("app/my-db"), "{names}");
+    assert_eq!(inspect(&b, "db", "{{.State.Running}}"), "true");
+    let ids = ok(b.docker_out(&["ps", "-q"]));
+    assert_eq!(ids.lines().count(), 2, "{ids}");
+
+    // dockerd's refusals.
+    let o = b.docker_out(&["rm", "--link", "app/my-db"]);
+    assert!(
+        stderr(&o).contains("No such container: app/my-db"),
+        "{}",
+        stderr(&o)
+    );
+    let o = b.docker_out(&["rm", "--link", "db"]);
+    assert!(
+        stderr(&o).contains("Conflict, cannot remove the default link name of the container"),
+        "{}",
+        stderr(&o)
+    );
+    ok(b.docker_out(&["rm", "-f", "app", "db"]));
+}
+
+#[test]
 fn links_on_a_user_network_are_dns_aliases() {
     require!(net_ready(), NET_NOT_READY);
     let b = net_berthd();

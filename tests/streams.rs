@@ -634,6 +634,32 @@ fn attach_logs_replay_and_websocket() {
     assert_eq!(resp.status, 200);
     assert_eq!(resp.body[0], 1, "{:?}", resp.body);
     assert!(String::from_utf8_lossy(&resp.body).contains("hello-logs"));
+    // Hijacked, the log follows the 101 only once the client has read its head: clients
+    // that parse the head with a buffered reader and then read the raw socket (docker-py's
+    // `attach(stream=False, logs=True)`) lost a log that came with it.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&b.socket).unwrap();
+        s.write_all(
+            b"POST /v1.45/containers/wsc/attach?logs=1&stdout=1 HTTP/1.1\r\nHost: x\r\n\
+              Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(40));
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let n = s.read(&mut buf).unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert!(
+            head.ends_with("\r\n\r\n"),
+            "the head came with more: {head:?}"
+        );
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest[0], 1, "{rest:?}");
+        assert!(String::from_utf8_lossy(&rest).contains("hello-logs"));
+    }
     // The websocket: the log replayed, then stdin echoed back by cat.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -83,6 +83,8 @@ pub trait ContainerBackend: Send + Sync {
         force: bool,
         volumes: bool,
     ) -> Result<(), ContainerError>;
+    /// `rm --link`: forget the legacy link named `<parent>/<alias>`.
+    async fn container_remove_link(&self, name: String) -> Result<(), ContainerError>;
     async fn container_pause(&self, name: String, pause: bool) -> Result<(), ContainerError>;
     async fn container_rename(&self, name: String, new_name: String) -> Result<(), ContainerError>;
     async fn container_update(
@@ -180,29 +182,34 @@ pub fn routes(backend: std::sync::Arc<dyn ContainerBackend>) -> Vec<Route> {
         Route::new(Method::GET, "/containers/json", b, list),
         Route::new(Method::POST, "/containers/create", b, create),
         Route::new(Method::POST, "/containers/prune", b, prune),
-        Route::new(Method::GET, "/containers/{name}/json", b, inspect),
-        Route::new(Method::GET, "/containers/{name}/top", b, top),
-        Route::new(Method::GET, "/containers/{name}/logs", b, logs),
-        Route::new(Method::GET, "/containers/{name}/stats", b, stats),
-        Route::new(Method::GET, "/containers/{name}/changes", b, changes),
-        Route::new(Method::GET, "/containers/{name}/export", b, export),
-        Route::new(Method::HEAD, "/containers/{name}/archive", b, archive_head),
-        Route::new(Method::GET, "/containers/{name}/archive", b, archive_get),
-        Route::new(Method::PUT, "/containers/{name}/archive", b, archive_put),
-        Route::new(Method::POST, "/containers/{name}/start", b, start),
-        Route::new(Method::POST, "/containers/{name}/stop", b, stop),
-        Route::new(Method::POST, "/containers/{name}/restart", b, restart),
-        Route::new(Method::POST, "/containers/{name}/kill", b, kill),
-        Route::new(Method::POST, "/containers/{name}/pause", b, pause),
-        Route::new(Method::POST, "/containers/{name}/unpause", b, unpause),
-        Route::new(Method::POST, "/containers/{name}/rename", b, rename),
-        Route::new(Method::POST, "/containers/{name}/update", b, update),
-        Route::new(Method::POST, "/containers/{name}/wait", b, wait),
-        Route::new(Method::POST, "/containers/{name}/attach", b, attach),
-        Route::new(Method::GET, "/containers/{name}/attach/ws", b, attach_ws),
-        Route::new(Method::POST, "/containers/{name}/resize", b, resize),
-        Route::new(Method::DELETE, "/containers/{name}", b, remove),
-        Route::new(Method::POST, "/containers/{name}/exec", b, exec_create),
+        Route::new(Method::GET, "/containers/{name:.*}/json", b, inspect),
+        Route::new(Method::GET, "/containers/{name:.*}/top", b, top),
+        Route::new(Method::GET, "/containers/{name:.*}/logs", b, logs),
+        Route::new(Method::GET, "/containers/{name:.*}/stats", b, stats),
+        Route::new(Method::GET, "/containers/{name:.*}/changes", b, changes),
+        Route::new(Method::GET, "/containers/{name:.*}/export", b, export),
+        Route::new(
+            Method::HEAD,
+            "/containers/{name:.*}/archive",
+            b,
+            archive_head,
+        ),
+        Route::new(Method::GET, "/containers/{name:.*}/archive", b, archive_get),
+        Route::new(Method::PUT, "/containers/{name:.*}/archive", b, archive_put),
+        Route::new(Method::POST, "/containers/{name:.*}/start", b, start),
+        Route::new(Method::POST, "/containers/{name:.*}/stop", b, stop),
+        Route::new(Method::POST, "/containers/{name:.*}/restart", b, restart),
+        Route::new(Method::POST, "/containers/{name:.*}/kill", b, kill),
+        Route::new(Method::POST, "/containers/{name:.*}/pause", b, pause),
+        Route::new(Method::POST, "/containers/{name:.*}/unpause", b, unpause),
+        Route::new(Method::POST, "/containers/{name:.*}/rename", b, rename),
+        Route::new(Method::POST, "/containers/{name:.*}/update", b, update),
+        Route::new(Method::POST, "/containers/{name:.*}/wait", b, wait),
+        Route::new(Method::POST, "/containers/{name:.*}/attach", b, attach),
+        Route::new(Method::GET, "/containers/{name:.*}/attach/ws", b, attach_ws),
+        Route::new(Method::POST, "/containers/{name:.*}/resize", b, resize),
+        Route::new(Method::DELETE, "/containers/{name:.*}", b, remove),
+        Route::new(Method::POST, "/containers/{name:.*}/exec", b, exec_create),
         Route::new(Method::POST, "/exec/{id}/start", b, exec_start),
         Route::new(Method::POST, "/exec/{id}/resize", b, exec_resize),
         Route::new(Method::GET, "/exec/{id}/json", b, exec_inspect),
@@ -440,24 +447,12 @@ pub async fn top(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
 
 pub async fn remove(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     if ctx.query.bool("link") {
-        // As moby's `containerRm`: the container is looked up first (404), and a name that is
-        // no link (`/parent/child`) is refused with dockerd's words.
-        ctx.backend.container_inspect(name(&ctx), false).await?;
-        let full = format!("/{}", name(&ctx).trim_start_matches('/'));
-        if full.rfind('/') == Some(0) {
-            return Err(ApiError::new(
-                crate::errors::ErrorKind::Conflict,
-                "Conflict, cannot remove the default link name of the container",
-            ));
-        }
-        return Err(ApiError::new(
-            crate::errors::ErrorKind::NotImplemented,
-            "legacy links are not supported",
-        ));
+        ctx.backend.container_remove_link(name(&ctx)).await?;
+    } else {
+        ctx.backend
+            .container_remove(name(&ctx), ctx.query.bool("force"), ctx.query.bool("v"))
+            .await?;
     }
-    ctx.backend
-        .container_remove(name(&ctx), ctx.query.bool("force"), ctx.query.bool("v"))
-        .await?;
     Ok(no_content())
 }
 
@@ -659,12 +654,15 @@ pub async fn stats(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
 /// Take over a connection hyper upgraded: its stream, the bytes hyper had read past the
 /// request (early stdin), and for a Unix-socket client its fd, so that the container layer
 /// notices a client that went away while the container writes nothing.
-fn hijacked(upgraded: hyper::upgrade::Upgraded) -> ClientConn {
+/// The stream starts once the client has read the response head (100 ms at most; see
+/// `unix_peer_caught_up`).
+async fn hijacked(upgraded: hyper::upgrade::Upgraded) -> ClientConn {
     use std::os::fd::AsRawFd;
     match upgraded.downcast::<TokioIo<UnixStream>>() {
         Ok(parts) => {
             let stream = parts.io.into_inner();
             let fd = stream.as_raw_fd();
+            crate::util::io::unix_peer_caught_up(fd, std::time::Duration::from_millis(100)).await;
             ClientConn {
                 io: Box::new(stream),
                 early: parts.read_buf,
@@ -735,7 +733,7 @@ pub async fn attach(mut ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     let on_upgrade = hyper::upgrade::on(&mut ctx.req);
     tokio::spawn(async move {
         if let Ok(upgraded) = on_upgrade.await {
-            session.serve(hijacked(upgraded)).await;
+            session.serve(hijacked(upgraded).await).await;
         }
     });
     Ok(switching_protocols(ct))
@@ -1017,7 +1015,7 @@ pub async fn exec_start(mut ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     };
     tokio::spawn(async move {
         if let Ok(upgraded) = on_upgrade.await {
-            session.serve(hijacked(upgraded)).await;
+            session.serve(hijacked(upgraded).await).await;
         }
     });
     Ok(switching_protocols(ct))

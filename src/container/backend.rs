@@ -109,6 +109,11 @@ impl ContainerBackend for Arc<ContainerManager> {
         .await
     }
 
+    async fn container_remove_link(&self, name: String) -> Result<(), ContainerError> {
+        let m = self.clone();
+        detached(async move { m.remove_link(&name).await }).await
+    }
+
     async fn container_pause(&self, name: String, pause: bool) -> Result<(), ContainerError> {
         let m = self.clone();
         detached(async move { m.pause(&name, pause).await }).await

@@ -378,11 +378,32 @@ impl ContainerManager {
             map.values().filter(|c| c.id.starts_with(name)).collect();
         match matches.len() {
             1 => Ok(matches[0].clone()),
-            0 => Err(ContainerError::no_such_container(name)),
+            0 => {
+                drop(map);
+                self.linked(bare)
+                    .ok_or_else(|| ContainerError::no_such_container(name))
+            }
             _ => Err(ContainerError::invalid(format!(
                 "multiple IDs found with provided prefix: {name}"
             ))),
         }
+    }
+
+    /// A legacy link's name, `<parent>/<alias>` (dockerd registers `/<parent>/<alias>` as
+    /// a name of the linked container): the linked container.
+    fn linked(&self, name: &str) -> Option<Arc<Container>> {
+        let (parent, alias) = name.rsplit_once('/')?;
+        if parent.is_empty() || alias.is_empty() {
+            return None;
+        }
+        let parent = self.get(parent).ok()?;
+        if !parent.has_links {
+            return None;
+        }
+        self.links_of(&parent.record())
+            .into_iter()
+            .find(|(_, a)| a == alias)
+            .map(|(c, _)| c)
     }
 
     /// The image a container uses, for `docker rmi`'s conflict check: `(container ID,

@@ -394,7 +394,7 @@ impl ContainerManager {
 
     /// A container's registered legacy links: the linked container and the alias. Links to
     /// containers that are gone are left out.
-    fn links_of(&self, r: &Record) -> Vec<(Arc<super::manager::Container>, String)> {
+    pub(super) fn links_of(&self, r: &Record) -> Vec<(Arc<super::manager::Container>, String)> {
         let mode = r.host_config.network_mode.clone().unwrap_or_default();
         if is_user_defined(&mode) {
             return Vec::new();

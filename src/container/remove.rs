@@ -20,6 +20,37 @@ impl ContainerManager {
         self.remove_locked(&c, force, volumes).await
     }
 
+    /// `DELETE /containers/<parent>/<alias>?link=1` (moby's `rmLink`): the parent forgets the
+    /// legacy link, and a running parent's `/etc/hosts` loses the alias. The linked container
+    /// is looked up first (404), as dockerd's.
+    pub async fn remove_link(self: &Arc<Self>, name: &str) -> Result<(), ContainerError> {
+        let child = self.get(name)?;
+        let full = format!("/{}", name.trim_start_matches('/'));
+        let (parent, alias) = full.rsplit_once('/').unwrap_or_default();
+        if parent.is_empty() {
+            return Err(ContainerError::conflict(
+                "Conflict, cannot remove the default link name of the container",
+            ));
+        }
+        let p = self.get(parent).map_err(|_| {
+            ContainerError::invalid(format!("Cannot get parent {parent} for link name {full}"))
+        })?;
+        let _op = p.op.lock().await;
+        let r = self.update(&p, |r| {
+            if let Some(links) = r.host_config.links.as_mut() {
+                links.retain(|l| {
+                    super::network::parse_link(l)
+                        .map_or(true, |(id, a)| !(id == child.id && a == alias))
+                });
+            }
+        })?;
+        if r.state.status.is_running() {
+            let attached = self.network_service().attached(&r.id);
+            self.write_network_files(&r, &attached, super::network::Rewrite::HostsOnly)?;
+        }
+        Ok(())
+    }
+
     pub(super) async fn remove_locked(
         self: &Arc<Self>,
         c: &Arc<Container>,
