@@ -1986,3 +1986,99 @@ fn a_spare_supervisor_takes_the_next_start_and_goes_with_berthd() {
     );
     assert!(common::processes("__spare", &exec).is_empty());
 }
+
+/// The top-level keys of the first object `docker inspect` printed (the CLI indents the
+/// daemon's bytes and keeps their order: 8 spaces in, inside the list).
+fn printed_keys(text: &str, indent: usize) -> Vec<String> {
+    let pad = " ".repeat(indent);
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&pad))
+        .filter(|l| l.starts_with('"'))
+        .filter_map(|l| l[1..].split_once('"').map(|(k, _)| k.to_string()))
+        .collect()
+}
+
+#[test]
+fn inspect_prints_dockerds_key_order() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    ok(b.docker_out(&[
+        "run",
+        "-d",
+        "--name",
+        "ko",
+        "--network",
+        "none",
+        "-v",
+        "kov:/data",
+        "--mount",
+        "type=volume,src=kov2,dst=/d2",
+        "-v",
+        "/anon",
+        "busybox",
+        "sleep",
+        "600",
+    ]));
+    let text = ok(b.docker_out(&["inspect", "ko"]));
+    assert_eq!(
+        printed_keys(&text, 8),
+        [
+            "Id",
+            "Created",
+            "Path",
+            "Args",
+            "State",
+            "Image",
+            "ResolvConfPath",
+            "HostnamePath",
+            "HostsPath",
+            "LogPath",
+            "Name",
+            "RestartCount",
+            "Driver",
+            "Platform",
+            "MountLabel",
+            "ProcessLabel",
+            "AppArmorProfile",
+            "ExecIDs",
+            "HostConfig",
+            "GraphDriver",
+            "Mounts",
+            "Config",
+            "NetworkSettings",
+        ],
+        "{text}"
+    );
+    // Structs inside keep moby's order too; Go maps (labels, ports) stay sorted.
+    let state = text.split("\"State\": {").nth(1).unwrap();
+    assert!(
+        state.trim_start().starts_with("\"Status\": \"running\",\n"),
+        "{state}"
+    );
+    let config = text.split("\"Config\": {").last().unwrap();
+    assert!(
+        config.trim_start().starts_with("\"Hostname\": "),
+        "{config}"
+    );
+    // moby's setBindModeIfNull: local volumes from -v and --mount show the mode `z`,
+    // an anonymous one from the image's or -v's VOLUME none.
+    let modes = inspect(
+        &b,
+        "ko",
+        "{{range .Mounts}}{{.Destination}}={{.Mode}} {{end}}",
+    );
+    let mut modes: Vec<&str> = modes.split_whitespace().collect();
+    modes.sort();
+    assert_eq!(modes, ["/anon=", "/d2=z", "/data=z"]);
+    let text = ok(b.docker_out(&["image", "inspect", "busybox"]));
+    let keys = printed_keys(&text, 8);
+    assert_eq!(keys.first().map(String::as_str), Some("Id"), "{text}");
+    assert_eq!(keys.last().map(String::as_str), Some("Config"), "{text}");
+    let text = ok(b.docker_out(&["network", "inspect", "none"]));
+    assert_eq!(
+        printed_keys(&text, 8)[..5],
+        ["Name", "Id", "Created", "Scope", "Driver"],
+        "{text}"
+    );
+    ok(b.docker_out(&["rm", "-f", "ko"]));
+}

@@ -117,6 +117,32 @@ fn copy_out_of_running_and_stopped_containers() {
 }
 
 #[test]
+fn network_files_of_a_created_container() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    // The test image has no /etc/hosts or /etc/resolv.conf: dockerd's init layer gives every
+    // container the three files from create on (dockerode's archive test reads one).
+    ok(b.docker_out(&["create", "--name", "cr", "-h", "crhost", "busybox", "true"]));
+    for (path, want) in [
+        ("/etc/hostname", "crhost\n"),
+        ("/etc/hosts", "localhost"),
+        ("/etc/resolv.conf", "nameserver"),
+    ] {
+        let o = cp(&b, &[&format!("cr:{path}"), "-"]);
+        assert!(o.status.success(), "{path}: {}", stderr(&o));
+        let mut ar = tar::Archive::new(o.stdout.as_slice());
+        let mut e = ar.entries().unwrap().next().unwrap().unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+        assert!(text.contains(want), "{path}: {text:?}");
+    }
+    // Not changes of the container's (dockerd's init layer is not in its diff either).
+    assert_eq!(stdout(&b.docker_out(&["diff", "cr"])), "");
+    ok(b.docker_out(&["start", "-a", "cr"]));
+    assert_eq!(stdout(&b.docker_out(&["diff", "cr"])), "");
+}
+
+#[test]
 fn copy_into_running_created_and_volume() {
     require!(ready(), NOT_READY);
     let b = berthd_with_busybox(&[]);

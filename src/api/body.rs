@@ -200,6 +200,22 @@ impl Batch {
 }
 
 /// A JSON response: the value, then a newline, as Go's `json.Encoder` writes it.
+/// A JSON response whose objects keep dockerd's key order (`docker inspect` prints the bytes
+/// as they come; see `order`).
+pub fn json_ordered(
+    status: StatusCode,
+    value: &serde_json::Value,
+    shape: &super::order::Shape,
+) -> Response<Body> {
+    let mut v = super::order::to_vec(value, shape);
+    v.push(b'\n');
+    let mut r = Response::new(full(v));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
 pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Body> {
     match serde_json::to_vec(value) {
         Ok(mut v) => {

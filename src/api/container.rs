@@ -17,7 +17,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
-use super::body::{channel_body, empty, json_bytes_response, json_response, read_json};
+use super::body::{
+    channel_body, empty, json_bytes_response, json_ordered, json_response, read_json,
+};
 use super::error::ApiError;
 use super::router::{Ctx, HandlerResult, Route};
 use crate::container::archive::{PathStat, PutOptions};
@@ -362,7 +364,7 @@ pub async fn inspect(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
         .backend
         .container_inspect(name(&ctx), ctx.query.bool("size"))
         .await?;
-    Ok(json_response(StatusCode::OK, &v))
+    Ok(json_ordered(StatusCode::OK, &v, &super::order::CONTAINER))
 }
 
 pub async fn start(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {

@@ -11,7 +11,7 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Response, StatusCode};
 use tokio::sync::mpsc;
 
-use super::body::{body_channel, channel_body, empty, json_response};
+use super::body::{body_channel, channel_body, empty, json_ordered, json_response};
 use super::error::ApiError;
 use super::router::{Ctx, HandlerResult, Route};
 use crate::filters::Filters;
@@ -150,9 +150,10 @@ pub async fn list(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
 
 pub async fn inspect(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
     let data = ctx.backend.image_inspect(ctx.param("name"))?;
-    Ok(json_response(
+    Ok(json_ordered(
         StatusCode::OK,
         &inspect_json(data, ctx.version),
+        &super::order::IMAGE,
     ))
 }
 

@@ -17,6 +17,7 @@ pub mod error;
 mod events;
 mod image;
 mod network;
+mod order;
 pub mod query;
 pub(crate) mod router;
 mod swarm;

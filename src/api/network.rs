@@ -9,7 +9,7 @@ use hyper::{Method, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::body::{empty, json_response, read_json};
+use super::body::{empty, json_ordered, json_response, read_json};
 use super::error::ApiError;
 use super::router::{Ctx, HandlerResult, Route};
 use crate::filters::Filters;
@@ -71,7 +71,7 @@ pub async fn inspect(ctx: Ctx<dyn NetworkBackend>) -> HandlerResult {
     let v = ctx
         .backend
         .network_inspect(ctx.param("id"), ctx.query.bool("verbose"))?;
-    Ok(json_response(StatusCode::OK, &v))
+    Ok(json_ordered(StatusCode::OK, &v, &super::order::NETWORK))
 }
 
 #[derive(Debug, Default, Deserialize)]

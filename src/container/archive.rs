@@ -676,7 +676,8 @@ impl ContainerManager {
             })
             .collect::<Vec<_>>();
         // The network files, as the running container has them (moby's `NetworkMounts`),
-        // unless a user mount provides them.
+        // unless a user mount provides them. An image without them gets the mount points
+        // a start would make (dockerd's init layer has them from create on).
         let mut mounts = mounts;
         for (dest, file) in [
             ("/etc/resolv.conf", &r.resolv_conf_path),
@@ -689,7 +690,7 @@ impl ContainerManager {
                     source: file.into(),
                     destination: dest.to_string(),
                     rw: true,
-                    create: false,
+                    create: true,
                 });
             }
         }

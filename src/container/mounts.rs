@@ -96,7 +96,7 @@ pub fn parse_bind(raw: &str) -> Result<MountPoint, ContainerError> {
             driver: "local".to_string(),
             destination,
             rw: !modes.contains(&"ro"),
-            mode: mode.to_string(),
+            mode: local_volume_mode(mode),
             copy_data: !modes.contains(&"nocopy"),
             ..Default::default()
         });
@@ -116,6 +116,12 @@ pub fn parse_bind(raw: &str) -> Result<MountPoint, ContainerError> {
         create_source: true,
         ..Default::default()
     })
+}
+
+/// moby's `setBindModeIfNull`: a local volume from `Binds` or `Mounts` is shown with the
+/// SELinux relabel mode `z` when none was given (berth relabels nothing).
+fn local_volume_mode(mode: &str) -> String {
+    if mode.is_empty() { "z" } else { mode }.to_string()
 }
 
 const PROPAGATION_MODES: [&str; 6] = [
@@ -232,6 +238,7 @@ pub fn parse_mount_spec(m: &ApiMount, check_source: bool) -> Result<MountPoint, 
             let driver = vo.driver_config.clone().unwrap_or_default();
             Ok(MountPoint {
                 typ: "volume".to_string(),
+                mode: local_volume_mode(""),
                 name: source.to_string(),
                 driver: driver
                     .name
