@@ -290,6 +290,109 @@ fn a_legacy_archive_with_one_blob_used_twice() {
     );
 }
 
+/// The format of `docker save` before Docker 1.10 (as dockerode's `test-load.tar`): a
+/// directory per v1 image naming its parent, `repositories` for the names, no manifest.json.
+#[test]
+fn the_pre_1_10_save_format_loads() {
+    require!(ready(), NOT_READY);
+    let b = Berthd::start(&[]);
+    let base = std::fs::read(busybox_rootfs_tar(b.dir.path())).unwrap();
+    let top = layer_tar(&[("etc/", 'd', ""), ("etc/motd", 'f', "legacy\n")]);
+    let (base_id, top_id) = ("a".repeat(64), "b".repeat(64));
+    let v1 = |id: &str, parent: Option<&str>, cmd: &str, run: &str| {
+        let mut j = serde_json::json!({
+            "id": id, "created": "2015-10-13T23:47:48.522046233Z", "docker_version": "1.8.2",
+            "container_config": {"Cmd": ["/bin/sh", "-c", run]},
+            "config": {"Cmd": [cmd], "Env": ["PATH=/bin"]},
+            "architecture": go_arch(), "os": "linux", "Size": 12,
+        });
+        if let Some(p) = parent {
+            j["parent"] = serde_json::json!(p);
+        }
+        j.to_string()
+    };
+    let mut t = tar::Builder::new(Vec::new());
+    for (id, json, layer) in [
+        (
+            &base_id,
+            v1(&base_id, None, "sh", "#(nop) ADD file:x in /"),
+            &base,
+        ),
+        (
+            &top_id,
+            v1(&top_id, Some(&base_id), "cat", "echo legacy > /etc/motd"),
+            &top,
+        ),
+    ] {
+        add_file(&mut t, &format!("{id}/VERSION"), b"1.0");
+        add_file(&mut t, &format!("{id}/json"), json.as_bytes());
+        add_file(&mut t, &format!("{id}/layer.tar"), layer);
+    }
+    let repos = serde_json::json!({"old/legacy": {"v1": top_id}});
+    add_file(&mut t, "repositories", repos.to_string().as_bytes());
+    let path = b.dir.path().join("legacy.tar");
+    std::fs::write(&path, t.into_inner().unwrap()).unwrap();
+
+    let out = ok(b.docker_out(&["load", "-i", path.to_str().unwrap()]));
+    assert_eq!(out.trim(), "Loaded image: old/legacy:v1");
+    // Both layers, the v1 config kept (without the v1 bookkeeping), one history entry per v1
+    // image, and the parent's image as the parent link.
+    let f = "{{len .RootFS.Layers}} {{.Config.Cmd}} {{.DockerVersion}} {{.Created}}";
+    assert_eq!(
+        common::inspect(&b, "old/legacy:v1", f),
+        "2 [cat] 1.8.2 2015-10-13T23:47:48.522046233Z"
+    );
+    let parent = common::inspect(&b, "old/legacy:v1", "{{.Parent}}");
+    assert!(parent.starts_with("sha256:"), "{parent}");
+    assert_eq!(common::inspect(&b, &parent, "{{len .RootFS.Layers}}"), "1");
+    let history = ok(b.docker_out(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}}",
+        "old/legacy:v1",
+    ]));
+    assert_eq!(
+        history.lines().collect::<Vec<_>>(),
+        [
+            "/bin/sh -c echo legacy > /etc/motd",
+            "/bin/sh -c #(nop) ADD file:x in /"
+        ]
+    );
+    let o = ok(b.docker_out(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "cat",
+        "old/legacy:v1",
+        "/etc/motd",
+    ]));
+    assert_eq!(o, "legacy\n");
+
+    // A name in `repositories` that no directory has: moby's words.
+    let mut t = tar::Builder::new(Vec::new());
+    add_file(&mut t, "repositories", br#"{"x":{"y":"nope"}}"#);
+    std::fs::write(&path, t.into_inner().unwrap()).unwrap();
+    let o = b.docker_out(&["load", "-i", path.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("invalid target ID: nope"),
+        "{}",
+        stderr(&o)
+    );
+    // A parent that leads out of the archive is refused.
+    let mut t = tar::Builder::new(Vec::new());
+    let evil = v1(&top_id, Some("../../etc"), "cat", "x");
+    add_file(&mut t, &format!("{top_id}/json"), evil.as_bytes());
+    add_file(&mut t, &format!("{top_id}/layer.tar"), &top);
+    add_file(&mut t, "repositories", repos.to_string().as_bytes());
+    std::fs::write(&path, t.into_inner().unwrap()).unwrap();
+    let o = b.docker_out(&["load", "-i", path.to_str().unwrap()]);
+    assert!(stderr(&o).contains("invalid image ID"), "{}", stderr(&o));
+}
+
 #[test]
 fn oci_layout_with_a_two_platform_index_and_gzip_layers() {
     require!(ready(), NOT_READY);

@@ -302,9 +302,173 @@ pub fn load_dir(
         }
         return Ok(out);
     }
+    if dir.join(LEGACY_REPOSITORIES).exists() {
+        return load_legacy(store, dir, progress);
+    }
     Err(ImageError::invalid(
         "invalid archive: it has neither manifest.json nor index.json".to_string(),
     ))
+}
+
+const LEGACY_REPOSITORIES: &str = "repositories";
+
+/// A v1 image of a legacy archive, once registered.
+struct LegacyImage {
+    id: String,
+    diff_ids: Vec<String>,
+    history: Vec<Value>,
+    layers: Vec<(String, Option<String>)>,
+}
+
+/// The format of `docker save` before Docker 1.10 (moby's `legacyLoad`): a directory per v1
+/// image (`json`, `layer.tar`) naming its parent, and the names in `repositories`. Each v1
+/// image becomes an image whose layers are its ancestors' and its own, with a parent link,
+/// its config the v1 JSON without the v1 bookkeeping (moby's `MakeConfigFromV1Config`).
+fn load_legacy(
+    store: &Arc<Store>,
+    dir: &Path,
+    progress: &Progress,
+) -> Result<Vec<LoadedImage>, ImageError> {
+    let repos: BTreeMap<String, BTreeMap<String, String>> =
+        serde_json::from_slice(&read_file(dir, LEGACY_REPOSITORIES)?).map_err(|e| {
+            ImageError::invalid(format!("invalid archive: {LEGACY_REPOSITORIES}: {e}"))
+        })?;
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| ImageError::io(format!("read {}", dir.display()), e))?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    let mut loaded: HashMap<String, LegacyImage> = HashMap::new();
+    for n in &names {
+        load_legacy_image(store, dir, n, &mut loaded, progress, 0)?;
+    }
+    let mut out: Vec<LoadedImage> = Vec::new();
+    for (name, tags) in repos {
+        for (tag, old) in tags {
+            let id = loaded
+                .get(&old)
+                .map(|l| l.id.clone())
+                .ok_or_else(|| ImageError::invalid(format!("invalid target ID: {old}")))?;
+            let r = Reference::parse(&format!("{name}:{tag}"))?;
+            match out.iter_mut().find(|l| l.id == id) {
+                Some(l) => l.refs.push(r),
+                None => out.push(LoadedImage { id, refs: vec![r] }),
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn load_legacy_image(
+    store: &Arc<Store>,
+    dir: &Path,
+    old_id: &str,
+    loaded: &mut HashMap<String, LegacyImage>,
+    progress: &Progress,
+    depth: usize,
+) -> Result<(), ImageError> {
+    if loaded.contains_key(old_id) {
+        return Ok(());
+    }
+    // The names come from the archive: one plain path element each, and a chain of parents
+    // no longer than an image can have layers.
+    if old_id.is_empty() || old_id == "." || old_id == ".." || old_id.contains('/') {
+        return Err(ImageError::invalid(format!(
+            "invalid archive: invalid image ID {old_id:?}"
+        )));
+    }
+    if depth > 127 {
+        return Err(ImageError::invalid(
+            "invalid archive: the chain of parents is too long (or a loop)".to_string(),
+        ));
+    }
+    let raw = read_file(dir, &format!("{old_id}/json"))?;
+    let mut v1: serde_json::Map<String, Value> = serde_json::from_slice(&raw)
+        .map_err(|e| ImageError::invalid(format!("invalid archive: {old_id}/json: {e}")))?;
+    let os = v1.get("os").and_then(Value::as_str).unwrap_or("linux");
+    if !os.is_empty() && os != "linux" {
+        return Err(ImageError::invalid(format!(
+            "cannot load {os} image on linux"
+        )));
+    }
+    let parent = v1
+        .get("parent")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string);
+    let (parent_id, mut diff_ids, mut history, mut layers) = match &parent {
+        Some(p) => {
+            load_legacy_image(store, dir, p, loaded, progress, depth + 1)?;
+            let l = &loaded[p];
+            (
+                Some(l.id.clone()),
+                l.diff_ids.clone(),
+                l.history.clone(),
+                l.layers.clone(),
+            )
+        }
+        None => (None, Vec::new(), Vec::new(), Vec::new()),
+    };
+    // The layer's DiffID: the digest of the (uncompressed) layer.tar.
+    let layer_path = format!("{old_id}/layer.tar");
+    let f = open_in_root(dir, &layer_path)
+        .map_err(|e| ImageError::invalid(format!("invalid archive: open {layer_path}: {e}")))?;
+    let mut hashing = HashingReader::new(f, true);
+    std::io::copy(&mut hashing, &mut std::io::sink())
+        .map_err(|e| ImageError::invalid(format!("invalid archive: read {layer_path}: {e}")))?;
+    diff_ids.push(hashing.digest());
+    layers.push((layer_path, None));
+    // moby's `HistoryFromConfig`: empty fields left out.
+    let text = |k: &str| v1.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let created_by = v1
+        .get("container_config")
+        .and_then(|c| c.get("Cmd"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    let mut h = serde_json::Map::new();
+    for (k, val) in [
+        ("created", text("created")),
+        ("author", text("author")),
+        ("created_by", created_by),
+        ("comment", text("comment")),
+    ] {
+        if !val.is_empty() {
+            h.insert(k.to_string(), Value::String(val));
+        }
+    }
+    history.push(Value::Object(h));
+    for k in ["id", "parent", "Size", "parent_id", "layer_id", "throwaway"] {
+        v1.remove(k);
+    }
+    v1.insert(
+        "rootfs".to_string(),
+        json!({"type": "layers", "diff_ids": diff_ids}),
+    );
+    v1.insert("history".to_string(), Value::Array(history.clone()));
+    let config = serde_json::to_vec(&v1)
+        .map_err(|e| ImageError::internal(format!("encode image config: {e}")))?;
+    let id = register(store, dir, config, &layers, progress)?;
+    if let Some(p) = &parent_id {
+        store.set_parent(&id, p)?;
+    }
+    loaded.insert(
+        old_id.to_string(),
+        LegacyImage {
+            id,
+            diff_ids,
+            history,
+            layers,
+        },
+    );
+    Ok(())
 }
 
 /// The names an OCI index entry carries.
