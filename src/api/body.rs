@@ -199,7 +199,6 @@ impl Batch {
     }
 }
 
-/// A JSON response: the value, then a newline, as Go's `json.Encoder` writes it.
 /// A JSON response whose objects keep dockerd's key order (`docker inspect` prints the bytes
 /// as they come; see `order`).
 pub fn json_ordered(
@@ -216,6 +215,7 @@ pub fn json_ordered(
     r
 }
 
+/// A JSON response: the value, then a newline, as Go's `json.Encoder` writes it.
 pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Body> {
     match serde_json::to_vec(value) {
         Ok(mut v) => {
