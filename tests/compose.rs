@@ -46,6 +46,7 @@ services:
       retries: 30
     ports:
       - "127.0.0.1:${WEB_PORT}:80"
+    mac_address: "02:42:0a:d4:01:99"
     networks:
       front:
         aliases: [site]
@@ -517,6 +518,18 @@ fn compose_project_comes_up_wired_and_goes_without_a_trace() {
     );
     let web_ip = ip_on(b, "cp_web_1", "cp_front");
     assert!(web_ip.starts_with("10.212.1."), "{web_ip}");
+    // `mac_address:` holds though compose disconnects and reconnects the network before the
+    // start (dockerd before 25 applied the container-wide MAC at start).
+    assert_eq!(
+        inspect(
+            b,
+            "cp_web_1",
+            "{{(index .NetworkSettings.Networks \"cp_front\").MacAddress}} {{.Config.MacAddress}}"
+        ),
+        "02:42:0a:d4:01:99 02:42:0a:d4:01:99"
+    );
+    let link = p.sh("web", "cat /sys/class/net/eth0/address");
+    assert_eq!(link, "02:42:0a:d4:01:99\n");
 
     // DNS between services on berth's bridges: by service name, alias and container name.
     for name in ["web", "site", "cp_web_1"] {
@@ -799,11 +812,11 @@ fn compose_exec_run_lifecycle_and_scale() {
     assert_eq!(oneoff.trim(), "", "run --rm left its container");
 
     // Data in the named volume survives a forced recreate. compose 1.29 reads the image's
-    // ContainerConfig when it recreates, which dockerd (and berth) send only below API 1.45.
+    // ContainerConfig when it recreates, which dockerd sends only below API 1.45 and berth
+    // to compose 1.x at every version (it talks the daemon's own, 1.51).
     p.sh("app", "echo persisted > /data/file");
     let old_id = inspect(b, "cp_app_1", "{{.Id}}");
-    let v144 = [("COMPOSE_API_VERSION", "1.44")];
-    let (_, err) = p.ok_env(&v144, &["up", "-d", "--force-recreate"]);
+    let (_, err) = p.ok(&["up", "-d", "--force-recreate"]);
     assert!(err.contains("Recreating cp_app_1"), "{err}");
     assert!(err.contains("Recreating cp_worker_3"), "{err}");
     let new_id = inspect(b, "cp_app_1", "{{.Id}}");

@@ -320,3 +320,82 @@ fn a_sparse_create_body_inspects_with_every_host_config_field() {
         "{resp}"
     );
 }
+
+/// What compose 1.29's suite found against dockerd 20.10: old clients' IPC default, the
+/// container-wide MAC kept in `Config`, `--tmpfs` not listed in `Mounts`, storage options
+/// refused rather than ignored.
+#[test]
+fn old_clients_defaults_and_what_inspect_lists() {
+    require!(ready(), NOT_READY);
+    let b = berthd_with_busybox(&[]);
+    let create = |version: &str, body: &str| -> serde_json::Value {
+        let resp = common::http(
+            &b.socket,
+            &format!(
+                "POST /{version}/containers/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+        .unwrap();
+        assert!(resp.starts_with("HTTP/1.1 201"), "{resp}");
+        let json = &resp[resp.find("\r\n\r\n").unwrap() + 4..];
+        serde_json::from_str(json.trim()).unwrap()
+    };
+    // moby's router: below API 1.40 an empty IPC mode is `shareable`, from 1.40 `private`.
+    let old = create(
+        "v1.39",
+        r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{}}"#,
+    );
+    let new = create(
+        "v1.40",
+        r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{}}"#,
+    );
+    assert_eq!(
+        inspect(&b, old["Id"].as_str().unwrap(), "{{.HostConfig.IpcMode}}"),
+        "shareable"
+    );
+    assert_eq!(
+        inspect(&b, new["Id"].as_str().unwrap(), "{{.HostConfig.IpcMode}}"),
+        "private"
+    );
+    // The container-wide MAC (API 1.38, as compose 1.29 sends it) shows in `Config`.
+    let mac = create(
+        "v1.38",
+        r#"{"Image":"busybox","Cmd":["true"],"MacAddress":"02:42:ac:11:65:43","HostConfig":{}}"#,
+    );
+    let id = mac["Id"].as_str().unwrap();
+    assert_eq!(
+        inspect(&b, id, "{{.Config.MacAddress}}"),
+        "02:42:ac:11:65:43"
+    );
+    // `--tmpfs` is no mount point of dockerd's; `--mount type=tmpfs` is.
+    ok(b.docker_out(&[
+        "create",
+        "--name",
+        "tm",
+        "--tmpfs",
+        "/x",
+        "--mount",
+        "type=tmpfs,dst=/y",
+        "busybox",
+        "true",
+    ]));
+    assert_eq!(
+        inspect(
+            &b,
+            "tm",
+            "{{range .Mounts}}{{.Type}}:{{.Destination}} {{end}}"
+        ),
+        "tmpfs:/y"
+    );
+    assert_eq!(
+        inspect(&b, "tm", "{{json .HostConfig.Tmpfs}}"),
+        r#"{"/x":""}"#
+    );
+    // A size limit berth cannot apply is refused, as dockerd's overlay2 without project quotas.
+    refused(
+        &b,
+        &["create", "--storage-opt", "size=1G"],
+        "--storage-opt is supported only for overlay over xfs with 'pquota' mount option",
+    );
+}

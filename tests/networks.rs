@@ -1675,6 +1675,22 @@ fn network_create_refuses_what_the_bridge_driver_refuses() {
         "gwok",
     ]));
     assert_eq!(inspect(&b, "gwok", "{{.Scope}}"), "local");
+    // moby's `createNetwork`: without the request's flag, the driver option switches IPv6 on
+    // (compose files set it so), and must be a Go bool.
+    ok(b.docker_out(&[
+        "network",
+        "create",
+        "-o",
+        "com.docker.network.enable_ipv6=true",
+        "--subnet",
+        "fd00:73::/64",
+        "v6opt",
+    ]));
+    assert_eq!(inspect(&b, "v6opt", "{{.EnableIPv6}}"), "true");
+    refused(
+        &["-o", "com.docker.network.enable_ipv6=maybe", "v6bad"],
+        "driver-opt \"com.docker.network.enable_ipv6\" is not a valid bool",
+    );
 }
 
 #[test]

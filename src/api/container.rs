@@ -41,11 +41,13 @@ pub type WaitFuture = Pin<Box<dyn Future<Output = (i64, String)> + Send>>;
 /// What the container endpoints need: the container manager.
 #[async_trait]
 pub trait ContainerBackend: Send + Sync {
+    /// `container_mac`: the deprecated container-wide `MacAddress`, for the main network.
     async fn container_create(
         &self,
         name: Option<String>,
         platform: Option<String>,
         body: ContainerCreateBody,
+        container_mac: Option<String>,
     ) -> Result<ContainerCreateResponse, ContainerError>;
     /// The encoded JSON array (the manager keeps each container's entry encoded).
     fn container_list_json(&self, opts: ListOptions) -> Result<Vec<u8>, ContainerError>;
@@ -333,10 +335,18 @@ pub async fn create(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     body.cmd = cmd;
     body.entrypoint = entrypoint;
     body.shell = shell;
-    let warning =
-        crate::container::create::migrate_mac_address(&mut body, mac_address, ctx.version)?;
-    let mut resp = backend.container_create(name, platform, body).await?;
-    resp.warnings.extend(warning);
+    // moby's router: clients below API 1.40 expect the IPC mode `shareable` by default.
+    if ctx.version < ApiVersion::new(1, 40) {
+        let hc = body.host_config.get_or_insert_with(Default::default);
+        if hc.ipc_mode.as_deref().unwrap_or("").is_empty() {
+            hc.ipc_mode = Some("shareable".to_string());
+        }
+    }
+    let mac = crate::container::create::migrate_mac_address(&mut body, mac_address, ctx.version)?;
+    let mut resp = backend
+        .container_create(name, platform, body, mac.kept)
+        .await?;
+    resp.warnings.extend(mac.warning);
     Ok(json_response(StatusCode::CREATED, &resp))
 }
 

@@ -150,17 +150,33 @@ pub async fn list(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
 
 pub async fn inspect(ctx: Ctx<dyn ImageBackend>) -> HandlerResult {
     let data = ctx.backend.image_inspect(ctx.param("name"))?;
+    // docker-compose 1.x reads `ContainerConfig` (its `get_container_data_volumes`) and stops
+    // every recreate with a `KeyError` when the field is gone, as from API 1.45 (Docker 26
+    // broke compose 1.x so). It talks the daemon's own version unless told otherwise, so it
+    // gets the field at every version: compose 1.29 recreates against berth as it did
+    // against dockerd up to 25.
+    let compose_v1 = ctx
+        .req
+        .headers()
+        .get(hyper::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ua| ua.starts_with("docker-compose/1."));
     Ok(json_ordered(
         StatusCode::OK,
-        &inspect_json(data, ctx.version),
+        &inspect_json(data, ctx.version, compose_v1),
         &super::order::IMAGE,
     ))
 }
 
 /// moby's `getImagesByName`: below API 1.52 `Parent`, `Comment`, `DockerVersion` and `Author`
 /// are always there (from 1.52 `Parent` and `DockerVersion` only when set), below 1.45
-/// `Container` and `ContainerConfig`, below 1.44 `VirtualSize`.
-fn inspect_json(data: InspectData, version: ApiVersion) -> serde_json::Value {
+/// `Container` and `ContainerConfig` (and for docker-compose 1.x, `with_container_config`),
+/// below 1.44 `VirtualSize`.
+fn inspect_json(
+    data: InspectData,
+    version: ApiVersion,
+    with_container_config: bool,
+) -> serde_json::Value {
     let InspectData { inspect, legacy } = data;
     let mut v = serde_json::to_value(&inspect).unwrap_or_default();
     let Some(m) = v.as_object_mut() else {
@@ -180,7 +196,7 @@ fn inspect_json(data: InspectData, version: ApiVersion) -> serde_json::Value {
             m.insert("DockerVersion".into(), s(&legacy.docker_version));
         }
     }
-    if version < ApiVersion::new(1, 45) {
+    if version < ApiVersion::new(1, 45) || with_container_config {
         m.insert("Container".into(), s(&legacy.container));
         m.insert("ContainerConfig".into(), legacy.container_config);
     }

@@ -1155,7 +1155,7 @@ impl Builder {
         let created = if st.image.is_empty() {
             self.containers.create_scratch(body).await
         } else {
-            self.containers.create(None, None, body).await
+            self.containers.create(None, None, body, None).await
         };
         let (id, warnings) = created.map_err(err)?;
         for w in warnings {

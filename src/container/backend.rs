@@ -24,9 +24,10 @@ impl ContainerBackend for Arc<ContainerManager> {
         name: Option<String>,
         platform: Option<String>,
         body: bollard_stubs::models::ContainerCreateBody,
+        container_mac: Option<String>,
     ) -> Result<bollard_stubs::models::ContainerCreateResponse, ContainerError> {
         let t = Instant::now();
-        let (id, warnings) = self.create(name, platform, body).await?;
+        let (id, warnings) = self.create(name, platform, body, container_mac).await?;
         self.observe("create", t);
         Ok(bollard_stubs::models::ContainerCreateResponse { id, warnings })
     }

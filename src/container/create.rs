@@ -110,7 +110,7 @@ pub fn migrate_mac_address(
     body: &mut ContainerCreateBody,
     mac: Option<String>,
     version: ApiVersion,
-) -> Result<Option<String>, ContainerError> {
+) -> Result<MacMigration, ContainerError> {
     let mac = mac.filter(|m| !m.is_empty());
     let mode = body
         .host_config
@@ -132,7 +132,7 @@ pub fn migrate_mac_address(
                 ep.mac_address = None;
             }
         }
-        return Ok(None);
+        return Ok(MacMigration::default());
     };
     if !bridge_or_user {
         if old_api {
@@ -140,7 +140,10 @@ pub fn migrate_mac_address(
                 "conflicting options: mac-address and the network mode",
             ));
         }
-        return Ok(Some(MAC_DEPRECATED.to_string()));
+        return Ok(MacMigration {
+            warning: Some(MAC_DEPRECATED.to_string()),
+            kept: None,
+        });
     }
     // moby's `epConfigForNetMode`.
     let name = if mode.is_empty() {
@@ -170,10 +173,10 @@ pub fn migrate_mac_address(
         ));
     };
     match ep.mac_address.as_deref().filter(|m| !m.is_empty()) {
-        None => ep.mac_address = Some(mac),
+        None => ep.mac_address = Some(mac.clone()),
         Some(m) if old_api || m.eq_ignore_ascii_case(&mac) => {
             if old_api {
-                ep.mac_address = Some(mac);
+                ep.mac_address = Some(mac.clone());
             }
         }
         Some(_) => {
@@ -182,7 +185,22 @@ pub fn migrate_mac_address(
             ))
         }
     }
-    Ok((!old_api).then(|| MAC_DEPRECATED.to_string()))
+    // The record keeps it as the main network's MAC: moby keeps it in `Config` below 1.44
+    // and shows the main endpoint's there from 1.44; and compose 1.x disconnects and
+    // reconnects the main network before the start, which drops the endpoint's (dockerd
+    // before 25 applied the container-wide MAC at start).
+    Ok(MacMigration {
+        warning: (!old_api).then(|| MAC_DEPRECATED.to_string()),
+        kept: Some(mac),
+    })
+}
+
+/// What [`migrate_mac_address`] leaves: the deprecation warning (from API 1.44), and the
+/// container-wide MAC the record keeps for the main network.
+#[derive(Debug, Default)]
+pub struct MacMigration {
+    pub warning: Option<String>,
+    pub kept: Option<String>,
 }
 
 const MAC_DEPRECATED: &str =
@@ -839,6 +857,7 @@ impl ContainerManager {
         name: Option<String>,
         platform: Option<String>,
         body: ContainerCreateBody,
+        container_mac: Option<String>,
     ) -> Result<(String, Vec<String>), ContainerError> {
         let image_name = body.image.clone().unwrap_or_default();
         if image_name.is_empty() {
@@ -872,7 +891,12 @@ impl ContainerManager {
                 )));
             }
         }
-        self.create_with(name, body, image).await
+        let (id, warnings) = self.create_with(name, body, image).await?;
+        if let Some(mac) = container_mac {
+            let c = self.get(&id)?;
+            self.update(&c, |r| r.mac_address = Some(mac))?;
+        }
+        Ok((id, warnings))
     }
 
     /// A build step's container on no image at all (`FROM scratch`): an empty root file
@@ -930,6 +954,13 @@ impl ContainerManager {
         let blkio_warnings = check_blkio(&mut host, self.runtime.cgroups())?;
         if self.cfg.userns_remap.is_some() {
             check_userns(&host)?;
+        }
+        // moby's overlay2 driver takes storage options only with project quotas (xfs with
+        // `pquota`); berth applies none, so it refuses them rather than ignore a size limit.
+        if host.storage_opt.as_ref().is_some_and(|o| !o.is_empty()) {
+            return Err(ContainerError::invalid(
+                "--storage-opt is supported only for overlay over xfs with 'pquota' mount option",
+            ));
         }
         if let Some(run) = &image.config.config {
             merge_image_config(&mut config, run);
@@ -1137,6 +1168,7 @@ impl ContainerManager {
             mount_points: Some(mount_points),
             mount_error: None,
             networks,
+            mac_address: None,
         };
         self.populate_volumes(&mut record)?;
         record.save(&dir)?;
@@ -1174,11 +1206,14 @@ mod mac_tests {
         let mac = Some("02:42:ac:11:00:0a".to_string());
         let mut b = body("");
         let w = migrate_mac_address(&mut b, mac.clone(), v151).unwrap();
-        assert!(w.unwrap().contains("deprecated"));
+        assert!(w.warning.unwrap().contains("deprecated"));
+        assert_eq!(w.kept, mac);
         assert_eq!(mac_of(&b, "default"), mac);
         let mut b = body("mynet");
-        migrate_mac_address(&mut b, mac.clone(), ApiVersion::new(1, 43)).unwrap();
+        let w = migrate_mac_address(&mut b, mac.clone(), ApiVersion::new(1, 43)).unwrap();
         assert_eq!(mac_of(&b, "mynet"), mac);
+        // The record keeps it too (moby's `Config.MacAddress`).
+        assert_eq!((w.warning, w.kept), (None, mac.clone()));
         // A different endpoint MAC is refused from 1.44; host networking takes none below it.
         let mut b = body("mynet");
         migrate_mac_address(&mut b, Some("02:00:00:00:00:01".into()), v151).unwrap();

@@ -84,10 +84,23 @@ pub fn mount_points(h: &HostConfig) -> Vec<MountPoint> {
 /// A container's mounts for inspect: the mount points stored at create, or for an older
 /// record its `HostConfig` parsed again.
 pub fn record_mount_points(r: &Record) -> Vec<MountPoint> {
-    match &r.mount_points {
+    // `HostConfig.Tmpfs` entries are no mount points of moby's (only `Mounts` of type tmpfs).
+    let legacy_tmpfs = |dest: &str| {
+        r.host_config
+            .tmpfs
+            .as_ref()
+            .is_some_and(|t| t.contains_key(dest))
+    };
+    let all = match &r.mount_points {
         Some(list) => list.iter().map(api_mount_point).collect(),
         None => mount_points(&r.host_config),
-    }
+    };
+    all.into_iter()
+        .filter(|m| {
+            !(m.typ.as_ref().is_some_and(|t| t.to_string() == "tmpfs")
+                && legacy_tmpfs(m.destination.as_deref().unwrap_or("")))
+        })
+        .collect()
 }
 
 /// Inputs computed by the manager for inspect.
@@ -188,6 +201,10 @@ pub fn inspect(r: &Record, x: &InspectExtras) -> Value {
         }
         if let Some(Value::Object(c)) = m.get_mut("Config") {
             config_zeros(c);
+            // The container-wide MAC of an old client, kept as moby keeps `Config.MacAddress`.
+            if let Some(mac) = &r.mac_address {
+                c.insert("MacAddress".to_string(), Value::String(mac.clone()));
+            }
         }
         // `State.Health`, likewise (its results carry dates).
         if let (Some(h), Some(Value::Object(st))) = (&r.state.health, m.get_mut("State")) {

@@ -385,6 +385,7 @@ mod tests {
             mount_points: Some(vec![]),
             mount_error: None,
             networks: Default::default(),
+            mac_address: None,
         }
     }
 

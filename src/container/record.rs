@@ -112,6 +112,12 @@ pub struct Record {
     /// (`NetworkingConfig`); the live endpoint of a run is the network service's.
     #[serde(default)]
     pub networks: std::collections::BTreeMap<String, bollard_stubs::models::EndpointSettings>,
+    /// The container-wide `MacAddress` of a create (deprecated from API 1.44): inspect shows
+    /// it as `Config.MacAddress`, and the start gives it to the main network's endpoint when
+    /// that has none, as dockerd before 25 did (compose 1.29 disconnects and reconnects that
+    /// network before the start, which drops the endpoint's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
 }
 
 impl Record {
@@ -237,6 +243,7 @@ mod tests {
             mount_points: Some(vec![]),
             mount_error: None,
             networks: Default::default(),
+            mac_address: None,
         };
         r.save(dir.path()).unwrap();
         let back = Record::load(dir.path()).unwrap();

@@ -772,7 +772,7 @@ impl NetworkService {
     // -----------------------------------------------------------------------------------------
     // Create, remove, prune
 
-    pub async fn create(&self, req: CreateRequest) -> Result<NetworkRecord, NetworkError> {
+    pub async fn create(&self, mut req: CreateRequest) -> Result<NetworkRecord, NetworkError> {
         let _op = self.op.lock().await;
         let driver = if req.driver.is_empty() {
             "bridge".to_string()
@@ -880,8 +880,10 @@ impl NetworkService {
                 _ => {}
             }
         }
-        let enable_ipv6 = req.enable_ipv6.unwrap_or(false);
-        let enable_ipv4 = req.enable_ipv4.unwrap_or(true);
+        // moby's `createNetwork`: the request's flag wins (and its driver option goes), else
+        // the driver option `com.docker.network.enable_ipv6` (compose files set it so).
+        let enable_ipv6 = flag_or_option(&mut req.options, req.enable_ipv6, ENABLE_IPV6, false)?;
+        let enable_ipv4 = flag_or_option(&mut req.options, req.enable_ipv4, ENABLE_IPV4, true)?;
         if !enable_ipv4 {
             return Err(NetworkError::invalid(
                 "IPv4 can only be disabled on IPv6-only networks, which berth does not support yet",
@@ -2081,6 +2083,32 @@ fn parse_pool(p: &PoolRequest) -> Result<Pool, NetworkError> {
         user_gateway,
         last: None,
     })
+}
+
+const ENABLE_IPV4: &str = "com.docker.network.enable_ipv4";
+const ENABLE_IPV6: &str = "com.docker.network.enable_ipv6";
+
+/// A network's IPv4/IPv6 switch: the request's field, else its driver option (a Go bool),
+/// else the default. With the field given, the option is dropped (moby keeps no conflicting
+/// value for inspect).
+fn flag_or_option(
+    options: &mut BTreeMap<String, String>,
+    flag: Option<bool>,
+    key: &str,
+    default: bool,
+) -> Result<bool, NetworkError> {
+    if let Some(v) = flag {
+        options.remove(key);
+        return Ok(v);
+    }
+    match options.get(key).map(String::as_str) {
+        None => Ok(default),
+        Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Ok(true),
+        Some("0" | "f" | "F" | "FALSE" | "false" | "False") => Ok(false),
+        Some(_) => Err(NetworkError::invalid(format!(
+            "driver-opt \"{key}\" is not a valid bool"
+        ))),
+    }
 }
 
 #[cfg(test)]
