@@ -1687,6 +1687,16 @@ fn network_create_refuses_what_the_bridge_driver_refuses() {
         "v6opt",
     ]));
     assert_eq!(inspect(&b, "v6opt", "{{.EnableIPv6}}"), "true");
+    // Without an IPv6 subnet (berth has no default IPv6 pool) the option leaves the network
+    // IPv4-only, as on dockerd before 27 (compose's static-address tests rely on it).
+    ok(b.docker_out(&[
+        "network",
+        "create",
+        "-o",
+        "com.docker.network.enable_ipv6=true",
+        "v6nopool",
+    ]));
+    assert_eq!(inspect(&b, "v6nopool", "{{.EnableIPv6}}"), "false");
     refused(
         &["-o", "com.docker.network.enable_ipv6=maybe", "v6bad"],
         "driver-opt \"com.docker.network.enable_ipv6\" is not a valid bool",

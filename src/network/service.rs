@@ -881,8 +881,15 @@ impl NetworkService {
             }
         }
         // moby's `createNetwork`: the request's flag wins (and its driver option goes), else
-        // the driver option `com.docker.network.enable_ipv6` (compose files set it so).
-        let enable_ipv6 = flag_or_option(&mut req.options, req.enable_ipv6, ENABLE_IPV6, false)?;
+        // the driver option `com.docker.network.enable_ipv6` (compose files set it so). berth
+        // has no default IPv6 pool: an option without an IPv6 subnet leaves the network
+        // IPv4-only, as the option did on dockerd before 27 (the flag alone is refused below).
+        let v6_subnet = req
+            .pools
+            .iter()
+            .any(|p| p.subnet.as_deref().is_some_and(|s| s.contains(':')));
+        let enable_ipv6 = flag_or_option(&mut req.options, req.enable_ipv6, ENABLE_IPV6, false)?
+            && (req.enable_ipv6.is_some() || v6_subnet);
         let enable_ipv4 = flag_or_option(&mut req.options, req.enable_ipv4, ENABLE_IPV4, true)?;
         if !enable_ipv4 {
             return Err(NetworkError::invalid(
