@@ -1167,9 +1167,49 @@ fn internal_networks_and_disconnect_release_ports() {
     ok(b.docker_out(&["network", "rm", "gone-soon"]));
     let o = b.docker_out(&["start", "st1"]);
     assert!(
-        !o.status.success() && stderr(&o).contains("not found"),
+        !o.status.success()
+            && stderr(&o).contains("failed to set up container networking: network ")
+            && stderr(&o).contains(" not found"),
         "{}",
         stderr(&o)
+    );
+    // moby's `validateNetworkingConfig`: a network that does not exist yet is no error at
+    // create (compose 1.x creates containers before their networks at times), only at start.
+    ok(b.docker_out(&[
+        "create",
+        "--name",
+        "early",
+        "--network",
+        "later-net",
+        "busybox",
+        "true",
+    ]));
+    assert_eq!(
+        inspect(
+            &b,
+            "early",
+            "{{.HostConfig.NetworkMode}} {{json .NetworkSettings.Networks}}"
+        )
+        .split_once(' ')
+        .map(|(m, n)| (m.to_string(), n.contains("\"later-net\""))),
+        Some(("later-net".to_string(), true))
+    );
+    let o = b.docker_out(&["start", "early"]);
+    assert!(
+        stderr(&o).contains("network later-net not found"),
+        "{}",
+        stderr(&o)
+    );
+    ok(b.docker_out(&["network", "create", "later-net"]));
+    let net_id = inspect(&b, "later-net", "{{.Id}}");
+    ok(b.docker_out(&["start", "-a", "early"]));
+    assert_eq!(
+        inspect(
+            &b,
+            "early",
+            "{{(index .NetworkSettings.Networks \"later-net\").NetworkID}}"
+        ),
+        net_id
     );
     // A user's address outside the subnet is refused.
     let o = b.docker_out(&["network", "connect", "--ip", "10.99.0.5", "pub", "pw"]);

@@ -61,22 +61,27 @@ impl ContainerManager {
             return Ok(out);
         }
         // The default bridge may be disabled (`--bridge=none`): then the container only has
-        // its loopback, as it always had.
-        // An unknown network is a 400 here, never a 404: the docker CLI takes any 404 from
-        // create for a missing image and goes to pull it.
-        let find = |name: &str| {
-            self.network.find(name).map_err(|e| {
-                if e.kind() == ErrorKind::NotFound {
-                    ContainerError::invalid(e.to_string())
-                } else {
-                    e.into()
-                }
-            })
+        // its loopback, as it always had. A network that does not exist (yet) is recorded by
+        // the name given and checked at start, as moby's `validateNetworkingConfig` ("the
+        // referenced network might not exist when the container is created"): compose 1.x
+        // creates containers before their networks at times.
+        let find = |name: &str| match self.network.find(name) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ContainerError::from(e)),
         };
-        let primary = match self.network.find(&mode) {
-            Ok(n) => Some(n),
-            Err(e) if mode == "bridge" && e.kind() == ErrorKind::NotFound => None,
-            Err(_) => Some(find(&mode)?),
+        let primary = match find(&mode)? {
+            Some(n) => Some(n),
+            None if mode == "bridge" => None,
+            None => {
+                let s = given
+                    .get(&mode)
+                    .or_else(|| given.get("default"))
+                    .cloned()
+                    .unwrap_or_default();
+                out.insert(mode.clone(), s);
+                None
+            }
         };
         if let Some(n) = primary {
             let mut s = given
@@ -95,7 +100,10 @@ impl ContainerManager {
             if name == "default" || name == &mode {
                 continue;
             }
-            let n = find(name)?;
+            let Some(n) = find(name)? else {
+                out.entry(name.clone()).or_insert_with(|| s.clone());
+                continue;
+            };
             if out.contains_key(&n.name) {
                 continue;
             }
@@ -197,11 +205,31 @@ impl ContainerManager {
                 let p = netns.clone();
                 let _ =
                     tokio::task::spawn_blocking(move || crate::network::netns::remove(&p)).await;
-                return Err(e.into());
+                // dockerd 28's words around any failure of the start's networking (e.g. a
+                // network that did not exist at create and still does not).
+                const SETUP: &str = "failed to set up container networking";
+                let text = e.to_string();
+                if text.starts_with(SETUP) {
+                    return Err(e.into());
+                }
+                return Err(ContainerError::new(e.kind(), format!("{SETUP}: {text}")));
             }
         };
         self.write_network_files(r, &attached, Rewrite::BeforeStart)?;
         self.update_link_parents(r);
+        // Networks recorded by name at create (they did not exist then) get their IDs, saved
+        // with the start's state.
+        if r.networks.values().any(|s| s.network_id.is_none()) {
+            if let Ok(c) = self.get(&r.id) {
+                self.update_unsaved(&c, |rec| {
+                    for a in &attached {
+                        if let Some(s) = rec.networks.get_mut(&a.network_name) {
+                            s.network_id.get_or_insert_with(|| a.network_id.clone());
+                        }
+                    }
+                });
+            }
+        }
         Ok(Some(netns))
     }
 
