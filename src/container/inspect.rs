@@ -97,7 +97,7 @@ pub fn record_mount_points(r: &Record) -> Vec<MountPoint> {
     };
     all.into_iter()
         .filter(|m| {
-            !(m.typ.as_ref().is_some_and(|t| t.to_string() == "tmpfs")
+            !(m.typ.as_deref() == Some("tmpfs")
                 && legacy_tmpfs(m.destination.as_deref().unwrap_or("")))
         })
         .collect()
