@@ -201,7 +201,7 @@ pub fn inspect(r: &Record, x: &InspectExtras) -> Value {
         }
         if let Some(Value::Object(c)) = m.get_mut("Config") {
             config_zeros(c);
-            // The container-wide MAC of an old client, kept as moby keeps `Config.MacAddress`.
+            // The deprecated container-wide MAC, kept as moby keeps `Config.MacAddress`.
             if let Some(mac) = &r.mac_address {
                 c.insert("MacAddress".to_string(), Value::String(mac.clone()));
             }

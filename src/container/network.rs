@@ -174,8 +174,8 @@ impl ContainerManager {
             .into_iter()
             .map(|(name, s)| {
                 let mut e = endpoint_request(name, s);
-                // An old client's container-wide MAC is the main network's (dockerd before
-                // 25 applied it at start, whatever happened to the endpoint before).
+                // The deprecated container-wide MAC is the main network's (dockerd before 25
+                // applied it at start, whatever happened to the endpoint before).
                 if e.mac.is_none() && (*name == mode || mode_is(&mode, name, self)) {
                     e.mac = r.mac_address.clone();
                 }
