@@ -672,7 +672,7 @@ mod tests {
                     true,
                     s("rshared")
                 ),
-                (s("volume"), s(""), s("/v"), s(""), true, s("")),
+                (s("volume"), s(""), s("/v"), s("z"), true, s("")),
                 (s("tmpfs"), s(""), s("/run"), s("size=1m"), true, s("")),
             ],
             "a named volume is a volume mount point (named and sourced at create)"
