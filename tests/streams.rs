@@ -587,6 +587,10 @@ fn stream_events() {
     ok(b.docker_out(&["run", "-d", "--name", "se2", "busybox", "sleep", "100"]));
     let o = b.docker_out(&["exec", "se2", "sh", "-c", "exit 4"]);
     assert_eq!(o.status.code(), Some(4));
+    // An exec that cannot start: created and started, but no process died (moby's
+    // `setExitCodeFromError` records 127 without an `exec_die`).
+    let o = b.docker_out(&["exec", "se2", "no-such-command"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
     ok(b.docker_out(&["rm", "-f", "se2"]));
     let out = common::events_text(
         &b,
@@ -606,6 +610,12 @@ fn stream_events() {
         "{out}"
     );
     assert!(out.contains("exec_die 4"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("exec_start: no-such-command")),
+        "{out}"
+    );
+    assert_eq!(out.matches("exec_die").count(), 1, "{out}");
 }
 
 #[test]

@@ -426,7 +426,7 @@ impl ContainerManager {
         // the exec's record ended. One that never started ends with 126.
         let refuse = |e: ContainerError| {
             if !lock(&exec.record).started {
-                self.exec_finished(id, 126);
+                self.exec_failed(id, 126);
             }
             e
         };
@@ -444,12 +444,12 @@ impl ContainerManager {
             let mut r = lock(&exec.record);
             if r.running || (r.started && r.exit_code.is_none()) {
                 return Err(ContainerError::conflict(format!(
-                    "Error: Exec command {id} is already running"
+                    "exec command {id} is already running"
                 )));
             }
             if r.exit_code.is_some() {
                 return Err(ContainerError::conflict(format!(
-                    "Error: Exec command {id} has already run"
+                    "exec command {id} has already run"
                 )));
             }
             r.started = true;
@@ -457,8 +457,14 @@ impl ContainerManager {
             r.running = true;
             r.config.clone()
         };
+        // moby's `ContainerExecStart` logs the start before the process is made, so an exec
+        // that cannot start has its `exec_start` too (and no `exec_die`).
+        self.events_bus().publish(
+            self.event_for(&rec, &format!("exec_start: {}", cmd_text(&cfg)))
+                .attribute("execID", id),
+        );
         let fail = |e: ContainerError| {
-            self.exec_finished(id, 126);
+            self.exec_failed(id, 126);
             e
         };
         // The process's TTY is the create request's (the start's only frames the stream);
@@ -503,7 +509,7 @@ impl ContainerManager {
                 // failed because the init was dying under it, killed by another client's stop
                 // or kill): dockerd's `errNotRunning` (409).
                 tracing::debug!("exec {id}: {e}");
-                self.exec_finished(id, 126);
+                self.exec_failed(id, 126);
                 return Err(ContainerError::conflict(format!(
                     "container {container_id} is not running"
                 )));
@@ -514,7 +520,7 @@ impl ContainerManager {
                 } else {
                     126
                 };
-                self.exec_finished(id, code);
+                self.exec_failed(id, code);
                 let message = if e.exit_code() != 0 {
                     format!("OCI runtime exec failed: exec failed: unable to start container process: {e}: unknown")
                 } else {
@@ -529,10 +535,6 @@ impl ContainerManager {
                 r.pid = pid as i64;
             }
         }
-        self.events_bus().publish(
-            self.event_for(&rec, &format!("exec_start: {}", cmd_text(&cfg)))
-                .attribute("execID", id),
-        );
         Ok(ExecStream {
             tty,
             stdin,
@@ -575,8 +577,19 @@ impl ContainerManager {
         Ok(self.runtime.exec_process(&r.id, &opts, &p)?)
     }
 
-    /// Record an exec's exit (from the supervisor's event or a failed start).
+    /// Record an exec's exit (from the supervisor's event, or its container's end): the exit
+    /// code and the `exec_die` event.
     pub(super) fn exec_finished(&self, exec_id: &str, code: i64) {
+        self.exec_ended(exec_id, code, true);
+    }
+
+    /// Record an exec that never ran (its start failed or was refused): the exit code only,
+    /// as moby's `setExitCodeFromError`; no process died, so no `exec_die`.
+    fn exec_failed(&self, exec_id: &str, code: i64) {
+        self.exec_ended(exec_id, code, false);
+    }
+
+    fn exec_ended(&self, exec_id: &str, code: i64, die_event: bool) {
         let Ok(exec) = self.exec_get(exec_id) else {
             return;
         };
@@ -591,7 +604,7 @@ impl ContainerManager {
             first
         };
         exec.done.send_modify(|d| *d = Some(code));
-        if first {
+        if first && die_event {
             let r = exec.snapshot();
             if let Ok(c) = self.get(&r.container_id) {
                 self.events_bus().publish(
