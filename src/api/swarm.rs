@@ -19,6 +19,7 @@ use super::error::ApiError;
 use super::router::{Ctx, HandlerResult, Route};
 use crate::errors::ErrorKind;
 use crate::filters::Filters;
+use crate::util::strconv::parse_bool;
 use crate::version::ApiVersion;
 
 /// dockerd's `errNoSwarm`: leaving a swarm the node is not in.
@@ -100,15 +101,6 @@ fn go_parse_uint(s: &str) -> Result<u64, String> {
         .map_err(|_| format!("strconv.ParseUint: parsing {s:?}: value out of range"))
 }
 
-/// Go's `strconv.ParseBool` error, if `s` is not one.
-fn go_parse_bool(s: &str) -> Result<bool, String> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-        _ => Err(format!("strconv.ParseBool: parsing {s:?}: invalid syntax")),
-    }
-}
-
 /// The `filters` parameter, checked against the names dockerd's cluster accepts.
 fn check_filters(ctx: &C, accepted: Option<&[&str]>) -> Result<(), ApiError> {
     let f = Filters::parse(ctx.query.get("filters").unwrap_or(""))?;
@@ -161,7 +153,7 @@ pub async fn swarm_update(ctx: C) -> HandlerResult {
     version.map_err(|e| ApiError::invalid(format!("invalid swarm version '{raw}': {e}")))?;
     for (name, value) in flags {
         if let Some(v) = value.filter(|v| !v.is_empty()) {
-            go_parse_bool(&v)
+            parse_bool(&v)
                 .map_err(|_| ApiError::invalid(format!("invalid value for {name}: {v}")))?;
         }
     }
@@ -173,7 +165,7 @@ pub async fn service_list(ctx: C) -> HandlerResult {
     let f = Filters::parse(ctx.query.get("filters").unwrap_or(""))?;
     if ctx.version >= ApiVersion::new(1, 41) {
         if let Some(v) = ctx.query.get("status").filter(|v| !v.is_empty()) {
-            go_parse_bool(v)
+            parse_bool(v)
                 .map_err(|e| ApiError::invalid(format!("invalid value for status: {v}: {e}")))?;
         }
     }
@@ -184,7 +176,7 @@ pub async fn service_list(ctx: C) -> HandlerResult {
 /// `GET /services/{id}`: `insertDefaults` must be a boolean.
 pub async fn service_inspect(ctx: C) -> HandlerResult {
     if let Some(v) = ctx.query.get("insertDefaults").filter(|v| !v.is_empty()) {
-        go_parse_bool(v).map_err(|e| {
+        parse_bool(v).map_err(|e| {
             ApiError::invalid(format!("invalid value for insertDefaults: {v}: {e}"))
         })?;
     }
@@ -360,10 +352,10 @@ mod tests {
             go_parse_uint("99999999999999999999").unwrap_err(),
             "strconv.ParseUint: parsing \"99999999999999999999\": value out of range"
         );
-        assert_eq!(go_parse_bool("T"), Ok(true));
-        assert_eq!(go_parse_bool("False"), Ok(false));
+        assert_eq!(parse_bool("T"), Ok(true));
+        assert_eq!(parse_bool("False"), Ok(false));
         assert_eq!(
-            go_parse_bool("yes").unwrap_err(),
+            parse_bool("yes").unwrap_err(),
             "strconv.ParseBool: parsing \"yes\": invalid syntax"
         );
     }

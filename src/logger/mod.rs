@@ -18,6 +18,8 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::util::strconv::parse_bool;
+
 pub use jsonfile::{read, read_and_follow, Follower, LogEntry, ReadOptions, Writer};
 
 crate::module_error! {
@@ -148,7 +150,7 @@ impl LogConfig {
             })?;
         }
         if let Some(v) = opts.get("cache-disabled") {
-            if !v.is_empty() && parse_go_bool(v).is_err() {
+            if !v.is_empty() && parse_bool(v).is_err() {
                 return Err(LogError::invalid(format!(
                     "invalid value for option cache-disabled: {v}"
                 )));
@@ -220,7 +222,7 @@ fn json_file_config(opts: &HashMap<String, String>) -> Result<LogConfig, LogErro
     }
     let mut compress = false;
     if let Some(v) = opts.get("compress") {
-        compress = parse_go_bool(v).map_err(LogError::invalid)?;
+        compress = parse_bool(v).map_err(LogError::invalid)?;
         if compress && (max_file == 1 || max_size.is_none()) {
             return Err(LogError::invalid(
                 "compress cannot be true when max-file is less than 2 or max-size is not set",
@@ -248,7 +250,7 @@ fn local_config(opts: &HashMap<String, String>) -> Result<LogConfig, LogError> {
     }
     let mut compress = true;
     if let Some(v) = opts.get("compress") {
-        compress = parse_go_bool(v)
+        compress = parse_bool(v)
             .map_err(|e| LogError::invalid(format!("invalid boolean value for compress: {e}")))?;
     }
     if max_size < 0 {
@@ -345,14 +347,6 @@ fn parse_go_int(s: &str) -> Result<i64, String> {
     }
     s.parse::<i64>()
         .map_err(|_| format!("strconv.Atoi: parsing {s:?}: value out of range"))
-}
-
-fn parse_go_bool(s: &str) -> Result<bool, String> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-        _ => Err(format!("strconv.ParseBool: parsing {s:?}: invalid syntax")),
-    }
 }
 
 /// A timestamp as `docker logs --timestamps` prints it: Go's `2006-01-02T15:04:05.000000000Z07:00`

@@ -2108,13 +2108,11 @@ fn flag_or_option(
         options.remove(key);
         return Ok(v);
     }
-    match options.get(key).map(String::as_str) {
+    match options.get(key) {
         None => Ok(default),
-        Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Ok(true),
-        Some("0" | "f" | "F" | "FALSE" | "false" | "False") => Ok(false),
-        Some(_) => Err(NetworkError::invalid(format!(
-            "driver-opt \"{key}\" is not a valid bool"
-        ))),
+        Some(v) => crate::util::strconv::parse_bool(v).map_err(|_| {
+            NetworkError::invalid(format!("driver-opt \"{key}\" is not a valid bool"))
+        }),
     }
 }
 

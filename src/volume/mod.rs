@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::events::{Event, EventBus};
 use crate::filters::Filters;
 use crate::util::fs::{atomic_write, ensure_dir, remove_temp_files};
+use crate::util::strconv::parse_bool;
 
 crate::module_error! {
     /// A volume-side failure.
@@ -570,7 +571,7 @@ impl VolumeService {
         let values: Vec<&str> = filters.get("all").collect();
         let all = match values.as_slice() {
             [] => all_by_default,
-            [one] => parse_go_bool(one).ok_or_else(|| {
+            [one] => parse_bool(one).ok().ok_or_else(|| {
                 VolumeError::invalid(format!(
                     "invalid filter 'all': strconv.ParseBool: parsing {one:?}: invalid syntax"
                 ))
@@ -657,15 +658,6 @@ fn name_matches(name: &str, pattern: &str) -> bool {
         (true, false) => name.starts_with(core),
         (false, true) => name.ends_with(core),
         (false, false) => name.contains(core),
-    }
-}
-
-/// Go's `strconv.ParseBool`.
-fn parse_go_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
     }
 }
 

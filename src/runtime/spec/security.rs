@@ -1,6 +1,7 @@
 //! `SecurityOpt` (moby's `parseSecurityOpt`), seccomp and capabilities (moby's `oci/caps`).
 
 use super::*;
+use crate::util::strconv::parse_bool;
 
 /// Docker's default capabilities.
 pub const DEFAULT_CAPABILITIES: [&str; 14] = [
@@ -114,25 +115,16 @@ impl SecurityOptions {
                 "label" | "apparmor" => {}
                 "seccomp" => out.seccomp = Some(v.to_string()),
                 "no-new-privileges" => {
-                    out.no_new_privileges = parse_go_bool(v).ok_or_else(invalid)?;
+                    out.no_new_privileges = parse_bool(v).ok().ok_or_else(invalid)?;
                 }
                 "writable-cgroups" => {
-                    out.writable_cgroups = Some(parse_go_bool(v).ok_or_else(invalid)?);
+                    out.writable_cgroups = Some(parse_bool(v).ok().ok_or_else(invalid)?);
                 }
                 "systempaths" if v == "unconfined" => out.systempaths_unconfined = true,
                 _ => return Err(invalid()),
             }
         }
         Ok(out)
-    }
-}
-
-/// Go's `strconv.ParseBool`.
-pub(super) fn parse_go_bool(v: &str) -> Option<bool> {
-    match v {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
     }
 }
 
