@@ -280,10 +280,7 @@ impl ImageService {
         }
         let now = SystemTime::now();
         for u in f.get("until") {
-            let t = parse_timestamp_or_error(u, now).map_err(|e| {
-                ImageError::invalid(format!("invalid value for 'until' filter: {e}"))
-            })?;
-            let t = crate::util::time::unix_nanos(t);
+            let t = until_nanos(u, now)?;
             before = Some(before.map_or(t, |x| x.min(t)));
         }
         let mut since: Option<i128> = None;
@@ -758,11 +755,7 @@ impl ImageService {
             ));
         }
         let until = match untils.first() {
-            Some(u) => Some(crate::util::time::unix_nanos(
-                parse_timestamp_or_error(u, SystemTime::now()).map_err(|e| {
-                    ImageError::invalid(format!("invalid value for 'until' filter: {e}"))
-                })?,
-            )),
+            Some(u) => Some(until_nanos(u, SystemTime::now())?),
             None => None,
         };
         let images = self.store.images();
@@ -1274,6 +1267,14 @@ fn reference_matches(pattern: &str, r: &Reference) -> bool {
 }
 
 /// `path.Match`-style glob: `*` (not across `/`), `?`, literal otherwise.
+/// An `until` filter of image list or prune, in nanoseconds since the epoch, or moby's 400
+/// (`invalid value for 'until' filter: …`).
+fn until_nanos(value: &str, now: SystemTime) -> Result<i128, ImageError> {
+    parse_timestamp_or_error(value, now)
+        .map(crate::util::time::unix_nanos)
+        .map_err(|e| ImageError::invalid(format!("invalid value for 'until' filter: {e}")))
+}
+
 fn glob(pattern: &str, s: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = s.chars().collect();
