@@ -891,12 +891,7 @@ impl ContainerManager {
                 )));
             }
         }
-        let (id, warnings) = self.create_with(name, body, image).await?;
-        if let Some(mac) = container_mac {
-            let c = self.get(&id)?;
-            self.update(&c, |r| r.mac_address = Some(mac))?;
-        }
-        Ok((id, warnings))
+        self.create_with(name, body, image, container_mac).await
     }
 
     /// A build step's container on no image at all (`FROM scratch`): an empty root file
@@ -919,7 +914,7 @@ impl ContainerManager {
             parent: None,
             built_locally: false,
         };
-        self.create_with(None, body, image).await
+        self.create_with(None, body, image, None).await
     }
 
     async fn create_with(
@@ -927,6 +922,7 @@ impl ContainerManager {
         name: Option<String>,
         body: ContainerCreateBody,
         image: crate::image::store::Image,
+        container_mac: Option<String>,
     ) -> Result<(String, Vec<String>), ContainerError> {
         // A start usually follows at once (`docker run`): begin the grace period its first
         // cgroup move waits for; the start begins another, which keeps the window open if this
@@ -1013,6 +1009,7 @@ impl ContainerManager {
             points,
             &image,
             networks,
+            container_mac,
         );
         match result {
             Ok(record) => {
@@ -1080,6 +1077,7 @@ impl ContainerManager {
         mount_points: Vec<MountPoint>,
         image: &crate::image::store::Image,
         networks: std::collections::BTreeMap<String, bollard_stubs::models::EndpointSettings>,
+        mac_address: Option<String>,
     ) -> Result<Record, ContainerError> {
         let dir = self.container_dir(id);
         ensure_dir(&self.cfg.data_root.join("containers"), 0o710)
@@ -1168,7 +1166,7 @@ impl ContainerManager {
             mount_points: Some(mount_points),
             mount_error: None,
             networks,
-            mac_address: None,
+            mac_address,
         };
         self.populate_volumes(&mut record)?;
         record.save(&dir)?;
