@@ -159,7 +159,7 @@ pub fn write_save<W: WriteChunk>(
     if !repositories.is_empty() {
         let mut bytes = to_json(&repositories)?;
         bytes.push(b'\n');
-        append_bytes(&mut tar, "repositories", &bytes).map_err(io("repositories"))?;
+        append_bytes(&mut tar, LEGACY_REPOSITORIES, &bytes).map_err(io(LEGACY_REPOSITORIES))?;
     }
     let mut out = tar.into_inner().map_err(io("end"))?;
     out.flush().map_err(io("flush"))?;
@@ -310,6 +310,8 @@ pub fn load_dir(
     ))
 }
 
+/// The legacy names file of `docker save`: written beside `manifest.json`, the only names of
+/// an archive from before Docker 1.10.
 const LEGACY_REPOSITORIES: &str = "repositories";
 
 /// A v1 image of a legacy archive, once registered.
