@@ -335,13 +335,7 @@ pub async fn create(ctx: Ctx<dyn ContainerBackend>) -> HandlerResult {
     body.cmd = cmd;
     body.entrypoint = entrypoint;
     body.shell = shell;
-    // moby's router: clients below API 1.40 expect the IPC mode `shareable` by default.
-    if ctx.version < ApiVersion::new(1, 40) {
-        let hc = body.host_config.get_or_insert_with(Default::default);
-        if hc.ipc_mode.as_deref().unwrap_or("").is_empty() {
-            hc.ipc_mode = Some("shareable".to_string());
-        }
-    }
+    crate::container::create::old_client_ipc_mode(&mut body, ctx.version);
     let mac = crate::container::create::migrate_mac_address(&mut body, mac_address, ctx.version)?;
     let mut resp = backend
         .container_create(name, platform, body, mac.kept)

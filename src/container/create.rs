@@ -203,6 +203,16 @@ pub struct MacMigration {
     pub kept: Option<String>,
 }
 
+/// moby's router: clients below API 1.40 expect the IPC mode `shareable` when they give none.
+pub fn old_client_ipc_mode(body: &mut ContainerCreateBody, version: ApiVersion) {
+    if version < ApiVersion::new(1, 40) {
+        let hc = body.host_config.get_or_insert_with(Default::default);
+        if hc.ipc_mode.as_deref().unwrap_or("").is_empty() {
+            hc.ipc_mode = Some("shareable".to_string());
+        }
+    }
+}
+
 const MAC_DEPRECATED: &str =
     "The container-wide MacAddress field is now deprecated. It should be specified in EndpointsConfig instead.";
 
