@@ -70,23 +70,18 @@ impl ContainerManager {
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(ContainerError::from(e)),
         };
+        // The main network's settings, as the request keys them (the CLI: `default`).
+        let for_mode = || given.get(&mode).or_else(|| given.get("default"));
         let primary = match find(&mode)? {
             Some(n) => Some(n),
             None if mode == "bridge" => None,
             None => {
-                let s = given
-                    .get(&mode)
-                    .or_else(|| given.get("default"))
-                    .cloned()
-                    .unwrap_or_default();
-                out.insert(mode.clone(), s);
+                out.insert(mode.clone(), for_mode().cloned().unwrap_or_default());
                 None
             }
         };
         if let Some(n) = primary {
-            let mut s = given
-                .get(&mode)
-                .or_else(|| given.get("default"))
+            let mut s = for_mode()
                 .or_else(|| given.get(&n.id))
                 .or_else(|| given.get(&n.name))
                 .cloned()
