@@ -200,14 +200,13 @@ impl ContainerManager {
                 let p = netns.clone();
                 let _ =
                     tokio::task::spawn_blocking(move || crate::network::netns::remove(&p)).await;
-                // dockerd 28's words around any failure of the start's networking (e.g. a
-                // network that did not exist at create and still does not).
-                const SETUP: &str = "failed to set up container networking";
-                let text = e.to_string();
-                if text.starts_with(SETUP) {
-                    return Err(e.into());
-                }
-                return Err(ContainerError::new(e.kind(), format!("{SETUP}: {text}")));
+                // dockerd 28's words around any failure of the start's networking (a port
+                // that cannot be bound, a network that did not exist at create and still
+                // does not, …).
+                return Err(ContainerError::new(
+                    e.kind(),
+                    format!("failed to set up container networking: {e}"),
+                ));
             }
         };
         self.write_network_files(r, &attached, Rewrite::BeforeStart)?;

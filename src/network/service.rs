@@ -1161,12 +1161,13 @@ impl NetworkService {
                     self.publish_ports(&req.container_id, &req.ports, &bridge, (ip, ip6), binding)
                 })
                 .map_err(|e| {
-                    // dockerd 28's words around the binding's own error.
+                    // dockerd 28's words around the binding's own error (the start adds
+                    // "failed to set up container networking").
                     NetworkError::new(
                         crate::errors::Kinded::kind(&e),
                         format!(
-                            "failed to set up container networking: driver failed programming \
-                             external connectivity on endpoint {} ({endpoint_id}): {e}",
+                            "driver failed programming external connectivity on endpoint {} \
+                             ({endpoint_id}): {e}",
                             req.container_name
                         ),
                     )
