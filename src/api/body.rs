@@ -208,11 +208,7 @@ pub fn json_ordered(
 ) -> Response<Body> {
     let mut v = super::order::to_vec(value, shape);
     v.push(b'\n');
-    let mut r = Response::new(full(v));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
+    json_bytes_response(status, v)
 }
 
 /// A JSON response: the value, then a newline, as Go's `json.Encoder` writes it.
@@ -220,21 +216,14 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Re
     match serde_json::to_vec(value) {
         Ok(mut v) => {
             v.push(b'\n');
-            let mut r = Response::new(full(v));
-            *r.status_mut() = status;
-            r.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r
+            json_bytes_response(status, v)
         }
         Err(e) => {
             tracing::error!("encode response: {e}");
-            let mut r = Response::new(full(
-                "{\"message\":\"internal error: could not encode the response\"}\n",
-            ));
-            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-            r.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r
+            json_bytes_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                b"{\"message\":\"internal error: could not encode the response\"}\n".to_vec(),
+            )
         }
     }
 }
