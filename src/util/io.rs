@@ -209,6 +209,32 @@ impl ChannelWriter {
     }
 }
 
+/// Wait, `limit` at most, until the peer of a Unix stream socket has read everything sent
+/// to it (the send queue, `SIOCOUTQ`, is empty). A hijacked stream starts with this: clients
+/// that parse the `101` with a buffered reader and then read the raw socket (docker-py's
+/// `attach` and `exec_start`, dockerpty) lose whatever arrived with the head. dockerd's
+/// streams happen to start a little later; berth's would otherwise follow the head at once.
+pub async fn unix_peer_caught_up(fd: std::os::fd::RawFd, limit: std::time::Duration) {
+    let start = std::time::Instant::now();
+    let mut spins = 0;
+    loop {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (the same request number as TIOCOUTQ) writes one int through the
+        // pointer, which points at `queued`; a descriptor that is gone gives -1.
+        let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+        if rc != 0 || queued == 0 || start.elapsed() >= limit {
+            return;
+        }
+        // The peer usually reads within microseconds: yield a few times before sleeping.
+        if spins < 32 {
+            spins += 1;
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,43 +301,12 @@ mod tests {
             .unwrap();
         assert_eq!(all, b"xyz");
     }
-}
-
-/// Wait, `limit` at most, until the peer of a Unix stream socket has read everything sent
-/// to it (the send queue, `SIOCOUTQ`, is empty). A hijacked stream starts with this: clients
-/// that parse the `101` with a buffered reader and then read the raw socket (docker-py's
-/// `attach` and `exec_start`, dockerpty) lose whatever arrived with the head. dockerd's
-/// streams happen to start a little later; berth's would otherwise follow the head at once.
-pub async fn unix_peer_caught_up(fd: std::os::fd::RawFd, limit: std::time::Duration) {
-    let start = std::time::Instant::now();
-    let mut spins = 0;
-    loop {
-        let mut queued: libc::c_int = 0;
-        // SAFETY: SIOCOUTQ (the same request number as TIOCOUTQ) writes one int through the
-        // pointer, which points at `queued`; a descriptor that is gone gives -1.
-        let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
-        if rc != 0 || queued == 0 || start.elapsed() >= limit {
-            return;
-        }
-        // The peer usually reads within microseconds: yield a few times before sleeping.
-        if spins < 32 {
-            spins += 1;
-            tokio::task::yield_now().await;
-        } else {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-    }
-}
-
-#[cfg(test)]
-mod peer_tests {
-    use super::*;
-    use std::os::fd::AsRawFd;
-    use std::time::{Duration, Instant};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
     async fn waits_until_the_peer_has_read() {
+        use std::os::fd::AsRawFd;
+        use std::time::{Duration, Instant};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (mut a, mut b) = tokio::net::UnixStream::pair().unwrap();
         a.write_all(b"HTTP/1.1 101\r\n\r\n").await.unwrap();
         // Unread: the wait runs to its limit.
